@@ -1,0 +1,258 @@
+"""Source text to AST: the Lark grammar plus a transformer with one method per rule."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, VisitError
+from lark.tree import Meta
+
+from nanolang import ast
+from nanolang.errors import NanoError, NanoSyntaxError, Span
+from nanolang.strings import Hole, split_literal
+
+GRAMMAR = Path(__file__).with_name("grammar.lark")
+
+
+@lru_cache(maxsize=1)
+def _lark() -> Lark:
+    return Lark(
+        GRAMMAR.read_text(),
+        parser="lalr",
+        start=["start", "expr"],
+        propagate_positions=True,
+        maybe_placeholders=True,
+    )
+
+
+def parse(source: str, file: str = "<string>") -> ast.Module:
+    """Parse a whole ``.nano`` source; raises NanoSyntaxError with position and expectations."""
+    try:
+        programs = _Builder(file, 1, 1).transform(_run(source, "start", file, 1, 1))
+    except NanoError as exc:
+        raise exc.with_source(source) from None
+    return ast.Module(tuple(programs), file, source)
+
+
+def parse_expr(source: str, file: str = "<string>") -> ast.Expr:
+    """Parse one expression (used by ``--arg`` handling and tests)."""
+    try:
+        return _Builder(file, 1, 1).transform(_run(source, "expr", file, 1, 1))
+    except NanoError as exc:
+        raise exc.with_source(source) from None
+
+
+def _run(source: str, start: str, file: str, line: int, column: int) -> Tree:
+    try:
+        return _lark().parse(source, start=start)
+    except UnexpectedInput as exc:
+        span = _shift(file, line, column, exc.line, exc.column)
+        raise NanoSyntaxError(_describe(exc), span) from None
+
+
+def _shift(file: str, base_line: int, base_col: int, line: int, col: int) -> Span:
+    if line < 1:
+        return Span(file, base_line, base_col)
+    if line == 1:
+        return Span(file, base_line, base_col + col - 1)
+    return Span(file, base_line + line - 1, col)
+
+
+def _describe(exc: UnexpectedInput) -> str:
+    if isinstance(exc, UnexpectedCharacters):
+        got = f"unexpected character {exc.char!r}"
+        expected = exc.allowed
+    elif isinstance(exc, UnexpectedEOF):
+        got, expected = "unexpected end of input", exc.expected
+    else:
+        token = exc.token  # type: ignore[attr-defined]
+        got = "unexpected end of input" if token.type == "$END" else f"unexpected {token.value!r}"
+        expected = exc.expected  # type: ignore[attr-defined]
+    names = sorted({_terminal_text(t) for t in expected or ()})
+    return f"{got}; expected {', '.join(names)}" if names else got
+
+
+def _terminal_text(name: str) -> str:
+    readable = {
+        "NAME": "a name",
+        "NUMBER": "a number",
+        "SHORT_STRING": "a string",
+        "LONG_STRING": "a string",
+        "ROLE": "system/user/assistant",
+        "$END": "end of input",
+    }
+    if name in readable:
+        return readable[name]
+    for term in _lark().terminals:
+        if term.name == name and term.pattern.type == "str":
+            return repr(term.pattern.value)
+    return name.lower()
+
+
+class _Builder(Transformer):
+    """Builds AST nodes; ``line``/``column`` shift positions for expressions inside strings."""
+
+    def __init__(self, file: str, line: int, column: int) -> None:
+        super().__init__()
+        self.file, self.line, self.column = file, line, column
+
+    def transform(self, tree: Tree) -> Any:
+        try:
+            return super().transform(tree)
+        except VisitError as exc:
+            if isinstance(exc.orig_exc, NanoError):
+                raise exc.orig_exc from None
+            raise
+
+    def _span(self, meta: Meta | Token) -> Span:
+        line = getattr(meta, "line", None)
+        col = getattr(meta, "column", None)
+        if line is None or col is None:
+            return Span(self.file, self.line, self.column)
+        return _shift(self.file, self.line, self.column, line, col)
+
+    # program structure
+
+    def start(self, children: list[Any]) -> list[ast.ProgramDef]:
+        return list(children)
+
+    @v_args(meta=True)
+    def program(self, meta: Meta, children: list[Any]) -> ast.ProgramDef:
+        name, *params, body = children
+        params = tuple(p for p in params if p is not None)
+        return ast.ProgramDef(str(name), params, body, self._span(name))
+
+    def param(self, children: list[Any]) -> ast.Param:
+        name, default = children
+        return ast.Param(str(name), default, self._span(name))
+
+    def block(self, children: list[Any]) -> tuple[ast.Stmt, ...]:
+        return tuple(children)
+
+    # statements
+
+    @v_args(meta=True)
+    def text_stmt(self, meta: Meta, children: list[Any]) -> ast.Text:
+        return ast.Text(children[0], self._span(meta))
+
+    @v_args(meta=True)
+    def role_stmt(self, meta: Meta, children: list[Any]) -> ast.Role:
+        role, body = children
+        if isinstance(body, ast.Str):
+            body = (ast.Text(body, body.span),)
+        return ast.Role(str(role), body, self._span(meta))
+
+    @v_args(meta=True)
+    def gen_stmt(self, meta: Meta, children: list[Any]) -> ast.Gen:
+        name, args = children
+        return ast.Gen(str(name), args or (), self._span(meta))
+
+    @v_args(meta=True)
+    def select_stmt(self, meta: Meta, children: list[Any]) -> ast.Select:
+        name, args, choices = children
+        return ast.Select(str(name), args or (), choices, self._span(meta))
+
+    @v_args(meta=True)
+    def fork_stmt(self, meta: Meta, children: list[Any]) -> ast.Fork:
+        return ast.Fork(children[0], children[1], self._span(meta))
+
+    @v_args(meta=True)
+    def for_stmt(self, meta: Meta, children: list[Any]) -> ast.For:
+        name, iterable, body = children
+        return ast.For(str(name), iterable, body, self._span(meta))
+
+    @v_args(meta=True)
+    def if_stmt(self, meta: Meta, children: list[Any]) -> ast.If:
+        cond, then, _else, orelse = children
+        if isinstance(orelse, ast.If):
+            orelse = (orelse,)
+        return ast.If(cond, then, orelse or (), self._span(meta))
+
+    @v_args(meta=True)
+    def let_stmt(self, meta: Meta, children: list[Any]) -> ast.Let:
+        name, value = children
+        return ast.Let(str(name), value, self._span(meta))
+
+    def return_stmt(self, children: list[Any]) -> ast.Return:
+        keyword, value = children
+        return ast.Return(value, self._span(keyword))
+
+    def arglist(self, children: list[Any]) -> tuple[ast.Arg, ...]:
+        return tuple(a for a in children if a is not None)
+
+    def arg(self, children: list[Any]) -> ast.Arg:
+        name, value = children
+        return ast.Arg(str(name), value, self._span(name))
+
+    @v_args(meta=True)
+    def record(self, meta: Meta, children: list[Any]) -> ast.Record:
+        return ast.Record(tuple(f for f in children if f is not None), self._span(meta))
+
+    def field(self, children: list[Any]) -> ast.Field:
+        name, value = children
+        span = self._span(name)
+        return ast.Field(str(name), value if value is not None else ast.Var(str(name), span), span)
+
+    # expressions
+
+    def _binop(op: str) -> Any:  # noqa: N805 - a method factory used at class creation
+        @v_args(meta=True)
+        def build(self: _Builder, meta: Meta, children: list[Any]) -> ast.BinOp:
+            return ast.BinOp(op, children[0], children[1], self._span(meta))
+
+        return build
+
+    or_, and_, add, sub = _binop("or"), _binop("and"), _binop("+"), _binop("-")
+    eq, ne, lt, gt = _binop("=="), _binop("!="), _binop("<"), _binop(">")
+    le, ge, in_, not_in = _binop("<="), _binop(">="), _binop("in"), _binop("not in")
+
+    @v_args(meta=True)
+    def not_(self, meta: Meta, children: list[Any]) -> ast.Not:
+        return ast.Not(children[0], self._span(meta))
+
+    @v_args(meta=True)
+    def index(self, meta: Meta, children: list[Any]) -> ast.Index:
+        return ast.Index(children[0], children[1], self._span(meta))
+
+    def number(self, children: list[Any]) -> ast.Num:
+        tok = children[0]
+        value = float(tok) if "." in tok else int(tok)
+        return ast.Num(value, self._span(tok))
+
+    def true(self, children: list[Any]) -> ast.Bool:
+        return ast.Bool(True, self._span(children[0]))
+
+    def false(self, children: list[Any]) -> ast.Bool:
+        return ast.Bool(False, self._span(children[0]))
+
+    @v_args(meta=True)
+    def list(self, meta: Meta, children: list[Any]) -> ast.ListLit:
+        return ast.ListLit(tuple(c for c in children if c is not None), self._span(meta))
+
+    def var(self, children: list[Any]) -> ast.Var:
+        return ast.Var(str(children[0]), self._span(children[0]))
+
+    def func(self, children: list[Any]) -> ast.Func:
+        name, *args = children
+        return ast.Func(str(name), tuple(a for a in args if a is not None), self._span(name))
+
+    @v_args(meta=True)
+    def call(self, meta: Meta, children: list[Any]) -> ast.Call:
+        name, args = children
+        return ast.Call(str(name), args, self._span(meta))
+
+    def string(self, children: list[Any]) -> ast.Str:
+        tok = children[0]
+        span = self._span(tok)
+        parts = split_literal(str(tok), span)
+        return ast.Str(tuple(self._piece(p) for p in parts), span)
+
+    def _piece(self, part: str | Hole) -> str | ast.Expr:
+        if isinstance(part, str):
+            return part
+        span = part.span
+        tree = _run(part.source, "expr", self.file, span.line, span.column)
+        return _Builder(self.file, span.line, span.column).transform(tree)
