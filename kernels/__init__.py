@@ -1,0 +1,12 @@
+"""Operators behind one interface: a torch reference for each, faster backends where installed.
+
+The version below is this package's own (it ships inside the ``nanolang`` distribution); it is kept
+far below the range that transformers accepts for the unrelated Hugging Face ``kernels`` package,
+so transformers never mistakes this package for that one.
+"""
+
+from kernels.metadata import AttentionMetadata
+from kernels.registry import OPERATORS, Ops, get_ops, implementations, register
+
+__version__ = "0.0.0+nanolang"
+__all__ = ["OPERATORS", "AttentionMetadata", "Ops", "get_ops", "implementations", "register"]

@@ -1,0 +1,131 @@
+"""Torch reference of every operator: the CPU path and the oracle for the GPU kernels."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from kernels.metadata import AttentionMetadata
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x [T, K] @ weight[N, K].T (+ bias [N]) -> [T, N]."""
+    return F.linear(x, weight, bias)
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm over the last dim, computed in float32, returned in x's dtype."""
+    xf = x.float()
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * xf.to(x.dtype)
+
+
+def add_rms_norm(
+    x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """residual' = x + residual; returns (rms_norm(residual'), residual')."""
+    summed = x + residual
+    return rms_norm(summed, weight, eps), summed
+
+
+def rotary(
+    q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, cos_sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotate-half RoPE. q [T, Hq, D], k [T, Hk, D], positions [T], cos_sin [max_pos, D] (cos|sin)."""
+    half = cos_sin.shape[-1] // 2
+    cs = cos_sin.index_select(0, positions.long())
+    cos = cs[:, :half].unsqueeze(1)
+    sin = cs[:, half:].unsqueeze(1)
+
+    def rotate(t: torch.Tensor) -> torch.Tensor:
+        tf = t.float()
+        t1, t2 = tf[..., :half], tf[..., half:]
+        return torch.cat([t1 * cos - t2 * sin, t2 * cos + t1 * sin], dim=-1).to(t.dtype)
+
+    return rotate(q), rotate(k)
+
+
+def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
+    """x [T, 2I] = gate | up -> silu(gate) * up [T, I]."""
+    gate, up = x.chunk(2, dim=-1)
+    return F.silu(gate) * up
+
+
+def store_kv(
+    k: torch.Tensor,
+    v: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    slot_mapping: torch.Tensor,
+) -> None:
+    """Write k, v [T, Hk, D] into caches [num_blocks, block_size, Hk, D] at flat slots [T]."""
+    flat_k = k_cache.view(-1, *k_cache.shape[2:])
+    flat_v = v_cache.view(-1, *v_cache.shape[2:])
+    flat_k.index_copy_(0, slot_mapping, k.to(k_cache.dtype))
+    flat_v.index_copy_(0, slot_mapping, v.to(v_cache.dtype))
+
+
+def paged_attention(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    meta: AttentionMetadata,
+    scale: float,
+) -> torch.Tensor:
+    """Causal attention of q [T, Hq, D] over each sequence's paged KV; GQA by head grouping."""
+    out = torch.empty_like(q)
+    num_kv_heads = k_cache.shape[2]
+    group = q.shape[1] // num_kv_heads
+    block_size = k_cache.shape[1]
+    cu = meta.cu_seqlens_q_host or tuple(meta.cu_seqlens_q.tolist())
+    ctx = meta.context_lens_host or tuple(meta.context_lens.tolist())
+    for i, ctx_len in enumerate(ctx):
+        start, end = cu[i], cu[i + 1]
+        q_len = end - start
+        num_blocks = (ctx_len + block_size - 1) // block_size
+        blocks = meta.block_tables[i, :num_blocks].long()
+        keys = k_cache.index_select(0, blocks).flatten(0, 1)[:ctx_len]  # [ctx, Hk, D]
+        values = v_cache.index_select(0, blocks).flatten(0, 1)[:ctx_len]
+        keys = keys.repeat_interleave(group, dim=1).transpose(0, 1).float()  # [Hq, ctx, D]
+        values = values.repeat_interleave(group, dim=1).transpose(0, 1).float()
+        qs = q[start:end].transpose(0, 1).float()  # [Hq, q_len, D]
+        scores = torch.matmul(qs, keys.transpose(1, 2)) * scale  # [Hq, q_len, ctx]
+        q_pos = torch.arange(ctx_len - q_len, ctx_len, device=q.device).unsqueeze(1)
+        k_pos = torch.arange(ctx_len, device=q.device).unsqueeze(0)
+        scores = scores.masked_fill(k_pos > q_pos, float("-inf"))
+        probs = torch.softmax(scores, dim=-1)
+        out[start:end] = torch.matmul(probs, values).transpose(0, 1).to(q.dtype)
+    return out
+
+
+def sample(
+    logits: torch.Tensor,
+    temperature: torch.Tensor,
+    top_p: torch.Tensor,
+    top_k: torch.Tensor,
+    min_p: torch.Tensor,
+    noise: torch.Tensor,
+) -> torch.Tensor:
+    """Pick one token per row of logits [B, V] (float32).
+
+    Rows with temperature 0 take the argmax. Others are scaled by temperature, filtered by top-k
+    (top_k <= 0 or >= V disables it), top-p and min-p, and sampled by the exponential race
+    ``argmax(p / noise)`` with ``noise`` [B, V] ~ Exp(1), which equals sampling from p; the caller makes
+    the noise from each request's seed so the draw does not depend on the rest of the batch.
+    """
+    greedy = temperature == 0
+    scaled = logits / torch.where(greedy, torch.ones_like(temperature), temperature).unsqueeze(1)
+    probs = torch.softmax(scaled, dim=-1)
+    sorted_probs, sorted_idx = probs.sort(dim=-1, descending=True)
+    vocab = logits.shape[-1]
+    ranks = torch.arange(vocab, device=logits.device).unsqueeze(0)
+    k = torch.where(top_k <= 0, torch.full_like(top_k, vocab), top_k.clamp(max=vocab))
+    drop = ranks >= k.unsqueeze(1)
+    cum_before = sorted_probs.cumsum(dim=-1) - sorted_probs
+    drop |= cum_before >= top_p.unsqueeze(1)
+    drop |= sorted_probs < (min_p * sorted_probs[:, 0]).unsqueeze(1)
+    drop[:, 0] = False
+    sorted_probs = sorted_probs.masked_fill(drop, 0.0)
+    filtered = torch.zeros_like(probs).scatter_(1, sorted_idx, sorted_probs)
+    sampled = (filtered / noise).argmax(dim=-1)
+    return torch.where(greedy, logits.argmax(dim=-1), sampled)

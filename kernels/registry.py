@@ -1,0 +1,125 @@
+"""One registry that picks, per operator, the fastest backend available on a device.
+
+Backends register implementations under an operator name with a priority and an availability
+check; ``get_ops(device)`` resolves every operator once and logs the choice. The runtime only ever
+sees the resulting :class:`Ops`, never triton or flashinfer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from functools import cache
+from typing import Any
+
+import torch
+
+from kernels import reference
+
+logger = logging.getLogger("kernels")
+
+OPERATORS = (
+    "linear",
+    "rms_norm",
+    "add_rms_norm",
+    "rotary",
+    "silu_and_mul",
+    "store_kv",
+    "paged_attention",
+    "sample",
+)
+
+
+@dataclass(frozen=True)
+class Implementation:
+    backend: str
+    fn: Callable[..., Any]
+    priority: int  # higher wins
+    available: Callable[[torch.device], bool]
+
+
+_REGISTRY: dict[str, list[Implementation]] = {op: [] for op in OPERATORS}
+
+
+def register(
+    op: str,
+    backend: str,
+    fn: Callable[..., Any],
+    priority: int,
+    available: Callable[[torch.device], bool],
+) -> None:
+    if op not in _REGISTRY:
+        raise ValueError(f"unknown operator {op!r}; known: {', '.join(OPERATORS)}")
+    _REGISTRY[op] = [i for i in _REGISTRY[op] if i.backend != backend]
+    _REGISTRY[op].append(Implementation(backend, fn, priority, available))
+
+
+for _op in OPERATORS:
+    register(_op, "torch", getattr(reference, _op), priority=0, available=lambda _d: True)
+
+
+@dataclass(frozen=True)
+class Ops:
+    """The resolved operator set for one device; ``backends`` maps operator -> backend name."""
+
+    linear: Callable[..., torch.Tensor]
+    rms_norm: Callable[..., torch.Tensor]
+    add_rms_norm: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+    rotary: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+    silu_and_mul: Callable[..., torch.Tensor]
+    store_kv: Callable[..., None]
+    paged_attention: Callable[..., torch.Tensor]
+    sample: Callable[..., torch.Tensor]
+    backends: dict[str, str]
+
+    def describe(self) -> str:
+        return ", ".join(f"{op}={b}" for op, b in self.backends.items())
+
+
+def _forced() -> dict[str, str]:
+    """NANOLANG_KERNELS='torch' forces one backend; 'paged_attention=triton,sample=torch' per op."""
+    spec = os.environ.get("NANOLANG_KERNELS", "").strip()
+    if not spec:
+        return {}
+    if "=" not in spec:
+        return {op: spec for op in OPERATORS}
+    return dict(part.split("=", 1) for part in spec.split(",") if part)
+
+
+def _load_optional_backends() -> None:
+    # Each import registers its operators if its library is importable; failures mean "absent".
+    for module in ("kernels.triton_backend", "kernels.flashinfer_backend"):
+        try:
+            __import__(module)
+        except ImportError as exc:
+            logger.debug("kernel backend %s unavailable: %s", module, exc)
+
+
+@cache
+def get_ops(device: torch.device | str) -> Ops:
+    dev = torch.device(device)
+    if dev.type != "cpu":
+        _load_optional_backends()
+    forced = _forced()
+    chosen: dict[str, Implementation] = {}
+    for op in OPERATORS:
+        candidates = [i for i in _REGISTRY[op] if i.available(dev)]
+        if op in forced:
+            candidates = [i for i in candidates if i.backend == forced[op]]
+            if not candidates:
+                raise ValueError(f"kernel backend {forced[op]!r} for {op} is not available on {dev}")
+        chosen[op] = max(candidates, key=lambda i: i.priority)
+    names = {op: impl.backend for op, impl in chosen.items()}
+    ops = Ops(**{op: impl.fn for op, impl in chosen.items()}, backends=names)
+    logger.info("kernels on %s: %s", dev, ops.describe())
+    return ops
+
+
+def implementations(op: str) -> list[str]:
+    """Backends registered for ``op`` (for tests and benchmark output)."""
+    return [i.backend for i in _REGISTRY[op]]
+
+
+assert {f.name for f in fields(Ops)} == {*OPERATORS, "backends"}

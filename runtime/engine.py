@@ -1,0 +1,285 @@
+"""The engine: add requests, step (schedule -> run -> postprocess), abort. Single-threaded."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from kernels import get_ops
+from runtime.block_manager import BlockManager
+from runtime.config import EngineConfig, ModelConfig, read_json
+from runtime.constraints import ConstraintCompiler
+from runtime.detokenizer import IncrementalDetokenizer, find_stop
+from runtime.kv_budget import kv_memory_budget, num_kv_blocks
+from runtime.model.loader import build_model, resolve_model
+from runtime.model_runner import ModelRunner, StepResult, kv_bytes_per_block
+from runtime.outputs import RequestOutput
+from runtime.sampling_params import SamplingParams
+from runtime.scheduler import Scheduler, SchedulerOutput
+from runtime.sequence import FinishReason, Sequence
+from runtime.tokenizer import load_tokenizer
+
+logger = logging.getLogger("runtime")
+
+
+@dataclass
+class EngineStats:
+    """Counters for metrics and tests."""
+
+    num_iterations: int = 0
+    num_preemptions: int = 0
+    num_finished: int = 0
+    num_aborted: int = 0
+    prompt_tokens_computed: int = 0
+    generated_tokens: int = 0
+    last_iteration_seconds: float = 0.0
+    last_batch_tokens: int = 0
+    last_batch_seqs: int = 0
+
+
+def resolve_dtype(dtype: str | torch.dtype, cfg: ModelConfig, device: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        if device.type == "cpu":
+            return torch.float32
+        return getattr(torch, cfg.torch_dtype, torch.bfloat16)
+    if not isinstance(getattr(torch, dtype, None), torch.dtype):
+        raise ValueError(f"unknown dtype {dtype!r}: use auto, float32, float16 or bfloat16")
+    return getattr(torch, dtype)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class LLMEngine:
+    def __init__(
+        self,
+        model: str,
+        dtype: str | torch.dtype = "auto",
+        device: str | torch.device = "auto",
+        load_format: str = "auto",
+        config: EngineConfig | None = None,
+    ) -> None:
+        self.config = config or EngineConfig()
+        self.device = resolve_device(device)
+        path, self.model_config = resolve_model(str(model))
+        self.dtype = resolve_dtype(dtype, self.model_config, self.device)
+        self.tokenizer = load_tokenizer(path) if load_format != "dummy" or path else None
+        self.eos_token_ids = self._eos_ids(path)
+        limit = self.config.max_model_len or self.model_config.max_position_embeddings
+        self.model = build_model(
+            str(model), self.dtype, self.device, load_format, limit, self.config.seed
+        )
+        self.ops = get_ops(self.device)
+        num_blocks = self._num_blocks(limit)
+        self.blocks = BlockManager(num_blocks, self.config.block_size)
+        self.max_model_len = min(limit, num_blocks * self.config.block_size)
+        self.runner = ModelRunner(self.model, self.ops, self.blocks, num_blocks)
+        self.scheduler = Scheduler(self.config, self.blocks)
+        self.stats = EngineStats()
+        self._seqs: dict[str, Sequence] = {}
+        self._ids = itertools.count()
+        self._rng = random.Random(self.config.seed)
+        self._constraints: ConstraintCompiler | None = None
+        logger.info(
+            "engine: %s on %s (%s), %d KV blocks of %d tokens, max_model_len %d, kernels: %s",
+            model, self.device, self.dtype, num_blocks, self.config.block_size,
+            self.max_model_len, self.ops.describe(),
+        )
+
+    def _eos_ids(self, path: Any) -> frozenset[int]:
+        ids = set(self.model_config.eos_token_ids)
+        if self.tokenizer is not None and self.tokenizer.eos_token_id is not None:
+            ids.add(int(self.tokenizer.eos_token_id))
+        gen_cfg = path / "generation_config.json" if path else None
+        if gen_cfg is not None and gen_cfg.exists():
+            eos = read_json(gen_cfg).get("eos_token_id")
+            ids.update(eos if isinstance(eos, list) else [] if eos is None else [eos])
+        return frozenset(int(i) for i in ids)
+
+    def _num_blocks(self, max_len: int) -> int:
+        per_block = kv_bytes_per_block(self.model, self.config.block_size, self.dtype)
+        budget = kv_memory_budget(self.model_config, self.config, self.device, self.dtype)
+        useful = self.config.max_num_seqs * -(-max_len // self.config.block_size)
+        n = num_kv_blocks(budget, per_block, useful)
+        if n < 1:
+            raise MemoryError(
+                f"no memory for the KV cache: budget {budget} bytes, one block needs {per_block}"
+            )
+        return n
+
+    # ---------------------------------------------------------------- requests
+    def add_request(
+        self,
+        prompt: str | list[int],
+        params: SamplingParams | None = None,
+        request_id: str | None = None,
+    ) -> str:
+        params = params or SamplingParams()
+        text, ids = self._tokenize(prompt)
+        self._check_request(ids, params)
+        rid = request_id if request_id is not None else f"req-{next(self._ids)}"
+        if rid in self._seqs:
+            raise ValueError(f"request id {rid!r} is already running")
+        seed = params.seed if params.seed is not None else self._rng.getrandbits(63)
+        seq = Sequence(rid, text, ids, params, seed, next(self._ids), self.eos_token_ids)
+        if params.constrained:
+            seq.constraint = self._constraint_compiler().compile(params.regex, params.json_schema)
+        if self.tokenizer is not None:
+            seq.detok = IncrementalDetokenizer(self.tokenizer, ids)
+        if params.prompt_logprobs:
+            seq.prompt_logprobs.append(None)
+        self._seqs[rid] = seq
+        self.scheduler.add(seq)
+        return rid
+
+    def _tokenize(self, prompt: str | list[int]) -> tuple[str | None, list[int]]:
+        if isinstance(prompt, str):
+            if self.tokenizer is None:
+                raise ValueError("this model has no tokenizer: pass prompts as token-id lists")
+            return prompt, list(self.tokenizer.encode(prompt, add_special_tokens=False))
+        if not isinstance(prompt, list | tuple) or not all(isinstance(t, int) for t in prompt):
+            raise TypeError("a prompt is a string or a list of token ids")
+        return None, list(prompt)
+
+    def _check_request(self, ids: list[int], params: SamplingParams) -> None:
+        if not ids:
+            raise ValueError("the prompt is empty")
+        vocab = self.model_config.vocab_size
+        bad = [t for t in ids if not 0 <= t < vocab]
+        if bad:
+            raise ValueError(f"prompt token ids out of range [0, {vocab}): {bad[:5]}")
+        if len(ids) >= self.max_model_len:
+            raise ValueError(
+                f"the prompt has {len(ids)} tokens; this engine's context is "
+                f"{self.max_model_len} tokens (prompt plus at least one output token)"
+            )
+        if params.stop and self.tokenizer is None:
+            raise ValueError("stop strings need a tokenizer; this model has none")
+
+    def _constraint_compiler(self) -> ConstraintCompiler:
+        if self._constraints is None:
+            if self.tokenizer is None:
+                raise ValueError("regex / json_schema constraints need a tokenizer")
+            eos = self.tokenizer.eos_token_id
+            self._constraints = ConstraintCompiler(
+                self.tokenizer, eos, self.model_config.vocab_size
+            )
+        return self._constraints
+
+    def abort_request(self, request_id: str) -> RequestOutput | None:
+        seq = self._seqs.pop(request_id, None)
+        if seq is None:
+            return None
+        self.scheduler.remove(seq)
+        seq.finish(FinishReason.ABORT)
+        self.stats.num_aborted += 1
+        return self._output(seq)
+
+    def has_unfinished_requests(self) -> bool:
+        return self.scheduler.has_unfinished()
+
+    @property
+    def num_running(self) -> int:
+        return len(self.scheduler.running)
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self.scheduler.waiting)
+
+    # ---------------------------------------------------------------- step
+    def step(self) -> list[RequestOutput]:
+        """One iteration; returns every request that progressed (finished ones last-time)."""
+        start = time.perf_counter()
+        batch = self.scheduler.schedule()
+        self.stats.num_preemptions += len(batch.preempted)
+        if batch.is_empty:
+            return []
+        result = self.runner.run(batch)
+        outputs = self._postprocess(batch, result)
+        self.stats.num_iterations += 1
+        self.stats.last_iteration_seconds = time.perf_counter() - start
+        self.stats.last_batch_tokens = batch.num_tokens
+        self.stats.last_batch_seqs = len(batch.scheduled)
+        return outputs
+
+    def _postprocess(self, batch: SchedulerOutput, result: StepResult) -> list[RequestOutput]:
+        it = self.stats.num_iterations
+        for idx, entry in enumerate(batch.scheduled):
+            seq = entry.seq
+            if seq.metrics.first_scheduled_iteration is None:
+                seq.metrics.first_scheduled_iteration = it
+            seq.metrics.iterations.append(it)
+            if idx in result.prompt_logprobs:
+                seq.prompt_logprobs.extend(result.prompt_logprobs[idx])
+            if not entry.is_decode:
+                self.stats.prompt_tokens_computed += entry.num_tokens
+            seq.num_computed_tokens += entry.num_tokens
+        for entry, token, logprob in result.sampled:
+            self._append_token(entry.seq, token, logprob)
+        outputs = []
+        for entry in batch.scheduled:
+            seq = entry.seq
+            if seq.is_finished:
+                seq.metrics.finished_iteration = it
+                seq.metrics.finished_time = time.perf_counter()
+                self.scheduler.remove(seq)
+                self._seqs.pop(seq.request_id, None)
+                self.stats.num_finished += 1
+            outputs.append(self._output(seq))
+        return outputs
+
+    def _append_token(self, seq: Sequence, token: int, logprob: float) -> None:
+        if seq.metrics.first_token_time is None:
+            seq.metrics.first_token_time = time.perf_counter()
+        seq.output_token_ids.append(token)
+        self.stats.generated_tokens += 1
+        if seq.params.logprobs:
+            seq.logprobs.append(logprob)
+        if seq.constraint is not None:
+            seq.constraint.advance(token)
+        p = seq.params
+        if token in seq.eos_token_ids and not p.ignore_eos:
+            seq.finish(FinishReason.STOP, None)
+            return
+        if token in p.stop_token_ids:
+            seq.finish(FinishReason.STOP, token)
+            return
+        if seq.detok is not None:
+            delta = seq.detok.append(token)
+            seq.output_text = seq.detok.text
+            hit = find_stop(seq.output_text, len(delta), p.stop) if p.stop and delta else None
+            if hit is not None:
+                seq.output_text = seq.output_text[: hit[0]]
+                seq.finish(FinishReason.STOP, hit[1])
+                return
+        if seq.constraint is not None and seq.constraint.only_eos_allowed():
+            seq.finish(FinishReason.STOP, None)
+        elif len(seq.output_token_ids) >= p.max_tokens or seq.num_tokens >= self.max_model_len:
+            seq.finish(FinishReason.LENGTH, None)
+
+    def _output(self, seq: Sequence) -> RequestOutput:
+        return RequestOutput(
+            request_id=seq.request_id,
+            prompt=seq.prompt,
+            prompt_token_ids=seq.prompt_token_ids,
+            text=seq.output_text,
+            token_ids=list(seq.output_token_ids),
+            finished=seq.is_finished,
+            finish_reason=seq.finish_reason.value if seq.finish_reason else None,
+            stop_reason=seq.stop_reason,
+            logprobs=list(seq.logprobs) if seq.params.logprobs else None,
+            prompt_logprobs=list(seq.prompt_logprobs) if seq.params.prompt_logprobs else None,
+            metrics=seq.metrics,
+            num_cached_tokens=seq.num_cached_tokens,
+        )

@@ -1,0 +1,135 @@
+"""Turns a scheduled batch into tensors, runs the model, and samples: the device side of a step."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from kernels import AttentionMetadata, Ops
+from runtime.block_manager import BlockManager
+from runtime.model.llama import ForwardContext, LlamaModel
+from runtime.sampler import SamplingBatch, sample
+from runtime.scheduler import ScheduledSequence, SchedulerOutput
+
+logger = logging.getLogger("runtime")
+
+
+@dataclass
+class StepResult:
+    """What one forward produced, in the order of the scheduled sequences that sample."""
+
+    sampled: list[tuple[ScheduledSequence, int, float]]  # (entry, token id, logprob)
+    prompt_logprobs: dict[int, list[float]]  # index into scheduled -> logprobs of chunk targets
+
+
+@dataclass(frozen=True)
+class BatchInputs:
+    input_ids: torch.Tensor  # [T]
+    positions: torch.Tensor  # [T]
+    attn: AttentionMetadata
+    sample_rows: list[int]  # row of each sampling sequence's last token
+    prompt_rows: dict[int, tuple[int, int, list[int]]]  # scheduled idx -> (row0, n, target ids)
+
+
+def kv_bytes_per_block(model: LlamaModel, block_size: int, dtype: torch.dtype) -> int:
+    cfg = model.cfg
+    elem = torch.empty((), dtype=dtype).element_size()
+    return 2 * cfg.num_layers * block_size * cfg.num_kv_heads * cfg.head_dim * elem
+
+
+class ModelRunner:
+    def __init__(self, model: LlamaModel, ops: Ops, blocks: BlockManager, num_blocks: int) -> None:
+        self.model, self.ops, self.blocks = model, ops, blocks
+        self.device = model.embed_tokens.device
+        self.dtype = model.embed_tokens.dtype
+        cfg = model.cfg
+        shape = (num_blocks, blocks.block_size, cfg.num_kv_heads, cfg.head_dim)
+        self.kv_caches = [
+            (
+                torch.zeros(shape, dtype=self.dtype, device=self.device),
+                torch.zeros(shape, dtype=self.dtype, device=self.device),
+            )
+            for _ in range(cfg.num_layers)
+        ]
+
+    def prepare(self, batch: SchedulerOutput) -> BatchInputs:
+        ids: list[int] = []
+        positions: list[int] = []
+        slots: list[int] = []
+        cu = [0]
+        ctx_lens: list[int] = []
+        sample_rows: list[int] = []
+        prompt_rows: dict[int, tuple[int, int, list[int]]] = {}
+        for idx, entry in enumerate(batch.scheduled):
+            seq, start, n = entry.seq, entry.seq.num_computed_tokens, entry.num_tokens
+            tokens = seq.token_ids
+            ids.extend(tokens[start : start + n])
+            positions.extend(range(start, start + n))
+            slots.extend(self.blocks.slot(seq, p) for p in range(start, start + n))
+            if entry.samples:
+                sample_rows.append(len(ids) - 1)
+            if seq.params.prompt_logprobs:
+                # row r predicts token r + 1; skip targets recorded before a preemption
+                first = max(start + 1, len(seq.prompt_logprobs))
+                targets = tokens[first : min(start + n + 1, seq.num_prompt_tokens)]
+                if targets:
+                    prompt_rows[idx] = (cu[-1] + first - 1 - start, len(targets), targets)
+            cu.append(len(ids))
+            ctx_lens.append(start + n)
+        return BatchInputs(
+            input_ids=self._tensor(ids, torch.int64),
+            positions=self._tensor(positions, torch.int64),
+            attn=self._metadata(batch, slots, cu, ctx_lens),
+            sample_rows=sample_rows,
+            prompt_rows=prompt_rows,
+        )
+
+    def _metadata(
+        self, batch: SchedulerOutput, slots: list[int], cu: list[int], ctx_lens: list[int]
+    ) -> AttentionMetadata:
+        width = max(len(e.seq.block_table) for e in batch.scheduled)
+        tables = [e.seq.block_table + [0] * (width - len(e.seq.block_table)) for e in batch.scheduled]
+        return AttentionMetadata(
+            cu_seqlens_q=self._tensor(cu, torch.int32),
+            context_lens=self._tensor(ctx_lens, torch.int32),
+            block_tables=self._tensor(tables, torch.int32),
+            slot_mapping=self._tensor(slots, torch.int64),
+            num_decode_seqs=batch.num_decode_seqs,
+            max_query_len=max(b - a for a, b in zip(cu, cu[1:], strict=False)),
+            max_context_len=max(ctx_lens),
+            block_size=self.blocks.block_size,
+            cu_seqlens_q_host=tuple(cu),
+            context_lens_host=tuple(ctx_lens),
+        )
+
+    def _tensor(self, data: list, dtype: torch.dtype) -> torch.Tensor:  # type: ignore[type-arg]
+        t = torch.tensor(data, dtype=dtype)
+        if self.device.type == "cuda":
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t
+
+    @torch.inference_mode()
+    def run(self, batch: SchedulerOutput) -> StepResult:
+        inputs = self.prepare(batch)
+        ctx = ForwardContext(inputs.positions, inputs.attn, self.kv_caches, self.ops)
+        hidden = self.model(inputs.input_ids, ctx)
+        samplers = [e for e in batch.scheduled if e.samples]
+        sampled: list[tuple[ScheduledSequence, int, float]] = []
+        if samplers:
+            rows = torch.tensor(inputs.sample_rows, device=self.device)
+            logits = self.model.compute_logits(hidden.index_select(0, rows), self.ops)
+            sbatch = SamplingBatch.build([e.seq for e in samplers], logits.shape[-1], self.device)
+            tokens, logprobs = sample(logits, sbatch, self.ops)
+            sampled = list(zip(samplers, tokens.tolist(), logprobs.tolist(), strict=True))
+        return StepResult(sampled, self._prompt_logprobs(hidden, inputs))
+
+    def _prompt_logprobs(self, hidden: torch.Tensor, inputs: BatchInputs) -> dict[int, list[float]]:
+        out: dict[int, list[float]] = {}
+        for idx, (row0, n, targets) in inputs.prompt_rows.items():
+            logits = self.model.compute_logits(hidden[row0 : row0 + n], self.ops)
+            lp = torch.log_softmax(logits, dim=-1)
+            target = torch.tensor(targets, device=self.device).unsqueeze(1)
+            out[idx] = lp.gather(1, target).squeeze(1).tolist()
+        return out

@@ -1,0 +1,42 @@
+"""What the engine hands back for a request: plain data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class RequestMetrics:
+    """Timings (seconds, ``time.perf_counter``) and engine iterations of one request."""
+
+    arrival_time: float
+    first_scheduled_iteration: int | None = None
+    first_token_time: float | None = None
+    finished_iteration: int | None = None
+    finished_time: float | None = None
+    num_preemptions: int = 0
+    iterations: list[int] = field(default_factory=list)
+
+
+@dataclass
+class RequestOutput:
+    """The state of one request after an engine step (``finished`` tells whether it is final).
+
+    ``text`` never contains a matched stop string. ``finish_reason`` is ``"stop"`` (EOS, a stop
+    token or a stop string), ``"length"`` (max_tokens or the context length), ``"abort"``, or None
+    while the request runs. ``logprobs[i]`` is the log-probability of ``token_ids[i]``;
+    ``prompt_logprobs[i]`` that of ``prompt_token_ids[i]`` given the tokens before it (None for i=0).
+    """
+
+    request_id: str
+    prompt: str | None
+    prompt_token_ids: list[int]
+    text: str
+    token_ids: list[int]
+    finished: bool
+    finish_reason: str | None
+    stop_reason: str | int | None
+    logprobs: list[float] | None
+    prompt_logprobs: list[float | None] | None
+    metrics: RequestMetrics
+    num_cached_tokens: int = 0
