@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 from nanolang.errors import Span
 
@@ -113,7 +112,7 @@ class Record:
     span: Span
 
 
-Expr = Union[Str, Num, Bool, ListLit, Var, Index, Func, BinOp, Not, Call, Record]
+Expr = Str | Num | Bool | ListLit | Var | Index | Func | BinOp | Not | Call | Record
 
 # statements
 
@@ -186,7 +185,7 @@ class Return:
     span: Span
 
 
-Stmt = Union[Text, Role, Gen, Select, Fork, For, If, Let, Return]
+Stmt = Text | Role | Gen | Select | Fork | For | If | Let | Return
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,11 @@ def calls_in(body: tuple[ast.Stmt, ...]) -> list[ast.Call]:
     return found
 
 
+def walk(expr: ast.Expr) -> list[object]:
+    """``expr`` and every node below it."""
+    return _walk_value(expr)
+
+
 def _walk_stmt(stmt: ast.Stmt) -> list[object]:
     nodes: list[object] = []
     for value in vars(stmt).values():

@@ -198,7 +198,7 @@ class _Builder(Transformer):
 
     # expressions
 
-    def _binop(op: str) -> Any:  # noqa: N805 - a method factory used at class creation
+    def _binop(op: str) -> Any:
         @v_args(meta=True)
         def build(self: _Builder, meta: Meta, children: list[Any]) -> ast.BinOp:
             return ast.BinOp(op, children[0], children[1], self._span(meta))

@@ -58,7 +58,7 @@ def split_literal(token: str, span: Span) -> list[str | Hole]:
         ch = cur.peek()
         if ch == "\\":
             text.append(_escape(cur))
-        elif ch == "{" and cur.peek(1) == "{" or ch == "}" and cur.peek(1) == "}":
+        elif (ch == "{" and cur.peek(1) == "{") or (ch == "}" and cur.peek(1) == "}"):
             cur.advance()
             text.append(cur.advance())
         elif ch == "{":

@@ -1,0 +1,27 @@
+"""The interface every backend implements: submit one request, await its final output."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+from runtime.outputs import RequestOutput
+from runtime.sampling_params import SamplingParams
+
+
+class Backend(abc.ABC):
+    """Where requests go. Implementations batch concurrent ``generate`` calls themselves."""
+
+    @property
+    @abc.abstractmethod
+    def tokenizer(self) -> Any:
+        """A Hugging Face tokenizer (``encode``, ``decode``, ``apply_chat_template``)."""
+
+    @abc.abstractmethod
+    async def generate(self, prompt_ids: list[int], params: SamplingParams) -> RequestOutput:
+        """Run one request to completion and return its finished output.
+
+        Cancelling the awaiting task aborts the request."""
+
+    def close(self) -> None:
+        """Release resources (threads, connections). Idempotent."""

@@ -1,0 +1,117 @@
+"""Runs many program instances at once on one event loop (no thread per instance).
+
+Every instance is a coroutine; each submits its requests as soon as their inputs are ready,
+so the backend sees the calls of all instances together and batches them. A failing instance
+records its error (with the .nano position) in its Outcome and the others go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from nanolang import ast
+from nanolang.backend import Backend
+from nanolang.constants import constant
+from nanolang.errors import NanoError, NanoRuntimeError, Span
+from nanolang.interpreter import Interpreter
+from nanolang.records import Outcome
+from nanolang.values import is_value, normalise
+
+log = logging.getLogger(__name__)
+
+Job = tuple[str, dict[str, Any]]
+
+
+class Executor:
+    """Executes instances of a checked module's programs against ``backend``.
+
+    ``seed``: when set, every ``gen`` without its own seed gets one derived from
+    (seed, instance index, position in the program), so runs are reproducible.
+    ``max_concurrency``: how many instances are in flight at once.
+    """
+
+    def __init__(
+        self,
+        module: ast.Module,
+        backend: Backend,
+        seed: int | None = None,
+        max_concurrency: int = 1024,
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be >= 1")
+        self.module = module
+        self.backend = backend
+        self.seed = seed
+        self.max_concurrency = max_concurrency
+
+    def bind(
+        self, program: ast.ProgramDef, args: dict[str, Any], span: Span | None = None
+    ) -> dict[str, Any]:
+        """Arguments with defaults filled in; missing or unknown ones are errors."""
+        where = span or program.span
+        names = [p.name for p in program.params]
+        unknown = [k for k in args if k not in names]
+        if unknown:
+            raise NanoRuntimeError(
+                f"{program.name}() got unknown argument(s) {', '.join(unknown)}; expected {', '.join(names) or 'none'}",
+                where,
+            )
+        missing = [p.name for p in program.params if p.default is None and p.name not in args]
+        if missing:
+            raise NanoRuntimeError(
+                f"{program.name}() is missing argument(s): {', '.join(missing)}", where
+            )
+        bound = {}
+        for param in program.params:
+            value = args[param.name] if param.name in args else _default(param)
+            if not is_value(value):
+                raise NanoRuntimeError(
+                    f"argument {param.name!r} is not a nanolang value: {value!r}", where
+                )
+            bound[param.name] = normalise(value)
+        return bound
+
+    def program(self, name: str) -> ast.ProgramDef:
+        program = self.module.get(name)
+        if program is None:
+            known = ", ".join(p.name for p in self.module.programs)
+            raise NanoRuntimeError(f"no program {name!r} in {self.module.file} (have: {known})")
+        return program
+
+    async def run(self, name: str, args: dict[str, Any], index: int = 0) -> Outcome:
+        """Run one instance; never raises for program errors (they are in the Outcome)."""
+        interpreter = Interpreter(self, index)
+        try:
+            program = self.program(name)
+            value = await interpreter.run_program(program, self.bind(program, args), f"{name}")
+        except NanoError as exc:
+            exc.with_source(self.module.source)
+            log.error("instance %d failed: %s", index, exc.format())
+            return Outcome(index, None, exc, tuple(interpreter.records))
+        except Exception as exc:
+            log.exception("instance %d failed with an internal error", index)
+            error = NanoRuntimeError(f"internal error: {exc!r}")
+            return Outcome(index, None, error, tuple(interpreter.records))
+        return Outcome(index, value, None, tuple(interpreter.records))
+
+    async def run_many(
+        self, jobs: Sequence[Job], on_done: Callable[[Outcome], None] | None = None
+    ) -> list[Outcome]:
+        """Run every job concurrently (up to ``max_concurrency``); outcomes in job order."""
+        gate = asyncio.Semaphore(self.max_concurrency)
+
+        async def one(index: int, job: Job) -> Outcome:
+            async with gate:
+                outcome = await self.run(job[0], job[1], index)
+            if on_done is not None:
+                on_done(outcome)
+            return outcome
+
+        return list(await asyncio.gather(*(one(i, job) for i, job in enumerate(jobs))))
+
+
+def _default(param: ast.Param) -> Any:
+    return constant(param.default)

@@ -1,0 +1,62 @@
+"""Expressions back to nanolang source text (for graphs, traces and messages)."""
+
+from __future__ import annotations
+
+import json
+
+from nanolang import ast
+
+_ESCAPE = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r", "\0": "\\0"}
+_PRECEDENCE = {"or": 1, "and": 2, "==": 4, "!=": 4, "<": 4, ">": 4, "<=": 4, ">=": 4}
+_PRECEDENCE.update({"in": 4, "not in": 4, "+": 5, "-": 5})
+
+
+def quote(text: str) -> str:
+    """A string literal whose value is ``text`` (braces doubled, specials escaped)."""
+    body = "".join(_ESCAPE.get(c, c) for c in text).replace("{", "{{").replace("}", "}}")
+    return f'"{body}"'
+
+
+def unparse(expr: ast.Expr, parent: int = 0) -> str:
+    """Source text of ``expr``; parenthesised where ``parent`` binds tighter."""
+    if isinstance(expr, ast.Str):
+        return _string(expr)
+    if isinstance(expr, ast.Num):
+        return json.dumps(expr.value)
+    if isinstance(expr, ast.Bool):
+        return "true" if expr.value else "false"
+    if isinstance(expr, ast.ListLit):
+        return "[" + ", ".join(unparse(i) for i in expr.items) + "]"
+    if isinstance(expr, ast.Var):
+        return expr.name
+    if isinstance(expr, ast.Index):
+        return f"{unparse(expr.target, 9)}[{unparse(expr.index)}]"
+    if isinstance(expr, ast.Func):
+        return f"{expr.name}(" + ", ".join(unparse(a) for a in expr.args) + ")"
+    if isinstance(expr, ast.Call):
+        return f"call {expr.program}({unparse_args(expr.args)})"
+    if isinstance(expr, ast.Record):
+        return "{ " + ", ".join(_field(f) for f in expr.fields) + " }"
+    if isinstance(expr, ast.Not):
+        text = f"not {unparse(expr.operand, 3)}"
+        return f"({text})" if parent > 3 else text
+    prec = _PRECEDENCE[expr.op]
+    text = f"{unparse(expr.left, prec)} {expr.op} {unparse(expr.right, prec + 1)}"
+    return f"({text})" if parent > prec else text
+
+
+def unparse_args(args: tuple[ast.Arg, ...]) -> str:
+    return ", ".join(f"{a.name} = {unparse(a.value)}" for a in args)
+
+
+def _field(field: ast.Field) -> str:
+    if isinstance(field.value, ast.Var) and field.value.name == field.name:
+        return field.name
+    return f"{field.name}: {unparse(field.value)}"
+
+
+def _string(expr: ast.Str) -> str:
+    pieces = []
+    for part in expr.parts:
+        pieces.append(quote(part)[1:-1] if isinstance(part, str) else "{" + unparse(part) + "}")
+    return '"' + "".join(pieces) + '"'
