@@ -23,5 +23,6 @@ class Backend(abc.ABC):
 
         Cancelling the awaiting task aborts the request."""
 
+    @abc.abstractmethod
     def close(self) -> None:
         """Release resources (threads, connections). Idempotent."""

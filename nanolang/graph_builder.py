@@ -108,9 +108,7 @@ class GraphBuilder:
         data = self.pending_reads(flow) + self.reads(expr, flow)
         head = self.add(kind, label, flow, stmt.span, data=data)
         self.flush(flow, head)
-        inner = _Flow(
-            (head,), [], [], dict(flow.producers), flow.scope + (f"{kind.value} {label}",)
-        )
+        inner = _Flow((head,), [], [], dict(flow.producers), (*flow.scope, f"{kind.value} {label}"))
         if isinstance(stmt, ast.For):
             inner.producers[stmt.var] = (head,)
         self.block(stmt.body, inner)
@@ -137,7 +135,7 @@ class GraphBuilder:
         self.flush(flow, head)
         ends: list[int] = []
         for body, tag in ((stmt.then, f"if {label}"), (stmt.orelse, "else")):
-            inner = _Flow((head,), [], [], dict(flow.producers), flow.scope + (tag,))
+            inner = _Flow((head,), [], [], dict(flow.producers), (*flow.scope, tag))
             self.block(body, inner)
             end = self.add(NodeKind.JOIN, f"end {tag}", inner, stmt.span, prompt=inner.pending)
             ends.append(end)

@@ -113,8 +113,8 @@ class Program:
         return outcomes
 
 
-def compile(source: str, name: str | None = None, filename: str = "<string>") -> Program:
-    """Parse and check ``source``; return its program ``name`` (default: ``main``, else the first)."""
+def compile(source: str, name: str | None = None, filename: str = "<string>") -> Program:  # noqa: A001
+    """Parse and check ``source``; return program ``name`` (default: ``main``, else the first)."""
     module = parse(source, filename)
     check_or_raise(module)
     return entry(module, name)

@@ -1,0 +1,7 @@
+"""``python -m nanolang``."""
+
+import sys
+
+from nanolang.cli import main
+
+sys.exit(main())

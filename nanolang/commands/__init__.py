@@ -1,0 +1,1 @@
+"""Subcommands of the ``nanolang`` CLI; each exposes ``add_parser(subparsers)``."""
