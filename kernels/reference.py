@@ -31,7 +31,10 @@ def add_rms_norm(
 def rotary(
     q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, cos_sin: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rotate-half RoPE. q [T, Hq, D], k [T, Hk, D], positions [T], cos_sin [max_pos, D] (cos|sin)."""
+    """Rotate-half RoPE.
+
+    q [T, Hq, D], k [T, Hk, D], positions [T], cos_sin [max_pos, D] (cos | sin halves).
+    """
     half = cos_sin.shape[-1] // 2
     cs = cos_sin.index_select(0, positions.long())
     cos = cs[:, :half].unsqueeze(1)
@@ -110,8 +113,8 @@ def sample(
 
     Rows with temperature 0 take the argmax. Others are scaled by temperature, filtered by top-k
     (top_k <= 0 or >= V disables it), top-p and min-p, and sampled by the exponential race
-    ``argmax(p / noise)`` with ``noise`` [B, V] ~ Exp(1), which equals sampling from p; the caller makes
-    the noise from each request's seed so the draw does not depend on the rest of the batch.
+    ``argmax(p / noise)`` with ``noise`` [B, V] ~ Exp(1), which equals sampling from p; the caller
+    makes the noise from each request's seed so the draw does not depend on the rest of the batch.
     """
     greedy = temperature == 0
     scaled = logits / torch.where(greedy, torch.ones_like(temperature), temperature).unsqueeze(1)

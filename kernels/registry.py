@@ -109,7 +109,9 @@ def get_ops(device: torch.device | str) -> Ops:
         if op in forced:
             candidates = [i for i in candidates if i.backend == forced[op]]
             if not candidates:
-                raise ValueError(f"kernel backend {forced[op]!r} for {op} is not available on {dev}")
+                raise ValueError(
+                    f"kernel backend {forced[op]!r} for {op} is not available on {dev}"
+                )
         chosen[op] = max(candidates, key=lambda i: i.priority)
     names = {op: impl.backend for op, impl in chosen.items()}
     ops = Ops(**{op: impl.fn for op, impl in chosen.items()}, backends=names)

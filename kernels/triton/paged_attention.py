@@ -1,0 +1,42 @@
+"""One entry point for a mixed batch: decodes first (split-KV decode kernel), then extends."""
+
+from __future__ import annotations
+
+import torch
+
+from kernels.metadata import AttentionMetadata
+from kernels.triton.decode_attention import decode_attention
+from kernels.triton.extend_attention import extend_attention
+
+
+def paged_attention(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    meta: AttentionMetadata,
+    scale: float,
+    num_sms: int | None = None,
+) -> torch.Tensor:
+    """Causal attention of q [T, Hq, D] over paged caches [blocks, page, Hk, D] -> [T, Hq, D].
+
+    ``num_sms`` runs the decode part on a persistent grid sized to that SM budget.
+    """
+    assert q.stride(-1) == 1 and k_cache.is_contiguous() and v_cache.is_contiguous()
+    assert q.shape[-1] & (q.shape[-1] - 1) == 0, "head_dim must be a power of two"
+    out = torch.empty_like(q)
+    num_decode = meta.num_decode_seqs
+    if num_decode > 0:
+        decode_attention(
+            q[:num_decode], k_cache, v_cache, meta.block_tables[:num_decode],
+            meta.context_lens[:num_decode], meta.max_context_len, scale, out[:num_decode],
+            num_sms=num_sms,
+        )  # fmt: skip
+    extend_attention(
+        q, k_cache, v_cache, meta.block_tables, meta.context_lens, meta.cu_seqlens_q,
+        first_seq=num_decode,
+        num_seqs=meta.num_seqs - num_decode,
+        max_query_len=meta.max_query_len,
+        scale=scale,
+        out=out,
+    )  # fmt: skip
+    return out
