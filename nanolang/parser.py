@@ -45,12 +45,20 @@ def parse_expr(source: str, file: str = "<string>") -> ast.Expr:
         raise exc.with_source(source) from None
 
 
-def _run(source: str, start: str, file: str, line: int, column: int) -> Tree:
+def _run(source: str, start: str, file: str, line: int, column: int, hole: bool = False) -> Tree:
     try:
         return _lark().parse(source, start=start)
     except UnexpectedInput as exc:
         span = _shift(file, line, column, exc.line, exc.column)
-        raise NanoSyntaxError(_describe(exc), span) from None
+        if _at_end(exc):
+            lines = source.split("\n")
+            span = _shift(file, line, column, len(lines), len(lines[-1]) + 1)
+        message = _describe(exc)
+        if hole:
+            message = message.replace(
+                "unexpected end of input", "unexpected '}' (end of the {...})"
+            )
+        raise NanoSyntaxError(message, span) from None
 
 
 def _shift(file: str, base_line: int, base_col: int, line: int, col: int) -> Span:
@@ -59,6 +67,11 @@ def _shift(file: str, base_line: int, base_col: int, line: int, col: int) -> Spa
     if line == 1:
         return Span(file, base_line, base_col + col - 1)
     return Span(file, base_line + line - 1, col)
+
+
+def _at_end(exc: UnexpectedInput) -> bool:
+    token = getattr(exc, "token", None)
+    return isinstance(exc, UnexpectedEOF) or (token is not None and token.type == "$END")
 
 
 def _describe(exc: UnexpectedInput) -> str:
@@ -81,6 +94,8 @@ def _terminal_text(name: str) -> str:
         "NUMBER": "a number",
         "SHORT_STRING": "a string",
         "LONG_STRING": "a string",
+        "RAW_STRING": "a string",
+        "RAW_LONG_STRING": "a string",
         "ROLE": "system/user/assistant",
         "$END": "end of input",
     }
@@ -254,5 +269,5 @@ class _Builder(Transformer):
         if isinstance(part, str):
             return part
         span = part.span
-        tree = _run(part.source, "expr", self.file, span.line, span.column)
+        tree = _run(part.source, "expr", self.file, span.line, span.column, hole=True)
         return _Builder(self.file, span.line, span.column).transform(tree)

@@ -113,7 +113,7 @@ class Program:
         return outcomes
 
 
-def compile(source: str, name: str | None = None, filename: str = "<string>") -> Program:  # noqa: A001
+def compile(source: str, name: str | None = None, filename: str = "<string>") -> Program:
     """Parse and check ``source``; return program ``name`` (default: ``main``, else the first)."""
     module = parse(source, filename)
     check_or_raise(module)

@@ -46,7 +46,13 @@ class _Cursor:
 
 
 def split_literal(token: str, span: Span) -> list[str | Hole]:
-    """Split a quoted string token into text pieces and interpolation holes."""
+    """Split a quoted string token into text pieces and interpolation holes.
+
+    Raw strings (``r"..."``, ``r\"\"\"...\"\"\"``) have neither escapes nor holes."""
+    if token.startswith("r"):
+        quote = 3 if token.startswith('r"""') else 1
+        body = token[1 + quote : len(token) - quote]
+        return [body] if body else []
     quote = 3 if token.startswith('"""') else 1
     cur = _Cursor(token, span)
     for _ in range(quote):
