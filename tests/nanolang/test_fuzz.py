@@ -1,0 +1,49 @@
+"""Random inputs never produce a traceback: only a clean NanoError (or a valid program)."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nanolang.checker import check
+from nanolang.errors import NanoError
+from nanolang.formatter import format_module
+from nanolang.parser import parse
+from tests.nanolang.helpers import PROGRAMS
+
+TOKENS = [
+    "program", "p", "q", "x", "(", ")", "{", "}", "[", "]", ",", "=", ":", "gen", "select",
+    "from", "fork", "for", "in", "if", "else", "let", "return", "call", "system", "user",
+    "assistant", "and", "or", "not", "==", "<", "+", "-", "1", "0", "2.5", "true", '"a {x} b"',
+    '"{"', '"}"', '"""t"""', 'r"[0-9"', "len", "join", "max_tokens", "regex", "#c\n", "\n",
+]
+SOLVE = (PROGRAMS / "solve.nano").read_text()
+
+
+def _clean(source: str) -> None:
+    try:
+        module = parse(source, "fuzz.nano")
+    except NanoError as exc:
+        assert exc.span.line >= 1 and exc.format().startswith("fuzz.nano:")
+        return
+    for error in check(module):
+        assert error.span.line >= 1 and error.format()
+    assert format_module(parse(format_module(module))) == format_module(module)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=80))
+def test_random_text(source: str) -> None:
+    _clean(source)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(TOKENS), max_size=40))
+def test_random_token_sequences(tokens: list[str]) -> None:
+    _clean(" ".join(tokens))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, len(SOLVE)), st.integers(0, 12), st.text(max_size=6))
+def test_mutated_valid_program(start: int, length: int, insert: str) -> None:
+    _clean(SOLVE[:start] + insert + SOLVE[start + length :])
