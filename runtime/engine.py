@@ -69,16 +69,17 @@ class LLMEngine:
         device: str | torch.device = "auto",
         load_format: str = "auto",
         config: EngineConfig | None = None,
+        hf_overrides: dict[str, Any] | None = None,
     ) -> None:
         self.config = config or EngineConfig()
         self.device = resolve_device(device)
-        path, self.model_config = resolve_model(str(model))
+        path, self.model_config = resolve_model(str(model), hf_overrides)
         self.dtype = resolve_dtype(dtype, self.model_config, self.device)
         self.tokenizer = load_tokenizer(path) if load_format != "dummy" or path else None
         self.eos_token_ids = self._eos_ids(path)
         limit = self.config.max_model_len or self.model_config.max_position_embeddings
         self.model = build_model(
-            str(model), self.dtype, self.device, load_format, limit, self.config.seed
+            str(model), hf_overrides, self.dtype, self.device, load_format, limit, self.config.seed
         )
         self.ops = get_ops(self.device)
         num_blocks = self._num_blocks(limit)
@@ -93,8 +94,13 @@ class LLMEngine:
         self._constraints: ConstraintCompiler | None = None
         logger.info(
             "engine: %s on %s (%s), %d KV blocks of %d tokens, max_model_len %d, kernels: %s",
-            model, self.device, self.dtype, num_blocks, self.config.block_size,
-            self.max_model_len, self.ops.describe(),
+            model,
+            self.device,
+            self.dtype,
+            num_blocks,
+            self.config.block_size,
+            self.max_model_len,
+            self.ops.describe(),
         )
 
     def _eos_ids(self, path: Any) -> frozenset[int]:

@@ -15,7 +15,7 @@ CPU_DEFAULT_CAP = 2 << 30  # bytes
 def activation_reserve(cfg: ModelConfig, engine: EngineConfig, elem: int) -> int:
     """Bytes kept free for one iteration's activations and logits (an upper estimate)."""
     t = engine.max_num_batched_tokens
-    per_token = (4 * cfg.hidden_size + 3 * cfg.intermediate_size + cfg.q_size + 2 * cfg.kv_size)
+    per_token = 4 * cfg.hidden_size + 3 * cfg.intermediate_size + cfg.q_size + 2 * cfg.kv_size
     logits = engine.max_num_seqs * cfg.vocab_size * 4 * 4  # float32 logits, probs, sort, noise
     return t * per_token * elem + logits + (512 << 20)
 

@@ -19,7 +19,8 @@ class LLM:
     ``model`` is a Hugging Face model directory or a preset name (with ``load_format="dummy"``).
     Keyword arguments not named here go to :class:`EngineConfig` (``block_size``,
     ``max_num_batched_tokens``, ``max_num_seqs``, ``max_model_len``, ``kv_cache_memory_bytes``,
-    ``gpu_memory_utilization``, ``enable_chunked_prefill``, ``seed``).
+    ``gpu_memory_utilization``, ``enable_chunked_prefill``, ``seed``). ``hf_overrides`` replaces
+    fields of the model's config.json (e.g. ``{"num_hidden_layers": 2}``).
     """
 
     def __init__(
@@ -28,9 +29,12 @@ class LLM:
         dtype: str | torch.dtype = "auto",
         device: str | torch.device = "auto",
         load_format: str = "auto",
+        hf_overrides: dict[str, Any] | None = None,
         **engine_kwargs: Any,
     ) -> None:
-        self.engine = LLMEngine(model, dtype, device, load_format, EngineConfig(**engine_kwargs))
+        self.engine = LLMEngine(
+            model, dtype, device, load_format, EngineConfig(**engine_kwargs), hf_overrides
+        )
 
     @property
     def tokenizer(self) -> Any:
@@ -56,9 +60,7 @@ class LLM:
         else:
             param_list = list(params)
             if len(param_list) != len(prompt_list):
-                raise ValueError(
-                    f"{len(prompt_list)} prompts but {len(param_list)} SamplingParams"
-                )
+                raise ValueError(f"{len(prompt_list)} prompts but {len(param_list)} SamplingParams")
         ids: list[str] = []
         try:
             for prompt, p in zip(prompt_list, param_list, strict=True):
@@ -76,7 +78,9 @@ class LLM:
 
     # step-level API, for the language's executor and the server
     def add_request(
-        self, prompt: str | list[int], params: SamplingParams | None = None,
+        self,
+        prompt: str | list[int],
+        params: SamplingParams | None = None,
         request_id: str | None = None,
     ) -> str:
         return self.engine.add_request(prompt, params, request_id)

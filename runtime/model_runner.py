@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 
@@ -90,14 +91,16 @@ class ModelRunner:
         self, batch: SchedulerOutput, slots: list[int], cu: list[int], ctx_lens: list[int]
     ) -> AttentionMetadata:
         width = max(len(e.seq.block_table) for e in batch.scheduled)
-        tables = [e.seq.block_table + [0] * (width - len(e.seq.block_table)) for e in batch.scheduled]
+        tables = [
+            e.seq.block_table + [0] * (width - len(e.seq.block_table)) for e in batch.scheduled
+        ]
         return AttentionMetadata(
             cu_seqlens_q=self._tensor(cu, torch.int32),
             context_lens=self._tensor(ctx_lens, torch.int32),
             block_tables=self._tensor(tables, torch.int32),
             slot_mapping=self._tensor(slots, torch.int64),
             num_decode_seqs=batch.num_decode_seqs,
-            max_query_len=max(b - a for a, b in zip(cu, cu[1:], strict=False)),
+            max_query_len=max(b - a for a, b in itertools.pairwise(cu)),
             max_context_len=max(ctx_lens),
             block_size=self.blocks.block_size,
             cu_seqlens_q_host=tuple(cu),

@@ -22,10 +22,10 @@ class RequestMetrics:
 class RequestOutput:
     """The state of one request after an engine step (``finished`` tells whether it is final).
 
-    ``text`` never contains a matched stop string. ``finish_reason`` is ``"stop"`` (EOS, a stop
-    token or a stop string), ``"length"`` (max_tokens or the context length), ``"abort"``, or None
-    while the request runs. ``logprobs[i]`` is the log-probability of ``token_ids[i]``;
-    ``prompt_logprobs[i]`` that of ``prompt_token_ids[i]`` given the tokens before it (None for i=0).
+    ``text`` never contains a matched stop string. ``finish_reason`` is ``"stop"`` (EOS, a
+    stop token or a stop string), ``"length"`` (max_tokens or the context length), ``"abort"``,
+    or None while the request runs. ``logprobs[i]`` is the log-probability of ``token_ids[i]``;
+    ``prompt_logprobs[i]`` that of ``prompt_token_ids[i]`` given the tokens before it (None at 0).
     """
 
     request_id: str

@@ -55,14 +55,24 @@ class SamplingBatch:
     def to(self, device: torch.device) -> SamplingBatch:
         if device.type == "cpu":
             return self
-        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return SamplingBatch(*(move(getattr(self, f)) for f in self.__dataclass_fields__))
+        return SamplingBatch(
+            temperature=self.temperature.to(device, non_blocking=True),
+            top_p=self.top_p.to(device, non_blocking=True),
+            top_k=self.top_k.to(device, non_blocking=True),
+            min_p=self.min_p.to(device, non_blocking=True),
+            noise=self.noise.to(device, non_blocking=True),
+            mask=None if self.mask is None else self.mask.to(device, non_blocking=True),
+        )
 
 
-def sample(logits: torch.Tensor, batch: SamplingBatch, ops: Ops) -> tuple[torch.Tensor, torch.Tensor]:
+def sample(
+    logits: torch.Tensor, batch: SamplingBatch, ops: Ops
+) -> tuple[torch.Tensor, torch.Tensor]:
     """logits [R, V] float32 -> (token ids [R], their log-probabilities under the raw model [R])."""
     logprobs = torch.log_softmax(logits, dim=-1)
     if batch.mask is not None:
         logits = logits.masked_fill(~batch.mask, float("-inf"))
-    tokens = ops.sample(logits, batch.temperature, batch.top_p, batch.top_k, batch.min_p, batch.noise)
+    tokens = ops.sample(
+        logits, batch.temperature, batch.top_p, batch.top_k, batch.min_p, batch.noise
+    )
     return tokens, logprobs.gather(1, tokens.unsqueeze(1)).squeeze(1)

@@ -96,7 +96,9 @@ class Scheduler:
             budget -= 1
         return budget
 
-    def _schedule_prefills(self, prefills: list[Sequence], budget: int, out: SchedulerOutput) -> int:
+    def _schedule_prefills(
+        self, prefills: list[Sequence], budget: int, out: SchedulerOutput
+    ) -> int:
         for seq in prefills:
             if budget == 0:
                 break

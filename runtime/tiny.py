@@ -1,8 +1,8 @@
 """Small random-weight Hugging Face model directories, made locally (no download).
 
-They exist so that tests, the README's first command and benchmarks of the engine's logic have a real
-model directory to load: real config.json, safetensors weights and tokenizer files, read by the same
-code as any downloaded checkpoint. Their weights are random, so their text is gibberish.
+They exist so that tests, the README's first command and benchmarks of the engine's logic have a
+real model directory to load: config.json, safetensors weights and tokenizer files, read by the
+same code as any downloaded checkpoint. Their weights are random, so their text is gibberish.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ _CORPUS = (
     "The quick brown fox jumps over the lazy dog. A model reads tokens and writes tokens. "
     "Programs ask questions, pick answers and count: one two three four five six seven eight nine "
     "ten. 0 1 2 3 4 5 6 7 8 9 10 11 12 42 100. positive negative neutral yes no true false. "
-    "The answer is {\"name\": \"Ada\", \"age\": 36}. Review: great film, I loved it. Score: 7.\n"
+    'The answer is {"name": "Ada", "age": 36}. Review: great film, I loved it. Score: 7.\n'
 )
 ARCH_CLASSES = {
     "llama": ("LlamaConfig", "LlamaForCausalLM"),
@@ -80,7 +80,7 @@ def make_tiny_model(
     max_shard_size: str | None = None,
     **config_overrides: Any,
 ) -> Path:
-    """Write a random-weight ``arch`` model (llama, mistral, qwen2) with its tokenizer to ``path``."""
+    """Write a random-weight ``arch`` model (llama, mistral, qwen2) and tokenizer to ``path``."""
     import torch
     import transformers
 

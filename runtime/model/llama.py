@@ -164,7 +164,7 @@ class LlamaModel(nn.Module):
 
     def operations(self) -> list[list[Operation]]:
         """Per layer, the operations in execution order."""
-        return [layer.operations() for layer in self.layers]
+        return [layer.operations() for layer in self.layers]  # type: ignore[operator]
 
     @torch.inference_mode()
     def forward(self, input_ids: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:

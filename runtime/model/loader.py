@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -33,20 +34,22 @@ _TOP_WEIGHTS = {
 }
 
 
-def resolve_model(model: str) -> tuple[Path | None, ModelConfig]:
-    """A model argument is a directory with config.json or a preset name."""
+def resolve_model(
+    model: str, overrides: dict[str, Any] | None = None
+) -> tuple[Path | None, ModelConfig]:
+    """A model argument is a directory with config.json or a preset name; ``overrides`` replace
+    config.json fields (e.g. fewer layers of a real architecture, for tests)."""
     path = Path(model).expanduser()
     if path.is_dir():
         config_file = path / "config.json"
         if not config_file.exists():
             raise ModelLoadError(f"{path} is not a model directory: it has no config.json")
-        return path, ModelConfig.from_hf(read_json(config_file))
+        return path, ModelConfig.from_hf({**read_json(config_file), **(overrides or {})})
     preset = PRESET_DIR / f"{model}.json"
     if preset.exists():
-        return None, ModelConfig.from_hf(read_json(preset))
+        return None, ModelConfig.from_hf({**read_json(preset), **(overrides or {})})
     raise ModelLoadError(
-        f"model {model!r} is neither a directory nor a preset "
-        f"(presets: {', '.join(presets())})"
+        f"model {model!r} is neither a directory nor a preset (presets: {', '.join(presets())})"
     )
 
 
@@ -145,13 +148,14 @@ def init_dummy(model: LlamaModel, seed: int = 0) -> None:
 
 def build_model(
     model: str,
+    overrides: dict[str, Any] | None,
     dtype: torch.dtype,
     device: torch.device,
     load_format: str,
     max_positions: int,
     seed: int = 0,
 ) -> LlamaModel:
-    path, cfg = resolve_model(model)
+    path, cfg = resolve_model(model, overrides)
     if load_format not in ("auto", "safetensors", "dummy"):
         raise ModelLoadError(f"unknown load_format {load_format!r}: use auto, safetensors or dummy")
     if path is None and load_format != "dummy":
@@ -164,4 +168,3 @@ def build_model(
         assert path is not None
         load_weights(net, path)
     return net.to(device).eval()
-

@@ -1,0 +1,40 @@
+"""Shared fixtures: small random-weight checkpoints written with transformers (no download)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    from runtime.tiny import make_tiny_model
+
+    root = tmp_path_factory.mktemp("models")
+    llama3_rope = {
+        "rope_scaling": {
+            "rope_type": "llama3",
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 32,
+        },
+        "rope_theta": 500000.0,
+    }
+    specs = {
+        "llama": dict(arch="llama", seed=1),
+        "mistral": dict(arch="mistral", seed=2, num_key_value_heads=1),
+        "qwen2": dict(arch="qwen2", seed=3),
+        "llama_tied": dict(arch="llama", seed=4, tie_word_embeddings=True, num_key_value_heads=4),
+        "llama3_rope": dict(arch="llama", seed=5, **llama3_rope),
+        "llama_sharded": dict(arch="llama", seed=6, max_shard_size="100KB"),
+    }
+    return {name: str(make_tiny_model(root / name, **kw)) for name, kw in specs.items()}
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tiny_models: dict[str, str]) -> str:
+    return tiny_models["llama"]
