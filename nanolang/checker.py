@@ -182,6 +182,19 @@ class Checker:
         names = [a.name for a in stmt.args]
         if "regex" in names and "json_schema" in names:
             self.error("give at most one of regex and json_schema", stmt.span)
+        for arg in stmt.args:
+            if arg.name == "regex" and isinstance(arg.value, ast.Str):
+                self._regex_holes(arg.value)
+
+    def _regex_holes(self, pattern: ast.Str) -> None:
+        """``"[0-9]{2}"`` would interpolate 2: almost surely a repetition meant literally."""
+        for part in pattern.parts:
+            if isinstance(part, ast.Num):
+                self.error(
+                    f"{{{part.value}}} in a regex string is an interpolation, not a repetition; "
+                    f'write {{{{{part.value}}}}} or use a raw string r"..."',
+                    part.span,
+                )
 
     def check_choices(self, expr: ast.Expr, scope: Scope) -> None:
         source = expr

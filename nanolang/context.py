@@ -99,6 +99,10 @@ def render_messages(messages: list[Message], tokenizer: Any) -> str:
 
 def encode(context: Context, tokenizer: Any) -> list[int]:
     """Token ids of the rendered prompt. Chat templates carry their own special tokens, so they
-    are not added again; plain-completion contexts get the tokenizer's defaults (e.g. BOS)."""
+    are not added again; plain-completion contexts get the tokenizer's defaults (e.g. BOS).
+    An empty context is the BOS token alone (generation from nothing)."""
     text = render(context, tokenizer)
-    return list(tokenizer.encode(text, add_special_tokens=not context.has_messages))
+    ids = list(tokenizer.encode(text, add_special_tokens=not context.has_messages))
+    if not ids and getattr(tokenizer, "bos_token_id", None) is not None:
+        ids = [tokenizer.bos_token_id]
+    return ids

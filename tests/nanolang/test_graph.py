@@ -13,7 +13,7 @@ from nanolang.parser import parse
 from tests.nanolang.helpers import PROGRAMS, golden
 
 
-def _graph(name: str):  # noqa: ANN202 - a test helper
+def _graph(name: str):
     return build_graph(parse((PROGRAMS / f"{name}.nano").read_text(), f"{name}.nano"))
 
 
