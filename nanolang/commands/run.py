@@ -63,7 +63,10 @@ def handle(args: argparse.Namespace) -> int:
     except NanoError as exc:
         report(exc.with_source(module.source))
         return 1
-    outcome = asyncio.run(executor.run(program.name, program_args))
+    try:
+        outcome = asyncio.run(executor.run(program.name, program_args))
+    finally:
+        executor.backend.close()
     if outcome.error is not None:
         report(outcome.error)
         return 1

@@ -108,7 +108,7 @@ def test_max_concurrency_limits_instances() -> None:
 
 
 def test_a_failing_instance_does_not_stop_the_others() -> None:
-    executor, backend = _executor("program p(v) {\n    gen a\n    return int(v)\n}")
+    executor, _ = _executor("program p(v) {\n    gen a\n    return int(v)\n}")
     outcomes = asyncio.run(
         executor.run_many([("p", {"v": "1"}), ("p", {"v": "x"}), ("p", {"v": "3"})])
     )
