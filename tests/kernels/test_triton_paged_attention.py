@@ -1,0 +1,82 @@
+"""Triton paged attention (decode, split-KV, persistent grid, extend) against the reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+from kernel_batches import dense_attention, make_paged_batch, relative_error
+from triton_env import DEVICE, INTERPRET, needs_triton_device
+
+from kernels import reference
+from kernels.triton import paged_attention
+
+pytestmark = [pytest.mark.gpu, needs_triton_device]
+# bf16 / fp16 probabilities are rounded before the P @ V product; fp32 uses ieee dots
+REL_TOL = {torch.bfloat16: 1e-2, torch.float16: 2e-3, torch.float32: 1e-5}
+ABS_TOL = {torch.bfloat16: 3e-2, torch.float16: 5e-3, torch.float32: 1e-4}
+
+# (q_lens, ctx_lens, num_decode): decodes first, then extends
+BATCHES = {
+    "decode": ([1] * 5, [1, 15, 16, 17, 200], 5),
+    "decode_split_kv": ([1] * 3, [4099, 2500, 31], 3),
+    "prefill": ([13, 64, 100], [13, 64, 100], 0),
+    "chunked_prefill": ([37, 5, 64], [290, 81, 64], 0),
+    "mixed": ([1, 1, 1, 1, 33, 1, 70], [1000, 7, 64, 513, 133, 1, 70], 4),
+}
+SMALL = {"decode", "prefill", "mixed"}
+
+
+def _check(q_lens, ctx_lens, num_decode, heads, dtype, block_size, num_sms=None, seed=0) -> None:
+    if INTERPRET and dtype == torch.bfloat16:
+        pytest.skip("the CPU interpreter's bfloat16 tl.dot is wrong")
+    num_q_heads, num_kv_heads, head_dim = heads
+    batch = make_paged_batch(
+        q_lens, ctx_lens, num_decode, num_q_heads, num_kv_heads, head_dim, block_size, dtype,
+        DEVICE, seed,
+    )  # fmt: skip
+    scale = head_dim**-0.5
+    out = paged_attention(batch.q, batch.k_cache, batch.v_cache, batch.meta, scale, num_sms=num_sms)
+    expected = reference.paged_attention(batch.q, batch.k_cache, batch.v_cache, batch.meta, scale)
+    assert out.dtype == dtype and not torch.isnan(out).any()
+    assert relative_error(out, expected) < REL_TOL[dtype]
+    torch.testing.assert_close(out.float(), expected.float(), rtol=0, atol=ABS_TOL[dtype])
+    assert relative_error(out, dense_attention(batch, scale)) < REL_TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("heads", [(32, 8, 128), (8, 8, 64), (16, 2, 64)])
+@pytest.mark.parametrize("name", sorted(BATCHES))
+def test_paged_attention(name: str, heads: tuple[int, int, int], dtype: torch.dtype) -> None:
+    if INTERPRET and name not in SMALL:
+        pytest.skip("too slow for the CPU interpreter")
+    _check(*BATCHES[name], heads, dtype, block_size=16, seed=len(name))
+
+
+@pytest.mark.parametrize("name", ["mixed", "decode_split_kv"])
+def test_paged_attention_float32_and_block_32(name: str) -> None:
+    if INTERPRET and name not in SMALL:
+        pytest.skip("too slow for the CPU interpreter")
+    _check(*BATCHES[name], (8, 2, 64), torch.float32, block_size=32, seed=7)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("num_sms", [1, 8, 32])
+@pytest.mark.parametrize("name", ["decode", "decode_split_kv", "mixed"])
+def test_paged_attention_on_a_fixed_sm_budget(name: str, num_sms: int, dtype: torch.dtype) -> None:
+    if INTERPRET and name not in SMALL:
+        pytest.skip("too slow for the CPU interpreter")
+    _check(*BATCHES[name], (32, 8, 128), dtype, block_size=16, num_sms=num_sms, seed=3)
+
+
+@pytest.mark.skipif(INTERPRET, reason="too slow for the CPU interpreter")
+def test_paged_attention_many_random_decodes() -> None:
+    gen = torch.Generator().manual_seed(11)
+    ctx = torch.randint(1, 3000, (96,), generator=gen).tolist()
+    q_lens = [1] * 96 + [int(n) for n in torch.randint(1, 200, (3,), generator=gen)]
+    ctx += [
+        q + int(p)
+        for q, p in zip(q_lens[96:], torch.randint(0, 500, (3,), generator=gen), strict=True)
+    ]
+    _check(q_lens, ctx, 96, (32, 8, 128), torch.bfloat16, block_size=16, seed=12)
