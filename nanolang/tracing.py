@@ -10,6 +10,7 @@ generated values (they do not exist while tracing): using one as a bool or str i
 from __future__ import annotations
 
 import inspect
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -122,8 +123,10 @@ def _args(kwargs: dict[str, Any], span: Span) -> tuple[ast.Arg, ...]:
 
 
 def gen(name: str, **kwargs: Any) -> Pieces:
-    """``gen name(kwargs)``: generate text into variable ``name``."""
+    """``gen name(kwargs)``: generate text into variable ``name`` (a dict schema becomes JSON)."""
     span = _caller_span()
+    if isinstance(kwargs.get("json_schema"), dict):
+        kwargs["json_schema"] = json.dumps(kwargs["json_schema"])
     return Pieces((ast.Gen(name, _args(kwargs, span), span),))
 
 

@@ -54,7 +54,7 @@ def test_graph_formats(fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_arg_values_parse_as_json_where_they_can() -> None:
-    args = parse_args_list(["n=3", "xs=[1, 2]", "s=hello world", "b=true", "q=\"quoted\"", "e="])
+    args = parse_args_list(["n=3", "xs=[1, 2]", "s=hello world", "b=true", 'q="quoted"', "e="])
     assert args == {"n": 3, "xs": [1, 2], "s": "hello world", "b": True, "q": "quoted", "e": ""}
 
 
