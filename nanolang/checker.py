@@ -126,8 +126,14 @@ class Checker:
             self.check_loop_body(stmt, scope, where, None)
         elif isinstance(stmt, ast.For):
             self.check_expr(stmt.iterable, scope)
+            items = constant(stmt.iterable)
+            if items is not UNKNOWN and not isinstance(items, list):
+                self.error("for needs a list to iterate over", stmt.iterable.span)
             self.check_loop_body(stmt, scope, where, stmt.var)
         elif isinstance(stmt, ast.If):
+            cond = constant(stmt.cond)
+            if cond is not UNKNOWN and not isinstance(cond, bool):
+                self.error("an if condition must be true or false", stmt.cond.span)
             self.check_if(stmt, scope, where)
 
     def check_loop_body(

@@ -99,6 +99,14 @@ def test_instances_are_submitted_together() -> None:
     assert backend.peak == 50
 
 
+def test_thousands_of_instances_on_one_event_loop() -> None:
+    executor, backend = _executor("program p(i) { fork 2 { gen a } return len(a) + i }")
+    outcomes = asyncio.run(executor.run_many([("p", {"i": i}) for i in range(2000)]))
+    assert [o.value for o in outcomes] == [2 + i for i in range(2000)]
+    # the default max_concurrency (1024 instances) bounds what is in flight: 2 calls each
+    assert backend.count == 4000 and backend.peak == 2048
+
+
 def test_max_concurrency_limits_instances() -> None:
     module = parse("program p() { gen a }")
     backend = CountingBackend()
