@@ -17,7 +17,7 @@ from nanolang.backend import Backend
 from nanolang.constants import constant
 from nanolang.errors import NanoError, NanoRuntimeError, Span
 from nanolang.interpreter import Interpreter
-from nanolang.records import Outcome
+from nanolang.records import TRANSITIONS, InstanceState, Outcome
 from nanolang.values import is_value, normalise
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ class Executor:
         self.backend = backend
         self.seed = seed
         self.max_concurrency = max_concurrency
+        self.states: dict[int, InstanceState] = {}
 
     def bind(
         self, program: ast.ProgramDef, args: dict[str, Any], span: Span | None = None
@@ -59,27 +60,49 @@ class Executor:
             raise NanoRuntimeError(f"no program {name!r} in {self.module.file} (have: {known})")
         return program
 
+    def advance(self, index: int, state: InstanceState) -> None:
+        """Move instance ``index`` to ``state`` (the only place instance states change)."""
+        current = self.states.get(index)
+        if current is not None and state not in TRANSITIONS[current]:
+            raise RuntimeError(
+                f"instance {index}: illegal transition {current.name} -> {state.name}"
+            )
+        self.states[index] = state
+
+    def counts(self) -> dict[InstanceState, int]:
+        """How many instances are in each state."""
+        return {s: sum(1 for v in self.states.values() if v is s) for s in InstanceState}
+
     async def run(self, name: str, args: dict[str, Any], index: int = 0) -> Outcome:
         """Run one instance; never raises for program errors (they are in the Outcome)."""
         interpreter = Interpreter(self, index)
+        if self.states.get(index) is not InstanceState.QUEUED:
+            self.states.pop(index, None)  # a direct run (not through run_many) starts afresh
+        self.advance(index, InstanceState.RUNNING)
         try:
             program = self.program(name)
             value = await interpreter.run_program(program, self.bind(program, args), f"{name}")
         except NanoError as exc:
             exc.with_source(self.module.source)
             log.error("instance %d failed: %s", index, exc.format())
-            return Outcome(index, None, exc, tuple(interpreter.records))
+            return self._failed(index, exc, interpreter)
         except Exception as exc:
             log.exception("instance %d failed with an internal error", index)
-            error = NanoRuntimeError(f"internal error: {exc!r}")
-            return Outcome(index, None, error, tuple(interpreter.records))
+            return self._failed(index, NanoRuntimeError(f"internal error: {exc!r}"), interpreter)
+        self.advance(index, InstanceState.FINISHED)
         return Outcome(index, value, None, tuple(interpreter.records))
+
+    def _failed(self, index: int, error: NanoError, interpreter: Interpreter) -> Outcome:
+        self.advance(index, InstanceState.FAILED)
+        return Outcome(index, None, error, tuple(interpreter.records))
 
     async def run_many(
         self, jobs: Sequence[Job], on_done: Callable[[Outcome], None] | None = None
     ) -> list[Outcome]:
         """Run every job concurrently (up to ``max_concurrency``); outcomes in job order."""
         gate = asyncio.Semaphore(self.max_concurrency)
+        for index in range(len(jobs)):
+            self.advance(index, InstanceState.QUEUED)
 
         async def one(index: int, job: Job) -> Outcome:
             async with gate:

@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Any
 
 from nanolang.errors import NanoError
+
+
+class InstanceState(enum.Enum):
+    """Lifecycle of one program instance: QUEUED -> RUNNING -> FINISHED | FAILED."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
+TRANSITIONS = {
+    InstanceState.QUEUED: {InstanceState.RUNNING, InstanceState.FAILED},
+    InstanceState.RUNNING: {InstanceState.FINISHED, InstanceState.FAILED},
+    InstanceState.FINISHED: set(),
+    InstanceState.FAILED: set(),
+}
 
 
 @dataclass(frozen=True)

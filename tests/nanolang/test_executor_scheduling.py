@@ -11,6 +11,7 @@ from nanolang.backend import Backend
 from nanolang.checker import check_or_raise
 from nanolang.executor import Executor
 from nanolang.parser import parse
+from nanolang.records import InstanceState
 from runtime.outputs import RequestMetrics, RequestOutput
 from runtime.sampling_params import SamplingParams
 
@@ -76,6 +77,13 @@ def test_independent_calls_run_at_the_same_time() -> None:
     assert backend.peak == 3
 
 
+def test_an_executor_runs_the_same_index_again() -> None:
+    executor, _ = _executor("program p() { gen a return a }")
+    assert asyncio.run(executor.run("p", {})).value == "ok"
+    assert asyncio.run(executor.run("p", {})).value == "ok"
+    assert executor.states == {0: InstanceState.FINISHED}
+
+
 def test_dependent_call_waits_for_its_input() -> None:
     executor, backend = _executor(
         "program p() { let a = call q(x = 1) let b = call q(x = a) return b }\n"
@@ -121,6 +129,8 @@ def test_a_failing_instance_does_not_stop_the_others() -> None:
         executor.run_many([("p", {"v": "1"}), ("p", {"v": "x"}), ("p", {"v": "3"})])
     )
     assert [o.value for o in outcomes] == [1, None, 3]
+    assert executor.counts()[InstanceState.FAILED] == 1
+    assert executor.counts()[InstanceState.FINISHED] == 2
     error = outcomes[1].error
     assert error is not None and "int() cannot parse 'x'" in error.message
     assert error.format().startswith("s.nano:3:12: runtime error:")
