@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from runtime.outputs import RequestOutput
-from runtime.sampling_params import SamplingParams
+if TYPE_CHECKING:  # the runtime (and torch) load only when a backend does
+    from runtime.outputs import RequestOutput
+    from runtime.sampling_params import SamplingParams
 
 
 class Backend(abc.ABC):

@@ -14,11 +14,11 @@ from nanolang.evaluate import Evaluator
 from nanolang.genargs import GEN_ARGS, SELECT_ARGS, argument_error
 from nanolang.records import CallRecord
 from nanolang.select import SelectError, select
-from runtime.outputs import RequestOutput
-from runtime.sampling_params import SamplingParams
 
 if TYPE_CHECKING:
     from nanolang.executor import Executor
+    from runtime.outputs import RequestOutput
+    from runtime.sampling_params import SamplingParams
 
 
 class _Return(Exception):
@@ -168,6 +168,8 @@ class Interpreter:
     # requests
 
     async def gen(self, stmt: ast.Gen, frame: Frame) -> None:
+        from runtime.sampling_params import SamplingParams
+
         kwargs = await self.arguments(stmt.args, GEN_ARGS, frame)
         if self.executor.seed is not None and "seed" not in kwargs:
             kwargs["seed"] = self.derived_seed(frame, stmt)

@@ -17,13 +17,12 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nanolang.backend import Backend
-from runtime.outputs import RequestOutput
-from runtime.sampling_params import SamplingParams
 
-SCORING_PARAMS = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=True)
+if TYPE_CHECKING:
+    from runtime.outputs import RequestOutput
 
 
 class SelectError(ValueError):
@@ -62,9 +61,12 @@ async def select(
     backend: Backend, context_ids: list[int], choices: list[str], method: str = "mean"
 ) -> Selection:
     """Score every choice after ``context_ids`` and return the best one."""
+    from runtime.sampling_params import SamplingParams
+
+    params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=True)
     token_ids = [choice_token_ids(backend.tokenizer, c) for c in choices]
     outputs = await asyncio.gather(
-        *(backend.generate(context_ids + ids, SCORING_PARAMS) for ids in token_ids)
+        *(backend.generate(context_ids + ids, params) for ids in token_ids)
     )
     scores = tuple(score(o, len(ids), method) for o, ids in zip(outputs, token_ids, strict=True))
     best = max(range(len(choices)), key=lambda i: (scores[i], -i))
