@@ -6,9 +6,9 @@ import argparse
 import logging
 import sys
 
-from nanolang.commands import check, graph, run
+from nanolang.commands import check, graph, run, serve
 
-SUBCOMMANDS = {"check": check, "graph": graph, "run": run}
+SUBCOMMANDS = {"check": check, "graph": graph, "run": run, "serve": serve}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,7 @@ import itertools
 import logging
 import queue
 import threading
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ class _Add:
     params: SamplingParams
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[RequestOutput]
+    on_progress: Callable[[RequestOutput], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,11 @@ class LocalBackend(Backend):
     def tokenizer(self) -> Any:
         return self.llm.tokenizer
 
+    @property
+    def failure(self) -> BaseException | None:
+        """The error that stopped the engine thread, or None while it is healthy."""
+        return self._failure
+
     async def generate(self, prompt_ids: list[int], params: SamplingParams) -> RequestOutput:
         if self._failure is not None:
             raise RuntimeError(f"the engine thread failed earlier: {self._failure!r}")
@@ -82,6 +89,30 @@ class LocalBackend(Backend):
         except asyncio.CancelledError:
             self._inbox.put(_Abort(request_id))
             raise
+
+    async def stream(
+        self, prompt_ids: list[int], params: SamplingParams
+    ) -> AsyncIterator[RequestOutput]:
+        """Yield the request's output after every engine step that advanced it, the final one
+        last. Closing the iterator early (or cancelling its consumer) aborts the request."""
+        if self._failure is not None:
+            raise RuntimeError(f"the engine thread failed earlier: {self._failure!r}")
+        self._ensure_thread()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[RequestOutput] = loop.create_future()
+        updates: asyncio.Queue[RequestOutput | None] = asyncio.Queue()
+        future.add_done_callback(lambda _: updates.put_nowait(None))
+        request_id = f"nl-{next(self._ids)}"
+        self._inbox.put(
+            _Add(request_id, list(prompt_ids), params, loop, future, updates.put_nowait)
+        )
+        try:
+            while (update := await updates.get()) is not None:
+                yield update
+            yield future.result()
+        finally:
+            if not future.done():
+                self._inbox.put(_Abort(request_id))
 
     def close(self) -> None:
         with self._lock:
@@ -107,6 +138,8 @@ class LocalBackend(Backend):
                     for output in self.llm.step():
                         if output.finished:
                             self._resolve(output)
+                        else:
+                            self._progress(output)
         except BaseException as exc:  # the engine failed: every waiting caller must hear it
             log.exception("engine thread failed")
             self._failure = exc
@@ -141,6 +174,11 @@ class LocalBackend(Backend):
         command = self._waiting.pop(output.request_id, None)
         if command is not None:
             command.loop.call_soon_threadsafe(_set_result, command.future, output)
+
+    def _progress(self, output: RequestOutput) -> None:
+        command = self._waiting.get(output.request_id)
+        if command is not None and command.on_progress is not None:
+            command.loop.call_soon_threadsafe(command.on_progress, output)
 
     def _fail_all(self, exc: BaseException) -> None:
         for command in self._waiting.values():

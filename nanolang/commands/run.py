@@ -1,4 +1,4 @@
-"""``nanolang run FILE --arg k=v ... [--model M] [--program P] [--seed N]``.
+"""``nanolang run FILE --arg k=v ... [--model M | --server URL] [--program P] [--seed N]``.
 
 Prints the program's return value as one line of JSON, last on stdout; logs go to stderr.
 ``--arg`` values parse as JSON where they can (numbers, lists, true/false), else as strings.
@@ -31,6 +31,9 @@ def add_parser(sub: Any) -> None:
         "--program", default=None, help="which program (default: main, else the first)"
     )
     parser.add_argument("--seed", type=int, default=None, help="derive every gen's seed from this")
+    parser.add_argument(
+        "--server", default=None, help="URL of a `nanolang serve` server to run against"
+    )
     parser.set_defaults(handler=handle)
 
 
@@ -56,7 +59,7 @@ def handle(args: argparse.Namespace) -> int:
         program_args = parse_args_list(args.arg)
         program = entry(module, args.program)
         bind_args(program.definition, program_args)
-        executor = Executor(module, _backend(args.model), seed=args.seed)
+        executor = Executor(module, _backend(args.model, args.server), seed=args.seed)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -74,7 +77,13 @@ def handle(args: argparse.Namespace) -> int:
     return 0
 
 
-def _backend(model: str | None) -> Any:
+def _backend(model: str | None, server: str | None = None) -> Any:
+    if server is not None:
+        if model is not None:
+            raise ValueError("give --model or --server, not both (the server chose its model)")
+        from nanolang.backends import HTTP
+
+        return HTTP(server)
     from nanolang.local_backend import LocalBackend
 
     return LocalBackend.from_model(model)

@@ -1,0 +1,40 @@
+"""``nanolang serve [--model M] [--host 127.0.0.1] [--port 8000] [--api-key K]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser("serve", help="serve a model over HTTP (OpenAI-compatible + native)")
+    parser.add_argument("--model", default=None, help="model directory (default: the tiny model)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--api-key", default=None, help="require this bearer key (default: $NANOLANG_API_KEY)"
+    )
+    parser.add_argument("--model-name", default="", help="the model id clients send")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
+    parser.add_argument("--dtype", default="float32", help="auto, float32, float16, bfloat16")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from nanolang.server import ServerConfig, serve
+
+    try:
+        config = ServerConfig.from_env(
+            args.model,
+            model_name=args.model_name,
+            host=args.host,
+            port=args.port,
+            llm_kwargs={"device": args.device, "dtype": args.dtype},
+            **({"api_key": args.api_key} if args.api_key else {}),
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    serve(config)
+    return 0

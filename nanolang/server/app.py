@@ -1,0 +1,62 @@
+"""The FastAPI application: routes, guards, error handlers, and the engine thread's lifetime."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+
+from nanolang.local_backend import LocalBackend
+from nanolang.server import chat, completions, monitoring, native
+from nanolang.server.config import ServerConfig
+from nanolang.server.engine_client import EngineClient
+from nanolang.server.errors import install_error_handlers
+from nanolang.server.guards import APIKeyGuard, BodySizeLimit
+from nanolang.server.state import ServerState
+from nanolang.server.throughput import Throughput
+
+
+def load_backend(config: ServerConfig) -> LocalBackend:
+    """The engine for ``config.model`` (CPU float32 unless ``llm_kwargs`` say otherwise)."""
+    return LocalBackend.from_model(config.model, **config.llm_kwargs)
+
+
+def create_app(config: ServerConfig, backend: LocalBackend | None = None) -> FastAPI:
+    """The app serving ``backend`` (loaded from ``config.model`` when None; closed at shutdown
+    only when the app loaded it)."""
+    owned = backend is None
+    engine = EngineClient(backend or load_backend(config))
+    stats = engine.engine.stats
+    state = ServerState(config, engine, Throughput(lambda: stats.generated_tokens))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        sampler = asyncio.create_task(state.throughput.run())
+        try:
+            yield
+        finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+            if owned:
+                await asyncio.to_thread(engine.backend.close)
+
+    app = FastAPI(title="nanolang", lifespan=lifespan)
+    app.state.server = state
+    for module in (completions, chat, native, monitoring):
+        app.include_router(module.router)
+    install_error_handlers(app)
+    app.add_middleware(APIKeyGuard, api_key=config.api_key)
+    app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
+    return app
+
+
+def serve(config: ServerConfig, **uvicorn_kwargs: Any) -> None:
+    """Load the model and serve until interrupted."""
+    import uvicorn
+
+    app = create_app(config)
+    uvicorn.run(app, host=config.host, port=config.port, **uvicorn_kwargs)

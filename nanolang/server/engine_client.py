@@ -1,0 +1,97 @@
+"""The engine as the server sees it: one engine thread (``LocalBackend``), prompt checks that
+answer 400 before anything is queued, and read-only counters for /metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from nanolang.local_backend import LocalBackend
+from nanolang.server.errors import APIError
+from runtime.outputs import RequestOutput
+from runtime.sampling_params import SamplingParams
+
+
+class EngineClient:
+    """Submits requests to the engine thread; handlers await, the engine never waits on them."""
+
+    def __init__(self, backend: LocalBackend) -> None:
+        self.backend = backend
+        self.llm = backend.llm
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.backend.tokenizer
+
+    @property
+    def engine(self) -> Any:
+        return self.llm.engine
+
+    @property
+    def max_model_len(self) -> int:
+        return int(self.engine.max_model_len)
+
+    def encode(self, text: str) -> list[int]:
+        if self.tokenizer is None:
+            raise APIError(400, "this model has no tokenizer: send token ids", "prompt")
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def check_prompt(self, ids: list[int], max_tokens: int | None, param: str = "prompt") -> None:
+        """400 for an empty prompt, ids out of the vocabulary, or a prompt over the context."""
+        if not ids:
+            raise APIError(400, "the prompt is empty", param)
+        vocab = int(self.engine.model_config.vocab_size)
+        if any(not 0 <= t < vocab for t in ids):
+            raise APIError(400, f"prompt token ids must be in [0, {vocab})", param)
+        limit = self.max_model_len
+        if len(ids) >= limit:
+            raise APIError(
+                400,
+                f"this model's context is {limit} tokens; the prompt has {len(ids)} "
+                "(prompt plus at least one output token must fit)",
+                param,
+                "context_length_exceeded",
+            )
+        if max_tokens is not None and max_tokens < 1:
+            raise APIError(400, f"max_tokens must be >= 1, got {max_tokens}", "max_tokens")
+
+    def room(self, ids: list[int]) -> int:
+        """How many tokens can follow ``ids`` within the context."""
+        return self.max_model_len - len(ids)
+
+    async def generate(self, ids: list[int], params: SamplingParams) -> RequestOutput:
+        try:
+            return await self.backend.generate(ids, params)
+        except (ValueError, TypeError) as exc:  # the engine rejected it before queueing
+            raise APIError(400, str(exc)) from exc
+
+    async def stream(self, ids: list[int], params: SamplingParams) -> AsyncIterator[RequestOutput]:
+        updates = self.backend.stream(ids, params)
+        try:
+            async for output in updates:
+                yield output
+        except (ValueError, TypeError) as exc:
+            raise APIError(400, str(exc)) from exc
+        finally:
+            await updates.aclose()
+
+    def counters(self) -> dict[str, float]:
+        """A snapshot of the engine's gauges and counters (plain reads of ints)."""
+        engine = self.engine
+        stats = engine.stats
+        allocator = engine.blocks.allocator
+        return {
+            "requests_running": engine.num_running,
+            "requests_waiting": engine.num_waiting,
+            "kv_blocks_used": allocator.num_used,
+            "kv_blocks_total": allocator.num_blocks,
+            "iterations_total": stats.num_iterations,
+            "preemptions_total": stats.num_preemptions,
+            "requests_finished_total": stats.num_finished,
+            "requests_aborted_total": stats.num_aborted,
+            "prompt_tokens_total": stats.prompt_tokens_computed,
+            "generation_tokens_total": stats.generated_tokens,
+            "iteration_seconds": stats.last_iteration_seconds,
+            "batch_tokens": stats.last_batch_tokens,
+            "batch_sequences": stats.last_batch_seqs,
+        }

@@ -1,0 +1,91 @@
+"""Native endpoints for what programs need beyond OpenAI's API.
+
+- ``POST /v1/nano/generate``: any ``SamplingParams`` (regex, json_schema, top_k, min_p,
+  stop_token_ids, prompt_logprobs, ...) on a text or token-id prompt; answers the engine's
+  ``RequestOutput`` as JSON (or streams it as SSE with ``stream: true``).
+- ``POST /v1/nano/score``: ``select``'s choice scoring (prompt log-probabilities of each choice).
+- ``GET /v1/nano/tokenizer``: the tokenizer's files, so a client tokenizes exactly as the server.
+"""
+
+from __future__ import annotations
+
+import base64
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from nanolang.backends.wire import output_to_dict
+from nanolang.select import SelectError, select
+from nanolang.server.errors import APIError
+from nanolang.server.params import native_params
+from nanolang.server.protocol import GenerateRequest, ScoreRequest, _NativePrompt
+from nanolang.server.state import ServerState, State
+from nanolang.server.streams import DONE, sse
+from runtime.sampling_params import SamplingParams
+
+router = APIRouter()
+
+
+def native_prompt_ids(state: ServerState, req: _NativePrompt) -> list[int]:
+    if (req.prompt is None) == (req.prompt_token_ids is None):
+        raise APIError(400, "give exactly one of prompt and prompt_token_ids", "prompt")
+    if req.prompt_token_ids is not None:
+        return list(req.prompt_token_ids)
+    return state.engine.encode(req.prompt or "")
+
+
+@router.post("/v1/nano/generate", response_model=None)
+async def generate(req: GenerateRequest, state: State) -> JSONResponse | StreamingResponse:
+    state.check_model(req.model)
+    params = native_params(req.params)
+    ids = native_prompt_ids(state, req)
+    state.engine.check_prompt(ids, params.max_tokens)
+    if req.stream:
+        return StreamingResponse(stream_outputs(state, ids, params), media_type="text/event-stream")
+    return JSONResponse(output_to_dict(await state.engine.generate(ids, params)))
+
+
+async def stream_outputs(
+    state: ServerState, ids: list[int], params: SamplingParams
+) -> AsyncIterator[str]:
+    try:
+        async for output in state.engine.stream(ids, params):
+            yield sse(output_to_dict(output))
+    except APIError as exc:
+        yield sse({"error": {"message": exc.message, "type": "invalid_request_error"}})
+        return
+    yield DONE
+
+
+@router.post("/v1/nano/score")
+async def score(req: ScoreRequest, state: State) -> JSONResponse:
+    state.check_model(req.model)
+    ids = native_prompt_ids(state, req)
+    state.engine.check_prompt(ids, None)
+    if len(set(req.choices)) != len(req.choices) or not all(req.choices):
+        raise APIError(400, "choices must be distinct non-empty strings", "choices")
+    try:
+        chosen = await select(state.engine.backend, ids, req.choices, req.method)
+    except (SelectError, ValueError) as exc:
+        raise APIError(400, str(exc), "choices") from exc
+    return JSONResponse({"choice": chosen.choice, "index": chosen.index, "scores": chosen.scores})
+
+
+@router.get("/v1/nano/tokenizer")
+async def tokenizer_files(state: State) -> JSONResponse:
+    tokenizer = state.engine.tokenizer
+    if tokenizer is None:
+        raise APIError(404, "this model has no tokenizer")
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        files = {p.name: base64.b64encode(p.read_bytes()).decode() for p in Path(tmp).iterdir()}
+    return JSONResponse(
+        {
+            "files": files,
+            "model": state.config.model_name,
+            "max_model_len": state.engine.max_model_len,
+        }
+    )

@@ -1,0 +1,25 @@
+"""A module-scoped real server (uvicorn on loopback) over the session's tiny llama model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+from nanolang.server import ServerConfig
+from tests.nanolang.server.live_server import LiveServer, live_server
+
+MODEL = "tiny"
+
+
+@pytest.fixture(scope="module")
+def server(tiny_llama: str) -> Iterator[LiveServer]:
+    config = ServerConfig(model=tiny_llama, model_name=MODEL, max_body_bytes=64 * 1024)
+    with live_server(config) as live:
+        yield live
+
+
+@pytest.fixture()
+def client(server: LiveServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=60)

@@ -1,0 +1,147 @@
+"""Bad input gets a 4xx with an OpenAI-style body and the server keeps serving; API keys."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from nanolang.server import ServerConfig
+from tests.nanolang.server.conftest import MODEL
+from tests.nanolang.server.live_server import LiveServer, live_server
+
+JSON = {"content-type": "application/json"}
+
+
+def post(server: LiveServer, path: str, body: Any, headers: dict | None = None) -> httpx.Response:
+    if not isinstance(body, str | bytes):
+        body = json.dumps(body)
+    content = body
+    return httpx.post(f"{server.url}{path}", content=content, headers=headers or JSON, timeout=30)
+
+
+def assert_openai_error(response: httpx.Response, status: int, param: str | None = None) -> None:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert isinstance(error["message"], str) and error["message"]
+    assert error["type"] in ("invalid_request_error", "not_found_error", "authentication_error")
+    assert set(error) == {"message", "type", "param", "code"}
+    if param is not None:
+        assert error["param"] == param
+
+
+def assert_still_serving(server: LiveServer) -> None:
+    assert httpx.get(f"{server.url}/health", timeout=10).json() == {"status": "ok"}
+    ok = post(server, "/v1/completions", {"model": MODEL, "prompt": "ok", "max_tokens": 2})
+    assert ok.status_code == 200 and len(ok.json()["choices"]) == 1
+
+
+COMPLETION = {"model": MODEL, "prompt": "hello", "max_tokens": 4}
+BAD_INPUTS = {
+    "malformed_json": ("/v1/completions", '{"model": "tiny", "prompt": ', 400, None),
+    "not_an_object": ("/v1/chat/completions", "[1, 2]", 400, None),
+    "unknown_model": ("/v1/completions", {**COMPLETION, "model": "gpt-9"}, 404, "model"),
+    "unknown_model_chat": (
+        "/v1/chat/completions",
+        {"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]},
+        404,
+        "model",
+    ),
+    "negative_max_tokens": ("/v1/completions", {**COMPLETION, "max_tokens": -3}, 400, "max_tokens"),
+    "negative_max_tokens_chat": (
+        "/v1/chat/completions",
+        {"model": MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": -1},
+        400,
+        "max_tokens",
+    ),
+    "prompt_over_context": ("/v1/completions", {**COMPLETION, "prompt": [5] * 600}, 400, "prompt"),
+    "text_prompt_over_context": (
+        "/v1/completions",
+        {**COMPLETION, "prompt": "seven eight nine " * 400},
+        400,
+        "prompt",
+    ),
+    "invalid_regex": (
+        "/v1/nano/generate",
+        {"prompt": "Score:", "params": {"regex": "[0-9"}},
+        400,
+        "params.regex",
+    ),
+    "invalid_json_schema": (
+        "/v1/nano/generate",
+        {"prompt": "x", "params": {"json_schema": "{not json"}},
+        400,
+        "params.json_schema",
+    ),
+    "token_id_out_of_vocabulary": ("/v1/completions", {**COMPLETION, "prompt": [10**6]}, 400, None),
+    "empty_prompt": ("/v1/completions", {**COMPLETION, "prompt": ""}, 400, "prompt"),
+    "bad_temperature": ("/v1/completions", {**COMPLETION, "temperature": -1}, 400, None),
+    "too_many_choices": ("/v1/completions", {**COMPLETION, "n": 1000}, 400, "n"),
+    "top_logprobs_unsupported": ("/v1/completions", {**COMPLETION, "logprobs": 5}, 400, None),
+    "wrong_type": ("/v1/completions", {**COMPLETION, "max_tokens": "many"}, 400, "max_tokens"),
+    "missing_field": ("/v1/chat/completions", {"model": MODEL}, 400, "messages"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_a_4xx_and_the_server_goes_on(server: LiveServer, case: str) -> None:
+    path, body, status, param = BAD_INPUTS[case]
+    assert_openai_error(post(server, path, body), status, param)
+    assert_still_serving(server)
+
+
+def test_oversized_body_is_413(server: LiveServer) -> None:
+    big = {**COMPLETION, "prompt": "x" * (server.config.max_body_bytes + 1)}
+    assert_openai_error(post(server, "/v1/completions", big), 413)
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it streams
+        yield b'{"model": "tiny", "prompt": "'
+        for _ in range(server.config.max_body_bytes // 1024 + 2):
+            yield b"y" * 1024
+        yield b'"}'
+
+    streamed = httpx.post(f"{server.url}/v1/completions", content=chunks(), headers=JSON)
+    assert_openai_error(streamed, 413)
+    assert_still_serving(server)
+
+
+def test_unknown_route_is_an_openai_style_404(server: LiveServer) -> None:
+    assert_openai_error(httpx.get(f"{server.url}/v1/nothing", timeout=10), 404)
+
+
+def test_openai_client_raises_its_own_errors(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError):
+        client.completions.create(model="nope", prompt="x", max_tokens=1)
+    with pytest.raises(openai.BadRequestError, match="context"):
+        client.completions.create(model=MODEL, prompt=[3] * 700, max_tokens=1)
+
+
+@pytest.fixture(scope="module")
+def keyed(tiny_llama: str) -> Iterator[LiveServer]:
+    config = ServerConfig(model=tiny_llama, model_name=MODEL, api_key="sekret-key")
+    with live_server(config) as live:
+        yield live
+
+
+def test_api_key_is_required_on_every_route_but_health(keyed: LiveServer) -> None:
+    assert httpx.get(f"{keyed.url}/health", timeout=10).status_code == 200
+    for path in ("/v1/models", "/metrics", "/v1/nano/tokenizer"):
+        response = httpx.get(f"{keyed.url}{path}", timeout=10)
+        assert_openai_error(response, 401)
+        wrong = httpx.get(f"{keyed.url}{path}", headers={"Authorization": "Bearer no"}, timeout=10)
+        assert_openai_error(wrong, 401)
+    assert_openai_error(post(keyed, "/v1/completions", COMPLETION), 401)
+
+
+def test_api_key_accepted_from_the_openai_client(keyed: LiveServer) -> None:
+    good = openai.OpenAI(base_url=f"{keyed.url}/v1", api_key="sekret-key", max_retries=0)
+    out = good.completions.create(model=MODEL, prompt="hi", max_tokens=2)
+    assert len(out.choices) == 1
+    bad = openai.OpenAI(base_url=f"{keyed.url}/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.completions.create(model=MODEL, prompt="hi", max_tokens=2)
+    assert keyed.metrics()["generation_tokens_total"] >= 1

@@ -1,0 +1,120 @@
+"""The official ``openai`` client against a real server: completions and chat, streamed or not."""
+
+from __future__ import annotations
+
+import math
+
+import httpx
+import openai
+
+from tests.nanolang.server.conftest import MODEL
+from tests.nanolang.server.live_server import LiveServer
+
+
+def test_models_lists_the_served_model(client: openai.OpenAI) -> None:
+    assert [m.id for m in client.models.list()] == [MODEL]
+
+
+def test_completion_structure_usage_and_logprobs(client: openai.OpenAI) -> None:
+    out = client.completions.create(
+        model=MODEL, prompt="The quick brown fox", max_tokens=5, seed=3, logprobs=0
+    )
+    assert out.object == "text_completion" and out.model == MODEL
+    (choice,) = out.choices
+    assert choice.index == 0 and choice.finish_reason in ("stop", "length")
+    assert out.usage is not None and out.usage.prompt_tokens > 0
+    assert 1 <= out.usage.completion_tokens <= 5
+    assert out.usage.total_tokens == out.usage.prompt_tokens + out.usage.completion_tokens
+    assert choice.logprobs is not None
+    lps = choice.logprobs.token_logprobs
+    assert len(lps) == out.usage.completion_tokens and all(lp <= 0 for lp in lps)
+    assert "".join(choice.logprobs.tokens) == choice.text
+
+
+def test_seeded_completions_repeat_and_n_gives_n_choices(client: openai.OpenAI) -> None:
+    kw = dict(model=MODEL, prompt="One two three", max_tokens=6, temperature=1.0)
+    first = client.completions.create(n=3, seed=11, **kw)
+    second = client.completions.create(n=3, seed=11, **kw)
+    assert [c.index for c in first.choices] == [0, 1, 2]
+    assert [c.text for c in first.choices] == [c.text for c in second.choices]
+    # choice i of a seeded request is the single completion with seed + i
+    singles = [client.completions.create(seed=11 + i, **kw) for i in range(3)]
+    assert [c.text for c in first.choices] == [s.choices[0].text for s in singles]
+    assert first.usage.completion_tokens == sum(s.usage.completion_tokens for s in singles)
+
+
+def test_batch_of_token_id_prompts(client: openai.OpenAI) -> None:
+    out = client.completions.create(
+        model=MODEL, prompt=[[5, 6, 7], [8, 9]], max_tokens=2, temperature=0
+    )
+    assert [c.index for c in out.choices] == [0, 1]
+    assert out.usage.prompt_tokens == 5
+
+
+def test_stop_string_is_cut_from_text(client: openai.OpenAI) -> None:
+    free = client.completions.create(model=MODEL, prompt="Score:", max_tokens=12, temperature=0)
+    text = free.choices[0].text
+    if len(text) < 3:
+        return
+    stop = text[2:4]
+    cut = client.completions.create(
+        model=MODEL, prompt="Score:", max_tokens=12, temperature=0, stop=[stop]
+    )
+    assert cut.choices[0].finish_reason == "stop"
+    assert cut.choices[0].text == text[: text.index(stop)]
+
+
+def test_streamed_completion_matches_non_streamed(client: openai.OpenAI) -> None:
+    kw = dict(model=MODEL, prompt="A model reads tokens", max_tokens=8, seed=5)
+    whole = client.completions.create(**kw)
+    chunks = list(
+        client.completions.create(stream=True, stream_options={"include_usage": True}, **kw)
+    )
+    text = "".join(c.choices[0].text for c in chunks if c.choices)
+    assert text == whole.choices[0].text
+    reasons = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert reasons[-1] == whole.choices[0].finish_reason and all(r is None for r in reasons[:-1])
+    assert chunks[-1].choices == [] and chunks[-1].usage == whole.usage
+
+
+def test_chat_completion(client: openai.OpenAI) -> None:
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    out = client.chat.completions.create(
+        model=MODEL, messages=messages, max_tokens=6, seed=2, logprobs=True
+    )
+    assert out.object == "chat.completion"
+    (choice,) = out.choices
+    assert choice.message.role == "assistant" and isinstance(choice.message.content, str)
+    assert choice.logprobs is not None
+    assert len(choice.logprobs.content) == out.usage.completion_tokens
+    assert all(math.isfinite(e.logprob) for e in choice.logprobs.content)
+    tokenizer_prompt = "<|system|>\nBe brief.<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\n"
+    assert out.usage.prompt_tokens == len(_encode(client, tokenizer_prompt))
+
+
+def _encode(client: openai.OpenAI, text: str) -> list[int]:
+    from runtime.tiny import build_tokenizer
+
+    return build_tokenizer().encode(text, add_special_tokens=False)
+
+
+def test_streamed_chat_matches_non_streamed(client: openai.OpenAI) -> None:
+    kw = dict(model=MODEL, messages=[{"role": "user", "content": "Count"}], max_tokens=7, seed=9)
+    whole = client.chat.completions.create(n=2, **kw)
+    chunks = list(client.chat.completions.create(stream=True, n=2, **kw))
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+    for i in range(2):
+        deltas = [c.choices[0].delta for c in chunks if c.choices and c.choices[0].index == i]
+        assert deltas[0].role == "assistant"
+        assert "".join(d.content or "" for d in deltas) == whole.choices[i].message.content
+
+
+def test_metrics_are_prometheus_text(server: LiveServer, client: openai.OpenAI) -> None:
+    client.completions.create(model=MODEL, prompt="x", max_tokens=2)
+    response = httpx.get(f"{server.url}/metrics", timeout=10)
+    assert response.headers["content-type"].startswith("text/plain")
+    m = server.metrics()
+    for name in ("requests_running", "requests_waiting", "kv_blocks_used", "iteration_seconds"):
+        assert name in m
+    assert m["kv_blocks_total"] > 0 and m["generation_tokens_total"] >= 2
+    assert m["generation_tokens_per_second"] >= 0
