@@ -92,7 +92,7 @@ def index(target: Any, key: Any, expr: ast.Index) -> Any:
             return target[key]
     except (KeyError, IndexError):
         raise NanoRuntimeError(
-            f"index {to_text(key)!r} out of range for a {type_name(target)}", expr.span
+            f"index {key!r} out of range for a {type_name(target)}", expr.span
         ) from None
     raise NanoRuntimeError(f"cannot index a {type_name(target)} with a {type_name(key)}", expr.span)
 
