@@ -10,7 +10,7 @@ import pytest
 from nanolang.checker import check_or_raise
 from nanolang.executor import Executor
 from nanolang.parser import parse
-from tests.nanolang.test_executor_scheduling import CountingBackend
+from tests.nanolang.helpers import CountingBackend
 
 
 def _run(source: str, **args: Any) -> Any:
