@@ -148,6 +148,7 @@ class EngineConfig:
     kv_cache_memory_bytes: int | None = None  # None: derived from the device's memory
     gpu_memory_utilization: float = 0.90
     enable_chunked_prefill: bool = True
+    enforce_eager: bool = False  # True: no CUDA graphs for decode iterations
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 

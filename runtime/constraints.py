@@ -15,9 +15,7 @@ import torch
 from outlines_core import Guide, Index, Vocabulary
 from outlines_core.json_schema import build_regex_from_schema
 
-
-class ConstraintError(ValueError):
-    """A regex or JSON schema that cannot be compiled; the message says why."""
+from runtime.sampling_params import ConstraintError
 
 
 def _byte_decoder() -> dict[str, int]:

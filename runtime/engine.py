@@ -14,7 +14,6 @@ import torch
 from kernels import get_ops
 from runtime.block_manager import BlockManager
 from runtime.config import EngineConfig, ModelConfig, read_json
-from runtime.constraints import ConstraintCompiler
 from runtime.detokenizer import IncrementalDetokenizer, find_stop
 from runtime.kv_budget import kv_memory_budget, num_kv_blocks
 from runtime.model.loader import build_model, resolve_model
@@ -41,6 +40,8 @@ class EngineStats:
     last_iteration_seconds: float = 0.0
     last_batch_tokens: int = 0
     last_batch_seqs: int = 0
+    last_kv_tokens_read: int = 0  # sum of the contexts attended over in the last iteration
+    last_attn_pairs: int = 0  # sum of q_len x context_len in the last iteration
 
 
 def resolve_dtype(dtype: str | torch.dtype, cfg: ModelConfig, device: torch.device) -> torch.dtype:
@@ -86,12 +87,14 @@ class LLMEngine:
         self.blocks = BlockManager(num_blocks, self.config.block_size)
         self.max_model_len = min(limit, num_blocks * self.config.block_size)
         self.runner = ModelRunner(self.model, self.ops, self.blocks, num_blocks)
+        if self.device.type == "cuda" and not self.config.enforce_eager:
+            self.runner.capture_cuda_graphs(self.max_model_len, self.config.max_num_seqs)
         self.scheduler = Scheduler(self.config, self.blocks)
         self.stats = EngineStats()
         self._seqs: dict[str, Sequence] = {}
         self._ids = itertools.count()
         self._rng = random.Random(self.config.seed)
-        self._constraints: ConstraintCompiler | None = None
+        self._constraints: Any = None  # a ConstraintCompiler, built on first use
         logger.info(
             "engine: %s on %s (%s), %d KV blocks of %d tokens, max_model_len %d, kernels: %s",
             model,
@@ -173,7 +176,10 @@ class LLMEngine:
         if params.stop and self.tokenizer is None:
             raise ValueError("stop strings need a tokenizer; this model has none")
 
-    def _constraint_compiler(self) -> ConstraintCompiler:
+    def _constraint_compiler(self) -> Any:
+        # imported here: outlines-core is needed only by requests with constraints
+        from runtime.constraints import ConstraintCompiler
+
         if self._constraints is None:
             if self.tokenizer is None:
                 raise ValueError("regex / json_schema constraints need a tokenizer")
@@ -211,6 +217,11 @@ class LLMEngine:
         self.stats.num_preemptions += len(batch.preempted)
         if batch.is_empty:
             return []
+        ctx_lens = [e.seq.num_computed_tokens + e.num_tokens for e in batch.scheduled]
+        self.stats.last_kv_tokens_read = sum(ctx_lens)
+        self.stats.last_attn_pairs = sum(
+            e.num_tokens * c for e, c in zip(batch.scheduled, ctx_lens, strict=True)
+        )
         result = self.runner.run(batch)
         outputs = self._postprocess(batch, result)
         self.stats.num_iterations += 1

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from kernels import AttentionMetadata, Ops
 from runtime.block_manager import BlockManager
-from runtime.model.llama import ForwardContext, LlamaModel
+from runtime.cuda_graph import DecodeGraphs, DecodeInputs, default_buckets
+from runtime.model.llama import ForwardContext, LlamaModel, Operation
 from runtime.sampler import SamplingBatch, sample
 from runtime.scheduler import ScheduledSequence, SchedulerOutput
 
@@ -45,8 +47,13 @@ class ModelRunner:
         self.model, self.ops, self.blocks = model, ops, blocks
         self.device = model.embed_tokens.device
         self.dtype = model.embed_tokens.dtype
+        self.graphs: DecodeGraphs | None = None
+        # profiling: when set, the next iteration runs eagerly with this per-operation hook
+        self.profile_hook: Callable[[Operation, Callable[[], None]], None] | None = None
         cfg = model.cfg
-        shape = (num_blocks, blocks.block_size, cfg.num_kv_heads, cfg.head_dim)
+        # one extra block past the allocator's range: the scratch block of CUDA-graph padding rows
+        shape = (num_blocks + 1, blocks.block_size, cfg.num_kv_heads, cfg.head_dim)
+        self.scratch_block = num_blocks
         self.kv_caches = [
             (
                 torch.zeros(shape, dtype=self.dtype, device=self.device),
@@ -113,20 +120,63 @@ class ModelRunner:
             return t.pin_memory().to(self.device, non_blocking=True)
         return t
 
+    def capture_cuda_graphs(self, max_model_len: int, max_num_seqs: int) -> None:
+        self.graphs = DecodeGraphs(
+            self.model, self.ops, self.kv_caches, self.scratch_block, self.blocks.block_size,
+            max_model_len, default_buckets(max_num_seqs),
+        )  # fmt: skip
+        self.graphs.capture()
+
+    def _graph_fits(self, batch: SchedulerOutput) -> bool:
+        n = len(batch.scheduled)
+        return (
+            self.graphs is not None
+            and batch.num_decode_seqs == n
+            and self.graphs.bucket_for(n) is not None
+            and not any(e.seq.params.prompt_logprobs for e in batch.scheduled)
+        )
+
+    def _decode_inputs(self, batch: SchedulerOutput) -> DecodeInputs:
+        seqs = [e.seq for e in batch.scheduled]
+        width = max(len(s.block_table) for s in seqs)
+        positions = [s.num_computed_tokens for s in seqs]
+        return DecodeInputs(
+            input_ids=torch.tensor([s.token_ids[-1] for s in seqs], dtype=torch.int64),
+            positions=torch.tensor(positions, dtype=torch.int64),
+            slot_mapping=torch.tensor(
+                [self.blocks.slot(s, p) for s, p in zip(seqs, positions, strict=True)]
+            ),
+            context_lens=torch.tensor([p + 1 for p in positions], dtype=torch.int32),
+            block_tables=torch.tensor(
+                [s.block_table + [0] * (width - len(s.block_table)) for s in seqs],
+                dtype=torch.int32,
+            ),
+        )
+
     @torch.inference_mode()
     def run(self, batch: SchedulerOutput) -> StepResult:
-        inputs = self.prepare(batch)
-        ctx = ForwardContext(inputs.positions, inputs.attn, self.kv_caches, self.ops)
-        hidden = self.model(inputs.input_ids, ctx)
         samplers = [e for e in batch.scheduled if e.samples]
+        hook, self.profile_hook = self.profile_hook, None
+        if hook is None and self._graph_fits(batch):
+            assert self.graphs is not None
+            logits = self.graphs.run(self._decode_inputs(batch))
+            return StepResult(self._sample(samplers, logits), {})
+        inputs = self.prepare(batch)
+        ctx = ForwardContext(inputs.positions, inputs.attn, self.kv_caches, self.ops, hook)
+        hidden = self.model(inputs.input_ids, ctx)
         sampled: list[tuple[ScheduledSequence, int, float]] = []
         if samplers:
             rows = torch.tensor(inputs.sample_rows, device=self.device)
             logits = self.model.compute_logits(hidden.index_select(0, rows), self.ops)
-            sbatch = SamplingBatch.build([e.seq for e in samplers], logits.shape[-1], self.device)
-            tokens, logprobs = sample(logits, sbatch, self.ops)
-            sampled = list(zip(samplers, tokens.tolist(), logprobs.tolist(), strict=True))
+            sampled = self._sample(samplers, logits)
         return StepResult(sampled, self._prompt_logprobs(hidden, inputs))
+
+    def _sample(
+        self, samplers: list[ScheduledSequence], logits: torch.Tensor
+    ) -> list[tuple[ScheduledSequence, int, float]]:
+        sbatch = SamplingBatch.build([e.seq for e in samplers], logits.shape[-1], self.device)
+        tokens, logprobs = sample(logits, sbatch, self.ops)
+        return list(zip(samplers, tokens.tolist(), logprobs.tolist(), strict=True))
 
     def _prompt_logprobs(self, hidden: torch.Tensor, inputs: BatchInputs) -> dict[int, list[float]]:
         out: dict[int, list[float]] = {}

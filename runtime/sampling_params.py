@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+class ConstraintError(ValueError):
+    """A regex or JSON schema that cannot be compiled; the message says why."""
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """How one request is decoded.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -50,7 +50,8 @@ class ForwardContext:
     attn: AttentionMetadata
     kv_caches: list[tuple[torch.Tensor, torch.Tensor]]  # per layer: [num_blocks, bs, Hk, D] x 2
     ops: Ops
-    timings: dict[str, float] = field(default_factory=dict)
+    # profiling only: called as op_hook(op, run) instead of run() for every operation
+    op_hook: Callable[[Operation, Callable[[], None]], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,10 @@ class LlamaModel(nn.Module):
         x = Activations(hidden=self.embed_tokens.index_select(0, input_ids))
         for layer_ops in self.operations():
             for op in layer_ops:
-                op.run(x, ctx)
+                if ctx.op_hook is None:
+                    op.run(x, ctx)
+                else:
+                    ctx.op_hook(op, lambda op=op: op.run(x, ctx))  # type: ignore[misc]
         assert x.residual is not None
         hidden, _ = ctx.ops.add_rms_norm(x.hidden, x.residual, self.norm, self.cfg.rms_norm_eps)
         return hidden

@@ -1,0 +1,105 @@
+"""``python -m runtime.bench`` (also ``nanolang bench``): offline throughput with rooflines."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from runtime.bench.hf_peer import build_hf_model, run_hf_generate
+from runtime.bench.report import render_table, result_record
+from runtime.bench.roofline import measure_ceilings, rooflines
+from runtime.bench.throughput import run_throughput
+from runtime.bench.workloads import WORKLOADS, make_requests
+from runtime.llm import LLM
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    ap = parser or argparse.ArgumentParser(prog="python -m runtime.bench", description=__doc__)
+    ap.add_argument("--model", default="llama-3-8b", help="preset or model directory")
+    ap.add_argument("--load-format", default="dummy")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--workloads", default="all", help=f"comma list of {', '.join(WORKLOADS)}")
+    ap.add_argument("--num-requests", type=int, default=1000, help="per workload")
+    ap.add_argument("--scale", type=float, default=1.0, help="shrink lengths (tests)")
+    ap.add_argument("--max-num-seqs", type=int, default=256)
+    ap.add_argument("--max-num-batched-tokens", type=int, default=2048)
+    ap.add_argument("--profile-every", type=int, default=64)
+    ap.add_argument("--enforce-eager", action="store_true")
+    ap.add_argument("--hf-overrides", default=None, help="JSON of config.json fields to replace")
+    ap.add_argument("--peer", choices=["hf", "none"], default="none")
+    ap.add_argument("--peer-requests", type=int, default=64)
+    ap.add_argument("--peer-batch", type=int, default=64)
+    ap.add_argument("--out", type=Path, default=None, help="JSON file to write (a list)")
+    return ap
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
+    names = list(WORKLOADS) if args.workloads == "all" else args.workloads.split(",")
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown:
+        raise SystemExit(f"unknown workloads {unknown}; choose from {list(WORKLOADS)}")
+    overrides = json.loads(args.hf_overrides) if args.hf_overrides else None
+    llm = LLM(
+        args.model, dtype=args.dtype, device=args.device, load_format=args.load_format,
+        hf_overrides=overrides, max_num_seqs=args.max_num_seqs,
+        max_num_batched_tokens=args.max_num_batched_tokens, enforce_eager=args.enforce_eager,
+    )  # fmt: skip
+    engine = llm.engine
+    cfg, device, dtype = engine.model_config, engine.device, engine.dtype
+    elem = engine.runner.kv_caches[0][0].element_size()
+    kernels = dict(engine.ops.backends)
+    ceilings = measure_ceilings(device, cfg, dtype)
+    results = {}
+    for name in names:
+        reqs = make_requests(WORKLOADS[name], args.num_requests, cfg.vocab_size, 0, args.scale)
+        results[name] = (reqs, run_throughput(llm, reqs, args.profile_every))
+    del llm, engine  # free the GPU for the peer
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    peer_net = build_hf_model(args.model, device, dtype) if args.peer == "hf" else None
+    records = []
+    for name, (reqs, res) in results.items():
+        peer = None
+        if peer_net is not None and WORKLOADS[name].fixed:
+            peer = run_hf_generate(peer_net, reqs[: args.peer_requests], args.peer_batch, device)
+        records.append(result_record(
+            model=args.model, device_name=device_name(device), command=command, workload=name,
+            mode="sequential", num_requests=len(reqs), result=res,
+            roof=rooflines(res.records, cfg, ceilings, elem), ceilings=ceilings,
+            kernels=kernels, peer=peer,
+        ))  # fmt: skip
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
+    command = "python -m runtime.bench " + shlex.join(sys.argv[1:] if argv is None else argv)
+    records = run(args, command)
+    from rich.console import Console
+
+    Console(stderr=True).print(render_table(records))
+    text = json.dumps(records, indent=2)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

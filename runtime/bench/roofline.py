@@ -1,0 +1,114 @@
+"""Ceilings measured in the same run, and the roofline throughputs of a recorded run.
+
+Compute roofline (NanoFlow's definition): peak dense GEMM FLOP/s / (2 x parameters) tokens per
+second, counting prompt and output tokens. Memory roofline: every iteration must read the weights
+once plus the KV cache of every sequence in the batch; the run's iterations at the measured HBM
+bandwidth give a lower bound on its time. The tight roofline takes, per iteration, the larger of
+its compute time (2 x parameters x tokens + attention FLOPs at the GEMM peak) and its memory time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from runtime.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class IterationRecord:
+    num_tokens: int  # query tokens in the flat batch (prompt chunks + decodes)
+    num_seqs: int
+    kv_tokens_read: int  # sum over sequences of the context each attends over
+    attn_pairs: int  # sum over sequences of q_len x context_len (query-key pairs)
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Ceilings:
+    gemm_flops: float  # FLOP/s, best dense GEMM measured
+    hbm_bytes_per_s: float  # streaming copy, bytes read + written per second
+
+
+def _best_time(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
+    fn()
+    torch.cuda.synchronize()
+    best = float("inf")
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        best = min(best, start.elapsed_time(end) / 1e3)
+    return best
+
+
+def measure_ceilings(device: torch.device, cfg: ModelConfig, dtype: torch.dtype) -> Ceilings:
+    """GEMM peak on the model's largest projection shape (4096 tokens) and HBM copy bandwidth."""
+    if device.type != "cuda":
+        return _measure_cpu_ceilings()
+    m, k, n = 4096, cfg.hidden_size, 2 * cfg.intermediate_size
+    a = torch.randn(m, k, device=device, dtype=dtype)
+    b = torch.randn(n, k, device=device, dtype=dtype)
+    gemm = _best_time(lambda: torch.nn.functional.linear(a, b), 20)
+    src = torch.empty(1 << 30, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    copy = _best_time(lambda: dst.copy_(src), 10)
+    return Ceilings(2 * m * k * n / gemm, 2 * src.numel() / copy)
+
+
+def _best_wall(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _measure_cpu_ceilings() -> Ceilings:
+    a = torch.randn(1024, 1024)
+    gemm = _best_wall(lambda: a @ a, 5)
+    src = torch.empty(1 << 28, dtype=torch.uint8)
+    dst = torch.empty_like(src)
+    copy = _best_wall(lambda: dst.copy_(src), 3)
+    return Ceilings(2 * 1024**3 / gemm, 2 * src.numel() / copy)
+
+
+def weight_bytes(cfg: ModelConfig, elem: int) -> int:
+    """Bytes of weights one iteration streams: all but an untied input embedding table, of which
+    a step reads only the rows it embeds."""
+    table = 0 if cfg.tie_word_embeddings else cfg.vocab_size * cfg.hidden_size
+    return (cfg.num_parameters - table) * elem
+
+
+@dataclass(frozen=True)
+class Rooflines:
+    compute_tokens_per_s: float
+    memory_tokens_per_s: float
+    tight_tokens_per_s: float
+
+
+def rooflines(
+    records: list[IterationRecord], cfg: ModelConfig, ceilings: Ceilings, elem: int
+) -> Rooflines:
+    tokens = sum(r.num_tokens for r in records)
+    kv_per_token = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * elem
+    w_bytes = weight_bytes(cfg, elem)
+    attn_flops_per_pair = 4 * cfg.num_heads * cfg.head_dim * cfg.num_layers
+    mem_time = tight_time = 0.0
+    for r in records:
+        t_mem = (w_bytes + r.kv_tokens_read * kv_per_token) / ceilings.hbm_bytes_per_s
+        flops = 2 * cfg.num_parameters * r.num_tokens + attn_flops_per_pair * r.attn_pairs
+        t_compute = flops / ceilings.gemm_flops
+        mem_time += t_mem
+        tight_time += max(t_mem, t_compute)
+    return Rooflines(
+        compute_tokens_per_s=ceilings.gemm_flops / (2 * cfg.num_parameters),
+        memory_tokens_per_s=tokens / mem_time if mem_time else 0.0,
+        tight_tokens_per_s=tokens / tight_time if tight_time else 0.0,
+    )

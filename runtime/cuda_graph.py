@@ -1,0 +1,121 @@
+"""CUDA graphs for decode-only iterations, captured once per batch-size bucket.
+
+A decode iteration is the same kernel sequence every time, only its inputs change: the graph of
+the bucket that fits the batch is replayed over static input buffers. Rows beyond the batch are
+padding: they read one token and write their K/V into a scratch block that no sequence owns.
+Attention is captured for the longest context (``max_model_len``), so the graph stays valid as
+contexts grow; the kernels read the real lengths from the device at run time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from kernels import AttentionMetadata, Ops
+from runtime.model.llama import ForwardContext, LlamaModel
+
+logger = logging.getLogger("runtime")
+
+
+def default_buckets(max_num_seqs: int) -> list[int]:
+    sizes = [1, 2, 4, 8, 16, 24, 32, *range(48, 257, 16), *range(288, 1025, 32)]
+    return sorted({min(s, max_num_seqs) for s in sizes})
+
+
+@dataclass
+class DecodeInputs:
+    """Host-side (CPU) tensors of one decode batch of ``n`` sequences."""
+
+    input_ids: torch.Tensor  # [n] int64
+    positions: torch.Tensor  # [n] int64
+    slot_mapping: torch.Tensor  # [n] int64
+    context_lens: torch.Tensor  # [n] int32
+    block_tables: torch.Tensor  # [n, w] int32
+
+
+class DecodeGraphs:
+    def __init__(
+        self,
+        model: LlamaModel,
+        ops: Ops,
+        kv_caches: list[tuple[torch.Tensor, torch.Tensor]],
+        scratch_block: int,
+        block_size: int,
+        max_model_len: int,
+        buckets: list[int],
+    ) -> None:
+        self.model, self.ops, self.kv_caches = model, ops, kv_caches
+        self.block_size, self.max_model_len = block_size, max_model_len
+        self.scratch_block = scratch_block
+        self.buckets = buckets
+        device = model.embed_tokens.device
+        n, width = max(buckets), -(-max_model_len // block_size)
+        self.input_ids = torch.zeros(n, dtype=torch.int64, device=device)
+        self.positions = torch.zeros(n, dtype=torch.int64, device=device)
+        self.slot_mapping = torch.full((n,), scratch_block * block_size, device=device)
+        self.context_lens = torch.ones(n, dtype=torch.int32, device=device)
+        self.block_tables = torch.full((n, width), scratch_block, dtype=torch.int32, device=device)
+        self.cu_seqlens = torch.arange(n + 1, dtype=torch.int32, device=device)
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.logits: dict[int, torch.Tensor] = {}
+        self.pool: Any = None  # the graphs' shared memory pool, set by the first capture
+
+    def _context(self, b: int) -> tuple[torch.Tensor, ForwardContext]:
+        meta = AttentionMetadata(
+            cu_seqlens_q=self.cu_seqlens[: b + 1],
+            context_lens=self.context_lens[:b],
+            block_tables=self.block_tables[:b],
+            slot_mapping=self.slot_mapping[:b],
+            num_decode_seqs=b,
+            max_query_len=1,
+            max_context_len=self.max_model_len,
+            block_size=self.block_size,
+        )
+        return self.input_ids[:b], ForwardContext(
+            self.positions[:b], meta, self.kv_caches, self.ops
+        )
+
+    def _forward(self, b: int) -> torch.Tensor:
+        ids, ctx = self._context(b)
+        return self.model.compute_logits(self.model(ids, ctx), self.ops)
+
+    @torch.inference_mode()
+    def capture(self) -> None:
+        """Capture every bucket, largest first, sharing one memory pool."""
+        for b in sorted(self.buckets, reverse=True):
+            self._forward(b)  # warm-up: compiles kernels outside the capture
+            torch.cuda.synchronize()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self.pool):
+                self.logits[b] = self._forward(b)
+            if self.pool is None:
+                self.pool = graph.pool()
+            self.graphs[b] = graph
+        torch.cuda.synchronize()
+        logger.info("captured decode CUDA graphs for batch sizes %s", sorted(self.graphs))
+
+    def bucket_for(self, n: int) -> int | None:
+        return next((b for b in sorted(self.graphs) if b >= n), None)
+
+    @torch.inference_mode()
+    def run(self, inputs: DecodeInputs) -> torch.Tensor:
+        """Replay the smallest fitting graph; returns float32 logits [n, V]."""
+        n = inputs.input_ids.shape[0]
+        b = self.bucket_for(n)
+        assert b is not None, f"no decode graph holds {n} sequences"
+        w = inputs.block_tables.shape[1]
+        self.input_ids[:n].copy_(inputs.input_ids, non_blocking=True)
+        self.positions[:n].copy_(inputs.positions, non_blocking=True)
+        self.slot_mapping[:n].copy_(inputs.slot_mapping, non_blocking=True)
+        self.context_lens[:n].copy_(inputs.context_lens, non_blocking=True)
+        self.block_tables[:n, :w].copy_(inputs.block_tables, non_blocking=True)
+        # padding rows (from n to b) keep pointing at the scratch block
+        self.slot_mapping[n:b].fill_(self.scratch_block * self.block_size)
+        self.context_lens[n:b].fill_(1)
+        self.block_tables[n:b, 0].fill_(self.scratch_block)
+        self.graphs[b].replay()
+        return self.logits[b][:n]
