@@ -18,14 +18,15 @@ from nanolang.graph import Graph, Node, NodeKind
 from nanolang.graph_builder import build_graph
 from nanolang.parser import parse
 from nanolang.program import Program, compile, default_backend, load, set_backend
-from nanolang.records import CallRecord, Outcome
-from nanolang.tracing import assistant, fmt, gen, program, select, system, user
+from nanolang.records import CallRecord, InstanceState, Outcome
+from nanolang.tracing import assistant, call, fmt, func, gen, join, program, select, system, user
 
 __all__ = [
     "Backend",
     "CallRecord",
     "Executor",
     "Graph",
+    "InstanceState",
     "NanoCheckError",
     "NanoError",
     "NanoErrors",
@@ -38,11 +39,14 @@ __all__ = [
     "Span",
     "assistant",
     "build_graph",
+    "call",
     "check",
     "compile",
     "default_backend",
     "fmt",
+    "func",
     "gen",
+    "join",
     "load",
     "parse",
     "program",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from nanolang.errors import Span
 
@@ -213,6 +214,14 @@ class Module:
 
     def get(self, name: str) -> ProgramDef | None:
         return next((p for p in self.programs if p.name == name), None)
+
+    def source_for(self, file: str) -> str | None:
+        """The text of ``file`` for error excerpts (programs joined by ``nl.call`` may come
+        from other files)."""
+        if file == self.file:
+            return self.source
+        path = Path(file)
+        return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
 def assigned_names(body: tuple[Stmt, ...]) -> list[str]:

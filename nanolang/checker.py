@@ -40,7 +40,7 @@ class Checker:
         self.errors: list[NanoCheckError] = []
 
     def error(self, message: str, span: Span) -> None:
-        self.errors.append(NanoCheckError(message, span, self.module.source))
+        self.errors.append(NanoCheckError(message, span, self.module.source_for(span.file)))
 
     def run(self) -> list[NanoCheckError]:
         seen: dict[str, ast.ProgramDef] = {}

@@ -83,7 +83,7 @@ class Executor:
             program = self.program(name)
             value = await interpreter.run_program(program, self.bind(program, args), f"{name}")
         except NanoError as exc:
-            exc.with_source(self.module.source)
+            exc.with_source(self.module.source_for(exc.span.file))
             log.error("instance %d failed: %s", index, exc.format())
             return self._failed(index, exc, interpreter)
         except Exception as exc:

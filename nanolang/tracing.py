@@ -104,6 +104,42 @@ class State:
     def __getitem__(self, name: str) -> Value:
         return Value(ast.Var(name, _caller_span()))
 
+    def __setitem__(self, name: str, value: Any) -> None:
+        """``s["x"] = value`` is ``let x = value``."""
+        span = _caller_span()
+        self.body.append(ast.Let(name, to_expr(value, span), span))
+
+    def fork(self, count: Any) -> _Block:
+        """``with s.fork(n):`` the statements inside run as ``n`` parallel branches."""
+        span = _caller_span()
+        return _Block(self, lambda body: ast.Fork(to_expr(count, span), body, span))
+
+    def loop(self, name: str, items: Any) -> _Block:
+        """``with s.loop("x", xs) as x:`` the statements inside run once per item."""
+        span = _caller_span()
+        block = _Block(self, lambda body: ast.For(name, to_expr(items, span), body, span))
+        block.value = Value(ast.Var(name, span))
+        return block
+
+
+class _Block:
+    """Collects the statements of a ``with`` body into one fork or for statement."""
+
+    def __init__(self, state: State, make: Callable[[tuple[ast.Stmt, ...]], ast.Stmt]) -> None:
+        self.state = state
+        self.make = make
+        self.value: Value | None = None
+        self.outer: list[ast.Stmt] = []
+
+    def __enter__(self) -> Value | None:
+        self.outer, self.state.body = self.state.body, []
+        return self.value
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        inner, self.state.body = self.state.body, self.outer
+        if exc_type is None:
+            self.state.body.append(self.make(tuple(inner)))
+
 
 def _role(role: str) -> Callable[..., Pieces]:
     def build(*content: Any) -> Pieces:
@@ -136,6 +172,28 @@ def select(name: str, choices: Any, method: str | None = None) -> Pieces:
     return Pieces(
         (ast.Select(name, _args({"method": method}, span), to_expr(choices, span), span),)
     )
+
+
+_callees: list[Program] = []
+
+
+def call(target: Program, **args: Any) -> Value:
+    """``call target(args)``: run another program (its module joins this one's)."""
+    span = _caller_span()
+    _callees.append(target)
+    return Value(ast.Call(target.name, _args(args, span), span))
+
+
+def func(name: str, *args: Any) -> Value:
+    """A built-in function call, e.g. ``nl.func("len", s["xs"])``."""
+    span = _caller_span()
+    return Value(ast.Func(name, tuple(to_expr(a, span) for a in args), span))
+
+
+def join(items: Any, sep: str = "") -> Value:
+    """``join(items, sep)``."""
+    span = _caller_span()
+    return Value(ast.Func("join", (to_expr(items, span), to_expr(sep, span)), span))
 
 
 def fmt(template: str, **values: Any) -> Value:
@@ -180,14 +238,31 @@ def program(fn: Callable[..., Any]) -> Program:
         value = None if default is inspect.Parameter.empty else to_expr(default, span)
         params.append(ast.Param(name, value, span))
     state = State()
-    result = fn(state, *(Value(ast.Var(n, span)) for n in names))
+    first_callee = len(_callees)
+    try:
+        result = fn(state, *(Value(ast.Var(n, span)) for n in names))
+        callees = _callees[first_callee:]
+    finally:
+        del _callees[first_callee:]
     body = list(state.body)
     if result is not None:
         body.append(ast.Return(to_expr(result, span), span))
     definition = ast.ProgramDef(fn.__name__, tuple(params), tuple(body), span)
-    module = ast.Module((definition,), span.file, _read(span.file))
+    programs = _with_callees(definition, callees)
+    module = ast.Module(programs, span.file, _read(span.file))
     check_or_raise(module)
     return Program(module, fn.__name__)
+
+
+def _with_callees(definition: ast.ProgramDef, callees: list[Program]) -> tuple[ast.ProgramDef, ...]:
+    """This program, then every program the callees' modules hold (each name once)."""
+    programs = {definition.name: definition}
+    for callee in callees:
+        for other in callee.module.programs:
+            known = programs.setdefault(other.name, other)
+            if known is not other and known != other:
+                raise NanoCheckError(f"two different programs are named {other.name!r}", other.span)
+    return tuple(programs.values())
 
 
 def _read(file: str) -> str | None:

@@ -77,3 +77,47 @@ def test_fmt_requires_every_hole() -> None:
 def test_fmt_escapes_braces_and_inlines_literals() -> None:
     value = nl.fmt("{{x}} {a}", a="lit")
     assert value.expr.parts == ("{x} lit",)  # type: ignore[union-attr]
+
+
+@nl.program
+def pick(s, candidates):
+    s += nl.fmt("Candidates:\n{candidates}\nThe best one is number ", candidates=candidates)
+    s += nl.gen("number", regex="[1-9]")
+    return s["number"]
+
+
+@nl.program
+def solve(s, question, n=3):
+    s += nl.user(nl.fmt("Solve step by step:\n{question}", question=question))
+    with s.fork(n):
+        s += nl.assistant(nl.gen("thought", max_tokens=256, temperature=0.8, stop="\n\n"))
+        s += nl.user("Score the solution above from 1 to 10.")
+        s += nl.assistant("Score: " + nl.gen("score", regex="[0-9]+", max_tokens=3))
+    s["best"] = nl.call(pick, candidates=nl.join(s["thought"], "\n---\n"))
+    return {"best": s["best"], "thought": s["thought"], "score": s["score"]}
+
+
+def test_fork_and_call_trace_to_the_nano_graph() -> None:
+    source = (PROGRAMS / "solve.nano").read_text()
+    only = source[source.index("program solve") :]
+    assert to_text(solve.graph()) == to_text(nl.build_graph(parse(only)))
+
+
+def test_loop_block_binds_its_variable() -> None:
+    @nl.program
+    def chat(s, questions):
+        with s.loop("q", questions) as q:
+            s += nl.user(q)
+            s += nl.assistant(nl.gen("reply", max_tokens=2))
+        return s["reply"]
+
+    text = to_text(chat.graph())
+    assert "= for q in questions" in text and "in for q in questions" in text
+
+
+def test_a_failing_with_body_adds_nothing() -> None:
+    state = nl.tracing.State()
+    with pytest.raises(RuntimeError), state.fork(2):
+        state += "x"
+        raise RuntimeError("boom")
+    assert state.body == []
