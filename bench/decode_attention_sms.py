@@ -28,7 +28,7 @@ from kernels.triton.decode_attention import DecodeConfig, decode_attention
 DECODE_SWEEP = [
     DecodeConfig(block_n, warps, stages, ctas)
     for (block_n, stages), warps, ctas in itertools.product(
-        [(32, 4), (32, 6), (64, 2), (64, 3), (64, 4), (128, 2), (128, 3)], (4, 8), (1, 2, 4)
+        [(32, 4), (32, 6), (64, 2), (64, 3), (64, 4), (128, 2), (128, 3)], (4, 8), (1, 2, 4, 8)
     )
 ]
 SHAPE_FIELDS = ("batch", "context", "q_heads", "kv_heads", "head_dim", "page")
@@ -93,7 +93,7 @@ def best_decode(
             launch, out = decode_launch(inputs, context, num_sms, cfg)
             ms = time_ms(launch, stream)
         except Exception as exc:  # configs over the shared-memory limit
-            print(f"  skip {cfg}: {type(exc).__name__}", flush=True)
+            print(f"  skip {cfg}: {type(exc).__name__}: {str(exc)[:200]}", flush=True)
             continue
         err = float((out.float() - expected.float()).norm() / expected.float().norm())
         if not err < 1e-2:  # never report a wrong kernel's speed
@@ -109,7 +109,7 @@ def best_read(src: torch.Tensor, num_sms: int, stream: torch.cuda.Stream) -> tup
         try:
             ms = time_ms(stream_read(src, num_sms * per_sm, rows, stages, warps), stream)
         except Exception as exc:
-            print(f"  skip read {per_sm, rows, stages, warps}: {type(exc).__name__}", flush=True)
+            print(f"  skip read {per_sm, rows, stages, warps}: {exc!r:.200}", flush=True)
             continue
         label = f"per_sm={per_sm} rows={rows} stages={stages} warps={warps}"
         best = min(best, (ms, label), key=lambda x: x[0])

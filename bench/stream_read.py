@@ -8,7 +8,7 @@ import torch
 import triton
 import triton.language as tl
 
-ROW = 128  # bf16 elements per row: 256 B, like one K or V row of head dim 128
+ROW = tl.constexpr(128)  # bf16 elements per row: 256 B, one K or V row of head dim 128
 
 
 @triton.jit
