@@ -41,7 +41,9 @@ def unparse(expr: ast.Expr, parent: int = 0) -> str:
         text = f"not {unparse(expr.operand, 3)}"
         return f"({text})" if parent > 3 else text
     prec = _PRECEDENCE[expr.op]
-    text = f"{unparse(expr.left, prec)} {expr.op} {unparse(expr.right, prec + 1)}"
+    # comparisons do not chain: a comparison operand of a comparison needs parentheses
+    left = unparse(expr.left, prec + 1 if prec == 4 else prec)
+    text = f"{left} {expr.op} {unparse(expr.right, prec + 1)}"
     return f"({text})" if parent > prec else text
 
 

@@ -221,3 +221,22 @@ def test_decorated_program_runs_with_a_schema_dict(backend: LocalBackend) -> Non
         return {"age": s["age"]}
 
     assert isinstance(json.loads(extract.run(backend=backend, text="Ada, 36")["age"]), int)
+
+
+def test_independent_calls_share_engine_iterations(backend: LocalBackend) -> None:
+    source = """
+program main() {
+    let a = call echo(x = "first")
+    let b = call echo(x = "second")
+    return [a, b]
+}
+
+program echo(x) {
+    "{x}: " gen y(max_tokens = 3, temperature = 0, ignore_eos = true)
+    return y
+}
+"""
+    outcome = asyncio.run(nl.compile(source).arun_outcome({}, backend))
+    assert outcome.error is None and len(outcome.value) == 2
+    first, second = (set(c.iterations) for c in outcome.calls)
+    assert first & second, "the two independent calls never ran in the same engine iteration"

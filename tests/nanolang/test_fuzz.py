@@ -5,10 +5,12 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from nanolang import ast
 from nanolang.checker import check
-from nanolang.errors import NanoError
+from nanolang.errors import NanoError, Span
 from nanolang.formatter import format_module
-from nanolang.parser import parse
+from nanolang.parser import parse, parse_expr
+from nanolang.unparse import unparse
 from tests.nanolang.helpers import PROGRAMS
 
 TOKENS = [
@@ -63,6 +65,7 @@ TOKENS = [
     "\n",
 ]
 SOLVE = (PROGRAMS / "solve.nano").read_text()
+SPAN = Span("<gen>", 1, 1)
 
 
 def _clean(source: str) -> None:
@@ -92,3 +95,34 @@ def test_random_token_sequences(tokens: list[str]) -> None:
 @given(st.integers(0, len(SOLVE)), st.integers(0, 12), st.text(max_size=6))
 def test_mutated_valid_program(start: int, length: int, insert: str) -> None:
     _clean(SOLVE[:start] + insert + SOLVE[start + length :])
+
+
+NAMES = st.sampled_from(["a", "b", "xs", "n"])
+LEAVES = st.one_of(
+    st.integers(-5, 50).map(lambda i: ast.Num(i, SPAN)),
+    st.booleans().map(lambda b: ast.Bool(b, SPAN)),
+    st.text(alphabet='ab{}"\\\n ', max_size=4).map(lambda s: ast.Str((s,) if s else (), SPAN)),
+    NAMES.map(lambda n: ast.Var(n, SPAN)),
+)
+OPS = ["or", "and", "==", "!=", "<", ">", "<=", ">=", "in", "not in", "+", "-"]
+
+
+def _extend(children: st.SearchStrategy[ast.Expr]) -> st.SearchStrategy[ast.Expr]:
+    return st.one_of(
+        st.tuples(st.sampled_from(OPS), children, children).map(
+            lambda t: ast.BinOp(t[0], t[1], t[2], SPAN)
+        ),
+        children.map(lambda c: ast.Not(c, SPAN)),
+        st.tuples(children, children).map(lambda t: ast.Index(t[0], t[1], SPAN)),
+        st.lists(children, max_size=3).map(lambda items: ast.ListLit(tuple(items), SPAN)),
+        st.tuples(st.sampled_from(["len", "str", "join"]), children).map(
+            lambda t: ast.Func(t[0], (t[1],), SPAN)
+        ),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.recursive(LEAVES, _extend, max_leaves=12))
+def test_expressions_round_trip_through_source(expr: ast.Expr) -> None:
+    text = unparse(expr)
+    assert unparse(parse_expr(text)) == text
