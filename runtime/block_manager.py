@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict
+from collections.abc import Callable
 
 from runtime.sequence import Sequence
 
@@ -14,16 +15,19 @@ class OutOfBlocksError(RuntimeError):
 class BlockAllocator:
     """Hands out fixed-size KV blocks by id; a block returns to the free list at refcount 0.
 
-    Reference counts let several sequences share a block (prefix sharing): ``share`` adds an owner,
-    ``release`` removes one.
+    Reference counts let several sequences share a block (prefix sharing). The free list is kept in
+    release order and allocation takes its oldest entry, so a freed block that still caches a
+    prefix survives as long as possible: ``acquire`` takes such a block back out of the free list,
+    and ``on_reuse`` tells the prefix cache when a free block is handed out for new content.
     """
 
     def __init__(self, num_blocks: int) -> None:
         if num_blocks < 1:
             raise ValueError(f"need at least one KV block, got {num_blocks}")
         self.num_blocks = num_blocks
-        self._free: deque[int] = deque(range(num_blocks))
+        self._free: OrderedDict[int, None] = OrderedDict.fromkeys(range(num_blocks))
         self._refcount = [0] * num_blocks
+        self.on_reuse: Callable[[int], None] | None = None
 
     @property
     def num_free(self) -> int:
@@ -31,6 +35,7 @@ class BlockAllocator:
 
     @property
     def num_used(self) -> int:
+        """Blocks held by at least one request (cached-but-free blocks count as free)."""
         return self.num_blocks - len(self._free)
 
     def refcount(self, block: int) -> int:
@@ -39,14 +44,17 @@ class BlockAllocator:
     def allocate(self, n: int) -> list[int]:
         if n > len(self._free):
             raise OutOfBlocksError(f"asked for {n} KV blocks, {len(self._free)} free")
-        blocks = [self._free.popleft() for _ in range(n)]
+        blocks = [self._free.popitem(last=False)[0] for _ in range(n)]
         for b in blocks:
             self._refcount[b] = 1
+            if self.on_reuse is not None:
+                self.on_reuse(b)
         return blocks
 
-    def share(self, block: int) -> None:
-        if self._refcount[block] <= 0:
-            raise ValueError(f"block {block} is free and cannot be shared")
+    def acquire(self, block: int) -> None:
+        """Take one more reference to ``block``, reviving it from the free list if needed."""
+        if self._refcount[block] == 0:
+            del self._free[block]
         self._refcount[block] += 1
 
     def release(self, block: int) -> None:
@@ -54,15 +62,19 @@ class BlockAllocator:
             raise ValueError(f"block {block} released more often than allocated")
         self._refcount[block] -= 1
         if self._refcount[block] == 0:
-            self._free.append(block)
+            self._free[block] = None
 
 
 class BlockManager:
-    """Grows and frees the block tables of sequences over one allocator."""
+    """Grows and frees the block tables of sequences over one allocator, reusing cached prefixes
+    through a radix tree when prefix caching is on."""
 
-    def __init__(self, num_blocks: int, block_size: int) -> None:
+    def __init__(self, num_blocks: int, block_size: int, enable_prefix_caching: bool = False):
+        from runtime.prefix_cache import RadixCache
+
         self.block_size = block_size
         self.allocator = BlockAllocator(num_blocks)
+        self.cache = RadixCache(self.allocator, block_size) if enable_prefix_caching else None
 
     def blocks_needed(self, num_tokens: int) -> int:
         return (num_tokens + self.block_size - 1) // self.block_size
@@ -78,10 +90,30 @@ class BlockManager:
         seq.block_table.extend(self.allocator.allocate(self.num_new_blocks(seq, num_tokens)))
 
     def free(self, seq: Sequence) -> None:
+        # last blocks first: they go to the free list first, so they are reused (evicted) first
         for block in reversed(seq.block_table):
             self.allocator.release(block)
         seq.block_table = []
+        seq.prefix_node, seq.num_registered_blocks = None, 0
 
     def slot(self, seq: Sequence, position: int) -> int:
         block = seq.block_table[position // self.block_size]
         return block * self.block_size + position % self.block_size
+
+    # prefix caching
+    def reuse_prefix(self, seq: Sequence) -> None:
+        """Start a sequence without blocks from the longest cached prefix of its tokens (leaving
+        at least its last token to compute, which yields the next token's logits)."""
+        if self.cache is None or seq.block_table or seq.params.prompt_logprobs:
+            return
+        seq.block_table = self.cache.match(seq, seq.num_tokens - 1)
+        seq.num_computed_tokens = len(seq.block_table) * self.block_size
+        seq.num_cached_tokens = min(seq.num_computed_tokens, seq.num_prompt_tokens)
+
+    def undo_reuse(self, seq: Sequence) -> None:
+        self.free(seq)
+        seq.num_computed_tokens = seq.num_cached_tokens = 0
+
+    def register(self, seq: Sequence) -> None:
+        if self.cache is not None:
+            self.cache.register(seq)

@@ -149,6 +149,7 @@ class EngineConfig:
     gpu_memory_utilization: float = 0.90
     enable_chunked_prefill: bool = True
     enforce_eager: bool = False  # True: no CUDA graphs for decode iterations
+    enable_prefix_caching: bool = True  # reuse the KV of cached prompt prefixes (radix tree)
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 

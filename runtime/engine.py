@@ -84,7 +84,9 @@ class LLMEngine:
         )
         self.ops = get_ops(self.device)
         num_blocks = self._num_blocks(limit)
-        self.blocks = BlockManager(num_blocks, self.config.block_size)
+        self.blocks = BlockManager(
+            num_blocks, self.config.block_size, self.config.enable_prefix_caching
+        )
         self.max_model_len = min(limit, num_blocks * self.config.block_size)
         self.runner = ModelRunner(self.model, self.ops, self.blocks, num_blocks)
         if self.device.type == "cuda" and not self.config.enforce_eager:
@@ -242,6 +244,7 @@ class LLMEngine:
             if not entry.is_decode:
                 self.stats.prompt_tokens_computed += entry.num_tokens
             seq.num_computed_tokens += entry.num_tokens
+            self.blocks.register(seq)
         for entry, token, logprob in result.sampled:
             self._append_token(entry.seq, token, logprob)
         outputs = []

@@ -112,10 +112,11 @@ class Scheduler:
     def _admit(self, budget: int, out: SchedulerOutput) -> None:
         while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
             seq = self.waiting[0]
+            self.blocks.reuse_prefix(seq)
             n = seq.num_uncomputed_tokens
-            if n > budget and not self.config.enable_chunked_prefill:
-                break
-            if not self.blocks.can_grow(seq, seq.num_tokens):
+            too_long = n > budget and not self.config.enable_chunked_prefill
+            if too_long or not self.blocks.can_grow(seq, seq.num_tokens):
+                self.blocks.undo_reuse(seq)
                 break
             self.waiting.popleft()
             self.blocks.grow(seq, seq.num_tokens)

@@ -49,6 +49,8 @@ class Sequence:
     logprobs: list[float] = field(default_factory=list)
     prompt_logprobs: list[float | None] = field(default_factory=list)
     constraint: Any = None  # a runtime.constraints.TokenConstraint, when the params ask for one
+    prefix_node: Any = None  # a runtime.prefix_cache.Node: where this sequence sits in the tree
+    num_registered_blocks: int = 0  # leading blocks of block_table registered in the prefix cache
     detok: Any = None  # a runtime.detokenizer.IncrementalDetokenizer
     metrics: RequestMetrics = field(default_factory=lambda: RequestMetrics(time.perf_counter()))
 

@@ -23,7 +23,7 @@ def test_allocate_and_release_round_trip() -> None:
 def test_refcounts_keep_shared_blocks_alive() -> None:
     alloc = BlockAllocator(2)
     (b,) = alloc.allocate(1)
-    alloc.share(b)
+    alloc.acquire(b)
     assert alloc.refcount(b) == 2
     alloc.release(b)
     assert alloc.num_free == 1  # still owned once
@@ -31,8 +31,19 @@ def test_refcounts_keep_shared_blocks_alive() -> None:
     assert alloc.num_free == 2
     with pytest.raises(ValueError, match="released more often"):
         alloc.release(b)
-    with pytest.raises(ValueError, match="free and cannot be shared"):
-        alloc.share(b)
+
+
+def test_acquire_revives_a_free_block_and_reuse_is_oldest_first() -> None:
+    alloc = BlockAllocator(3)
+    reused: list[int] = []
+    alloc.on_reuse = reused.append
+    a, b, c = alloc.allocate(3)
+    for block in (b, a, c):
+        alloc.release(block)
+    alloc.acquire(a)  # a cached block taken back: no longer free
+    assert alloc.num_free == 2 and alloc.refcount(a) == 1
+    assert alloc.allocate(1) == [b]  # the oldest released block goes first
+    assert reused == [a, b, c, b]
 
 
 def test_out_of_blocks_is_an_error_not_a_partial_allocation() -> None:
