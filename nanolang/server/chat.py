@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from nanolang.server import openai_format as fmt
@@ -13,7 +13,14 @@ from nanolang.server.errors import APIError
 from nanolang.server.params import check_n, choice_seed, openai_params, refuse_unsupported
 from nanolang.server.protocol import ChatRequest
 from nanolang.server.state import ServerState, State
-from nanolang.server.streams import DONE, TextDelta, gather_all, merge, sse
+from nanolang.server.streams import (
+    DONE,
+    TextDelta,
+    gather_all,
+    merge,
+    sse,
+    unless_disconnected,
+)
 from runtime.outputs import RequestOutput
 from runtime.sampling_params import SamplingParams
 
@@ -47,7 +54,7 @@ def build_params(state: ServerState, req: ChatRequest, ids: list[int]) -> list[S
 
 @router.post("/v1/chat/completions", response_model=None)
 async def create_chat_completion(
-    req: ChatRequest, state: State
+    req: ChatRequest, request: Request, state: State
 ) -> JSONResponse | StreamingResponse:
     state.check_model(req.model)
     ids = chat_prompt_ids(state, req)
@@ -56,7 +63,8 @@ async def create_chat_completion(
         return StreamingResponse(
             stream_events(state, req, ids, params), media_type="text/event-stream"
         )
-    outputs = await gather_all([state.engine.generate(ids, p) for p in params])
+    work = gather_all([state.engine.generate(ids, p) for p in params])
+    outputs = await unless_disconnected(request, work)
     tokenizer = state.engine.tokenizer
     choices = [
         {

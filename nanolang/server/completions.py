@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from nanolang.server import openai_format as fmt
@@ -14,7 +14,14 @@ from nanolang.server.errors import APIError
 from nanolang.server.params import check_n, choice_seed, openai_params, refuse_unsupported
 from nanolang.server.protocol import CompletionRequest
 from nanolang.server.state import ServerState, State
-from nanolang.server.streams import DONE, TextDelta, gather_all, merge, sse
+from nanolang.server.streams import (
+    DONE,
+    TextDelta,
+    gather_all,
+    merge,
+    sse,
+    unless_disconnected,
+)
 from runtime.outputs import RequestOutput
 from runtime.sampling_params import SamplingParams
 
@@ -68,14 +75,15 @@ def prompt_tokens(jobs: list[Job], n: int) -> int:
 
 @router.post("/v1/completions", response_model=None)
 async def create_completion(
-    req: CompletionRequest, state: State
+    req: CompletionRequest, request: Request, state: State
 ) -> JSONResponse | StreamingResponse:
     state.check_model(req.model)
     jobs = build_jobs(state, req)
     if req.stream:
         events = stream_events(state, req, jobs)
         return StreamingResponse(events, media_type="text/event-stream")
-    outputs = await gather_all([state.engine.generate(j.prompt_ids, j.params) for j in jobs])
+    work = gather_all([state.engine.generate(j.prompt_ids, j.params) for j in jobs])
+    outputs = await unless_disconnected(request, work)
     tokenizer = state.engine.tokenizer
     choices = [
         {

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from nanolang.backends.wire import output_to_dict
@@ -23,7 +23,7 @@ from nanolang.server.errors import APIError
 from nanolang.server.params import native_params
 from nanolang.server.protocol import GenerateRequest, ScoreRequest, _NativePrompt
 from nanolang.server.state import ServerState, State
-from nanolang.server.streams import DONE, sse
+from nanolang.server.streams import DONE, sse, unless_disconnected
 from runtime.sampling_params import SamplingParams
 
 router = APIRouter()
@@ -38,14 +38,17 @@ def native_prompt_ids(state: ServerState, req: _NativePrompt) -> list[int]:
 
 
 @router.post("/v1/nano/generate", response_model=None)
-async def generate(req: GenerateRequest, state: State) -> JSONResponse | StreamingResponse:
+async def generate(
+    req: GenerateRequest, request: Request, state: State
+) -> JSONResponse | StreamingResponse:
     state.check_model(req.model)
     params = native_params(req.params)
     ids = native_prompt_ids(state, req)
     state.engine.check_prompt(ids, params.max_tokens)
     if req.stream:
         return StreamingResponse(stream_outputs(state, ids, params), media_type="text/event-stream")
-    return JSONResponse(output_to_dict(await state.engine.generate(ids, params)))
+    output = await unless_disconnected(request, state.engine.generate(ids, params))
+    return JSONResponse(output_to_dict(output))
 
 
 async def stream_outputs(

@@ -7,6 +7,8 @@ import json
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
+from starlette.requests import Request
+
 from runtime.outputs import RequestOutput
 
 T = TypeVar("T")
@@ -50,6 +52,25 @@ async def merge(streams: list[AsyncIterator[T]]) -> AsyncIterator[tuple[int, T]]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T], poll_s: float = 0.1) -> T:
+    """``work``'s result; if the client goes away first, ``work`` is cancelled (which aborts
+    its engine requests) and the handler ends with ``ClientGone``."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=poll_s)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                raise ClientGone
+    finally:
+        task.cancel()
+
+
+class ClientGone(Exception):
+    """The client disconnected before its non-streamed answer was ready."""
 
 
 async def gather_all(coros: list[Awaitable[T]]) -> list[T]:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import httpx
 import openai
+import pytest
 
 from tests.nanolang.server.conftest import MODEL
 from tests.nanolang.server.live_server import LiveServer
@@ -107,3 +108,17 @@ def test_concurrent_streaming_clients_are_all_answered(server: LiveServer) -> No
     assert finished == NUM_CLIENTS
     assert after["iterations_total"] - before["iterations_total"] < NUM_CLIENTS * 8  # batched
     assert httpx.get(f"{server.url}/health", timeout=10).json() == {"status": "ok"}
+
+
+def test_a_client_that_gives_up_on_a_non_streamed_request_aborts_it(server: LiveServer) -> None:
+    # 16 greedy choices of 450 tokens take hundreds of engine steps; the client waits 0.1 s
+    before = server.metrics()
+    body = {"model": MODEL, "prompt": "0 1 2 3", "max_tokens": 450, "temperature": 0, "n": 16}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{server.url}/v1/completions", json=body, timeout=httpx.Timeout(0.1))
+    assert wait_for(
+        lambda: server.metrics()["requests_aborted_total"] >= before["requests_aborted_total"] + 16
+    )
+    after = server.wait_idle()
+    assert after["kv_blocks_used"] == 0
+    assert after["requests_finished_total"] == before["requests_finished_total"]
