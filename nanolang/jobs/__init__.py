@@ -1,0 +1,28 @@
+"""Batch evaluation jobs: a program over a JSONL dataset, resumable, scored at the end.
+
+The CLI is ``nanolang eval`` (``nanolang.commands.eval``); from Python, ``EvalJob`` runs rows
+into a ``ResultLog`` and ``summarize`` scores the results with one of ``METRICS``.
+"""
+
+from nanolang.jobs.dataset import DatasetError, Row, read_rows
+from nanolang.jobs.job import EvalJob, JobConfig, RunStats, TooManyErrors
+from nanolang.jobs.metrics import METRICS
+from nanolang.jobs.results import Result, ResultLog, load_results, repair
+from nanolang.jobs.summary import Summary, summarize
+
+__all__ = [
+    "METRICS",
+    "DatasetError",
+    "EvalJob",
+    "JobConfig",
+    "Result",
+    "ResultLog",
+    "Row",
+    "RunStats",
+    "Summary",
+    "TooManyErrors",
+    "load_results",
+    "read_rows",
+    "repair",
+    "summarize",
+]

@@ -1,0 +1,98 @@
+"""The results file of a batch job: one JSON line per finished row, appended and fsynced as
+each row finishes, so a killed job loses nothing it finished.
+
+On open, a torn last line (a write cut short by a kill) is cut off, and the ids already present
+are the rows a rerun skips.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one row's instance did."""
+
+    id: str
+    line: int
+    output: Any
+    error: str | None
+    expected: Any
+    time_s: float
+    prompt_tokens: int
+    completion_tokens: int
+    calls: int
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+
+def repair(path: Path) -> int:
+    """Cut a torn (unterminated or unparsable) last line off ``path``; the bytes removed."""
+    if not path.exists():
+        return 0
+    data = path.read_bytes()
+    keep = len(data) if data.endswith(b"\n") else data.rfind(b"\n") + 1
+    if keep < len(data):
+        with path.open("r+b") as f:
+            f.truncate(keep)
+            f.flush()
+            os.fsync(f.fileno())
+        log.warning("%s: dropped a torn last line (%d bytes)", path, len(data) - keep)
+    return len(data) - keep
+
+
+def load_results(path: Path) -> list[dict[str, Any]]:
+    """Every complete result line of ``path`` (lines that do not parse are skipped, loudly)."""
+    if not path.exists():
+        return []
+    results = []
+    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not text.strip():
+            continue
+        try:
+            results.append(json.loads(text))
+        except json.JSONDecodeError:
+            log.warning("%s:%d: not JSON; ignored", path, number)
+    return results
+
+
+class ResultLog:
+    """Append-only writer; ``done`` holds the ids finished by this or earlier runs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        repair(path)
+        self.done = {str(r["id"]) for r in load_results(path) if "id" in r}
+        self._file: IO[str] | None = None
+
+    def __enter__(self) -> ResultLog:
+        self._file = self.path.open("a", encoding="utf-8")
+        return self
+
+    def append(self, result: Result) -> None:
+        assert self._file is not None, "use ResultLog as a context manager"
+        self._file.write(result.to_json() + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.done.add(result.id)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
