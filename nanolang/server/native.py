@@ -21,7 +21,7 @@ from nanolang.backends.wire import output_to_dict
 from nanolang.select import SelectError, select
 from nanolang.server.errors import APIError
 from nanolang.server.params import native_params
-from nanolang.server.protocol import GenerateRequest, ScoreRequest, _NativePrompt
+from nanolang.server.protocol import GenerateRequest, NativePrompt, ScoreRequest
 from nanolang.server.state import ServerState, State
 from nanolang.server.streams import DONE, sse, unless_disconnected
 from runtime.sampling_params import SamplingParams
@@ -29,7 +29,7 @@ from runtime.sampling_params import SamplingParams
 router = APIRouter()
 
 
-def native_prompt_ids(state: ServerState, req: _NativePrompt) -> list[int]:
+def native_prompt_ids(state: ServerState, req: NativePrompt) -> list[int]:
     if (req.prompt is None) == (req.prompt_token_ids is None):
         raise APIError(400, "give exactly one of prompt and prompt_token_ids", "prompt")
     if req.prompt_token_ids is not None:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from nanolang.constraints import json_schema_error, regex_error
 from nanolang.server.errors import APIError
-from nanolang.server.protocol import NativeParams, _OpenAIRequest
+from nanolang.server.protocol import NativeParams, OpenAIRequest
 from runtime.sampling_params import SamplingParams
 
 
-def refuse_unsupported(req: _OpenAIRequest, **extra: Any) -> None:
+def refuse_unsupported(req: OpenAIRequest, **extra: Any) -> None:
     """400 for OpenAI options this engine cannot honour (never silently ignored)."""
     if req.presence_penalty or req.frequency_penalty:
         raise APIError(400, "presence / frequency penalties are not supported", "presence_penalty")
@@ -36,7 +37,7 @@ def stop_list(stop: str | list[str] | None) -> tuple[str, ...]:
 
 
 def openai_params(
-    req: _OpenAIRequest, max_tokens: int, seed: int | None, logprobs: bool
+    req: OpenAIRequest, max_tokens: int, seed: int | None, logprobs: bool
 ) -> SamplingParams:
     return sampling_params(
         max_tokens=max_tokens,
@@ -59,8 +60,8 @@ def native_params(params: NativeParams) -> SamplingParams:
         raise APIError(400, problem, "params.regex", "invalid_regex")
     if params.json_schema is not None:
         schema = params.json_schema
-        text = schema if isinstance(schema, str) else SamplingParams(json_schema=schema).json_schema
-        if problem := json_schema_error(text or ""):
+        text = schema if isinstance(schema, str) else json.dumps(schema)
+        if problem := json_schema_error(text):
             raise APIError(400, problem, "params.json_schema", "invalid_json_schema")
         fields["json_schema"] = text
     return sampling_params(**fields)

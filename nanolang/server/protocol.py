@@ -11,7 +11,7 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class _OpenAIRequest(BaseModel):
+class OpenAIRequest(BaseModel):
     """Fields shared by completions and chat; unknown fields are ignored, as OpenAI's are."""
 
     model_config = ConfigDict(extra="ignore")
@@ -35,7 +35,7 @@ class _OpenAIRequest(BaseModel):
         return self.stream_options is not None and self.stream_options.include_usage
 
 
-class CompletionRequest(_OpenAIRequest):
+class CompletionRequest(OpenAIRequest):
     """``prompt``: a string, a list of strings, a list of token ids, or a list of such lists.
     ``logprobs``: OpenAI's top-k count; only 0 (the sampled token's) is supported."""
 
@@ -65,7 +65,7 @@ class ChatMessage(BaseModel):
         return "".join(p.text or "" for p in self.content if p.type == "text")
 
 
-class ChatRequest(_OpenAIRequest):
+class ChatRequest(OpenAIRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = None
     logprobs: bool = False
@@ -92,7 +92,7 @@ class NativeParams(BaseModel):
     json_schema: str | dict[str, Any] | None = None
 
 
-class _NativePrompt(BaseModel):
+class NativePrompt(BaseModel):
     """Exactly one of ``prompt`` (text, tokenized without special tokens) and
     ``prompt_token_ids``."""
 
@@ -103,12 +103,12 @@ class _NativePrompt(BaseModel):
     prompt_token_ids: list[int] | None = None
 
 
-class GenerateRequest(_NativePrompt):
+class GenerateRequest(NativePrompt):
     params: NativeParams = Field(default_factory=NativeParams)
     stream: bool = False
 
 
-class ScoreRequest(_NativePrompt):
+class ScoreRequest(NativePrompt):
     """Choice scoring as ``select`` does it: log-probabilities of each choice after the prompt."""
 
     choices: list[str] = Field(min_length=1)
