@@ -78,8 +78,11 @@ class HTTPBackend(Backend):
         return self._client
 
     async def generate(self, prompt_ids: list[int], params: SamplingParams) -> RequestOutput:
-        body = {"prompt_token_ids": list(prompt_ids), "params": params_to_dict(params)}
-        body["stream"] = True
+        body: dict[str, Any] = {
+            "prompt_token_ids": list(prompt_ids),
+            "params": params_to_dict(params),
+            "stream": True,
+        }
         last: dict[str, Any] | None = None
         async with self.client().stream("POST", "/v1/nano/generate", json=body) as response:
             if response.status_code >= 400:
