@@ -64,10 +64,16 @@ def extend_kernel(
         acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
         table = block_tables_ptr + seq.to(tl.int64) * stride_bt
         end = tl.minimum(ctx, ctx - q_len + (m_block + 1) * BLOCK_M)  # causal bound of the block
+        # page ids are fetched one step ahead: K/V addresses then come from a loop-carried value,
+        # which lets Triton's pipeliner stream K/V through shared memory (cp.async, STAGES deep)
+        first = 0 + tl.arange(0, BLOCK_N)
+        next_page = tl.load(table + first // PAGE, mask=first < end, other=0)
         for n0 in tl.range(0, end, BLOCK_N, num_stages=STAGES):
             offs = n0 + tl.arange(0, BLOCK_N)  # [N]
             valid = offs < end
-            page = tl.load(table + offs // PAGE, mask=valid, other=0).to(tl.int64)
+            page = next_page.to(tl.int64)
+            ahead = offs + BLOCK_N
+            next_page = tl.load(table + ahead // PAGE, mask=ahead < end, other=0)
             k_off = page * stride_kb + (offs % PAGE) * stride_ks + kvh * stride_kh
             v_off = page * stride_vb + (offs % PAGE) * stride_vs + kvh * stride_vh
             k = tl.load(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from kernels.metadata import AttentionMetadata
-from kernels.triton.decode_attention import decode_attention
+from kernels.triton.decode_attention import DecodeConfig, decode_attention
 from kernels.triton.extend_attention import extend_attention
 
 
@@ -16,10 +16,12 @@ def paged_attention(
     meta: AttentionMetadata,
     scale: float,
     num_sms: int | None = None,
+    decode_config: DecodeConfig | None = None,
 ) -> torch.Tensor:
     """Causal attention of q [T, Hq, D] over paged caches [blocks, page, Hk, D] -> [T, Hq, D].
 
-    ``num_sms`` runs the decode part on a persistent grid sized to that SM budget.
+    ``num_sms`` runs the decode part on a persistent grid sized to that SM budget;
+    ``decode_config`` overrides its tile / pipeline configuration.
     """
     assert q.stride(-1) == 1 and k_cache.is_contiguous() and v_cache.is_contiguous()
     assert q.shape[-1] & (q.shape[-1] - 1) == 0, "head_dim must be a power of two"
@@ -29,7 +31,7 @@ def paged_attention(
         decode_attention(
             q[:num_decode], k_cache, v_cache, meta.block_tables[:num_decode],
             meta.context_lens[:num_decode], meta.max_context_len, scale, out[:num_decode],
-            num_sms=num_sms,
+            num_sms=num_sms, config=decode_config,
         )  # fmt: skip
     extend_attention(
         q, k_cache, v_cache, meta.block_tables, meta.context_lens, meta.cu_seqlens_q,

@@ -11,6 +11,7 @@ from triton_env import DEVICE, INTERPRET, needs_triton_device
 
 from kernels import reference
 from kernels.triton import paged_attention
+from kernels.triton.decode_attention import DecodeConfig
 
 pytestmark = [pytest.mark.gpu, needs_triton_device]
 # bf16 / fp16 probabilities are rounded before the P @ V product; fp32 uses ieee dots
@@ -28,7 +29,9 @@ BATCHES = {
 SMALL = {"decode", "prefill", "mixed"}
 
 
-def _check(q_lens, ctx_lens, num_decode, heads, dtype, block_size, num_sms=None, seed=0) -> None:
+def _check(
+    q_lens, ctx_lens, num_decode, heads, dtype, block_size, num_sms=None, seed=0, config=None
+) -> None:
     if INTERPRET and dtype == torch.bfloat16:
         pytest.skip("the CPU interpreter's bfloat16 tl.dot is wrong")
     num_q_heads, num_kv_heads, head_dim = heads
@@ -37,7 +40,10 @@ def _check(q_lens, ctx_lens, num_decode, heads, dtype, block_size, num_sms=None,
         DEVICE, seed,
     )  # fmt: skip
     scale = head_dim**-0.5
-    out = paged_attention(batch.q, batch.k_cache, batch.v_cache, batch.meta, scale, num_sms=num_sms)
+    out = paged_attention(
+        batch.q, batch.k_cache, batch.v_cache, batch.meta, scale, num_sms=num_sms,
+        decode_config=config,
+    )  # fmt: skip
     expected = reference.paged_attention(batch.q, batch.k_cache, batch.v_cache, batch.meta, scale)
     assert out.dtype == dtype and not torch.isnan(out).any()
     assert relative_error(out, expected) < REL_TOL[dtype]
@@ -80,3 +86,16 @@ def test_paged_attention_many_random_decodes() -> None:
         for q, p in zip(q_lens[96:], torch.randint(0, 500, (3,), generator=gen), strict=True)
     ]
     _check(q_lens, ctx, 96, (32, 8, 128), torch.bfloat16, block_size=16, seed=12)
+
+
+# every tile / pipeline shape that bench/decode_attention_sms.py sweeps
+SWEPT = [(32, 4), (32, 6), (64, 2), (64, 3), (64, 4), (128, 2), (128, 3)]
+
+
+@pytest.mark.skipif(INTERPRET, reason="too slow for the CPU interpreter")
+@pytest.mark.parametrize("num_warps", [4, 8])
+@pytest.mark.parametrize(("block_n", "stages"), SWEPT)
+@pytest.mark.parametrize("name", ["decode_split_kv", "mixed"])
+def test_decode_configs(name: str, block_n: int, stages: int, num_warps: int) -> None:
+    config = DecodeConfig(block_n, num_warps, stages, ctas_per_sm=2)
+    _check(*BATCHES[name], (32, 8, 128), torch.bfloat16, 16, num_sms=16, seed=4, config=config)
