@@ -38,6 +38,8 @@ class EngineStats:
     prompt_tokens_computed: int = 0
     generated_tokens: int = 0
     last_iteration_seconds: float = 0.0
+    last_schedule_seconds: float = 0.0  # host time forming the batch
+    last_postprocess_seconds: float = 0.0  # host time appending tokens, stops, outputs
     last_batch_tokens: int = 0
     last_batch_seqs: int = 0
     last_kv_tokens_read: int = 0  # sum of the contexts attended over in the last iteration
@@ -216,6 +218,7 @@ class LLMEngine:
         """One iteration; returns every request that progressed (finished ones last-time)."""
         start = time.perf_counter()
         batch = self.scheduler.schedule()
+        self.stats.last_schedule_seconds = time.perf_counter() - start
         self.stats.num_preemptions += len(batch.preempted)
         if batch.is_empty:
             return []
@@ -225,7 +228,9 @@ class LLMEngine:
             e.num_tokens * c for e, c in zip(batch.scheduled, ctx_lens, strict=True)
         )
         result = self.runner.run(batch)
+        post_start = time.perf_counter()
         outputs = self._postprocess(batch, result)
+        self.stats.last_postprocess_seconds = time.perf_counter() - post_start
         self.stats.num_iterations += 1
         self.stats.last_iteration_seconds = time.perf_counter() - start
         self.stats.last_batch_tokens = batch.num_tokens

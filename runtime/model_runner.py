@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,6 +18,14 @@ from runtime.sampler import SamplingBatch, sample
 from runtime.scheduler import ScheduledSequence, SchedulerOutput
 
 logger = logging.getLogger("runtime")
+
+
+@dataclass
+class RunnerTimings:
+    """Host seconds of the last iteration: building its inputs, and blocked on the device."""
+
+    prepare_s: float = 0.0
+    wait_s: float = 0.0
 
 
 @dataclass
@@ -48,6 +57,7 @@ class ModelRunner:
         self.device = model.embed_tokens.device
         self.dtype = model.embed_tokens.dtype
         self.graphs: DecodeGraphs | None = None
+        self.timings = RunnerTimings()
         # profiling: when set, the next iteration runs eagerly with this per-operation hook
         self.profile_hook: Callable[[Operation, Callable[[], None]], None] | None = None
         cfg = model.cfg
@@ -155,13 +165,17 @@ class ModelRunner:
 
     @torch.inference_mode()
     def run(self, batch: SchedulerOutput) -> StepResult:
+        t0 = time.perf_counter()
         samplers = [e for e in batch.scheduled if e.samples]
         hook, self.profile_hook = self.profile_hook, None
         if hook is None and self._graph_fits(batch):
             assert self.graphs is not None
-            logits = self.graphs.run(self._decode_inputs(batch))
+            decode_inputs = self._decode_inputs(batch)
+            self.timings.prepare_s = time.perf_counter() - t0
+            logits = self.graphs.run(decode_inputs)
             return StepResult(self._sample(samplers, logits), {})
         inputs = self.prepare(batch)
+        self.timings.prepare_s = time.perf_counter() - t0
         ctx = ForwardContext(inputs.positions, inputs.attn, self.kv_caches, self.ops, hook)
         hidden = self.model(inputs.input_ids, ctx)
         sampled: list[tuple[ScheduledSequence, int, float]] = []
@@ -175,8 +189,13 @@ class ModelRunner:
         self, samplers: list[ScheduledSequence], logits: torch.Tensor
     ) -> list[tuple[ScheduledSequence, int, float]]:
         sbatch = SamplingBatch.build([e.seq for e in samplers], logits.shape[-1], self.device)
-        tokens, logprobs = sample(logits, sbatch, self.ops)
-        return list(zip(samplers, tokens.tolist(), logprobs.tolist(), strict=True))
+        want_logprobs = any(e.seq.params.logprobs for e in samplers)
+        tokens, logprobs = sample(logits, sbatch, self.ops, want_logprobs)
+        t0 = time.perf_counter()
+        token_list = tokens.tolist()  # the one device-to-host sync of an iteration
+        self.timings.wait_s = time.perf_counter() - t0
+        lp_list = logprobs.tolist() if logprobs is not None else [0.0] * len(token_list)
+        return list(zip(samplers, token_list, lp_list, strict=True))
 
     def _prompt_logprobs(self, hidden: torch.Tensor, inputs: BatchInputs) -> dict[int, list[float]]:
         out: dict[int, list[float]] = {}

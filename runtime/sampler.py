@@ -92,10 +92,11 @@ class SamplingBatch:
 
 
 def sample(
-    logits: torch.Tensor, batch: SamplingBatch, ops: Ops
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """logits [R, V] float32 -> (token ids [R], their log-probabilities under the raw model [R])."""
-    logprobs = torch.log_softmax(logits, dim=-1)
+    logits: torch.Tensor, batch: SamplingBatch, ops: Ops, want_logprobs: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """logits [R, V] float32 -> (token ids [R], their log-probabilities under the raw model [R],
+    or None when not wanted)."""
+    logprobs = torch.log_softmax(logits, dim=-1) if want_logprobs else None
     if batch.mask is not None:
         logits = logits.masked_fill(~batch.mask, float("-inf"))
     if batch.noise is None:  # every row greedy
@@ -103,4 +104,6 @@ def sample(
     else:
         b = batch
         tokens = ops.sample(logits, b.temperature, b.top_p, b.top_k, b.min_p, b.noise)
+    if logprobs is None:
+        return tokens, None
     return tokens, logprobs.gather(1, tokens.unsqueeze(1)).squeeze(1)

@@ -16,7 +16,7 @@ class OpTimer:
 
     def __init__(self, device: torch.device) -> None:
         self.cuda = device.type == "cuda"
-        self.marks: list[tuple[str, object, object]] = []
+        self.marks: list[tuple[str, str, object, object]] = []
 
     def __call__(self, op: Operation, run: Callable[[], None]) -> None:
         if self.cuda:
@@ -24,19 +24,24 @@ class OpTimer:
             start.record()
             run()
             end.record()
-            self.marks.append((op.kind.value, start, end))
+            self.marks.append((op.name, op.kind.value, start, end))
         else:
             t0 = time.perf_counter()
             run()
-            self.marks.append((op.kind.value, t0, time.perf_counter()))
+            self.marks.append((op.name, op.kind.value, t0, time.perf_counter()))
 
-    def seconds_by_kind(self) -> dict[str, float]:
+    def seconds(self) -> tuple[dict[str, float], dict[str, float]]:
+        """(seconds by operation kind, seconds by operation name), summed over all layers."""
         if self.cuda:
             torch.cuda.synchronize()
-        totals: dict[str, float] = defaultdict(float)
-        for kind, start, end in self.marks:
-            if self.cuda:
-                totals[kind] += start.elapsed_time(end) / 1e3  # type: ignore[attr-defined]
-            else:
-                totals[kind] += end - start  # type: ignore[operator]
-        return dict(totals)
+        by_kind: dict[str, float] = defaultdict(float)
+        by_name: dict[str, float] = defaultdict(float)
+        for name, kind, start, end in self.marks:
+            secs = (
+                start.elapsed_time(end) / 1e3  # type: ignore[attr-defined]
+                if self.cuda
+                else end - start  # type: ignore[operator]
+            )
+            by_kind[kind] += secs
+            by_name[name] += secs
+        return dict(by_kind), dict(by_name)

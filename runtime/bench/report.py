@@ -51,6 +51,19 @@ def result_record(
             "other": round(mean_iter * max(0.0, 1 - gemm - attn) * 1e3, 3),
         },
         "profiled_iterations": result.profiled_iterations,
+        "profiled_ops_ms_per_iteration": {
+            name: round(secs / max(1, result.profiled_iterations) * 1e3, 3)
+            for name, secs in sorted(result.seconds_by_op.items(), key=lambda kv: -kv[1])
+        },
+        "host_ms_per_iteration": {
+            k: round(v / max(1, iters) * 1e3, 3) for k, v in result.host.items()
+        },
+        "cpu_critical_path_pct": round(
+            100
+            * (result.host["schedule"] + result.host["prepare"] + result.host["postprocess"])
+            / max(result.seconds, 1e-9),
+            1,
+        ),
         "gemm_peak_tflops": round(ceilings.gemm_flops / 1e12, 1),
         "hbm_tb_per_s": round(ceilings.hbm_bytes_per_s / 1e12, 3),
         "compute_roofline_tokens_per_s": round(roof.compute_tokens_per_s, 1),

@@ -22,7 +22,9 @@ class ThroughputResult:
     records: list[IterationRecord]
     profiled_iterations: int
     seconds_by_kind: dict[str, float]  # summed over the profiled iterations
+    seconds_by_op: dict[str, float]  # summed over the profiled iterations and layers
     profiled_seconds: float  # wall time of the profiled iterations
+    host: dict[str, float]  # host seconds summed over all iterations: schedule, prepare, ...
 
     @property
     def total_tokens_per_s(self) -> float:
@@ -49,6 +51,8 @@ def run_throughput(
         engine.add_request(req.prompt_token_ids, params)
     records: list[IterationRecord] = []
     by_kind: dict[str, float] = {}
+    by_op: dict[str, float] = {}
+    host = dict.fromkeys(("schedule", "prepare", "wait", "postprocess"), 0.0)
     profiled, profiled_secs = 0, 0.0
     output_tokens = 0
     _sync(engine.device)
@@ -66,9 +70,16 @@ def run_throughput(
             IterationRecord(s.last_batch_tokens, s.last_batch_seqs, s.last_kv_tokens_read,
                             s.last_attn_pairs, time.perf_counter() - t0)
         )  # fmt: skip
+        host["schedule"] += s.last_schedule_seconds
+        host["prepare"] += engine.runner.timings.prepare_s
+        host["wait"] += engine.runner.timings.wait_s
+        host["postprocess"] += s.last_postprocess_seconds
         if timer is not None:
-            for kind, secs in timer.seconds_by_kind().items():
+            kinds, names = timer.seconds()
+            for kind, secs in kinds.items():
                 by_kind[kind] = by_kind.get(kind, 0.0) + secs
+            for name, secs in names.items():
+                by_op[name] = by_op.get(name, 0.0) + secs
             profiled += 1
             profiled_secs += records[-1].seconds
     _sync(engine.device)
@@ -80,5 +91,7 @@ def run_throughput(
         records=records,
         profiled_iterations=profiled,
         seconds_by_kind=by_kind,
+        seconds_by_op=by_op,
         profiled_seconds=profiled_secs,
+        host=host,
     )

@@ -50,12 +50,13 @@ def test_graphs_and_eager_agree_under_sampling_in_bf16(tiny_llama: str) -> None:
 
 
 def test_llama_3_8b_dummy_runs_in_bf16_with_kv_sized_to_free_memory() -> None:
-    llm = LLM("llama-3-8b", load_format="dummy", max_num_seqs=64)
+    llm = LLM("llama-3-8b", load_format="dummy", max_num_seqs=256)
     engine = llm.engine
     assert engine.dtype == torch.bfloat16 and engine.device.type == "cuda"
-    free, _ = torch.cuda.mem_get_info()
+    free, total = torch.cuda.mem_get_info()
     kv_bytes = sum(k.numel() * k.element_size() * 2 for k, _ in engine.runner.kv_caches)
-    assert kv_bytes > 4 << 30  # gigabytes of KV cache on an 80 GB GPU
-    assert free < 12 << 30  # most memory went to weights + KV, not left idle
+    assert kv_bytes > 0.3 * total  # tens of gigabytes of KV cache
+    # all but the (1 - gpu_memory_utilization) share and the activation reserve is in use
+    assert free < (1 - engine.config.gpu_memory_utilization) * total + (3 << 30)
     outs = llm.generate([[1, 2, 3, 4] * 50] * 4, SamplingParams(max_tokens=8, ignore_eos=True))
     assert all(len(o.token_ids) == 8 and o.finish_reason == "length" for o in outs)
