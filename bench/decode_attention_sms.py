@@ -26,9 +26,12 @@ from stream_read import stream_read
 from kernels.triton.decode_attention import DecodeConfig, decode_attention
 
 DECODE_SWEEP = [
-    DecodeConfig(block_n, warps, stages, ctas)
-    for (block_n, stages), warps, ctas in itertools.product(
-        [(32, 4), (32, 6), (64, 2), (64, 3), (64, 4), (128, 2), (128, 3)], (4, 8), (1, 2, 4, 8)
+    DecodeConfig(block_n, warps, stages, ctas, swap)
+    for (block_n, stages), warps, ctas, swap in itertools.product(
+        [(32, 4), (32, 6), (64, 2), (64, 3), (64, 4), (128, 2), (128, 3)],
+        (4, 8),
+        (2, 4, 8),
+        (False, True),
     )
 ]
 SHAPE_FIELDS = ("batch", "context", "q_heads", "kv_heads", "head_dim", "page")

@@ -27,6 +27,34 @@ class DecodeConfig:
     num_warps: int = 4
     num_stages: int = 4
     ctas_per_sm: int = 4  # persistent programs per SM
+    swap_ab: bool = False  # KV tile as the MMA's M dimension (wgmma on Hopper)
+
+
+@triton.jit
+def _update(q, k, v, valid, m_i, l_i, acc, scale_log2, PRECISION: tl.constexpr):
+    """Online-softmax step with the GQA group as the MMA's M: q [G, D], k/v [N, D], acc [G, D]."""
+    s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2  # [G, N]
+    s = tl.where(valid[None, :], s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    alpha = tl.exp2(m_i - m_new)
+    p = tl.exp2(s - m_new[:, None])
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+    return m_new, l_i, acc
+
+
+@triton.jit
+def _update_swapped(q, k, v, valid, m_i, l_i, acc, scale_log2, PRECISION: tl.constexpr):
+    """The same step transposed, so the KV tile is the MMA's M (64+ rows, Hopper wgmma):
+    s^T = k q^T [N, G], acc^T [D, G] += v^T p^T."""
+    s = tl.dot(k, tl.trans(q), input_precision=PRECISION) * scale_log2  # [N, G]
+    s = tl.where(valid[:, None], s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, 0))
+    alpha = tl.exp2(m_i - m_new)
+    p = tl.exp2(s - m_new[None, :])
+    l_i = l_i * alpha + tl.sum(p, 0)
+    acc = acc * alpha[None, :] + tl.dot(tl.trans(v), p.to(v.dtype), input_precision=PRECISION)
+    return m_new, l_i, acc
 
 
 @triton.jit
@@ -64,6 +92,7 @@ def decode_kernel(
     SPLIT: tl.constexpr,
     STAGES: tl.constexpr,
     PRECISION: tl.constexpr,
+    SWAP_AB: tl.constexpr,
 ):
     rows = tl.arange(0, GROUP_PAD)  # [G]
     cols = tl.arange(0, HEAD_DIM)  # [D]
@@ -84,7 +113,10 @@ def decode_kernel(
         )  # [G, D]
         m_i = tl.full([GROUP_PAD], float("-inf"), tl.float32)
         l_i = tl.zeros([GROUP_PAD], tl.float32)
-        acc = tl.zeros([GROUP_PAD, HEAD_DIM], tl.float32)
+        if SWAP_AB:
+            acc = tl.zeros([HEAD_DIM, GROUP_PAD], tl.float32)  # transposed: [D, G]
+        else:
+            acc = tl.zeros([GROUP_PAD, HEAD_DIM], tl.float32)
         table = block_tables_ptr + seq.to(tl.int64) * stride_bt
         # page ids are fetched one step ahead: K/V addresses then come from a loop-carried value,
         # which lets Triton's pipeliner stream K/V through shared memory (cp.async, STAGES deep)
@@ -104,14 +136,13 @@ def decode_kernel(
             v = tl.load(
                 v_cache_ptr + v_off[:, None] + cols[None, :], mask=valid[:, None], other=0.0
             )
-            s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2  # [G, N]
-            s = tl.where(valid[None, :], s, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(s, 1))
-            alpha = tl.exp2(m_i - m_new)
-            p = tl.exp2(s - m_new[:, None])
-            l_i = l_i * alpha + tl.sum(p, 1)
-            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
-            m_i = m_new
+            if SWAP_AB:
+                m_i, l_i, acc = _update_swapped(q, k, v, valid, m_i, l_i, acc, scale_log2,
+                                                PRECISION)  # fmt: skip
+            else:
+                m_i, l_i, acc = _update(q, k, v, valid, m_i, l_i, acc, scale_log2, PRECISION)
+        if SWAP_AB:
+            acc = tl.trans(acc)
         safe_l = tl.where(l_i > 0, l_i, 1.0)
         result = acc / safe_l[:, None]  # [G, D]; zeros for an empty split
         if SPLIT:
@@ -221,6 +252,7 @@ def decode_attention(
         SPLIT=split,
         STAGES=cfg.num_stages if q.element_size() < 4 else 2,  # float32 tiles: less smem
         PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+        SWAP_AB=cfg.swap_ab,
         num_warps=cfg.num_warps,
     )  # fmt: skip
     if split:
