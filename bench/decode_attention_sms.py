@@ -18,6 +18,7 @@ import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from green_context import sm_partition
@@ -60,7 +61,7 @@ def decode_inputs(args: argparse.Namespace) -> dict[str, torch.Tensor]:
     per_seq = -(-args.context // args.page)
     blocks = args.batch * per_seq
     shape = (blocks, args.page, args.kv_heads, args.head_dim)
-    kw = {"device": "cuda", "dtype": torch.bfloat16, "generator": gen}
+    kw: dict[str, Any] = {"device": "cuda", "dtype": torch.bfloat16, "generator": gen}
     perm = torch.randperm(blocks, device="cuda", generator=gen).to(torch.int32)
     return {
         "q": torch.randn(args.batch, args.q_heads, args.head_dim, **kw),
@@ -134,26 +135,28 @@ def measure(
     read_ms, read_cfg = best_read(src, granted, stream)
     ms, cfg = best_decode(inputs, args.context, granted, stream, expected)
     unaware_ms = time_ms(decode_launch(inputs, args.context, None, DecodeConfig())[0], stream)
-    row = {
+    achieved = round(gbps(kv_bytes, ms), 1)
+    ceiling = round(gbps(src.numel() * src.element_size(), read_ms), 1)
+    unaware = round(gbps(kv_bytes, unaware_ms), 1)
+    percent = round(100 * achieved / ceiling, 1)
+    print(
+        f"{mode:>14} {num_sms:>4} SMs (got {granted:>3}): {achieved:>7.1f} GB/s of "
+        f"{ceiling:>7.1f} ({percent:>5.1f}%)  full-grid kernel {unaware:>7.1f}  [{cfg}]",
+        flush=True,
+    )
+    return {
         "num_sms": num_sms,
         "granted_sms": granted,
         "mode": mode,
         "partition_api": api,
-        "gbps": round(gbps(kv_bytes, ms), 1),
-        "ceiling_gbps": round(gbps(src.numel() * src.element_size(), read_ms), 1),
+        "gbps": achieved,
+        "ceiling_gbps": ceiling,
         "time_ms": round(ms, 4),
         "config": dataclasses.asdict(cfg),
         "ceiling_config": read_cfg,
-        "full_grid_default_config_gbps": round(gbps(kv_bytes, unaware_ms), 1),
+        "full_grid_default_config_gbps": unaware,
+        "percent": percent,
     }
-    row["percent"] = round(100 * row["gbps"] / row["ceiling_gbps"], 1)
-    print(
-        f"{mode:>14} {num_sms:>4} SMs (got {granted:>3}): {row['gbps']:>7.1f} GB/s of "
-        f"{row['ceiling_gbps']:>7.1f} ({row['percent']:>5.1f}%)  full-grid kernel "
-        f"{row['full_grid_default_config_gbps']:>7.1f}  [{cfg}]",
-        flush=True,
-    )
-    return row
 
 
 def main() -> None:

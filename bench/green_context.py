@@ -39,10 +39,11 @@ def _driver_partition(num_sms: int) -> SmPartition:
 def _torch_partition(num_sms: int) -> SmPartition:
     from torch.cuda.green_contexts import GreenContext
 
+    ctx: Any
     try:
         ctx = GreenContext.create(num_sms=num_sms, device_id=torch.cuda.current_device())
     except TypeError:  # torch 2.11 takes (num_sms, device_id) positionally
-        ctx = GreenContext.create(num_sms, torch.cuda.current_device())  # type: ignore[misc]
+        ctx = GreenContext.create(num_sms, torch.cuda.current_device())  # type: ignore[arg-type, call-arg]
     return SmPartition(num_sms, ctx.Stream(), ctx)
 
 

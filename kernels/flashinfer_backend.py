@@ -10,6 +10,7 @@ the torch reference.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import flashinfer
 import torch
@@ -30,11 +31,11 @@ class _Plan:
     prefill: flashinfer.BatchPrefillWithPagedKVCacheWrapper | None
 
 
-_wrappers: dict[tuple[object, ...], object] = {}
+_wrappers: dict[tuple[object, ...], Any] = {}
 _last_plan: dict[torch.device, _Plan] = {}
 
 
-def _wrapper(kind: str, device: torch.device, tensor_cores: bool) -> object:
+def _wrapper(kind: str, device: torch.device, tensor_cores: bool) -> Any:
     key = (kind, device, tensor_cores)
     if key not in _wrappers:
         workspace = torch.empty(WORKSPACE_BYTES, dtype=torch.uint8, device=device)

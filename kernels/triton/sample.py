@@ -85,7 +85,7 @@ def sample_kernel(
         top_p = tl.load(top_p_ptr + row).to(tl.float32)
         floor = tl.load(min_p_ptr + row).to(tl.float32) * p_max
         lo = 0
-        hi = p_max.to(tl.int32, bitcast=True)  # the threshold p_max always keeps the top token
+        hi = p_max.to(tl.int32, bitcast=True)  # type: ignore[attr-defined]  # the threshold p_max always keeps the top token
         if (k < vocab) | (top_p < 1.0) | (floor > 0.0):
             for _ in range(STEPS):
                 mid = lo + (hi - lo) // 2

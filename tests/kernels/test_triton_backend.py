@@ -58,7 +58,9 @@ def _captured(fn: Callable[[], torch.Tensor]) -> torch.Tensor:
         ([1, 1, 1, 1, 33, 1, 70], [1000, 7, 64, 513, 133, 1, 70], 4),
     ],
 )
-def test_paged_attention_captures_in_a_cuda_graph(batch_args: tuple) -> None:
+def test_paged_attention_captures_in_a_cuda_graph(
+    batch_args: tuple[list[int], list[int], int],
+) -> None:
     batch = make_paged_batch(*batch_args, 32, 8, 128, 16, torch.bfloat16, "cuda", seed=5)
     args = (batch.q, batch.k_cache, batch.v_cache, batch.meta, 128**-0.5)
     out = _captured(lambda: paged_attention(*args))

@@ -30,7 +30,15 @@ SMALL = {"decode", "prefill", "mixed"}
 
 
 def _check(
-    q_lens, ctx_lens, num_decode, heads, dtype, block_size, num_sms=None, seed=0, config=None
+    q_lens: list[int],
+    ctx_lens: list[int],
+    num_decode: int,
+    heads: tuple[int, int, int],
+    dtype: torch.dtype,
+    block_size: int,
+    num_sms: int | None = None,
+    seed: int = 0,
+    config: DecodeConfig | None = None,
 ) -> None:
     if INTERPRET and dtype == torch.bfloat16:
         pytest.skip("the CPU interpreter's bfloat16 tl.dot is wrong")
