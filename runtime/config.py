@@ -150,6 +150,7 @@ class EngineConfig:
     enable_chunked_prefill: bool = True
     enforce_eager: bool = False  # True: no CUDA graphs for decode iterations
     enable_prefix_caching: bool = True  # reuse the KV of cached prompt prefixes (radix tree)
+    async_scheduling: bool = False  # form batch i+1 on the host while the device runs batch i
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 

@@ -102,8 +102,8 @@ class DecodeGraphs:
         return next((b for b in sorted(self.graphs) if b >= n), None)
 
     @torch.inference_mode()
-    def run(self, inputs: DecodeInputs) -> torch.Tensor:
-        """Replay the smallest fitting graph; returns float32 logits [n, V]."""
+    def load(self, inputs: DecodeInputs) -> torch.Tensor:
+        """Copy a batch into the static buffers; returns the input-id buffer of its rows."""
         n = inputs.input_ids.shape[0]
         b = self.bucket_for(n)
         assert b is not None, f"no decode graph holds {n} sequences"
@@ -117,5 +117,12 @@ class DecodeGraphs:
         self.slot_mapping[n:b].fill_(self.scratch_block * self.block_size)
         self.context_lens[n:b].fill_(1)
         self.block_tables[n:b, 0].fill_(self.scratch_block)
+        return self.input_ids[:n]
+
+    @torch.inference_mode()
+    def replay(self, n: int) -> torch.Tensor:
+        """Replay the graph that holds the ``n`` loaded rows; returns float32 logits [n, V]."""
+        b = self.bucket_for(n)
+        assert b is not None
         self.graphs[b].replay()
         return self.logits[b][:n]

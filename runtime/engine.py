@@ -17,11 +17,11 @@ from runtime.config import EngineConfig, ModelConfig, read_json
 from runtime.detokenizer import IncrementalDetokenizer, find_stop
 from runtime.kv_budget import kv_memory_budget, num_kv_blocks
 from runtime.model.loader import build_model, resolve_model
-from runtime.model_runner import ModelRunner, StepResult, kv_bytes_per_block
+from runtime.model_runner import Launched, ModelRunner, kv_bytes_per_block
 from runtime.outputs import RequestOutput
 from runtime.sampling_params import SamplingParams
 from runtime.scheduler import Scheduler, SchedulerOutput
-from runtime.sequence import FinishReason, Sequence
+from runtime.sequence import PENDING, FinishReason, Sequence
 from runtime.tokenizer import load_tokenizer
 
 logger = logging.getLogger("runtime")
@@ -99,6 +99,7 @@ class LLMEngine:
         self._ids = itertools.count()
         self._rng = random.Random(self.config.seed)
         self._constraints: Any = None  # a ConstraintCompiler, built on first use
+        self._inflight: Launched | None = None  # launched, not yet read back (async scheduling)
         logger.info(
             "engine: %s on %s (%s), %d KV blocks of %d tokens, max_model_len %d, kernels: %s",
             model,
@@ -203,7 +204,7 @@ class LLMEngine:
         return self._output(seq)
 
     def has_unfinished_requests(self) -> bool:
-        return self.scheduler.has_unfinished()
+        return self.scheduler.has_unfinished() or self._inflight is not None
 
     @property
     def num_running(self) -> int:
@@ -215,59 +216,111 @@ class LLMEngine:
 
     # ---------------------------------------------------------------- step
     def step(self) -> list[RequestOutput]:
-        """One iteration; returns every request that progressed (finished ones last-time)."""
+        """One iteration; returns every request that progressed (finished ones for the last time).
+
+        With ``async_scheduling`` the engine launches iteration i before it reads back iteration
+        i-1, so the host forms and prepares the next batch while the device works: outputs come
+        one call later, a request's finish is seen one iteration late, and the token sampled in
+        that extra iteration is dropped. Iterations with constrained or prompt-logprob requests
+        are read back before the next is formed (their next step needs the token on the host).
+        """
+        outputs: list[RequestOutput] = []
+        if self._inflight is not None and self._inflight_needs_sync():
+            outputs += self._resolve(self._inflight)
+            self._inflight = None
         start = time.perf_counter()
         batch = self.scheduler.schedule()
         self.stats.last_schedule_seconds = time.perf_counter() - start
         self.stats.num_preemptions += len(batch.preempted)
-        if batch.is_empty:
-            return []
-        ctx_lens = [e.seq.num_computed_tokens + e.num_tokens for e in batch.scheduled]
-        self.stats.last_kv_tokens_read = sum(ctx_lens)
-        self.stats.last_attn_pairs = sum(
-            e.num_tokens * c for e, c in zip(batch.scheduled, ctx_lens, strict=True)
-        )
-        result = self.runner.run(batch)
-        post_start = time.perf_counter()
-        outputs = self._postprocess(batch, result)
-        self.stats.last_postprocess_seconds = time.perf_counter() - post_start
-        self.stats.num_iterations += 1
-        self.stats.last_iteration_seconds = time.perf_counter() - start
-        self.stats.last_batch_tokens = batch.num_tokens
-        self.stats.last_batch_seqs = len(batch.scheduled)
+        launched = None if batch.is_empty else self._launch(batch)
+        if self._inflight is not None:
+            outputs += self._resolve(self._inflight)
+        self._inflight = launched
+        if launched is not None and not self.config.async_scheduling:
+            outputs += self._resolve(launched)
+            self._inflight = None
+        if launched is not None:
+            self.stats.last_iteration_seconds = time.perf_counter() - start
         return outputs
 
-    def _postprocess(self, batch: SchedulerOutput, result: StepResult) -> list[RequestOutput]:
-        it = self.stats.num_iterations
-        for idx, entry in enumerate(batch.scheduled):
+    def _inflight_needs_sync(self) -> bool:
+        assert self._inflight is not None
+        return any(
+            e.seq.constraint is not None or e.seq.params.prompt_logprobs
+            for e in self._inflight.batch.scheduled
+        )
+
+    def _launch(self, batch: SchedulerOutput) -> Launched:
+        """Queue the batch on the device and advance every sequence as if its work were done:
+        sampled tokens enter the output as PENDING until ``_resolve`` reads them back."""
+        ctx_lens = [e.seq.num_computed_tokens + e.num_tokens for e in batch.scheduled]
+        s = self.stats
+        s.last_kv_tokens_read = sum(ctx_lens)
+        s.last_attn_pairs = sum(e.num_tokens * c for e, c in zip(batch.scheduled, ctx_lens))  # noqa: B905
+        s.last_batch_tokens, s.last_batch_seqs = batch.num_tokens, len(batch.scheduled)
+        launched = self.runner.launch(batch, self._inflight)
+        it = s.num_iterations
+        s.num_iterations += 1
+        for entry in batch.scheduled:
             seq = entry.seq
             if seq.metrics.first_scheduled_iteration is None:
                 seq.metrics.first_scheduled_iteration = it
             seq.metrics.iterations.append(it)
-            if idx in result.prompt_logprobs:
-                seq.prompt_logprobs.extend(result.prompt_logprobs[idx])
             if not entry.is_decode:
-                self.stats.prompt_tokens_computed += entry.num_tokens
+                s.prompt_tokens_computed += entry.num_tokens
+            samples = entry.samples
             seq.num_computed_tokens += entry.num_tokens
-            self.blocks.register(seq)
+            if samples:
+                seq.output_token_ids.append(PENDING)
+                seq.num_pending += 1
+                if len(seq.output_token_ids) >= seq.params.max_tokens or (
+                    seq.num_tokens >= self.max_model_len
+                ):
+                    seq.awaiting_final = True
+        return launched
+
+    def _resolve(self, launched: Launched) -> list[RequestOutput]:
+        """Read back a launched iteration: fill in its tokens, check stops, emit outputs."""
+        result = self.runner.collect(launched)
+        post_start = time.perf_counter()
+        for idx, entry in enumerate(launched.batch.scheduled):
+            if idx in result.prompt_logprobs and not entry.seq.is_finished:
+                entry.seq.prompt_logprobs.extend(result.prompt_logprobs[idx])
         for entry, token, logprob in result.sampled:
-            self._append_token(entry.seq, token, logprob)
+            if not entry.seq.is_finished:
+                self._set_token(entry.seq, token, logprob)
         outputs = []
-        for entry in batch.scheduled:
+        it = self.stats.num_iterations
+        for entry in launched.batch.scheduled:
             seq = entry.seq
+            if seq.request_id not in self._seqs:
+                continue  # aborted, or finished in an earlier iteration's read-back
             if seq.is_finished:
                 seq.metrics.finished_iteration = it
                 seq.metrics.finished_time = time.perf_counter()
                 self.scheduler.remove(seq)
                 self._seqs.pop(seq.request_id, None)
                 self.stats.num_finished += 1
+            else:
+                self.blocks.register(seq)
             outputs.append(self._output(seq))
+        self.stats.last_postprocess_seconds = time.perf_counter() - post_start
         return outputs
 
+    def _set_token(self, seq: Sequence, token: int, logprob: float) -> None:
+        """The oldest PENDING output token of ``seq`` becomes ``token``; then check stops."""
+        index = len(seq.output_token_ids) - seq.num_pending
+        seq.output_token_ids[index] = token
+        seq.num_pending -= 1
+        self._append_token(seq, token, logprob)
+        if seq.is_finished and seq.num_pending:
+            del seq.output_token_ids[index + 1 :]  # tokens of iterations launched after the stop
+            seq.num_pending = 0
+
     def _append_token(self, seq: Sequence, token: int, logprob: float) -> None:
+        """Account for a token just placed at the end of the resolved output; check stops."""
         if seq.metrics.first_token_time is None:
             seq.metrics.first_token_time = time.perf_counter()
-        seq.output_token_ids.append(token)
         self.stats.generated_tokens += 1
         if seq.params.logprobs:
             seq.logprobs.append(logprob)
@@ -288,9 +341,10 @@ class LLMEngine:
                 seq.output_text = seq.output_text[: hit[0]]
                 seq.finish(FinishReason.STOP, hit[1])
                 return
+        num_out = len(seq.output_token_ids) - seq.num_pending
         if seq.constraint is not None and seq.constraint.only_eos_allowed():
             seq.finish(FinishReason.STOP, None)
-        elif len(seq.output_token_ids) >= p.max_tokens or seq.num_tokens >= self.max_model_len:
+        elif num_out >= p.max_tokens or seq.num_prompt_tokens + num_out >= self.max_model_len:
             seq.finish(FinishReason.LENGTH, None)
 
     def _output(self, seq: Sequence) -> RequestOutput:
@@ -299,7 +353,7 @@ class LLMEngine:
             prompt=seq.prompt,
             prompt_token_ids=seq.prompt_token_ids,
             text=seq.output_text,
-            token_ids=list(seq.output_token_ids),
+            token_ids=seq.resolved_output_ids,
             finished=seq.is_finished,
             finish_reason=seq.finish_reason.value if seq.finish_reason else None,
             stop_reason=seq.stop_reason,

@@ -26,6 +26,7 @@ class RunnerTimings:
 
     prepare_s: float = 0.0
     wait_s: float = 0.0
+    gpu_s: float = 0.0  # device time from the iteration's first queued work to its last copy
 
 
 @dataclass
@@ -34,6 +35,21 @@ class StepResult:
 
     sampled: list[tuple[ScheduledSequence, int, float]]  # (entry, token id, logprob)
     prompt_logprobs: dict[int, list[float]]  # index into scheduled -> logprobs of chunk targets
+
+
+@dataclass
+class Launched:
+    """An iteration whose device work is queued; ``collect`` waits for it and reads it back."""
+
+    batch: SchedulerOutput
+    samplers: list[ScheduledSequence]
+    tokens: torch.Tensor  # [R] int64 on the device: the next iteration may read them there
+    tokens_host: torch.Tensor  # [R] int64 on the host, filled by a non-blocking copy
+    logprobs_host: torch.Tensor | None  # [R] float32 on the host
+    prompt_logprobs: dict[int, torch.Tensor]  # scheduled index -> [n] on the host
+    started: torch.cuda.Event | None  # recorded before the iteration's first device work
+    done: torch.cuda.Event | None  # recorded after the copies (None on the CPU)
+    row_of: dict[int, int]  # id(sequence) -> its row in ``tokens``
 
 
 @dataclass(frozen=True)
@@ -82,8 +98,7 @@ class ModelRunner:
         prompt_rows: dict[int, tuple[int, int, list[int]]] = {}
         for idx, entry in enumerate(batch.scheduled):
             seq, start, n = entry.seq, entry.seq.num_computed_tokens, entry.num_tokens
-            tokens = seq.token_ids
-            ids.extend(tokens[start : start + n])
+            ids.extend(max(t, 0) for t in seq.token_slice(start, start + n))  # PENDING: patched
             positions.extend(range(start, start + n))
             slots.extend(self.blocks.slot(seq, p) for p in range(start, start + n))
             if entry.samples:
@@ -91,7 +106,7 @@ class ModelRunner:
             if seq.params.prompt_logprobs:
                 # row r predicts token r + 1; skip targets recorded before a preemption
                 first = max(start + 1, len(seq.prompt_logprobs))
-                targets = tokens[first : min(start + n + 1, seq.num_prompt_tokens)]
+                targets = seq.token_slice(first, min(start + n + 1, seq.num_prompt_tokens))
                 if targets:
                     prompt_rows[idx] = (cu[-1] + first - 1 - start, len(targets), targets)
             cu.append(len(ids))
@@ -151,7 +166,7 @@ class ModelRunner:
         width = max(len(s.block_table) for s in seqs)
         positions = [s.num_computed_tokens for s in seqs]
         return DecodeInputs(
-            input_ids=torch.tensor([s.token_ids[-1] for s in seqs], dtype=torch.int64),
+            input_ids=torch.tensor([max(s.last_token_id, 0) for s in seqs], dtype=torch.int64),
             positions=torch.tensor(positions, dtype=torch.int64),
             slot_mapping=torch.tensor(
                 [self.blocks.slot(s, p) for s, p in zip(seqs, positions, strict=True)]
@@ -163,45 +178,117 @@ class ModelRunner:
             ),
         )
 
-    @torch.inference_mode()
     def run(self, batch: SchedulerOutput) -> StepResult:
+        """Run one iteration to completion (launch, then collect)."""
+        return self.collect(self.launch(batch, None))
+
+    def _pending_inputs(
+        self, batch: SchedulerOutput, prev: Launched | None
+    ) -> tuple[list[int], list[int]]:
+        """Rows whose input token is still on the device (sampled by ``prev``, not yet read back):
+        (row in this batch, row in prev.tokens)."""
+        rows, src = [], []
+        row = 0
+        for entry in batch.scheduled:
+            row += entry.num_tokens
+            seq = entry.seq
+            if (
+                seq.num_pending
+                and entry.seq.num_computed_tokens + entry.num_tokens == seq.num_tokens
+            ):
+                assert prev is not None and id(seq) in prev.row_of, "pending token without a source"
+                rows.append(row - 1)
+                src.append(prev.row_of[id(seq)])
+        return rows, src
+
+    @torch.inference_mode()
+    def launch(self, batch: SchedulerOutput, prev: Launched | None) -> Launched:
+        """Queue the iteration's device work without waiting for it. Input tokens sampled by
+        ``prev`` and not yet known on the host are taken from ``prev.tokens`` on the device."""
         t0 = time.perf_counter()
+        started = None
+        if self.device.type == "cuda":
+            started = torch.cuda.Event(enable_timing=True)
+            started.record()
         samplers = [e for e in batch.scheduled if e.samples]
         hook, self.profile_hook = self.profile_hook, None
+        rows, src = self._pending_inputs(batch, prev)
+        prompt_lp: dict[int, torch.Tensor] = {}
         if hook is None and self._graph_fits(batch):
             assert self.graphs is not None
-            decode_inputs = self._decode_inputs(batch)
+            input_ids = self.graphs.load(self._decode_inputs(batch))
+            self._patch(input_ids, rows, src, prev)
             self.timings.prepare_s = time.perf_counter() - t0
-            logits = self.graphs.run(decode_inputs)
-            return StepResult(self._sample(samplers, logits), {})
-        inputs = self.prepare(batch)
-        self.timings.prepare_s = time.perf_counter() - t0
-        ctx = ForwardContext(inputs.positions, inputs.attn, self.kv_caches, self.ops, hook)
-        hidden = self.model(inputs.input_ids, ctx)
-        sampled: list[tuple[ScheduledSequence, int, float]] = []
-        if samplers:
-            rows = torch.tensor(inputs.sample_rows, device=self.device)
-            logits = self.model.compute_logits(hidden.index_select(0, rows), self.ops)
-            sampled = self._sample(samplers, logits)
-        return StepResult(sampled, self._prompt_logprobs(hidden, inputs))
+            logits = self.graphs.replay(len(batch.scheduled))
+        else:
+            inputs = self.prepare(batch)
+            self._patch(inputs.input_ids, rows, src, prev)
+            self.timings.prepare_s = time.perf_counter() - t0
+            ctx = ForwardContext(inputs.positions, inputs.attn, self.kv_caches, self.ops, hook)
+            hidden = self.model(inputs.input_ids, ctx)
+            sample_rows = torch.tensor(inputs.sample_rows, device=self.device, dtype=torch.long)
+            logits = self.model.compute_logits(hidden.index_select(0, sample_rows), self.ops)
+            prompt_lp = self._prompt_logprobs(hidden, inputs)
+        launched = self._sample(batch, samplers, logits, prompt_lp)
+        launched.started = started
+        return launched
+
+    def _patch(
+        self, input_ids: torch.Tensor, rows: list[int], src: list[int], prev: Launched | None
+    ) -> None:
+        if rows:
+            assert prev is not None
+            dst = torch.tensor(rows, dtype=torch.long).to(self.device, non_blocking=True)
+            idx = torch.tensor(src, dtype=torch.long).to(self.device, non_blocking=True)
+            input_ids[dst] = prev.tokens[idx]
 
     def _sample(
-        self, samplers: list[ScheduledSequence], logits: torch.Tensor
-    ) -> list[tuple[ScheduledSequence, int, float]]:
+        self,
+        batch: SchedulerOutput,
+        samplers: list[ScheduledSequence],
+        logits: torch.Tensor,
+        prompt_lp: dict[int, torch.Tensor],
+    ) -> Launched:
         sbatch = SamplingBatch.build([e.seq for e in samplers], logits.shape[-1], self.device)
         want_logprobs = any(e.seq.params.logprobs for e in samplers)
         tokens, logprobs = sample(logits, sbatch, self.ops, want_logprobs)
-        t0 = time.perf_counter()
-        token_list = tokens.tolist()  # the one device-to-host sync of an iteration
-        self.timings.wait_s = time.perf_counter() - t0
-        lp_list = logprobs.tolist() if logprobs is not None else [0.0] * len(token_list)
-        return list(zip(samplers, token_list, lp_list, strict=True))
+        done = None
+        if self.device.type == "cuda":
+            tokens_host = torch.empty(tokens.shape, dtype=tokens.dtype, pin_memory=True)
+            tokens_host.copy_(tokens, non_blocking=True)
+            lp_host = None if logprobs is None else logprobs.to("cpu", non_blocking=True)
+            prompt_lp = {k: v.to("cpu", non_blocking=True) for k, v in prompt_lp.items()}
+            done = torch.cuda.Event(enable_timing=True)
+            done.record()
+        else:
+            tokens_host, lp_host = tokens, logprobs
+        row_of = {id(e.seq): i for i, e in enumerate(samplers)}
+        return Launched(
+            batch, samplers, tokens, tokens_host, lp_host, prompt_lp, None, done, row_of
+        )
 
-    def _prompt_logprobs(self, hidden: torch.Tensor, inputs: BatchInputs) -> dict[int, list[float]]:
-        out: dict[int, list[float]] = {}
+    def collect(self, launched: Launched) -> StepResult:
+        """Wait for a launched iteration and read its results back (the iteration's one sync)."""
+        t0 = time.perf_counter()
+        if launched.done is not None:
+            launched.done.synchronize()
+            if launched.started is not None:
+                self.timings.gpu_s = launched.started.elapsed_time(launched.done) / 1e3
+        self.timings.wait_s = time.perf_counter() - t0
+        tokens = launched.tokens_host.tolist()
+        lps = [0.0] * len(tokens)
+        if launched.logprobs_host is not None:
+            lps = launched.logprobs_host.tolist()
+        prompt = {k: v.tolist() for k, v in launched.prompt_logprobs.items()}
+        return StepResult(list(zip(launched.samplers, tokens, lps, strict=True)), prompt)
+
+    def _prompt_logprobs(
+        self, hidden: torch.Tensor, inputs: BatchInputs
+    ) -> dict[int, torch.Tensor]:
+        out: dict[int, torch.Tensor] = {}
         for idx, (row0, n, targets) in inputs.prompt_rows.items():
             logits = self.model.compute_logits(hidden[row0 : row0 + n], self.ops)
             lp = torch.log_softmax(logits, dim=-1)
             target = torch.tensor(targets, device=self.device).unsqueeze(1)
-            out[idx] = lp.gather(1, target).squeeze(1).tolist()
+            out[idx] = lp.gather(1, target).squeeze(1)
         return out

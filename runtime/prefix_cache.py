@@ -78,7 +78,8 @@ class RadixCache:
         time) replaces the sequence's own copy, which is released.
         """
         node = seq.prefix_node if seq.prefix_node is not None else self.root
-        full = seq.num_computed_tokens // self.block_size
+        known = seq.num_tokens - seq.num_pending  # PENDING tokens cannot key the tree yet
+        full = min(seq.num_computed_tokens, known) // self.block_size
         tokens = seq.token_ids
         for i in range(seq.num_registered_blocks, full):
             key = self._key(tokens, i)

@@ -76,7 +76,7 @@ class Scheduler:
     def schedule(self) -> SchedulerOutput:
         out = SchedulerOutput()
         budget = self.config.max_num_batched_tokens
-        decodes = [s for s in self.running if s.num_uncomputed_tokens == 1]
+        decodes = [s for s in self.running if s.num_uncomputed_tokens == 1 and not s.awaiting_final]
         prefills = [s for s in self.running if s.num_uncomputed_tokens > 1]
         budget = self._schedule_decodes(decodes, budget, out)
         budget = self._schedule_prefills(prefills, budget, out)
@@ -112,6 +112,8 @@ class Scheduler:
     def _admit(self, budget: int, out: SchedulerOutput) -> None:
         while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
             seq = self.waiting[0]
+            if seq.num_pending:  # preempted with a token still on the device: wait for it
+                break
             self.blocks.reuse_prefix(seq)
             n = seq.num_uncomputed_tokens
             too_long = n > budget and not self.config.enable_chunked_prefill

@@ -10,6 +10,8 @@ from typing import Any
 from runtime.outputs import RequestMetrics
 from runtime.sampling_params import SamplingParams
 
+PENDING = -1  # an output token sampled on the device and not yet read back (async scheduling)
+
 
 class SequenceStatus(enum.Enum):
     WAITING = "waiting"  # queued, no KV blocks (new, or preempted and to be recomputed)
@@ -51,12 +53,33 @@ class Sequence:
     constraint: Any = None  # a runtime.constraints.TokenConstraint, when the params ask for one
     prefix_node: Any = None  # a runtime.prefix_cache.Node: where this sequence sits in the tree
     num_registered_blocks: int = 0  # leading blocks of block_table registered in the prefix cache
+    num_pending: int = 0  # trailing output tokens still PENDING
+    awaiting_final: bool = False  # reached max_tokens / the context: finishes once resolved
     detok: Any = None  # a runtime.detokenizer.IncrementalDetokenizer
     metrics: RequestMetrics = field(default_factory=lambda: RequestMetrics(time.perf_counter()))
 
     @property
     def token_ids(self) -> list[int]:
         return self.prompt_token_ids + self.output_token_ids
+
+    @property
+    def last_token_id(self) -> int:
+        return self.output_token_ids[-1] if self.output_token_ids else self.prompt_token_ids[-1]
+
+    @property
+    def resolved_output_ids(self) -> list[int]:
+        """Output tokens known on the host (without the trailing PENDING ones)."""
+        n = len(self.output_token_ids) - self.num_pending
+        return self.output_token_ids[:n]
+
+    def token_slice(self, start: int, end: int) -> list[int]:
+        """token_ids[start:end] without concatenating the whole sequence."""
+        p = len(self.prompt_token_ids)
+        if end <= p:
+            return self.prompt_token_ids[start:end]
+        if start >= p:
+            return self.output_token_ids[start - p : end - p]
+        return self.prompt_token_ids[start:] + self.output_token_ids[: end - p]
 
     @property
     def num_tokens(self) -> int:

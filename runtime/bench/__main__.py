@@ -34,6 +34,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     ap.add_argument("--max-num-batched-tokens", type=int, default=2048)
     ap.add_argument("--profile-every", type=int, default=64)
     ap.add_argument("--enforce-eager", action="store_true")
+    ap.add_argument("--async-scheduling", action="store_true")
     ap.add_argument("--hf-overrides", default=None, help="JSON of config.json fields to replace")
     ap.add_argument("--peer", choices=["hf", "none"], default="none")
     ap.add_argument("--peer-requests", type=int, default=64)
@@ -56,6 +57,7 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
         args.model, dtype=args.dtype, device=args.device, load_format=args.load_format,
         hf_overrides=overrides, max_num_seqs=args.max_num_seqs,
         max_num_batched_tokens=args.max_num_batched_tokens, enforce_eager=args.enforce_eager,
+        async_scheduling=args.async_scheduling,
     )  # fmt: skip
     engine = llm.engine
     cfg, device, dtype = engine.model_config, engine.device, engine.dtype
@@ -78,7 +80,8 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
             peer = run_hf_generate(peer_net, reqs[: args.peer_requests], args.peer_batch, device)
         records.append(result_record(
             model=args.model, device_name=device_name(device), command=command, workload=name,
-            mode="sequential", num_requests=len(reqs), result=res,
+            mode="sequential", async_scheduling=args.async_scheduling,
+            num_requests=len(reqs), result=res,
             roof=rooflines(res.records, cfg, ceilings, elem), ceilings=ceilings,
             kernels=kernels, peer=peer,
         ))  # fmt: skip

@@ -17,6 +17,7 @@ def result_record(
     command: str,
     workload: str,
     mode: str,
+    async_scheduling: bool,
     num_requests: int,
     result: ThroughputResult,
     roof: Rooflines,
@@ -37,6 +38,7 @@ def result_record(
         "command": command,
         "workload": workload,
         "mode": mode,
+        "async_scheduling": async_scheduling,
         "num_requests": num_requests,
         "prompt_tokens": result.prompt_tokens,
         "output_tokens": result.output_tokens,
@@ -58,12 +60,10 @@ def result_record(
         "host_ms_per_iteration": {
             k: round(v / max(1, iters) * 1e3, 3) for k, v in result.host.items()
         },
-        "cpu_critical_path_pct": round(
-            100
-            * (result.host["schedule"] + result.host["prepare"] + result.host["postprocess"])
-            / max(result.seconds, 1e-9),
-            1,
-        ),
+        # share of the run in which the device waited for the host: 100 - device-busy share
+        # on a GPU (busy = first queued work to last copy of each iteration, from CUDA events);
+        # on the CPU the host work itself
+        "cpu_critical_path_pct": round(100 * critical_path_share(result), 1),
         "gemm_peak_tflops": round(ceilings.gemm_flops / 1e12, 1),
         "hbm_tb_per_s": round(ceilings.hbm_bytes_per_s / 1e12, 3),
         "compute_roofline_tokens_per_s": round(roof.compute_tokens_per_s, 1),
@@ -83,6 +83,13 @@ def result_record(
             "output_tokens_per_s": round(peer.output_tokens_per_s, 1),
         }
     return record
+
+
+def critical_path_share(result: ThroughputResult) -> float:
+    if result.host["gpu"] > 0:
+        return max(0.0, 1 - result.host["gpu"] / result.seconds)
+    host = result.host["schedule"] + result.host["prepare"] + result.host["postprocess"]
+    return host / max(result.seconds, 1e-9)
 
 
 def render_table(records: list[dict[str, Any]]) -> Any:

@@ -52,7 +52,7 @@ def run_throughput(
     records: list[IterationRecord] = []
     by_kind: dict[str, float] = {}
     by_op: dict[str, float] = {}
-    host = dict.fromkeys(("schedule", "prepare", "wait", "postprocess"), 0.0)
+    host = dict.fromkeys(("schedule", "prepare", "wait", "postprocess", "gpu"), 0.0)
     profiled, profiled_secs = 0, 0.0
     output_tokens = 0
     _sync(engine.device)
@@ -74,6 +74,7 @@ def run_throughput(
         host["prepare"] += engine.runner.timings.prepare_s
         host["wait"] += engine.runner.timings.wait_s
         host["postprocess"] += s.last_postprocess_seconds
+        host["gpu"] += engine.runner.timings.gpu_s
         if timer is not None:
             kinds, names = timer.seconds()
             for kind, secs in kinds.items():

@@ -24,9 +24,18 @@ def cpu_outputs(tiny_llama: str) -> list:
     return LLM(tiny_llama, dtype="float32", device="cpu").generate(PROMPTS, greedy())
 
 
-@pytest.mark.parametrize("eager", [True, False], ids=["eager", "cuda-graphs"])
-def test_gpu_matches_cpu_in_float32(tiny_llama: str, cpu_outputs: list, eager: bool) -> None:
-    llm = LLM(tiny_llama, dtype="float32", device="cuda", enforce_eager=eager, max_num_seqs=8)
+@pytest.mark.parametrize(
+    ("eager", "async_scheduling"),
+    [(True, False), (False, False), (False, True)],
+    ids=["eager", "cuda-graphs", "cuda-graphs-async"],
+)
+def test_gpu_matches_cpu_in_float32(
+    tiny_llama: str, cpu_outputs: list, eager: bool, async_scheduling: bool
+) -> None:
+    llm = LLM(
+        tiny_llama, dtype="float32", device="cuda", enforce_eager=eager, max_num_seqs=8,
+        async_scheduling=async_scheduling,
+    )  # fmt: skip
     assert llm.engine.ops.backends["paged_attention"] != "torch"
     assert (llm.engine.runner.graphs is None) == eager
     outs = llm.generate(PROMPTS, greedy())
