@@ -65,8 +65,13 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
     kernels = dict(engine.ops.backends)
     ceilings = measure_ceilings(device, cfg, dtype)
     results = {}
-    for name in names:
-        reqs = make_requests(WORKLOADS[name], args.num_requests, cfg.vocab_size, 0, args.scale)
+    for seed, name in enumerate(names):
+        # distinct prompts per workload, and a cold prefix cache: no workload reuses another's KV
+        reqs = make_requests(
+            WORKLOADS[name], args.num_requests, cfg.vocab_size, 1 + seed, args.scale
+        )
+        if engine.blocks.cache is not None:
+            engine.blocks.cache.reset()
         results[name] = (reqs, run_throughput(llm, reqs, args.profile_every))
     del llm, engine  # free the GPU for the peer
     gc.collect()
@@ -82,7 +87,10 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
             model=args.model, device_name=device_name(device), command=command, workload=name,
             mode="sequential", async_scheduling=args.async_scheduling,
             num_requests=len(reqs), result=res,
-            roof=rooflines(res.records, cfg, ceilings, elem), ceilings=ceilings,
+            roof=rooflines(
+                res.records, cfg, ceilings, elem, res.prompt_tokens + res.output_tokens
+            ),
+            ceilings=ceilings,
             kernels=kernels, peer=peer,
         ))  # fmt: skip
     return records

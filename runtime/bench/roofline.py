@@ -94,9 +94,9 @@ class Rooflines:
 
 
 def rooflines(
-    records: list[IterationRecord], cfg: ModelConfig, ceilings: Ceilings, elem: int
+    records: list[IterationRecord], cfg: ModelConfig, ceilings: Ceilings, elem: int, tokens: int
 ) -> Rooflines:
-    tokens = sum(r.num_tokens for r in records)
+    """``tokens``: prompt + output tokens of the run (the throughput's numerator)."""
     kv_per_token = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * elem
     w_bytes = weight_bytes(cfg, elem)
     attn_flops_per_pair = 4 * cfg.num_heads * cfg.head_dim * cfg.num_layers
