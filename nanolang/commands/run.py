@@ -25,7 +25,7 @@ def add_parser(sub: Any) -> None:
         "--arg", action="append", default=[], metavar="K=V", help="a program argument"
     )
     parser.add_argument(
-        "--model", default=None, help="model directory (default: the tiny test model)"
+        "--model", default=None, help="model directory (default: the bundled demo model)"
     )
     parser.add_argument(
         "--program", default=None, help="which program (default: main, else the first)"
@@ -84,6 +84,7 @@ def _backend(model: str | None, server: str | None = None) -> Any:
         from nanolang.backends import HTTP
 
         return HTTP(server)
+    from nanolang.demo import model_dir
     from nanolang.local_backend import LocalBackend
 
-    return LocalBackend.from_model(model)
+    return LocalBackend.from_model(model if model is not None else model_dir())

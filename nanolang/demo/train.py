@@ -22,7 +22,7 @@ from nanolang.demo.corpus import document, pack, sample_examples, train_tokenize
 @dataclass(frozen=True)
 class TrainConfig:
     seed: int = 0
-    documents: int = 48_000
+    documents: int = 100_000
     vocab_size: int = 1024
     hidden_size: int = 192
     intermediate_size: int = 512
@@ -31,9 +31,9 @@ class TrainConfig:
     kv_heads: int = 2
     block: int = 256
     batch: int = 16
-    steps: int = 450
+    steps: int = 1500
     lr: float = 3e-3
-    warmup: int = 20
+    warmup: int = 40
     threads: int = 2
 
 
