@@ -6,9 +6,16 @@ import argparse
 import logging
 import sys
 
-from nanolang.commands import check, eval, graph, run, serve
+from nanolang.commands import bench, check, eval, graph, run, serve
 
-SUBCOMMANDS = {"check": check, "eval": eval, "graph": graph, "run": run, "serve": serve}
+SUBCOMMANDS = {
+    "bench": bench,
+    "check": check,
+    "eval": eval,
+    "graph": graph,
+    "run": run,
+    "serve": serve,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,39 +8,17 @@ import json
 import logging
 import shlex
 import sys
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from runtime.bench.hf_peer import build_hf_model, run_hf_generate
+from runtime.bench.options import build_parser
 from runtime.bench.report import render_table, result_record
 from runtime.bench.roofline import measure_ceilings, rooflines
 from runtime.bench.throughput import run_throughput
 from runtime.bench.workloads import WORKLOADS, make_requests
 from runtime.llm import LLM
-
-
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    ap = parser or argparse.ArgumentParser(prog="python -m runtime.bench", description=__doc__)
-    ap.add_argument("--model", default="llama-3-8b", help="preset or model directory")
-    ap.add_argument("--load-format", default="dummy")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--dtype", default="auto")
-    ap.add_argument("--workloads", default="all", help=f"comma list of {', '.join(WORKLOADS)}")
-    ap.add_argument("--num-requests", type=int, default=1000, help="per workload")
-    ap.add_argument("--scale", type=float, default=1.0, help="shrink lengths (tests)")
-    ap.add_argument("--max-num-seqs", type=int, default=256)
-    ap.add_argument("--max-num-batched-tokens", type=int, default=2048)
-    ap.add_argument("--profile-every", type=int, default=64)
-    ap.add_argument("--enforce-eager", action="store_true")
-    ap.add_argument("--async-scheduling", action="store_true")
-    ap.add_argument("--hf-overrides", default=None, help="JSON of config.json fields to replace")
-    ap.add_argument("--peer", choices=["hf", "none"], default="none")
-    ap.add_argument("--peer-requests", type=int, default=64)
-    ap.add_argument("--peer-batch", type=int, default=64)
-    ap.add_argument("--out", type=Path, default=None, help="JSON file to write (a list)")
-    return ap
 
 
 def device_name(device: torch.device) -> str:
@@ -100,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
     command = "python -m runtime.bench " + shlex.join(sys.argv[1:] if argv is None else argv)
+    return execute(args, command)
+
+
+def execute(args: argparse.Namespace, command: str) -> int:
+    """Run the benchmark, print a table on stderr and the JSON records on stdout."""
     records = run(args, command)
     from rich.console import Console
 

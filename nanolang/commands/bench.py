@@ -1,0 +1,28 @@
+"""``nanolang bench``: offline throughput of the engine with rooflines (see runtime.bench)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    from runtime.bench.options import build_parser  # argparse only: no torch at start-up
+
+    parser = sub.add_parser(
+        "bench", help="offline throughput: fixed and synthetic workloads, rooflines, JSON results"
+    )
+    build_parser(parser)
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    import logging
+
+    from runtime.bench.__main__ import execute
+
+    logging.getLogger().setLevel(logging.INFO)
+    argv = sys.argv[sys.argv.index("bench") + 1 :] if "bench" in sys.argv else []
+    return execute(args, "nanolang bench " + shlex.join(argv))

@@ -1,0 +1,30 @@
+"""Command-line options of the benchmark (argparse only: importing this loads no torch)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+WORKLOAD_NAMES = ("512/512", "1024/512", "512/1024", "sharegpt", "lmsys", "splitwise")
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    ap = parser or argparse.ArgumentParser(prog="python -m runtime.bench", description=__doc__)
+    ap.add_argument("--model", default="llama-3-8b", help="preset or model directory")
+    ap.add_argument("--load-format", default="dummy")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--workloads", default="all", help=f"comma list of {', '.join(WORKLOAD_NAMES)}")
+    ap.add_argument("--num-requests", type=int, default=1000, help="per workload")
+    ap.add_argument("--scale", type=float, default=1.0, help="shrink lengths (tests)")
+    ap.add_argument("--max-num-seqs", type=int, default=256)
+    ap.add_argument("--max-num-batched-tokens", type=int, default=2048)
+    ap.add_argument("--profile-every", type=int, default=64)
+    ap.add_argument("--enforce-eager", action="store_true")
+    ap.add_argument("--async-scheduling", action="store_true")
+    ap.add_argument("--hf-overrides", default=None, help="JSON of config.json fields to replace")
+    ap.add_argument("--peer", choices=["hf", "none"], default="none")
+    ap.add_argument("--peer-requests", type=int, default=64)
+    ap.add_argument("--peer-batch", type=int, default=64)
+    ap.add_argument("--out", type=Path, default=None, help="JSON file to write (a list)")
+    return ap
