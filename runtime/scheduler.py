@@ -110,10 +110,17 @@ class Scheduler:
         return budget
 
     def _admit(self, budget: int, out: SchedulerOutput) -> None:
+        prefilling = self._prefilling_first_blocks()
+        deferred: list[Sequence] = []
         while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
             seq = self.waiting[0]
             if seq.num_pending:  # preempted with a token still on the device: wait for it
                 break
+            key = None if seq.block_table else self._prefix_key(seq)
+            if key is not None and key in prefilling:
+                # another request is computing this prefix now: start after it, from the cache
+                deferred.append(self.waiting.popleft())
+                continue
             self.blocks.reuse_prefix(seq)
             n = seq.num_uncomputed_tokens
             too_long = n > budget and not self.config.enable_chunked_prefill
@@ -127,6 +134,26 @@ class Scheduler:
             chunk = min(n, budget)
             out.scheduled.append(ScheduledSequence(seq, chunk))
             budget -= chunk
+            if key is not None and seq.num_uncomputed_tokens > 1:
+                prefilling.add(key)
+        self.waiting.extendleft(reversed(deferred))
+
+    def _prefix_key(self, seq: Sequence) -> tuple[int, ...] | None:
+        """The prompt's first full block, when prefix caching could share it."""
+        bs = self.blocks.block_size
+        if self.blocks.cache is None or seq.num_prompt_tokens <= bs:
+            return None
+        return tuple(seq.prompt_token_ids[:bs])
+
+    def _prefilling_first_blocks(self) -> set[tuple[int, ...]]:
+        """First blocks of the prompts that running sequences are still computing."""
+        keys = set()
+        for seq in self.running:
+            if seq.num_computed_tokens < seq.num_prompt_tokens:
+                key = self._prefix_key(seq)
+                if key is not None:
+                    keys.add(key)
+        return keys
 
     def _make_room(self, seq: Sequence, num_tokens: int, out: SchedulerOutput) -> bool:
         """Preempt the latest-arrived running sequences until ``seq`` can grow; False if ``seq``

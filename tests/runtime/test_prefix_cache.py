@@ -110,3 +110,17 @@ def test_identical_under_eviction_pressure(tiny_llama: str, prompts: list[str]) 
     assert on == off
     assert llm.engine.blocks.cache.stats.evicted_blocks > 0  # type: ignore[union-attr]
     assert llm.engine.blocks.allocator.num_used == 0
+
+
+def test_requests_sharing_a_prefix_at_once_compute_it_once(tiny_llama: str) -> None:
+    prefix = list(range(20, 120))  # 100 tokens: six full blocks and a partial one
+    prompts = [[*prefix, 200 + i, 201 + i] for i in range(4)]
+    params = SamplingParams(max_tokens=6, temperature=0.0, ignore_eos=True)
+    results = {}
+    for caching in (False, True):
+        llm = LLM(tiny_llama, dtype="float32", device="cpu", enable_prefix_caching=caching)
+        outs = llm.generate(prompts, params)  # submitted together, like fork branches
+        results[caching] = ([o.token_ids for o in outs], llm.engine.stats.prompt_tokens_computed)
+    assert results[True][0] == results[False][0]
+    assert results[False][1] == 4 * 102
+    assert results[True][1] <= 102 + 3 * (102 - 96)  # the shared 96 tokens computed once
