@@ -1,0 +1,87 @@
+"""``python -m runtime.bench.table FILE.json ...``: benchmark records as Markdown tables.
+
+docs/performance.md pastes this output, so every figure there comes from a results file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _row(cells: list[Any]) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def throughput_table(records: list[dict[str, Any]]) -> str:
+    head = ["workload", "mode", "async sched.", "total tok/s", "output tok/s",
+            "iteration ms (GEMM / attention / other)", "% compute roofline",
+            "% memory roofline", "% tight roofline", "CPU on critical path %",
+            "HF peer total tok/s (requests)"]  # fmt: skip
+    lines = [_row(head), _row(["---"] * len(head))]
+    for r in records:
+        split = r["mean_iteration_split_ms"]
+        peer = r.get("peer")
+        lines.append(_row([
+            r["workload"], r["mode"], "yes" if r.get("async_scheduling") else "no",
+            f'{r["total_tokens_per_s"]:,.0f}', f'{r["output_tokens_per_s"]:,.0f}',
+            f'{r["mean_iteration_ms"]:.1f} ({split["gemm"]:.1f} / {split["attention"]:.1f} / '
+            f'{split["other"]:.1f})',
+            r["pct_compute_roofline"], r.get("pct_memory_roofline", "-"), r["pct_tight_roofline"],
+            r.get("cpu_critical_path_pct", "-"),
+            f'{peer["total_tokens_per_s"]:,.0f} ({peer["num_requests"]})' if peer else "-",
+        ]))  # fmt: skip
+    return "\n".join(lines)
+
+
+def sm_budget_table(doc: dict[str, Any]) -> str:
+    """The decode-attention-on-an-SM-budget results (bench/decode_attention_sms.py)."""
+    head = ["SMs", "how confined", "GB/s over the KV cache", "streaming-read ceiling GB/s", "%"]
+    lines = [_row(head), _row(["---"] * len(head))]
+    for r in doc["results"]:
+        lines.append(_row([
+            r["granted_sms"], r["mode"].replace("_", " "), f'{r["gbps"]:,.0f}',
+            f'{r["ceiling_gbps"]:,.0f}', r["percent"],
+        ]))  # fmt: skip
+    shape = doc["shape"]
+    lines.append("")
+    lines.append(
+        f"{doc['device']}, {doc['date'][:10]}, {doc['dtype']}, batch {shape['batch']} x context "
+        f"{shape['context']}, {shape['q_heads']}/{shape['kv_heads']} heads, dim "
+        f"{shape['head_dim']}, page {shape['page']}: `{doc['command']}`"
+    )
+    return "\n".join(lines)
+
+
+def provenance(records: list[dict[str, Any]]) -> str:
+    seen = []
+    for r in records:
+        line = f"- {r['device']}, {r['date']}: `{r['command']}`"
+        if line not in seen:
+            seen.append(line)
+    return "\n".join(seen)
+
+
+def main(argv: list[str] | None = None) -> int:
+    paths = [Path(p) for p in (sys.argv[1:] if argv is None else argv)]
+    if not paths:
+        print("usage: python -m runtime.bench.table RESULTS.json ...", file=sys.stderr)
+        return 2
+    docs = [json.loads(p.read_text()) for p in paths]
+    for doc in docs:
+        if isinstance(doc, dict) and "results" in doc:
+            print(sm_budget_table(doc))
+            print()
+    records = [r for doc in docs if isinstance(doc, list) for r in doc]
+    if not records:
+        return 0
+    print(throughput_table(records))
+    print()
+    print(provenance(records))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
