@@ -26,7 +26,7 @@ class DatasetSpec:
     name: str
     task: str
     seed: int
-    rows: int = 40
+    rows: int = 100
 
 
 SPECS: tuple[DatasetSpec, ...] = (

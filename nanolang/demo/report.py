@@ -56,18 +56,28 @@ def measure(item: SuiteEntry, model: str | None) -> tuple[Summary, float, str]:
     return summarize(rows, load_results(out), item.metric), wall, "nanolang " + " ".join(argv)
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> str:
     import torch
 
     return (
-        f"{platform.machine()} CPU ({os.cpu_count()} cores, {platform.processor() or 'unknown'}), "
-        f"Python {platform.python_version()}, torch {torch.__version__}, float32"
+        f"{cpu_name()} CPU, {os.cpu_count()} cores (shared), Python {platform.python_version()}, "
+        f"torch {torch.__version__}, engine on the CPU in float32"
     )
 
 
 def table(results: list[tuple[SuiteEntry, Summary, float, str]]) -> str:
     lines = [
-        "| program | workload | metric | accuracy | chance | failed | wall |",
+        "| program | workload | metric | accuracy | chance | failed | wall (with model load) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for item, summary, wall, _ in results:
