@@ -151,6 +151,9 @@ class EngineConfig:
     enforce_eager: bool = False  # True: no CUDA graphs for decode iterations
     enable_prefix_caching: bool = True  # reuse the KV of cached prompt prefixes (radix tree)
     async_scheduling: bool = False  # form batch i+1 on the host while the device runs batch i
+    # NanoFlow pipeline: None (plain dense forward), "default" (the shipped plans), a plan JSON
+    # path; either with ":sequential" for the same nano-batches on one stream
+    pipeline: str | None = None
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 

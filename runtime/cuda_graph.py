@@ -10,6 +10,7 @@ contexts grow; the kernels read the real lengths from the device at run time.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,8 +48,10 @@ class DecodeGraphs:
         block_size: int,
         max_model_len: int,
         buckets: list[int],
+        forward: Callable[[torch.Tensor, ForwardContext], torch.Tensor] | None = None,
     ) -> None:
         self.model, self.ops, self.kv_caches = model, ops, kv_caches
+        self.forward = forward or model  # a pipeline's forward, or the plain dense one
         self.block_size, self.max_model_len = block_size, max_model_len
         self.scratch_block = scratch_block
         self.buckets = buckets
@@ -81,7 +84,7 @@ class DecodeGraphs:
 
     def _forward(self, b: int) -> torch.Tensor:
         ids, ctx = self._context(b)
-        return self.model.compute_logits(self.model(ids, ctx), self.ops)
+        return self.model.compute_logits(self.forward(ids, ctx), self.ops)
 
     @torch.inference_mode()
     def capture(self) -> None:

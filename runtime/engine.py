@@ -91,6 +91,10 @@ class LLMEngine:
         )
         self.max_model_len = min(limit, num_blocks * self.config.block_size)
         self.runner = ModelRunner(self.model, self.ops, self.blocks, num_blocks)
+        if self.config.pipeline is not None:
+            from runtime.pipeline.runner import PipelineForward
+
+            self.runner.forward = PipelineForward(self.config.pipeline, self.model, self.ops)
         if self.device.type == "cuda" and not self.config.enforce_eager:
             self.runner.capture_cuda_graphs(self.max_model_len, self.config.max_num_seqs)
         self.scheduler = Scheduler(self.config, self.blocks)

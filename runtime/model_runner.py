@@ -73,6 +73,8 @@ class ModelRunner:
         self.device = model.embed_tokens.device
         self.dtype = model.embed_tokens.dtype
         self.graphs: DecodeGraphs | None = None
+        # (input_ids, ctx) -> hidden: the dense model, or a pipeline plan applied to it
+        self.forward: Callable[[torch.Tensor, ForwardContext], torch.Tensor] = model
         self.timings = RunnerTimings()
         # profiling: when set, the next iteration runs eagerly with this per-operation hook
         self.profile_hook: Callable[[Operation, Callable[[], None]], None] | None = None
@@ -148,7 +150,7 @@ class ModelRunner:
     def capture_cuda_graphs(self, max_model_len: int, max_num_seqs: int) -> None:
         self.graphs = DecodeGraphs(
             self.model, self.ops, self.kv_caches, self.scratch_block, self.blocks.block_size,
-            max_model_len, default_buckets(max_num_seqs),
+            max_model_len, default_buckets(max_num_seqs), self.forward,
         )  # fmt: skip
         self.graphs.capture()
 
@@ -225,7 +227,7 @@ class ModelRunner:
             self._patch(inputs.input_ids, rows, src, prev)
             self.timings.prepare_s = time.perf_counter() - t0
             ctx = ForwardContext(inputs.positions, inputs.attn, self.kv_caches, self.ops, hook)
-            hidden = self.model(inputs.input_ids, ctx)
+            hidden = self.forward(inputs.input_ids, ctx)
             sample_rows = torch.tensor(inputs.sample_rows, device=self.device, dtype=torch.long)
             logits = self.model.compute_logits(hidden.index_select(0, sample_rows), self.ops)
             prompt_lp = self._prompt_logprobs(hidden, inputs)

@@ -25,45 +25,59 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
+MODES = {"sequential": None, "nanoflow": "", "nanoflow-sequential": ":sequential"}
+
+
+def pipeline_spec(mode: str, plan: str) -> str | None:
+    """EngineConfig.pipeline for a benchmark mode."""
+    if mode not in MODES:
+        raise SystemExit(f"unknown mode {mode!r}; choose from {list(MODES)}")
+    suffix = MODES[mode]
+    return None if suffix is None else plan + suffix
+
+
 def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
     names = list(WORKLOADS) if args.workloads == "all" else args.workloads.split(",")
     unknown = [n for n in names if n not in WORKLOADS]
     if unknown:
         raise SystemExit(f"unknown workloads {unknown}; choose from {list(WORKLOADS)}")
     overrides = json.loads(args.hf_overrides) if args.hf_overrides else None
-    llm = LLM(
-        args.model, dtype=args.dtype, device=args.device, load_format=args.load_format,
-        hf_overrides=overrides, max_num_seqs=args.max_num_seqs,
-        max_num_batched_tokens=args.max_num_batched_tokens, enforce_eager=args.enforce_eager,
-        async_scheduling=args.async_scheduling,
-    )  # fmt: skip
-    engine = llm.engine
-    cfg, device, dtype = engine.model_config, engine.device, engine.dtype
-    elem = engine.runner.kv_caches[0][0].element_size()
-    kernels = dict(engine.ops.backends)
-    ceilings = measure_ceilings(device, cfg, dtype)
+    modes = args.mode.split(",")
+    specs = {mode: pipeline_spec(mode, args.plan) for mode in modes}
     results = {}
-    for seed, name in enumerate(names):
-        # distinct prompts per workload, and a cold prefix cache: no workload reuses another's KV
-        reqs = make_requests(
-            WORKLOADS[name], args.num_requests, cfg.vocab_size, 1 + seed, args.scale
-        )
-        if engine.blocks.cache is not None:
-            engine.blocks.cache.reset()
-        results[name] = (reqs, run_throughput(llm, reqs, args.profile_every))
-    del llm, engine  # free the GPU for the peer
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
+    for mode in modes:
+        llm = LLM(
+            args.model, dtype=args.dtype, device=args.device, load_format=args.load_format,
+            hf_overrides=overrides, max_num_seqs=args.max_num_seqs,
+            max_num_batched_tokens=args.max_num_batched_tokens, enforce_eager=args.enforce_eager,
+            async_scheduling=args.async_scheduling, pipeline=specs[mode],
+        )  # fmt: skip
+        engine = llm.engine
+        cfg, device, dtype = engine.model_config, engine.device, engine.dtype
+        elem = engine.runner.kv_caches[0][0].element_size()
+        kernels = dict(engine.ops.backends)
+        ceilings = measure_ceilings(device, cfg, dtype)
+        for seed, name in enumerate(names):
+            # distinct prompts per workload, a cold prefix cache: no workload reuses another's KV
+            reqs = make_requests(
+                WORKLOADS[name], args.num_requests, cfg.vocab_size, 1 + seed, args.scale
+            )
+            if engine.blocks.cache is not None:
+                engine.blocks.cache.reset()
+            results[mode, name] = (reqs, run_throughput(llm, reqs, args.profile_every))
+        del llm, engine  # free the GPU for the next mode and the peer
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     peer_net = build_hf_model(args.model, device, dtype) if args.peer == "hf" else None
     records = []
-    for name, (reqs, res) in results.items():
+    for (mode, name), (reqs, res) in results.items():
         peer = None
-        if peer_net is not None and WORKLOADS[name].fixed:
+        if peer_net is not None and WORKLOADS[name].fixed and mode == modes[0]:
             peer = run_hf_generate(peer_net, reqs[: args.peer_requests], args.peer_batch, device)
         records.append(result_record(
             model=args.model, device_name=device_name(device), command=command, workload=name,
-            mode="sequential", async_scheduling=args.async_scheduling,
+            mode=mode, async_scheduling=args.async_scheduling, pipeline=specs[mode],
             num_requests=len(reqs), result=res,
             roof=rooflines(
                 res.records, cfg, ceilings, elem, res.prompt_tokens + res.output_tokens

@@ -22,6 +22,13 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     ap.add_argument("--profile-every", type=int, default=64)
     ap.add_argument("--enforce-eager", action="store_true")
     ap.add_argument("--async-scheduling", action="store_true")
+    ap.add_argument(
+        "--mode",
+        default="sequential",
+        help="comma list of: sequential (dense forward), nanoflow (the pipeline plan of --plan), "
+        "nanoflow-sequential (the same nano-batches on one stream); each mode runs every workload",
+    )
+    ap.add_argument("--plan", default="default", help="pipeline plan: 'default' or a JSON path")
     ap.add_argument("--hf-overrides", default=None, help="JSON of config.json fields to replace")
     ap.add_argument("--peer", choices=["hf", "none"], default="none")
     ap.add_argument("--peer-requests", type=int, default=64)

@@ -1,0 +1,63 @@
+"""Building plans: the layout of the Llama layer, the shipped defaults, and a plan per batch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from runtime.pipeline.plan import OpSplit, Partition, Plan, Step, Unit
+
+PLAN_DIR = Path(__file__).parent / "plans"
+# the Llama decoder's operations (runtime.model.llama.DecoderLayer.operations)
+LLAMA_OPS = ("input_norm", "qkv_proj", "rope", "store_kv", "attention",
+             "o_proj", "post_attn_norm", "gate_up_proj", "act", "down_proj")  # fmt: skip
+# operations of a nano-batch that run after its attention, in the same layer; the rest of the
+# layer (norm, QKV, rope, KV store) of the next layer is issued right after them (layer_shift 1)
+AFTER_ATTENTION = ("o_proj", "post_attn_norm", "gate_up_proj", "act", "down_proj")
+
+
+def two_partition_plan(
+    name: str,
+    sizes: Sequence[int],
+    attention_sms: int,
+    device_sms: int = 132,
+    ops: Sequence[str] = LLAMA_OPS,
+) -> Plan:
+    """NanoFlow's shape for one GPU: attention on partition 1 (the first ``attention_sms`` SMs,
+    a multiple of 8 on Hopper), GEMMs and small ops on partition 0 (the rest). In each round,
+    nano-batch k runs its attention, then its O / MLP GEMMs, then the next layer's norm / QKV /
+    rope / KV store, so that the attention of nano-batch k+1 overlaps the GEMMs of nano-batch k."""
+    gemm = Partition(0, attention_sms, device_sms - attention_sms)
+    attn = Partition(1, 0, attention_sms)
+    splits = tuple(OpSplit(op, tuple(sizes), Unit(1 if op == "attention" else 0)) for op in ops)
+    before = [op for op in ops if op not in AFTER_ATTENTION and op != "attention"]
+    order: list[Step] = []
+    for k in range(len(sizes)):
+        order.append(Step("attention", k))
+        order += [Step(op, k) for op in AFTER_ATTENTION]
+        order += [Step(op, k, layer_shift=1) for op in before]
+    return Plan(name, sum(sizes), device_sms, (gemm, attn), splits, tuple(order))
+
+
+def default_plans() -> dict[str, Plan]:
+    """The shipped plans by workload class: 'decode' and 'prefill'."""
+    return {c: Plan.load(PLAN_DIR / f"llama-3-8b-h200-{c}.json") for c in ("decode", "prefill")}
+
+
+def load_plans(spec: str) -> dict[str, Plan]:
+    """'default' (the shipped plans), a plan JSON path, or either with ':sequential' (the same
+    splits on one stream)."""
+    base, _, variant = spec.partition(":")
+    if variant not in ("", "sequential"):
+        raise ValueError(f"unknown plan variant {variant!r} in {spec!r}; use ':sequential'")
+    plans = default_plans() if base == "default" else {"decode": Plan.load(base)}
+    if "prefill" not in plans:
+        plans["prefill"] = plans["decode"]
+    if variant == "sequential":
+        plans = {k: p.sequential() for k, p in plans.items()}
+    return plans
+
+
+def workload_class(num_tokens: int, num_decode_seqs: int) -> str:
+    """'decode' when decode tokens are at least half of the batch, else 'prefill'."""
+    return "decode" if 2 * num_decode_seqs >= num_tokens else "prefill"
