@@ -40,7 +40,7 @@ class TrainConfig:
 def model_config(cfg: TrainConfig, vocab_size: int) -> Any:
     from transformers import LlamaConfig
 
-    return LlamaConfig(
+    kwargs: dict[str, Any] = dict(
         vocab_size=vocab_size,
         hidden_size=cfg.hidden_size,
         intermediate_size=cfg.intermediate_size,
@@ -52,8 +52,9 @@ def model_config(cfg: TrainConfig, vocab_size: int) -> Any:
         bos_token_id=1,
         eos_token_id=2,
         tie_word_embeddings=False,
-        attn_implementation="sdpa",
+        attn_implementation="sdpa",  # the CPU's fused attention: several times faster to train
     )
+    return LlamaConfig(**kwargs)
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
