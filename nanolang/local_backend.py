@@ -58,11 +58,11 @@ class LocalBackend(Backend):
 
     @classmethod
     def from_model(cls, model: str | Path | None = None, **llm_kwargs: Any) -> LocalBackend:
-        """Load ``model`` (a Hugging Face model dir; the cached tiny model when None) on the CPU."""
+        """Load ``model`` (a Hugging Face model dir; the bundled demo model when None) on the CPU."""
         from runtime import LLM
-        from runtime.tiny import default_model_dir
+        from nanolang.demo import model_dir
 
-        path = Path(model) if model is not None else default_model_dir()
+        path = Path(model) if model is not None else model_dir()
         llm_kwargs.setdefault("dtype", "float32")
         llm_kwargs.setdefault("device", "cpu")
         return cls(LLM(str(path), **llm_kwargs))

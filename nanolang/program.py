@@ -26,7 +26,7 @@ _default_backend: Backend | None = None
 
 
 def set_backend(backend: Backend | None) -> None:
-    """The backend programs use when ``run`` gets none (None: load the tiny model lazily)."""
+    """The backend programs use when ``run`` gets none (None: load the demo model lazily)."""
     global _default_backend
     _default_backend = backend
 

@@ -11,10 +11,10 @@ API_KEY_ENV = "NANOLANG_API_KEY"
 
 
 def default_model() -> str:
-    """The model served when none is given (today: the cached tiny random-weight model)."""
-    from runtime.tiny import default_model_dir
+    """The model served when none is given: the bundled demo model."""
+    from nanolang.demo import model_dir
 
-    return str(default_model_dir())
+    return str(model_dir())
 
 
 @dataclass(frozen=True)
