@@ -63,7 +63,13 @@ async def select(
     """Score every choice after ``context_ids`` and return the best one."""
     from runtime.sampling_params import SamplingParams
 
-    params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=True)
+    # only the choice tokens' logprobs are needed: the context may come from the prefix cache
+    params = SamplingParams(
+        max_tokens=1,
+        temperature=0.0,
+        prompt_logprobs=True,
+        prompt_logprobs_from=max(1, len(context_ids)),
+    )
     token_ids = [choice_token_ids(backend.tokenizer, c) for c in choices]
     outputs = await asyncio.gather(
         *(backend.generate(context_ids + ids, params) for ids in token_ids)

@@ -104,9 +104,12 @@ class BlockManager:
     def reuse_prefix(self, seq: Sequence) -> None:
         """Start a sequence without blocks from the longest cached prefix of its tokens (leaving
         at least its last token to compute, which yields the next token's logits)."""
-        if self.cache is None or seq.block_table or seq.params.prompt_logprobs:
+        if self.cache is None or seq.block_table:
             return
-        seq.block_table = self.cache.match(seq, seq.num_tokens - 1)
+        limit = seq.num_tokens - 1
+        if seq.params.prompt_logprobs:  # the row before the first wanted logprob must be computed
+            limit = min(limit, seq.params.prompt_logprobs_from - 1)
+        seq.block_table = self.cache.match(seq, limit)
         seq.num_computed_tokens = len(seq.block_table) * self.block_size
         seq.num_cached_tokens = min(seq.num_computed_tokens, seq.num_prompt_tokens)
 

@@ -155,8 +155,8 @@ class LLMEngine:
             seq.constraint = self._constraint_compiler().compile(params.regex, params.json_schema)
         if self.tokenizer is not None:
             seq.detok = IncrementalDetokenizer(self.tokenizer, ids)
-        if params.prompt_logprobs:
-            seq.prompt_logprobs.append(None)
+        if params.prompt_logprobs:  # positions before prompt_logprobs_from stay None
+            seq.prompt_logprobs.extend([None] * min(params.prompt_logprobs_from, len(ids)))
         self._seqs[rid] = seq
         self.scheduler.add(seq)
         return rid
@@ -299,14 +299,13 @@ class LLMEngine:
             seq = entry.seq
             if seq.request_id not in self._seqs:
                 continue  # aborted, or finished in an earlier iteration's read-back
+            self.blocks.register(seq)  # finished too: its blocks stay cached once freed
             if seq.is_finished:
                 seq.metrics.finished_iteration = it
                 seq.metrics.finished_time = time.perf_counter()
                 self.scheduler.remove(seq)
                 self._seqs.pop(seq.request_id, None)
                 self.stats.num_finished += 1
-            else:
-                self.blocks.register(seq)
             outputs.append(self._output(seq))
         self.stats.last_postprocess_seconds = time.perf_counter() - post_start
         return outputs

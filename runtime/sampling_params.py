@@ -18,7 +18,9 @@ class SamplingParams:
     ``temperature == 0`` means greedy. ``top_k <= 0`` disables top-k. ``stop`` strings never appear
     in the returned text. ``logprobs`` returns the log-probability (under the model's raw
     distribution) of each sampled token; ``prompt_logprobs`` returns it for every prompt token but
-    the first. ``regex`` / ``json_schema`` constrain the output through token masks.
+    the first (from ``prompt_logprobs_from`` on: earlier positions come back as None and may be
+    served from the prefix cache, which is how ``select`` scores choices after a shared context).
+    ``regex`` / ``json_schema`` constrain the output through token masks.
     """
 
     max_tokens: int = 16
@@ -32,6 +34,7 @@ class SamplingParams:
     ignore_eos: bool = False
     logprobs: bool = False
     prompt_logprobs: bool = False
+    prompt_logprobs_from: int = 1  # first prompt position whose logprob is wanted (earlier: None)
     regex: str | None = None
     json_schema: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
@@ -64,6 +67,8 @@ class SamplingParams:
             errors.append(f"min_p must be in [0, 1], got {self.min_p}")
         if any(not isinstance(s, str) or s == "" for s in self.stop):
             errors.append(f"stop strings must be non-empty strings, got {list(self.stop)!r}")
+        if not isinstance(self.prompt_logprobs_from, int) or self.prompt_logprobs_from < 1:
+            errors.append(f"prompt_logprobs_from must be >= 1, got {self.prompt_logprobs_from!r}")
         if self.seed is not None and not isinstance(self.seed, int):
             errors.append(f"seed must be an integer, got {self.seed!r}")
         if self.regex is not None and self.json_schema is not None:

@@ -88,6 +88,7 @@ class NativeParams(BaseModel):
     ignore_eos: bool = False
     logprobs: bool = False
     prompt_logprobs: bool = False
+    prompt_logprobs_from: int = 1
     regex: str | None = None
     json_schema: str | dict[str, Any] | None = None
 
