@@ -96,8 +96,14 @@ class PipelineExecutor:
         starts = seq_starts(ctx.attn, total)
         bounds = [snap_bounds(s.sizes, starts) for s in self.splits]
         main = torch.cuda.current_stream() if self.device.type == "cuda" else None
-        self._fork(main)
+        # sliced metadata is computed on the main stream before the fork: every stream sees it
         contexts: dict[tuple[Rows, int], ForwardContext] = {}
+        for i, split in enumerate(self.splits):
+            for rows in bounds[i]:
+                key = (rows, split.unit.partition)
+                if rows[0] < rows[1] and key not in contexts:
+                    contexts[key] = slice_context(ctx, starts, rows, self.ops_for[key[1]])
+        self._fork(main)
         layers = model.operations()
         first = _Piece((0, total), x0, main, None, 0)
         pieces: dict[Node, _Piece] = {}
@@ -108,12 +114,8 @@ class PipelineExecutor:
             if rows[0] == rows[1]:
                 continue
             producers = self._producers(node, bounds, pieces, first)
-            unit = self.splits[i].unit
-            key = (rows, unit.partition)
-            if key not in contexts:
-                contexts[key] = slice_context(ctx, starts, rows, self.ops_for[unit.partition])
-            run = layers[layer][i]
-            pieces[node] = self._run(node, rows, producers, pieces, run, contexts[key], ctx)
+            nctx = contexts[(rows, self.splits[i].unit.partition)]
+            pieces[node] = self._run(node, rows, producers, pieces, layers[layer][i], nctx, ctx)
             pieces[node].consumers = _consumers(bounds, node, self.num_layers)
             self.events[node] = (pieces[node].stream, pieces[node].event)
         last = [pieces[(self.num_layers - 1, len(bounds) - 1, k)]
@@ -250,6 +252,8 @@ def _mark(device: torch.device) -> object:
         import time
 
         return time.perf_counter()
-    ev = torch.cuda.Event(enable_timing=True)
+    # inside a CUDA-graph capture: an external event becomes a record node, timed at replay
+    capturing = torch.cuda.is_current_stream_capturing()
+    ev = torch.cuda.Event(enable_timing=True, external=capturing)
     ev.record()
     return ev

@@ -68,8 +68,8 @@ class Units:
         self.sms: dict[int, int | None] = {}
         units = sorted({s.unit for s in plan.ops}, key=lambda u: (u.partition, u.stream))
         if not self.cuda or self.single:
-            for u in units:
-                self.streams[u] = torch.cuda.current_stream() if self.cuda else None
+            for u in units:  # None: whatever stream is current (a graph's capture stream too)
+                self.streams[u] = None
                 self.sms[u.partition] = None
             return
         parts = sorted(plan.partitions, key=lambda p: p.sm_start)

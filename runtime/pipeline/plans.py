@@ -39,6 +39,19 @@ def two_partition_plan(
     return Plan(name, sum(sizes), device_sms, (gemm, attn), splits, tuple(order))
 
 
+def two_stream_plan(
+    name: str, sizes: Sequence[int], device_sms: int = 132, ops: Sequence[str] = LLAMA_OPS
+) -> Plan:
+    """The same order on one whole-device partition with attention on a second stream: overlap
+    without SM partitioning (the hardware scheduler shares SMs between the two)."""
+    base = two_partition_plan(name, sizes, 8, device_sms, ops)
+    whole = Partition(0, 0, device_sms)
+    splits = tuple(
+        OpSplit(s.op, s.sizes, Unit(0, 1 if s.op == "attention" else 0)) for s in base.ops
+    )
+    return Plan(name, base.batch_tokens, device_sms, (whole,), splits, base.order)
+
+
 def default_plans() -> dict[str, Plan]:
     """The shipped plans by workload class: 'decode' and 'prefill'."""
     return {c: Plan.load(PLAN_DIR / f"llama-3-8b-h200-{c}.json") for c in ("decode", "prefill")}
