@@ -1,5 +1,5 @@
 """``nanolang eval FILE --data D.jsonl --out R.jsonl [--model M | --server URL] [--program P]
-[--metric exact|choice|json|contains] [--max-errors N] [--quiet]``.
+[--metric exact|choice|json|contains|'expr: ...'] [--max-errors N] [--quiet]``.
 
 Runs the program once per dataset row (rows give the arguments; ``expected`` the answer), all
 rows concurrently on one executor. Each result is appended to ``--out`` and fsynced as its row
@@ -19,7 +19,7 @@ from nanolang.commands.common import load_module, report
 from nanolang.errors import NanoError
 from nanolang.jobs.dataset import DatasetError, read_rows
 from nanolang.jobs.job import EvalJob, JobConfig
-from nanolang.jobs.metrics import METRICS
+from nanolang.jobs.metrics import METRICS, declared_metric, resolve_metric
 from nanolang.jobs.progress import JobProgress
 from nanolang.jobs.results import ResultLog, load_results
 from nanolang.jobs.summary import print_summary, summarize
@@ -34,7 +34,12 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--model", default=None, help="model directory (default: the demo model)")
     parser.add_argument("--server", default=None, help="URL of a `nanolang serve` server")
     parser.add_argument("--program", default=None, help="which program (default: main)")
-    parser.add_argument("--metric", choices=sorted(METRICS), default="exact")
+    parser.add_argument(
+        "--metric",
+        default=None,
+        help=f"{'|'.join(sorted(METRICS))} or 'expr: EXPRESSION' over output and expected "
+        "(default: the file's '# metric:' comment, else exact)",
+    )
     parser.add_argument("--expected-field", default="expected", help="the answer's field")
     parser.add_argument("--max-errors", type=int, default=None, help="stop after more failures")
     parser.add_argument("--concurrency", type=int, default=64, help="instances in flight")
@@ -60,7 +65,9 @@ def handle(args: argparse.Namespace) -> int:
     module = load_module(args.file)
     if module is None:
         return 1
+    metric = args.metric or declared_metric(module.source or "") or "exact"
     try:
+        resolve_metric(metric)
         program = entry(module, args.program)
         rows = read_rows(args.data, args.expected_field)
         backend = make_backend(args.model, args.server)
@@ -80,7 +87,7 @@ def handle(args: argparse.Namespace) -> int:
                 stats = job.run(rows)
     finally:
         backend.close()
-    summary = summarize(rows, load_results(args.out), args.metric)
+    summary = summarize(rows, load_results(args.out), metric)
     print_summary(f"{title} on {args.data}", summary, stats)
     if stats.stopped:
         print(f"error: stopped: {stats.stopped}", file=sys.stderr)

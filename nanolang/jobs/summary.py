@@ -12,7 +12,7 @@ from rich.table import Table
 
 from nanolang.jobs.dataset import Row
 from nanolang.jobs.job import RunStats
-from nanolang.jobs.metrics import METRICS
+from nanolang.jobs.metrics import resolve_metric
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Summary:
 
 def summarize(rows: Sequence[Row], results: Sequence[dict[str, Any]], metric: str) -> Summary:
     """The metric over the results of ``rows`` (results of other ids are ignored)."""
-    score = METRICS[metric]
+    score = resolve_metric(metric)
     by_id = {r.id: r for r in rows}
     mine = [r for r in results if str(r.get("id")) in by_id]
     scored = correct = 0
