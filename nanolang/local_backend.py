@@ -58,9 +58,9 @@ class LocalBackend(Backend):
 
     @classmethod
     def from_model(cls, model: str | Path | None = None, **llm_kwargs: Any) -> LocalBackend:
-        """Load ``model`` (a Hugging Face model dir; the bundled demo model when None) on the CPU."""
-        from runtime import LLM
+        """Load ``model`` (a Hugging Face model dir; the demo model when None) on the CPU."""
         from nanolang.demo import model_dir
+        from runtime import LLM
 
         path = Path(model) if model is not None else model_dir()
         llm_kwargs.setdefault("dtype", "float32")
