@@ -1,0 +1,110 @@
+"""Draws the one-layer timeline PNG and prints the sweep and per-step tables (Markdown) from the
+JSON written by bench/nanoflow_layer.py; docs/performance.md pastes this output.
+
+    python bench/nanoflow_report.py SWEEP.json TIMELINE.json docs/nanoflow-timeline.png
+    python bench/nanoflow_report.py --gains BENCH.json   # nanoflow / sequential per workload
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+GEMMS = {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"}
+COLORS = {"gemm": "#4C72B0", "attention": "#DD8452", "other": "#8C8C8C"}
+
+
+def kind(op: str) -> str:
+    return "gemm" if op in GEMMS else "attention" if op == "attention" else "other"
+
+
+def sweep_table(sweep: dict[str, Any]) -> str:
+    lines = ["| batch | plan | SMs (partition: count) | ms per 32-layer forward | vs dense |",
+             "| --- | --- | --- | --- | --- |"]  # fmt: skip
+    for key, rows in sweep.items():
+        if not isinstance(rows, list):
+            continue
+        dense = rows[0]["ms"]
+        for r in rows:
+            if "ms" not in r:
+                lines.append(f"| {key} | {r['plan']} | - | failed: {r.get('error')} | - |")
+                continue
+            sms = ", ".join(f"{k}: {v or 'all'}" for k, v in r.get("sms", {}).items()) or "-"
+            lines.append(f"| {key} | {r['plan']} | {sms} | {r['ms']:.2f} | "
+                         f"{dense / r['ms']:.2f}x |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def step_table(tl: dict[str, Any]) -> str:
+    lines = ["| step | sequential ms | nanoflow ms |", "| --- | --- | --- |"]
+    seq, nano = tl["sequential"]["steps"], tl["nanoflow"]["steps"]
+    dur = {(s["op"], s["nano_batch"]): s["end_ms"] - s["start_ms"] for s in nano}
+    for s in seq:
+        key = (s["op"], s["nano_batch"])
+        lines.append(f"| {s['op']}#{s['nano_batch']} | {s['end_ms'] - s['start_ms']:.3f} | "
+                     f"{dur.get(key, float('nan')):.3f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def draw(tl: dict[str, Any], meta: dict[str, Any], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 1, figsize=(12, 4.8), sharex=True)
+    for ax, mode in zip(axes, ("sequential", "nanoflow"), strict=True):
+        d = tl[mode]
+        for s in d["steps"]:
+            y = s["partition"]
+            ax.barh(y, s["end_ms"] - s["start_ms"], left=s["start_ms"], height=0.6,
+                    color=COLORS[kind(s["op"])], edgecolor="black", linewidth=0.4)  # fmt: skip
+            if s["end_ms"] - s["start_ms"] > 0.03:
+                ax.text((s["start_ms"] + s["end_ms"]) / 2, y, f"{s['op'][:6]}#{s['nano_batch']}",
+                        ha="center", va="center", fontsize=6, color="white")  # fmt: skip
+        sms = d["sms"]
+        ticks = sorted({s["partition"] for s in d["steps"]})
+        ax.set_yticks(ticks, [f"partition {p}\n({sms.get(str(p)) or 132} SMs)" for p in ticks])
+        ax.set_title(f"{mode}: {d['plan']}", fontsize=9)
+    axes[-1].set_xlabel("ms from the layer's first step (CUDA events in a replayed CUDA graph)")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in COLORS.values()]
+    fig.legend(handles, list(COLORS), loc="upper right", fontsize=8)
+    fig.suptitle(f"Llama-3-8B layer {meta['layer']}, {meta['decodes']} decodes x context "
+                 f"{meta['context']}, {meta['device']}", fontsize=10)  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(out, dpi=130)
+
+
+def gains_table(records: list[dict[str, Any]]) -> str:
+    by = {(r["mode"], r["workload"]): r for r in records}
+    head = (
+        "| workload | sequential tok/s | nanoflow tok/s | nanoflow / sequential | "
+        "% tight roofline (sequential / nanoflow) |"
+    )
+    lines = [head, "| --- | --- | --- | --- | --- |"]
+    for (mode, w), s in by.items():
+        n = by.get(("nanoflow", w))
+        if mode != "sequential" or n is None:
+            continue
+        a, b = s["total_tokens_per_s"], n["total_tokens_per_s"]
+        lines.append(f"| {w} | {a:,.0f} | {b:,.0f} | {b / a:.2f}x | "
+                     f"{s['pct_tight_roofline']} / {n['pct_tight_roofline']} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main() -> None:
+    if sys.argv[1] == "--gains":
+        print(gains_table(json.loads(Path(sys.argv[2]).read_text())))
+        return
+    sweep = json.loads(Path(sys.argv[1]).read_text())
+    tl_doc = json.loads(Path(sys.argv[2]).read_text())
+    tl = tl_doc["graph"]
+    draw(tl, tl_doc, Path(sys.argv[3]))
+    print(sweep_table(sweep), "\n")
+    print(step_table(tl))
+
+
+if __name__ == "__main__":
+    main()
