@@ -150,7 +150,8 @@ class EngineConfig:
     enable_chunked_prefill: bool = True
     enforce_eager: bool = False  # True: no CUDA graphs for decode iterations
     enable_prefix_caching: bool = True  # reuse the KV of cached prompt prefixes (radix tree)
-    async_scheduling: bool = False  # form batch i+1 on the host while the device runs batch i
+    # form batch i+1 on the host while the device runs batch i; None: on for CUDA, off on the CPU
+    async_scheduling: bool | None = None
     # NanoFlow pipeline: None (plain dense forward), "default" (the shipped plans), a plan JSON
     # path; either with ":sequential" for the same nano-batches on one stream
     pipeline: str | None = None

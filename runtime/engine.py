@@ -98,6 +98,11 @@ class LLMEngine:
         if self.device.type == "cuda" and not self.config.enforce_eager:
             self.runner.capture_cuda_graphs(self.max_model_len, self.config.max_num_seqs)
         self.scheduler = Scheduler(self.config, self.blocks)
+        self.async_scheduling = (
+            self.config.async_scheduling
+            if self.config.async_scheduling is not None
+            else self.device.type == "cuda"
+        )
         self.stats = EngineStats()
         self._seqs: dict[str, Sequence] = {}
         self._ids = itertools.count()
@@ -240,7 +245,7 @@ class LLMEngine:
         if self._inflight is not None:
             outputs += self._resolve(self._inflight)
         self._inflight = launched
-        if launched is not None and not self.config.async_scheduling:
+        if launched is not None and not self.async_scheduling:
             outputs += self._resolve(launched)
             self._inflight = None
         if launched is not None:

@@ -45,6 +45,7 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
     modes = args.mode.split(",")
     specs = {mode: pipeline_spec(mode, args.plan) for mode in modes}
     results = {}
+    async_by_mode: dict[str, bool] = {}
     for mode in modes:
         llm = LLM(
             args.model, dtype=args.dtype, device=args.device, load_format=args.load_format,
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
             async_scheduling=args.async_scheduling, pipeline=specs[mode],
         )  # fmt: skip
         engine = llm.engine
+        async_by_mode[mode] = engine.async_scheduling
         cfg, device, dtype = engine.model_config, engine.device, engine.dtype
         elem = engine.runner.kv_caches[0][0].element_size()
         kernels = dict(engine.ops.backends)
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
             peer = run_hf_generate(peer_net, reqs[: args.peer_requests], args.peer_batch, device)
         records.append(result_record(
             model=args.model, device_name=device_name(device), command=command, workload=name,
-            mode=mode, async_scheduling=args.async_scheduling, pipeline=specs[mode],
+            mode=mode, async_scheduling=async_by_mode[mode], pipeline=specs[mode],
             num_requests=len(reqs), result=res,
             roof=rooflines(
                 res.records, cfg, ceilings, elem, res.prompt_tokens + res.output_tokens

@@ -21,7 +21,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     ap.add_argument("--max-num-batched-tokens", type=int, default=2048)
     ap.add_argument("--profile-every", type=int, default=64)
     ap.add_argument("--enforce-eager", action="store_true")
-    ap.add_argument("--async-scheduling", action="store_true")
+    ap.add_argument(
+        "--async-scheduling",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="overlap host scheduling with the device (default: on for CUDA, off on the CPU)",
+    )
     ap.add_argument(
         "--mode",
         default="sequential",
