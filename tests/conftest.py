@@ -38,3 +38,17 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def tiny_llama(tiny_models: dict[str, str]) -> str:
     return tiny_models["llama"]
+
+
+@pytest.fixture(autouse=True)
+def _release_gpu_memory():
+    """Engines hold reference cycles (graphs, runner, engine): collect them after each test so
+    the next test's KV cache, sized to the GPU's free memory, sees that memory free again."""
+    yield
+    import gc
+
+    import torch
+
+    if torch.cuda.is_available():
+        gc.collect()
+        torch.cuda.empty_cache()
