@@ -33,6 +33,11 @@ ARCH_CLASSES = {
 
 def build_tokenizer(vocab_size: int = 384) -> Any:
     """A byte-level BPE tokenizer trained on a built-in corpus, wrapped for transformers."""
+    return train_tokenizer([_CORPUS] * 4, vocab_size)
+
+
+def train_tokenizer(texts: list[str], vocab_size: int) -> Any:
+    """A byte-level BPE tokenizer trained on ``texts``, with the chat template attached."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -45,7 +50,7 @@ def build_tokenizer(vocab_size: int = 384) -> Any:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator([_CORPUS] * 4, trainer=trainer)
+    tok.train_from_iterator(texts, trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="<|end|>"
     )

@@ -14,7 +14,8 @@ from typing import Any
 import jinja2
 
 from nanolang.demo.tasks import MIX, TASKS, Example, Message
-from runtime.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS
+from runtime import tiny
+from runtime.tiny import CHAT_TEMPLATE
 
 PROMPT_WEIGHT = 0.1
 END = "<|end|>"
@@ -58,24 +59,7 @@ def sample_examples(count: int, seed: int) -> list[Example]:
 
 def train_tokenizer(texts: list[str], vocab_size: int) -> Any:
     """A byte-level BPE tokenizer trained on ``texts``, with the chat template attached."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer=trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token=END
-    )
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
+    return tiny.train_tokenizer(texts, vocab_size)
 
 
 def weighted_ids(doc: Document, tokenizer: Any) -> tuple[list[int], list[float]]:
