@@ -92,7 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown programs {unknown}; known: {', '.join(by_name)}", file=sys.stderr)
         return 2
     model = args.model or str(model_dir())
-    records = [compare(by_name[n], args.rows, model) for n in names]
+    try:
+        records = [compare(by_name[n], args.rows, model) for n in names]
+    except (ValueError, OSError) as exc:  # a model directory that cannot be loaded, say
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.out is not None:
         args.out.write_text(json.dumps(records, indent=2) + "\n")
     print(markdown(records))

@@ -99,7 +99,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def execute(args: argparse.Namespace, command: str) -> int:
     """Run the benchmark, print a table on stderr and the JSON records on stdout."""
-    records = run(args, command)
+    try:
+        records = run(args, command)
+    except (ValueError, OSError, MemoryError) as exc:  # bad model, plan, device or dtype
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     from rich.console import Console
 
     Console(stderr=True).print(render_table(records))
