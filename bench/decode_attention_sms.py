@@ -24,9 +24,10 @@ import torch
 from green_context import sm_partition
 from stream_read import stream_read
 
-from kernels.triton.decode_attention import DecodeConfig, decode_attention
+from kernels.triton.decode_attention import DecodeConfig
+from kernels.triton.paged_attention import decode_attention, decode_attention_tma
 
-DECODE_SWEEP = [
+GATHER_SWEEP = [
     DecodeConfig(block_n, warps, stages, ctas, swap)
     for (block_n, stages), warps, ctas, swap in itertools.product(
         [(32, 4), (32, 6), (64, 2), (64, 3), (64, 4), (128, 2), (128, 3)],
@@ -35,6 +36,16 @@ DECODE_SWEEP = [
         (False, True),
     )
 ]
+# the gather kernel's winners of the full sweep above (results/*_20261121_*.json): quick mode
+GATHER_QUICK = [DecodeConfig(64, 4, 4, ctas) for ctas in (4, 8)] + [DecodeConfig(32, 4, 4, 8)]
+# TMA programs are small (one page of one head per copy): many of them per SM, few stages each
+TMA_SWEEP = [
+    DecodeConfig(16 * pages, warps, stages, ctas, tma=True)
+    for pages, warps, stages, ctas in itertools.product(
+        (1, 2), (1, 2, 4), (2, 3, 4), (4, 8, 12, 16)
+    )
+]
+SWEEPS = {"gather": GATHER_SWEEP, "gather-quick": GATHER_QUICK, "tma": TMA_SWEEP}
 SHAPE_FIELDS = ("batch", "context", "q_heads", "kv_heads", "head_dim", "page")
 READ_SWEEP = list(itertools.product((1, 2, 4), (64, 128), (4, 6), (4, 8)))  # per_sm, rows, st, w
 
@@ -78,8 +89,10 @@ def decode_launch(
     out = torch.empty_like(inputs["q"])
     scale = inputs["q"].shape[-1] ** -0.5
 
+    decode = decode_attention_tma if cfg.tma else decode_attention
+
     def launch() -> None:
-        decode_attention(
+        decode(
             inputs["q"], inputs["k_cache"], inputs["v_cache"], inputs["block_tables"],
             inputs["context_lens"], context, scale, out, num_sms=num_sms, config=cfg,
         )  # fmt: skip
@@ -89,10 +102,10 @@ def decode_launch(
 
 def best_decode(
     inputs: dict[str, torch.Tensor], context: int, num_sms: int | None, stream: torch.cuda.Stream,
-    expected: torch.Tensor,
+    expected: torch.Tensor, sweep: list[DecodeConfig],
 ) -> tuple[float, DecodeConfig]:  # fmt: skip
     best: tuple[float, DecodeConfig] = (float("inf"), DecodeConfig())
-    for cfg in DECODE_SWEEP:
+    for cfg in sweep:
         try:
             launch, out = decode_launch(inputs, context, num_sms, cfg)
             ms = time_ms(launch, stream)
@@ -133,29 +146,30 @@ def measure(
         part, api = sm_partition(num_sms)
         stream, granted = part.stream, part.num_sms
     read_ms, read_cfg = best_read(src, granted, stream)
-    ms, cfg = best_decode(inputs, args.context, granted, stream, expected)
-    unaware_ms = time_ms(decode_launch(inputs, args.context, None, DecodeConfig())[0], stream)
-    achieved = round(gbps(kv_bytes, ms), 1)
     ceiling = round(gbps(src.numel() * src.element_size(), read_ms), 1)
+    unaware_ms = time_ms(decode_launch(inputs, args.context, None, DecodeConfig())[0], stream)
     unaware = round(gbps(kv_bytes, unaware_ms), 1)
-    percent = round(100 * achieved / ceiling, 1)
-    print(
-        f"{mode:>14} {num_sms:>4} SMs (got {granted:>3}): {achieved:>7.1f} GB/s of "
-        f"{ceiling:>7.1f} ({percent:>5.1f}%)  full-grid kernel {unaware:>7.1f}  [{cfg}]",
-        flush=True,
-    )
+    kernels: dict[str, object] = {}
+    for kernel in args.kernels.split(","):
+        ms, cfg = best_decode(inputs, args.context, granted, stream, expected, SWEEPS[kernel])
+        achieved = round(gbps(kv_bytes, ms), 1)
+        percent = round(100 * achieved / ceiling, 1)
+        print(
+            f"{mode:>14} {num_sms:>4} SMs (got {granted:>3}) {kernel:>12}: {achieved:>7.1f} GB/s"
+            f" of {ceiling:>7.1f} ({percent:>5.1f}%)  full-grid default {unaware:>7.1f}  [{cfg}]",
+            flush=True,
+        )
+        kernels[kernel] = {"gbps": achieved, "time_ms": round(ms, 4), "percent": percent,
+                           "config": dataclasses.asdict(cfg)}  # fmt: skip
     return {
         "num_sms": num_sms,
         "granted_sms": granted,
         "mode": mode,
         "partition_api": api,
-        "gbps": achieved,
         "ceiling_gbps": ceiling,
-        "time_ms": round(ms, 4),
-        "config": dataclasses.asdict(cfg),
         "ceiling_config": read_cfg,
         "full_grid_default_config_gbps": unaware,
-        "percent": percent,
+        "kernels": kernels,
     }
 
 
@@ -168,6 +182,8 @@ def main() -> None:
     parser.add_argument("--head-dim", type=int, default=128)
     parser.add_argument("--page", type=int, default=16)
     parser.add_argument("--sms", default="132,64,48,32")
+    parser.add_argument("--kernels", default="gather,tma", help=f"comma list of {list(SWEEPS)}")
+    parser.add_argument("--modes", default="grid_limited,green_context")
     parser.add_argument("--out", default="bench/results/decode_attention_sms.json")
     args = parser.parse_args()
     inputs = decode_inputs(args)
@@ -178,9 +194,9 @@ def main() -> None:
     device_sms = torch.cuda.get_device_properties(0).multi_processor_count
     rows = []
     for num_sms in (int(n) for n in args.sms.split(",")):
-        rows.append(measure(args, inputs, expected, src, kv_bytes, num_sms, "grid_limited"))
-        if num_sms < device_sms:
-            rows.append(measure(args, inputs, expected, src, kv_bytes, num_sms, "green_context"))
+        for mode in args.modes.split(","):
+            if mode == "grid_limited" or num_sms < device_sms:
+                rows.append(measure(args, inputs, expected, src, kv_bytes, num_sms, mode))
     report = {
         "device": torch.cuda.get_device_name(0),
         "device_sms": device_sms,

@@ -28,6 +28,7 @@ class DecodeConfig:
     num_stages: int = 4
     ctas_per_sm: int = 4  # persistent programs per SM
     swap_ab: bool = False  # KV tile as the MMA's M dimension (wgmma on Hopper)
+    tma: bool = False  # pages fetched by TMA copies (decode_attention_tma; Hopper, 16-bit caches)
 
 
 @triton.jit

@@ -6,6 +6,7 @@ import torch
 
 from kernels.metadata import AttentionMetadata
 from kernels.triton.decode_attention import DecodeConfig, decode_attention
+from kernels.triton.decode_attention_tma import decode_attention_tma, tma_supported
 from kernels.triton.extend_attention import extend_attention
 
 
@@ -28,7 +29,9 @@ def paged_attention(
     out = torch.empty_like(q)
     num_decode = meta.num_decode_seqs
     if num_decode > 0:
-        decode_attention(
+        use_tma = decode_config is not None and decode_config.tma and tma_supported(q, k_cache)
+        decode = decode_attention_tma if use_tma else decode_attention
+        decode(
             q[:num_decode], k_cache, v_cache, meta.block_tables[:num_decode],
             meta.context_lens[:num_decode], meta.max_context_len, scale, out[:num_decode],
             num_sms=num_sms, config=decode_config,

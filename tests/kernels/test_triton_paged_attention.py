@@ -112,3 +112,45 @@ def test_decode_configs(
     config = DecodeConfig(block_n, num_warps, stages, ctas_per_sm=2, swap_ab=swap_ab)
     dtype = torch.float16 if INTERPRET else torch.bfloat16  # the interpreter's bf16 dot is wrong
     _check(*BATCHES[name], (32, 8, 128), dtype, 16, num_sms=16, seed=4, config=config)
+
+
+def _tma_or_skip() -> None:
+    if INTERPRET or not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] < 9:
+        pytest.skip("TMA page copies need a Hopper-class GPU")
+
+
+@pytest.mark.parametrize("num_sms", [None, 8, 32])
+@pytest.mark.parametrize(("pages", "stages", "num_warps"), [(1, 4, 4), (2, 3, 4), (1, 8, 2),
+                                                            (2, 6, 8)])  # fmt: skip
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("name", ["decode", "decode_split_kv", "mixed"])
+def test_tma_decode(
+    name: str, dtype: torch.dtype, pages: int, stages: int, num_warps: int, num_sms: int | None
+) -> None:
+    _tma_or_skip()
+    config = DecodeConfig(16 * pages, num_warps, stages, ctas_per_sm=4, tma=True)
+    _check(*BATCHES[name], (32, 8, 128), dtype, 16, num_sms=num_sms, seed=5, config=config)
+
+
+@pytest.mark.parametrize("heads", [(8, 8, 64), (16, 2, 64), (32, 8, 128)])
+def test_tma_decode_many_random_decodes_other_heads_and_nan_slots(
+    heads: tuple[int, int, int],
+) -> None:
+    """Unwritten cache slots hold NaN: the TMA kernel reads whole pages and must ignore them."""
+    _tma_or_skip()
+    gen = torch.Generator().manual_seed(13)
+    ctx = torch.randint(1, 3000, (64,), generator=gen).tolist()
+    batch = make_paged_batch([1] * 64, ctx, 64, *heads, 16, torch.bfloat16, DEVICE, 14)
+    used = torch.zeros(batch.k_cache.shape[0] * 16, dtype=torch.bool, device=DEVICE)
+    for i, n in enumerate(ctx):
+        pos = torch.arange(n, device=DEVICE)
+        used[batch.meta.block_tables[i, pos // 16].long() * 16 + pos % 16] = True
+    for cache in (batch.k_cache, batch.v_cache):
+        cache.view(-1, *cache.shape[2:])[~used] = float("nan")
+    scale = heads[2] ** -0.5
+    config = DecodeConfig(32, 4, 4, ctas_per_sm=4, tma=True)
+    out = paged_attention(batch.q, batch.k_cache, batch.v_cache, batch.meta, scale,
+                          num_sms=16, decode_config=config)  # fmt: skip
+    expected = reference.paged_attention(batch.q, batch.k_cache, batch.v_cache, batch.meta, scale)
+    assert not torch.isnan(out).any()
+    assert relative_error(out, expected) < REL_TOL[torch.bfloat16]

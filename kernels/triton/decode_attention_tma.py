@@ -1,0 +1,197 @@
+"""Paged decode attention with K/V pages fetched by the tensor-memory accelerator (Hopper TMA).
+
+The same work items and online softmax as ``decode_attention`` (sequence, kv head, KV split; the
+GQA group as the MMA's M), but each KV page of one head is one TMA copy of ``[page, head_dim]``
+described once on the host, instead of per-element gather addresses computed by every thread.
+The inner loop then spends its instructions on the two small MMAs and the softmax, which is what
+lets a few SMs (a green-context partition) keep HBM busy. Pages are fetched ``pages_per_step`` at a
+time, their ids one step ahead (a loop-carried value, so that the pipeliner streams the copies).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from triton.tools.tensor_descriptor import TensorDescriptor
+
+from kernels.triton.decode_attention import (
+    LOG2E,
+    DecodeConfig,
+    _update,
+    device_sm_count,
+    merge_splits_kernel,
+    plan_splits,
+)
+
+
+@triton.jit
+def _page_id(table, n0, end, PAGE: tl.constexpr):
+    """The id of the page holding token n0 (0 past the context)."""
+    return tl.load(table + n0 // PAGE, mask=n0 < end, other=0)
+
+
+@triton.jit
+def _page_step(q, k_desc, v_desc, page, n0, end, kvh, m_i, l_i, acc, scale_log2,
+               PAGE: tl.constexpr, HEAD_DIM: tl.constexpr, PRECISION: tl.constexpr):  # fmt: skip
+    """One page of one kv head: TMA loads, then the online-softmax update."""
+    row = page * PAGE
+    k = k_desc.load([row, kvh * HEAD_DIM])  # [PAGE, D]
+    v = v_desc.load([row, kvh * HEAD_DIM])
+    valid = n0 + tl.arange(0, PAGE) < end
+    v = tl.where(valid[:, None], v, 0.0)  # slots past the context may hold anything, even NaN
+    return _update(q, k, v, valid, m_i, l_i, acc, scale_log2, PRECISION)
+
+
+@triton.jit
+def decode_tma_kernel(
+    q_ptr,
+    k_desc,
+    v_desc,
+    block_tables_ptr,
+    context_lens_ptr,
+    out_ptr,
+    part_out_ptr,
+    part_lse_ptr,
+    scale_log2,
+    stride_qt,
+    stride_qh,
+    stride_bt,
+    stride_ot,
+    stride_oh,
+    num_seqs,
+    num_kv_heads,
+    num_splits,
+    split_len,
+    num_programs,
+    GROUP: tl.constexpr,
+    GROUP_PAD: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    PAGE: tl.constexpr,
+    TWO_PAGES: tl.constexpr,
+    SPLIT: tl.constexpr,
+    STAGES: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    rows = tl.arange(0, GROUP_PAD)
+    cols = tl.arange(0, HEAD_DIM)
+    row_mask = rows < GROUP
+    STEP: tl.constexpr = 2 * PAGE if TWO_PAGES else PAGE
+    num_items = num_seqs * num_kv_heads * num_splits
+    for item in range(tl.program_id(0), num_items, num_programs):
+        split = item % num_splits
+        kvh = (item // num_splits) % num_kv_heads
+        seq = item // (num_splits * num_kv_heads)
+        ctx = tl.load(context_lens_ptr + seq)
+        start = split * split_len  # a multiple of STEP
+        end = tl.minimum(ctx, start + split_len)
+        heads = kvh * GROUP + rows
+        q = tl.load(
+            q_ptr + seq.to(tl.int64) * stride_qt + heads[:, None] * stride_qh + cols[None, :],
+            mask=row_mask[:, None],
+            other=0.0,
+        )
+        m_i = tl.full([GROUP_PAD], float("-inf"), tl.float32)
+        l_i = tl.zeros([GROUP_PAD], tl.float32)
+        acc = tl.zeros([GROUP_PAD, HEAD_DIM], tl.float32)
+        table = block_tables_ptr + seq.to(tl.int64) * stride_bt
+        # a page's id is loaded one step before its copy is issued (Triton's pipeliner follows
+        # one loop-carried step, not more): each program then moves about one step of pages per
+        # load latency, so the SM's bandwidth comes from many small programs side by side
+        page_a = _page_id(table, start, end, PAGE)
+        page_b = _page_id(table, start + PAGE, end, PAGE)
+        for n0 in tl.range(start, end, STEP, num_stages=STAGES):
+            cur_a = page_a
+            cur_b = page_b
+            page_a = _page_id(table, n0 + STEP, end, PAGE)
+            if TWO_PAGES:
+                page_b = _page_id(table, n0 + STEP + PAGE, end, PAGE)
+            m_i, l_i, acc = _page_step(q, k_desc, v_desc, cur_a, n0, end, kvh, m_i, l_i, acc,
+                                       scale_log2, PAGE, HEAD_DIM, PRECISION)  # fmt: skip
+            if TWO_PAGES:
+                m_i, l_i, acc = _page_step(q, k_desc, v_desc, cur_b, n0 + PAGE, end, kvh, m_i,
+                                           l_i, acc, scale_log2, PAGE, HEAD_DIM,
+                                           PRECISION)  # fmt: skip
+        safe_l = tl.where(l_i > 0, l_i, 1.0)
+        result = acc / safe_l[:, None]
+        if SPLIT:
+            part = (seq * num_kv_heads * GROUP + heads).to(tl.int64) * num_splits + split
+            tl.store(part_out_ptr + part[:, None] * HEAD_DIM + cols[None, :], result,
+                     mask=row_mask[:, None])  # fmt: skip
+            lse = tl.where(l_i > 0, m_i + tl.log2(safe_l), float("-inf"))
+            tl.store(part_lse_ptr + part, lse, mask=row_mask)
+        else:
+            dst = out_ptr + seq.to(tl.int64) * stride_ot + heads[:, None] * stride_oh
+            tl.store(dst + cols[None, :], result.to(out_ptr.dtype.element_ty),
+                     mask=row_mask[:, None])  # fmt: skip
+
+
+def tma_supported(q: torch.Tensor, k_cache: torch.Tensor) -> bool:
+    """TMA needs a Hopper-class GPU, 16-bit caches and 16-byte aligned rows."""
+    if q.device.type != "cuda" or k_cache.dtype not in (torch.bfloat16, torch.float16):
+        return False
+    if torch.cuda.get_device_capability(q.device)[0] < 9:
+        return False
+    return k_cache.is_contiguous() and (k_cache.shape[-2] * k_cache.shape[-1] * 2) % 16 == 0
+
+
+def _descriptor(cache: torch.Tensor) -> TensorDescriptor:
+    """The cache [blocks, page, Hk, D] as a 2-D tensor [blocks * page, Hk * D], read one page of
+    one head ([page, D]) per copy."""
+    blocks, page, kv_heads, head_dim = cache.shape
+    flat = cache.view(blocks * page, kv_heads * head_dim)
+    return TensorDescriptor.from_tensor(flat, [page, head_dim])
+
+
+def decode_attention_tma(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    context_lens: torch.Tensor,
+    max_context_len: int,
+    scale: float,
+    out: torch.Tensor,
+    num_sms: int | None = None,
+    config: DecodeConfig | None = None,
+) -> None:
+    """Same contract as ``decode_attention``; ``config.block_n`` is 1 or 2 pages per step."""
+    cfg = config or DecodeConfig(block_n=2 * k_cache.shape[1])
+    num_seqs, num_heads, head_dim = q.shape
+    if num_seqs == 0:
+        return
+    num_kv_heads, page = k_cache.shape[2], k_cache.shape[1]
+    if cfg.block_n not in (page, 2 * page):
+        raise ValueError(f"TMA decode steps one or two pages: block_n {cfg.block_n}, page {page}")
+    group = num_heads // num_kv_heads
+    sms = num_sms or device_sm_count(q.device)
+    num_splits, split_len = plan_splits(num_seqs * num_kv_heads, max_context_len, sms, cfg.block_n)
+    items = num_seqs * num_kv_heads * num_splits
+    programs = items if num_sms is None else min(items, num_sms * cfg.ctas_per_sm)
+    split = num_splits > 1
+    part_out = part_lse = out
+    if split:
+        part_out = torch.empty((num_seqs, num_heads, num_splits, head_dim), dtype=torch.float32,
+                               device=q.device)  # fmt: skip
+        part_lse = torch.empty((num_seqs, num_heads, num_splits), dtype=torch.float32,
+                               device=q.device)  # fmt: skip
+    decode_tma_kernel[(programs,)](
+        q, _descriptor(k_cache), _descriptor(v_cache), block_tables, context_lens, out,
+        part_out, part_lse, scale * LOG2E,
+        q.stride(0), q.stride(1), block_tables.stride(0), out.stride(0), out.stride(1),
+        num_seqs, num_kv_heads, num_splits, split_len, programs,
+        GROUP=group,
+        GROUP_PAD=max(16, triton.next_power_of_2(group)),
+        HEAD_DIM=head_dim,
+        PAGE=page,
+        TWO_PAGES=cfg.block_n == 2 * page,
+        SPLIT=split,
+        STAGES=cfg.num_stages,
+        PRECISION="tf32",
+        num_warps=cfg.num_warps,
+    )  # fmt: skip
+    if split:
+        merge_splits_kernel[(num_seqs, num_heads)](
+            part_out, part_lse, out, out.stride(0), out.stride(1), num_heads, num_splits,
+            HEAD_DIM=head_dim, SPLITS_PAD=triton.next_power_of_2(num_splits), num_warps=4,
+        )  # fmt: skip
