@@ -168,9 +168,11 @@ def main() -> None:
     ap.add_argument("--context", type=int, default=1024)
     ap.add_argument("--decodes", default="256,512", help="decode batch sizes to sweep")
     ap.add_argument("--timeline-plan", default=None, help="plan JSON (default: shipped decode)")
+    ap.add_argument("--kv-gb", type=float, default=70.0, help="KV cache size, GB")
+    ap.add_argument("--max-num-seqs", type=int, default=512)
     args = ap.parse_args()
-    llm = LLM("llama-3-8b", load_format="dummy", max_num_seqs=512, enforce_eager=True,
-              kv_cache_memory_bytes=70 << 30)  # fmt: skip
+    llm = LLM("llama-3-8b", load_format="dummy", max_num_seqs=args.max_num_seqs,
+              enforce_eager=True, kv_cache_memory_bytes=int(args.kv_gb * (1 << 30)))  # fmt: skip
     engine = llm.engine
     for k, v in engine.runner.kv_caches:
         k.normal_(0, 1)

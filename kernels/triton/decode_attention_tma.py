@@ -126,6 +126,23 @@ def decode_tma_kernel(
                      mask=row_mask[:, None])  # fmt: skip
 
 
+# Best configurations measured per SM budget (bench/decode_attention_sms.py, H200, 2026-11-21,
+# 256 x 1024 tokens; green contexts below 132 SMs): (block_n, warps, stages, programs per SM).
+TUNED = {
+    132: DecodeConfig(32, 1, 2, 8, tma=True),
+    64: DecodeConfig(16, 1, 3, 16, tma=True),
+    48: DecodeConfig(32, 1, 2, 8, tma=True),
+    32: DecodeConfig(32, 1, 2, 16, tma=True),
+}
+
+
+def tuned_config(num_sms: int, page: int) -> DecodeConfig:
+    """The measured configuration of the nearest SM budget, its step scaled to the page size."""
+    best = TUNED[min(TUNED, key=lambda n: (abs(n - num_sms), n))]
+    pages = best.block_n // 16
+    return DecodeConfig(pages * page, best.num_warps, best.num_stages, best.ctas_per_sm, tma=True)
+
+
 def tma_supported(q: torch.Tensor, k_cache: torch.Tensor) -> bool:
     """TMA needs a Hopper-class GPU, 16-bit caches and 16-byte aligned rows."""
     if q.device.type != "cuda" or k_cache.dtype not in (torch.bfloat16, torch.float16):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from kernels.metadata import AttentionMetadata
-from kernels.triton.decode_attention import DecodeConfig, decode_attention
-from kernels.triton.decode_attention_tma import decode_attention_tma, tma_supported
+from kernels.triton.decode_attention import DecodeConfig, decode_attention, device_sm_count
+from kernels.triton.decode_attention_tma import decode_attention_tma, tma_supported, tuned_config
 from kernels.triton.extend_attention import extend_attention
 
 
@@ -22,14 +22,19 @@ def paged_attention(
     """Causal attention of q [T, Hq, D] over paged caches [blocks, page, Hk, D] -> [T, Hq, D].
 
     ``num_sms`` runs the decode part on a persistent grid sized to that SM budget;
-    ``decode_config`` overrides its tile / pipeline configuration.
+    ``decode_config`` overrides its tile / pipeline configuration. Without one, a Hopper GPU with a
+    16-bit cache gets the TMA kernel in the configuration measured best for that SM budget.
     """
     assert q.stride(-1) == 1 and k_cache.is_contiguous() and v_cache.is_contiguous()
     assert q.shape[-1] & (q.shape[-1] - 1) == 0, "head_dim must be a power of two"
     out = torch.empty_like(q)
     num_decode = meta.num_decode_seqs
     if num_decode > 0:
-        use_tma = decode_config is not None and decode_config.tma and tma_supported(q, k_cache)
+        tma = tma_supported(q, k_cache)
+        if decode_config is None and tma:
+            num_sms = num_sms or device_sm_count(q.device)
+            decode_config = tuned_config(num_sms, k_cache.shape[1])
+        use_tma = decode_config is not None and decode_config.tma and tma
         decode = decode_attention_tma if use_tma else decode_attention
         decode(
             q[:num_decode], k_cache, v_cache, meta.block_tables[:num_decode],
