@@ -170,6 +170,7 @@ def main() -> None:
     ap.add_argument("--timeline-plan", default=None, help="plan JSON (default: shipped decode)")
     ap.add_argument("--kv-gb", type=float, default=70.0, help="KV cache size, GB")
     ap.add_argument("--max-num-seqs", type=int, default=512)
+    ap.add_argument("--timeline-only", action="store_true", help="skip the plan sweep")
     args = ap.parse_args()
     llm = LLM("llama-3-8b", load_format="dummy", max_num_seqs=args.max_num_seqs,
               enforce_eager=True, kv_cache_memory_bytes=int(args.kv_gb * (1 << 30)))  # fmt: skip
@@ -190,6 +191,8 @@ def main() -> None:
             tl["graph" if graph else "eager"] = {"error": repr(exc)[:300]}
         print("timeline", graph, str(tl["graph" if graph else "eager"])[:200], flush=True)
     (args.out / "nanoflow_timeline.json").write_text(json.dumps(tl, indent=1))
+    if args.timeline_only:
+        return
     result: dict[str, Any] = {"device": dev, "context": args.context}
     for n in args.decodes.split(","):
         inputs = batch(engine, int(n), args.context, [], seed=1)
