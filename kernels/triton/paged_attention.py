@@ -22,8 +22,10 @@ def paged_attention(
     """Causal attention of q [T, Hq, D] over paged caches [blocks, page, Hk, D] -> [T, Hq, D].
 
     ``num_sms`` runs the decode part on a persistent grid sized to that SM budget;
-    ``decode_config`` overrides its tile / pipeline configuration. Without one, a Hopper GPU with a
-    16-bit cache gets the TMA kernel in the configuration measured best for that SM budget.
+    ``decode_config`` overrides its tile / pipeline configuration. Without one, decode attention on
+    part of a Hopper GPU (``num_sms`` below the device's) with a 16-bit cache runs the TMA kernel in
+    the configuration measured best for that budget; on the whole GPU it runs the gather kernel,
+    whose one-program-per-item grid balances mixed context lengths (see docs/performance.md).
     """
     assert q.stride(-1) == 1 and k_cache.is_contiguous() and v_cache.is_contiguous()
     assert q.shape[-1] & (q.shape[-1] - 1) == 0, "head_dim must be a power of two"
@@ -31,8 +33,7 @@ def paged_attention(
     num_decode = meta.num_decode_seqs
     if num_decode > 0:
         tma = tma_supported(q, k_cache)
-        if decode_config is None and tma:
-            num_sms = num_sms or device_sm_count(q.device)
+        if decode_config is None and tma and num_sms and num_sms < device_sm_count(q.device):
             decode_config = tuned_config(num_sms, k_cache.shape[1])
         use_tma = decode_config is not None and decode_config.tma and tma
         decode = decode_attention_tma if use_tma else decode_attention
