@@ -43,7 +43,7 @@ class GraphBuilder:
             kind=kind,
             label=label,
             contexts=kw.get("contexts", flow.contexts),  # type: ignore[arg-type]
-            data=tuple(sorted(set(kw.get("data", ())))),  # type: ignore[arg-type]
+            data=tuple(sorted(set(kw.get("data", ())))),  # type: ignore[arg-type, call-overload]
             prompt=tuple(kw.get("prompt", flow.pending)),  # type: ignore[arg-type]
             params=tuple(kw.get("params", ())),  # type: ignore[arg-type]
             scope=flow.scope,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from nanolang.errors import NanoError, NanoSyntaxError, Span
 from nanolang.strings import Hole, split_literal
 
 GRAMMAR = Path(__file__).with_name("grammar.lark")
+# a tree node's children; spelled through builtins because _Builder has a method named ``list``
+Children = builtins.list[Any]
 
 
 @lru_cache(maxsize=1)
@@ -77,14 +80,14 @@ def _at_end(exc: UnexpectedInput) -> bool:
 def _describe(exc: UnexpectedInput) -> str:
     if isinstance(exc, UnexpectedCharacters):
         got = f"unexpected character {exc.char!r}"
-        expected = exc.allowed
+        expected: Any = exc.allowed
     elif isinstance(exc, UnexpectedEOF):
         got, expected = "unexpected end of input", exc.expected
     else:
         token = exc.token  # type: ignore[attr-defined]
         got = "unexpected end of input" if token.type == "$END" else f"unexpected {token.value!r}"
         expected = exc.expected  # type: ignore[attr-defined]
-    names = sorted({_terminal_text(t) for t in expected or ()})
+    names = sorted({_terminal_text(str(t)) for t in expected or ()})
     return f"{got}; expected {', '.join(names)}" if names else got
 
 
@@ -131,91 +134,92 @@ class _Builder(Transformer):
 
     # program structure
 
-    def start(self, children: list[Any]) -> list[ast.ProgramDef]:
+    def start(self, children: Children) -> builtins.list[ast.ProgramDef]:
         return list(children)
 
     @v_args(meta=True)
-    def program(self, meta: Meta, children: list[Any]) -> ast.ProgramDef:
-        name, *params, body = children
-        params = tuple(p for p in params if p is not None)
+    def program(self, meta: Meta, children: Children) -> ast.ProgramDef:
+        name, *raw, body = children
+        params = tuple(p for p in raw if p is not None)
         return ast.ProgramDef(str(name), params, body, self._span(name))
 
-    def param(self, children: list[Any]) -> ast.Param:
+    def param(self, children: Children) -> ast.Param:
         name, default = children
         return ast.Param(str(name), default, self._span(name))
 
-    def block(self, children: list[Any]) -> tuple[ast.Stmt, ...]:
+    def block(self, children: Children) -> tuple[ast.Stmt, ...]:
         return tuple(children)
 
     # statements
 
     @v_args(meta=True)
-    def text_stmt(self, meta: Meta, children: list[Any]) -> ast.Text:
+    def text_stmt(self, meta: Meta, children: Children) -> ast.Text:
         return ast.Text(children[0], self._span(meta))
 
     @v_args(meta=True)
-    def role_stmt(self, meta: Meta, children: list[Any]) -> ast.Role:
+    def role_stmt(self, meta: Meta, children: Children) -> ast.Role:
         role, body = children
         if isinstance(body, ast.Str):
             body = (ast.Text(body, body.span),)
         return ast.Role(str(role), body, self._span(meta))
 
     @v_args(meta=True)
-    def gen_stmt(self, meta: Meta, children: list[Any]) -> ast.Gen:
+    def gen_stmt(self, meta: Meta, children: Children) -> ast.Gen:
         name, args = children
         return ast.Gen(str(name), args or (), self._span(meta))
 
     @v_args(meta=True)
-    def select_stmt(self, meta: Meta, children: list[Any]) -> ast.Select:
+    def select_stmt(self, meta: Meta, children: Children) -> ast.Select:
         name, args, choices = children
         return ast.Select(str(name), args or (), choices, self._span(meta))
 
     @v_args(meta=True)
-    def fork_stmt(self, meta: Meta, children: list[Any]) -> ast.Fork:
+    def fork_stmt(self, meta: Meta, children: Children) -> ast.Fork:
         return ast.Fork(children[0], children[1], self._span(meta))
 
     @v_args(meta=True)
-    def for_stmt(self, meta: Meta, children: list[Any]) -> ast.For:
+    def for_stmt(self, meta: Meta, children: Children) -> ast.For:
         name, iterable, body = children
         return ast.For(str(name), iterable, body, self._span(meta))
 
     @v_args(meta=True)
-    def if_stmt(self, meta: Meta, children: list[Any]) -> ast.If:
+    def if_stmt(self, meta: Meta, children: Children) -> ast.If:
         cond, then, _else, orelse = children
         if isinstance(orelse, ast.If):
             orelse = (orelse,)
         return ast.If(cond, then, orelse or (), self._span(meta))
 
     @v_args(meta=True)
-    def let_stmt(self, meta: Meta, children: list[Any]) -> ast.Let:
+    def let_stmt(self, meta: Meta, children: Children) -> ast.Let:
         name, value = children
         return ast.Let(str(name), value, self._span(meta))
 
-    def return_stmt(self, children: list[Any]) -> ast.Return:
+    def return_stmt(self, children: Children) -> ast.Return:
         keyword, value = children
         return ast.Return(value, self._span(keyword))
 
-    def arglist(self, children: list[Any]) -> tuple[ast.Arg, ...]:
+    def arglist(self, children: Children) -> tuple[ast.Arg, ...]:
         return tuple(a for a in children if a is not None)
 
-    def arg(self, children: list[Any]) -> ast.Arg:
+    def arg(self, children: Children) -> ast.Arg:
         name, value = children
         return ast.Arg(str(name), value, self._span(name))
 
     @v_args(meta=True)
-    def record(self, meta: Meta, children: list[Any]) -> ast.Record:
+    def record(self, meta: Meta, children: Children) -> ast.Record:
         return ast.Record(tuple(f for f in children if f is not None), self._span(meta))
 
-    def field(self, children: list[Any]) -> ast.Field:
+    def field(self, children: Children) -> ast.Field:
         name, value = children
         span = self._span(name)
         return ast.Field(str(name), value if value is not None else ast.Var(str(name), span), span)
 
     # expressions
 
+    @staticmethod
     def _binop(op: str) -> Any:
         @v_args(meta=True)
-        def build(self: _Builder, meta: Meta, children: list[Any]) -> ast.BinOp:
+        def build(self: _Builder, meta: Meta, children: Children) -> ast.BinOp:
             return ast.BinOp(op, children[0], children[1], self._span(meta))
 
         return build
@@ -225,41 +229,41 @@ class _Builder(Transformer):
     le, ge, in_, not_in = _binop("<="), _binop(">="), _binop("in"), _binop("not in")
 
     @v_args(meta=True)
-    def not_(self, meta: Meta, children: list[Any]) -> ast.Not:
+    def not_(self, meta: Meta, children: Children) -> ast.Not:
         return ast.Not(children[0], self._span(meta))
 
     @v_args(meta=True)
-    def index(self, meta: Meta, children: list[Any]) -> ast.Index:
+    def index(self, meta: Meta, children: Children) -> ast.Index:
         return ast.Index(children[0], children[1], self._span(meta))
 
-    def number(self, children: list[Any]) -> ast.Num:
+    def number(self, children: Children) -> ast.Num:
         tok = children[0]
         value = float(tok) if "." in tok else int(tok)
         return ast.Num(value, self._span(tok))
 
-    def true(self, children: list[Any]) -> ast.Bool:
+    def true(self, children: Children) -> ast.Bool:
         return ast.Bool(True, self._span(children[0]))
 
-    def false(self, children: list[Any]) -> ast.Bool:
+    def false(self, children: Children) -> ast.Bool:
         return ast.Bool(False, self._span(children[0]))
 
     @v_args(meta=True)
-    def list(self, meta: Meta, children: list[Any]) -> ast.ListLit:
+    def list(self, meta: Meta, children: Children) -> ast.ListLit:
         return ast.ListLit(tuple(c for c in children if c is not None), self._span(meta))
 
-    def var(self, children: list[Any]) -> ast.Var:
+    def var(self, children: Children) -> ast.Var:
         return ast.Var(str(children[0]), self._span(children[0]))
 
-    def func(self, children: list[Any]) -> ast.Func:
+    def func(self, children: Children) -> ast.Func:
         name, *args = children
         return ast.Func(str(name), tuple(a for a in args if a is not None), self._span(name))
 
     @v_args(meta=True)
-    def call(self, meta: Meta, children: list[Any]) -> ast.Call:
+    def call(self, meta: Meta, children: Children) -> ast.Call:
         name, args = children
         return ast.Call(str(name), args, self._span(meta))
 
-    def string(self, children: list[Any]) -> ast.Str:
+    def string(self, children: Children) -> ast.Str:
         tok = children[0]
         span = self._span(tok)
         parts = split_literal(str(tok), span)
