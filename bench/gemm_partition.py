@@ -14,16 +14,18 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import statistics
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from decode_attention_sms import time_ms
 from green_context import sm_partition
 
+REPS = 30  # timed launches per measurement (median)
 SHAPES = {
     "qkv_proj": (6144, 4096),
     "o_proj": (4096, 4096),
@@ -44,48 +46,46 @@ def blas(library: str, carveout: int | None) -> Iterator[None]:
         torch.backends.cuda.preferred_blas_library(previous)
 
 
-def time_ms(fn: Callable[[], object], stream: torch.cuda.Stream, reps: int = 30) -> float:
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            fn()
-        pairs = []
-        for _ in range(reps):
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record(stream)
-            fn()
-            b.record(stream)
-            pairs.append((a, b))
-    torch.cuda.synchronize()
-    return statistics.median(a.elapsed_time(b) for a, b in pairs)
+def positive_ints(text: str) -> list[int]:
+    """'128,320' -> [128, 320]; argparse reports anything else as a usage error."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        msg = f"expected comma-separated integers, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--tokens", default="128,320,640")
-    ap.add_argument("--sms", default="68,84")
+    ap.add_argument("--tokens", type=positive_ints, default="128,320,640")
+    ap.add_argument("--sms", type=positive_ints, default="68,84")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     device_sms = torch.cuda.get_device_properties(0).multi_processor_count
     whole = torch.cuda.Stream()
-    parts = {int(n): sm_partition(int(n))[0] for n in args.sms.split(",")}
+    parts = {n: sm_partition(n)[0] for n in args.sms}
     rows = []
-    for m in (int(t) for t in args.tokens.split(",")):
+    for m in args.tokens:
         for name, (n, k) in SHAPES.items():
             x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
             w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16) * k**-0.5
             ref = F.linear(x, w)
             row: dict[str, object] = {"op": name, "tokens": m, "n": n, "k": k}
-            row["full_cublas_ms"] = round(time_ms(lambda x=x, w=w: F.linear(x, w), whole), 4)
+            gemm = partial(F.linear, x, w)
+            row["full_cublas_ms"] = round(time_ms(gemm, whole, REPS), 4)
             with blas("cublaslt", None):
-                row["full_cublaslt_ms"] = round(time_ms(lambda x=x, w=w: F.linear(x, w), whole), 4)
+                row["full_cublaslt_ms"] = round(time_ms(gemm, whole, REPS), 4)
             for sms, part in parts.items():
                 carve = device_sms - part.num_sms
                 variants = {"cublas": ("cublas", None), "cublaslt": ("cublaslt", None),
                             "cublaslt_carveout": ("cublaslt", carve)}  # fmt: skip
                 for label, (lib, c) in variants.items():
                     with blas(lib, c):
-                        ms = time_ms(lambda x=x, w=w: F.linear(x, w), part.stream)
-                        err = float((F.linear(x, w).float() - ref.float()).norm() / ref.norm())
+                        ms = time_ms(gemm, part.stream, REPS)
+                        err = float((gemm().float() - ref.float()).norm() / ref.norm())
                     assert err < 1e-2, f"{label} on {sms} SMs: relative error {err}"
                     row[f"sm{part.num_sms}_{label}_ms"] = round(ms, 4)
             print(json.dumps(row), flush=True)

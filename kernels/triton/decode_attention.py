@@ -203,6 +203,56 @@ def plan_splits(items: int, max_context_len: int, num_sms: int, block_n: int) ->
     return triton.cdiv(max(max_context_len, 1), split_len), split_len
 
 
+@dataclass(frozen=True)
+class LaunchGrid:
+    """How one decode call is spread: KV splits, persistent programs, and the float32 partial
+    outputs / log-sum-exps that a split launch writes (``out`` itself when unsplit)."""
+
+    num_splits: int
+    split_len: int
+    programs: int
+    part_out: torch.Tensor
+    part_lse: torch.Tensor
+
+    @property
+    def split(self) -> bool:
+        return self.num_splits > 1
+
+
+def launch_grid(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    max_context_len: int,
+    num_sms: int | None,
+    cfg: DecodeConfig,
+    out: torch.Tensor,
+) -> LaunchGrid:
+    """Splits sized to the SM budget (or the device), programs for a persistent or full grid."""
+    num_seqs, num_heads, head_dim = q.shape
+    items = num_seqs * k_cache.shape[2]
+    sms = num_sms or device_sm_count(q.device)
+    num_splits, split_len = plan_splits(items, max_context_len, sms, cfg.block_n)
+    items *= num_splits
+    programs = items if num_sms is None else min(items, num_sms * cfg.ctas_per_sm)
+    part_out = part_lse = out
+    if num_splits > 1:
+        shape = (num_seqs, num_heads, num_splits)
+        part_out = torch.empty((*shape, head_dim), dtype=torch.float32, device=q.device)
+        part_lse = torch.empty(shape, dtype=torch.float32, device=q.device)
+    return LaunchGrid(num_splits, split_len, programs, part_out, part_lse)
+
+
+def merge_splits(grid: LaunchGrid, out: torch.Tensor) -> None:
+    """Combine a split launch's partial outputs into ``out`` (nothing to do when unsplit)."""
+    if not grid.split:
+        return
+    num_seqs, num_heads, num_splits, head_dim = grid.part_out.shape
+    merge_splits_kernel[(num_seqs, num_heads)](
+        grid.part_out, grid.part_lse, out, out.stride(0), out.stride(1), num_heads, num_splits,
+        HEAD_DIM=head_dim, SPLITS_PAD=triton.next_power_of_2(num_splits), num_warps=4,
+    )  # fmt: skip
+
+
 def decode_attention(
     q: torch.Tensor,
     k_cache: torch.Tensor,
@@ -221,43 +271,29 @@ def decode_attention(
     No host syncs: the grid depends only on shapes and ``max_context_len``.
     """
     cfg = config or DecodeConfig()
-    num_seqs, num_heads, head_dim = q.shape
-    if num_seqs == 0:
+    if q.shape[0] == 0:
         return
+    grid = launch_grid(q, k_cache, max_context_len, num_sms, cfg, out)
+    num_seqs, num_heads, head_dim = q.shape
     num_kv_heads, page = k_cache.shape[2], k_cache.shape[1]
     group = num_heads // num_kv_heads
-    sms = num_sms or device_sm_count(q.device)
-    num_splits, split_len = plan_splits(num_seqs * num_kv_heads, max_context_len, sms, cfg.block_n)
-    items = num_seqs * num_kv_heads * num_splits
-    programs = items if num_sms is None else min(items, num_sms * cfg.ctas_per_sm)
-    split = num_splits > 1
-    part_out = part_lse = out
-    if split:
-        part_out = torch.empty((num_seqs, num_heads, num_splits, head_dim), dtype=torch.float32,
-                               device=q.device)  # fmt: skip
-        part_lse = torch.empty((num_seqs, num_heads, num_splits), dtype=torch.float32,
-                               device=q.device)  # fmt: skip
-    decode_kernel[(programs,)](
-        q, k_cache, v_cache, block_tables, context_lens, out, part_out, part_lse,
+    decode_kernel[(grid.programs,)](
+        q, k_cache, v_cache, block_tables, context_lens, out, grid.part_out, grid.part_lse,
         scale * LOG2E,
         q.stride(0), q.stride(1),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
         block_tables.stride(0), out.stride(0), out.stride(1),
-        num_seqs, num_kv_heads, num_splits, split_len, programs,
+        num_seqs, num_kv_heads, grid.num_splits, grid.split_len, grid.programs,
         GROUP=group,
         GROUP_PAD=max(16, triton.next_power_of_2(group)),
         HEAD_DIM=head_dim,
         PAGE=page,
         BLOCK_N=cfg.block_n,
-        SPLIT=split,
+        SPLIT=grid.split,
         STAGES=cfg.num_stages if q.element_size() < 4 else 2,  # float32 tiles: less smem
         PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
         SWAP_AB=cfg.swap_ab,
         num_warps=cfg.num_warps,
     )  # fmt: skip
-    if split:
-        merge_splits_kernel[(num_seqs, num_heads)](
-            part_out, part_lse, out, out.stride(0), out.stride(1), num_heads, num_splits,
-            HEAD_DIM=head_dim, SPLITS_PAD=triton.next_power_of_2(num_splits), num_warps=4,
-        )  # fmt: skip
+    merge_splits(grid, out)

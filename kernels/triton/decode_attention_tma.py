@@ -19,9 +19,8 @@ from kernels.triton.decode_attention import (
     LOG2E,
     DecodeConfig,
     _update,
-    device_sm_count,
-    merge_splits_kernel,
-    plan_splits,
+    launch_grid,
+    merge_splits,
 )
 
 
@@ -181,34 +180,20 @@ def decode_attention_tma(
     if cfg.block_n not in (page, 2 * page):
         raise ValueError(f"TMA decode steps one or two pages: block_n {cfg.block_n}, page {page}")
     group = num_heads // num_kv_heads
-    sms = num_sms or device_sm_count(q.device)
-    num_splits, split_len = plan_splits(num_seqs * num_kv_heads, max_context_len, sms, cfg.block_n)
-    items = num_seqs * num_kv_heads * num_splits
-    programs = items if num_sms is None else min(items, num_sms * cfg.ctas_per_sm)
-    split = num_splits > 1
-    part_out = part_lse = out
-    if split:
-        part_out = torch.empty((num_seqs, num_heads, num_splits, head_dim), dtype=torch.float32,
-                               device=q.device)  # fmt: skip
-        part_lse = torch.empty((num_seqs, num_heads, num_splits), dtype=torch.float32,
-                               device=q.device)  # fmt: skip
-    decode_tma_kernel[(programs,)](
+    grid = launch_grid(q, k_cache, max_context_len, num_sms, cfg, out)
+    decode_tma_kernel[(grid.programs,)](
         q, _descriptor(k_cache), _descriptor(v_cache), block_tables, context_lens, out,
-        part_out, part_lse, scale * LOG2E,
+        grid.part_out, grid.part_lse, scale * LOG2E,
         q.stride(0), q.stride(1), block_tables.stride(0), out.stride(0), out.stride(1),
-        num_seqs, num_kv_heads, num_splits, split_len, programs,
+        num_seqs, num_kv_heads, grid.num_splits, grid.split_len, grid.programs,
         GROUP=group,
         GROUP_PAD=max(16, triton.next_power_of_2(group)),
         HEAD_DIM=head_dim,
         PAGE=page,
         TWO_PAGES=cfg.block_n == 2 * page,
-        SPLIT=split,
+        SPLIT=grid.split,
         STAGES=cfg.num_stages,
         PRECISION="tf32",
         num_warps=cfg.num_warps,
     )  # fmt: skip
-    if split:
-        merge_splits_kernel[(num_seqs, num_heads)](
-            part_out, part_lse, out, out.stride(0), out.stride(1), num_heads, num_splits,
-            HEAD_DIM=head_dim, SPLITS_PAD=triton.next_power_of_2(num_splits), num_warps=4,
-        )  # fmt: skip
+    merge_splits(grid, out)
