@@ -3,9 +3,26 @@
 See docs/language.md for the language and examples.
 """
 
-from nanolang.backend import Backend
-from nanolang.checker import check
-from nanolang.errors import (
+from nanolang.api.decorators import (
+    assistant,
+    call,
+    fmt,
+    func,
+    gen,
+    join,
+    program,
+    select,
+    system,
+    user,
+)
+from nanolang.api.program import Program, compile, default_backend, load, set_backend
+from nanolang.backends.base import Backend
+from nanolang.check.checker import check
+from nanolang.graph.builder import build_graph
+from nanolang.graph.request_graph import Graph, Node, NodeKind
+from nanolang.run.executor import Executor
+from nanolang.run.records import CallRecord, InstanceState, Outcome
+from nanolang.syntax.errors import (
     NanoCheckError,
     NanoError,
     NanoErrors,
@@ -13,13 +30,7 @@ from nanolang.errors import (
     NanoSyntaxError,
     Span,
 )
-from nanolang.executor import Executor
-from nanolang.graph import Graph, Node, NodeKind
-from nanolang.graph_builder import build_graph
-from nanolang.parser import parse
-from nanolang.program import Program, compile, default_backend, load, set_backend
-from nanolang.records import CallRecord, InstanceState, Outcome
-from nanolang.tracing import assistant, call, fmt, func, gen, join, program, select, system, user
+from nanolang.syntax.parser import parse
 
 __all__ = [
     "Backend",

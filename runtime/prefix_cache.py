@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from runtime.block_manager import BlockAllocator
+    from runtime.block_allocator import BlockAllocator
     from runtime.sequence import Sequence
 
 

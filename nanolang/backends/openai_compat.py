@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 
-from nanolang.backend import Backend
-from nanolang.backends.http import raise_for_error
+from nanolang.backends.base import Backend
+from nanolang.backends.native_http import raise_for_error
 from nanolang.backends.text_codec import TextCodec, Turn, parse
 from runtime.outputs import RequestMetrics, RequestOutput
 from runtime.sampling_params import SamplingParams

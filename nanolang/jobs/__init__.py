@@ -1,6 +1,6 @@
 """Batch evaluation jobs: a program over a JSONL dataset, resumable, scored at the end.
 
-The CLI is ``nanolang eval`` (``nanolang.commands.eval``); from Python, ``EvalJob`` runs rows
+The CLI is ``nanolang eval`` (``nanolang.cli.eval``); from Python, ``EvalJob`` runs rows
 into a ``ResultLog`` and ``summarize`` scores the results with one of ``METRICS``.
 """
 

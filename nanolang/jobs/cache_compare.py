@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nanolang.api.program import load
+from nanolang.backends.local import LocalBackend
 from nanolang.demo import model_dir
 from nanolang.demo.suite import SUITE, SuiteEntry
 from nanolang.jobs.dataset import read_rows
-from nanolang.local_backend import LocalBackend
-from nanolang.program import load
 
 DEFAULT_PROGRAMS = ("mmlu", "tree_of_thought", "chat")
 

@@ -14,12 +14,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nanolang import ast
-from nanolang.backend import Backend
-from nanolang.executor import Executor
+from nanolang.backends.base import Backend
 from nanolang.jobs.dataset import Row
 from nanolang.jobs.results import Result, ResultLog
-from nanolang.records import Outcome
+from nanolang.run.executor import Executor
+from nanolang.run.records import Outcome
+from nanolang.syntax import tree
 
 
 class TooManyErrors(RuntimeError):
@@ -66,7 +66,7 @@ class EvalJob:
 
     def __init__(
         self,
-        module: ast.Module,
+        module: tree.Module,
         backend: Backend,
         config: JobConfig,
         results: ResultLog,

@@ -19,10 +19,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from nanolang import ast
-from nanolang.errors import NanoError
-from nanolang.evaluate import Evaluator
-from nanolang.values import to_text
+from nanolang.run.expressions import Evaluator
+from nanolang.syntax import tree
+from nanolang.syntax.errors import NanoError
+from nanolang.values.kinds import to_text
 
 Metric = Callable[[Any, Any], bool]
 
@@ -83,13 +83,13 @@ class MetricError(ValueError):
     """An unknown metric name or a metric expression that does not parse."""
 
 
-async def _no_calls(expr: ast.Call, args: dict[str, Any]) -> Any:
+async def _no_calls(expr: tree.Call, args: dict[str, Any]) -> Any:
     raise NanoError("a metric expression cannot call programs", expr.span)
 
 
 def expression_metric(source: str) -> Metric:
     """A metric from a nanolang expression over ``output`` and ``expected``."""
-    from nanolang.parser import parse_expr
+    from nanolang.syntax.parser import parse_expr
 
     try:
         expr = parse_expr(source, "<metric>")

@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from nanolang.local_backend import LocalBackend
+from nanolang.backends.local import LocalBackend
 from nanolang.server import chat, completions, monitoring, native
 from nanolang.server.config import ServerConfig
 from nanolang.server.engine_client import EngineClient

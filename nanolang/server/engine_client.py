@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from nanolang.local_backend import LocalBackend
+from nanolang.backends.local import LocalBackend
 from nanolang.server.errors import APIError
 from runtime.outputs import RequestOutput
 from runtime.sampling_params import SamplingParams

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from nanolang.backends.wire import output_to_dict
-from nanolang.select import SelectError, select
+from nanolang.run.choices import SelectError, select
 from nanolang.server.errors import APIError
 from nanolang.server.params import native_params
 from nanolang.server.protocol import GenerateRequest, NativePrompt, ScoreRequest

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from nanolang.constraints import json_schema_error, regex_error
+from nanolang.check.constraints import json_schema_error, regex_error
 from nanolang.server.errors import APIError
 from nanolang.server.protocol import NativeParams, OpenAIRequest
 from runtime.sampling_params import SamplingParams

@@ -1,0 +1,1 @@
+"""Offline throughput benchmark of the engine: workloads, timers, rooflines, reports."""

@@ -1,0 +1,1 @@
+"""The Llama-family model as a list of operations, its weight loader and rotary tables."""

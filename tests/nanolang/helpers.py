@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from nanolang.backend import Backend
+from nanolang.backends.base import Backend
 from runtime.outputs import RequestMetrics, RequestOutput
 from runtime.sampling_params import SamplingParams
 

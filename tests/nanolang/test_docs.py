@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import nanolang as nl
-from nanolang.local_backend import LocalBackend
+from nanolang.backends.local import LocalBackend
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "language.md"
 BLOCKS = re.findall(r"```nano\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.S)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from nanolang.local_backend import LocalBackend
+from nanolang.backends.local import LocalBackend
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 import nanolang as nl
+from nanolang.backends.local import LocalBackend
 from nanolang.demo.suite import SUITE, SuiteEntry
 from nanolang.jobs import read_rows
 from nanolang.jobs.metrics import METRICS
-from nanolang.local_backend import LocalBackend
 
 ROWS = 6
 

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.block_manager import BlockAllocator, BlockManager, OutOfBlocksError
+from runtime.block_allocator import BlockAllocator, OutOfBlocksError
+from runtime.block_manager import BlockManager
 from runtime.sampling_params import SamplingParams
 from runtime.sequence import Sequence
 

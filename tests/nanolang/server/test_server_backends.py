@@ -154,7 +154,7 @@ def test_native_generate_with_json_schema_and_token_ids(server: LiveServer) -> N
 
 
 def test_native_score_matches_select_on_the_local_backend(server: LiveServer, local: Local) -> None:
-    from nanolang.select import select
+    from nanolang.run.choices import select
 
     choices = ["positive", "negative", "neutral"]
     body = {"prompt": "Review: great film. Sentiment:", "choices": choices, "method": "sum"}

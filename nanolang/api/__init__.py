@@ -1,0 +1,1 @@
+"""The Python API: ``Program`` (load, compile, run) and the decorator API."""

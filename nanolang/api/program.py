@@ -1,0 +1,137 @@
+"""``Program``: a checked program with its module, and the ways to run it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nanolang.api.progress import BatchProgress
+from nanolang.backends.base import Backend
+from nanolang.check.checker import check_or_raise
+from nanolang.graph.builder import build_graph
+from nanolang.graph.request_graph import Graph
+from nanolang.run.executor import Executor
+from nanolang.run.records import Outcome
+from nanolang.syntax import tree
+from nanolang.syntax.errors import NanoError
+from nanolang.syntax.parser import parse
+
+log = logging.getLogger(__name__)
+
+_default_backend: Backend | None = None
+
+
+def set_backend(backend: Backend | None) -> None:
+    """The backend programs use when ``run`` gets none (None: load the demo model lazily)."""
+    global _default_backend
+    _default_backend = backend
+
+
+def default_backend() -> Backend:
+    global _default_backend
+    if _default_backend is None:
+        from nanolang.backends.local import LocalBackend
+
+        _default_backend = LocalBackend.from_model()
+    return _default_backend
+
+
+@dataclass(frozen=True)
+class Program:
+    """One program of a checked module; calls may reach the module's other programs."""
+
+    module: tree.Module
+    name: str
+
+    @property
+    def definition(self) -> tree.ProgramDef:
+        found = self.module.get(self.name)
+        assert found is not None
+        return found
+
+    def graph(self) -> Graph:
+        """The request graph of the whole module this program belongs to."""
+        return build_graph(self.module)
+
+    def __getitem__(self, name: str) -> Program:
+        if self.module.get(name) is None:
+            raise KeyError(f"no program {name!r} in {self.module.file}")
+        return Program(self.module, name)
+
+    def run(self, backend: Backend | None = None, seed: int | None = None, **args: Any) -> Any:
+        """Run one instance and return its value; raises its NanoError if it fails."""
+        outcome = asyncio.run(self.arun_outcome(args, backend, seed))
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.value
+
+    async def arun_outcome(
+        self, args: dict[str, Any], backend: Backend | None = None, seed: int | None = None
+    ) -> Outcome:
+        """Run one instance inside a running event loop; the Outcome holds value or error."""
+        return await self.executor(backend, seed).run(self.name, args)
+
+    def executor(
+        self, backend: Backend | None = None, seed: int | None = None, **kw: Any
+    ) -> Executor:
+        return Executor(self.module, backend or default_backend(), seed=seed, **kw)
+
+    def run_batch(
+        self,
+        list_of_args: Sequence[dict[str, Any]],
+        progress: bool = True,
+        backend: Backend | None = None,
+        seed: int | None = None,
+        max_concurrency: int = 1024,
+    ) -> list[Any]:
+        """Run one instance per argument dict, all at once; values in order.
+
+        A failed instance's entry is its NanoError (also logged); the others are unaffected.
+        Use ``run_batch_outcomes`` for the per-call records as well."""
+        outcomes = self.run_batch_outcomes(list_of_args, progress, backend, seed, max_concurrency)
+        return [o.value if o.error is None else o.error for o in outcomes]
+
+    def run_batch_outcomes(
+        self,
+        list_of_args: Sequence[dict[str, Any]],
+        progress: bool = True,
+        backend: Backend | None = None,
+        seed: int | None = None,
+        max_concurrency: int = 1024,
+    ) -> list[Outcome]:
+        executor = self.executor(backend, seed, max_concurrency=max_concurrency)
+        jobs = [(self.name, dict(args)) for args in list_of_args]
+        with BatchProgress(len(jobs), enabled=progress, title=self.name) as bar:
+            outcomes = asyncio.run(executor.run_many(jobs, on_done=bar.advance))
+        failed = sum(1 for o in outcomes if o.error is not None)
+        if failed:
+            log.error("%d of %d instances of %s failed", failed, len(outcomes), self.name)
+        return outcomes
+
+
+def compile(source: str, name: str | None = None, filename: str = "<string>") -> Program:
+    """Parse and check ``source``; return program ``name`` (default: ``main``, else the first)."""
+    module = parse(source, filename)
+    check_or_raise(module)
+    return entry(module, name)
+
+
+def load(path: str | Path, name: str | None = None) -> Program:
+    """``compile`` the contents of a .nano file."""
+    path = Path(path)
+    return compile(path.read_text(encoding="utf-8"), name, str(path))
+
+
+def entry(module: tree.Module, name: str | None) -> Program:
+    if not module.programs:
+        raise NanoError(f"{module.file} defines no program")
+    if name is None:
+        name = "main" if module.get("main") else module.programs[0].name
+    if module.get(name) is None:
+        known = ", ".join(p.name for p in module.programs)
+        raise NanoError(f"no program {name!r} in {module.file} (have: {known})")
+    return Program(module, name)

@@ -1,0 +1,196 @@
+"""The in-process engine as a backend: one engine thread, continuous batching across callers.
+
+The engine is not thread-safe, so one dedicated thread owns it. It loops: drain the inbox of
+add/abort commands, run ``step()`` while requests are unfinished, and hand every finished output
+back to the asyncio loop that asked for it (``call_soon_threadsafe``). Every instance of every
+program shares this thread, so their calls land in the same engine iterations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import queue
+import threading
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nanolang.backends.base import Backend
+from runtime.outputs import RequestOutput
+from runtime.sampling_params import SamplingParams
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Add:
+    request_id: str
+    prompt_ids: list[int]
+    params: SamplingParams
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[RequestOutput]
+    on_progress: Callable[[RequestOutput], None] | None = None
+
+
+@dataclass(frozen=True)
+class _Abort:
+    request_id: str
+
+
+class _Stop:
+    pass
+
+
+class LocalBackend(Backend):
+    """Runs requests on a ``runtime.LLM`` owned by a background thread."""
+
+    def __init__(self, llm: Any) -> None:
+        self.llm = llm
+        self._inbox: queue.Queue[_Add | _Abort | _Stop] = queue.Queue()
+        self._waiting: dict[str, _Add] = {}
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._failure: BaseException | None = None
+
+    @classmethod
+    def from_model(cls, model: str | Path | None = None, **llm_kwargs: Any) -> LocalBackend:
+        """Load ``model`` (a Hugging Face model dir; the demo model when None) on the CPU."""
+        from nanolang.demo import model_dir
+        from runtime import LLM
+
+        path = Path(model) if model is not None else model_dir()
+        llm_kwargs.setdefault("dtype", "float32")
+        llm_kwargs.setdefault("device", "cpu")
+        return cls(LLM(str(path), **llm_kwargs))
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.llm.tokenizer
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The error that stopped the engine thread, or None while it is healthy."""
+        return self._failure
+
+    async def generate(self, prompt_ids: list[int], params: SamplingParams) -> RequestOutput:
+        if self._failure is not None:
+            raise RuntimeError(f"the engine thread failed earlier: {self._failure!r}")
+        self._ensure_thread()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[RequestOutput] = loop.create_future()
+        request_id = f"nl-{next(self._ids)}"
+        self._inbox.put(_Add(request_id, list(prompt_ids), params, loop, future))
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self._inbox.put(_Abort(request_id))
+            raise
+
+    async def stream(
+        self, prompt_ids: list[int], params: SamplingParams
+    ) -> AsyncGenerator[RequestOutput, None]:
+        """Yield the request's output after every engine step that advanced it, the final one
+        last. Closing the iterator early (or cancelling its consumer) aborts the request."""
+        if self._failure is not None:
+            raise RuntimeError(f"the engine thread failed earlier: {self._failure!r}")
+        self._ensure_thread()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[RequestOutput] = loop.create_future()
+        updates: asyncio.Queue[RequestOutput | None] = asyncio.Queue()
+        future.add_done_callback(lambda _: updates.put_nowait(None))
+        request_id = f"nl-{next(self._ids)}"
+        self._inbox.put(
+            _Add(request_id, list(prompt_ids), params, loop, future, updates.put_nowait)
+        )
+        try:
+            while (update := await updates.get()) is not None:
+                yield update
+            yield future.result()
+        finally:
+            if not future.done():
+                self._inbox.put(_Abort(request_id))
+
+    def close(self) -> None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._inbox.put(_Stop())
+            thread.join()
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="nanolang-engine", daemon=True
+                )
+                self._thread.start()
+
+    # engine thread
+
+    def _loop(self) -> None:
+        try:
+            while self._drain(block=not self.llm.has_unfinished_requests()):
+                if self.llm.has_unfinished_requests():
+                    for output in self.llm.step():
+                        if output.finished:
+                            self._resolve(output)
+                        else:
+                            self._progress(output)
+        except BaseException as exc:  # the engine failed: every waiting caller must hear it
+            log.exception("engine thread failed")
+            self._failure = exc
+            self._fail_all(exc)
+
+    def _drain(self, block: bool) -> bool:
+        """Apply queued commands; False once asked to stop."""
+        while True:
+            try:
+                command = self._inbox.get(block=block)
+            except queue.Empty:
+                return True
+            block = False
+            if isinstance(command, _Stop):
+                self._fail_all(RuntimeError("backend closed"))
+                return False
+            if isinstance(command, _Abort):
+                if self._waiting.pop(command.request_id, None) is not None:
+                    self.llm.abort_request(command.request_id)
+                continue
+            self._add(command)
+
+    def _add(self, command: _Add) -> None:
+        try:
+            self.llm.add_request(command.prompt_ids, command.params, request_id=command.request_id)
+        except Exception as exc:  # a rejected request fails only its caller
+            command.loop.call_soon_threadsafe(_set_exception, command.future, exc)
+            return
+        self._waiting[command.request_id] = command
+
+    def _resolve(self, output: RequestOutput) -> None:
+        command = self._waiting.pop(output.request_id, None)
+        if command is not None:
+            command.loop.call_soon_threadsafe(_set_result, command.future, output)
+
+    def _progress(self, output: RequestOutput) -> None:
+        command = self._waiting.get(output.request_id)
+        if command is not None and command.on_progress is not None:
+            command.loop.call_soon_threadsafe(command.on_progress, output)
+
+    def _fail_all(self, exc: BaseException) -> None:
+        for command in self._waiting.values():
+            command.loop.call_soon_threadsafe(_set_exception, command.future, exc)
+        self._waiting.clear()
+
+
+def _set_result(future: asyncio.Future[RequestOutput], output: RequestOutput) -> None:
+    if not future.done():
+        future.set_result(output)
+
+
+def _set_exception(future: asyncio.Future[RequestOutput], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)

@@ -1,0 +1,108 @@
+"""``HTTP(url)``: programs against a ``nanolang serve`` server, with the local backend's results.
+
+Prompts are tokenized on the client with the server's own tokenizer (fetched once from
+``/v1/nano/tokenizer``), and each request goes to ``/v1/nano/generate`` as token ids with every
+``SamplingParams`` field, so the server's engine receives exactly what a local engine would.
+Requests stream, so cancelling a caller closes its connection and the server aborts the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any
+
+import httpx
+
+from nanolang.backends.base import Backend
+from nanolang.backends.remote_tokenizer import tokenizer_from_files
+from nanolang.backends.wire import output_from_dict, params_to_dict
+from runtime.outputs import RequestOutput
+from runtime.sampling_params import SamplingParams
+
+API_KEY_ENV = "NANOLANG_API_KEY"
+
+
+class RemoteError(RuntimeError):
+    """The server refused or failed a request (its status and error message)."""
+
+
+def raise_for_error(status: int, body: bytes) -> None:
+    if status < 400:
+        return
+    try:
+        message = json.loads(body)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = body.decode(errors="replace")[:500]
+    raise RemoteError(f"server answered {status}: {message}")
+
+
+class HTTPBackend(Backend):
+    """A backend whose engine is a nanolang server at ``url`` (e.g. ``http://127.0.0.1:8000``)."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None = None,
+        timeout_s: float = 600.0,
+        max_connections: int = 256,
+    ) -> None:
+        self.url = url.rstrip("/")
+        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        self.headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.timeout = httpx.Timeout(timeout_s, connect=10.0)
+        self.limits = httpx.Limits(max_connections=max_connections)
+        self._tokenizer: Any = None
+        self._client: httpx.AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            response = httpx.get(
+                f"{self.url}/v1/nano/tokenizer", headers=self.headers, timeout=self.timeout
+            )
+            raise_for_error(response.status_code, response.content)
+            self._tokenizer = tokenizer_from_files(response.json()["files"])
+        return self._tokenizer
+
+    def client(self) -> httpx.AsyncClient:
+        """One connection pool per event loop (each ``asyncio.run`` gets a fresh one)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            self._client = httpx.AsyncClient(
+                base_url=self.url, headers=self.headers, timeout=self.timeout, limits=self.limits
+            )
+            self._client_loop = loop
+        return self._client
+
+    async def generate(self, prompt_ids: list[int], params: SamplingParams) -> RequestOutput:
+        body: dict[str, Any] = {
+            "prompt_token_ids": list(prompt_ids),
+            "params": params_to_dict(params),
+            "stream": True,
+        }
+        last: dict[str, Any] | None = None
+        async with self.client().stream("POST", "/v1/nano/generate", json=body) as response:
+            if response.status_code >= 400:
+                raise_for_error(response.status_code, await response.aread())
+            async for line in response.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                event = json.loads(line[len("data: ") :])
+                if "error" in event:
+                    raise RemoteError(f"server error: {event['error'].get('message')}")
+                last = event
+        if last is None or not last.get("finished"):
+            raise RemoteError("the server's stream ended before the request finished")
+        return output_from_dict(last)
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        loop, self._client_loop = self._client_loop, None
+        if client is not None and loop is not None and not loop.is_closed():
+            if loop.is_running():
+                loop.create_task(client.aclose())
+            else:
+                loop.run_until_complete(client.aclose())

@@ -1,0 +1,1 @@
+"""Static checks before any request: scopes, gen/select arguments, calls, constraints."""

@@ -1,0 +1,84 @@
+"""The arguments ``gen`` and ``select`` accept, their types and checks (static and run time)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from nanolang.check.constraints import json_schema_error, regex_error
+
+Check = Callable[[Any], str | None]
+
+SELECT_METHODS = ("mean", "sum")
+
+
+def _int(lo: int | None = None) -> Check:
+    def check(v: Any) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, int):
+            return "expected an integer"
+        if lo is not None and v < lo:
+            return f"expected an integer >= {lo}"
+        return None
+
+    return check
+
+
+def _number(lo: float, hi: float, lo_open: bool = False) -> Check:
+    def check(v: Any) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return "expected a number"
+        if v < lo or v > hi or (lo_open and v == lo):
+            left = "(" if lo_open else "["
+            return f"expected a number in {left}{lo}, {hi}]"
+        return None
+
+    return check
+
+
+def _bool(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "expected true or false"
+
+
+def _stop(v: Any) -> str | None:
+    items = v if isinstance(v, list) else [v]
+    if not all(isinstance(s, str) and s for s in items):
+        return "expected a non-empty string or a list of non-empty strings"
+    return None
+
+
+def _regex(v: Any) -> str | None:
+    return regex_error(v) if isinstance(v, str) else "expected a regex string"
+
+
+def _schema(v: Any) -> str | None:
+    return json_schema_error(v) if isinstance(v, str) else "expected a JSON schema string"
+
+
+def _method(v: Any) -> str | None:
+    if v not in SELECT_METHODS:
+        return f"expected one of {', '.join(repr(m) for m in SELECT_METHODS)}"
+    return None
+
+
+GEN_ARGS: dict[str, Check] = {
+    "max_tokens": _int(1),
+    "temperature": _number(0.0, float("inf")),
+    "top_p": _number(0.0, 1.0, lo_open=True),
+    "top_k": _int(),
+    "min_p": _number(0.0, 1.0),
+    "stop": _stop,
+    "regex": _regex,
+    "json_schema": _schema,
+    "seed": _int(),
+    "ignore_eos": _bool,
+}
+
+SELECT_ARGS: dict[str, Check] = {"method": _method}
+
+
+def argument_error(allowed: dict[str, Check], name: str, value: Any) -> str | None:
+    """Why ``name = value`` is not acceptable (unknown name or bad value), or None."""
+    if name not in allowed:
+        return f"unknown argument {name!r}; expected one of {', '.join(sorted(allowed))}"
+    problem = allowed[name](value)
+    return f"bad value for {name}: {problem}" if problem else None

@@ -1,0 +1,34 @@
+"""Shared pieces of the subcommands: loading a file and reporting errors on stderr."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from nanolang.check.checker import check
+from nanolang.syntax import tree
+from nanolang.syntax.errors import NanoError, NanoErrors
+from nanolang.syntax.parser import parse
+
+
+def load_module(path: str) -> tree.Module | None:
+    """Parse and check ``path``; print every error to stderr and return None if any."""
+    try:
+        source = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        print(f"error: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return None
+    try:
+        module = parse(source, path)
+    except NanoError as exc:
+        print(exc.format(), file=sys.stderr)
+        return None
+    errors = check(module)
+    if errors:
+        report(NanoErrors(list(errors)))
+        return None
+    return module
+
+
+def report(error: NanoError | NanoErrors) -> None:
+    print(error.format(), file=sys.stderr)

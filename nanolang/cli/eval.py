@@ -1,0 +1,95 @@
+"""``nanolang eval FILE --data D.jsonl --out R.jsonl [--model M | --server URL] [--program P]
+[--metric exact|choice|json|contains|'expr: ...'] [--max-errors N] [--quiet]``.
+
+Runs the program once per dataset row (rows give the arguments; ``expected`` the answer), all
+rows concurrently on one executor. Each result is appended to ``--out`` and fsynced as its row
+finishes; rerunning the same command skips the rows already there and resumes. The metric over
+every result is printed at the end as a table. Exit status: 0 when the job ran to the end
+(failed rows are counted, not fatal), 1 when it could not start or ``--max-errors`` stopped it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from nanolang.api.program import entry
+from nanolang.cli.common import load_module, report
+from nanolang.jobs.dataset import DatasetError, read_rows
+from nanolang.jobs.job import EvalJob, JobConfig
+from nanolang.jobs.metrics import METRICS, declared_metric, resolve_metric
+from nanolang.jobs.progress import JobProgress
+from nanolang.jobs.results import ResultLog, load_results
+from nanolang.jobs.summary import print_summary, summarize
+from nanolang.syntax.errors import NanoError
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser("eval", help="run a program over a dataset, resumably, and score it")
+    parser.add_argument("file")
+    parser.add_argument("--data", required=True, type=Path, help="JSONL rows of arguments")
+    parser.add_argument("--out", required=True, type=Path, help="JSONL results (appended)")
+    parser.add_argument("--model", default=None, help="model directory (default: the demo model)")
+    parser.add_argument("--server", default=None, help="URL of a `nanolang serve` server")
+    parser.add_argument("--program", default=None, help="which program (default: main)")
+    parser.add_argument(
+        "--metric",
+        default=None,
+        help=f"{'|'.join(sorted(METRICS))} or 'expr: EXPRESSION' over output and expected "
+        "(default: the file's '# metric:' comment, else exact)",
+    )
+    parser.add_argument("--expected-field", default="expected", help="the answer's field")
+    parser.add_argument("--max-errors", type=int, default=None, help="stop after more failures")
+    parser.add_argument("--concurrency", type=int, default=64, help="instances in flight")
+    parser.add_argument("--seed", type=int, default=0, help="derive every gen's seed from this")
+    parser.add_argument("--quiet", action="store_true", help="log lines instead of a live bar")
+    parser.set_defaults(handler=handle)
+
+
+def make_backend(model: str | None, server: str | None) -> Any:
+    if server is not None:
+        if model is not None:
+            raise ValueError("give --model or --server, not both (the server chose its model)")
+        from nanolang.backends import HTTP
+
+        return HTTP(server)
+    from nanolang.backends.local import LocalBackend
+    from nanolang.demo import model_dir
+
+    return LocalBackend.from_model(model if model is not None else model_dir())
+
+
+def handle(args: argparse.Namespace) -> int:
+    module = load_module(args.file)
+    if module is None:
+        return 1
+    metric = args.metric or declared_metric(module.source or "") or "exact"
+    try:
+        resolve_metric(metric)
+        program = entry(module, args.program)
+        rows = read_rows(args.data, args.expected_field)
+        backend = make_backend(args.model, args.server)
+    except (DatasetError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except NanoError as exc:
+        report(exc.with_source(module.source))
+        return 1
+    config = JobConfig(program.name, args.seed, args.concurrency, args.max_errors)
+    try:
+        with ResultLog(args.out) as results:
+            pending = sum(1 for r in rows if r.id not in results.done)
+            title = f"{Path(args.file).stem}:{program.name}"
+            with JobProgress(title, pending, args.quiet) as progress:
+                job = EvalJob(module, backend, config, results, on_result=progress.advance)
+                stats = job.run(rows)
+    finally:
+        backend.close()
+    summary = summarize(rows, load_results(args.out), metric)
+    print_summary(f"{title} on {args.data}", summary, stats)
+    if stats.stopped:
+        print(f"error: stopped: {stats.stopped}", file=sys.stderr)
+        return 1
+    return 0

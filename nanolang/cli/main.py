@@ -1,0 +1,44 @@
+"""``nanolang`` command line: the parser, with one module per subcommand beside this one."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from nanolang.cli import bench, check, eval, graph, run, serve
+
+SUBCOMMANDS = {
+    "bench": bench,
+    "check": check,
+    "eval": eval,
+    "graph": graph,
+    "run": run,
+    "serve": serve,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nanolang", description="nanolang programs: check, graph, run"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in SUBCOMMANDS.values():
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit status (0 ok, 1 program error, 2 usage)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

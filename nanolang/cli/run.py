@@ -1,0 +1,91 @@
+"""``nanolang run FILE --arg k=v ... [--model M | --server URL] [--program P] [--seed N]``.
+
+Prints the program's return value as one line of JSON, last on stdout; logs go to stderr.
+``--arg`` values parse as JSON where they can (numbers, lists, true/false), else as strings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from nanolang.api.program import entry
+from nanolang.cli.common import load_module, report
+from nanolang.run.arguments import bind_args
+from nanolang.run.executor import Executor
+from nanolang.syntax.errors import NanoError
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser("run", help="run a program and print its value as JSON")
+    parser.add_argument("file")
+    parser.add_argument(
+        "--arg", action="append", default=[], metavar="K=V", help="a program argument"
+    )
+    parser.add_argument(
+        "--model", default=None, help="model directory (default: the bundled demo model)"
+    )
+    parser.add_argument(
+        "--program", default=None, help="which program (default: main, else the first)"
+    )
+    parser.add_argument("--seed", type=int, default=None, help="derive every gen's seed from this")
+    parser.add_argument(
+        "--server", default=None, help="URL of a `nanolang serve` server to run against"
+    )
+    parser.set_defaults(handler=handle)
+
+
+def parse_args_list(items: list[str]) -> dict[str, Any]:
+    """``["k=v", ...]`` to a dict; values as JSON when they parse, else the raw string."""
+    args: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--arg expects K=V, got {item!r}")
+        try:
+            args[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            args[key] = raw
+    return args
+
+
+def handle(args: argparse.Namespace) -> int:
+    module = load_module(args.file)
+    if module is None:
+        return 1
+    try:
+        program_args = parse_args_list(args.arg)
+        program = entry(module, args.program)
+        bind_args(program.definition, program_args)
+        executor = Executor(module, _backend(args.model, args.server), seed=args.seed)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except NanoError as exc:
+        report(exc.with_source(module.source))
+        return 1
+    try:
+        outcome = asyncio.run(executor.run(program.name, program_args))
+    finally:
+        executor.backend.close()
+    if outcome.error is not None:
+        report(outcome.error)
+        return 1
+    print(json.dumps(outcome.value, ensure_ascii=False))
+    return 0
+
+
+def _backend(model: str | None, server: str | None = None) -> Any:
+    if server is not None:
+        if model is not None:
+            raise ValueError("give --model or --server, not both (the server chose its model)")
+        from nanolang.backends import HTTP
+
+        return HTTP(server)
+    from nanolang.backends.local import LocalBackend
+    from nanolang.demo import model_dir
+
+    return LocalBackend.from_model(model if model is not None else model_dir())

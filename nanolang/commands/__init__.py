@@ -1,1 +1,0 @@
-"""Subcommands of the ``nanolang`` CLI; each exposes ``add_parser(subparsers)``."""

@@ -1,0 +1,1 @@
+"""The request graph of a checked module: its nodes, the builder, and text/JSON/dot renderers."""

@@ -1,0 +1,1 @@
+"""Running instances: executor, interpreter, expressions, context, choice scoring, records."""

@@ -1,0 +1,108 @@
+"""Runs many program instances at once on one event loop (no thread per instance).
+
+Every instance is a coroutine; each submits its requests as soon as their inputs are ready,
+so the backend sees the calls of all instances together and batches them. A failing instance
+records its error (with the .nano position) in its Outcome and the others go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from nanolang.backends.base import Backend
+from nanolang.run.arguments import bind_args
+from nanolang.run.interpreter import Interpreter, Session
+from nanolang.run.records import TRANSITIONS, InstanceState, Outcome
+from nanolang.syntax import tree
+from nanolang.syntax.errors import NanoError, NanoRuntimeError
+
+log = logging.getLogger(__name__)
+
+Job = tuple[str, dict[str, Any]]
+
+
+class Executor:
+    """Executes instances of a checked module's programs against ``backend``.
+
+    ``seed``: when set, every ``gen`` without its own seed gets one derived from
+    (seed, instance index, position in the program), so runs are reproducible.
+    ``max_concurrency``: how many instances are in flight at once.
+    """
+
+    def __init__(
+        self,
+        module: tree.Module,
+        backend: Backend,
+        seed: int | None = None,
+        max_concurrency: int = 1024,
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be >= 1")
+        self.module = module
+        self.backend = backend
+        self.seed = seed
+        self.max_concurrency = max_concurrency
+        self.states: dict[int, InstanceState] = {}
+
+    def program(self, name: str) -> tree.ProgramDef:
+        program = self.module.get(name)
+        if program is None:
+            known = ", ".join(p.name for p in self.module.programs)
+            raise NanoRuntimeError(f"no program {name!r} in {self.module.file} (have: {known})")
+        return program
+
+    def advance(self, index: int, state: InstanceState) -> None:
+        """Move instance ``index`` to ``state`` (the only place instance states change)."""
+        current = self.states.get(index)
+        if current is not None and state not in TRANSITIONS[current]:
+            raise RuntimeError(
+                f"instance {index}: illegal transition {current.name} -> {state.name}"
+            )
+        self.states[index] = state
+
+    def counts(self) -> dict[InstanceState, int]:
+        """How many instances are in each state."""
+        return {s: sum(1 for v in self.states.values() if v is s) for s in InstanceState}
+
+    async def run(self, name: str, args: dict[str, Any], index: int = 0) -> Outcome:
+        """Run one instance; never raises for program errors (they are in the Outcome)."""
+        interpreter = Interpreter(Session(self.module, self.backend, self.seed), index)
+        if self.states.get(index) is not InstanceState.QUEUED:
+            self.states.pop(index, None)  # a direct run (not through run_many) starts afresh
+        self.advance(index, InstanceState.RUNNING)
+        try:
+            program = self.program(name)
+            value = await interpreter.run_program(program, bind_args(program, args), f"{name}")
+        except NanoError as exc:
+            exc.with_source(self.module.source_for(exc.span.file))
+            log.error("instance %d failed: %s", index, exc.format())
+            return self._failed(index, exc, interpreter)
+        except Exception as exc:
+            log.exception("instance %d failed with an internal error", index)
+            return self._failed(index, NanoRuntimeError(f"internal error: {exc!r}"), interpreter)
+        self.advance(index, InstanceState.FINISHED)
+        return Outcome(index, value, None, tuple(interpreter.records))
+
+    def _failed(self, index: int, error: NanoError, interpreter: Interpreter) -> Outcome:
+        self.advance(index, InstanceState.FAILED)
+        return Outcome(index, None, error, tuple(interpreter.records))
+
+    async def run_many(
+        self, jobs: Sequence[Job], on_done: Callable[[Outcome], None] | None = None
+    ) -> list[Outcome]:
+        """Run every job concurrently (up to ``max_concurrency``); outcomes in job order."""
+        gate = asyncio.Semaphore(self.max_concurrency)
+        for index in range(len(jobs)):
+            self.advance(index, InstanceState.QUEUED)
+
+        async def one(index: int, job: Job) -> Outcome:
+            async with gate:
+                outcome = await self.run(job[0], job[1], index)
+            if on_done is not None:
+                on_done(outcome)
+            return outcome
+
+        return list(await asyncio.gather(*(one(i, job) for i, job in enumerate(jobs))))

@@ -1,0 +1,279 @@
+"""Source text to AST: the Lark grammar plus a transformer with one method per rule."""
+
+from __future__ import annotations
+
+import builtins
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, VisitError
+from lark.tree import Meta
+
+from nanolang.syntax import tree
+from nanolang.syntax.errors import NanoError, NanoSyntaxError, Span
+from nanolang.syntax.strings import Hole, split_literal
+
+GRAMMAR = Path(__file__).with_name("grammar.lark")
+# a tree node's children; spelled through builtins because _Builder has a method named ``list``
+Children = builtins.list[Any]
+
+
+@lru_cache(maxsize=1)
+def _lark() -> Lark:
+    return Lark(
+        GRAMMAR.read_text(),
+        parser="lalr",
+        start=["start", "expr"],
+        propagate_positions=True,
+        maybe_placeholders=True,
+    )
+
+
+def parse(source: str, file: str = "<string>") -> tree.Module:
+    """Parse a whole ``.nano`` source; raises NanoSyntaxError with position and expectations."""
+    try:
+        programs = _Builder(file, 1, 1).transform(_run(source, "start", file, 1, 1))
+    except NanoError as exc:
+        raise exc.with_source(source) from None
+    return tree.Module(tuple(programs), file, source)
+
+
+def parse_expr(source: str, file: str = "<string>") -> tree.Expr:
+    """Parse one expression (used by ``--arg`` handling and tests)."""
+    try:
+        return _Builder(file, 1, 1).transform(_run(source, "expr", file, 1, 1))
+    except NanoError as exc:
+        raise exc.with_source(source) from None
+
+
+def _run(source: str, start: str, file: str, line: int, column: int, hole: bool = False) -> Tree:
+    try:
+        return _lark().parse(source, start=start)
+    except UnexpectedInput as exc:
+        span = _shift(file, line, column, exc.line, exc.column)
+        if _at_end(exc):
+            lines = source.split("\n")
+            span = _shift(file, line, column, len(lines), len(lines[-1]) + 1)
+        message = _describe(exc)
+        if hole:
+            message = message.replace(
+                "unexpected end of input", "unexpected '}' (end of the {...})"
+            )
+        raise NanoSyntaxError(message, span) from None
+
+
+def _shift(file: str, base_line: int, base_col: int, line: int, col: int) -> Span:
+    if line < 1:
+        return Span(file, base_line, base_col)
+    if line == 1:
+        return Span(file, base_line, base_col + col - 1)
+    return Span(file, base_line + line - 1, col)
+
+
+def _at_end(exc: UnexpectedInput) -> bool:
+    token = getattr(exc, "token", None)
+    return isinstance(exc, UnexpectedEOF) or (token is not None and token.type == "$END")
+
+
+def _describe(exc: UnexpectedInput) -> str:
+    if isinstance(exc, UnexpectedCharacters):
+        got = f"unexpected character {exc.char!r}"
+        expected: Any = exc.allowed
+    elif isinstance(exc, UnexpectedEOF):
+        got, expected = "unexpected end of input", exc.expected
+    else:
+        token = exc.token  # type: ignore[attr-defined]
+        got = "unexpected end of input" if token.type == "$END" else f"unexpected {token.value!r}"
+        expected = exc.expected  # type: ignore[attr-defined]
+    names = sorted({_terminal_text(str(t)) for t in expected or ()})
+    return f"{got}; expected {', '.join(names)}" if names else got
+
+
+def _terminal_text(name: str) -> str:
+    readable = {
+        "NAME": "a name",
+        "NUMBER": "a number",
+        "SHORT_STRING": "a string",
+        "LONG_STRING": "a string",
+        "RAW_STRING": "a string",
+        "RAW_LONG_STRING": "a string",
+        "ROLE": "system/user/assistant",
+        "$END": "end of input",
+    }
+    if name in readable:
+        return readable[name]
+    for term in _lark().terminals:
+        if term.name == name and term.pattern.type == "str":
+            return repr(term.pattern.value)
+    return name.lower()
+
+
+class _Builder(Transformer):
+    """Builds AST nodes; ``line``/``column`` shift positions for expressions inside strings."""
+
+    def __init__(self, file: str, line: int, column: int) -> None:
+        super().__init__()
+        self.file, self.line, self.column = file, line, column
+
+    def transform(self, parsed: Tree) -> Any:
+        try:
+            return super().transform(parsed)
+        except VisitError as exc:
+            if isinstance(exc.orig_exc, NanoError):
+                raise exc.orig_exc from None
+            raise
+
+    def _span(self, meta: Meta | Token) -> Span:
+        line = getattr(meta, "line", None)
+        col = getattr(meta, "column", None)
+        if line is None or col is None:
+            return Span(self.file, self.line, self.column)
+        return _shift(self.file, self.line, self.column, line, col)
+
+    # program structure
+
+    def start(self, children: Children) -> builtins.list[tree.ProgramDef]:
+        return list(children)
+
+    @v_args(meta=True)
+    def program(self, meta: Meta, children: Children) -> tree.ProgramDef:
+        name, *raw, body = children
+        params = tuple(p for p in raw if p is not None)
+        return tree.ProgramDef(str(name), params, body, self._span(name))
+
+    def param(self, children: Children) -> tree.Param:
+        name, default = children
+        return tree.Param(str(name), default, self._span(name))
+
+    def block(self, children: Children) -> tuple[tree.Stmt, ...]:
+        return tuple(children)
+
+    # statements
+
+    @v_args(meta=True)
+    def text_stmt(self, meta: Meta, children: Children) -> tree.Text:
+        return tree.Text(children[0], self._span(meta))
+
+    @v_args(meta=True)
+    def role_stmt(self, meta: Meta, children: Children) -> tree.Role:
+        role, body = children
+        if isinstance(body, tree.Str):
+            body = (tree.Text(body, body.span),)
+        return tree.Role(str(role), body, self._span(meta))
+
+    @v_args(meta=True)
+    def gen_stmt(self, meta: Meta, children: Children) -> tree.Gen:
+        name, args = children
+        return tree.Gen(str(name), args or (), self._span(meta))
+
+    @v_args(meta=True)
+    def select_stmt(self, meta: Meta, children: Children) -> tree.Select:
+        name, args, choices = children
+        return tree.Select(str(name), args or (), choices, self._span(meta))
+
+    @v_args(meta=True)
+    def fork_stmt(self, meta: Meta, children: Children) -> tree.Fork:
+        return tree.Fork(children[0], children[1], self._span(meta))
+
+    @v_args(meta=True)
+    def for_stmt(self, meta: Meta, children: Children) -> tree.For:
+        name, iterable, body = children
+        return tree.For(str(name), iterable, body, self._span(meta))
+
+    @v_args(meta=True)
+    def if_stmt(self, meta: Meta, children: Children) -> tree.If:
+        cond, then, _else, orelse = children
+        if isinstance(orelse, tree.If):
+            orelse = (orelse,)
+        return tree.If(cond, then, orelse or (), self._span(meta))
+
+    @v_args(meta=True)
+    def let_stmt(self, meta: Meta, children: Children) -> tree.Let:
+        name, value = children
+        return tree.Let(str(name), value, self._span(meta))
+
+    def return_stmt(self, children: Children) -> tree.Return:
+        keyword, value = children
+        return tree.Return(value, self._span(keyword))
+
+    def arglist(self, children: Children) -> tuple[tree.Arg, ...]:
+        return tuple(a for a in children if a is not None)
+
+    def arg(self, children: Children) -> tree.Arg:
+        name, value = children
+        return tree.Arg(str(name), value, self._span(name))
+
+    @v_args(meta=True)
+    def record(self, meta: Meta, children: Children) -> tree.Record:
+        return tree.Record(tuple(f for f in children if f is not None), self._span(meta))
+
+    def field(self, children: Children) -> tree.Field:
+        name, value = children
+        span = self._span(name)
+        return tree.Field(
+            str(name), value if value is not None else tree.Var(str(name), span), span
+        )
+
+    # expressions
+
+    @staticmethod
+    def _binop(op: str) -> Any:
+        @v_args(meta=True)
+        def build(self: _Builder, meta: Meta, children: Children) -> tree.BinOp:
+            return tree.BinOp(op, children[0], children[1], self._span(meta))
+
+        return build
+
+    or_, and_, add, sub = _binop("or"), _binop("and"), _binop("+"), _binop("-")
+    eq, ne, lt, gt = _binop("=="), _binop("!="), _binop("<"), _binop(">")
+    le, ge, in_, not_in = _binop("<="), _binop(">="), _binop("in"), _binop("not in")
+
+    @v_args(meta=True)
+    def not_(self, meta: Meta, children: Children) -> tree.Not:
+        return tree.Not(children[0], self._span(meta))
+
+    @v_args(meta=True)
+    def index(self, meta: Meta, children: Children) -> tree.Index:
+        return tree.Index(children[0], children[1], self._span(meta))
+
+    def number(self, children: Children) -> tree.Num:
+        tok = children[0]
+        value = float(tok) if "." in tok else int(tok)
+        return tree.Num(value, self._span(tok))
+
+    def true(self, children: Children) -> tree.Bool:
+        return tree.Bool(True, self._span(children[0]))
+
+    def false(self, children: Children) -> tree.Bool:
+        return tree.Bool(False, self._span(children[0]))
+
+    @v_args(meta=True)
+    def list(self, meta: Meta, children: Children) -> tree.ListLit:
+        return tree.ListLit(tuple(c for c in children if c is not None), self._span(meta))
+
+    def var(self, children: Children) -> tree.Var:
+        return tree.Var(str(children[0]), self._span(children[0]))
+
+    def func(self, children: Children) -> tree.Func:
+        name, *args = children
+        return tree.Func(str(name), tuple(a for a in args if a is not None), self._span(name))
+
+    @v_args(meta=True)
+    def call(self, meta: Meta, children: Children) -> tree.Call:
+        name, args = children
+        return tree.Call(str(name), args, self._span(meta))
+
+    def string(self, children: Children) -> tree.Str:
+        tok = children[0]
+        span = self._span(tok)
+        parts = split_literal(str(tok), span)
+        return tree.Str(tuple(self._piece(p) for p in parts), span)
+
+    def _piece(self, part: str | Hole) -> str | tree.Expr:
+        if isinstance(part, str):
+            return part
+        span = part.span
+        parsed = _run(part.source, "expr", self.file, span.line, span.column, hole=True)
+        return _Builder(self.file, span.line, span.column).transform(parsed)

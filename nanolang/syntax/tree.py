@@ -1,0 +1,240 @@
+"""The nanolang syntax tree: frozen dataclasses, each carrying its source span."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from nanolang.syntax.errors import Span
+
+# expressions
+
+
+@dataclass(frozen=True)
+class Str:
+    """A string literal; ``parts`` alternate plain text and interpolated expressions."""
+
+    parts: tuple[str | Expr, ...]
+    span: Span
+
+    @property
+    def is_constant(self) -> bool:
+        return all(isinstance(p, str) for p in self.parts)
+
+    @property
+    def constant(self) -> str:
+        return "".join(p for p in self.parts if isinstance(p, str))
+
+
+@dataclass(frozen=True)
+class Num:
+    value: int | float
+    span: Span
+
+
+@dataclass(frozen=True)
+class Bool:
+    value: bool
+    span: Span
+
+
+@dataclass(frozen=True)
+class ListLit:
+    items: tuple[Expr, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Var:
+    name: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Index:
+    target: Expr
+    index: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Func:
+    """A call of a built-in function (``len``, ``join``, ...)."""
+
+    name: str
+    args: tuple[Expr, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class BinOp:
+    """``op`` is one of ``or and == != < > <= >= in not_in + -``."""
+
+    op: str
+    left: Expr
+    right: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Not:
+    operand: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Call:
+    """``call PROGRAM(args)``: runs another program in a fresh context."""
+
+    program: str
+    args: tuple[Arg, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Record:
+    """``{ a, b: expr }``: only as the value of ``return``."""
+
+    fields: tuple[Field, ...]
+    span: Span
+
+
+Expr = Str | Num | Bool | ListLit | Var | Index | Func | BinOp | Not | Call | Record
+
+# statements
+
+
+@dataclass(frozen=True)
+class Text:
+    """A string statement: appends its text to the context."""
+
+    text: Str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Role:
+    """``system|user|assistant`` with a body; the body renders as one chat message."""
+
+    role: str
+    body: tuple[Stmt, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Gen:
+    name: str
+    args: tuple[Arg, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Select:
+    name: str
+    args: tuple[Arg, ...]
+    choices: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Fork:
+    count: Expr
+    body: tuple[Stmt, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class For:
+    var: str
+    iterable: Expr
+    body: tuple[Stmt, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class If:
+    cond: Expr
+    then: tuple[Stmt, ...]
+    orelse: tuple[Stmt, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Let:
+    name: str
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Return:
+    value: Expr
+    span: Span
+
+
+Stmt = Text | Role | Gen | Select | Fork | For | If | Let | Return
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Expr | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class ProgramDef:
+    name: str
+    params: tuple[Param, ...]
+    body: tuple[Stmt, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Module:
+    """A parsed source file: its programs, in order, plus the text (for error excerpts)."""
+
+    programs: tuple[ProgramDef, ...]
+    file: str
+    source: str | None
+
+    def get(self, name: str) -> ProgramDef | None:
+        return next((p for p in self.programs if p.name == name), None)
+
+    def source_for(self, file: str) -> str | None:
+        """The text of ``file`` for error excerpts (programs joined by ``nl.call`` may come
+        from other files)."""
+        if file == self.file:
+            return self.source
+        path = Path(file)
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+def assigned_names(body: tuple[Stmt, ...]) -> list[str]:
+    """Names bound by ``gen``, ``select`` and ``let`` anywhere in ``body``, in first-seen order."""
+    names: list[str] = []
+    for stmt in body:
+        if isinstance(stmt, (Gen, Select, Let)):
+            found = [stmt.name]
+        elif isinstance(stmt, (Role, Fork, For)):
+            found = assigned_names(stmt.body)
+        elif isinstance(stmt, If):
+            found = assigned_names(stmt.then) + assigned_names(stmt.orelse)
+        else:
+            found = []
+        names.extend(n for n in found if n not in names)
+    return names

@@ -1,0 +1,124 @@
+"""The decorator API traces into the same AST, checks and graph as the .nano language."""
+
+from __future__ import annotations
+
+import pytest
+
+import nanolang as nl
+from nanolang.api.decorators import State
+from nanolang.graph.render import to_text
+from nanolang.syntax.errors import NanoCheckError, NanoErrors
+from nanolang.syntax.parser import parse
+from tests.nanolang.helpers import PROGRAMS
+
+
+@nl.program
+def classify(s, review, labels=("positive", "negative", "neutral")):
+    s += nl.system("You are a precise sentiment classifier.")
+    s += nl.user(nl.fmt("Review: {review}\nWhich sentiment is it?", review=review))
+    s += nl.assistant(nl.select("label", choices=labels))
+    return s["label"]
+
+
+@nl.program
+def scored(s, question):
+    s += nl.user(question)
+    s += nl.assistant("Score: " + nl.gen("score", regex="[0-9]+", max_tokens=3))
+    return {"score": s["score"], "question": question}
+
+
+def test_same_graph_as_the_nano_program() -> None:
+    module = parse((PROGRAMS / "solve.nano").read_text())
+    nano = nl.build_graph(module).programs[0]
+    traced = classify.graph().programs[0]
+    assert traced.signature == nano.signature
+    assert to_text(classify.graph()) == to_text(nl.Graph((nano,)))
+
+
+def test_pieces_concatenate_inside_roles() -> None:
+    text = to_text(scored.graph())
+    assert '+ assistant: "Score: "' in text
+    assert 'params regex = "[0-9]+", max_tokens = 3' in text
+    assert "return { score, question }" in text
+
+
+def test_spans_point_into_this_file() -> None:
+    select_stmt = classify.definition.body[2].body[0]  # type: ignore[union-attr]
+    assert select_stmt.span.file == __file__
+    assert select_stmt.span.line == classify.definition.span.line + 4
+
+
+def test_static_errors_are_raised_at_decoration() -> None:
+    with pytest.raises(NanoErrors) as info:
+
+        @nl.program
+        def bad(s):
+            s += nl.assistant(nl.gen("x", max_tokens=0))
+            return s["y"]
+
+    messages = [e.message for e in info.value.errors]
+    assert any("max_tokens" in m for m in messages)
+    assert any("undefined variable 'y'" in m for m in messages)
+
+
+def test_python_control_flow_on_values_is_refused() -> None:
+    with pytest.raises(TypeError, match="not known while tracing"):
+
+        @nl.program
+        def branchy(s, x):
+            if x:
+                s += "yes"
+
+
+def test_fmt_requires_every_hole() -> None:
+    with pytest.raises(NanoCheckError, match="no value for hole"):
+        nl.fmt("{a} {b}", a="1")
+
+
+def test_fmt_escapes_braces_and_inlines_literals() -> None:
+    value = nl.fmt("{{x}} {a}", a="lit")
+    assert value.expr.parts == ("{x} lit",)  # type: ignore[union-attr]
+
+
+@nl.program
+def pick(s, candidates):
+    s += nl.fmt("Candidates:\n{candidates}\nThe best one is number ", candidates=candidates)
+    s += nl.gen("number", regex="[1-9]")
+    return s["number"]
+
+
+@nl.program
+def solve(s, question, n=3):
+    s += nl.user(nl.fmt("Solve step by step:\n{question}", question=question))
+    with s.fork(n):
+        s += nl.assistant(nl.gen("thought", max_tokens=256, temperature=0.8, stop="\n\n"))
+        s += nl.user("Score the solution above from 1 to 10.")
+        s += nl.assistant("Score: " + nl.gen("score", regex="[0-9]+", max_tokens=3))
+    s["best"] = nl.call(pick, candidates=nl.join(s["thought"], "\n---\n"))
+    return {"best": s["best"], "thought": s["thought"], "score": s["score"]}
+
+
+def test_fork_and_call_trace_to_the_nano_graph() -> None:
+    source = (PROGRAMS / "solve.nano").read_text()
+    only = source[source.index("program solve") :]
+    assert to_text(solve.graph()) == to_text(nl.build_graph(parse(only)))
+
+
+def test_loop_block_binds_its_variable() -> None:
+    @nl.program
+    def chat(s, questions):
+        with s.loop("q", questions) as q:
+            s += nl.user(q)
+            s += nl.assistant(nl.gen("reply", max_tokens=2))
+        return s["reply"]
+
+    text = to_text(chat.graph())
+    assert "= for q in questions" in text and "in for q in questions" in text
+
+
+def test_a_failing_with_body_adds_nothing() -> None:
+    state = State()
+    with pytest.raises(RuntimeError), state.fork(2):
+        state += "x"
+        raise RuntimeError("boom")
+    assert state.body == []

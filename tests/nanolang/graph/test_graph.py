@@ -1,0 +1,75 @@
+"""Request graphs: golden text, JSON and dot; structure of edges for fork, for, if and call."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nanolang.graph.builder import build_graph
+from nanolang.graph.render import to_dot, to_json, to_json_text, to_text
+from nanolang.graph.request_graph import NodeKind
+from nanolang.syntax.parser import parse
+from tests.nanolang.helpers import PROGRAMS, golden
+
+
+def _graph(name: str):
+    return build_graph(parse((PROGRAMS / f"{name}.nano").read_text(), f"{name}.nano"))
+
+
+@pytest.mark.parametrize("name", ["solve", "control"])
+def test_golden_text(name: str) -> None:
+    golden(f"{name}.graph.txt", to_text(_graph(name)))
+
+
+@pytest.mark.parametrize("name", ["solve", "control"])
+def test_golden_json(name: str) -> None:
+    golden(f"{name}.graph.json", to_json_text(_graph(name)) + "\n")
+
+
+def test_golden_dot() -> None:
+    golden("solve.graph.dot", to_dot(_graph("solve")))
+
+
+def test_json_matches_nodes() -> None:
+    graph = _graph("solve")
+    data = json.loads(to_json_text(graph))
+    assert [n["id"] for p in data["programs"] for n in p["nodes"]] == [n.id for n in graph.nodes]
+    assert to_json(graph) == data
+
+
+def test_fork_branches_share_the_fork_prefix() -> None:
+    nodes = {n.id: n for n in _graph("solve").nodes}
+    fork = next(n for n in nodes.values() if n.kind is NodeKind.FORK)
+    thought = next(n for n in nodes.values() if n.kind is NodeKind.GEN and n.label == "thought")
+    score = next(n for n in nodes.values() if n.kind is NodeKind.GEN and n.label == "score")
+    assert thought.contexts == (fork.id,)
+    assert score.contexts == (thought.id,)
+    assert thought.scope == ("fork n",)
+    assert fork.prompt[0].role == "user"
+
+
+def test_call_has_fresh_context_and_data_edges() -> None:
+    nodes = _graph("solve").nodes
+    call = next(n for n in nodes if n.kind is NodeKind.CALL)
+    join = next(n for n in nodes if n.kind is NodeKind.JOIN)
+    assert call.contexts == ()
+    assert call.data == (join.id,)
+    ret = next(n for n in nodes if n.kind is NodeKind.RETURN and n.label.startswith("{ best"))
+    assert call.id in ret.data and join.id in ret.data
+
+
+def test_if_merges_both_branch_contexts() -> None:
+    graph = build_graph(parse("program p(c) { if c { gen a } else { gen b } gen z }"))
+    nodes = graph.nodes
+    ends = [n.id for n in nodes if n.kind is NodeKind.JOIN]
+    z = next(n for n in nodes if n.label == "z")
+    assert z.contexts == tuple(ends)
+
+
+def test_dot_has_one_edge_per_dependency() -> None:
+    graph = _graph("solve")
+    dot = to_dot(graph)
+    edges = sum(len(n.contexts) + len(n.data) for n in graph.nodes)
+    assert dot.count("->") == edges
+    assert dot.startswith("digraph nanolang {") and dot.rstrip().endswith("}")

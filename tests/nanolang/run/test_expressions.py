@@ -1,0 +1,96 @@
+"""Expressions and built-ins at run time (programs without requests), and their errors."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from nanolang.check.checker import check_or_raise
+from nanolang.run.executor import Executor
+from nanolang.syntax.parser import parse
+from tests.nanolang.helpers import CountingBackend
+
+
+def _run(source: str, **args: Any) -> Any:
+    module = parse(source, "x.nano")
+    check_or_raise(module)
+    return asyncio.run(Executor(module, CountingBackend()).run(module.programs[0].name, args))
+
+
+@pytest.mark.parametrize(
+    ("expr", "value"),
+    [
+        ("1 + 2 - 4", -1),
+        ('"a" + "b"', "ab"),
+        ("[1] + [2, 3]", [1, 2, 3]),
+        ('len("abc") + len([1, 2])', 5),
+        ('join(["a", 1, true], "-")', "a-1-true"),
+        ('join(["x", "y"])', "xy"),
+        ('str([1, "a"])', '[1, "a"]'),
+        ('int(" 42 ")', 42),
+        ("int(2.9)", 2),
+        ('lower("AbC")', "abc"),
+        ('strip("  x ")', "x"),
+        ('"b" in "abc"', True),
+        ('"z" not in ["a"]', True),
+        ("1 in [true]", False),
+        ("1 == 1.0", True),
+        ('1 == "1"', False),
+        ("2 < 3 and 3 >= 3 and not (1 > 2)", True),
+        ('"a" < "b" or false', True),
+        ("[10, 20, 30][-1]", 30),
+        ('"abc"[1]', "b"),
+        ('"v={xs[0]} {len(xs)} {xs}"', "v=1 2 [1, 2]"),
+    ],
+)
+def test_expression_values(expr: str, value: Any) -> None:
+    outcome = _run(f"program p(xs = [1, 2]) {{ return {expr} }}")
+    assert outcome.error is None, outcome.error.format()
+    assert outcome.value == value
+
+
+def test_records_and_index_by_key() -> None:
+    outcome = _run(
+        'program p() { let r = call q() return { a: r["k"], n: len(r) } }\n'
+        'program q() { return { k: "v", j: 1 } }'
+    )
+    assert outcome.value == {"a": "v", "n": 2}
+
+
+def test_argument_defaults_and_tuples() -> None:
+    assert _run("program p(xs = [1], y = 2) { return [xs, y] }", xs=(3, 4)).value == [[3, 4], 2]
+
+
+@pytest.mark.parametrize(
+    ("expr", "message"),
+    [
+        ("xs[5]", "index 5 out of range for a list"),
+        ('xs["a"]', "cannot index a list with a string"),
+        ('int("x")', "int() cannot parse 'x'"),
+        ('1 + "a"', "cannot apply '+' to number and string"),
+        ("1 < [1]", "cannot apply '<' to number and list"),
+        ("not 1", "expected true or false, got number"),
+        ("len(1)", "len() needs a string, list or record, got number"),
+        ('1 in "a"', "cannot test number in string"),
+    ],
+)
+def test_runtime_errors_name_the_position(expr: str, message: str) -> None:
+    outcome = _run(f"program p(xs = [1, 2]) {{\n    return {expr}\n}}")
+    assert outcome.error is not None
+    assert message in outcome.error.message
+    assert outcome.error.format().startswith(f"x.nano:2:12: runtime error: {message}")
+
+
+def test_if_on_a_non_boolean_value_fails_at_run_time() -> None:
+    outcome = _run('program p(v = "x") {\n    if v { }\n}')
+    assert outcome.error is not None and "must be true or false" in outcome.error.message
+    assert (outcome.error.span.line, outcome.error.span.column) == (2, 8)
+
+
+def test_unknown_and_missing_program_arguments() -> None:
+    outcome = _run("program p(a) { return a }", b=1)
+    assert outcome.error is not None and "unknown argument(s) b" in outcome.error.message
+    outcome = _run("program p(a) { return a }", a=object())
+    assert outcome.error is not None and "not a nanolang value" in outcome.error.message

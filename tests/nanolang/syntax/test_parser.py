@@ -1,0 +1,92 @@
+"""Parsing: golden canonical forms, round trips, positions, and syntax errors at file:line:col."""
+
+from __future__ import annotations
+
+import pytest
+
+from nanolang.syntax import tree
+from nanolang.syntax.errors import NanoSyntaxError, Span
+from nanolang.syntax.formatter import format_module
+from nanolang.syntax.parser import parse, parse_expr
+from tests.nanolang.helpers import PROGRAMS, golden
+
+
+@pytest.mark.parametrize("name", ["solve", "control"])
+def test_golden_canonical_form(name: str) -> None:
+    module = parse((PROGRAMS / f"{name}.nano").read_text(), f"{name}.nano")
+    golden(f"{name}.formatted.nano", format_module(module))
+
+
+@pytest.mark.parametrize("name", ["solve", "control"])
+def test_canonical_form_round_trips(name: str) -> None:
+    text = format_module(parse((PROGRAMS / f"{name}.nano").read_text()))
+    assert format_module(parse(text)) == text
+
+
+def test_spans_point_at_tokens() -> None:
+    source = 'program p(x) {\n    user "a {x} b"\n    gen g(max_tokens = 2)\n}\n'
+    program = parse(source, "f.nano").programs[0]
+    role = program.body[0]
+    assert isinstance(role, tree.Role) and role.span == Span("f.nano", 2, 5)
+    text = role.body[0]
+    assert isinstance(text, tree.Text)
+    hole = text.text.parts[1]
+    assert isinstance(hole, tree.Var) and hole.span == Span("f.nano", 2, 14)
+    gen = program.body[1]
+    assert isinstance(gen, tree.Gen) and gen.span == Span("f.nano", 3, 5)
+    assert gen.args[0].value == tree.Num(2, Span("f.nano", 3, 24))
+
+
+def test_hole_position_in_triple_quoted_string() -> None:
+    source = 'program p(q) {\n    """line one\n  {q}"""\n}'
+    text = parse(source).programs[0].body[0]
+    assert isinstance(text, tree.Text)
+    assert text.text.parts == ("line one\n  ", tree.Var("q", Span("<string>", 3, 4)))
+
+
+def test_escapes_and_doubled_braces() -> None:
+    expr = parse_expr('"a\\n\\t\\"{{x}}\\\\"')
+    assert isinstance(expr, tree.Str) and expr.constant == 'a\n\t"{x}\\'
+
+
+def test_operator_precedence() -> None:
+    expr = parse_expr("not a == b or c and d")
+    assert isinstance(expr, tree.BinOp) and expr.op == "or"
+    assert isinstance(expr.left, tree.Not) and isinstance(expr.right, tree.BinOp)
+
+
+def test_else_if_chains() -> None:
+    body = parse("program p(x) { if x { } else if x { } else { let y = 1 } }").programs[0].body
+    first = body[0]
+    assert isinstance(first, tree.If) and isinstance(first.orelse[0], tree.If)
+    assert isinstance(first.orelse[0].orelse[0], tree.Let)
+
+
+SYNTAX_ERRORS = [
+    ("program p( { }", 1, 12, "unexpected '{'; expected ')', a name"),
+    ("program p() { gen }", 1, 19, "expected a name"),
+    ("program p() {\n  @\n}", 2, 3, "unexpected character '@'"),
+    ("program p() { let x = 1 + }", 1, 27, "unexpected '}'"),
+    ('program p() { user "a {x" }', 1, 23, "unclosed '{'"),
+    ('program p() { "a } b" }', 1, 18, "unmatched '}'"),
+    ('program p() { "bad \\q" }', 1, 20, "unknown escape '\\q'"),
+    ('program p() { "{ }" }', 1, 16, "empty interpolation"),
+    ('program p() {\n  "x {1 +}"\n}', 2, 10, "unexpected '}' (end of the {...})"),
+    ("program p() {", 1, 14, "unexpected end of input"),
+    ("program p() { select x from }", 1, 29, "expected"),
+    ('program p() { user { "a" } } }', 1, 30, "unexpected '}'; expected 'program', end of input"),
+]
+
+
+@pytest.mark.parametrize(("source", "line", "column", "message"), SYNTAX_ERRORS)
+def test_syntax_error_positions(source: str, line: int, column: int, message: str) -> None:
+    with pytest.raises(NanoSyntaxError) as info:
+        parse(source, "bad.nano")
+    error = info.value
+    assert (error.span.file, error.span.line, error.span.column) == ("bad.nano", line, column)
+    assert message in error.message
+    text = error.format()
+    assert text.startswith(f"bad.nano:{line}:{column}: syntax error: ")
+    source_line = source.splitlines()[line - 1]
+    assert text.splitlines()[1] == f"    {source_line}"
+    assert text.splitlines()[2] == "    " + " " * (column - 1) + "^"
