@@ -10,6 +10,11 @@ if TYPE_CHECKING:  # the runtime (and torch) load only when a backend does
     from runtime.sampling_params import SamplingParams
 
 
+class BackendError(RuntimeError):
+    """A request the backend could not complete (refused, or its server unreachable). The
+    instance that sent it fails with this message; it is an expected failure, not a bug."""
+
+
 class Backend(abc.ABC):
     """Where requests go. Implementations batch concurrent ``generate`` calls themselves."""
 

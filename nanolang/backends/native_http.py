@@ -4,6 +4,8 @@ Prompts are tokenized on the client with the server's own tokenizer (fetched onc
 ``/v1/nano/tokenizer``), and each request goes to ``/v1/nano/generate`` as token ids with every
 ``SamplingParams`` field, so the server's engine receives exactly what a local engine would.
 Requests stream, so cancelling a caller closes its connection and the server aborts the request.
+Transient failures (connection refused or cut, 429 / 5xx) are retried with back-off
+(``nanolang.backends.retry``); what still fails raises ``RemoteError`` with a one-line message.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import Any
 
 import httpx
 
-from nanolang.backends.base import Backend
+from nanolang.backends.base import Backend, BackendError
 from nanolang.backends.remote_tokenizer import tokenizer_from_files
+from nanolang.backends.retry import Retrier, RetryPolicy, TransientError, check_status
 from nanolang.backends.wire import output_from_dict, params_to_dict
 from runtime.outputs import RequestOutput
 from runtime.sampling_params import SamplingParams
@@ -24,7 +27,7 @@ from runtime.sampling_params import SamplingParams
 API_KEY_ENV = "NANOLANG_API_KEY"
 
 
-class RemoteError(RuntimeError):
+class RemoteError(BackendError):
     """The server refused or failed a request (its status and error message)."""
 
 
@@ -47,6 +50,7 @@ class HTTPBackend(Backend):
         api_key: str | None = None,
         timeout_s: float = 600.0,
         max_connections: int = 256,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
@@ -56,16 +60,25 @@ class HTTPBackend(Backend):
         self._tokenizer: Any = None
         self._client: httpx.AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
+        self.retrier = Retrier(retry or RetryPolicy(), self.url)
 
     @property
     def tokenizer(self) -> Any:
         if self._tokenizer is None:
-            response = httpx.get(
-                f"{self.url}/v1/nano/tokenizer", headers=self.headers, timeout=self.timeout
-            )
-            raise_for_error(response.status_code, response.content)
-            self._tokenizer = tokenizer_from_files(response.json()["files"])
+            try:
+                files = self.retrier.run_sync(self._fetch_tokenizer)
+            except TransientError as exc:
+                raise RemoteError(f"cannot fetch the tokenizer: {exc}") from None
+            self._tokenizer = tokenizer_from_files(files)
         return self._tokenizer
+
+    def _fetch_tokenizer(self) -> dict[str, str]:
+        response = httpx.get(
+            f"{self.url}/v1/nano/tokenizer", headers=self.headers, timeout=self.timeout
+        )
+        check_status(response.status_code, response.content)
+        raise_for_error(response.status_code, response.content)
+        return dict(response.json()["files"])
 
     def client(self) -> httpx.AsyncClient:
         """One connection pool per event loop (each ``asyncio.run`` gets a fresh one)."""
@@ -78,6 +91,12 @@ class HTTPBackend(Backend):
         return self._client
 
     async def generate(self, prompt_ids: list[int], params: SamplingParams) -> RequestOutput:
+        try:
+            return await self.retrier.run(lambda: self._generate_once(prompt_ids, params))
+        except TransientError as exc:
+            raise RemoteError(str(exc)) from None
+
+    async def _generate_once(self, prompt_ids: list[int], params: SamplingParams) -> RequestOutput:
         body: dict[str, Any] = {
             "prompt_token_ids": list(prompt_ids),
             "params": params_to_dict(params),
@@ -86,7 +105,9 @@ class HTTPBackend(Backend):
         last: dict[str, Any] | None = None
         async with self.client().stream("POST", "/v1/nano/generate", json=body) as response:
             if response.status_code >= 400:
-                raise_for_error(response.status_code, await response.aread())
+                content = await response.aread()
+                check_status(response.status_code, content)
+                raise_for_error(response.status_code, content)
             async for line in response.aiter_lines():
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
@@ -95,7 +116,7 @@ class HTTPBackend(Backend):
                     raise RemoteError(f"server error: {event['error'].get('message')}")
                 last = event
         if last is None or not last.get("finished"):
-            raise RemoteError("the server's stream ended before the request finished")
+            raise TransientError("the server's stream ended before the request finished")
         return output_from_dict(last)
 
     def close(self) -> None:

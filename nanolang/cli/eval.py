@@ -1,11 +1,14 @@
 """``nanolang eval FILE --data D.jsonl --out R.jsonl [--model M | --server URL] [--program P]
-[--metric exact|choice|json|contains|'expr: ...'] [--max-errors N] [--quiet]``.
+[--metric exact|choice|json|contains|'expr: ...'] [--max-errors N] [--restart | --retry-failed]
+[--shard I/N] [--report R.html] [--quiet]``.
 
 Runs the program once per dataset row (rows give the arguments; ``expected`` the answer), all
 rows concurrently on one executor. Each result is appended to ``--out`` and fsynced as its row
-finishes; rerunning the same command skips the rows already there and resumes. The metric over
-every result is printed at the end as a table. Exit status: 0 when the job ran to the end
-(failed rows are counted, not fatal), 1 when it could not start or ``--max-errors`` stopped it.
+finishes, with the job's fingerprint; rerunning the same command skips the rows already there and
+resumes (a results file of another program, dataset or seed is an error). The metric over every
+result is printed at the end as a table. Exit status: 0 when the job ran to the end (failed rows
+are counted, not fatal), 1 when it could not start, every row of the run failed, or
+``--max-errors`` stopped it.
 """
 
 from __future__ import annotations
@@ -18,11 +21,15 @@ from typing import Any
 from nanolang.api.program import entry
 from nanolang.cli.common import load_module, report
 from nanolang.jobs.dataset import DatasetError, read_rows
-from nanolang.jobs.job import EvalJob, JobConfig
+from nanolang.jobs.fingerprint import FingerprintMismatch
+from nanolang.jobs.job import EvalJob, JobConfig, RunStats, row_fingerprints
 from nanolang.jobs.metrics import METRICS, declared_metric, resolve_metric
+from nanolang.jobs.options import add_job_options, resume_options
 from nanolang.jobs.progress import JobProgress
+from nanolang.jobs.report import write_report
 from nanolang.jobs.results import ResultLog, load_results
-from nanolang.jobs.summary import print_summary, summarize
+from nanolang.jobs.resume import EVAL_LINES, prepare
+from nanolang.jobs.summary import print_summary, summarize, summary_rows
 from nanolang.syntax.errors import NanoError
 
 
@@ -44,7 +51,7 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--max-errors", type=int, default=None, help="stop after more failures")
     parser.add_argument("--concurrency", type=int, default=64, help="instances in flight")
     parser.add_argument("--seed", type=int, default=0, help="derive every gen's seed from this")
-    parser.add_argument("--quiet", action="store_true", help="log lines instead of a live bar")
+    add_job_options(parser)
     parser.set_defaults(handler=handle)
 
 
@@ -70,26 +77,45 @@ def handle(args: argparse.Namespace) -> int:
         resolve_metric(metric)
         program = entry(module, args.program)
         rows = read_rows(args.data, args.expected_field)
+        config = JobConfig(program.name, args.seed, args.concurrency, args.max_errors)
+        note = prepare(
+            args.out, row_fingerprints(module, config, rows), EVAL_LINES, resume_options(args)
+        )
         backend = make_backend(args.model, args.server)
-    except (DatasetError, OSError, ValueError) as exc:
+    except (DatasetError, FingerprintMismatch, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except NanoError as exc:
         report(exc.with_source(module.source))
         return 1
-    config = JobConfig(program.name, args.seed, args.concurrency, args.max_errors)
+    if note:
+        print(note, file=sys.stderr)
+    if args.shard is not None:
+        rows = args.shard.select(rows)
+    title = f"{Path(args.file).stem}:{program.name}"
     try:
         with ResultLog(args.out) as results:
             pending = sum(1 for r in rows if r.id not in results.done)
-            title = f"{Path(args.file).stem}:{program.name}"
             with JobProgress(title, pending, args.quiet) as progress:
                 job = EvalJob(module, backend, config, results, on_result=progress.advance)
                 stats = job.run(rows)
     finally:
         backend.close()
-    summary = summarize(rows, load_results(args.out), metric)
+    return finish(args, title, rows, metric, stats)
+
+
+def finish(args: argparse.Namespace, title: str, rows: Any, metric: str, stats: RunStats) -> int:
+    results = load_results(args.out)
+    summary = summarize(rows, results, metric)
     print_summary(f"{title} on {args.data}", summary, stats)
+    if args.report is not None:
+        ids = {r.id for r in rows}
+        latencies = [float(r.get("time_s", 0.0)) for r in results if str(r.get("id")) in ids]
+        write_report(args.report, title, summary_rows(summary, stats), {title: latencies})
     if stats.stopped:
         print(f"error: stopped: {stats.stopped}", file=sys.stderr)
+        return 1
+    if stats.finished and stats.failed == stats.finished:
+        print(f"error: all {stats.failed} rows of this run failed", file=sys.stderr)
         return 1
     return 0

@@ -12,10 +12,10 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from nanolang.backends.base import Backend
 from nanolang.jobs.dataset import Row
+from nanolang.jobs.fingerprint import Fingerprint, digest, program_digest
 from nanolang.jobs.results import Result, ResultLog
 from nanolang.run.executor import Executor
 from nanolang.run.records import Outcome
@@ -36,18 +36,54 @@ class JobConfig:
 
 @dataclass(frozen=True)
 class RunStats:
-    """What this run did (rows finished earlier are not counted)."""
+    """What this run did (rows finished earlier are not counted). ``cache_hit_rate``: the
+    share of prompt tokens the engine(s) served from the prefix cache (None when unknown, e.g.
+    behind a server)."""
 
     finished: int
     failed: int
     completion_tokens: int
     wall_s: float
     stopped: str | None = None
+    cache_hit_rate: float | None = None
 
 
-def result_of(row: Row, outcome: Outcome, elapsed: float, tokenizer: Any) -> Result:
+def row_fingerprints(
+    module: ast.Module, config: JobConfig, rows: Sequence[Row]
+) -> dict[str, Fingerprint]:
+    """What decides each row's result: the program, the seed, the row (its line number picks
+    its instance's seeds)."""
+    program = program_digest(module, config.program)
+    settings = digest({"seed": config.seed})
+    return {
+        row.id: {
+            "program": program,
+            "settings": settings,
+            "row": digest({"args": row.args, "expected": row.expected, "line": row.line}),
+        }
+        for row in rows
+    }
+
+
+def cache_hit_rate(backend: Backend) -> float | None:
+    """The prefix cache's hit rate of an in-process engine (None for remote backends)."""
+    engine = getattr(getattr(backend, "llm", None), "engine", None)
+    cache = getattr(getattr(engine, "blocks", None), "cache", None)
+    return None if cache is None else float(cache.stats.hit_rate)
+
+
+def result_of(
+    row: Row,
+    outcome: Outcome,
+    elapsed: float,
+    backend: Backend,
+    fingerprint: Fingerprint | None = None,
+) -> Result:
     generated = [c.text for c in outcome.calls if c.kind == "gen"]
-    completion = sum(len(tokenizer.encode(t, add_special_tokens=False)) for t in generated)
+    completion = 0
+    if generated:  # a request succeeded, so the tokenizer is at hand (a dead server has none)
+        tokenizer = backend.tokenizer
+        completion = sum(len(tokenizer.encode(t, add_special_tokens=False)) for t in generated)
     return Result(
         id=row.id,
         line=row.line,
@@ -58,6 +94,7 @@ def result_of(row: Row, outcome: Outcome, elapsed: float, tokenizer: Any) -> Res
         prompt_tokens=sum(len(c.prompt_token_ids) for c in outcome.calls),
         completion_tokens=completion,
         calls=len(outcome.calls),
+        fingerprint=fingerprint,
     )
 
 
@@ -83,10 +120,12 @@ class EvalJob:
         self.failed = 0
         self.completion_tokens = 0
         self.stop_reason: str | None = None
+        self.fingerprints: dict[str, Fingerprint] = {}
 
     def run(self, rows: Sequence[Row]) -> RunStats:
         """Run every row not yet in the results; stops early on ``TooManyErrors``."""
         pending = [r for r in rows if r.id not in self.results.done]
+        self.fingerprints = row_fingerprints(self.executor.module, self.config, pending)
         start = time.perf_counter()
         stopped = None
         try:
@@ -94,7 +133,14 @@ class EvalJob:
         except TooManyErrors as exc:
             stopped = str(exc)
         elapsed = time.perf_counter() - start
-        return RunStats(self.finished, self.failed, self.completion_tokens, elapsed, stopped)
+        return RunStats(
+            self.finished,
+            self.failed,
+            self.completion_tokens,
+            elapsed,
+            stopped,
+            cache_hit_rate(self.backend),
+        )
 
     async def _run_all(self, rows: Sequence[Row]) -> None:
         gate = asyncio.Semaphore(self.config.max_concurrency)
@@ -112,7 +158,7 @@ class EvalJob:
             start = time.perf_counter()
             outcome = await self.executor.run(self.config.program, row.args, row.line)
             elapsed = time.perf_counter() - start
-        result = result_of(row, outcome, elapsed, self.backend.tokenizer)
+        result = result_of(row, outcome, elapsed, self.backend, self.fingerprints.get(row.id))
         self.results.append(result)
         self.finished += 1
         self.failed += result.error is not None

@@ -2,7 +2,9 @@
 each row finishes, so a killed job loses nothing it finished.
 
 On open, a torn last line (a write cut short by a kill) is cut off, and the ids already present
-are the rows a rerun skips.
+are the rows a rerun skips. ``truncate`` (``--restart``) and ``drop_failed``
+(``--retry-failed``) rewrite the file atomically (a temporary file renamed over it), so a kill
+at any point leaves either the old file or the new one.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +34,7 @@ class Result:
     prompt_tokens: int
     completion_tokens: int
     calls: int
+    fingerprint: dict[str, str] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -66,14 +70,43 @@ def load_results(path: Path) -> list[dict[str, Any]]:
     return results
 
 
-class ResultLog:
-    """Append-only writer; ``done`` holds the ids finished by this or earlier runs."""
+def replace_lines(path: Path, lines: Sequence[Mapping[str, Any]]) -> None:
+    """Write ``lines`` to a temporary file, fsync it and rename it over ``path``."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
-    def __init__(self, path: Path) -> None:
+
+def truncate(path: Path) -> int:
+    """Delete every result of ``path`` (``--restart``); the number of lines removed."""
+    removed = len(load_results(path))
+    if path.exists():
+        replace_lines(path, [])
+    return removed
+
+
+def drop_failed(path: Path, failed: Callable[[Mapping[str, Any]], bool]) -> int:
+    """Remove the lines of failed rows (``--retry-failed`` reruns them); the number removed."""
+    lines = load_results(path)
+    keep = [line for line in lines if not failed(line)]
+    if len(keep) < len(lines):
+        replace_lines(path, keep)
+    return len(lines) - len(keep)
+
+
+class ResultLog:
+    """Append-only writer; ``done`` holds the ids (field ``key``) finished by this or earlier
+    runs."""
+
+    def __init__(self, path: Path, key: str = "id") -> None:
         self.path = path
+        self.key = key
         path.parent.mkdir(parents=True, exist_ok=True)
         repair(path)
-        self.done = {str(r["id"]) for r in load_results(path) if "id" in r}
+        self.done = {str(r[key]) for r in load_results(path) if key in r}
         self._file: IO[str] | None = None
 
     def __enter__(self) -> ResultLog:
@@ -81,11 +114,15 @@ class ResultLog:
         return self
 
     def append(self, result: Result) -> None:
+        self.append_line(result.id, result.to_json())
+
+    def append_line(self, row_id: str, text: str) -> None:
+        """Append one JSON line for ``row_id`` and fsync it."""
         assert self._file is not None, "use ResultLog as a context manager"
-        self._file.write(result.to_json() + "\n")
+        self._file.write(text + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
-        self.done.add(result.id)
+        self.done.add(row_id)
 
     def __exit__(
         self,

@@ -1,9 +1,12 @@
 """The end-of-job summary: the metric over every result in the file (this run and earlier
-ones), failures, tokens and throughput, as a rich table."""
+ones), errors, latency p50 / p99, tokens, and this run's throughput and prefix-cache hit rate,
+as a rich table (and as data for ``--report``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,21 +17,77 @@ from nanolang.jobs.dataset import Row
 from nanolang.jobs.job import RunStats
 from nanolang.jobs.metrics import resolve_metric
 
+TOP_ERRORS = 3
+
+
+@dataclass(frozen=True)
+class RowStats:
+    """What the summary needs of one result line (eval or batch)."""
+
+    error: str | None
+    latency_s: float
+    prompt_tokens: int
+    completion_tokens: int
+
 
 @dataclass(frozen=True)
 class Summary:
     rows: int
     results: int
     failed: int
-    metric: str
-    scored: int
-    correct: int
+    prompt_tokens: int
     completion_tokens: int
+    latency_p50_s: float | None
+    latency_p99_s: float | None
+    errors: tuple[tuple[str, int], ...] = ()
+    metric: str | None = None
+    scored: int = 0
+    correct: int = 0
 
     @property
     def accuracy(self) -> float | None:
         """Correct over scored rows (rows with an expected answer; failed rows count wrong)."""
         return self.correct / self.scored if self.scored else None
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The nearest-rank ``q``-th percentile (None for no values)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def error_head(error: str) -> str:
+    """An error's first line, shortened: errors that differ only in detail group together."""
+    return error.strip().splitlines()[0][:120] if error.strip() else "(empty error)"
+
+
+def summarize_stats(total_rows: int, stats: Iterable[RowStats], **metric: Any) -> Summary:
+    """A summary of ``stats`` (one per result) out of ``total_rows`` rows."""
+    items = list(stats)
+    latencies = [s.latency_s for s in items]
+    errors = Counter(error_head(s.error) for s in items if s.error is not None)
+    return Summary(
+        rows=total_rows,
+        results=len(items),
+        failed=sum(errors.values()),
+        prompt_tokens=sum(s.prompt_tokens for s in items),
+        completion_tokens=sum(s.completion_tokens for s in items),
+        latency_p50_s=percentile(latencies, 50),
+        latency_p99_s=percentile(latencies, 99),
+        errors=tuple(errors.most_common(TOP_ERRORS)),
+        **metric,
+    )
+
+
+def eval_row_stats(result: Mapping[str, Any]) -> RowStats:
+    return RowStats(
+        error=result.get("error"),
+        latency_s=float(result.get("time_s", 0.0)),
+        prompt_tokens=int(result.get("prompt_tokens", 0)),
+        completion_tokens=int(result.get("completion_tokens", 0)),
+    )
 
 
 def summarize(rows: Sequence[Row], results: Sequence[dict[str, Any]], metric: str) -> Summary:
@@ -43,32 +102,45 @@ def summarize(rows: Sequence[Row], results: Sequence[dict[str, Any]], metric: st
             continue
         scored += 1
         correct += result.get("error") is None and score(result.get("output"), row.expected)
-    return Summary(
-        rows=len(rows),
-        results=len(mine),
-        failed=sum(1 for r in mine if r.get("error") is not None),
-        metric=metric,
-        scored=scored,
-        correct=correct,
-        completion_tokens=sum(int(r.get("completion_tokens", 0)) for r in mine),
-    )
+    stats = [eval_row_stats(r) for r in mine]
+    return summarize_stats(len(rows), stats, metric=metric, scored=scored, correct=correct)
+
+
+def seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}s"
+
+
+def summary_rows(summary: Summary, run: RunStats) -> list[tuple[str, str]]:
+    """The summary as (measure, value) pairs: the table's rows, and the HTML report's."""
+    out = [("rows (done / in dataset)", f"{summary.results} / {summary.rows}")]
+    if summary.metric is not None:
+        accuracy = summary.accuracy
+        score = "n/a"
+        if accuracy is not None:
+            score = f"{accuracy:.1%} ({summary.correct}/{summary.scored})"
+        out.append((f"{summary.metric} accuracy", score))
+    out.append(("errors", str(summary.failed)))
+    out += [(f"  {count} x", message) for message, count in summary.errors]
+    out.append(("latency p50 / p99", f"{seconds(summary.latency_p50_s)} / "
+                f"{seconds(summary.latency_p99_s)}"))  # fmt: skip
+    out.append(("tokens (prompt / generated)", f"{summary.prompt_tokens} / "
+                f"{summary.completion_tokens}"))  # fmt: skip
+    hit = "n/a" if run.cache_hit_rate is None else f"{run.cache_hit_rate:.1%}"
+    out.append(("this run: prefix cache hit rate", hit))
+    out.append(("this run: rows / failed", f"{run.finished} / {run.failed}"))
+    rate = run.completion_tokens / run.wall_s if run.wall_s > 0 else 0.0
+    out.append(("this run: wall time", f"{run.wall_s:.1f}s ({rate:.1f} generated tok/s)"))
+    if run.stopped:
+        out.append(("stopped", run.stopped))
+    return out
 
 
 def summary_table(title: str, summary: Summary, run: RunStats) -> Table:
     table = Table(title=title, show_header=True)
     table.add_column("measure")
     table.add_column("value", justify="right")
-    accuracy = summary.accuracy
-    table.add_row("rows (done / in dataset)", f"{summary.results} / {summary.rows}")
-    table.add_row("failed", str(summary.failed))
-    score = "n/a" if accuracy is None else f"{accuracy:.1%} ({summary.correct}/{summary.scored})"
-    table.add_row(f"{summary.metric} accuracy", score)
-    table.add_row("generated tokens (all runs)", str(summary.completion_tokens))
-    table.add_row("this run: rows / failed", f"{run.finished} / {run.failed}")
-    rate = run.completion_tokens / run.wall_s if run.wall_s > 0 else 0.0
-    table.add_row("this run: wall time", f"{run.wall_s:.1f}s ({rate:.1f} tok/s)")
-    if run.stopped:
-        table.add_row("stopped", run.stopped)
+    for measure, value in summary_rows(summary, run):
+        table.add_row(measure, value)
     return table
 
 

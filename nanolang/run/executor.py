@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from nanolang.backends.base import Backend
+from nanolang.backends.base import Backend, BackendError
 from nanolang.run.arguments import bind_args
 from nanolang.run.interpreter import Interpreter, Session
 from nanolang.run.records import TRANSITIONS, InstanceState, Outcome
@@ -80,6 +80,9 @@ class Executor:
             exc.with_source(self.module.source_for(exc.span.file))
             log.error("instance %d failed: %s", index, exc.format())
             return self._failed(index, exc, interpreter)
+        except BackendError as exc:  # expected (a refused request, a dead server): no traceback
+            log.error("instance %d failed: %s", index, exc)
+            return self._failed(index, NanoRuntimeError(str(exc)), interpreter)
         except Exception as exc:
             log.exception("instance %d failed with an internal error", index)
             return self._failed(index, NanoRuntimeError(f"internal error: {exc!r}"), interpreter)

@@ -7,6 +7,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from nanolang.backends.base import BackendError
 from nanolang.check.genargs import GEN_ARGS, SELECT_ARGS, argument_error
 from nanolang.run.arguments import bind_args
 from nanolang.run.choices import SelectError, select
@@ -14,7 +15,7 @@ from nanolang.run.context import Context, encode
 from nanolang.run.expressions import Evaluator
 from nanolang.run.records import CallRecord
 from nanolang.syntax import tree
-from nanolang.syntax.errors import NanoError, NanoRuntimeError
+from nanolang.syntax.errors import NanoError, NanoRuntimeError, Span
 
 if TYPE_CHECKING:
     from nanolang.backends.base import Backend
@@ -187,7 +188,7 @@ class Interpreter:
             params = SamplingParams(**kwargs)
         except ValueError as exc:
             raise NanoRuntimeError(str(exc), stmt.span) from None
-        prompt = self.prompt(frame)
+        prompt = self.prompt(frame, stmt.span)
         output = await self.request(prompt, params, stmt)
         frame.context.append(output.text)
         frame.env[stmt.name] = output.text
@@ -197,7 +198,7 @@ class Interpreter:
         kwargs = await self.arguments(stmt.args, SELECT_ARGS, frame)
         choices = await self.evaluator(frame).eval(stmt.choices)
         check_choices(choices, stmt)
-        prompt = self.prompt(frame)
+        prompt = self.prompt(frame, stmt.span)
         try:
             chosen = await select(
                 self.session.backend, prompt, choices, kwargs.get("method", "mean")
@@ -231,14 +232,19 @@ class Interpreter:
             values[arg.name] = value
         return values
 
-    def prompt(self, frame: Frame) -> list[int]:
-        return encode(frame.context, self.session.backend.tokenizer)
+    def prompt(self, frame: Frame, span: Span) -> list[int]:
+        try:
+            return encode(frame.context, self.session.backend.tokenizer)
+        except BackendError as exc:  # a remote tokenizer that cannot be fetched
+            raise NanoRuntimeError(str(exc), span) from None
 
     async def request(
         self, prompt: list[int], params: SamplingParams, stmt: tree.Gen
     ) -> RequestOutput:
         try:
             output = await self.session.backend.generate(prompt, params)
+        except BackendError as exc:
+            raise NanoRuntimeError(f"gen {stmt.name!r} failed: {exc}", stmt.span) from None
         except Exception as exc:
             raise NanoRuntimeError(f"gen {stmt.name!r} failed: {exc!r}", stmt.span) from exc
         if output.finish_reason == "abort":
