@@ -49,7 +49,7 @@ class RunStats:
 
 
 def row_fingerprints(
-    module: ast.Module, config: JobConfig, rows: Sequence[Row]
+    module: tree.Module, config: JobConfig, rows: Sequence[Row]
 ) -> dict[str, Fingerprint]:
     """What decides each row's result: the program, the seed, the row (its line number picks
     its instance's seeds)."""

@@ -21,6 +21,7 @@ from nanolang.backends import HTTP, RemoteError
 from nanolang.backends.retry import Retrier, RetryPolicy, TransientError
 from nanolang.cli import main as cli_main
 from nanolang.demo import model_dir
+from nanolang.demo.suite import entry
 from nanolang.jobs import EvalJob, JobConfig, ResultLog, load_results, read_rows
 from nanolang.server import ServerConfig, create_app
 
@@ -79,7 +80,7 @@ def closed_port() -> int:
 def test_dead_server_gives_failed_rows_and_a_summary_without_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    program = Path(__file__).parents[2] / "programs" / "gsm8k.nano"
+    program = entry("gsm8k").path
     data = tmp_path / "d.jsonl"
     data.write_text(
         "".join(f'{{"id": {i}, "question": "q{i}", "expected": {i}}}\n' for i in range(5))
