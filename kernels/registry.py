@@ -90,7 +90,11 @@ def _forced() -> dict[str, str]:
 
 def _load_optional_backends() -> None:
     # Each import registers its operators if its library is importable; failures mean "absent".
-    for module in ("kernels.triton_backend", "kernels.flashinfer_backend"):
+    for module in (
+        "kernels.triton_backend",
+        "kernels.flashinfer_backend",
+        "kernels.sgl_kernel_backend",
+    ):
         try:
             __import__(module)
         except ImportError as exc:
