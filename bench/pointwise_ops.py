@@ -108,11 +108,39 @@ def make_case(op: str, n: int, mod: ModuleType) -> Callable[[], object]:
     return lambda: fn(logits, temperature, top_p, top_k, min_p, noise)
 
 
+def gemm_then_norm(n: int, mod: ModuleType) -> Callable[[], object]:
+    """o_proj (cuBLAS) then add_rms_norm, as in a decoder layer: shows launch effects (PDL)."""
+    g = torch.Generator(device="cuda").manual_seed(n)
+    bf16: dict[str, Any] = {"device": "cuda", "dtype": torch.bfloat16, "generator": g}
+    a, w_o = torch.randn(n, HIDDEN, **bf16), torch.randn(HIDDEN, HIDDEN, **bf16) * 0.02
+    r, w = torch.randn(n, HIDDEN, **bf16), torch.randn(HIDDEN, **bf16)
+    return lambda: mod.add_rms_norm(torch.nn.functional.linear(a, w_o), r, w, 1e-5)
+
+
+def pdl_records(ns: list[int], reps: int) -> list[dict[str, Any]]:
+    """GEMM + add_rms_norm pairs with Triton, and with sgl-kernel with and without PDL."""
+    sgl = importlib.import_module("kernels.sgl_kernel_backend")
+    variants = [("triton", importlib.import_module("kernels.triton"), None),
+                ("sgl_kernel", sgl, False), ("sgl_kernel", sgl, True)]  # fmt: skip
+    records = []
+    for n in ns:
+        for name, mod, pdl in variants:
+            if pdl is not None:
+                sgl.ENABLE_PDL = pdl
+            device_us, _ = time_call(gemm_then_norm(n, mod), reps)
+            records.append({"case": "o_proj GEMM + add_rms_norm", "backend": name, "pdl": pdl,
+                            "tokens": n, "device_us": round(device_us, 2)})  # fmt: skip
+            print(f"gemm+norm {n:5d} {name:10s} pdl={pdl} {device_us:9.2f} us")
+    sgl.ENABLE_PDL = False
+    return records
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--tokens", default="1,16,64,256,1024,2048")
     ap.add_argument("--sample-rows", default="1,16,64,256")
     ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--pdl-check", action="store_true", help="also GEMM + norm, PDL on / off")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     backends = {}
@@ -152,6 +180,8 @@ def main() -> None:
     }  # fmt: skip
     if "sgl_kernel" in backends:
         out["sgl_kernel"] = importlib.import_module("sgl_kernel").__version__
+        if args.pdl_check:
+            out["gemm_then_norm"] = pdl_records(sizes["add_rms_norm"], args.reps)
     text = json.dumps(out, indent=1)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -69,7 +69,7 @@ def _cos_sin(max_pos: int, head_dim: int) -> torch.Tensor:
     [(1, 32, 8, 128), (17, 4, 4, 64), (300, 12, 2, 128), (2048, 32, 8, 128)],
 )
 def test_rotary_in_place_on_views_of_the_fused_projection(
-    tokens: int, num_q_heads: int, num_kv_heads: int, head_dim: int, dtype: torch.dtype, sgl: object
+    tokens: int, num_q_heads: int, num_kv_heads: int, head_dim: int, dtype: torch.dtype
 ) -> None:
     q_size, kv_size = num_q_heads * head_dim, num_kv_heads * head_dim
     qkv = _randn(tokens, q_size + 2 * kv_size, dtype=dtype, seed=tokens + head_dim)
