@@ -3,22 +3,39 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import gc
+import importlib.metadata
 import json
 import logging
 import shlex
 import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from runtime.bench.hf_peer import build_hf_model, run_hf_generate
 from runtime.bench.options import build_parser
+from runtime.bench.peers import (
+    SUBPROCESS_PEERS,
+    PeerRun,
+    hf_config_dir,
+    importable,
+    max_model_len,
+    parse_peers,
+    parse_sites,
+    run_peer,
+)
+from runtime.bench.profile_run import profile_run
 from runtime.bench.report import render_table, result_record
-from runtime.bench.roofline import measure_ceilings, rooflines
-from runtime.bench.throughput import run_throughput
-from runtime.bench.workloads import WORKLOADS, make_requests
+from runtime.bench.roofline import measure_ceilings, rooflines, workload_roofline
+from runtime.bench.throughput import ThroughputResult, run_throughput
+from runtime.bench.workloads import WORKLOADS, BenchRequest, make_requests, workload_seed
 from runtime.llm import LLM
+from runtime.model.loader import resolve_model
 
 
 def device_name(device: torch.device) -> str:
@@ -36,57 +53,139 @@ def pipeline_spec(mode: str, plan: str) -> str | None:
     return None if suffix is None else plan + suffix
 
 
+def nanolang_version() -> str:
+    try:
+        return importlib.metadata.version("nanolang")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass
+class EngineRun:
+    """What one engine instance measured on one workload."""
+
+    mode: str
+    workload: str
+    requests: list[BenchRequest]
+    result: ThroughputResult
+    profile: dict[str, Any] | None
+
+
+def run_nanolang(
+    args: argparse.Namespace, names: list[str], mode: str, spec: str | None
+) -> tuple[list[EngineRun], dict[str, Any]]:
+    """Every workload on one engine; the engine facts the records share (ceilings, KV size)."""
+    overrides = json.loads(args.hf_overrides) if args.hf_overrides else None
+    llm = LLM(
+        args.model, dtype=args.dtype, device=args.device, load_format=args.load_format,
+        hf_overrides=overrides, max_num_seqs=args.max_num_seqs,
+        max_num_batched_tokens=args.max_num_batched_tokens, enforce_eager=args.enforce_eager,
+        async_scheduling=args.async_scheduling, pipeline=spec,
+    )  # fmt: skip
+    engine = llm.engine
+    cfg, device, dtype = engine.model_config, engine.device, engine.dtype
+    facts = {
+        "cfg": cfg, "device": device,
+        "kv_elem": engine.runner.kv_caches[0][0].element_size(),
+        "weight_elem": engine.model.embed_tokens.element_size(),
+        "kv_cache_tokens": engine.blocks.allocator.num_blocks * engine.config.block_size,
+        "async_scheduling": engine.async_scheduling,
+        "kernels": dict(engine.ops.backends),
+        "ceilings": measure_ceilings(device, cfg, dtype),
+        "dtype": dtype,
+    }  # fmt: skip
+    runs = []
+    for name in names:
+        # distinct prompts per workload, a cold prefix cache: no workload reuses another's KV
+        reqs = make_requests(
+            WORKLOADS[name], args.num_requests, cfg.vocab_size, workload_seed(name), args.scale
+        )
+        if engine.blocks.cache is not None:
+            engine.blocks.cache.reset()
+        res = run_throughput(llm, reqs, args.profile_every)
+        profile = None
+        if args.profile_run:
+            if engine.blocks.cache is not None:
+                engine.blocks.cache.reset()
+            profile = profile_run(llm, reqs, args.profile_skip, args.profile_window)
+        runs.append(EngineRun(mode, name, reqs, res, profile))
+    del llm, engine  # free the GPU for the next engine and the peers
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return runs, facts
+
+
+def run_peers(
+    args: argparse.Namespace, names: list[str], device: str, command: str
+) -> list[dict[str, Any]]:
+    """vLLM / SGLang over the same workloads and requests, each in a subprocess."""
+    peers = [p for p in parse_peers(args.peer) if p in SUBPROCESS_PEERS]
+    if not peers:
+        return []
+    sites = parse_sites(args.peer_site)
+    extra = json.loads(args.peer_args) if args.peer_args else {}
+    overrides = json.loads(args.hf_overrides) if args.hf_overrides else None
+    _, cfg = resolve_model(args.model, overrides)
+    jobs = [
+        {"workload": n, "num_requests": args.num_requests, "seed": workload_seed(n),
+         "scale": args.scale}
+        for n in names
+    ]  # fmt: skip
+    max_len = max_model_len(jobs, cfg.vocab_size, cfg.max_position_embeddings)
+    records = []
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = hf_config_dir(args.model, overrides, Path(tmp) / "model")
+        for peer in peers:
+            if not importable(peer, sites.get(peer)):
+                print(f"peer {peer}: not importable here, skipped", file=sys.stderr)
+                continue
+            run = PeerRun(peer, "auto", sites.get(peer), extra.get(peer, {}))
+            for rec in run_peer(run, model_dir, jobs, max_len):
+                records.append({"model": args.model, "device": device,
+                                "date": dt.date.today().isoformat(), "command": command, **rec})
+    return records
+
+
 def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
     names = list(WORKLOADS) if args.workloads == "all" else args.workloads.split(",")
     unknown = [n for n in names if n not in WORKLOADS]
     if unknown:
         raise SystemExit(f"unknown workloads {unknown}; choose from {list(WORKLOADS)}")
-    overrides = json.loads(args.hf_overrides) if args.hf_overrides else None
+    peers = parse_peers(args.peer)
     modes = args.mode.split(",")
     specs = {mode: pipeline_spec(mode, args.plan) for mode in modes}
-    results = {}
-    async_by_mode: dict[str, bool] = {}
+    runs: list[EngineRun] = []
+    facts: dict[str, Any] = {}
     for mode in modes:
-        llm = LLM(
-            args.model, dtype=args.dtype, device=args.device, load_format=args.load_format,
-            hf_overrides=overrides, max_num_seqs=args.max_num_seqs,
-            max_num_batched_tokens=args.max_num_batched_tokens, enforce_eager=args.enforce_eager,
-            async_scheduling=args.async_scheduling, pipeline=specs[mode],
-        )  # fmt: skip
-        engine = llm.engine
-        async_by_mode[mode] = engine.async_scheduling
-        cfg, device, dtype = engine.model_config, engine.device, engine.dtype
-        elem = engine.runner.kv_caches[0][0].element_size()
-        kernels = dict(engine.ops.backends)
-        ceilings = measure_ceilings(device, cfg, dtype)
-        for seed, name in enumerate(names):
-            # distinct prompts per workload, a cold prefix cache: no workload reuses another's KV
-            reqs = make_requests(
-                WORKLOADS[name], args.num_requests, cfg.vocab_size, 1 + seed, args.scale
-            )
-            if engine.blocks.cache is not None:
-                engine.blocks.cache.reset()
-            results[mode, name] = (reqs, run_throughput(llm, reqs, args.profile_every))
-        del llm, engine  # free the GPU for the next mode and the peer
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-    peer_net = build_hf_model(args.model, device, dtype) if args.peer == "hf" else None
+        mode_runs, facts = run_nanolang(args, names, mode, specs[mode])
+        runs += mode_runs
+    device = facts["device"]
+    peer_net = build_hf_model(args.model, device, facts["dtype"]) if "hf" in peers else None
     records = []
-    for (mode, name), (reqs, res) in results.items():
+    version = nanolang_version()
+    cfg, ceilings = facts["cfg"], facts["ceilings"]
+    for r in runs:
+        res = r.result
         peer = None
-        if peer_net is not None and WORKLOADS[name].fixed and mode == modes[0]:
-            peer = run_hf_generate(peer_net, reqs[: args.peer_requests], args.peer_batch, device)
+        if peer_net is not None and WORKLOADS[r.workload].fixed and r.mode == modes[0]:
+            peer = run_hf_generate(peer_net, r.requests[: args.peer_requests], args.peer_batch,
+                                   device)  # fmt: skip
+        lengths = [(len(q.prompt_token_ids), q.output_len) for q in r.requests]
         records.append(result_record(
-            model=args.model, device_name=device_name(device), command=command, workload=name,
-            mode=mode, async_scheduling=async_by_mode[mode], pipeline=specs[mode],
-            num_requests=len(reqs), result=res,
-            roof=rooflines(
-                res.records, cfg, ceilings, elem, res.prompt_tokens + res.output_tokens
-            ),
-            ceilings=ceilings,
-            kernels=kernels, peer=peer,
+            model=args.model, device_name=device_name(device), command=command,
+            workload=r.workload, mode=r.mode, async_scheduling=facts["async_scheduling"],
+            pipeline=specs[r.mode], num_requests=len(r.requests), result=res,
+            roof=rooflines(res.records, cfg, ceilings, facts["kv_elem"],
+                           res.prompt_tokens + res.output_tokens, facts["weight_elem"]),
+            workload_roof=workload_roofline(lengths, cfg, ceilings, facts["kv_elem"],
+                                            facts["weight_elem"], facts["kv_cache_tokens"]),
+            ceilings=ceilings, kernels=facts["kernels"], peer=peer, version=version,
+            kv_cache_tokens=facts["kv_cache_tokens"], profile=r.profile,
         ))  # fmt: skip
+    del peer_net
+    gc.collect()
+    records += run_peers(args, names, device_name(device), command)
     return records
 
 

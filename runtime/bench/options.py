@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-WORKLOAD_NAMES = ("512/512", "1024/512", "512/1024", "sharegpt", "lmsys", "splitwise")
+WORKLOAD_NAMES = (
+    "512/512", "1024/512", "512/1024", "sharegpt", "lmsys", "splitwise", "1000/1000",
+)  # fmt: skip
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -19,7 +21,21 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     ap.add_argument("--scale", type=float, default=1.0, help="shrink lengths (tests)")
     ap.add_argument("--max-num-seqs", type=int, default=256)
     ap.add_argument("--max-num-batched-tokens", type=int, default=2048)
-    ap.add_argument("--profile-every", type=int, default=64)
+    ap.add_argument(
+        "--profile-every",
+        type=int,
+        default=0,
+        help="every N-th throughput iteration runs eagerly with per-operation CUDA events (0: "
+        "never; it slows the run down, so throughput runs leave it off)",
+    )
+    ap.add_argument(
+        "--profile-run",
+        action="store_true",
+        help="after each workload's throughput run, a separate run of it with the torch profiler "
+        "over --profile-window iterations (after --profile-skip): device time by kernel kind",
+    )
+    ap.add_argument("--profile-skip", type=int, default=96)
+    ap.add_argument("--profile-window", type=int, default=32)
     ap.add_argument("--enforce-eager", action="store_true")
     ap.add_argument(
         "--async-scheduling",
@@ -35,8 +51,26 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     ap.add_argument("--plan", default="default", help="pipeline plan: 'default' or a JSON path")
     ap.add_argument("--hf-overrides", default=None, help="JSON of config.json fields to replace")
-    ap.add_argument("--peer", choices=["hf", "none"], default="none")
-    ap.add_argument("--peer-requests", type=int, default=64)
-    ap.add_argument("--peer-batch", type=int, default=64)
+    ap.add_argument(
+        "--peer",
+        default="none",
+        help="comma list of peers run on the same workloads after nanolang: vllm and sglang "
+        "(every workload and request, in a subprocess, where importable), hf (transformers' "
+        "generate on the first --peer-requests of each fixed workload), none",
+    )
+    ap.add_argument(
+        "--peer-site",
+        action="append",
+        default=[],
+        metavar="ENGINE=DIR",
+        help="a staged site directory put first on that peer's PYTHONPATH (repeatable)",
+    )
+    ap.add_argument(
+        "--peer-args",
+        default=None,
+        help='JSON of extra engine arguments per peer, e.g. \'{"vllm": {"max_num_seqs": 512}}\'',
+    )
+    ap.add_argument("--peer-requests", type=int, default=64, help="hf peer only")
+    ap.add_argument("--peer-batch", type=int, default=64, help="hf peer only")
     ap.add_argument("--out", type=Path, default=None, help="JSON file to write (a list)")
     return ap

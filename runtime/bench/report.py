@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from runtime.bench.hf_peer import PeerResult
-from runtime.bench.roofline import Ceilings, Rooflines
+from runtime.bench.roofline import Ceilings, Rooflines, WorkloadRoofline
 from runtime.bench.throughput import ThroughputResult
 
 
@@ -25,6 +25,11 @@ def result_record(
     ceilings: Ceilings,
     kernels: dict[str, str],
     peer: PeerResult | None,
+    workload_roof: WorkloadRoofline | None = None,
+    version: str = "unknown",
+    kv_cache_tokens: int | None = None,
+    kv_cache_dtype: str = "auto",
+    profile: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     total = result.total_tokens_per_s
     iters = len(result.records)
@@ -33,6 +38,8 @@ def result_record(
     share = {k: v / prof for k, v in result.seconds_by_kind.items()}
     gemm, attn = share.get("gemm", 0.0), share.get("attention", 0.0)
     record: dict[str, Any] = {
+        "engine": "nanolang",
+        "version": version,
         "model": model,
         "device": device_name,
         "date": dt.date.today().isoformat(),
@@ -42,6 +49,10 @@ def result_record(
         "pipeline": pipeline,
         "async_scheduling": async_scheduling,
         "num_requests": num_requests,
+        "kv_cache_dtype": kv_cache_dtype,
+        "kv_cache_tokens": kv_cache_tokens,
+        "max_batch_seqs": result.max_batch_seqs,
+        "preemptions": result.preemptions,
         "prompt_tokens": result.prompt_tokens,
         "output_tokens": result.output_tokens,
         "seconds": round(result.seconds, 3),
@@ -49,11 +60,14 @@ def result_record(
         "output_tokens_per_s": round(result.output_tokens_per_s, 1),
         "iterations": iters,
         "mean_iteration_ms": round(mean_iter * 1e3, 3),
+        # from eager per-operation events (--profile-every); None when the run was not profiled
         "mean_iteration_split_ms": {
             "gemm": round(mean_iter * gemm * 1e3, 3),
             "attention": round(mean_iter * attn * 1e3, 3),
             "other": round(mean_iter * max(0.0, 1 - gemm - attn) * 1e3, 3),
-        },
+        }
+        if result.profiled_iterations
+        else None,
         "profiled_iterations": result.profiled_iterations,
         "profiled_ops_ms_per_iteration": {
             name: round(secs / max(1, result.profiled_iterations) * 1e3, 3)
@@ -76,6 +90,17 @@ def result_record(
         "pct_tight_roofline": round(100 * total / roof.tight_tokens_per_s, 1),
         "kernels": kernels,
     }
+    if workload_roof is not None:
+        record["workload_roofline_tokens_per_s"] = round(workload_roof.tokens_per_s, 1)
+        record["pct_workload_roofline"] = round(100 * total / workload_roof.tokens_per_s, 1)
+        record["workload_roofline"] = {
+            "compute_s": round(workload_roof.compute_seconds, 3),
+            "memory_s": round(workload_roof.memory_seconds, 3),
+            "max_batch": workload_roof.max_batch,
+            "min_iterations": workload_roof.min_iterations,
+        }
+    if profile is not None:
+        record["profile"] = profile
     if peer is not None:
         record["peer"] = {
             "name": peer.name,
@@ -98,17 +123,22 @@ def render_table(records: list[dict[str, Any]]) -> Any:
     from rich.table import Table
 
     table = Table(title="offline throughput")
-    for col in ("workload", "mode", "total tok/s", "output tok/s", "iter ms (gemm/attn/other)",
-                "% compute", "% tight", "peer total tok/s"):  # fmt: skip
+    for col in ("engine", "workload", "requests", "kv", "total tok/s", "output tok/s",
+                "max batch", "% tight", "% workload roofline", "hf peer tok/s"):  # fmt: skip
         table.add_column(col)
     for r in records:
-        split = r["mean_iteration_split_ms"]
         peer = r.get("peer", {}).get("total_tokens_per_s", "-")
+        engine = r["engine"] + ("" if r.get("mode", "sequential") == "sequential"
+                                else f' ({r["mode"]})')  # fmt: skip
         table.add_row(
-            r["workload"], r["mode"], f'{r["total_tokens_per_s"]:.0f}',
-            f'{r["output_tokens_per_s"]:.0f}',
-            f'{r["mean_iteration_ms"]:.1f} ({split["gemm"]:.1f}/{split["attention"]:.1f}/'
-            f'{split["other"]:.1f})',
-            f'{r["pct_compute_roofline"]:.1f}', f'{r["pct_tight_roofline"]:.1f}', str(peer),
+            engine, r["workload"], str(r["num_requests"]), r.get("kv_cache_dtype", "auto"),
+            f'{r["total_tokens_per_s"]:.0f}', f'{r["output_tokens_per_s"]:.0f}',
+            str(r.get("max_batch_seqs", "-")), _pct(r, "pct_tight_roofline"),
+            _pct(r, "pct_workload_roofline"), str(peer),
         )  # fmt: skip
     return table
+
+
+def _pct(record: dict[str, Any], key: str) -> str:
+    value = record.get(key)
+    return "-" if value is None else f"{value:.1f}"

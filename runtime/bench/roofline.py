@@ -94,11 +94,17 @@ class Rooflines:
 
 
 def rooflines(
-    records: list[IterationRecord], cfg: ModelConfig, ceilings: Ceilings, elem: int, tokens: int
+    records: list[IterationRecord],
+    cfg: ModelConfig,
+    ceilings: Ceilings,
+    elem: int,
+    tokens: int,
+    weight_elem: int | None = None,
 ) -> Rooflines:
-    """``tokens``: prompt + output tokens of the run (the throughput's numerator)."""
+    """``tokens``: prompt + output tokens of the run (the throughput's numerator); ``elem``:
+    bytes per KV cache element, ``weight_elem`` per weight element (default: ``elem``)."""
     kv_per_token = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * elem
-    w_bytes = weight_bytes(cfg, elem)
+    w_bytes = weight_bytes(cfg, weight_elem or elem)
     attn_flops_per_pair = 4 * cfg.num_heads * cfg.head_dim * cfg.num_layers
     mem_time = tight_time = 0.0
     for r in records:
@@ -111,4 +117,60 @@ def rooflines(
         compute_tokens_per_s=ceilings.gemm_flops / (2 * cfg.num_parameters),
         memory_tokens_per_s=tokens / mem_time if mem_time else 0.0,
         tight_tokens_per_s=tokens / tight_time if tight_time else 0.0,
+    )
+
+
+@dataclass(frozen=True)
+class WorkloadRoofline:
+    """A bound that depends only on the workload, the model, the ceilings and the KV capacity,
+    not on how an engine schedules it, so engines can be compared against one number."""
+
+    tokens_per_s: float
+    compute_seconds: float
+    memory_seconds: float
+    max_batch: int  # sequences the KV cache holds at their mean final length
+    min_iterations: int
+
+
+def workload_roofline(
+    lengths: list[tuple[int, int]],
+    cfg: ModelConfig,
+    ceilings: Ceilings,
+    kv_elem: int,
+    weight_elem: int,
+    kv_capacity_tokens: int,
+) -> WorkloadRoofline:
+    """``lengths``: (prompt, output) tokens of every request; ``kv_elem`` / ``weight_elem``:
+    bytes per element of the KV cache and of the weights.
+
+    Compute: 2 x parameters per token plus attention's 4 x heads x head_dim per query-key pair
+    (causal prompt, then each decode token over its context), at the GEMM peak. Memory: the KV
+    cache holds at most ``max_batch`` sequences at once, so generating the outputs takes at least
+    max(longest output, total output / max_batch) iterations, each reading the weights once; on
+    top, every decode token reads its context's KV once, and every token's KV is written once
+    (and read once more by its prompt's attention). The bound is the larger of the two times.
+    """
+    kv_per_token = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * kv_elem
+    tokens = sum(p + o for p, o in lengths)
+    pairs = 0
+    decode_ctx = 0
+    for p, o in lengths:
+        decode = sum(range(p + 1, p + o))  # decode token at position q attends q + 1 keys
+        pairs += p * (p + 1) // 2 + decode
+        decode_ctx += decode
+    attn_per_pair = 4 * cfg.num_heads * cfg.head_dim * cfg.num_layers
+    flops = 2 * cfg.num_parameters * tokens + attn_per_pair * pairs
+    mean_len = tokens / max(1, len(lengths))
+    max_batch = max(1, min(len(lengths), int(kv_capacity_tokens // max(1.0, mean_len))))
+    total_out = sum(o for _, o in lengths)
+    iters = max(max((o for _, o in lengths), default=0), -(-total_out // max_batch))
+    kv_bytes = kv_per_token * (decode_ctx + 2 * tokens)
+    mem = (iters * weight_bytes(cfg, weight_elem) + kv_bytes) / ceilings.hbm_bytes_per_s
+    comp = flops / ceilings.gemm_flops
+    return WorkloadRoofline(
+        tokens_per_s=tokens / max(mem, comp, 1e-12),
+        compute_seconds=comp,
+        memory_seconds=mem,
+        max_batch=max_batch,
+        min_iterations=iters,
     )

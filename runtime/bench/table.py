@@ -15,23 +15,74 @@ def _row(cells: list[Any]) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
+def _split(r: dict[str, Any]) -> str:
+    """Iteration time and its GEMM / attention / other split: from the profiled run (device
+    kernel times) when there is one, else from eager per-operation events, else the time alone."""
+    prof = r.get("profile")
+    if prof:
+        d = prof["device_ms_per_iteration"]
+        return (f'{prof["wall_ms_per_iteration"]:.1f} ({d["gemm"]:.1f} / {d["attention"]:.1f} / '
+                f'{d["other"]:.1f} / idle {prof["idle_ms_per_iteration"]:.1f})')  # fmt: skip
+    split = r.get("mean_iteration_split_ms")
+    if split:
+        return (f'{r["mean_iteration_ms"]:.1f} ({split["gemm"]:.1f} / {split["attention"]:.1f} / '
+                f'{split["other"]:.1f})')  # fmt: skip
+    return f'{r["mean_iteration_ms"]:.1f}'
+
+
 def throughput_table(records: list[dict[str, Any]]) -> str:
     head = ["workload", "mode", "async sched.", "total tok/s", "output tok/s",
-            "iteration ms (GEMM / attention / other)", "% compute roofline",
+            "iteration ms (GEMM / attention / other [/ idle])", "% compute roofline",
             "% memory roofline", "% tight roofline", "CPU on critical path %",
             "HF peer total tok/s (requests)"]  # fmt: skip
     lines = [_row(head), _row(["---"] * len(head))]
     for r in records:
-        split = r["mean_iteration_split_ms"]
+        if r.get("engine", "nanolang") != "nanolang":
+            continue
         peer = r.get("peer")
         lines.append(_row([
             r["workload"], r["mode"], "yes" if r.get("async_scheduling") else "no",
-            f'{r["total_tokens_per_s"]:,.0f}', f'{r["output_tokens_per_s"]:,.0f}',
-            f'{r["mean_iteration_ms"]:.1f} ({split["gemm"]:.1f} / {split["attention"]:.1f} / '
-            f'{split["other"]:.1f})',
+            f'{r["total_tokens_per_s"]:,.0f}', f'{r["output_tokens_per_s"]:,.0f}', _split(r),
             r["pct_compute_roofline"], r.get("pct_memory_roofline", "-"), r["pct_tight_roofline"],
             r.get("cpu_critical_path_pct", "-"),
             f'{peer["total_tokens_per_s"]:,.0f} ({peer["num_requests"]})' if peer else "-",
+        ]))  # fmt: skip
+    return "\n".join(lines)
+
+
+def _engine(r: dict[str, Any]) -> str:
+    name = r.get("engine", "nanolang")
+    if r.get("mode", "sequential") != "sequential":
+        name += f' ({r["mode"]})'
+    if r.get("kv_cache_dtype", "auto") != "auto":
+        name += f' {r["kv_cache_dtype"]} KV'
+    return str(name)
+
+
+def comparison_table(records: list[dict[str, Any]]) -> str:
+    """Total tokens/s per (workload, requests) and engine; nanolang's largest batch and its share
+    of the workload roofline; nanolang / best peer."""
+    engines = list(dict.fromkeys(_engine(r) for r in records))
+    if len(engines) < 2:
+        return ""
+    rows: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
+    for r in records:
+        rows.setdefault((r["workload"], r["num_requests"]), {})[_engine(r)] = r
+    head = ["workload (requests)", *engines, "nanolang max batch", "nanolang % workload roofline",
+            "nanolang / best peer"]  # fmt: skip
+    lines = [_row(head), _row(["---"] * len(head))]
+    for (workload, n), by_engine in rows.items():
+        ours = by_engine.get("nanolang")
+        peers = [r["total_tokens_per_s"] for e, r in by_engine.items() if
+                 not e.startswith("nanolang")]  # fmt: skip
+        ratio = (f'{ours["total_tokens_per_s"] / max(peers):.2f}x' if ours and peers else "-")
+        lines.append(_row([
+            f"{workload} ({n})",
+            *(f'{by_engine[e]["total_tokens_per_s"]:,.0f}' if e in by_engine else "-"
+              for e in engines),
+            ours.get("max_batch_seqs", "-") if ours else "-",
+            ours.get("pct_workload_roofline", "-") if ours else "-",
+            ratio,
         ]))  # fmt: skip
     return "\n".join(lines)
 
@@ -79,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(throughput_table(records))
     print()
+    comparison = comparison_table(records)
+    if comparison:
+        print(comparison)
+        print()
     print(provenance(records))
     return 0
 

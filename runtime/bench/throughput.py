@@ -25,6 +25,12 @@ class ThroughputResult:
     seconds_by_op: dict[str, float]  # summed over the profiled iterations and layers
     profiled_seconds: float  # wall time of the profiled iterations
     host: dict[str, float]  # host seconds summed over all iterations: schedule, prepare, ...
+    preemptions: int = 0
+
+    @property
+    def max_batch_seqs(self) -> int:
+        """The largest batch (sequences in one iteration) the run reached."""
+        return max((r.num_seqs for r in self.records), default=0)
 
     @property
     def total_tokens_per_s(self) -> float:
@@ -41,7 +47,7 @@ def _sync(device: torch.device) -> None:
 
 
 def run_throughput(
-    llm: LLM, requests: list[BenchRequest], profile_every: int = 64
+    llm: LLM, requests: list[BenchRequest], profile_every: int = 0
 ) -> ThroughputResult:
     """Submit every request, step until all finish; every ``profile_every``-th iteration runs
     eagerly with per-operation events (its time is kept apart from the breakdown's denominator)."""
@@ -55,6 +61,7 @@ def run_throughput(
     host = dict.fromkeys(("schedule", "prepare", "wait", "postprocess", "gpu"), 0.0)
     profiled, profiled_secs = 0, 0.0
     output_tokens = 0
+    preempted = engine.stats.num_preemptions
     _sync(engine.device)
     start = time.perf_counter()
     while engine.has_unfinished_requests():
@@ -95,4 +102,5 @@ def run_throughput(
         seconds_by_op=by_op,
         profiled_seconds=profiled_secs,
         host=host,
+        preemptions=engine.stats.num_preemptions - preempted,
     )

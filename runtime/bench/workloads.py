@@ -29,8 +29,15 @@ WORKLOADS = {
         Workload("sharegpt", 246, 322, False),
         Workload("lmsys", 102, 222, False),
         Workload("splitwise", 1155, 211, False),
+        Workload("1000/1000", 1000, 1000, True),
     )
 }
+
+
+def workload_seed(name: str) -> int:
+    """The request generator's seed of a workload: its place in WORKLOADS, plus one, whichever
+    subset a run selects (so every run, and every peer, gets the same requests)."""
+    return 1 + list(WORKLOADS).index(name)
 
 
 @dataclass(frozen=True)

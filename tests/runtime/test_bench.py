@@ -7,11 +7,13 @@ from pathlib import Path
 
 from runtime.bench.__main__ import execute
 from runtime.bench.options import build_parser
-from runtime.bench.workloads import WORKLOADS, make_requests
+from runtime.bench.workloads import WORKLOADS, make_requests, workload_seed
 
 REQUIRED = {
-    "model", "device", "date", "command", "workload", "mode", "total_tokens_per_s",
-    "output_tokens_per_s", "pct_compute_roofline", "pct_tight_roofline",
+    "engine", "version", "model", "device", "date", "command", "workload", "mode",
+    "num_requests", "total_tokens_per_s", "output_tokens_per_s", "pct_compute_roofline",
+    "pct_tight_roofline", "workload_roofline_tokens_per_s", "pct_workload_roofline",
+    "kv_cache_tokens", "max_batch_seqs",
 }  # fmt: skip
 
 
@@ -41,5 +43,32 @@ def test_bench_writes_one_record_per_workload(tiny_llama: str, tmp_path: Path) -
         pct = 100 * r["total_tokens_per_s"] / r["tight_roofline_tokens_per_s"]
         assert abs(r["pct_tight_roofline"] - pct) < 0.1
         assert r["tight_roofline_tokens_per_s"] <= r["compute_roofline_tokens_per_s"] + 1e-6
+        assert r["engine"] == "nanolang" and r["num_requests"] == 4
+        assert 1 <= r["max_batch_seqs"] <= 4
+        assert r["mean_iteration_split_ms"] is not None  # --profile-every was given
     fixed = records[0]
     assert fixed["prompt_tokens"] == 4 * 10 and fixed["output_tokens"] == 4 * 10
+
+
+def test_throughput_runs_are_unprofiled_and_a_profiled_run_explains_them(
+    tiny_llama: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "bench.json"
+    args = build_parser().parse_args([
+        "--model", tiny_llama, "--load-format", "auto", "--device", "cpu",
+        "--workloads", "1000/1000", "--num-requests", "3", "--scale", "0.01",
+        "--profile-run", "--profile-skip", "2", "--profile-window", "3", "--out", str(out),
+    ])  # fmt: skip
+    assert execute(args, "test") == 0
+    (record,) = json.loads(out.read_text())
+    assert record["profiled_iterations"] == 0 and record["mean_iteration_split_ms"] is None
+    prof = record["profile"]
+    assert prof["iterations"] == 3 and prof["skip_iterations"] == 2
+    assert prof["device_ms_per_iteration"]["gemm"] > 0  # aten::mm / addmm of the projections
+    assert prof["wall_ms_per_iteration"] >= prof["device_busy_ms_per_iteration"] > 0
+    assert record["output_tokens"] == 3 * 10  # the profiled run did not disturb the measured one
+
+
+def test_workload_seeds_do_not_depend_on_the_selection() -> None:
+    assert workload_seed("512/512") == 1 and workload_seed("1000/1000") == len(WORKLOADS)
+    assert list(WORKLOADS)[-1] == "1000/1000" and WORKLOADS["1000/1000"].fixed

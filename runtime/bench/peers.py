@@ -1,0 +1,114 @@
+"""Peer engines (vLLM, SGLang) in the same benchmark run, each in a subprocess.
+
+A peer runs only where it is importable (on the GPU machine: staged by ../shared/tools/peers/);
+otherwise the benchmark says so on stderr and goes on. ``--peer-site vllm=/tmp/vsite`` puts a
+staged site directory first on that peer's ``PYTHONPATH``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runtime.bench.workloads import WORKLOADS, make_requests
+from runtime.config import PRESET_DIR, read_json
+from runtime.model.loader import resolve_model
+
+logger = logging.getLogger("runtime.bench")
+
+SUBPROCESS_PEERS = ("vllm", "sglang")
+MODEL_TYPES = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral",
+               "Qwen2ForCausalLM": "qwen2"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PeerRun:
+    engine: str
+    kv_cache_dtype: str
+    site: str | None  # a directory put first on the worker's PYTHONPATH
+    engine_args: dict[str, Any]
+
+
+def parse_peers(spec: str) -> list[str]:
+    """``"vllm,sglang,hf"`` -> names, checked; ``"none"`` or empty -> []."""
+    names = [p.strip() for p in spec.split(",") if p.strip() and p.strip() != "none"]
+    bad = [n for n in names if n not in (*SUBPROCESS_PEERS, "hf")]
+    if bad:
+        raise ValueError(f"unknown peer(s) {bad}; choose from vllm, sglang, hf, none")
+    return names
+
+
+def parse_sites(items: list[str]) -> dict[str, str]:
+    sites = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or name not in SUBPROCESS_PEERS:
+            raise ValueError(f"--peer-site takes ENGINE=DIR with ENGINE in {SUBPROCESS_PEERS}")
+        sites[name] = path
+    return sites
+
+
+def importable(engine: str, site: str | None) -> bool:
+    """Whether the peer's package can be found (in ``site`` or on this interpreter's path)."""
+    if site is not None and (Path(site) / engine).is_dir():
+        return True
+    return importlib.util.find_spec(engine) is not None
+
+
+def hf_config_dir(model: str, hf_overrides: dict[str, Any] | None, into: Path) -> Path:
+    """A model directory a peer can read: the model's own, or a preset's config.json written out
+    (random weights: peers run with ``load_format="dummy"``), with overrides applied."""
+    path, _ = resolve_model(model, hf_overrides)
+    cfg = read_json(path / "config.json" if path else PRESET_DIR / f"{model}.json")
+    if path is not None and not hf_overrides:
+        return path
+    cfg.update(hf_overrides or {})
+    cfg.setdefault("model_type", MODEL_TYPES.get(cfg["architectures"][0], "llama"))
+    into.mkdir(parents=True, exist_ok=True)
+    (into / "config.json").write_text(json.dumps(cfg, indent=1))
+    return into
+
+
+def max_model_len(workloads: list[dict[str, Any]], vocab_size: int, limit: int) -> int:
+    """The longest prompt + output among the jobs, rounded up to 256 and capped at ``limit``."""
+    longest = 0
+    for w in workloads:
+        reqs = make_requests(
+            WORKLOADS[w["workload"]], w["num_requests"], vocab_size, w["seed"], w["scale"]
+        )
+        longest = max(longest, *(len(r.prompt_token_ids) + r.output_len for r in reqs))
+    return min(limit, 256 * math.ceil(longest / 256))
+
+
+def run_peer(
+    run: PeerRun, model_dir: Path, workloads: list[dict[str, Any]], max_len: int
+) -> list[dict[str, Any]]:
+    """Run one peer over the workloads in a subprocess; its records (empty if it failed)."""
+    job = {
+        "engine": run.engine, "model_dir": str(model_dir), "kv_cache_dtype": run.kv_cache_dtype,
+        "max_model_len": max_len, "workloads": workloads, "engine_args": run.engine_args,
+    }  # fmt: skip
+    env = dict(os.environ)
+    # the worker imports runtime.bench from this checkout, the peer from its site
+    paths = [p for p in (run.site, str(Path(__file__).resolve().parents[2])) if p]
+    env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    with tempfile.TemporaryDirectory() as tmp:
+        job_path, out_path = Path(tmp) / "job.json", Path(tmp) / "out.json"
+        job_path.write_text(json.dumps(job))
+        cmd = [sys.executable, "-m", "runtime.bench.peer_worker", str(job_path), str(out_path)]
+        proc = subprocess.run(cmd, env=env, check=False)
+        if proc.returncode != 0 or not out_path.exists():
+            logger.warning("peer %s failed (exit %s); see its output above", run.engine,
+                           proc.returncode)  # fmt: skip
+            return []
+        records: list[dict[str, Any]] = json.loads(out_path.read_text())
+        return records

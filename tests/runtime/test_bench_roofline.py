@@ -1,0 +1,49 @@
+"""The workload roofline: a bound from the workload, the model and the KV capacity alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from runtime.bench.roofline import Ceilings, weight_bytes, workload_roofline
+from runtime.config import ModelConfig
+
+CFG = ModelConfig.from_hf({
+    "architectures": ["LlamaForCausalLM"], "vocab_size": 100, "hidden_size": 8,
+    "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+})  # fmt: skip
+CEIL = Ceilings(gemm_flops=1e6, hbm_bytes_per_s=1e4)
+
+
+def test_hand_computed_bound() -> None:
+    lengths = [(4, 3), (4, 3)]
+    roof = workload_roofline(lengths, CFG, CEIL, kv_elem=2, weight_elem=2, kv_capacity_tokens=7)
+    # the cache holds one 7-token sequence: 6 output tokens need 6 iterations
+    assert (roof.max_batch, roof.min_iterations) == (1, 6)
+    kv_per_token = 2 * 2 * 1 * 4 * 2  # k and v, layers, kv heads, head_dim, bytes
+    decode_ctx = 2 * (5 + 6)  # decode tokens at positions 4 and 5 attend 5 and 6 keys
+    mem = (6 * weight_bytes(CFG, 2) + kv_per_token * (decode_ctx + 2 * 14)) / 1e4
+    pairs = 2 * (10 + 11)
+    comp = (2 * CFG.num_parameters * 14 + 4 * 2 * 4 * 2 * pairs) / 1e6
+    assert roof.memory_seconds == pytest.approx(mem)
+    assert roof.compute_seconds == pytest.approx(comp)
+    assert roof.tokens_per_s == pytest.approx(14 / max(mem, comp))
+
+
+def test_more_kv_capacity_never_lowers_the_bound() -> None:
+    lengths = [(50 + i, 20 + 3 * i) for i in range(40)]
+    last = 0.0
+    for cap in (100, 1_000, 10_000, 100_000):
+        roof = workload_roofline(lengths, CFG, CEIL, 2, 2, cap)
+        assert roof.tokens_per_s >= last
+        last = roof.tokens_per_s
+    assert roof.max_batch == 40 and roof.min_iterations == max(o for _, o in lengths)
+
+
+def test_an_fp8_cache_moves_half_the_kv_bytes() -> None:
+    lengths = [(300, 300)] * 8
+    bf16 = workload_roofline(lengths, CFG, CEIL, 2, 2, 10**6)
+    fp8 = workload_roofline(lengths, CFG, CEIL, 1, 2, 10**6)
+    kv_bf16 = bf16.memory_seconds * 1e4 - bf16.min_iterations * weight_bytes(CFG, 2)
+    kv_fp8 = fp8.memory_seconds * 1e4 - fp8.min_iterations * weight_bytes(CFG, 2)
+    assert kv_fp8 == pytest.approx(kv_bf16 / 2)
