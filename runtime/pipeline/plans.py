@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from runtime.pipeline.plan import OpSplit, Partition, Plan, Step, Unit
+from runtime.pipeline.plan import OpSplit, Partition, Plan, PlanError, Step, Unit
+from runtime.pipeline.planset import PlanSet, is_plan_set
 
 PLAN_DIR = Path(__file__).parent / "plans"
+SEARCHED_DIR = PLAN_DIR / "searched"  # plan sets from `nanolang tune`, one directory each
 # the Llama decoder's operations (runtime.model.llama.DecoderLayer.operations)
 LLAMA_OPS = ("input_norm", "qkv_proj", "rope", "store_kv", "attention",
              "o_proj", "post_attn_norm", "gate_up_proj", "act", "down_proj")  # fmt: skip
@@ -69,6 +73,46 @@ def load_plans(spec: str) -> dict[str, Plan]:
     if variant == "sequential":
         plans = {k: p.sequential() for k, p in plans.items()}
     return plans
+
+
+def searched_plan_set(
+    signature: dict[str, int], device: str, directory: Path = SEARCHED_DIR
+) -> PlanSet | None:
+    """The searched plan set for this model (by layer sizes) and device, if one is shipped."""
+    for path in sorted(directory.glob("*/planset.json")):
+        d = json.loads(path.read_text())
+        if is_plan_set(d) and d.get("signature") == signature and d.get("device") == device:
+            return PlanSet.load(path)
+    return None
+
+
+def load_pipeline(
+    spec: str, signature: dict[str, int] | None = None, device: str = ""
+) -> PlanSet | dict[str, Plan]:
+    """What ``EngineConfig.pipeline`` names: 'default' (the searched plan set for this model
+    and device when one exists, else the hand-picked plans by workload class), a plan JSON or
+    a plan-set JSON; any of them with ':sequential' (the same nano-batches on one stream)."""
+    base, _, variant = spec.partition(":")
+    if variant not in ("", "sequential"):
+        raise ValueError(f"unknown plan variant {variant!r} in {spec!r}; use ':sequential'")
+    found: PlanSet | None = None
+    if base == "default":
+        found = searched_plan_set(signature, device) if signature is not None else None
+    elif _is_plan_set_file(base):
+        found = PlanSet.load(base)
+    if found is None:
+        return load_plans(spec)
+    if variant == "sequential":
+        plans = {name: p.sequential() for name, p in found.plans.items()}
+        found = replace(found, plans=plans)
+    return found
+
+
+def _is_plan_set_file(path: str) -> bool:
+    try:
+        return is_plan_set(json.loads(Path(path).read_text()))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise PlanError(f"cannot read pipeline plan {path}: {exc}") from exc
 
 
 def workload_class(num_tokens: int, num_decode_seqs: int) -> str:

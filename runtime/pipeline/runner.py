@@ -1,30 +1,61 @@
-"""The model runner's forward function when a pipeline is configured: one executor per workload
-class, chosen per batch."""
+"""The model runner's forward function when a pipeline is configured: a plan per batch, from a
+searched plan set (by batch shape: decode sequences, prefill tokens, mean context; some shapes
+run the dense forward) or from the hand-picked plans (by workload class)."""
 
 from __future__ import annotations
 
 import torch
 
-from kernels import Ops
+from kernels import AttentionMetadata, Ops
 from runtime.model.llama import ForwardContext, LlamaModel
 from runtime.pipeline.executor import PipelineExecutor
-from runtime.pipeline.plans import load_plans, workload_class
+from runtime.pipeline.plan import PlanError
+from runtime.pipeline.plans import load_pipeline, workload_class
+from runtime.pipeline.planset import PlanSet, signature_of
 
 
 class PipelineForward:
     """Callable like ``LlamaModel.forward``: (input_ids [T], ctx) -> hidden [T, H]."""
 
     def __init__(self, spec: str, model: LlamaModel, ops: Ops) -> None:
-        self.spec = spec
-        plans = load_plans(spec)
-        self.executors = {cls: PipelineExecutor(plan, model, ops) for cls, plan in plans.items()}
+        self.spec, self.model = spec, model
+        device = model.embed_tokens.device
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        elem = model.embed_tokens.element_size()
+        signature = signature_of(model.cfg, elem)
+        source = load_pipeline(spec, signature, name)
+        if isinstance(source, PlanSet) and source.signature and source.signature != signature:
+            raise PlanError(
+                f"plan set {spec!r} was searched for layers {source.signature}, this model has "
+                f"{signature}: run `nanolang tune` for it"
+            )
+        self.planset = source if isinstance(source, PlanSet) else None
+        plans = source.plans if isinstance(source, PlanSet) else source
+        self.executors = {key: PipelineExecutor(plan, model, ops) for key, plan in plans.items()}
 
-    def executor_for(self, num_tokens: int, num_decode_seqs: int) -> PipelineExecutor:
-        return self.executors[workload_class(num_tokens, num_decode_seqs)]
+    def executor_for(
+        self, num_tokens: int, num_decode_seqs: int, context: float | None = None
+    ) -> PipelineExecutor | None:
+        """The executor of a batch's plan; None: the plan set says dense for this shape."""
+        if self.planset is None:
+            return self.executors[workload_class(num_tokens, num_decode_seqs)]
+        bucket = self.planset.lookup(num_decode_seqs, num_tokens - num_decode_seqs, context)
+        return None if bucket.plan is None else self.executors[bucket.plan]
 
     def __call__(self, input_ids: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
-        ex = self.executor_for(int(input_ids.shape[0]), ctx.attn.num_decode_seqs)
-        return ex.forward(input_ids, ctx)
+        num_tokens = int(input_ids.shape[0])
+        ex = self.executor_for(num_tokens, ctx.attn.num_decode_seqs, mean_context(ctx.attn))
+        return self.model(input_ids, ctx) if ex is None else ex.forward(input_ids, ctx)
 
     def describe(self) -> str:
+        if self.planset is not None:
+            dense = sum(1 for b in self.planset.buckets if b.plan is None)
+            return (f"plan set for {self.planset.device}: {len(self.planset.buckets)} buckets, "
+                    f"{dense} dense, {len(self.executors)} plans")  # fmt: skip
         return ", ".join(f"{c}: {e.plan.name}" for c, e in self.executors.items())
+
+
+def mean_context(meta: AttentionMetadata) -> float | None:
+    """Mean context length of the batch's sequences; None without host copies (graph capture)."""
+    lens = meta.context_lens_host
+    return sum(lens) / len(lens) if lens else None

@@ -1,0 +1,144 @@
+"""The search: for every batch-shape bucket, NanoFlow's two stages (schedule.py) against the
+dense forward; the answer is a plan or ``dense``, with predicted forward times."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from runtime.pipeline.plan import Plan
+from runtime.pipeline.planset import Bucket, PlanSet
+from runtime.tune.costs import SEGMENTS, BatchShape, Costs, Layout, layouts
+from runtime.tune.emit import to_plan
+from runtime.tune.milp import MilpError, Solver
+from runtime.tune.profile import Profile
+from runtime.tune.schedule import Schedule, grid_points, stage_one, stage_two
+
+logger = logging.getLogger("runtime.tune")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    decode_points: tuple[int, ...] = (0, 64, 128, 256, 512, 1024)
+    prefill_points: tuple[int, ...] = (0, 512, 1024, 2048)
+    context_points: tuple[int, ...] = (512, 1024, 2048, 4096)
+    graph_context: int = 1024  # decode CUDA graphs have no host lengths: they use this bucket
+    max_tokens: int = 4096  # larger shapes stay dense (beyond any iteration's token budget)
+    max_nano_batches: int = 4
+    granules: int = 8  # nano-batch boundaries on a grid of this many steps of the batch
+    margin: float = 0.02  # a plan must beat dense by this fraction, else dense
+    solver: Solver = Solver.AUTO
+    time_limit_s: float = 30.0  # per mixed-integer program
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.max_nano_batches <= self.granules:
+            raise ValueError("need 2 <= max_nano_batches <= granules")
+        if not 0 <= self.margin < 1:
+            raise ValueError("margin must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class ShapeResult:
+    shape: BatchShape
+    dense_us: float  # decoder layers of one forward, dense
+    predicted_us: float  # the same with the chosen plan (dense_us when dense wins)
+    schedule: Schedule | None  # the best pipeline found (None: none possible)
+    plan: Plan | None  # None: dense wins
+    reason: str
+
+
+def nominal_layout(costs: Costs, options: list[Layout]) -> Layout:
+    """Stage I's layout: the one whose even two-way split balances best (the larger of the two
+    sides' work and the HBM time, smallest)."""
+    rows = costs.shape.tokens
+    halves = [(0, rows // 2), (rows // 2, rows)]
+
+    def bound(lay: Layout) -> float:
+        att = sum(costs.us(lay, "att", a, b) for a, b in halves)
+        rest = sum(costs.us(lay, s, a, b) for a, b in halves for s in ("pre", "post"))
+        hbm = sum(costs.hbm_us(costs.bytes(s, a, b)) for a, b in halves for s in SEGMENTS)
+        return max(att, rest, hbm)
+
+    return min(options, key=bound)
+
+
+def search_shape(profile: Profile, shape: BatchShape, cfg: SearchConfig) -> ShapeResult:
+    costs = Costs(profile, shape)
+    layers = profile.shape.num_layers
+    dense = layers * costs.dense_layer_us()
+
+    def result(schedule: Schedule | None, plan: Plan | None, reason: str) -> ShapeResult:
+        predicted = dense if plan is None or schedule is None else schedule.forward_us(layers)
+        return ShapeResult(shape, dense, predicted, schedule, plan, reason)
+
+    options = layouts(profile)
+    if not options:
+        return result(None, None, "the device runs one stream at a time: nothing can overlap")
+    if shape.tokens > cfg.max_tokens:
+        return result(None, None, f"more than {cfg.max_tokens} tokens: not searched")
+    cuts = len(grid_points(shape.tokens, cfg.granules)) - 1
+    counts = range(2, min(cfg.max_nano_batches, cuts) + 1)
+    if not counts:
+        return result(None, None, f"{shape.tokens} rows cannot be split")
+    nominal = nominal_layout(costs, options)
+    cutoff = dense  # each count must beat dense and the counts before it
+    first: Schedule | None = None
+    for n in counts:
+        try:
+            s = stage_one(costs, nominal, n, cfg.granules, cfg.solver, cfg.time_limit_s, cutoff)
+        except MilpError:  # nothing at most the cutoff
+            continue
+        if first is None or s.forward_us(layers) < first.forward_us(layers):
+            first, cutoff = s, s.forward_us(layers) * (1 + 1e-9)
+    if first is None:
+        return result(None, None, "no pipeline is faster than dense")
+    best = stage_two(costs, first, options, cfg.solver, cfg.time_limit_s, cutoff * (1 + 1e-6))
+    if best.forward_us(layers) > first.forward_us(layers):  # stage II keeps stage I's option
+        best = first
+    predicted = best.forward_us(layers)
+    if predicted >= dense * (1 - cfg.margin):
+        why = f"best pipeline {predicted / 1e3:.3f} ms is not {cfg.margin:.0%} below dense"
+        return result(best, None, why)
+    name = _plan_name(profile, shape, best)
+    plan = to_plan(name, best, costs)
+    return result(best, plan, f"{best.nano_batches} nano-batches on {best.layout.name}")
+
+
+def search_plans(
+    profile: Profile, cfg: SearchConfig | None = None, profile_name: str = ""
+) -> tuple[PlanSet, list[ShapeResult]]:
+    """Every bucket of the grid: a plan set (plans in memory; ``PlanSet.save`` writes them)."""
+    cfg = cfg or SearchConfig()
+    buckets, plans, results = [], {}, []
+    for d in cfg.decode_points:
+        for p in cfg.prefill_points:
+            if d + p == 0:
+                continue
+            for c in cfg.context_points:
+                t0 = time.perf_counter()
+                r = search_shape(profile, BatchShape(d, p, c), cfg)
+                results.append(r)
+                fname = None if r.plan is None else f"{r.plan.name}.json"
+                if r.plan is not None and fname is not None:
+                    plans[fname] = r.plan
+                buckets.append(Bucket(d, p, c, fname, round(r.predicted_us / 1e3, 4),
+                                      round(r.dense_us / 1e3, 4), r.reason))  # fmt: skip
+                logger.info("bucket d=%d p=%d c=%d: %s (%.1fs)", d, p, c, r.reason,
+                            time.perf_counter() - t0)  # fmt: skip
+    sig = {k: int(v) for k, v in profile.shape.__dict__.items()}
+    planset = PlanSet(
+        model=profile.model, device=profile.device, device_sms=profile.device_sms,
+        decode_points=cfg.decode_points, prefill_points=cfg.prefill_points,
+        context_points=cfg.context_points, buckets=tuple(buckets),
+        graph_context=cfg.graph_context, signature=sig, profile=profile_name,
+        created=datetime.now(UTC).isoformat(timespec="seconds"), plans=plans,
+    )  # fmt: skip
+    return planset, results
+
+
+def _plan_name(profile: Profile, shape: BatchShape, s: Schedule) -> str:
+    sizes = "-".join(str(b - a) for a, b in s.bounds)
+    where = s.layout.name.replace(":", "")
+    return f"d{shape.decodes}-p{shape.prefill_tokens}-c{shape.context}-{sizes}-{where}"

@@ -1,0 +1,102 @@
+"""Plan sets at run time: the bucket of a batch shape, the dense answer, the plan set found for
+'default', and the engine's tokens with a plan set (the same as dense)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from runtime import LLM, SamplingParams
+from runtime.pipeline import PlanError, two_partition_plan
+from runtime.pipeline.plans import load_pipeline, searched_plan_set, two_stream_plan
+from runtime.pipeline.planset import Bucket, PlanSet, signature_of
+
+PROMPTS = [[5, 17, 99, 23, 41], [7] * 13, list(range(30, 70)), [200, 3, 150] * 30, [11, 12]]
+
+
+def make_set(signature: dict[str, int] | None = None, device: str = "cpu") -> PlanSet:
+    """Prefill-heavy shapes: a partitioned plan; 4 decodes: two streams; 1 decode: dense."""
+    prefill = two_partition_plan("prefill-plan", [48, 80], attention_sms=8, device_sms=16)
+    decode = two_stream_plan("decode-plan", [2, 2], device_sms=16)
+    plans = {"prefill-plan.json": prefill, "decode-plan.json": decode}
+    buckets = []
+    for d in (0, 1, 4):
+        for p in (0, 128):
+            if d + p == 0:
+                continue
+            for c in (16, 64):
+                name = "prefill-plan.json" if p else ("decode-plan.json" if d == 4 else None)
+                buckets.append(Bucket(d, p, c, name, 1.0, 1.1 if name else 1.0))
+    return PlanSet("tiny", device, 16, (0, 1, 4), (0, 128), (16, 64), tuple(buckets), 64,
+                   signature or {}, plans=plans)  # fmt: skip
+
+
+def test_lookup_by_nearest_representative() -> None:
+    ps = make_set()
+    assert ps.lookup(0, 100, 20).plan == "prefill-plan.json"
+    assert ps.lookup(3, 0, 20).plan == "decode-plan.json"  # 3 decodes: nearest is 4
+    assert ps.lookup(2, 0, 20).plan is None  # 2 is between 1 and 4: nearer 1 -> dense
+    assert ps.lookup(1, 0, None).context == 64  # no host lengths: the graph context
+    assert ps.lookup(4, 50, 20).prefill_tokens == 128  # any prefill rows: not the 0 bucket
+    assert ps.plan_for(1, 0, 16) is None
+
+
+def test_plan_set_round_trip_and_errors(tmp_path: Path) -> None:
+    ps = make_set()
+    path = ps.save(tmp_path)
+    again = PlanSet.load(path)
+    assert again.buckets == ps.buckets and again.plans == ps.plans
+    d = json.loads(path.read_text())
+    d["version"] = 99
+    path.write_text(json.dumps(d))
+    with pytest.raises(PlanError, match="version 99"):
+        PlanSet.load(path)
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(PlanError, match="cannot read"):
+        PlanSet.load(tmp_path / "bad.json")
+
+
+def test_default_finds_the_searched_set_for_this_model_and_device(tmp_path: Path) -> None:
+    sig = {"hidden_size": 64, "num_layers": 2}
+    make_set(sig, "NVIDIA H200").save(tmp_path / "a")
+    make_set({"hidden_size": 32}, "NVIDIA H200").save(tmp_path / "b")
+    found = searched_plan_set(sig, "NVIDIA H200", tmp_path)
+    assert found is not None and found.signature == sig
+    assert searched_plan_set(sig, "cpu", tmp_path) is None
+    # nothing shipped for this model: 'default' stays the hand-picked plans by class
+    assert set(load_pipeline("default", {"hidden_size": 1}, "cpu")) == {"decode", "prefill"}
+
+
+@pytest.fixture(scope="module")
+def dense(tiny_llama: str) -> list:
+    greedy = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True)
+    return LLM(tiny_llama, dtype="float32", device="cpu", max_num_batched_tokens=64).generate(
+        PROMPTS, greedy
+    )
+
+
+def test_engine_with_a_plan_set_gives_the_dense_tokens(
+    tiny_llama: str, dense: list, tmp_path: Path
+) -> None:
+    from runtime.config import ModelConfig, read_json
+
+    cfg = ModelConfig.from_hf(read_json(Path(tiny_llama) / "config.json"))
+    path = make_set(signature_of(cfg, 4)).save(tmp_path)
+    for spec in (str(path), f"{path}:sequential"):
+        llm = LLM(tiny_llama, dtype="float32", device="cpu", max_num_batched_tokens=64,
+                  pipeline=spec)  # fmt: skip
+        fwd = llm.engine.runner.forward
+        assert fwd.planset is not None  # type: ignore[attr-defined]
+        assert fwd.executor_for(1, 1, 20.0) is None  # type: ignore[attr-defined]
+        assert fwd.executor_for(4, 4, 20.0).plan.name.startswith("decode-plan")  # type: ignore[attr-defined]
+        assert fwd.executor_for(60, 0, 30.0).plan.name.startswith("prefill-plan")  # type: ignore[attr-defined]
+        outs = llm.generate(PROMPTS, SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True))
+        assert [o.token_ids for o in outs] == [o.token_ids for o in dense]
+
+
+def test_plan_set_for_another_model_is_refused(tiny_llama: str, tmp_path: Path) -> None:
+    path = make_set({"hidden_size": 4096}).save(tmp_path)
+    with pytest.raises(PlanError, match="searched for layers"):
+        LLM(tiny_llama, dtype="float32", device="cpu", pipeline=str(path))

@@ -1,0 +1,71 @@
+"""The whole search on synthetic profiles: a plan or dense per bucket, validated plan files, a
+plan set that round-trips; dense wherever overlap cannot pay."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runtime.pipeline import validate
+from runtime.pipeline.plans import LLAMA_OPS
+from runtime.pipeline.planset import PlanSet
+from runtime.tune import BatchShape, SearchConfig, search_plans, search_shape
+from tests.runtime.tune.synthetic import synthetic_profile
+
+SMALL_GRID = SearchConfig(decode_points=(0, 64, 512), prefill_points=(0, 512),
+                          context_points=(1024, 4096), max_nano_batches=3)  # fmt: skip
+
+
+def overlap_pays():
+    """An H200-shaped roofline where the attention side keeps full bandwidth on few SMs."""
+    return synthetic_profile(device_sms=32, per_sm_gb_s=300.0, hbm_gb_s=4300.0, tflops=780.0,
+                             slowdown=1.1)  # fmt: skip
+
+
+def test_search_writes_valid_plans_and_a_plan_set(tmp_path: Path) -> None:
+    prof = overlap_pays()
+    planset, results = search_plans(prof, SMALL_GRID, profile_name="synthetic.json")
+    assert len(planset.buckets) == len(results) == 2 * 3 * 2 - 2
+    chosen = [r for r in results if r.plan is not None]
+    assert chosen, "overlap should pay somewhere on this profile"
+    assert any(r.plan is None for r in results), "and not at 64 decodes, where weights dominate"
+    for r in chosen:
+        validate(r.plan, LLAMA_OPS, prof.device_sms)
+        assert r.predicted_us < r.dense_us * (1 - SMALL_GRID.margin)
+        assert r.plan.batch_tokens == r.shape.tokens
+    path = planset.save(tmp_path / "set")
+    again = PlanSet.load(path)
+    assert again.buckets == planset.buckets
+    assert again.plans == planset.plans
+    for b in again.buckets:
+        plan = again.plan_for(b.decodes, b.prefill_tokens, b.context)
+        assert (plan is None) == (b.plan is None)
+        if plan is not None:
+            assert b.predicted_ms < b.dense_ms
+
+
+def test_small_weight_bound_batches_stay_dense() -> None:
+    """64 decodes: every nano-batch re-reads the weights, so splitting only costs."""
+    r = search_shape(overlap_pays(), BatchShape(64, 0, 1024), SMALL_GRID)
+    assert r.plan is None
+    assert r.predicted_us == r.dense_us
+
+
+def test_heavy_interference_makes_dense_win_everywhere() -> None:
+    prof = synthetic_profile(device_sms=32, per_sm_gb_s=300.0, slowdown=2.5)
+    planset, results = search_plans(prof, SMALL_GRID)
+    assert all(b.plan is None for b in planset.buckets)
+    assert not planset.plans
+    assert all(r.predicted_us == r.dense_us for r in results)
+
+
+def test_a_device_without_overlap_is_dense_with_the_reason() -> None:
+    prof = synthetic_profile(concurrent=False)
+    r = search_shape(prof, BatchShape(512, 0, 1024), SMALL_GRID)
+    assert r.plan is None and "one stream at a time" in r.reason
+
+
+def test_bad_search_config() -> None:
+    with pytest.raises(ValueError, match="max_nano_batches"):
+        SearchConfig(max_nano_batches=1)
