@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from runtime.tune.profile import Profile, placement_sms
+from runtime.tune.profiles import Profile, placement_sms
 
 SEGMENTS = ("pre", "att", "post")
 UNIT = {"pre": 0, "att": 1, "post": 0}  # unit 0: GEMMs and small ops; unit 1: attention

@@ -13,7 +13,7 @@ from runtime.pipeline.planset import Bucket, PlanSet
 from runtime.tune.costs import SEGMENTS, BatchShape, Costs, Layout, layouts
 from runtime.tune.emit import to_plan
 from runtime.tune.milp import MilpError, Solver
-from runtime.tune.profile import Profile
+from runtime.tune.profiles import Profile
 from runtime.tune.schedule import Schedule, grid_points, stage_one, stage_two
 
 logger = logging.getLogger("runtime.tune")

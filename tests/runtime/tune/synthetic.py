@@ -4,7 +4,7 @@ measurement), with knobs that decide whether overlap can pay."""
 from __future__ import annotations
 
 from runtime.pipeline.plans import LLAMA_OPS
-from runtime.tune.profile import Interference, ModelShape, OpTiming, Profile
+from runtime.tune.profiles import Interference, ModelShape, OpTiming, Profile
 
 KINDS = {"qkv_proj": "gemm", "o_proj": "gemm", "gate_up_proj": "gemm", "down_proj": "gemm",
          "attention": "attention"}  # fmt: skip
