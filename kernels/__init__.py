@@ -5,8 +5,25 @@ far below the range that transformers accepts for the unrelated Hugging Face ``k
 so transformers never mistakes this package for that one.
 """
 
+from kernels.attention import AttentionBackend
 from kernels.metadata import AttentionMetadata
-from kernels.registry import OPERATORS, Ops, get_ops, implementations, register
+from kernels.registry import (
+    OPERATORS,
+    Ops,
+    attention_backends,
+    get_ops,
+    implementations,
+    register,
+)
 
 __version__ = "0.0.0+nanolang"
-__all__ = ["OPERATORS", "AttentionMetadata", "Ops", "get_ops", "implementations", "register"]
+__all__ = [
+    "OPERATORS",
+    "AttentionBackend",
+    "AttentionMetadata",
+    "Ops",
+    "attention_backends",
+    "get_ops",
+    "implementations",
+    "register",
+]

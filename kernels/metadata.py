@@ -11,7 +11,10 @@ import torch
 class AttentionMetadata:
     """Describes one flat token batch of ``B`` sequences for paged attention.
 
-    Sequences are ordered decodes first (one query token each), then prefill / extend chunks.
+    The batch contract: sequences are ordered decodes first (one query token each), then prefill /
+    extend chunks (which may also have one token). Decode kernels read query row ``i`` as sequence
+    ``i``'s only query for ``i < num_decode_seqs``; a batch that breaks this is refused here (when
+    the host tuples are given, as the model runner gives them), on every device.
     Sequence ``i`` owns query rows ``cu_seqlens_q[i]:cu_seqlens_q[i+1]`` and attends causally over
     its first ``context_lens[i]`` cached tokens (the chunk's own tokens included, already stored);
     query row ``j`` of the chunk sits at position ``context_lens[i] - q_len + j``.
@@ -28,6 +31,17 @@ class AttentionMetadata:
     # host copies, for the reference path and for kernels that plan on the CPU
     cu_seqlens_q_host: tuple[int, ...] = ()
     context_lens_host: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        cu, nd = self.cu_seqlens_q_host, self.num_decode_seqs
+        if not cu:
+            return  # device-only metadata (a CUDA-graph bucket): checked where it is loaded
+        if not 0 <= nd <= len(cu) - 1 or cu[nd] != nd:
+            rows = [b - a for a, b in zip(cu, cu[1:], strict=False)]
+            raise ValueError(
+                f"batch breaks the decodes-first contract: num_decode_seqs={nd} but the query "
+                f"rows per sequence are {rows[:8]}{'...' if len(rows) > 8 else ''}"
+            )
 
     @property
     def num_seqs(self) -> int:

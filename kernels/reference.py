@@ -68,6 +68,23 @@ def store_kv(
     flat_v.index_copy_(0, slot_mapping, v.to(v_cache.dtype))
 
 
+def _attend(
+    q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, blocks: torch.Tensor,
+    ctx_len: int, scale: float,
+) -> torch.Tensor:  # fmt: skip
+    """q [q_len, Hq, D] at the last q_len positions of a context of ctx_len cached tokens."""
+    q_len, group = q.shape[0], q.shape[1] // k_cache.shape[2]
+    keys = k_cache.index_select(0, blocks).flatten(0, 1)[:ctx_len]  # [ctx, Hk, D]
+    values = v_cache.index_select(0, blocks).flatten(0, 1)[:ctx_len]
+    keys = keys.repeat_interleave(group, dim=1).transpose(0, 1).float()  # [Hq, ctx, D]
+    values = values.repeat_interleave(group, dim=1).transpose(0, 1).float()
+    scores = torch.matmul(q.transpose(0, 1).float(), keys.transpose(1, 2)) * scale
+    q_pos = torch.arange(ctx_len - q_len, ctx_len, device=q.device).unsqueeze(1)
+    k_pos = torch.arange(ctx_len, device=q.device).unsqueeze(0)
+    scores = scores.masked_fill(k_pos > q_pos, float("-inf"))  # [Hq, q_len, ctx]
+    return torch.matmul(torch.softmax(scores, dim=-1), values).transpose(0, 1).to(q.dtype)
+
+
 def paged_attention(
     q: torch.Tensor,
     k_cache: torch.Tensor,
@@ -75,29 +92,19 @@ def paged_attention(
     meta: AttentionMetadata,
     scale: float,
 ) -> torch.Tensor:
-    """Causal attention of q [T, Hq, D] over each sequence's paged KV; GQA by head grouping."""
+    """Causal attention of q [T, Hq, D] over each sequence's paged KV; GQA by head grouping.
+
+    Reads the batch the way the GPU kernels do (the decodes-first contract): sequence ``i`` below
+    ``num_decode_seqs`` is query row ``i`` alone, the others own their ``cu_seqlens_q`` rows.
+    """
     out = torch.empty_like(q)
-    num_kv_heads = k_cache.shape[2]
-    group = q.shape[1] // num_kv_heads
     block_size = k_cache.shape[1]
     cu = meta.cu_seqlens_q_host or tuple(meta.cu_seqlens_q.tolist())
     ctx = meta.context_lens_host or tuple(meta.context_lens.tolist())
     for i, ctx_len in enumerate(ctx):
-        start, end = cu[i], cu[i + 1]
-        q_len = end - start
-        num_blocks = (ctx_len + block_size - 1) // block_size
-        blocks = meta.block_tables[i, :num_blocks].long()
-        keys = k_cache.index_select(0, blocks).flatten(0, 1)[:ctx_len]  # [ctx, Hk, D]
-        values = v_cache.index_select(0, blocks).flatten(0, 1)[:ctx_len]
-        keys = keys.repeat_interleave(group, dim=1).transpose(0, 1).float()  # [Hq, ctx, D]
-        values = values.repeat_interleave(group, dim=1).transpose(0, 1).float()
-        qs = q[start:end].transpose(0, 1).float()  # [Hq, q_len, D]
-        scores = torch.matmul(qs, keys.transpose(1, 2)) * scale  # [Hq, q_len, ctx]
-        q_pos = torch.arange(ctx_len - q_len, ctx_len, device=q.device).unsqueeze(1)
-        k_pos = torch.arange(ctx_len, device=q.device).unsqueeze(0)
-        scores = scores.masked_fill(k_pos > q_pos, float("-inf"))
-        probs = torch.softmax(scores, dim=-1)
-        out[start:end] = torch.matmul(probs, values).transpose(0, 1).to(q.dtype)
+        start, end = (i, i + 1) if i < meta.num_decode_seqs else (cu[i], cu[i + 1])
+        blocks = meta.block_tables[i, : (ctx_len + block_size - 1) // block_size].long()
+        out[start:end] = _attend(q[start:end], k_cache, v_cache, blocks, ctx_len, scale)
     return out
 
 

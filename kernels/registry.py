@@ -2,7 +2,9 @@
 
 Backends register implementations under an operator name with a priority and an availability
 check; ``get_ops(device)`` resolves every operator once and logs the choice. The runtime only ever
-sees the resulting :class:`Ops`, never triton or flashinfer.
+sees the resulting :class:`Ops`, never triton or flashinfer. Pointwise operators register plain
+functions; ``paged_attention`` registers an :class:`AttentionBackend` class (called with the
+device), because attention backends own per-batch plans and CUDA-graph state.
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import cache
 from typing import Any
 
 import torch
 
 from kernels import reference
+from kernels.attention import AttentionBackend, TorchAttention
 
 logger = logging.getLogger("kernels")
 
@@ -56,13 +59,20 @@ def register(
     _REGISTRY[op].append(Implementation(backend, fn, priority, available))
 
 
+ATTENTION = "paged_attention"  # the one operator whose implementations are backend classes
+
 for _op in OPERATORS:
-    register(_op, "torch", getattr(reference, _op), priority=0, available=lambda _d: True)
+    _fn = TorchAttention if _op == ATTENTION else getattr(reference, _op)
+    register(_op, "torch", _fn, priority=0, available=lambda _d: True)
 
 
 @dataclass(frozen=True)
 class Ops:
-    """The resolved operator set for one device; ``backends`` maps operator -> backend name."""
+    """The resolved operator set for one device; ``backends`` maps operator -> backend name.
+
+    ``paged_attention`` is an :class:`AttentionBackend` instance; a model runner takes its own
+    with :meth:`fresh` (its plans and CUDA-graph buffers belong to one runner).
+    """
 
     linear: Callable[..., torch.Tensor]
     rms_norm: Callable[..., torch.Tensor]
@@ -70,9 +80,13 @@ class Ops:
     rotary: Callable[..., tuple[torch.Tensor, torch.Tensor]]
     silu_and_mul: Callable[..., torch.Tensor]
     store_kv: Callable[..., None]
-    paged_attention: Callable[..., torch.Tensor]
+    paged_attention: AttentionBackend
     sample: Callable[..., torch.Tensor]
     backends: dict[str, str]
+
+    def fresh(self) -> Ops:
+        """The same operators with an attention backend of their own (no shared state)."""
+        return replace(self, paged_attention=self.paged_attention.fresh())
 
     def describe(self) -> str:
         return ", ".join(f"{op}={b}" for op, b in self.backends.items())
@@ -102,11 +116,15 @@ def _load_optional_backends() -> None:
 
 
 @cache
-def get_ops(device: torch.device | str) -> Ops:
+def get_ops(device: torch.device | str, attention: str | None = None) -> Ops:
+    """The best available operators on ``device``; ``attention`` names the paged-attention
+    backend (it overrides NANOLANG_KERNELS for that operator)."""
     dev = torch.device(device)
     if dev.type != "cpu":
         _load_optional_backends()
     forced = _forced()
+    if attention is not None:
+        forced[ATTENTION] = attention
     chosen: dict[str, Implementation] = {}
     for op in OPERATORS:
         candidates = [i for i in _REGISTRY[op] if i.available(dev)]
@@ -118,9 +136,19 @@ def get_ops(device: torch.device | str) -> Ops:
                 )
         chosen[op] = max(candidates, key=lambda i: i.priority)
     names = {op: impl.backend for op, impl in chosen.items()}
-    ops = Ops(**{op: impl.fn for op, impl in chosen.items()}, backends=names)
+    fns: dict[str, Any] = {op: impl.fn for op, impl in chosen.items()}
+    fns[ATTENTION] = chosen[ATTENTION].fn(dev)  # the backend class, instantiated
+    ops = Ops(**fns, backends=names)
     logger.info("kernels on %s: %s", dev, ops.describe())
     return ops
+
+
+def attention_backends(device: torch.device | str) -> list[str]:
+    """Names of the paged-attention backends available on ``device`` (optional ones loaded)."""
+    dev = torch.device(device)
+    if dev.type != "cpu":
+        _load_optional_backends()
+    return [i.backend for i in _REGISTRY[ATTENTION] if i.available(dev)]
 
 
 def implementations(op: str) -> list[str]:

@@ -1,4 +1,7 @@
-"""Registers the Triton kernels (priority 10) for CUDA devices; importing fails without triton."""
+"""Registers the Triton kernels (priority 10) for CUDA devices; importing fails without triton.
+
+Pointwise operators are the functions of kernels.triton; attention is the TritonAttention class.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import torch
 import triton  # noqa: F401  (an ImportError here means "backend absent" to the registry)
 
 from kernels import triton as triton_kernels
+from kernels.attention.triton_attention import TritonAttention
 from kernels.registry import register
 
 PRIORITY = 10
@@ -25,4 +29,5 @@ def available(device: torch.device) -> bool:
 
 
 for _op in OPERATORS:
-    register(_op, "triton", getattr(triton_kernels, _op), priority=PRIORITY, available=available)
+    _impl = TritonAttention if _op == "paged_attention" else getattr(triton_kernels, _op)
+    register(_op, "triton", _impl, priority=PRIORITY, available=available)

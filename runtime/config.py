@@ -155,6 +155,8 @@ class EngineConfig:
     # NanoFlow pipeline: None (plain dense forward), "default" (the shipped plans), a plan JSON
     # path; either with ":sequential" for the same nano-batches on one stream
     pipeline: str | None = None
+    # "torch", "triton", "flashinfer": the paged-attention backend; None: the registry's choice
+    attention_backend: str | None = None
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 

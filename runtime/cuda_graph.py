@@ -4,14 +4,16 @@ A decode iteration is the same kernel sequence every time, only its inputs chang
 the bucket that fits the batch is replayed over static input buffers. Rows beyond the batch are
 padding: they read one token and write their K/V into a scratch block that no sequence owns.
 Attention is captured for the longest context (``max_model_len``), so the graph stays valid as
-contexts grow; the kernels read the real lengths from the device at run time.
+contexts grow; the kernels read the real lengths from the device at run time. Attention backends
+that plan on the host (FlashInfer) get the backend's hooks: ``prepare_capture`` before each capture
+and ``prepare_replay`` with the loaded batch before each replay, both outside the capture.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -63,12 +65,18 @@ class DecodeGraphs:
         self.context_lens = torch.ones(n, dtype=torch.int32, device=device)
         self.block_tables = torch.full((n, width), scratch_block, dtype=torch.int32, device=device)
         self.cu_seqlens = torch.arange(n + 1, dtype=torch.int32, device=device)
+        self.context_lens_host: tuple[int, ...] = ()  # of the loaded batch, padded to its bucket
+        self.metas = {b: self._metadata(b) for b in buckets}  # one object per bucket, reused
+        self.attention = ops.paged_attention
+        self.attention.init_cuda_graphs(n, width)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.logits: dict[int, torch.Tensor] = {}
         self.pool: Any = None  # the graphs' shared memory pool, set by the first capture
 
-    def _context(self, b: int) -> tuple[torch.Tensor, ForwardContext]:
-        meta = AttentionMetadata(
+    def _metadata(self, b: int) -> AttentionMetadata:
+        """The bucket's static metadata. No host tuples: captured kernels must read the lengths
+        on the device (``max_context_len`` is the longest possible, so splits cover any batch)."""
+        return AttentionMetadata(
             cu_seqlens_q=self.cu_seqlens[: b + 1],
             context_lens=self.context_lens[:b],
             block_tables=self.block_tables[:b],
@@ -78,8 +86,10 @@ class DecodeGraphs:
             max_context_len=self.max_model_len,
             block_size=self.block_size,
         )
+
+    def _context(self, b: int) -> tuple[torch.Tensor, ForwardContext]:
         return self.input_ids[:b], ForwardContext(
-            self.positions[:b], meta, self.kv_caches, self.ops
+            self.positions[:b], self.metas[b], self.kv_caches, self.ops
         )
 
     def _forward(self, b: int) -> torch.Tensor:
@@ -91,6 +101,7 @@ class DecodeGraphs:
         """Capture every bucket, largest first, sharing one memory pool."""
         for b in sorted(self.buckets, reverse=True):
             self._forward(b)  # warm-up: compiles kernels outside the capture
+            self.attention.prepare_capture(self.metas[b])
             torch.cuda.synchronize()
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=self.pool):
@@ -120,12 +131,16 @@ class DecodeGraphs:
         self.slot_mapping[n:b].fill_(self.scratch_block * self.block_size)
         self.context_lens[n:b].fill_(1)
         self.block_tables[n:b, 0].fill_(self.scratch_block)
+        self.context_lens_host = (*inputs.context_lens.tolist(), *[1] * (b - n))
         return self.input_ids[:n]
 
     @torch.inference_mode()
     def replay(self, n: int) -> torch.Tensor:
         """Replay the graph that holds the ``n`` loaded rows; returns float32 logits [n, V]."""
         b = self.bucket_for(n)
-        assert b is not None
+        assert b is not None and len(self.context_lens_host) == b, "load the batch first"
+        loaded = replace(self.metas[b], cu_seqlens_q_host=tuple(range(b + 1)),
+                         context_lens_host=self.context_lens_host)  # fmt: skip
+        self.attention.prepare_replay(loaded)
         self.graphs[b].replay()
         return self.logits[b][:n]

@@ -84,7 +84,8 @@ class LLMEngine:
         self.model = build_model(
             str(model), hf_overrides, self.dtype, self.device, load_format, limit, self.config.seed
         )
-        self.ops = get_ops(self.device)
+        # this engine's own attention backend (its plans and CUDA-graph buffers are per engine)
+        self.ops = get_ops(self.device, self.config.attention_backend).fresh()
         num_blocks = self._num_blocks(limit)
         self.blocks = BlockManager(
             num_blocks, self.config.block_size, self.config.enable_prefix_caching

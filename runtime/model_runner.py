@@ -148,6 +148,11 @@ class ModelRunner:
         return t
 
     def capture_cuda_graphs(self, max_model_len: int, max_num_seqs: int) -> None:
+        attention = self.ops.paged_attention
+        if not attention.supports_cuda_graphs(self.dtype):
+            logger.info("attention backend %s cannot be captured in %s: decode runs eagerly",
+                        attention.name, self.dtype)  # fmt: skip
+            return
         self.graphs = DecodeGraphs(
             self.model, self.ops, self.kv_caches, self.scratch_block, self.blocks.block_size,
             max_model_len, default_buckets(max_num_seqs), self.forward,
@@ -226,6 +231,7 @@ class ModelRunner:
             inputs = self.prepare(batch)
             self._patch(inputs.input_ids, rows, src, prev)
             self.timings.prepare_s = time.perf_counter() - t0
+            self.ops.paged_attention.prepare(inputs.attn)  # host planning, before the layers
             ctx = ForwardContext(inputs.positions, inputs.attn, self.kv_caches, self.ops, hook)
             hidden = self.forward(inputs.input_ids, ctx)
             sample_rows = torch.tensor(inputs.sample_rows, device=self.device, dtype=torch.long)

@@ -34,7 +34,8 @@ class ScheduledSequence:
 
 @dataclass
 class SchedulerOutput:
-    """Decodes first, then prefill chunks: the order of rows in the flat token batch."""
+    """Decodes first, then prefill chunks: the order of rows in the flat token batch (the
+    contract ``AttentionMetadata`` checks and the attention kernels rely on)."""
 
     scheduled: list[ScheduledSequence] = field(default_factory=list)
     preempted: list[Sequence] = field(default_factory=list)
@@ -81,6 +82,9 @@ class Scheduler:
         budget = self._schedule_decodes(decodes, budget, out)
         budget = self._schedule_prefills(prefills, budget, out)
         self._admit(budget, out)
+        # an admission with one uncomputed token (a cached prompt but its last token) is a decode:
+        # it joins the decodes at the front, the order every attention kernel relies on
+        out.scheduled.sort(key=lambda e: not e.is_decode)  # stable
         return out
 
     def _schedule_decodes(self, decodes: list[Sequence], budget: int, out: SchedulerOutput) -> int:

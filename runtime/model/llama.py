@@ -117,7 +117,7 @@ class DecoderLayer(nn.Module):
     def _attention(self, x: Activations, ctx: ForwardContext) -> None:
         assert x.q is not None
         k_cache, v_cache = ctx.kv_caches[self.index]
-        out = ctx.ops.paged_attention(x.q, k_cache, v_cache, ctx.attn, self.scale)
+        out = ctx.ops.paged_attention.forward(x.q, k_cache, v_cache, ctx.attn, self.scale)
         x.attn = out.reshape(out.shape[0], -1)
 
     def _o_proj(self, x: Activations, ctx: ForwardContext) -> None:

@@ -11,7 +11,6 @@ it), plus the plan's ``after`` pairs. Tensors handed across streams are marked w
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -82,10 +81,9 @@ class PipelineExecutor:
     @staticmethod
     def _partition_ops(ops: Ops, num_sms: int | None) -> Ops:
         """Decode attention on a partition gets a persistent grid sized to its SMs."""
-        fn = ops.paged_attention
-        if num_sms is None or "num_sms" not in inspect.signature(fn).parameters:
+        if num_sms is None:
             return ops
-        return dataclasses.replace(ops, paged_attention=partial(fn, num_sms=num_sms))
+        return dataclasses.replace(ops, paged_attention=ops.paged_attention.on_sms(num_sms))
 
     # ------------------------------------------------------------------ forward
     @torch.inference_mode()

@@ -9,7 +9,7 @@ pytest.importorskip("flashinfer")
 from kernel_batches import make_paged_batch, relative_error
 
 from kernels import get_ops, reference
-from kernels.flashinfer_backend import paged_attention
+from kernels.attention.flashinfer_attention import FlashInferAttention
 
 pytestmark = [
     pytest.mark.gpu,
@@ -28,12 +28,15 @@ def test_flashinfer_paged_attention(name: str) -> None:
     scale = 128**-0.5
     args = (batch.q, batch.k_cache, batch.v_cache, batch.meta, scale)
     expected = reference.paged_attention(*args)
-    out = paged_attention(*args)
+    backend = FlashInferAttention(torch.device("cuda"))
+    out = backend.forward(*args)
     assert relative_error(out, expected) < 1e-2
     torch.testing.assert_close(out.float(), expected.float(), rtol=0, atol=3e-2)
-    again = paged_attention(*args)  # the cached plan
+    again = backend.forward(*args)  # the cached plan
     assert torch.equal(again, out)
 
 
 def test_registry_prefers_flashinfer_for_attention() -> None:
-    assert get_ops("cuda").backends["paged_attention"] == "flashinfer"
+    ops = get_ops("cuda")
+    assert ops.backends["paged_attention"] == "flashinfer"
+    assert isinstance(ops.paged_attention, FlashInferAttention)

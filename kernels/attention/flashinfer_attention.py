@@ -1,0 +1,275 @@
+"""FlashInfer's paged decode / prefill attention as a backend (importing fails without flashinfer).
+
+Eager batches: the decodes go to the batch-decode wrapper and the rest to the causal batch-prefill
+wrapper (FlashInfer aligns a chunk's queries to the end of its KV, which is the metadata's
+convention). A plan is made on the host once per metadata object and kept in one of a few slots,
+each with its own wrappers and workspace, so the batch planned next (asynchronous scheduling) or
+another nano-batch of the same forward never overwrites a plan the device has yet to use. Before a
+slot is planned again, the host waits for the event recorded after that slot's last plan: its
+pinned staging buffer has then been copied to the device.
+
+CUDA graphs: per bucket, a decode wrapper in FlashInfer's CUDA-graph mode over static indptr /
+page-index / last-page-length buffers. ``prepare_capture`` plans it before the capture;
+``prepare_replay`` plans it again with the batch about to be replayed, which rewrites those buffers
+and the split schedule that the captured kernels read.
+
+Only fp16 / bf16 run on FlashInfer; other dtypes go to the Triton backend (the torch reference
+when triton is missing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import flashinfer
+import torch
+
+from kernels.attention.base import AttentionBackend
+from kernels.attention.torch_attention import TorchAttention
+from kernels.metadata import AttentionMetadata
+
+WORKSPACE_BYTES = 128 << 20
+NUM_SLOTS = 4  # plans kept at once: the running batch, the next one, pipeline nano-batches
+DTYPES = (torch.float16, torch.bfloat16)
+
+
+def _fallback(device: torch.device) -> AttentionBackend:
+    try:
+        from kernels.attention.triton_attention import TritonAttention
+    except ImportError:
+        return TorchAttention(device)
+    return TritonAttention(device)
+
+
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor copied without blocking the host (pinned staging, freed when copied)."""
+    if device.type == "cpu":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)
+
+
+@dataclass(frozen=True)
+class Pages:
+    """FlashInfer's CSR view of some sequences' pages."""
+
+    indptr: torch.Tensor  # [n + 1] int32, host
+    indices: torch.Tensor  # [pages] int32, device
+    last_len: torch.Tensor  # [n] int32, host: tokens in each sequence's last page
+
+
+def pages(meta: AttentionMetadata, first: int, last: int) -> Pages:
+    """Pages of sequences first..last-1, gathered from the device block tables (no host sync)."""
+    ctx = meta.context_lens_host or tuple(meta.context_lens.tolist())
+    bs = meta.block_size
+    counts = [(c + bs - 1) // bs for c in ctx[first:last]]
+    n = torch.tensor(counts, dtype=torch.long)
+    indptr = torch.cat([torch.zeros(1, dtype=torch.long), n.cumsum(0)])
+    rows = torch.repeat_interleave(torch.arange(first, last), n)  # sequence of each page
+    cols = torch.arange(int(indptr[-1])) - torch.repeat_interleave(indptr[:-1], n)
+    device = meta.block_tables.device
+    indices = meta.block_tables[_to_device(rows, device), _to_device(cols, device)]
+    last_len = [c - (k - 1) * bs for c, k in zip(ctx[first:last], counts, strict=True)]
+    return Pages(indptr.to(torch.int32), indices, torch.tensor(last_len, dtype=torch.int32))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a plan depends on besides the batch: taken from the forward's arguments."""
+
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    page: int
+    dtype: torch.dtype
+    scale: float
+
+    @staticmethod
+    def of(q: torch.Tensor, k_cache: torch.Tensor, scale: float) -> Layout:
+        return Layout(q.shape[1], k_cache.shape[2], q.shape[2], k_cache.shape[1], q.dtype, scale)
+
+    @property
+    def tensor_cores(self) -> bool:
+        return self.num_heads // self.num_kv_heads >= 4
+
+    def decode_plan(self, wrapper: Any, p: Pages) -> None:
+        wrapper.plan(p.indptr, p.indices, p.last_len, self.num_heads, self.num_kv_heads,
+                     self.head_dim, self.page, q_data_type=self.dtype, kv_data_type=self.dtype,
+                     sm_scale=self.scale)  # fmt: skip
+
+    def prefill_plan(self, wrapper: Any, qo_indptr: torch.Tensor, p: Pages) -> None:
+        wrapper.plan(qo_indptr, p.indptr, p.indices, p.last_len, self.num_heads,
+                     self.num_kv_heads, self.head_dim, self.page, causal=True,
+                     q_data_type=self.dtype, kv_data_type=self.dtype,
+                     sm_scale=self.scale)  # fmt: skip
+
+
+@dataclass
+class Plan:
+    meta: AttentionMetadata  # the batch planned for (matched by identity)
+    layout: Layout
+    decode: Any = None  # a planned BatchDecodeWithPagedKVCacheWrapper, if the batch has decodes
+    prefill: Any = None  # a planned BatchPrefillWithPagedKVCacheWrapper, if it has extends
+
+
+class Slot:
+    """Wrappers sharing one workspace; holds one plan at a time."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.workspace = torch.empty(WORKSPACE_BYTES, dtype=torch.uint8, device=device)
+        self.wrappers: dict[tuple[str, bool], Any] = {}
+        self.plan: Plan | None = None
+        self.planned: torch.cuda.Event | None = None  # recorded after the last plan's copies
+
+    def wrapper(self, kind: str, tensor_cores: bool) -> Any:
+        key = (kind, tensor_cores)
+        if key not in self.wrappers:
+            if kind == "decode":
+                self.wrappers[key] = flashinfer.BatchDecodeWithPagedKVCacheWrapper(
+                    self.workspace, "NHD", use_tensor_cores=tensor_cores
+                )
+            else:
+                self.wrappers[key] = flashinfer.BatchPrefillWithPagedKVCacheWrapper(
+                    self.workspace, "NHD"
+                )
+        return self.wrappers[key]
+
+    def make_plan(self, meta: AttentionMetadata, layout: Layout) -> Plan:
+        if self.planned is not None:
+            self.planned.synchronize()  # the staging buffer's last copy has left the host
+        nd, n = meta.num_decode_seqs, meta.num_seqs
+        plan = Plan(meta, layout)
+        if nd > 0:
+            plan.decode = self.wrapper("decode", layout.tensor_cores)
+            layout.decode_plan(plan.decode, pages(meta, 0, nd))
+        if n > nd:
+            cu = meta.cu_seqlens_q_host or tuple(meta.cu_seqlens_q.tolist())
+            qo_indptr = torch.tensor([c - cu[nd] for c in cu[nd:]], dtype=torch.int32)
+            plan.prefill = self.wrapper("prefill", False)
+            layout.prefill_plan(plan.prefill, qo_indptr, pages(meta, nd, n))
+        self.planned = torch.cuda.Event()
+        self.planned.record()
+        self.plan = plan
+        return plan
+
+
+class GraphState:
+    """Static buffers and one CUDA-graph decode wrapper per bucket size."""
+
+    def __init__(self, device: torch.device, max_batch_size: int, max_blocks: int) -> None:
+        self.workspace = torch.empty(WORKSPACE_BYTES, dtype=torch.uint8, device=device)
+        self.indptr = torch.zeros(max_batch_size + 1, dtype=torch.int32, device=device)
+        self.indices = torch.zeros(max_batch_size * max_blocks, dtype=torch.int32, device=device)
+        self.last_len = torch.ones(max_batch_size, dtype=torch.int32, device=device)
+        self.plans: dict[int, Plan] = {}  # bucket size -> its plan (the wrapper the graph runs)
+        self.planned: dict[int, torch.cuda.Event] = {}
+
+    def wrapper(self, b: int, layout: Layout) -> Any:
+        return flashinfer.BatchDecodeWithPagedKVCacheWrapper(
+            self.workspace, "NHD", use_cuda_graph=True, use_tensor_cores=layout.tensor_cores,
+            paged_kv_indptr_buffer=self.indptr[: b + 1], paged_kv_indices_buffer=self.indices,
+            paged_kv_last_page_len_buffer=self.last_len[:b],
+        )  # fmt: skip
+
+    def replan(self, b: int, meta: AttentionMetadata) -> None:
+        plan = self.plans[b]
+        if b in self.planned:
+            self.planned[b].synchronize()
+        plan.layout.decode_plan(plan.decode, pages(meta, 0, b))
+        self.planned[b] = torch.cuda.Event()
+        self.planned[b].record()
+
+
+class FlashInferAttention(AttentionBackend):
+    name = "flashinfer"
+
+    def __init__(self, device: torch.device) -> None:
+        super().__init__(device)
+        self.fallback = _fallback(self.device)  # for dtypes FlashInfer does not run
+        self.slots: list[Slot] = []
+        self.next_slot = 0
+        self.layout: Layout | None = None  # learned from the first forward
+        self.graphs: GraphState | None = None
+
+    def fresh(self) -> FlashInferAttention:
+        return FlashInferAttention(self.device)
+
+    def supports_cuda_graphs(self, dtype: torch.dtype) -> bool:
+        return dtype in DTYPES or self.fallback.supports_cuda_graphs(dtype)
+
+    def _runs(self, dtype: torch.dtype) -> bool:
+        return dtype in DTYPES
+
+    def _find(self, meta: AttentionMetadata) -> Plan | None:
+        plans = [s.plan for s in self.slots]
+        if self.graphs is not None:  # first: a bucket's warm-up also left an eager plan
+            plans = [*self.graphs.plans.values(), *plans]
+        return next((p for p in plans if p is not None and p.meta is meta), None)
+
+    def _plan(self, meta: AttentionMetadata, layout: Layout) -> Plan:
+        found = self._find(meta)
+        if found is not None and found.layout == layout:
+            return found
+        if torch.cuda.is_current_stream_capturing():
+            raise RuntimeError(
+                "FlashInfer attention met a batch it had not planned while capturing a CUDA "
+                "graph: plan with prepare_capture(meta) before the capture"
+            )
+        if len(self.slots) < NUM_SLOTS:
+            self.slots.append(Slot(self.device))
+        slot = self.slots[self.next_slot % len(self.slots)]
+        self.next_slot += 1
+        return slot.make_plan(meta, layout)
+
+    def prepare(self, meta: AttentionMetadata) -> None:
+        if self.layout is not None and self._runs(self.layout.dtype):
+            self._plan(meta, self.layout)
+        else:
+            self.fallback.prepare(meta)
+
+    def forward(
+        self,
+        q: torch.Tensor,
+        k_cache: torch.Tensor,
+        v_cache: torch.Tensor,
+        meta: AttentionMetadata,
+        scale: float,
+    ) -> torch.Tensor:
+        if not self._runs(q.dtype):
+            return self.fallback.forward(q, k_cache, v_cache, meta, scale)
+        q = q.contiguous()
+        self.layout = Layout.of(q, k_cache, scale)
+        plan = self._plan(meta, self.layout)
+        out = torch.empty_like(q)
+        nd = meta.num_decode_seqs
+        if plan.decode is not None:
+            plan.decode.run(q[:nd], (k_cache, v_cache), out=out[:nd])
+        if plan.prefill is not None:
+            plan.prefill.run(q[nd:], (k_cache, v_cache), out=out[nd:])
+        return out
+
+    # CUDA graphs
+    def init_cuda_graphs(self, max_batch_size: int, max_blocks_per_seq: int) -> None:
+        self.graphs = GraphState(self.device, max_batch_size, max_blocks_per_seq)
+        self.fallback.init_cuda_graphs(max_batch_size, max_blocks_per_seq)
+
+    def prepare_capture(self, meta: AttentionMetadata) -> None:
+        if self.layout is None or not self._runs(self.layout.dtype):
+            self.fallback.prepare_capture(meta)
+            return
+        assert self.graphs is not None, "init_cuda_graphs first"
+        assert meta.num_decode_seqs == meta.num_seqs, "CUDA graphs hold decode-only batches"
+        b = meta.num_seqs
+        self.graphs.plans[b] = Plan(meta, self.layout, decode=self.graphs.wrapper(b, self.layout))
+        self.graphs.replan(b, meta)
+
+    def prepare_replay(self, meta: AttentionMetadata) -> None:
+        if self.layout is None or not self._runs(self.layout.dtype):
+            self.fallback.prepare_replay(meta)
+            return
+        assert self.graphs is not None
+        self.graphs.replan(meta.num_seqs, meta)
+
+
+def available(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.cuda.is_available()

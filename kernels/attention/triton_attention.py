@@ -1,0 +1,49 @@
+"""The Triton kernels as an attention backend (importing fails without triton).
+
+Everything the kernels need (lengths, block tables, query offsets) is read from device tensors at
+run time and the grids depend only on shapes and ``max_context_len``, so there is nothing to plan
+per batch and a captured forward stays valid for any batch loaded into the graph's buffers.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from kernels.attention.base import AttentionBackend
+from kernels.metadata import AttentionMetadata
+from kernels.triton.decode_attention import DecodeConfig
+from kernels.triton.paged_attention import paged_attention
+
+
+class TritonAttention(AttentionBackend):
+    """Split-KV decode kernel for the leading decodes, extend kernel for the rest."""
+
+    name = "triton"
+
+    def __init__(
+        self,
+        device: torch.device,
+        num_sms: int | None = None,
+        decode_config: DecodeConfig | None = None,
+    ) -> None:
+        super().__init__(device)
+        self.num_sms = num_sms  # decode grid sized to this SM budget (a pipeline partition)
+        self.decode_config = decode_config
+
+    def fresh(self) -> TritonAttention:
+        return TritonAttention(self.device, self.num_sms, self.decode_config)
+
+    def on_sms(self, num_sms: int) -> TritonAttention:
+        return TritonAttention(self.device, num_sms, self.decode_config)
+
+    def forward(
+        self,
+        q: torch.Tensor,
+        k_cache: torch.Tensor,
+        v_cache: torch.Tensor,
+        meta: AttentionMetadata,
+        scale: float,
+    ) -> torch.Tensor:
+        return paged_attention(
+            q, k_cache, v_cache, meta, scale, num_sms=self.num_sms, decode_config=self.decode_config
+        )
