@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -35,9 +36,9 @@ class AttentionMetadata:
     def __post_init__(self) -> None:
         cu, nd = self.cu_seqlens_q_host, self.num_decode_seqs
         if not cu:
-            return  # device-only metadata (a CUDA-graph bucket): checked where it is loaded
+            return  # device-only metadata: a CUDA-graph bucket, decode-only by construction
         if not 0 <= nd <= len(cu) - 1 or cu[nd] != nd:
-            rows = [b - a for a, b in zip(cu, cu[1:], strict=False)]
+            rows = [b - a for a, b in itertools.pairwise(cu)]
             raise ValueError(
                 f"batch breaks the decodes-first contract: num_decode_seqs={nd} but the query "
                 f"rows per sequence are {rows[:8]}{'...' if len(rows) > 8 else ''}"
