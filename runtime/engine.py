@@ -19,6 +19,7 @@ from runtime.kv_budget import kv_memory_budget, num_kv_blocks
 from runtime.model.loader import build_model, resolve_model
 from runtime.model_runner import Launched, ModelRunner, kv_bytes_per_block
 from runtime.outputs import RequestOutput
+from runtime.program_ref import ProgramRef
 from runtime.sampling_params import SamplingParams
 from runtime.scheduler import Scheduler, SchedulerOutput
 from runtime.sequence import PENDING, FinishReason, Sequence
@@ -148,7 +149,10 @@ class LLMEngine:
         prompt: str | list[int],
         params: SamplingParams | None = None,
         request_id: str | None = None,
+        program: ProgramRef | None = None,
     ) -> str:
+        """Queue a request; ``program`` places it in a program instance's request graph (see
+        ``runtime.instances`` for the scheduling policies that use it)."""
         params = params or SamplingParams()
         text, ids = self._tokenize(prompt)
         self._check_request(ids, params)
@@ -157,6 +161,7 @@ class LLMEngine:
             raise ValueError(f"request id {rid!r} is already running")
         seed = params.seed if params.seed is not None else self._rng.getrandbits(63)
         seq = Sequence(rid, text, ids, params, seed, next(self._ids), self.eos_token_ids)
+        seq.program = program
         if params.constrained:
             seq.constraint = self._constraint_compiler().compile(params.regex, params.json_schema)
         if self.tokenizer is not None:
@@ -212,6 +217,14 @@ class LLMEngine:
         seq.finish(FinishReason.ABORT)
         self.stats.num_aborted += 1
         return self._output(seq)
+
+    def release_instance(self, instance: int) -> None:
+        """A program instance ended: release its pinned KV blocks and its scheduling state."""
+        self.scheduler.instances.release(instance)
+
+    def unpin(self, instance: int, nodes: tuple[int, ...]) -> None:
+        """Release the pins of ``nodes`` of ``instance`` (no child will extend them)."""
+        self.scheduler.instances.unpin(instance, nodes)
 
     def has_unfinished_requests(self) -> bool:
         return self.scheduler.has_unfinished() or self._inflight is not None

@@ -10,6 +10,7 @@ import torch
 from runtime.config import EngineConfig
 from runtime.engine import LLMEngine
 from runtime.outputs import RequestOutput
+from runtime.program_ref import ProgramRef
 from runtime.sampling_params import SamplingParams
 
 
@@ -82,8 +83,9 @@ class LLM:
         prompt: str | list[int],
         params: SamplingParams | None = None,
         request_id: str | None = None,
+        program: ProgramRef | None = None,
     ) -> str:
-        return self.engine.add_request(prompt, params, request_id)
+        return self.engine.add_request(prompt, params, request_id, program)
 
     def step(self) -> list[RequestOutput]:
         return self.engine.step()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from runtime.block_manager import BlockManager
 from runtime.config import EngineConfig
+from runtime.instances import InstanceTable
 from runtime.sequence import Sequence, SequenceStatus
 
 
@@ -59,8 +60,10 @@ class Scheduler:
         self.blocks = blocks
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
+        self.instances = InstanceTable(blocks.allocator)
 
     def add(self, seq: Sequence) -> None:
+        self.instances.note(seq)
         self.waiting.append(seq)
 
     def has_unfinished(self) -> bool:
@@ -72,6 +75,8 @@ class Scheduler:
             self.running.remove(seq)
         elif seq in self.waiting:
             self.waiting.remove(seq)
+        if seq.is_finished:
+            self.instances.finished(seq, seq.block_table[: seq.num_registered_blocks])
         self.blocks.free(seq)
 
     def schedule(self) -> SchedulerOutput:
@@ -114,33 +119,94 @@ class Scheduler:
         return budget
 
     def _admit(self, budget: int, out: SchedulerOutput) -> None:
+        if any(s.program is not None for s in self.waiting):
+            self.waiting = deque(sorted(self.waiting, key=self.instances.priority))
         prefilling = self._prefilling_first_blocks()
         deferred: list[Sequence] = []
         while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
             seq = self.waiting[0]
             if seq.num_pending:  # preempted with a token still on the device: wait for it
                 break
+            leader = self.instances.group_leader(seq)
+            if leader is not None and leader is not seq:
+                if leader.status is SequenceStatus.WAITING or leader.in_prefill:
+                    # the group's first member is computing the shared prefix: start after it
+                    deferred.append(self.waiting.popleft())
+                    continue
+                members = [
+                    s for s in self.waiting if self.instances.in_group(s, seq) and not s.num_pending
+                ]
+                admitted = self._admit_together(members, budget, out)
+                if admitted is None:
+                    break
+                budget = admitted
+                continue
             key = None if seq.block_table else self._prefix_key(seq)
             if key is not None and key in prefilling:
                 # another request is computing this prefix now: start after it, from the cache
                 deferred.append(self.waiting.popleft())
                 continue
-            self.blocks.reuse_prefix(seq)
-            n = seq.num_uncomputed_tokens
-            too_long = n > budget and not self.config.enable_chunked_prefill
-            if too_long or not self.blocks.can_grow(seq, seq.num_tokens):
-                self.blocks.undo_reuse(seq)
+            if not self._fits(seq, budget):
                 break
-            self.waiting.popleft()
-            self.blocks.grow(seq, seq.num_tokens)
-            seq.status = SequenceStatus.RUNNING
-            self.running.append(seq)
-            chunk = min(n, budget)
-            out.scheduled.append(ScheduledSequence(seq, chunk))
-            budget -= chunk
+            budget = self._start(seq, budget, out)
             if key is not None and seq.num_uncomputed_tokens > 1:
                 prefilling.add(key)
         self.waiting.extendleft(reversed(deferred))
+
+    def _fits(self, seq: Sequence, budget: int) -> bool:
+        """Take ``seq``'s cached prefix and check its prompt fits (giving up other instances'
+        pins if that is what stands in the way); on False, ``seq`` is as it was."""
+        self.blocks.reuse_prefix(seq)
+        too_long = seq.num_uncomputed_tokens > budget and not self.config.enable_chunked_prefill
+        if too_long:
+            self.blocks.undo_reuse(seq)
+            return False
+        while not self.blocks.can_grow(seq, seq.num_tokens):
+            if seq.program is None or not self.instances.release_lowest_pins(below=seq):
+                self.blocks.undo_reuse(seq)
+                return False
+        return True
+
+    def _start(self, seq: Sequence, budget: int, out: SchedulerOutput) -> int:
+        """Admit ``seq`` (already fitted) with a first chunk; returns the budget left."""
+        self.waiting.remove(seq)
+        self.blocks.grow(seq, seq.num_tokens)
+        seq.status = SequenceStatus.RUNNING
+        self.running.append(seq)
+        self.instances.admitted(seq)
+        chunk = min(seq.num_uncomputed_tokens, budget)
+        out.scheduled.append(ScheduledSequence(seq, chunk))
+        return budget - chunk
+
+    def _admit_together(
+        self, members: list[Sequence], budget: int, out: SchedulerOutput
+    ) -> int | None:
+        """Admit every waiting member of a group at once, or none (None) while they do not all
+        fit; a group that could not fit even alone is admitted member by member."""
+        if len(self.running) + len(members) > self.config.max_num_seqs:
+            members = members[: self.config.max_num_seqs - len(self.running)]
+        fitted: list[Sequence] = []
+        for seq in members:
+            if not self._fits(seq, budget):
+                break
+            fitted.append(seq)
+            self.blocks.grow(seq, seq.num_tokens)  # reserve now, so the next member sees it
+        if len(fitted) < len(members) and (self.running or not fitted):
+            for seq in fitted:
+                self.blocks.undo_reuse(seq)
+            return None
+        for seq in fitted:
+            budget = self._start(seq, budget, out) if budget > 0 else self._start_idle(seq)
+        self.instances.stats.groups_admitted += 1
+        return budget
+
+    def _start_idle(self, seq: Sequence) -> int:
+        """Admit ``seq`` without a chunk this iteration (the budget ran out mid-group)."""
+        self.waiting.remove(seq)
+        seq.status = SequenceStatus.RUNNING
+        self.running.append(seq)
+        self.instances.admitted(seq)
+        return 0
 
     def _prefix_key(self, seq: Sequence) -> tuple[int, ...] | None:
         """The prompt's first full block, when prefix caching could share it."""
@@ -163,9 +229,17 @@ class Scheduler:
         """Preempt the latest-arrived running sequences until ``seq`` can grow; False if ``seq``
         itself had to be preempted."""
         while not self.blocks.can_grow(seq, num_tokens):
-            victim = max(self.running, key=lambda s: s.arrival_order)
-            self._preempt(victim, out)
-            if victim is seq:
+            if self.instances.release_lowest_pins():
+                continue
+            victim = max(self.running, key=self.instances.priority)
+            same = self.instances.same_instance
+            victims = [s for s in self.running if s is victim or same(s, victim)]
+            if len(victims) > 1:
+                self.instances.stats.instances_preempted += 1
+            self.instances.release_pins_of(victim)
+            for v in victims:
+                self._preempt(v, out)
+            if seq in victims:
                 return False
         return True
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.outputs import RequestMetrics
+from runtime.program_ref import ProgramRef
 from runtime.sampling_params import SamplingParams
 
 PENDING = -1  # an output token sampled on the device and not yet read back (async scheduling)
@@ -56,6 +57,7 @@ class Sequence:
     num_pending: int = 0  # trailing output tokens still PENDING
     awaiting_final: bool = False  # reached max_tokens / the context: finishes once resolved
     detok: Any = None  # a runtime.detokenizer.IncrementalDetokenizer
+    program: ProgramRef | None = None  # its place in a program instance's request graph
     metrics: RequestMetrics = field(default_factory=lambda: RequestMetrics(time.perf_counter()))
 
     @property

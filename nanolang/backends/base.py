@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the runtime (and torch) load only when a backend does
     from runtime.outputs import RequestOutput
+    from runtime.program_ref import ProgramRef
     from runtime.sampling_params import SamplingParams
 
 
@@ -28,6 +29,24 @@ class Backend(abc.ABC):
         """Run one request to completion and return its finished output.
 
         Cancelling the awaiting task aborts the request."""
+
+    async def generate_node(
+        self, prompt_ids: list[int], params: SamplingParams, node: ProgramRef
+    ) -> RequestOutput:
+        """``generate`` for one node of a program instance's request graph. Backends whose
+        runtime schedules by the graph (``Local``) pass ``node`` on; the others ignore it."""
+        return await self.generate(prompt_ids, params)
+
+    def end_instance(self, instance: int) -> None:  # noqa: B027 (optional; no-op by default)
+        """A program instance ended: the runtime may release what it kept for it (pins)."""
+
+    def unpin(self, instance: int, nodes: tuple[int, ...]) -> None:  # noqa: B027
+        """No child will extend ``nodes`` of ``instance``: the runtime may release their pins."""
+
+    @property
+    def kv_capacity_tokens(self) -> int | None:
+        """Tokens the runtime's KV cache holds, when known (programs larger are refused)."""
+        return None
 
     @abc.abstractmethod
     def close(self) -> None:

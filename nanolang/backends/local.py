@@ -20,6 +20,7 @@ from typing import Any
 
 from nanolang.backends.base import Backend
 from runtime.outputs import RequestOutput
+from runtime.program_ref import ProgramRef
 from runtime.sampling_params import SamplingParams
 
 log = logging.getLogger(__name__)
@@ -33,11 +34,23 @@ class _Add:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[RequestOutput]
     on_progress: Callable[[RequestOutput], None] | None = None
+    program: ProgramRef | None = None
 
 
 @dataclass(frozen=True)
 class _Abort:
     request_id: str
+
+
+@dataclass(frozen=True)
+class _EndInstance:
+    instance: int
+
+
+@dataclass(frozen=True)
+class _Unpin:
+    instance: int
+    nodes: tuple[int, ...]
 
 
 class _Stop:
@@ -49,7 +62,7 @@ class LocalBackend(Backend):
 
     def __init__(self, llm: Any) -> None:
         self.llm = llm
-        self._inbox: queue.Queue[_Add | _Abort | _Stop] = queue.Queue()
+        self._inbox: queue.Queue[_Add | _Abort | _EndInstance | _Unpin | _Stop] = queue.Queue()
         self._waiting: dict[str, _Add] = {}
         self._ids = itertools.count()
         self._thread: threading.Thread | None = None
@@ -76,14 +89,37 @@ class LocalBackend(Backend):
         """The error that stopped the engine thread, or None while it is healthy."""
         return self._failure
 
+    @property
+    def kv_capacity_tokens(self) -> int:
+        engine = self.llm.engine
+        return int(engine.blocks.allocator.num_blocks * engine.config.block_size)
+
     async def generate(self, prompt_ids: list[int], params: SamplingParams) -> RequestOutput:
+        return await self._submit(prompt_ids, params, None)
+
+    async def generate_node(
+        self, prompt_ids: list[int], params: SamplingParams, node: ProgramRef
+    ) -> RequestOutput:
+        return await self._submit(prompt_ids, params, node)
+
+    def end_instance(self, instance: int) -> None:
+        if self._thread is not None:
+            self._inbox.put(_EndInstance(instance))
+
+    def unpin(self, instance: int, nodes: tuple[int, ...]) -> None:
+        if self._thread is not None and nodes:
+            self._inbox.put(_Unpin(instance, nodes))
+
+    async def _submit(
+        self, prompt_ids: list[int], params: SamplingParams, node: ProgramRef | None
+    ) -> RequestOutput:
         if self._failure is not None:
             raise RuntimeError(f"the engine thread failed earlier: {self._failure!r}")
         self._ensure_thread()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[RequestOutput] = loop.create_future()
         request_id = f"nl-{next(self._ids)}"
-        self._inbox.put(_Add(request_id, list(prompt_ids), params, loop, future))
+        self._inbox.put(_Add(request_id, list(prompt_ids), params, loop, future, program=node))
         try:
             return await future
         except asyncio.CancelledError:
@@ -160,11 +196,19 @@ class LocalBackend(Backend):
                 if self._waiting.pop(command.request_id, None) is not None:
                     self.llm.abort_request(command.request_id)
                 continue
+            if isinstance(command, _EndInstance):
+                self.llm.engine.release_instance(command.instance)
+                continue
+            if isinstance(command, _Unpin):
+                self.llm.engine.unpin(command.instance, command.nodes)
+                continue
             self._add(command)
 
     def _add(self, command: _Add) -> None:
         try:
-            self.llm.add_request(command.prompt_ids, command.params, request_id=command.request_id)
+            self.llm.add_request(
+                command.prompt_ids, command.params, command.request_id, command.program
+            )
         except Exception as exc:  # a rejected request fails only its caller
             command.loop.call_soon_threadsafe(_set_exception, command.future, exc)
             return

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,9 @@ from nanolang.backends.base import Backend
 
 if TYPE_CHECKING:
     from runtime.outputs import RequestOutput
+    from runtime.sampling_params import SamplingParams
+
+Generate = Callable[[list[int], "SamplingParams"], Awaitable["RequestOutput"]]
 
 
 class SelectError(ValueError):
@@ -35,6 +39,7 @@ class Selection:
     index: int
     scores: tuple[float, ...]
     outputs: tuple[RequestOutput, ...]
+    token_ids: tuple[int, ...]  # the chosen choice's tokens, exactly as scored
 
 
 def choice_token_ids(tokenizer: Any, choice: str) -> list[int]:
@@ -58,9 +63,14 @@ def score(output: RequestOutput, num_choice_tokens: int, method: str) -> float:
 
 
 async def select(
-    backend: Backend, context_ids: list[int], choices: list[str], method: str = "mean"
+    backend: Backend,
+    context_ids: list[int],
+    choices: list[str],
+    method: str = "mean",
+    generate: Generate | None = None,
 ) -> Selection:
-    """Score every choice after ``context_ids`` and return the best one."""
+    """Score every choice after ``context_ids`` (one request each, all at once, through
+    ``generate`` when given, else ``backend.generate``) and return the best one."""
     from runtime.sampling_params import SamplingParams
 
     # only the choice tokens' logprobs are needed: the context may come from the prefix cache
@@ -70,10 +80,9 @@ async def select(
         prompt_logprobs=True,
         prompt_logprobs_from=max(1, len(context_ids)),
     )
+    submit = generate if generate is not None else backend.generate
     token_ids = [choice_token_ids(backend.tokenizer, c) for c in choices]
-    outputs = await asyncio.gather(
-        *(backend.generate(context_ids + ids, params) for ids in token_ids)
-    )
+    outputs = await asyncio.gather(*(submit(context_ids + ids, params) for ids in token_ids))
     scores = tuple(score(o, len(ids), method) for o, ids in zip(outputs, token_ids, strict=True))
     best = max(range(len(choices)), key=lambda i: (scores[i], -i))
-    return Selection(choices[best], best, scores, tuple(outputs))
+    return Selection(choices[best], best, scores, tuple(outputs), tuple(token_ids[best]))

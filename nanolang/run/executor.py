@@ -30,6 +30,7 @@ class Executor:
     ``seed``: when set, every ``gen`` without its own seed gets one derived from
     (seed, instance index, position in the program), so runs are reproducible.
     ``max_concurrency``: how many instances are in flight at once.
+    ``graph``: hand the runtime graph nodes (True) or independent requests (False).
     """
 
     def __init__(
@@ -38,6 +39,7 @@ class Executor:
         backend: Backend,
         seed: int | None = None,
         max_concurrency: int = 1024,
+        graph: bool = True,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be >= 1")
@@ -45,6 +47,7 @@ class Executor:
         self.backend = backend
         self.seed = seed
         self.max_concurrency = max_concurrency
+        self.session = Session(module, backend, seed, graph)
         self.states: dict[int, InstanceState] = {}
 
     def program(self, name: str) -> tree.ProgramDef:
@@ -69,7 +72,7 @@ class Executor:
 
     async def run(self, name: str, args: dict[str, Any], index: int = 0) -> Outcome:
         """Run one instance; never raises for program errors (they are in the Outcome)."""
-        interpreter = Interpreter(Session(self.module, self.backend, self.seed), index)
+        interpreter = Interpreter(self.session, index)
         if self.states.get(index) is not InstanceState.QUEUED:
             self.states.pop(index, None)  # a direct run (not through run_many) starts afresh
         self.advance(index, InstanceState.RUNNING)
@@ -86,12 +89,16 @@ class Executor:
         except Exception as exc:
             log.exception("instance %d failed with an internal error", index)
             return self._failed(index, NanoRuntimeError(f"internal error: {exc!r}"), interpreter)
+        finally:
+            interpreter.finish()
         self.advance(index, InstanceState.FINISHED)
-        return Outcome(index, value, None, tuple(interpreter.records))
+        return Outcome(index, value, None, tuple(interpreter.records), tuple(interpreter.nodes))
 
     def _failed(self, index: int, error: NanoError, interpreter: Interpreter) -> Outcome:
         self.advance(index, InstanceState.FAILED)
-        return Outcome(index, None, error, tuple(interpreter.records))
+        return Outcome(
+            index, None, error, tuple(interpreter.records), tuple(interpreter.nodes)
+        )
 
     async def run_many(
         self, jobs: Sequence[Job], on_done: Callable[[Outcome], None] | None = None

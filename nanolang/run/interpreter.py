@@ -1,8 +1,16 @@
-"""Runs one program instance as a coroutine; fork branches and independent calls are tasks."""
+"""Runs one program instance as a coroutine; fork branches and independent calls are tasks.
+
+The instance unfolds its request graph as values arrive: every ``gen`` and ``select`` becomes a
+node (``runtime.program_ref.ProgramRef``) whose prompt extends its parent node's exact token
+sequence (``Context``); the first requests of fork branches form one group, and the alternatives
+of a ``select`` are one node. ``nodes`` records the graph the instance actually ran (the trace).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -10,17 +18,21 @@ from typing import TYPE_CHECKING, Any
 from nanolang.backends.base import BackendError
 from nanolang.check.genargs import GEN_ARGS, SELECT_ARGS, argument_error
 from nanolang.run.arguments import bind_args
+from nanolang.run.chat import ChatPieces
 from nanolang.run.choices import SelectError, select
-from nanolang.run.context import Context, encode
+from nanolang.run.context import Context, Pin
 from nanolang.run.expressions import Evaluator
-from nanolang.run.records import CallRecord
+from nanolang.run.records import CallRecord, NodeRecord
 from nanolang.syntax import tree
 from nanolang.syntax.errors import NanoError, NanoRuntimeError, Span
 
 if TYPE_CHECKING:
     from nanolang.backends.base import Backend
     from runtime.outputs import RequestOutput
+    from runtime.program_ref import ProgramRef
     from runtime.sampling_params import SamplingParams
+
+_instance_keys = itertools.count()  # unique per process: one backend may serve many executors
 
 
 class _Return(Exception):
@@ -41,20 +53,43 @@ class Frame:
 
 @dataclass(frozen=True)
 class Session:
-    """What every instance of one executor shares: the module, the backend and the run's seed."""
+    """What every instance of one executor shares: the module, the backend, the run's seed, the
+    chat template's pieces, and whether requests go to the runtime as graph nodes (``graph``;
+    False: every call is an independent request, as a plain client would send it)."""
 
     module: tree.Module
     backend: Backend
     seed: int | None
+    graph: bool = True
+    chat: ChatPieces | None = None
+
+    def chat_pieces(self) -> ChatPieces:
+        if self.chat is None:
+            object.__setattr__(self, "chat", ChatPieces(self.backend.tokenizer))
+        assert self.chat is not None
+        return self.chat
 
 
 class Interpreter:
-    """Executes the statements of one instance against the session's backend."""
+    """Executes the statements of one instance against the session's backend.
+
+    The executor's interface: ``Interpreter(session, index)``, ``await run_program(program,
+    args, path)`` (the value, or a ``NanoError``), then ``finish()`` exactly once (the runtime
+    releases what it kept for the instance); ``records`` are its calls, ``nodes`` its graph.
+    """
 
     def __init__(self, session: Session, instance: int) -> None:
         self.session = session
         self.instance = instance
+        self.key = next(_instance_keys)  # the runtime's key for this instance
         self.records: list[CallRecord] = []
+        self.nodes: list[NodeRecord] = []
+        self._node_ids = itertools.count()
+        self.start = time.perf_counter()
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.session.backend.tokenizer
 
     async def run_program(self, program: tree.ProgramDef, args: dict[str, Any], path: str) -> Any:
         frame = Frame(program, dict(args), Context(), path)
@@ -64,6 +99,11 @@ class Interpreter:
             await self.settle(frame)
             return ret.value
         return None
+
+    def finish(self) -> None:
+        """The instance is over (value or error): let the runtime release its pins."""
+        if self.session.graph:
+            self.session.backend.end_instance(self.key)
 
     async def scope(self, body: tuple[tree.Stmt, ...], frame: Frame) -> None:
         """Run ``body`` then wait for the calls it started (their errors must surface)."""
@@ -93,9 +133,10 @@ class Interpreter:
         if isinstance(stmt, tree.Text):
             frame.context.append(await ev.eval(stmt.text))
         elif isinstance(stmt, tree.Role):
-            frame.context.open_role(stmt.role)
+            chat = self.session.chat_pieces()
+            frame.context.open_role(stmt.role, chat)
             await self.block(stmt.body, frame)
-            frame.context.close_role()
+            frame.context.close_role(chat)
         elif isinstance(stmt, tree.Gen):
             await self.gen(stmt, frame)
         elif isinstance(stmt, tree.Select):
@@ -139,11 +180,12 @@ class Interpreter:
             raise NanoRuntimeError(
                 f"fork count must be a positive integer, got {count!r}", stmt.count.span
             )
+        fork = self.fork_node(stmt, frame, count)
         branches = [
             Frame(
                 frame.program,
                 dict(frame.env),
-                frame.context.copy(),
+                frame.context.copy(group=fork),
                 f"{frame.path}/fork@{stmt.span.line}.{i}",
             )
             for i in range(count)
@@ -154,6 +196,8 @@ class Interpreter:
                     group.create_task(self.scope(stmt.body, branch))
         except* NanoError as errors:
             raise errors.exceptions[0] from None
+        for branch in branches:  # their last nodes have no child: the runtime may drop them
+            self.unpin(branch.context.move_on())
         await self.collect(stmt.body, branches, frame)
 
     async def loop(self, stmt: tree.For, frame: Frame, ev: Evaluator) -> None:
@@ -189,25 +233,33 @@ class Interpreter:
         except ValueError as exc:
             raise NanoRuntimeError(str(exc), stmt.span) from None
         prompt = self.prompt(frame, stmt.span)
-        output = await self.request(prompt, params, stmt)
-        frame.context.append(output.text)
+        node, ref = self.node_ref(frame.context)
+        submitted = self.clock()
+        output = await self.request(prompt, params, stmt, ref)
+        frame.context.extend_generated(output, self.tokenizer)
+        self.moved_to(frame.context, node)
         frame.env[stmt.name] = output.text
         self.record(frame, stmt, "gen", [output], prompt, kwargs, output.text, None)
+        self.note_node(node, ref, "gen", stmt, frame, prompt, [output], submitted)
 
     async def select(self, stmt: tree.Select, frame: Frame) -> None:
         kwargs = await self.arguments(stmt.args, SELECT_ARGS, frame)
         choices = await self.evaluator(frame).eval(stmt.choices)
         check_choices(choices, stmt)
         prompt = self.prompt(frame, stmt.span)
+        node, ref = self.node_ref(frame.context, alternatives=True)
+        submitted = self.clock()
+        generate = self.generate_fn(ref)
         try:
             chosen = await select(
-                self.session.backend, prompt, choices, kwargs.get("method", "mean")
+                self.session.backend, prompt, choices, kwargs.get("method", "mean"), generate
             )
         except SelectError as exc:
             raise NanoRuntimeError(str(exc), stmt.span) from None
         except Exception as exc:
             raise NanoRuntimeError(f"select request failed: {exc!r}", stmt.span) from exc
-        frame.context.append(chosen.choice)
+        frame.context.extend_tokens(list(chosen.token_ids), chosen.choice)
+        self.moved_to(frame.context, node)
         frame.env[stmt.name] = chosen.choice
         self.record(
             frame,
@@ -219,6 +271,82 @@ class Interpreter:
             chosen.choice,
             chosen.scores,
         )
+        self.note_node(node, ref, "select", stmt, frame, prompt, list(chosen.outputs), submitted)
+
+    # the graph handed to the runtime
+
+    def clock(self) -> float:
+        return time.perf_counter() - self.start
+
+    def node_ref(self, context: Context, alternatives: bool = False) -> tuple[int, ProgramRef]:
+        """A new node extending ``context``'s node; its request unpins what the context held.
+        Alternatives (a ``select``) form their own group; a fork branch's first request joins
+        the fork's group."""
+        from runtime.program_ref import ProgramRef
+
+        node = next(self._node_ids)
+        group = node if alternatives else context.group
+        context.group = None
+        ref = ProgramRef(
+            self.key, node, context.node, group, pin=True, unpin=context.move_on()
+        )
+        return node, ref
+
+    def unpin(self, nodes: tuple[int, ...]) -> None:
+        if nodes and self.session.graph:
+            self.session.backend.unpin(self.key, nodes)
+
+    def moved_to(self, context: Context, node: int) -> None:
+        """``context`` now extends ``node``'s tokens, which the runtime keeps pinned."""
+        context.node = node
+        context.pin = Pin(node)
+
+    def fork_node(self, stmt: tree.Fork, frame: Frame, count: int) -> int:
+        node = next(self._node_ids)
+        now = self.clock()
+        self.nodes.append(
+            NodeRecord(
+                id=node, kind="fork", name=f"fork {count}", path=frame.path, line=stmt.span.line,
+                parent=frame.context.node, group=None, prompt_tokens=frame.context.num_tokens,
+                new_prompt_tokens=0, output_tokens=0, cached_tokens=0, submitted_s=now,
+                finished_s=now, request_ids=(),
+            )
+        )  # fmt: skip
+        return node
+
+    def note_node(
+        self,
+        node: int,
+        ref: ProgramRef,
+        kind: str,
+        stmt: tree.Gen | tree.Select,
+        frame: Frame,
+        prompt: list[int],
+        outputs: list[RequestOutput],
+        submitted: float,
+    ) -> None:
+        parent = next((n for n in self.nodes if n.id == ref.parent), None)
+        base = parent.total_tokens if parent is not None else 0
+        self.nodes.append(
+            NodeRecord(
+                id=node, kind=kind, name=stmt.name, path=frame.path, line=stmt.span.line,
+                parent=ref.parent, group=ref.group if kind == "gen" else None,
+                prompt_tokens=len(prompt), new_prompt_tokens=len(prompt) - base,
+                output_tokens=sum(len(o.token_ids) for o in outputs) if kind == "gen" else 0,
+                cached_tokens=sum(o.num_cached_tokens for o in outputs),
+                submitted_s=submitted, finished_s=self.clock(),
+                request_ids=tuple(o.request_id for o in outputs),
+                total_tokens=frame.context.num_tokens,
+                alternatives=tuple(len(o.prompt_token_ids) - len(prompt) for o in outputs)
+                if kind == "select" else (),
+            )
+        )  # fmt: skip
+
+    def generate_fn(self, ref: ProgramRef) -> Any:
+        backend = self.session.backend
+        if not self.session.graph:
+            return backend.generate
+        return lambda ids, params: backend.generate_node(ids, params, ref)
 
     async def arguments(
         self, args: tuple[tree.Arg, ...], allowed: dict, frame: Frame
@@ -234,15 +362,15 @@ class Interpreter:
 
     def prompt(self, frame: Frame, span: Span) -> list[int]:
         try:
-            return encode(frame.context, self.session.backend.tokenizer)
+            return frame.context.freeze(self.tokenizer)
         except BackendError as exc:  # a remote tokenizer that cannot be fetched
             raise NanoRuntimeError(str(exc), span) from None
 
     async def request(
-        self, prompt: list[int], params: SamplingParams, stmt: tree.Gen
+        self, prompt: list[int], params: SamplingParams, stmt: tree.Gen, ref: ProgramRef
     ) -> RequestOutput:
         try:
-            output = await self.session.backend.generate(prompt, params)
+            output = await self.generate_fn(ref)(prompt, params)
         except BackendError as exc:
             raise NanoRuntimeError(f"gen {stmt.name!r} failed: {exc}", stmt.span) from None
         except Exception as exc:

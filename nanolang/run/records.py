@@ -46,6 +46,36 @@ class CallRecord:
 
 
 @dataclass(frozen=True)
+class NodeRecord:
+    """One node of the request graph an instance actually ran (``nanolang run --trace``).
+
+    ``parent``: the node whose token sequence this node's prompt extends; ``group``: the fork
+    node whose branches' first requests were admitted together. Token counts: ``prompt_tokens``
+    (the whole prompt), ``new_prompt_tokens`` (beyond the parent's tokens), ``output_tokens``,
+    ``cached_tokens`` (prompt tokens the runtime served from its cache, summed over requests),
+    ``total_tokens`` (the context after the node). Times in seconds from the instance's start.
+    A ``select`` is one node; ``alternatives`` are its choices' token counts, one request each.
+    """
+
+    id: int
+    kind: str  # "gen", "select" or "fork"
+    name: str
+    path: str
+    line: int
+    parent: int | None
+    group: int | None
+    prompt_tokens: int
+    new_prompt_tokens: int
+    output_tokens: int
+    cached_tokens: int
+    submitted_s: float
+    finished_s: float
+    request_ids: tuple[str, ...]
+    total_tokens: int = 0
+    alternatives: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class Outcome:
     """The result of one program instance: its value or its error, and its calls."""
 
@@ -53,6 +83,7 @@ class Outcome:
     value: Any
     error: NanoError | None
     calls: tuple[CallRecord, ...] = field(default=())
+    nodes: tuple[NodeRecord, ...] = field(default=())
 
     @property
     def ok(self) -> bool:

@@ -33,6 +33,9 @@ class CharTokenizer:
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return [ord(c) for c in text]
 
+    def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
+        return "".join(chr(i) for i in ids)
+
     def apply_chat_template(self, chat: list[dict[str, str]], **_: Any) -> str:
         return "".join(f"<{m['role']}>{m['content']}</>" for m in chat)
 
@@ -60,7 +63,7 @@ class CountingBackend(Backend):
             prompt=None,
             prompt_token_ids=prompt_ids,
             text="ok",
-            token_ids=[1],
+            token_ids=[ord("o"), ord("k")],
             finished=True,
             finish_reason="length",
             stop_reason=None,

@@ -1,0 +1,161 @@
+"""Program instances as the scheduler sees them: progress, pinned KV blocks and fork groups.
+
+Four policies use the request graph the language attaches to requests (``ProgramRef``):
+
+- **parent pinning**: a finished request whose node a known child will extend keeps its cached
+  KV blocks (one reference each, so the prefix cache cannot evict them) until the child is
+  admitted (``unpin``) or the instance is released. Pins are the first thing given up under KV
+  pressure, lowest-priority instance first.
+- **group admission**: the members of a group (fork siblings, ``select`` alternatives) wait
+  until the first member has computed its prompt, so their shared prefix is computed once, and
+  are then admitted together, or not at all while they do not fit.
+- **progress priority**: waiting requests are admitted in order of their instance's progress
+  (finished requests, most first), then the instance's arrival, so instances that are further
+  along finish instead of every instance advancing in lockstep with its KV held.
+- **instance preemption**: under KV pressure the running requests of the lowest-priority
+  instance are preempted together (and its pins released), never one call of an instance
+  while its siblings keep their blocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runtime.block_allocator import BlockAllocator
+    from runtime.sequence import Sequence
+
+Priority = tuple[int, int, int]
+
+
+@dataclass
+class Instance:
+    arrival: int  # arrival order of its first request
+    progress: int = 0  # requests finished
+    pins: dict[int, list[int]] = field(default_factory=dict)  # node -> pinned KV blocks
+    leaders: dict[int, Sequence] = field(default_factory=dict)  # group -> first member
+
+
+@dataclass
+class InstanceStats:
+    pinned_blocks: int = 0  # now
+    pins_made: int = 0
+    pins_released_under_pressure: int = 0
+    groups_admitted: int = 0
+    instances_preempted: int = 0
+
+
+class InstanceTable:
+    """Per-instance state over one block allocator."""
+
+    def __init__(self, allocator: BlockAllocator) -> None:
+        self.allocator = allocator
+        self.instances: dict[int, Instance] = {}
+        self.stats = InstanceStats()
+
+    def note(self, seq: Sequence) -> None:
+        """A request of a program instance arrived."""
+        if seq.program is not None and seq.program.instance not in self.instances:
+            self.instances[seq.program.instance] = Instance(seq.arrival_order)
+
+    def priority(self, seq: Sequence) -> Priority:
+        """Smaller first: instance progress (most first), instance arrival, request arrival."""
+        ref = seq.program
+        inst = self.instances.get(ref.instance) if ref is not None else None
+        if inst is None:
+            return (0, seq.arrival_order, seq.arrival_order)
+        return (-inst.progress, inst.arrival, seq.arrival_order)
+
+    def same_instance(self, a: Sequence, b: Sequence) -> bool:
+        return a.program is not None and b.program is not None and (
+            a.program.instance == b.program.instance
+        )
+
+    # lifecycle
+    def finished(self, seq: Sequence, cached_blocks: list[int]) -> None:
+        """``seq`` finished: count it, and pin its cached blocks if a child will extend them."""
+        ref = seq.program
+        inst = self.instances.get(ref.instance) if ref is not None else None
+        if ref is None or inst is None:
+            return
+        inst.progress += 1
+        if ref.pin and cached_blocks and ref.node not in inst.pins:
+            for block in cached_blocks:
+                self.allocator.acquire(block)
+            inst.pins[ref.node] = list(cached_blocks)
+            self.stats.pinned_blocks += len(cached_blocks)
+            self.stats.pins_made += 1
+
+    def admitted(self, seq: Sequence) -> None:
+        """``seq`` holds its prefix's blocks now: the pins it names are no longer needed."""
+        ref = seq.program
+        inst = self.instances.get(ref.instance) if ref is not None else None
+        if ref is not None and inst is not None:
+            for node in ref.unpin:
+                self._unpin(inst, node)
+
+    def unpin(self, instance: int, nodes: tuple[int, ...]) -> None:
+        inst = self.instances.get(instance)
+        if inst is not None:
+            for node in nodes:
+                self._unpin(inst, node)
+
+    def release(self, instance: int) -> None:
+        """The instance ended: drop its pins and group state."""
+        inst = self.instances.pop(instance, None)
+        if inst is not None:
+            for node in list(inst.pins):
+                self._unpin(inst, node)
+
+    def _unpin(self, inst: Instance, node: int) -> None:
+        blocks = inst.pins.pop(node, None)
+        if blocks is None:
+            return
+        for block in reversed(blocks):
+            self.allocator.release(block)
+        self.stats.pinned_blocks -= len(blocks)
+
+    def release_lowest_pins(self, below: Sequence | None = None) -> bool:
+        """Under KV pressure: drop the pins of the lowest-priority instance that has any (with
+        ``below``, only of instances ranked after its instance); False when there were none."""
+        best: tuple[tuple[int, int], Instance] | None = None
+        floor = self.priority(below)[:2] if below is not None else None
+        for inst in self.instances.values():
+            rank = (-inst.progress, inst.arrival)
+            lower = floor is None or rank > floor
+            if inst.pins and lower and (best is None or rank > best[0]):
+                best = (rank, inst)
+        if best is None:
+            return False
+        for node in list(best[1].pins):
+            self._unpin(best[1], node)
+        self.stats.pins_released_under_pressure += 1
+        return True
+
+    def release_pins_of(self, seq: Sequence) -> None:
+        if seq.program is not None and seq.program.instance in self.instances:
+            inst = self.instances[seq.program.instance]
+            for node in list(inst.pins):
+                self._unpin(inst, node)
+
+    # groups
+    def group_leader(self, seq: Sequence) -> Sequence | None:
+        """The first member of ``seq``'s group (``seq`` itself if it is the first); None
+        outside groups."""
+        ref = seq.program
+        if ref is None or ref.group is None:
+            return None
+        inst = self.instances.get(ref.instance)
+        if inst is None:
+            return None
+        return inst.leaders.setdefault(ref.group, seq)
+
+    def in_group(self, seq: Sequence, other: Sequence) -> bool:
+        return (
+            self.same_instance(seq, other)
+            and seq.program is not None
+            and other.program is not None
+            and seq.program.group is not None
+            and seq.program.group == other.program.group
+        )

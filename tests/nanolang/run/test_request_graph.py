@@ -1,0 +1,105 @@
+"""Instances hand the runtime graph nodes: what each request carries, and what the real engine
+does with it (pins, groups, release at the end)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from nanolang.api.program import compile
+from nanolang.backends.local import LocalBackend
+from nanolang.check.checker import check_or_raise
+from nanolang.run.executor import Executor
+from nanolang.syntax.parser import parse
+from runtime.outputs import RequestOutput
+from runtime.program_ref import ProgramRef
+from runtime.sampling_params import SamplingParams
+from tests.nanolang.helpers import CountingBackend
+
+
+class RecordingBackend(CountingBackend):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[tuple[list[int], ProgramRef]] = []
+        self.ended: list[int] = []
+
+    async def generate_node(
+        self, prompt_ids: list[int], params: SamplingParams, node: ProgramRef
+    ) -> RequestOutput:
+        self.sent.append((list(prompt_ids), node))
+        out = await self.generate(prompt_ids, params)
+        if params.prompt_logprobs:
+            out.prompt_logprobs = [None] + [-1.0] * (len(prompt_ids) - 1)
+        return out
+
+    def end_instance(self, instance: int) -> None:
+        self.ended.append(instance)
+
+
+def run(source: str, backend: Any, graph: bool = True) -> Any:
+    module = parse(source, "g.nano")
+    check_or_raise(module)
+    return asyncio.run(Executor(module, backend, graph=graph).run("p", {}))
+
+
+def test_each_request_extends_its_parents_exact_tokens() -> None:
+    backend = RecordingBackend()
+    outcome = run('program p() { "Q: " gen a " and " gen b return b }', backend)
+    assert outcome.ok
+    (first, ref_a), (second, ref_b) = backend.sent
+    assert ref_a.parent is None and ref_a.pin
+    assert ref_b.parent == ref_a.node and ref_b.unpin == (ref_a.node,)
+    assert second[: len(first) + 2] == [*first, ord("o"), ord("k")]  # "ok", as generated
+    assert backend.ended == [ref_a.instance]
+
+
+def test_fork_siblings_are_one_group_and_the_parent_is_released_by_the_last_holder() -> None:
+    backend = RecordingBackend()
+    outcome = run('program p() { gen a fork 3 { "x" gen b } "y" gen c return c }', backend)
+    assert outcome.ok
+    refs = [r for _, r in backend.sent]
+    a, branches, c = refs[0], refs[1:4], refs[4]
+    assert {r.group for r in branches} == {branches[0].group} and branches[0].group is not None
+    assert all(r.parent == a.node and r.unpin == () for r in branches)
+    assert c.parent == a.node and c.unpin == (a.node,)  # the post-join context held it last
+    kinds = [n.kind for n in outcome.nodes]
+    assert kinds.count("fork") == 1 and kinds.count("gen") == 5
+
+
+def test_select_is_one_node_with_its_alternatives() -> None:
+    backend = RecordingBackend()
+    source = 'program p() { "Pick: " select s from ["ab", "cd", "ef"] gen t return s }'
+    outcome = run(source, backend)
+    assert outcome.ok
+    refs = [r for _, r in backend.sent]
+    assert len({r.node for r in refs[:3]}) == 1 and refs[0].group == refs[0].node
+    select_node = next(n for n in outcome.nodes if n.kind == "select")
+    assert select_node.alternatives == (2, 2, 2)
+    assert refs[3].parent == select_node.id
+
+
+def test_independent_mode_sends_no_nodes() -> None:
+    backend = RecordingBackend()
+    assert run('program p() { gen a gen b return b }', backend, graph=False).ok
+    assert backend.sent == [] and backend.count == 2 and backend.ended == []
+
+
+def test_the_engine_admits_forks_together_and_releases_pins_at_the_end(
+    backend: LocalBackend,
+) -> None:
+    engine = backend.llm.engine
+    stats = engine.scheduler.instances.stats
+    groups, pins = stats.groups_admitted, stats.pins_made
+    program = compile(
+        'program p() { "A long shared question about many things, " gen a(max_tokens = 4) '
+        'fork 4 { " branch " gen b(max_tokens = 4) } return b }'
+    )
+    value = program.run(backend=backend, seed=1)
+    assert len(value) == 4
+    assert stats.groups_admitted > groups and stats.pins_made > pins
+    for _ in range(100):  # the end-of-instance release is queued behind the last output
+        if stats.pinned_blocks == 0:
+            break
+        asyncio.run(asyncio.sleep(0.01))
+    assert stats.pinned_blocks == 0
+    assert not engine.scheduler.instances.instances
