@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from nanolang.cli import bench, check, eval, graph, run, serve
+from nanolang.cli import bench, check, eval, graph, run, serve, tune
 
 SUBCOMMANDS = {
     "bench": bench,
@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "graph": graph,
     "run": run,
     "serve": serve,
+    "tune": tune,
 }
 
 

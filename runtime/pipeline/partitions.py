@@ -50,7 +50,7 @@ def green_partitions(sizes: tuple[int, ...]) -> tuple[GreenPartition, ...]:
     return tuple(out)
 
 
-def _new_stream(part: GreenPartition) -> torch.cuda.Stream:
+def new_stream(part: GreenPartition) -> torch.cuda.Stream:
     from cuda.bindings import driver
 
     flags = driver.CUstream_flags.CU_STREAM_NON_BLOCKING
@@ -78,7 +78,7 @@ class Units:
         for u in units:
             g = by_id[u.partition]
             while len(g.streams) <= u.stream:
-                g.streams.append(_new_stream(g))
+                g.streams.append(new_stream(g))
             self.streams[u] = g.streams[u.stream]
             self.sms[u.partition] = g.num_sms
 

@@ -126,6 +126,16 @@ class Profile:
             out[(t.op, t.placement, t.phase, t.context)].append((t.tokens, t.ms))
         return {k: sorted(v) for k, v in out.items()}
 
+    @property
+    def max_tokens(self) -> int:
+        """The largest nano-batch measured for every operation but attention."""
+        return min(max(t.tokens for t in self.timings if t.op == n)
+                   for n, _ in self.ops if n != self.attention)  # fmt: skip
+
+    @property
+    def max_context(self) -> int:
+        return max(t.context for t in self.timings if t.op == self.attention)
+
     def placements(self, op: str) -> set[str]:
         return {t.placement for t in self.timings if t.op == op}
 

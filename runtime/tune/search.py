@@ -25,7 +25,7 @@ class SearchConfig:
     prefill_points: tuple[int, ...] = (0, 512, 1024, 2048)
     context_points: tuple[int, ...] = (512, 1024, 2048, 4096)
     graph_context: int = 1024  # decode CUDA graphs have no host lengths: they use this bucket
-    max_tokens: int = 4096  # larger shapes stay dense (beyond any iteration's token budget)
+    max_tokens: int = 4096  # larger shapes stay dense (beyond the engine's token budget)
     max_nano_batches: int = 4
     granules: int = 8  # nano-batch boundaries on a grid of this many steps of the batch
     margin: float = 0.02  # a plan must beat dense by this fraction, else dense
@@ -47,6 +47,11 @@ class ShapeResult:
     schedule: Schedule | None  # the best pipeline found (None: none possible)
     plan: Plan | None  # None: dense wins
     reason: str
+
+
+# the grid of a --quick profile (tests, CPU)
+QUICK_SEARCH = SearchConfig(decode_points=(0, 4, 8), prefill_points=(0, 8), context_points=(16, 32),
+                            graph_context=16, max_nano_batches=2)  # fmt: skip
 
 
 def nominal_layout(costs: Costs, options: list[Layout]) -> Layout:
@@ -78,6 +83,9 @@ def search_shape(profile: Profile, shape: BatchShape, cfg: SearchConfig) -> Shap
         return result(None, None, "the device runs one stream at a time: nothing can overlap")
     if shape.tokens > cfg.max_tokens:
         return result(None, None, f"more than {cfg.max_tokens} tokens: not searched")
+    if shape.tokens > profile.max_tokens or shape.context > profile.max_context:
+        why = f"outside the profile ({profile.max_tokens} tokens, context {profile.max_context})"
+        return result(None, None, why)
     cuts = len(grid_points(shape.tokens, cfg.granules)) - 1
     counts = range(2, min(cfg.max_nano_batches, cuts) + 1)
     if not counts:

@@ -1,0 +1,68 @@
+"""``python -m runtime.tune`` (also ``nanolang tune``): profile a model's layer operations on
+this device, search NanoFlow pipelines per batch-shape bucket, write the plan set."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import shlex
+import sys
+from typing import Any
+
+from runtime.tune.options import build_parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
+    command = "python -m runtime.tune " + shlex.join(sys.argv[1:] if argv is None else argv)
+    return execute(args, command)
+
+
+def execute(args: argparse.Namespace, command: str) -> int:
+    """Run the tuner; a summary on stderr, the plan set's path on stdout."""
+    from runtime.pipeline.plan import PlanError
+    from runtime.tune.milp import MilpError, Solver
+    from runtime.tune.profiler import QUICK, ProfileConfig
+    from runtime.tune.profiles import ProfileError
+    from runtime.tune.search import QUICK_SEARCH, SearchConfig
+    from runtime.tune.tuner import tune
+
+    pcfg = QUICK if args.quick else ProfileConfig()
+    if args.kv_gb is not None:
+        pcfg = dataclasses.replace(pcfg, kv_gb=args.kv_gb)
+    try:
+        scfg = dataclasses.replace(
+            QUICK_SEARCH if args.quick else SearchConfig(),
+            max_nano_batches=2 if args.quick else args.max_nano_batches, granules=args.granules,
+            margin=args.margin, solver=Solver(args.solver), time_limit_s=args.time_limit,
+        )  # fmt: skip
+        grid: dict[str, Any] = {
+            f: tuple(int(x) for x in getattr(args, f).split(","))
+            for f in ("decode_points", "prefill_points", "context_points")
+            if getattr(args, f) is not None
+        }
+        scfg = dataclasses.replace(scfg, **grid)
+        prof, planset, results, path = tune(
+            args.model, args.out, args.profile, pcfg, scfg, command,
+            load_format=args.load_format, device=args.device, dtype=args.dtype,
+        )  # fmt: skip
+    except (ValueError, OSError, MemoryError, ProfileError, PlanError, MilpError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for r in results:
+        choice = r.plan.name if r.plan is not None else "dense"
+        print(f"d={r.shape.decodes:5d} p={r.shape.prefill_tokens:5d} c={r.shape.context:5d}  "
+              f"dense {r.dense_us / 1e3:8.3f} ms  predicted {r.predicted_us / 1e3:8.3f} ms  "
+              f"{choice}: {r.reason}", file=sys.stderr)  # fmt: skip
+    failures = prof.notes.get("failures", [])
+    plans = len(planset.plans)
+    print(f"{prof.device}: {len(results)} buckets, {plans} plans, {len(failures)} failed "
+          f"measurements", file=sys.stderr)  # fmt: skip
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Command-line options of ``nanolang tune`` (argparse only: importing this loads no torch)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    ap = parser or argparse.ArgumentParser(prog="python -m runtime.tune", description=__doc__)
+    ap.add_argument("--model", default="llama-3-8b", help="preset or model directory")
+    ap.add_argument("--load-format", default="dummy", help="dummy: random weights (timing only)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="reuse this profile JSON instead of measuring")  # fmt: skip
+    ap.add_argument("--out", type=Path, default=None,
+                    help="directory for profile.json, planset.json and the plans (default: "
+                    "runtime/pipeline/plans/searched/<model>-<device>, where --mode nanoflow "
+                    "finds them)")  # fmt: skip
+    ap.add_argument("--quick", action="store_true", help="a tiny profile grid (tests, CPU)")
+    ap.add_argument("--kv-gb", type=float, default=None, help="KV buffer for attention timings")
+    ap.add_argument(
+        "--decode-points",
+        default=None,
+        help="bucket grid: comma list of decode counts (default 0,64,128,256,512,1024)",
+    )
+    ap.add_argument(
+        "--prefill-points",
+        default=None,
+        help="comma list of prefill tokens (default 0,512,1024,2048)",
+    )
+    ap.add_argument(
+        "--context-points",
+        default=None,
+        help="comma list of mean contexts (default 512,1024,2048,4096)",
+    )
+    ap.add_argument("--solver", choices=["auto", "gurobi", "highs"], default="auto")
+    ap.add_argument("--max-nano-batches", type=int, default=4)
+    ap.add_argument("--granules", type=int, default=8, help="nano-batch boundary grid")
+    ap.add_argument("--margin", type=float, default=0.02, help="a plan must beat dense by this")
+    ap.add_argument("--time-limit", type=float, default=30.0, help="seconds per MILP")
+    return ap

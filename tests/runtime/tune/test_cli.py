@@ -1,0 +1,40 @@
+"""``nanolang tune`` reusing a stored profile: writes a plan set and prints its path; a bad
+profile is a one-line error with exit status 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nanolang.cli import main
+from runtime.pipeline.planset import PlanSet
+from tests.runtime.tune.synthetic import synthetic_profile
+
+
+def test_tune_from_a_stored_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    prof = synthetic_profile(device_sms=32, per_sm_gb_s=300.0, slowdown=1.1)
+    prof.save(tmp_path / "profile.json")
+    out = tmp_path / "set"
+    argv = ["tune", "--profile", str(tmp_path / "profile.json"), "--out", str(out),
+            "--solver", "highs", "--max-nano-batches", "2", "--decode-points", "0,64,512",
+            "--prefill-points", "0,512", "--context-points", "1024"]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr()
+    assert printed.out.strip() == str(out / "planset.json")
+    planset = PlanSet.load(out / "planset.json")
+    assert len(planset.buckets) == 3 * 2 - 1  # the grid, less the zero-token shape
+    assert planset.plans and any(b.plan is None for b in planset.buckets)
+    assert "buckets" in printed.err and "dense" in printed.err
+    # a second run replaces the plan files of the first
+    assert main(argv) == 0
+    names = {p.name for p in out.glob("*.json")} - {"planset.json", "profile.json"}
+    assert names == set(planset.plans)
+
+
+def test_bad_profile_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"schema": "nanolang.tune.profile", "version": 7}))
+    assert main(["tune", "--profile", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert "error: profile version 7 is not 1" in capsys.readouterr().err

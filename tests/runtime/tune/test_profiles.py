@@ -1,0 +1,92 @@
+"""Profiles: measured on the CPU from the tiny model's real operations (through the kernels
+registry), stored as versioned JSON and reused; the schema rejects what it cannot answer."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from runtime.pipeline.plans import LLAMA_OPS
+from runtime.pipeline.planset import PlanSet
+from runtime.tune import Profile, ProfileError
+from runtime.tune.profiler import QUICK
+from runtime.tune.profiles import OpTiming
+from runtime.tune.search import QUICK_SEARCH
+from runtime.tune.tuner import measure, tune
+from tests.runtime.tune.synthetic import synthetic_profile
+
+
+@pytest.fixture(scope="module")
+def cpu_profile(tiny_llama: str) -> Profile:
+    return measure(tiny_llama, QUICK, "test", dtype="float32", device="cpu")
+
+
+def test_cpu_profile_covers_every_operation(cpu_profile: Profile) -> None:
+    p = cpu_profile
+    assert [n for n, _ in p.ops] == list(LLAMA_OPS)
+    assert p.device == "cpu" and not p.concurrent and p.interference == ()
+    assert p.notes["failures"] == [] and p.hbm_gb_s > 0
+    assert p.shape.num_layers == 2 and p.shape.dtype_bytes == 4
+    for op in LLAMA_OPS:
+        if op == "attention":
+            for phase in ("decode", "prefill"):
+                got = {(t.tokens, t.context) for t in p.timings if t.phase == phase}
+                assert got == {(t, c) for t in QUICK.attention_tokens for c in QUICK.contexts}
+        else:
+            got = {t.tokens for t in p.timings if t.op == op}
+            assert got == set(QUICK.tokens)
+    assert all(t.placement == "whole" and t.ms > 0 for t in p.timings)
+
+
+def test_profile_round_trip_and_reuse(cpu_profile: Profile, tmp_path: Path) -> None:
+    cpu_profile.save(tmp_path / "p.json")
+    again = Profile.load(tmp_path / "p.json")
+    assert again == cpu_profile
+    # the search reuses a stored profile: the CPU runs one stream at a time, so all dense
+    _, _, results, path = tune("unused", tmp_path / "out", tmp_path / "p.json",
+                                     search_cfg=QUICK_SEARCH)  # fmt: skip
+    assert all(r.plan is None for r in results)
+    assert {b.reason for b in PlanSet.load(path).buckets} == {
+        "the device runs one stream at a time: nothing can overlap"
+    }
+    assert (tmp_path / "out" / "profile.json").exists()
+
+
+def test_schema_version_and_contents_are_checked(tmp_path: Path) -> None:
+    d = synthetic_profile(concurrent=False).to_dict()
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({**d, "version": 0}))
+    with pytest.raises(ProfileError, match="version 0 is not 1"):
+        Profile.load(path)
+    path.write_text(json.dumps({**d, "schema": "something"}))
+    with pytest.raises(ProfileError, match="not a profile"):
+        Profile.load(path)
+    path.write_text("{")
+    with pytest.raises(ProfileError, match="not JSON"):
+        Profile.load(path)
+    good = Profile.from_dict(d)
+    with pytest.raises(ProfileError, match="unknown operation"):
+        replace(good, timings=(OpTiming("mystery", "whole", 4, 1.0),))
+    with pytest.raises(ProfileError, match="bad placement"):
+        replace(good, timings=(OpTiming("act", "green:x", 4, 1.0),))
+    with pytest.raises(ProfileError, match="exceeds the device"):
+        replace(good, timings=(OpTiming("act", "green:64", 4, 1.0),))
+    with pytest.raises(ProfileError, match="need a phase"):
+        replace(good, timings=(OpTiming("attention", "whole", 4, 1.0),))
+
+
+def test_interpolation_between_and_beyond_measured_sizes() -> None:
+    p = synthetic_profile(concurrent=False)
+    at = {t.tokens: t.ms for t in p.timings if t.op == "gate_up_proj"}
+    mid = p.time_ms("gate_up_proj", "whole", 192)
+    assert mid == pytest.approx((at[128] + at[256]) / 2)
+    assert p.time_ms("gate_up_proj", "whole", 1) == at[16]  # never below the smallest measured
+    assert p.time_ms("gate_up_proj", "whole", 0) == 0.0
+    slope = (at[4096] - at[2048]) / 2048
+    assert p.time_ms("gate_up_proj", "whole", 5000) == pytest.approx(at[4096] + slope * 904)
+    with pytest.raises(ProfileError, match="no timings of act on green:8"):
+        p.time_ms("act", "green:8", 16)
+    assert p.slowdown("act", "attention", "whole", 16) == 1.0  # none measured
