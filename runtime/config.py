@@ -15,14 +15,15 @@ class ModelLoadError(ValueError):
     """A model directory or preset that cannot be loaded; the message says why."""
 
 
+ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "llama3")
+
+
 @dataclass(frozen=True)
 class RopeConfig:
     theta: float = 10000.0
-    rope_type: str = "default"  # "default" | "llama3" | "linear"
-    factor: float = 1.0
-    low_freq_factor: float = 1.0
-    high_freq_factor: float = 4.0
-    original_max_position_embeddings: int = 8192
+    rope_type: str = "default"  # one of ROPE_TYPES
+    scaling: tuple[tuple[str, Any], ...] = ()  # the checkpoint's scaling fields (factor, ...)
+    max_position_embeddings: int = 2048  # the model's context length, which yarn scales to
 
     @staticmethod
     def from_hf(cfg: dict[str, Any]) -> RopeConfig:
@@ -30,18 +31,17 @@ class RopeConfig:
         params = dict(cfg.get("rope_parameters") or {})
         scaling = dict(cfg.get("rope_scaling") or {})
         merged = {**scaling, **params}
-        rope_type = merged.get("rope_type", merged.get("type", "default")) or "default"
-        if rope_type not in ("default", "llama3", "linear"):
-            raise ModelLoadError(f"unsupported rope scaling type {rope_type!r}")
+        rope_type = merged.pop("rope_type", merged.pop("type", "default")) or "default"
+        if rope_type not in ROPE_TYPES:
+            raise ModelLoadError(
+                f"unsupported rope scaling type {rope_type!r}; supported: {', '.join(ROPE_TYPES)}"
+            )
+        theta = float(merged.pop("rope_theta", cfg.get("rope_theta", 10000.0)))
         return RopeConfig(
-            theta=float(merged.get("rope_theta", cfg.get("rope_theta", 10000.0))),
+            theta=theta,
             rope_type=rope_type,
-            factor=float(merged.get("factor", 1.0)),
-            low_freq_factor=float(merged.get("low_freq_factor", 1.0)),
-            high_freq_factor=float(merged.get("high_freq_factor", 4.0)),
-            original_max_position_embeddings=int(
-                merged.get("original_max_position_embeddings", 8192)
-            ),
+            scaling=tuple(sorted(merged.items())),
+            max_position_embeddings=int(cfg.get("max_position_embeddings", 2048)),
         )
 
 

@@ -4,37 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from tokenizers.decoders import DecodeStream
+
 
 class IncrementalDetokenizer:
-    """Turns output tokens into text as they arrive, holding back incomplete UTF-8 sequences.
+    """Turns output tokens into text as they arrive, with ``tokenizers``' ``DecodeStream``.
 
-    Decodes a small window of tokens each step (from ``prefix_offset``), so the cost per token does
-    not grow with the output length, and tokenizers that merge spaces across tokens still decode
-    correctly.
+    The stream holds back incomplete UTF-8 sequences and decodes a small window each step (so the
+    cost per token does not grow with the output). It starts from the prompt's last tokens, so the
+    first output token decodes as it reads after the prompt (a leading space is not dropped).
     """
 
     def __init__(self, tokenizer: Any, prompt_token_ids: list[int]) -> None:
-        self.tokenizer = tokenizer
-        self.ids: list[int] = list(prompt_token_ids[-6:])
-        self.prefix_offset = 0
-        self.read_offset = len(self.ids)
+        self._tokenizer = tokenizer.backend_tokenizer  # the Rust tokenizer of an HF tokenizer
+        self._stream = DecodeStream(ids=list(prompt_token_ids[-6:]), skip_special_tokens=True)
         self.text = ""
-
-    def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def append(self, token_id: int) -> str:
         """Add one token; return the text it completes (may be empty)."""
-        self.ids.append(token_id)
-        prefix = self._decode(self.ids[self.prefix_offset : self.read_offset])
-        full = self._decode(self.ids[self.prefix_offset :])
-        if len(full) > len(prefix) and not full.endswith("\ufffd"):
-            delta = full[len(prefix) :]
-            self.prefix_offset = self.read_offset
-            self.read_offset = len(self.ids)
-            self.text += delta
-            return delta
-        return ""
+        delta = self._stream.step(self._tokenizer, token_id) or ""
+        self.text += delta
+        return delta
 
 
 def find_stop(text: str, new_len: int, stops: tuple[str, ...]) -> tuple[int, str] | None:

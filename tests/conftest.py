@@ -24,6 +24,14 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         },
         "rope_theta": 500000.0,
     }
+    yarn_rope = {
+        "rope_scaling": {
+            "rope_type": "yarn",
+            "factor": 4.0,
+            "original_max_position_embeddings": 32,
+        },
+        "max_position_embeddings": 128,
+    }
     specs = {
         "llama": dict(arch="llama", seed=1),
         "mistral": dict(arch="mistral", seed=2, num_key_value_heads=1),
@@ -31,6 +39,10 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "llama_tied": dict(arch="llama", seed=4, tie_word_embeddings=True, num_key_value_heads=4),
         "llama3_rope": dict(arch="llama", seed=5, **llama3_rope),
         "llama_sharded": dict(arch="llama", seed=6, max_shard_size="100KB"),
+        "qwen2_yarn": dict(arch="qwen2", seed=7, **yarn_rope),
+        "llama_dynamic_rope": dict(
+            arch="llama", seed=8, rope_scaling={"rope_type": "dynamic", "factor": 2.0}
+        ),
     }
     return {name: str(make_tiny_model(root / name, **kw)) for name, kw in specs.items()}
 

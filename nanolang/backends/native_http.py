@@ -10,7 +10,6 @@ Transient failures (connection refused or cut, 429 / 5xx) are retried with back-
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import httpx
 
 from nanolang.backends.base import Backend, BackendError
+from nanolang.backends.per_loop import PerLoop
 from nanolang.backends.remote_tokenizer import tokenizer_from_files
 from nanolang.backends.retry import Retrier, RetryPolicy, TransientError, check_status
 from nanolang.backends.wire import output_from_dict, params_to_dict
@@ -58,8 +58,7 @@ class HTTPBackend(Backend):
         self.timeout = httpx.Timeout(timeout_s, connect=10.0)
         self.limits = httpx.Limits(max_connections=max_connections)
         self._tokenizer: Any = None
-        self._client: httpx.AsyncClient | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._clients = PerLoop(self._make_client, lambda client: client.aclose())
         self.retrier = Retrier(retry or RetryPolicy(), self.url)
 
     @property
@@ -80,15 +79,14 @@ class HTTPBackend(Backend):
         raise_for_error(response.status_code, response.content)
         return dict(response.json()["files"])
 
+    def _make_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.url, headers=self.headers, timeout=self.timeout, limits=self.limits
+        )
+
     def client(self) -> httpx.AsyncClient:
-        """One connection pool per event loop (each ``asyncio.run`` gets a fresh one)."""
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            self._client = httpx.AsyncClient(
-                base_url=self.url, headers=self.headers, timeout=self.timeout, limits=self.limits
-            )
-            self._client_loop = loop
-        return self._client
+        """The running event loop's connection pool."""
+        return self._clients.get()
 
     async def generate(self, prompt_ids: list[int], params: SamplingParams) -> RequestOutput:
         try:
@@ -120,10 +118,4 @@ class HTTPBackend(Backend):
         return output_from_dict(last)
 
     def close(self) -> None:
-        client, self._client = self._client, None
-        loop, self._client_loop = self._client_loop, None
-        if client is not None and loop is not None and not loop.is_closed():
-            if loop.is_running():
-                loop.create_task(client.aclose())
-            else:
-                loop.run_until_complete(client.aclose())
+        self._clients.close()

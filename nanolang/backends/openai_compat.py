@@ -5,7 +5,8 @@ context of role blocks whose open last block is an empty ``assistant`` becomes a
 ``/v1/chat/completions`` request. Everything else is refused with ``UnsupportedByServer``, never
 approximated: ``select`` (needs prompt log-probabilities), regex / JSON-schema constraints,
 ``top_k`` / ``min_p`` / ``stop_token_ids`` / ``ignore_eos``, text mixed with role blocks, and
-continuing an assistant message that already has text.
+continuing an assistant message that already has text. Requests go through ``openai.AsyncOpenAI``
+(pooled connections, retries with exponential back-off on connection errors, 408, 409, 429, 5xx).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import os
 import time
 from typing import Any
 
-import httpx
+import openai
 
 from nanolang.backends.base import Backend
-from nanolang.backends.native_http import raise_for_error
+from nanolang.backends.native_http import RemoteError
+from nanolang.backends.per_loop import PerLoop
 from nanolang.backends.text_codec import TextCodec, Turn, parse
 from runtime.outputs import RequestMetrics, RequestOutput
 from runtime.sampling_params import SamplingParams
@@ -68,14 +70,26 @@ class OpenAIBackend(Backend):
     """A backend for ``url`` (``.../v1`` is added when missing) serving ``model``."""
 
     def __init__(
-        self, url: str, model: str, api_key: str | None = None, timeout_s: float = 600.0
+        self,
+        url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout_s: float = 600.0,
+        max_retries: int = 2,
     ) -> None:
         base = url.rstrip("/")
         self.base = base if base.endswith("/v1") else f"{base}/v1"
         self.model = model
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
-        self.headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.timeout = httpx.Timeout(timeout_s, connect=10.0)
+        self._clients = PerLoop(
+            lambda: openai.AsyncOpenAI(
+                base_url=self.base,
+                api_key=key or "unused",  # servers without keys ignore the header
+                timeout=timeout_s,
+                max_retries=max_retries,
+            ),
+            lambda client: client.close(),
+        )
         self._codec = TextCodec()
 
     @property
@@ -100,40 +114,59 @@ class OpenAIBackend(Backend):
             body["stop"] = list(params.stop)
         if params.seed is not None:
             body["seed"] = params.seed
-        if turns:
-            body["messages"] = chat_messages(turns)
-            body["logprobs"] = params.logprobs
-            data = await self._post("/chat/completions", body)
-            choice = data["choices"][0]
-            text = choice["message"]["content"] or ""
-            logprobs = [e["logprob"] for e in (choice.get("logprobs") or {}).get("content", [])]
-        else:
-            body["prompt"] = plain
-            if params.logprobs:
-                body["logprobs"] = 0
-            data = await self._post("/completions", body)
-            choice = data["choices"][0]
-            text = choice["text"]
-            logprobs = list((choice.get("logprobs") or {}).get("token_logprobs") or [])
+        try:
+            if turns:
+                request_id, text, finish, logprobs = await self._chat(turns, body, params)
+            else:
+                request_id, text, finish, logprobs = await self._complete(plain, body, params)
+        except openai.APIStatusError as exc:
+            raise RemoteError(f"server answered {exc.status_code}: {_message(exc)}") from exc
+        except openai.APIConnectionError as exc:
+            raise RemoteError(f"cannot reach {self.base}: {exc}") from exc
         return RequestOutput(
-            request_id=str(data.get("id", "")),
+            request_id=request_id,
             prompt=None,
             prompt_token_ids=list(prompt_ids),
             text=text,
             token_ids=[],
             finished=True,
-            finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+            finish_reason="length" if finish == "length" else "stop",
             stop_reason=None,
             logprobs=logprobs if params.logprobs else None,
             prompt_logprobs=None,
             metrics=RequestMetrics(arrival_time=time.perf_counter()),
         )
 
-    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        async with httpx.AsyncClient(headers=self.headers, timeout=self.timeout) as client:
-            response = await client.post(f"{self.base}{path}", json=body)
-        raise_for_error(response.status_code, response.content)
-        return response.json()
+    async def _chat(
+        self, turns: list[Turn], body: dict[str, Any], params: SamplingParams
+    ) -> tuple[str, str, str | None, list[float]]:
+        reply = await self._clients.get().chat.completions.create(
+            messages=chat_messages(turns),  # type: ignore[arg-type]
+            logprobs=params.logprobs,
+            **body,
+        )
+        choice = reply.choices[0]
+        entries = choice.logprobs.content if choice.logprobs and choice.logprobs.content else []
+        logprobs = [entry.logprob for entry in entries]
+        return reply.id, choice.message.content or "", choice.finish_reason, logprobs
+
+    async def _complete(
+        self, prompt: str, body: dict[str, Any], params: SamplingParams
+    ) -> tuple[str, str, str | None, list[float]]:
+        if params.logprobs:
+            body["logprobs"] = 0
+        reply = await self._clients.get().completions.create(prompt=prompt, **body)
+        choice = reply.choices[0]
+        token_logprobs = choice.logprobs.token_logprobs if choice.logprobs else None
+        logprobs = [float(x) for x in token_logprobs or [] if x is not None]
+        return reply.id, choice.text, choice.finish_reason, logprobs
 
     def close(self) -> None:
-        """Nothing to release: each request uses its own connection."""
+        self._clients.close()
+
+
+def _message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return body["message"]
+    return exc.message

@@ -39,7 +39,17 @@ def greedy(n: int = NEW_TOKENS) -> SamplingParams:
 
 
 @pytest.mark.parametrize(
-    "name", ["llama", "mistral", "qwen2", "llama_tied", "llama3_rope", "llama_sharded"]
+    "name",
+    [
+        "llama",
+        "mistral",
+        "qwen2",
+        "llama_tied",
+        "llama3_rope",
+        "llama_sharded",
+        "qwen2_yarn",
+        "llama_dynamic_rope",
+    ],
 )
 def test_greedy_and_logprobs_match_transformers(tiny_models: dict[str, str], name: str) -> None:
     path = tiny_models[name]

@@ -232,7 +232,7 @@ program main() {
 }
 
 program echo(x) {
-    "{x}: " gen y(max_tokens = 3, temperature = 0, ignore_eos = true)
+    "{x}: " gen y(max_tokens = 12, temperature = 0, ignore_eos = true)
     return y
 }
 """
