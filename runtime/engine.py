@@ -163,11 +163,15 @@ class LLMEngine:
         seq = Sequence(rid, text, ids, params, seed, next(self._ids), self.eos_token_ids)
         seq.program = program
         if params.constrained:
-            seq.constraint = self._constraint_compiler().compile(params.regex, params.json_schema)
+            seq.constraint = self.constraint_compiler().compile(
+                params.regex, params.json_schema, params.grammar
+            )
         if self.tokenizer is not None:
             seq.detok = IncrementalDetokenizer(self.tokenizer, ids)
         if params.prompt_logprobs:  # positions before prompt_logprobs_from stay None
             seq.prompt_logprobs.extend([None] * min(params.prompt_logprobs_from, len(ids)))
+            if params.top_logprobs:
+                seq.prompt_top_logprobs.extend([None] * len(seq.prompt_logprobs))
         self._seqs[rid] = seq
         self.scheduler.add(seq)
         return rid
@@ -196,13 +200,15 @@ class LLMEngine:
         if params.stop and self.tokenizer is None:
             raise ValueError("stop strings need a tokenizer; this model has none")
 
-    def _constraint_compiler(self) -> Any:
-        # imported here: outlines-core is needed only by requests with constraints
+    def constraint_compiler(self) -> Any:
+        """The engine's ``runtime.constraints.ConstraintCompiler`` (built on first use; callers
+        on other threads may ``prepare`` constraints in its cache before adding requests)."""
+        # imported here: llguidance is needed only by requests with constraints
         from runtime.constraints import ConstraintCompiler
 
         if self._constraints is None:
             if self.tokenizer is None:
-                raise ValueError("regex / json_schema constraints need a tokenizer")
+                raise ValueError("regex / json_schema / grammar constraints need a tokenizer")
             eos = self.tokenizer.eos_token_id
             self._constraints = ConstraintCompiler(
                 self.tokenizer, eos, self.model_config.vocab_size
@@ -269,7 +275,9 @@ class LLMEngine:
     def _inflight_needs_sync(self) -> bool:
         assert self._inflight is not None
         return any(
-            e.seq.constraint is not None or e.seq.params.prompt_logprobs
+            e.seq.constraint is not None
+            or e.seq.params.prompt_logprobs
+            or e.seq.params.adjusts_logits
             for e in self._inflight.batch.scheduled
         )
 
@@ -309,9 +317,13 @@ class LLMEngine:
         for idx, entry in enumerate(launched.batch.scheduled):
             if idx in result.prompt_logprobs and not entry.seq.is_finished:
                 entry.seq.prompt_logprobs.extend(result.prompt_logprobs[idx])
-        for entry, token, logprob in result.sampled:
+                entry.seq.prompt_top_logprobs.extend(result.prompt_top.get(idx, ()))
+        tops = result.top or [None] * len(result.sampled)
+        for (entry, token, logprob), top in zip(result.sampled, tops, strict=True):
             if not entry.seq.is_finished:
                 self._set_token(entry.seq, token, logprob)
+                if top is not None and entry.seq.params.logprobs:
+                    entry.seq.top_logprobs.append(top)
         outputs = []
         it = self.stats.num_iterations
         for entry in launched.batch.scheduled:
@@ -348,6 +360,9 @@ class LLMEngine:
             seq.logprobs.append(logprob)
         if seq.constraint is not None:
             seq.constraint.advance(token)
+            if seq.constraint.error is not None:
+                seq.finish(FinishReason.ERROR, f"constraint error: {seq.constraint.error}")
+                return
         p = seq.params
         if token in seq.eos_token_ids and not p.ignore_eos:
             seq.finish(FinishReason.STOP, None)
@@ -381,6 +396,10 @@ class LLMEngine:
             stop_reason=seq.stop_reason,
             logprobs=list(seq.logprobs) if seq.params.logprobs else None,
             prompt_logprobs=list(seq.prompt_logprobs) if seq.params.prompt_logprobs else None,
+            top_logprobs=list(seq.top_logprobs) if seq.params.logprobs else None,
+            prompt_top_logprobs=list(seq.prompt_top_logprobs)
+            if seq.params.prompt_logprobs and seq.params.top_logprobs
+            else None,
             metrics=seq.metrics,
             num_cached_tokens=seq.num_cached_tokens,
         )

@@ -6,7 +6,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -35,6 +35,19 @@ class StepResult:
 
     sampled: list[tuple[ScheduledSequence, int, float]]  # (entry, token id, logprob)
     prompt_logprobs: dict[int, list[float]]  # index into scheduled -> logprobs of chunk targets
+    top: list[TopK | None] = field(default_factory=list)  # per sampled row, when asked
+    prompt_top: dict[int, list[TopK]] = field(default_factory=dict)  # per chunk target
+
+
+TopK = dict[int, float]  # token id -> raw-model logprob of the most likely tokens at a position
+
+
+def _top_lists(ids: torch.Tensor, values: torch.Tensor, k: list[int]) -> list[TopK]:
+    """Rows of [N, K] tensors as dicts of each row's first k[i] entries."""
+    return [
+        dict(zip(i[:n], v[:n], strict=True))
+        for i, v, n in zip(ids.tolist(), values.tolist(), k, strict=True)
+    ]
 
 
 @dataclass
@@ -50,6 +63,8 @@ class Launched:
     started: torch.cuda.Event | None  # recorded before the iteration's first device work
     done: torch.cuda.Event | None  # recorded after the copies (None on the CPU)
     row_of: dict[int, int]  # id(sequence) -> its row in ``tokens``
+    top_host: tuple[torch.Tensor, torch.Tensor] | None = None  # [R, K] ids, logprobs (host)
+    prompt_top: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -221,6 +236,7 @@ class ModelRunner:
         hook, self.profile_hook = self.profile_hook, None
         rows, src = self._pending_inputs(batch, prev)
         prompt_lp: dict[int, torch.Tensor] = {}
+        prompt_top: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         if hook is None and self._graph_fits(batch):
             assert self.graphs is not None
             input_ids = self.graphs.load(self._decode_inputs(batch))
@@ -236,8 +252,8 @@ class ModelRunner:
             hidden = self.forward(inputs.input_ids, ctx)
             sample_rows = torch.tensor(inputs.sample_rows, device=self.device, dtype=torch.long)
             logits = self.model.compute_logits(hidden.index_select(0, sample_rows), self.ops)
-            prompt_lp = self._prompt_logprobs(hidden, inputs)
-        launched = self._sample(batch, samplers, logits, prompt_lp)
+            prompt_lp, prompt_top = self._prompt_logprobs(batch, hidden, inputs)
+        launched = self._sample(batch, samplers, logits, prompt_lp, prompt_top)
         launched.started = started
         return launched
 
@@ -256,24 +272,43 @@ class ModelRunner:
         samplers: list[ScheduledSequence],
         logits: torch.Tensor,
         prompt_lp: dict[int, torch.Tensor],
+        prompt_top: dict[int, tuple[torch.Tensor, torch.Tensor]],
     ) -> Launched:
         sbatch = SamplingBatch.build([e.seq for e in samplers], logits.shape[-1], self.device)
         want_logprobs = any(e.seq.params.logprobs for e in samplers)
-        tokens, logprobs = sample(logits, sbatch, self.ops, want_logprobs)
+        num_top = max((e.seq.params.top_logprobs for e in samplers if e.seq.params.logprobs),
+                      default=0)  # fmt: skip
+        out = sample(logits, sbatch, self.ops, want_logprobs, num_top)
+        tokens, logprobs = out.tokens, out.logprobs
+        top = None if out.top_ids is None or out.top_logprobs is None else (
+            out.top_ids, out.top_logprobs)  # fmt: skip
         done = None
         if self.device.type == "cuda":
             tokens_host = torch.empty(tokens.shape, dtype=tokens.dtype, pin_memory=True)
             tokens_host.copy_(tokens, non_blocking=True)
             lp_host = None if logprobs is None else logprobs.to("cpu", non_blocking=True)
             prompt_lp = {k: v.to("cpu", non_blocking=True) for k, v in prompt_lp.items()}
+            top = None if top is None else self._to_host_pairs({0: top})[0]
+            prompt_top = self._to_host_pairs(prompt_top)
             done = torch.cuda.Event(enable_timing=True)
             done.record()
         else:
             tokens_host, lp_host = tokens, logprobs
         row_of = {id(e.seq): i for i, e in enumerate(samplers)}
         return Launched(
-            batch, samplers, tokens, tokens_host, lp_host, prompt_lp, None, done, row_of
-        )
+            batch, samplers, tokens, tokens_host, lp_host, prompt_lp, None, done, row_of, top,
+            prompt_top,
+        )  # fmt: skip
+
+    def _to_host_pairs(
+        self, pairs: dict[int, tuple[torch.Tensor, torch.Tensor]]
+    ) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+        if self.device.type != "cuda":
+            return pairs
+        return {
+            k: (a.to("cpu", non_blocking=True), b.to("cpu", non_blocking=True))
+            for k, (a, b) in pairs.items()
+        }
 
     def collect(self, launched: Launched) -> StepResult:
         """Wait for a launched iteration and read its results back (the iteration's one sync)."""
@@ -288,15 +323,30 @@ class ModelRunner:
         if launched.logprobs_host is not None:
             lps = launched.logprobs_host.tolist()
         prompt = {k: v.tolist() for k, v in launched.prompt_logprobs.items()}
-        return StepResult(list(zip(launched.samplers, tokens, lps, strict=True)), prompt)
+        result = StepResult(list(zip(launched.samplers, tokens, lps, strict=True)), prompt)
+        if launched.top_host is not None:
+            ks = [e.seq.params.top_logprobs if e.seq.params.logprobs else 0
+                  for e in launched.samplers]  # fmt: skip
+            tops = _top_lists(*launched.top_host, ks)
+            result.top = [t if k else None for t, k in zip(tops, ks, strict=True)]
+        for idx, (ids, values) in launched.prompt_top.items():
+            k = launched.batch.scheduled[idx].seq.params.top_logprobs
+            result.prompt_top[idx] = _top_lists(ids, values, [k] * len(ids))
+        return result
 
     def _prompt_logprobs(
-        self, hidden: torch.Tensor, inputs: BatchInputs
-    ) -> dict[int, torch.Tensor]:
+        self, batch: SchedulerOutput, hidden: torch.Tensor, inputs: BatchInputs
+    ) -> tuple[dict[int, torch.Tensor], dict[int, tuple[torch.Tensor, torch.Tensor]]]:
+        """Per scheduled index: logprobs of the chunk's prompt targets [n], and when the request
+        asks for top_logprobs, the top k ids and logprobs at each of those positions [n, k]."""
         out: dict[int, torch.Tensor] = {}
+        tops: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         for idx, (row0, n, targets) in inputs.prompt_rows.items():
             logits = self.model.compute_logits(hidden[row0 : row0 + n], self.ops)
             lp = torch.log_softmax(logits, dim=-1)
             target = torch.tensor(targets, device=self.device).unsqueeze(1)
             out[idx] = lp.gather(1, target).squeeze(1)
-        return out
+            if k := batch.scheduled[idx].seq.params.top_logprobs:
+                top = lp.topk(k, dim=-1)
+                tops[idx] = (top.indices, top.values)
+        return out, tops

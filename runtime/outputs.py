@@ -26,6 +26,9 @@ class RequestOutput:
     stop token or a stop string), ``"length"`` (max_tokens or the context length), ``"abort"``,
     or None while the request runs. ``logprobs[i]`` is the log-probability of ``token_ids[i]``;
     ``prompt_logprobs[i]`` that of ``prompt_token_ids[i]`` given the tokens before it (None at 0).
+    With ``top_logprobs`` k > 0, ``top_logprobs[i]`` / ``prompt_top_logprobs[i]`` map the k most
+    likely token ids at that position to their logprobs. ``finish_reason`` ``"error"``: the
+    request could not go on (``stop_reason`` says why, e.g. a constraint's limit).
     """
 
     request_id: str
@@ -40,3 +43,5 @@ class RequestOutput:
     prompt_logprobs: list[float | None] | None
     metrics: RequestMetrics
     num_cached_tokens: int = 0
+    top_logprobs: list[dict[int, float]] | None = None
+    prompt_top_logprobs: list[dict[int, float] | None] | None = None

@@ -55,6 +55,8 @@ class SamplingBatch:
     min_p: torch.Tensor
     noise: torch.Tensor | None  # [R, V] ~ Exp(1), on the device already; None if all rows greedy
     mask: torch.Tensor | None  # [R, V] bool, allowed tokens; None when no row is constrained
+    bias: torch.Tensor | None = None  # [R, V] float32 added to logits (penalties, logit_bias)
+    repetition: torch.Tensor | None = None  # [R, V] float32 repetition factor (1 = unseen)
 
     @staticmethod
     def build(seqs: list[Sequence], vocab_size: int, device: torch.device) -> SamplingBatch:
@@ -69,6 +71,7 @@ class SamplingBatch:
             for row, seq in enumerate(seqs):
                 if seq.constraint is not None:
                     mask[row] = seq.constraint.allowed_mask()
+        bias, repetition = logit_adjustments(seqs, vocab_size)
         return SamplingBatch(
             temperature=torch.tensor([p.temperature for p in params], dtype=torch.float32),
             top_p=torch.tensor([p.top_p for p in params], dtype=torch.float32),
@@ -76,6 +79,8 @@ class SamplingBatch:
             min_p=torch.tensor([p.min_p for p in params], dtype=torch.float32),
             noise=noise,
             mask=mask,
+            bias=bias,
+            repetition=repetition,
         ).to(device)
 
     def to(self, device: torch.device) -> SamplingBatch:
@@ -88,15 +93,68 @@ class SamplingBatch:
             min_p=self.min_p.to(device, non_blocking=True),
             noise=self.noise,
             mask=None if self.mask is None else self.mask.to(device, non_blocking=True),
+            bias=None if self.bias is None else self.bias.to(device, non_blocking=True),
+            repetition=None
+            if self.repetition is None
+            else self.repetition.to(device, non_blocking=True),
         )
 
 
+def logit_adjustments(
+    seqs: list[Sequence], vocab_size: int
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Host-built [R, V] additive bias (presence / frequency penalties, logit_bias, min_tokens)
+    and multiplicative repetition factors, or None when no row asks for them. Needs each row's
+    output tokens on the host (the engine reads such iterations back before the next)."""
+    if not any(s.params.adjusts_logits for s in seqs):
+        return None, None
+    bias = torch.zeros(len(seqs), vocab_size, dtype=torch.float32)
+    repetition = None
+    for row, seq in enumerate(seqs):
+        p = seq.params
+        out = torch.tensor([t for t in seq.output_token_ids if 0 <= t < vocab_size], dtype=torch.long)
+        if p.presence_penalty or p.frequency_penalty:
+            counts = torch.bincount(out, minlength=vocab_size).to(torch.float32)
+            bias[row] -= p.frequency_penalty * counts + p.presence_penalty * (counts > 0)
+        if p.repetition_penalty != 1.0:
+            if repetition is None:
+                repetition = torch.ones(len(seqs), vocab_size, dtype=torch.float32)
+            seen = torch.tensor(seq.prompt_token_ids, dtype=torch.long)
+            repetition[row, torch.cat([seen, out])] = p.repetition_penalty
+        for token, value in p.logit_bias:
+            if 0 <= token < vocab_size:
+                bias[row, token] += value
+        if len(seq.output_token_ids) < p.min_tokens:
+            banned = [t for t in (*seq.eos_token_ids, *p.stop_token_ids) if 0 <= t < vocab_size]
+            bias[row, banned] = float("-inf")
+    return bias, repetition
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """What sampling produced for R rows: tokens, their raw-model logprobs, and the top k."""
+
+    tokens: torch.Tensor  # [R] int64
+    logprobs: torch.Tensor | None  # [R] float32, or None when not wanted
+    top_ids: torch.Tensor | None  # [R, k] int64, or None when k == 0
+    top_logprobs: torch.Tensor | None  # [R, k] float32
+
+
 def sample(
-    logits: torch.Tensor, batch: SamplingBatch, ops: Ops, want_logprobs: bool = True
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """logits [R, V] float32 -> (token ids [R], their log-probabilities under the raw model [R],
-    or None when not wanted)."""
-    logprobs = torch.log_softmax(logits, dim=-1) if want_logprobs else None
+    logits: torch.Tensor,
+    batch: SamplingBatch,
+    ops: Ops,
+    want_logprobs: bool = True,
+    num_top: int = 0,
+) -> Sampled:
+    """logits [R, V] float32 -> the sampled tokens, their log-probabilities under the raw model
+    (when wanted) and the ``num_top`` most likely tokens of the raw model with theirs."""
+    logprobs = torch.log_softmax(logits, dim=-1) if want_logprobs or num_top else None
+    if batch.repetition is not None:
+        r = batch.repetition
+        logits = torch.where(logits > 0, logits / r, logits * r)
+    if batch.bias is not None:
+        logits = logits + batch.bias
     if batch.mask is not None:
         logits = logits.masked_fill(~batch.mask, float("-inf"))
     if batch.noise is None:  # every row greedy
@@ -105,5 +163,9 @@ def sample(
         b = batch
         tokens = ops.sample(logits, b.temperature, b.top_p, b.top_k, b.min_p, b.noise)
     if logprobs is None:
-        return tokens, None
-    return tokens, logprobs.gather(1, tokens.unsqueeze(1)).squeeze(1)
+        return Sampled(tokens, None, None, None)
+    chosen = logprobs.gather(1, tokens.unsqueeze(1)).squeeze(1)
+    if not num_top:
+        return Sampled(tokens, chosen, None, None)
+    top = logprobs.topk(num_top, dim=-1)
+    return Sampled(tokens, chosen, top.indices, top.values)

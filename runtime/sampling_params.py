@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,12 @@ class SamplingParams:
     distribution) of each sampled token; ``prompt_logprobs`` returns it for every prompt token but
     the first (from ``prompt_logprobs_from`` on: earlier positions come back as None and may be
     served from the prefix cache, which is how ``select`` scores choices after a shared context).
-    ``regex`` / ``json_schema`` constrain the output through token masks.
+    ``top_logprobs`` (0-20) adds, at each of those positions, the most likely tokens with their
+    log-probabilities. ``regex`` / ``json_schema`` / ``grammar`` (Lark) constrain the output
+    through token masks. ``presence_penalty`` / ``frequency_penalty`` (OpenAI's, over output
+    tokens), ``repetition_penalty`` (over prompt and output tokens; 1 = off), ``logit_bias``
+    (token id -> added logit) and ``min_tokens`` (EOS and stop token ids masked until that many
+    tokens exist) change the distribution sampled from; logprobs stay the raw model's.
     """
 
     max_tokens: int = 16
@@ -37,6 +43,13 @@ class SamplingParams:
     prompt_logprobs_from: int = 1  # first prompt position whose logprob is wanted (earlier: None)
     regex: str | None = None
     json_schema: str | None = None
+    grammar: str | None = None
+    top_logprobs: int = 0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    min_tokens: int = 0
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -51,6 +64,8 @@ class SamplingParams:
         object.__setattr__(self, "stop_token_ids", ids)
         if isinstance(self.json_schema, dict):
             object.__setattr__(self, "json_schema", json.dumps(self.json_schema))
+        bias = self.logit_bias.items() if isinstance(self.logit_bias, dict) else self.logit_bias
+        object.__setattr__(self, "logit_bias", tuple((int(t), float(b)) for t, b in bias or ()))
         self._validate()
 
     def _validate(self) -> None:
@@ -71,10 +86,48 @@ class SamplingParams:
             errors.append(f"prompt_logprobs_from must be >= 1, got {self.prompt_logprobs_from!r}")
         if self.seed is not None and not isinstance(self.seed, int):
             errors.append(f"seed must be an integer, got {self.seed!r}")
-        if self.regex is not None and self.json_schema is not None:
-            errors.append("give at most one of regex and json_schema")
+        given = [c for c in (self.regex, self.json_schema, self.grammar) if c is not None]
+        if len(given) > 1:
+            errors.append("give at most one of regex, json_schema and grammar")
+        errors += self._sampling_errors()
         if errors:
             raise ValueError("invalid SamplingParams: " + "; ".join(errors))
+
+    def _sampling_errors(self) -> list[str]:
+        errors = []
+        numbers = {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "min_p": self.min_p,
+            "presence_penalty": self.presence_penalty,
+            "frequency_penalty": self.frequency_penalty,
+            "repetition_penalty": self.repetition_penalty,
+        }
+        numbers.update({f"logit_bias[{t}]": b for t, b in self.logit_bias})
+        errors += [f"{k} must be a finite number, got {v!r}" for k, v in numbers.items()
+                   if not isinstance(v, int | float) or not math.isfinite(v)]  # fmt: skip
+        if not isinstance(self.top_logprobs, int) or not 0 <= self.top_logprobs <= 20:
+            errors.append(f"top_logprobs must be an integer in [0, 20], got {self.top_logprobs!r}")
+        if not -2 <= self.presence_penalty <= 2 or not -2 <= self.frequency_penalty <= 2:
+            errors.append("presence_penalty and frequency_penalty must be in [-2, 2]")
+        if not self.repetition_penalty > 0:
+            errors.append(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        if any(not -100 <= b <= 100 for _, b in self.logit_bias):
+            errors.append("logit_bias values must be in [-100, 100]")
+        if not isinstance(self.min_tokens, int) or not 0 <= self.min_tokens <= self.max_tokens:
+            errors.append(f"min_tokens must be in [0, max_tokens], got {self.min_tokens!r}")
+        return errors
+
+    @property
+    def adjusts_logits(self) -> bool:
+        """Whether sampling needs the request's tokens on the host (penalties, bias, min_tokens)."""
+        return bool(
+            self.presence_penalty
+            or self.frequency_penalty
+            or self.repetition_penalty != 1.0
+            or self.logit_bias
+            or self.min_tokens
+        )
 
     @property
     def greedy(self) -> bool:
@@ -82,4 +135,4 @@ class SamplingParams:
 
     @property
     def constrained(self) -> bool:
-        return self.regex is not None or self.json_schema is not None
+        return self.regex is not None or self.json_schema is not None or self.grammar is not None

@@ -24,6 +24,7 @@ class FinishReason(enum.Enum):
     STOP = "stop"
     LENGTH = "length"
     ABORT = "abort"
+    ERROR = "error"  # the request cannot go on (stop_reason says why: a constraint's limit)
 
 
 @dataclass
@@ -51,6 +52,8 @@ class Sequence:
     output_text: str = ""
     logprobs: list[float] = field(default_factory=list)
     prompt_logprobs: list[float | None] = field(default_factory=list)
+    top_logprobs: list[dict[int, float]] = field(default_factory=list)  # per output token
+    prompt_top_logprobs: list[dict[int, float] | None] = field(default_factory=list)
     constraint: Any = None  # a runtime.constraints.TokenConstraint, when the params ask for one
     prefix_node: Any = None  # a runtime.prefix_cache.Node: where this sequence sits in the tree
     num_registered_blocks: int = 0  # leading blocks of block_table registered in the prefix cache

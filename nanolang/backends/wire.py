@@ -19,6 +19,7 @@ def params_to_dict(params: SamplingParams) -> dict[str, Any]:
     out = {name: getattr(params, name) for name in PARAM_FIELDS}
     out["stop"] = list(params.stop)
     out["stop_token_ids"] = list(params.stop_token_ids)
+    out["logit_bias"] = {str(t): b for t, b in params.logit_bias}
     return out
 
 
@@ -29,4 +30,11 @@ def output_to_dict(output: RequestOutput) -> dict[str, Any]:
 def output_from_dict(data: dict[str, Any]) -> RequestOutput:
     fields = dict(data)
     fields["metrics"] = RequestMetrics(**fields["metrics"])
+    for key in ("top_logprobs", "prompt_top_logprobs"):  # JSON made the token ids strings
+        if fields.get(key) is not None:
+            fields[key] = [_int_keys(d) for d in fields[key]]
     return RequestOutput(**fields)
+
+
+def _int_keys(top: dict[str, float] | None) -> dict[int, float] | None:
+    return None if top is None else {int(k): v for k, v in top.items()}
