@@ -145,7 +145,7 @@ def grammar_text(spec: ConstraintSpec, limits: ConstraintLimits = DEFAULT_LIMITS
     return _llg(
         llguidance.LLMatcher.grammar_from_json_schema,
         json.dumps(closed_objects(schema)),
-        defaults={"whitespace_flexible": False},
+        defaults={"whitespace_pattern": "[ ]?"},  # an optional space, as outlines allowed
     )
 
 
@@ -203,7 +203,9 @@ def constraint_error(
             return None
         text = grammar_text(spec, limits)
         problem = _bounded(
-            lambda: llguidance.LLMatcher.validate_grammar(text, None, limits=limits.parser_limits()),
+            lambda: llguidance.LLMatcher.validate_grammar(
+                text, None, limits=limits.parser_limits()
+            ),
             limits.compile_seconds,
             spec.kind,
         )

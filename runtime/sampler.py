@@ -112,7 +112,9 @@ def logit_adjustments(
     repetition = None
     for row, seq in enumerate(seqs):
         p = seq.params
-        out = torch.tensor([t for t in seq.output_token_ids if 0 <= t < vocab_size], dtype=torch.long)
+        out = torch.tensor(
+            [t for t in seq.output_token_ids if 0 <= t < vocab_size], dtype=torch.long
+        )
         if p.presence_penalty or p.frequency_penalty:
             counts = torch.bincount(out, minlength=vocab_size).to(torch.float32)
             bias[row] -= p.frequency_penalty * counts + p.presence_penalty * (counts > 0)

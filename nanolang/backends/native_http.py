@@ -20,7 +20,7 @@ from nanolang.backends.base import Backend, BackendError
 from nanolang.backends.per_loop import PerLoop
 from nanolang.backends.remote_tokenizer import tokenizer_from_files
 from nanolang.backends.retry import Retrier, RetryPolicy, TransientError, check_status
-from nanolang.backends.wire import output_from_dict, params_to_dict
+from nanolang.backends.wire import DeltaDecoder, params_to_dict
 from runtime.outputs import RequestOutput
 from runtime.sampling_params import SamplingParams
 
@@ -100,7 +100,7 @@ class HTTPBackend(Backend):
             "params": params_to_dict(params),
             "stream": True,
         }
-        last: dict[str, Any] | None = None
+        decoder = DeltaDecoder()
         async with self.client().stream("POST", "/v1/nano/generate", json=body) as response:
             if response.status_code >= 400:
                 content = await response.aread()
@@ -112,10 +112,11 @@ class HTTPBackend(Backend):
                 event = json.loads(line[len("data: ") :])
                 if "error" in event:
                     raise RemoteError(f"server error: {event['error'].get('message')}")
-                last = event
-        if last is None or not last.get("finished"):
+                decoder.add(event)
+        output = decoder.output()
+        if output is None:
             raise TransientError("the server's stream ended before the request finished")
-        return output_from_dict(last)
+        return output
 
     def close(self) -> None:
         self._clients.close()

@@ -38,3 +38,58 @@ def output_from_dict(data: dict[str, Any]) -> RequestOutput:
 
 def _int_keys(top: dict[str, float] | None) -> dict[int, float] | None:
     return None if top is None else {int(k): v for k, v in top.items()}
+
+
+DELTA_FIELDS = ("token_ids", "logprobs", "top_logprobs")  # lists that grow with the output
+PROMPT_FIELDS = ("prompt_token_ids", "prompt_logprobs", "prompt_top_logprobs")
+
+
+class DeltaEncoder:
+    """The native stream's events: each carries the text and tokens that are new since the
+    previous event (prompt fields only in the first; every other field as of now). Text that a
+    stop string could still cut is held back until the request finishes."""
+
+    def __init__(self, stop: tuple[str, ...]) -> None:
+        self.hold = max((len(s) for s in stop), default=1) - 1
+        self.text_sent = 0
+        self.tokens_sent = 0
+        self.first = True
+
+    def event(self, output: RequestOutput) -> dict[str, Any]:
+        data = output_to_dict(output)
+        end = len(output.text) if output.finished else max(len(output.text) - self.hold, 0)
+        end = max(end, self.text_sent)
+        data["text"] = output.text[self.text_sent : end]
+        self.text_sent = end
+        start, self.tokens_sent = self.tokens_sent, len(output.token_ids)
+        for key in DELTA_FIELDS:
+            if data[key] is not None:
+                data[key] = data[key][start:]
+        if not self.first:
+            for key in PROMPT_FIELDS:
+                data[key] = None
+        self.first = False
+        return data
+
+
+class DeltaDecoder:
+    """Rebuilds the engine's ``RequestOutput`` from a native stream's delta events."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, Any] | None = None
+
+    def add(self, event: dict[str, Any]) -> None:
+        if self.state is None:
+            self.state = dict(event)
+            return
+        state = self.state
+        text = state["text"] + event["text"]
+        grown = {k: None if state[k] is None else state[k] + (event[k] or []) for k in DELTA_FIELDS}
+        kept = {k: state[k] for k in PROMPT_FIELDS}
+        state.update(event)
+        state.update(grown, text=text, **kept)
+
+    def output(self) -> RequestOutput | None:
+        if self.state is None or not self.state.get("finished"):
+            return None
+        return output_from_dict(self.state)

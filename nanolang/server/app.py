@@ -10,11 +10,12 @@ from typing import Any
 from fastapi import FastAPI
 
 from nanolang.backends.local import LocalBackend
-from nanolang.server import chat, completions, monitoring, native
+from nanolang.server import chat, completions, monitoring, native, tokenization
 from nanolang.server.config import ServerConfig
 from nanolang.server.engine_client import EngineClient
 from nanolang.server.errors import install_error_handlers
 from nanolang.server.guards import APIKeyGuard, BodySizeLimit
+from nanolang.server.metrics import ServingMetrics
 from nanolang.server.state import ServerState
 from nanolang.server.throughput import Throughput
 
@@ -30,7 +31,9 @@ def create_app(config: ServerConfig, backend: LocalBackend | None = None) -> Fas
     owned = backend is None
     engine = EngineClient(backend or load_backend(config))
     stats = engine.engine.stats
-    state = ServerState(config, engine, Throughput(lambda: stats.generated_tokens))
+    throughput = Throughput(lambda: stats.generated_tokens)
+    metrics = ServingMetrics(engine.counters, throughput.rate)
+    state = ServerState(config, engine, throughput, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -46,7 +49,7 @@ def create_app(config: ServerConfig, backend: LocalBackend | None = None) -> Fas
 
     app = FastAPI(title="nanolang", lifespan=lifespan)
     app.state.server = state
-    for module in (completions, chat, native, monitoring):
+    for module in (completions, chat, native, tokenization, monitoring):
         app.include_router(module.router)
     install_error_handlers(app)
     app.add_middleware(APIKeyGuard, api_key=config.api_key)

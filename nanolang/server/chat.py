@@ -1,8 +1,8 @@
-"""``POST /v1/chat/completions``: messages rendered by the model's own chat template."""
+"""``POST /v1/chat/completions``: messages (tool calls and tool results too) rendered by the
+model's own chat template; structured outputs and tool calls through constraints."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -10,46 +10,123 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from nanolang.server import openai_format as fmt
 from nanolang.server.errors import APIError
-from nanolang.server.params import check_n, choice_seed, openai_params, refuse_unsupported
+from nanolang.server.generation import Job, Progress, respond
+from nanolang.server.params import check_n, choice_seed, openai_params, requested_constraint
 from nanolang.server.protocol import ChatRequest
 from nanolang.server.state import ServerState, State
-from nanolang.server.streams import (
-    DONE,
-    TextDelta,
-    gather_all,
-    merge,
-    sse,
-    unless_disconnected,
-)
+from nanolang.server.tools import ToolMode, template_messages, template_tools, tool_mode
 from runtime.outputs import RequestOutput
-from runtime.sampling_params import SamplingParams
 
 router = APIRouter()
 
+MAX_TOP_LOGPROBS = 20
+
 
 def chat_prompt_ids(state: ServerState, req: ChatRequest) -> list[int]:
-    """The template's rendering with the assistant's generation prompt; the template carries
-    its own special tokens, so none are added."""
+    """The template's rendering (with the assistant's generation prompt unless the request says
+    otherwise); the template carries its own special tokens, so none are added."""
     tokenizer = state.engine.tokenizer
     if tokenizer is None or not getattr(tokenizer, "chat_template", None):
         raise APIError(400, "this model has no chat template; use /v1/completions", "messages")
-    messages = [{"role": m.role, "content": m.text()} for m in req.messages]
+    open_turn = req.continue_final_message
     try:
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    except Exception as exc:  # a template may reject roles or orderings
+        text = tokenizer.apply_chat_template(
+            template_messages(req),
+            tools=template_tools(req),
+            tokenize=False,
+            add_generation_prompt=req.add_generation_prompt and not open_turn,
+            continue_final_message=open_turn,
+            **(req.chat_template_kwargs or {}),
+        )
+    except APIError:
+        raise
+    except Exception as exc:  # a template may reject roles, orderings or arguments
         raise APIError(400, f"the chat template rejected the messages: {exc}", "messages") from exc
     return state.engine.encode(text)
 
 
-def build_params(state: ServerState, req: ChatRequest, ids: list[int]) -> list[SamplingParams]:
-    refuse_unsupported(req, top_logprobs=bool(req.top_logprobs))
+def build_jobs(state: ServerState, req: ChatRequest, tools: ToolMode) -> list[Job]:
     check_n(req.n, state.config.max_n)
+    if req.top_logprobs is not None and not 0 <= req.top_logprobs <= MAX_TOP_LOGPROBS:
+        raise APIError(400, f"top_logprobs must be in [0, {MAX_TOP_LOGPROBS}]", "top_logprobs")
+    if req.top_logprobs and not req.logprobs:
+        raise APIError(400, "top_logprobs needs logprobs: true", "top_logprobs")
+    constraint = requested_constraint(req, req.response_format)
+    if tools.constraint() is not None:
+        if constraint is not None:
+            raise APIError(400, "tool_choice and a response format both constrain", "tool_choice")
+        constraint = tools.constraint()
+    ids = chat_prompt_ids(state, req)
     asked = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     state.engine.check_prompt(ids, asked, "messages")
     max_tokens = asked if asked is not None else state.engine.room(ids)
     return [
-        openai_params(req, max_tokens, choice_seed(req.seed, i), req.logprobs) for i in range(req.n)
+        Job(
+            i,
+            0,
+            ids,
+            openai_params(
+                req,
+                max_tokens,
+                choice_seed(req.seed, i),
+                logprobs=req.logprobs,
+                top_logprobs=req.top_logprobs or 0,
+                constraint=constraint,
+            ),
+        )
+        for i in range(req.n)
     ]
+
+
+class ChatRenderer:
+    id_prefix = "chatcmpl"
+    object = "chat.completion"
+    chunk_object = "chat.completion.chunk"
+
+    def __init__(self, tokenizer: Any, tools: ToolMode) -> None:
+        self.tokenizer = tokenizer
+        self.tools = tools
+        self.pending: dict[int, tuple[str, fmt.Scored]] = {}  # buffered until a call can parse
+
+    def opening(self, jobs: list[Job]) -> list[dict[str, Any]]:
+        delta = {"role": "assistant", "content": ""}
+        return [{"index": j.index, "delta": delta, "logprobs": None, "finish_reason": None}
+                for j in jobs]  # fmt: skip
+
+    def choice(self, progress: Progress, out: RequestOutput, stream: bool) -> dict[str, Any] | None:
+        text, scored = progress.new_text(out), progress.new_tokens(out)
+        index = progress.job.index
+        if self.tools.kind in ("required", "auto") and stream:
+            held_text, held = self.pending.get(index, ("", fmt.Scored([], [], scored.tops)))
+            text, scored = held_text + text, held + scored
+            if not out.finished:
+                self.pending[index] = (text, scored)
+                return None
+        if stream and not text and not scored.ids and not out.finished:
+            return None
+        call = self.tools.parse(text) if out.finished or self.tools.kind == "named" else None
+        key, body = ("delta", self._delta(progress, text, call)) if stream else (
+            "message", self._message(text, call))  # fmt: skip
+        progress.started = True
+        logprobs = None
+        if progress.job.params.logprobs:
+            logprobs = fmt.chat_logprobs(self.tokenizer, scored)
+        reason = fmt.finish_reason(out)
+        if call is not None and reason == "stop":
+            reason = "tool_calls"
+        return {"index": index, key: body, "logprobs": logprobs, "finish_reason": reason}
+
+    def _message(self, text: str, call: dict[str, Any] | None) -> dict[str, Any]:
+        if call is None:
+            return {"role": "assistant", "content": text}
+        return {"role": "assistant", "content": None, "tool_calls": [call]}
+
+    def _delta(self, progress: Progress, text: str, call: dict[str, Any] | None) -> dict[str, Any]:
+        if call is None:
+            return {"content": text} if text else {}
+        if self.tools.kind == "named" and progress.started:  # later argument pieces
+            return {"tool_calls": [{"index": 0, "function": {"arguments": text}}]} if text else {}
+        return {"tool_calls": [{"index": 0, **call}]}
 
 
 @router.post("/v1/chat/completions", response_model=None)
@@ -57,74 +134,8 @@ async def create_chat_completion(
     req: ChatRequest, request: Request, state: State
 ) -> JSONResponse | StreamingResponse:
     state.check_model(req.model)
-    ids = chat_prompt_ids(state, req)
-    params = build_params(state, req, ids)
-    if req.stream:
-        return StreamingResponse(
-            stream_events(state, req, ids, params), media_type="text/event-stream"
-        )
-    work = gather_all([state.engine.generate(ids, p) for p in params])
-    outputs = await unless_disconnected(request, work)
-    tokenizer = state.engine.tokenizer
-    choices = [
-        {
-            "index": i,
-            "message": {"role": "assistant", "content": out.text},
-            "logprobs": fmt.chat_logprobs(tokenizer, out.token_ids, out.logprobs),
-            "finish_reason": fmt.finish_reason(out),
-        }
-        for i, out in enumerate(outputs)
-    ]
-    body = {
-        "id": fmt.new_id("chatcmpl"),
-        "object": "chat.completion",
-        "created": fmt.now(),
-        "model": state.config.model_name,
-        "choices": choices,
-        "usage": fmt.usage(len(ids), outputs),
-    }
-    return JSONResponse(body)
-
-
-async def stream_events(
-    state: ServerState, req: ChatRequest, ids: list[int], params: list[SamplingParams]
-) -> AsyncIterator[str]:
-    head = {
-        "id": fmt.new_id("chatcmpl"),
-        "object": "chat.completion.chunk",
-        "created": fmt.now(),
-        "model": state.config.model_name,
-    }
-    for i in range(len(params)):
-        role = {"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
-        yield sse({**head, "choices": [role]})
-    deltas = [TextDelta(p.stop) for p in params]
-    finals: list[RequestOutput] = []
-    try:
-        async for i, out in merge([state.engine.stream(ids, p) for p in params]):
-            chunk = chat_chunk(state, i, deltas[i], out)
-            if chunk is not None:
-                yield sse({**head, "choices": [chunk]})
-            if out.finished:
-                finals.append(out)
-    except APIError as exc:
-        yield sse({"error": {"message": exc.message, "type": "invalid_request_error"}})
-        return
-    if req.include_usage:
-        yield sse({**head, "choices": [], "usage": fmt.usage(len(ids), finals)})
-    yield DONE
-
-
-def chat_chunk(
-    state: ServerState, index: int, delta: TextDelta, out: RequestOutput
-) -> dict[str, Any] | None:
-    text = delta.text(out)
-    token_ids, logprobs = delta.tokens(out)
-    if not text and not out.finished and not (logprobs and token_ids):
-        return None
-    return {
-        "index": index,
-        "delta": {"content": text} if text else {},
-        "logprobs": fmt.chat_logprobs(state.engine.tokenizer, token_ids, logprobs),
-        "finish_reason": fmt.finish_reason(out),
-    }
+    tools = tool_mode(req)
+    jobs = build_jobs(state, req, tools)
+    renderer = ChatRenderer(state.engine.tokenizer, tools)
+    param = "tools" if tools.constraint() is not None else "response_format"
+    return await respond(state, request, renderer, jobs, req.stream, req.include_usage, param)

@@ -3,13 +3,15 @@ answer 400 before anything is queued, and read-only counters for /metrics."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 from nanolang.backends.local import LocalBackend
 from nanolang.server.errors import APIError
+from runtime.constraints import ConstraintSpec
 from runtime.outputs import RequestOutput
-from runtime.sampling_params import SamplingParams
+from runtime.sampling_params import ConstraintError, SamplingParams
 
 
 class EngineClient:
@@ -18,6 +20,24 @@ class EngineClient:
     def __init__(self, backend: LocalBackend) -> None:
         self.backend = backend
         self.llm = backend.llm
+        self.compiler = None if self.tokenizer is None else self.engine.constraint_compiler()
+
+    @property
+    def eos_token_ids(self) -> frozenset[int]:
+        return frozenset(self.engine.eos_token_ids)
+
+    async def prepare_constraint(self, params: SamplingParams, param: str | None = None) -> None:
+        """Compile the request's constraint off the engine thread, within the limits (a 400 when
+        it is invalid or over them), so the engine only finds it in the cache."""
+        spec = ConstraintSpec.of(params.regex, params.json_schema, params.grammar)
+        if spec is None:
+            return
+        if self.compiler is None:
+            raise APIError(400, "constraints need a tokenizer; this model has none", param)
+        try:
+            await asyncio.to_thread(self.compiler.prepare, spec)
+        except ConstraintError as exc:
+            raise APIError(400, str(exc), param, f"invalid_{spec.kind}") from exc
 
     @property
     def tokenizer(self) -> Any:

@@ -56,11 +56,22 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     if not errors:
         return "invalid request", None
     first = errors[0]
+    unknown = [_where(e) for e in errors if e.get("type") == "extra_forbidden"]
+    if unknown:
+        names = ", ".join(unknown)
+        return (
+            f"unknown or unsupported fields: {names} (this server does not accept them)",
+            unknown[0],
+        )
     if first.get("type") == "json_invalid":
         return f"malformed JSON body: {first.get('msg', '')}", None
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
     param = ".".join(loc) or None
     return f"{param or 'body'}: {first.get('msg', 'invalid value')}", param
+
+
+def _where(error: dict[str, Any]) -> str:
+    return ".".join(str(p) for p in error.get("loc", ()) if p != "body")
 
 
 def install_error_handlers(app: FastAPI) -> None:

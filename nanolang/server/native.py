@@ -1,8 +1,9 @@
 """Native endpoints for what programs need beyond OpenAI's API.
 
-- ``POST /v1/nano/generate``: any ``SamplingParams`` (regex, json_schema, top_k, min_p,
-  stop_token_ids, prompt_logprobs, ...) on a text or token-id prompt; answers the engine's
-  ``RequestOutput`` as JSON (or streams it as SSE with ``stream: true``).
+- ``POST /v1/nano/generate``: any ``SamplingParams`` (regex, json_schema, grammar, top_k,
+  min_p, stop_token_ids, prompt_logprobs, top_logprobs, penalties, ...) on a text or token-id
+  prompt; answers the engine's ``RequestOutput`` as JSON, or with ``stream: true`` as SSE
+  events each carrying only what is new (``nanolang.backends.wire.DeltaEncoder``).
 - ``POST /v1/nano/score``: ``select``'s choice scoring (prompt log-probabilities of each choice).
 - ``GET /v1/nano/tokenizer``: the tokenizer's files, so a client tokenizes exactly as the server.
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from nanolang.backends.wire import output_to_dict
+from nanolang.backends.wire import DeltaEncoder, output_to_dict
 from nanolang.run.choices import SelectError, select
 from nanolang.server.errors import APIError
 from nanolang.server.params import native_params
@@ -45,18 +46,27 @@ async def generate(
     params = native_params(req.params)
     ids = native_prompt_ids(state, req)
     state.engine.check_prompt(ids, params.max_tokens)
+    await state.engine.prepare_constraint(params, f"params.{constraint_field(params)}")
     if req.stream:
         return StreamingResponse(stream_outputs(state, ids, params), media_type="text/event-stream")
     output = await unless_disconnected(request, state.engine.generate(ids, params))
+    state.metrics.observe(output)
     return JSONResponse(output_to_dict(output))
+
+
+def constraint_field(params: SamplingParams) -> str:
+    return next(k for k in ("regex", "json_schema", "grammar", "") if not k or getattr(params, k))
 
 
 async def stream_outputs(
     state: ServerState, ids: list[int], params: SamplingParams
 ) -> AsyncIterator[str]:
+    encoder = DeltaEncoder(params.stop)
     try:
         async for output in state.engine.stream(ids, params):
-            yield sse(output_to_dict(output))
+            if output.finished:
+                state.metrics.observe(output)
+            yield sse(encoder.event(output))
     except APIError as exc:
         yield sse({"error": {"message": exc.message, "type": "invalid_request_error"}})
         return

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from runtime.outputs import RequestOutput
+
+TopK = dict[int, float]
 
 
 def new_id(prefix: str) -> str:
@@ -24,46 +27,77 @@ def finish_reason(output: RequestOutput) -> str | None:
     return "length" if output.finish_reason == "length" else "stop"
 
 
-def usage(prompt_tokens: int, outputs: list[RequestOutput]) -> dict[str, int]:
+def usage(prompt_tokens: int, outputs: list[RequestOutput], cached: int = 0) -> dict[str, Any]:
+    """Usage with ``prompt_tokens_details.cached_tokens``: prompt tokens served from the prefix
+    cache (``cached``: the sum over the distinct prompts)."""
     completion = sum(len(o.token_ids) for o in outputs)
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion,
         "total_tokens": prompt_tokens + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
     }
 
 
-def token_strings(tokenizer: Any, ids: list[int]) -> list[str]:
-    return [tokenizer.decode([t]) for t in ids]
+@dataclass(frozen=True)
+class Scored:
+    """Tokens with their logprobs and top alternatives (None where the engine has none: the
+    first prompt token)."""
+
+    ids: list[int]
+    logprobs: list[float | None]
+    tops: list[TopK | None] | None  # None when no alternatives were asked for
+
+    def __add__(self, other: Scored) -> Scored:
+        tops = None if self.tops is None or other.tops is None else self.tops + other.tops
+        return Scored(self.ids + other.ids, self.logprobs + other.logprobs, tops)
 
 
-def completion_logprobs(
-    tokenizer: Any, ids: list[int], logprobs: list[float] | None, offset: int = 0
-) -> dict[str, Any] | None:
-    """The legacy completions ``logprobs`` object (sampled tokens only: no top alternatives)."""
-    if logprobs is None:
+def token_string(tokenizer: Any, token: int) -> str:
+    return str(tokenizer.decode([token]))
+
+
+def _top_strings(tokenizer: Any, top: TopK | None) -> dict[str, float] | None:
+    if top is None:
         return None
-    tokens = token_strings(tokenizer, ids)
+    out: dict[str, float] = {}
+    for token, lp in top.items():
+        text = token_string(tokenizer, token)
+        out[text] = max(lp, out.get(text, float("-inf")))  # distinct ids may decode alike
+    return out
+
+
+def completion_logprobs(tokenizer: Any, scored: Scored, offset: int = 0) -> dict[str, Any]:
+    """The legacy completions ``logprobs`` object (``top_logprobs``: token text -> logprob)."""
+    tokens = [token_string(tokenizer, t) for t in scored.ids]
     offsets = []
     for token in tokens:
         offsets.append(offset)
         offset += len(token)
+    tops = scored.tops or [None] * len(tokens)
     return {
         "tokens": tokens,
-        "token_logprobs": list(logprobs),
-        "top_logprobs": None,
+        "token_logprobs": list(scored.logprobs),
+        "top_logprobs": [_top_strings(tokenizer, t) for t in tops] if scored.tops else None,
         "text_offset": offsets,
     }
 
 
-def chat_logprobs(
-    tokenizer: Any, ids: list[int], logprobs: list[float] | None
-) -> dict[str, Any] | None:
-    """The chat ``logprobs`` object: one entry per sampled token, no top alternatives."""
-    if logprobs is None:
-        return None
-    content = [
-        {"token": tok, "logprob": lp, "bytes": list(tok.encode()), "top_logprobs": []}
-        for tok, lp in zip(token_strings(tokenizer, ids), logprobs, strict=True)
-    ]
+def _entry(tokenizer: Any, token: int, logprob: float | None) -> dict[str, Any]:
+    text = token_string(tokenizer, token)
+    return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
+
+
+def chat_logprobs(tokenizer: Any, scored: Scored) -> dict[str, Any]:
+    """The chat ``logprobs`` object: one entry per token with its ``top_logprobs`` list."""
+    tops = scored.tops or [None] * len(scored.ids)
+    content = []
+    for token, lp, top in zip(scored.ids, scored.logprobs, tops, strict=True):
+        alternatives = sorted((top or {}).items(), key=lambda kv: -kv[1])
+        content.append(
+            {
+                **_entry(tokenizer, token, lp),
+                "top_logprobs": [_entry(tokenizer, t, v) for t, v in alternatives],
+            }
+        )
     return {"content": content}

@@ -1,4 +1,8 @@
-"""Request bodies (pydantic): OpenAI's completions and chat, and the native endpoints."""
+"""Request bodies (pydantic): OpenAI's completions and chat with vLLM's extras, the native
+endpoints and the tokenizer routes.
+
+Unknown fields are refused (a 400 naming them), never silently ignored; so are NaN and infinite
+numbers."""
 
 from __future__ import annotations
 
@@ -6,15 +10,32 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+
 
 class StreamOptions(BaseModel):
+    model_config = STRICT
+
     include_usage: bool = False
+    continuous_usage_stats: bool = False
+
+
+class StructuredOutputs(BaseModel):
+    """vLLM's ``structured_outputs`` (and its older ``guided_*`` fields): exactly one of these."""
+
+    model_config = STRICT
+
+    json_: dict[str, Any] | str | None = Field(default=None, alias="json")
+    regex: str | None = None
+    choice: list[str] | None = None
+    grammar: str | None = None
+    json_object: bool | None = None
 
 
 class OpenAIRequest(BaseModel):
-    """Fields shared by completions and chat; unknown fields are ignored, as OpenAI's are."""
+    """Fields shared by completions and chat: OpenAI's, then vLLM's sampling extras."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
 
     model: str
     max_tokens: int | None = None
@@ -29,6 +50,20 @@ class OpenAIRequest(BaseModel):
     frequency_penalty: float | None = None
     logit_bias: dict[str, float] | None = None
     user: str | None = None
+    # vLLM's extras
+    top_k: int | None = None
+    min_p: float | None = None
+    repetition_penalty: float | None = None
+    min_tokens: int = 0
+    ignore_eos: bool = False
+    stop_token_ids: list[int] | None = None
+    structured_outputs: StructuredOutputs | None = None
+    guided_json: dict[str, Any] | str | None = None
+    guided_regex: str | None = None
+    guided_choice: list[str] | None = None
+    guided_grammar: str | None = None
+    regex: str | None = None
+    json_schema: dict[str, Any] | str | None = None
 
     @property
     def include_usage(self) -> bool:
@@ -37,32 +72,102 @@ class OpenAIRequest(BaseModel):
 
 class CompletionRequest(OpenAIRequest):
     """``prompt``: a string, a list of strings, a list of token ids, or a list of such lists.
-    ``logprobs``: OpenAI's top-k count; only 0 (the sampled token's) is supported."""
+    ``logprobs``: how many top alternatives per position (0-20; 0 = the chosen token's only).
+    ``echo``: the prompt (and with logprobs, its tokens' logprobs) comes first in each choice.
+    ``max_tokens`` 0 (with echo) scores the prompt without generating."""
 
     prompt: str | list[str] | list[int] | list[list[int]]
     logprobs: int | None = None
     echo: bool = False
     best_of: int | None = None
     suffix: str | None = None
+    response_format: ResponseFormat | None = None
 
 
 class ContentPart(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")
 
     type: str
     text: str | None = None
 
 
+class FunctionCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    arguments: str
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     role: str
     content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    refusal: str | None = None
 
-    def text(self) -> str:
+    def text(self) -> str | None:
         if self.content is None or isinstance(self.content, str):
-            return self.content or ""
-        return "".join(p.text or "" for p in self.content if p.type == "text")
+            return self.content
+        kinds = {p.type for p in self.content} - {"text"}
+        if kinds:
+            raise ValueError(f"content parts of type {sorted(kinds)} are not supported")
+        return "".join(p.text or "" for p in self.content)
+
+
+class FunctionDef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedFunction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JsonSchemaFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
 
 
 class ChatRequest(OpenAIRequest):
@@ -70,12 +175,20 @@ class ChatRequest(OpenAIRequest):
     max_completion_tokens: int | None = None
     logprobs: bool = False
     top_logprobs: int | None = None
+    response_format: ResponseFormat | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    # vLLM's extras
+    add_generation_prompt: bool = True
+    continue_final_message: bool = False
+    chat_template_kwargs: dict[str, Any] | None = None
 
 
 class NativeParams(BaseModel):
     """Everything ``runtime.SamplingParams`` takes (the engine validates values)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     max_tokens: int = 16
     temperature: float = 1.0
@@ -89,15 +202,22 @@ class NativeParams(BaseModel):
     logprobs: bool = False
     prompt_logprobs: bool = False
     prompt_logprobs_from: int = 1
+    top_logprobs: int = 0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    logit_bias: dict[str, float] = Field(default_factory=dict)
+    min_tokens: int = 0
     regex: str | None = None
     json_schema: str | dict[str, Any] | None = None
+    grammar: str | None = None
 
 
 class NativePrompt(BaseModel):
     """Exactly one of ``prompt`` (text, tokenized without special tokens) and
     ``prompt_token_ids``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     model: str | None = None
     prompt: str | None = None
@@ -105,6 +225,8 @@ class NativePrompt(BaseModel):
 
 
 class GenerateRequest(NativePrompt):
+    """``stream``: each event carries what is new since the previous one (see native.py)."""
+
     params: NativeParams = Field(default_factory=NativeParams)
     stream: bool = False
 
@@ -114,3 +236,25 @@ class ScoreRequest(NativePrompt):
 
     choices: list[str] = Field(min_length=1)
     method: Literal["mean", "sum"] = "mean"
+
+
+class TokenizeRequest(BaseModel):
+    """vLLM's ``/tokenize``: a ``prompt`` or chat ``messages`` (rendered by the template)."""
+
+    model_config = STRICT
+
+    model: str | None = None
+    prompt: str | None = None
+    messages: list[ChatMessage] | None = None
+    add_special_tokens: bool = False
+    add_generation_prompt: bool = True
+
+
+class DetokenizeRequest(BaseModel):
+    model_config = STRICT
+
+    model: str | None = None
+    tokens: list[int]
+
+
+CompletionRequest.model_rebuild()

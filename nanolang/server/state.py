@@ -1,4 +1,4 @@
-"""What every handler shares: the config, the engine client, the throughput meter."""
+"""What every handler shares: the config, the engine client, the throughput meter, metrics."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from nanolang.server.config import ServerConfig
 from nanolang.server.engine_client import EngineClient
 from nanolang.server.errors import APIError
+from nanolang.server.metrics import ServingMetrics
 from nanolang.server.throughput import Throughput
 
 
@@ -18,6 +19,7 @@ class ServerState:
     config: ServerConfig
     engine: EngineClient
     throughput: Throughput
+    metrics: ServingMetrics
 
     def check_model(self, model: str | None) -> None:
         """404 (OpenAI's code ``model_not_found``) for a model this server does not serve."""

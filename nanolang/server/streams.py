@@ -92,7 +92,6 @@ class TextDelta:
     def __init__(self, stop: tuple[str, ...]) -> None:
         self.hold = max((len(s) for s in stop), default=1) - 1
         self.sent = 0
-        self.tokens_sent = 0
 
     def text(self, output: RequestOutput) -> str:
         end = len(output.text) if output.finished else max(len(output.text) - self.hold, 0)
@@ -101,9 +100,3 @@ class TextDelta:
         delta = output.text[self.sent : end]
         self.sent = end
         return delta
-
-    def tokens(self, output: RequestOutput) -> tuple[list[int], list[float] | None]:
-        """Token ids (and their logprobs, when asked) that arrived since the last call."""
-        start, self.tokens_sent = self.tokens_sent, len(output.token_ids)
-        logprobs = output.logprobs[start:] if output.logprobs is not None else None
-        return output.token_ids[start:], logprobs

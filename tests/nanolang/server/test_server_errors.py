@@ -81,7 +81,7 @@ BAD_INPUTS = {
     "empty_prompt": ("/v1/completions", {**COMPLETION, "prompt": ""}, 400, "prompt"),
     "bad_temperature": ("/v1/completions", {**COMPLETION, "temperature": -1}, 400, None),
     "too_many_choices": ("/v1/completions", {**COMPLETION, "n": 1000}, 400, "n"),
-    "top_logprobs_unsupported": ("/v1/completions", {**COMPLETION, "logprobs": 5}, 400, None),
+    "too_many_top_logprobs": ("/v1/completions", {**COMPLETION, "logprobs": 21}, 400, "logprobs"),
     "wrong_type": ("/v1/completions", {**COMPLETION, "max_tokens": "many"}, 400, "max_tokens"),
     "missing_field": ("/v1/chat/completions", {"model": MODEL}, 400, "messages"),
 }

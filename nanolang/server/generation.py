@@ -1,0 +1,167 @@
+"""The one request-to-response path of completions and chat.
+
+A route turns its request into ``Job``s (one per choice) and a ``Renderer`` (how a choice looks);
+``respond`` compiles the constraints off the engine thread, runs the jobs, and answers either one
+JSON body or a stream of chunks. A non-streamed choice is the renderer's chunk over the whole
+output, so both shapes come from the same code."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from nanolang.server import openai_format as fmt
+from nanolang.server.errors import APIError
+from nanolang.server.state import ServerState
+from nanolang.server.streams import DONE, TextDelta, gather_all, merge, sse, unless_disconnected
+from runtime.outputs import RequestOutput
+from runtime.sampling_params import SamplingParams
+
+
+@dataclass(frozen=True)
+class Job:
+    """One choice. ``prompt``: which prompt of the request (usage counts each once); ``echo``:
+    the prompt comes first in the choice; ``keep_output``: False for max_tokens 0 (the one
+    token the engine generates is dropped)."""
+
+    index: int
+    prompt: int
+    prompt_ids: list[int]
+    params: SamplingParams
+    echo: bool = False
+    keep_output: bool = True
+
+
+class Progress:
+    """What of one job's output has been sent: text (holding back what a stop string could still
+    cut), tokens with their logprobs (never a final EOS: it is not in the text)."""
+
+    def __init__(self, job: Job, eos_ids: frozenset[int]) -> None:
+        self.job = job
+        self.eos_ids = eos_ids
+        self.text = TextDelta(job.params.stop)
+        self.tokens_sent = 0
+        self.started = False  # the first chunk of this choice went out
+        self.offset = 0  # characters sent so far (completions' text_offset)
+
+    def new_text(self, out: RequestOutput) -> str:
+        return self.text.text(out) if self.job.keep_output else ""
+
+    def new_tokens(self, out: RequestOutput) -> fmt.Scored:
+        ids = out.token_ids if self.job.keep_output else []
+        end = len(ids)
+        last_is_eos = end and ids[-1] in self.eos_ids and not self.job.params.ignore_eos
+        if out.finished and last_is_eos and out.finish_reason == "stop":
+            end -= 1
+        start, self.tokens_sent = self.tokens_sent, max(end, self.tokens_sent)
+        logprobs: list[float | None] = list((out.logprobs or [])[start:end])
+        tops: list[fmt.TopK | None] | None = None
+        if out.top_logprobs is not None:
+            tops = list(out.top_logprobs[start:end])
+        return fmt.Scored(ids[start:end], logprobs, tops)
+
+    def prompt_tokens(self, out: RequestOutput) -> fmt.Scored:
+        """The prompt's tokens with their logprobs (first None), for echo."""
+        logprobs = list(out.prompt_logprobs or [None] * len(out.prompt_token_ids))
+        tops = None if out.prompt_top_logprobs is None else list(out.prompt_top_logprobs)
+        return fmt.Scored(list(out.prompt_token_ids), logprobs, tops)
+
+
+class Renderer(Protocol):
+    """How one route shapes its response."""
+
+    id_prefix: str
+    object: str  # of the JSON body
+    chunk_object: str  # of each streamed chunk
+
+    def opening(self, jobs: list[Job]) -> list[dict[str, Any]]:
+        """Choices sent before any output (chat's role delta)."""
+        ...
+
+    def choice(self, progress: Progress, out: RequestOutput, stream: bool) -> dict[str, Any] | None:
+        """The choice (a delta when ``stream``) for what is new in ``out``; None: nothing yet."""
+        ...
+
+
+def finished_error(out: RequestOutput) -> APIError | None:
+    if out.finish_reason != "error":
+        return None
+    return APIError(400, f"the request could not be completed: {out.stop_reason}", None)
+
+
+async def respond(
+    state: ServerState,
+    request: Request,
+    renderer: Renderer,
+    jobs: list[Job],
+    stream: bool,
+    include_usage: bool,
+    constraint_param: str | None = None,
+) -> JSONResponse | StreamingResponse:
+    for params in {id(j.params): j.params for j in jobs}.values():
+        await state.engine.prepare_constraint(params, constraint_param)
+    head = {
+        "id": fmt.new_id(renderer.id_prefix),
+        "created": fmt.now(),
+        "model": state.config.model_name,
+    }
+    if stream:
+        events = stream_events(state, renderer, jobs, include_usage, head)
+        return StreamingResponse(events, media_type="text/event-stream")
+    work = gather_all([state.engine.generate(j.prompt_ids, j.params) for j in jobs])
+    outputs = await unless_disconnected(request, work)
+    eos = state.engine.eos_token_ids
+    choices = []
+    for job, out in zip(jobs, outputs, strict=True):
+        state.metrics.observe(out)
+        if (error := finished_error(out)) is not None:
+            raise error
+        choices.append(renderer.choice(Progress(job, eos), out, stream=False))
+    body = {**head, "object": renderer.object, "choices": choices}
+    return JSONResponse({**body, "usage": usage(jobs, outputs)})
+
+
+def usage(jobs: list[Job], outputs: list[RequestOutput]) -> dict[str, Any]:
+    first: dict[int, RequestOutput] = {}
+    for job, out in zip(jobs, outputs, strict=True):
+        first.setdefault(job.prompt, out)
+    prompt = sum(len(o.prompt_token_ids) for o in first.values())
+    cached = sum(o.num_cached_tokens for o in first.values())
+    kept = [o for j, o in zip(jobs, outputs, strict=True) if j.keep_output]
+    return fmt.usage(prompt, kept, cached)
+
+
+async def stream_events(
+    state: ServerState,
+    renderer: Renderer,
+    jobs: list[Job],
+    include_usage: bool,
+    head: dict[str, Any],
+) -> AsyncIterator[str]:
+    head = {**head, "object": renderer.chunk_object}
+    for opening in renderer.opening(jobs):
+        yield sse({**head, "choices": [opening]})
+    eos = state.engine.eos_token_ids
+    progress = [Progress(j, eos) for j in jobs]
+    finals: dict[int, RequestOutput] = {}
+    try:
+        async for k, out in merge([state.engine.stream(j.prompt_ids, j.params) for j in jobs]):
+            if out.finished:
+                state.metrics.observe(out)
+                if (error := finished_error(out)) is not None:
+                    raise error
+                finals[k] = out
+            chunk = renderer.choice(progress[k], out, stream=True)
+            if chunk is not None:
+                yield sse({**head, "choices": [chunk]})
+    except APIError as exc:
+        yield sse({"error": {"message": exc.message, "type": "invalid_request_error"}})
+        return
+    if include_usage:
+        done = [finals[k] for k in range(len(jobs))]
+        yield sse({**head, "choices": [], "usage": usage(jobs, done)})
+    yield DONE
