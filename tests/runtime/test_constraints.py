@@ -1,0 +1,110 @@
+"""Constraint compilation: size and time limits, the cache, the checker's function, and a
+matcher that hits llguidance's per-token limits ending its request with an error."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from runtime import LLM, SamplingParams
+from runtime.constraints import (
+    ConstraintCompiler,
+    ConstraintLimitError,
+    ConstraintLimits,
+    ConstraintSpec,
+    constraint_error,
+    regex_size,
+)
+from runtime.sampling_params import ConstraintError
+
+BIG_SCHEMA = json.dumps(
+    {
+        "anyOf": [
+            {"type": "object", "properties": {f"p{i}_{k}": {"type": "integer"} for i in range(30)}}
+            for k in range(150)
+        ]
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def llm(tiny_llama: str) -> LLM:
+    return LLM(tiny_llama, dtype="float32", device="cpu")
+
+
+def test_regex_size_counts_nested_repetitions() -> None:
+    assert regex_size("[0-9]{1,2}") == 2
+    assert regex_size("(c{1,400}){1,400}") == 160_000
+    assert regex_size("a*b+") == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"regex": "(c{1,400}){1,400}"}, "too large"),
+        ({"regex": "(a|aa)*b(c{1,1000}){1,1000}"}, "too large"),
+        ({"json_schema": '{"type": "string", "pattern": "(c{1,400}){1,400}"}'}, "too large"),
+        ({"regex": "[0-9"}, "invalid regex"),
+        ({"json_schema": "{not json"}, "not valid JSON"),
+        ({"json_schema": '{"type": "foo"}'}, "invalid json_schema"),
+        ({"grammar": "start: x"}, "invalid grammar"),
+    ],
+)
+def test_constraint_error_for_the_checker(kwargs: dict, message: str) -> None:
+    start = time.perf_counter()
+    problem = constraint_error(**kwargs)
+    assert problem is not None and message in problem, problem
+    assert time.perf_counter() - start < 2.0
+
+
+def test_constraint_error_accepts_what_the_engine_serves() -> None:
+    assert constraint_error(regex="[0-9]{1,3}") is None
+    assert constraint_error(json_schema='{"type": "string", "maxLength": 20}') is None
+    assert constraint_error(grammar='start: "yes" | "no"') is None
+    assert constraint_error() is None
+
+
+def test_compile_time_limit_and_cache(llm: LLM) -> None:
+    tokenizer = llm.engine.tokenizer
+    vocab = llm.engine.model_config.vocab_size
+    strict = ConstraintCompiler(
+        tokenizer, tokenizer.eos_token_id, vocab, ConstraintLimits(compile_seconds=0.001)
+    )
+    spec = ConstraintSpec("json_schema", BIG_SCHEMA)
+    with pytest.raises(ConstraintLimitError, match="took over"):
+        strict.prepare(spec)
+    start = time.perf_counter()
+    with pytest.raises(ConstraintLimitError):  # the failure is cached: no second compile
+        strict.prepare(spec)
+    assert time.perf_counter() - start < 0.05
+    compiler = llm.engine.constraint_compiler()
+    small = ConstraintSpec("regex", "[a-z]{3}")
+    compiler.prepare(small)
+    start = time.perf_counter()
+    compiler.compile("[a-z]{3}", None)
+    assert time.perf_counter() - start < 0.05
+
+
+def test_mid_output_limit_ends_the_request_with_an_error(llm: LLM) -> None:
+    # accepted at compile time; llguidance's lexer limit trips after some hundred tokens
+    limits = ConstraintLimits(max_regex_size=10**9)
+    engine = llm.engine
+    tokenizer = engine.tokenizer
+    engine._constraints = ConstraintCompiler(
+        tokenizer, tokenizer.eos_token_id, engine.model_config.vocab_size, limits
+    )
+    c = tokenizer.convert_tokens_to_ids("c")
+    try:
+        params = SamplingParams(
+            max_tokens=400, regex="(c{1,400}){1,400}", temperature=0, logit_bias={c: 100.0}
+        )
+        out = llm.generate(["x"], params)[0]
+    finally:
+        engine._constraints = None
+    assert out.finish_reason == "error", out
+    assert str(out.stop_reason).startswith("constraint error")
+    assert set(out.text) <= {"c"} and 0 < len(out.token_ids) < 400
+    with pytest.raises(ConstraintError):
+        llm.generate(["x"], SamplingParams(regex="(c{1,400}){1,400}"))
