@@ -27,11 +27,27 @@ def execute(args: argparse.Namespace, command: str) -> int:
     from runtime.tune.profiler import QUICK, ProfileConfig
     from runtime.tune.profiles import ProfileError
     from runtime.tune.search import QUICK_SEARCH, SearchConfig
-    from runtime.tune.tuner import tune
+    from runtime.tune.tuner import measure, tune
 
     pcfg = QUICK if args.quick else ProfileConfig()
     if args.kv_gb is not None:
         pcfg = dataclasses.replace(pcfg, kv_gb=args.kv_gb)
+    if args.profile_only:
+        if args.out is None:
+            print("error: --profile-only needs --out", file=sys.stderr)
+            return 2
+        try:
+            prof = measure(args.model, pcfg, command, load_format=args.load_format,
+                           device=args.device, dtype=args.dtype)  # fmt: skip
+        except (ValueError, OSError, MemoryError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        prof.save(args.out / "profile.json")
+        print(f"{prof.device}: {len(prof.timings)} timings, {len(prof.interference)} "
+              f"interference pairs in {prof.notes['seconds']} s; failures: "
+              f"{prof.notes['failures']}", file=sys.stderr)  # fmt: skip
+        print(args.out / "profile.json")
+        return 0
     try:
         scfg = dataclasses.replace(
             QUICK_SEARCH if args.quick else SearchConfig(),

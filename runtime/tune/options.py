@@ -18,6 +18,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                     help="directory for profile.json, planset.json and the plans (default: "
                     "runtime/pipeline/plans/searched/<model>-<device>, where --mode nanoflow "
                     "finds them)")  # fmt: skip
+    ap.add_argument("--profile-only", action="store_true",
+                    help="measure and write profile.json, no search (search it elsewhere with "
+                    "--profile)")  # fmt: skip
     ap.add_argument("--quick", action="store_true", help="a tiny profile grid (tests, CPU)")
     ap.add_argument("--kv-gb", type=float, default=None, help="KV buffer for attention timings")
     ap.add_argument(

@@ -79,6 +79,7 @@ class Profiler:
         self.device_sms = (torch.cuda.get_device_properties(self.device).multi_processor_count
                            if self.cuda else 1)  # fmt: skip
         self.failures: list[str] = []
+        self.eager: set[str] = set()  # placements whose graphs could not be captured
         self.kv_caches = shared_kv_caches(engine, int(cfg.kv_gb * 1e9))
 
     # ------------------------------------------------------------------ timing
@@ -93,8 +94,29 @@ class Profiler:
                     fn()
                 samples.append((time.perf_counter() - t0) * 1e3 / self.cfg.reps)
             return min(samples)  # a shared CPU's noise only ever adds time
-        graph = self._graph(fn, side.stream)
+        try:
+            graph = self._graph(fn, side.stream)
+        except RuntimeError as exc:  # capture refused on this stream: time eager launches
+            if side.placement not in self.eager:
+                self.eager.add(side.placement)
+                self.failures.append(f"no graph on {side.placement}, timed eagerly: {exc!r}"[:300])
+            return self._eager(fn, side.stream)
         return statistics.median(self._replay(graph, side.stream) for _ in range(self.cfg.repeats))
+
+    def _eager(self, fn: Fn, stream: torch.cuda.Stream | None) -> float:
+        s = stream or torch.cuda.current_stream()
+        samples = []
+        with torch.cuda.stream(s):
+            fn()
+            for _ in range(self.cfg.repeats):
+                a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                a.record(s)
+                for _ in range(self.cfg.reps):
+                    fn()
+                b.record(s)
+                b.synchronize()
+                samples.append(a.elapsed_time(b) / self.cfg.reps)
+        return statistics.median(samples)
 
     def _graph(self, fn: Fn, stream: torch.cuda.Stream | None) -> torch.cuda.CUDAGraph:
         s = stream or torch.cuda.current_stream()

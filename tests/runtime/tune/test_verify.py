@@ -1,0 +1,33 @@
+"""runtime.tune.verify on the CPU: every bucket's representative batch through the dense forward
+and its plan, with the predicted times beside the measured ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from runtime.pipeline.plans import two_stream_plan
+from runtime.pipeline.planset import Bucket, PlanSet
+from runtime.tune.verify import main
+
+
+def test_verify_measures_every_bucket(
+    tiny_llama: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = two_stream_plan("two", [8, 8], device_sms=16)
+    buckets = (Bucket(8, 0, 32, None, 2.0, 2.0, "dense"),
+               Bucket(8, 8, 32, "two.json", 1.5, 2.0, "a plan"))  # fmt: skip
+    ps = PlanSet("tiny", "cpu", 16, (8,), (0, 8), (32,), buckets, 32, plans={"two.json": plan})
+    path = ps.save(tmp_path / "set")
+    out = tmp_path / "verify.json"
+    argv = ["--plan-set", str(path), "--model", tiny_llama, "--load-format", "auto",
+            "--device", "cpu", "--dtype", "float32", "--kv-gb", "0.01", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    rows = json.loads(out.read_text())["buckets"]
+    assert [r.get("error") for r in rows] == [None, None]
+    assert rows[0]["dense_measured_ms"] > 0 and "plan_measured_ms" not in rows[0]
+    assert rows[1]["plan_measured_ms"] > 0
+    assert rows[1]["plan_error"] == pytest.approx(rows[1]["plan_measured_ms"] / 1.5 - 1, abs=1e-3)
