@@ -49,7 +49,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help="comma list of: sequential (dense forward), nanoflow (the pipeline plan of --plan), "
         "nanoflow-sequential (the same nano-batches on one stream); each mode runs every workload",
     )
-    ap.add_argument("--plan", default="default", help="pipeline plan: 'default' or a JSON path")
+    ap.add_argument(
+        "--plan",
+        default="default",
+        help="pipeline plan: 'default' (the searched plan set for this model and device when one "
+        "is shipped, else the hand-picked plans), a plan JSON or a plan-set JSON (nanolang tune)",
+    )
     ap.add_argument("--hf-overrides", default=None, help="JSON of config.json fields to replace")
     ap.add_argument(
         "--peer",
