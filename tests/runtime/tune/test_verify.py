@@ -23,7 +23,8 @@ def test_verify_measures_every_bucket(
     path = ps.save(tmp_path / "set")
     out = tmp_path / "verify.json"
     argv = ["--plan-set", str(path), "--model", tiny_llama, "--load-format", "auto",
-            "--device", "cpu", "--dtype", "float32", "--kv-gb", "0.01", "--out", str(out)]  # fmt: skip
+            "--device", "cpu", "--dtype", "float32", "--kv-gb", "0.01",
+            "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     capsys.readouterr()
     rows = json.loads(out.read_text())["buckets"]
