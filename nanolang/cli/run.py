@@ -2,6 +2,7 @@
 
 Prints the program's return value as one line of JSON, last on stdout; logs go to stderr.
 ``--arg`` values parse as JSON where they can (numbers, lists, true/false), else as strings.
+``--trace FILE`` writes the request graph the instance ran as JSON (``nanolang.graph.trace``).
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import argparse
 import asyncio
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from nanolang.api.program import entry
 from nanolang.cli.common import load_module, report
+from nanolang.graph.trace import trace_record
 from nanolang.run.arguments import bind_args
 from nanolang.run.executor import Executor
 from nanolang.syntax.errors import NanoError
@@ -34,6 +37,12 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--seed", type=int, default=None, help="derive every gen's seed from this")
     parser.add_argument(
         "--server", default=None, help="URL of a `nanolang serve` server to run against"
+    )
+    parser.add_argument(
+        "--trace",
+        default=None,
+        metavar="FILE",
+        help="write the request graph the instance ran (nodes, edges, tokens, timings) as JSON",
     )
     parser.set_defaults(handler=handle)
 
@@ -71,6 +80,9 @@ def handle(args: argparse.Namespace) -> int:
         outcome = asyncio.run(executor.run(program.name, program_args))
     finally:
         executor.backend.close()
+    if args.trace is not None:
+        text = json.dumps(trace_record(program.name, outcome), indent=2, ensure_ascii=False)
+        Path(args.trace).write_text(text + "\n", encoding="utf-8")
     if outcome.error is not None:
         report(outcome.error)
         return 1

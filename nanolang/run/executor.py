@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from nanolang.backends.base import Backend, BackendError
+from nanolang.graph.footprint import footprint
 from nanolang.run.arguments import bind_args
 from nanolang.run.interpreter import Interpreter, Session
 from nanolang.run.records import TRANSITIONS, InstanceState, Outcome
@@ -78,7 +79,9 @@ class Executor:
         self.advance(index, InstanceState.RUNNING)
         try:
             program = self.program(name)
-            value = await interpreter.run_program(program, bind_args(program, args), f"{name}")
+            bound = bind_args(program, args)
+            self.check_fits(program, bound)
+            value = await interpreter.run_program(program, bound, f"{name}")
         except NanoError as exc:
             exc.with_source(self.module.source_for(exc.span.file))
             log.error("instance %d failed: %s", index, exc.format())
@@ -93,6 +96,22 @@ class Executor:
             interpreter.finish()
         self.advance(index, InstanceState.FINISHED)
         return Outcome(index, value, None, tuple(interpreter.records), tuple(interpreter.nodes))
+
+    def check_fits(self, program: tree.ProgramDef, args: dict[str, Any]) -> None:
+        """Refuse an instance whose graph could not fit in the runtime's KV cache on its own
+        (the runtime preempts whole instances, so it could never finish)."""
+        capacity = self.backend.kv_capacity_tokens
+        if capacity is None:
+            return
+        need = footprint(self.module, program, args, self.backend.tokenizer)
+        if need.tokens > capacity:
+            raise NanoRuntimeError(
+                f"program {program.name!r} needs up to {need.tokens} KV tokens at once (every "
+                f"gen at its max_tokens, fork branches side by side; peak here), but the "
+                f"runtime's KV cache holds {capacity}: lower max_tokens or fork counts, or "
+                "give the engine more KV memory",
+                need.where or program.span,
+            )
 
     def _failed(self, index: int, error: NanoError, interpreter: Interpreter) -> Outcome:
         self.advance(index, InstanceState.FAILED)

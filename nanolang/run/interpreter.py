@@ -180,6 +180,8 @@ class Interpreter:
             raise NanoRuntimeError(
                 f"fork count must be a positive integer, got {count!r}", stmt.count.span
             )
+        if frame.context.pending:  # the branches' shared prefix: tokenised once, identical
+            self.prompt(frame, stmt.span)
         fork = self.fork_node(stmt, frame, count)
         branches = [
             Frame(

@@ -73,3 +73,32 @@ def test_run_missing_argument_is_an_error(capsys: pytest.CaptureFixture[str]) ->
 def test_run_bad_arg_syntax(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", SOLVE, "--arg", "novalue"]) == 2
     assert "--arg expects K=V" in capsys.readouterr().err
+
+
+def test_run_trace_writes_the_graph_the_instance_ran(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.json"
+    assert main(["run", SOLVE, "--arg", "review=great", "--seed", "1", "--trace", str(trace)]) == 0
+    record = json.loads(trace.read_text())
+    kinds = [n["kind"] for n in record["nodes"]]
+    assert record["program"] == "classify" and kinds == ["select"]
+    select = record["nodes"][0]
+    assert select["alternatives"] and len(select["request_ids"]) == 3
+    assert record["totals"]["requests"] == 3 and record["totals"]["prompt_tokens"] > 0
+    assert select["finished_s"] >= select["submitted_s"] >= 0
+
+
+def test_run_trace_of_forks_has_fork_edges(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.json"
+    args = ["run", SOLVE, "--program", "solve", "--arg", "question=2+2", "--arg", "n=2"]
+    assert main([*args, "--seed", "1", "--trace", str(trace)]) == 0
+    record = json.loads(trace.read_text())
+    forks = [n for n in record["nodes"] if n["kind"] == "fork"]
+    assert len(forks) == 1
+    fork_edges = [e for e in record["edges"] if e["kind"] == "fork"]
+    assert len(fork_edges) == 2 and {e["from"] for e in fork_edges} == {forks[0]["id"]}
+    extends = {(e["from"], e["to"]) for e in record["edges"] if e["kind"] == "extends"}
+    scores = [n for n in record["nodes"] if n["name"] == "score"]
+    thoughts = [n for n in record["nodes"] if n["name"] == "thought"]
+    for s in scores:  # each score extends its own branch's thought
+        assert any((t["id"], s["id"]) in extends for t in thoughts)
+    assert all(s["new_prompt_tokens"] < s["prompt_tokens"] for s in scores)

@@ -103,3 +103,23 @@ def test_the_engine_admits_forks_together_and_releases_pins_at_the_end(
         asyncio.run(asyncio.sleep(0.01))
     assert stats.pinned_blocks == 0
     assert not engine.scheduler.instances.instances
+
+
+def test_a_program_larger_than_the_kv_cache_is_refused_before_it_starts(
+    backend: LocalBackend,
+) -> None:
+    capacity = backend.kv_capacity_tokens
+    program = compile(
+        "program p(n) { \"Q\" fork n { gen a(max_tokens = 100) } return a }\n"
+        "program q() { gen b(max_tokens = 2) return b }"
+    )
+    engine = backend.llm.engine
+    before = engine.stats.num_finished
+    outcomes = program.run_batch_outcomes(
+        [{"n": capacity // 100 + 1}, {"n": 2}], progress=False, backend=backend, seed=0
+    )
+    assert outcomes[0].error is not None and outcomes[1].ok
+    message = str(outcomes[0].error)
+    assert "KV cache holds" in message and str(capacity) in message
+    assert outcomes[0].calls == ()  # nothing was sent for it
+    assert engine.stats.num_finished == before + 2  # the other instance ran its two branches
