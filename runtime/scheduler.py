@@ -119,7 +119,8 @@ class Scheduler:
         return budget
 
     def _admit(self, budget: int, out: SchedulerOutput) -> None:
-        if any(s.program is not None for s in self.waiting):
+        room = budget > 0 and len(self.running) < self.config.max_num_seqs
+        if room and any(s.program is not None for s in self.waiting):
             self.waiting = deque(sorted(self.waiting, key=self.instances.priority))
         prefilling = self._prefilling_first_blocks()
         deferred: list[Sequence] = []

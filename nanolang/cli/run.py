@@ -2,7 +2,8 @@
 
 Prints the program's return value as one line of JSON, last on stdout; logs go to stderr.
 ``--arg`` values parse as JSON where they can (numbers, lists, true/false), else as strings.
-``--trace FILE`` writes the request graph the instance ran as JSON (``nanolang.graph.trace``).
+``--trace FILE`` writes the request graph the instance ran as JSON
+(``nanolang.graph.instance_trace``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from nanolang.api.program import entry
 from nanolang.cli.common import load_module, report
-from nanolang.graph.trace import trace_record
+from nanolang.graph.instance_trace import trace_record
 from nanolang.run.arguments import bind_args
 from nanolang.run.executor import Executor
 from nanolang.syntax.errors import NanoError

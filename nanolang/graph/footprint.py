@@ -1,7 +1,8 @@
 """How many KV tokens one instance of a program holds at once, estimated before it starts.
 
 The walk follows the program's statements with its arguments bound: literal text and argument
-values are counted exactly (tokenised), a generated value counts as its ``gen``'s ``max_tokens``
+values are counted exactly (tokenised), a role block adds its chat-template header and footer,
+a generated value counts as its ``gen``'s ``max_tokens``
 wherever it is used, a ``gen`` adds its ``max_tokens`` to the context, a ``select`` its longest
 choice. Fork branches hold their own tokens at the same time (the shared prefix once); loop
 iterations extend one context; an ``if`` costs its dearer branch; a called program's context
@@ -15,8 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from nanolang.run.chat import ChatPieces
 from nanolang.syntax import tree
-from nanolang.syntax.errors import Span
+from nanolang.syntax.errors import NanoError, Span
 
 DEFAULT_MAX_TOKENS = 16  # SamplingParams' default
 MAX_CALL_DEPTH = 16
@@ -36,6 +38,17 @@ class _Walk:
     generated: set[str] = field(default_factory=set)
     peak: int = 0
     where: Span | None = None
+    roles: dict[str, int] = field(default_factory=dict)  # role -> its header and footer tokens
+
+    def role_tokens(self, role: str) -> int:
+        if role not in self.roles:
+            try:
+                chat = ChatPieces(self.tokenizer)
+                text = chat.header((role,)) + chat.footer((role,))
+            except (NanoError, AttributeError):  # no usable template: it adds nothing
+                text = ""
+            self.roles[role] = _count(text, self)
+        return self.roles[role]
 
     def note(self, live: int, span: Span) -> None:
         if live > self.peak:
@@ -97,7 +110,7 @@ def _stmt(stmt: tree.Stmt, ctx: int, beside: int, walk: _Walk, depth: int) -> in
     if isinstance(stmt, tree.Text):
         return ctx + _text_tokens(stmt.text, walk)
     if isinstance(stmt, tree.Role):
-        return _block(stmt.body, ctx, beside, walk, depth)
+        return _block(stmt.body, ctx + walk.role_tokens(stmt.role), beside, walk, depth)
     if isinstance(stmt, tree.Gen):
         budget = _max_tokens(stmt.args, walk)
         walk.generated.add(stmt.name)
@@ -131,7 +144,7 @@ def _stmt(stmt: tree.Stmt, ctx: int, beside: int, walk: _Walk, depth: int) -> in
     if isinstance(stmt, tree.Let) and isinstance(stmt.value, tree.Call) and depth < MAX_CALL_DEPTH:
         target = walk.module.get(stmt.value.program)
         if target is not None:
-            inner = _Walk(walk.tokenizer, walk.module, {})
+            inner = _Walk(walk.tokenizer, walk.module, {}, roles=walk.roles)
             _block(target.body, 0, 0, inner, depth + 1)
             walk.note(ctx + beside + inner.peak, stmt.span)
     return ctx
@@ -140,6 +153,7 @@ def _stmt(stmt: tree.Stmt, ctx: int, beside: int, walk: _Walk, depth: int) -> in
 def _branch(body: tuple[tree.Stmt, ...], walk: _Walk, depth: int) -> int:
     """The most tokens one fork branch adds beyond the fork's context."""
     inner = _Walk(walk.tokenizer, walk.module, dict(walk.env), set(walk.generated))
+    inner.roles = walk.roles
     _block(body, 0, 0, inner, depth)
     for name in inner.generated - walk.generated:  # after the join: lists of the branches' values
         walk.generated.add(name)

@@ -1,0 +1,245 @@
+"""Runs the program benchmark: each program, each memory setting, each mode; JSON records.
+
+Engines: one per (program, memory setting, prefix cache on/off), built in turn and freed before
+the next. Without memory pressure the KV cache gets the engine's usual budget; with it, a budget
+of ``pressure_fraction`` of what all concurrent instances would hold at their peaks (estimated
+as ``nanolang.graph.footprint`` does), but at least twice the largest single instance plus 64
+tokens, so every instance fits on its own while the instances together exceed the cache.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import shutil
+import statistics
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from nanolang.api.program import compile
+from nanolang.bench.modes import MODES, Measurement, run_mode
+from nanolang.bench.programs import PROGRAMS, BenchProgram
+from nanolang.graph.footprint import footprint
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    programs: tuple[str, ...] = tuple(PROGRAMS)
+    modes: tuple[str, ...] = MODES
+    pressure: tuple[bool, ...] = (False, True)
+    instances: int = 1000
+    naive_instances: int = 4  # naive runs one call at a time: a sample of the instances
+    scale: float = 1.0
+    pressure_fraction: float = 0.25
+    model: str = "llama-3-8b"  # a preset (random weights, the demo tokenizer), a dir, or "demo"
+    hf_overrides: dict[str, Any] | None = None  # config fields to replace (a preset's only)
+    device: str = "auto"
+    dtype: str = "auto"
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int = 2048
+    enforce_eager: bool = False
+    async_scheduling: bool | None = None
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        unknown = [p for p in self.programs if p not in PROGRAMS]
+        if unknown:
+            raise ValueError(f"unknown programs {unknown}; choose from {', '.join(PROGRAMS)}")
+        bad = [m for m in self.modes if m not in MODES]
+        if bad:
+            raise ValueError(f"unknown modes {bad}; choose from {', '.join(MODES)}")
+        if self.instances < 1 or self.naive_instances < 1:
+            raise ValueError("instances and naive_instances must be >= 1")
+        if not 0 < self.pressure_fraction < 1:
+            raise ValueError("pressure_fraction must be in (0, 1)")
+
+
+def model_source(
+    model: str, workdir: Path, overrides: dict[str, Any] | None = None
+) -> tuple[str, str]:
+    """(model directory, load format): the demo model, a directory, or a preset's architecture
+    with random weights and the demo model's tokenizer (vocabulary resized to it)."""
+    from nanolang.demo import model_dir
+    from runtime.config import PRESET_DIR, read_json
+
+    demo = model_dir()
+    if model == "demo":
+        return str(demo), "auto"
+    if Path(model).expanduser().is_dir():
+        return str(Path(model).expanduser()), "auto"
+    preset = PRESET_DIR / f"{model}.json"
+    if not preset.exists():
+        raise ValueError(f"model {model!r} is not 'demo', a directory or a preset")
+    config = read_json(preset)
+    demo_config = read_json(demo / "config.json")
+    config.update(
+        vocab_size=demo_config["vocab_size"],
+        bos_token_id=demo_config.get("bos_token_id"),
+        eos_token_id=demo_config.get("eos_token_id"),
+    )
+    config.update(overrides or {})
+    target = workdir / model
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "config.json").write_text(json.dumps(config, indent=2))
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (demo / name).exists():
+            shutil.copy(demo / name, target / name)
+    return str(target), "dummy"
+
+
+def kv_bytes_for(tokens: int, model_dir: str, device: str, dtype: str) -> int:
+    """Bytes of KV cache that hold ``tokens`` tokens (in whole 16-token blocks)."""
+    import torch
+
+    from runtime.config import EngineConfig
+    from runtime.engine import resolve_device, resolve_dtype
+    from runtime.model.loader import resolve_model
+
+    _, cfg = resolve_model(model_dir)
+    torch_dtype = resolve_dtype(dtype, cfg, resolve_device(device))
+    elem = torch.empty((), dtype=torch_dtype).element_size()
+    block = EngineConfig().block_size
+    per_block = 2 * cfg.num_layers * block * cfg.num_kv_heads * cfg.head_dim * elem
+    return math.ceil(tokens / block) * per_block
+
+
+def build_backend(
+    cfg: BenchConfig, model_dir: str, load_format: str, caching: bool, kv: int | None
+):
+    from nanolang.backends.local import LocalBackend
+    from runtime import LLM
+
+    llm = LLM(
+        model_dir, dtype=cfg.dtype, device=cfg.device, load_format=load_format,
+        enable_prefix_caching=caching, kv_cache_memory_bytes=kv, max_num_seqs=cfg.max_num_seqs,
+        max_num_batched_tokens=cfg.max_num_batched_tokens, enforce_eager=cfg.enforce_eager,
+        async_scheduling=cfg.async_scheduling,
+    )  # fmt: skip
+    return LocalBackend(llm)
+
+
+def pressure_tokens(program: BenchProgram, module: Any, jobs: list, tokenizer: Any, frac: float):
+    definition = module.get("main")
+    peaks = [footprint(module, definition, args, tokenizer).tokens for _, args in jobs]
+    # twice the largest instance and a few blocks (partial blocks): each fits alone, with room
+    return max(2 * max(peaks) + 64, int(frac * sum(peaks))), sum(peaks)
+
+
+def record(
+    cfg: BenchConfig, name: str, mode: str, pressure: bool, m: Measurement, extra: dict[str, Any]
+) -> dict[str, Any]:
+    ok = sum(o.ok for o in m.outcomes)
+    lat = sorted(m.latencies)
+    return {
+        "program": name,
+        "mode": mode,
+        "memory_pressure": pressure,
+        "instances": len(m.outcomes),
+        "instances_ok": ok,
+        "errors": sorted({str(o.error).splitlines()[0] for o in m.outcomes if o.error})[:3],
+        "seconds": round(m.seconds, 4),
+        "instances_per_s": round(ok / m.seconds, 4) if m.seconds else 0.0,
+        "tokens_per_s": round(m.generated_tokens / m.seconds, 2) if m.seconds else 0.0,
+        "generated_tokens": m.generated_tokens,
+        "prefill_tokens_computed": m.prefill_tokens,
+        "cache_hit_rate": round(m.hit_tokens / m.query_tokens, 4) if m.query_tokens else 0.0,
+        "peak_kv_blocks": m.peak_blocks,
+        "peak_kv_use": round(m.peak_blocks / extra["kv_blocks"], 4),
+        "latency_p50_s": round(statistics.median(lat), 4),
+        "latency_p99_s": round(lat[min(len(lat) - 1, math.ceil(0.99 * len(lat)) - 1)], 4),
+        "preemptions": m.preemptions,
+        "runtime_policies": m.engine if mode == "graph" else None,
+        **extra,
+    }
+
+
+def run_programs(cfg: BenchConfig) -> list[dict[str, Any]]:
+    """Every program x memory setting x mode; one record each."""
+    records: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir, load_format = model_source(cfg.model, Path(tmp), cfg.hf_overrides)
+        for name in cfg.programs:
+            for pressure in cfg.pressure:
+                records += run_program(cfg, PROGRAMS[name], pressure, model_dir, load_format)
+    return records
+
+
+def run_program(
+    cfg: BenchConfig, program: BenchProgram, pressure: bool, model_dir: str, load_format: str
+) -> list[dict[str, Any]]:
+    from runtime.tokenizer import load_tokenizer
+
+    module = compile(program.source, "main", f"<bench {program.name}>").module
+    tokenizer = load_tokenizer(Path(model_dir))
+    jobs = [("main", program.args(i, cfg.scale, tokenizer)) for i in range(cfg.instances)]
+    kv_tokens, demand = pressure_tokens(program, module, jobs, tokenizer, cfg.pressure_fraction)
+    kv = kv_bytes_for(kv_tokens, model_dir, cfg.device, cfg.dtype) if pressure else None
+    out = []
+    for caching in (False, True):
+        modes = [m for m in cfg.modes if (m == "naive") != caching]
+        if not modes:
+            continue
+        backend = build_backend(cfg, model_dir, load_format, caching, kv)
+        try:
+            engine = backend.llm.engine
+            extra = {
+                "device": _device_name(engine.device),
+                "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "command": cfg.command,
+                "model": cfg.model,
+                "hf_overrides": cfg.hf_overrides,
+                "scale": cfg.scale,
+                "kv_blocks": engine.blocks.allocator.num_blocks,
+                "kv_capacity_tokens": backend.kv_capacity_tokens,
+                "instances_peak_demand_tokens": demand,
+                "prefix_caching": caching,
+            }
+            for mode in modes:
+                n = cfg.naive_instances if mode == "naive" else cfg.instances
+                measured = run_mode(mode, backend, module, jobs[:n])
+                out.append(record(cfg, program.name, mode, pressure, measured, extra))
+        finally:
+            backend.close()
+            del backend
+            _free_memory()
+    return out
+
+
+def _device_name(device: Any) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def _free_memory() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def speedups(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """graph / naive and graph / independent instances_per_s per program and memory setting."""
+    rows = []
+    keys = sorted({(r["program"], r["memory_pressure"]) for r in records})
+    for program, pressure in keys:
+        by_mode = {
+            r["mode"]: r["instances_per_s"]
+            for r in records
+            if r["program"] == program and r["memory_pressure"] == pressure
+        }
+        graph = by_mode.get("graph")
+        row: dict[str, Any] = {"program": program, "memory_pressure": pressure, **by_mode}
+        for base in ("naive", "independent"):
+            if graph and by_mode.get(base):
+                row[f"graph_vs_{base}"] = round(graph / by_mode[base], 2)
+        rows.append(row)
+    return rows

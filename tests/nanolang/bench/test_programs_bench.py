@@ -1,0 +1,85 @@
+"""``nanolang bench --programs`` at a tiny scale on the CPU: every program, mode and memory
+setting runs on a real engine and yields a complete record."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nanolang.bench import BenchConfig, run_programs
+from nanolang.bench.programs import PROGRAMS
+from nanolang.bench.runner import model_source
+from nanolang.cli import main
+from runtime.tiny import default_model_dir
+
+FIELDS = {
+    "program", "mode", "memory_pressure", "instances_per_s", "device", "date", "tokens_per_s",
+    "prefill_tokens_computed", "cache_hit_rate", "peak_kv_use", "latency_p50_s",
+    "latency_p99_s", "instances",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def records() -> list[dict]:
+    cfg = BenchConfig(
+        instances=4, naive_instances=1, scale=0.05, pressure=(True,), max_num_seqs=16,
+        model=str(default_model_dir()), device="cpu",
+    )  # fmt: skip
+    return run_programs(cfg)
+
+
+def test_every_program_and_mode_yields_a_record(records: list[dict]) -> None:
+    assert {(r["program"], r["mode"]) for r in records} == {
+        (p, m) for p in PROGRAMS for m in ("naive", "independent", "graph")
+    }
+    for r in records:
+        assert r.keys() >= FIELDS
+        assert r["errors"] == [] and r["instances_ok"] == r["instances"]
+        assert r["instances_per_s"] > 0 and r["device"] == "cpu"
+
+
+def test_modes_differ_as_specified(records: list[dict]) -> None:
+    for r in records:
+        if r["mode"] == "naive":
+            assert r["instances"] == 1 and not r["prefix_caching"] and r["cache_hit_rate"] == 0
+        else:
+            assert r["instances"] == 4 and r["prefix_caching"]
+        assert (r["runtime_policies"] is not None) == (r["mode"] == "graph")
+
+
+def test_memory_pressure_shrinks_the_cache_below_the_demand(records: list[dict]) -> None:
+    for r in records:
+        assert r["memory_pressure"]
+        assert r["kv_capacity_tokens"] < r["instances_peak_demand_tokens"]
+
+
+def test_generation_lengths_are_the_same_in_every_mode(records: list[dict]) -> None:
+    for program in PROGRAMS:
+        rows = {r["mode"]: r for r in records if r["program"] == program}
+        per_instance = {m: r["generated_tokens"] / r["instances"] for m, r in rows.items()}
+        assert len(set(per_instance.values())) == 1, per_instance
+
+
+def test_preset_architecture_with_the_demo_tokenizer(tmp_path: Path) -> None:
+    overrides = {"num_hidden_layers": 1, "hidden_size": 64, "intermediate_size": 128,
+                 "num_attention_heads": 4, "num_key_value_heads": 2}  # fmt: skip
+    model_dir, load_format = model_source("llama-3-8b", tmp_path, overrides)
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    assert load_format == "dummy" and config["rope_theta"] == 500000.0
+    assert config["vocab_size"] < 128256 and config["num_hidden_layers"] == 1
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--programs", "judge", "--model", "llama-3-8b", "--device", "cpu",
+            "--hf-overrides", json.dumps(overrides), "--instances", "2", "--scale", "0.05",
+            "--memory-pressure", "off", "--modes", "independent,graph",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    written = json.loads(out.read_text())
+    assert [r["mode"] for r in written] == ["independent", "graph"]
+    assert all(r["instances_ok"] == 2 for r in written)
+
+
+def test_bad_program_names_are_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--programs", "nope", "--model", "demo"]) == 2
+    assert "unknown programs" in capsys.readouterr().err
