@@ -20,7 +20,7 @@ import torch
 from kernels import Ops
 from runtime.model.llama import Activations, ForwardContext, LlamaModel
 from runtime.pipeline.partitions import Units
-from runtime.pipeline.plan import Plan
+from runtime.pipeline.plan import Plan, Unit
 from runtime.pipeline.split import Rows, assemble, seq_starts, slice_context, snap_bounds, tensors
 from runtime.pipeline.validate import Node, issue_sequence, overlaps, validate
 
@@ -66,8 +66,8 @@ class PipelineExecutor:
         self.num_layers = len(model.layers)
         self.sequence = issue_sequence(plan, self.op_names, self.num_layers)
         self.after = self._after_index()
-        self.ops_for = {p.id: self._partition_ops(ops, self.units.sms.get(p.id))
-                        for p in plan.partitions}  # fmt: skip
+        self.ops_for = {s.unit: self._partition_ops(ops, self._budget(s.unit))
+                        for s in plan.ops}  # fmt: skip
         self.trace: list[TraceEntry] | None = None  # set to a list to record the next forward
 
     def _after_index(self) -> dict[tuple[int, int], list[tuple[int, int]]]:
@@ -77,6 +77,14 @@ class PipelineExecutor:
             key = (index[step.op], step.nano_batch)
             out.setdefault(key, []).append((index[dep.op], dep.nano_batch))
         return out
+
+    def _budget(self, unit: Unit) -> int | None:
+        """SMs a unit's grid-sized kernels may use: its cap, else its partition's green context
+        (None: the whole device, no cap)."""
+        granted = self.units.sms.get(unit.partition)
+        if unit.max_sms is None:
+            return granted
+        return unit.max_sms if granted is None else min(unit.max_sms, granted)
 
     @staticmethod
     def _partition_ops(ops: Ops, num_sms: int | None) -> Ops:
@@ -95,10 +103,10 @@ class PipelineExecutor:
         bounds = [snap_bounds(s.sizes, starts) for s in self.splits]
         main = torch.cuda.current_stream() if self.device.type == "cuda" else None
         # sliced metadata is computed on the main stream before the fork: every stream sees it
-        contexts: dict[tuple[Rows, int], ForwardContext] = {}
+        contexts: dict[tuple[Rows, Unit], ForwardContext] = {}
         for i, split in enumerate(self.splits):
             for rows in bounds[i]:
-                key = (rows, split.unit.partition)
+                key = (rows, split.unit)
                 if rows[0] < rows[1] and key not in contexts:
                     contexts[key] = slice_context(ctx, starts, rows, self.ops_for[key[1]])
         self._fork(main)
@@ -112,7 +120,7 @@ class PipelineExecutor:
             if rows[0] == rows[1]:
                 continue
             producers = self._producers(node, bounds, pieces, first)
-            nctx = contexts[(rows, self.splits[i].unit.partition)]
+            nctx = contexts[(rows, self.splits[i].unit)]
             pieces[node] = self._run(node, rows, producers, pieces, layers[layer][i], nctx, ctx)
             pieces[node].consumers = _consumers(bounds, node, self.num_layers)
             self.events[node] = (pieces[node].stream, pieces[node].event)

@@ -32,10 +32,13 @@ class Partition:
 
 @dataclass(frozen=True)
 class Unit:
-    """Where an operation runs: a partition and one of its streams."""
+    """Where an operation runs: a partition and one of its streams; ``max_sms`` caps the grid of
+    kernels that size it to an SM budget (decode attention) below the partition's SMs, which
+    confines them without a partition (NanoFlow's CTA-capped kernels on plain streams)."""
 
     partition: int
     stream: int = 0
+    max_sms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,7 @@ class Plan:
 
     @property
     def is_single_stream(self) -> bool:
-        return len({s.unit for s in self.ops}) == 1
+        return len({(s.unit.partition, s.unit.stream) for s in self.ops}) == 1
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict[str, Any]:
@@ -105,12 +108,7 @@ class Plan:
                 {"id": p.id, "sm_start": p.sm_start, "num_sms": p.num_sms} for p in self.partitions
             ],
             "ops": [
-                {
-                    "op": s.op,
-                    "sizes": list(s.sizes),
-                    "partition": s.unit.partition,
-                    "stream": s.unit.stream,
-                }
+                _op_dict(s)
                 for s in self.ops
             ],
             "order": [_step_dict(s) for s in self.order],
@@ -135,7 +133,7 @@ class Plan:
                     OpSplit(
                         str(s["op"]),
                         tuple(int(x) for x in s["sizes"]),
-                        Unit(int(s["partition"]), int(s.get("stream", 0))),
+                        Unit(int(s["partition"]), int(s.get("stream", 0)), _opt_int(s)),
                     )
                     for s in d["ops"]
                 ),
@@ -156,6 +154,18 @@ class Plan:
 
 class PlanError(ValueError):
     """An invalid plan; the message says which part and why."""
+
+
+def _op_dict(s: OpSplit) -> dict[str, Any]:
+    d: dict[str, Any] = {"op": s.op, "sizes": list(s.sizes), "partition": s.unit.partition,
+                         "stream": s.unit.stream}  # fmt: skip
+    if s.unit.max_sms is not None:
+        d["max_sms"] = s.unit.max_sms
+    return d
+
+
+def _opt_int(d: dict[str, Any]) -> int | None:
+    return None if d.get("max_sms") is None else int(d["max_sms"])
 
 
 def _step_dict(s: Step) -> dict[str, Any]:

@@ -86,6 +86,11 @@ def _check_ops(plan: Plan, op_names: Sequence[str]) -> None:
             )
         if s.unit.partition not in pids or s.unit.stream < 0:
             raise PlanError(f"{s.op}: unknown partition {s.unit.partition} (have {sorted(pids)})")
+        cap, part = s.unit.max_sms, plan.partition(s.unit.partition)
+        if cap is not None and not 1 <= cap <= part.num_sms:
+            raise PlanError(
+                f"{s.op}: max_sms {cap} must be in [1, {part.num_sms}] (its partition's SMs)"
+            )
 
 
 def _check_order(plan: Plan, op_names: Sequence[str]) -> None:

@@ -4,8 +4,9 @@ range of batch rows, on a layout, from a profile.
 A layer is three segments per nano-batch (NanoFlow's fused chains): ``pre`` (the operations
 before attention: norm, QKV, rope, KV store), ``att`` (attention) and ``post`` (the operations
 after it: O projection, norm, gate/up, activation, down). A layout says where they run:
-``dense`` (one stream, all SMs), ``streams`` (attention on a second stream of the whole device)
-or ``green:N`` (attention on a green context of N SMs, the rest on the other SMs). In the two
+``dense`` (one stream, all SMs), ``streams`` (attention on a second stream of the whole device),
+``green:N`` (attention on a green context of N SMs, the rest on the other SMs) or ``grid:N``
+(attention on a second stream with its grid capped at N SMs). In the two
 concurrent layouts every step is charged its measured slowdown beside the other side (attention
 beside the worst GEMM, each other operation beside attention): the model assumes the two sides
 always overlap, which is pessimistic for the steps that end up running alone.
@@ -42,14 +43,20 @@ class BatchShape:
 
 @dataclass(frozen=True)
 class Layout:
-    name: str  # dense | streams | green:N
+    name: str  # dense | streams | green:N | grid:N
     attention: str  # placement of attention
     other: str  # placement of every other operation
     concurrent: bool
 
     @property
     def attention_sms(self) -> int | None:
+        """Attention's green-context SMs (None: it shares the whole device's partition)."""
         return int(self.name.split(":")[1]) if self.name.startswith("green:") else None
+
+    @property
+    def attention_cap(self) -> int | None:
+        """Attention's grid cap on a plain stream (grid:N)."""
+        return int(self.name.split(":")[1]) if self.name.startswith("grid:") else None
 
 
 DENSE = Layout("dense", "whole", "whole", False)
@@ -63,12 +70,12 @@ def layouts(profile: Profile) -> list[Layout]:
     have = set.intersection(*(profile.placements(o) for o in others))
     out = [Layout("streams", "whole", "whole", True)] if "whole" in have else []
     for p in sorted(profile.placements(att), key=lambda p: placement_sms(p, profile.device_sms)):
-        if not p.startswith("green:"):
-            continue
         n = placement_sms(p, profile.device_sms)
         rest = f"green:{profile.device_sms - n}"
-        if rest in have:
+        if p.startswith("green:") and rest in have:
             out.append(Layout(p, p, rest, True))
+        elif p.startswith("grid:") and "whole" in have:
+            out.append(Layout(p, p, "whole", True))
     return out
 
 

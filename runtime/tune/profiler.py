@@ -294,6 +294,7 @@ def _sides(prof: Profiler) -> tuple[list[Side], list[Side], list[tuple[Side, Sid
         pairs.append((att_side, other_side))
         if prof.cfg.grid_caps:
             atts.append(Side(f"grid:{n}", att_whole.stream, n))
+            pairs.append((atts[-1], other_whole))
     return others, atts, pairs
 
 

@@ -100,3 +100,13 @@ def test_order_names_each_step_once(plan: Plan) -> None:
 def test_malformed_json() -> None:
     with pytest.raises(PlanError, match="malformed plan JSON"):
         Plan.from_json('{"name": "x"}')
+
+
+def test_grid_cap_round_trip_and_bounds(plan: Plan) -> None:
+    capped = _with_split(plan, "attention", unit=Unit(1, 0, max_sms=32))
+    validate(capped, LLAMA_OPS, 132)
+    again = Plan.from_json(capped.to_json())
+    assert again == capped and again.split("attention").unit.max_sms == 32
+    assert "max_sms" not in plan.to_json()  # absent when uncapped: old plan files unchanged
+    with pytest.raises(PlanError, match=r"attention: max_sms 64 must be in \[1, 48\]"):
+        validate(_with_split(plan, "attention", unit=Unit(1, 0, max_sms=64)), LLAMA_OPS, 132)

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from runtime import LLM, SamplingParams
-from runtime.pipeline import PlanError, two_partition_plan
+from runtime.pipeline import PlanError, Unit, two_partition_plan
 from runtime.pipeline.plans import load_pipeline, searched_plan_set, two_stream_plan
 from runtime.pipeline.planset import Bucket, PlanSet, signature_of
 
@@ -17,9 +18,13 @@ PROMPTS = [[5, 17, 99, 23, 41], [7] * 13, list(range(30, 70)), [200, 3, 150] * 3
 
 
 def make_set(signature: dict[str, int] | None = None, device: str = "cpu") -> PlanSet:
-    """Prefill-heavy shapes: a partitioned plan; 4 decodes: two streams; 1 decode: dense."""
+    """Prefill-heavy shapes: a partitioned plan; 4 decodes: two streams, attention's grid
+    capped; 1 decode: dense."""
     prefill = two_partition_plan("prefill-plan", [48, 80], attention_sms=8, device_sms=16)
-    decode = two_stream_plan("decode-plan", [2, 2], device_sms=16)
+    base = two_stream_plan("decode-plan", [2, 2], device_sms=16)
+    ops = tuple(replace(o, unit=Unit(0, 1, max_sms=8)) if o.op == "attention" else o
+                for o in base.ops)  # fmt: skip
+    decode = replace(base, ops=ops)  # attention's grid capped at 8 SMs
     plans = {"prefill-plan.json": prefill, "decode-plan.json": decode}
     buckets = []
     for d in (0, 1, 4):

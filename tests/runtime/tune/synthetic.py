@@ -26,13 +26,14 @@ def synthetic_profile(
     shape: ModelShape = LLAMA_8B,
     tokens: tuple[int, ...] = TOKENS,
     contexts: tuple[int, ...] = CONTEXTS,
+    grid: bool = False,
 ) -> Profile:
     """Each op at max(compute time, memory time) on its share of the SMs, plus a launch cost;
     every pair of ops slows each other down by ``slowdown`` when both run."""
     placements = ["whole"]
     if concurrent:
         for n in range(sm_step, device_sms, sm_step):
-            placements += [f"green:{n}"]
+            placements += [f"green:{n}"] + ([f"grid:{n}"] if grid else [])
     timings: list[OpTiming] = []
     for pl in placements:
         sms = device_sms if pl == "whole" else int(pl.split(":")[1])
@@ -40,6 +41,8 @@ def synthetic_profile(
         bw = min(hbm_gb_s, per_sm_gb_s * sms) * 1e3  # bytes per µs
         flops = tflops * 1e6 * frac  # flop per µs
         for op in LLAMA_OPS:
+            if pl.startswith("grid:") and op != "attention":
+                continue  # a grid cap only exists for attention
             if op == "attention":
                 kv_token = 2 * shape.kv_size * shape.dtype_bytes
                 for c in contexts:

@@ -69,3 +69,21 @@ def test_a_device_without_overlap_is_dense_with_the_reason() -> None:
 def test_bad_search_config() -> None:
     with pytest.raises(ValueError, match="max_nano_batches"):
         SearchConfig(max_nano_batches=1)
+
+
+def test_capped_grid_layouts_become_plans_with_max_sms() -> None:
+    from runtime.tune.costs import Costs, layouts
+    from runtime.tune.emit import to_plan
+    from runtime.tune.milp import Solver
+    from runtime.tune.schedule import stage_one
+
+    prof = synthetic_profile(device_sms=32, per_sm_gb_s=300.0, slowdown=1.1, grid=True)
+    costs = Costs(prof, BatchShape(512, 0, 2048))
+    grid = [lay for lay in layouts(prof) if lay.name.startswith("grid:")]
+    assert [lay.attention_cap for lay in grid] == [8, 16, 24]
+    s = stage_one(costs, grid[1], 2, 8, Solver.HIGHS, 30.0, 1e3 * costs.dense_layer_us())
+    plan = to_plan("grid", s, costs)  # validated inside
+    att = plan.split("attention").unit
+    assert (att.partition, att.stream, att.max_sms) == (0, 1, 16)
+    assert len(plan.partitions) == 1 and plan.partitions[0].num_sms == 32
+    assert {o.unit.max_sms for o in plan.ops if o.op != "attention"} == {None}
