@@ -19,11 +19,11 @@ from typing import Any
 
 import torch
 
-from kernels import AttentionMetadata
 from runtime import LLM
 from runtime.model.llama import ForwardContext
 from runtime.pipeline import PipelineExecutor, Plan, two_partition_plan
 from runtime.pipeline.plans import default_plans, two_stream_plan
+from runtime.tune.inputs import paged_batch
 
 Forward = Callable[[torch.Tensor, ForwardContext], torch.Tensor]
 
@@ -32,35 +32,11 @@ def batch(engine: Any, decodes: int, ctx_len: int, chunks: list[int], seed: int)
     """input_ids and a ForwardContext: ``decodes`` sequences at context ``ctx_len`` and fresh
     prefill chunks, over randomly placed KV blocks."""
     g = torch.Generator().manual_seed(seed)
-    bs, dev = engine.config.block_size, engine.device
-    num_blocks = engine.runner.kv_caches[0][0].shape[0] - 1
-    lens = [ctx_len] * decodes + chunks
-    q_lens = [1] * decodes + chunks
-    need = [-(-n // bs) for n in lens]
-    perm = torch.randperm(num_blocks, generator=g)[: sum(need)].tolist()
-    tables, slots, positions, at = [], [], [], 0
-    width = max(need)
-    for n, q, w in zip(lens, q_lens, need, strict=True):
-        t = perm[at : at + w]
-        at += w
-        tables.append(t + [0] * (width - w))
-        for p in range(n - q, n):
-            positions.append(p)
-            slots.append(t[p // bs] * bs + p % bs)
-    cu = [0]
-    for q in q_lens:
-        cu.append(cu[-1] + q)
-    meta = AttentionMetadata(
-        cu_seqlens_q=torch.tensor(cu, dtype=torch.int32, device=dev),
-        context_lens=torch.tensor(lens, dtype=torch.int32, device=dev),
-        block_tables=torch.tensor(tables, dtype=torch.int32, device=dev),
-        slot_mapping=torch.tensor(slots, dtype=torch.int64, device=dev),
-        num_decode_seqs=decodes, max_query_len=max(q_lens), max_context_len=max(lens),
-        block_size=bs, cu_seqlens_q_host=tuple(cu), context_lens_host=tuple(lens),
-    )  # fmt: skip
-    ids = torch.randint(10, 1000, (cu[-1],), generator=g).to(dev)
-    pos = torch.tensor(positions, dtype=torch.int64, device=dev)
-    return ids, ForwardContext(pos, meta, engine.runner.kv_caches, engine.ops)
+    lens, q_lens = [ctx_len] * decodes + chunks, [1] * decodes + chunks
+    kv_caches = engine.runner.kv_caches
+    positions, meta = paged_batch(engine, kv_caches, lens, q_lens, decodes, g)
+    ids = torch.randint(10, 1000, (len(positions),), generator=g).to(engine.device)
+    return ids, ForwardContext(positions, meta, kv_caches, engine.ops)
 
 
 def time_graph(fn: Callable[[], torch.Tensor], reps: int = 20) -> tuple[float, torch.Tensor]:

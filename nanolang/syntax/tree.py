@@ -28,30 +28,40 @@ class Str:
 
 @dataclass(frozen=True)
 class Num:
+    """A number literal (int or float)."""
+
     value: int | float
     span: Span
 
 
 @dataclass(frozen=True)
 class Bool:
+    """``true`` or ``false``."""
+
     value: bool
     span: Span
 
 
 @dataclass(frozen=True)
 class ListLit:
+    """``[a, b, ...]``."""
+
     items: tuple[Expr, ...]
     span: Span
 
 
 @dataclass(frozen=True)
 class Var:
+    """A name: a parameter, or a variable bound by gen, select, let or for."""
+
     name: str
     span: Span
 
 
 @dataclass(frozen=True)
 class Index:
+    """``target[index]``: a list item or a record field."""
+
     target: Expr
     index: Expr
     span: Span
@@ -78,12 +88,16 @@ class BinOp:
 
 @dataclass(frozen=True)
 class Not:
+    """``not operand``."""
+
     operand: Expr
     span: Span
 
 
 @dataclass(frozen=True)
 class Arg:
+    """``name = value`` in a call, gen or select."""
+
     name: str
     value: Expr
     span: Span
@@ -100,6 +114,8 @@ class Call:
 
 @dataclass(frozen=True)
 class Field:
+    """One ``name: value`` of a record (``{ name }`` is short for ``{ name: name }``)."""
+
     name: str
     value: Expr
     span: Span
@@ -137,6 +153,8 @@ class Role:
 
 @dataclass(frozen=True)
 class Gen:
+    """``gen name(args)``: one generation whose text binds to ``name``."""
+
     name: str
     args: tuple[Arg, ...]
     span: Span
@@ -144,6 +162,8 @@ class Gen:
 
 @dataclass(frozen=True)
 class Select:
+    """``select name(args) from choices``: the most likely of ``choices`` binds to ``name``."""
+
     name: str
     args: tuple[Arg, ...]
     choices: Expr
@@ -152,6 +172,8 @@ class Select:
 
 @dataclass(frozen=True)
 class Fork:
+    """``fork count { body }``: ``count`` copies of the context run ``body`` concurrently."""
+
     count: Expr
     body: tuple[Stmt, ...]
     span: Span
@@ -159,6 +181,8 @@ class Fork:
 
 @dataclass(frozen=True)
 class For:
+    """``for var in iterable { body }``: ``body`` once per item, in order."""
+
     var: str
     iterable: Expr
     body: tuple[Stmt, ...]
@@ -167,6 +191,8 @@ class For:
 
 @dataclass(frozen=True)
 class If:
+    """``if cond { then } else { orelse }``."""
+
     cond: Expr
     then: tuple[Stmt, ...]
     orelse: tuple[Stmt, ...]
@@ -175,6 +201,8 @@ class If:
 
 @dataclass(frozen=True)
 class Let:
+    """``let name = value``; a ``call`` value starts at once and is awaited where it is read."""
+
     name: str
     value: Expr
     span: Span
@@ -182,6 +210,8 @@ class Let:
 
 @dataclass(frozen=True)
 class Return:
+    """``return value``: the program's value."""
+
     value: Expr
     span: Span
 
@@ -191,6 +221,8 @@ Stmt = Text | Role | Gen | Select | Fork | For | If | Let | Return
 
 @dataclass(frozen=True)
 class Param:
+    """A program parameter, with its default (None when it has none)."""
+
     name: str
     default: Expr | None
     span: Span
@@ -198,6 +230,8 @@ class Param:
 
 @dataclass(frozen=True)
 class ProgramDef:
+    """``program name(params) { body }``."""
+
     name: str
     params: tuple[Param, ...]
     body: tuple[Stmt, ...]

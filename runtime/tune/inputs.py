@@ -32,10 +32,26 @@ def make_batch(
     ``context`` (one query row each), then one prefill chunk per entry of ``chunks`` (that many
     rows, ending at context ``max(context, rows)``). ValueError when the cache cannot hold them."""
     g = torch.Generator().manual_seed(seed)
-    bs, dev = engine.config.block_size, engine.device
-    num_blocks = kv_caches[0][0].shape[0] - 1  # the last one stays unused
     lens = [context] * decodes + [max(context, c) for c in chunks]
     q_lens = [1] * decodes + list(chunks)
+    positions, meta = paged_batch(engine, kv_caches, lens, q_lens, decodes, g)
+    ids = torch.randint(0, engine.model_config.vocab_size, (len(positions),), generator=g)
+    return ids.to(engine.device), ForwardContext(positions, meta, kv_caches, engine.ops)
+
+
+def paged_batch(
+    engine: Any,
+    kv_caches: KVCaches,
+    lens: list[int],
+    q_lens: list[int],
+    decodes: int,
+    g: torch.Generator,
+) -> tuple[torch.Tensor, AttentionMetadata]:
+    """Positions and metadata of sequences at contexts ``lens`` whose last ``q_lens`` tokens are
+    the query rows (the first ``decodes`` are decodes), over KV blocks drawn at random (with
+    ``g``) from ``kv_caches``. ValueError when the cache cannot hold them."""
+    bs, dev = engine.config.block_size, engine.device
+    num_blocks = kv_caches[0][0].shape[0] - 1  # the last one stays unused
     need = [-(-n // bs) for n in lens]
     if sum(need) > num_blocks:
         raise ValueError(f"{sum(need)} KV blocks needed, the cache has {num_blocks}")
@@ -57,12 +73,11 @@ def make_batch(
         context_lens=torch.tensor(lens, dtype=torch.int32, device=dev),
         block_tables=torch.tensor(tables, dtype=torch.int32, device=dev),
         slot_mapping=torch.tensor(slots, dtype=torch.int64, device=dev),
-        num_decode_seqs=decodes, max_query_len=max(q_lens), max_context_len=max(lens),
-        block_size=bs, cu_seqlens_q_host=tuple(cu), context_lens_host=tuple(lens),
+        num_decode_seqs=decodes,
+        max_query_len=max(q_lens), max_context_len=max(lens), block_size=bs,
+        cu_seqlens_q_host=tuple(cu), context_lens_host=tuple(lens),
     )  # fmt: skip
-    ids = torch.randint(0, engine.model_config.vocab_size, (cu[-1],), generator=g).to(dev)
-    pos = torch.tensor(positions, dtype=torch.int64, device=dev)
-    return ids, ForwardContext(pos, meta, kv_caches, engine.ops)
+    return torch.tensor(positions, dtype=torch.int64, device=dev), meta
 
 
 @torch.inference_mode()
