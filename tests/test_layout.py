@@ -1,5 +1,6 @@
-"""The source layout's rules: every package says what it is for, no module is named like a
-standard-library module, and no two modules import each other (directly or round a circle)."""
+"""The source layout's rules (docs/architecture.md, Layout): every package says what it is for, no
+module is named like a standard-library module, no two modules import each other (directly or
+round a circle), and nanolang's stages import only the stages below them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("nanolang", "runtime", "kernels")
+# nanolang's stages, top first (as drawn in docs/architecture.md); demo/ stands aside
+STAGES = {
+    "cli": 0,
+    "server": 1,
+    "jobs": 1,
+    "bench": 1,
+    "api": 2,
+    "graph": 3,
+    "run": 4,
+    "check": 5,
+    "values": 6,
+    "syntax": 7,
+    "backends": 8,
+}
 
 
 def modules() -> dict[str, Path]:
@@ -66,3 +81,22 @@ def test_no_import_circles() -> None:
                     seen.add(dep)
                     stack.append((dep, (*trail, dep)))
     assert circles == []
+
+
+def stage(module: str) -> int | None:
+    parts = module.split(".")
+    return STAGES.get(parts[1]) if parts[0] == "nanolang" and len(parts) > 2 else None
+
+
+def test_nanolang_stages_import_only_stages_below() -> None:
+    known = modules()
+    assert {m.split(".")[1] for m in known if stage(m) is not None} == set(STAGES)
+    upward = [
+        f"{name} -> {dep}"
+        for name, path in known.items()
+        for dep in imports(path, known)
+        if (mine := stage(name)) is not None
+        and (theirs := stage(dep)) is not None
+        and theirs < mine
+    ]
+    assert upward == []

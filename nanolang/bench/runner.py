@@ -3,7 +3,7 @@
 Engines: one per (program, memory setting, prefix cache on/off), built in turn and freed before
 the next. Without memory pressure the KV cache gets the engine's usual budget; with it, a budget
 of ``pressure_fraction`` of what all concurrent instances would hold at their peaks (estimated
-as ``nanolang.graph.footprint`` does), but at least twice the largest single instance plus 64
+as ``nanolang.run.footprint`` does), but at least twice the largest single instance plus 64
 tokens, so every instance fits on its own while the instances together exceed the cache.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 from nanolang.api.program import compile
 from nanolang.bench.modes import MODES, Measurement, run_mode
 from nanolang.bench.programs import PROGRAMS, BenchProgram
-from nanolang.graph.footprint import footprint
+from nanolang.run.footprint import footprint
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from nanolang.backends.base import Backend, BackendError
-from nanolang.graph.footprint import footprint
 from nanolang.run.arguments import bind_args
+from nanolang.run.footprint import footprint
 from nanolang.run.interpreter import Interpreter, Session
 from nanolang.run.records import TRANSITIONS, InstanceState, Outcome
 from nanolang.syntax import tree
