@@ -13,6 +13,12 @@ TOP = {p.name for p in ROOT.iterdir() if not p.name.startswith(".")}
 SOURCE = re.compile(r"^[\w*-]+\.(py|lark|jinja)$|^[\w-]+/[\w.*/-]*$")
 
 
+# directories the code reads that no commit has filled yet, with the reason
+NOT_YET = {
+    "runtime/pipeline/plans/searched/": "`nanolang tune` plan sets (none before a GPU run)",
+}
+
+
 def exists(path: Path) -> bool:
     return any(path.parent.glob(path.name)) if "*" in path.name else path.exists()
 
@@ -28,6 +34,8 @@ def test_repository_paths_in_docs_exist() -> None:
     for doc in DOCS:
         for word in named(doc.read_text(encoding="utf-8")):
             head = word.split("/")[0]
+            if word.startswith(tuple(NOT_YET)):
+                continue
             if "/" in word and head in TOP and not exists(ROOT / word.split("::")[0]):
                 missing.append(f"{doc.name}: {word}")
     assert missing == []
