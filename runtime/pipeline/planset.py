@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +42,32 @@ class PlanSet:
     created: str = ""
     plans: dict[str, Plan] = field(default_factory=dict, compare=False)
 
+    def __post_init__(self) -> None:
+        have = {(b.decodes, b.prefill_tokens, b.context) for b in self.buckets}
+        grid = {(d, p, c) for d in self.decode_points for p in self.prefill_points
+                for c in self.context_points if d + p > 0}  # fmt: skip
+        if have != grid or len(have) != len(self.buckets):
+            missing = sorted(grid - have)[:3]
+            raise PlanError(f"plan set buckets must cover its grid once each; missing {missing}")
+        for b in self.buckets:
+            if b.plan is not None and self.plans and b.plan not in self.plans:
+                raise PlanError(f"bucket {b.decodes}/{b.prefill_tokens}/{b.context} names "
+                                f"{b.plan}, which the plan set lacks")  # fmt: skip
+
+    @cached_property
+    def _index(self) -> dict[tuple[int, int, int], Bucket]:
+        return {(b.decodes, b.prefill_tokens, b.context): b for b in self.buckets}
+
     def lookup(self, decodes: int, prefill_tokens: int, context: float | None) -> Bucket:
         """The bucket of a batch: the nearest representative in each dimension (0 only for 0)."""
         ctx = self.graph_context if context is None else context
         key = (_nearest(self.decode_points, decodes), _nearest(self.prefill_points, prefill_tokens),
                _nearest(self.context_points, ctx))  # fmt: skip
-        for b in self.buckets:
-            if (b.decodes, b.prefill_tokens, b.context) == key:
-                return b
-        raise PlanError(f"plan set has no bucket {key}")
+        try:
+            return self._index[key]
+        except KeyError:  # (0, 0): an empty batch
+            msg = f"no bucket for {decodes} decodes and {prefill_tokens} prefill tokens"
+            raise PlanError(msg) from None
 
     def plan_for(self, decodes: int, prefill_tokens: int, context: float | None) -> Plan | None:
         """The plan for a batch shape; None: run the dense forward."""

@@ -58,6 +58,13 @@ def test_plan_set_round_trip_and_errors(tmp_path: Path) -> None:
     path.write_text(json.dumps(d))
     with pytest.raises(PlanError, match="version 99"):
         PlanSet.load(path)
+    d["version"] = 1
+    d["buckets"] = d["buckets"][1:]
+    path.write_text(json.dumps(d))
+    with pytest.raises(PlanError, match="must cover its grid once each; missing"):
+        PlanSet.load(path)
+    with pytest.raises(PlanError, match="no bucket for 0 decodes"):
+        ps.lookup(0, 0, 16)
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(PlanError, match="cannot read"):
         PlanSet.load(tmp_path / "bad.json")
