@@ -106,7 +106,7 @@ class LLMEngine:
             else self.device.type == "cuda"
         )
         self.stats = EngineStats()
-        self._seqs: dict[str, Sequence] = {}
+        self._seqs: dict[str, Sequence] = {}  # live requests by id (waiting, running, in flight)
         self._ids = itertools.count()
         self._rng = random.Random(self.config.seed)
         self._constraints: Any = None  # a ConstraintCompiler, built on first use
@@ -158,7 +158,9 @@ class LLMEngine:
         self._check_request(ids, params)
         rid = request_id if request_id is not None else f"req-{next(self._ids)}"
         if rid in self._seqs:
-            raise ValueError(f"request id {rid!r} is already running")
+            raise ValueError(
+                f"request id {rid!r} is already running: wait for it to finish or abort it first"
+            )
         seed = params.seed if params.seed is not None else self._rng.getrandbits(63)
         seq = Sequence(rid, text, ids, params, seed, next(self._ids), self.eos_token_ids)
         seq.program = program
@@ -231,6 +233,11 @@ class LLMEngine:
     def unpin(self, instance: int, nodes: tuple[int, ...]) -> None:
         """Release the pins of ``nodes`` of ``instance`` (no child will extend them)."""
         self.scheduler.instances.unpin(instance, nodes)
+
+    def _is_live(self, seq: Sequence) -> bool:
+        """Whether ``seq`` is the live sequence of its request id (compared by identity)."""
+        live = self._seqs.get(seq.request_id)
+        return live is not None and live.seq_id == seq.seq_id
 
     def has_unfinished_requests(self) -> bool:
         return self.scheduler.has_unfinished() or self._inflight is not None
@@ -328,8 +335,8 @@ class LLMEngine:
         it = self.stats.num_iterations
         for entry in launched.batch.scheduled:
             seq = entry.seq
-            if seq.request_id not in self._seqs:
-                continue  # aborted, or finished in an earlier iteration's read-back
+            if not self._is_live(seq):
+                continue  # aborted, or finished in an earlier read-back (its id may be reused)
             self.blocks.register(seq)  # finished too: its blocks stay cached once freed
             if seq.is_finished:
                 seq.metrics.finished_iteration = it

@@ -62,7 +62,7 @@ class Launched:
     prompt_logprobs: dict[int, torch.Tensor]  # scheduled index -> [n] on the host
     started: torch.cuda.Event | None  # recorded before the iteration's first device work
     done: torch.cuda.Event | None  # recorded after the copies (None on the CPU)
-    row_of: dict[int, int]  # id(sequence) -> its row in ``tokens``
+    row_of: dict[int, int]  # seq_id -> its row in ``tokens``
     top_host: tuple[torch.Tensor, torch.Tensor] | None = None  # [R, K] ids, logprobs (host)
     prompt_top: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
@@ -218,9 +218,9 @@ class ModelRunner:
                 seq.num_pending
                 and entry.seq.num_computed_tokens + entry.num_tokens == seq.num_tokens
             ):
-                assert prev is not None and id(seq) in prev.row_of, "pending token without a source"
+                assert prev is not None and seq.seq_id in prev.row_of, "pending token, no source"
                 rows.append(row - 1)
-                src.append(prev.row_of[id(seq)])
+                src.append(prev.row_of[seq.seq_id])
         return rows, src
 
     @torch.inference_mode()
@@ -294,7 +294,7 @@ class ModelRunner:
             done.record()
         else:
             tokens_host, lp_host = tokens, logprobs
-        row_of = {id(e.seq): i for i, e in enumerate(samplers)}
+        row_of = {e.seq.seq_id: i for i, e in enumerate(samplers)}
         return Launched(
             batch, samplers, tokens, tokens_host, lp_host, prompt_lp, None, done, row_of, top,
             prompt_top,

@@ -27,7 +27,7 @@ class FinishReason(enum.Enum):
     ERROR = "error"  # the request cannot go on (stop_reason says why: a constraint's limit)
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: two requests are never the same sequence
 class Sequence:
     """Tokens, KV blocks and progress of one request.
 
@@ -40,7 +40,7 @@ class Sequence:
     prompt_token_ids: list[int]
     params: SamplingParams
     seed: int  # the request's seed, or one drawn by the engine
-    arrival_order: int
+    arrival_order: int  # unique per engine: also the sequence's internal identity (seq_id)
     eos_token_ids: frozenset[int] = frozenset()
     status: SequenceStatus = SequenceStatus.WAITING
     output_token_ids: list[int] = field(default_factory=list)
@@ -62,6 +62,11 @@ class Sequence:
     detok: Any = None  # a runtime.detokenizer.IncrementalDetokenizer
     program: ProgramRef | None = None  # its place in a program instance's request graph
     metrics: RequestMetrics = field(default_factory=lambda: RequestMetrics(time.perf_counter()))
+
+    @property
+    def seq_id(self) -> int:
+        """The engine's identity of this sequence; a request id may be reused once it is done."""
+        return self.arrival_order
 
     @property
     def token_ids(self) -> list[int]:
