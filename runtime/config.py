@@ -150,6 +150,9 @@ class EngineConfig:
     enable_chunked_prefill: bool = True
     enforce_eager: bool = False  # True: no CUDA graphs for decode iterations
     enable_prefix_caching: bool = True  # reuse the KV of cached prompt prefixes (radix tree)
+    # share of KV blocks an admission must leave free while sequences run (their next blocks), so
+    # a sequence just admitted is not preempted at its running neighbours' next block boundary
+    admission_watermark: float = 0.01
     # form batch i+1 on the host while the device runs batch i; None: on for CUDA, off on the CPU
     async_scheduling: bool | None = None
     # NanoFlow pipeline: None (plain dense forward), "default" (the shipped plans), a plan JSON
@@ -167,5 +170,7 @@ class EngineConfig:
             raise ValueError("max_num_batched_tokens and max_num_seqs must be >= 1")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError("gpu_memory_utilization must be in (0, 1]")
+        if not 0 <= self.admission_watermark < 1:
+            raise ValueError("admission_watermark must be in [0, 1)")
         if self.kv_cache_memory_bytes is not None and self.kv_cache_memory_bytes <= 0:
             raise ValueError("kv_cache_memory_bytes must be positive")

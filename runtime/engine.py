@@ -308,6 +308,9 @@ class LLMEngine:
                 s.prompt_tokens_computed += entry.num_tokens
             samples = entry.samples
             seq.num_computed_tokens += entry.num_tokens
+            # the KV of these tokens is queued: later iterations (same stream) may reuse it, so
+            # pending prompt blocks become cached now, not one read-back later
+            self.blocks.register(seq)
             if samples:
                 seq.output_token_ids.append(PENDING)
                 seq.num_pending += 1

@@ -2,9 +2,13 @@
 
 Each iteration: running decodes first (one token each), then chunks of running prefills, then new
 admissions, until the token budget or the sequence cap is reached. A sequence is admitted only when
-free blocks cover its whole uncomputed prompt; a decode that finds no free block preempts the most
-recently arrived running sequence (its blocks are freed and it is recomputed later), so the engine
-never crashes for lack of KV memory and never loses a request.
+free blocks cover its whole uncomputed prompt and leave the admission watermark free for the
+running sequences' next blocks; a request whose cached prefix continues into blocks another
+sequence is still computing waits for them (pending nodes of the radix tree), so requests sharing a
+header compute it once and are then admitted together. A decode that finds no free block preempts
+the most recently arrived running sequence (its blocks are freed, its scheduled tokens go back to
+the budget and it is recomputed later), so the engine never crashes for lack of KV memory and
+never loses a request.
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ class Scheduler:
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.instances = InstanceTable(blocks.allocator)
+        num_blocks = blocks.allocator.num_blocks
+        self.watermark_blocks = int(config.admission_watermark * num_blocks)
 
     def add(self, seq: Sequence) -> None:
         self.instances.note(seq)
@@ -81,20 +87,23 @@ class Scheduler:
 
     def schedule(self) -> SchedulerOutput:
         out = SchedulerOutput()
-        budget = self.config.max_num_batched_tokens
         decodes = [s for s in self.running if s.num_uncomputed_tokens == 1 and not s.awaiting_final]
         prefills = [s for s in self.running if s.num_uncomputed_tokens > 1]
-        budget = self._schedule_decodes(decodes, budget, out)
-        budget = self._schedule_prefills(prefills, budget, out)
-        self._admit(budget, out)
+        self._schedule_decodes(decodes, out)
+        self._schedule_prefills(prefills, out)
+        self._admit(out)
         # an admission with one uncomputed token (a cached prompt but its last token) is a decode:
         # it joins the decodes at the front, the order every attention kernel relies on
         out.scheduled.sort(key=lambda e: not e.is_decode)  # stable
         return out
 
-    def _schedule_decodes(self, decodes: list[Sequence], budget: int, out: SchedulerOutput) -> int:
+    def _budget(self, out: SchedulerOutput) -> int:
+        """Tokens left this iteration (a preempted sequence's tokens count no more)."""
+        return self.config.max_num_batched_tokens - out.num_tokens
+
+    def _schedule_decodes(self, decodes: list[Sequence], out: SchedulerOutput) -> None:
         for seq in decodes:
-            if budget == 0:
+            if self._budget(out) == 0:
                 break
             if seq.status is not SequenceStatus.RUNNING:  # preempted by an earlier decode
                 continue
@@ -102,29 +111,25 @@ class Scheduler:
                 continue
             self.blocks.grow(seq, seq.num_tokens)
             out.scheduled.append(ScheduledSequence(seq, 1))
-            budget -= 1
-        return budget
 
-    def _schedule_prefills(
-        self, prefills: list[Sequence], budget: int, out: SchedulerOutput
-    ) -> int:
+    def _schedule_prefills(self, prefills: list[Sequence], out: SchedulerOutput) -> None:
         for seq in prefills:
+            budget = self._budget(out)
             if budget == 0:
                 break
             if seq.status is not SequenceStatus.RUNNING:
                 continue
-            n = min(seq.num_uncomputed_tokens, budget)
-            out.scheduled.append(ScheduledSequence(seq, n))
-            budget -= n
-        return budget
+            out.scheduled.append(ScheduledSequence(seq, min(seq.num_uncomputed_tokens, budget)))
 
-    def _admit(self, budget: int, out: SchedulerOutput) -> None:
-        room = budget > 0 and len(self.running) < self.config.max_num_seqs
+    def _admit(self, out: SchedulerOutput) -> None:
+        room = self._budget(out) > 0 and len(self.running) < self.config.max_num_seqs
         if room and any(s.program is not None for s in self.waiting):
             self.waiting = deque(sorted(self.waiting, key=self.instances.priority))
-        prefilling = self._prefilling_first_blocks()
         deferred: list[Sequence] = []
-        while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
+        while self.waiting and len(self.running) < self.config.max_num_seqs:
+            budget = self._budget(out)
+            if budget == 0:
+                break
             seq = self.waiting[0]
             if seq.num_pending:  # preempted with a token still on the device: wait for it
                 break
@@ -137,21 +142,16 @@ class Scheduler:
                 members = [
                     s for s in self.waiting if self.instances.in_group(s, seq) and not s.num_pending
                 ]
-                admitted = self._admit_together(members, budget, out)
-                if admitted is None:
+                if self._admit_together(members, budget, out) is None:
                     break
-                budget = admitted
                 continue
-            key = None if seq.block_table else self._prefix_key(seq)
-            if key is not None and key in prefilling:
-                # another request is computing this prefix now: start after it, from the cache
+            if self.blocks.waits_for_pending(seq):
+                # blocks it would reuse are being computed by another sequence: start after them
                 deferred.append(self.waiting.popleft())
                 continue
             if not self._fits(seq, budget):
                 break
-            budget = self._start(seq, budget, out)
-            if key is not None and seq.num_uncomputed_tokens > 1:
-                prefilling.add(key)
+            self._start(seq, budget, out)
         self.waiting.extendleft(reversed(deferred))
 
     def _fits(self, seq: Sequence, budget: int) -> bool:
@@ -162,16 +162,23 @@ class Scheduler:
         if too_long:
             self.blocks.undo_reuse(seq)
             return False
-        while not self.blocks.can_grow(seq, seq.num_tokens):
+        while not self._has_room(seq):
             if seq.program is None or not self.instances.release_lowest_pins(below=seq):
                 self.blocks.undo_reuse(seq)
                 return False
         return True
 
+    def _has_room(self, seq: Sequence) -> bool:
+        """Free blocks cover the sequence, plus the watermark while others are running."""
+        reserve = self.watermark_blocks if self.running else 0
+        need = self.blocks.num_new_blocks(seq, seq.num_tokens) + reserve
+        return need <= self.blocks.allocator.num_free
+
     def _start(self, seq: Sequence, budget: int, out: SchedulerOutput) -> int:
         """Admit ``seq`` (already fitted) with a first chunk; returns the budget left."""
         self.waiting.remove(seq)
         self.blocks.grow(seq, seq.num_tokens)
+        self.blocks.admitted(seq)
         seq.status = SequenceStatus.RUNNING
         self.running.append(seq)
         self.instances.admitted(seq)
@@ -204,27 +211,11 @@ class Scheduler:
     def _start_idle(self, seq: Sequence) -> int:
         """Admit ``seq`` without a chunk this iteration (the budget ran out mid-group)."""
         self.waiting.remove(seq)
+        self.blocks.admitted(seq)
         seq.status = SequenceStatus.RUNNING
         self.running.append(seq)
         self.instances.admitted(seq)
         return 0
-
-    def _prefix_key(self, seq: Sequence) -> tuple[int, ...] | None:
-        """The prompt's first full block, when prefix caching could share it."""
-        bs = self.blocks.block_size
-        if self.blocks.cache is None or seq.num_prompt_tokens <= bs:
-            return None
-        return tuple(seq.prompt_token_ids[:bs])
-
-    def _prefilling_first_blocks(self) -> set[tuple[int, ...]]:
-        """First blocks of the prompts that running sequences are still computing."""
-        keys = set()
-        for seq in self.running:
-            if seq.num_computed_tokens < seq.num_prompt_tokens:
-                key = self._prefix_key(seq)
-                if key is not None:
-                    keys.add(key)
-        return keys
 
     def _make_room(self, seq: Sequence, num_tokens: int, out: SchedulerOutput) -> bool:
         """Preempt the latest-arrived running sequences until ``seq`` can grow; False if ``seq``
