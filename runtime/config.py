@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM")
 PRESET_DIR = Path(__file__).parent / "presets"
+logger = logging.getLogger("runtime")
 
 
 class ModelLoadError(ValueError):
@@ -65,6 +67,9 @@ class ModelConfig:
     eos_token_ids: tuple[int, ...]
     bos_token_id: int | None
     torch_dtype: str = "float32"
+    # tokens a sliding-window layer attends to (None: every layer attends to the whole context);
+    # not implemented: the engine's context is capped at it (see context_limit)
+    sliding_window: int | None = None
 
     def __post_init__(self) -> None:
         if self.num_heads % self.num_kv_heads:
@@ -121,9 +126,43 @@ class ModelConfig:
                 eos_token_ids=eos_ids,
                 bos_token_id=cfg.get("bos_token_id"),
                 torch_dtype=str(cfg.get("torch_dtype") or cfg.get("dtype") or "float32"),
+                sliding_window=_sliding_window(cfg),
             )
         except KeyError as exc:
             raise ModelLoadError(f"config.json lacks required field {exc.args[0]!r}") from exc
+
+
+def _sliding_window(cfg: dict[str, Any]) -> int | None:
+    """The window of the layers that use sliding-window attention, if any layer does."""
+    window = cfg.get("sliding_window")
+    if not window:
+        return None
+    types = cfg.get("layer_types")
+    if types is not None:
+        return int(window) if "sliding_attention" in types else None
+    if "use_sliding_window" in cfg:  # Qwen2: layers from max_window_layers on use the window
+        layers = int(cfg["num_hidden_layers"])
+        used = cfg["use_sliding_window"] and int(cfg.get("max_window_layers", layers)) < layers
+        return int(window) if used else None
+    return int(window)  # Mistral
+
+
+def context_limit(model: ModelConfig, engine: EngineConfig) -> int:
+    """The engine's context length: max_model_len, else the model's positions, never past a
+    sliding window (within it, full attention computes the same; beyond it, it would not)."""
+    limit = engine.max_model_len or model.max_position_embeddings
+    window = model.sliding_window
+    if window is None or window >= limit:
+        return limit
+    if engine.max_model_len is not None:
+        raise ModelLoadError(
+            f"this model uses sliding-window attention over {window} tokens, which the engine "
+            f"does not implement: max_model_len={engine.max_model_len} would attend past the "
+            f"window and compute wrong outputs; use max_model_len <= {window}"
+        )
+    logger.warning("sliding-window attention (%d tokens) is not implemented: context capped "
+                   "at %d tokens", window, window)  # fmt: skip
+    return window
 
 
 def read_json(path: Path) -> dict[str, Any]:

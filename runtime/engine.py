@@ -13,7 +13,7 @@ import torch
 
 from kernels import get_ops
 from runtime.block_manager import BlockManager
-from runtime.config import EngineConfig, ModelConfig, read_json
+from runtime.config import EngineConfig, ModelConfig, context_limit, read_json
 from runtime.detokenizer import IncrementalDetokenizer, find_stop
 from runtime.kv_budget import kv_memory_budget, num_kv_blocks
 from runtime.model.loader import build_model, resolve_model
@@ -81,7 +81,7 @@ class LLMEngine:
         self.dtype = resolve_dtype(dtype, self.model_config, self.device)
         self.tokenizer = load_tokenizer(path) if load_format != "dummy" or path else None
         self.eos_token_ids = self._eos_ids(path)
-        limit = self.config.max_model_len or self.model_config.max_position_embeddings
+        limit = context_limit(self.model_config, self.config)
         self.model = build_model(
             str(model), hf_overrides, self.dtype, self.device, load_format, limit, self.config.seed
         )
