@@ -16,13 +16,13 @@ from runtime.tiny import make_tiny_model
 @pytest.fixture(scope="module")
 def windowed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("windowed")
-    return {
-        "mistral": str(make_tiny_model(Path(root / "m"), arch="mistral", sliding_window=64)),
-        "qwen2": str(make_tiny_model(Path(root / "q"), arch="qwen2", use_sliding_window=True,
-                                     sliding_window=48, max_window_layers=0)),  # fmt: skip
-        "qwen2_off": str(make_tiny_model(Path(root / "qo"), arch="qwen2", sliding_window=48,
-                                         use_sliding_window=False)),  # fmt: skip
+    qwen = dict(arch="qwen2", sliding_window=48, max_window_layers=0)
+    specs = {
+        "mistral": dict(arch="mistral", sliding_window=64),
+        "qwen2": dict(qwen, use_sliding_window=True),
+        "qwen2_off": dict(qwen, use_sliding_window=False),
     }
+    return {name: str(make_tiny_model(Path(root / name), **kw)) for name, kw in specs.items()}
 
 
 @pytest.mark.parametrize(("name", "window"), [("mistral", 64), ("qwen2", 48)])
