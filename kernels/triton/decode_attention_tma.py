@@ -15,19 +15,15 @@ import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-from kernels.triton.decode_attention import (
+from kernels.triton.decode_attention import DecodeConfig
+from kernels.triton.paged_common import (
     LOG2E,
-    DecodeConfig,
-    _update,
     launch_grid,
     merge_splits,
+    page_id,
+    softmax_step,
+    store_decode,
 )
-
-
-@triton.jit
-def _page_id(table, n0, end, PAGE: tl.constexpr):
-    """The id of the page holding token n0 (0 past the context)."""
-    return tl.load(table + n0 // PAGE, mask=n0 < end, other=0)
 
 
 @triton.jit
@@ -39,7 +35,7 @@ def _page_step(q, k_desc, v_desc, page, n0, end, kvh, m_i, l_i, acc, scale_log2,
     v = v_desc.load([row, kvh * HEAD_DIM])
     valid = n0 + tl.arange(0, PAGE) < end
     v = tl.where(valid[:, None], v, 0.0)  # slots past the context may hold anything, even NaN
-    return _update(q, k, v, valid, m_i, l_i, acc, scale_log2, PRECISION)
+    return softmax_step(q, k, v, valid[None, :], m_i, l_i, acc, scale_log2, PRECISION)
 
 
 @triton.jit
@@ -97,32 +93,23 @@ def decode_tma_kernel(
         # a page's id is loaded one step before its copy is issued (Triton's pipeliner follows
         # one loop-carried step, not more): each program then moves about one step of pages per
         # load latency, so the SM's bandwidth comes from many small programs side by side
-        page_a = _page_id(table, start, end, PAGE)
-        page_b = _page_id(table, start + PAGE, end, PAGE)
+        page_a = page_id(table, start, end, PAGE)
+        page_b = page_id(table, start + PAGE, end, PAGE)
         for n0 in tl.range(start, end, STEP, num_stages=STAGES):
             cur_a = page_a
             cur_b = page_b
-            page_a = _page_id(table, n0 + STEP, end, PAGE)
+            page_a = page_id(table, n0 + STEP, end, PAGE)
             if TWO_PAGES:
-                page_b = _page_id(table, n0 + STEP + PAGE, end, PAGE)
+                page_b = page_id(table, n0 + STEP + PAGE, end, PAGE)
             m_i, l_i, acc = _page_step(q, k_desc, v_desc, cur_a, n0, end, kvh, m_i, l_i, acc,
                                        scale_log2, PAGE, HEAD_DIM, PRECISION)  # fmt: skip
             if TWO_PAGES:
                 m_i, l_i, acc = _page_step(q, k_desc, v_desc, cur_b, n0 + PAGE, end, kvh, m_i,
                                            l_i, acc, scale_log2, PAGE, HEAD_DIM,
                                            PRECISION)  # fmt: skip
-        safe_l = tl.where(l_i > 0, l_i, 1.0)
-        result = acc / safe_l[:, None]
-        if SPLIT:
-            part = (seq * num_kv_heads * GROUP + heads).to(tl.int64) * num_splits + split
-            tl.store(part_out_ptr + part[:, None] * HEAD_DIM + cols[None, :], result,
-                     mask=row_mask[:, None])  # fmt: skip
-            lse = tl.where(l_i > 0, m_i + tl.log2(safe_l), float("-inf"))
-            tl.store(part_lse_ptr + part, lse, mask=row_mask)
-        else:
-            dst = out_ptr + seq.to(tl.int64) * stride_ot + heads[:, None] * stride_oh
-            tl.store(dst + cols[None, :], result.to(out_ptr.dtype.element_ty),
-                     mask=row_mask[:, None])  # fmt: skip
+        store_decode(acc, l_i, m_i, out_ptr, part_out_ptr, part_lse_ptr, seq, heads, split,
+                     num_kv_heads * GROUP, num_splits, stride_ot, stride_oh, cols, row_mask,
+                     HEAD_DIM, SPLIT)  # fmt: skip
 
 
 # Best configurations measured per SM budget (bench/decode_attention_sms.py, H200, 2026-11-21,
@@ -180,7 +167,7 @@ def decode_attention_tma(
     if cfg.block_n not in (page, 2 * page):
         raise ValueError(f"TMA decode steps one or two pages: block_n {cfg.block_n}, page {page}")
     group = num_heads // num_kv_heads
-    grid = launch_grid(q, k_cache, max_context_len, num_sms, cfg, out)
+    grid = launch_grid(q, k_cache, max_context_len, num_sms, cfg.block_n, cfg.ctas_per_sm, out)
     decode_tma_kernel[(grid.programs,)](
         q, _descriptor(k_cache), _descriptor(v_cache), block_tables, context_lens, out,
         grid.part_out, grid.part_lse, scale * LOG2E,

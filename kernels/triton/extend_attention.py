@@ -11,7 +11,15 @@ import torch
 import triton
 import triton.language as tl
 
-LOG2E = 1.4426950408889634
+from kernels.triton.paged_common import (
+    LOG2E,
+    cache_strides,
+    finish,
+    load_kv,
+    page_id,
+    softmax_step,
+    store_rows,
+)
 
 
 @triton.jit
@@ -66,34 +74,18 @@ def extend_kernel(
         end = tl.minimum(ctx, ctx - q_len + (m_block + 1) * BLOCK_M)  # causal bound of the block
         # page ids are fetched one step ahead: K/V addresses then come from a loop-carried value,
         # which lets Triton's pipeliner stream K/V through shared memory (cp.async, STAGES deep)
-        first = 0 + tl.arange(0, BLOCK_N)
-        next_page = tl.load(table + first // PAGE, mask=first < end, other=0)
+        next_page = page_id(table, tl.arange(0, BLOCK_N), end, PAGE)
         for n0 in tl.range(0, end, BLOCK_N, num_stages=STAGES):
             offs = n0 + tl.arange(0, BLOCK_N)  # [N]
             valid = offs < end
-            page = next_page.to(tl.int64)
-            ahead = offs + BLOCK_N
-            next_page = tl.load(table + ahead // PAGE, mask=ahead < end, other=0)
-            k_off = page * stride_kb + (offs % PAGE) * stride_ks + kvh * stride_kh
-            v_off = page * stride_vb + (offs % PAGE) * stride_vs + kvh * stride_vh
-            k = tl.load(
-                k_cache_ptr + k_off[:, None] + cols[None, :], mask=valid[:, None], other=0.0
-            )
-            v = tl.load(
-                v_cache_ptr + v_off[:, None] + cols[None, :], mask=valid[:, None], other=0.0
-            )
-            s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2  # [M, N]
-            causal = valid[None, :] & (offs[None, :] <= q_pos[:, None])
-            s = tl.where(causal, s, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(s, 1))
-            alpha = tl.exp2(m_i - m_new)
-            p = tl.exp2(s - m_new[:, None])
-            l_i = l_i * alpha + tl.sum(p, 1)
-            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
-            m_i = m_new
-        result = acc / l_i[:, None]  # every row sees key 0, so l_i > 0
-        dst = out_ptr + tok[:, None] * stride_ot + head * stride_oh + cols[None, :]
-        tl.store(dst, result.to(out_ptr.dtype.element_ty), mask=row_mask[:, None])
+            page = next_page
+            next_page = page_id(table, offs + BLOCK_N, end, PAGE)
+            k, v = load_kv(k_cache_ptr, v_cache_ptr, page, offs, valid, kvh, cols, stride_kb,
+                           stride_ks, stride_kh, stride_vb, stride_vs, stride_vh, PAGE)  # fmt: skip
+            causal = valid[None, :] & (offs[None, :] <= q_pos[:, None])  # [M, N]
+            m_i, l_i, acc = softmax_step(q, k, v, causal, m_i, l_i, acc, scale_log2, PRECISION)
+        result, _ = finish(acc, l_i, m_i)  # every row sees key 0, so l_i > 0
+        store_rows(out_ptr, tok * stride_ot + head * stride_oh, cols, result, row_mask)
 
 
 def extend_attention(
@@ -118,10 +110,7 @@ def extend_attention(
     grid = (triton.cdiv(max_query_len, block_m), num_seqs, num_heads)
     extend_kernel[grid](
         q, k_cache, v_cache, block_tables, context_lens, cu_seqlens_q, out,
-        scale * LOG2E,
-        q.stride(0), q.stride(1),
-        k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
-        v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
+        scale * LOG2E, q.stride(0), q.stride(1), *cache_strides(k_cache, v_cache),
         block_tables.stride(0), out.stride(0), out.stride(1),
         first_seq,
         GROUP=num_heads // k_cache.shape[2],

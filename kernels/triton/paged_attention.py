@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 
 from kernels.metadata import AttentionMetadata
-from kernels.triton.decode_attention import DecodeConfig, decode_attention, device_sm_count
+from kernels.triton.decode_attention import DecodeConfig, decode_attention
 from kernels.triton.decode_attention_tma import decode_attention_tma, tma_supported, tuned_config
 from kernels.triton.extend_attention import extend_attention
+from kernels.triton.paged_common import device_sm_count
 
 
 def paged_attention(

@@ -1,0 +1,185 @@
+"""What the three paged-attention kernels share (gather decode, TMA decode, extend).
+
+Device side: the page id of a KV position, the gather of one K/V tile from the paged caches, the
+online-softmax step (any mask: a decode's valid columns, an extend's causal triangle), and the
+epilogue (normalise, then store rows into ``out``, or a split's partial output and log-sum-exp).
+Host side: the cache strides every gather kernel takes in the same order, and the decode launch
+plan (KV splits, persistent programs, partial buffers) with the merge of split partials.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import torch
+import triton
+import triton.language as tl
+
+LOG2E = 1.4426950408889634
+MIN_SPLIT_LEN = 256  # tokens; shorter splits cost more in merging than they gain in parallelism
+MAX_SPLITS = 32
+
+
+@triton.jit
+def page_id(table, pos, end, PAGE: tl.constexpr):
+    """Id of the page holding each KV position of ``pos`` (0 past ``end``)."""
+    return tl.load(table + pos // PAGE, mask=pos < end, other=0)
+
+
+@triton.jit
+def load_kv(k_cache_ptr, v_cache_ptr, page, offs, valid, kvh, cols, stride_kb, stride_ks, stride_kh,
+            stride_vb, stride_vs, stride_vh, PAGE: tl.constexpr):  # fmt: skip
+    """K and V [N, D] of KV positions ``offs`` (on pages ``page``) of kv head ``kvh``."""
+    page = page.to(tl.int64)
+    k_off = page * stride_kb + (offs % PAGE) * stride_ks + kvh * stride_kh
+    v_off = page * stride_vb + (offs % PAGE) * stride_vs + kvh * stride_vh
+    k = tl.load(k_cache_ptr + k_off[:, None] + cols[None, :], mask=valid[:, None], other=0.0)
+    v = tl.load(v_cache_ptr + v_off[:, None] + cols[None, :], mask=valid[:, None], other=0.0)
+    return k, v
+
+
+@triton.jit
+def softmax_step(q, k, v, mask, m_i, l_i, acc, scale_log2, PRECISION: tl.constexpr):
+    """One online-softmax step: q [M, D] against k / v [N, D], scores outside ``mask`` [M or 1,
+    N] dropped; running max m_i [M], sum l_i [M] and acc [M, D] (base-2 exponentials)."""
+    s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2  # [M, N]
+    s = tl.where(mask, s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    alpha = tl.exp2(m_i - m_new)
+    p = tl.exp2(s - m_new[:, None])
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+    return m_new, l_i, acc
+
+
+@triton.jit
+def finish(acc, l_i, m_i):
+    """Normalised rows [M, D] (zeros where nothing was attended) and their log2-sum-exp [M]."""
+    safe_l = tl.where(l_i > 0, l_i, 1.0)
+    lse = tl.where(l_i > 0, m_i + tl.log2(safe_l), float("-inf"))
+    return acc / safe_l[:, None], lse
+
+
+@triton.jit
+def store_rows(out_ptr, row_offsets, cols, result, mask):
+    """result [M, D] into ``out`` at element offsets row_offsets [M] (int64), rows in ``mask``."""
+    dst = out_ptr + row_offsets[:, None] + cols[None, :]
+    tl.store(dst, result.to(out_ptr.dtype.element_ty), mask=mask[:, None])
+
+
+@triton.jit
+def store_decode(acc, l_i, m_i, out_ptr, part_out_ptr, part_lse_ptr, seq, heads, split,
+                 num_heads, num_splits, stride_ot, stride_oh, cols, row_mask,
+                 HEAD_DIM: tl.constexpr, SPLIT: tl.constexpr):  # fmt: skip
+    """A decode work item's epilogue: its heads' rows into ``out``, or its split's partial."""
+    result, lse = finish(acc, l_i, m_i)
+    if SPLIT:
+        part = (seq * num_heads + heads).to(tl.int64) * num_splits + split
+        store_rows(part_out_ptr, part * HEAD_DIM, cols, result, row_mask)
+        tl.store(part_lse_ptr + part, lse, mask=row_mask)
+    else:
+        store_rows(out_ptr, seq.to(tl.int64) * stride_ot + heads * stride_oh, cols, result,
+                   row_mask)  # fmt: skip
+
+
+@triton.jit
+def merge_splits_kernel(
+    part_out_ptr,
+    part_lse_ptr,
+    out_ptr,
+    stride_ot,
+    stride_oh,
+    num_heads,
+    num_splits,
+    HEAD_DIM: tl.constexpr,
+    SPLITS_PAD: tl.constexpr,
+):
+    seq = tl.program_id(0).to(tl.int64)
+    head = tl.program_id(1)
+    splits = tl.arange(0, SPLITS_PAD)  # [S]
+    cols = tl.arange(0, HEAD_DIM)  # [D]
+    mask = splits < num_splits
+    base = (seq * num_heads + head) * num_splits
+    lse = tl.load(part_lse_ptr + base + splits, mask=mask, other=float("-inf"))
+    weight = tl.exp2(lse - tl.max(lse, 0))  # [S]; split 0 is never empty, so the max is finite
+    part = tl.load(part_out_ptr + (base + splits)[:, None] * HEAD_DIM + cols[None, :],
+                   mask=mask[:, None], other=0.0)  # fmt: skip
+    merged = tl.sum(part * weight[:, None], 0) / tl.sum(weight, 0)
+    dst = out_ptr + seq * stride_ot + head * stride_oh + cols
+    tl.store(dst, merged.to(out_ptr.dtype.element_ty))
+
+
+def cache_strides(k_cache: torch.Tensor, v_cache: torch.Tensor) -> tuple[int, ...]:
+    """(stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh): the order every
+    gather kernel takes them in."""
+    return (*k_cache.stride()[:3], *v_cache.stride()[:3])
+
+
+@cache
+def device_sm_count(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 8  # Triton's CPU interpreter: any small count exercises the split path
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def plan_splits(items: int, max_context_len: int, num_sms: int, block_n: int) -> tuple[int, int]:
+    """(num_splits, split_len): split long contexts until there are about 2 items per SM."""
+    target = 2 * num_sms
+    splits = 1
+    if items < target:
+        by_len = max(max_context_len // MIN_SPLIT_LEN, 1)
+        splits = min(triton.cdiv(target, max(items, 1)), by_len, MAX_SPLITS)
+    split_len = triton.cdiv(triton.cdiv(max(max_context_len, 1), splits), block_n) * block_n
+    return triton.cdiv(max(max_context_len, 1), split_len), split_len
+
+
+@dataclass(frozen=True)
+class LaunchGrid:
+    """How one decode call is spread: KV splits, persistent programs, and the float32 partial
+    outputs / log-sum-exps that a split launch writes (``out`` itself when unsplit)."""
+
+    num_splits: int
+    split_len: int
+    programs: int
+    part_out: torch.Tensor
+    part_lse: torch.Tensor
+
+    @property
+    def split(self) -> bool:
+        return self.num_splits > 1
+
+
+def launch_grid(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    max_context_len: int,
+    num_sms: int | None,
+    block_n: int,
+    ctas_per_sm: int,
+    out: torch.Tensor,
+) -> LaunchGrid:
+    """Splits sized to the SM budget (or the device), programs for a persistent or full grid."""
+    num_seqs, num_heads, head_dim = q.shape
+    items = num_seqs * k_cache.shape[2]
+    sms = num_sms or device_sm_count(q.device)
+    num_splits, split_len = plan_splits(items, max_context_len, sms, block_n)
+    items *= num_splits
+    programs = items if num_sms is None else min(items, num_sms * ctas_per_sm)
+    part_out = part_lse = out
+    if num_splits > 1:
+        shape = (num_seqs, num_heads, num_splits)
+        part_out = torch.empty((*shape, head_dim), dtype=torch.float32, device=q.device)
+        part_lse = torch.empty(shape, dtype=torch.float32, device=q.device)
+    return LaunchGrid(num_splits, split_len, programs, part_out, part_lse)
+
+
+def merge_splits(grid: LaunchGrid, out: torch.Tensor) -> None:
+    """Combine a split launch's partial outputs into ``out`` (nothing to do when unsplit)."""
+    if not grid.split:
+        return
+    num_seqs, num_heads, num_splits, head_dim = grid.part_out.shape
+    merge_splits_kernel[(num_seqs, num_heads)](
+        grid.part_out, grid.part_lse, out, out.stride(0), out.stride(1), num_heads, num_splits,
+        HEAD_DIM=head_dim, SPLITS_PAD=triton.next_power_of_2(num_splits), num_warps=4,
+    )  # fmt: skip
