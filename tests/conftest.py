@@ -9,6 +9,19 @@ import pytest
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+# Without a GPU, the Triton kernel tests run on Triton's CPU interpreter (set before any kernel
+# module is imported: triton.jit reads it when a kernel is defined). The runtime never loads the
+# Triton backend on the CPU, so nothing else changes.
+if not _cuda_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     from runtime.tiny import make_tiny_model
