@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The automated NanoFlow search on a GPU, for Llama-3-8B (random weights), in two device calls of
-# under ten minutes each. Run from the project root on the GPU machine (lark from the wheels, as
-# for the other runs; scipy's HiGHS is already there, so the search runs there too).
+# under ten minutes each. Run from the project root on the GPU machine: runtime/ needs no extra
+# wheels (no lark); without gurobipy the search uses scipy's HiGHS, which the machine has.
 #   bash bench/nanoflow_search.sh tune  OUT   # profile (a few minutes), search, verify -> OUT/tune, OUT/verify.json
 #   bash bench/nanoflow_search.sh bench OUT   # both modes on the fixed workloads with OUT/tune's plan set -> OUT/bench.json
 # Then copy OUT/tune to runtime/pipeline/plans/searched/<model>-<device>/ so that --mode nanoflow
