@@ -13,8 +13,9 @@ page-index / last-page-length buffers. ``prepare_capture`` plans it before the c
 ``prepare_replay`` plans it again with the batch about to be replayed, which rewrites those buffers
 and the split schedule that the captured kernels read.
 
-Only fp16 / bf16 run on FlashInfer; other dtypes go to the Triton backend (the torch reference
-when triton is missing).
+Only fp16 / bf16 with head dims 64, 128 or 256 run on FlashInfer (what its kernels are built
+for); other dtypes and head dims go to the Triton backend (the torch reference when triton is
+missing), hooks included.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from kernels.metadata import AttentionMetadata
 WORKSPACE_BYTES = 128 << 20
 NUM_SLOTS = 4  # plans kept at once: the running batch, the next one, pipeline nano-batches
 DTYPES = (torch.float16, torch.bfloat16)
+HEAD_DIMS = (64, 128, 256)
 
 
 def _fallback(device: torch.device) -> AttentionBackend:
@@ -185,10 +187,10 @@ class FlashInferAttention(AttentionBackend):
 
     def __init__(self, device: torch.device) -> None:
         super().__init__(device)
-        self.fallback = _fallback(self.device)  # for dtypes FlashInfer does not run
+        self.fallback = _fallback(self.device)  # for what FlashInfer does not run
         self.slots: list[Slot] = []
         self.next_slot = 0
-        self.layout: Layout | None = None  # learned from the first forward
+        self.layout: Layout | None = None  # from the first forward FlashInfer runs (else None)
         self.graphs: GraphState | None = None
 
     def fresh(self) -> FlashInferAttention:
@@ -197,8 +199,10 @@ class FlashInferAttention(AttentionBackend):
     def supports_cuda_graphs(self, dtype: torch.dtype) -> bool:
         return dtype in DTYPES or self.fallback.supports_cuda_graphs(dtype)
 
-    def _runs(self, dtype: torch.dtype) -> bool:
-        return dtype in DTYPES
+    @staticmethod
+    def runs(q: torch.Tensor) -> bool:
+        """Whether FlashInfer computes a forward of q [T, Hq, D] (else the fallback does)."""
+        return q.dtype in DTYPES and q.shape[-1] in HEAD_DIMS
 
     def _find(self, meta: AttentionMetadata) -> Plan | None:
         plans = [s.plan for s in self.slots]
@@ -222,7 +226,7 @@ class FlashInferAttention(AttentionBackend):
         return slot.make_plan(meta, layout)
 
     def prepare(self, meta: AttentionMetadata) -> None:
-        if self.layout is not None and self._runs(self.layout.dtype):
+        if self.layout is not None:
             self._plan(meta, self.layout)
         else:
             self.fallback.prepare(meta)
@@ -235,7 +239,7 @@ class FlashInferAttention(AttentionBackend):
         meta: AttentionMetadata,
         scale: float,
     ) -> torch.Tensor:
-        if not self._runs(q.dtype):
+        if not self.runs(q):
             return self.fallback.forward(q, k_cache, v_cache, meta, scale)
         q = q.contiguous()
         self.layout = Layout.of(q, k_cache, scale)
@@ -254,7 +258,7 @@ class FlashInferAttention(AttentionBackend):
         self.fallback.init_cuda_graphs(max_batch_size, max_blocks_per_seq)
 
     def prepare_capture(self, meta: AttentionMetadata) -> None:
-        if self.layout is None or not self._runs(self.layout.dtype):
+        if self.layout is None:
             self.fallback.prepare_capture(meta)
             return
         assert self.graphs is not None, "init_cuda_graphs first"
@@ -264,7 +268,7 @@ class FlashInferAttention(AttentionBackend):
         self.graphs.replan(b, meta)
 
     def prepare_replay(self, meta: AttentionMetadata) -> None:
-        if self.layout is None or not self._runs(self.layout.dtype):
+        if self.layout is None:
             self.fallback.prepare_replay(meta)
             return
         assert self.graphs is not None

@@ -144,3 +144,33 @@ def test_backend_captured_decode_replays_new_batches(name: str, dtype: torch.dty
             batch.q, batch.k_cache, batch.v_cache, batch.meta, scale
         )
         assert relative_error(out[:n], expected) < 1e-2, name
+
+
+def test_flashinfer_hands_what_it_does_not_run_to_its_fallback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """float32 and head dims FlashInfer has no kernels for (the tiny test models' 16) go to the
+    fallback, hooks included. The import needs only the module (a stand-in where it is absent)."""
+    import importlib
+    import sys
+    import types
+
+    if "flashinfer" not in sys.modules:
+        try:
+            importlib.import_module("flashinfer")
+        except ImportError:
+            monkeypatch.setitem(sys.modules, "flashinfer", types.ModuleType("flashinfer"))
+    from kernels.attention.flashinfer_attention import FlashInferAttention
+
+    backend = FlashInferAttention(torch.device("cpu"))
+    backend.fallback = TorchAttention(torch.device("cpu"))
+    for dtype, head_dim in ((torch.float32, 64), (torch.bfloat16, 16)):
+        batch = make_paged_batch(*MIXED, 4, 2, head_dim, 16, dtype, "cpu", seed=head_dim)
+        assert not backend.runs(batch.q)
+        args = (batch.q, batch.k_cache, batch.v_cache, batch.meta, head_dim**-0.5)
+        backend.prepare(batch.meta)
+        assert torch.equal(backend.forward(*args), reference.paged_attention(*args))
+        assert backend.layout is None and not backend.slots
+        backend.prepare_capture(batch.meta)  # the fallback's hooks: nothing planned here
+    q = torch.zeros(1, 4, 128, dtype=torch.bfloat16)
+    assert backend.runs(q)
