@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from nanolang.check.constraints import json_schema_error, regex_error
-
 Check = Callable[[Any], str | None]
 
 SELECT_METHODS = ("mean", "sum")
@@ -47,11 +45,28 @@ def _stop(v: Any) -> str | None:
 
 
 def _regex(v: Any) -> str | None:
-    return regex_error(v) if isinstance(v, str) else "expected a regex string"
+    return _constraint_error(regex=v) if isinstance(v, str) else "expected a regex string"
 
 
 def _schema(v: Any) -> str | None:
-    return json_schema_error(v) if isinstance(v, str) else "expected a JSON schema string"
+    if not isinstance(v, str):
+        return "expected a JSON schema string"
+    return _constraint_error(json_schema=v)
+
+
+def _constraint_error(**constraint: str) -> str | None:
+    # the engine's own validation (llguidance, same limits as the server); loaded only when a
+    # program has a constraint, so checking other programs imports no torch
+    from runtime.constraints import constraint_error
+
+    problem = constraint_error(**constraint)
+    if problem is None:
+        return None
+    # one line (errors print as file:line:column, the source line, a caret): the summary, and
+    # the parser's own ``error:`` line when it draws a picture of the pattern
+    lines = [line.strip() for line in problem.splitlines() if line.strip()]
+    detail = next((line for line in lines[1:] if line.startswith("error: ")), None)
+    return f"{lines[0]} {detail.removeprefix('error: ')}" if detail else lines[0]
 
 
 def _method(v: Any) -> str | None:

@@ -106,7 +106,7 @@ CASES = [
         'program p() { gen a(regex = "(?<=a)b") }',
         1,
         29,
-        "not supported by the constrained decoder",
+        "look-around, including look-ahead and look-behind, is not supported",
     ),
     (
         "invalid JSON schema JSON",
@@ -120,7 +120,7 @@ CASES = [
         'program p() { gen a(json_schema = r"""{"type": 1}""") }',
         1,
         35,
-        "invalid JSON schema",
+        "invalid json_schema: type must be a string or array of strings",
     ),
     (
         "regex and schema together",
