@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nanolang.api.progress import BatchProgress
+from nanolang.api.progress import ProgressBar
 from nanolang.backends.base import Backend
 from nanolang.check.checker import check_or_raise
 from nanolang.graph.builder import build_graph
@@ -105,7 +105,7 @@ class Program:
     ) -> list[Outcome]:
         executor = self.executor(backend, seed, max_concurrency=max_concurrency)
         jobs = [(self.name, dict(args)) for args in list_of_args]
-        with BatchProgress(len(jobs), enabled=progress, title=self.name) as bar:
+        with ProgressBar(self.name, len(jobs), enabled=progress) as bar:
             outcomes = asyncio.run(executor.run_many(jobs, on_done=bar.advance))
         failed = sum(1 for o in outcomes if o.error is not None)
         if failed:

@@ -45,21 +45,21 @@ def _stop(v: Any) -> str | None:
 
 
 def _regex(v: Any) -> str | None:
-    return _constraint_error(regex=v) if isinstance(v, str) else "expected a regex string"
+    return _constraint_error(v, None) if isinstance(v, str) else "expected a regex string"
 
 
 def _schema(v: Any) -> str | None:
     if not isinstance(v, str):
         return "expected a JSON schema string"
-    return _constraint_error(json_schema=v)
+    return _constraint_error(None, v)
 
 
-def _constraint_error(**constraint: str) -> str | None:
+def _constraint_error(regex: str | None, json_schema: str | None) -> str | None:
     # the engine's own validation (llguidance, same limits as the server); loaded only when a
     # program has a constraint, so checking other programs imports no torch
     from runtime.constraints import constraint_error
 
-    problem = constraint_error(**constraint)
+    problem = constraint_error(regex, json_schema)
     if problem is None:
         return None
     # one line (errors print as file:line:column, the source line, a caret): the summary, and
