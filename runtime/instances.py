@@ -7,8 +7,9 @@ Four policies use the request graph the language attaches to requests (``Program
   admitted (``unpin``) or the instance is released. Pins are the first thing given up under KV
   pressure, lowest-priority instance first.
 - **group admission**: the members of a group (fork siblings, ``select`` alternatives) wait
-  until the first member has computed its prompt, so their shared prefix is computed once, and
-  are then admitted together, or not at all while they do not fit.
+  until the first member has computed (or found cached) the full blocks they share, so their
+  shared prefix is computed once, and are then admitted together, or not at all while they do
+  not all fit.
 - **progress priority**: waiting requests are admitted in order of their instance's progress
   (finished requests, most first), then the instance's arrival, so instances that are further
   along finish instead of every instance advancing in lockstep with its KV held.

@@ -135,7 +135,7 @@ class Scheduler:
                 break
             leader = self.instances.group_leader(seq)
             if leader is not None and leader is not seq:
-                if leader.status is SequenceStatus.WAITING or leader.in_prefill:
+                if not self._shared_prefix_ready(leader, seq):
                     # the group's first member is computing the shared prefix: start after it
                     deferred.append(self.waiting.popleft())
                     continue
@@ -153,6 +153,20 @@ class Scheduler:
                 break
             self._start(seq, budget, out)
         self.waiting.extendleft(reversed(deferred))
+
+    def _shared_prefix_ready(self, leader: Sequence, seq: Sequence) -> bool:
+        """Whether the group's first member has the full blocks it shares with ``seq`` computed
+        (or served from the cache)."""
+        if leader.status is SequenceStatus.WAITING:
+            return False
+        if leader.is_finished:
+            return True
+        bs, n = self.blocks.block_size, 0
+        limit = min(leader.num_prompt_tokens, seq.num_prompt_tokens)
+        a, b = leader.prompt_token_ids, seq.prompt_token_ids
+        while n < limit and a[n] == b[n]:
+            n += 1
+        return leader.num_computed_tokens >= n // bs * bs
 
     def _fits(self, seq: Sequence, budget: int) -> bool:
         """Take ``seq``'s cached prefix and check its prompt fits (giving up other instances'

@@ -68,9 +68,13 @@ def config(args: argparse.Namespace, command: str) -> Any:
 
 def execute(args: argparse.Namespace, command: str) -> int:
     """Run it, print a table on stderr and the records as JSON on stdout (and to ``--out``)."""
+    import logging
+
     from nanolang.bench.runner import run_programs, speedups
     from nanolang.bench.table import render
 
+    logging.basicConfig(stream=sys.stderr, format="%(name)s: %(message)s")
+    logging.getLogger("nanolang.bench").setLevel(logging.INFO)
     try:
         records = run_programs(config(args, command))
     except (ValueError, OSError, MemoryError) as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import math
 import shutil
 import statistics
@@ -24,6 +25,8 @@ from nanolang.api.program import compile
 from nanolang.bench.modes import MODES, Measurement, run_mode
 from nanolang.bench.programs import PROGRAMS, BenchProgram
 from nanolang.run.footprint import footprint
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,10 @@ def run_program(
                 n = cfg.naive_instances if mode == "naive" else cfg.instances
                 measured = run_mode(mode, backend, module, jobs[:n])
                 out.append(record(cfg, program.name, mode, pressure, measured, extra))
+                log.info(
+                    "%s pressure=%s %s: %d instances in %.2f s (%.3f instances/s)",
+                    program.name, pressure, mode, n, measured.seconds, out[-1]["instances_per_s"],
+                )  # fmt: skip
         finally:
             backend.close()
             del backend

@@ -156,3 +156,20 @@ def test_kv_pressure_preempts_a_whole_instance() -> None:
     assert [s.metrics.num_preemptions for s in ahead] == [0, 0]
     assert [s.metrics.num_preemptions for s in behind] == [1, 1]  # both calls of 21, together
     assert sched.instances.stats.instances_preempted == 1
+
+
+def test_a_group_behind_a_cached_prefix_is_admitted_at_once() -> None:
+    sched = make(budget=64)
+    shared = list(range(1, 17))
+    parent = seq(shared, ProgramRef(instance=4, node=0, pin=True))
+    sched.add(parent)
+    run_until_prefilled(sched, parent)
+    finish(sched, parent)
+    members = [
+        seq([*shared, 7, 100 + i], ProgramRef(instance=4, node=1, parent=0, group=1, unpin=(0,)))
+        for i in range(3)
+    ]
+    for m in members:
+        sched.add(m)
+    assert step(sched) == [m.request_id for m in members]  # no wait: the prefix was cached
+    assert [m.num_cached_tokens for m in members] == [16, 16, 16]
