@@ -64,6 +64,7 @@ class Measurement:
     hit_tokens: int
     peak_blocks: int
     preemptions: int
+    iterations: int
     engine: dict[str, Any] = field(default_factory=dict)
 
 
@@ -112,7 +113,12 @@ def run_mode(
     if cache is not None:
         cache.reset()  # no mode starts from another's cached prefixes
     stats = engine.stats
-    before = (stats.prompt_tokens_computed, stats.generated_tokens, stats.num_preemptions)
+    before = (
+        stats.prompt_tokens_computed,
+        stats.generated_tokens,
+        stats.num_preemptions,
+        stats.num_iterations,
+    )
     cache_before = (cache.stats.query_tokens, cache.stats.hit_tokens) if cache else (0, 0)
     naive = mode == "naive"
     target: Backend = OneAtATime(backend) if naive else backend
@@ -135,5 +141,6 @@ def run_mode(
         hit_tokens=cache_after[1] - cache_before[1],
         peak_blocks=peak.peak,
         preemptions=stats.num_preemptions - before[2],
+        iterations=stats.num_iterations - before[3],
         engine=dict(vars(engine.scheduler.instances.stats)),
     )

@@ -155,6 +155,7 @@ def record(
         "latency_p50_s": round(statistics.median(lat), 4),
         "latency_p99_s": round(lat[min(len(lat) - 1, math.ceil(0.99 * len(lat)) - 1)], 4),
         "preemptions": m.preemptions,
+        "engine_iterations": m.iterations,
         "runtime_policies": m.engine if mode == "graph" else None,
         **extra,
     }
