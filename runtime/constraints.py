@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import llguidance
+import numpy as np
 import torch
 
 from runtime.sampling_params import ConstraintError
@@ -284,9 +285,6 @@ class ConstraintCompiler:
         return TokenConstraint(matcher.deep_copy(), self.model_vocab_size, self.eos_token_id)
 
 
-_BITS = torch.arange(32, dtype=torch.int32)
-
-
 class TokenConstraint:
     """One request's position in a compiled constraint.
 
@@ -299,8 +297,9 @@ class TokenConstraint:
 
     def allowed_mask(self) -> torch.Tensor:
         """[vocab_size] bool: the tokens that keep the output a prefix of a match."""
-        words = torch.frombuffer(bytearray(self.matcher.compute_bitmask()), dtype=torch.int32)
-        mask = ((words.unsqueeze(1) >> _BITS) & 1).bool().flatten()[: self.vocab_size]
+        packed = np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8)
+        bits = np.unpackbits(packed, count=self.vocab_size, bitorder="little")  # bit i = token i
+        mask = torch.from_numpy(bits.view(np.bool_))
         if self.matcher.is_error() or not bool(mask.any()):
             self.error = self.error or self.matcher.get_error().strip() or "no token is allowed"
             mask = torch.zeros(self.vocab_size, dtype=torch.bool)

@@ -28,8 +28,8 @@ async def tokenize(req: TokenizeRequest, state: State) -> JSONResponse:
     if (req.prompt is None) == (req.messages is None):
         raise APIError(400, "give exactly one of prompt and messages", "prompt")
     if req.messages is not None:
-        messages = [{"role": m.role, "content": m.text()} for m in req.messages]
         try:
+            messages = [{"role": m.role, "content": m.text()} for m in req.messages]
             text = tokenizer.apply_chat_template(
                 messages, tokenize=False, add_generation_prompt=req.add_generation_prompt
             )

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
+from nanolang.demo import model_dir
 from nanolang.server import ServerConfig
 from tests.nanolang.server.live_server import LiveServer, live_server
 
@@ -23,3 +24,13 @@ def server(tiny_llama: str) -> Iterator[LiveServer]:
 @pytest.fixture()
 def client(server: LiveServer) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+DEMO = "demo"
+
+
+@pytest.fixture(scope="module")
+def demo_server() -> Iterator[LiveServer]:
+    """A live server on the bundled demo model (it knows the programs' tasks: real outputs)."""
+    with live_server(ServerConfig(model=str(model_dir()), model_name=DEMO)) as live:
+        yield live

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 
 import httpx
 import jsonschema
@@ -14,11 +13,9 @@ import openai
 import pytest
 from pydantic import BaseModel, Field
 
-from nanolang.demo import model_dir
-from nanolang.server import ServerConfig
-from tests.nanolang.server.live_server import LiveServer, live_server
+from tests.nanolang.server.conftest import DEMO as MODEL
+from tests.nanolang.server.live_server import LiveServer
 
-MODEL = "demo"
 EXTRACT = "Meet Bruno, a 40-year-old from Mexico City."
 WEATHER = {
     "type": "object",
@@ -34,12 +31,6 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": 
 class Person(BaseModel):
     name: str = Field(max_length=12)
     age: int = Field(ge=0, le=120)
-
-
-@pytest.fixture(scope="module")
-def demo_server() -> Iterator[LiveServer]:
-    with live_server(ServerConfig(model=str(model_dir()), model_name=MODEL)) as live:
-        yield live
 
 
 @pytest.fixture()
@@ -278,3 +269,27 @@ def test_latency_histograms(client: openai.OpenAI, demo_server: LiveServer) -> N
             if line.startswith(f"nanolang_{name}_seconds_count")
         )
         assert count >= 1, name
+
+
+def test_cached_tokens_in_usage(client: openai.OpenAI) -> None:
+    prompt = "The capital of France is Paris. The capital of Italy is Rome. " * 3
+    client.completions.create(model=MODEL, prompt=prompt, max_tokens=1, temperature=0)
+    again = client.completions.create(model=MODEL, prompt=prompt, max_tokens=1, temperature=0)
+    details = again.usage.prompt_tokens_details  # type: ignore[union-attr]
+    assert details is not None and details.cached_tokens  # full blocks of the first one
+    assert 0 < details.cached_tokens < again.usage.prompt_tokens  # type: ignore[union-attr]
+
+
+def test_auto_tool_choice_answers_text_or_a_valid_call(client: openai.OpenAI) -> None:
+    out = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Hi"}],
+        tools=TOOLS,  # type: ignore[arg-type]
+        max_tokens=16,
+        temperature=0,
+    )
+    message = out.choices[0].message
+    if message.tool_calls:
+        jsonschema.validate(json.loads(message.tool_calls[0].function.arguments), WEATHER)  # type: ignore[union-attr]
+    else:
+        assert isinstance(message.content, str)

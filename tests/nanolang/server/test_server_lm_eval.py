@@ -6,24 +6,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+from tests.nanolang.server.conftest import DEMO as MODEL
+from tests.nanolang.server.live_server import LiveServer
 
-from nanolang.demo import model_dir
-from nanolang.server import ServerConfig
-from tests.nanolang.server.live_server import LiveServer, live_server
-
-MODEL = "demo"
 ROOT = Path(__file__).resolve().parents[3]
 STOPS = ["\n\n", "Question:", "</s>", "<|end|>", "Answer:"]
-
-
-@pytest.fixture(scope="module")
-def demo_server() -> Iterator[LiveServer]:
-    with live_server(ServerConfig(model=str(model_dir()), model_name=MODEL)) as live:
-        yield live
 
 
 def write_tasks(folder: Path) -> None:
