@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
+    "{% for m in messages %}<|{{ m['role'] }}|>\n"
+    "{% if m.get('tool_calls') %}{% for c in m['tool_calls'] %}"
+    "{{ {'name': c['function']['name'], 'arguments': c['function']['arguments']} | tojson }}"
+    "{% endfor %}{% else %}{{ m['content'] }}{% endif %}<|end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
-)
+)  # an assistant's tool calls render as {"name": ..., "arguments": ...}, the server's format
 SPECIAL_TOKENS = ["<unk>", "<s>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
 _CORPUS = (
     "The quick brown fox jumps over the lazy dog. A model reads tokens and writes tokens. "

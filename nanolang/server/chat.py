@@ -31,7 +31,7 @@ def chat_prompt_ids(state: ServerState, req: ChatRequest) -> list[int]:
     open_turn = req.continue_final_message
     try:
         text = tokenizer.apply_chat_template(
-            template_messages(req),
+            template_messages(req.messages),
             tools=template_tools(req),
             tokenize=False,
             add_generation_prompt=req.add_generation_prompt and not open_turn,

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from nanolang.server.errors import APIError
 from nanolang.server.protocol import DetokenizeRequest, TokenizeRequest
 from nanolang.server.state import ServerState, State
+from nanolang.server.tools import template_messages
 
 router = APIRouter()
 
@@ -28,8 +29,8 @@ async def tokenize(req: TokenizeRequest, state: State) -> JSONResponse:
     if (req.prompt is None) == (req.messages is None):
         raise APIError(400, "give exactly one of prompt and messages", "prompt")
     if req.messages is not None:
+        messages = template_messages(req.messages)
         try:
-            messages = [{"role": m.role, "content": m.text()} for m in req.messages]
             text = tokenizer.apply_chat_template(
                 messages, tokenize=False, add_generation_prompt=req.add_generation_prompt
             )

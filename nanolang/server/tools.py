@@ -17,7 +17,7 @@ from typing import Any
 
 from nanolang.server.errors import APIError
 from nanolang.server.openai_format import new_id
-from nanolang.server.protocol import ChatRequest, NamedToolChoice
+from nanolang.server.protocol import ChatMessage, ChatRequest, NamedToolChoice
 from runtime.constraints import ConstraintSpec
 
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
@@ -93,10 +93,10 @@ def tool_mode(req: ChatRequest) -> ToolMode:
     return ToolMode(choice, schemas)
 
 
-def template_messages(req: ChatRequest) -> list[dict[str, Any]]:
+def template_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
     """Messages as chat templates expect them: tool calls with their arguments as objects."""
     out = []
-    for m in req.messages:
+    for m in messages:
         try:
             message: dict[str, Any] = {"role": m.role, "content": m.text()}
         except ValueError as exc:

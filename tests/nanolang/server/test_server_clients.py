@@ -138,7 +138,7 @@ def test_named_tool_call_arguments_validate(client: openai.OpenAI) -> None:
     assert "".join(pieces) == call.function.arguments  # type: ignore[union-attr]
 
 
-def test_required_tool_and_tool_messages(client: openai.OpenAI) -> None:
+def test_required_tool_and_tool_messages(client: openai.OpenAI, demo_server: LiveServer) -> None:
     history = [
         {"role": "user", "content": "Weather in Oslo?"},
         {
@@ -155,6 +155,10 @@ def test_required_tool_and_tool_messages(client: openai.OpenAI) -> None:
         {"role": "tool", "tool_call_id": "call-1", "content": "sunny"},
         {"role": "user", "content": "And in Rome?"},
     ]
+    rendered = post(demo_server, "/tokenize", {"messages": history}).json()["tokens"]
+    prompt = post(demo_server, "/detokenize", {"tokens": rendered}).json()["prompt"]
+    assert '{"name": "get_weather", "arguments": {"city": "Oslo"' in prompt  # the template's
+    assert "<|tool|>\nsunny" in prompt
     out = client.chat.completions.create(
         model=MODEL,
         messages=history,
