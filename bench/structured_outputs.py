@@ -251,6 +251,10 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per measurement")
     parser.add_argument("--vocabs", default="demo,bpe32k")
     parser.add_argument("--cache", type=Path, default=ROOT / ".cache/structured-bench")
+    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument(
+        "--update", action="store_true", help="replace only these backends' rows in --out"
+    )
     parser.add_argument("--child", nargs=3, metavar=("BACKEND", "VOCAB_DIR", "CASES"))
     args = parser.parse_args()
     if args.child:
@@ -260,7 +264,7 @@ def main() -> None:
     rows = []
     for name in args.vocabs.split(","):
         vocab = vocab_dir(name, args.cache)
-        for backend in BACKENDS:
+        for backend in args.backends.split(","):
             results = run_cases(backend, vocab, list(CASES), args.timeout)
             for case, result in zip(CASES, results, strict=True):
                 row = {"vocab": name, "case": case, "backend": backend, **result}
@@ -279,6 +283,11 @@ def main() -> None:
         "cases": {k: {"kind": v[0], "constraint": v[1], "walked": v[2]} for k, v in CASES.items()},
         "rows": rows,
     }
+    if args.out and args.update and args.out.exists():
+        old = json.loads(args.out.read_text())
+        kept = [r for r in old["rows"] if r["backend"] not in args.backends.split(",")]
+        result["rows"] = kept + rows
+        result["command"] = f"{old['command']}; then {result['command']}"
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
 

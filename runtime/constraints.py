@@ -300,7 +300,7 @@ class TokenConstraint:
         packed = np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8)
         bits = np.unpackbits(packed, count=self.vocab_size, bitorder="little")  # bit i = token i
         mask = torch.from_numpy(bits.view(np.bool_))
-        if self.matcher.is_error() or not bool(mask.any()):
+        if self.matcher.is_error() or not bits.any():
             self.error = self.error or self.matcher.get_error().strip() or "no token is allowed"
             mask = torch.zeros(self.vocab_size, dtype=torch.bool)
             mask[self.eos_token_id] = True
