@@ -54,41 +54,13 @@ def _update_swapped(q, k, v, valid, m_i, l_i, acc, scale_log2, PRECISION: tl.con
 
 @triton.jit
 def decode_kernel(
-    q_ptr,
-    k_cache_ptr,
-    v_cache_ptr,
-    block_tables_ptr,
-    context_lens_ptr,
-    out_ptr,
-    part_out_ptr,
-    part_lse_ptr,
-    scale_log2,
-    stride_qt,
-    stride_qh,
-    stride_kb,
-    stride_ks,
-    stride_kh,
-    stride_vb,
-    stride_vs,
-    stride_vh,
-    stride_bt,
-    stride_ot,
-    stride_oh,
-    num_seqs,
-    num_kv_heads,
-    num_splits,
-    split_len,
-    num_programs,
-    GROUP: tl.constexpr,
-    GROUP_PAD: tl.constexpr,
-    HEAD_DIM: tl.constexpr,
-    PAGE: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    SPLIT: tl.constexpr,
-    STAGES: tl.constexpr,
-    PRECISION: tl.constexpr,
-    SWAP_AB: tl.constexpr,
-):
+    q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr, context_lens_ptr, out_ptr, part_out_ptr,
+    part_lse_ptr, scale_log2, stride_qt, stride_qh, stride_kb, stride_ks, stride_kh, stride_vb,
+    stride_vs, stride_vh, stride_bt, stride_ot, stride_oh, num_seqs, num_kv_heads, num_splits,
+    split_len, num_programs, GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
+    PAGE: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr, STAGES: tl.constexpr,
+    PRECISION: tl.constexpr, SWAP_AB: tl.constexpr,
+):  # fmt: skip
     rows = tl.arange(0, GROUP_PAD)  # [G]
     cols = tl.arange(0, HEAD_DIM)  # [D]
     row_mask = rows < GROUP

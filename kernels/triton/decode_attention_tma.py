@@ -40,34 +40,12 @@ def _page_step(q, k_desc, v_desc, page, n0, end, kvh, m_i, l_i, acc, scale_log2,
 
 @triton.jit
 def decode_tma_kernel(
-    q_ptr,
-    k_desc,
-    v_desc,
-    block_tables_ptr,
-    context_lens_ptr,
-    out_ptr,
-    part_out_ptr,
-    part_lse_ptr,
-    scale_log2,
-    stride_qt,
-    stride_qh,
-    stride_bt,
-    stride_ot,
-    stride_oh,
-    num_seqs,
-    num_kv_heads,
-    num_splits,
-    split_len,
-    num_programs,
-    GROUP: tl.constexpr,
-    GROUP_PAD: tl.constexpr,
-    HEAD_DIM: tl.constexpr,
-    PAGE: tl.constexpr,
-    TWO_PAGES: tl.constexpr,
-    SPLIT: tl.constexpr,
-    STAGES: tl.constexpr,
-    PRECISION: tl.constexpr,
-):
+    q_ptr, k_desc, v_desc, block_tables_ptr, context_lens_ptr, out_ptr, part_out_ptr, part_lse_ptr,
+    scale_log2, stride_qt, stride_qh, stride_bt, stride_ot, stride_oh, num_seqs, num_kv_heads,
+    num_splits, split_len, num_programs, GROUP: tl.constexpr, GROUP_PAD: tl.constexpr,
+    HEAD_DIM: tl.constexpr, PAGE: tl.constexpr, TWO_PAGES: tl.constexpr, SPLIT: tl.constexpr,
+    STAGES: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
     rows = tl.arange(0, GROUP_PAD)
     cols = tl.arange(0, HEAD_DIM)
     row_mask = rows < GROUP

@@ -85,16 +85,9 @@ def store_decode(acc, l_i, m_i, out_ptr, part_out_ptr, part_lse_ptr, seq, heads,
 
 @triton.jit
 def merge_splits_kernel(
-    part_out_ptr,
-    part_lse_ptr,
-    out_ptr,
-    stride_ot,
-    stride_oh,
-    num_heads,
-    num_splits,
-    HEAD_DIM: tl.constexpr,
-    SPLITS_PAD: tl.constexpr,
-):
+    part_out_ptr, part_lse_ptr, out_ptr, stride_ot, stride_oh, num_heads, num_splits,
+    HEAD_DIM: tl.constexpr, SPLITS_PAD: tl.constexpr,
+):  # fmt: skip
     seq = tl.program_id(0).to(tl.int64)
     head = tl.program_id(1)
     splits = tl.arange(0, SPLITS_PAD)  # [S]
