@@ -167,10 +167,14 @@ class LlamaModel(nn.Module):
         """Per layer, the operations in execution order."""
         return [layer.operations() for layer in self.layers]  # type: ignore[operator]
 
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """input_ids [T] -> embeddings [T, H] (a tensor-parallel rewrite replaces this)."""
+        return self.embed_tokens.index_select(0, input_ids)
+
     @torch.inference_mode()
     def forward(self, input_ids: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
         """input_ids [T] -> final hidden states [T, H] (normed)."""
-        x = Activations(hidden=self.embed_tokens.index_select(0, input_ids))
+        x = Activations(hidden=self.embed(input_ids))
         for layer_ops in self.operations():
             for op in layer_ops:
                 if ctx.op_hook is None:
