@@ -163,8 +163,21 @@ def shard_engine(engine: Any, tp: TPLayout) -> None:
     if engine.runner.graphs is not None or engine._inflight is not None:
         raise ValueError("shard the engine before it captures CUDA graphs or runs requests")
     runner = engine.runner
+    num_blocks = runner.scratch_block
+    _check_same_on_every_rank(num_blocks, engine.device, tp)
     apply_tensor_parallel(engine.model, tp)
     engine.runner = None  # free the dense KV cache before the sharded one is allocated
-    num_blocks = runner.scratch_block
     del runner
     engine.runner = ModelRunner(engine.model, engine.ops, engine.blocks, num_blocks)
+
+
+def _check_same_on_every_rank(num_blocks: int, device: torch.device, tp: TPLayout) -> None:
+    """Identical schedulers need identical KV block counts (free GPU memory can differ)."""
+    both = torch.tensor([num_blocks, -num_blocks], dtype=torch.int64, device=device)
+    dist.all_reduce(both, op=dist.ReduceOp.MIN, group=tp.group)
+    low, high = int(both[0]), -int(both[1])
+    if low != high:
+        raise ValueError(
+            f"ranks found between {low} and {high} KV blocks; pass kv_cache_memory_bytes so that "
+            "every rank's scheduler sees the same number"
+        )
