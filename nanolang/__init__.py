@@ -4,17 +4,25 @@ See docs/language.md for the language and examples.
 """
 
 from nanolang.api.decorators import (
+    UntraceableError,
     assistant,
     call,
     fmt,
     func,
+    function,
     gen,
+    gen_int,
+    gen_string,
+    image,
     join,
     program,
     select,
     system,
     user,
+    video,
 )
+from nanolang.api.live import LiveProgram  # also registers live programs with the decorators
+from nanolang.api.options import RunOptions
 from nanolang.api.program import Program, compile, default_backend, load, set_backend
 from nanolang.backends.base import Backend
 from nanolang.check.checker import check
@@ -38,6 +46,7 @@ __all__ = [
     "Executor",
     "Graph",
     "InstanceState",
+    "LiveProgram",
     "NanoCheckError",
     "NanoError",
     "NanoErrors",
@@ -47,7 +56,9 @@ __all__ = [
     "NodeKind",
     "Outcome",
     "Program",
+    "RunOptions",
     "Span",
+    "UntraceableError",
     "assistant",
     "build_graph",
     "call",
@@ -56,7 +67,11 @@ __all__ = [
     "default_backend",
     "fmt",
     "func",
+    "function",
     "gen",
+    "gen_int",
+    "gen_string",
+    "image",
     "join",
     "load",
     "parse",
@@ -65,4 +80,5 @@ __all__ = [
     "set_backend",
     "system",
     "user",
+    "video",
 ]

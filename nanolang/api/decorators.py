@@ -10,19 +10,23 @@ generated values (they do not exist while tracing): using one as a bool or str i
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nanolang.api.current import current_state, live_factory
 from nanolang.api.program import Program
 from nanolang.check.checker import check_or_raise
 from nanolang.syntax import tree
 from nanolang.syntax.errors import NanoCheckError, Span
+from nanolang.values.functions import BUILTINS
 
 
-def _caller_span(depth: int = 2) -> Span:
+def caller_span(depth: int = 2) -> Span:
+    """Where the code calling our caller is (``depth`` frames up): spans point at user code."""
     frame = sys._getframe(depth)
     code = frame.f_code
     column = 1
@@ -33,21 +37,103 @@ def _caller_span(depth: int = 2) -> Span:
     return Span(code.co_filename, frame.f_lineno, column)
 
 
+class UntraceableError(TypeError):
+    """Python control flow or formatting needs a generated value, which tracing does not have."""
+
+
+def _untraceable(what: str) -> UntraceableError:
+    return UntraceableError(
+        f"{what} needs the value itself, which is not known while tracing a static graph "
+        f"(at {caller_span(3)})"
+    )
+
+
 class Value:
-    """A symbolic nanolang value while tracing (a variable, a formatted string, ...)."""
+    """A symbolic nanolang value while tracing (a variable, a formatted string, ...).
+
+    Operators build expressions (``s["x"] == "a"`` is the expression ``x == "a"``); anything
+    that needs the value itself (``if``, ``while``, ``in``, ``str()``, f-strings, ``len``,
+    iteration) raises ``UntraceableError`` at once, never a silent guess."""
 
     def __init__(self, expr: tree.Expr) -> None:
         self.expr = expr
 
+    def _op(self, op: str, other: Any, reverse: bool = False) -> Any:
+        if isinstance(other, Pieces):
+            return NotImplemented
+        span = caller_span(3)
+        left, right = self.expr, to_expr(other, span)
+        if reverse:
+            left, right = right, left
+        return Value(tree.BinOp(op, left, right, span))
+
+    def __eq__(self, other: object) -> Value:  # type: ignore[override]
+        return self._op("==", other)
+
+    def __ne__(self, other: object) -> Value:  # type: ignore[override]
+        return self._op("!=", other)
+
+    def __lt__(self, other: Any) -> Value:
+        return self._op("<", other)
+
+    def __gt__(self, other: Any) -> Value:
+        return self._op(">", other)
+
+    def __le__(self, other: Any) -> Value:
+        return self._op("<=", other)
+
+    def __ge__(self, other: Any) -> Value:
+        return self._op(">=", other)
+
+    def __add__(self, other: Any) -> Value:
+        return self._op("+", other)
+
+    def __radd__(self, other: Any) -> Value:
+        return self._op("+", other, reverse=True)
+
+    def __sub__(self, other: Any) -> Value:
+        return self._op("-", other)
+
+    def __rsub__(self, other: Any) -> Value:
+        return self._op("-", other, reverse=True)
+
+    def __getitem__(self, key: Any) -> Value:
+        span = caller_span()
+        return Value(tree.Index(self.expr, to_expr(key, span), span))
+
+    __hash__ = object.__hash__
+
     def __bool__(self) -> bool:
-        raise TypeError(
-            "a nanolang value is not known while tracing; Python if/while cannot use it"
-        )
+        raise _untraceable("a Python if/while/and/or/not on a nanolang value")
+
+    def __contains__(self, item: Any) -> bool:
+        raise _untraceable("'in' on a nanolang value")
+
+    def __iter__(self) -> Any:
+        raise _untraceable("iterating over a nanolang value")
+
+    def __len__(self) -> int:
+        raise _untraceable("len() of a nanolang value")
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise _untraceable(f"the Python attribute .{name} of a nanolang value")
+
+    def __index__(self) -> int:
+        raise _untraceable("a nanolang value as a Python integer (range, indexing)")
+
+    def __int__(self) -> int:
+        raise _untraceable("int() of a nanolang value")
+
+    def __float__(self) -> float:
+        raise _untraceable("float() of a nanolang value")
 
     def __str__(self) -> str:
-        raise TypeError("a nanolang value is not known while tracing; use nl.fmt to build text")
+        raise _untraceable("str() of a nanolang value (use nl.fmt to build text)")
 
-    __format__ = None  # type: ignore[assignment]
+    def __format__(self, spec: str) -> str:
+        raise _untraceable("an f-string over a nanolang value (use nl.fmt to build text)")
 
 
 class Pieces:
@@ -57,10 +143,10 @@ class Pieces:
         self.stmts = stmts
 
     def __add__(self, other: Any) -> Pieces:
-        return Pieces(self.stmts + as_stmts(other, _caller_span()))
+        return Pieces(self.stmts + as_stmts(other, caller_span()))
 
     def __radd__(self, other: Any) -> Pieces:
-        return Pieces(as_stmts(other, _caller_span()) + self.stmts)
+        return Pieces(as_stmts(other, caller_span()) + self.stmts)
 
 
 def to_expr(value: Any, span: Span) -> tree.Expr:
@@ -84,6 +170,8 @@ def to_expr(value: Any, span: Span) -> tree.Expr:
 def as_stmts(item: Any, span: Span) -> tuple[tree.Stmt, ...]:
     if isinstance(item, Pieces):
         return item.stmts
+    if not isinstance(item, Value) and hasattr(item, "pieces"):  # s.user("...") as a value
+        return item.pieces().stmts  # type: ignore[no-any-return]
     if isinstance(item, (list, tuple)):
         return tuple(s for i in item for s in as_stmts(i, span))
     expr = to_expr(item, span)
@@ -98,25 +186,50 @@ class State:
         self.body: list[tree.Stmt] = []
 
     def __iadd__(self, item: Any) -> State:
-        self.body.extend(as_stmts(item, _caller_span()))
+        self.body.extend(as_stmts(item, caller_span()))
         return self
 
     def __getitem__(self, name: str) -> Value:
-        return Value(tree.Var(name, _caller_span()))
+        return Value(tree.Var(name, caller_span()))
 
     def __setitem__(self, name: str, value: Any) -> None:
         """``s["x"] = value`` is ``let x = value``."""
-        span = _caller_span()
+        span = caller_span()
         self.body.append(tree.Let(name, to_expr(value, span), span))
 
-    def fork(self, count: Any) -> _Block:
-        """``with s.fork(n):`` the statements inside run as ``n`` parallel branches."""
-        span = _caller_span()
-        return _Block(self, lambda body: tree.Fork(to_expr(count, span), body, span))
+    def fork(self, count: Any, index: str | None = None) -> _ForkBlock:
+        """``with s.fork(n):`` the statements inside run as ``n`` parallel branches (``index``
+        names the branch number inside them). ``forks = s.fork(n)`` with per-branch Python
+        code cannot be traced: the program then runs with real values."""
+        span = caller_span()
+        return _ForkBlock(
+            self, lambda body: tree.Fork(to_expr(count, span), body, span, index=index)
+        )
+
+    def user(self, *content: Any) -> _RoleBlock:
+        return _RoleBlock(self, "user", content, caller_span())
+
+    def system(self, *content: Any) -> _RoleBlock:
+        return _RoleBlock(self, "system", content, caller_span())
+
+    def assistant(self, *content: Any) -> _RoleBlock:
+        return _RoleBlock(self, "assistant", content, caller_span())
+
+    def var_scope(self, name: str) -> Any:
+        raise _untraceable("s.var_scope")
+
+    def text(self) -> str:
+        raise _untraceable("s.text()")
+
+    def messages(self) -> list[dict[str, str]]:
+        raise _untraceable("s.messages()")
+
+    def get_meta_info(self, name: str) -> dict[str, Any]:
+        raise _untraceable("s.get_meta_info()")
 
     def loop(self, name: str, items: Any) -> _Block:
         """``with s.loop("x", xs) as x:`` the statements inside run once per item."""
-        span = _caller_span()
+        span = caller_span()
         block = _Block(self, lambda body: tree.For(name, to_expr(items, span), body, span))
         block.value = Value(tree.Var(name, span))
         return block
@@ -141,9 +254,38 @@ class _Block:
             self.state.body.append(self.make(tuple(inner)))
 
 
+class _ForkBlock(_Block):
+    """``with s.fork(n):`` traces; the SGLang list form (``forks[i] += ...``) does not."""
+
+    def _list_form(self, *_: Any) -> Any:
+        raise _untraceable("the fork list form (forks[i], forks += ..., forks.join())")
+
+    __getitem__ = __iter__ = __len__ = __iadd__ = join = _list_form
+
+
+class _RoleBlock:
+    """``s += s.user("...")`` or ``with s.user(): s += ...`` while tracing."""
+
+    def __init__(self, state: State, role: str, content: tuple[Any, ...], span: Span) -> None:
+        self.state, self.role, self.content, self.span = state, role, content, span
+        self.outer: list[tree.Stmt] = []
+
+    def pieces(self) -> Pieces:
+        stmts = as_stmts(list(self.content), self.span)
+        return Pieces((tree.Role(self.role, stmts, self.span),))
+
+    def __enter__(self) -> None:
+        self.outer, self.state.body = self.state.body, list(as_stmts(list(self.content), self.span))
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        inner, self.state.body = self.state.body, self.outer
+        if exc_type is None:
+            self.state.body.append(tree.Role(self.role, tuple(inner), self.span))
+
+
 def _role(role: str) -> Callable[..., Pieces]:
     def build(*content: Any) -> Pieces:
-        span = _caller_span()
+        span = caller_span()
         return Pieces((tree.Role(role, as_stmts(list(content), span), span),))
 
     build.__name__ = role
@@ -158,47 +300,112 @@ def _args(kwargs: dict[str, Any], span: Span) -> tuple[tree.Arg, ...]:
     return tuple(tree.Arg(k, to_expr(v, span), span) for k, v in kwargs.items() if v is not None)
 
 
-def gen(name: str, **kwargs: Any) -> Pieces:
-    """``gen name(kwargs)``: generate text into variable ``name`` (a dict schema becomes JSON)."""
-    span = _caller_span()
+_anonymous = itertools.count()
+_DTYPES = {int: "int", float: "float", bool: "bool", str: "str"}
+
+
+def _name(name: str | None) -> str:
+    return name if name is not None else f"_gen{next(_anonymous)}"
+
+
+def gen(name: str | None = None, *positional: Any, **kwargs: Any) -> Pieces:
+    """``gen name(kwargs)``: generate text into variable ``name`` (SGLang's signature: the
+    name may be omitted, ``max_tokens`` may be positional, ``max_new_tokens`` is an alias,
+    ``choices=`` makes it a select, ``dtype`` is int/float/bool/str or its name; a dict schema
+    becomes JSON)."""
+    span = caller_span()
+    if kwargs.get("choices") is not None:
+        method = kwargs.get("choices_method")
+        return Pieces((_select_stmt(_name(name), kwargs["choices"], method, span),))
+    kwargs.pop("choices", None)
+    if positional:  # SGLang's gen(name, max_tokens, ...)
+        kwargs = {"max_tokens": positional[0], **kwargs}
+    if "max_new_tokens" in kwargs:
+        kwargs["max_tokens"] = kwargs.pop("max_new_tokens")
+    if "dtype" in kwargs:
+        kwargs["dtype"] = _DTYPES.get(kwargs["dtype"], kwargs["dtype"])
     if isinstance(kwargs.get("json_schema"), dict):
         kwargs["json_schema"] = json.dumps(kwargs["json_schema"])
-    return Pieces((tree.Gen(name, _args(kwargs, span), span),))
+    return Pieces((tree.Gen(_name(name), _args(kwargs, span), span),))
 
 
-def select(name: str, choices: Any, method: str | None = None) -> Pieces:
-    """``select name(method = ...) from choices``."""
-    span = _caller_span()
-    return Pieces(
-        (tree.Select(name, _args({"method": method}, span), to_expr(choices, span), span),)
+def gen_int(name: str | None = None, **kwargs: Any) -> Pieces:
+    """``gen name(dtype = "int")``."""
+    return gen(name, dtype="int", **kwargs)
+
+
+def gen_string(name: str | None = None, **kwargs: Any) -> Pieces:
+    """``gen name(dtype = "str")``: a JSON string literal."""
+    return gen(name, dtype="str", **kwargs)
+
+
+def select(
+    name: str | None = None,
+    choices: Any = None,
+    method: str | None = None,
+    temperature: float | None = None,
+    choices_method: str | None = None,
+) -> Pieces:
+    """``select name(method = ...) from choices`` (``choices_method`` is SGLang's spelling)."""
+    span = caller_span()
+    if choices is None:
+        raise TypeError("select needs choices")
+    return Pieces((_select_stmt(_name(name), choices, method or choices_method, span),))
+
+
+def _select_stmt(name: str, choices: Any, method: Any, span: Span) -> tree.Select:
+    if method is not None and not isinstance(method, str):
+        method = getattr(method, "name", None) or type(method).__name__
+    return tree.Select(name, _args({"method": method}, span), to_expr(choices, span), span)
+
+
+def image(*_: Any, **__: Any) -> Pieces:
+    """Images are refused: the runtime has no vision model."""
+    raise NotImplementedError(
+        "images are not supported: nanolang's runtime serves text-only models (no vision model)"
+    )
+
+
+def video(*_: Any, **__: Any) -> Pieces:
+    """Video is refused: the runtime has no vision model."""
+    raise NotImplementedError(
+        "video is not supported: nanolang's runtime serves text-only models (no vision model)"
     )
 
 
 _callees: list[Program] = []
 
 
-def call(target: Program, **args: Any) -> Value:
-    """``call target(args)``: run another program (its module joins this one's)."""
-    span = _caller_span()
+def call(target: Program, **args: Any) -> Any:
+    """``call target(args)``: run another program (its module joins this one's). In a program
+    running with real values, the call runs now and gives its value."""
+    state = current_state()
+    if state is not None:
+        return state.call(target, args)
+    span = caller_span()
     _callees.append(target)
     return Value(tree.Call(target.name, _args(args, span), span))
 
 
-def func(name: str, *args: Any) -> Value:
-    """A built-in function call, e.g. ``nl.func("len", s["xs"])``."""
-    span = _caller_span()
+def func(name: str, *args: Any) -> Any:
+    """A built-in function call, e.g. ``nl.func("len", s["xs"])`` (on real values: now)."""
+    span = caller_span()
+    if not any(isinstance(a, Value) for a in args) and name in BUILTINS:
+        return BUILTINS[name].fn(*args)
     return Value(tree.Func(name, tuple(to_expr(a, span) for a in args), span))
 
 
-def join(items: Any, sep: str = "") -> Value:
-    """``join(items, sep)``."""
-    span = _caller_span()
+def join(items: Any, sep: str = "") -> Any:
+    """``join(items, sep)`` (on real values: now)."""
+    span = caller_span()
+    if not isinstance(items, Value) and not isinstance(sep, Value):
+        return BUILTINS["join"].fn(list(items), sep)
     return Value(tree.Func("join", (to_expr(items, span), to_expr(sep, span)), span))
 
 
-def fmt(template: str, **values: Any) -> Value:
+def fmt(template: str, **values: Any) -> Any:
     """A string with ``{name}`` holes filled from ``values`` (``{{``/``}}`` escape braces)."""
-    span = _caller_span()
+    span = caller_span()
     parts: list[str | tree.Expr] = []
     i = 0
     while i < len(template):
@@ -217,6 +424,8 @@ def fmt(template: str, **values: Any) -> Value:
         else:
             _push(parts, ch)
             i += 1
+    if all(isinstance(p, str) for p in parts):  # every value is known: plain text
+        return "".join(parts)  # type: ignore[arg-type]
     return Value(tree.Str(tuple(parts), span))
 
 
@@ -227,8 +436,30 @@ def _push(parts: list[str | tree.Expr], piece: str | tree.Expr) -> None:
         parts.append(piece)
 
 
-def program(fn: Callable[..., Any]) -> Program:
-    """Trace ``fn(s, *params)`` into a checked Program (see the module docstring)."""
+def program(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+    """Trace ``fn(s, *params)`` into a checked Program (see the module docstring). When the
+    function needs generated values themselves (a Python ``if`` on one, an f-string, the fork
+    list form), it cannot be traced: the Program then runs the function once per instance with
+    real values (``nanolang.api.live``), and ``graph()`` says why there is no static graph.
+    ``@nl.program(...)`` with keyword options is refused clearly for the options SGLang has
+    and nanolang does not (``num_api_spec_tokens``: API speculative execution)."""
+    if fn is None:
+        if options:
+            raise NotImplementedError(
+                f"@nl.program options {sorted(options)} are not supported "
+                "(API speculative execution is out of scope)"
+            )
+        return program
+    try:
+        return _trace(fn)
+    except UntraceableError as exc:
+        return live_factory[0](fn, str(exc))  # registered by nanolang.api.live
+
+
+function = program  # SGLang's spelling: @sgl.function
+
+
+def _trace(fn: Callable[..., Any]) -> Program:
     signature = inspect.signature(fn)
     names = list(signature.parameters)[1:]
     span = Span(fn.__code__.co_filename, fn.__code__.co_firstlineno, 1)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nanolang.api.options import RunOptions, split_run_args
 from nanolang.api.progress import ProgressBar
 from nanolang.backends.base import Backend
 from nanolang.check.checker import check_or_raise
@@ -62,23 +63,44 @@ class Program:
             raise KeyError(f"no program {name!r} in {self.module.file}")
         return Program(self.module, name)
 
-    def run(self, backend: Backend | None = None, seed: int | None = None, **args: Any) -> Any:
-        """Run one instance and return its value; raises its NanoError if it fails."""
-        outcome = asyncio.run(self.arun_outcome(args, backend, seed))
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """Run one instance and return its value; raises its NanoError if it fails.
+
+        Positional values fill the parameters in order; keywords naming a parameter are the
+        program's; ``backend``, ``seed`` and sampling defaults (``temperature``,
+        ``max_tokens``, ...) are run options (``run_options=RunOptions(...)`` when a parameter
+        shares an option's name)."""
+        values, options = split_run_args(self.definition, args, kwargs)
+        outcome = asyncio.run(self.arun_outcome(values, options))
         if outcome.error is not None:
             raise outcome.error
-        return outcome.value
+        return result_of(outcome)
+
+    __call__ = run  # SGLang's spelling: calling the function runs it
 
     async def arun_outcome(
-        self, args: dict[str, Any], backend: Backend | None = None, seed: int | None = None
+        self,
+        args: dict[str, Any],
+        backend: Backend | RunOptions | None = None,
+        seed: int | None = None,
+        **defaults: Any,
     ) -> Outcome:
         """Run one instance inside a running event loop; the Outcome holds value or error."""
-        return await self.executor(backend, seed).run(self.name, args)
+        if isinstance(backend, RunOptions):
+            return await self.executor(backend).run(self.name, args)
+        options = RunOptions(backend, seed, defaults, tools=defaults.pop("tools", None))
+        return await self.executor(options).run(self.name, args)
 
-    def executor(
-        self, backend: Backend | None = None, seed: int | None = None, **kw: Any
-    ) -> Executor:
-        return Executor(self.module, backend or default_backend(), seed=seed, **kw)
+    def executor(self, options: RunOptions, **kw: Any) -> Executor:
+        backend = options.backend or default_backend()
+        return Executor(
+            self.module,
+            backend,
+            seed=options.seed,
+            defaults=options.defaults,
+            tools=options.tools,
+            **kw,
+        )
 
     def run_batch(
         self,
@@ -87,13 +109,25 @@ class Program:
         backend: Backend | None = None,
         seed: int | None = None,
         max_concurrency: int = 1024,
+        tools: Any = None,
+        num_threads: int | None = None,
+        progress_bar: bool | None = None,
+        **defaults: Any,
     ) -> list[Any]:
         """Run one instance per argument dict, all at once; values in order.
 
         A failed instance's entry is its NanoError (also logged); the others are unaffected.
-        Use ``run_batch_outcomes`` for the per-call records as well."""
-        outcomes = self.run_batch_outcomes(list_of_args, progress, backend, seed, max_concurrency)
-        return [o.value if o.error is None else o.error for o in outcomes]
+        ``defaults`` are sampling defaults for every gen (``temperature=0``, ``max_tokens``).
+        Use ``run_batch_outcomes`` for the per-call records as well. ``num_threads`` and
+        ``progress_bar`` are SGLang's names for ``max_concurrency`` and ``progress``."""
+        if num_threads is not None:
+            max_concurrency = num_threads
+        if progress_bar is not None:
+            progress = progress_bar
+        outcomes = self.run_batch_outcomes(
+            list_of_args, progress, backend, seed, max_concurrency, tools, **defaults
+        )
+        return [result_of(o) if o.error is None else o.error for o in outcomes]
 
     def run_batch_outcomes(
         self,
@@ -102,8 +136,11 @@ class Program:
         backend: Backend | None = None,
         seed: int | None = None,
         max_concurrency: int = 1024,
+        tools: Any = None,
+        **defaults: Any,
     ) -> list[Outcome]:
-        executor = self.executor(backend, seed, max_concurrency=max_concurrency)
+        options = RunOptions(backend, seed, defaults, tools=tools)
+        executor = self.executor(options, max_concurrency=max_concurrency)
         jobs = [(self.name, dict(args)) for args in list_of_args]
         with ProgressBar(self.name, len(jobs), enabled=progress) as bar:
             outcomes = asyncio.run(executor.run_many(jobs, on_done=bar.advance))
@@ -111,6 +148,14 @@ class Program:
         if failed:
             log.error("%d of %d instances of %s failed", failed, len(outcomes), self.name)
         return outcomes
+
+
+def result_of(outcome: Outcome) -> Any:
+    """A finished instance's result: its return value, or (a program without ``return``, as
+    SGLang's functions are) its ``RunState``: variables, ``text()``, ``messages()``."""
+    from nanolang.api.state import RunState
+
+    return outcome.value if outcome.value is not None else RunState(outcome)
 
 
 def compile(source: str, name: str | None = None, filename: str = "<string>") -> Program:

@@ -210,24 +210,37 @@ class LocalBackend(Backend):
                 command.prompt_ids, command.params, command.request_id, command.program
             )
         except Exception as exc:  # a rejected request fails only its caller
-            command.loop.call_soon_threadsafe(_set_exception, command.future, exc)
+            _notify(command, _set_exception, command.future, exc)
             return
         self._waiting[command.request_id] = command
 
     def _resolve(self, output: RequestOutput) -> None:
         command = self._waiting.pop(output.request_id, None)
         if command is not None:
-            command.loop.call_soon_threadsafe(_set_result, command.future, output)
+            _notify(command, _set_result, command.future, output)
 
     def _progress(self, output: RequestOutput) -> None:
         command = self._waiting.get(output.request_id)
-        if command is not None and command.on_progress is not None:
-            command.loop.call_soon_threadsafe(command.on_progress, output)
+        if command is None or command.on_progress is None:
+            return
+        if not _notify(command, command.on_progress, output):
+            self._waiting.pop(output.request_id, None)
+            self.llm.abort_request(output.request_id)
 
     def _fail_all(self, exc: BaseException) -> None:
         for command in self._waiting.values():
-            command.loop.call_soon_threadsafe(_set_exception, command.future, exc)
+            _notify(command, _set_exception, command.future, exc)
         self._waiting.clear()
+
+
+def _notify(command: _Add, fn: Callable[..., None], *args: Any) -> bool:
+    """Run ``fn(*args)`` on the caller's loop; False when that loop is already closed (its
+    caller is gone: the result has nobody to go to, and the engine thread must go on)."""
+    try:
+        command.loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:
+        return False
+    return True
 
 
 def _set_result(future: asyncio.Future[RequestOutput], output: RequestOutput) -> None:

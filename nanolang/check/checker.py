@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from nanolang.check.calls import call_errors, recursion_errors
 from nanolang.check.constants import UNKNOWN, constant
 from nanolang.check.genargs import GEN_ARGS, SELECT_ARGS, argument_error
+from nanolang.check.inference import type_errors
 from nanolang.syntax import tree
 from nanolang.syntax.errors import NanoCheckError, NanoErrors, Span
 from nanolang.values.functions import BUILTINS
@@ -29,7 +30,7 @@ class Where:
     """The enclosing constructs of a statement."""
 
     role: tree.Role | None = None
-    loop: tree.Fork | tree.For | None = None
+    loop: tree.Fork | tree.For | tree.While | None = None
 
 
 class Checker:
@@ -43,6 +44,11 @@ class Checker:
         self.errors.append(NanoCheckError(message, span, self.module.source_for(span.file)))
 
     def run(self) -> list[NanoCheckError]:
+        if not self.module.programs:
+            self.error(
+                f"{self.module.file} defines no program: expected 'program NAME(...) {{ ... }}'",
+                Span(self.module.file, 1, 1),
+            )
         seen: dict[str, tree.ProgramDef] = {}
         for program in self.module.programs:
             if program.name in seen:
@@ -54,6 +60,11 @@ class Checker:
             self.check_program(program)
         for message, span in recursion_errors(self.module):
             self.error(message, span)
+        self.check_tools()
+        reported = {e.span for e in self.errors}
+        for message, span in type_errors(self.module):
+            if span not in reported:  # one error per position
+                self.error(message, span)
         return sorted(self.errors, key=lambda e: (e.span.line, e.span.column))
 
     def check_program(self, program: tree.ProgramDef) -> None:
@@ -69,11 +80,23 @@ class Checker:
 
     # statements
 
+    def check_tools(self) -> None:
+        seen: dict[str, tree.ToolDecl] = {}
+        for tool in self.module.tools:
+            first = seen.setdefault(tool.name, tool)
+            if first is not tool and first != tool:
+                self.error(
+                    f"tool {tool.name!r} is declared twice (first at {first.span})", tool.span
+                )
+            if len(set(tool.params)) != len(tool.params):
+                self.error(f"tool {tool.name!r} has duplicate parameters", tool.span)
+
     def check_block(self, body: tuple[tree.Stmt, ...], scope: Scope, where: Where) -> None:
         for i, stmt in enumerate(body):
             self.check_stmt(stmt, scope, where)
-            if isinstance(stmt, tree.Return) and i + 1 < len(body):
-                self.error("unreachable statement after return", body[i + 1].span)
+            if isinstance(stmt, (tree.Return, tree.Break)) and i + 1 < len(body):
+                kind = "return" if isinstance(stmt, tree.Return) else "break"
+                self.error(f"unreachable statement after {kind}", body[i + 1].span)
                 return
 
     def check_stmt(self, stmt: tree.Stmt, scope: Scope, where: Where) -> None:
@@ -95,9 +118,15 @@ class Checker:
             self.bind(stmt.name, stmt.span, scope, stmt.value)
         elif isinstance(stmt, tree.Return):
             if where.loop is not None:
-                kind = "fork" if isinstance(where.loop, tree.Fork) else "for"
+                kind = type(where.loop).__name__.lower()
                 self.error(f"return is not allowed inside a {kind} body", stmt.span)
             self.check_expr(stmt.value, scope)
+        elif isinstance(stmt, tree.Break):
+            if where.role is not None:
+                self.error("break is not allowed inside a role block", stmt.span)
+            elif not isinstance(where.loop, (tree.For, tree.While)):
+                inside = "a fork body" if isinstance(where.loop, tree.Fork) else "a loop"
+                self.error(f"break outside {inside}: break ends a for or while loop", stmt.span)
         else:
             self.check_control(stmt, scope, where)
 
@@ -123,6 +152,14 @@ class Checker:
                 isinstance(count, bool) or not isinstance(count, int) or count < 1
             ):
                 self.error("fork count must be a positive integer", stmt.count.span)
+            self.check_loop_body(stmt, scope, where, stmt.index)
+        elif isinstance(stmt, tree.While):
+            self.check_expr(stmt.cond, scope)
+            cond = constant(stmt.cond)
+            if cond is not UNKNOWN and not isinstance(cond, bool):
+                self.error("a while condition must be true or false", stmt.cond.span)
+            if cond is True and not _breaks(stmt.body):
+                self.error("while true without a break never ends", stmt.span)
             self.check_loop_body(stmt, scope, where, None)
         elif isinstance(stmt, tree.For):
             self.check_expr(stmt.iterable, scope)
@@ -137,7 +174,7 @@ class Checker:
             self.check_if(stmt, scope, where)
 
     def check_loop_body(
-        self, stmt: tree.Fork | tree.For, scope: Scope, where: Where, var: str | None
+        self, stmt: tree.Fork | tree.For | tree.While, scope: Scope, where: Where, var: str | None
     ) -> None:
         inner = dict(scope)
         if var is not None:
@@ -145,7 +182,9 @@ class Checker:
         self.check_block(stmt.body, inner, replace(where, loop=stmt))
         for name in tree.assigned_names(stmt.body):
             if name in inner and name not in scope:
-                scope[name] = Binding(inner[name].span, inner[name].certain)
+                # after a for/while: the list of the iterations that bound it (maybe empty)
+                certain = inner[name].certain or not isinstance(stmt, tree.Fork)
+                scope[name] = Binding(inner[name].span, certain)
 
     def check_if(self, stmt: tree.If, scope: Scope, where: Where) -> None:
         self.check_expr(stmt.cond, scope)
@@ -234,6 +273,8 @@ class Checker:
         elif isinstance(expr, tree.Call):
             for message, span in call_errors(self.module, expr):
                 self.error(message, span)
+        elif isinstance(expr, tree.ToolCall):
+            self.check_tool_call(expr)
         for child in _children(expr):
             self.check_expr(child, scope)
 
@@ -249,11 +290,37 @@ class Checker:
                 expr.span,
             )
 
+    def check_tool_call(self, expr: tree.ToolCall) -> None:
+        tool = self.module.tool(expr.tool)
+        if tool is None:
+            known = ", ".join(t.name for t in self.module.tools) or "none"
+            self.error(
+                f"unknown tool {expr.tool!r}: declare it with `tool {expr.tool}(...)` "
+                f"(declared tools: {known})",
+                expr.span,
+            )
+        elif len(expr.args) != len(tool.params):
+            self.error(
+                f"tool {tool.name}({', '.join(tool.params)}) takes {len(tool.params)} "
+                f"argument(s), got {len(expr.args)}",
+                expr.span,
+            )
+
     def check_func(self, expr: tree.Func) -> None:
         builtin = BUILTINS.get(expr.name)
         if builtin is None:
             known = ", ".join(sorted(BUILTINS))
             self.error(f"unknown function {expr.name!r}; expected one of {known}", expr.span)
+            return
+        if expr.name in ("image", "video"):
+            self.error(
+                f"{expr.name}s are not supported: nanolang's runtime serves text-only models "
+                "(no vision model)",
+                expr.span,
+            )
+            return
+        if expr.name == "meta" and not (len(expr.args) == 1 and isinstance(expr.args[0], tree.Var)):
+            self.error("meta() takes the name of a gen variable, e.g. meta(answer)", expr.span)
             return
         n = len(expr.args)
         if not builtin.min_args <= n <= builtin.max_args:
@@ -278,9 +345,21 @@ def _children(expr: tree.Expr) -> tuple[tree.Expr, ...]:
         return (expr.operand,)
     if isinstance(expr, tree.Call):
         return tuple(a.value for a in expr.args)
+    if isinstance(expr, tree.ToolCall):
+        return expr.args
     if isinstance(expr, tree.Record):
         return tuple(f.value for f in expr.fields)
     return ()
+
+
+def _breaks(body: tuple[tree.Stmt, ...]) -> bool:
+    """Whether ``body`` holds a ``break`` of its own loop (not of a nested one)."""
+    for stmt in body:
+        if isinstance(stmt, tree.Break):
+            return True
+        if isinstance(stmt, tree.If) and (_breaks(stmt.then) or _breaks(stmt.orelse)):
+            return True
+    return False
 
 
 def check(module: tree.Module) -> list[NanoCheckError]:

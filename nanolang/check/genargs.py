@@ -7,7 +7,14 @@ from typing import Any
 
 Check = Callable[[Any], str | None]
 
-SELECT_METHODS = ("mean", "sum")
+SELECT_METHODS = (
+    "mean",
+    "sum",
+    "token_length_normalized",
+    "greedy",
+    "unconditional_likelihood_normalized",
+)
+DTYPES = ("int", "float", "bool", "str")
 
 
 def _int(lo: int | None = None) -> Check:
@@ -69,6 +76,10 @@ def _constraint_error(regex: str | None, json_schema: str | None) -> str | None:
     return f"{lines[0]} {detail.removeprefix('error: ')}" if detail else lines[0]
 
 
+def _dtype(v: Any) -> str | None:
+    return None if v in DTYPES else f"expected one of {', '.join(repr(d) for d in DTYPES)}"
+
+
 def _method(v: Any) -> str | None:
     if v not in SELECT_METHODS:
         return f"expected one of {', '.join(repr(m) for m in SELECT_METHODS)}"
@@ -86,7 +97,17 @@ GEN_ARGS: dict[str, Check] = {
     "json_schema": _schema,
     "seed": _int(),
     "ignore_eos": _bool,
+    "n": _int(1),
+    "dtype": _dtype,
+    "min_tokens": _int(0),
+    "frequency_penalty": _number(-2.0, 2.0),
+    "presence_penalty": _number(-2.0, 2.0),
+    "repetition_penalty": _number(0.0, float("inf"), lo_open=True),
+    "return_logprob": _bool,
+    "top_logprobs_num": _int(0),
 }
+# gen arguments the interpreter handles itself (not SamplingParams fields)
+LANGUAGE_ARGS = ("n", "dtype", "return_logprob", "top_logprobs_num")
 
 SELECT_ARGS: dict[str, Check] = {"method": _method}
 

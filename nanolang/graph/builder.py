@@ -82,7 +82,12 @@ class GraphBuilder:
             data = self.calls(stmt.value, flow) + self.reads(stmt.value, flow)
             self.add(NodeKind.RETURN, unparse(stmt.value), flow, stmt.span, prompt=(), data=data)
         elif isinstance(stmt, tree.Fork):
-            self.loop(stmt, unparse(stmt.count), stmt.count, NodeKind.FORK, flow)
+            label = unparse(stmt.count) + (f" as {stmt.index}" if stmt.index else "")
+            self.loop(
+                stmt, label + (" concat" if stmt.concat else ""), stmt.count, NodeKind.FORK, flow
+            )
+        elif isinstance(stmt, tree.While):
+            self.loop(stmt, f"while {unparse(stmt.cond)}", stmt.cond, NodeKind.FOR, flow)
         elif isinstance(stmt, tree.For):
             label = f"{stmt.var} in {unparse(stmt.iterable)}"
             self.loop(stmt, label, stmt.iterable, NodeKind.FOR, flow)
@@ -103,7 +108,12 @@ class GraphBuilder:
         flow.producers[stmt.name] = (node,)
 
     def loop(
-        self, stmt: tree.Fork | tree.For, label: str, expr: tree.Expr, kind: NodeKind, flow: _Flow
+        self,
+        stmt: tree.Fork | tree.For | tree.While,
+        label: str,
+        expr: tree.Expr,
+        kind: NodeKind,
+        flow: _Flow,
     ) -> None:
         data = self.pending_reads(flow) + self.reads(expr, flow)
         head = self.add(kind, label, flow, stmt.span, data=data)
@@ -111,6 +121,8 @@ class GraphBuilder:
         inner = _Flow((head,), [], [], dict(flow.producers), (*flow.scope, f"{kind.value} {label}"))
         if isinstance(stmt, tree.For):
             inner.producers[stmt.var] = (head,)
+        if isinstance(stmt, tree.Fork) and stmt.index:
+            inner.producers[stmt.index] = (head,)
         self.block(stmt.body, inner)
         names = [n for n in tree.assigned_names(stmt.body) if n in inner.producers]
         data = tuple(i for n in names for i in inner.producers[n])
@@ -158,6 +170,12 @@ class GraphBuilder:
             )
             ids.append(
                 self.add(NodeKind.CALL, label, flow, call.span, contexts=(), prompt=(), data=data)
+            )
+        for tool in [n for n in walk(expr) if isinstance(n, tree.ToolCall)]:
+            data = tuple(i for a in tool.args for i in self.reads(a, flow))
+            label = f"tool {tool.tool}({', '.join(unparse(a) for a in tool.args)})"
+            ids.append(
+                self.add(NodeKind.CALL, label, flow, tool.span, contexts=(), prompt=(), data=data)
             )
         return tuple(ids)
 

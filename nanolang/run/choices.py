@@ -7,9 +7,14 @@ have merged across the boundary. Each choice is one request with ``max_tokens=1`
 ``temperature=0`` and ``prompt_logprobs=True``; all choices are submitted at once, so they
 batch together (and share the context prefix in the engine's cache).
 
-Methods: ``mean`` (default) is the mean log-probability of the choice's tokens, which does not
-favour short choices the way a sum does; ``sum`` is the total log-probability (the choice's
-probability as a continuation). Ties go to the earliest choice.
+Methods (SGLang's names in brackets): ``mean`` [``token_length_normalized``] (default) is the
+mean log-probability of the choice's tokens, which does not favour short choices the way a sum
+does; ``sum`` is the total log-probability (the choice's probability as a continuation);
+``greedy`` compares the choices token by token, keeping at each position those whose token is
+the likeliest, as a greedy decoder restricted to the choices would;
+``unconditional_likelihood_normalized`` subtracts each choice's mean log-probability after an
+empty prompt (the BOS token) from its mean after the context, discounting choices that are
+likely anywhere (one more request per choice). Ties go to the earliest choice.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ class Selection:
     scores: tuple[float, ...]
     outputs: tuple[RequestOutput, ...]
     token_ids: tuple[int, ...]  # the chosen choice's tokens, exactly as scored
+    # per choice: (logprob, token id) of each of its tokens after the context
+    token_logprobs: tuple[tuple[tuple[float, int], ...], ...] = ()
 
 
 def choice_token_ids(tokenizer: Any, choice: str) -> list[int]:
@@ -49,17 +56,38 @@ def choice_token_ids(tokenizer: Any, choice: str) -> list[int]:
     return ids
 
 
-def score(output: RequestOutput, num_choice_tokens: int, method: str) -> float:
-    """Score of the last ``num_choice_tokens`` prompt tokens of ``output`` under ``method``."""
+def token_logprobs(output: RequestOutput, num_choice_tokens: int) -> list[float]:
+    """The log-probabilities of the last ``num_choice_tokens`` prompt tokens of ``output``."""
     logprobs = output.prompt_logprobs
     if logprobs is None or len(logprobs) < num_choice_tokens:
         raise SelectError("the backend returned no prompt log-probabilities for the choice")
     tail = logprobs[len(logprobs) - num_choice_tokens :]
     if any(lp is None for lp in tail):
         raise SelectError("a choice token has no log-probability (is the context empty?)")
-    values = [float(lp) for lp in tail]  # type: ignore[arg-type]
+    return [float(lp) for lp in tail]  # type: ignore[arg-type]
+
+
+def score(output: RequestOutput, num_choice_tokens: int, method: str) -> float:
+    """Score of the last ``num_choice_tokens`` prompt tokens of ``output`` under ``method``
+    (``mean`` or ``sum``; the other methods compare choices with each other: ``best``)."""
+    values = token_logprobs(output, num_choice_tokens)
     total = math.fsum(values)
-    return total / len(values) if method == "mean" else total
+    return total if method == "sum" else total / len(values)
+
+
+def greedy_best(per_token: list[list[float]]) -> int:
+    """The choice a greedy decoder restricted to the choices picks: at each position keep the
+    choices whose token there is the likeliest (a choice that has ended stays in)."""
+    alive = list(range(len(per_token)))
+    for position in range(max(len(v) for v in per_token)):
+        going = [i for i in alive if len(per_token[i]) > position]
+        if len(going) <= 1:
+            break
+        top = max(per_token[i][position] for i in going)
+        alive = [i for i in alive if len(per_token[i]) <= position or per_token[i][position] == top]
+        if len(alive) == 1:
+            break
+    return alive[0]
 
 
 async def select(
@@ -82,7 +110,55 @@ async def select(
     )
     submit = generate if generate is not None else backend.generate
     token_ids = [choice_token_ids(backend.tokenizer, c) for c in choices]
-    outputs = await asyncio.gather(*(submit(context_ids + ids, params) for ids in token_ids))
-    scores = tuple(score(o, len(ids), method) for o, ids in zip(outputs, token_ids, strict=True))
-    best = max(range(len(choices)), key=lambda i: (scores[i], -i))
-    return Selection(choices[best], best, scores, tuple(outputs), tuple(token_ids[best]))
+    prompts = [context_ids + ids for ids in token_ids]
+    outputs = await _all(submit, prompts, params)
+    method = "mean" if method == "token_length_normalized" else method
+    per_token = [token_logprobs(o, len(i)) for o, i in zip(outputs, token_ids, strict=True)]
+    scores = tuple(math.fsum(v) / len(v) for v in per_token)
+    if method == "sum":
+        scores = tuple(math.fsum(v) for v in per_token)
+    if method == "unconditional_likelihood_normalized":
+        empty = _empty_prompt(backend.tokenizer)
+        plain = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=True)
+        unconditional = await _all(backend.generate, [empty + ids for ids in token_ids], plain)
+        scores = tuple(
+            s - score(o, len(ids), "mean")
+            for s, o, ids in zip(scores, unconditional, token_ids, strict=True)
+        )
+        outputs = [*outputs, *unconditional]
+    if method == "greedy":
+        best = greedy_best(per_token)
+    else:
+        best = max(range(len(choices)), key=lambda i: (scores[i], -i))
+    per_choice = tuple(
+        tuple(zip(v, ids, strict=True)) for v, ids in zip(per_token, token_ids, strict=True)
+    )
+    return Selection(
+        choices[best], best, scores, tuple(outputs), tuple(token_ids[best]), per_choice
+    )
+
+
+async def _all(submit: Generate, prompts: list[list[int]], params: SamplingParams) -> list[Any]:
+    """Every prompt at once; when one fails the others are cancelled (aborted), not left
+    running after the instance is over."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(_one(submit, p, params)) for p in prompts]
+    except* Exception as errors:
+        raise errors.exceptions[0] from None
+    return [t.result() for t in tasks]
+
+
+async def _one(submit: Generate, prompt: list[int], params: SamplingParams) -> Any:
+    return await submit(prompt, params)
+
+
+def _empty_prompt(tokenizer: Any) -> list[int]:
+    """The prompt of nothing: BOS when the tokenizer has one, else what it adds to ''."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is not None:
+        return [bos]
+    ids = list(tokenizer.encode("", add_special_tokens=True))
+    if not ids:
+        raise SelectError("unconditional_likelihood_normalized needs a BOS token")
+    return ids

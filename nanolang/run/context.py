@@ -53,6 +53,7 @@ class Context:
     node: int | None = None
     pin: Pin | None = None
     group: int | None = None  # the fork group this branch's first request joins
+    turns: list[tuple[str, int, int | None]] = field(default_factory=list)  # role, text span
 
     def copy(self, group: int | None = None) -> Context:
         """A fork branch: same tokens, sharing the pin; its first request joins ``group``."""
@@ -68,6 +69,7 @@ class Context:
             self.node,
             self.pin,
             group,
+            list(self.turns),
         )
 
     def move_on(self) -> tuple[int, ...]:
@@ -99,11 +101,18 @@ class Context:
         self.roles.append(role)
         self.open = True
         self._add(chat.header(tuple(self.roles)))
+        self.turns.append((role, len(self.text), None))
 
     def close_role(self, chat: ChatPieces) -> None:
         if self.open:
             self.open = False
+            role, start, _ = self.turns[-1]
+            self.turns[-1] = (role, start, len(self.text))
             self._add(chat.footer(tuple(self.roles)))
+
+    def messages(self) -> list[dict[str, str]]:
+        """The chat messages so far (role and content), an open one up to now."""
+        return [{"role": r, "content": self.text[a:b]} for r, a, b in self.turns]
 
     @property
     def num_tokens(self) -> int:

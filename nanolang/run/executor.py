@@ -16,7 +16,8 @@ from nanolang.backends.base import Backend, BackendError
 from nanolang.run.arguments import bind_args
 from nanolang.run.footprint import footprint
 from nanolang.run.interpreter import Interpreter, Session
-from nanolang.run.records import TRANSITIONS, InstanceState, Outcome
+from nanolang.run.records import TRANSITIONS, InstanceState, Outcome, Transcript
+from nanolang.run.tools import Tools, check_tools
 from nanolang.syntax import tree
 from nanolang.syntax.errors import NanoError, NanoRuntimeError
 
@@ -30,7 +31,9 @@ class Executor:
 
     ``seed``: when set, every ``gen`` without its own seed gets one derived from
     (seed, instance index, position in the program), so runs are reproducible.
-    ``max_concurrency``: how many instances are in flight at once.
+    ``max_concurrency``: how many instances are in flight at once. ``defaults``: sampling
+    arguments every ``gen`` gets unless it sets its own (the run-level defaults); ``tools``:
+    the host functions for the module's ``tool`` declarations.
     ``graph``: hand the runtime graph nodes (True) or independent requests (False).
     """
 
@@ -41,14 +44,21 @@ class Executor:
         seed: int | None = None,
         max_concurrency: int = 1024,
         graph: bool = True,
+        defaults: dict[str, Any] | None = None,
+        tools: Tools | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be >= 1")
         self.module = module
         self.backend = backend
         self.seed = seed
+        self.defaults = dict(defaults or {})
+        self.tools = dict(tools or {})
+        check_tools(module, self.tools)
         self.max_concurrency = max_concurrency
-        self.session = Session(module, backend, seed, graph)
+        self.session = Session(
+            module, backend, seed, graph, defaults=self.defaults, tools=self.tools
+        )
         self.states: dict[int, InstanceState] = {}
 
     def program(self, name: str) -> tree.ProgramDef:
@@ -82,12 +92,10 @@ class Executor:
             bound = bind_args(program, args)
             self.check_fits(program, bound)
             value = await interpreter.run_program(program, bound, f"{name}")
-        except NanoError as exc:
+        except NanoError as exc:  # the caller reports it (once): run_many logs, run raises
             exc.with_source(self.module.source_for(exc.span.file))
-            log.error("instance %d failed: %s", index, exc.format())
             return self._failed(index, exc, interpreter)
         except BackendError as exc:  # expected (a refused request, a dead server): no traceback
-            log.error("instance %d failed: %s", index, exc)
             return self._failed(index, NanoRuntimeError(str(exc)), interpreter)
         except Exception as exc:
             log.exception("instance %d failed with an internal error", index)
@@ -95,7 +103,14 @@ class Executor:
         finally:
             interpreter.finish()
         self.advance(index, InstanceState.FINISHED)
-        return Outcome(index, value, None, tuple(interpreter.records), tuple(interpreter.nodes))
+        return Outcome(
+            index,
+            value,
+            None,
+            tuple(interpreter.records),
+            tuple(interpreter.nodes),
+            _transcript(interpreter),
+        )
 
     def check_fits(self, program: tree.ProgramDef, args: dict[str, Any]) -> None:
         """Refuse an instance whose graph could not fit in the runtime's KV cache on its own
@@ -116,7 +131,12 @@ class Executor:
     def _failed(self, index: int, error: NanoError, interpreter: Interpreter) -> Outcome:
         self.advance(index, InstanceState.FAILED)
         return Outcome(
-            index, None, error, tuple(interpreter.records), tuple(interpreter.nodes)
+            index,
+            None,
+            error,
+            tuple(interpreter.records),
+            tuple(interpreter.nodes),
+            _transcript(interpreter),
         )
 
     async def run_many(
@@ -130,8 +150,18 @@ class Executor:
         async def one(index: int, job: Job) -> Outcome:
             async with gate:
                 outcome = await self.run(job[0], job[1], index)
+            if outcome.error is not None:
+                log.error("instance %d failed: %s", index, outcome.error.format())
             if on_done is not None:
                 on_done(outcome)
             return outcome
 
         return list(await asyncio.gather(*(one(i, job) for i, job in enumerate(jobs))))
+
+
+def _transcript(interpreter: Interpreter) -> Transcript | None:
+    try:
+        return interpreter.transcript()
+    except Exception:  # a context that cannot render (e.g. a failed tokenizer) has no transcript
+        log.debug("no transcript for instance %d", interpreter.instance, exc_info=True)
+        return None

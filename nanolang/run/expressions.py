@@ -12,14 +12,24 @@ from nanolang.values.functions import BUILTINS, BuiltinError, type_name
 from nanolang.values.kinds import to_text
 
 CallRunner = Callable[[tree.Call, dict[str, Any]], Awaitable[Any]]
+ToolRunner = Callable[[tree.ToolCall, list[Any]], Awaitable[Any]]
 
 
 class Evaluator:
-    """Evaluates expressions against an environment of variables."""
+    """Evaluates expressions against an environment of variables. ``run_tool`` runs host tools;
+    ``meta`` holds each gen's metadata (what ``meta(x)`` reads)."""
 
-    def __init__(self, env: dict[str, Any], run_call: CallRunner) -> None:
+    def __init__(
+        self,
+        env: dict[str, Any],
+        run_call: CallRunner,
+        run_tool: ToolRunner | None = None,
+        meta: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         self.env = env
         self.run_call = run_call
+        self.run_tool = run_tool
+        self.meta = meta if meta is not None else {}
 
     async def lookup(self, var: tree.Var) -> Any:
         if var.name not in self.env:
@@ -46,6 +56,10 @@ class Evaluator:
             return await self.start_call(expr)
         if isinstance(expr, tree.Func):
             return await self.func(expr)
+        if isinstance(expr, tree.ToolCall):
+            if self.run_tool is None:
+                raise NanoRuntimeError("tools cannot be called here", expr.span)
+            return await self.run_tool(expr, [await self.eval(a) for a in expr.args])
         if isinstance(expr, tree.Index):
             return index(await self.eval(expr.target), await self.eval(expr.index), expr)
         if isinstance(expr, tree.Not):
@@ -57,6 +71,11 @@ class Evaluator:
         return await self.run_call(expr, args)
 
     async def func(self, expr: tree.Func) -> Any:
+        if expr.name == "meta":  # meta(x): the metadata of gen x (not x's value)
+            target = expr.args[0]
+            if not isinstance(target, tree.Var):
+                raise NanoRuntimeError("meta() takes the name of a gen variable", expr.span)
+            return self.meta.get(target.name, {})
         args = [await self.eval(a) for a in expr.args]
         try:
             return BUILTINS[expr.name].fn(*args)

@@ -10,21 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nanolang.backends.base import BackendError
 from nanolang.check.genargs import GEN_ARGS, SELECT_ARGS, argument_error
+from nanolang.run import gen_options
 from nanolang.run.arguments import bind_args
 from nanolang.run.chat import ChatPieces
 from nanolang.run.choices import SelectError, select
 from nanolang.run.context import Context, Pin
 from nanolang.run.expressions import Evaluator
-from nanolang.run.records import CallRecord, NodeRecord
+from nanolang.run.records import CallRecord, NodeRecord, Transcript
+from nanolang.run.transcript import context_messages, context_text
 from nanolang.syntax import tree
 from nanolang.syntax.errors import NanoError, NanoRuntimeError, Span
+from nanolang.values.kinds import is_value, normalise
 
 if TYPE_CHECKING:
     from nanolang.backends.base import Backend
@@ -33,6 +38,16 @@ if TYPE_CHECKING:
     from runtime.sampling_params import SamplingParams
 
 _instance_keys = itertools.count()  # unique per process: one backend may serve many executors
+
+
+DEFAULT_MAX_TOKENS = 128  # as SGLang's frontend: a literal port is not cut short
+
+
+MAX_WHILE_ITERATIONS = 1000  # a while loop that has run this often is stopped with an error
+
+
+class _Break(Exception):
+    pass
 
 
 class _Return(Exception):
@@ -62,6 +77,8 @@ class Session:
     seed: int | None
     graph: bool = True
     chat: ChatPieces | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)
+    tools: dict[str, Callable[..., Any]] = field(default_factory=dict)
 
     def chat_pieces(self) -> ChatPieces:
         if self.chat is None:
@@ -86,6 +103,8 @@ class Interpreter:
         self.nodes: list[NodeRecord] = []
         self._node_ids = itertools.count()
         self.start = time.perf_counter()
+        self.root: Frame | None = None  # the instance's own program (not a called one)
+        self.meta: dict[str, dict[str, Any]] = {}  # per gen name: logprob metadata
 
     @property
     def tokenizer(self) -> Any:
@@ -93,6 +112,8 @@ class Interpreter:
 
     async def run_program(self, program: tree.ProgramDef, args: dict[str, Any], path: str) -> Any:
         frame = Frame(program, dict(args), Context(), path)
+        if self.root is None:
+            self.root = frame
         try:
             await self.scope(program.body, frame)
         except _Return as ret:
@@ -105,11 +126,28 @@ class Interpreter:
         if self.session.graph:
             self.session.backend.end_instance(self.key)
 
+    def transcript(self) -> Transcript | None:
+        """The root context as text and messages, and the root variables (calls resolved)."""
+        return None if self.root is None else self.transcript_of(self.root)
+
+    def transcript_of(self, frame: Frame) -> Transcript:
+        env = {
+            k: v.result() if isinstance(v, asyncio.Future) and v.done() else v
+            for k, v in frame.env.items()
+        }
+        variables = {k: v for k, v in env.items() if not isinstance(v, asyncio.Future)}
+        return Transcript(
+            context_text(frame.context, self.session.backend.tokenizer),
+            tuple(context_messages(frame.context)),
+            variables,
+            dict(self.meta),
+        )
+
     async def scope(self, body: tuple[tree.Stmt, ...], frame: Frame) -> None:
         """Run ``body`` then wait for the calls it started (their errors must surface)."""
         try:
             await self.block(body, frame)
-        except _Return:
+        except (_Return, _Break):
             raise
         except BaseException:
             for task in frame.tasks:
@@ -126,17 +164,34 @@ class Interpreter:
             await self.stmt(stmt, frame)
 
     def evaluator(self, frame: Frame) -> Evaluator:
-        return Evaluator(frame.env, lambda call, args: self.call(call, args, frame))
+        return Evaluator(
+            frame.env, lambda call, args: self.call(call, args, frame), self.tool, self.meta
+        )
+
+    async def tool(self, call: tree.ToolCall, args: list[Any]) -> Any:
+        """``call tool NAME(args)``: the host's Python function, in a worker thread (it may
+        block); its result must be a nanolang value (other objects become their ``str``)."""
+        fn = self.session.tools.get(call.tool)
+        if fn is None:
+            raise NanoRuntimeError(
+                f"tool {call.tool!r} was not given to this run (run(..., tools=...))", call.span
+            )
+        try:
+            result = await asyncio.to_thread(fn, *args)
+        except Exception as exc:
+            raise NanoRuntimeError(
+                f"tool {call.tool!r} failed: {type(exc).__name__}: {exc}", call.span
+            ) from None
+        return normalise(result) if is_value(result) else str(result)
 
     async def stmt(self, stmt: tree.Stmt, frame: Frame) -> None:
         ev = self.evaluator(frame)
         if isinstance(stmt, tree.Text):
             frame.context.append(await ev.eval(stmt.text))
         elif isinstance(stmt, tree.Role):
-            chat = self.session.chat_pieces()
-            frame.context.open_role(stmt.role, chat)
+            self.open_role(frame, stmt.role)
             await self.block(stmt.body, frame)
-            frame.context.close_role(chat)
+            self.close_role(frame)
         elif isinstance(stmt, tree.Gen):
             await self.gen(stmt, frame)
         elif isinstance(stmt, tree.Select):
@@ -154,6 +209,10 @@ class Interpreter:
             await self.fork(stmt, frame, ev)
         elif isinstance(stmt, tree.For):
             await self.loop(stmt, frame, ev)
+        elif isinstance(stmt, tree.While):
+            await self.while_loop(stmt, frame, ev)
+        elif isinstance(stmt, tree.Break):
+            raise _Break()
 
     async def let(self, stmt: tree.Let, frame: Frame, ev: Evaluator) -> None:
         if isinstance(stmt.value, tree.Call):
@@ -183,15 +242,11 @@ class Interpreter:
         if frame.context.pending:  # the branches' shared prefix: tokenised once, identical
             self.prompt(frame, stmt.span)
         fork = self.fork_node(stmt, frame, count)
-        branches = [
-            Frame(
-                frame.program,
-                dict(frame.env),
-                frame.context.copy(group=fork),
-                f"{frame.path}/fork@{stmt.span.line}.{i}",
-            )
-            for i in range(count)
-        ]
+        branches = self.branch_frames(frame, count, stmt.span, fork)
+        if stmt.index is not None:
+            for i, branch in enumerate(branches):
+                branch.env[stmt.index] = i
+        start = len(frame.context.text)
         try:
             async with asyncio.TaskGroup() as group:
                 for branch in branches:
@@ -201,6 +256,29 @@ class Interpreter:
         for branch in branches:  # their last nodes have no child: the runtime may drop them
             self.unpin(branch.context.move_on())
         await self.collect(stmt.body, branches, frame)
+        if stmt.concat:  # each branch's new text, in branch order, joins the parent's context
+            frame.context.append("".join(b.context.text[start:] for b in branches))
+
+    def branch_frames(
+        self, frame: Frame, count: int, span: Span, fork: int | None = None
+    ) -> list[Frame]:
+        """``count`` fork branches of ``frame``: copies of its context (sharing its tokens;
+        their first requests join the ``fork`` node's group) and of its variables."""
+        return [
+            Frame(
+                frame.program,
+                dict(frame.env),
+                frame.context.copy(group=fork),
+                f"{frame.path}/fork@{span.line}.{i}",
+            )
+            for i in range(count)
+        ]
+
+    def open_role(self, frame: Frame, role: str) -> None:
+        frame.context.open_role(role, self.session.chat_pieces())
+
+    def close_role(self, frame: Frame) -> None:
+        frame.context.close_role(self.session.chat_pieces())
 
     async def loop(self, stmt: tree.For, frame: Frame, ev: Evaluator) -> None:
         items = await ev.eval(stmt.iterable)
@@ -212,37 +290,96 @@ class Interpreter:
             iteration = Frame(
                 frame.program, env, frame.context, f"{frame.path}/for@{stmt.span.line}.{i}"
             )
-            await self.scope(stmt.body, iteration)
             iterations.append(iteration)
-        await self.collect(stmt.body, iterations, frame)
+            if not await self.iterate(stmt.body, iteration):
+                break
+        await self.collect(stmt.body, iterations, frame, partial=True)
 
-    async def collect(self, body: tuple[tree.Stmt, ...], frames: list[Frame], frame: Frame) -> None:
-        """After a fork or for: each name set in the body becomes the list of its values."""
+    async def while_loop(self, stmt: tree.While, frame: Frame, ev: Evaluator) -> None:
+        iterations: list[Frame] = []
+        while True:
+            cond = await ev.eval(stmt.cond)
+            if not isinstance(cond, bool):
+                raise NanoRuntimeError("a while condition must be true or false", stmt.cond.span)
+            if not cond:
+                break
+            if len(iterations) >= MAX_WHILE_ITERATIONS:
+                raise NanoRuntimeError(
+                    f"while loop stopped after {MAX_WHILE_ITERATIONS} iterations", stmt.span
+                )
+            path = f"{frame.path}/while@{stmt.span.line}.{len(iterations)}"
+            iteration = Frame(frame.program, dict(frame.env), frame.context, path)
+            iterations.append(iteration)
+            if not await self.iterate(stmt.body, iteration):
+                break
+        await self.collect(stmt.body, iterations, frame, partial=True)
+
+    async def iterate(self, body: tuple[tree.Stmt, ...], iteration: Frame) -> bool:
+        """Run one loop iteration; False when it ended with ``break``."""
+        try:
+            await self.scope(body, iteration)
+        except _Break:
+            await self.settle(iteration)
+            return False
+        return True
+
+    async def collect(
+        self, body: tuple[tree.Stmt, ...], frames: list[Frame], frame: Frame, partial: bool = False
+    ) -> None:
+        """After a fork or loop: each name set in the body becomes the list of its values
+        (``partial``, for loops that may ``break``: of the iterations that set it)."""
         for name in tree.assigned_names(body):
-            if all(name in f.env for f in frames):
+            if partial:
+                frame.env[name] = [await _resolved(f.env[name]) for f in frames if name in f.env]
+            elif all(name in f.env for f in frames):
                 frame.env[name] = [await _resolved(f.env[name]) for f in frames]
 
     # requests
 
     async def gen(self, stmt: tree.Gen, frame: Frame) -> None:
-        from runtime.sampling_params import SamplingParams
-
-        kwargs = await self.arguments(stmt.args, GEN_ARGS, frame)
+        given = await self.arguments(stmt.args, GEN_ARGS, frame)
+        kwargs, options = gen_options.split({**self.session.defaults, **given}, stmt.span)
+        kwargs.setdefault("max_tokens", DEFAULT_MAX_TOKENS)
+        if options.n > 1:
+            await self.gen_n(stmt, frame, kwargs, options)
+            return
         if self.session.seed is not None and "seed" not in kwargs:
             kwargs["seed"] = self.derived_seed(frame, stmt)
-        try:
-            params = SamplingParams(**kwargs)
-        except ValueError as exc:
-            raise NanoRuntimeError(str(exc), stmt.span) from None
+        params = gen_options.sampling_params(kwargs, options, stmt.span)
         prompt = self.prompt(frame, stmt.span)
         node, ref = self.node_ref(frame.context)
         submitted = self.clock()
         output = await self.request(prompt, params, stmt, ref)
         frame.context.extend_generated(output, self.tokenizer)
         self.moved_to(frame.context, node)
-        frame.env[stmt.name] = output.text
+        frame.env[stmt.name] = gen_options.convert(options.dtype, output.text, stmt.span)
+        self.meta[stmt.name] = gen_options.meta_info(output, options, self.tokenizer)
         self.record(frame, stmt, "gen", [output], prompt, kwargs, output.text, None)
         self.note_node(node, ref, "gen", stmt, frame, prompt, [output], submitted)
+
+    async def gen_n(
+        self, stmt: tree.Gen, frame: Frame, kwargs: dict[str, Any], options: gen_options.GenOptions
+    ) -> None:
+        """``gen x(n = k)``: k samples of the same prompt, submitted together; ``x`` is the list
+        of their values and nothing is appended to the context (which sample would it be?)."""
+        prompt = self.prompt(frame, stmt.span)
+        requests = []
+        for i in range(options.n):
+            sample = dict(kwargs)
+            if "seed" in sample:
+                sample["seed"] = sample["seed"] + i
+            elif self.session.seed is not None:
+                sample["seed"] = self.derived_seed(frame, stmt) + i
+            params = gen_options.sampling_params(sample, options, stmt.span)
+            requests.append(self.request(prompt, params, stmt))
+        outputs = await asyncio.gather(*requests)
+        frame.env[stmt.name] = [
+            gen_options.convert(options.dtype, o.text, stmt.span) for o in outputs
+        ]
+        samples = [gen_options.meta_info(o, options, self.tokenizer) for o in outputs]
+        self.meta[stmt.name] = {"samples": samples}
+        texts = [o.text for o in outputs]
+        self.record(frame, stmt, "gen", list(outputs), prompt, kwargs, json.dumps(texts), None)
 
     async def select(self, stmt: tree.Select, frame: Frame) -> None:
         kwargs = await self.arguments(stmt.args, SELECT_ARGS, frame)
@@ -263,6 +400,14 @@ class Interpreter:
         frame.context.extend_tokens(list(chosen.token_ids), chosen.choice)
         self.moved_to(frame.context, node)
         frame.env[stmt.name] = chosen.choice
+        self.meta[stmt.name] = {
+            "choices": list(choices),
+            "scores": list(chosen.scores),
+            "input_token_logprobs": [
+                [[lp, tid, self.tokenizer.decode([tid])] for lp, tid in per_choice]
+                for per_choice in chosen.token_logprobs
+            ],
+        }
         self.record(
             frame,
             stmt,
@@ -289,9 +434,7 @@ class Interpreter:
         node = next(self._node_ids)
         group = node if alternatives else context.group
         context.group = None
-        ref = ProgramRef(
-            self.key, node, context.node, group, pin=True, unpin=context.move_on()
-        )
+        ref = ProgramRef(self.key, node, context.node, group, pin=True, unpin=context.move_on())
         return node, ref
 
     def unpin(self, nodes: tuple[int, ...]) -> None:
@@ -369,10 +512,16 @@ class Interpreter:
             raise NanoRuntimeError(str(exc), span) from None
 
     async def request(
-        self, prompt: list[int], params: SamplingParams, stmt: tree.Gen, ref: ProgramRef
+        self,
+        prompt: list[int],
+        params: SamplingParams,
+        stmt: tree.Gen,
+        ref: ProgramRef | None = None,
     ) -> RequestOutput:
+        """One request; without ``ref`` it is a plain request, not a node of the graph."""
+        submit = self.session.backend.generate if ref is None else self.generate_fn(ref)
         try:
-            output = await self.generate_fn(ref)(prompt, params)
+            output = await submit(prompt, params)
         except BackendError as exc:
             raise NanoRuntimeError(f"gen {stmt.name!r} failed: {exc}", stmt.span) from None
         except Exception as exc:

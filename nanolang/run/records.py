@@ -76,6 +76,17 @@ class NodeRecord:
 
 
 @dataclass(frozen=True)
+class Transcript:
+    """An instance's context after its run: the full text (chat through the template), the
+    chat messages, its top-level variables, and per-gen metadata (logprobs when asked for)."""
+
+    text: str
+    messages: tuple[dict[str, str], ...]
+    variables: dict[str, Any]
+    meta: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Outcome:
     """The result of one program instance: its value or its error, and its calls."""
 
@@ -84,6 +95,7 @@ class Outcome:
     error: NanoError | None
     calls: tuple[CallRecord, ...] = field(default=())
     nodes: tuple[NodeRecord, ...] = field(default=())
+    transcript: Transcript | None = None
 
     @property
     def ok(self) -> bool:

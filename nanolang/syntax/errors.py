@@ -49,6 +49,9 @@ class NanoError(Exception):
 
     def format(self) -> str:
         """``file:line:col: kind: message`` then the source line and a caret."""
+        if self.span.line < 1:  # no position known: say so by omission, not with <unknown>:0:0
+            where = "" if self.span.file == NO_SPAN.file else f"{self.span.file}: "
+            return f"{where}{self.kind}: {self.message}"
         head = f"{self.span}: {self.kind}: {self.message}"
         excerpt = source_excerpt(self.source, self.span)
         return f"{head}\n{excerpt}" if excerpt else head

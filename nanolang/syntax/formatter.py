@@ -10,7 +10,12 @@ INDENT = "    "
 
 def format_module(module: tree.Module) -> str:
     """Canonical source of ``module``: parsing it again gives the same AST (spans aside)."""
-    return "\n".join(format_program(p) for p in module.programs)
+    own = [p for p in module.programs if p.span.file == module.file]
+    head = [f"import {unparse(tree.Str((i.path,), i.span))}\n" for i in module.imports]
+    own_tools = [t for t in module.tools if t.span.file == module.file]
+    head += [f"tool {t.name}({', '.join(t.params)})\n" for t in own_tools]
+    body = "\n".join(format_program(p) for p in own)
+    return "".join(head) + ("\n" if head and body else "") + body
 
 
 def format_program(program: tree.ProgramDef) -> str:
@@ -37,7 +42,13 @@ def _stmt(stmt: tree.Stmt, depth: int) -> str:
     if isinstance(stmt, tree.Select):
         return f"select {stmt.name}{_args(stmt.args)} from {unparse(stmt.choices)}"
     if isinstance(stmt, tree.Fork):
-        return f"fork {unparse(stmt.count)} {_block(stmt.body, depth)}"
+        index = f" as {stmt.index}" if stmt.index else ""
+        concat = " concat" if stmt.concat else ""
+        return f"fork {unparse(stmt.count)}{index}{concat} {_block(stmt.body, depth)}"
+    if isinstance(stmt, tree.While):
+        return f"while {unparse(stmt.cond)} {_block(stmt.body, depth)}"
+    if isinstance(stmt, tree.Break):
+        return "break"
     if isinstance(stmt, tree.For):
         return f"for {stmt.var} in {unparse(stmt.iterable)} {_block(stmt.body, depth)}"
     if isinstance(stmt, tree.If):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,39 @@ def _lark() -> Lark:
 
 
 def parse(source: str, file: str = "<string>") -> tree.Module:
-    """Parse a whole ``.nano`` source; raises NanoSyntaxError with position and expectations."""
+    """Parse a whole ``.nano`` source; raises NanoSyntaxError with position and expectations.
+    ``import "x.nano"`` lines bring in that file's programs and tools (resolved relative to
+    ``file``'s folder; each file once, however often it is imported)."""
+    return _parse(source, file, set())
+
+
+def _parse(source: str, file: str, seen: set[str]) -> tree.Module:
     try:
-        programs = _Builder(file, 1, 1).transform(_run(source, "start", file, 1, 1))
+        items = _Builder(file, 1, 1).transform(_run(source, "start", file, 1, 1))
     except NanoError as exc:
         raise exc.with_source(source) from None
-    return tree.Module(tuple(programs), file, source)
+    seen.add(str(Path(file).resolve()))
+    programs = [i for i in items if isinstance(i, tree.ProgramDef)]
+    tools = [i for i in items if isinstance(i, tree.ToolDecl)]
+    imports = [i for i in items if isinstance(i, tree.Import)]
+    for item in imports:
+        imported = _import(item, file, seen, source)
+        if imported is None:
+            continue
+        programs += [p for p in imported.programs if p not in programs]
+        tools += [t for t in imported.tools if t not in tools]
+    return tree.Module(tuple(programs), file, source, tuple(tools), tuple(imports))
+
+
+def _import(item: tree.Import, file: str, seen: set[str], source: str) -> tree.Module | None:
+    base = Path(file).parent if file not in ("<string>", "") else Path.cwd()
+    path = (base / item.path).resolve()
+    if str(path) in seen:
+        return None
+    if not path.is_file():
+        error = NanoSyntaxError(f"cannot import {item.path!r}: no file {path}", item.span)
+        raise error.with_source(source)
+    return _parse(path.read_text(encoding="utf-8"), str(path), seen)
 
 
 def parse_expr(source: str, file: str = "<string>") -> tree.Expr:
@@ -53,15 +81,71 @@ def _run(source: str, start: str, file: str, line: int, column: int, hole: bool 
         return _lark().parse(source, start=start)
     except UnexpectedInput as exc:
         span = _shift(file, line, column, exc.line, exc.column)
+        message = _describe(exc)
         if _at_end(exc):
             lines = source.split("\n")
             span = _shift(file, line, column, len(lines), len(lines[-1]) + 1)
-        message = _describe(exc)
+            opener = unclosed_bracket(source)
+            if opener is not None and not hole:
+                char, at_line, at_col = opener
+                span = _shift(file, line, column, at_line, at_col)
+                message = f"'{char}' was never closed ({message})"
+        elif isinstance(exc, UnexpectedCharacters) and exc.char == '"':
+            message, back = unterminated_string(source, exc.pos_in_stream or 0)
+            span = _shift(file, line, column, exc.line, exc.column - back)
         if hole:
             message = message.replace(
                 "unexpected end of input", "unexpected '}' (end of the {...})"
             )
         raise NanoSyntaxError(message, span) from None
+
+
+def unclosed_bracket(source: str) -> tuple[str, int, int] | None:
+    """The innermost bracket (``{ ( [``) still open at the end of ``source``, with its 1-based
+    line and column; strings and comments are skipped."""
+    stack: list[tuple[str, int, int]] = []
+    pairs = {"}": "{", ")": "(", "]": "["}
+    line, col, i = 1, 1, 0
+    while i < len(source):
+        ch = source[i]
+        skip = _skipped(source, i)
+        if skip:
+            for c in source[i : i + skip]:
+                line, col = (line + 1, 1) if c == "\n" else (line, col + 1)
+            i += skip
+            continue
+        if ch in "{([":
+            stack.append((ch, line, col))
+        elif ch in pairs and stack and stack[-1][0] == pairs[ch]:
+            stack.pop()
+        line, col = (line + 1, 1) if ch == "\n" else (line, col + 1)
+        i += 1
+    return stack[-1] if stack else None
+
+
+def _skipped(source: str, i: int) -> int:
+    """How many characters from ``i`` are a string literal or a comment (0: neither)."""
+    for pattern in (_LONG, _SHORT, _COMMENT):
+        found = pattern.match(source, i)
+        if found:
+            return len(found.group(0))
+    return 0
+
+
+_LONG = re.compile(r'r?"""(?:[^\\]|\\.)*?"""', re.S)
+_SHORT = re.compile(r'r?"(?:[^"\\\n]|\\.)*"')
+_COMMENT = re.compile(r"#[^\n]*")
+
+
+def unterminated_string(source: str, pos: int) -> tuple[str, int]:
+    """The message for a string that never closes at ``pos``, and how many characters before
+    ``pos`` it starts (``\"\"\"`` lexes as an empty string then a stray quote)."""
+    if source.startswith('"""', pos):
+        return 'unterminated string: this """ string is never closed', 0
+    if pos >= 2 and source[pos - 2 : pos + 1] == '"""':
+        return 'unterminated string: this """ string is never closed', 2
+    message = "unterminated string: a one-line string must close on its line "
+    return message + '(use """...""" for text over several lines)', 0
 
 
 def _shift(file: str, base_line: int, base_col: int, line: int, col: int) -> Span:
@@ -134,8 +218,20 @@ class _Builder(Transformer):
 
     # program structure
 
-    def start(self, children: Children) -> builtins.list[tree.ProgramDef]:
+    def start(self, children: Children) -> builtins.list[Any]:
         return list(children)
+
+    @v_args(meta=True)
+    def import_decl(self, meta: Meta, children: Children) -> tree.Import:
+        path = children[0]
+        if not path.is_constant:
+            raise NanoSyntaxError("an import path must be a plain string", path.span)
+        return tree.Import(path.constant, self._span(meta))
+
+    def tool_decl(self, children: Children) -> tree.ToolDecl:
+        name, *params = children
+        names = tuple(str(p) for p in params if p is not None)
+        return tree.ToolDecl(str(name), names, self._span(name))
 
     @v_args(meta=True)
     def program(self, meta: Meta, children: Children) -> tree.ProgramDef:
@@ -175,7 +271,16 @@ class _Builder(Transformer):
 
     @v_args(meta=True)
     def fork_stmt(self, meta: Meta, children: Children) -> tree.Fork:
-        return tree.Fork(children[0], children[1], self._span(meta))
+        count, _as, index, concat, body = children
+        name = str(index) if index is not None else None
+        return tree.Fork(count, body, self._span(meta), index=name, concat=concat is not None)
+
+    @v_args(meta=True)
+    def while_stmt(self, meta: Meta, children: Children) -> tree.While:
+        return tree.While(children[0], children[1], self._span(meta))
+
+    def break_stmt(self, children: Children) -> tree.Break:
+        return tree.Break(self._span(children[0]))
 
     @v_args(meta=True)
     def for_stmt(self, meta: Meta, children: Children) -> tree.For:
@@ -264,6 +369,10 @@ class _Builder(Transformer):
     def call(self, meta: Meta, children: Children) -> tree.Call:
         name, args = children
         return tree.Call(str(name), args, self._span(meta))
+
+    def tool_call(self, children: Children) -> tree.ToolCall:
+        name, *args = children
+        return tree.ToolCall(str(name), tuple(a for a in args if a is not None), self._span(name))
 
     def string(self, children: Children) -> tree.Str:
         tok = children[0]

@@ -71,7 +71,7 @@ def split_literal(token: str, span: Span) -> list[str | Hole]:
             if text:
                 parts.append("".join(text))
                 text = []
-            parts.append(_hole(cur, end))
+            parts.append(_hole(cur, end, quote == 1))
         elif ch == "}":
             raise NanoSyntaxError(
                 "unmatched '}' in string: write '}}' for a literal brace", cur.span()
@@ -94,21 +94,37 @@ def _escape(cur: _Cursor) -> str:
     return ESCAPES[ch]
 
 
-def _hole(cur: _Cursor, end: int) -> Hole:
+def _hole(cur: _Cursor, end: int, short: bool) -> Hole:
+    """One ``{expr}``. The expression may hold string literals: written ``\\"...\\"`` inside a
+    one-line string (the quotes escaped, as the string around them needs), ``"..."`` inside a
+    ``\"\"\"`` string."""
     start = cur.span()
     cur.advance()
     body_span = cur.span()
     chars: list[str] = []
-    while cur.pos < end and cur.peek() != "}":
-        if cur.peek() in '{"':
+    in_string = False
+    while cur.pos < end:
+        ch = cur.peek()
+        if short and ch == "\\" and cur.peek(1) in '"\\':
+            cur.advance()
+            ch = cur.advance()
+            chars.append(ch)
+            in_string = in_string != (ch == '"')
+            continue
+        if not in_string and ch == "}":
+            break
+        if not in_string and ch == "{":
             raise NanoSyntaxError(
-                "strings and braces are not allowed inside an interpolation; "
-                "bind the value with 'let' first",
+                "braces are not allowed inside an interpolation; bind the value with 'let' first",
                 cur.span(),
             )
+        if ch == '"':
+            in_string = not in_string
+        elif in_string and ch == "\\" and cur.pos + 1 < end:
+            chars.append(cur.advance())
         chars.append(cur.advance())
     if cur.pos >= end:
-        raise NanoSyntaxError("unclosed '{' in string: expected an expression then '}'", start)
+        raise NanoSyntaxError("'{' was never closed: expected an expression then '}'", start)
     cur.advance()
     if not "".join(chars).strip():
         raise NanoSyntaxError("empty interpolation '{}': expected an expression", start)

@@ -129,7 +129,16 @@ class Record:
     span: Span
 
 
-Expr = Str | Num | Bool | ListLit | Var | Index | Func | BinOp | Not | Call | Record
+@dataclass(frozen=True)
+class ToolCall:
+    """``call tool NAME(args)``: a Python function the host registered under ``name``."""
+
+    tool: str
+    args: tuple[Expr, ...]
+    span: Span
+
+
+Expr = Str | Num | Bool | ListLit | Var | Index | Func | BinOp | Not | Call | Record | ToolCall
 
 # statements
 
@@ -172,11 +181,14 @@ class Select:
 
 @dataclass(frozen=True)
 class Fork:
-    """``fork count { body }``: ``count`` copies of the context run ``body`` concurrently."""
+    """``fork COUNT [as INDEX] [concat] { body }``: ``index`` names the branch number (0-based)
+    inside the body; ``concat`` appends each branch's new text to the context after the join."""
 
     count: Expr
     body: tuple[Stmt, ...]
     span: Span
+    index: str | None = None
+    concat: bool = False
 
 
 @dataclass(frozen=True)
@@ -200,6 +212,21 @@ class If:
 
 
 @dataclass(frozen=True)
+class While:
+    """``while COND { body }``: like ``for``, each variable bound in the body is the list of its
+    per-iteration values afterwards; ``break`` ends the innermost loop."""
+
+    cond: Expr
+    body: tuple[Stmt, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Break:
+    span: Span
+
+
+@dataclass(frozen=True)
 class Let:
     """``let name = value``; a ``call`` value starts at once and is awaited where it is read."""
 
@@ -216,7 +243,7 @@ class Return:
     span: Span
 
 
-Stmt = Text | Role | Gen | Select | Fork | For | If | Let | Return
+Stmt = Text | Role | Gen | Select | Fork | For | If | While | Break | Let | Return
 
 
 @dataclass(frozen=True)
@@ -239,12 +266,35 @@ class ProgramDef:
 
 
 @dataclass(frozen=True)
+class Import:
+    """``import "other.nano"``: the programs (and tools) of another file, by relative path."""
+
+    path: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class ToolDecl:
+    """``tool NAME(param, ...)``: a host Python function the programs may call by name."""
+
+    name: str
+    params: tuple[str, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
 class Module:
-    """A parsed source file: its programs, in order, plus the text (for error excerpts)."""
+    """A parsed source file: its programs, in order, plus the text (for error excerpts).
+    ``tools`` are the declared host tools (own and imported); ``imports`` the import lines."""
 
     programs: tuple[ProgramDef, ...]
     file: str
     source: str | None
+    tools: tuple[ToolDecl, ...] = ()
+    imports: tuple[Import, ...] = ()
+
+    def tool(self, name: str) -> ToolDecl | None:
+        return next((t for t in self.tools if t.name == name), None)
 
     def get(self, name: str) -> ProgramDef | None:
         return next((p for p in self.programs if p.name == name), None)
@@ -264,7 +314,7 @@ def assigned_names(body: tuple[Stmt, ...]) -> list[str]:
     for stmt in body:
         if isinstance(stmt, (Gen, Select, Let)):
             found = [stmt.name]
-        elif isinstance(stmt, (Role, Fork, For)):
+        elif isinstance(stmt, (Role, Fork, For, While)):
             found = assigned_names(stmt.body)
         elif isinstance(stmt, If):
             found = assigned_names(stmt.then) + assigned_names(stmt.orelse)

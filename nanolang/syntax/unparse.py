@@ -35,6 +35,8 @@ def unparse(expr: tree.Expr, parent: int = 0) -> str:
         return f"{expr.name}(" + ", ".join(unparse(a) for a in expr.args) + ")"
     if isinstance(expr, tree.Call):
         return f"call {expr.program}({unparse_args(expr.args)})"
+    if isinstance(expr, tree.ToolCall):
+        return f"call tool {expr.tool}(" + ", ".join(unparse(a) for a in expr.args) + ")"
     if isinstance(expr, tree.Record):
         return "{ " + ", ".join(_field(f) for f in expr.fields) + " }"
     if isinstance(expr, tree.Not):
@@ -60,5 +62,9 @@ def _field(field: tree.Field) -> str:
 def _string(expr: tree.Str) -> str:
     pieces = []
     for part in expr.parts:
-        pieces.append(quote(part)[1:-1] if isinstance(part, str) else "{" + unparse(part) + "}")
+        if isinstance(part, str):
+            pieces.append(quote(part)[1:-1])
+        else:  # strings inside a hole have their quotes (and backslashes) escaped
+            inner = unparse(part).replace("\\", "\\\\").replace('"', '\\"')
+            pieces.append("{" + inner + "}")
     return '"' + "".join(pieces) + '"'

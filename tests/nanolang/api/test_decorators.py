@@ -6,10 +6,11 @@ import pytest
 
 import nanolang as nl
 from nanolang.api.decorators import State
+from nanolang.api.live import LiveProgram
 from nanolang.graph.render import to_text
 from nanolang.syntax.errors import NanoCheckError, NanoErrors
 from nanolang.syntax.parser import parse
-from tests.nanolang.helpers import PROGRAMS
+from tests.nanolang.helpers import PROGRAMS, CountingBackend
 
 
 @nl.program
@@ -61,13 +62,53 @@ def test_static_errors_are_raised_at_decoration() -> None:
     assert any("undefined variable 'y'" in m for m in messages)
 
 
-def test_python_control_flow_on_values_is_refused() -> None:
-    with pytest.raises(TypeError, match="not known while tracing"):
+def test_python_control_flow_on_values_runs_with_real_values() -> None:
+    @nl.program
+    def branchy(s, x):
+        if x:
+            s += "yes"
 
-        @nl.program
-        def branchy(s, x):
-            if x:
-                s += "yes"
+    assert isinstance(branchy, LiveProgram)
+    with pytest.raises(nl.NanoRuntimeError, match=r"no static request graph.*if/while"):
+        branchy.graph()
+
+
+@pytest.mark.parametrize(
+    ("condition", "taken"),
+    [
+        ('s["x"] == "ok"', True),
+        ('s["x"] != "ok"', False),
+        ('"o" in s["x"]', True),
+        ('s["x"] in ["a", "b"]', False),
+        ('f"{s[\'x\']}!" == "ok!"', True),
+    ],
+)
+def test_comparisons_on_generated_values_are_real(condition: str, taken: bool) -> None:
+    source = f"""
+def branchy(s):
+    s += nl.gen("x", max_tokens=2)
+    if {condition}:
+        s += "A"
+    elif s["x"] == "never":
+        s += "B"
+    else:
+        s += "C"
+"""
+    namespace: dict = {"nl": nl}
+    exec(compile(source, "branchy.py", "exec"), namespace)
+    program = nl.program(namespace["branchy"])
+    state = program.run(backend=CountingBackend())
+    assert state["x"] == "ok"
+    assert state.text() == ("okA" if taken else "okC")
+
+
+def test_operators_on_values_build_expressions() -> None:
+    @nl.program
+    def compare(s, x):
+        s += nl.gen("y", max_tokens=1)
+        return {"same": s["y"] == x, "longer": s["y"] + x, "first": s["y"][0]}
+
+    assert "y == x" in to_text(compare.graph())
 
 
 def test_fmt_requires_every_hole() -> None:
@@ -76,8 +117,7 @@ def test_fmt_requires_every_hole() -> None:
 
 
 def test_fmt_escapes_braces_and_inlines_literals() -> None:
-    value = nl.fmt("{{x}} {a}", a="lit")
-    assert value.expr.parts == ("{x} lit",)  # type: ignore[union-attr]
+    assert nl.fmt("{{x}} {a}", a="lit") == "{x} lit"  # every value known: plain text
 
 
 @nl.program

@@ -184,7 +184,7 @@ CASES = [
     ),
     ("recursive call", "program p() {\n    let x = call p()\n}", 2, 13, "recursive call of 'p'"),
     ("duplicate program", "program p() { }\nprogram p() { }", 2, 9, "duplicate program 'p'"),
-    ("unknown function", 'program p() { let x = upper("a") }', 1, 23, "unknown function 'upper'"),
+    ("unknown function", 'program p() { let x = shout("a") }', 1, 23, "unknown function 'shout'"),
     (
         "function arity",
         'program p() { let x = len("a", "b") }',

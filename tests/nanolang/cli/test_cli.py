@@ -102,3 +102,25 @@ def test_run_trace_of_forks_has_fork_edges(tmp_path: Path) -> None:
     for s in scores:  # each score extends its own branch's thought
         assert any((t["id"], s["id"]) in extends for t in thoughts)
     assert all(s["new_prompt_tokens"] < s["prompt_tokens"] for s in scores)
+
+
+def test_run_error_is_printed_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.nano"
+    bad.write_text('program main() {\n    let n = int("x")\n    return n\n}\n')
+    assert main(["run", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("int() cannot parse") == 1
+    assert "bad.nano:2:13: runtime error" in err
+
+
+def test_errors_without_a_position_do_not_print_unknown(tmp_path: Path) -> None:
+    from nanolang.syntax.errors import NanoRuntimeError
+
+    assert NanoRuntimeError("no position").format() == "runtime error: no position"
+
+
+def test_check_of_an_empty_file_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty.nano"
+    empty.write_text("# nothing here\n")
+    assert main(["check", str(empty)]) == 1
+    assert "empty.nano:1:1: error:" in capsys.readouterr().err

@@ -80,7 +80,7 @@ def test_select_is_one_node_with_its_alternatives() -> None:
 
 def test_independent_mode_sends_no_nodes() -> None:
     backend = RecordingBackend()
-    assert run('program p() { gen a gen b return b }', backend, graph=False).ok
+    assert run("program p() { gen a gen b return b }", backend, graph=False).ok
     assert backend.sent == [] and backend.count == 2 and backend.ended == []
 
 

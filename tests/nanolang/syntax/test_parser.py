@@ -67,14 +67,19 @@ SYNTAX_ERRORS = [
     ("program p() { gen }", 1, 19, "expected a name"),
     ("program p() {\n  @\n}", 2, 3, "unexpected character '@'"),
     ("program p() { let x = 1 + }", 1, 27, "unexpected '}'"),
-    ('program p() { user "a {x" }', 1, 23, "unclosed '{'"),
+    ('program p() { user "a {x" }', 1, 23, "was never closed"),
     ('program p() { "a } b" }', 1, 18, "unmatched '}'"),
     ('program p() { "bad \\q" }', 1, 20, "unknown escape '\\q'"),
     ('program p() { "{ }" }', 1, 16, "empty interpolation"),
     ('program p() {\n  "x {1 +}"\n}', 2, 10, "unexpected '}' (end of the {...})"),
-    ("program p() {", 1, 14, "unexpected end of input"),
+    ("program p() {", 1, 13, "'{' was never closed"),
     ("program p() { select x from }", 1, 29, "expected"),
-    ('program p() { user { "a" } } }', 1, 30, "unexpected '}'; expected 'program', end of input"),
+    (
+        'program p() { user { "a" } } }',
+        1,
+        30,
+        "unexpected '}'; expected 'import', 'program', 'tool', end of input",
+    ),
 ]
 
 

@@ -1,0 +1,271 @@
+"""SGLang's frontend test programs and examples in nanolang's decorator API, written as
+literally as possible (``sgl`` is ``nl``). Sources: sgl-project/sglang
+python/sglang/test/test_programs.py and examples/frontend_language/usage/*.py."""
+
+from __future__ import annotations
+
+import nanolang as nl
+
+REGEX_INT = r"[-+]?[0-9]+"
+REGEX_FLOAT = r"[-+]?[0-9]*\.?[0-9]+"
+REGEX_STR = r"\"[\w\d\s]*\""
+
+
+@nl.function
+def few_shot_qa(s, question):
+    s += "The following are questions with answers.\n\n"
+    s += "Q: What is the capital of France?\n"
+    s += "A: Paris\n"
+    s += "Q: What is the capital of Germany?\n"
+    s += "A: Berlin\n"
+    s += "Q: What is the capital of Italy?\n"
+    s += "A: Rome\n"
+    s += "Q: " + question + "\n"
+    s += "A:" + nl.gen("answer", stop="\n", temperature=0)
+
+
+@nl.function
+def answer_mt_bench(s, question_1, question_2):
+    s += nl.system("You are a helpful assistant.")
+    s += nl.user(question_1)
+    s += nl.assistant(nl.gen("answer_1"))
+    with s.user():
+        s += question_2
+    with s.assistant():
+        s += nl.gen("answer_2")
+
+
+@nl.function
+def true_or_false(s, statement):
+    s += "Determine whether the statement below is True, False, or Unknown.\n"
+    s += "Statement: The capital of France is Pairs.\n"
+    s += "Answer: True\n"
+    s += "Statement: " + statement + "\n"
+    s += "Answer:" + nl.select("answer", ["True", "False", "Unknown"])
+
+
+@nl.function
+def decode_int(s):
+    s += "The number of hours in a day is " + nl.gen_int("hours") + "\n"
+    s += "The number of days in a year is " + nl.gen_int("days") + "\n"
+
+
+@nl.function
+def decode_json_regex(s):
+    s += "Generate a JSON object to describe the basic city information of Paris.\n"
+    s += "Here are the JSON object:\n"
+    with s.var_scope("json_output"):
+        s += "{\n"
+        s += '  "name": ' + nl.gen(regex=REGEX_STR) + ",\n"
+        s += '  "population": ' + nl.gen(regex=REGEX_INT, stop=[" ", "\n"]) + ",\n"
+        s += '  "area": ' + nl.gen(regex=REGEX_INT, stop=[" ", "\n"]) + ",\n"
+        s += '  "latitude": ' + nl.gen(regex=REGEX_FLOAT, stop=[" ", "\n"]) + "\n"
+        s += "}"
+
+
+@nl.function
+def decode_json(s):
+    s += "Generate a JSON object to describe the basic city information of Paris.\n"
+    with s.var_scope("json_output"):
+        s += "{\n"
+        s += '  "name": ' + nl.gen_string() + ",\n"
+        s += '  "population": ' + nl.gen_int() + ",\n"
+        s += '  "area": ' + nl.gen(dtype=int) + ",\n"
+        s += '  "country": ' + nl.gen_string() + ",\n"
+        s += '  "timezone": ' + nl.gen(dtype=str) + "\n"
+        s += "}"
+
+
+@nl.function
+def expert_answer(s, question):
+    s += "Question: " + question + "\n"
+    s += "A good person to answer this question is" + nl.gen("expert", stop=[".", "\n"]) + ".\n"
+    s += "For example," + s["expert"] + " would answer that " + nl.gen("answer", stop=".") + "."
+
+
+def calculate(expression):
+    """SGLang's test evaluates the generated expression; a port must not run arbitrary text,
+    so this one computes products and sums of integers and says "error" otherwise."""
+    try:
+        terms = [t.strip() for t in expression.replace("+", "*+").split("*") if t.strip()]
+        total = 1
+        for term in terms:
+            total = total + int(term[1:]) if term.startswith("+") else total * int(term)
+        return f"{total}"
+    except ValueError:
+        return "error"
+
+
+@nl.function
+def tool_use(s, lhs, rhs):
+    s += "Please perform computations using a calculator. You can use calculate(expression) to get the results.\n"  # noqa: E501
+    s += "For example,\ncalculate(1+2)=3\ncalculate(3*4)=12\n"
+    s += "Question: What is the product of " + str(lhs) + " and " + str(rhs) + "?\n"
+    s += "Answer: The answer is calculate(" + nl.gen("expression", stop=")") + ") = "
+    with s.var_scope("answer"):
+        s += calculate(s["expression"])
+
+
+@nl.function
+def react(s, question):
+    s += """
+Question: Which country does the founder of Microsoft live in?
+Thought 1: I need to search for the founder of Microsoft.
+Action 1: Search [Founder of Microsoft].
+Observation 1: The founder of Microsoft is Bill Gates.
+Thought 2: I need to search for the country where Bill Gates lives in.
+Action 2: Search [Where does Bill Gates live].
+Observation 2: Bill Gates lives in the United States.
+Thought 3: The answer is the United States.
+Action 3: Finish [United States].\n
+"""
+    s += "Question: " + question + "\n"
+    for i in range(1, 5):
+        s += f"Thought {i}:" + nl.gen(stop=[".", "\n"]) + ".\n"
+        s += f"Action {i}: " + nl.select(f"action_{i}", ["Search", "Finish"])
+        if s[f"action_{i}"] == "Search":
+            s += " [" + nl.gen(stop="]") + "].\n"
+            s += f"Observation {i}:" + nl.gen(stop=[".", "\n"]) + ".\n"
+        else:
+            s += " [" + nl.gen("answer", stop="]") + "].\n"
+            break
+
+
+MAX_TOKENS = 64
+FORK_SIZE = 5
+
+
+@nl.function
+def parallel_decoding(s, topic):
+    s += "Act as a helpful assistant.\n"
+    s += "USER: Give some tips for " + topic + ".\n"
+    s += "ASSISTANT: Okay. Here are " + str(FORK_SIZE) + " concise tips, each under 8 words:\n"
+    for i in range(1, 1 + FORK_SIZE):
+        s += f"{i}." + nl.gen(max_tokens=16, stop=[".", "\n"]) + ".\n"
+    forks = s.fork(FORK_SIZE)
+    for i in range(FORK_SIZE):
+        forks[i] += f"Now, I expand tip {i + 1} into a detailed paragraph:\nTip {i + 1}:"
+        forks[i] += nl.gen("detailed_tip", MAX_TOKENS, stop=["\n\n"])
+    forks.join()
+    s += "Here are these tips with detailed explanation:\n"
+    for i in range(FORK_SIZE):
+        s += f"Tip {i + 1}:" + forks[i]["detailed_tip"] + "\n"
+    s += "\nIn summary," + nl.gen("summary", max_tokens=512)
+
+
+@nl.function
+def parallel_encoding(s, question, context_0, context_1, context_2):
+    s += "USER: I will ask a question based on some statements.\n"
+    s += "ASSISTANT: Sure. I will give the answer.\n"
+    s += "USER: Please memorize these statements.\n"
+    contexts = [context_0, context_1, context_2]
+    forks = s.fork(len(contexts))
+    forks += lambda i: f"Statement {i}: " + contexts[i] + "\n"
+    forks.join(mode="concate_and_append")
+    s += "Now, please answer the following question. Do not list options."
+    s += "\nQuestion: " + question + "\n"
+    s += "ASSISTANT:" + nl.gen("answer", max_tokens=MAX_TOKENS)
+
+
+IP_REGEX = r"((25[0-5]|2[0-4]\d|[01]?\d\d?).){3}(25[0-5]|2[0-4]\d|[01]?\d\d?)"
+
+
+@nl.function
+def regex_gen(s):
+    s += "Q: What is the IP address of the Google DNS servers?\n"
+    s += "A: " + nl.gen("answer", temperature=0, regex=IP_REGEX)
+
+
+@nl.function
+def dtype_gen(s):
+    s += "Q: What is the full name of DNS?\n"
+    s += "A: The full nams is " + nl.gen("str_res", dtype=str, stop="\n") + "\n"
+    s += "Q: Which year was DNS invented?\n"
+    s += "A: " + nl.gen("int_res", dtype=int) + "\n"
+    s += "Q: What is the value of pi?\n"
+    s += "A: " + nl.gen("float_res", dtype=float) + "\n"
+    s += "Q: Is the sky blue?\n"
+    s += "A: " + nl.gen("bool_res", dtype=bool) + "\n"
+
+
+@nl.function
+def few_shot_hellaswag(s, few_shot_examples, question, choices):
+    s += few_shot_examples + question
+    s += nl.select("answer", choices=choices)
+
+
+@nl.function
+def convo_1(s):
+    s += nl.user("What is the capital of the United States?")
+    s += nl.assistant(nl.gen("answer", min_tokens=64, max_tokens=128))
+
+
+@nl.function
+def readme_tool_use(s, question):
+    s += "To answer this question: " + question + ". "
+    s += "I need to use a " + nl.gen("tool", choices=["calculator", "search engine"]) + ". "
+    if s["tool"] == "calculator":
+        s += "The math expression is" + nl.gen("expression")
+    elif s["tool"] == "search engine":
+        s += "The key word to search is" + nl.gen("word")
+
+
+@nl.function
+def tip_suggestion(s):
+    s += "Here are two tips for staying healthy: 1. Balanced Diet. 2. Regular Exercise.\n\n"
+    forks = s.fork(2)
+    for i, f in enumerate(forks):
+        f += f"Now, expand tip {i + 1} into a paragraph:\n"
+        f += nl.gen("detailed_tip", max_tokens=256, stop="\n\n")
+    s += "Tip 1:" + forks[0]["detailed_tip"] + "\n"
+    s += "Tip 2:" + forks[1]["detailed_tip"] + "\n"
+    s += "In summary" + nl.gen("summary")
+
+
+@nl.function
+def text_qa(s, question):
+    s += "Q: " + question + "\n"
+    s += "A:" + nl.gen("answer", stop="\n")
+
+
+@nl.function
+def choices_logprob(s, question):
+    s += "To answer this question: " + question + ", "
+    s += "I need to use a " + nl.gen("tool", choices=["calculator", "search engine"])
+
+
+@nl.function
+def parallel_sample(s, question, n):
+    s += (
+        "Question: Compute 1 + 2 + 3\n"
+        "Reasoning: I need to use a calculator.\n"
+        "Tool: calculator\n"
+        "Answer: 6\n"
+        "Question: Compute 3 + 2 + 2\n"
+        "Reasoning: I will try a calculator.\n"
+        "Tool: calculator\n"
+        "Answer: 7\n"
+    )
+    s += "Question: " + question + "\n"
+    forks = s.fork(n)
+    forks += "Reasoning:" + nl.gen("reasoning", stop="\n") + "\n"
+    forks += "Tool:" + nl.gen("tool", choices=["calculator", "browser"]) + "\n"
+    forks += "Answer:" + nl.gen("answer", stop="\n") + "\n"
+    forks.join()
+
+
+@nl.function
+def industry_sweep(s, sector_context, companies, research_question):
+    s += sector_context + "\n"
+    s += "Research question: " + research_question + "\n\n"
+    tickers = list(companies.keys())
+    forks = s.fork(len(tickers))
+    for i, ticker in enumerate(tickers):
+        forks[i] += f"--- Company: {ticker} ---\n{companies[ticker]}\n\n"
+        forks[i] += f"Analysis of {ticker} against the research question:\n"
+        forks[i] += nl.gen(f"analysis_{ticker}", max_tokens=400, stop="\n\n", temperature=0.3)
+    s += "Per-company analyses gathered:\n"
+    for i, ticker in enumerate(tickers):
+        s += f"\n[{ticker}] " + forks[i][f"analysis_{ticker}"]
+    s += "\n\nFinal ranking and top pick with rationale:\n"
+    s += nl.gen("sector_pick", max_tokens=400, temperature=0.2)
