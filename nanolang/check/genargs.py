@@ -7,6 +7,8 @@ from typing import Any
 
 Check = Callable[[Any], str | None]
 
+DEFAULT_MAX_TOKENS = 128  # a gen without max_tokens (SGLang's default: a literal port is not cut)
+
 SELECT_METHODS = (
     "mean",
     "sum",

@@ -16,11 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from nanolang.check.genargs import DEFAULT_MAX_TOKENS
 from nanolang.run.chat import ChatPieces
 from nanolang.syntax import tree
 from nanolang.syntax.errors import NanoError, Span
 
-DEFAULT_MAX_TOKENS = 16  # SamplingParams' default
 MAX_CALL_DEPTH = 16
 
 

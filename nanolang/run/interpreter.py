@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nanolang.backends.base import BackendError
-from nanolang.check.genargs import GEN_ARGS, SELECT_ARGS, argument_error
+from nanolang.check.genargs import DEFAULT_MAX_TOKENS, GEN_ARGS, SELECT_ARGS, argument_error
 from nanolang.run import gen_options
 from nanolang.run.arguments import bind_args
 from nanolang.run.chat import ChatPieces
@@ -38,9 +38,6 @@ if TYPE_CHECKING:
     from runtime.sampling_params import SamplingParams
 
 _instance_keys = itertools.count()  # unique per process: one backend may serve many executors
-
-
-DEFAULT_MAX_TOKENS = 128  # as SGLang's frontend: a literal port is not cut short
 
 
 MAX_WHILE_ITERATIONS = 1000  # a while loop that has run this often is stopped with an error
