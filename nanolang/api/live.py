@@ -407,6 +407,7 @@ class LiveExecutor(Executor):
 
     async def run(self, name: str, args: dict[str, Any], index: int = 0) -> Outcome:
         interpreter = Interpreter(self.session, index)
+        interpreter.on_text = self.on_text
         if self.states.get(index) is not InstanceState.QUEUED:
             self.states.pop(index, None)
         self.advance(index, InstanceState.RUNNING)

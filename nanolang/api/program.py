@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,12 +71,24 @@ class Program:
         ``max_tokens``, ...) are run options (``run_options=RunOptions(...)`` when a parameter
         shares an option's name)."""
         values, options = split_run_args(self.definition, args, kwargs)
+        if options.stream:
+            from nanolang.api.stream import StreamingRun
+
+            return StreamingRun(self, values, options)
         outcome = asyncio.run(self.arun_outcome(values, options))
         if outcome.error is not None:
             raise outcome.error
         return result_of(outcome)
 
     __call__ = run  # SGLang's spelling: calling the function runs it
+
+    def stream(self, *args: Any, **kwargs: Any) -> AsyncIterator[str]:
+        """``async for delta in program.stream(...)``: the instance's text as it grows; its
+        error, if it fails, is raised after the last delta."""
+        from nanolang.api.stream import stream_deltas
+
+        values, options = split_run_args(self.definition, args, kwargs)
+        return stream_deltas(self, values, options)
 
     async def arun_outcome(
         self,

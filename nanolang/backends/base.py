@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the runtime (and torch) load only when a backend does
@@ -31,10 +32,15 @@ class Backend(abc.ABC):
         Cancelling the awaiting task aborts the request."""
 
     async def generate_node(
-        self, prompt_ids: list[int], params: SamplingParams, node: ProgramRef
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        node: ProgramRef,
+        on_progress: Callable[[RequestOutput], None] | None = None,
     ) -> RequestOutput:
         """``generate`` for one node of a program instance's request graph. Backends whose
-        runtime schedules by the graph (``Local``) pass ``node`` on; the others ignore it."""
+        runtime schedules by the graph (``Local``) pass ``node`` on; the others ignore it.
+        ``on_progress`` gets the partial output as it grows where the backend can stream."""
         return await self.generate(prompt_ids, params)
 
     def end_instance(self, instance: int) -> None:  # noqa: B027 (optional; no-op by default)

@@ -98,9 +98,13 @@ class LocalBackend(Backend):
         return await self._submit(prompt_ids, params, None)
 
     async def generate_node(
-        self, prompt_ids: list[int], params: SamplingParams, node: ProgramRef
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        node: ProgramRef,
+        on_progress: Callable[[RequestOutput], None] | None = None,
     ) -> RequestOutput:
-        return await self._submit(prompt_ids, params, node)
+        return await self._submit(prompt_ids, params, node, on_progress)
 
     def end_instance(self, instance: int) -> None:
         if self._thread is not None:
@@ -111,7 +115,11 @@ class LocalBackend(Backend):
             self._inbox.put(_Unpin(instance, nodes))
 
     async def _submit(
-        self, prompt_ids: list[int], params: SamplingParams, node: ProgramRef | None
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        node: ProgramRef | None,
+        on_progress: Callable[[RequestOutput], None] | None = None,
     ) -> RequestOutput:
         if self._failure is not None:
             raise RuntimeError(f"the engine thread failed earlier: {self._failure!r}")
@@ -119,7 +127,9 @@ class LocalBackend(Backend):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[RequestOutput] = loop.create_future()
         request_id = f"nl-{next(self._ids)}"
-        self._inbox.put(_Add(request_id, list(prompt_ids), params, loop, future, program=node))
+        self._inbox.put(
+            _Add(request_id, list(prompt_ids), params, loop, future, on_progress, program=node)
+        )
         try:
             return await future
         except asyncio.CancelledError:

@@ -45,6 +45,15 @@ def add_parser(sub: Any) -> None:
         metavar="FILE",
         help="write the request graph the instance ran (nodes, edges, tokens, timings) as JSON",
     )
+    parser.add_argument(
+        "--stream", action="store_true", help="print the text on stdout as it is generated"
+    )
+    parser.add_argument(
+        "--tools",
+        default=None,
+        metavar="PYFILE",
+        help="a Python file whose functions implement the program's `tool` declarations",
+    )
     parser.set_defaults(handler=handle)
 
 
@@ -70,17 +79,22 @@ def handle(args: argparse.Namespace) -> int:
         program_args = parse_args_list(args.arg)
         program = entry(module, args.program)
         bind_args(program.definition, program_args)
-        executor = Executor(module, _backend(args.model, args.server), seed=args.seed)
+        tools = load_tools(args.tools, module)
+        executor = Executor(module, _backend(args.model, args.server), seed=args.seed, tools=tools)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except NanoError as exc:
         report(exc.with_source(module.source))
         return 1
+    if args.stream:
+        executor.on_text = lambda _, delta: print(delta, end="", flush=True)
     try:
         outcome = asyncio.run(executor.run(program.name, program_args))
     finally:
         executor.backend.close()
+    if args.stream:
+        print()
     if args.trace is not None:
         text = json.dumps(trace_record(program.name, outcome), indent=2, ensure_ascii=False)
         Path(args.trace).write_text(text + "\n", encoding="utf-8")
@@ -89,6 +103,20 @@ def handle(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(outcome.value, ensure_ascii=False))
     return 0
+
+
+def load_tools(path: str | None, module: Any) -> dict[str, Any]:
+    """The functions of ``path`` named like the module's tool declarations."""
+    if path is None:
+        return {}
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("nanolang_tools", path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"cannot load tools from {path}")
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return {t.name: getattr(loaded, t.name) for t in module.tools if hasattr(loaded, t.name)}
 
 
 def _backend(model: str | None, server: str | None = None) -> Any:

@@ -60,6 +60,8 @@ class Executor:
             module, backend, seed, graph, defaults=self.defaults, tools=self.tools
         )
         self.states: dict[int, InstanceState] = {}
+        # streaming: every instance calls it with (gen name or None, text delta) as it grows
+        self.on_text: Callable[[str | None, str], None] | None = None
 
     def program(self, name: str) -> tree.ProgramDef:
         program = self.module.get(name)
@@ -84,6 +86,7 @@ class Executor:
     async def run(self, name: str, args: dict[str, Any], index: int = 0) -> Outcome:
         """Run one instance; never raises for program errors (they are in the Outcome)."""
         interpreter = Interpreter(self.session, index)
+        interpreter.on_text = self.on_text
         if self.states.get(index) is not InstanceState.QUEUED:
             self.states.pop(index, None)  # a direct run (not through run_many) starts afresh
         self.advance(index, InstanceState.RUNNING)

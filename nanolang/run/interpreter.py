@@ -101,6 +101,9 @@ class Interpreter:
         self._node_ids = itertools.count()
         self.start = time.perf_counter()
         self.root: Frame | None = None  # the instance's own program (not a called one)
+        # streaming: called with (gen name or None, text delta) as the root context grows
+        self.on_text: Callable[[str | None, str], None] | None = None
+        self.streamed = ""
         self.meta: dict[str, dict[str, Any]] = {}  # per gen name: logprob metadata
 
     @property
@@ -182,6 +185,25 @@ class Interpreter:
         return normalise(result) if is_value(result) else str(result)
 
     async def stmt(self, stmt: tree.Stmt, frame: Frame) -> None:
+        await self.run_stmt(stmt, frame)
+        if self.on_text is not None and frame is self.root:
+            self.emit(frame.context.text, None)
+
+    def emit(self, text: str, name: str | None) -> None:
+        """Stream the root context's growth: the part of ``text`` not yet sent. Text already
+        sent is not taken back (a stop string a partial output showed and the final text cut):
+        streaming goes on from where the two agree."""
+        if self.on_text is None:
+            return
+        common = _common_prefix(text, self.streamed)
+        if common < len(self.streamed) and len(text) <= len(self.streamed):
+            return  # nothing new beyond what was sent
+        delta = text[common:]
+        self.streamed = text
+        if delta:
+            self.on_text(name, delta)
+
+    async def run_stmt(self, stmt: tree.Stmt, frame: Frame) -> None:
         ev = self.evaluator(frame)
         if isinstance(stmt, tree.Text):
             frame.context.append(await ev.eval(stmt.text))
@@ -346,8 +368,17 @@ class Interpreter:
         prompt = self.prompt(frame, stmt.span)
         node, ref = self.node_ref(frame.context)
         submitted = self.clock()
-        output = await self.request(prompt, params, stmt, ref)
+        progress = None
+        streaming = self.on_text is not None and frame is self.root
+        if streaming:
+            before = frame.context.text
+            self.emit(before, None)  # the prompt text so far, before the gen's own tokens
+            # a partial output may end inside a multi-byte character: hold that back
+            progress = lambda out: self.emit(before + out.text.rstrip("\ufffd"), stmt.name)  # noqa: E731
+        output = await self.request(prompt, params, stmt, ref, progress)
         frame.context.extend_generated(output, self.tokenizer)
+        if streaming:
+            self.emit(frame.context.text, stmt.name)
         self.moved_to(frame.context, node)
         frame.env[stmt.name] = gen_options.convert(options.dtype, output.text, stmt.span)
         self.meta[stmt.name] = gen_options.meta_info(output, options, self.tokenizer)
@@ -514,11 +545,17 @@ class Interpreter:
         params: SamplingParams,
         stmt: tree.Gen,
         ref: ProgramRef | None = None,
+        progress: Callable[[RequestOutput], None] | None = None,
     ) -> RequestOutput:
-        """One request; without ``ref`` it is a plain request, not a node of the graph."""
-        submit = self.session.backend.generate if ref is None else self.generate_fn(ref)
+        """One request; without ``ref`` it is a plain request, not a node of the graph.
+        ``progress`` gets the partial output as it grows (backends that can stream)."""
+        backend = self.session.backend
         try:
-            output = await submit(prompt, params)
+            if progress is not None and ref is not None and self.session.graph:
+                output = await backend.generate_node(prompt, params, ref, on_progress=progress)
+            else:
+                submit = backend.generate if ref is None else self.generate_fn(ref)
+                output = await submit(prompt, params)
         except BackendError as exc:
             raise NanoRuntimeError(f"gen {stmt.name!r} failed: {exc}", stmt.span) from None
         except Exception as exc:
@@ -577,3 +614,8 @@ def check_choices(choices: Any, stmt: tree.Select) -> None:
 
 async def _resolved(value: Any) -> Any:
     return await value if isinstance(value, asyncio.Future) else value
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    return next((i for i in range(n) if a[i] != b[i]), n)

@@ -1,0 +1,62 @@
+"""Streaming: run(stream=True).text_iter(), program.stream(...), nanolang run --stream."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+import nanolang as nl
+from nanolang.backends.local import LocalBackend
+from nanolang.cli import main
+
+QA = """
+program qa(question) {
+    system "You are a helpful assistant."
+    user "{question}"
+    assistant { gen answer(max_tokens = 12, temperature = 0) }
+}
+"""
+
+
+def test_text_iter_streams_the_whole_text_token_by_token(backend: LocalBackend) -> None:
+    program = nl.compile(QA)
+    state = program.run(question="Hi?", stream=True, backend=backend)
+    chunks = list(state.text_iter())
+    assert "".join(chunks) == state.text()
+    assert len(chunks) > 3  # the answer arrived in pieces, not at once
+    answer = program.run(question="Hi?", stream=True, backend=backend)
+    assert "".join(answer.text_iter("answer")) == answer["answer"]
+
+
+def test_async_stream_of_a_live_program(backend: LocalBackend) -> None:
+    @nl.function
+    def qa(s, question):
+        s += "Q: " + question + "\n"
+        if question.endswith("?"):
+            s += "A:" + nl.gen("answer", max_tokens=6, temperature=0)
+
+    async def collect() -> str:
+        return "".join([d async for d in qa.stream("Why?", backend=backend)])
+
+    text = asyncio.run(collect())
+    assert text.startswith("Q: Why?\nA:") and len(text) > len("Q: Why?\nA:")
+
+
+def test_stream_raises_the_error_at_the_end(backend: LocalBackend) -> None:
+    program = nl.compile('program p() { "x" let n = int("no") }')
+
+    async def collect() -> list[str]:
+        return [d async for d in program.stream(backend=backend)]
+
+    with pytest.raises(nl.NanoRuntimeError, match="cannot parse"):
+        asyncio.run(collect())
+
+
+def test_cli_run_stream(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "qa.nano"
+    source.write_text(QA.replace("program qa(question)", 'program qa(question = "Hi?")'))
+    assert main(["run", str(source), "--stream", "--seed", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "null" and "Hi?" in "\n".join(out[:-1])
