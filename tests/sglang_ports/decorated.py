@@ -255,6 +255,13 @@ def parallel_sample(s, question, n):
 
 
 @nl.function
+def qa(s, question):
+    s += nl.system("You are a helpful assistant.")
+    s += nl.user(question)
+    s += nl.assistant(nl.gen("answer"))
+
+
+@nl.function
 def industry_sweep(s, sector_context, companies, research_question):
     s += sector_context + "\n"
     s += "Research question: " + research_question + "\n\n"

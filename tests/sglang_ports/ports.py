@@ -305,6 +305,24 @@ def _check_industry_sweep(state: Any, form: str) -> None:
     assert isinstance(state["sector_pick"], str)
 
 
+def _stream(p: Any) -> Any:
+    question = "Compose an engaging travel blog post about a recent trip to Hawaii."
+    ret = p(question=question, stream=True)
+    out = ""
+    for chunk in ret.text_iter():
+        out += chunk
+    ret2 = p(question=question, stream=True)
+    out2 = ""
+    for chunk in ret2.text_iter("answer"):
+        out2 += chunk
+    return ret, out, ret2, out2
+
+
+def _check_stream(result: Any, form: str) -> None:
+    ret, out, ret2, out2 = result
+    assert out == ret.text() and out2 == ret2["answer"]
+
+
 PORTS = [
     Port("few_shot_qa", "test_programs.py", ("few_shot_qa.nano", "few_shot_qa"),
          py.few_shot_qa, _few_shot_qa, _check_few_shot_qa),
@@ -347,6 +365,8 @@ PORTS = [
          py.choices_logprob, _choices_logprob, _check_choices_logprob),
     Port("parallel_sample", "usage/parallel_sample.py", ("parallel_sample.nano", "parallel_sample"),
          py.parallel_sample, _parallel_sample, _check_parallel_sample),
+    Port("stream", "test_programs.py, usage/streaming.py", ("stream.nano", "qa"),
+         py.qa, _stream, _check_stream),
     Port("industry_sweep", "usage/multi_stage_fork.py", ("industry_sweep.nano", "industry_sweep"),
          py.industry_sweep, _industry_sweep, _check_industry_sweep),
 ]  # fmt: skip
