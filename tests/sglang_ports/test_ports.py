@@ -15,7 +15,6 @@ from tests.sglang_ports.run_ports import run_one
 KNOWN = {
     "decode_json_regex": "the demo model's string gens reach max_tokens before closing the quote",
     "decode_json": "the demo model's string gens may reach max_tokens before closing the quote",
-    "gen_min_new_tokens": "min_tokens needs SamplingParams.min_tokens in the runtime",
 }
 
 
