@@ -11,6 +11,7 @@ from typing import Any
 
 from nanolang.api.options import RunOptions, split_run_args
 from nanolang.api.progress import ProgressBar
+from nanolang.api.state import result_of
 from nanolang.backends.base import Backend
 from nanolang.check.checker import check_or_raise
 from nanolang.graph.builder import build_graph
@@ -160,14 +161,6 @@ class Program:
         if failed:
             log.error("%d of %d instances of %s failed", failed, len(outcomes), self.name)
         return outcomes
-
-
-def result_of(outcome: Outcome) -> Any:
-    """A finished instance's result: its return value, or (a program without ``return``, as
-    SGLang's functions are) its ``RunState``: variables, ``text()``, ``messages()``."""
-    from nanolang.api.state import RunState
-
-    return outcome.value if outcome.value is not None else RunState(outcome)
 
 
 def compile(source: str, name: str | None = None, filename: str = "<string>") -> Program:

@@ -46,3 +46,9 @@ class RunState:
 
     def __repr__(self) -> str:
         return f"RunState({self.transcript.variables!r})"
+
+
+def result_of(outcome: Outcome) -> Any:
+    """A finished instance's result: its return value, or (a program without ``return``, as
+    SGLang's functions are) its ``RunState``: variables, ``text()``, ``messages()``."""
+    return outcome.value if outcome.value is not None else RunState(outcome)

@@ -11,13 +11,13 @@ import asyncio
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nanolang.api.options import RunOptions
+from nanolang.api.state import result_of
 from nanolang.run.records import Outcome
 
-if TYPE_CHECKING:
-    from nanolang.api.program import Program
+Program = Any  # a nanolang.api.program.Program (which imports this module)
 
 _END = object()
 
@@ -86,8 +86,6 @@ class StreamingRun:
 
     def result(self) -> Any:
         """What ``run`` would have returned (waits for the end; raises the instance's error)."""
-        from nanolang.api.program import result_of
-
         self._thread.join()
         assert self._outcome is not None
         if self._outcome.error is not None:
