@@ -22,13 +22,14 @@ from nanolang.api.program import entry
 from nanolang.cli.common import load_module, report
 from nanolang.jobs.dataset import DatasetError, read_rows
 from nanolang.jobs.fingerprint import FingerprintMismatch
-from nanolang.jobs.job import EvalJob, JobConfig, RunStats, row_fingerprints
+from nanolang.jobs.job import EvalJob, JobConfig, row_fingerprints
 from nanolang.jobs.metrics import METRICS, declared_metric, resolve_metric
 from nanolang.jobs.options import add_job_options, resume_options
 from nanolang.jobs.progress import JobProgress
 from nanolang.jobs.report import write_report
 from nanolang.jobs.results import ResultLog, load_results
 from nanolang.jobs.resume import EVAL_LINES, prepare
+from nanolang.jobs.runner import RunStats
 from nanolang.jobs.summary import print_summary, summarize, summary_rows
 from nanolang.syntax.errors import NanoError
 

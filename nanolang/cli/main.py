@@ -6,9 +6,10 @@ import argparse
 import logging
 import sys
 
-from nanolang.cli import bench, check, eval, graph, run, serve, tune
+from nanolang.cli import batch, bench, check, eval, graph, run, serve, tune
 
 SUBCOMMANDS = {
+    "batch": batch,
     "bench": bench,
     "check": check,
     "eval": eval,

@@ -5,9 +5,10 @@ into a ``ResultLog`` and ``summarize`` scores the results with one of ``METRICS`
 """
 
 from nanolang.jobs.dataset import DatasetError, Row, read_rows
-from nanolang.jobs.job import EvalJob, JobConfig, RunStats, TooManyErrors
+from nanolang.jobs.job import EvalJob, JobConfig
 from nanolang.jobs.metrics import METRICS
 from nanolang.jobs.results import Result, ResultLog, load_results, repair
+from nanolang.jobs.runner import RunStats, TooManyErrors
 from nanolang.jobs.summary import Summary, summarize
 
 __all__ = [

@@ -8,22 +8,18 @@ still pending, so a resumed job computes what an uninterrupted one would have.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from nanolang.backends.base import Backend
 from nanolang.jobs.dataset import Row
 from nanolang.jobs.fingerprint import Fingerprint, digest, program_digest
 from nanolang.jobs.results import Result, ResultLog
+from nanolang.jobs.runner import CacheStats, Finished, JobWriter, RunStats, run_local
 from nanolang.run.executor import Executor
 from nanolang.run.records import Outcome
 from nanolang.syntax import tree
-
-
-class TooManyErrors(RuntimeError):
-    """More rows failed than ``--max-errors`` allows; the job stopped."""
 
 
 @dataclass(frozen=True)
@@ -34,42 +30,33 @@ class JobConfig:
     max_errors: int | None = None
 
 
-@dataclass(frozen=True)
-class RunStats:
-    """What this run did (rows finished earlier are not counted). ``cache_hit_rate``: the
-    share of prompt tokens the engine(s) served from the prefix cache (None when unknown, e.g.
-    behind a server)."""
+def job_fingerprint(module: tree.Module, config: JobConfig) -> Fingerprint:
+    """What decides every row's result: the program and the seed."""
+    return {
+        "program": program_digest(module, config.program),
+        "settings": digest({"seed": config.seed}),
+    }
 
-    finished: int
-    failed: int
-    completion_tokens: int
-    wall_s: float
-    stopped: str | None = None
-    cache_hit_rate: float | None = None
+
+def row_fingerprint(job: Fingerprint, row: Row) -> Fingerprint:
+    """The job's parts and the row's (its line number picks its instance's seeds)."""
+    return {**job, "row": digest({"args": row.args, "expected": row.expected, "line": row.line})}
 
 
 def row_fingerprints(
     module: tree.Module, config: JobConfig, rows: Sequence[Row]
 ) -> dict[str, Fingerprint]:
-    """What decides each row's result: the program, the seed, the row (its line number picks
-    its instance's seeds)."""
-    program = program_digest(module, config.program)
-    settings = digest({"seed": config.seed})
-    return {
-        row.id: {
-            "program": program,
-            "settings": settings,
-            "row": digest({"args": row.args, "expected": row.expected, "line": row.line}),
-        }
-        for row in rows
-    }
+    job = job_fingerprint(module, config)
+    return {row.id: row_fingerprint(job, row) for row in rows}
 
 
-def cache_hit_rate(backend: Backend) -> float | None:
-    """The prefix cache's hit rate of an in-process engine (None for remote backends)."""
+def engine_cache_stats(backend: Backend) -> CacheStats | None:
+    """The prefix cache's counters of an in-process engine (None for remote backends)."""
     engine = getattr(getattr(backend, "llm", None), "engine", None)
     cache = getattr(getattr(engine, "blocks", None), "cache", None)
-    return None if cache is None else float(cache.stats.hit_rate)
+    if cache is None:
+        return None
+    return CacheStats(int(cache.stats.query_tokens), int(cache.stats.hit_tokens))
 
 
 def result_of(
@@ -98,6 +85,34 @@ def result_of(
     )
 
 
+class EvalRunner:
+    """Runs one row's program instance on an executor; a ``Runner`` for ``run_local`` and the
+    Ray replicas."""
+
+    def __init__(self, module: tree.Module, backend: Backend, config: JobConfig) -> None:
+        self.executor = Executor(
+            module, backend, seed=config.seed, max_concurrency=config.max_concurrency
+        )
+        self.job = job_fingerprint(module, config)
+        self.backend = backend
+        self.config = config
+
+    def row_id(self, row: Row) -> str:
+        return row.id
+
+    async def run(self, row: Row) -> Finished:
+        start = time.perf_counter()
+        outcome = await self.executor.run(self.config.program, row.args, row.line)
+        elapsed = time.perf_counter() - start
+        result = result_of(row, outcome, elapsed, self.backend, row_fingerprint(self.job, row))
+        return Finished(
+            row.id, asdict(result), result.error is not None, result.completion_tokens, elapsed
+        )
+
+    def cache_stats(self) -> CacheStats | None:
+        return engine_cache_stats(self.backend)
+
+
 class EvalJob:
     """Runs ``rows`` of ``module``'s program ``config.program`` and appends to ``results``."""
 
@@ -107,65 +122,12 @@ class EvalJob:
         backend: Backend,
         config: JobConfig,
         results: ResultLog,
-        on_result: Callable[[Result], None] | None = None,
+        on_result: Callable[[Finished], None] | None = None,
     ) -> None:
-        self.executor = Executor(
-            module, backend, seed=config.seed, max_concurrency=config.max_concurrency
-        )
-        self.backend = backend
+        self.runner = EvalRunner(module, backend, config)
+        self.writer = JobWriter(results, config.max_errors, on_result)
         self.config = config
-        self.results = results
-        self.on_result = on_result
-        self.finished = 0
-        self.failed = 0
-        self.completion_tokens = 0
-        self.stop_reason: str | None = None
-        self.fingerprints: dict[str, Fingerprint] = {}
 
     def run(self, rows: Sequence[Row]) -> RunStats:
-        """Run every row not yet in the results; stops early on ``TooManyErrors``."""
-        pending = [r for r in rows if r.id not in self.results.done]
-        self.fingerprints = row_fingerprints(self.executor.module, self.config, pending)
-        start = time.perf_counter()
-        stopped = None
-        try:
-            asyncio.run(self._run_all(pending))
-        except TooManyErrors as exc:
-            stopped = str(exc)
-        elapsed = time.perf_counter() - start
-        return RunStats(
-            self.finished,
-            self.failed,
-            self.completion_tokens,
-            elapsed,
-            stopped,
-            cache_hit_rate(self.backend),
-        )
-
-    async def _run_all(self, rows: Sequence[Row]) -> None:
-        gate = asyncio.Semaphore(self.config.max_concurrency)
-        try:
-            async with asyncio.TaskGroup() as group:
-                for row in rows:
-                    group.create_task(self._run_one(row, gate))
-        except* TooManyErrors as errors:
-            raise errors.exceptions[0] from None
-
-    async def _run_one(self, row: Row, gate: asyncio.Semaphore) -> None:
-        async with gate:
-            if self.stop_reason is not None:  # the job is stopping: start no more rows
-                return
-            start = time.perf_counter()
-            outcome = await self.executor.run(self.config.program, row.args, row.line)
-            elapsed = time.perf_counter() - start
-        result = result_of(row, outcome, elapsed, self.backend, self.fingerprints.get(row.id))
-        self.results.append(result)
-        self.finished += 1
-        self.failed += result.error is not None
-        self.completion_tokens += result.completion_tokens
-        if self.on_result is not None:
-            self.on_result(result)
-        limit = self.config.max_errors
-        if limit is not None and self.failed > limit and self.stop_reason is None:
-            self.stop_reason = f"{self.failed} rows failed (more than --max-errors {limit})"
-            raise TooManyErrors(self.stop_reason)
+        """Run every row not yet in the results; stops early past ``max_errors``."""
+        return run_local(self.runner, rows, self.writer, self.config.max_concurrency)

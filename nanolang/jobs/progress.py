@@ -7,7 +7,7 @@ import sys
 from types import TracebackType
 
 from nanolang.api.progress import ProgressBar
-from nanolang.jobs.results import Result
+from nanolang.jobs.runner import Finished
 
 
 class JobProgress:
@@ -21,14 +21,14 @@ class JobProgress:
         self.bar.__enter__()
         return self
 
-    def advance(self, result: Result) -> None:
+    def advance(self, result: Finished) -> None:
         bar = self.bar
-        bar.step(result.error is not None, result.completion_tokens)
+        bar.step(result.failed, result.completion_tokens)
         if self.quiet:
-            status = "failed" if result.error is not None else "ok"
+            status = "failed" if result.failed else "ok"
             print(
                 f"{bar.title}: {bar.done}/{bar.total} done, {bar.failed} failed, "
-                f"{bar.rate:.1f} tok/s; row {result.id} {status} in {result.time_s:.2f}s",
+                f"{bar.rate:.1f} tok/s; row {result.row_id} {status} in {result.latency_s:.2f}s",
                 file=sys.stderr,
                 flush=True,
             )

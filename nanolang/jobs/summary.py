@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from nanolang.jobs.dataset import Row
-from nanolang.jobs.job import RunStats
 from nanolang.jobs.metrics import resolve_metric
+from nanolang.jobs.runner import RunStats
 
 TOP_ERRORS = 3
 

@@ -1,0 +1,131 @@
+"""``nanolang batch IN.jsonl OUT.jsonl [--model M | --server URL] [--model-name NAME]
+[--restart | --retry-failed] [--shard I/N] [--report R.html] [--quiet]``.
+
+Answers every request of an OpenAI batch input file (``custom_id``, ``method``, ``url`` =
+``/v1/chat/completions`` or ``/v1/completions``, ``body``) with the server's own request
+handling, and appends one line of OpenAI's batch output format per request to OUT, fsynced, as
+each finishes; the same command again resumes by ``custom_id`` (``nanolang.jobs.batch``). Exit
+status: 0 when the job ran to the end (failed requests are counted, not fatal), 1 when it could
+not start, every request of the run failed, or ``--max-errors`` stopped it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from nanolang.jobs.batch import (
+    BATCH_LINES,
+    BatchRunner,
+    batch_row_stats,
+    local_client_factory,
+    remote_client_factory,
+)
+from nanolang.jobs.batch_input import BatchRow, read_requests
+from nanolang.jobs.dataset import DatasetError
+from nanolang.jobs.fingerprint import FingerprintMismatch
+from nanolang.jobs.options import add_job_options, resume_options
+from nanolang.jobs.progress import JobProgress
+from nanolang.jobs.report import write_report
+from nanolang.jobs.results import ResultLog, load_results
+from nanolang.jobs.resume import prepare
+from nanolang.jobs.runner import JobWriter, RunStats, run_local
+from nanolang.jobs.summary import print_summary, summarize_stats, summary_rows
+
+API_KEY_ENV = "NANOLANG_API_KEY"
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser("batch", help="answer an OpenAI batch file, resumably")
+    parser.add_argument("input", type=Path, help="OpenAI batch input (JSONL requests)")
+    parser.add_argument("output", type=Path, help="OpenAI batch output (JSONL, appended)")
+    parser.add_argument("--model", default=None, help="model directory (default: the demo model)")
+    parser.add_argument("--model-name", default="", help="the model id requests name "
+                        "(default: the model directory's name)")  # fmt: skip
+    parser.add_argument("--server", default=None, help="URL of an OpenAI-compatible server")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
+    parser.add_argument("--dtype", default="float32", help="auto, float32, float16, bfloat16")
+    parser.add_argument("--max-errors", type=int, default=None, help="stop after more failures")
+    parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
+    add_job_options(parser)
+    parser.set_defaults(handler=handle)
+
+
+def model_path(model: str | None) -> str:
+    from nanolang.demo import model_dir
+
+    return str(model if model is not None else model_dir())
+
+
+def make_runner(args: argparse.Namespace) -> BatchRunner:
+    if args.server is not None:
+        if args.model is not None:
+            raise ValueError("give --model or --server, not both (the server chose its model)")
+        from nanolang.backends.retry import RetryPolicy
+
+        client = remote_client_factory(args.server, os.environ.get(API_KEY_ENV))
+        return BatchRunner(client, RetryPolicy(), target=args.server)
+    from nanolang.backends.local import LocalBackend
+
+    path = model_path(args.model)
+    backend = LocalBackend.from_model(path, device=args.device, dtype=args.dtype)
+    name = args.model_name or Path(path).name
+    return BatchRunner(local_client_factory(backend, name), backend=backend)
+
+
+def handle(args: argparse.Namespace) -> int:
+    try:
+        rows = read_requests(args.input)
+        expected = {row.custom_id: row.fingerprint for row in rows}
+        note = prepare(args.output, expected, BATCH_LINES, resume_options(args))
+        runner = make_runner(args)
+    except (DatasetError, FingerprintMismatch, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if note:
+        print(note, file=sys.stderr)
+    rows = args.shard.select(rows, group_of) if args.shard else sorted(rows, key=order)
+    title = f"batch {args.input.name}"
+    try:
+        with ResultLog(args.output, key="custom_id") as results:
+            pending = sum(1 for r in rows if r.custom_id not in results.done)
+            with JobProgress(title, pending, args.quiet) as progress:
+                writer = JobWriter(results, args.max_errors, progress.advance)
+                stats = run_local(runner, rows, writer, args.concurrency)
+    finally:
+        if runner.backend is not None:
+            runner.backend.close()
+    return finish(args, title, rows, stats)
+
+
+def group_of(row: BatchRow) -> str:
+    return row.group
+
+
+def order(row: BatchRow) -> tuple[str, int]:
+    """Requests of one prefix group run side by side, so the prefix cache serves them."""
+    return row.group, row.line
+
+
+def finish(args: argparse.Namespace, title: str, rows: list[BatchRow], stats: RunStats) -> int:
+    ids = {row.custom_id for row in rows}
+    lines = [line for line in load_results(args.output) if line.get("custom_id") in ids]
+    summary = summarize_stats(len(rows), [batch_row_stats(line) for line in lines])
+    print_summary(f"{title} -> {args.output}", summary, stats)
+    if args.report is not None:
+        url_of = {row.custom_id: row.url for row in rows}
+        latencies: dict[str, list[float]] = {}
+        for line in lines:
+            endpoint = url_of[line["custom_id"]]
+            latencies.setdefault(endpoint, []).append(batch_row_stats(line).latency_s)
+        write_report(args.report, title, summary_rows(summary, stats), latencies)
+    if stats.stopped:
+        print(f"error: stopped: {stats.stopped}", file=sys.stderr)
+        return 1
+    if stats.finished and stats.failed == stats.finished:
+        print(f"error: all {stats.failed} requests of this run failed", file=sys.stderr)
+        return 1
+    return 0

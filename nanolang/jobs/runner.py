@@ -1,0 +1,161 @@
+"""Rows in, result lines out: what one process (or one Ray replica) does with a job's rows.
+
+A ``Runner`` turns one row into its ``Finished`` result line; ``finished_rows`` runs many rows
+concurrently on one runner and yields each as it finishes; ``JobWriter`` is the one writer that
+appends each line to the results file (fsynced), never twice for the same id, counts, reports
+progress and stops the job at ``--max-errors``. ``run_local`` joins the three in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from nanolang.jobs.results import ResultLog
+
+
+class TooManyErrors(RuntimeError):
+    """More rows failed than ``--max-errors`` allows; the job stopped."""
+
+
+@dataclass(frozen=True)
+class Finished:
+    """One row's result: the JSON line to write and what progress and summaries need."""
+
+    row_id: str
+    line: dict[str, Any]
+    failed: bool
+    completion_tokens: int
+    latency_s: float
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """Prompt tokens looked up in the prefix cache, and of them the ones it served."""
+
+    query_tokens: int = 0
+    hit_tokens: int = 0
+
+    def __add__(self, other: CacheStats) -> CacheStats:
+        return CacheStats(
+            self.query_tokens + other.query_tokens, self.hit_tokens + other.hit_tokens
+        )
+
+    @property
+    def hit_rate(self) -> float | None:
+        return self.hit_tokens / self.query_tokens if self.query_tokens else None
+
+
+class Runner(Protocol):
+    def row_id(self, row: Any) -> str: ...
+
+    async def run(self, row: Any) -> Finished: ...
+
+    def cache_stats(self) -> CacheStats | None: ...
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """What this run did (rows finished earlier are not counted). ``cache_hit_rate``: the
+    share of prompt tokens the engine(s) served from the prefix cache (None when unknown, e.g.
+    behind a server)."""
+
+    finished: int
+    failed: int
+    completion_tokens: int
+    wall_s: float
+    stopped: str | None = None
+    cache_hit_rate: float | None = None
+
+
+async def finished_rows(
+    runner: Runner, rows: Sequence[Any], concurrency: int
+) -> AsyncIterator[Finished]:
+    """Each row's result as it finishes, at most ``concurrency`` rows in flight. Closing the
+    iterator early cancels the rows still running."""
+    gate = asyncio.Semaphore(concurrency)
+    done: asyncio.Queue[Finished | Exception] = asyncio.Queue()
+
+    async def one(row: Any) -> None:
+        async with gate:
+            try:
+                done.put_nowait(await runner.run(row))
+            except Exception as exc:  # a runner that raises has a bug: stop the job loudly
+                done.put_nowait(exc)
+
+    tasks = [asyncio.create_task(one(row)) for row in rows]
+    try:
+        for _ in tasks:
+            item = await done.get()
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class JobWriter:
+    """The one writer of a job's results file."""
+
+    def __init__(
+        self,
+        results: ResultLog,
+        max_errors: int | None = None,
+        on_finished: Callable[[Finished], None] | None = None,
+    ) -> None:
+        self.results = results
+        self.max_errors = max_errors
+        self.on_finished = on_finished
+        self.finished = 0
+        self.failed = 0
+        self.completion_tokens = 0
+        self.duplicates = 0
+        self.start = time.perf_counter()
+
+    def write(self, item: Finished) -> None:
+        """Append ``item``'s line (once per id); ``TooManyErrors`` past ``max_errors``."""
+        if item.row_id in self.results.done:  # e.g. a re-queued row that had finished
+            self.duplicates += 1
+            return
+        self.results.append_line(item.row_id, json.dumps(item.line, ensure_ascii=False))
+        self.finished += 1
+        self.failed += item.failed
+        self.completion_tokens += item.completion_tokens
+        if self.on_finished is not None:
+            self.on_finished(item)
+        if self.max_errors is not None and self.failed > self.max_errors:
+            raise TooManyErrors(
+                f"{self.failed} rows failed (more than --max-errors {self.max_errors})"
+            )
+
+    def stats(self, stopped: str | None, cache: CacheStats | None) -> RunStats:
+        return RunStats(
+            self.finished,
+            self.failed,
+            self.completion_tokens,
+            time.perf_counter() - self.start,
+            stopped,
+            None if cache is None else cache.hit_rate,
+        )
+
+
+def run_local(runner: Runner, rows: Sequence[Any], writer: JobWriter, concurrency: int) -> RunStats:
+    """Run the rows not yet in ``writer``'s results in this process."""
+    pending = [row for row in rows if runner.row_id(row) not in writer.results.done]
+
+    async def main() -> None:
+        async for item in finished_rows(runner, pending, concurrency):
+            writer.write(item)
+
+    stopped = None
+    try:
+        asyncio.run(main())
+    except TooManyErrors as exc:
+        stopped = str(exc)
+    return writer.stats(stopped, runner.cache_stats())
