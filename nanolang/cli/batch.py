@@ -27,7 +27,12 @@ from nanolang.jobs.batch import (
 from nanolang.jobs.batch_input import BatchRow, read_requests
 from nanolang.jobs.dataset import DatasetError
 from nanolang.jobs.fingerprint import FingerprintMismatch
-from nanolang.jobs.options import add_job_options, resume_options
+from nanolang.jobs.options import (
+    add_job_options,
+    cluster_options,
+    resume_options,
+    run_distributed,
+)
 from nanolang.jobs.progress import JobProgress
 from nanolang.jobs.report import write_report
 from nanolang.jobs.results import ResultLog, load_results
@@ -46,8 +51,6 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--model-name", default="", help="the model id requests name "
                         "(default: the model directory's name)")  # fmt: skip
     parser.add_argument("--server", default=None, help="URL of an OpenAI-compatible server")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
-    parser.add_argument("--dtype", default="float32", help="auto, float32, float16, bfloat16")
     parser.add_argument("--max-errors", type=int, default=None, help="stop after more failures")
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
     add_job_options(parser)
@@ -62,8 +65,6 @@ def model_path(model: str | None) -> str:
 
 def make_runner(args: argparse.Namespace) -> BatchRunner:
     if args.server is not None:
-        if args.model is not None:
-            raise ValueError("give --model or --server, not both (the server chose its model)")
         from nanolang.backends.retry import RetryPolicy
 
         client = remote_client_factory(args.server, os.environ.get(API_KEY_ENV))
@@ -81,7 +82,7 @@ def handle(args: argparse.Namespace) -> int:
         rows = read_requests(args.input)
         expected = {row.custom_id: row.fingerprint for row in rows}
         note = prepare(args.output, expected, BATCH_LINES, resume_options(args))
-        runner = make_runner(args)
+        cluster = cluster_options(args) if args.ray is not None else None
     except (DatasetError, FingerprintMismatch, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -94,11 +95,44 @@ def handle(args: argparse.Namespace) -> int:
             pending = sum(1 for r in rows if r.custom_id not in results.done)
             with JobProgress(title, pending, args.quiet) as progress:
                 writer = JobWriter(results, args.max_errors, progress.advance)
-                stats = run_local(runner, rows, writer, args.concurrency)
+                if cluster is None:
+                    stats = run_here(args, rows, writer)
+                else:
+                    stats = run_distributed(replica_spec(args), rows, row_id, group_of,
+                                            writer, cluster)  # fmt: skip
+    except (ValueError, OSError) as exc:  # a model that cannot load, a cluster not reached
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return finish(args, title, rows, stats)
+
+
+def run_here(args: argparse.Namespace, rows: list[BatchRow], writer: JobWriter) -> RunStats:
+    if args.server is not None and args.model is not None:
+        raise ValueError("give --model or --server, not both (the server chose its model)")
+    runner = make_runner(args)
+    try:
+        return run_local(runner, rows, writer, args.concurrency)
     finally:
         if runner.backend is not None:
             runner.backend.close()
-    return finish(args, title, rows, stats)
+
+
+def replica_spec(args: argparse.Namespace) -> Any:
+    from nanolang.jobs.cluster import ReplicaSpec
+
+    path = str(Path(model_path(args.model)).resolve())
+    return ReplicaSpec(
+        kind="batch",
+        model=path,
+        device=args.device,
+        dtype=args.dtype,
+        concurrency=args.concurrency,
+        model_name=args.model_name or Path(path).name,
+    )
+
+
+def row_id(row: BatchRow) -> str:
+    return row.custom_id
 
 
 def group_of(row: BatchRow) -> str:

@@ -14,23 +14,26 @@ are counted, not fatal), 1 when it could not start, every row of the run failed,
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from nanolang.api.program import entry
 from nanolang.cli.common import load_module, report
-from nanolang.jobs.dataset import DatasetError, read_rows
+from nanolang.jobs.dataset import DatasetError, Row, read_rows
 from nanolang.jobs.fingerprint import FingerprintMismatch
 from nanolang.jobs.job import EvalJob, JobConfig, row_fingerprints
 from nanolang.jobs.metrics import METRICS, declared_metric, resolve_metric
-from nanolang.jobs.options import add_job_options, resume_options
+from nanolang.jobs.options import add_job_options, cluster_options, resume_options, run_distributed
 from nanolang.jobs.progress import JobProgress
 from nanolang.jobs.report import write_report
 from nanolang.jobs.results import ResultLog, load_results
 from nanolang.jobs.resume import EVAL_LINES, prepare
-from nanolang.jobs.runner import RunStats
+from nanolang.jobs.runner import JobWriter, RunStats
 from nanolang.jobs.summary import print_summary, summarize, summary_rows
+from nanolang.syntax import tree
 from nanolang.syntax.errors import NanoError
 
 
@@ -52,11 +55,17 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--max-errors", type=int, default=None, help="stop after more failures")
     parser.add_argument("--concurrency", type=int, default=64, help="instances in flight")
     parser.add_argument("--seed", type=int, default=0, help="derive every gen's seed from this")
+    parser.add_argument(
+        "--group-by", default=None, metavar="FIELD",
+        help="with --ray or --shard: rows with equal FIELD share a prompt prefix (kept together)",
+    )  # fmt: skip
     add_job_options(parser)
     parser.set_defaults(handler=handle)
 
 
-def make_backend(model: str | None, server: str | None) -> Any:
+def make_backend(
+    model: str | None, server: str | None, device: str = "cpu", dtype: str = "float32"
+) -> Any:
     if server is not None:
         if model is not None:
             raise ValueError("give --model or --server, not both (the server chose its model)")
@@ -66,7 +75,8 @@ def make_backend(model: str | None, server: str | None) -> Any:
     from nanolang.backends.local import LocalBackend
     from nanolang.demo import model_dir
 
-    return LocalBackend.from_model(model if model is not None else model_dir())
+    path = model if model is not None else model_dir()
+    return LocalBackend.from_model(path, device=device, dtype=dtype)
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -82,7 +92,7 @@ def handle(args: argparse.Namespace) -> int:
         note = prepare(
             args.out, row_fingerprints(module, config, rows), EVAL_LINES, resume_options(args)
         )
-        backend = make_backend(args.model, args.server)
+        cluster = cluster_options(args) if args.ray is not None else None
     except (DatasetError, FingerprintMismatch, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -92,17 +102,65 @@ def handle(args: argparse.Namespace) -> int:
     if note:
         print(note, file=sys.stderr)
     if args.shard is not None:
-        rows = args.shard.select(rows)
+        rows = args.shard.select(rows, group_by(args.group_by))
     title = f"{Path(args.file).stem}:{program.name}"
     try:
         with ResultLog(args.out) as results:
             pending = sum(1 for r in rows if r.id not in results.done)
             with JobProgress(title, pending, args.quiet) as progress:
-                job = EvalJob(module, backend, config, results, on_result=progress.advance)
-                stats = job.run(rows)
+                if cluster is None:
+                    stats = run_here(args, module, config, rows, results, progress)
+                else:
+                    spec = replica_spec(args, module, config)
+                    writer = JobWriter(results, config.max_errors, progress.advance)
+                    stats = run_distributed(spec, rows, row_id, group_by(args.group_by),
+                                            writer, cluster)  # fmt: skip
+    except (ValueError, OSError) as exc:  # a model that cannot load, a cluster not reached
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return finish(args, title, rows, metric, stats)
+
+
+def run_here(
+    args: argparse.Namespace,
+    module: tree.Module,
+    config: JobConfig,
+    rows: list[Row],
+    results: ResultLog,
+    progress: JobProgress,
+) -> RunStats:
+    backend = make_backend(args.model, args.server, args.device, args.dtype)
+    try:
+        job = EvalJob(module, backend, config, results, on_result=progress.advance)
+        return job.run(rows)
     finally:
         backend.close()
-    return finish(args, title, rows, metric, stats)
+
+
+def row_id(row: Row) -> str:
+    return row.id
+
+
+def group_by(field: str | None) -> Callable[[Row], str]:
+    """Rows with the same value of ``field`` share a prompt prefix (one group without it)."""
+    return lambda row: "" if field is None else json.dumps(row.args.get(field), sort_keys=True)
+
+
+def replica_spec(args: argparse.Namespace, module: tree.Module, config: JobConfig) -> Any:
+    from nanolang.demo import model_dir
+    from nanolang.jobs.cluster import ReplicaSpec
+
+    return ReplicaSpec(
+        kind="eval",
+        model=str(Path(args.model).resolve()) if args.model else str(model_dir()),
+        device=args.device,
+        dtype=args.dtype,
+        concurrency=args.concurrency,
+        program_file=module.file,
+        program_source=module.source or "",
+        program=config.program,
+        seed=config.seed,
+    )
 
 
 def finish(args: argparse.Namespace, title: str, rows: Any, metric: str, stats: RunStats) -> int:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+from nanolang.jobs.dispatch import ClusterOptions
 from nanolang.jobs.resume import ResumeOptions
+from nanolang.jobs.runner import JobWriter, RunStats
 from nanolang.jobs.shard import Shard
 
 
@@ -27,7 +31,49 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
         help="also write the summary and latency histograms as HTML",
     )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="log lines instead of a live bar")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
+    parser.add_argument("--dtype", default="float32", help="auto, float32, float16, bfloat16")
+    parser.add_argument(
+        "--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+        help="run on a Ray cluster (ADDRESS, e.g. 10.0.0.5:6379; without it: a local cluster "
+        "or $RAY_ADDRESS), one engine replica per GPU or per CPU slot",
+    )  # fmt: skip
+    parser.add_argument("--replicas", type=int, default=None, help="with --ray: how many")
+    parser.add_argument(
+        "--replica-cpus", type=float, default=1.0, help="with --ray: CPUs per replica"
+    )
+    parser.add_argument(
+        "--chunk-rows", type=int, default=16, help="with --ray: rows handed to a replica at once"
+    )
+
+
+def cluster_options(args: argparse.Namespace) -> ClusterOptions:
+    """The ``--ray`` options (raises ``ValueError`` for ``--ray`` with ``--server``)."""
+    if args.server is not None:
+        raise ValueError("give --ray or --server, not both (--ray runs the engine on the cluster)")
+    return ClusterOptions(
+        address=args.ray or None,
+        replicas=args.replicas,
+        replica_cpus=args.replica_cpus,
+        chunk_rows=args.chunk_rows,
+    )
 
 
 def resume_options(args: argparse.Namespace) -> ResumeOptions:
     return ResumeOptions(restart=args.restart, retry_failed=args.retry_failed)
+
+
+def run_distributed(
+    spec: Any,
+    rows: Sequence[Any],
+    row_id: Callable[[Any], str],
+    group: Callable[[Any], str],
+    writer: JobWriter,
+    options: ClusterOptions,
+) -> RunStats:
+    """``cluster.run_on_ray``, with a clear error when Ray is not installed."""
+    try:
+        from nanolang.jobs.cluster import run_on_ray
+    except ImportError as exc:
+        raise ValueError(f"--ray needs Ray (pip install 'ray>=2.40'): {exc}") from None
+    return run_on_ray(spec, rows, row_id, group, writer, options)
