@@ -54,30 +54,53 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
     return F.silu(gate) * up
 
 
+FP8_MAX = 448.0  # largest finite float8 e4m3 value
+
+
+def quantize_kv(x: torch.Tensor, dtype: torch.dtype, scale: float) -> torch.Tensor:
+    """What a cache of ``dtype`` stores for x: x itself, or x / scale saturated to the float8
+    range (the stored value times ``scale`` is what attention reads back)."""
+    if dtype != torch.float8_e4m3fn:
+        return x.to(dtype)
+    return (x.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(dtype)
+
+
+def dequantize_kv(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """float32 values of cache entries (float8 entries times their scale)."""
+    if x.dtype != torch.float8_e4m3fn:
+        return x.float()
+    return x.float() * scale
+
+
 def store_kv(
     k: torch.Tensor,
     v: torch.Tensor,
     k_cache: torch.Tensor,
     v_cache: torch.Tensor,
     slot_mapping: torch.Tensor,
+    k_scale: float = 1.0,
+    v_scale: float = 1.0,
 ) -> None:
-    """Write k, v [T, Hk, D] into caches [num_blocks, block_size, Hk, D] at flat slots [T]."""
-    flat_k = k_cache.view(-1, *k_cache.shape[2:])
-    flat_v = v_cache.view(-1, *v_cache.shape[2:])
-    flat_k.index_copy_(0, slot_mapping, k.to(k_cache.dtype))
-    flat_v.index_copy_(0, slot_mapping, v.to(v_cache.dtype))
+    """Write k, v [T, Hk, D] into caches [num_blocks, block_size, Hk, D] at flat slots [T].
+
+    A float8 (e4m3) cache stores k / k_scale and v / v_scale, saturated to +-448."""
+    for x, cache, scale in ((k, k_cache, k_scale), (v, v_cache, v_scale)):
+        stored = quantize_kv(x, cache.dtype, scale)
+        if cache.dtype == torch.float8_e4m3fn:  # index_copy_ has no float8 kernel: copy bytes
+            cache, stored = cache.view(torch.uint8), stored.view(torch.uint8)
+        cache.view(-1, *cache.shape[2:]).index_copy_(0, slot_mapping, stored)
 
 
 def _attend(
     q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, blocks: torch.Tensor,
-    ctx_len: int, scale: float,
+    ctx_len: int, scale: float, k_scale: float, v_scale: float,
 ) -> torch.Tensor:  # fmt: skip
     """q [q_len, Hq, D] at the last q_len positions of a context of ctx_len cached tokens."""
     q_len, group = q.shape[0], q.shape[1] // k_cache.shape[2]
     keys = k_cache.index_select(0, blocks).flatten(0, 1)[:ctx_len]  # [ctx, Hk, D]
     values = v_cache.index_select(0, blocks).flatten(0, 1)[:ctx_len]
-    keys = keys.repeat_interleave(group, dim=1).transpose(0, 1).float()  # [Hq, ctx, D]
-    values = values.repeat_interleave(group, dim=1).transpose(0, 1).float()
+    keys = dequantize_kv(keys, k_scale).repeat_interleave(group, dim=1).transpose(0, 1)
+    values = dequantize_kv(values, v_scale).repeat_interleave(group, dim=1).transpose(0, 1)
     scores = torch.matmul(q.transpose(0, 1).float(), keys.transpose(1, 2)) * scale
     q_pos = torch.arange(ctx_len - q_len, ctx_len, device=q.device).unsqueeze(1)
     k_pos = torch.arange(ctx_len, device=q.device).unsqueeze(0)
@@ -91,11 +114,14 @@ def paged_attention(
     v_cache: torch.Tensor,
     meta: AttentionMetadata,
     scale: float,
+    k_scale: float = 1.0,
+    v_scale: float = 1.0,
 ) -> torch.Tensor:
     """Causal attention of q [T, Hq, D] over each sequence's paged KV; GQA by head grouping.
 
     Reads the batch the way the GPU kernels do (the decodes-first contract): sequence ``i`` below
     ``num_decode_seqs`` is query row ``i`` alone, the others own their ``cu_seqlens_q`` rows.
+    Float8 caches are read as stored value x ``k_scale`` / ``v_scale``.
     """
     out = torch.empty_like(q)
     block_size = k_cache.shape[1]
@@ -104,7 +130,9 @@ def paged_attention(
     for i, ctx_len in enumerate(ctx):
         start, end = (i, i + 1) if i < meta.num_decode_seqs else (cu[i], cu[i + 1])
         blocks = meta.block_tables[i, : (ctx_len + block_size - 1) // block_size].long()
-        out[start:end] = _attend(q[start:end], k_cache, v_cache, blocks, ctx_len, scale)
+        out[start:end] = _attend(
+            q[start:end], k_cache, v_cache, blocks, ctx_len, scale, k_scale, v_scale
+        )
     return out
 
 

@@ -176,6 +176,9 @@ def presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.json"))
 
 
+KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3")
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """How the engine runs; values found at start-up (KV blocks) live in the engine, not here."""
@@ -199,6 +202,9 @@ class EngineConfig:
     pipeline: str | None = None
     # "torch", "triton", "flashinfer": the paged-attention backend; None: the registry's choice
     attention_backend: str | None = None
+    # "auto": the model's dtype; "fp8" (or "fp8_e4m3"): float8 e4m3 with a scale per layer for K
+    # and one for V (from the checkpoint's k_scale / v_scale, else 1.0), half the bytes of bf16
+    kv_cache_dtype: str = "auto"
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
@@ -211,5 +217,10 @@ class EngineConfig:
             raise ValueError("gpu_memory_utilization must be in (0, 1]")
         if not 0 <= self.admission_watermark < 1:
             raise ValueError("admission_watermark must be in [0, 1)")
+        if self.kv_cache_dtype not in KV_CACHE_DTYPES:
+            raise ValueError(
+                f"kv_cache_dtype must be one of {', '.join(KV_CACHE_DTYPES)}, "
+                f"got {self.kv_cache_dtype!r}"
+            )
         if self.kv_cache_memory_bytes is not None and self.kv_cache_memory_bytes <= 0:
             raise ValueError("kv_cache_memory_bytes must be positive")

@@ -17,7 +17,7 @@ from runtime.config import EngineConfig, ModelConfig, context_limit, read_json
 from runtime.detokenizer import IncrementalDetokenizer, find_stop
 from runtime.kv_budget import kv_memory_budget, num_kv_blocks
 from runtime.model.loader import build_model, resolve_model
-from runtime.model_runner import Launched, ModelRunner, kv_bytes_per_block
+from runtime.model_runner import Launched, ModelRunner, kv_bytes_per_block, kv_cache_dtype
 from runtime.outputs import RequestOutput
 from runtime.program_ref import ProgramRef
 from runtime.sampling_params import SamplingParams
@@ -87,12 +87,13 @@ class LLMEngine:
         )
         # this engine's own attention backend (its plans and CUDA-graph buffers are per engine)
         self.ops = get_ops(self.device, self.config.attention_backend).fresh()
+        self.kv_dtype = kv_cache_dtype(self.config.kv_cache_dtype, self.dtype)
         num_blocks = self._num_blocks(limit)
         self.blocks = BlockManager(
             num_blocks, self.config.block_size, self.config.enable_prefix_caching
         )
         self.max_model_len = min(limit, num_blocks * self.config.block_size)
-        self.runner = ModelRunner(self.model, self.ops, self.blocks, num_blocks)
+        self.runner = ModelRunner(self.model, self.ops, self.blocks, num_blocks, self.kv_dtype)
         if self.config.pipeline is not None:
             from runtime.pipeline.runner import PipelineForward
 
@@ -112,10 +113,12 @@ class LLMEngine:
         self._constraints: Any = None  # a ConstraintCompiler, built on first use
         self._inflight: Launched | None = None  # launched, not yet read back (async scheduling)
         logger.info(
-            "engine: %s on %s (%s), %d KV blocks of %d tokens, max_model_len %d, kernels: %s",
+            "engine: %s on %s (%s, KV cache %s), %d KV blocks of %d tokens, max_model_len %d, "
+            "kernels: %s",
             model,
             self.device,
             self.dtype,
+            self.kv_dtype,
             num_blocks,
             self.config.block_size,
             self.max_model_len,
@@ -133,7 +136,7 @@ class LLMEngine:
         return frozenset(int(i) for i in ids)
 
     def _num_blocks(self, max_len: int) -> int:
-        per_block = kv_bytes_per_block(self.model, self.config.block_size, self.dtype)
+        per_block = kv_bytes_per_block(self.model, self.config.block_size, self.kv_dtype)
         budget = kv_memory_budget(self.model_config, self.config, self.device, self.dtype)
         useful = self.config.max_num_seqs * -(-max_len // self.config.block_size)
         n = num_kv_blocks(budget, per_block, useful)

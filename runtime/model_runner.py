@@ -76,6 +76,11 @@ class BatchInputs:
     prompt_rows: dict[int, tuple[int, int, list[int]]]  # scheduled idx -> (row0, n, target ids)
 
 
+def kv_cache_dtype(name: str, model_dtype: torch.dtype) -> torch.dtype:
+    """The torch dtype of the KV cache for EngineConfig.kv_cache_dtype."""
+    return model_dtype if name == "auto" else torch.float8_e4m3fn
+
+
 def kv_bytes_per_block(model: LlamaModel, block_size: int, dtype: torch.dtype) -> int:
     cfg = model.cfg
     elem = torch.empty((), dtype=dtype).element_size()
@@ -83,10 +88,18 @@ def kv_bytes_per_block(model: LlamaModel, block_size: int, dtype: torch.dtype) -
 
 
 class ModelRunner:
-    def __init__(self, model: LlamaModel, ops: Ops, blocks: BlockManager, num_blocks: int) -> None:
+    def __init__(
+        self,
+        model: LlamaModel,
+        ops: Ops,
+        blocks: BlockManager,
+        num_blocks: int,
+        kv_dtype: torch.dtype | None = None,
+    ) -> None:
         self.model, self.ops, self.blocks = model, ops, blocks
         self.device = model.embed_tokens.device
         self.dtype = model.embed_tokens.dtype
+        self.kv_dtype = kv_dtype or self.dtype
         self.graphs: DecodeGraphs | None = None
         # (input_ids, ctx) -> hidden: the dense model, or a pipeline plan applied to it
         self.forward: Callable[[torch.Tensor, ForwardContext], torch.Tensor] = model
@@ -99,8 +112,8 @@ class ModelRunner:
         self.scratch_block = num_blocks
         self.kv_caches = [
             (
-                torch.zeros(shape, dtype=self.dtype, device=self.device),
-                torch.zeros(shape, dtype=self.dtype, device=self.device),
+                torch.zeros(shape, dtype=self.kv_dtype, device=self.device),
+                torch.zeros(shape, dtype=self.kv_dtype, device=self.device),
             )
             for _ in range(cfg.num_layers)
         ]

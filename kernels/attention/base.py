@@ -5,9 +5,10 @@ batch at a time, described by an :class:`AttentionMetadata`:
 
 1. ``prepare(meta)``: once per batch, before the first layer and never inside a CUDA-graph
    capture. Host-side planning (FlashInfer's ``plan``) happens here.
-2. ``forward(q, k_cache, v_cache, meta, scale)``: once per layer. A metadata object that was not
-   prepared is prepared on the spot (kernel tests, pipeline nano-batches), except during a capture,
-   where that is an error.
+2. ``forward(q, k_cache, v_cache, meta, scale, k_scale, v_scale)``: once per layer (the two
+   scales: a float8 cache holds k / k_scale and v / v_scale; 1.0 for 16-bit caches). A metadata
+   object that was not prepared is prepared on the spot (kernel tests, pipeline nano-batches),
+   except during a capture, where that is an error.
 
 CUDA graphs replay decode-only batches padded to a bucket size ``b`` over static buffers:
 
@@ -63,6 +64,8 @@ class AttentionBackend(ABC):
         v_cache: torch.Tensor,
         meta: AttentionMetadata,
         scale: float,
+        k_scale: float = 1.0,
+        v_scale: float = 1.0,
     ) -> torch.Tensor: ...
 
     def init_cuda_graphs(self, max_batch_size: int, max_blocks_per_seq: int) -> None:  # noqa: B027

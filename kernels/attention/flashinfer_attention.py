@@ -85,10 +85,12 @@ class Layout:
     page: int
     dtype: torch.dtype
     scale: float
+    kv_dtype: torch.dtype | None = None  # the cache's (float8 or the queries' dtype)
 
     @staticmethod
     def of(q: torch.Tensor, k_cache: torch.Tensor, scale: float) -> Layout:
-        return Layout(q.shape[1], k_cache.shape[2], q.shape[2], k_cache.shape[1], q.dtype, scale)
+        return Layout(q.shape[1], k_cache.shape[2], q.shape[2], k_cache.shape[1], q.dtype, scale,
+                      k_cache.dtype)  # fmt: skip
 
     @property
     def tensor_cores(self) -> bool:
@@ -96,13 +98,14 @@ class Layout:
 
     def decode_plan(self, wrapper: Any, p: Pages) -> None:
         wrapper.plan(p.indptr, p.indices, p.last_len, self.num_heads, self.num_kv_heads,
-                     self.head_dim, self.page, q_data_type=self.dtype, kv_data_type=self.dtype,
+                     self.head_dim, self.page, q_data_type=self.dtype,
+                     kv_data_type=self.kv_dtype or self.dtype,
                      sm_scale=self.scale)  # fmt: skip
 
     def prefill_plan(self, wrapper: Any, qo_indptr: torch.Tensor, p: Pages) -> None:
         wrapper.plan(qo_indptr, p.indptr, p.indices, p.last_len, self.num_heads,
                      self.num_kv_heads, self.head_dim, self.page, causal=True,
-                     q_data_type=self.dtype, kv_data_type=self.dtype,
+                     q_data_type=self.dtype, kv_data_type=self.kv_dtype or self.dtype,
                      sm_scale=self.scale)  # fmt: skip
 
 
@@ -238,18 +241,22 @@ class FlashInferAttention(AttentionBackend):
         v_cache: torch.Tensor,
         meta: AttentionMetadata,
         scale: float,
+        k_scale: float = 1.0,
+        v_scale: float = 1.0,
     ) -> torch.Tensor:
         if not self.runs(q):
-            return self.fallback.forward(q, k_cache, v_cache, meta, scale)
+            return self.fallback.forward(q, k_cache, v_cache, meta, scale, k_scale, v_scale)
         q = q.contiguous()
         self.layout = Layout.of(q, k_cache, scale)
         plan = self._plan(meta, self.layout)
         out = torch.empty_like(q)
         nd = meta.num_decode_seqs
+        # a float8 cache holds k / k_scale and v / v_scale: FlashInfer applies the scales
+        scales = {"k_scale": k_scale, "v_scale": v_scale} if k_cache.element_size() == 1 else {}
         if plan.decode is not None:
-            plan.decode.run(q[:nd], (k_cache, v_cache), out=out[:nd])
+            plan.decode.run(q[:nd], (k_cache, v_cache), out=out[:nd], **scales)
         if plan.prefill is not None:
-            plan.prefill.run(q[nd:], (k_cache, v_cache), out=out[nd:])
+            plan.prefill.run(q[nd:], (k_cache, v_cache), out=out[nd:], **scales)
         return out
 
     # CUDA graphs

@@ -24,5 +24,7 @@ class TorchAttention(AttentionBackend):
         v_cache: torch.Tensor,
         meta: AttentionMetadata,
         scale: float,
+        k_scale: float = 1.0,
+        v_scale: float = 1.0,
     ) -> torch.Tensor:
-        return reference.paged_attention(q, k_cache, v_cache, meta, scale)
+        return reference.paged_attention(q, k_cache, v_cache, meta, scale, k_scale, v_scale)

@@ -43,7 +43,10 @@ class TritonAttention(AttentionBackend):
         v_cache: torch.Tensor,
         meta: AttentionMetadata,
         scale: float,
+        k_scale: float = 1.0,
+        v_scale: float = 1.0,
     ) -> torch.Tensor:
         return paged_attention(
-            q, k_cache, v_cache, meta, scale, num_sms=self.num_sms, decode_config=self.decode_config
-        )
+            q, k_cache, v_cache, meta, scale, k_scale, v_scale, num_sms=self.num_sms,
+            decode_config=self.decode_config,
+        )  # fmt: skip

@@ -55,7 +55,8 @@ def _update_swapped(q, k, v, valid, m_i, l_i, acc, scale_log2, PRECISION: tl.con
 @triton.jit
 def decode_kernel(
     q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr, context_lens_ptr, out_ptr, part_out_ptr,
-    part_lse_ptr, scale_log2, stride_qt, stride_qh, stride_kb, stride_ks, stride_kh, stride_vb,
+    part_lse_ptr, scale_log2,
+    v_scale, stride_qt, stride_qh, stride_kb, stride_ks, stride_kh, stride_vb,
     stride_vs, stride_vh, stride_bt, stride_ot, stride_oh, num_seqs, num_kv_heads, num_splits,
     split_len, num_programs, GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
     PAGE: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr, STAGES: tl.constexpr,
@@ -95,6 +96,8 @@ def decode_kernel(
             next_page = page_id(table, offs + BLOCK_N, end, PAGE)
             k, v = load_kv(k_cache_ptr, v_cache_ptr, page, offs, valid, kvh, cols, stride_kb,
                            stride_ks, stride_kh, stride_vb, stride_vs, stride_vh, PAGE)  # fmt: skip
+            # a float8 cache is widened to q's dtype here; its scales are applied outside the loop
+            k, v = k.to(q_ptr.dtype.element_ty), v.to(q_ptr.dtype.element_ty)
             if SWAP_AB:
                 m_i, l_i, acc = _update_swapped(q, k, v, valid, m_i, l_i, acc, scale_log2,
                                                 PRECISION)  # fmt: skip
@@ -103,8 +106,8 @@ def decode_kernel(
                                              PRECISION)  # fmt: skip
         if SWAP_AB:
             acc = tl.trans(acc)
-        store_decode(acc, l_i, m_i, out_ptr, part_out_ptr, part_lse_ptr, seq, heads, split,
-                     num_kv_heads * GROUP, num_splits, stride_ot, stride_oh, cols, row_mask,
+        store_decode(acc * v_scale, l_i, m_i, out_ptr, part_out_ptr, part_lse_ptr, seq, heads,
+                     split, num_kv_heads * GROUP, num_splits, stride_ot, stride_oh, cols, row_mask,
                      HEAD_DIM, SPLIT)  # fmt: skip
 
 
@@ -119,11 +122,15 @@ def decode_attention(
     out: torch.Tensor,
     num_sms: int | None = None,
     config: DecodeConfig | None = None,
+    k_scale: float = 1.0,
+    v_scale: float = 1.0,
 ) -> None:
     """Decode attention of q [B, Hq, D] over caches [blocks, page, Hk, D] into out [B, Hq, D].
 
     ``num_sms`` sizes a persistent grid to that many SMs; None gives one program per work item.
-    No host syncs: the grid depends only on shapes and ``max_context_len``.
+    No host syncs: the grid depends only on shapes and ``max_context_len``. A float8 cache is
+    read as stored value x ``k_scale`` / ``v_scale`` (folded into the softmax scale and the
+    epilogue).
     """
     cfg = config or DecodeConfig()
     if q.shape[0] == 0:
@@ -134,7 +141,8 @@ def decode_attention(
     group = num_heads // num_kv_heads
     decode_kernel[(grid.programs,)](
         q, k_cache, v_cache, block_tables, context_lens, out, grid.part_out, grid.part_lse,
-        scale * LOG2E, q.stride(0), q.stride(1), *cache_strides(k_cache, v_cache),
+        scale * k_scale * LOG2E, v_scale, q.stride(0), q.stride(1),
+        *cache_strides(k_cache, v_cache),
         block_tables.stride(0), out.stride(0), out.stride(1),
         num_seqs, num_kv_heads, grid.num_splits, grid.split_len, grid.programs,
         GROUP=group,

@@ -31,8 +31,8 @@ def _page_step(q, k_desc, v_desc, page, n0, end, kvh, m_i, l_i, acc, scale_log2,
                PAGE: tl.constexpr, HEAD_DIM: tl.constexpr, PRECISION: tl.constexpr):  # fmt: skip
     """One page of one kv head: TMA loads, then the online-softmax update."""
     row = page * PAGE
-    k = k_desc.load([row, kvh * HEAD_DIM])  # [PAGE, D]
-    v = v_desc.load([row, kvh * HEAD_DIM])
+    k = k_desc.load([row, kvh * HEAD_DIM]).to(q.dtype)  # [PAGE, D]; float8 pages widened
+    v = v_desc.load([row, kvh * HEAD_DIM]).to(q.dtype)
     valid = n0 + tl.arange(0, PAGE) < end
     v = tl.where(valid[:, None], v, 0.0)  # slots past the context may hold anything, even NaN
     return softmax_step(q, k, v, valid[None, :], m_i, l_i, acc, scale_log2, PRECISION)
@@ -41,7 +41,8 @@ def _page_step(q, k_desc, v_desc, page, n0, end, kvh, m_i, l_i, acc, scale_log2,
 @triton.jit
 def decode_tma_kernel(
     q_ptr, k_desc, v_desc, block_tables_ptr, context_lens_ptr, out_ptr, part_out_ptr, part_lse_ptr,
-    scale_log2, stride_qt, stride_qh, stride_bt, stride_ot, stride_oh, num_seqs, num_kv_heads,
+    scale_log2,
+    v_scale, stride_qt, stride_qh, stride_bt, stride_ot, stride_oh, num_seqs, num_kv_heads,
     num_splits, split_len, num_programs, GROUP: tl.constexpr, GROUP_PAD: tl.constexpr,
     HEAD_DIM: tl.constexpr, PAGE: tl.constexpr, TWO_PAGES: tl.constexpr, SPLIT: tl.constexpr,
     STAGES: tl.constexpr, PRECISION: tl.constexpr,
@@ -85,8 +86,8 @@ def decode_tma_kernel(
                 m_i, l_i, acc = _page_step(q, k_desc, v_desc, cur_b, n0 + PAGE, end, kvh, m_i,
                                            l_i, acc, scale_log2, PAGE, HEAD_DIM,
                                            PRECISION)  # fmt: skip
-        store_decode(acc, l_i, m_i, out_ptr, part_out_ptr, part_lse_ptr, seq, heads, split,
-                     num_kv_heads * GROUP, num_splits, stride_ot, stride_oh, cols, row_mask,
+        store_decode(acc * v_scale, l_i, m_i, out_ptr, part_out_ptr, part_lse_ptr, seq, heads,
+                     split, num_kv_heads * GROUP, num_splits, stride_ot, stride_oh, cols, row_mask,
                      HEAD_DIM, SPLIT)  # fmt: skip
 
 
@@ -107,13 +108,20 @@ def tuned_config(num_sms: int, page: int) -> DecodeConfig:
     return DecodeConfig(pages * page, best.num_warps, best.num_stages, best.ctas_per_sm, tma=True)
 
 
+TMA_CACHE_DTYPES = (torch.bfloat16, torch.float16, torch.float8_e4m3fn)
+
+
 def tma_supported(q: torch.Tensor, k_cache: torch.Tensor) -> bool:
-    """TMA needs a Hopper-class GPU, 16-bit caches and 16-byte aligned rows."""
-    if q.device.type != "cuda" or k_cache.dtype not in (torch.bfloat16, torch.float16):
+    """TMA needs a Hopper-class GPU, 16-bit or float8 caches and 16-byte aligned rows."""
+    if q.device.type != "cuda" or k_cache.dtype not in TMA_CACHE_DTYPES:
+        return False
+    if q.dtype not in (torch.bfloat16, torch.float16):
         return False
     if torch.cuda.get_device_capability(q.device)[0] < 9:
         return False
-    return k_cache.is_contiguous() and (k_cache.shape[-2] * k_cache.shape[-1] * 2) % 16 == 0
+    head_bytes = k_cache.shape[-1] * k_cache.element_size()
+    row = k_cache.shape[-2] * head_bytes
+    return k_cache.is_contiguous() and row % 16 == 0 and head_bytes >= 16
 
 
 def _descriptor(cache: torch.Tensor) -> TensorDescriptor:
@@ -135,6 +143,8 @@ def decode_attention_tma(
     out: torch.Tensor,
     num_sms: int | None = None,
     config: DecodeConfig | None = None,
+    k_scale: float = 1.0,
+    v_scale: float = 1.0,
 ) -> None:
     """Same contract as ``decode_attention``; ``config.block_n`` is 1 or 2 pages per step."""
     cfg = config or DecodeConfig(block_n=2 * k_cache.shape[1])
@@ -148,7 +158,7 @@ def decode_attention_tma(
     grid = launch_grid(q, k_cache, max_context_len, num_sms, cfg.block_n, cfg.ctas_per_sm, out)
     decode_tma_kernel[(grid.programs,)](
         q, _descriptor(k_cache), _descriptor(v_cache), block_tables, context_lens, out,
-        grid.part_out, grid.part_lse, scale * LOG2E,
+        grid.part_out, grid.part_lse, scale * k_scale * LOG2E, v_scale,
         q.stride(0), q.stride(1), block_tables.stride(0), out.stride(0), out.stride(1),
         num_seqs, num_kv_heads, grid.num_splits, grid.split_len, grid.programs,
         GROUP=group,

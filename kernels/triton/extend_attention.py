@@ -25,7 +25,8 @@ from kernels.triton.paged_common import (
 @triton.jit
 def extend_kernel(
     q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr, context_lens_ptr, cu_seqlens_q_ptr, out_ptr,
-    scale_log2, stride_qt, stride_qh, stride_kb, stride_ks, stride_kh, stride_vb, stride_vs,
+    scale_log2,
+    v_scale, stride_qt, stride_qh, stride_kb, stride_ks, stride_kh, stride_vb, stride_vs,
     stride_vh, stride_bt, stride_ot, stride_oh, first_seq, GROUP: tl.constexpr,
     HEAD_DIM: tl.constexpr, PAGE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     STAGES: tl.constexpr, PRECISION: tl.constexpr,
@@ -60,9 +61,11 @@ def extend_kernel(
             next_page = page_id(table, offs + BLOCK_N, end, PAGE)
             k, v = load_kv(k_cache_ptr, v_cache_ptr, page, offs, valid, kvh, cols, stride_kb,
                            stride_ks, stride_kh, stride_vb, stride_vs, stride_vh, PAGE)  # fmt: skip
+            # a float8 cache is widened to q's dtype here; its scales are applied outside the loop
+            k, v = k.to(q_ptr.dtype.element_ty), v.to(q_ptr.dtype.element_ty)
             causal = valid[None, :] & (offs[None, :] <= q_pos[:, None])  # [M, N]
             m_i, l_i, acc = softmax_step(q, k, v, causal, m_i, l_i, acc, scale_log2, PRECISION)
-        result, _ = finish(acc, l_i, m_i)  # every row sees key 0, so l_i > 0
+        result, _ = finish(acc * v_scale, l_i, m_i)  # every row sees key 0, so l_i > 0
         store_rows(out_ptr, tok * stride_ot + head * stride_oh, cols, result, row_mask)
 
 
@@ -78,8 +81,11 @@ def extend_attention(
     max_query_len: int,
     scale: float,
     out: torch.Tensor,
+    k_scale: float = 1.0,
+    v_scale: float = 1.0,
 ) -> None:
-    """Causal attention for sequences first_seq..first_seq+num_seqs-1 of q [T, Hq, D] into out."""
+    """Causal attention for sequences first_seq..first_seq+num_seqs-1 of q [T, Hq, D] into out;
+    a float8 cache is read as stored value x ``k_scale`` / ``v_scale``."""
     if num_seqs == 0 or max_query_len == 0:
         return
     num_heads, head_dim = q.shape[1], q.shape[2]
@@ -88,7 +94,8 @@ def extend_attention(
     grid = (triton.cdiv(max_query_len, block_m), num_seqs, num_heads)
     extend_kernel[grid](
         q, k_cache, v_cache, block_tables, context_lens, cu_seqlens_q, out,
-        scale * LOG2E, q.stride(0), q.stride(1), *cache_strides(k_cache, v_cache),
+        scale * k_scale * LOG2E, v_scale, q.stride(0), q.stride(1),
+        *cache_strides(k_cache, v_cache),
         block_tables.stride(0), out.stride(0), out.stride(1),
         first_seq,
         GROUP=num_heads // k_cache.shape[2],

@@ -17,6 +17,8 @@ def paged_attention(
     v_cache: torch.Tensor,
     meta: AttentionMetadata,
     scale: float,
+    k_scale: float = 1.0,
+    v_scale: float = 1.0,
     num_sms: int | None = None,
     decode_config: DecodeConfig | None = None,
 ) -> torch.Tensor:
@@ -27,6 +29,7 @@ def paged_attention(
     part of a Hopper GPU (``num_sms`` below the device's) with a 16-bit cache runs the TMA kernel in
     the configuration measured best for that budget; on the whole GPU it runs the gather kernel,
     whose one-program-per-item grid balances mixed context lengths (see docs/performance.md).
+    A float8 (e4m3) cache is read by every kernel as stored value x ``k_scale`` / ``v_scale``.
     """
     assert q.stride(-1) == 1 and k_cache.is_contiguous() and v_cache.is_contiguous()
     assert q.shape[-1] & (q.shape[-1] - 1) == 0, "head_dim must be a power of two"
@@ -41,7 +44,7 @@ def paged_attention(
         decode(
             q[:num_decode], k_cache, v_cache, meta.block_tables[:num_decode],
             meta.context_lens[:num_decode], meta.max_context_len, scale, out[:num_decode],
-            num_sms=num_sms, config=decode_config,
+            num_sms=num_sms, config=decode_config, k_scale=k_scale, v_scale=v_scale,
         )  # fmt: skip
     extend_attention(
         q, k_cache, v_cache, meta.block_tables, meta.context_lens, meta.cu_seqlens_q,
@@ -50,5 +53,7 @@ def paged_attention(
         max_query_len=meta.max_query_len,
         scale=scale,
         out=out,
+        k_scale=k_scale,
+        v_scale=v_scale,
     )  # fmt: skip
     return out

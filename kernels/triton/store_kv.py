@@ -1,4 +1,6 @@
-"""Scatter k, v [T, Hk, D] into the paged caches at flat slots (negative slots are skipped)."""
+"""Scatter k, v [T, Hk, D] into the paged caches at flat slots (negative slots are skipped).
+
+A float8 (e4m3) cache stores k / k_scale and v / v_scale, saturated to the format's +-448."""
 
 from __future__ import annotations
 
@@ -22,8 +24,11 @@ def store_kv_kernel(
     stride_ch,
     num_heads,
     head_dim,
+    k_scale_inv,
+    v_scale_inv,
     HEADS_PAD: tl.constexpr,
     D_PAD: tl.constexpr,
+    FP8: tl.constexpr,
 ):
     token = tl.program_id(0).to(tl.int64)
     slot = tl.load(slot_ptr + token).to(tl.int64)
@@ -34,6 +39,9 @@ def store_kv_kernel(
         dst = slot * stride_cs + heads * stride_ch + cols
         k = tl.load(k_ptr + token * stride_kt + heads * stride_kh + cols, mask=mask)
         v = tl.load(v_ptr + token * stride_vt + heads * stride_vh + cols, mask=mask)
+        if FP8:
+            k = tl.clamp(k.to(tl.float32) * k_scale_inv, -448.0, 448.0)
+            v = tl.clamp(v.to(tl.float32) * v_scale_inv, -448.0, 448.0)
         tl.store(k_cache_ptr + dst, k.to(k_cache_ptr.dtype.element_ty), mask=mask)
         tl.store(v_cache_ptr + dst, v.to(v_cache_ptr.dtype.element_ty), mask=mask)
 
@@ -44,6 +52,8 @@ def store_kv(
     k_cache: torch.Tensor,
     v_cache: torch.Tensor,
     slot_mapping: torch.Tensor,
+    k_scale: float = 1.0,
+    v_scale: float = 1.0,
 ) -> None:
     """Write k, v [T, Hk, D] into caches [num_blocks, block_size, Hk, D] at flat slots [T]."""
     assert k_cache.is_contiguous() and v_cache.is_contiguous()
@@ -54,8 +64,9 @@ def store_kv(
     store_kv_kernel[(k.shape[0],)](
         k, v, k_cache, v_cache, slot_mapping,
         k.stride(0), k.stride(1), v.stride(0), v.stride(1),
-        k_cache.stride(1), k_cache.stride(2), num_heads, head_dim,
+        k_cache.stride(1), k_cache.stride(2), num_heads, head_dim, 1.0 / k_scale, 1.0 / v_scale,
         HEADS_PAD=triton.next_power_of_2(num_heads),
         D_PAD=triton.next_power_of_2(head_dim),
+        FP8=k_cache.dtype == torch.float8_e4m3fn,
         num_warps=4,
     )  # fmt: skip

@@ -31,7 +31,7 @@ from runtime.bench.peers import (
 )
 from runtime.bench.profile_run import profile_run
 from runtime.bench.report import render_table, result_record
-from runtime.bench.roofline import measure_ceilings, rooflines, workload_roofline
+from runtime.bench.roofline import Ceilings, measure_ceilings, rooflines, workload_roofline
 from runtime.bench.throughput import ThroughputResult, run_throughput
 from runtime.bench.workloads import WORKLOADS, BenchRequest, make_requests, workload_seed
 from runtime.llm import LLM
@@ -65,22 +65,29 @@ class EngineRun:
     """What one engine instance measured on one workload."""
 
     mode: str
+    kv_cache_dtype: str
     workload: str
     requests: list[BenchRequest]
     result: ThroughputResult
     profile: dict[str, Any] | None
+    facts: dict[str, Any]  # of the engine instance: ceilings, KV size, kernels
 
 
 def run_nanolang(
-    args: argparse.Namespace, names: list[str], mode: str, spec: str | None
-) -> tuple[list[EngineRun], dict[str, Any]]:
-    """Every workload on one engine; the engine facts the records share (ceilings, KV size)."""
+    args: argparse.Namespace,
+    names: list[str],
+    mode: str,
+    spec: str | None,
+    kv: str,
+    ceilings: Ceilings | None = None,
+) -> list[EngineRun]:
+    """Every workload on one engine instance (``ceilings``: measured by an earlier instance)."""
     overrides = json.loads(args.hf_overrides) if args.hf_overrides else None
     llm = LLM(
         args.model, dtype=args.dtype, device=args.device, load_format=args.load_format,
         hf_overrides=overrides, max_num_seqs=args.max_num_seqs,
         max_num_batched_tokens=args.max_num_batched_tokens, enforce_eager=args.enforce_eager,
-        async_scheduling=args.async_scheduling, pipeline=spec,
+        async_scheduling=args.async_scheduling, pipeline=spec, kv_cache_dtype=kv,
     )  # fmt: skip
     engine = llm.engine
     cfg, device, dtype = engine.model_config, engine.device, engine.dtype
@@ -91,7 +98,7 @@ def run_nanolang(
         "kv_cache_tokens": engine.blocks.allocator.num_blocks * engine.config.block_size,
         "async_scheduling": engine.async_scheduling,
         "kernels": dict(engine.ops.backends),
-        "ceilings": measure_ceilings(device, cfg, dtype),
+        "ceilings": ceilings or measure_ceilings(device, cfg, dtype),
         "dtype": dtype,
     }  # fmt: skip
     runs = []
@@ -108,12 +115,12 @@ def run_nanolang(
             if engine.blocks.cache is not None:
                 engine.blocks.cache.reset()
             profile = profile_run(llm, reqs, args.profile_skip, args.profile_window)
-        runs.append(EngineRun(mode, name, reqs, res, profile))
+        runs.append(EngineRun(mode, kv, name, reqs, res, profile, facts))
     del llm, engine  # free the GPU for the next engine and the peers
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    return runs, facts
+    return runs
 
 
 def run_peers(
@@ -140,10 +147,12 @@ def run_peers(
             if not importable(peer, sites.get(peer)):
                 print(f"peer {peer}: not importable here, skipped", file=sys.stderr)
                 continue
-            run = PeerRun(peer, "auto", sites.get(peer), extra.get(peer, {}))
-            for rec in run_peer(run, model_dir, jobs, max_len):
-                records.append({"model": args.model, "device": device,
-                                "date": dt.date.today().isoformat(), "command": command, **rec})
+            for kv in args.kv_cache_dtype.split(","):
+                run = PeerRun(peer, kv, sites.get(peer), extra.get(peer, {}))
+                for rec in run_peer(run, model_dir, jobs, max_len):
+                    records.append({"model": args.model, "device": device,
+                                    "date": dt.date.today().isoformat(), "command": command,
+                                    **rec})  # fmt: skip
     return records
 
 
@@ -155,20 +164,23 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
     peers = parse_peers(args.peer)
     modes = args.mode.split(",")
     specs = {mode: pipeline_spec(mode, args.plan) for mode in modes}
+    kv_dtypes = args.kv_cache_dtype.split(",")
     runs: list[EngineRun] = []
-    facts: dict[str, Any] = {}
     for mode in modes:
-        mode_runs, facts = run_nanolang(args, names, mode, specs[mode])
-        runs += mode_runs
-    device = facts["device"]
-    peer_net = build_hf_model(args.model, device, facts["dtype"]) if "hf" in peers else None
+        for kv in kv_dtypes:
+            ceilings = runs[0].facts["ceilings"] if runs else None  # one measurement per run
+            runs += run_nanolang(args, names, mode, specs[mode], kv, ceilings)
+    device = runs[0].facts["device"]
+    dtype = runs[0].facts["dtype"]
+    peer_net = build_hf_model(args.model, device, dtype) if "hf" in peers else None
     records = []
     version = nanolang_version()
-    cfg, ceilings = facts["cfg"], facts["ceilings"]
     for r in runs:
-        res = r.result
+        res, facts = r.result, r.facts
+        cfg, ceilings = facts["cfg"], facts["ceilings"]
         peer = None
-        if peer_net is not None and WORKLOADS[r.workload].fixed and r.mode == modes[0]:
+        first = r.mode == modes[0] and r.kv_cache_dtype == kv_dtypes[0]
+        if peer_net is not None and WORKLOADS[r.workload].fixed and first:
             peer = run_hf_generate(peer_net, r.requests[: args.peer_requests], args.peer_batch,
                                    device)  # fmt: skip
         lengths = [(len(q.prompt_token_ids), q.output_len) for q in r.requests]
@@ -181,7 +193,8 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
             workload_roof=workload_roofline(lengths, cfg, ceilings, facts["kv_elem"],
                                             facts["weight_elem"], facts["kv_cache_tokens"]),
             ceilings=ceilings, kernels=facts["kernels"], peer=peer, version=version,
-            kv_cache_tokens=facts["kv_cache_tokens"], profile=r.profile,
+            kv_cache_tokens=facts["kv_cache_tokens"], kv_cache_dtype=r.kv_cache_dtype,
+            profile=r.profile,
         ))  # fmt: skip
     del peer_net
     gc.collect()

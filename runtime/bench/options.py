@@ -55,6 +55,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help="pipeline plan: 'default' (the searched plan set for this model and device when one "
         "is shipped, else the hand-picked plans), a plan JSON or a plan-set JSON (nanolang tune)",
     )
+    ap.add_argument(
+        "--kv-cache-dtype",
+        default="auto",
+        help="comma list of KV cache dtypes to run (auto: the model's; fp8: float8 e4m3 with "
+        "scales); each runs every workload, nanolang and the vllm / sglang peers alike",
+    )
     ap.add_argument("--hf-overrides", default=None, help="JSON of config.json fields to replace")
     ap.add_argument(
         "--peer",

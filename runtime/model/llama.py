@@ -74,6 +74,9 @@ class DecoderLayer(nn.Module):
         self.gate_up_proj = nn.Parameter(torch.empty(2 * i, h, dtype=dtype))
         self.down_proj = nn.Parameter(torch.empty(h, i, dtype=dtype))
         self.scale = cfg.head_dim**-0.5
+        # a float8 KV cache stores k / k_scale and v / v_scale (checkpoint values, else 1.0)
+        self.k_scale = 1.0
+        self.v_scale = 1.0
 
     def operations(self) -> list[Operation]:
         g, a, o = OpKind.GEMM, OpKind.ATTENTION, OpKind.OTHER
@@ -112,12 +115,16 @@ class DecoderLayer(nn.Module):
 
     def _store_kv(self, x: Activations, ctx: ForwardContext) -> None:
         k_cache, v_cache = ctx.kv_caches[self.index]
-        ctx.ops.store_kv(x.k, x.v, k_cache, v_cache, ctx.attn.slot_mapping)
+        ctx.ops.store_kv(
+            x.k, x.v, k_cache, v_cache, ctx.attn.slot_mapping, self.k_scale, self.v_scale
+        )
 
     def _attention(self, x: Activations, ctx: ForwardContext) -> None:
         assert x.q is not None
         k_cache, v_cache = ctx.kv_caches[self.index]
-        out = ctx.ops.paged_attention.forward(x.q, k_cache, v_cache, ctx.attn, self.scale)
+        out = ctx.ops.paged_attention.forward(
+            x.q, k_cache, v_cache, ctx.attn, self.scale, self.k_scale, self.v_scale
+        )
         x.attn = out.reshape(out.shape[0], -1)
 
     def _o_proj(self, x: Activations, ctx: ForwardContext) -> None:

@@ -27,6 +27,31 @@ _LAYER_WEIGHTS = {
     "mlp.up_proj.weight": ("gate_up_proj", 1),
     "mlp.down_proj.weight": ("down_proj", None),
 }
+# FP8 KV-cache scales as quantised checkpoints name them (after "model.layers.N.")
+_KV_SCALES = {
+    "self_attn.k_scale": "k_scale",
+    "self_attn.v_scale": "v_scale",
+    "self_attn.k_proj.k_scale": "k_scale",
+    "self_attn.v_proj.v_scale": "v_scale",
+    "self_attn.attn.k_scale": "k_scale",
+    "self_attn.attn.v_scale": "v_scale",
+}
+
+
+def _kv_scale(model: LlamaModel, name: str, tensor: torch.Tensor) -> bool:
+    """Set a layer's k_scale / v_scale from a checkpoint tensor; False if ``name`` is none."""
+    if not name.startswith("model.layers."):
+        return False
+    idx, _, rest = name[len("model.layers.") :].partition(".")
+    if rest not in _KV_SCALES or not idx.isdigit() or int(idx) >= len(model.layers):
+        return False
+    value = float(tensor.float().reshape(-1)[0])
+    if not value > 0:
+        raise ModelLoadError(f"{name} must be a positive scale, got {value}")
+    setattr(model.layers[int(idx)], _KV_SCALES[rest], value)
+    return True
+
+
 _TOP_WEIGHTS = {
     "model.embed_tokens.weight": "embed_tokens",
     "model.norm.weight": "norm",
@@ -102,6 +127,8 @@ def load_weights(model: LlamaModel, path: Path) -> None:
             for name in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
                 target = _target(model, name)
                 if target is None:
+                    if name.endswith("_scale"):
+                        _kv_scale(model, name, f.get_tensor(name))
                     continue
                 tensor, rows = target
                 dest = tensor if rows is None else tensor[rows]

@@ -72,3 +72,18 @@ def test_throughput_runs_are_unprofiled_and_a_profiled_run_explains_them(
 def test_workload_seeds_do_not_depend_on_the_selection() -> None:
     assert workload_seed("512/512") == 1 and workload_seed("1000/1000") == len(WORKLOADS)
     assert list(WORKLOADS)[-1] == "1000/1000" and WORKLOADS["1000/1000"].fixed
+
+
+def test_both_kv_cache_dtypes_in_one_run(tiny_llama: str, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    args = build_parser().parse_args([
+        "--model", tiny_llama, "--load-format", "auto", "--device", "cpu",
+        "--workloads", "512/512", "--num-requests", "2", "--scale", "0.02",
+        "--kv-cache-dtype", "auto,fp8", "--out", str(out),
+    ])  # fmt: skip
+    assert execute(args, "test") == 0
+    auto, fp8 = json.loads(out.read_text())
+    assert (auto["kv_cache_dtype"], fp8["kv_cache_dtype"]) == ("auto", "fp8")
+    assert auto["output_tokens"] == fp8["output_tokens"] == 2 * 10
+    # a float8 cache moves a quarter of float32's KV bytes: the workload bound can only rise
+    assert fp8["workload_roofline_tokens_per_s"] >= auto["workload_roofline_tokens_per_s"]
