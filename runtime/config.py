@@ -185,7 +185,13 @@ class EngineConfig:
 
     block_size: int = 16
     max_num_batched_tokens: int = 2048  # token budget of one iteration (decode + prefill chunks)
-    max_num_seqs: int = 256
+    # sequences in one iteration: a cap, not the usual limit; the KV cache and the admission
+    # reserve below decide how many run at once (the bench records the largest batch reached)
+    max_num_seqs: int = 1024
+    # admission keeps free the KV blocks each running sequence needs for up to this many more of
+    # its output tokens (max_tokens), so a batch sized to memory does not run out and preempt
+    # (recompute) as its sequences grow; 0 admits on the prompt alone
+    admission_reserve_tokens: int = 2048
     max_model_len: int | None = None  # defaults to the model's max_position_embeddings
     kv_cache_memory_bytes: int | None = None  # None: derived from the device's memory
     gpu_memory_utilization: float = 0.90
@@ -211,6 +217,8 @@ class EngineConfig:
     def __post_init__(self) -> None:
         if self.block_size < 1 or self.block_size & (self.block_size - 1):
             raise ValueError(f"block_size must be a power of two, got {self.block_size}")
+        if self.admission_reserve_tokens < 0:
+            raise ValueError("admission_reserve_tokens must be >= 0")
         if self.max_num_batched_tokens < 1 or self.max_num_seqs < 1:
             raise ValueError("max_num_batched_tokens and max_num_seqs must be >= 1")
         if not 0 < self.gpu_memory_utilization <= 1:

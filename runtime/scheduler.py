@@ -2,13 +2,15 @@
 
 Each iteration: running decodes first (one token each), then chunks of running prefills, then new
 admissions, until the token budget or the sequence cap is reached. A sequence is admitted only when
-free blocks cover its whole uncomputed prompt and leave the admission watermark free for the
-running sequences' next blocks; a request whose cached prefix continues into blocks another
-sequence is still computing waits for them (pending nodes of the radix tree), so requests sharing a
-header compute it once and are then admitted together. A decode that finds no free block preempts
-the most recently arrived running sequence (its blocks are freed, its scheduled tokens go back to
-the budget and it is recomputed later), so the engine never crashes for lack of KV memory and
-never loses a request.
+free blocks cover its whole uncomputed prompt and leave free, for the running sequences, the
+admission watermark plus the growth reserved for each of them and for itself (the blocks for up
+to ``admission_reserve_tokens`` more output tokens each), so the batch is as large as the KV cache
+holds without preempting as its sequences grow. A request whose cached prefix continues into
+blocks another sequence is still computing waits for them (pending nodes of the radix tree), so
+requests sharing a header compute it once and are then admitted together. A decode that finds no
+free block preempts the most recently arrived running sequence (its blocks are freed, its
+scheduled tokens go back to the budget and it is recomputed later), so the engine never crashes
+for lack of KV memory and never loses a request.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class Scheduler:
         self.instances = InstanceTable(blocks.allocator)
         num_blocks = blocks.allocator.num_blocks
         self.watermark_blocks = int(config.admission_watermark * num_blocks)
+        self._reserved = 0  # KV blocks kept for running sequences' growth (during admission)
 
     def add(self, seq: Sequence) -> None:
         self.instances.note(seq)
@@ -126,6 +129,7 @@ class Scheduler:
         if room and any(s.program is not None for s in self.waiting):
             self.waiting = deque(sorted(self.waiting, key=self.instances.priority))
         deferred: list[Sequence] = []
+        self._reserved = sum(self._future_blocks(s) for s in self.running)
         while self.waiting and len(self.running) < self.config.max_num_seqs:
             budget = self._budget(out)
             if budget == 0:
@@ -183,15 +187,25 @@ class Scheduler:
         return True
 
     def _has_room(self, seq: Sequence) -> bool:
-        """Free blocks cover the sequence, plus the watermark while others are running."""
-        reserve = self.watermark_blocks if self.running else 0
-        need = self.blocks.num_new_blocks(seq, seq.num_tokens) + reserve
+        """Free blocks cover the sequence, plus, while others are running, the watermark and the
+        growth reserved for them and for it (alone, a sequence needs room for its prompt only)."""
+        need = self.blocks.num_new_blocks(seq, seq.num_tokens)
+        if self.running:
+            need = max(need, self._future_blocks(seq)) + self.watermark_blocks + self._reserved
         return need <= self.blocks.allocator.num_free
+
+    def _future_blocks(self, seq: Sequence) -> int:
+        """Blocks ``seq`` must add to its table to hold its tokens and up to
+        ``admission_reserve_tokens`` more output tokens."""
+        reserve = self.config.admission_reserve_tokens
+        more = max(0, min(seq.params.max_tokens - len(seq.output_token_ids), reserve))
+        return self.blocks.num_new_blocks(seq, seq.num_tokens + more)
 
     def _start(self, seq: Sequence, budget: int, out: SchedulerOutput) -> int:
         """Admit ``seq`` (already fitted) with a first chunk; returns the budget left."""
         self.waiting.remove(seq)
         self.blocks.grow(seq, seq.num_tokens)
+        self._reserved += self._future_blocks(seq)
         self.blocks.admitted(seq)
         seq.status = SequenceStatus.RUNNING
         self.running.append(seq)
@@ -225,6 +239,7 @@ class Scheduler:
     def _start_idle(self, seq: Sequence) -> int:
         """Admit ``seq`` without a chunk this iteration (the budget ran out mid-group)."""
         self.waiting.remove(seq)
+        self._reserved += self._future_blocks(seq)
         self.blocks.admitted(seq)
         seq.status = SequenceStatus.RUNNING
         self.running.append(seq)

@@ -86,6 +86,7 @@ def run_nanolang(
     llm = LLM(
         args.model, dtype=args.dtype, device=args.device, load_format=args.load_format,
         hf_overrides=overrides, max_num_seqs=args.max_num_seqs,
+        admission_reserve_tokens=args.admission_reserve_tokens,
         max_num_batched_tokens=args.max_num_batched_tokens, enforce_eager=args.enforce_eager,
         async_scheduling=args.async_scheduling, pipeline=spec, kv_cache_dtype=kv,
     )  # fmt: skip

@@ -66,7 +66,10 @@ def test_constraints_and_prompt_logprobs_force_a_read_back(engines: tuple[LLM, L
 
 
 def test_preemption_chunking_and_prefix_cache_under_async(tiny_llama: str) -> None:
-    kw = dict(kv_cache_memory_bytes=12 * 8192, max_num_batched_tokens=24)
+    # no admission reserve: admit on the prompt alone, so that growing decodes must preempt
+    kw = dict(
+        kv_cache_memory_bytes=12 * 8192, max_num_batched_tokens=24, admission_reserve_tokens=0
+    )
     sync, async_ = pair(tiny_llama, **kw)
     prompts = [list(range(10 + i, 50 + i)) for i in range(6)] + [list(range(10, 50))]
     params = SamplingParams(max_tokens=20, temperature=0, ignore_eos=True)

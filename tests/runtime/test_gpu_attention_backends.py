@@ -73,7 +73,7 @@ def same(outs: list[RequestOutput], refs: list[RequestOutput]) -> None:
 def references(model_dir: str) -> dict[str, list[RequestOutput]]:
     ref = engine(model_dir, "torch", eager=True)
     small = engine(model_dir, "torch", eager=True, kv_cache_memory_bytes=14 * 16 * 2 * 2 * 128 * 2,
-                   max_num_batched_tokens=48)  # fmt: skip
+                   admission_reserve_tokens=0, max_num_batched_tokens=48)  # fmt: skip
     out = {"scenario": scenario(ref), "preemption": preemption(small)}
     assert small.engine.stats.num_preemptions > 0
     return out
@@ -100,7 +100,7 @@ def test_backend_matches_reference_under_preemption(
     model_dir: str, references: dict[str, list[RequestOutput]], backend: str, eager: bool
 ) -> None:
     llm = engine(model_dir, backend, eager, kv_cache_memory_bytes=14 * 16 * 2 * 2 * 128 * 2,
-                 max_num_batched_tokens=48)  # fmt: skip
+                 admission_reserve_tokens=0, max_num_batched_tokens=48)  # fmt: skip
     outs = preemption(llm)
     assert llm.engine.stats.num_preemptions > 0
     same(outs, references["preemption"])

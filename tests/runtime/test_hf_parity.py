@@ -75,7 +75,8 @@ def test_preemption_when_kv_cache_is_too_small(tiny_models: dict[str, str]) -> N
     hf = hf_model(path)
     prompts = [list(range(10 + i, 50 + i)) for i in range(6)]  # 40 tokens each
     # 12 blocks of 16 tokens: fewer than the 6 x 4 blocks all requests need at once
-    llm = LLM(path, dtype="float32", device="cpu", kv_cache_memory_bytes=12 * 8192)
+    llm = LLM(path, dtype="float32", device="cpu", kv_cache_memory_bytes=12 * 8192,
+              admission_reserve_tokens=0)  # admit on the prompt alone: decodes must preempt
     assert llm.engine.blocks.allocator.num_blocks == 12
     outs = llm.generate(prompts, greedy(20))
     assert llm.engine.stats.num_preemptions > 0

@@ -4,17 +4,24 @@ from runtime.block_manager import BlockManager
 from runtime.config import EngineConfig
 from runtime.sampling_params import SamplingParams
 from runtime.scheduler import Scheduler
-from runtime.sequence import Sequence, SequenceStatus
+from runtime.sequence import FinishReason, Sequence, SequenceStatus
 
 
 def make(
-    num_blocks: int = 16, block_size: int = 4, budget: int = 32, max_seqs: int = 8, chunked=True
+    num_blocks: int = 16,
+    block_size: int = 4,
+    budget: int = 32,
+    max_seqs: int = 8,
+    chunked=True,
+    reserve: int = 0,
 ) -> Scheduler:
+    """``reserve`` 0 (admission on the prompt alone) unless a test is about the reserve."""
     cfg = EngineConfig(
         block_size=block_size,
         max_num_batched_tokens=budget,
         max_num_seqs=max_seqs,
         enable_chunked_prefill=chunked,
+        admission_reserve_tokens=reserve,
     )
     return Scheduler(cfg, BlockManager(num_blocks, block_size))
 
@@ -81,3 +88,50 @@ def test_preemption_frees_the_latest_arrival_and_requeues_it_first() -> None:
     assert s.waiting[0] is b
     s.remove(a)
     assert run_step(s) == [("r1", 5)]  # prompt + its sampled token, recomputed
+
+
+def test_admission_reserves_room_for_the_outputs_so_nothing_is_preempted() -> None:
+    """Prompts of 4 tokens with 8 output tokens each need 3 blocks of 4 at the end: 12 blocks
+    hold 4 such sequences. Admitting on the prompt alone takes all 8 and preempts later; with the
+    reserve, 4 run at once and no sequence is ever preempted."""
+    for reserve, first_batch in ((0, 8), (64, 4)):
+        s = make(num_blocks=12, block_size=4, budget=64, max_seqs=16, reserve=reserve)
+        seqs = []
+        for i in range(8):
+            sq = Sequence(f"r{i}", None, [1, 2, 3, 4], SamplingParams(max_tokens=8), 0, i)
+            seqs.append(sq)
+            s.add(sq)
+        preempted = 0
+        sizes = []
+        for _ in range(40):
+            out = s.schedule()
+            preempted += len(out.preempted)
+            sizes.append(len(out.scheduled))
+            for e in out.scheduled:
+                samples = e.samples
+                e.seq.num_computed_tokens += e.num_tokens
+                if samples:
+                    e.seq.output_token_ids.append(7)
+                    if len(e.seq.output_token_ids) == 8:
+                        e.seq.finish(FinishReason.LENGTH)
+                        s.remove(e.seq)
+            if not s.has_unfinished():
+                break
+        assert sizes[0] == first_batch
+        assert all(len(q.output_token_ids) == 8 for q in seqs)
+        assert (preempted > 0) == (reserve == 0)
+
+
+def test_reserve_is_capped_per_sequence() -> None:
+    """A huge max_tokens reserves only admission_reserve_tokens of growth."""
+    s = make(num_blocks=8, block_size=4, budget=64, reserve=8)
+    s.add(Sequence("a", None, [1, 2, 3, 4], SamplingParams(max_tokens=10**6), 0, 0))
+    s.add(Sequence("b", None, [1, 2, 3, 4], SamplingParams(max_tokens=10**6), 0, 1))
+    assert run_step(s) == [("a", 4), ("b", 4)]  # 1 + 2 blocks each: both fit in 8
+
+
+def test_a_sequence_whose_reserve_exceeds_the_cache_still_runs_alone() -> None:
+    s = make(num_blocks=4, block_size=4, budget=64, reserve=100)
+    s.add(Sequence("a", None, list(range(1, 13)), SamplingParams(max_tokens=100), 0, 0))
+    s.add(Sequence("b", None, [1, 2], SamplingParams(max_tokens=100), 0, 1))
+    assert run_step(s) == [("a", 12)]  # b waits: a's reserve holds the rest
