@@ -54,10 +54,16 @@ def pipeline_spec(mode: str, plan: str) -> str | None:
 
 
 def nanolang_version() -> str:
+    """The installed package's version, else the checkout's pyproject.toml (GPU machine)."""
     try:
         return importlib.metadata.version("nanolang")
     except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+        import tomllib
+
+        pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+        if not pyproject.exists():
+            return "unknown"
+        return str(tomllib.loads(pyproject.read_text())["project"]["version"])
 
 
 @dataclass
