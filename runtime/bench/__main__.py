@@ -117,11 +117,22 @@ def run_nanolang(
         if engine.blocks.cache is not None:
             engine.blocks.cache.reset()
         res = run_throughput(llm, reqs, args.profile_every)
+        print(
+            f"[bench] nanolang {mode} kv={kv} {name} x{len(reqs)}: "
+            f"{res.total_tokens_per_s:,.0f} total tok/s, max batch {res.max_batch_seqs}, "
+            f"preemptions {res.preemptions}, {res.seconds:.1f} s",
+            file=sys.stderr, flush=True,
+        )  # fmt: skip
         profile = None
         if args.profile_run:
             if engine.blocks.cache is not None:
                 engine.blocks.cache.reset()
-            profile = profile_run(llm, reqs, args.profile_skip, args.profile_window)
+            try:
+                profile = profile_run(llm, reqs, args.profile_skip, args.profile_window)
+            except Exception as exc:  # the throughput figures stand without it
+                logging.getLogger("runtime.bench").exception("profiled run failed")
+                profile = {"error": repr(exc)}
+            print(f"[bench] profile {name}: {profile}", file=sys.stderr, flush=True)
         runs.append(EngineRun(mode, kv, name, reqs, res, profile, facts))
     del llm, engine  # free the GPU for the next engine and the peers
     gc.collect()

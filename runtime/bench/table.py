@@ -19,7 +19,7 @@ def _split(r: dict[str, Any]) -> str:
     """Iteration time and its GEMM / attention / other split: from the profiled run (device
     kernel times) when there is one, else from eager per-operation events, else the time alone."""
     prof = r.get("profile")
-    if prof:
+    if prof and "error" not in prof:
         d = prof["device_ms_per_iteration"]
         return (f'{prof["wall_ms_per_iteration"]:.1f} ({d["gemm"]:.1f} / {d["attention"]:.1f} / '
                 f'{d["other"]:.1f} / idle {prof["idle_ms_per_iteration"]:.1f})')  # fmt: skip
