@@ -14,7 +14,9 @@ BS = 4
 
 
 def make(num_blocks: int = 32, budget: int = 64, max_seqs: int = 16) -> Scheduler:
-    cfg = EngineConfig(block_size=BS, max_num_batched_tokens=budget, max_num_seqs=max_seqs)
+    # admission on the prompt alone: these tests count prompt blocks exactly
+    cfg = EngineConfig(block_size=BS, max_num_batched_tokens=budget, max_num_seqs=max_seqs,
+                       admission_reserve_tokens=0)  # fmt: skip
     return Scheduler(cfg, BlockManager(num_blocks, BS, enable_prefix_caching=True))
 
 
