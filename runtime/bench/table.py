@@ -41,13 +41,18 @@ def throughput_table(records: list[dict[str, Any]]) -> str:
             continue
         peer = r.get("peer")
         lines.append(_row([
-            r["workload"], r["mode"], "yes" if r.get("async_scheduling") else "no",
+            r["workload"], r["mode"] + _kv(r), "yes" if r.get("async_scheduling") else "no",
             f'{r["total_tokens_per_s"]:,.0f}', f'{r["output_tokens_per_s"]:,.0f}', _split(r),
             r["pct_compute_roofline"], r.get("pct_memory_roofline", "-"), r["pct_tight_roofline"],
             r.get("cpu_critical_path_pct", "-"),
             f'{peer["total_tokens_per_s"]:,.0f} ({peer["num_requests"]})' if peer else "-",
         ]))  # fmt: skip
     return "\n".join(lines)
+
+
+def _kv(r: dict[str, Any]) -> str:
+    kv = r.get("kv_cache_dtype", "auto")
+    return "" if kv == "auto" else f", {kv} KV"
 
 
 def _engine(r: dict[str, Any]) -> str:
