@@ -80,6 +80,8 @@ def handle(args: argparse.Namespace) -> int:
         program = entry(module, args.program)
         bind_args(program.definition, program_args)
         tools = load_tools(args.tools, module)
+        if args.trace is not None:
+            check_writable(Path(args.trace))
         executor = Executor(module, _backend(args.model, args.server), seed=args.seed, tools=tools)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -97,12 +99,21 @@ def handle(args: argparse.Namespace) -> int:
         print()
     if args.trace is not None:
         text = json.dumps(trace_record(program.name, outcome), indent=2, ensure_ascii=False)
-        Path(args.trace).write_text(text + "\n", encoding="utf-8")
+        try:
+            Path(args.trace).write_text(text + "\n", encoding="utf-8")
+        except OSError as exc:  # the result is still printed below
+            print(f"error: cannot write the trace: {exc}", file=sys.stderr)
     if outcome.error is not None:
         report(outcome.error)
         return 1
     print(json.dumps(outcome.value, ensure_ascii=False))
     return 0
+
+
+def check_writable(path: Path) -> None:
+    """Refuse an output path whose folder is missing before any model call is spent."""
+    if not path.parent.is_dir():
+        raise ValueError(f"--trace {path}: folder {path.parent} does not exist")
 
 
 def load_tools(path: str | None, module: Any) -> dict[str, Any]:

@@ -87,6 +87,16 @@ def test_run_trace_writes_the_graph_the_instance_ran(tmp_path: Path) -> None:
     assert select["finished_s"] >= select["submitted_s"] >= 0
 
 
+def test_run_trace_into_a_missing_folder_is_refused_before_any_call(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = tmp_path / "missing" / "trace.json"
+    assert main(["run", SOLVE, "--arg", "review=great", "--trace", str(trace)]) == 2
+    err = capsys.readouterr().err
+    assert "folder" in err and "does not exist" in err and "Traceback" not in err
+    assert not trace.exists()
+
+
 def test_run_trace_of_forks_has_fork_edges(tmp_path: Path) -> None:
     trace = tmp_path / "trace.json"
     args = ["run", SOLVE, "--program", "solve", "--arg", "question=2+2", "--arg", "n=2"]
