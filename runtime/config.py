@@ -211,6 +211,9 @@ class EngineConfig:
     # "auto": the model's dtype; "fp8" (or "fp8_e4m3"): float8 e4m3 with a scale per layer for K
     # and one for V (from the checkpoint's k_scale / v_scale, else 1.0), half the bytes of bf16
     kv_cache_dtype: str = "auto"
+    # ranks of tensor parallelism: N > 1 starts one worker process per rank (one GPU each, or
+    # N processes on the CPU with gloo); the calling process keeps the scheduler
+    tensor_parallel_size: int = 1
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
@@ -230,5 +233,9 @@ class EngineConfig:
                 f"kv_cache_dtype must be one of {', '.join(KV_CACHE_DTYPES)}, "
                 f"got {self.kv_cache_dtype!r}"
             )
+        if self.tensor_parallel_size < 1:
+            raise ValueError("tensor_parallel_size must be >= 1")
+        if self.tensor_parallel_size > 1 and self.pipeline is not None:
+            raise ValueError("a pipeline plan does not yet combine with tensor_parallel_size > 1")
         if self.kv_cache_memory_bytes is not None and self.kv_cache_memory_bytes <= 0:
             raise ValueError("kv_cache_memory_bytes must be positive")

@@ -15,6 +15,7 @@ from kernels import get_ops
 from runtime.block_manager import BlockManager
 from runtime.config import EngineConfig, ModelConfig, context_limit, read_json
 from runtime.detokenizer import IncrementalDetokenizer, find_stop
+from runtime.distributed.executor import TensorParallelRunner
 from runtime.kv_budget import kv_memory_budget, num_kv_blocks
 from runtime.model.loader import build_model, resolve_model
 from runtime.model_runner import Launched, ModelRunner, kv_bytes_per_block, kv_cache_dtype
@@ -82,24 +83,12 @@ class LLMEngine:
         self.tokenizer = load_tokenizer(path) if load_format != "dummy" or path else None
         self.eos_token_ids = self._eos_ids(path)
         limit = context_limit(self.model_config, self.config)
-        self.model = build_model(
-            str(model), hf_overrides, self.dtype, self.device, load_format, limit, self.config.seed
-        )
-        # this engine's own attention backend (its plans and CUDA-graph buffers are per engine)
-        self.ops = get_ops(self.device, self.config.attention_backend).fresh()
         self.kv_dtype = kv_cache_dtype(self.config.kv_cache_dtype, self.dtype)
-        num_blocks = self._num_blocks(limit)
-        self.blocks = BlockManager(
-            num_blocks, self.config.block_size, self.config.enable_prefix_caching
-        )
-        self.max_model_len = min(limit, num_blocks * self.config.block_size)
-        self.runner = ModelRunner(self.model, self.ops, self.blocks, num_blocks, self.kv_dtype)
-        if self.config.pipeline is not None:
-            from runtime.pipeline.runner import PipelineForward
-
-            self.runner.forward = PipelineForward(self.config.pipeline, self.model, self.ops)
-        if self.device.type == "cuda" and not self.config.enforce_eager:
-            self.runner.capture_cuda_graphs(self.max_model_len, self.config.max_num_seqs)
+        self.runner: ModelRunner | TensorParallelRunner
+        if self.config.tensor_parallel_size > 1:
+            num_blocks, kernels = self._start_workers(str(model), load_format, hf_overrides, limit)
+        else:
+            num_blocks, kernels = self._build_local(str(model), load_format, hf_overrides, limit)
         self.scheduler = Scheduler(self.config, self.blocks)
         self.async_scheduling = (
             self.config.async_scheduling
@@ -122,8 +111,63 @@ class LLMEngine:
             num_blocks,
             self.config.block_size,
             self.max_model_len,
-            self.ops.describe(),
+            kernels,
         )
+
+    def _build_local(
+        self, model: str, load_format: str, hf_overrides: dict[str, Any] | None, limit: int
+    ) -> tuple[int, str]:
+        """The model, its KV cache and CUDA graphs in this process (no tensor parallelism)."""
+        self.model = build_model(
+            model, hf_overrides, self.dtype, self.device, load_format, limit, self.config.seed
+        )
+        # this engine's own attention backend (its plans and CUDA-graph buffers are per engine)
+        self.ops = get_ops(self.device, self.config.attention_backend).fresh()
+        num_blocks = self._num_blocks(limit)
+        self._make_blocks(num_blocks, limit)
+        self.runner = ModelRunner(self.model, self.ops, self.blocks, num_blocks, self.kv_dtype)
+        if self.config.pipeline is not None:
+            from runtime.pipeline.runner import PipelineForward
+
+            self.runner.forward = PipelineForward(self.config.pipeline, self.model, self.ops)
+        if self.device.type == "cuda" and not self.config.enforce_eager:
+            self.runner.capture_cuda_graphs(self.max_model_len, self.config.max_num_seqs)
+        return num_blocks, self.ops.describe()
+
+    def _start_workers(
+        self, model: str, load_format: str, hf_overrides: dict[str, Any] | None, limit: int
+    ) -> tuple[int, str]:
+        """One worker process per rank holds the model; this process keeps the scheduler."""
+        from runtime.distributed.tensor_parallel import local_config
+        from runtime.distributed.worker import WorkerSpec
+
+        tp = self.config.tensor_parallel_size
+        local_config(self.model_config, tp)  # a clear error before any process starts
+        if self.device.type == "cuda" and torch.cuda.device_count() < tp:
+            raise ValueError(
+                f"tensor_parallel_size={tp} needs {tp} GPUs; {torch.cuda.device_count()} visible"
+            )
+        spec = WorkerSpec(
+            model=model, dtype=str(self.dtype).removeprefix("torch."), device=self.device.type,
+            load_format=load_format, config=self.config, hf_overrides=hf_overrides,
+            max_positions=limit, world_size=tp, init_method="",
+        )  # fmt: skip
+        runner = TensorParallelRunner(spec, self.model_config.vocab_size)
+        self.runner = runner
+        self._make_blocks(runner.num_blocks, limit)
+        runner.blocks = self.blocks
+        return runner.num_blocks, runner.ready[0].kernels
+
+    def _make_blocks(self, num_blocks: int, limit: int) -> None:
+        self.blocks = BlockManager(
+            num_blocks, self.config.block_size, self.config.enable_prefix_caching
+        )
+        self.max_model_len = min(limit, num_blocks * self.config.block_size)
+
+    def shutdown(self) -> None:
+        """Stop the tensor-parallel workers, if any (also done at interpreter exit)."""
+        if isinstance(self.runner, TensorParallelRunner):
+            self.runner.shutdown()
 
     def _eos_ids(self, path: Any) -> frozenset[int]:
         ids = set(self.model_config.eos_token_ids)

@@ -20,8 +20,12 @@ class LLM:
     ``model`` is a Hugging Face model directory or a preset name (with ``load_format="dummy"``).
     Keyword arguments not named here go to :class:`EngineConfig` (``block_size``,
     ``max_num_batched_tokens``, ``max_num_seqs``, ``max_model_len``, ``kv_cache_memory_bytes``,
-    ``gpu_memory_utilization``, ``enable_chunked_prefill``, ``seed``). ``hf_overrides`` replaces
-    fields of the model's config.json (e.g. ``{"num_hidden_layers": 2}``).
+    ``gpu_memory_utilization``, ``enable_chunked_prefill``, ``tensor_parallel_size``, ``seed``).
+    ``hf_overrides`` replaces fields of the model's config.json (e.g. ``{"num_hidden_layers": 2}``).
+    With ``tensor_parallel_size=N`` (N > 1) the model runs in N worker processes started here
+    (rank r on cuda:r, or gloo processes on the CPU); they stop with ``shutdown()``, at the end of
+    a ``with LLM(...)`` block, or at interpreter exit, and a failed worker stops them all and
+    raises ``TensorParallelError`` in the caller.
     """
 
     def __init__(
@@ -36,6 +40,16 @@ class LLM:
         self.engine = LLMEngine(
             model, dtype, device, load_format, EngineConfig(**engine_kwargs), hf_overrides
         )
+
+    def shutdown(self) -> None:
+        """Stop the tensor-parallel workers, if any; the engine cannot run afterwards."""
+        self.engine.shutdown()
+
+    def __enter__(self) -> LLM:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
 
     @property
     def tokenizer(self) -> Any:

@@ -1,4 +1,9 @@
-"""Turns a scheduled batch into tensors, runs the model, and samples: the device side of a step."""
+"""Runs planned iterations on the device: the model, logits, sampling, and the read-back.
+
+``launch`` plans a scheduled batch (``runtime.step_plan``) and executes the plan; ``collect``
+waits for it and reads the results back. Under tensor parallelism every rank executes the same
+plan with ``execute`` and only the sampling rank reads back (``runtime.distributed``).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from kernels import AttentionMetadata, Ops
 from runtime.block_manager import BlockManager
 from runtime.cuda_graph import DecodeGraphs, DecodeInputs, default_buckets
 from runtime.model.llama import ForwardContext, LlamaModel, Operation
-from runtime.sampler import SamplingBatch, sample
+from runtime.sampler import sample
 from runtime.scheduler import ScheduledSequence, SchedulerOutput
+from runtime.step_plan import StepPlan, padded_block_tables, plan_step
+
+__all__ = ["Launched", "ModelRunner", "StepResult", "padded_block_tables"]
 
 logger = logging.getLogger("runtime")
 
@@ -30,6 +37,9 @@ class RunnerTimings:
     gpu_s: float = 0.0  # device time from the iteration's first queued work to its last copy
 
 
+TopK = dict[int, float]  # token id -> raw-model logprob of the most likely tokens at a position
+
+
 @dataclass
 class StepResult:
     """What one forward produced, in the order of the scheduled sequences that sample."""
@@ -40,53 +50,89 @@ class StepResult:
     prompt_top: dict[int, list[TopK]] = field(default_factory=dict)  # per chunk target
 
 
-TopK = dict[int, float]  # token id -> raw-model logprob of the most likely tokens at a position
+def _top_lists(ids: list[list[int]], values: list[list[float]], k: list[int]) -> list[TopK]:
+    """Rows of [N, K] lists as dicts of each row's first k[i] entries."""
+    return [dict(zip(i[:n], v[:n], strict=True)) for i, v, n in zip(ids, values, k, strict=True)]
 
 
-def _top_lists(ids: torch.Tensor, values: torch.Tensor, k: list[int]) -> list[TopK]:
-    """Rows of [N, K] tensors as dicts of each row's first k[i] entries."""
-    return [
-        dict(zip(i[:n], v[:n], strict=True))
-        for i, v, n in zip(ids.tolist(), values.tolist(), k, strict=True)
-    ]
+@dataclass(frozen=True)
+class HostStep:
+    """An executed iteration read back to the host: plain lists (picklable)."""
+
+    tokens: list[int]
+    logprobs: list[float] | None
+    prompt_logprobs: dict[int, list[float]]
+    top: list[TopK | None] | None  # per sampling row; None when no row asked
+    prompt_top: dict[int, list[TopK]]
+    gpu_s: float = 0.0
 
 
 @dataclass
-class Launched:
-    """An iteration whose device work is queued; ``collect`` waits for it and reads it back."""
+class DeviceStep:
+    """An iteration whose device work is queued; ``read`` waits for it (its one sync)."""
 
-    batch: SchedulerOutput
-    samplers: list[ScheduledSequence]
+    plan: StepPlan
     tokens: torch.Tensor  # [R] int64 on the device: the next iteration may read them there
-    tokens_host: torch.Tensor  # [R] int64 on the host, filled by a non-blocking copy
+    tokens_host: torch.Tensor | None  # [R] int64 on the host (a non-blocking copy); None: not read
     logprobs_host: torch.Tensor | None  # [R] float32 on the host
     prompt_logprobs: dict[int, torch.Tensor]  # scheduled index -> [n] on the host
     started: torch.cuda.Event | None  # recorded before the iteration's first device work
     done: torch.cuda.Event | None  # recorded after the copies (None on the CPU)
-    row_of: dict[int, int]  # seq_id -> its row in ``tokens``
     top_host: tuple[torch.Tensor, torch.Tensor] | None = None  # [R, K] ids, logprobs (host)
     prompt_top: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
+    def read(self) -> HostStep:
+        gpu_s = 0.0
+        if self.done is not None:
+            self.done.synchronize()
+            if self.started is not None:
+                gpu_s = self.started.elapsed_time(self.done) / 1e3
+        assert self.tokens_host is not None, "this rank does not read iterations back"
+        tokens = self.tokens_host.tolist()
+        top = None
+        if self.top_host is not None:
+            ks = self.plan.top_k
+            rows = _top_lists(self.top_host[0].tolist(), self.top_host[1].tolist(), ks)
+            top = [t if k else None for t, k in zip(rows, ks, strict=True)]
+        prompt_top = {
+            idx: _top_lists(ids.tolist(), values.tolist(), [self.plan.prompt_top_k[idx]] * len(ids))
+            for idx, (ids, values) in self.prompt_top.items()
+        }
+        return HostStep(
+            tokens=tokens,
+            logprobs=None if self.logprobs_host is None else self.logprobs_host.tolist(),
+            prompt_logprobs={k: v.tolist() for k, v in self.prompt_logprobs.items()},
+            top=top,
+            prompt_top=prompt_top,
+            gpu_s=gpu_s,
+        )
 
-@dataclass(frozen=True)
-class BatchInputs:
-    input_ids: torch.Tensor  # [T]
-    positions: torch.Tensor  # [T]
-    attn: AttentionMetadata
-    sample_rows: list[int]  # row of each sampling sequence's last token
-    prompt_rows: dict[int, tuple[int, int, list[int]]]  # scheduled idx -> (row0, n, target ids)
+
+@dataclass
+class Launched:
+    """A launched iteration as the engine sees it: the batch, and where its results come from."""
+
+    batch: SchedulerOutput
+    samplers: list[ScheduledSequence]
+    row_of: dict[int, int]  # seq_id -> its row in the iteration's sampled tokens
+    device: DeviceStep | None = None  # in this process; None: on tensor-parallel workers
+
+    @property
+    def tokens(self) -> torch.Tensor:
+        assert self.device is not None
+        return self.device.tokens
 
 
-def padded_block_tables(tables: list[list[int]]) -> torch.Tensor:
-    """[B, widest] int32 of the sequences' block tables, unused entries 0, filled by one numpy
-    scatter instead of a padded nested list (about 4x less host time at 1,000 sequences)."""
-    lens = np.fromiter(map(len, tables), dtype=np.int64, count=len(tables))
-    width = int(lens.max()) if len(tables) else 0
-    out = np.zeros((len(tables), width), dtype=np.int32)
-    out[np.arange(width)[None, :] < lens[:, None]] = np.fromiter(
-        itertools.chain.from_iterable(tables), dtype=np.int32, count=int(lens.sum())
+def step_result(launched: Launched, host: HostStep) -> StepResult:
+    """The engine's view of a read-back iteration."""
+    lps = host.logprobs if host.logprobs is not None else [0.0] * len(host.tokens)
+    result = StepResult(
+        list(zip(launched.samplers, host.tokens, lps, strict=True)), host.prompt_logprobs
     )
-    return torch.from_numpy(out)
+    if host.top is not None:
+        result.top = host.top
+    result.prompt_top = host.prompt_top
+    return result
 
 
 def kv_cache_dtype(name: str, model_dtype: torch.dtype) -> torch.dtype:
@@ -119,6 +165,10 @@ class ModelRunner:
         self.timings = RunnerTimings()
         # profiling: when set, the next iteration runs eagerly with this per-operation hook
         self.profile_hook: Callable[[Operation, Callable[[], None]], None] | None = None
+        # tensor parallelism: whether this rank samples and reads back, and the collective that
+        # gives every rank the sampling rank's tokens (in place) before the next iteration
+        self.samples = True
+        self.share_tokens: Callable[[torch.Tensor], None] | None = None
         cfg = model.cfg
         # one extra block past the allocator's range: the scratch block of CUDA-graph padding rows
         shape = (num_blocks + 1, blocks.block_size, cfg.num_kv_heads, cfg.head_dim)
@@ -131,61 +181,30 @@ class ModelRunner:
             for _ in range(cfg.num_layers)
         ]
 
-    def prepare(self, batch: SchedulerOutput) -> BatchInputs:
-        ids: list[int] = []
-        positions: list[int] = []
-        slots: list[int] = []
-        cu = [0]
-        ctx_lens: list[int] = []
-        sample_rows: list[int] = []
-        prompt_rows: dict[int, tuple[int, int, list[int]]] = {}
-        for idx, entry in enumerate(batch.scheduled):
-            seq, start, n = entry.seq, entry.seq.num_computed_tokens, entry.num_tokens
-            ids.extend(max(t, 0) for t in seq.token_slice(start, start + n))  # PENDING: patched
-            positions.extend(range(start, start + n))
-            slots.extend(self.blocks.slot(seq, p) for p in range(start, start + n))
-            if entry.samples:
-                sample_rows.append(len(ids) - 1)
-            if seq.params.prompt_logprobs:
-                # row r predicts token r + 1; skip targets recorded before a preemption
-                first = max(start + 1, len(seq.prompt_logprobs))
-                targets = seq.token_slice(first, min(start + n + 1, seq.num_prompt_tokens))
-                if targets:
-                    prompt_rows[idx] = (cu[-1] + first - 1 - start, len(targets), targets)
-            cu.append(len(ids))
-            ctx_lens.append(start + n)
-        return BatchInputs(
-            input_ids=self._tensor(ids, torch.int64),
-            positions=self._tensor(positions, torch.int64),
-            attn=self._metadata(batch, slots, cu, ctx_lens),
-            sample_rows=sample_rows,
-            prompt_rows=prompt_rows,
-        )
-
-    def _metadata(
-        self, batch: SchedulerOutput, slots: list[int], cu: list[int], ctx_lens: list[int]
-    ) -> AttentionMetadata:
-        tables = padded_block_tables([e.seq.block_table for e in batch.scheduled])
-        return AttentionMetadata(
-            cu_seqlens_q=self._tensor(cu, torch.int32),
-            context_lens=self._tensor(ctx_lens, torch.int32),
-            block_tables=self._upload(tables),
-            slot_mapping=self._tensor(slots, torch.int64),
-            num_decode_seqs=batch.num_decode_seqs,
-            max_query_len=max(b - a for a, b in itertools.pairwise(cu)),
-            max_context_len=max(ctx_lens),
-            block_size=self.blocks.block_size,
-            cu_seqlens_q_host=tuple(cu),
-            context_lens_host=tuple(ctx_lens),
-        )
-
-    def _tensor(self, data: list, dtype: torch.dtype) -> torch.Tensor:  # type: ignore[type-arg]
-        return self._upload(torch.tensor(data, dtype=dtype))
+    @property
+    def max_graph_batch(self) -> int:
+        """The largest decode batch a captured CUDA graph holds (0: none captured)."""
+        return max(self.graphs.graphs, default=0) if self.graphs is not None else 0
 
     def _upload(self, t: torch.Tensor) -> torch.Tensor:
         if self.device.type == "cuda":
             return t.pin_memory().to(self.device, non_blocking=True)
         return t
+
+    def _metadata(self, plan: StepPlan) -> AttentionMetadata:
+        cu = plan.cu_seqlens
+        return AttentionMetadata(
+            cu_seqlens_q=self._upload(torch.tensor(cu, dtype=torch.int32)),
+            context_lens=self._upload(torch.tensor(plan.context_lens, dtype=torch.int32)),
+            block_tables=self._upload(torch.from_numpy(plan.block_tables)),
+            slot_mapping=self._upload(torch.from_numpy(plan.slots)),
+            num_decode_seqs=plan.num_decode_seqs,
+            max_query_len=max(b - a for a, b in itertools.pairwise(cu)),
+            max_context_len=max(plan.context_lens),
+            block_size=self.blocks.block_size,
+            cu_seqlens_q_host=cu,
+            context_lens_host=plan.context_lens,
+        )
 
     def capture_cuda_graphs(self, max_model_len: int, max_num_seqs: int) -> None:
         attention = self.ops.paged_attention
@@ -199,108 +218,97 @@ class ModelRunner:
         )  # fmt: skip
         self.graphs.capture()
 
-    def _graph_fits(self, batch: SchedulerOutput) -> bool:
-        n = len(batch.scheduled)
-        return (
-            self.graphs is not None
-            and batch.num_decode_seqs == n
-            and self.graphs.bucket_for(n) is not None
-            and not any(e.seq.params.prompt_logprobs for e in batch.scheduled)
-        )
-
-    def _decode_inputs(self, batch: SchedulerOutput) -> DecodeInputs:
-        seqs = [e.seq for e in batch.scheduled]
-        positions = [s.num_computed_tokens for s in seqs]
-        return DecodeInputs(
-            input_ids=torch.tensor([max(s.last_token_id, 0) for s in seqs], dtype=torch.int64),
-            positions=torch.tensor(positions, dtype=torch.int64),
-            slot_mapping=torch.tensor(
-                [self.blocks.slot(s, p) for s, p in zip(seqs, positions, strict=True)]
-            ),
-            context_lens=torch.tensor([p + 1 for p in positions], dtype=torch.int32),
-            block_tables=padded_block_tables([s.block_table for s in seqs]),
-        )
-
     def run(self, batch: SchedulerOutput) -> StepResult:
         """Run one iteration to completion (launch, then collect)."""
         return self.collect(self.launch(batch, None))
 
-    def _pending_inputs(
-        self, batch: SchedulerOutput, prev: Launched | None
-    ) -> tuple[list[int], list[int]]:
-        """Rows whose input token is still on the device (sampled by ``prev``, not yet read back):
-        (row in this batch, row in prev.tokens)."""
-        rows, src = [], []
-        row = 0
-        for entry in batch.scheduled:
-            row += entry.num_tokens
-            seq = entry.seq
-            if (
-                seq.num_pending
-                and entry.seq.num_computed_tokens + entry.num_tokens == seq.num_tokens
-            ):
-                assert prev is not None and seq.seq_id in prev.row_of, "pending token, no source"
-                rows.append(row - 1)
-                src.append(prev.row_of[seq.seq_id])
-        return rows, src
+    def launch(self, batch: SchedulerOutput, prev: Launched | None) -> Launched:
+        """Plan the batch and queue its device work without waiting for it. Input tokens sampled
+        by ``prev`` and not yet known on the host are taken from ``prev``'s tokens on the device."""
+        t0 = time.perf_counter()
+        prev_row_of = None if prev is None else prev.row_of
+        vocab = self.model.cfg.vocab_size
+        plan = plan_step(batch, prev_row_of, self.blocks, self.max_graph_batch, vocab)
+        self.timings.prepare_s = time.perf_counter() - t0
+        step = self.execute(plan, None if prev is None else prev.tokens)
+        samplers = [e for e in batch.scheduled if e.samples]
+        row_of = {e.seq.seq_id: i for i, e in enumerate(samplers)}
+        return Launched(batch, samplers, row_of, step)
+
+    def collect(self, launched: Launched) -> StepResult:
+        """Wait for a launched iteration and read its results back (the iteration's one sync)."""
+        assert launched.device is not None
+        t0 = time.perf_counter()
+        host = launched.device.read()
+        self.timings.wait_s = time.perf_counter() - t0
+        self.timings.gpu_s = host.gpu_s
+        return step_result(launched, host)
 
     @torch.inference_mode()
-    def launch(self, batch: SchedulerOutput, prev: Launched | None) -> Launched:
-        """Queue the iteration's device work without waiting for it. Input tokens sampled by
-        ``prev`` and not yet known on the host are taken from ``prev.tokens`` on the device."""
-        t0 = time.perf_counter()
+    def execute(self, plan: StepPlan, prev_tokens: torch.Tensor | None) -> DeviceStep:
+        """Queue one planned iteration: forward, logits, sampling (on the sampling rank), and the
+        copies to the host; ``prev_tokens`` are the previous iteration's tokens on the device."""
         started = None
         if self.device.type == "cuda":
             started = torch.cuda.Event(enable_timing=True)
             started.record()
-        samplers = [e for e in batch.scheduled if e.samples]
         hook, self.profile_hook = self.profile_hook, None
-        rows, src = self._pending_inputs(batch, prev)
         prompt_lp: dict[int, torch.Tensor] = {}
         prompt_top: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        if hook is None and self._graph_fits(batch):
-            assert self.graphs is not None
-            input_ids = self.graphs.load(self._decode_inputs(batch))
-            self._patch(input_ids, rows, src, prev)
-            self.timings.prepare_s = time.perf_counter() - t0
-            logits = self.graphs.replay(len(batch.scheduled))
+        if hook is None and plan.graph and self.graphs is not None:
+            input_ids = self.graphs.load(self._decode_inputs(plan))
+            self._patch(input_ids, plan, prev_tokens)
+            logits = self.graphs.replay(plan.num_seqs)
         else:
-            inputs = self.prepare(batch)
-            self._patch(inputs.input_ids, rows, src, prev)
-            self.timings.prepare_s = time.perf_counter() - t0
-            self.ops.paged_attention.prepare(inputs.attn)  # host planning, before the layers
-            ctx = ForwardContext(inputs.positions, inputs.attn, self.kv_caches, self.ops, hook)
-            hidden = self.forward(inputs.input_ids, ctx)
-            sample_rows = torch.tensor(inputs.sample_rows, device=self.device, dtype=torch.long)
-            logits = self.model.compute_logits(hidden.index_select(0, sample_rows), self.ops)
-            prompt_lp, prompt_top = self._prompt_logprobs(batch, hidden, inputs)
-        launched = self._sample(batch, samplers, logits, prompt_lp, prompt_top)
-        launched.started = started
-        return launched
+            input_ids = self._upload(torch.from_numpy(plan.input_ids))
+            positions = self._upload(torch.from_numpy(plan.positions))
+            attn = self._metadata(plan)
+            self._patch(input_ids, plan, prev_tokens)
+            self.ops.paged_attention.prepare(attn)  # host planning, before the layers
+            ctx = ForwardContext(positions, attn, self.kv_caches, self.ops, hook)
+            hidden = self.forward(input_ids, ctx)
+            rows = torch.tensor(plan.sample_rows, device=self.device, dtype=torch.long)
+            logits = self.model.compute_logits(hidden.index_select(0, rows), self.ops)
+            prompt_lp, prompt_top = self._prompt_logprobs(plan, hidden)
+        return self._sample(plan, logits, prompt_lp, prompt_top, started)
+
+    @staticmethod
+    def _decode_inputs(plan: StepPlan) -> DecodeInputs:
+        return DecodeInputs(
+            input_ids=torch.from_numpy(plan.input_ids),
+            positions=torch.from_numpy(plan.positions),
+            slot_mapping=torch.from_numpy(plan.slots),
+            context_lens=torch.tensor(plan.context_lens, dtype=torch.int32),
+            block_tables=torch.from_numpy(plan.block_tables),
+        )
 
     def _patch(
-        self, input_ids: torch.Tensor, rows: list[int], src: list[int], prev: Launched | None
+        self, input_ids: torch.Tensor, plan: StepPlan, prev_tokens: torch.Tensor | None
     ) -> None:
-        if rows:
-            assert prev is not None
-            dst = torch.tensor(rows, dtype=torch.long).to(self.device, non_blocking=True)
-            idx = torch.tensor(src, dtype=torch.long).to(self.device, non_blocking=True)
-            input_ids[dst] = prev.tokens[idx]
+        if plan.patch_rows:
+            assert prev_tokens is not None, "a pending input token without its iteration"
+            dst = torch.tensor(plan.patch_rows, dtype=torch.long).to(self.device, non_blocking=True)
+            idx = torch.tensor(plan.patch_src, dtype=torch.long).to(self.device, non_blocking=True)
+            input_ids[dst] = prev_tokens[idx]
 
     def _sample(
         self,
-        batch: SchedulerOutput,
-        samplers: list[ScheduledSequence],
+        plan: StepPlan,
         logits: torch.Tensor,
         prompt_lp: dict[int, torch.Tensor],
         prompt_top: dict[int, tuple[torch.Tensor, torch.Tensor]],
-    ) -> Launched:
-        sbatch = SamplingBatch.build([e.seq for e in samplers], logits.shape[-1], self.device)
-        want_logprobs = any(e.seq.params.logprobs for e in samplers)
-        num_top = max((e.seq.params.top_logprobs for e in samplers if e.seq.params.logprobs),
-                      default=0)  # fmt: skip
-        out = sample(logits, sbatch, self.ops, want_logprobs, num_top)
+        started: torch.cuda.Event | None,
+    ) -> DeviceStep:
+        if not self.samples:  # a tensor-parallel rank that only receives the sampled tokens
+            tokens = torch.empty(len(plan.sample_rows), dtype=torch.int64, device=self.device)
+            if self.share_tokens is not None:
+                self.share_tokens(tokens)
+            return DeviceStep(plan, tokens, None, None, {}, started, None)
+        sbatch = plan.sampling.to_batch(logits.shape[-1], self.device)
+        out = sample(logits, sbatch, self.ops, plan.want_logprobs, max(plan.top_k, default=0))
         tokens, logprobs = out.tokens, out.logprobs
+        if self.share_tokens is not None:
+            self.share_tokens(tokens)
         top = None if out.top_ids is None or out.top_logprobs is None else (
             out.top_ids, out.top_logprobs)  # fmt: skip
         done = None
@@ -315,11 +323,9 @@ class ModelRunner:
             done.record()
         else:
             tokens_host, lp_host = tokens, logprobs
-        row_of = {e.seq.seq_id: i for i, e in enumerate(samplers)}
-        return Launched(
-            batch, samplers, tokens, tokens_host, lp_host, prompt_lp, None, done, row_of, top,
-            prompt_top,
-        )  # fmt: skip
+        return DeviceStep(
+            plan, tokens, tokens_host, lp_host, prompt_lp, started, done, top, prompt_top
+        )
 
     def _to_host_pairs(
         self, pairs: dict[int, tuple[torch.Tensor, torch.Tensor]]
@@ -331,43 +337,21 @@ class ModelRunner:
             for k, (a, b) in pairs.items()
         }
 
-    def collect(self, launched: Launched) -> StepResult:
-        """Wait for a launched iteration and read its results back (the iteration's one sync)."""
-        t0 = time.perf_counter()
-        if launched.done is not None:
-            launched.done.synchronize()
-            if launched.started is not None:
-                self.timings.gpu_s = launched.started.elapsed_time(launched.done) / 1e3
-        self.timings.wait_s = time.perf_counter() - t0
-        tokens = launched.tokens_host.tolist()
-        lps = [0.0] * len(tokens)
-        if launched.logprobs_host is not None:
-            lps = launched.logprobs_host.tolist()
-        prompt = {k: v.tolist() for k, v in launched.prompt_logprobs.items()}
-        result = StepResult(list(zip(launched.samplers, tokens, lps, strict=True)), prompt)
-        if launched.top_host is not None:
-            ks = [e.seq.params.top_logprobs if e.seq.params.logprobs else 0
-                  for e in launched.samplers]  # fmt: skip
-            tops = _top_lists(*launched.top_host, ks)
-            result.top = [t if k else None for t, k in zip(tops, ks, strict=True)]
-        for idx, (ids, values) in launched.prompt_top.items():
-            k = launched.batch.scheduled[idx].seq.params.top_logprobs
-            result.prompt_top[idx] = _top_lists(ids, values, [k] * len(ids))
-        return result
-
     def _prompt_logprobs(
-        self, batch: SchedulerOutput, hidden: torch.Tensor, inputs: BatchInputs
+        self, plan: StepPlan, hidden: torch.Tensor
     ) -> tuple[dict[int, torch.Tensor], dict[int, tuple[torch.Tensor, torch.Tensor]]]:
         """Per scheduled index: logprobs of the chunk's prompt targets [n], and when the request
         asks for top_logprobs, the top k ids and logprobs at each of those positions [n, k]."""
         out: dict[int, torch.Tensor] = {}
         tops: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        for idx, (row0, n, targets) in inputs.prompt_rows.items():
+        for idx, (row0, n, targets) in plan.prompt_rows.items():
             logits = self.model.compute_logits(hidden[row0 : row0 + n], self.ops)
+            if not self.samples:
+                continue  # the collective inside compute_logits is all this rank takes part in
             lp = torch.log_softmax(logits, dim=-1)
             target = torch.tensor(targets, device=self.device).unsqueeze(1)
             out[idx] = lp.gather(1, target).squeeze(1)
-            if k := batch.scheduled[idx].seq.params.top_logprobs:
+            if k := plan.prompt_top_k.get(idx, 0):
                 top = lp.topk(k, dim=-1)
                 tops[idx] = (top.indices, top.values)
         return out, tops

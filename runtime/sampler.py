@@ -46,6 +46,61 @@ def exponential_noise(keys: list[int], vocab_size: int, device: torch.device) ->
 
 
 @dataclass(frozen=True)
+class SamplingSpec:
+    """The host side of a ``SamplingBatch``: plain, picklable data built from the sequences
+    (what a tensor-parallel driver sends to the rank that samples). Noise is described by its
+    per-row keys and drawn on the device by ``to_batch``."""
+
+    temperature: list[float]
+    top_p: list[float]
+    top_k: list[int]
+    min_p: list[float]
+    noise_keys: list[int] | None  # per row; None if all rows greedy
+    mask: torch.Tensor | None  # [R, V] bool, allowed tokens; None when no row is constrained
+    bias: torch.Tensor | None = None  # [R, V] float32 (penalties, logit_bias, min_tokens)
+    repetition: torch.Tensor | None = None  # [R, V] float32 repetition factor
+
+    @staticmethod
+    def from_seqs(seqs: list[Sequence], vocab_size: int) -> SamplingSpec:
+        params = [s.params for s in seqs]
+        keys = None
+        if not all(p.greedy for p in params):
+            keys = [step_seed(s.seed, len(s.output_token_ids)) for s in seqs]
+        mask = None
+        if any(s.constraint is not None for s in seqs):
+            mask = torch.ones(len(seqs), vocab_size, dtype=torch.bool)
+            for row, seq in enumerate(seqs):
+                if seq.constraint is not None:
+                    mask[row] = seq.constraint.allowed_mask()
+        bias, repetition = logit_adjustments(seqs, vocab_size)
+        return SamplingSpec(
+            temperature=[p.temperature for p in params],
+            top_p=[p.top_p for p in params],
+            top_k=[p.top_k for p in params],
+            min_p=[p.min_p for p in params],
+            noise_keys=keys,
+            mask=mask,
+            bias=bias,
+            repetition=repetition,
+        )
+
+    def to_batch(self, vocab_size: int, device: torch.device) -> SamplingBatch:
+        noise = None
+        if self.noise_keys is not None:
+            noise = exponential_noise(self.noise_keys, vocab_size, device)
+        return SamplingBatch(
+            temperature=torch.tensor(self.temperature, dtype=torch.float32),
+            top_p=torch.tensor(self.top_p, dtype=torch.float32),
+            top_k=torch.tensor(self.top_k, dtype=torch.int64),
+            min_p=torch.tensor(self.min_p, dtype=torch.float32),
+            noise=noise,
+            mask=self.mask,
+            bias=self.bias,
+            repetition=self.repetition,
+        ).to(device)
+
+
+@dataclass(frozen=True)
 class SamplingBatch:
     """Per-row sampling inputs [R] for the R rows that sample this iteration."""
 
@@ -60,28 +115,7 @@ class SamplingBatch:
 
     @staticmethod
     def build(seqs: list[Sequence], vocab_size: int, device: torch.device) -> SamplingBatch:
-        params = [s.params for s in seqs]
-        noise = None
-        if not all(p.greedy for p in params):
-            keys = [step_seed(s.seed, len(s.output_token_ids)) for s in seqs]
-            noise = exponential_noise(keys, vocab_size, device)
-        mask = None
-        if any(s.constraint is not None for s in seqs):
-            mask = torch.ones(len(seqs), vocab_size, dtype=torch.bool)
-            for row, seq in enumerate(seqs):
-                if seq.constraint is not None:
-                    mask[row] = seq.constraint.allowed_mask()
-        bias, repetition = logit_adjustments(seqs, vocab_size)
-        return SamplingBatch(
-            temperature=torch.tensor([p.temperature for p in params], dtype=torch.float32),
-            top_p=torch.tensor([p.top_p for p in params], dtype=torch.float32),
-            top_k=torch.tensor([p.top_k for p in params], dtype=torch.int64),
-            min_p=torch.tensor([p.min_p for p in params], dtype=torch.float32),
-            noise=noise,
-            mask=mask,
-            bias=bias,
-            repetition=repetition,
-        ).to(device)
+        return SamplingSpec.from_seqs(seqs, vocab_size).to_batch(vocab_size, device)
 
     def to(self, device: torch.device) -> SamplingBatch:
         if device.type == "cpu":

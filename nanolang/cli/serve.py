@@ -1,4 +1,4 @@
-"""``nanolang serve [--model M] [--host 127.0.0.1] [--port 8000] [--api-key K]``."""
+"""``nanolang serve [--model M] [--host 127.0.0.1] [--port 8000] [--api-key K] [--tp N]``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,12 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--model-name", default="", help="the model id clients send")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
     parser.add_argument("--dtype", default="float32", help="auto, float32, float16, bfloat16")
+    parser.add_argument(
+        "--tp",
+        type=int,
+        default=1,
+        help="tensor-parallel degree: the engine starts one worker process per GPU (default: 1)",
+    )
     parser.set_defaults(handler=handle)
 
 
@@ -30,7 +36,11 @@ def handle(args: argparse.Namespace) -> int:
             model_name=args.model_name,
             host=args.host,
             port=args.port,
-            llm_kwargs={"device": args.device, "dtype": args.dtype},
+            llm_kwargs={
+                "device": args.device,
+                "dtype": args.dtype,
+                **({"tensor_parallel_size": args.tp} if args.tp != 1 else {}),
+            },
             **({"api_key": args.api_key} if args.api_key else {}),
         )
     except ValueError as exc:

@@ -31,9 +31,16 @@ from runtime.bench.peers import (
 )
 from runtime.bench.profile_run import profile_run
 from runtime.bench.report import render_table, result_record
-from runtime.bench.roofline import Ceilings, measure_ceilings, rooflines, workload_roofline
+from runtime.bench.roofline import (
+    Ceilings,
+    Network,
+    measure_ceilings,
+    rooflines,
+    workload_roofline,
+)
 from runtime.bench.throughput import ThroughputResult, run_throughput
 from runtime.bench.workloads import WORKLOADS, BenchRequest, make_requests, workload_seed
+from runtime.distributed.executor import TensorParallelRunner
 from runtime.llm import LLM
 from runtime.model.loader import resolve_model
 
@@ -89,22 +96,22 @@ def run_nanolang(
 ) -> list[EngineRun]:
     """Every workload on one engine instance (``ceilings``: measured by an earlier instance)."""
     overrides = json.loads(args.hf_overrides) if args.hf_overrides else None
+    if args.tp > 1 and (args.profile_every or args.profile_run):
+        raise ValueError("--profile-every and --profile-run run in one process only (not --tp)")
     llm = LLM(
         args.model, dtype=args.dtype, device=args.device, load_format=args.load_format,
         hf_overrides=overrides, max_num_seqs=args.max_num_seqs,
         admission_reserve_tokens=args.admission_reserve_tokens,
         max_num_batched_tokens=args.max_num_batched_tokens, enforce_eager=args.enforce_eager,
         async_scheduling=args.async_scheduling, pipeline=spec, kv_cache_dtype=kv,
+        tensor_parallel_size=args.tp,
     )  # fmt: skip
     engine = llm.engine
     cfg, device, dtype = engine.model_config, engine.device, engine.dtype
     facts = {
-        "cfg": cfg, "device": device,
-        "kv_elem": engine.runner.kv_caches[0][0].element_size(),
-        "weight_elem": engine.model.embed_tokens.element_size(),
+        "cfg": cfg, "device": device, **engine_facts(llm),
         "kv_cache_tokens": engine.blocks.allocator.num_blocks * engine.config.block_size,
         "async_scheduling": engine.async_scheduling,
-        "kernels": dict(engine.ops.backends),
         "ceilings": ceilings or measure_ceilings(device, cfg, dtype),
         "dtype": dtype,
     }  # fmt: skip
@@ -134,11 +141,28 @@ def run_nanolang(
                 profile = {"error": repr(exc)}
             print(f"[bench] profile {name}: {profile}", file=sys.stderr, flush=True)
         runs.append(EngineRun(mode, kv, name, reqs, res, profile, facts))
+    llm.shutdown()
     del llm, engine  # free the GPU for the next engine and the peers
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return runs
+
+
+def engine_facts(llm: LLM) -> dict[str, Any]:
+    """Element sizes, kernels and (under tensor parallelism) the network of an engine."""
+    runner = llm.engine.runner
+    if isinstance(runner, TensorParallelRunner):
+        r0 = runner.ready[0]
+        network = Network(len(runner.ready), r0.allreduce_latency_s, r0.allreduce_bytes_per_s)
+        return {"kv_elem": r0.kv_elem, "weight_elem": r0.weight_elem,
+                "kernels": dict(r0.backends), "network": network}  # fmt: skip
+    return {
+        "kv_elem": runner.kv_caches[0][0].element_size(),
+        "weight_elem": runner.model.embed_tokens.element_size(),
+        "kernels": dict(runner.ops.backends),
+        "network": Network(),
+    }
 
 
 def run_peers(
@@ -207,9 +231,12 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
             workload=r.workload, mode=r.mode, async_scheduling=facts["async_scheduling"],
             pipeline=specs[r.mode], num_requests=len(r.requests), result=res,
             roof=rooflines(res.records, cfg, ceilings, facts["kv_elem"],
-                           res.prompt_tokens + res.output_tokens, facts["weight_elem"]),
+                           res.prompt_tokens + res.output_tokens, facts["weight_elem"],
+                           facts["network"]),
             workload_roof=workload_roofline(lengths, cfg, ceilings, facts["kv_elem"],
-                                            facts["weight_elem"], facts["kv_cache_tokens"]),
+                                            facts["weight_elem"], facts["kv_cache_tokens"],
+                                            facts["network"].tp),
+            network=facts["network"],
             ceilings=ceilings, kernels=facts["kernels"], peer=peer, version=version,
             kv_cache_tokens=facts["kv_cache_tokens"], kv_cache_dtype=r.kv_cache_dtype,
             profile=r.profile,

@@ -37,6 +37,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     ap.add_argument("--profile-skip", type=int, default=96)
     ap.add_argument("--profile-window", type=int, default=32)
+    ap.add_argument(
+        "--tp",
+        type=int,
+        default=1,
+        help="tensor-parallel degree: one worker process per GPU (NCCL), or per CPU rank (gloo)",
+    )
     ap.add_argument("--enforce-eager", action="store_true")
     ap.add_argument(
         "--async-scheduling",

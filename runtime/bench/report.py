@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from runtime.bench.hf_peer import PeerResult
-from runtime.bench.roofline import Ceilings, Rooflines, WorkloadRoofline
+from runtime.bench.roofline import Ceilings, Network, Rooflines, WorkloadRoofline
 from runtime.bench.throughput import ThroughputResult
 
 
@@ -30,6 +30,7 @@ def result_record(
     kv_cache_tokens: int | None = None,
     kv_cache_dtype: str = "auto",
     profile: dict[str, Any] | None = None,
+    network: Network | None = None,
 ) -> dict[str, Any]:
     total = result.total_tokens_per_s
     iters = len(result.records)
@@ -46,6 +47,7 @@ def result_record(
         "command": command,
         "workload": workload,
         "mode": mode,
+        "tensor_parallel_size": (network or Network()).tp,
         "pipeline": pipeline,
         "async_scheduling": async_scheduling,
         "num_requests": num_requests,
@@ -90,6 +92,13 @@ def result_record(
         "pct_tight_roofline": round(100 * total / roof.tight_tokens_per_s, 1),
         "kernels": kernels,
     }
+    if network is not None and network.tp > 1:
+        record["network"] = {
+            "allreduce_latency_us": round(network.latency_s * 1e6, 1),
+            "allreduce_gb_per_s": round(network.bytes_per_s / 1e9, 1),
+            "collective_seconds_at_roofline": round(roof.network_seconds, 3),
+            "pct_of_run": round(100 * roof.network_seconds / max(result.seconds, 1e-9), 1),
+        }
     if workload_roof is not None:
         record["workload_roofline_tokens_per_s"] = round(workload_roof.tokens_per_s, 1)
         record["pct_workload_roofline"] = round(100 * total / workload_roof.tokens_per_s, 1)
@@ -130,6 +139,9 @@ def render_table(records: list[dict[str, Any]]) -> Any:
         peer = r.get("peer", {}).get("total_tokens_per_s", "-")
         engine = r["engine"] + ("" if r.get("mode", "sequential") == "sequential"
                                 else f' ({r["mode"]})')  # fmt: skip
+        if r.get("tensor_parallel_size", 1) > 1:
+            engine += f' TP={r["tensor_parallel_size"]}'
+
         table.add_row(
             engine, r["workload"], str(r["num_requests"]), r.get("kv_cache_dtype", "auto"),
             f'{r["total_tokens_per_s"]:.0f}', f'{r["output_tokens_per_s"]:.0f}',

@@ -5,6 +5,12 @@ second, counting prompt and output tokens. Memory roofline: every iteration must
 once plus the KV cache of every sequence in the batch; the run's iterations at the measured HBM
 bandwidth give a lower bound on its time. The tight roofline takes, per iteration, the larger of
 its compute time (2 x parameters x tokens + attention FLOPs at the GEMM peak) and its memory time.
+
+With tensor parallelism over N GPUs each GPU does 1/N of the FLOPs and reads 1/N of the weights
+and KV cache, so compute and memory times divide by N; each iteration then also spends network
+time in its collectives (two all-reduces of the hidden states per layer, one for the embedding,
+and the all-gather of the sampled rows' logits), at the all-reduce latency and bandwidth the
+workers measured at start-up. The tight roofline takes the largest of the three per iteration.
 """
 
 from __future__ import annotations
@@ -30,6 +36,25 @@ class IterationRecord:
 class Ceilings:
     gemm_flops: float  # FLOP/s, best dense GEMM measured
     hbm_bytes_per_s: float  # streaming copy, bytes read + written per second
+
+
+@dataclass(frozen=True)
+class Network:
+    """The tensor-parallel group: its size and its measured all-reduce cost."""
+
+    tp: int = 1
+    latency_s: float = 0.0  # one small all-reduce
+    bytes_per_s: float = 0.0  # large all-reduces, beyond the latency
+
+    def collective_seconds(self, cfg: ModelConfig, tokens: int, rows: int, elem: int) -> float:
+        """An iteration's collectives over ``tokens`` rows of hidden state and ``rows`` sampled
+        rows of float32 logits (gathered: about the same cost as an all-reduce of them)."""
+        if self.tp <= 1 or self.bytes_per_s <= 0:
+            return 0.0
+        calls = 2 * cfg.num_layers + 2
+        nbytes = (2 * cfg.num_layers + 1) * tokens * cfg.hidden_size * elem
+        nbytes += rows * cfg.vocab_size * 4
+        return calls * self.latency_s + nbytes / self.bytes_per_s
 
 
 def _best_time(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
@@ -91,6 +116,7 @@ class Rooflines:
     compute_tokens_per_s: float
     memory_tokens_per_s: float
     tight_tokens_per_s: float
+    network_seconds: float = 0.0  # the run's collective time at the measured all-reduce cost
 
 
 def rooflines(
@@ -100,23 +126,30 @@ def rooflines(
     elem: int,
     tokens: int,
     weight_elem: int | None = None,
+    network: Network | None = None,
 ) -> Rooflines:
     """``tokens``: prompt + output tokens of the run (the throughput's numerator); ``elem``:
-    bytes per KV cache element, ``weight_elem`` per weight element (default: ``elem``)."""
+    bytes per KV cache element, ``weight_elem`` per weight element (default: ``elem``);
+    ``network``: the tensor-parallel group (None: one GPU)."""
+    net = network or Network()
     kv_per_token = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * elem
     w_bytes = weight_bytes(cfg, weight_elem or elem)
     attn_flops_per_pair = 4 * cfg.num_heads * cfg.head_dim * cfg.num_layers
-    mem_time = tight_time = 0.0
+    mem_time = tight_time = net_time = 0.0
+    gemm, hbm = ceilings.gemm_flops * net.tp, ceilings.hbm_bytes_per_s * net.tp
     for r in records:
-        t_mem = (w_bytes + r.kv_tokens_read * kv_per_token) / ceilings.hbm_bytes_per_s
+        t_mem = (w_bytes + r.kv_tokens_read * kv_per_token) / hbm
         flops = 2 * cfg.num_parameters * r.num_tokens + attn_flops_per_pair * r.attn_pairs
-        t_compute = flops / ceilings.gemm_flops
+        t_compute = flops / gemm
+        t_net = net.collective_seconds(cfg, r.num_tokens, r.num_seqs, weight_elem or elem)
         mem_time += t_mem
-        tight_time += max(t_mem, t_compute)
+        net_time += t_net
+        tight_time += max(t_mem, t_compute, t_net)
     return Rooflines(
-        compute_tokens_per_s=ceilings.gemm_flops / (2 * cfg.num_parameters),
+        compute_tokens_per_s=gemm / (2 * cfg.num_parameters),
         memory_tokens_per_s=tokens / mem_time if mem_time else 0.0,
         tight_tokens_per_s=tokens / tight_time if tight_time else 0.0,
+        network_seconds=net_time,
     )
 
 
@@ -139,6 +172,7 @@ def workload_roofline(
     kv_elem: int,
     weight_elem: int,
     kv_capacity_tokens: int,
+    tp: int = 1,
 ) -> WorkloadRoofline:
     """``lengths``: (prompt, output) tokens of every request; ``kv_elem`` / ``weight_elem``:
     bytes per element of the KV cache and of the weights.
@@ -149,6 +183,8 @@ def workload_roofline(
     max(longest output, total output / max_batch) iterations, each reading the weights once; on
     top, every decode token reads its context's KV once, and every token's KV is written once
     (and read once more by its prompt's attention). The bound is the larger of the two times.
+    With ``tp`` GPUs both divide by ``tp`` (``kv_capacity_tokens`` counts tokens: every rank
+    holds its KV heads of all of them); collectives are left out of this bound.
     """
     kv_per_token = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * kv_elem
     tokens = sum(p + o for p, o in lengths)
@@ -165,8 +201,8 @@ def workload_roofline(
     total_out = sum(o for _, o in lengths)
     iters = max(max((o for _, o in lengths), default=0), -(-total_out // max_batch))
     kv_bytes = kv_per_token * (decode_ctx + 2 * tokens)
-    mem = (iters * weight_bytes(cfg, weight_elem) + kv_bytes) / ceilings.hbm_bytes_per_s
-    comp = flops / ceilings.gemm_flops
+    mem = (iters * weight_bytes(cfg, weight_elem) + kv_bytes) / (ceilings.hbm_bytes_per_s * tp)
+    comp = flops / (ceilings.gemm_flops * tp)
     return WorkloadRoofline(
         tokens_per_s=tokens / max(mem, comp, 1e-12),
         compute_seconds=comp,

@@ -52,7 +52,8 @@ def throughput_table(records: list[dict[str, Any]]) -> str:
 
 def _kv(r: dict[str, Any]) -> str:
     kv = r.get("kv_cache_dtype", "auto")
-    return "" if kv == "auto" else f", {kv} KV"
+    tp = r.get("tensor_parallel_size", 1)
+    return ("" if kv == "auto" else f", {kv} KV") + ("" if tp == 1 else f", TP={tp}")
 
 
 def _engine(r: dict[str, Any]) -> str:
@@ -61,6 +62,8 @@ def _engine(r: dict[str, Any]) -> str:
         name += f' ({r["mode"]})'
     if r.get("kv_cache_dtype", "auto") != "auto":
         name += f' {r["kv_cache_dtype"]} KV'
+    if r.get("tensor_parallel_size", 1) > 1:
+        name += f' TP={r["tensor_parallel_size"]}'
     return str(name)
 
 

@@ -11,6 +11,7 @@ from runtime.bench.op_timer import OpTimer
 from runtime.bench.roofline import IterationRecord
 from runtime.bench.workloads import BenchRequest
 from runtime.llm import LLM
+from runtime.model_runner import ModelRunner
 from runtime.sampling_params import SamplingParams
 
 
@@ -68,6 +69,8 @@ def run_throughput(
         timer = None
         if profile_every and len(records) % profile_every == profile_every // 2:
             timer = OpTimer(engine.device)
+            if not isinstance(engine.runner, ModelRunner):
+                raise ValueError("per-operation profiling runs in one process only (not TP)")
             engine.runner.profile_hook = timer
         t0 = time.perf_counter()
         outs = engine.step()

@@ -12,7 +12,8 @@ Each rank keeps a slice of every weight and the model runs unchanged around it:
 
 Norms and the rope table are replicated. ``model.cfg`` becomes the rank-local config (heads and
 MLP width divided by N, vocabulary kept whole), which is what the model runner sizes the KV
-cache from. Every rank must feed the same batch; the sampled tokens then agree on every rank.
+cache from. Every rank must run the same iterations in the same order (the driver in
+``runtime.distributed.executor`` sends each iteration's plan to every rank).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch.distributed as dist
 
 from runtime.config import ModelConfig
 from runtime.model.llama import Activations, DecoderLayer, ForwardContext, LlamaModel
-from runtime.model_runner import ModelRunner
+from runtime.model.loader import build_model, init_dummy, resolve_model
 
 
 @dataclass(frozen=True)
@@ -111,10 +112,20 @@ class TPLlamaModel(LlamaModel):
     @torch.inference_mode()
     def compute_logits(self, hidden: torch.Tensor, ops: Any) -> torch.Tensor:
         head = self.embed_tokens if self.lm_head is None else self.lm_head
-        local = ops.linear(hidden, head).float().contiguous()
-        parts = [torch.empty_like(local) for _ in range(self.tp.world_size)]
-        dist.all_gather(parts, local, group=self.tp.group)
-        return torch.cat(parts, dim=-1)[:, : self.vocab_size]
+        local = ops.linear(hidden, head).float().contiguous()  # [N, Vp]
+        n, world = local.shape[0], self.tp.world_size
+        gathered = torch.empty(world * n, local.shape[1], dtype=local.dtype, device=local.device)
+        _all_gather_single(gathered, local, self.tp.group)
+        # [world * N, Vp] (rank-major) -> [N, world * Vp] -> the true vocabulary
+        logits = gathered.view(world, n, -1).permute(1, 0, 2).reshape(n, -1)
+        return logits[:, : self.vocab_size]
+
+
+def _all_gather_single(out: torch.Tensor, inp: torch.Tensor, group: Any) -> None:
+    """Gather every rank's ``inp`` into ``out`` along dim 0 (the name changed across torch
+    versions: all_gather_single from 2.13, all_gather_into_tensor before)."""
+    gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+    gather(out, inp, group=group)
 
 
 @torch.no_grad()
@@ -139,45 +150,51 @@ def apply_tensor_parallel(model: LlamaModel, tp: TPLayout) -> TPLlamaModel:
     for layer in model.layers:
         assert isinstance(layer, DecoderLayer)
         _shard_layer(layer, full, tp)
-        layer.cfg = cfg
-        layer.__class__ = TPDecoderLayer
-        assert isinstance(layer, TPDecoderLayer)
-        layer.tp = tp
-    per_rank = -(-full.vocab_size // tp.world_size)
     model.embed_tokens.data = _vocab_rows(model.embed_tokens.data, tp)
     if model.lm_head is not None:
         model.lm_head.data = _vocab_rows(model.lm_head.data, tp)
-    model.cfg = cfg
+    return _as_tensor_parallel(model, cfg, full.vocab_size, tp)
+
+
+def _as_tensor_parallel(
+    model: LlamaModel, local: ModelConfig, vocab_size: int, tp: TPLayout
+) -> TPLlamaModel:
+    """Turn a model whose weights are already one rank's slices into the TP classes."""
+    for layer in model.layers:
+        assert isinstance(layer, DecoderLayer)
+        layer.cfg = local
+        layer.__class__ = TPDecoderLayer
+        assert isinstance(layer, TPDecoderLayer)
+        layer.tp = tp
+    model.cfg = local
     model.__class__ = TPLlamaModel
     assert isinstance(model, TPLlamaModel)
-    model.tp, model.vocab_start, model.vocab_size = tp, tp.rank * per_rank, full.vocab_size
+    per_rank = -(-vocab_size // tp.world_size)
+    model.tp, model.vocab_start, model.vocab_size = tp, tp.rank * per_rank, vocab_size
     return model
 
 
-def shard_engine(engine: Any, tp: TPLayout) -> None:
-    """Make a freshly built ``LLMEngine`` run as one rank of a tensor-parallel group: its model
-    is sliced in place and its runner rebuilt, so the KV cache holds only this rank's KV heads.
-    Every rank must then be given the same requests in the same order (identical schedulers)."""
-    if engine.config.pipeline is not None:
-        raise ValueError("tensor parallelism does not yet combine with a pipeline plan")
-    if engine.runner.graphs is not None or engine._inflight is not None:
-        raise ValueError("shard the engine before it captures CUDA graphs or runs requests")
-    runner = engine.runner
-    num_blocks = runner.scratch_block
-    _check_same_on_every_rank(num_blocks, engine.device, tp)
-    apply_tensor_parallel(engine.model, tp)
-    engine.runner = None  # free the dense KV cache before the sharded one is allocated
-    del runner
-    engine.runner = ModelRunner(engine.model, engine.ops, engine.blocks, num_blocks)
-
-
-def _check_same_on_every_rank(num_blocks: int, device: torch.device, tp: TPLayout) -> None:
-    """Identical schedulers need identical KV block counts (free GPU memory can differ)."""
-    both = torch.tensor([num_blocks, -num_blocks], dtype=torch.int64, device=device)
-    dist.all_reduce(both, op=dist.ReduceOp.MIN, group=tp.group)
-    low, high = int(both[0]), -int(both[1])
-    if low != high:
-        raise ValueError(
-            f"ranks found between {low} and {high} KV blocks; pass kv_cache_memory_bytes so that "
-            "every rank's scheduler sees the same number"
-        )
+def build_tensor_parallel_model(
+    model: str,
+    overrides: dict[str, Any] | None,
+    dtype: torch.dtype,
+    device: torch.device,
+    load_format: str,
+    max_positions: int,
+    seed: int,
+    tp: TPLayout,
+) -> TPLlamaModel:
+    """This rank's slice of ``model``. A checkpoint is read whole on the host and sliced before
+    it moves to the device; random weights (``dummy``) are made at the slice's size on the device
+    directly, so a model twice one GPU's memory still builds (its values differ from TP=1's)."""
+    if load_format != "dummy":
+        full = build_model(model, overrides, dtype, torch.device("cpu"), load_format,
+                           max_positions, seed)  # fmt: skip
+        return apply_tensor_parallel(full, tp).to(device)
+    _, cfg = resolve_model(model, overrides)
+    local = local_config(cfg, tp.world_size)
+    padded_vocab = -(-cfg.vocab_size // tp.world_size)
+    with torch.device(device):
+        net = LlamaModel(dataclasses.replace(local, vocab_size=padded_vocab), dtype, max_positions)
+    init_dummy(net, seed)
+    return _as_tensor_parallel(net.eval(), local, cfg.vocab_size, tp)

@@ -13,7 +13,7 @@ REQUIRED = {
     "engine", "version", "model", "device", "date", "command", "workload", "mode",
     "num_requests", "total_tokens_per_s", "output_tokens_per_s", "pct_compute_roofline",
     "pct_tight_roofline", "workload_roofline_tokens_per_s", "pct_workload_roofline",
-    "kv_cache_tokens", "max_batch_seqs",
+    "kv_cache_tokens", "max_batch_seqs", "tensor_parallel_size",
 }  # fmt: skip
 
 
@@ -44,6 +44,7 @@ def test_bench_writes_one_record_per_workload(tiny_llama: str, tmp_path: Path) -
         assert abs(r["pct_tight_roofline"] - pct) < 0.1
         assert r["tight_roofline_tokens_per_s"] <= r["compute_roofline_tokens_per_s"] + 1e-6
         assert r["engine"] == "nanolang" and r["num_requests"] == 4
+        assert r["tensor_parallel_size"] == 1 and "network" not in r
         assert 1 <= r["max_batch_seqs"] <= 4
         assert r["mean_iteration_split_ms"] is not None  # --profile-every was given
     fixed = records[0]

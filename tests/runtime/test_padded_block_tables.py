@@ -6,7 +6,7 @@ import random
 
 import torch
 
-from runtime.model_runner import padded_block_tables
+from runtime.step_plan import padded_block_tables
 
 
 def test_padded_block_tables_match_the_nested_list() -> None:
@@ -16,5 +16,5 @@ def test_padded_block_tables_match_the_nested_list() -> None:
                   for _ in range(rng.randrange(1, 30))]  # fmt: skip
         width = max(map(len, tables))
         expected = torch.tensor([t + [0] * (width - len(t)) for t in tables], dtype=torch.int32)
-        got = padded_block_tables(tables)
+        got = torch.from_numpy(padded_block_tables(tables))
         assert got.dtype == torch.int32 and torch.equal(got, expected)

@@ -1,67 +1,158 @@
-"""Tensor parallelism on the CPU: two gloo processes give the tokens and logprobs of one."""
+"""Tensor parallelism on the CPU: the engine's own two gloo worker processes give the tokens and
+prompt logprobs of one process, and a worker that dies or fails stops everything cleanly."""
 
 from __future__ import annotations
 
-import json
+import os
+import shutil
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from runtime import LLM, SamplingParams
 from runtime.config import ModelConfig, read_json
-from runtime.distributed import TPLayout, shard_engine
+from runtime.distributed import TPLayout
+from runtime.distributed.executor import TensorParallelError, TensorParallelRunner
 from runtime.distributed.tensor_parallel import _vocab_rows, local_config
 
 PROMPTS = ["The quick brown fox", "Programs ask questions, pick answers", "0 1 2 3"]
 PARAMS = SamplingParams(max_tokens=8, temperature=0, ignore_eos=True, prompt_logprobs=True)
+ENGINE = dict(dtype="float32", device="cpu", max_num_batched_tokens=16)
 
 
-def _generate(llm: LLM) -> list[dict[str, Any]]:
+def _generate(llm: LLM, params: SamplingParams = PARAMS) -> list[dict[str, Any]]:
     return [
-        {"tokens": o.token_ids, "prompt_logprobs": o.prompt_logprobs}
-        for o in llm.generate(PROMPTS, PARAMS)
+        {"tokens": o.token_ids, "prompt_logprobs": o.prompt_logprobs, "logprobs": o.logprobs}
+        for o in llm.generate(PROMPTS, params)
     ]
 
 
-def _rank_main(rank: int, world: int, store: str, models: list[str], out: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+def _gone(pid: int) -> bool:
     try:
-        results = {}
-        for path in models:
-            llm = LLM(path, dtype="float32", device="cpu", max_num_batched_tokens=16)
-            shard_engine(llm.engine, TPLayout.current())
-            kv_heads = llm.engine.runner.kv_caches[0][0].shape[2]
-            results[path] = {"kv_heads": kv_heads, "outputs": _generate(llm)}
-        Path(out, f"rank{rank}.json").write_text(json.dumps(results))
-    finally:
-        dist.destroy_process_group()
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # a zombie is gone too (nothing runs), but our workers are reaped by join
+    return Path(f"/proc/{pid}/status").read_text().find("State:\tZ") >= 0
+
+
+def _runner(llm: LLM) -> TensorParallelRunner:
+    runner = llm.engine.runner
+    assert isinstance(runner, TensorParallelRunner)
+    return runner
+
+
+@pytest.fixture(scope="module")
+def tp_llm(tiny_models: dict[str, str]) -> Iterator[LLM]:
+    with LLM(tiny_models["llama"], tensor_parallel_size=2, **ENGINE) as llm:  # type: ignore[arg-type]
+        yield llm
 
 
 @pytest.mark.slow
-def test_two_gloo_ranks_match_one_process(tiny_models: dict[str, str], tmp_path: Path) -> None:
-    models = [tiny_models["llama"], tiny_models["llama_tied"]]
-    mp.spawn(_rank_main, args=(2, str(tmp_path / "store"), models, str(tmp_path)), nprocs=2)
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
-    for path in models:
-        dense = _generate(LLM(path, dtype="float32", device="cpu", max_num_batched_tokens=16))
-        full_kv = ModelConfig.from_hf(read_json(Path(path, "config.json"))).num_kv_heads
-        for rank in ranks:
-            assert rank[path]["kv_heads"] == full_kv // 2  # the cache holds local heads only
-            for got, want in zip(rank[path]["outputs"], dense, strict=True):
-                assert got["tokens"] == want["tokens"]
-                assert got["prompt_logprobs"][1:] == pytest.approx(
-                    want["prompt_logprobs"][1:], abs=1e-4
-                )
+def test_two_ranks_match_one_process(tp_llm: LLM, tiny_models: dict[str, str]) -> None:
+    dense = LLM(tiny_models["llama"], **ENGINE)  # type: ignore[arg-type]
+    full_kv = ModelConfig.from_hf(read_json(Path(tiny_models["llama"], "config.json"))).num_kv_heads
+    runner = _runner(tp_llm)
+    assert len(runner.pids) == 2 and os.getpid() not in runner.pids
+    assert [r.kv_heads for r in runner.ready] == [full_kv // 2] * 2  # each cache: its own heads
+    want = _generate(dense)
+    got = _generate(tp_llm)
+    for g, w in zip(got, want, strict=True):
+        assert g["tokens"] == w["tokens"]
+        assert g["prompt_logprobs"][0] is None and w["prompt_logprobs"][0] is None
+        assert g["prompt_logprobs"][1:] == pytest.approx(w["prompt_logprobs"][1:], abs=1e-4)
+    # seeded sampling with logprobs: rank 0 samples, every rank continues from its tokens
+    sampled = SamplingParams(max_tokens=6, temperature=0.8, top_p=0.9, seed=7, logprobs=1)
+    for g, w in zip(_generate(tp_llm, sampled), _generate(dense, sampled), strict=True):
+        assert g["tokens"] == w["tokens"]
+        assert g["logprobs"] == pytest.approx(w["logprobs"], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_async_scheduling_across_workers(tp_llm: LLM, tiny_models: dict[str, str]) -> None:
+    """The driver launches iteration i + 1 before reading i back: pending input tokens come
+    from the workers' own copy of rank 0's tokens."""
+    dense = LLM(tiny_models["llama"], **ENGINE)  # type: ignore[arg-type]
+    params = SamplingParams(max_tokens=12, temperature=0, ignore_eos=True)
+    want = [o.token_ids for o in dense.generate(PROMPTS, params)]
+    tp_llm.engine.async_scheduling = True
+    try:
+        assert [o.token_ids for o in tp_llm.generate(PROMPTS, params)] == want
+    finally:
+        tp_llm.engine.async_scheduling = False
+
+
+@pytest.mark.slow
+def test_a_killed_worker_stops_everything_with_a_clear_error(tiny_models: dict[str, str]) -> None:
+    llm = LLM(tiny_models["llama"], tensor_parallel_size=2, **ENGINE)  # type: ignore[arg-type]
+    pids = _runner(llm).pids
+    llm.add_request("The quick brown fox", SamplingParams(max_tokens=50, ignore_eos=True))
+    llm.step()
+    os.kill(pids[1], signal.SIGKILL)
+    with pytest.raises(TensorParallelError, match=r"rank 1 \(pid \d+\) killed by SIGKILL"):
+        while llm.has_unfinished_requests():
+            llm.step()
+    assert all(_gone(pid) for pid in pids)
+    with pytest.raises(TensorParallelError, match="workers are stopped"):
+        llm.step()
+
+
+@pytest.mark.slow
+def test_an_error_in_the_workers_reaches_the_caller(
+    tiny_models: dict[str, str], tmp_path: Path
+) -> None:
+    """The caller reads config.json and the tokenizer; the workers read the weights, which are
+    corrupt here: their error is raised in the caller and no process is left."""
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_models["llama"], broken)
+    for weights in broken.glob("*.safetensors"):
+        weights.write_bytes(b"not a safetensors file")
+    children_before = _children()
+    failure = r"(?s)rank [01] raised an error.*SafetensorError"
+    with pytest.raises(TensorParallelError, match=failure):
+        LLM(str(broken), tensor_parallel_size=2, **ENGINE)  # type: ignore[arg-type]
+    assert _children() <= children_before
+
+
+@pytest.mark.slow
+def test_keyboard_interrupt_stops_the_workers(tiny_models: dict[str, str]) -> None:
+    llm = LLM(tiny_models["llama"], tensor_parallel_size=2, **ENGINE)  # type: ignore[arg-type]
+    pids = _runner(llm).pids
+    params = SamplingParams(max_tokens=10_000, ignore_eos=True)
+    llm.add_request([1, 2, 3], params)
+    main = threading.get_ident()
+    timer = threading.Timer(1.0, lambda: signal.pthread_kill(main, signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        while llm.has_unfinished_requests():
+            llm.step()
+    assert all(_gone(pid) for pid in pids)
+
+
+def _children() -> set[int]:
+    me = str(os.getpid())
+    out = set()
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        if f"\nPPid:\t{me}\n" in text and "State:\tZ" not in text:
+            out.add(int(status.parent.name))
+    return out
 
 
 def test_sizes_that_do_not_divide_are_refused(tiny_llama: str) -> None:
     cfg = ModelConfig.from_hf(read_json(Path(tiny_llama, "config.json")))
     with pytest.raises(ValueError, match="num_key_value_heads"):
         local_config(cfg, 4)
+    with pytest.raises(ValueError, match="num_key_value_heads"):
+        LLM(tiny_llama, tensor_parallel_size=4, **ENGINE)  # type: ignore[arg-type]
     local = local_config(cfg, 2)
     assert (local.num_heads, local.num_kv_heads) == (cfg.num_heads // 2, cfg.num_kv_heads // 2)
     assert local.intermediate_size == cfg.intermediate_size // 2
@@ -74,3 +165,12 @@ def test_vocabulary_rows_are_padded_to_a_multiple_of_the_group() -> None:
     assert all(s.shape == (3, 3) for s in shards)
     joined = torch.cat(shards)
     assert torch.equal(joined[:10], table) and not joined[10:].any()
+
+
+def test_tensor_parallel_size_is_validated() -> None:
+    from runtime.config import EngineConfig
+
+    with pytest.raises(ValueError, match="tensor_parallel_size"):
+        EngineConfig(tensor_parallel_size=0)
+    with pytest.raises(ValueError, match="pipeline"):
+        EngineConfig(tensor_parallel_size=2, pipeline="default")

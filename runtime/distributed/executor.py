@@ -1,0 +1,226 @@
+"""The driver of tensor parallelism: one worker process per rank, the scheduler stays here.
+
+``LLM(..., tensor_parallel_size=N)`` makes the engine start N workers (``torch.multiprocessing``
+spawn; rank r on cuda:r with NCCL, or N CPU processes with gloo). The calling process keeps the
+scheduler, tokenizer and sequences and runs no model: each iteration it plans the batch
+(``runtime.step_plan``), pickles the plan once and sends it to every worker over a pipe; rank 0
+returns the sampled tokens and logprobs. Because the caller never joins a collective, it can
+always notice a worker that died or failed (it waits on the pipes and the process sentinels
+together), stop every worker and raise one clear error, instead of hanging in NCCL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import shutil
+import signal
+import tempfile
+import time
+import weakref
+from collections.abc import Sequence
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any, NoReturn
+
+import torch.multiprocessing as mp
+
+from runtime.block_manager import BlockManager
+from runtime.distributed.worker import WorkerReady, WorkerSpec, worker_main
+from runtime.model_runner import Launched, RunnerTimings, StepResult, step_result
+from runtime.scheduler import SchedulerOutput
+from runtime.step_plan import plan_step
+
+logger = logging.getLogger("runtime")
+
+# set in every worker before it touches CUDA: NVLink multicast (NVLS) stays off; the variables
+# the GPU machine sets otherwise are inherited unchanged
+WORKER_ENV = {"NCCL_NVLS_ENABLE": "0"}
+STOP_TIMEOUT_S = 10.0  # a worker asked to stop that is still alive after this is killed
+
+
+class TensorParallelError(RuntimeError):
+    """A tensor-parallel worker failed or died; every worker has been stopped."""
+
+
+class TensorParallelRunner:
+    """Plans iterations here and runs them on the workers (``launch`` / ``collect`` like
+    ``ModelRunner``); ``blocks`` must be set (from ``num_blocks``) before the first launch."""
+
+    def __init__(self, spec: WorkerSpec, vocab_size: int) -> None:
+        self.vocab_size = vocab_size
+        self.blocks: BlockManager | None = None
+        self.timings = RunnerTimings()
+        self._failure: str | None = None
+        self._dir = tempfile.mkdtemp(prefix="nanolang-tp-")
+        spec = _with_store(spec, self._dir)
+        ctx = mp.get_context("spawn")
+        self._procs: list[BaseProcess] = []
+        self._conns: list[Connection] = []
+        for rank in range(spec.world_size):
+            ours, theirs = ctx.Pipe()
+            proc = ctx.Process(target=worker_main, args=(rank, spec, theirs), daemon=True,
+                               name=f"nanolang-tp-rank{rank}")  # fmt: skip
+            proc.start()
+            theirs.close()
+            self._procs.append(proc)
+            self._conns.append(ours)
+        self._sentinels = {p.sentinel: r for r, p in enumerate(self._procs)}
+        self._inbox: list[list[tuple[Any, ...]]] = [[] for _ in self._procs]
+        self._graceful = [True]  # False once a worker failed: no point asking the others
+        self._finalizer = weakref.finalize(
+            self, _stop_workers, self._procs, self._conns, self._dir, self._graceful
+        )
+        try:
+            self.ready: list[WorkerReady] = [self._receive(rank, "ready") for rank in range(
+                spec.world_size)]  # fmt: skip
+        except BaseException as exc:
+            self._abandon(exc)
+            raise
+        first = self.ready[0]
+        self.num_blocks = first.num_blocks
+        self.max_graph_batch = first.max_graph_batch
+        logger.info("tensor parallelism: %d workers (pids %s) on %s, %d KV blocks per rank",
+                    spec.world_size, [r.pid for r in self.ready], first.device_name,
+                    self.num_blocks)  # fmt: skip
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._procs if p.pid is not None]
+
+    @property
+    def alive(self) -> bool:
+        return self._failure is None and all(p.is_alive() for p in self._procs)
+
+    # ------------------------------------------------------------------ the runner interface
+    def launch(self, batch: SchedulerOutput, prev: Launched | None) -> Launched:
+        self._check_usable()
+        assert self.blocks is not None, "set blocks before the first launch"
+        t0 = time.perf_counter()
+        row_of_prev = None if prev is None else prev.row_of
+        plan = plan_step(batch, row_of_prev, self.blocks, self.max_graph_batch, self.vocab_size)
+        data = pickle.dumps(("step", plan), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            for rank, conn in enumerate(self._conns):
+                try:
+                    conn.send_bytes(data)
+                except OSError:
+                    self._fail(f"rank {rank} stopped taking work")
+        except BaseException as exc:
+            self._abandon(exc)
+            raise
+        self.timings.prepare_s = time.perf_counter() - t0
+        samplers = [e for e in batch.scheduled if e.samples]
+        return Launched(batch, samplers, {e.seq.seq_id: i for i, e in enumerate(samplers)})
+
+    def collect(self, launched: Launched) -> StepResult:
+        self._check_usable()
+        t0 = time.perf_counter()
+        try:
+            host = self._receive(0, "result")
+        except BaseException as exc:
+            self._abandon(exc)
+            raise
+        self.timings.wait_s = time.perf_counter() - t0
+        self.timings.gpu_s = host.gpu_s
+        return step_result(launched, host)
+
+    def shutdown(self) -> None:
+        """Stop every worker (a no-op once stopped)."""
+        if self._failure is None:
+            self._failure = "the engine was shut down"
+        self._finalizer()
+
+    # ------------------------------------------------------------------ failures
+    def _check_usable(self) -> None:
+        if self._failure is not None:
+            raise TensorParallelError(f"the tensor-parallel workers are stopped: {self._failure}")
+
+    def _abandon(self, exc: BaseException) -> None:
+        """An interrupt or error on the driver's side: stop the workers, keep the reason."""
+        if self._failure is None:
+            self._failure = f"{type(exc).__name__}: {exc}".rstrip(": ")
+        self._graceful[0] = False
+        self._finalizer()
+
+    def _receive(self, rank: int, kind: str) -> Any:
+        """Wait for the next ``kind`` message of ``rank``, watching every worker meanwhile."""
+        while not self._inbox[rank]:
+            for ready in wait([*self._conns, *self._sentinels]):
+                if isinstance(ready, int):  # a process ended: read its last words first
+                    r = self._sentinels[ready]
+                    if not self._conns[r].poll():
+                        self._fail(f"rank {r} died")
+                    ready = self._conns[r]
+                assert isinstance(ready, Connection)
+                r = self._conns.index(ready)
+                try:
+                    msg = pickle.loads(ready.recv_bytes())
+                except (EOFError, OSError):
+                    self._fail(f"rank {r} died")
+                if msg[0] == "error":
+                    self._fail(f"rank {msg[1]} raised an error:\n{msg[2].rstrip()}")
+                self._inbox[r].append(msg)
+        msg = self._inbox[rank].pop(0)
+        if msg[0] != kind:
+            self._fail(f"rank {rank} sent {msg[0]!r} where {kind!r} was expected")
+        return msg[1]
+
+    def _fail(self, cause: str) -> NoReturn:
+        """Stop every worker and raise one error that says what happened to each."""
+        time.sleep(0.2)  # let a dying peer's exit (the usual root cause) be seen too
+        states = [_describe(r, p) for r, p in enumerate(self._procs)]
+        self._failure = cause.splitlines()[0]
+        self._graceful[0] = False
+        self._finalizer()
+        raise TensorParallelError(
+            f"tensor-parallel worker failure: {cause}\nworkers: {'; '.join(states)}; "
+            "every worker has been stopped"
+        )
+
+
+def _with_store(spec: WorkerSpec, directory: str) -> WorkerSpec:
+    from dataclasses import replace
+
+    env = {**spec.env, **WORKER_ENV}
+    return replace(spec, init_method=f"file://{os.path.join(directory, 'store')}", env=env)
+
+
+def _describe(rank: int, proc: BaseProcess) -> str:
+    code = proc.exitcode
+    if code is None:
+        return f"rank {rank} (pid {proc.pid}) running"
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+        return f"rank {rank} (pid {proc.pid}) killed by {name}"
+    return f"rank {rank} (pid {proc.pid}) exited with code {code}"
+
+
+def _stop_workers(
+    procs: Sequence[BaseProcess],
+    conns: Sequence[Connection],
+    directory: str,
+    graceful: list[bool],
+) -> None:
+    """Ask every worker to stop (when none failed), wait a little, then terminate and kill
+    what is left: a worker blocked in a collective with a dead peer never returns by itself."""
+    stop = pickle.dumps(("stop",))
+    for conn in conns if graceful[0] else ():
+        with contextlib.suppress(OSError):
+            conn.send_bytes(stop)
+    deadline = time.monotonic() + (STOP_TIMEOUT_S if graceful[0] else 0.0)
+    for proc in procs:
+        proc.join(max(0.0, deadline - time.monotonic()))
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(2.0)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(2.0)
+    for conn in conns:
+        conn.close()
+    shutil.rmtree(directory, ignore_errors=True)
