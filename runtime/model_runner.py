@@ -301,13 +301,13 @@ class ModelRunner:
     ) -> DeviceStep:
         if not self.samples:  # a tensor-parallel rank that only receives the sampled tokens
             tokens = torch.empty(len(plan.sample_rows), dtype=torch.int64, device=self.device)
-            if self.share_tokens is not None:
+            if self.share_tokens is not None and plan.sample_rows:
                 self.share_tokens(tokens)
             return DeviceStep(plan, tokens, None, None, {}, started, None)
         sbatch = plan.sampling.to_batch(logits.shape[-1], self.device)
         out = sample(logits, sbatch, self.ops, plan.want_logprobs, max(plan.top_k, default=0))
         tokens, logprobs = out.tokens, out.logprobs
-        if self.share_tokens is not None:
+        if self.share_tokens is not None and plan.sample_rows:
             self.share_tokens(tokens)
         top = None if out.top_ids is None or out.top_logprobs is None else (
             out.top_ids, out.top_logprobs)  # fmt: skip

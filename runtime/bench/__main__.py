@@ -93,10 +93,11 @@ def run_nanolang(
     spec: str | None,
     kv: str,
     ceilings: Ceilings | None = None,
+    tp: int = 1,
 ) -> list[EngineRun]:
     """Every workload on one engine instance (``ceilings``: measured by an earlier instance)."""
     overrides = json.loads(args.hf_overrides) if args.hf_overrides else None
-    if args.tp > 1 and (args.profile_every or args.profile_run):
+    if tp > 1 and (args.profile_every or args.profile_run):
         raise ValueError("--profile-every and --profile-run run in one process only (not --tp)")
     llm = LLM(
         args.model, dtype=args.dtype, device=args.device, load_format=args.load_format,
@@ -104,7 +105,7 @@ def run_nanolang(
         admission_reserve_tokens=args.admission_reserve_tokens,
         max_num_batched_tokens=args.max_num_batched_tokens, enforce_eager=args.enforce_eager,
         async_scheduling=args.async_scheduling, pipeline=spec, kv_cache_dtype=kv,
-        tensor_parallel_size=args.tp,
+        tensor_parallel_size=tp,
     )  # fmt: skip
     engine = llm.engine
     cfg, device, dtype = engine.model_config, engine.device, engine.dtype
@@ -125,7 +126,7 @@ def run_nanolang(
             engine.blocks.cache.reset()
         res = run_throughput(llm, reqs, args.profile_every)
         print(
-            f"[bench] nanolang {mode} kv={kv} {name} x{len(reqs)}: "
+            f"[bench] nanolang {mode} kv={kv} tp={tp} {name} x{len(reqs)}: "
             f"{res.total_tokens_per_s:,.0f} total tok/s, max batch {res.max_batch_seqs}, "
             f"preemptions {res.preemptions}, {res.seconds:.1f} s",
             file=sys.stderr, flush=True,
@@ -147,6 +148,17 @@ def run_nanolang(
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return runs
+
+
+def parse_tp(text: str) -> list[int]:
+    """``--tp``: a comma list of tensor-parallel degrees, each run on every workload."""
+    try:
+        tps = [int(t) for t in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--tp takes a comma list of integers, got {text!r}") from None
+    if not tps or min(tps) < 1:
+        raise ValueError(f"--tp degrees must be >= 1, got {text!r}")
+    return tps
 
 
 def engine_facts(llm: LLM) -> dict[str, Any]:
@@ -208,10 +220,12 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
     specs = {mode: pipeline_spec(mode, args.plan) for mode in modes}
     kv_dtypes = args.kv_cache_dtype.split(",")
     runs: list[EngineRun] = []
-    for mode in modes:
-        for kv in kv_dtypes:
-            ceilings = runs[0].facts["ceilings"] if runs else None  # one measurement per run
-            runs += run_nanolang(args, names, mode, specs[mode], kv, ceilings)
+    tps = parse_tp(args.tp)
+    for tp in tps:
+        for mode in modes:
+            for kv in kv_dtypes:
+                ceilings = runs[0].facts["ceilings"] if runs else None  # one measurement per run
+                runs += run_nanolang(args, names, mode, specs[mode], kv, ceilings, tp)
     device = runs[0].facts["device"]
     dtype = runs[0].facts["dtype"]
     peer_net = build_hf_model(args.model, device, dtype) if "hf" in peers else None
@@ -221,7 +235,8 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
         res, facts = r.result, r.facts
         cfg, ceilings = facts["cfg"], facts["ceilings"]
         peer = None
-        first = r.mode == modes[0] and r.kv_cache_dtype == kv_dtypes[0]
+        first = (r.mode, r.kv_cache_dtype, r.facts["network"].tp) == (modes[0], kv_dtypes[0],
+                                                                      tps[0])  # fmt: skip
         if peer_net is not None and WORKLOADS[r.workload].fixed and first:
             peer = run_hf_generate(peer_net, r.requests[: args.peer_requests], args.peer_batch,
                                    device)  # fmt: skip

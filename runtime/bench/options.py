@@ -39,9 +39,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     ap.add_argument("--profile-window", type=int, default=32)
     ap.add_argument(
         "--tp",
-        type=int,
-        default=1,
-        help="tensor-parallel degree: one worker process per GPU (NCCL), or per CPU rank (gloo)",
+        default="1",
+        help="comma list of tensor-parallel degrees, each run on every workload (N > 1: one "
+        "worker process per GPU with NCCL, or per CPU rank with gloo)",
     )
     ap.add_argument("--enforce-eager", action="store_true")
     ap.add_argument(

@@ -114,6 +114,8 @@ class TPLlamaModel(LlamaModel):
         head = self.embed_tokens if self.lm_head is None else self.lm_head
         local = ops.linear(hidden, head).float().contiguous()  # [N, Vp]
         n, world = local.shape[0], self.tp.world_size
+        if n == 0:  # the same on every rank (same plan): no collective at all
+            return local.new_empty(0, self.vocab_size)
         gathered = torch.empty(world * n, local.shape[1], dtype=local.dtype, device=local.device)
         _all_gather_single(gathered, local, self.tp.group)
         # [world * N, Vp] (rank-major) -> [N, world * Vp] -> the true vocabulary

@@ -201,7 +201,7 @@ def _group_num_blocks(
 
 def _serve(rank: int, runner: ModelRunner, conn: Connection, lock: threading.Lock) -> None:
     """Execute plans until the driver says stop; rank 0 returns every iteration's results."""
-    sender = _Sender(conn, lock) if rank == 0 else None
+    sender = _Sender(conn, lock, runner.device) if rank == 0 else None
     prev: DeviceStep | None = None
     try:
         while True:
@@ -220,8 +220,8 @@ class _Sender:
     """Reads rank 0's iterations back (waiting on the device) and sends them to the driver, so
     the main thread can queue the next iteration meanwhile."""
 
-    def __init__(self, conn: Connection, lock: threading.Lock) -> None:
-        self.conn, self.lock = conn, lock
+    def __init__(self, conn: Connection, lock: threading.Lock, device: torch.device) -> None:
+        self.conn, self.lock, self.device = conn, lock, device
         self.queue: queue.SimpleQueue[DeviceStep | None] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="tp-sender", daemon=True)
         self.thread.start()
@@ -235,6 +235,8 @@ class _Sender:
 
     def _run(self) -> None:
         try:
+            if self.device.type == "cuda":
+                torch.cuda.set_device(self.device)
             while (step := self.queue.get()) is not None:
                 _send(self.conn, self.lock, ("result", step.read()))
         except BaseException:

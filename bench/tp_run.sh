@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Tensor-parallel runs on a two-GPU machine, in priority order; everything lands under $OUT.
+#   bash bench/tp_run.sh test     # NCCL: TP=2 against TP=1 tokens on a tiny model, a killed rank
+#   bash bench/tp_run.sh 8b       # Llama-3-8B (random weights) at TP=1 and TP=2, same run
+#   bash bench/tp_run.sh 70b      # Llama-3-70B (random weights) at TP=2
+# Steps may be combined: `bash bench/tp_run.sh test 8b`. Each step has its own time limit
+# (seconds, from the environment) so that one slow step still leaves the others' results.
+# NVLink multicast stays off (the workers set NCCL_NVLS_ENABLE=0 themselves too).
+set -u
+OUT=${OUT:-/tmp/tp_out}
+mkdir -p "$OUT/bench"
+export NCCL_NVLS_ENABLE=0
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+WORKLOADS=${WORKLOADS:-1024/512,512/1024}
+REQUESTS=${REQUESTS:-256}
+REQUESTS_70B=${REQUESTS_70B:-$REQUESTS}
+T_TEST=${T_TEST:-150}
+T_8B=${T_8B:-330}
+T_70B=${T_70B:-400}
+EAGER=()  # set to --enforce-eager below when TP works eagerly but not with CUDA graphs
+
+{ date -u; nvidia-smi --query-gpu=name,memory.total --format=csv; nvidia-smi topo -m; \
+  python3 -c "import torch; print('torch', torch.__version__, 'nccl', torch.cuda.nccl.version())"; \
+  env | grep -E '^(NCCL|TORCH_SYMM|NVSHMEM)' ; } > "$OUT/machine.txt" 2>&1
+cat "$OUT/machine.txt"
+
+bench() {  # bench NAME LIMIT ARGS...: one benchmark process, its JSON and log under $OUT
+  local name=$1 limit=$2
+  shift 2
+  echo "== $name: python -m runtime.bench $*" | tee -a "$OUT/steps.txt"
+  local start=$SECONDS
+  timeout "$limit" python3 -m runtime.bench "$@" --out "$OUT/bench/$name.json" \
+    > "$OUT/$name.stdout" 2> >(tee "$OUT/$name.log" | grep -E '^\[bench\]|error|Error' >&2)
+  echo "== $name: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/steps.txt"
+}
+
+for step in "$@"; do
+  case $step in
+    test)
+      echo "== test" | tee -a "$OUT/steps.txt"
+      start=$SECONDS
+      timeout "$T_TEST" python3 -m pytest -q -p no:cacheprovider -rA \
+        tests/runtime/distributed/test_gpu_tensor_parallel.py > "$OUT/gpu_test.txt" 2>&1
+      echo "== test: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/steps.txt"
+      tail -15 "$OUT/gpu_test.txt"
+      if grep -q "PASSED.*\[eager\]" "$OUT/gpu_test.txt" && grep -q "FAILED.*\[graphs-" "$OUT/gpu_test.txt"; then
+        echo "== TP works eagerly but not with CUDA graphs: benchmarks run --enforce-eager" | tee -a "$OUT/steps.txt"
+        EAGER=(--enforce-eager)
+      fi
+      ;;
+    8b)
+      bench llama-3-8b-tp1-tp2 "$T_8B" --model llama-3-8b --workloads "$WORKLOADS" \
+        --num-requests "$REQUESTS" --max-num-seqs 256 --tp 1,2 "${EAGER[@]}"
+      ;;
+    70b)
+      bench llama-3-70b-tp2 "$T_70B" --model llama-3-70b --workloads "$WORKLOADS" \
+        --num-requests "$REQUESTS_70B" --max-num-seqs 256 --tp 2 "${EAGER[@]}"
+      ;;
+    *)
+      echo "unknown step $step (test, 8b, 70b)" >&2
+      exit 2
+      ;;
+  esac
+done
