@@ -17,6 +17,7 @@ REQUESTS_70B=${REQUESTS_70B:-$REQUESTS}
 T_TEST=${T_TEST:-150}
 T_8B=${T_8B:-330}
 T_70B=${T_70B:-400}
+read -r -a EXTRA <<< "${BENCH_EXTRA:-}"  # more bench arguments (a CPU dry run of this script)
 EAGER=()  # set to --enforce-eager below when TP works eagerly but not with CUDA graphs
 
 { date -u; nvidia-smi --query-gpu=name,memory.total --format=csv; nvidia-smi topo -m; \
@@ -29,7 +30,7 @@ bench() {  # bench NAME LIMIT ARGS...: one benchmark process, its JSON and log u
   shift 2
   echo "== $name: python -m runtime.bench $*" | tee -a "$OUT/steps.txt"
   local start=$SECONDS
-  timeout "$limit" python3 -m runtime.bench "$@" --out "$OUT/bench/$name.json" \
+  timeout "$limit" python3 -m runtime.bench "$@" "${EXTRA[@]}" --out "$OUT/bench/$name.json" \
     > "$OUT/$name.stdout" 2> >(tee "$OUT/$name.log" | grep -E '^\[bench\]|error|Error' >&2)
   echo "== $name: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/steps.txt"
 }
@@ -43,6 +44,18 @@ for step in "$@"; do
         tests/runtime/distributed/test_gpu_tensor_parallel.py > "$OUT/gpu_test.txt" 2>&1
       echo "== test: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/steps.txt"
       tail -15 "$OUT/gpu_test.txt"
+      python3 - "$OUT/gpu_test.txt" "$OUT/bench/gpu-tests.json" <<'PY'
+import datetime, json, re, subprocess, sys
+text = open(sys.argv[1]).read()
+outcome = {m[1]: m[0] for m in re.findall(r"^(PASSED|FAILED|ERROR|SKIPPED)\S* (\S+)", text, re.M)}
+gpus = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                      capture_output=True, text=True).stdout.split("\n")
+json.dump({"command": "python3 -m pytest -q -p no:cacheprovider -rA "
+                      "tests/runtime/distributed/test_gpu_tensor_parallel.py",
+           "device": " + ".join(g for g in gpus if g), "date": datetime.date.today().isoformat(),
+           "outcomes": outcome, "summary": text.strip().splitlines()[-1] if text.strip() else ""},
+          open(sys.argv[2], "w"), indent=2)
+PY
       if grep -q "PASSED.*\[eager\]" "$OUT/gpu_test.txt" && grep -q "FAILED.*\[graphs-" "$OUT/gpu_test.txt"; then
         echo "== TP works eagerly but not with CUDA graphs: benchmarks run --enforce-eager" | tee -a "$OUT/steps.txt"
         EAGER=(--enforce-eager)

@@ -137,6 +137,22 @@ def test_keyboard_interrupt_stops_the_workers(tiny_models: dict[str, str]) -> No
     assert all(_gone(pid) for pid in pids)
 
 
+@pytest.mark.slow
+def test_random_weights_are_made_at_the_slice_size() -> None:
+    """load_format='dummy' (how Llama-3-70B fits two GPUs): each rank makes only its slice; a
+    vocabulary that does not divide by the group is padded and the padding is never sampled."""
+    small = {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128,
+             "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 1001}  # fmt: skip
+    with LLM("llama-3-8b", load_format="dummy", hf_overrides=small, tensor_parallel_size=2,
+             max_model_len=64, **ENGINE) as llm:  # type: ignore[arg-type]  # fmt: skip
+        assert [r.kv_heads for r in _runner(llm).ready] == [1, 1]
+        params = SamplingParams(max_tokens=8, temperature=1.0, seed=3, logprobs=2)
+        outs = llm.generate([[1, 2, 3], [999, 1000, 5, 6]], params)
+    for out in outs:
+        assert len(out.token_ids) == 8 and all(0 <= t < 1001 for t in out.token_ids)
+        assert out.logprobs is not None and all(lp <= 0 for lp in out.logprobs)
+
+
 def _children(parent: int | None = None) -> set[int]:
     """Live child processes of ``parent`` (default: this one), without multiprocessing's
     resource tracker (started once with the first spawned process, it outlives them)."""
