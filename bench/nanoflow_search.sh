@@ -1,27 +1,61 @@
 #!/usr/bin/env bash
-# The automated NanoFlow search on a GPU, for Llama-3-8B (random weights), in two device calls of
-# under ten minutes each. Run from the project root on the GPU machine: runtime/ needs no extra
-# wheels (no lark); without gurobipy the search uses scipy's HiGHS, which the machine has.
-#   bash bench/nanoflow_search.sh tune  OUT   # profile (a few minutes), search, verify -> OUT/tune, OUT/verify.json
-#   bash bench/nanoflow_search.sh bench OUT   # both modes on the fixed workloads with OUT/tune's plan set -> OUT/bench.json
-# Then copy OUT/tune to runtime/pipeline/plans/searched/<model>-<device>/ so that --mode nanoflow
-# picks it by default, and the JSON files to bench/results/.
+# The automated NanoFlow search on a GPU, for Llama-3-8B (random weights). Run from the project
+# root on the GPU machine: runtime/ needs no extra wheels (no lark); without gurobipy the search
+# uses scipy's HiGHS, which the machine has.
+#   bash bench/nanoflow_search.sh tune  OUT  # profile, search, verify -> OUT/tune, OUT/verify.json
+#   bash bench/nanoflow_search.sh bench OUT  # both modes, fixed workloads, OUT/tune's plan set
+#   bash bench/nanoflow_search.sh all   OUT  # both in one call (one machine start), then the
+#                                            # plan set's decode buckets on an fp8 KV buffer;
+#                                            # OUT/tune packed as OUT/tune.tgz (few files return)
+# Then unpack OUT/tune into runtime/pipeline/plans/searched/<model>-<device>/ so that
+# --mode nanoflow picks it by default, and copy the JSON files to bench/results/.
+# PROFILE_GRID overrides the profile's grid (options of python -m runtime.tune).
 set -euo pipefail
-stage=${1:?tune or bench}
+stage=${1:?tune, bench or all}
 out=${2:?output directory}
 model=${MODEL:-llama-3-8b}
+grid=${PROFILE_GRID:-"--tokens 16,64,128,256,512,1024,2048 --attention-tokens 16,64,256,512,1024
+  --contexts 512,1024,2048,4096 --attention-sms 32,48,64,80 --interference-tokens 256,1024
+  --kv-gb 20"}
+jobs=$(( $(nproc) > 2 ? $(nproc) - 2 : 1 ))
 mkdir -p "$out"
+stamp() { echo "[nanoflow_search] $(date -u +%T) $*" | tee -a "$out/log.txt" >&2; }
+
+tune() {
+  stamp "tune: profile and search"
+  # shellcheck disable=SC2086
+  python -m runtime.tune --model "$model" --out "$out/tune" --solver auto --jobs "$jobs" $grid \
+    2> "$out/tune.log" || { tail -20 "$out/tune.log"; exit 1; }
+  tail -3 "$out/tune.log"
+  stamp "verify: every bucket's dense forward and plan against the prediction"
+  python -m runtime.tune.verify --plan-set "$out/tune/planset.json" --model "$model" \
+    --kv-gb 24 --buckets all --contexts 1024,2048 --timeline "$out/timeline.json" --out "$out/verify.json" > /dev/null \
+    2>> "$out/log.txt"
+}
+
+bench() {
+  stamp "bench: nanoflow first (a fresh machine's first engine is the slower one), then sequential"
+  python -m runtime.bench --model "$model" --num-requests 256 --workloads 512/1024,1024/512,sharegpt \
+    --mode nanoflow,sequential --plan "$out/tune/planset.json" --out "$out/bench.json" > /dev/null \
+    2>> "$out/log.txt"
+}
+
+fp8() {
+  stamp "verify on an fp8 KV buffer: the largest decode buckets"
+  python -m runtime.tune.verify --plan-set "$out/tune/planset.json" --model "$model" \
+    --kv-gb 24 --buckets all --min-decodes 1024 --kv-cache-dtype fp8 \
+    --out "$out/verify_fp8.json" > /dev/null 2>> "$out/log.txt"
+}
+
 case "$stage" in
-  tune)
-    python -m runtime.tune --model "$model" --out "$out/tune" --solver auto 2> "$out/tune.log" \
-      || { tail -20 "$out/tune.log"; exit 1; }
-    tail -5 "$out/tune.log"
-    python -m runtime.tune.verify --plan-set "$out/tune/planset.json" --model "$model" \
-      --buckets all --out "$out/verify.json" > /dev/null
-    ;;
-  bench)
-    python -m runtime.bench --model "$model" --num-requests 256 --workloads 512/1024,1024/512,sharegpt \
-      --mode sequential,nanoflow --plan "$out/tune/planset.json" --out "$out/bench.json" > /dev/null
+  tune) tune ;;
+  bench) bench ;;
+  all)
+    tune
+    tar -czf "$out/tune.tgz" -C "$out" tune
+    bench || stamp "bench failed"
+    fp8 || stamp "fp8 verify failed"
+    stamp done
     ;;
   *) echo "unknown stage $stage" >&2; exit 2 ;;
 esac

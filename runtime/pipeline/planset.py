@@ -14,6 +14,7 @@ from runtime.pipeline.plan import Plan, PlanError
 
 SCHEMA = "nanolang.plan-set"
 VERSION = 1
+CANDIDATES = "candidates"  # subdirectory: the best pipelines of buckets where dense won
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,10 @@ class Bucket:
     predicted_ms: float  # the search's forward time of the decoder layers with this choice
     dense_ms: float  # the same for the dense forward
     reason: str = ""
+    # dense won: the best pipeline the search found (a file under candidates/, never run by the
+    # runtime; runtime.tune.verify measures it) and its predicted forward time
+    candidate: str | None = None
+    candidate_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class PlanSet:
     profile: str = ""  # the profile the search read
     created: str = ""
     plans: dict[str, Plan] = field(default_factory=dict, compare=False)
+    candidates: dict[str, Plan] = field(default_factory=dict, compare=False)  # saved, not loaded
 
     def __post_init__(self) -> None:
         have = {(b.decodes, b.prefill_tokens, b.context) for b in self.buckets}
@@ -96,7 +102,8 @@ class PlanSet:
         """Write the plan set and its plan files into ``directory``."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        for fname, plan in self.plans.items():
+        for fname, plan in {**self.plans, **self.candidates}.items():
+            (out / fname).parent.mkdir(parents=True, exist_ok=True)
             (out / fname).write_text(plan.to_json() + "\n")
         path = out / name
         path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")

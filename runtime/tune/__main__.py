@@ -29,9 +29,11 @@ def execute(args: argparse.Namespace, command: str) -> int:
     from runtime.tune.search import QUICK_SEARCH, SearchConfig
     from runtime.tune.tuner import measure, tune
 
-    pcfg = QUICK if args.quick else ProfileConfig()
-    if args.kv_gb is not None:
-        pcfg = dataclasses.replace(pcfg, kv_gb=args.kv_gb)
+    try:
+        pcfg = _profile_config(args, QUICK if args.quick else ProfileConfig())
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.profile_only:
         if args.out is None:
             print("error: --profile-only needs --out", file=sys.stderr)
@@ -53,9 +55,10 @@ def execute(args: argparse.Namespace, command: str) -> int:
             QUICK_SEARCH if args.quick else SearchConfig(),
             max_nano_batches=2 if args.quick else args.max_nano_batches, granules=args.granules,
             margin=args.margin, solver=Solver(args.solver), time_limit_s=args.time_limit,
+            jobs=args.jobs,
         )  # fmt: skip
         grid: dict[str, Any] = {
-            f: tuple(int(x) for x in getattr(args, f).split(","))
+            f: _ints(getattr(args, f))
             for f in ("decode_points", "prefill_points", "context_points")
             if getattr(args, f) is not None
         }
@@ -78,6 +81,25 @@ def execute(args: argparse.Namespace, command: str) -> int:
           f"measurements", file=sys.stderr)  # fmt: skip
     print(path)
     return 0
+
+
+def _profile_config(args: argparse.Namespace, base: Any) -> Any:
+    """The profile grid: the base config with the options given on the command line."""
+    changes: dict[str, Any] = {
+        f: _ints(getattr(args, f))
+        for f in ("tokens", "attention_tokens", "contexts", "interference_tokens", "attention_sms")
+        if getattr(args, f) is not None
+    }
+    if args.kv_gb is not None:
+        changes["kv_gb"] = args.kv_gb
+    return dataclasses.replace(base, **changes) if changes else base
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise ValueError(f"expected a comma list of integers, got {text!r}") from None
 
 
 if __name__ == "__main__":

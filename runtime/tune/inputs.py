@@ -14,15 +14,28 @@ from runtime.model.llama import Activations, ForwardContext
 KVCaches = list[tuple[torch.Tensor, torch.Tensor]]
 
 
-def shared_kv_caches(engine: Any, num_bytes: int) -> KVCaches:
+def shared_kv_caches(engine: Any, num_bytes: int, dtype: torch.dtype | None = None) -> KVCaches:
     """One K and one V buffer of ``num_bytes`` in all, shared by every layer: timing needs one
-    layer's cache at a time, so a profile reaches contexts 32 layers' caches could not hold."""
+    layer's cache at a time, so a profile reaches contexts 32 layers' caches could not hold.
+    ``dtype``: the buffer's (default the engine cache's; the kernels read float8 caches too)."""
     k0 = engine.runner.kv_caches[0][0]  # [blocks, block_size, kv_heads, head_dim]
-    per_block = 2 * k0[0].numel() * k0.element_size()
+    dtype = dtype or k0.dtype
+    per_block = 2 * k0[0].numel() * dtype.itemsize
     shape = (max(2, num_bytes // per_block), *k0.shape[1:])
-    k = torch.zeros(shape, dtype=k0.dtype, device=k0.device)
-    v = torch.zeros(shape, dtype=k0.dtype, device=k0.device)
+    k = _random(shape, dtype, k0.device)
+    v = _random(shape, dtype, k0.device)
     return [(k, v)] * len(engine.runner.kv_caches)
+
+
+def _random(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Normal values (not zeros: a GPU can run faster on zeros than on data), filled in chunks
+    of blocks so a float8 buffer needs no full-size 16-bit copy."""
+    out = torch.empty(shape, dtype=dtype, device=device)
+    step = max(1, (64 << 20) // max(1, out[0].numel()))
+    for i in range(0, shape[0], step):
+        part = out[i : i + step]
+        part.copy_(torch.randn(part.shape, dtype=torch.float32, device=device).to(dtype))
+    return out
 
 
 def make_batch(

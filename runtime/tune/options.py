@@ -23,6 +23,15 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                     "--profile)")  # fmt: skip
     ap.add_argument("--quick", action="store_true", help="a tiny profile grid (tests, CPU)")
     ap.add_argument("--kv-gb", type=float, default=None, help="KV buffer for attention timings")
+    ap.add_argument("--tokens", default=None,
+                    help="profile grid: comma list of nano-batch rows of the non-attention "
+                    "operations (default 16,32,...,2048)")  # fmt: skip
+    ap.add_argument("--attention-tokens", default=None,
+                    help="comma list of attention rows: decodes, or one prefill chunk's rows")
+    ap.add_argument("--contexts", default=None, help="comma list of attention contexts")
+    ap.add_argument("--interference-tokens", default=None, help="comma list of rows")
+    ap.add_argument("--attention-sms", default=None,
+                    help="comma list of attention's SM budgets (default: every multiple of 8)")
     ap.add_argument(
         "--decode-points",
         default=None,
@@ -43,4 +52,5 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     ap.add_argument("--granules", type=int, default=8, help="nano-batch boundary grid")
     ap.add_argument("--margin", type=float, default=0.02, help="a plan must beat dense by this")
     ap.add_argument("--time-limit", type=float, default=30.0, help="seconds per MILP")
+    ap.add_argument("--jobs", type=int, default=1, help="buckets searched in parallel processes")
     return ap

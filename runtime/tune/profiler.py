@@ -44,12 +44,22 @@ class ProfileConfig:
     reps: int = 10  # calls per timed graph (CUDA) or per timed loop (CPU)
     repeats: int = 3  # timed replays; the median counts (CUDA), the fastest (CPU)
     grid_caps: bool = True  # also attention with a capped grid on a plain stream
+    # attention's SM budgets (green contexts and grid caps); empty: every multiple of sm_step
+    attention_sms: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if min(self.tokens + self.attention_tokens + self.contexts) < 1 or self.reps < 1:
             raise ValueError("token counts, contexts and reps must be >= 1")
         if self.sm_step < 1 or self.repeats < 1:
             raise ValueError("sm_step and repeats must be >= 1")
+        if any(n < 1 for n in self.attention_sms):
+            raise ValueError("attention SM budgets must be >= 1")
+
+    def budgets(self, device_sms: int) -> list[int]:
+        """Attention's SM budgets on a device of ``device_sms`` (each leaves SMs for the rest)."""
+        wanted = self.attention_sms or range(self.sm_step, device_sms - self.sm_step + 1,
+                                             self.sm_step)  # fmt: skip
+        return sorted({n for n in wanted if n < device_sms})
 
 
 # a tiny grid for tests and CPU runs
@@ -281,7 +291,7 @@ def _sides(prof: Profiler) -> tuple[list[Side], list[Side], list[tuple[Side, Sid
     other_whole = Side("whole", torch.cuda.Stream(prof.device), None)
     att_whole = Side("whole", torch.cuda.Stream(prof.device), None)
     others, atts, pairs = [other_whole], [att_whole], [(att_whole, other_whole)]
-    for n in range(prof.cfg.sm_step, s - prof.cfg.sm_step + 1, prof.cfg.sm_step):
+    for n in prof.cfg.budgets(s):
         try:
             a, o = green_partitions((n, s - n))
         except Exception as exc:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from runtime.pipeline.plan import Plan
-from runtime.pipeline.planset import Bucket, PlanSet
+from runtime.pipeline.planset import CANDIDATES, Bucket, PlanSet
 from runtime.tune.costs import SEGMENTS, BatchShape, Costs, Layout, layouts
 from runtime.tune.emit import to_plan
 from runtime.tune.milp import MilpError, Solver
@@ -31,8 +31,11 @@ class SearchConfig:
     margin: float = 0.02  # a plan must beat dense by this fraction, else dense
     solver: Solver = Solver.AUTO
     time_limit_s: float = 30.0  # per mixed-integer program
+    jobs: int = 1  # buckets searched at once, in worker processes
 
     def __post_init__(self) -> None:
+        if self.jobs < 1:
+            raise ValueError("jobs must be >= 1")
         if not 2 <= self.max_nano_batches <= self.granules:
             raise ValueError("need 2 <= max_nano_batches <= granules")
         if not 0 <= self.margin < 1:
@@ -47,6 +50,7 @@ class ShapeResult:
     schedule: Schedule | None  # the best pipeline found (None: none possible)
     plan: Plan | None  # None: dense wins
     reason: str
+    candidate: Plan | None = None  # dense won: the best pipeline found, kept for verification
 
 
 # the grid of a --quick profile (tests, CPU)
@@ -106,10 +110,10 @@ def search_shape(profile: Profile, shape: BatchShape, cfg: SearchConfig) -> Shap
     if best.forward_us(layers) > first.forward_us(layers):  # stage II keeps stage I's option
         best = first
     predicted = best.forward_us(layers)
+    name = _plan_name(profile, shape, best)
     if predicted >= dense * (1 - cfg.margin):
         why = f"best pipeline {predicted / 1e3:.3f} ms is not {cfg.margin:.0%} below dense"
-        return result(best, None, why)
-    name = _plan_name(profile, shape, best)
+        return replace(result(best, None, why), candidate=to_plan(name, best, costs))
     plan = to_plan(name, best, costs)
     return result(best, plan, f"{best.nano_batches} nano-batches on {best.layout.name}")
 
@@ -119,22 +123,22 @@ def search_plans(
 ) -> tuple[PlanSet, list[ShapeResult]]:
     """Every bucket of the grid: a plan set (plans in memory; ``PlanSet.save`` writes them)."""
     cfg = cfg or SearchConfig()
-    buckets, plans, results = [], {}, []
-    for d in cfg.decode_points:
-        for p in cfg.prefill_points:
-            if d + p == 0:
-                continue
-            for c in cfg.context_points:
-                t0 = time.perf_counter()
-                r = search_shape(profile, BatchShape(d, p, c), cfg)
-                results.append(r)
-                fname = None if r.plan is None else f"{r.plan.name}.json"
-                if r.plan is not None and fname is not None:
-                    plans[fname] = r.plan
-                buckets.append(Bucket(d, p, c, fname, round(r.predicted_us / 1e3, 4),
-                                      round(r.dense_us / 1e3, 4), r.reason))  # fmt: skip
-                logger.info("bucket d=%d p=%d c=%d: %s (%.1fs)", d, p, c, r.reason,
-                            time.perf_counter() - t0)  # fmt: skip
+    shapes = [BatchShape(d, p, c) for d in cfg.decode_points for p in cfg.prefill_points
+              if d + p > 0 for c in cfg.context_points]  # fmt: skip
+    buckets, plans, candidates, results = [], {}, {}, []
+    for r in _search_all(profile, shapes, cfg):
+        d, p, c = r.shape.decodes, r.shape.prefill_tokens, r.shape.context
+        results.append(r)
+        fname = None if r.plan is None else f"{r.plan.name}.json"
+        if r.plan is not None and fname is not None:
+            plans[fname] = r.plan
+        cname, cms = None, None
+        if r.candidate is not None and r.schedule is not None:
+            cname = f"{CANDIDATES}/{r.candidate.name}.json"
+            cms = round(r.schedule.forward_us(profile.shape.num_layers) / 1e3, 4)
+            candidates[cname] = r.candidate
+        buckets.append(Bucket(d, p, c, fname, round(r.predicted_us / 1e3, 4),
+                              round(r.dense_us / 1e3, 4), r.reason, cname, cms))  # fmt: skip
     sig = {k: int(v) for k, v in profile.shape.__dict__.items()}
     planset = PlanSet(
         model=profile.model, device=profile.device, device_sms=profile.device_sms,
@@ -142,8 +146,32 @@ def search_plans(
         context_points=cfg.context_points, buckets=tuple(buckets),
         graph_context=cfg.graph_context, signature=sig, profile=profile_name,
         created=datetime.now(UTC).isoformat(timespec="seconds"), plans=plans,
+        candidates=candidates,
     )  # fmt: skip
     return planset, results
+
+
+def _timed(profile: Profile, shape: BatchShape, cfg: SearchConfig) -> ShapeResult:
+    t0 = time.perf_counter()
+    r = search_shape(profile, shape, cfg)
+    logger.info("bucket d=%d p=%d c=%d: %s (%.1fs)", shape.decodes, shape.prefill_tokens,
+                shape.context, r.reason, time.perf_counter() - t0)  # fmt: skip
+    return r
+
+
+def _search_all(profile: Profile, shapes: list[BatchShape], cfg: SearchConfig) -> list[ShapeResult]:
+    """Each shape's result, in the order of ``shapes``; ``cfg.jobs`` worker processes at once
+    (the programs are independent; each worker solves whole buckets)."""
+    if cfg.jobs == 1 or len(shapes) < 2:
+        return [_timed(profile, s, cfg) for s in shapes]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: the parent may hold CUDA state and solver threads
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(cfg.jobs, len(shapes)), mp_context=ctx) as pool:
+        futures = [pool.submit(_timed, profile, s, cfg) for s in shapes]
+        return [f.result() for f in futures]
 
 
 def _plan_name(profile: Profile, shape: BatchShape, s: Schedule) -> str:

@@ -61,5 +61,6 @@ def _remove_old_plans(directory: Path) -> None:
     if not old.exists():
         return
     for b in json.loads(old.read_text()).get("buckets", []):
-        if b.get("plan"):
-            (directory / b["plan"]).unlink(missing_ok=True)
+        for key in ("plan", "candidate"):
+            if b.get(key):
+                (directory / b[key]).unlink(missing_ok=True)

@@ -12,12 +12,14 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from runtime.pipeline.executor import PipelineExecutor
+from runtime.pipeline.plan import Plan
 from runtime.pipeline.planset import Bucket, PlanSet
 from runtime.tune.inputs import KVCaches, make_batch, shared_kv_caches
 
@@ -48,17 +50,37 @@ def time_forward(fn: Callable[[], torch.Tensor], cuda: bool, reps: int = 10) -> 
 
 
 @torch.inference_mode()
-def verify(engine: Any, planset: PlanSet, kv_gb: float, buckets: str = "all") -> list[dict]:
-    """One record per bucket (``buckets``: 'all' or 'plans', those with a plan)."""
-    kv = shared_kv_caches(engine, int(kv_gb * 1e9))
+def verify(
+    engine: Any,
+    planset: PlanSet,
+    kv_gb: float,
+    buckets: str = "all",
+    min_decodes: int = 0,
+    kv_dtype: torch.dtype | None = None,
+    directory: Path | None = None,
+    contexts: tuple[int, ...] = (),
+) -> list[dict]:
+    """One record per bucket (``buckets``: 'all' or 'plans', those with a plan; only buckets
+    of at least ``min_decodes`` decodes and, if given, of ``contexts``), over a KV buffer of
+    ``kv_dtype`` (default: the engine's cache dtype). Where dense won, the bucket's candidate
+    pipeline (loaded from ``directory``, the plan set's) is measured as the plan would be."""
+    kv = shared_kv_caches(engine, int(kv_gb * 1e9), kv_dtype)
     executors = {f: PipelineExecutor(p, engine.model, engine.ops) for f, p in planset.plans.items()}
     rows = []
     for b in planset.buckets:
-        if buckets == "plans" and b.plan is None:
+        if (buckets == "plans" and b.plan is None) or b.decodes < min_decodes:
+            continue
+        if contexts and b.context not in contexts:
             continue
         rec: dict[str, Any] = {**b.__dict__}
         try:
-            rec.update(_measure(engine, kv, b, executors.get(b.plan or "")))
+            ex = executors.get(b.plan or "")
+            if ex is None and b.candidate and directory is not None:
+                plan = Plan.load(directory / b.candidate)
+                ex = PipelineExecutor(plan, engine.model, engine.ops)
+                b = replace(b, predicted_ms=b.candidate_ms or b.predicted_ms)
+                rec["measured"] = "candidate"
+            rec.update(_measure(engine, kv, b, ex))
         except Exception as exc:  # one bucket's failure is recorded, the rest go on
             rec["error"] = repr(exc)[:300]
         rows.append(rec)
@@ -80,6 +102,32 @@ def _measure(engine: Any, kv: KVCaches, b: Bucket, ex: PipelineExecutor | None) 
     return out
 
 
+def _best_timeline(
+    engine: Any, planset: PlanSet, rows: list[dict], args: argparse.Namespace, kv_dtype: Any
+) -> dict[str, Any]:
+    """The measured best plan's bucket (highest plan_vs_dense): one layer traced with the plan
+    and dense, written to ``args.timeline``; returns a summary (or why there is none)."""
+    from runtime.tune.timeline import timeline
+
+    measured = [r for r in rows if "plan_vs_dense" in r]
+    if not measured:
+        return {"error": "no plan was measured"}
+    best = max(measured, key=lambda r: r["plan_vs_dense"])
+    kv = shared_kv_caches(engine, int(args.kv_gb * 1e9), kv_dtype)
+    chunks = [best["prefill_tokens"]] if best["prefill_tokens"] else []
+    ids, ctx = make_batch(engine, kv, best["decodes"], best["context"], chunks, seed=1)
+    try:
+        plan = (planset.plans[best["plan"]] if best["plan"]
+                else Plan.load(args.plan_set.parent / best["candidate"]))  # fmt: skip
+        tl = timeline(engine, plan, ids, ctx)
+    except Exception as exc:  # the verification above still counts
+        return {"bucket": best, "error": repr(exc)[:300]}
+    tl.update(bucket=best, device=torch.cuda.get_device_name(engine.device))
+    args.timeline.parent.mkdir(parents=True, exist_ok=True)
+    args.timeline.write_text(json.dumps(tl, indent=1) + "\n")
+    return {"bucket": best, "file": str(args.timeline)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m runtime.tune.verify", description=__doc__)
     ap.add_argument("--plan-set", type=Path, required=True)
@@ -89,6 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--kv-gb", type=float, default=60.0)
     ap.add_argument("--buckets", choices=["all", "plans"], default="all")
+    ap.add_argument("--min-decodes", type=int, default=0, help="only buckets with this many")
+    ap.add_argument("--contexts", default="", help="only buckets of these contexts (comma list)")
+    ap.add_argument("--kv-cache-dtype", choices=["auto", "fp8"], default="auto",
+                    help="the KV buffer attention reads (fp8: float8 e4m3, scales 1.0)")
+    ap.add_argument("--timeline", type=Path, default=None,
+                    help="JSON file for one layer's steps of the measured best plan and the dense "
+                    "layer")  # fmt: skip
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     from runtime.llm import LLM
@@ -97,15 +152,21 @@ def main(argv: list[str] | None = None) -> int:
     llm = LLM(args.model, load_format=args.load_format, device=args.device, dtype=args.dtype,
               enforce_eager=True, kv_cache_memory_bytes=1 << 26)  # fmt: skip
     dev = llm.engine.device
-    rows = verify(llm.engine, planset, args.kv_gb, args.buckets)
+    kv_dtype = torch.float8_e4m3fn if args.kv_cache_dtype == "fp8" else None
+    contexts = tuple(int(c) for c in args.contexts.split(",") if c)
+    rows = verify(llm.engine, planset, args.kv_gb, args.buckets, args.min_decodes, kv_dtype,
+                  args.plan_set.parent, contexts)  # fmt: skip
     record = {
         "command": "python -m runtime.tune.verify "
         + " ".join(sys.argv[1:] if argv is None else argv),
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "plan_set": str(args.plan_set),
+        "kv_cache_dtype": args.kv_cache_dtype,
         "buckets": rows,
     }
+    if args.timeline is not None:
+        record["timeline"] = _best_timeline(llm.engine, planset, rows, args, kv_dtype)
     text = json.dumps(record, indent=1)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

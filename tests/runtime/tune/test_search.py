@@ -3,6 +3,7 @@ plan set that round-trips; dense wherever overlap cannot pay."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,15 @@ def test_capped_grid_layouts_become_plans_with_max_sms() -> None:
     assert (att.partition, att.stream, att.max_sms) == (0, 1, 16)
     assert len(plan.partitions) == 1 and plan.partitions[0].num_sms == 32
     assert {o.unit.max_sms for o in plan.ops if o.op != "attention"} == {None}
+
+
+def test_parallel_search_gives_the_serial_answer() -> None:
+    prof = overlap_pays()
+    grid = dataclasses.replace(SMALL_GRID, context_points=(1024,), max_nano_batches=2)
+    serial, _ = search_plans(prof, grid)
+    parallel, results = search_plans(prof, dataclasses.replace(grid, jobs=2))
+    assert parallel.buckets == serial.buckets
+    assert parallel.plans == serial.plans
+    assert [r.shape for r in results] == [
+        BatchShape(d, p, 1024) for d in (0, 64, 512) for p in (0, 512) if d + p
+    ]
