@@ -24,7 +24,7 @@ from runtime.pipeline.planset import Bucket, PlanSet
 from runtime.tune.inputs import KVCaches, make_batch, shared_kv_caches
 
 
-def time_forward(fn: Callable[[], torch.Tensor], cuda: bool, reps: int = 10) -> float:
+def time_forward(fn: Callable[[], torch.Tensor], cuda: bool, reps: int = 7) -> float:
     """Median ms of fn: CUDA-graph replays on a GPU, calls on the CPU."""
     fn()
     if not cuda:
@@ -141,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--contexts", default="", help="only buckets of these contexts (comma list)")
     ap.add_argument("--kv-cache-dtype", choices=["auto", "fp8"], default="auto",
                     help="the KV buffer attention reads (fp8: float8 e4m3, scales 1.0)")
+    ap.add_argument("--fp8-min-decodes", type=int, default=None,
+                    help="then the buckets of at least this many decodes again over an fp8 KV "
+                    "buffer (record key fp8_buckets)")  # fmt: skip
     ap.add_argument("--timeline", type=Path, default=None,
                     help="JSON file for one layer's steps of the measured best plan and the dense "
                     "layer")  # fmt: skip
@@ -167,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.timeline is not None:
         record["timeline"] = _best_timeline(llm.engine, planset, rows, args, kv_dtype)
+    if args.fp8_min_decodes is not None:
+        record["fp8_buckets"] = verify(llm.engine, planset, args.kv_gb, args.buckets,
+                                       args.fp8_min_decodes, torch.float8_e4m3fn,
+                                       args.plan_set.parent, contexts)  # fmt: skip
     text = json.dumps(record, indent=1)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
