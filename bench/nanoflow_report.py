@@ -3,6 +3,7 @@ JSON written by bench/nanoflow_layer.py; docs/performance.md pastes this output.
 
     python bench/nanoflow_report.py SWEEP.json TIMELINE.json docs/nanoflow-timeline.png
     python bench/nanoflow_report.py --gains BENCH.json   # nanoflow / sequential per workload
+    python bench/nanoflow_report.py --searched TIMELINE.json PNG  # runtime.tune.verify --timeline
 """
 
 from __future__ import annotations
@@ -77,6 +78,40 @@ def draw(tl: dict[str, Any], meta: dict[str, Any], out: Path) -> None:
     fig.savefig(out, dpi=130)
 
 
+def draw_searched(tl: dict[str, Any], out: Path) -> None:
+    """The searched plan's layer against the dense layer (runtime.tune.verify --timeline): one
+    row for attention and one for everything else, so two streams of one partition show too."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 1, figsize=(12, 4.4), sharex=True)
+    b = tl["bucket"]
+    for ax, key in zip(axes, ("dense", "plan"), strict=True):
+        d = tl[key]
+        for s in d["steps"]:
+            y = 1 if s["op"] == "attention" else 0
+            ax.barh(y, s["end_ms"] - s["start_ms"], left=s["start_ms"], height=0.6,
+                    color=COLORS[kind(s["op"])], edgecolor="black", linewidth=0.4)  # fmt: skip
+            if s["end_ms"] - s["start_ms"] > 0.04:
+                ax.text((s["start_ms"] + s["end_ms"]) / 2, y, f"{s['op'][:6]}#{s['nano_batch']}",
+                        ha="center", va="center", fontsize=6, color="white")  # fmt: skip
+        span = max(s["end_ms"] for s in d["steps"])
+        sms = ", ".join(f"partition {k}: {v or 'all'} SMs" for k, v in d["sms"].items())
+        ax.set_yticks([0, 1], ["GEMMs, norms, rope, KV store", "attention"])
+        ax.set_title(f"{key}: {d['plan']} ({sms}); layer spans {span:.3f} ms", fontsize=9)
+    axes[-1].set_xlabel("ms from the layer's first step (CUDA events in a replayed CUDA graph)")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in COLORS.values()]
+    fig.legend(handles, list(COLORS), loc="upper right", fontsize=8)
+    fig.suptitle(f"Llama-3-8B layer {tl['layer']}: {b['decodes']} decodes + {b['prefill_tokens']} "
+                 f"prefill rows, context {b['context']}; 32-layer forward {b['dense_measured_ms']}"
+                 f" ms dense, {b['plan_measured_ms']} ms with the plan ({tl['device']})",
+                 fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(out, dpi=130)
+
+
 def gains_table(records: list[dict[str, Any]]) -> str:
     by = {(r["mode"], r["workload"]): r for r in records}
     head = (
@@ -95,6 +130,9 @@ def gains_table(records: list[dict[str, Any]]) -> str:
 
 
 def main() -> None:
+    if sys.argv[1] == "--searched":
+        draw_searched(json.loads(Path(sys.argv[2]).read_text()), Path(sys.argv[3]))
+        return
     if sys.argv[1] == "--gains":
         print(gains_table(json.loads(Path(sys.argv[2]).read_text())))
         return

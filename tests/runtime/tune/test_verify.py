@@ -32,3 +32,32 @@ def test_verify_measures_every_bucket(
     assert rows[0]["dense_measured_ms"] > 0 and "plan_measured_ms" not in rows[0]
     assert rows[1]["plan_measured_ms"] > 0
     assert rows[1]["plan_error"] == pytest.approx(rows[1]["plan_measured_ms"] / 1.5 - 1, abs=1e-3)
+
+
+def test_verify_measures_candidates_and_an_fp8_pass(
+    tiny_llama: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Where dense won, the bucket's candidate pipeline is measured against its own prediction;
+    --fp8-min-decodes repeats the large buckets over a float8 KV buffer."""
+    cand = two_stream_plan("cand", [8, 8], device_sms=16)
+    buckets = (Bucket(8, 0, 32, None, 2.0, 2.0, "dense", "candidates/cand.json", 2.5),
+               Bucket(8, 8, 32, None, 2.0, 2.0, "dense"))  # fmt: skip
+    ps = PlanSet("tiny", "cpu", 16, (8,), (0, 8), (32,), buckets, 32,
+                 candidates={"candidates/cand.json": cand})  # fmt: skip
+    path = ps.save(tmp_path / "set")
+    assert (tmp_path / "set" / "candidates" / "cand.json").exists()
+    assert PlanSet.load(path).buckets == buckets
+    out = tmp_path / "verify.json"
+    argv = ["--plan-set", str(path), "--model", tiny_llama, "--load-format", "auto",
+            "--device", "cpu", "--dtype", "float32", "--kv-gb", "0.01", "--buckets", "all",
+            "--fp8-min-decodes", "8", "--contexts", "32", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    record = json.loads(out.read_text())
+    rows = record["buckets"]
+    assert [r.get("error") for r in rows] == [None, None]
+    assert rows[0]["measured"] == "candidate"
+    assert rows[0]["plan_error"] == pytest.approx(rows[0]["plan_measured_ms"] / 2.5 - 1, abs=1e-3)
+    assert "plan_measured_ms" not in rows[1]
+    fp8 = record["fp8_buckets"]
+    assert len(fp8) == 2 and all(r.get("error") is None and r["dense_measured_ms"] > 0 for r in fp8)
