@@ -111,7 +111,10 @@ class Profiler:
                 self.eager.add(side.placement)
                 self.failures.append(f"no graph on {side.placement}, timed eagerly: {exc!r}"[:300])
             return self._eager(fn, side.stream)
-        return statistics.median(self._replay(graph, side.stream) for _ in range(self.cfg.repeats))
+        ms = statistics.median(self._replay(graph, side.stream) for _ in range(self.cfg.repeats))
+        del graph
+        _forget_graph_workspaces()
+        return ms
 
     def _eager(self, fn: Fn, stream: torch.cuda.Stream | None) -> float:
         s = stream or torch.cuda.current_stream()
@@ -166,6 +169,8 @@ class Profiler:
                     p.replay()
             samples.append(self._replay(g, side.stream))
             torch.cuda.synchronize()
+        del g, p
+        _forget_graph_workspaces()
         return statistics.median(samples)
 
     # ------------------------------------------------------------------ operations
@@ -216,9 +221,17 @@ class Profiler:
         try:
             ms = self._time(fn, side)
         except Exception as exc:  # a failed placement is recorded, the profile goes on
-            self.failures.append(f"{name} {tokens} on {side.placement}: {exc!r}"[:300])
+            self._failed(f"{name} {tokens} x {context} on {side.placement}", exc)
             return []
         return [OpTiming(name, side.placement, tokens, ms, phase, context)]
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        """Record a failed measurement; a CUDA error (the context is unusable after it) ends
+        the profile with what failed."""
+        if "CUDA error" in str(exc) or type(exc).__name__ == "AcceleratorError":
+            raise RuntimeError(f"profiling stopped at {what}: {exc}") from exc
+        logger.warning("failed: %s: %r", what, exc)
+        self.failures.append(f"{what}: {exc!r}"[:300])
 
     def interference(self, pairs: list[tuple[Side, Side]]) -> list[Interference]:
         """Attention beside each GEMM, and every other operation beside attention, for each
@@ -252,9 +265,19 @@ class Profiler:
             alone = self._time(fn, side)
             ms = self._beside(fn, side, partner, other)
         except Exception as exc:
-            self.failures.append(f"{name} beside {beside} on {side.placement}: {exc!r}"[:300])
+            self._failed(f"{name} {tokens} beside {beside} on {side.placement}", exc)
             return []
         return [Interference(name, beside, side.placement, tokens, ms / alone)]
+
+
+def _forget_graph_workspaces() -> None:
+    """cuBLAS keeps a workspace per stream; one first used inside a capture lives in that
+    graph's memory pool. The profiler frees each graph and then runs eagerly on the same
+    streams, so the cached workspaces are dropped (reallocated on next use) once a graph goes."""
+    torch.cuda.synchronize()
+    clear = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
+    if clear is not None:
+        clear()
 
 
 def hbm_gb_s(device: torch.device) -> float:
