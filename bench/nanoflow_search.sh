@@ -23,20 +23,17 @@ mkdir -p "$out"
 stamp() { echo "[nanoflow_search] $(date -u +%T) $*" | tee -a "$out/log.txt" >&2; }
 
 smoke() {
-  # a few measurements of the largest shapes with synchronous launches: a kernel fault names
-  # the operation; a fault only with the big KV buffer falls back to a smaller one
-  stamp "smoke: KV buffer $kv_gb GB"
-  if CUDA_LAUNCH_BLOCKING=1 python -m runtime.tune --model "$model" --profile-only \
-      --out "$out/smoke" --tokens 2048 --attention-tokens 1024 --contexts 2048 \
-      --attention-sms 64 --interference-tokens 1024 --kv-gb "$kv_gb" 2>> "$out/log.txt"; then
-    return 0
-  fi
-  tail -5 "$out/log.txt"
-  kv_gb=8
-  stamp "smoke: KV buffer $kv_gb GB"
-  CUDA_LAUNCH_BLOCKING=1 python -m runtime.tune --model "$model" --profile-only \
-    --out "$out/smoke" --tokens 16 --attention-tokens 64 --contexts 512 --attention-sms 64 \
-    --interference-tokens 16 --kv-gb "$kv_gb" 2>> "$out/log.txt" || { tail -5 "$out/log.txt"; exit 1; }
+  # the largest shapes and an interference pair on each kind of side first: a fault is rerun
+  # with synchronous launches, which name the operation (and hide concurrency faults)
+  local args=(--model "$model" --profile-only --out "$out/smoke" --tokens 2048
+    --attention-tokens 1024 --contexts 2048 --attention-sms 48 --interference-tokens 1024
+    --kv-gb "$kv_gb")
+  stamp "smoke"
+  python -m runtime.tune "${args[@]}" 2>> "$out/log.txt" && return 0
+  stamp "smoke failed; again with CUDA_LAUNCH_BLOCKING=1"
+  CUDA_LAUNCH_BLOCKING=1 python -m runtime.tune "${args[@]}" 2>> "$out/log.txt"
+  grep -v '^ ' "$out/log.txt" | tail -8
+  exit 1
 }
 
 tune() {

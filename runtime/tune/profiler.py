@@ -4,9 +4,12 @@ kernels the registry picked) at nano-batch sizes and SM budgets, and pairwise in
 On CUDA each timing is a CUDA graph of ``reps`` calls replayed on the placement's stream and
 timed with CUDA events: ``whole`` on a plain stream, ``green:N`` on a green-context partition
 (runtime/pipeline's partitions, split as the pipeline splits them: N SMs and the rest), and
-``grid:N`` for attention on a plain stream with its persistent grid capped at N SMs. Interference
-replays a partner's graph on the other side and times the operation beside it. On the CPU the
-device runs one stream at a time: only ``whole`` timings (wall clock), no interference.
+``grid:N`` for attention on a plain stream with its persistent grid capped at N SMs. Interference:
+one graph forks a partner's calls onto the other side's stream (the executor's fork / join) and
+events recorded inside it time the operation's calls beside them, against the same graph without
+the partner. (Two separately captured graphs replayed at once on two green contexts faulted on
+the H200.) On the CPU the device runs one stream at a time: only ``whole`` timings (wall clock),
+no interference.
 """
 
 from __future__ import annotations
@@ -155,21 +158,44 @@ class Profiler:
         end.synchronize()
         return start.elapsed_time(end) / (self.cfg.reps * times)
 
-    def _beside(self, fn: Fn, side: Side, partner: Fn, other: Side) -> float:
-        """ms per call of fn while partner's graph keeps the other side busy."""
-        g, p = self._graph(fn, side.stream), self._graph(partner, other.stream)
-        alone = self._replay(g, side.stream)
-        partner_ms = self._replay(p, other.stream)
-        times = max(1, math.ceil(3 * alone / max(partner_ms, 1e-6)))  # partner outlasts fn
+    def _joint(self, fn: Fn, side: Side, partner: Fn | None, other: Side, calls: int) -> float:
+        """ms per call of fn inside one CUDA graph that also forks ``calls`` calls of partner
+        onto the other side's stream (the executor's fork / join), timed by events recorded in
+        the graph around fn's calls; ``calls`` 0: fn alone, timed the same way."""
+        s = side.stream or torch.cuda.current_stream()
+        o = other.stream or torch.cuda.current_stream()
+        with torch.cuda.stream(s):
+            fn()
+        if calls:
+            with torch.cuda.stream(o):
+                partner()  # type: ignore[misc]
+        torch.cuda.synchronize()
+        a = torch.cuda.Event(enable_timing=True, external=True)
+        b = torch.cuda.Event(enable_timing=True, external=True)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=s):
+            if calls:
+                fork = torch.cuda.Event()
+                fork.record(s)
+                o.wait_event(fork)
+                with torch.cuda.stream(o):
+                    for _ in range(calls):
+                        partner()  # type: ignore[misc]
+            a.record(s)
+            for _ in range(self.cfg.reps):
+                fn()
+            b.record(s)
+            if calls:
+                join = torch.cuda.Event()
+                join.record(o)
+                s.wait_event(join)
         samples = []
         for _ in range(self.cfg.repeats):
+            with torch.cuda.stream(s):
+                graph.replay()
             torch.cuda.synchronize()
-            with torch.cuda.stream(other.stream or torch.cuda.current_stream()):
-                for _ in range(times + 1):
-                    p.replay()
-            samples.append(self._replay(g, side.stream))
-            torch.cuda.synchronize()
-        del g, p
+            samples.append(a.elapsed_time(b) / self.cfg.reps)
+        del graph
         _forget_graph_workspaces()
         return statistics.median(samples)
 
@@ -262,8 +288,11 @@ class Profiler:
         self, name: str, beside: str, fn: Fn, side: Side, partner: Fn, other: Side, tokens: int
     ) -> list[Interference]:
         try:
-            alone = self._time(fn, side)
-            ms = self._beside(fn, side, partner, other)
+            alone = self._joint(fn, side, None, other, 0)
+            partner_ms = self._time(partner, other)
+            # partner calls that outlast fn's calls (bounded: a tiny partner beside a long fn)
+            calls = min(400, 1 + math.ceil(1.5 * alone * self.cfg.reps / max(partner_ms, 1e-6)))
+            ms = self._joint(fn, side, partner, other, calls)
         except Exception as exc:
             self._failed(f"{name} {tokens} beside {beside} on {side.placement}", exc)
             return []

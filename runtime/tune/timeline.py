@@ -40,7 +40,8 @@ def layer_steps(ex: PipelineExecutor, layer: int) -> list[dict[str, Any]]:
     steps = [t for t in ex.trace if t.layer == layer]
     base = steps[0].start  # elapsed times may be negative: shifted below
     rows = [{"op": t.op, "nano_batch": t.nano_batch, "partition": t.partition, "rows": list(t.rows),
-             "start_ms": base.elapsed_time(t.start), "end_ms": base.elapsed_time(t.end)}
+             "start_ms": base.elapsed_time(t.start),  # type: ignore[attr-defined]
+             "end_ms": base.elapsed_time(t.end)}
             for t in steps]  # fmt: skip
     first = min(r["start_ms"] for r in rows)
     for r in rows:
