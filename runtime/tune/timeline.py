@@ -38,10 +38,9 @@ def layer_steps(ex: PipelineExecutor, layer: int) -> list[dict[str, Any]]:
     """The traced steps of ``layer``, in ms from its first step's start."""
     assert ex.trace is not None
     steps = [t for t in ex.trace if t.layer == layer]
-    base = steps[0].start  # elapsed times may be negative: shifted below
+    base: Any = steps[0].start  # a CUDA event; elapsed times may be negative: shifted below
     rows = [{"op": t.op, "nano_batch": t.nano_batch, "partition": t.partition, "rows": list(t.rows),
-             "start_ms": base.elapsed_time(t.start),  # type: ignore[attr-defined]
-             "end_ms": base.elapsed_time(t.end)}
+             "start_ms": base.elapsed_time(t.start), "end_ms": base.elapsed_time(t.end)}
             for t in steps]  # fmt: skip
     first = min(r["start_ms"] for r in rows)
     for r in rows:
