@@ -47,6 +47,7 @@ class ProfileConfig:
     reps: int = 10  # calls per timed graph (CUDA) or per timed loop (CPU)
     repeats: int = 3  # timed replays; the median counts (CUDA), the fastest (CPU)
     grid_caps: bool = True  # also attention with a capped grid on a plain stream
+    green: bool = True  # green-context partitions (False: plain streams and capped grids only)
     # attention's SM budgets (green contexts and grid caps); empty: every multiple of sm_step
     attention_sms: tuple[int, ...] = ()
 
@@ -344,16 +345,17 @@ def _sides(prof: Profiler) -> tuple[list[Side], list[Side], list[tuple[Side, Sid
     att_whole = Side("whole", torch.cuda.Stream(prof.device), None)
     others, atts, pairs = [other_whole], [att_whole], [(att_whole, other_whole)]
     for n in prof.cfg.budgets(s):
-        try:
-            a, o = green_partitions((n, s - n))
-        except Exception as exc:
-            prof.failures.append(f"green contexts ({n}, {s - n}): {exc!r}"[:300])
-            continue
-        att_side = Side(f"green:{a.num_sms}", new_stream(a), a.num_sms)
-        other_side = Side(f"green:{o.num_sms}", new_stream(o), None)
-        atts.append(att_side)
-        others.append(other_side)
-        pairs.append((att_side, other_side))
+        if prof.cfg.green:
+            try:
+                a, o = green_partitions((n, s - n))
+            except Exception as exc:
+                prof.failures.append(f"green contexts ({n}, {s - n}): {exc!r}"[:300])
+                continue
+            att_side = Side(f"green:{a.num_sms}", new_stream(a), a.num_sms)
+            other_side = Side(f"green:{o.num_sms}", new_stream(o), None)
+            atts.append(att_side)
+            others.append(other_side)
+            pairs.append((att_side, other_side))
         if prof.cfg.grid_caps:
             atts.append(Side(f"grid:{n}", att_whole.stream, n))
             pairs.append((atts[-1], other_whole))
