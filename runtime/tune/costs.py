@@ -103,13 +103,14 @@ class Costs:
             t = p.time_ms(p.attention, layout.attention, dec, "decode", self.shape.context)
             t += p.time_ms(p.attention, layout.attention, pre, "prefill", self.shape.context)
             if layout.concurrent:
-                t *= max(p.slowdown(p.attention, g, layout.attention, rows) for g in self.gemms)
+                t *= max(p.slowdown(p.attention, g, layout.attention, rows, layout.other)
+                         for g in self.gemms)  # fmt: skip
             return 1e3 * t
         total = 0.0
         for op in self.ops[seg]:
             t = p.time_ms(op, layout.other, rows)
             if layout.concurrent:
-                t *= p.slowdown(op, p.attention, layout.other, rows)
+                t *= p.slowdown(op, p.attention, layout.other, rows, layout.attention)
             total += t
         return 1e3 * total
 

@@ -297,7 +297,7 @@ class Profiler:
         except Exception as exc:
             self._failed(f"{name} {tokens} beside {beside} on {side.placement}", exc)
             return []
-        return [Interference(name, beside, side.placement, tokens, ms / alone)]
+        return [Interference(name, beside, side.placement, tokens, ms / alone, other.placement)]
 
 
 def _forget_graph_workspaces() -> None:

@@ -72,6 +72,9 @@ class Interference:
     placement: str  # where ``op`` ran; ``beside`` had the rest of the device
     tokens: int
     slowdown: float  # time beside / time alone, >= about 1
+    # where ``beside`` ran (e.g. attention capped at 64 SMs, or on a whole second stream): the
+    # same operation slows down very differently beside each; "" in profiles that lack it
+    partner: str = ""
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,8 @@ class Profile:
             self._check(f.op, f.placement)
             if f.beside not in names or not f.slowdown > 0:
                 raise ProfileError(f"bad interference entry {f}")
+            if f.partner:
+                self._check(f.beside, f.partner)
 
     def _check(self, op: str, placement: str) -> None:
         if op not in {n for n, _ in self.ops}:
@@ -160,10 +165,15 @@ class Profile:
         except KeyError:
             raise ProfileError(f"no timings of {op} on {placement}") from None
 
-    def slowdown(self, op: str, beside: str, placement: str, tokens: int) -> float:
-        """Measured slowdown of op beside another; the nearest measured size, 1.0 if none."""
+    def slowdown(
+        self, op: str, beside: str, placement: str, tokens: int, partner: str = ""
+    ) -> float:
+        """Measured slowdown of op beside another (on ``partner``'s placement when the profile
+        records it); the nearest measured size, 1.0 if none."""
         rows = [f for f in self.interference
                 if (f.op, f.beside, f.placement) == (op, beside, placement)]  # fmt: skip
+        if partner:
+            rows = [f for f in rows if f.partner == partner] or [f for f in rows if not f.partner]
         if not rows:
             return 1.0
         return min(rows, key=lambda f: (abs(f.tokens - tokens), f.tokens)).slowdown

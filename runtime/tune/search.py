@@ -28,7 +28,9 @@ class SearchConfig:
     max_tokens: int = 4096  # larger shapes stay dense (beyond the engine's token budget)
     max_nano_batches: int = 4
     granules: int = 8  # nano-batch boundaries on a grid of this many steps of the batch
-    margin: float = 0.02  # a plan must beat dense by this fraction, else dense
+    # a plan must beat dense by this fraction, else dense: above the cost model's measured error
+    # on decode batches (the dense forward within 5% on the H200, 2026-11-29)
+    margin: float = 0.05
     solver: Solver = Solver.AUTO
     time_limit_s: float = 30.0  # per mixed-integer program
     jobs: int = 1  # buckets searched at once, in worker processes

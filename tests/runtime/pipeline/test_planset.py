@@ -112,3 +112,35 @@ def test_plan_set_for_another_model_is_refused(tiny_llama: str, tmp_path: Path) 
     path = make_set({"hidden_size": 4096}).save(tmp_path)
     with pytest.raises(PlanError, match="searched for layers"):
         LLM(tiny_llama, dtype="float32", device="cpu", pipeline=str(path))
+
+
+def test_shipped_h200_plan_set_is_found_and_checked() -> None:
+    """The plan set searched from the H200 profile is what --mode nanoflow picks for
+    Llama-3-8B on that device: every bucket valid, each dense bucket with its reason, every plan
+    (if any) loadable; on other devices the hand-picked plans stay."""
+    from runtime.model.loader import resolve_model
+    from runtime.pipeline.plans import SEARCHED_DIR, load_pipeline
+    from runtime.pipeline.planset import signature_of
+
+    _, cfg = resolve_model("llama-3-8b", None)
+    found = load_pipeline("default", signature_of(cfg, 2), "NVIDIA H200")
+    assert isinstance(found, PlanSet)
+    assert found == PlanSet.load(SEARCHED_DIR / "llama-3-8b-h200" / "planset.json")
+    assert len(found.buckets) == 92
+    assert all(b.reason for b in found.buckets if b.plan is None)
+    assert all(b.predicted_ms <= b.dense_ms for b in found.buckets)
+    assert not isinstance(load_pipeline("default", signature_of(cfg, 2), "NVIDIA H100"), PlanSet)
+
+
+def test_dense_buckets_run_the_model_itself(tiny_llama: str, tmp_path: Path) -> None:
+    """A batch whose bucket says dense goes to the model's own forward (no executor)."""
+    from runtime.pipeline.runner import PipelineForward
+
+    llm = LLM(tiny_llama, device="cpu", dtype="float32")
+    buckets = tuple(Bucket(d, p, 32, None, 1.0, 1.0, "dense") for d in (0, 8) for p in (0, 8)
+                    if d + p)  # fmt: skip
+    ps = PlanSet("tiny", "cpu", 16, (0, 8), (0, 8), (32,), buckets, 32)
+    path = ps.save(tmp_path / "set")
+    fwd = PipelineForward(str(path), llm.engine.model, llm.engine.ops)
+    assert fwd.executors == {}
+    assert all(fwd.executor_for(t, d, 32.0) is None for t, d in ((8, 8), (16, 8), (8, 0)))

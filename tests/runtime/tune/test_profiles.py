@@ -90,3 +90,27 @@ def test_interpolation_between_and_beyond_measured_sizes() -> None:
     with pytest.raises(ProfileError, match="no timings of act on green:8"):
         p.time_ms("act", "green:8", 16)
     assert p.slowdown("act", "attention", "whole", 16) == 1.0  # none measured
+
+
+def test_slowdown_is_looked_up_beside_the_partners_placement() -> None:
+    """The same operation beside attention on a whole second stream and beside attention capped
+    at 64 SMs: each layout is charged its own measurement; entries without a partner (older
+    profiles) serve any layout."""
+    from runtime.tune import Interference
+    from runtime.tune.costs import BatchShape, Costs, Layout
+
+    base = synthetic_profile(device_sms=32, grid=True)
+    rows = (Interference("input_norm", "attention", "whole", 256, 20.0, "whole"),
+            Interference("input_norm", "attention", "whole", 256, 2.0, "grid:16"),
+            Interference("qkv_proj", "attention", "whole", 256, 3.0))  # fmt: skip
+    prof = replace(base, interference=rows)
+    assert prof.slowdown("input_norm", "attention", "whole", 256, "whole") == 20.0
+    assert prof.slowdown("input_norm", "attention", "whole", 256, "grid:16") == 2.0
+    assert prof.slowdown("qkv_proj", "attention", "whole", 256, "grid:16") == 3.0
+    assert prof.slowdown("input_norm", "attention", "whole", 256, "grid:8") == 1.0
+    costs = Costs(prof, BatchShape(256, 0, 1024))
+    streams = Layout("streams", "whole", "whole", True)
+    capped = Layout("grid:16", "grid:16", "whole", True)
+    assert costs.us(streams, "pre", 0, 256) > costs.us(capped, "pre", 0, 256)
+    with pytest.raises(ProfileError, match="bad placement"):
+        replace(base, interference=(Interference("rope", "attention", "whole", 8, 1.0, "x"),))
