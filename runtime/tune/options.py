@@ -26,14 +26,24 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     ap.add_argument("--tokens", default=None,
                     help="profile grid: comma list of nano-batch rows of the non-attention "
                     "operations (default 16,32,...,2048)")  # fmt: skip
-    ap.add_argument("--attention-tokens", default=None,
-                    help="comma list of attention rows: decodes, or one prefill chunk's rows")
+    ap.add_argument(
+        "--attention-tokens",
+        default=None,
+        help="comma list of attention rows: decodes, or one prefill chunk's rows",
+    )
     ap.add_argument("--contexts", default=None, help="comma list of attention contexts")
     ap.add_argument("--interference-tokens", default=None, help="comma list of rows")
-    ap.add_argument("--no-green", dest="green", action="store_false",
-                    help="no green-context partitions: plain streams and capped grids only")
-    ap.add_argument("--attention-sms", default=None,
-                    help="comma list of attention's SM budgets (default: every multiple of 8)")
+    ap.add_argument(
+        "--no-green",
+        dest="green",
+        action="store_false",
+        help="no green-context partitions: plain streams and capped grids only",
+    )
+    ap.add_argument(
+        "--attention-sms",
+        default=None,
+        help="comma list of attention's SM budgets (default: every multiple of 8)",
+    )
     ap.add_argument(
         "--decode-points",
         default=None,

@@ -139,8 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--buckets", choices=["all", "plans"], default="all")
     ap.add_argument("--min-decodes", type=int, default=0, help="only buckets with this many")
     ap.add_argument("--contexts", default="", help="only buckets of these contexts (comma list)")
-    ap.add_argument("--kv-cache-dtype", choices=["auto", "fp8"], default="auto",
-                    help="the KV buffer attention reads (fp8: float8 e4m3, scales 1.0)")
+    ap.add_argument(
+        "--kv-cache-dtype",
+        choices=["auto", "fp8"],
+        default="auto",
+        help="the KV buffer attention reads (fp8: float8 e4m3, scales 1.0)",
+    )
     ap.add_argument("--fp8-min-decodes", type=int, default=None,
                     help="then the buckets of at least this many decodes again over an fp8 KV "
                     "buffer (record key fp8_buckets)")  # fmt: skip
