@@ -4,6 +4,9 @@ JSON written by bench/nanoflow_layer.py; docs/performance.md pastes this output.
     python bench/nanoflow_report.py SWEEP.json TIMELINE.json docs/nanoflow-timeline.png
     python bench/nanoflow_report.py --gains BENCH.json   # nanoflow / sequential per workload
     python bench/nanoflow_report.py --searched TIMELINE.json PNG  # runtime.tune.verify --timeline
+    python bench/nanoflow_report.py --predicted PROFILE.json DECODES PREFILL CONTEXT PNG
+        # the search's best pipeline for one batch shape against dense, as the cost model
+        # predicts them from a profile (two layers of the steady state)
 """
 
 from __future__ import annotations
@@ -112,6 +115,61 @@ def draw_searched(tl: dict[str, Any], out: Path) -> None:
     fig.savefig(out, dpi=130)
 
 
+def draw_predicted(profile_path: Path, decodes: int, prefill: int, context: int, out: Path) -> str:
+    """Two layers of the best pipeline the search finds for one shape (even if dense wins) and
+    of the dense layer, from the profile's measured costs; returns a one-line summary."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from runtime.tune import BatchShape, Profile, SearchConfig, search_shape
+    from runtime.tune.costs import DENSE, SEGMENTS, Costs
+
+    prof = Profile.load(profile_path)
+    shape = BatchShape(decodes, prefill, context)
+    r = search_shape(prof, shape, SearchConfig(margin=0.0))
+    costs, rows = Costs(prof, shape), shape.tokens
+    color = {"pre": COLORS["other"], "att": COLORS["attention"], "post": COLORS["gemm"]}
+    fig, axes = plt.subplots(2, 1, figsize=(12, 4.0), sharex=True)
+    t = 0.0
+    for layer in range(3):
+        for seg in SEGMENTS:
+            d = costs.us(DENSE, seg, 0, rows) / 1e3
+            y = 1 if seg == "att" else 0
+            axes[0].barh(y, d, left=t, height=0.6, color=color[seg], edgecolor="black", lw=0.4)
+            axes[0].text(t + d / 2, y, f"{seg} L{layer}", ha="center", va="center", fontsize=6,
+                         color="white")  # fmt: skip
+            t += d
+    dense_ms = costs.dense_layer_us() / 1e3
+    axes[0].set_title(f"dense: {dense_ms:.3f} ms per layer", fontsize=9)
+    s = r.schedule
+    summary = f"dense {r.dense_us / 1e3:.2f} ms per forward"
+    if s is not None:
+        period = s.period_us / 1e3
+        for rnd in range(3):  # round r runs layer r + shift of each segment
+            for (k, seg), tau in s.tau.items():
+                start = rnd * period + tau / 1e3
+                d = s.durations[k, seg] / 1e3
+                y = 1 if seg == "att" else 0
+                axes[1].barh(y, d, left=start, height=0.6, color=color[seg], edgecolor="black",
+                             lw=0.4)  # fmt: skip
+                axes[1].text(start + d / 2, y, f"{seg}#{k} L{rnd + s.shift[k, seg]}",
+                             ha="center", va="center", fontsize=6, color="white")  # fmt: skip
+        sizes = "+".join(str(b - a) for a, b in s.bounds)
+        axes[1].set_title(f"best pipeline: {sizes} rows on {s.layout.name}, period {period:.3f} ms"
+                          f" per layer (charged the measured interference)", fontsize=9)  # fmt: skip
+        summary += f", best pipeline {r.predicted_us / 1e3 if r.plan else s.forward_us(32) / 1e3:.2f} ms"
+    for ax in axes:
+        ax.set_yticks([0, 1], ["GEMMs, norms, rope, KV store", "attention"])
+    axes[-1].set_xlabel("ms (predicted by the cost model from measured per-operation times)")
+    fig.suptitle(f"Llama-3-8B, {decodes} decodes + {prefill} prefill rows, context {context}: "
+                 f"predicted from {prof.device} profile ({prof.created[:10]})", fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(out, dpi=130)
+    return summary
+
+
 def gains_table(records: list[dict[str, Any]]) -> str:
     by = {(r["mode"], r["workload"]): r for r in records}
     head = (
@@ -130,6 +188,10 @@ def gains_table(records: list[dict[str, Any]]) -> str:
 
 
 def main() -> None:
+    if sys.argv[1] == "--predicted":
+        a = sys.argv[2:]
+        print(draw_predicted(Path(a[0]), int(a[1]), int(a[2]), int(a[3]), Path(a[4])))
+        return
     if sys.argv[1] == "--searched":
         draw_searched(json.loads(Path(sys.argv[2]).read_text()), Path(sys.argv[3]))
         return
