@@ -50,7 +50,12 @@ tune() {
 }
 
 bench() {
-  stamp "bench: nanoflow first (a fresh machine's first engine is the slower one), then sequential"
+  # the first engine on a fresh machine runs 5-7 s slower (2026-11-29: nanoflow first, 0.80x with
+  # the dense forward in both modes): a short warm-up engine takes that first
+  stamp "bench: warm-up engine"
+  python -m runtime.bench --model "$model" --num-requests 32 --workloads 1024/512 \
+    --mode sequential > /dev/null 2>> "$out/log.txt" || true
+  stamp "bench: nanoflow, then sequential"
   python -m runtime.bench --model "$model" --num-requests 256 --workloads ${BENCH_WORKLOADS:-512/1024,1024/512} \
     --mode nanoflow,sequential --plan "$out/tune/planset.json" --out "$out/bench.json" > /dev/null \
     2>> "$out/log.txt"

@@ -101,7 +101,9 @@ class Costs:
         if seg == "att":
             dec, pre = self.shape.split_rows(a, b)
             t = p.time_ms(p.attention, layout.attention, dec, "decode", self.shape.context)
-            t += p.time_ms(p.attention, layout.attention, pre, "prefill", self.shape.context)
+            # a chunk longer than the mean context attends over at least itself
+            t += p.time_ms(p.attention, layout.attention, pre, "prefill",
+                           max(self.shape.context, pre))  # fmt: skip
             if layout.concurrent:
                 t *= max(p.slowdown(p.attention, g, layout.attention, rows, layout.other)
                          for g in self.gemms)  # fmt: skip

@@ -114,3 +114,15 @@ def test_slowdown_is_looked_up_beside_the_partners_placement() -> None:
     assert costs.us(streams, "pre", 0, 256) > costs.us(capped, "pre", 0, 256)
     with pytest.raises(ProfileError, match="bad placement"):
         replace(base, interference=(Interference("rope", "attention", "whole", 8, 1.0, "x"),))
+
+
+def test_a_prefill_chunk_longer_than_the_context_is_priced_over_itself() -> None:
+    from runtime.tune.costs import DENSE, BatchShape, Costs
+
+    prof = synthetic_profile(device_sms=32)
+    att = prof.attention
+    long_chunk = Costs(prof, BatchShape(0, 2048, 512)).us(DENSE, "att", 0, 2048)
+    assert long_chunk == pytest.approx(1e3 * prof.time_ms(att, "whole", 2048, "prefill", 2048))
+    assert long_chunk > 1e3 * prof.time_ms(att, "whole", 2048, "prefill", 512)
+    short = Costs(prof, BatchShape(0, 256, 1024)).us(DENSE, "att", 0, 256)
+    assert short == pytest.approx(1e3 * prof.time_ms(att, "whole", 256, "prefill", 1024))
