@@ -157,14 +157,17 @@ def draw_predicted(profile_path: Path, decodes: int, prefill: int, context: int,
                 axes[1].text(start + d / 2, y, f"{seg}#{k} L{rnd + s.shift[k, seg]}",
                              ha="center", va="center", fontsize=6, color="white")  # fmt: skip
         sizes = "+".join(str(b - a) for a, b in s.bounds)
-        axes[1].set_title(f"best pipeline: {sizes} rows on {s.layout.name}, period {period:.3f} ms"
-                          f" per layer (charged the measured interference)", fontsize=9)  # fmt: skip
-        summary += f", best pipeline {r.predicted_us / 1e3 if r.plan else s.forward_us(32) / 1e3:.2f} ms"
+        title = (f"best pipeline: {sizes} rows on {s.layout.name}, period {period:.3f} ms per "
+                 "layer (charged the measured interference)")  # fmt: skip
+        axes[1].set_title(title, fontsize=9)
+        forward = s.forward_us(prof.shape.num_layers) / 1e3
+        summary += f", best pipeline {forward:.2f} ms"
     for ax in axes:
         ax.set_yticks([0, 1], ["GEMMs, norms, rope, KV store", "attention"])
     axes[-1].set_xlabel("ms (predicted by the cost model from measured per-operation times)")
     fig.suptitle(f"Llama-3-8B, {decodes} decodes + {prefill} prefill rows, context {context}: "
-                 f"predicted from {prof.device} profile ({prof.created[:10]})", fontsize=9)  # fmt: skip
+                 f"predicted from the {prof.device} profile of {prof.created[:10]}",
+                 fontsize=9)  # fmt: skip
     fig.tight_layout()
     fig.savefig(out, dpi=130)
     return summary
