@@ -185,7 +185,9 @@ def _with_store(spec: WorkerSpec, directory: str) -> WorkerSpec:
     from dataclasses import replace
 
     env = {**spec.env, **WORKER_ENV}
-    return replace(spec, init_method=f"file://{os.path.join(directory, 'store')}", env=env)
+    level = logging.getLogger("runtime").getEffectiveLevel()
+    store = f"file://{os.path.join(directory, 'store')}"
+    return replace(spec, init_method=store, env=env, log_level=level)
 
 
 def _describe(rank: int, proc: BaseProcess) -> str:

@@ -12,6 +12,7 @@ exits (the driver stops the others).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pickle
 import queue
@@ -33,6 +34,8 @@ from runtime.distributed.tensor_parallel import TPLayout, build_tensor_parallel_
 from runtime.kv_budget import kv_memory_budget, num_kv_blocks
 from runtime.model_runner import DeviceStep, ModelRunner, kv_bytes_per_block, kv_cache_dtype
 
+logger = logging.getLogger("runtime")
+
 
 @dataclass(frozen=True)
 class WorkerSpec:
@@ -48,6 +51,7 @@ class WorkerSpec:
     world_size: int
     init_method: str  # torch.distributed rendezvous (a file store)
     env: dict[str, str] = field(default_factory=dict)  # set in the worker before any CUDA call
+    log_level: int = logging.WARNING  # the driver's level for the "runtime" logger
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ def worker_main(rank: int, spec: WorkerSpec, conn: Connection) -> None:
     """The process entry point (spawned by ``runtime.distributed.executor``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     os.environ.update(spec.env)
+    logging.basicConfig(level=spec.log_level, format=f"rank {rank}: %(name)s: %(message)s")
     _exit_with_parent()
     lock = threading.Lock()
     try:
@@ -108,6 +113,8 @@ def _start(rank: int, spec: WorkerSpec) -> tuple[ModelRunner, WorkerReady]:
     device = torch.device(f"cuda:{rank}" if spec.device == "cuda" else "cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    else:  # the ranks share the host's cores: no oversubscribed thread pools
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // spec.world_size))
     dist.init_process_group(
         "nccl" if device.type == "cuda" else "gloo",
         init_method=spec.init_method,
@@ -116,12 +123,15 @@ def _start(rank: int, spec: WorkerSpec) -> tuple[ModelRunner, WorkerReady]:
     )
     layout = TPLayout.current()
     dtype = getattr(torch, spec.dtype)
+    start = time.perf_counter()
     model = build_tensor_parallel_model(
         spec.model, spec.hf_overrides, dtype, device, spec.load_format, spec.max_positions,
         cfg.seed, layout,
     )  # fmt: skip
     ops = get_ops(device, cfg.attention_backend).fresh()
     latency, bandwidth = measure_allreduce(device, model.cfg.hidden_size, dtype)
+    logger.info("slice built in %.1f s; all-reduce %.1f us + %.1f GB/s",
+                time.perf_counter() - start, latency * 1e6, bandwidth / 1e9)  # fmt: skip
     kv_dtype = kv_cache_dtype(cfg.kv_cache_dtype, dtype)
     num_blocks = _group_num_blocks(model, cfg, device, dtype, kv_dtype, spec.max_positions)
     blocks = BlockManager(num_blocks, cfg.block_size)  # only its block size is used here
@@ -129,8 +139,10 @@ def _start(rank: int, spec: WorkerSpec) -> tuple[ModelRunner, WorkerReady]:
     runner.samples = rank == 0
     runner.share_tokens = lambda tokens: dist.broadcast(tokens, src=0)
     if device.type == "cuda" and not cfg.enforce_eager:
+        start = time.perf_counter()
         max_len = min(spec.max_positions, num_blocks * cfg.block_size)
         runner.capture_cuda_graphs(max_len, cfg.max_num_seqs)
+        logger.info("graphs captured in %.1f s", time.perf_counter() - start)
     ready = WorkerReady(
         rank=rank,
         pid=os.getpid(),
