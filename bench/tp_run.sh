@@ -60,6 +60,10 @@ PY
         echo "== TP works eagerly but not with CUDA graphs: benchmarks run --enforce-eager" | tee -a "$OUT/steps.txt"
         EAGER=(--enforce-eager)
       fi
+      if ! grep -q "PASSED.*test_two_gpus_match_one" "$OUT/gpu_test.txt"; then
+        echo "== no TP=2 test passed: the benchmarks are skipped" | tee -a "$OUT/steps.txt"
+        exit 1
+      fi
       ;;
     8b)
       bench llama-3-8b-tp1-tp2 "$T_8B" --model llama-3-8b --workloads "$WORKLOADS" \
