@@ -17,7 +17,7 @@ out=${2:?output directory}
 model=${MODEL:-llama-3-8b}
 kv_gb=${KV_GB:-8}  # under 2^31 elements per K or V buffer (larger ones faulted beside other work)
 grid=${PROFILE_GRID:-"--tokens 16,128,512,1024,2048 --attention-tokens 64,256,1024
-  --contexts 512,1024,2048,4096 --attention-sms 32,48,64,80 --interference-tokens 256,1024 --no-green"}
+  --contexts 512,1024,2048,4096 --attention-sms 32,48,64,80 --interference-tokens 256,1024"}
 jobs=$(( $(nproc) > 2 ? $(nproc) - 2 : 1 ))
 mkdir -p "$out"
 stamp() { echo "[nanoflow_search] $(date -u +%T) $*" | tee -a "$out/log.txt" >&2; }

@@ -92,8 +92,8 @@ def _profile_config(args: argparse.Namespace, base: Any) -> Any:
     }
     if args.kv_gb is not None:
         changes["kv_gb"] = args.kv_gb
-    if not args.green:
-        changes["green"] = False
+    if args.green:
+        changes["green"] = True
     return dataclasses.replace(base, **changes) if changes else base
 
 

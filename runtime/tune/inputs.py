@@ -21,7 +21,10 @@ def shared_kv_caches(engine: Any, num_bytes: int, dtype: torch.dtype | None = No
     k0 = engine.runner.kv_caches[0][0]  # [blocks, block_size, kv_heads, head_dim]
     dtype = dtype or k0.dtype
     per_block = 2 * k0[0].numel() * dtype.itemsize
-    shape = (max(2, num_bytes // per_block), *k0.shape[1:])
+    # at most 2^31 - 1 elements per tensor, as a real layer's cache has (the H200 runs with
+    # larger shared buffers faulted; docs/performance.md)
+    blocks = min(num_bytes // per_block, (2**31 - 1) // k0[0].numel())
+    shape = (max(2, blocks), *k0.shape[1:])
     k = _random(shape, dtype, k0.device)
     v = _random(shape, dtype, k0.device)
     return [(k, v)] * len(engine.runner.kv_caches)

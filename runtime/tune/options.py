@@ -34,10 +34,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     ap.add_argument("--contexts", default=None, help="comma list of attention contexts")
     ap.add_argument("--interference-tokens", default=None, help="comma list of rows")
     ap.add_argument(
-        "--no-green",
-        dest="green",
-        action="store_false",
-        help="no green-context partitions: plain streams and capped grids only",
+        "--green",
+        action="store_true",
+        help="also green-context partitions (default: plain streams and capped grids; green "
+        "pairs faulted on the H200, docs/performance.md)",
     )
     ap.add_argument(
         "--attention-sms",

@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--load-format", default="dummy")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default="auto")
-    ap.add_argument("--kv-gb", type=float, default=60.0)
+    ap.add_argument("--kv-gb", type=float, default=8.0, help="shared KV buffer (capped)")
     ap.add_argument("--buckets", choices=["all", "plans"], default="all")
     ap.add_argument("--min-decodes", type=int, default=0, help="only buckets with this many")
     ap.add_argument("--contexts", default="", help="only buckets of these contexts (comma list)")

@@ -23,7 +23,7 @@ pytestmark = [
 
 def test_gpu_profile_and_searched_plans(tiny_llama: str, tmp_path: Path) -> None:
     sms = torch.cuda.get_device_properties(0).multi_processor_count
-    cfg = dataclasses.replace(QUICK, sm_step=max(8, sms // 4 // 8 * 8))
+    cfg = dataclasses.replace(QUICK, sm_step=max(8, sms // 4 // 8 * 8), green=True)
     prof, planset, results, path = tune(tiny_llama, tmp_path, None, cfg, QUICK_SEARCH,
                                         dtype="float32", device="cuda")  # fmt: skip
     assert prof.concurrent and prof.device_sms == sms
