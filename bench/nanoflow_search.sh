@@ -3,14 +3,17 @@
 # root on the GPU machine: runtime/ needs no extra wheels (no lark); without gurobipy the search
 # uses scipy's HiGHS, which the machine has.
 #   bash bench/nanoflow_search.sh tune  OUT  # profile, search, verify -> OUT/tune, OUT/verify.json
-#   bash bench/nanoflow_search.sh bench OUT  # both modes, fixed workloads, OUT/tune's plan set
+#   bash bench/nanoflow_search.sh bench OUT  # a warm-up engine, then both modes on the fixed
+#                                            # workloads (BENCH_WORKLOADS) with OUT/tune's plan
+#                                            # set, or the shipped one when OUT has none
 #   bash bench/nanoflow_search.sh all   OUT  # both in one call (one machine start); OUT/tune
 #                                            # packed as OUT/tune.tgz (few files come back)
 # verify also measures the decode buckets of 512+ sequences over an fp8 KV buffer (verify.json's
 # fp8_buckets) and traces one layer of the measured best plan against dense (timeline.json).
 # Then unpack OUT/tune into runtime/pipeline/plans/searched/<model>-<device>/ so that
 # --mode nanoflow picks it by default, and copy the JSON files to bench/results/.
-# PROFILE_GRID overrides the profile's grid (options of python -m runtime.tune).
+# PROFILE_GRID overrides the profile's grid (options of python -m runtime.tune); KV_GB the
+# shared KV buffer; SMOKE=1 profiles the largest shapes first.
 set -euo pipefail
 stage=${1:?tune, bench or all}
 out=${2:?output directory}
@@ -55,10 +58,13 @@ bench() {
   stamp "bench: warm-up engine"
   python -m runtime.bench --model "$model" --num-requests 32 --workloads 1024/512 \
     --mode sequential > /dev/null 2>> "$out/log.txt" || true
-  stamp "bench: nanoflow, then sequential"
-  python -m runtime.bench --model "$model" --num-requests 256 --workloads ${BENCH_WORKLOADS:-512/1024,1024/512} \
-    --mode nanoflow,sequential --plan "$out/tune/planset.json" --out "$out/bench.json" > /dev/null \
-    2>> "$out/log.txt"
+  # this call's plan set, else the shipped one ("default")
+  local plan="$out/tune/planset.json"
+  [ -f "$plan" ] || plan=default
+  stamp "bench: nanoflow, then sequential (plan: $plan)"
+  python -m runtime.bench --model "$model" --num-requests 256 \
+    --workloads "${BENCH_WORKLOADS:-512/1024,1024/512,sharegpt}" --mode nanoflow,sequential \
+    --plan "$plan" --out "$out/bench.json" > /dev/null 2>> "$out/log.txt"
 }
 
 case "$stage" in
