@@ -73,6 +73,53 @@ class ConstraintSpec:
         return ConstraintSpec(*given[0]) if given else None
 
 
+# the code points of 1-, 2-, 3- and 4-byte UTF-8 characters
+_UTF8_CLASSES = (r"[\x00-\x7F]", r"[\u0080-\u07FF]", r"[\u0800-\uFFFF]", r"[\U00010000-\U0010FFFF]")
+FIT_TOKENS = 64  # a regex gen is fitted when this many tokens (or half its budget) remain
+
+
+def fit_budget(pattern: str, prefix: str, max_bytes: int) -> str:
+    """A Lark grammar for the matches of ``pattern`` that start with ``prefix`` and add at most
+    ``max_bytes`` UTF-8 bytes after it (``Bk``: at most k bytes; llguidance shares them)."""
+    lines = [
+        "start: FIT",
+        f"FIT: /{_lark_regex_body(pattern)}/ & (/{_literal(prefix)}/ B{max_bytes})",
+        'B0: ""',
+    ]
+    for k in range(1, max_bytes + 1):
+        steps = [f"/{cls}/ B{k - n}" for n, cls in enumerate(_UTF8_CLASSES, 1) if n <= k]
+        lines.append(f"B{k}: {' | '.join(steps)} | \"\"")
+    return "\n".join(lines) + "\n"
+
+
+def _literal(text: str) -> str:
+    """``text`` as a regex matching exactly it, inside a Lark ``/.../`` literal."""
+    out = []
+    for char in text:
+        if char in "\\.+*?()|[]{}^$#&-~/":
+            out.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\x{{{ord(char):X}}}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _lark_regex_body(pattern: str) -> str:
+    """``pattern`` written inside a Lark ``/.../`` literal: unescaped slashes and raw line
+    breaks escaped, everything else (escapes included) as it was."""
+    out, i = [], 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\" and i + 1 < len(pattern):
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        out.append({"/": "\\/", "\n": "\\n", "\r": "\\r"}.get(char, char))
+        i += 1
+    return "".join(out)
+
+
 def regex_size(pattern: str) -> int:
     """How many states ``pattern`` expands to, counting ``{m,n}`` as n copies (see limits)."""
     try:
@@ -272,9 +319,14 @@ class ConstraintCompiler:
             raise found
 
     def compile(
-        self, regex: str | None, json_schema: str | None, grammar: str | None = None
+        self,
+        regex: str | None,
+        json_schema: str | None,
+        grammar: str | None = None,
+        max_tokens: int | None = None,
     ) -> TokenConstraint:
-        """A fresh walker for the constraint (compiled now, within the limits, if not cached)."""
+        """A fresh walker for the constraint (compiled now, within the limits, if not cached).
+        With ``max_tokens`` a regex walker is fitted to that budget near its end (``Fitting``)."""
         spec = ConstraintSpec.of(regex, json_schema, grammar)
         if spec is None:
             raise ConstraintError("no constraint given")
@@ -282,21 +334,95 @@ class ConstraintCompiler:
         matcher = self._cached(spec)
         if not isinstance(matcher, llguidance.LLMatcher):  # evicted meanwhile: build it here
             matcher = self._build(spec)
-        return TokenConstraint(matcher.deep_copy(), self.model_vocab_size, self.eos_token_id)
+        fitting = None
+        if regex is not None and max_tokens is not None and fit_point(max_tokens) > 0:
+            fitting = Fitting(self, regex, max_tokens)
+        return TokenConstraint(
+            matcher.deep_copy(), self.model_vocab_size, self.eos_token_id, fitting
+        )
+
+    def fitted(self, regex: str, tokens: list[int], max_bytes: int) -> llguidance.LLMatcher | None:
+        """A matcher for the matches of ``regex`` that extend the text of ``tokens`` by at
+        most ``max_bytes`` bytes, already past ``tokens``; None when there is none (or the text
+        ends inside a character, or the grammar is over the limits)."""
+        try:
+            prefix = self.lltok.decode_bytes(tokens).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        try:
+            grammar = fit_budget(regex, prefix, max_bytes)
+            text = _llg(llguidance.LLMatcher.grammar_from_lark, grammar)
+            matcher = llguidance.LLMatcher(self.lltok, text, limits=self.limits.parser_limits())
+        except ConstraintError:
+            return None
+        if matcher.is_error() or not matcher.consume_tokens(tokens) or matcher.is_error():
+            return None
+        return None if _nothing_allowed(matcher, self.eos_token_id) else matcher
+
+
+def fit_point(max_tokens: int) -> int:
+    """How many tokens remain when a regex gen of budget ``max_tokens`` is fitted."""
+    return min(FIT_TOKENS, max_tokens // 2)
+
+
+class Fitting:
+    """Fits one regex walker to its token budget: when ``fit_point`` tokens remain and the
+    output is still open, the walker switches to the matches that close within that many
+    *bytes* (a token is at least one byte and, in byte-level vocabularies, every byte is a
+    token, so such a match can always be finished in time). Earlier tokens are not restricted;
+    when no match closes within the bytes left, the walker goes on unfitted."""
+
+    def __init__(self, compiler: ConstraintCompiler, regex: str, max_tokens: int) -> None:
+        self.compiler, self.regex, self.max_tokens = compiler, regex, max_tokens
+        self.tokens: list[int] = []
+        self.tries = 0
+
+    def due(self) -> bool:
+        remaining = self.max_tokens - len(self.tokens)
+        return 0 < remaining <= fit_point(self.max_tokens) and self.tries < 4
+
+    def fitted(self) -> llguidance.LLMatcher | None:
+        self.tries += 1
+        remaining = self.max_tokens - len(self.tokens)
+        return self.compiler.fitted(self.regex, self.tokens, remaining)
+
+
+def _nothing_allowed(matcher: llguidance.LLMatcher, eos_token_id: int) -> bool:
+    """True when the constraint's language is empty: no token but EOS may start the output,
+    and the empty output is no match either."""
+    if matcher.is_accepting():
+        return False
+    bits = np.unpackbits(
+        np.frombuffer(matcher.deep_copy().compute_bitmask(), dtype=np.uint8), bitorder="little"
+    )
+    bits[eos_token_id] = 0
+    return not bits.any()
 
 
 class TokenConstraint:
     """One request's position in a compiled constraint.
 
     ``error`` is set when the matcher hit one of llguidance's per-token limits mid-output; then
-    only EOS is allowed and the engine ends the request with that error."""
+    only EOS is allowed and the engine ends the request with that error. ``fitting`` (regexes
+    with a budget) swaps the matcher for a fitted one near the end of the budget."""
 
-    def __init__(self, matcher: llguidance.LLMatcher, vocab_size: int, eos_token_id: int) -> None:
+    def __init__(
+        self,
+        matcher: llguidance.LLMatcher,
+        vocab_size: int,
+        eos_token_id: int,
+        fitting: Fitting | None = None,
+    ) -> None:
         self.matcher, self.vocab_size, self.eos_token_id = matcher, vocab_size, eos_token_id
         self.error: str | None = None
+        self.fitting = fitting
 
     def allowed_mask(self) -> torch.Tensor:
         """[vocab_size] bool: the tokens that keep the output a prefix of a match."""
+        if self.fitting is not None and self.fitting.due() and not self.matcher.is_stopped():
+            fitted = self.fitting.fitted()
+            if fitted is not None:
+                self.matcher, self.fitting = fitted, None
         packed = np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8)
         bits = np.unpackbits(packed, count=self.vocab_size, bitorder="little")  # bit i = token i
         mask = torch.from_numpy(bits.view(np.bool_))
@@ -309,6 +435,8 @@ class TokenConstraint:
     def advance(self, token_id: int) -> None:
         if token_id == self.eos_token_id or self.error is not None:
             return
+        if self.fitting is not None:
+            self.fitting.tokens.append(token_id)
         if not self.matcher.consume_token(token_id):
             self.error = self.matcher.get_error().strip() or f"token {token_id} was refused"
 

@@ -213,7 +213,7 @@ class LLMEngine:
         seq.program = program
         if params.constrained:
             seq.constraint = self.constraint_compiler().compile(
-                params.regex, params.json_schema, params.grammar
+                params.regex, params.json_schema, params.grammar, params.max_tokens
             )
         if self.tokenizer is not None:
             seq.detok = IncrementalDetokenizer(self.tokenizer, ids)

@@ -215,8 +215,11 @@ class State:
     def assistant(self, *content: Any) -> _RoleBlock:
         return _RoleBlock(self, "assistant", content, caller_span())
 
-    def var_scope(self, name: str) -> Any:
-        raise _untraceable("s.var_scope")
+    def var_scope(self, name: str) -> _Block:
+        """``with s.var_scope("x"):`` is ``capture x { ... }``: ``x`` binds to the text
+        appended inside the block."""
+        span = caller_span()
+        return _Block(self, lambda body: tree.Capture(name, body, span))
 
     def text(self) -> str:
         raise _untraceable("s.text()")

@@ -170,8 +170,12 @@ class LiveState:
     def assistant(self, *content: Any) -> _Role:
         return _Role(self, "assistant", content)
 
-    def var_scope(self, name: str) -> _VarScope:
-        """``with s.var_scope("x"):`` binds ``x`` to the text appended inside the block."""
+    def var_scope(self, name: str) -> _VarScope | _LiveBlock:
+        """``with s.var_scope("x"):`` binds ``x`` to the text appended inside the block (inside
+        a ``with s.fork(n)`` / ``s.loop`` block: a ``capture x { ... }`` statement of it)."""
+        if self._collecting:
+            span = caller_span()
+            return _LiveBlock(self, lambda body: tree.Capture(name, body, span), None)
         return _VarScope(self, name)
 
     def fork(self, count: Any, index: str | None = None) -> Forks:

@@ -31,6 +31,7 @@ class Where:
 
     role: tree.Role | None = None
     loop: tree.Fork | tree.For | tree.While | None = None
+    capture: tree.Capture | None = None
 
 
 class Checker:
@@ -116,13 +117,20 @@ class Checker:
         elif isinstance(stmt, tree.Let):
             self.check_expr(stmt.value, scope)
             self.bind(stmt.name, stmt.span, scope, stmt.value)
+        elif isinstance(stmt, tree.Capture):
+            self.check_block(stmt.body, scope, replace(where, capture=stmt))
+            self.bind(stmt.name, stmt.span, scope)
         elif isinstance(stmt, tree.Return):
-            if where.loop is not None:
+            if where.capture is not None:
+                self.error("return is not allowed inside a capture block", stmt.span)
+            elif where.loop is not None:
                 kind = type(where.loop).__name__.lower()
                 self.error(f"return is not allowed inside a {kind} body", stmt.span)
             self.check_expr(stmt.value, scope)
         elif isinstance(stmt, tree.Break):
-            if where.role is not None:
+            if where.capture is not None:
+                self.error("break is not allowed inside a capture block", stmt.span)
+            elif where.role is not None:
                 self.error("break is not allowed inside a role block", stmt.span)
             elif not isinstance(where.loop, (tree.For, tree.While)):
                 inside = "a fork body" if isinstance(where.loop, tree.Fork) else "a loop"
@@ -131,6 +139,12 @@ class Checker:
             self.check_control(stmt, scope, where)
 
     def check_role(self, stmt: tree.Role, scope: Scope, where: Where) -> None:
+        if where.capture is not None and where.role is None:
+            self.error(
+                f"a {stmt.role!r} block is not allowed inside capture (put the capture inside "
+                "the role block: it takes plain text)",
+                stmt.span,
+            )
         if where.role is not None:
             opened = where.role
             self.error(
@@ -227,6 +241,8 @@ class Checker:
         names = [a.name for a in stmt.args]
         if "regex" in names and "json_schema" in names:
             self.error("give at most one of regex and json_schema", stmt.span)
+        elif "dtype" in names and ("regex" in names or "json_schema" in names):
+            self.error("give dtype or a regex/json_schema, not both (dtype is a regex)", stmt.span)
         for arg in stmt.args:
             if arg.name == "regex" and isinstance(arg.value, tree.Str):
                 self._regex_holes(arg.value)

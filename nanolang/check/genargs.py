@@ -16,7 +16,14 @@ SELECT_METHODS = (
     "greedy",
     "unconditional_likelihood_normalized",
 )
-DTYPES = ("int", "float", "bool", "str")
+# the regex each ``dtype`` constrains its gen's output to (SGLang's shorthands)
+DTYPE_REGEX = {
+    "int": r"[-+]?[0-9]+",
+    "float": r"[-+]?[0-9]+(\.[0-9]+)?",
+    "bool": r"(True|False)",
+    "str": r'"[^"\\\n]*"',
+}
+DTYPES = tuple(DTYPE_REGEX)
 
 
 def _int(lo: int | None = None) -> Check:
@@ -79,7 +86,9 @@ def _constraint_error(regex: str | None, json_schema: str | None) -> str | None:
 
 
 def _dtype(v: Any) -> str | None:
-    return None if v in DTYPES else f"expected one of {', '.join(repr(d) for d in DTYPES)}"
+    if v not in DTYPES:
+        return f"expected one of {', '.join(repr(d) for d in DTYPES)}"
+    return _constraint_error(DTYPE_REGEX[v], None)  # the engine's own check of its regex
 
 
 def _method(v: Any) -> str | None:

@@ -71,6 +71,9 @@ class _Types:
             self.expr(stmt.text, env)
         elif isinstance(stmt, tree.Role):
             self.block(stmt.body, env)
+        elif isinstance(stmt, tree.Capture):
+            self.block(stmt.body, env)
+            env[stmt.name] = STR
         elif isinstance(stmt, tree.Gen):
             env[stmt.name] = self.gen_type(stmt, env)
         elif isinstance(stmt, tree.Select):

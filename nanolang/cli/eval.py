@@ -33,6 +33,7 @@ from nanolang.jobs.results import ResultLog, load_results
 from nanolang.jobs.resume import EVAL_LINES, prepare
 from nanolang.jobs.runner import JobWriter, RunStats
 from nanolang.jobs.summary import print_summary, summarize, summary_rows
+from nanolang.run.tools import check_tools
 from nanolang.syntax import tree
 from nanolang.syntax.errors import NanoError
 
@@ -55,6 +56,10 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--max-errors", type=int, default=None, help="stop after more failures")
     parser.add_argument("--concurrency", type=int, default=64, help="instances in flight")
     parser.add_argument("--seed", type=int, default=0, help="derive every gen's seed from this")
+    parser.add_argument(
+        "--tools", default=None, metavar="FILE.py",
+        help="the Python functions of the program's `tool` declarations (a file of the host's)",
+    )  # fmt: skip
     parser.add_argument(
         "--group-by", default=None, metavar="FIELD",
         help="with --ray or --shard: rows with equal FIELD share a prompt prefix (kept together)",
@@ -88,7 +93,10 @@ def handle(args: argparse.Namespace) -> int:
         resolve_metric(metric)
         program = entry(module, args.program)
         rows = read_rows(args.data, args.expected_field)
-        config = JobConfig(program.name, args.seed, args.concurrency, args.max_errors)
+        config = JobConfig(
+            program.name, args.seed, args.concurrency, args.max_errors
+        ).with_tools(args.tools)
+        check_tools(module, config.load_tools(module))  # before any row runs
         note = prepare(
             args.out, row_fingerprints(module, config, rows), EVAL_LINES, resume_options(args)
         )
@@ -160,6 +168,8 @@ def replica_spec(args: argparse.Namespace, module: tree.Module, config: JobConfi
         program_source=module.source or "",
         program=config.program,
         seed=config.seed,
+        tools_file=config.tools,
+        tools_source=config.tools_source,
     )
 
 

@@ -20,6 +20,7 @@ from nanolang.cli.common import load_module, report
 from nanolang.graph.instance_trace import trace_record
 from nanolang.run.arguments import bind_args
 from nanolang.run.executor import Executor
+from nanolang.run.tools import load_tools
 from nanolang.syntax.errors import NanoError
 
 
@@ -114,20 +115,6 @@ def check_writable(path: Path) -> None:
     """Refuse an output path whose folder is missing before any model call is spent."""
     if not path.parent.is_dir():
         raise ValueError(f"--trace {path}: folder {path.parent} does not exist")
-
-
-def load_tools(path: str | None, module: Any) -> dict[str, Any]:
-    """The functions of ``path`` named like the module's tool declarations."""
-    if path is None:
-        return {}
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("nanolang_tools", path)
-    if spec is None or spec.loader is None:
-        raise ValueError(f"cannot load tools from {path}")
-    loaded = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loaded)
-    return {t.name: getattr(loaded, t.name) for t in module.tools if hasattr(loaded, t.name)}
 
 
 def _backend(model: str | None, server: str | None = None) -> Any:

@@ -39,6 +39,8 @@ def command(item: SuiteEntry, out: Path, model: str | None) -> list[str]:
     ]
     if item.program != "main":
         argv += ["--program", item.program]
+    if item.tools_path is not None:
+        argv += ["--tools", str(item.tools_path.relative_to(REPO))]
     return argv + (["--model", model] if model else [])
 
 

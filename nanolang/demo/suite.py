@@ -21,10 +21,15 @@ class SuiteEntry:
     chance: str
     workload: str
     program: str = "main"
+    tools: str | None = None  # programs/<tools>.py: the host functions of its tool declarations
 
     @property
     def path(self) -> Path:
         return PROGRAMS_DIR / f"{self.file}.nano"
+
+    @property
+    def tools_path(self) -> Path | None:
+        return None if self.tools is None else PROGRAMS_DIR / f"{self.tools}.py"
 
     @property
     def data_path(self) -> Path:
@@ -57,7 +62,15 @@ SUITE: tuple[SuiteEntry, ...] = (
         "extract_schema", "extract", "extract", "json", "~0%", "JSON-schema decoding", "schema"
     ),
     SuiteEntry("chat", "chat", "chat", "exact", "~0%", "multi-turn running total"),
-    SuiteEntry("react", "react", "react", "exact", "~0%", "ReAct loop: thought/action/tool"),
+    SuiteEntry(
+        "react",
+        "react",
+        "react",
+        "exact",
+        "~0%",
+        "ReAct loop: thought/action/host tool",
+        tools="react_tools",
+    ),
 )
 
 

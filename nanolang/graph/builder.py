@@ -74,6 +74,11 @@ class GraphBuilder:
             flow.pending.append(Piece(stmt.role, ""))
             self.block(stmt.body, flow)
             flow.role = None
+        elif isinstance(stmt, tree.Capture):
+            self.block(stmt.body, flow)  # the captured text: the body's requests and its context
+            made = [n for n in tree.assigned_names(stmt.body) if n in flow.producers]
+            data = tuple(i for n in made for i in flow.producers[n]) + flow.contexts
+            flow.producers[stmt.name] = tuple(dict.fromkeys(data))
         elif isinstance(stmt, (tree.Gen, tree.Select)):
             self.request(stmt, flow)
         elif isinstance(stmt, tree.Let):

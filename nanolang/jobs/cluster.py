@@ -63,6 +63,8 @@ class ReplicaSpec:
     program: str = "main"
     seed: int | None = 0
     model_name: str = ""
+    tools_file: str | None = None
+    tools_source: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("eval", "batch"):
@@ -82,7 +84,13 @@ def build_runner(spec: ReplicaSpec) -> Runner:
     from nanolang.syntax.parser import parse
 
     module = parse(spec.program_source, spec.program_file)
-    config = JobConfig(spec.program, spec.seed, spec.concurrency)
+    config = JobConfig(
+        spec.program,
+        spec.seed,
+        spec.concurrency,
+        tools=spec.tools_file,
+        tools_source=spec.tools_source,
+    )
     return EvalRunner(module, backend, config)
 
 

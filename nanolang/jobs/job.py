@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 from nanolang.backends.base import Backend
 from nanolang.jobs.dataset import Row
@@ -19,6 +20,7 @@ from nanolang.jobs.results import Result, ResultLog
 from nanolang.jobs.runner import CacheStats, Finished, JobWriter, RunStats, run_local
 from nanolang.run.executor import Executor
 from nanolang.run.records import Outcome
+from nanolang.run.tools import Tools, tools_from_source
 from nanolang.syntax import tree
 
 
@@ -28,14 +30,29 @@ class JobConfig:
     seed: int | None = 0
     max_concurrency: int = 64
     max_errors: int | None = None
+    tools: str | None = None  # a Python file with the functions of the module's tool declarations
+    tools_source: str | None = None  # its text (read once, so every replica runs the same tools)
+
+    def with_tools(self, path: str | None) -> JobConfig:
+        if path is None:
+            return self
+        try:
+            return replace(self, tools=path, tools_source=Path(path).read_text())
+        except OSError as exc:
+            raise ValueError(f"cannot read tools from {path}: {exc}") from None
+
+    def load_tools(self, module: tree.Module) -> Tools:
+        if self.tools_source is None:
+            return {}
+        return tools_from_source(self.tools_source, self.tools or "<tools>", module)
 
 
 def job_fingerprint(module: tree.Module, config: JobConfig) -> Fingerprint:
-    """What decides every row's result: the program and the seed."""
-    return {
-        "program": program_digest(module, config.program),
-        "settings": digest({"seed": config.seed}),
-    }
+    """What decides every row's result: the program, the seed and the host tools' code."""
+    settings: dict[str, object] = {"seed": config.seed}
+    if config.tools_source is not None:
+        settings["tools"] = config.tools_source
+    return {"program": program_digest(module, config.program), "settings": digest(settings)}
 
 
 def row_fingerprint(job: Fingerprint, row: Row) -> Fingerprint:
@@ -91,7 +108,11 @@ class EvalRunner:
 
     def __init__(self, module: tree.Module, backend: Backend, config: JobConfig) -> None:
         self.executor = Executor(
-            module, backend, seed=config.seed, max_concurrency=config.max_concurrency
+            module,
+            backend,
+            seed=config.seed,
+            max_concurrency=config.max_concurrency,
+            tools=config.load_tools(module),
         )
         self.job = job_fingerprint(module, config)
         self.backend = backend

@@ -8,18 +8,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from nanolang.check.genargs import DTYPE_REGEX
 from nanolang.syntax.errors import NanoRuntimeError, Span
 
 if TYPE_CHECKING:
     from runtime.outputs import RequestOutput
     from runtime.sampling_params import SamplingParams
-
-DTYPE_REGEX = {
-    "int": r"[-+]?[0-9]+",
-    "float": r"[-+]?[0-9]+(\.[0-9]+)?",
-    "bool": r"(True|False)",
-    "str": r'"[^"\\\n]*"',
-}
 
 
 @dataclass(frozen=True)

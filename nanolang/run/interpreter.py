@@ -232,6 +232,10 @@ class Interpreter:
             await self.while_loop(stmt, frame, ev)
         elif isinstance(stmt, tree.Break):
             raise _Break()
+        elif isinstance(stmt, tree.Capture):
+            start = len(frame.context.text)
+            await self.block(stmt.body, frame)
+            frame.env[stmt.name] = frame.context.text[start:]
 
     async def let(self, stmt: tree.Let, frame: Frame, ev: Evaluator) -> None:
         if isinstance(stmt.value, tree.Call):

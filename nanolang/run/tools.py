@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import types
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from nanolang.syntax import tree
@@ -21,6 +23,30 @@ def as_tools(
     if isinstance(tools, Mapping):
         return dict(tools)
     return {fn.__name__: fn for fn in tools}
+
+
+def tools_from_source(source: str, filename: str, module: tree.Module) -> Tools:
+    """The functions of a Python file's text named like ``module``'s tool declarations (the
+    host's code: a ``.nano`` file names tools, the host says what they run)."""
+    host = types.ModuleType("nanolang_tools")
+    host.__file__ = filename
+    try:
+        exec(compile(source, filename, "exec"), host.__dict__)  # the host's own tools file
+    except Exception as exc:
+        raise ValueError(f"the tools file {filename} failed to load: {exc!r}") from exc
+    namespace = host.__dict__
+    return {t.name: namespace[t.name] for t in module.tools if callable(namespace.get(t.name))}
+
+
+def load_tools(path: str | None, module: tree.Module) -> Tools:
+    """``tools_from_source`` of the file at ``path`` (no tools without one)."""
+    if path is None:
+        return {}
+    try:
+        source = Path(path).read_text()
+    except OSError as exc:
+        raise ValueError(f"cannot read tools from {path}: {exc}") from None
+    return tools_from_source(source, str(path), module)
 
 
 def check_tools(module: tree.Module, tools: Tools) -> None:

@@ -49,6 +49,8 @@ def _stmt(stmt: tree.Stmt, depth: int) -> str:
         return f"while {unparse(stmt.cond)} {_block(stmt.body, depth)}"
     if isinstance(stmt, tree.Break):
         return "break"
+    if isinstance(stmt, tree.Capture):
+        return f"capture {stmt.name} {_block(stmt.body, depth)}"
     if isinstance(stmt, tree.For):
         return f"for {stmt.var} in {unparse(stmt.iterable)} {_block(stmt.body, depth)}"
     if isinstance(stmt, tree.If):

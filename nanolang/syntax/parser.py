@@ -279,6 +279,11 @@ class _Builder(Transformer):
     def while_stmt(self, meta: Meta, children: Children) -> tree.While:
         return tree.While(children[0], children[1], self._span(meta))
 
+    @v_args(meta=True)
+    def capture_stmt(self, meta: Meta, children: Children) -> tree.Capture:
+        name, body = children
+        return tree.Capture(str(name), body, self._span(meta))
+
     def break_stmt(self, children: Children) -> tree.Break:
         return tree.Break(self._span(children[0]))
 

@@ -227,6 +227,16 @@ class Break:
 
 
 @dataclass(frozen=True)
+class Capture:
+    """``capture NAME { body }`` (SGLang's ``var_scope``): the body runs in the current context
+    and ``NAME`` binds to the text it appended."""
+
+    name: str
+    body: tuple[Stmt, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
 class Let:
     """``let name = value``; a ``call`` value starts at once and is awaited where it is read."""
 
@@ -243,7 +253,7 @@ class Return:
     span: Span
 
 
-Stmt = Text | Role | Gen | Select | Fork | For | If | While | Break | Let | Return
+Stmt = Text | Role | Gen | Select | Fork | For | If | While | Break | Capture | Let | Return
 
 
 @dataclass(frozen=True)
@@ -316,6 +326,8 @@ def assigned_names(body: tuple[Stmt, ...]) -> list[str]:
             found = [stmt.name]
         elif isinstance(stmt, (Role, Fork, For, While)):
             found = assigned_names(stmt.body)
+        elif isinstance(stmt, Capture):
+            found = [*assigned_names(stmt.body), stmt.name]
         elif isinstance(stmt, If):
             found = assigned_names(stmt.then) + assigned_names(stmt.orelse)
         else:

@@ -15,6 +15,7 @@ from nanolang.backends.local import LocalBackend
 from nanolang.demo.suite import SUITE, SuiteEntry
 from nanolang.jobs import read_rows
 from nanolang.jobs.metrics import METRICS
+from nanolang.run.tools import load_tools
 
 ROWS = 6
 
@@ -65,8 +66,9 @@ MIN_CORRECT = {
 def test_program_end_to_end(item: SuiteEntry, demo_backend: LocalBackend) -> None:
     rows = read_rows(item.data_path)[:ROWS]
     program = nl.load(item.path, item.program)
+    tools = load_tools(None if item.tools_path is None else str(item.tools_path), program.module)
     outcomes = program.run_batch_outcomes(
-        [r.args for r in rows], progress=False, backend=demo_backend, seed=0
+        [r.args for r in rows], progress=False, backend=demo_backend, seed=0, tools=tools
     )
     form, calls = SHAPES[item.name]
     for row, outcome in zip(rows, outcomes, strict=True):

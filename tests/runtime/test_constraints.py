@@ -4,6 +4,7 @@ matcher that hits llguidance's per-token limits ending its request with an error
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -15,6 +16,7 @@ from runtime.constraints import (
     ConstraintLimits,
     ConstraintSpec,
     constraint_error,
+    fit_budget,
     regex_size,
 )
 from runtime.sampling_params import ConstraintError
@@ -108,3 +110,37 @@ def test_mid_output_limit_ends_the_request_with_an_error(llm: LLM) -> None:
     assert set(out.text) <= {"c"} and 0 < len(out.token_ids) < 400
     with pytest.raises(ConstraintError):
         llm.generate(["x"], SamplingParams(regex="(c{1,400}){1,400}"))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_regex_output_always_completes_within_max_tokens(llm: LLM, seed: int) -> None:
+    # a random model rarely closes the quote on its own: the fitted walker closes it in time
+    # (free for the first 3 tokens, then at most 3 more bytes)
+    pattern = r'"[^"]*"'
+    out = llm.generate(
+        ["x"], SamplingParams(max_tokens=6, regex=pattern, temperature=1.0, seed=seed)
+    )[0]
+    assert re.fullmatch(pattern, out.text, re.DOTALL), out.text
+    assert len(out.token_ids) <= 6
+
+
+def test_a_regex_no_match_of_which_fits_the_budget_runs_unbounded(llm: LLM) -> None:
+    out = llm.generate(["x"], SamplingParams(max_tokens=3, regex="a{50}", temperature=0))[0]
+    assert out.finish_reason == "length" and set(out.text) <= {"a"}, out
+
+
+def test_fit_budget_escapes_the_regex_and_the_prefix_for_lark() -> None:
+    grammar = fit_budget("a/b\\/c\n.*", "a/b/c\n{x", 8)
+    assert "/a\\/b\\/c\\n.*/ & (/a\\/b\\/c\\x{A}\\{x/ B8)" in grammar
+    assert "B1: /[\\x00-\\x7F]/ B0" in grammar
+    assert constraint_error(grammar=grammar) is None
+
+
+def test_short_budgets_are_not_restricted(llm: LLM) -> None:
+    # fitting starts when min(64, max_tokens // 2) tokens remain: "yes" (one token, three
+    # bytes) stays possible with max_tokens = 2, and the first token is never restricted
+    tokenizer = llm.engine.tokenizer
+    compiler = llm.engine.constraint_compiler()
+    walker = compiler.compile("yes|no", None, None, 2)
+    yes = tokenizer.encode("yes", add_special_tokens=False)
+    assert all(walker.allowed_mask()[t] for t in yes[:1])

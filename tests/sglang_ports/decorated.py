@@ -4,6 +4,10 @@ python/sglang/test/test_programs.py and examples/frontend_language/usage/*.py.""
 
 from __future__ import annotations
 
+from enum import StrEnum
+
+from pydantic import BaseModel
+
 import nanolang as nl
 
 REGEX_INT = r"[-+]?[0-9]+"
@@ -276,3 +280,169 @@ def industry_sweep(s, sector_context, companies, research_question):
         s += f"\n[{ticker}] " + forks[i][f"analysis_{ticker}"]
     s += "\n\nFinal ranking and top pick with rationale:\n"
     s += nl.gen("sector_pick", max_tokens=400, temperature=0.2)
+
+
+# quick_start/local_example_chat.py (the API chat examples run the same program)
+@nl.function
+def multi_turn_question(s, question_1, question_2):
+    s += nl.user(question_1)
+    s += nl.assistant(nl.gen("answer_1", max_tokens=256))
+    s += nl.user(question_2)
+    s += nl.assistant(nl.gen("answer_2", max_tokens=256))
+
+
+# quick_start/openai_example_n.py
+@nl.function
+def multi_turn_n(s, question_1, question_2):
+    s += nl.system("You are a helpful assistant.")
+    s += nl.user(question_1)
+    s += nl.assistant(nl.gen("answer_1", max_tokens=1024, n=2))
+    s += nl.user(question_2)
+    s += nl.assistant(
+        nl.gen(
+            "answer_2",
+            max_tokens=1024,
+        )
+    )
+
+
+# quick_start/local_example_complete.py
+@nl.function
+def few_shot_qa_complete(s, question):
+    s += """The following are questions with answers.
+Q: What is the capital of France?
+A: Paris
+Q: What is the capital of Germany?
+A: Berlin
+Q: What is the capital of Italy?
+A: Rome
+"""
+    s += "Q: " + question + "\n"
+    s += "A:" + nl.gen("answer", stop="\n", temperature=0)
+
+
+# usage/json_decode.py
+character_regex = (
+    r"""\{\n"""
+    + r"""    "name": "[\w\d\s]{1,16}",\n"""
+    + r"""    "house": "(Gryffindor|Slytherin|Ravenclaw|Hufflepuff)",\n"""
+    + r"""    "blood status": "(Pure-blood|Half-blood|Muggle-born)",\n"""
+    + r"""    "occupation": "(student|teacher|auror|ministry of magic|death eater|order of the phoenix)",\n"""  # noqa: E501
+    + r"""    "wand": \{\n"""
+    + r"""        "wood": "[\w\d\s]{1,16}",\n"""
+    + r"""        "core": "[\w\d\s]{1,16}",\n"""
+    + r"""        "length": [0-9]{1,2}\.[0-9]{0,2}\n"""
+    + r"""    \},\n"""
+    + r"""    "alive": "(Alive|Deceased)",\n"""
+    + r"""    "patronus": "[\w\d\s]{1,16}",\n"""
+    + r"""    "bogart": "[\w\d\s]{1,16}"\n"""
+    + r"""\}"""
+)
+
+
+@nl.function
+def character_gen(s, name):
+    s += (
+        name
+        + " is a character in Harry Potter. Please fill in the following information about this character.\n"  # noqa: E501
+    )
+    s += "The constrained regex is:\n"
+    s += character_regex + "\n"
+    s += "The JSON output is:\n"
+    s += nl.gen("json_output", max_tokens=256, regex=character_regex)
+
+
+class Weapon(StrEnum):
+    sword = "sword"
+    axe = "axe"
+    mace = "mace"
+    spear = "spear"
+    bow = "bow"
+    crossbow = "crossbow"
+
+
+class Wizard(BaseModel):
+    name: str
+    age: int
+    weapon: Weapon
+
+
+class Character(BaseModel):  # usage/triton/models/character_generation
+    name: str
+    eye_color: str
+    house: str
+
+
+# what SGLang's build_regex_from_object (outlines' build_regex_from_schema) makes of the models
+_STR = r'"([^"\\\x00-\x1F\x7F-\x9F]|\\["\\/bfnrt])*"'
+WIZARD_REGEX = (
+    r'\{[ ]?"name"[ ]?:[ ]?' + _STR + r'[ ]?,[ ]?"age"[ ]?:[ ]?(-)?(0|[1-9][0-9]*)[ ]?,[ ]?'
+    r'"weapon"[ ]?:[ ]?("sword"|"axe"|"mace"|"spear"|"bow"|"crossbow")[ ]?\}'
+)
+CHARACTER_REGEX = (
+    r'\{[ ]?"name"[ ]?:[ ]?' + _STR + r'[ ]?,[ ]?"eye_color"[ ]?:[ ]?' + _STR
+    + r'[ ]?,[ ]?"house"[ ]?:[ ]?' + _STR + r"[ ]?\}"
+)  # fmt: skip
+
+
+@nl.function
+def pydantic_wizard_gen(s):
+    s += "Give me a description about a wizard in the JSON format.\n"
+    s += nl.gen(
+        "character",
+        max_tokens=128,
+        temperature=0,
+        regex=WIZARD_REGEX,  # build_regex_from_object(Wizard)
+    )
+
+
+@nl.function
+def triton_character_gen(s, name):
+    s += (
+        name
+        + " is a character in Harry Potter. Please fill in the following information about this character.\n"  # noqa: E501
+    )
+    s += nl.gen("json_output", max_tokens=256, regex=CHARACTER_REGEX)
+
+
+# usage/chinese_regex.py
+chinese_character_regex = (
+    r"""\{\n"""
+    + r"""    "姓名": "[^"]{1,32}",\n"""
+    + r"""    "学院": "(格兰芬多|赫奇帕奇|拉文克劳|斯莱特林)",\n"""
+    + r"""    "血型": "(纯血|混血|麻瓜)",\n"""
+    + r"""    "职业": "(学生|教师|傲罗|魔法部|食死徒|凤凰社成员)",\n"""
+    + r"""    "魔杖": \{\n"""
+    + r"""        "材质": "[^"]{1,32}",\n"""
+    + r"""        "杖芯": "[^"]{1,32}",\n"""
+    + r"""        "长度": [0-9]{1,2}\.[0-9]{0,2}\n"""
+    + r"""    \},\n"""
+    + r"""    "存活": "(存活|死亡)",\n"""
+    + r"""    "守护神": "[^"]{1,32}",\n"""
+    + r"""    "博格特": "[^"]{1,32}"\n"""
+    + r"""\}"""
+)
+
+
+@nl.function
+def chinese_character_gen(s, name):
+    s += name + " 是一名哈利波特系列小说中的角色。请填写以下关于这个角色的信息。"
+    s += """\
+这是一个例子
+{
+    "姓名": "哈利波特",
+    "学院": "格兰芬多",
+    "血型": "混血",
+    "职业": "学生",
+    "魔杖": {
+        "材质": "冬青木",
+        "杖芯": "凤凰尾羽",
+        "长度": 11.0
+    },
+    "存活": "存活",
+    "守护神": "麋鹿",
+    "博格特": "摄魂怪"
+}
+"""
+    s += f"现在请你填写{name}的信息：\n"
+    s += nl.gen("json_output", max_tokens=256, regex=chinese_character_regex)

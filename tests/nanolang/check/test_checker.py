@@ -251,3 +251,18 @@ def test_compile_raises_all_errors() -> None:
         nl_compile('program p() { "{x}" "{y}" }', filename="c.nano")
     assert len(info.value.errors) == 2
     assert "c.nano:1:17: error: undefined variable 'x'" in str(info.value)
+
+
+def test_dtype_is_checked_as_the_regex_it_stands_for() -> None:
+    from nanolang.check.genargs import DTYPE_REGEX, GEN_ARGS, argument_error
+    from runtime.constraints import constraint_error
+
+    for dtype, pattern in DTYPE_REGEX.items():
+        assert constraint_error(regex=pattern) is None, dtype
+        assert argument_error(GEN_ARGS, "dtype", dtype) is None
+    errors = check(parse('program p() { gen x(dtype = "int", regex = "[0-9]") }', "e.nano"))
+    assert [e.message for e in errors] == [
+        "give dtype or a regex/json_schema, not both (dtype is a regex)"
+    ]
+    errors = check(parse('program p() { gen x(dtype = "list") }', "e.nano"))
+    assert "expected one of 'int', 'float', 'bool', 'str'" in errors[0].message

@@ -7,11 +7,14 @@ from __future__ import annotations
 import asyncio
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import nanolang as nl
+from nanolang.api.live import LiveProgram
 from nanolang.backends.local import LocalBackend
+from nanolang.syntax import tree
 from nanolang.syntax.errors import NanoCheckError, NanoErrors, NanoRuntimeError
 
 
@@ -178,3 +181,45 @@ def test_break_outside_a_loop_and_endless_while() -> None:
     assert any("never ends" in m for m in messages)
     assert any("break outside a fork body" in m for m in messages)
     assert isinstance(info.value.errors[0], NanoCheckError)
+
+
+def test_capture_binds_the_text_its_body_appended(backend: LocalBackend) -> None:
+    program = nl.compile("""
+program main(city = "Paris") {
+    "About {city}:\\n"
+    capture record {
+        "{{\\"name\\": " gen name(dtype = "str", max_tokens = 6, temperature = 0)
+        ", \\"n\\": " gen n(dtype = "int", max_tokens = 3, temperature = 0) "}}"
+    }
+    user { capture question { "Where is " gen place(max_tokens = 2, temperature = 0) "?" } }
+    return { record, name, n, question, place }
+}""")
+    value = program.run(backend=backend)
+    assert value["record"] == f'{{"name": {value["name"]}, "n": {value["n"]}}}'
+    assert value["question"] == f"Where is {value['place']}?"
+
+
+def test_var_scope_traces_to_capture() -> None:
+    @nl.function
+    def scoped(s: Any) -> None:
+        s += "A: "
+        with s.var_scope("tail"):
+            s += "x" + nl.gen("more", max_tokens=2)
+
+    assert isinstance(scoped, nl.Program) and not isinstance(scoped, LiveProgram)
+    body = scoped.definition.body
+    assert isinstance(body[-1], tree.Capture) and body[-1].name == "tail"
+
+
+def test_capture_errors() -> None:
+    with pytest.raises(NanoErrors) as info:
+        nl.compile(
+            "program p() { for i in [1] { capture a { break } } capture b { user \"x\" }"
+            " capture c { return 1 } }"
+        )
+    messages = [e.message for e in info.value.errors]
+    assert any("break is not allowed inside a capture block" in m for m in messages)
+    assert any("'user' block is not allowed inside capture" in m for m in messages)
+    assert any("return is not allowed inside a capture block" in m for m in messages)
+    with pytest.raises(NanoErrors, match="cannot apply '-' to a string and an int"):
+        nl.compile('program p() { capture a { "x" } return a - 1 }')

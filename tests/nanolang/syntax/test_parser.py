@@ -95,3 +95,12 @@ def test_syntax_error_positions(source: str, line: int, column: int, message: st
     source_line = source.splitlines()[line - 1]
     assert text.splitlines()[1] == f"    {source_line}"
     assert text.splitlines()[2] == "    " + " " * (column - 1) + "^"
+
+
+def test_capture_parses_and_formats_back() -> None:
+    module = parse('program p() {\n    capture x {\n        "a" gen g\n    }\n    return x\n}\n')
+    stmt = module.programs[0].body[0]
+    assert isinstance(stmt, tree.Capture) and stmt.name == "x" and len(stmt.body) == 2
+    assert (stmt.span.line, stmt.span.column) == (2, 5)
+    text = format_module(module)
+    assert "capture x {" in text and format_module(parse(text)) == text
