@@ -17,6 +17,9 @@ REQUESTS_70B=${REQUESTS_70B:-$REQUESTS}
 T_TEST=${T_TEST:-150}
 T_8B=${T_8B:-330}
 T_70B=${T_70B:-400}
+TEST_K=${TEST_K:-}  # a pytest -k expression to run part of the GPU tests
+MAX_SEQS=${MAX_SEQS:-256}  # --max-num-seqs (the largest CUDA graph bucket too)
+MAX_SEQS_70B=${MAX_SEQS_70B:-$MAX_SEQS}
 read -r -a EXTRA <<< "${BENCH_EXTRA:-}"  # more bench arguments (a CPU dry run of this script)
 EAGER=()  # set to --enforce-eager below when TP works eagerly but not with CUDA graphs
 
@@ -40,7 +43,7 @@ for step in "$@"; do
     test)
       echo "== test" | tee -a "$OUT/steps.txt"
       start=$SECONDS
-      timeout "$T_TEST" python3 -m pytest -q -p no:cacheprovider -rA \
+      timeout "$T_TEST" python3 -m pytest -q -p no:cacheprovider -rA ${TEST_K:+-k "$TEST_K"} \
         tests/runtime/distributed/test_gpu_tensor_parallel.py > "$OUT/gpu_test.txt" 2>&1
       echo "== test: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/steps.txt"
       tail -15 "$OUT/gpu_test.txt"
@@ -67,11 +70,11 @@ PY
       ;;
     8b)
       bench llama-3-8b-tp1-tp2 "$T_8B" --model llama-3-8b --workloads "$WORKLOADS" \
-        --num-requests "$REQUESTS" --max-num-seqs 256 --tp 1,2 "${EAGER[@]}"
+        --num-requests "$REQUESTS" --max-num-seqs "$MAX_SEQS" --tp 1,2 "${EAGER[@]}"
       ;;
     70b)
       bench llama-3-70b-tp2 "$T_70B" --model llama-3-70b --workloads "$WORKLOADS" \
-        --num-requests "$REQUESTS_70B" --max-num-seqs 256 --tp 2 "${EAGER[@]}"
+        --num-requests "$REQUESTS_70B" --max-num-seqs "$MAX_SEQS_70B" --tp 2 "${EAGER[@]}"
       ;;
     *)
       echo "unknown step $step (test, 8b, 70b)" >&2
