@@ -47,14 +47,14 @@ for step in "$@"; do
         tests/runtime/distributed/test_gpu_tensor_parallel.py > "$OUT/gpu_test.txt" 2>&1
       echo "== test: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/steps.txt"
       tail -15 "$OUT/gpu_test.txt"
+      TEST_CMD="python3 -m pytest -q -p no:cacheprovider -rA ${TEST_K:+-k '$TEST_K' }tests/runtime/distributed/test_gpu_tensor_parallel.py" \
       python3 - "$OUT/gpu_test.txt" "$OUT/bench/gpu-tests.json" <<'PY'
-import datetime, json, re, subprocess, sys
+import datetime, json, os, re, subprocess, sys
 text = open(sys.argv[1]).read()
 outcome = {m[1]: m[0] for m in re.findall(r"^(PASSED|FAILED|ERROR|SKIPPED)\S* (\S+)", text, re.M)}
 gpus = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
                       capture_output=True, text=True).stdout.split("\n")
-json.dump({"command": "python3 -m pytest -q -p no:cacheprovider -rA "
-                      "tests/runtime/distributed/test_gpu_tensor_parallel.py",
+json.dump({"command": os.environ["TEST_CMD"],
            "device": " + ".join(g for g in gpus if g), "date": datetime.date.today().isoformat(),
            "outcomes": outcome, "summary": text.strip().splitlines()[-1] if text.strip() else ""},
           open(sys.argv[2], "w"), indent=2)
