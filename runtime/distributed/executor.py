@@ -222,7 +222,7 @@ def _stop_workers(
         proc.join(2.0)
         if proc.is_alive():
             proc.kill()
-            proc.join(2.0)
+            proc.join(10.0)  # a GPU process may take a moment to tear its context down
     for conn in conns:
         conn.close()
     shutil.rmtree(directory, ignore_errors=True)
