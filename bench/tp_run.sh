@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tensor-parallel runs on a two-GPU machine, in priority order; everything lands under $OUT.
 #   bash bench/tp_run.sh test     # NCCL: TP=2 against TP=1 tokens on a tiny model, a killed rank
-#   bash bench/tp_run.sh 8b       # Llama-3-8B (random weights) at TP=1, then TP=2
+#   bash bench/tp_run.sh 8b       # Llama-3-8B (random weights) at TP=2, then TP=1
 #   bash bench/tp_run.sh 70b      # Llama-3-70B (random weights) at TP=2
 # Steps may be combined: `bash bench/tp_run.sh test 8b`. Each step has its own time limit
 # (seconds, from the environment) so that one slow step still leaves the others' results.
@@ -75,8 +75,8 @@ PY
         exit 1
       fi
       ;;
-    8b)  # two processes, one JSON each: a time-out in the second keeps the first
-      for tp in 1 2; do
+    8b)  # two processes, one JSON each: a time-out in the second keeps the first (TP=2 first)
+      for tp in ${TP_ORDER:-2 1}; do
         bench "llama-3-8b-tp$tp" "$T_8B" --model llama-3-8b --workloads "$WORKLOADS" \
           --num-requests "$REQUESTS" --max-num-seqs "$MAX_SEQS" --tp "$tp" "${EAGER[@]}"
       done
