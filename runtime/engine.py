@@ -6,7 +6,7 @@ import itertools
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -89,6 +89,8 @@ class LLMEngine:
             num_blocks, kernels = self._start_workers(str(model), load_format, hf_overrides, limit)
         else:
             num_blocks, kernels = self._build_local(str(model), load_format, hf_overrides, limit)
+        self._context_limit = limit
+        self.kv_capacity_blocks = num_blocks  # the KV cache tensors' blocks (reset_kv's ceiling)
         self.scheduler = Scheduler(self.config, self.blocks)
         self.async_scheduling = (
             self.config.async_scheduling
@@ -272,6 +274,21 @@ class LLMEngine:
         seq.finish(FinishReason.ABORT)
         self.stats.num_aborted += 1
         return self._output(seq)
+
+    def reset_kv(self, num_blocks: int | None = None, enable_prefix_caching: bool | None = None):
+        """Start over with an empty KV cache of ``num_blocks`` blocks (at most the cache tensors'
+        ``kv_capacity_blocks``; all of them when None), prefix caching on or off, keeping the
+        model, its cache tensors and its CUDA graphs. Only while no request is in the engine."""
+        if self.has_unfinished_requests() or self._seqs:
+            raise RuntimeError("reset_kv needs an idle engine (requests are still in it)")
+        n = self.kv_capacity_blocks if num_blocks is None else num_blocks
+        if not 1 <= n <= self.kv_capacity_blocks:
+            raise ValueError(f"num_blocks must be in [1, {self.kv_capacity_blocks}], got {n}")
+        if enable_prefix_caching is not None:
+            self.config = replace(self.config, enable_prefix_caching=enable_prefix_caching)
+        self._make_blocks(n, self._context_limit)
+        self.runner.blocks = self.blocks
+        self.scheduler = Scheduler(self.config, self.blocks)
 
     def release_instance(self, instance: int) -> None:
         """A program instance ended: release its pinned KV blocks and its scheduling state."""

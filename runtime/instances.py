@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from runtime.block_allocator import BlockAllocator
     from runtime.sequence import Sequence
 
@@ -152,11 +154,18 @@ class InstanceTable:
             return None
         return inst.leaders.setdefault(ref.group, seq)
 
-    def in_group(self, seq: Sequence, other: Sequence) -> bool:
-        return (
-            self.same_instance(seq, other)
-            and seq.program is not None
-            and other.program is not None
-            and seq.program.group is not None
-            and seq.program.group == other.program.group
-        )
+    @staticmethod
+    def group_key(seq: Sequence) -> tuple[int, int] | None:
+        """(instance, group) of a group member; None outside groups."""
+        ref = seq.program
+        return None if ref is None or ref.group is None else (ref.instance, ref.group)
+
+    def waiting_groups(self, waiting: Iterable[Sequence]) -> dict[tuple[int, int] | None, list]:
+        """The group members among ``waiting``, by ``group_key``, in queue order (one pass, so
+        admitting a group does not scan the whole queue)."""
+        groups: dict[tuple[int, int] | None, list[Sequence]] = {None: []}
+        for seq in waiting:
+            key = self.group_key(seq)
+            if key is not None:
+                groups.setdefault(key, []).append(seq)
+        return groups

@@ -70,6 +70,7 @@ class Scheduler:
         num_blocks = blocks.allocator.num_blocks
         self.watermark_blocks = int(config.admission_watermark * num_blocks)
         self._reserved = 0  # KV blocks kept for running sequences' growth (during admission)
+        self._tokens = 0  # tokens scheduled so far in the iteration being formed
 
     def add(self, seq: Sequence) -> None:
         self.instances.note(seq)
@@ -90,6 +91,7 @@ class Scheduler:
 
     def schedule(self) -> SchedulerOutput:
         out = SchedulerOutput()
+        self._tokens = 0
         decodes = [s for s in self.running if s.num_uncomputed_tokens == 1 and not s.awaiting_final]
         prefills = [s for s in self.running if s.num_uncomputed_tokens > 1]
         self._schedule_decodes(decodes, out)
@@ -102,7 +104,11 @@ class Scheduler:
 
     def _budget(self, out: SchedulerOutput) -> int:
         """Tokens left this iteration (a preempted sequence's tokens count no more)."""
-        return self.config.max_num_batched_tokens - out.num_tokens
+        return self.config.max_num_batched_tokens - self._tokens
+
+    def _schedule(self, out: SchedulerOutput, seq: Sequence, num_tokens: int) -> None:
+        out.scheduled.append(ScheduledSequence(seq, num_tokens))
+        self._tokens += num_tokens
 
     def _schedule_decodes(self, decodes: list[Sequence], out: SchedulerOutput) -> None:
         for seq in decodes:
@@ -113,7 +119,7 @@ class Scheduler:
             if not self._make_room(seq, seq.num_tokens, out):
                 continue
             self.blocks.grow(seq, seq.num_tokens)
-            out.scheduled.append(ScheduledSequence(seq, 1))
+            self._schedule(out, seq, 1)
 
     def _schedule_prefills(self, prefills: list[Sequence], out: SchedulerOutput) -> None:
         for seq in prefills:
@@ -122,7 +128,7 @@ class Scheduler:
                 break
             if seq.status is not SequenceStatus.RUNNING:
                 continue
-            out.scheduled.append(ScheduledSequence(seq, min(seq.num_uncomputed_tokens, budget)))
+            self._schedule(out, seq, min(seq.num_uncomputed_tokens, budget))
 
     def _admit(self, out: SchedulerOutput) -> None:
         room = self._budget(out) > 0 and len(self.running) < self.config.max_num_seqs
@@ -130,6 +136,8 @@ class Scheduler:
             self.waiting = deque(sorted(self.waiting, key=self.instances.priority))
         deferred: list[Sequence] = []
         self._reserved = sum(self._future_blocks(s) for s in self.running)
+        groups = self.instances.waiting_groups(self.waiting)
+        skipped: set[int] = set()  # seq_ids moved to ``deferred`` in this pass
         while self.waiting and len(self.running) < self.config.max_num_seqs:
             budget = self._budget(out)
             if budget == 0:
@@ -142,9 +150,14 @@ class Scheduler:
                 if not self._shared_prefix_ready(leader, seq):
                     # the group's first member is computing the shared prefix: start after it
                     deferred.append(self.waiting.popleft())
+                    skipped.add(seq.seq_id)
                     continue
                 members = [
-                    s for s in self.waiting if self.instances.in_group(s, seq) and not s.num_pending
+                    s
+                    for s in groups[self.instances.group_key(seq)]
+                    if s.status is SequenceStatus.WAITING
+                    and not s.num_pending
+                    and s.seq_id not in skipped
                 ]
                 if self._admit_together(members, budget, out) is None:
                     break
@@ -211,7 +224,7 @@ class Scheduler:
         self.running.append(seq)
         self.instances.admitted(seq)
         chunk = min(seq.num_uncomputed_tokens, budget)
-        out.scheduled.append(ScheduledSequence(seq, chunk))
+        self._schedule(out, seq, chunk)
         return budget - chunk
 
     def _admit_together(
@@ -272,4 +285,6 @@ class Scheduler:
         seq.metrics.num_preemptions += 1
         self.waiting.appendleft(seq)
         out.preempted.append(seq)
-        out.scheduled = [s for s in out.scheduled if s.seq is not seq]
+        kept = [s for s in out.scheduled if s.seq is not seq]
+        self._tokens -= sum(s.num_tokens for s in out.scheduled if s.seq is seq)
+        out.scheduled = kept

@@ -34,12 +34,24 @@ def add_arguments(ap: argparse.ArgumentParser, standalone: bool = False) -> None
     )
     ap.add_argument("--instances", type=int, default=1000, help="instances per program")
     ap.add_argument(
+        "--gen-scale",
+        type=float,
+        default=None,
+        help="shrink the generation lengths alone (default: --scale); prompts keep their size",
+    )
+    ap.add_argument(
         "--naive-instances",
         type=int,
         default=4,
         help="instances the naive mode runs (one call at a time: a sample is enough for its rate)",
     )
     ap.add_argument("--modes", default="naive,independent,graph")
+    ap.add_argument(
+        "--lockstep",
+        action="store_true",
+        help="step the engine on the event loop whenever every instance waits on it: the "
+        "schedule (iterations, batches, prefill) no longer depends on the host's speed",
+    )
     ap.add_argument("--memory-pressure", choices=["off", "on", "both"], default="both")
     ap.add_argument(
         "--pressure-fraction",
@@ -58,10 +70,11 @@ def config(args: argparse.Namespace, command: str) -> Any:
     return BenchConfig(
         programs=names, modes=tuple(args.modes.split(",")), pressure=pressure,
         instances=args.instances, naive_instances=min(args.naive_instances, args.instances),
-        scale=args.scale, pressure_fraction=args.pressure_fraction, model=args.model,
+        scale=args.scale, gen_scale=args.gen_scale, pressure_fraction=args.pressure_fraction,
+        model=args.model,
         device=args.device, dtype=args.dtype, max_num_seqs=args.max_num_seqs,
         max_num_batched_tokens=args.max_num_batched_tokens, enforce_eager=args.enforce_eager,
-        async_scheduling=args.async_scheduling, command=command,
+        async_scheduling=args.async_scheduling, lockstep=args.lockstep, command=command,
         hf_overrides=json.loads(args.hf_overrides) if args.hf_overrides else None,
     )  # fmt: skip
 
@@ -75,15 +88,18 @@ def execute(args: argparse.Namespace, command: str) -> int:
 
     logging.basicConfig(stream=sys.stderr, format="%(name)s: %(message)s")
     logging.getLogger("nanolang.bench").setLevel(logging.INFO)
+
+    def save(records: list[dict[str, Any]]) -> None:
+        if args.out is not None:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(records, indent=2) + "\n")
+
     try:
-        records = run_programs(config(args, command))
+        records = run_programs(config(args, command), save)
     except (ValueError, OSError, MemoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(render(records, speedups(records)), file=sys.stderr)
-    text = json.dumps(records, indent=2)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)
+    save(records)
+    print(json.dumps(records, indent=2))
     return 0

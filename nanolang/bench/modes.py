@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nanolang.backends.base import Backend
+from nanolang.bench.cost import BatchTotals
+from nanolang.bench.lockstep import LockstepBackend
 from nanolang.run.executor import Executor
 from nanolang.run.records import Outcome
 
@@ -65,22 +67,33 @@ class Measurement:
     peak_blocks: int
     preemptions: int
     iterations: int
+    batches: BatchTotals = field(default_factory=BatchTotals)
     engine: dict[str, Any] = field(default_factory=dict)
 
 
-class PeakBlocks:
-    """Wraps the engine's ``step`` to note the most KV blocks held after any step."""
+class StepLog:
+    """Wraps the engine's ``step`` to note, over the steps that launched a batch, the most KV
+    blocks held after any step and the batches' sizes (see ``BatchTotals``)."""
 
     def __init__(self, backend: LocalBackend) -> None:
         self.llm = backend.llm
+        self.engine = backend.llm.engine
         self.allocator = backend.llm.engine.blocks.allocator
         self.peak = 0
+        self.totals = BatchTotals()
         self._step = backend.llm.step
         backend.llm.step = self.step
 
     def step(self) -> list[RequestOutput]:
+        stats = self.engine.stats
+        before = stats.num_iterations
         outputs = self._step()
         self.peak = max(self.peak, self.allocator.num_used)
+        if stats.num_iterations > before:
+            self.totals.add(
+                stats.last_batch_tokens, stats.last_batch_seqs, stats.last_kv_tokens_read
+            )
+            self.totals.schedule_seconds += stats.last_schedule_seconds
         return outputs
 
     def restore(self) -> None:
@@ -123,10 +136,14 @@ def run_mode(
     naive = mode == "naive"
     target: Backend = OneAtATime(backend) if naive else backend
     executor = Executor(module, target, seed=0, graph=mode == "graph")
-    peak = PeakBlocks(backend)
+    peak = StepLog(backend)
     start = time.perf_counter()
     try:
-        outcomes, latencies = asyncio.run(_run_all(executor, jobs, 1 if naive else len(jobs)))
+        main = _run_all(executor, jobs, 1 if naive else len(jobs))
+        if isinstance(backend, LockstepBackend):
+            outcomes, latencies = backend.run(main)
+        else:
+            outcomes, latencies = asyncio.run(main)
     finally:
         peak.restore()
     seconds = time.perf_counter() - start
@@ -142,5 +159,6 @@ def run_mode(
         peak_blocks=peak.peak,
         preemptions=stats.num_preemptions - before[2],
         iterations=stats.num_iterations - before[3],
+        batches=peak.totals,
         engine=dict(vars(engine.scheduler.instances.stats)),
     )

@@ -1,8 +1,10 @@
 """The six benchmark programs and each instance's arguments.
 
 Generation lengths are fixed (``ignore_eos``), so every mode does the same work; ``scale``
-shrinks every length for small runs (the CPU and tests). Text is drawn from a fixed word list,
-seeded by the instance index, and sized in tokens of the model's own tokenizer.
+shrinks every length for small runs (the CPU and tests), ``gen_scale`` (when given) the
+generation lengths alone, prompts keeping their size (a GPU run within a short device lease).
+Text is drawn from a fixed word list, seeded by the instance index, and sized in tokens of the
+model's own tokenizer.
 """
 
 from __future__ import annotations
@@ -143,54 +145,72 @@ def _n(value: float, scale: float) -> int:
 class BenchProgram:
     name: str
     source: str
-    args: Callable[[int, float, Any], dict[str, Any]]  # (instance, scale, tokenizer) -> args
+    make_args: Callable[[int, float, float, Any], dict[str, Any]]  # (i, scale, gen, tokenizer)
+
+    def args(
+        self, i: int, scale: float, tokenizer: Any, gen_scale: float | None = None
+    ) -> dict[str, Any]:
+        """Instance ``i``'s arguments: prompt lengths times ``scale``, generation lengths times
+        ``gen_scale`` (``scale`` when None)."""
+        return self.make_args(i, scale, scale if gen_scale is None else gen_scale, tokenizer)
 
 
-def _few_shot(i: int, scale: float, tok: Any) -> dict[str, Any]:
-    shots = random.Random(0)  # the same 5-shot header for every instance
-    header = "".join(
-        f"Question: {sized_text(shots, _n(180, scale), tok)}\nAnswer: {shots.choice('ABCD')}\n\n"
-        for _ in range(5)
-    )
+_HEADERS: dict[tuple[int, float], str] = {}
+
+
+def few_shot_header(scale: float, tok: Any) -> str:
+    """The 5-shot header every instance shares (made once per tokenizer and scale)."""
+    key = (id(tok), scale)
+    if key not in _HEADERS:
+        shots = random.Random(0)
+        shot = "Question: {}\nAnswer: {}\n\n"
+        _HEADERS[key] = "".join(
+            shot.format(sized_text(shots, _n(180, scale), tok), shots.choice("ABCD"))
+            for _ in range(5)
+        )
+    return _HEADERS[key]
+
+
+def _few_shot(i: int, scale: float, gen: float, tok: Any) -> dict[str, Any]:
     rng = random.Random(i)
-    return {"header": header, "question": sized_text(rng, _n(60, scale), tok),
+    return {"header": few_shot_header(scale, tok), "question": sized_text(rng, _n(60, scale), tok),
             "choices": [" A", " B", " C", " D"]}  # fmt: skip
 
 
-def _self_consistency(i: int, scale: float, tok: Any) -> dict[str, Any]:
+def _self_consistency(i: int, scale: float, gen: float, tok: Any) -> dict[str, Any]:
     rng = random.Random(i)
     return {"question": sized_text(rng, _n(80, scale), tok), "n": 8,
-            "cot": _n(256, scale), "answer_len": _n(8, scale)}  # fmt: skip
+            "cot": _n(256, gen), "answer_len": _n(8, gen)}  # fmt: skip
 
 
-def _tree_of_thought(i: int, scale: float, tok: Any) -> dict[str, Any]:
+def _tree_of_thought(i: int, scale: float, gen: float, tok: Any) -> dict[str, Any]:
     rng = random.Random(i)
     return {"question": sized_text(rng, _n(80, scale), tok), "width": 3,
-            "think": _n(64, scale), "score_len": _n(4, scale)}  # fmt: skip
+            "think": _n(64, gen), "score_len": _n(4, gen)}  # fmt: skip
 
 
-def _chat(i: int, scale: float, tok: Any) -> dict[str, Any]:
+def _chat(i: int, scale: float, gen: float, tok: Any) -> dict[str, Any]:
     rng = random.Random(i)
     turns = [sized_text(rng, _n(40, scale), tok) for _ in range(5)]
-    return {"turns": turns, "reply": _n(96, scale)}
+    return {"turns": turns, "reply": _n(96, gen)}
 
 
-def _react(i: int, scale: float, tok: Any) -> dict[str, Any]:
+def _react(i: int, scale: float, gen: float, tok: Any) -> dict[str, Any]:
     rng = random.Random(i)
     return {"question": sized_text(rng, _n(80, scale), tok), "steps": [1, 2, 3, 4, 5],
-            "think": _n(48, scale), "act": _n(16, scale)}  # fmt: skip
+            "think": _n(48, gen), "act": _n(16, gen)}  # fmt: skip
 
 
-def _judge(i: int, scale: float, tok: Any) -> dict[str, Any]:
+def _judge(i: int, scale: float, gen: float, tok: Any) -> dict[str, Any]:
     rng = random.Random(i)
     return {"question": sized_text(rng, _n(80, scale), tok),
-            "answer_len": _n(128, scale), "verdict_len": _n(8, scale)}  # fmt: skip
+            "answer_len": _n(128, gen), "verdict_len": _n(8, gen)}  # fmt: skip
 
 
 PROGRAMS = {
     p.name: p
     for p in (
-        BenchProgram("few_shot", FEW_SHOT, _few_shot),
+        BenchProgram("few_shot", FEW_SHOT, _few_shot),  # gen_scale: select scores, never samples
         BenchProgram("self_consistency", SELF_CONSISTENCY, _self_consistency),
         BenchProgram("tree_of_thought", TREE_OF_THOUGHT, _tree_of_thought),
         BenchProgram("chat", CHAT, _chat),

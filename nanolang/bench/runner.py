@@ -1,7 +1,8 @@
 """Runs the program benchmark: each program, each memory setting, each mode; JSON records.
 
-Engines: one per (program, memory setting, prefix cache on/off), built in turn and freed before
-the next. Without memory pressure the KV cache gets the engine's usual budget; with it, a budget
+One engine (one model, its CUDA graphs) serves every program, setting and mode: each mode starts
+on an empty KV cache of its setting's size, prefix caching on or off (``LLMEngine.reset_kv``).
+Without memory pressure the KV cache gets the engine's usual budget; with it, a budget
 of ``pressure_fraction`` of what all concurrent instances would hold at their peaks (estimated
 as ``nanolang.run.footprint`` does), but at least twice the largest single instance plus 64
 tokens, so every instance fits on its own while the instances together exceed the cache.
@@ -16,12 +17,15 @@ import math
 import shutil
 import statistics
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from nanolang.api.program import compile
+from nanolang.backends.local import LocalBackend
+from nanolang.bench.lockstep import LockstepBackend
 from nanolang.bench.modes import MODES, Measurement, run_mode
 from nanolang.bench.programs import PROGRAMS, BenchProgram
 from nanolang.run.footprint import footprint
@@ -37,6 +41,7 @@ class BenchConfig:
     instances: int = 1000
     naive_instances: int = 4  # naive runs one call at a time: a sample of the instances
     scale: float = 1.0
+    gen_scale: float | None = None  # generation lengths alone (None: ``scale``)
     pressure_fraction: float = 0.25
     model: str = "llama-3-8b"  # a preset (random weights, the demo tokenizer), a dir, or "demo"
     hf_overrides: dict[str, Any] | None = None  # config fields to replace (a preset's only)
@@ -46,6 +51,7 @@ class BenchConfig:
     max_num_batched_tokens: int = 2048
     enforce_eager: bool = False
     async_scheduling: bool | None = None
+    lockstep: bool = False  # step the engine on the event loop (deterministic schedule)
     command: str = ""
 
     def __post_init__(self) -> None:
@@ -57,6 +63,8 @@ class BenchConfig:
             raise ValueError(f"unknown modes {bad}; choose from {', '.join(MODES)}")
         if self.instances < 1 or self.naive_instances < 1:
             raise ValueError("instances and naive_instances must be >= 1")
+        if self.gen_scale is not None and self.gen_scale <= 0:
+            raise ValueError("gen_scale must be > 0")
         if not 0 < self.pressure_fraction < 1:
             raise ValueError("pressure_fraction must be in (0, 1)")
 
@@ -94,26 +102,9 @@ def model_source(
     return str(target), "dummy"
 
 
-def kv_bytes_for(tokens: int, model_dir: str, device: str, dtype: str) -> int:
-    """Bytes of KV cache that hold ``tokens`` tokens (in whole 16-token blocks)."""
-    import torch
-
-    from runtime.config import EngineConfig
-    from runtime.engine import resolve_device, resolve_dtype
-    from runtime.model.loader import resolve_model
-
-    _, cfg = resolve_model(model_dir)
-    torch_dtype = resolve_dtype(dtype, cfg, resolve_device(device))
-    elem = torch.empty((), dtype=torch_dtype).element_size()
-    block = EngineConfig().block_size
-    per_block = 2 * cfg.num_layers * block * cfg.num_kv_heads * cfg.head_dim * elem
-    return math.ceil(tokens / block) * per_block
-
-
 def build_backend(
     cfg: BenchConfig, model_dir: str, load_format: str, caching: bool, kv: int | None
-):
-    from nanolang.backends.local import LocalBackend
+) -> LocalBackend:
     from runtime import LLM
 
     llm = LLM(
@@ -122,7 +113,7 @@ def build_backend(
         max_num_batched_tokens=cfg.max_num_batched_tokens, enforce_eager=cfg.enforce_eager,
         async_scheduling=cfg.async_scheduling,
     )  # fmt: skip
-    return LocalBackend(llm)
+    return LockstepBackend(llm) if cfg.lockstep else LocalBackend(llm)
 
 
 def pressure_tokens(program: BenchProgram, module: Any, jobs: list, tokenizer: Any, frac: float):
@@ -156,64 +147,76 @@ def record(
         "latency_p99_s": round(lat[min(len(lat) - 1, math.ceil(0.99 * len(lat)) - 1)], 4),
         "preemptions": m.preemptions,
         "engine_iterations": m.iterations,
+        **m.batches.as_record(),
         "runtime_policies": m.engine if mode == "graph" else None,
         **extra,
     }
 
 
-def run_programs(cfg: BenchConfig) -> list[dict[str, Any]]:
-    """Every program x memory setting x mode; one record each."""
+def run_programs(
+    cfg: BenchConfig, sink: Callable[[list[dict[str, Any]]], None] | None = None
+) -> list[dict[str, Any]]:
+    """Every program x memory setting x mode; one record each. One engine serves them all: each
+    mode starts on an empty KV cache of the setting's size (``LLMEngine.reset_kv``), so the
+    model and its CUDA graphs are built once. ``sink`` gets the records so far after each
+    program and setting (so a run cut short keeps what it measured)."""
     records: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         model_dir, load_format = model_source(cfg.model, Path(tmp), cfg.hf_overrides)
-        for name in cfg.programs:
-            for pressure in cfg.pressure:
-                records += run_program(cfg, PROGRAMS[name], pressure, model_dir, load_format)
-    return records
-
-
-def run_program(
-    cfg: BenchConfig, program: BenchProgram, pressure: bool, model_dir: str, load_format: str
-) -> list[dict[str, Any]]:
-    from runtime.tokenizer import load_tokenizer
-
-    module = compile(program.source, "main", f"<bench {program.name}>").module
-    tokenizer = load_tokenizer(Path(model_dir))
-    jobs = [("main", program.args(i, cfg.scale, tokenizer)) for i in range(cfg.instances)]
-    kv_tokens, demand = pressure_tokens(program, module, jobs, tokenizer, cfg.pressure_fraction)
-    kv = kv_bytes_for(kv_tokens, model_dir, cfg.device, cfg.dtype) if pressure else None
-    out = []
-    for caching in (False, True):
-        modes = [m for m in cfg.modes if (m == "naive") != caching]
-        if not modes:
-            continue
-        backend = build_backend(cfg, model_dir, load_format, caching, kv)
+        backend = build_backend(cfg, model_dir, load_format, True, None)
         try:
-            engine = backend.llm.engine
-            extra = {
-                "device": _device_name(engine.device),
-                "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "command": cfg.command,
-                "model": cfg.model,
-                "hf_overrides": cfg.hf_overrides,
-                "scale": cfg.scale,
-                "kv_blocks": engine.blocks.allocator.num_blocks,
-                "kv_capacity_tokens": backend.kv_capacity_tokens,
-                "instances_peak_demand_tokens": demand,
-                "prefix_caching": caching,
-            }
-            for mode in modes:
-                n = cfg.naive_instances if mode == "naive" else cfg.instances
-                measured = run_mode(mode, backend, module, jobs[:n])
-                out.append(record(cfg, program.name, mode, pressure, measured, extra))
-                log.info(
-                    "%s pressure=%s %s: %d instances in %.2f s (%.3f instances/s)",
-                    program.name, pressure, mode, n, measured.seconds, out[-1]["instances_per_s"],
-                )  # fmt: skip
+            for name in cfg.programs:
+                for pressure in cfg.pressure:
+                    records += run_program(cfg, PROGRAMS[name], pressure, backend)
+                    if sink is not None:
+                        sink(records)
         finally:
             backend.close()
             del backend
             _free_memory()
+    return records
+
+
+def run_program(
+    cfg: BenchConfig, program: BenchProgram, pressure: bool, backend: LocalBackend
+) -> list[dict[str, Any]]:
+    module = compile(program.source, "main", f"<bench {program.name}>").module
+    tokenizer = backend.tokenizer
+    engine = backend.llm.engine
+    jobs = [
+        ("main", program.args(i, cfg.scale, tokenizer, cfg.gen_scale))
+        for i in range(cfg.instances)
+    ]
+    kv_tokens, demand = pressure_tokens(program, module, jobs, tokenizer, cfg.pressure_fraction)
+    block = engine.config.block_size
+    blocks = min(math.ceil(kv_tokens / block), engine.kv_capacity_blocks) if pressure else None
+    out = []
+    for mode in cfg.modes:
+        caching = mode != "naive"
+        engine.reset_kv(blocks, enable_prefix_caching=caching)
+        extra = {
+            "device": _device_name(engine.device),
+            "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "command": cfg.command,
+            "model": cfg.model,
+            "hf_overrides": cfg.hf_overrides,
+            "scale": cfg.scale,
+            "gen_scale": cfg.gen_scale,
+            "lockstep": cfg.lockstep,
+            "kv_blocks": engine.blocks.allocator.num_blocks,
+            "kv_capacity_tokens": backend.kv_capacity_tokens,
+            "instances_peak_demand_tokens": demand,
+            "prefix_caching": caching,
+            "max_num_seqs": cfg.max_num_seqs,
+            "max_num_batched_tokens": cfg.max_num_batched_tokens,
+        }
+        n = cfg.naive_instances if mode == "naive" else cfg.instances
+        measured = run_mode(mode, backend, module, jobs[:n])
+        out.append(record(cfg, program.name, mode, pressure, measured, extra))
+        log.info(
+            "%s pressure=%s %s: %d instances in %.2f s (%.3f instances/s)",
+            program.name, pressure, mode, n, measured.seconds, out[-1]["instances_per_s"],
+        )  # fmt: skip
     return out
 
 

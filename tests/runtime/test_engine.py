@@ -205,3 +205,22 @@ def test_dummy_weights_for_a_preset_run_on_token_ids() -> None:
     assert llm.tokenizer is None
     out = llm.generate([[1, 2, 3]], SamplingParams(max_tokens=2, temperature=0, ignore_eos=True))
     assert len(out[0].token_ids) == 2 and out[0].text == ""
+
+
+def test_reset_kv_resizes_the_cache_and_toggles_prefix_caching(tiny_llama: str) -> None:
+    llm = LLM(tiny_llama, dtype="float32", device="cpu", enable_prefix_caching=True)
+    engine = llm.engine
+    p = SamplingParams(max_tokens=6, temperature=0.0, ignore_eos=True)
+    before = llm.generate([PROMPT], p)[0].token_ids
+    engine.reset_kv(4, enable_prefix_caching=False)
+    assert engine.blocks.allocator.num_blocks == 4 and engine.blocks.cache is None
+    assert engine.max_model_len == 4 * engine.config.block_size
+    assert llm.generate([PROMPT], p)[0].token_ids == before  # same model, smaller cache
+    engine.reset_kv(enable_prefix_caching=True)
+    assert engine.blocks.allocator.num_blocks == engine.kv_capacity_blocks
+    assert engine.blocks.cache is not None and engine.config.enable_prefix_caching
+    with pytest.raises(ValueError, match="num_blocks"):
+        engine.reset_kv(engine.kv_capacity_blocks + 1)
+    engine.add_request(PROMPT, p)
+    with pytest.raises(RuntimeError, match="idle"):
+        engine.reset_kv(4)

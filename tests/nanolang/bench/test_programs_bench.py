@@ -83,3 +83,28 @@ def test_preset_architecture_with_the_demo_tokenizer(tmp_path: Path) -> None:
 def test_bad_program_names_are_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--programs", "nope", "--model", "demo"]) == 2
     assert "unknown programs" in capsys.readouterr().err
+
+
+def test_gen_scale_shrinks_generations_and_keeps_prompts() -> None:
+    from runtime.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(default_model_dir())
+    program = PROGRAMS["self_consistency"]
+    full, short = program.args(3, 0.2, tok), program.args(3, 0.2, tok, gen_scale=0.05)
+    assert short["question"] == full["question"]
+    assert (full["cot"], short["cot"]) == (51, 13)
+
+
+def test_lockstep_schedules_are_deterministic_and_batch_totals_recorded() -> None:
+    cfg = BenchConfig(
+        programs=("react",), modes=("independent", "graph"), instances=4, scale=0.05,
+        pressure=(True,), max_num_seqs=16, model=str(default_model_dir()), device="cpu",
+        lockstep=True,
+    )  # fmt: skip
+    first, second = run_programs(cfg), run_programs(cfg)
+    keys = ("engine_iterations", "prefill_tokens_computed", "batched_tokens", "kv_tokens_read",
+            "preemptions", "modeled_h200_8b_seconds")  # fmt: skip
+    for a, b in zip(first, second, strict=True):
+        assert [a[k] for k in keys] == [b[k] for k in keys]
+        assert a["batched_tokens"] >= a["prefill_tokens_computed"] > 0
+        assert a["modeled_h200_8b_seconds"] > 0 and a["lockstep"]
