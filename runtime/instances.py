@@ -10,9 +10,11 @@ Four policies use the request graph the language attaches to requests (``Program
   until the first member has computed (or found cached) the full blocks they share, so their
   shared prefix is computed once, and are then admitted together, or not at all while they do
   not all fit.
-- **progress priority**: waiting requests are admitted in order of their instance's progress
-  (finished requests, most first), then the instance's arrival, so instances that are further
-  along finish instead of every instance advancing in lockstep with its KV held.
+- **progress priority**: while the KV cache is short (more than ``PRESSURE_SHARE`` of its
+  blocks held), waiting requests are admitted in order of their instance's progress (finished
+  requests, most first), then the instance's arrival, so instances that are further along
+  finish instead of every instance advancing in lockstep with its KV held. With memory to
+  spare, requests are admitted in arrival order (the order that keeps batches full to the end).
 - **instance preemption**: under KV pressure the running requests of the lowest-priority
   instance are preempted together (and its pins released), never one call of an instance
   while its siblings keep their blocks.
@@ -30,6 +32,11 @@ if TYPE_CHECKING:
     from runtime.sequence import Sequence
 
 Priority = tuple[int, int, int]
+
+# progress priority applies while more than this share of the KV blocks is held (by running
+# requests and pins): below it every waiting request fits soon anyway, and arrival order keeps
+# the batches fuller at the end of a run than instances finishing one after another
+PRESSURE_SHARE = 0.5
 
 
 @dataclass
@@ -69,6 +76,10 @@ class InstanceTable:
         if inst is None:
             return (0, seq.arrival_order, seq.arrival_order)
         return (-inst.progress, inst.arrival, seq.arrival_order)
+
+    def short_of_memory(self) -> bool:
+        """Whether the KV cache is short enough for progress priority (``PRESSURE_SHARE``)."""
+        return self.allocator.num_used > PRESSURE_SHARE * self.allocator.num_blocks
 
     def same_instance(self, a: Sequence, b: Sequence) -> bool:
         return a.program is not None and b.program is not None and (

@@ -132,7 +132,8 @@ class Scheduler:
 
     def _admit(self, out: SchedulerOutput) -> None:
         room = self._budget(out) > 0 and len(self.running) < self.config.max_num_seqs
-        if room and any(s.program is not None for s in self.waiting):
+        programs = any(s.program is not None for s in self.waiting)
+        if room and programs and self.instances.short_of_memory():
             self.waiting = deque(sorted(self.waiting, key=self.instances.priority))
         deferred: list[Sequence] = []
         self._reserved = sum(self._future_blocks(s) for s in self.running)

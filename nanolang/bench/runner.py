@@ -166,8 +166,9 @@ def run_programs(
         backend = build_backend(cfg, model_dir, load_format, True, None)
         try:
             for name in cfg.programs:
+                workload = Workload.make(cfg, PROGRAMS[name], backend.tokenizer)
                 for pressure in cfg.pressure:
-                    records += run_program(cfg, PROGRAMS[name], pressure, backend)
+                    records += run_program(cfg, workload, pressure, backend)
                     if sink is not None:
                         sink(records)
         finally:
@@ -177,17 +178,34 @@ def run_programs(
     return records
 
 
+@dataclass(frozen=True)
+class Workload:
+    """One program's checked module, its instances' arguments and its KV demand (made once,
+    for both memory settings)."""
+
+    program: BenchProgram
+    module: Any
+    jobs: list[tuple[str, dict[str, Any]]]
+    kv_tokens: int  # the cache under memory pressure
+    demand: int  # every instance's peak, summed
+
+    @classmethod
+    def make(cls, cfg: BenchConfig, program: BenchProgram, tokenizer: Any) -> Workload:
+        module = compile(program.source, "main", f"<bench {program.name}>").module
+        jobs = [
+            ("main", program.args(i, cfg.scale, tokenizer, cfg.gen_scale))
+            for i in range(cfg.instances)
+        ]
+        kv, demand = pressure_tokens(program, module, jobs, tokenizer, cfg.pressure_fraction)
+        return cls(program, module, jobs, kv, demand)
+
+
 def run_program(
-    cfg: BenchConfig, program: BenchProgram, pressure: bool, backend: LocalBackend
+    cfg: BenchConfig, workload: Workload, pressure: bool, backend: LocalBackend
 ) -> list[dict[str, Any]]:
-    module = compile(program.source, "main", f"<bench {program.name}>").module
-    tokenizer = backend.tokenizer
+    program, module, jobs = workload.program, workload.module, workload.jobs
+    kv_tokens, demand = workload.kv_tokens, workload.demand
     engine = backend.llm.engine
-    jobs = [
-        ("main", program.args(i, cfg.scale, tokenizer, cfg.gen_scale))
-        for i in range(cfg.instances)
-    ]
-    kv_tokens, demand = pressure_tokens(program, module, jobs, tokenizer, cfg.pressure_fraction)
     block = engine.config.block_size
     blocks = min(math.ceil(kv_tokens / block), engine.kv_capacity_blocks) if pressure else None
     out = []

@@ -127,18 +127,36 @@ def test_a_group_that_does_not_fit_waits_whole() -> None:
     assert all(m.status is SequenceStatus.RUNNING for m in members[1:])
 
 
-def test_instances_further_along_are_admitted_first() -> None:
-    sched = make(max_seqs=1)
+def _one_done_and_two_waiting(sched: Scheduler) -> tuple[Sequence, Sequence]:
+    """Instance 10 has finished a request; a new instance's request arrives, then 10's next."""
     early = seq([1, 2, 3], ProgramRef(instance=10, node=0))
     sched.add(early)
     run_until_prefilled(sched, early)
-    finish(sched, early)  # instance 10 has finished one request
-    fresh = seq([4, 5, 6], ProgramRef(instance=11, node=0))  # a new instance, arrived first
+    finish(sched, early)
+    fresh = seq([4, 5, 6], ProgramRef(instance=11, node=0))
     sched.add(fresh)
     later = seq([1, 2, 3, 7, 8], ProgramRef(instance=10, node=1, parent=0))
     sched.add(later)
-    assert step(sched) == [later.request_id]
+    return fresh, later
+
+
+def test_instances_further_along_are_admitted_first_when_memory_is_short() -> None:
+    sched = make(num_blocks=8, max_seqs=2)
+    hog = seq(list(range(100, 117)), max_tokens=64)  # 5 of the 8 blocks: the cache is short
+    sched.add(hog)
+    step(sched)
+    fresh, later = _one_done_and_two_waiting(sched)
+    assert sched.instances.short_of_memory()
+    assert step(sched) == [hog.request_id, later.request_id]
     assert fresh.status is SequenceStatus.WAITING
+
+
+def test_with_memory_to_spare_requests_are_admitted_in_arrival_order() -> None:
+    sched = make(max_seqs=1)
+    fresh, later = _one_done_and_two_waiting(sched)
+    assert not sched.instances.short_of_memory()
+    assert step(sched) == [fresh.request_id]  # arrival order keeps batches full to the end
+    assert later.status is SequenceStatus.WAITING
 
 
 def test_kv_pressure_preempts_a_whole_instance() -> None:
