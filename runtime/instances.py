@@ -10,11 +10,12 @@ Four policies use the request graph the language attaches to requests (``Program
   until the first member has computed (or found cached) the full blocks they share, so their
   shared prefix is computed once, and are then admitted together, or not at all while they do
   not all fit.
-- **progress priority**: while the KV cache is short (more than ``PRESSURE_SHARE`` of its
-  blocks held), waiting requests are admitted in order of their instance's progress (finished
-  requests, most first), then the instance's arrival, so instances that are further along
-  finish instead of every instance advancing in lockstep with its KV held. With memory to
-  spare, requests are admitted in arrival order (the order that keeps batches full to the end).
+- **progress priority**: while the KV cache is short (the blocks held and the blocks the
+  waiting requests need exceed it), waiting requests are admitted in order of their
+  instance's progress (finished requests, most first), then the instance's arrival, so
+  instances that are further along finish instead of every instance advancing in lockstep with
+  its KV held. With memory to spare, requests are admitted in arrival order (the order that
+  keeps batches full to the end of a run).
 - **instance preemption**: under KV pressure the running requests of the lowest-priority
   instance are preempted together (and its pins released), never one call of an instance
   while its siblings keep their blocks.
@@ -26,17 +27,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from runtime.block_allocator import BlockAllocator
     from runtime.sequence import Sequence
 
 Priority = tuple[int, int, int]
 
-# progress priority applies while more than this share of the KV blocks is held (by running
-# requests and pins): below it every waiting request fits soon anyway, and arrival order keeps
-# the batches fuller at the end of a run than instances finishing one after another
-PRESSURE_SHARE = 0.5
 
 
 @dataclass
@@ -63,6 +60,7 @@ class InstanceTable:
         self.allocator = allocator
         self.instances: dict[int, Instance] = {}
         self.stats = InstanceStats()
+        self._short = False  # see short_of_memory
 
     def note(self, seq: Sequence) -> None:
         """A request of a program instance arrived."""
@@ -77,9 +75,20 @@ class InstanceTable:
             return (0, seq.arrival_order, seq.arrival_order)
         return (-inst.progress, inst.arrival, seq.arrival_order)
 
-    def short_of_memory(self) -> bool:
-        """Whether the KV cache is short enough for progress priority (``PRESSURE_SHARE``)."""
-        return self.allocator.num_used > PRESSURE_SHARE * self.allocator.num_blocks
+    def short_of_memory(
+        self, waiting: Iterable[Sequence], blocks_needed: Callable[[int], int]
+    ) -> bool:
+        """Whether the KV cache is short: the blocks held now plus the blocks every waiting
+        request needs exceed the cache. Once short, it stays so until the scheduler is idle
+        (``calm``), so the admission order does not flap while the cache fills and drains."""
+        if not self._short:
+            need = self.allocator.num_used + sum(blocks_needed(s.num_tokens) for s in waiting)
+            self._short = need > self.allocator.num_blocks
+        return self._short
+
+    def calm(self) -> None:
+        """Nothing waits or runs: the next burst of requests is judged afresh."""
+        self._short = False
 
     def same_instance(self, a: Sequence, b: Sequence) -> bool:
         return a.program is not None and b.program is not None and (

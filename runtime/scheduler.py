@@ -133,7 +133,10 @@ class Scheduler:
     def _admit(self, out: SchedulerOutput) -> None:
         room = self._budget(out) > 0 and len(self.running) < self.config.max_num_seqs
         programs = any(s.program is not None for s in self.waiting)
-        if room and programs and self.instances.short_of_memory():
+        if not self.running and not self.waiting:
+            self.instances.calm()
+        short = programs and self.instances.short_of_memory(self.waiting, self.blocks.blocks_needed)
+        if room and short:
             self.waiting = deque(sorted(self.waiting, key=self.instances.priority))
         deferred: list[Sequence] = []
         self._reserved = sum(self._future_blocks(s) for s in self.running)

@@ -273,14 +273,18 @@ class Interpreter:
         try:
             async with asyncio.TaskGroup() as group:
                 for branch in branches:
-                    group.create_task(self.scope(stmt.body, branch))
+                    group.create_task(self.branch(stmt.body, branch))
         except* NanoError as errors:
             raise errors.exceptions[0] from None
-        for branch in branches:  # their last nodes have no child: the runtime may drop them
-            self.unpin(branch.context.move_on())
         await self.collect(stmt.body, branches, frame)
         if stmt.concat:  # each branch's new text, in branch order, joins the parent's context
             frame.context.append("".join(b.context.text[start:] for b in branches))
+
+    async def branch(self, body: tuple[tree.Stmt, ...], frame: Frame) -> None:
+        """Run one fork branch; once it is done its last node has no child, so the runtime may
+        drop that pin at once, not when the slowest sibling is done."""
+        await self.scope(body, frame)
+        self.unpin(frame.context.move_on())
 
     def branch_frames(
         self, frame: Frame, count: int, span: Span, fork: int | None = None

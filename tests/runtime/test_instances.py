@@ -141,12 +141,12 @@ def _one_done_and_two_waiting(sched: Scheduler) -> tuple[Sequence, Sequence]:
 
 
 def test_instances_further_along_are_admitted_first_when_memory_is_short() -> None:
-    sched = make(num_blocks=8, max_seqs=2)
-    hog = seq(list(range(100, 117)), max_tokens=64)  # 5 of the 8 blocks: the cache is short
+    sched = make(num_blocks=7, max_seqs=2)
+    hog = seq(list(range(100, 117)), max_tokens=64)  # 5 of 7 blocks: the waiting need 3 more
     sched.add(hog)
     step(sched)
     fresh, later = _one_done_and_two_waiting(sched)
-    assert sched.instances.short_of_memory()
+    assert sched.instances.short_of_memory(sched.waiting, sched.blocks.blocks_needed)
     assert step(sched) == [hog.request_id, later.request_id]
     assert fresh.status is SequenceStatus.WAITING
 
@@ -154,7 +154,7 @@ def test_instances_further_along_are_admitted_first_when_memory_is_short() -> No
 def test_with_memory_to_spare_requests_are_admitted_in_arrival_order() -> None:
     sched = make(max_seqs=1)
     fresh, later = _one_done_and_two_waiting(sched)
-    assert not sched.instances.short_of_memory()
+    assert not sched.instances.short_of_memory(sched.waiting, sched.blocks.blocks_needed)
     assert step(sched) == [fresh.request_id]  # arrival order keeps batches full to the end
     assert later.status is SequenceStatus.WAITING
 

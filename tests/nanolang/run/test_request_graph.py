@@ -123,3 +123,33 @@ def test_a_program_larger_than_the_kv_cache_is_refused_before_it_starts(
     assert "KV cache holds" in message and str(capacity) in message
     assert outcomes[0].calls == ()  # nothing was sent for it
     assert engine.stats.num_finished == before + 2  # the other instance ran its two branches
+
+
+class GatedBackend(RecordingBackend):
+    """Holds the second fork branch's request until some pin is released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unpinned: list[tuple[int, ...]] = []
+        self.released = asyncio.Event()
+
+    async def generate_node(
+        self, prompt_ids: list[int], params: SamplingParams, node: ProgramRef
+    ) -> RequestOutput:
+        if len(self.sent) == 1:  # the second branch: answered only after the first one's unpin
+            self.sent.append((list(prompt_ids), node))
+            await asyncio.wait_for(self.released.wait(), timeout=5)
+            return await self.generate(prompt_ids, params)
+        return await super().generate_node(prompt_ids, params, node)
+
+    def unpin(self, instance: int, nodes: tuple[int, ...]) -> None:
+        self.unpinned.append(nodes)
+        self.released.set()
+
+
+def test_a_finished_fork_branch_releases_its_last_node_before_its_siblings_finish() -> None:
+    backend = GatedBackend()
+    outcome = run('program p() { "Q" fork 2 { " x" gen b } return b }', backend)
+    assert outcome.ok, outcome.error
+    first = backend.sent[0][1]
+    assert backend.unpinned[0] == (first.node,)  # while the second branch still waited
