@@ -133,6 +133,9 @@ def record(
         "mode": mode,
         "memory_pressure": pressure,
         "instances": len(m.outcomes),
+        # naive runs the first instances one call at a time: its rates are per instance of a
+        # sample of this many of the other modes' instances
+        "sample_of_instances": cfg.instances if mode == "naive" else None,
         "instances_ok": ok,
         "errors": sorted({str(o.error).splitlines()[0] for o in m.outcomes if o.error})[:3],
         "seconds": round(m.seconds, 4),
@@ -159,7 +162,7 @@ def run_programs(
     """Every program x memory setting x mode; one record each. One engine serves them all: each
     mode starts on an empty KV cache of the setting's size (``LLMEngine.reset_kv``), so the
     model and its CUDA graphs are built once. ``sink`` gets the records so far after each
-    program and setting (so a run cut short keeps what it measured)."""
+    mode (so a run cut short keeps what it measured)."""
     records: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         model_dir, load_format = model_source(cfg.model, Path(tmp), cfg.hf_overrides)
@@ -168,9 +171,8 @@ def run_programs(
             for name in cfg.programs:
                 workload = Workload.make(cfg, PROGRAMS[name], backend.tokenizer)
                 for pressure in cfg.pressure:
-                    records += run_program(cfg, workload, pressure, backend)
-                    if sink is not None:
-                        sink(records)
+                    save = _prefixed(sink, records)
+                    records += run_program(cfg, workload, pressure, backend, save)
         finally:
             backend.close()
             del backend
@@ -200,8 +202,22 @@ class Workload:
         return cls(program, module, jobs, kv, demand)
 
 
+def _prefixed(
+    sink: Callable[[list[dict[str, Any]]], None] | None, done: list[dict[str, Any]]
+) -> Callable[[list[dict[str, Any]]], None] | None:
+    """``sink`` of the records before this program and setting (a copy) plus its own."""
+    if sink is None:
+        return None
+    before = list(done)
+    return lambda new: sink(before + new)
+
+
 def run_program(
-    cfg: BenchConfig, workload: Workload, pressure: bool, backend: LocalBackend
+    cfg: BenchConfig,
+    workload: Workload,
+    pressure: bool,
+    backend: LocalBackend,
+    sink: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> list[dict[str, Any]]:
     program, module, jobs = workload.program, workload.module, workload.jobs
     kv_tokens, demand = workload.kv_tokens, workload.demand
@@ -231,6 +247,8 @@ def run_program(
         n = cfg.naive_instances if mode == "naive" else cfg.instances
         measured = run_mode(mode, backend, module, jobs[:n])
         out.append(record(cfg, program.name, mode, pressure, measured, extra))
+        if sink is not None:
+            sink(out)
         log.info(
             "%s pressure=%s %s: %d instances in %.2f s (%.3f instances/s)",
             program.name, pressure, mode, n, measured.seconds, out[-1]["instances_per_s"],

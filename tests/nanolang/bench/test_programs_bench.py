@@ -108,3 +108,15 @@ def test_lockstep_schedules_are_deterministic_and_batch_totals_recorded() -> Non
         assert [a[k] for k in keys] == [b[k] for k in keys]
         assert a["batched_tokens"] >= a["prefill_tokens_computed"] > 0
         assert a["modeled_h200_8b_seconds"] > 0 and a["lockstep"]
+
+
+def test_records_are_handed_out_after_each_mode() -> None:
+    cfg = BenchConfig(
+        programs=("judge",), modes=("naive", "graph"), instances=2, naive_instances=1,
+        scale=0.05, pressure=(False,), max_num_seqs=8, model=str(default_model_dir()),
+        device="cpu",
+    )  # fmt: skip
+    seen: list[list[str]] = []
+    records = run_programs(cfg, lambda rs: seen.append([r["mode"] for r in rs]))
+    assert seen == [["naive"], ["naive", "graph"]]
+    assert records[0]["sample_of_instances"] == 2 and records[1]["sample_of_instances"] is None
