@@ -82,8 +82,12 @@ class InstanceTable:
         request needs exceed the cache. Once short, it stays so until the scheduler is idle
         (``calm``), so the admission order does not flap while the cache fills and drains."""
         if not self._short:
-            need = self.allocator.num_used + sum(blocks_needed(s.num_tokens) for s in waiting)
-            self._short = need > self.allocator.num_blocks
+            free = self.allocator.num_free
+            for seq in waiting:  # stops at the first request past the free blocks
+                free -= blocks_needed(seq.num_tokens)
+                if free < 0:
+                    self._short = True
+                    break
         return self._short
 
     def calm(self) -> None:

@@ -131,16 +131,17 @@ class Scheduler:
             self._schedule(out, seq, min(seq.num_uncomputed_tokens, budget))
 
     def _admit(self, out: SchedulerOutput) -> None:
-        room = self._budget(out) > 0 and len(self.running) < self.config.max_num_seqs
-        programs = any(s.program is not None for s in self.waiting)
         if not self.running and not self.waiting:
             self.instances.calm()
-        short = programs and self.instances.short_of_memory(self.waiting, self.blocks.blocks_needed)
-        if room and short:
+        room = self._budget(out) > 0 and len(self.running) < self.config.max_num_seqs
+        if not room or not self.waiting:
+            return
+        programs = any(s.program is not None for s in self.waiting)
+        if programs and self.instances.short_of_memory(self.waiting, self.blocks.blocks_needed):
             self.waiting = deque(sorted(self.waiting, key=self.instances.priority))
         deferred: list[Sequence] = []
         self._reserved = sum(self._future_blocks(s) for s in self.running)
-        groups = self.instances.waiting_groups(self.waiting)
+        groups: dict[tuple[int, int] | None, list[Sequence]] | None = None  # made on first use
         skipped: set[int] = set()  # seq_ids moved to ``deferred`` in this pass
         while self.waiting and len(self.running) < self.config.max_num_seqs:
             budget = self._budget(out)
@@ -156,6 +157,8 @@ class Scheduler:
                     deferred.append(self.waiting.popleft())
                     skipped.add(seq.seq_id)
                     continue
+                if groups is None:
+                    groups = self.instances.waiting_groups(self.waiting)
                 members = [
                     s
                     for s in groups[self.instances.group_key(seq)]
