@@ -6,6 +6,8 @@ See docs/language.md for the language and examples.
 from nanolang.api.decorators import (
     UntraceableError,
     assistant,
+    assistant_begin,
+    assistant_end,
     call,
     fmt,
     func,
@@ -18,7 +20,11 @@ from nanolang.api.decorators import (
     program,
     select,
     system,
+    system_begin,
+    system_end,
     user,
+    user_begin,
+    user_end,
     video,
 )
 from nanolang.api.live import LiveProgram  # also registers live programs with the decorators
@@ -60,6 +66,8 @@ __all__ = [
     "Span",
     "UntraceableError",
     "assistant",
+    "assistant_begin",
+    "assistant_end",
     "build_graph",
     "call",
     "check",
@@ -79,6 +87,10 @@ __all__ = [
     "select",
     "set_backend",
     "system",
+    "system_begin",
+    "system_end",
     "user",
+    "user_begin",
+    "user_end",
     "video",
 ]

@@ -14,6 +14,7 @@ import itertools
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,18 @@ class Value:
     def __rsub__(self, other: Any) -> Value:
         return self._op("-", other, reverse=True)
 
+    def __mul__(self, other: Any) -> Value:
+        return self._op("*", other)
+
+    def __rmul__(self, other: Any) -> Value:
+        return self._op("*", other, reverse=True)
+
+    def __truediv__(self, other: Any) -> Value:
+        return self._op("/", other)
+
+    def __rtruediv__(self, other: Any) -> Value:
+        return self._op("/", other, reverse=True)
+
     def __getitem__(self, key: Any) -> Value:
         span = caller_span()
         return Value(tree.Index(self.expr, to_expr(key, span), span))
@@ -167,7 +180,41 @@ def to_expr(value: Any, span: Span) -> tree.Expr:
     raise TypeError(f"cannot use {type(value).__name__} in a nanolang program")
 
 
+@dataclass(frozen=True)
+class RoleMark:
+    """``nl.assistant_begin()`` / ``nl.assistant_end()`` (also user, system): SGLang's open
+    turn. Appended on its own (``s += nl.assistant_begin()``); the program then runs with real
+    values, the turn staying open (gens and forks continue it) until its ``_end()``."""
+
+    role: str
+    begin: bool
+    span: Span
+
+    def label(self) -> str:
+        return f"nl.{self.role}_{'begin' if self.begin else 'end'}()"
+
+    def __add__(self, other: Any) -> Any:
+        raise TypeError(f"{self.label()} is appended on its own: s += {self.label()}")
+
+    __radd__ = __add__
+
+
+def _role_mark(role: str, begin: bool) -> Callable[[], RoleMark]:
+    def make() -> RoleMark:
+        return RoleMark(role, begin, caller_span())
+
+    make.__name__ = f"{role}_{'begin' if begin else 'end'}"
+    return make
+
+
+user_begin, user_end = _role_mark("user", True), _role_mark("user", False)
+system_begin, system_end = _role_mark("system", True), _role_mark("system", False)
+assistant_begin, assistant_end = _role_mark("assistant", True), _role_mark("assistant", False)
+
+
 def as_stmts(item: Any, span: Span) -> tuple[tree.Stmt, ...]:
+    if isinstance(item, RoleMark):
+        raise TypeError(f"{item.label()} is appended on its own: s += {item.label()}")
     if isinstance(item, Pieces):
         return item.stmts
     if not isinstance(item, Value) and hasattr(item, "pieces"):  # s.user("...") as a value
@@ -186,6 +233,8 @@ class State:
         self.body: list[tree.Stmt] = []
 
     def __iadd__(self, item: Any) -> State:
+        if isinstance(item, RoleMark):  # an open turn across Python statements: run for real
+            raise _untraceable(item.label())
         self.body.extend(as_stmts(item, caller_span()))
         return self
 

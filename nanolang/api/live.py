@@ -16,12 +16,12 @@ import asyncio
 import concurrent.futures
 import inspect
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from nanolang.api.current import current_state, live_factory, set_current_state
-from nanolang.api.decorators import Pieces, Value, as_stmts, caller_span, to_expr
+from nanolang.api.decorators import Pieces, RoleMark, Value, as_stmts, caller_span, to_expr
 from nanolang.api.options import RunOptions
 from nanolang.api.program import Program, default_backend
 from nanolang.backends.base import Backend
@@ -50,6 +50,9 @@ class LiveState:
     # appending and reading
 
     def __iadd__(self, item: Any) -> LiveState:
+        if isinstance(item, RoleMark):
+            self.mark_role(item)
+            return self
         stmts = as_stmts(item, caller_span())
         if self._collecting:  # inside ``with s.fork(n)`` / ``with s.loop(...)``: a block
             self._collecting[-1].extend(stmts)
@@ -59,14 +62,45 @@ class LiveState:
 
     def execute(self, stmts: tuple[tree.Stmt, ...]) -> None:
         """Queue ``stmts`` after this state's earlier statements; returns at once."""
+        self._queue(lambda: self.interpreter.block(stmts, self.frame))
+
+    def _queue(self, run: Callable[[], Awaitable[None]]) -> None:
         previous = self._last
 
         async def step() -> None:
             if previous is not None:
                 await asyncio.wrap_future(previous)
-            await self.interpreter.block(stmts, self.frame)
+            await run()
 
         self._last = asyncio.run_coroutine_threadsafe(step(), self.event_loop)
+
+    def mark_role(self, mark: RoleMark) -> None:
+        """``s += nl.assistant_begin()`` opens a turn that stays open (what follows, forks
+        included, continues it) until ``s += nl.assistant_end()``."""
+        if self._collecting:
+            raise NanoRuntimeError(
+                f"{mark.label()} inside a `with` block: use `with s.{mark.role}():` there",
+                mark.span,
+            )
+
+        async def run() -> None:
+            context = self.frame.context
+            if mark.begin and context.open:
+                raise NanoRuntimeError(
+                    f"roles do not nest: {mark.label()} while a {context.roles[-1]!r} message "
+                    "is open",
+                    mark.span,
+                )
+            if not mark.begin and not (context.open and context.roles[-1] == mark.role):
+                raise NanoRuntimeError(
+                    f"{mark.label()} without an open {mark.role!r} message", mark.span
+                )
+            if mark.begin:
+                self.interpreter.open_role(self.frame, mark.role)
+            else:
+                self.interpreter.close_role(self.frame)
+
+        self._queue(run)
 
     def sync(self) -> None:
         """Wait until every statement appended so far has run (raises the first error)."""
@@ -153,8 +187,9 @@ class LiveState:
         return list(self.interpreter.transcript_of(self.frame).messages)
 
     def get_meta_info(self, name: str) -> dict[str, Any]:
+        """The metadata of gen ``name`` as this state sees it (a fork branch: its own gen's)."""
         self.sync()
-        return self.interpreter.meta.get(name, {})
+        return self.frame.meta.get(name) or self.interpreter.meta.get(name, {})
 
     # blocks
 

@@ -35,6 +35,12 @@ def refuse_unsupported(params: SamplingParams) -> None:
             "select needs prompt log-probabilities, which the OpenAI API does not return; "
             "run against a nanolang server (nanolang.backends.HTTP) or locally"
         )
+    if params.top_logprobs:
+        raise UnsupportedByServer(
+            "top_logprobs_num (the k likeliest tokens per position, also what a max_tokens = 0 "
+            "gen reads) is not returned through this OpenAI-compatible backend; run against a "
+            "nanolang server (nanolang.backends.HTTP) or locally"
+        )
     if params.constrained:
         raise UnsupportedByServer(
             "regex / json_schema constraints are not part of the OpenAI API; "

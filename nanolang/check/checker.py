@@ -32,6 +32,7 @@ class Where:
     role: tree.Role | None = None
     loop: tree.Fork | tree.For | tree.While | None = None
     capture: tree.Capture | None = None
+    loop_role: tree.Role | None = None  # the role block open where ``loop`` began
 
 
 class Checker:
@@ -130,7 +131,7 @@ class Checker:
         elif isinstance(stmt, tree.Break):
             if where.capture is not None:
                 self.error("break is not allowed inside a capture block", stmt.span)
-            elif where.role is not None:
+            elif where.role is not None and where.role is not where.loop_role:
                 self.error("break is not allowed inside a role block", stmt.span)
             elif not isinstance(where.loop, (tree.For, tree.While)):
                 inside = "a fork body" if isinstance(where.loop, tree.Fork) else "a loop"
@@ -155,10 +156,8 @@ class Checker:
         self.check_block(stmt.body, scope, replace(where, role=stmt))
 
     def check_control(self, stmt: tree.Stmt, scope: Scope, where: Where) -> None:
-        if where.role is not None:
-            self.error(
-                f"{type(stmt).__name__.lower()} is not allowed inside a role block", stmt.span
-            )
+        # inside a role block, control statements continue the open turn (fork branches each
+        # continue the message); only roles themselves and a break out of the block are refused
         if isinstance(stmt, tree.Fork):
             self.check_expr(stmt.count, scope)
             count = constant(stmt.count)
@@ -193,7 +192,7 @@ class Checker:
         inner = dict(scope)
         if var is not None:
             self.bind(var, stmt.span, inner)
-        self.check_block(stmt.body, inner, replace(where, loop=stmt))
+        self.check_block(stmt.body, inner, replace(where, loop=stmt, loop_role=where.role))
         for name in tree.assigned_names(stmt.body):
             if name in inner and name not in scope:
                 # after a for/while: the list of the iterations that bound it (maybe empty)

@@ -98,7 +98,7 @@ def _method(v: Any) -> str | None:
 
 
 GEN_ARGS: dict[str, Check] = {
-    "max_tokens": _int(1),
+    "max_tokens": _int(0),  # 0: prefill only, no text (the next token's top logprobs)
     "temperature": _number(0.0, float("inf")),
     "top_p": _number(0.0, 1.0, lo_open=True),
     "top_k": _int(),
@@ -116,9 +116,10 @@ GEN_ARGS: dict[str, Check] = {
     "repetition_penalty": _number(0.0, float("inf"), lo_open=True),
     "return_logprob": _bool,
     "top_logprobs_num": _int(0),
+    "return_text_in_logprobs": _bool,  # SGLang's; logprob entries always carry the text
 }
 # gen arguments the interpreter handles itself (not SamplingParams fields)
-LANGUAGE_ARGS = ("n", "dtype", "return_logprob", "top_logprobs_num")
+LANGUAGE_ARGS = ("n", "dtype", "return_logprob", "top_logprobs_num", "return_text_in_logprobs")
 
 SELECT_ARGS: dict[str, Check] = {"method": _method}
 

@@ -232,10 +232,12 @@ class _Types:
             return BOOL
         if op == "+" and same and _family(left) in ("number", "text", LIST):
             return _sum_type(left, right)
-        if op == "-" and same and _family(left) == "number":
+        if op in ("-", "*") and same and _family(left) == "number":
             return _sum_type(left, right)
+        if op == "/" and same and _family(left) == "number":
+            return FLOAT
         hint = ""
-        if GEN in (left, right) and ({left, right} & NUMERIC or op == "-"):
+        if GEN in (left, right) and ({left, right} & NUMERIC or op in ("-", "*", "/")):
             hint = "; generated text is a string: convert it first, e.g. int(x) or float(x)"
         self.error(f"cannot apply '{op}' to {_a(left)} and {_a(right)}{hint}", expr.span)
         return ANY

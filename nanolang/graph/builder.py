@@ -124,6 +124,7 @@ class GraphBuilder:
         head = self.add(kind, label, flow, stmt.span, data=data)
         self.flush(flow, head)
         inner = _Flow((head,), [], [], dict(flow.producers), (*flow.scope, f"{kind.value} {label}"))
+        inner.role = flow.role  # a fork inside an open role block continues that turn
         if isinstance(stmt, tree.For):
             inner.producers[stmt.var] = (head,)
         if isinstance(stmt, tree.Fork) and stmt.index:
@@ -152,7 +153,7 @@ class GraphBuilder:
         self.flush(flow, head)
         ends: list[int] = []
         for body, tag in ((stmt.then, f"if {label}"), (stmt.orelse, "else")):
-            inner = _Flow((head,), [], [], dict(flow.producers), (*flow.scope, tag))
+            inner = _Flow((head,), [], [], dict(flow.producers), (*flow.scope, tag), flow.role)
             self.block(body, inner)
             end = self.add(NodeKind.JOIN, f"end {tag}", inner, stmt.span, prompt=inner.pending)
             ends.append(end)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from nanolang.syntax import tree
@@ -24,12 +24,12 @@ class Evaluator:
         env: dict[str, Any],
         run_call: CallRunner,
         run_tool: ToolRunner | None = None,
-        meta: dict[str, dict[str, Any]] | None = None,
+        meta: Mapping[str, dict[str, Any]] | None = None,
     ) -> None:
         self.env = env
         self.run_call = run_call
         self.run_tool = run_tool
-        self.meta = meta if meta is not None else {}
+        self.meta: Mapping[str, dict[str, Any]] = meta if meta is not None else {}
 
     async def lookup(self, var: tree.Var) -> Any:
         if var.name not in self.env:
@@ -139,6 +139,12 @@ def compare(expr: tree.BinOp, left: Any, right: Any) -> Any:
         return left + right
     if op == "-" and kinds == {"number"}:
         return left - right
+    if op == "*" and kinds == {"number"}:
+        return left * right
+    if op == "/" and kinds == {"number"}:
+        if right == 0:
+            raise NanoRuntimeError("division by zero", expr.span)
+        return left / right
     raise NanoRuntimeError(
         f"cannot apply {op!r} to {type_name(left)} and {type_name(right)}", expr.span
     )

@@ -33,6 +33,7 @@ def split(kwargs: dict[str, Any], span: Span) -> tuple[dict[str, Any], GenOption
         return_logprob=rest.pop("return_logprob", False),
         top_logprobs_num=rest.pop("top_logprobs_num", 0),
     )
+    rest.pop("return_text_in_logprobs", None)  # SGLang's; the text is always there
     if options.dtype is not None:
         if "regex" in rest or "json_schema" in rest:
             raise NanoRuntimeError("give dtype or a regex/json_schema, not both", span)
@@ -99,4 +100,17 @@ def meta_info(output: RequestOutput, options: GenOptions, tokenizer: Any) -> dic
         meta["output_top_logprobs"] = [
             [[lp, tid, tokenizer.decode([tid])] for tid, lp in position.items()] for position in top
         ]
+    return meta
+
+
+def prefill_meta(output: RequestOutput, options: GenOptions, tokenizer: Any) -> dict[str, Any]:
+    """``meta(x)`` of a ``max_tokens = 0`` gen, from its one-token probe ``output``: no output
+    tokens; with ``top_logprobs_num`` the probe's first position, i.e. the next token at the
+    prompt's end, as SGLang's ``output_top_logprobs[0]``."""
+    meta = meta_info(output, options, tokenizer)
+    meta.update(completion_tokens=0, output_token_ids=[], finish_reason="length")
+    if "output_token_logprobs" in meta:
+        meta["output_token_logprobs"] = []
+    if "output_top_logprobs" in meta:
+        meta["output_top_logprobs"] = meta["output_top_logprobs"][:1]
     return meta

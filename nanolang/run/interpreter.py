@@ -13,6 +13,7 @@ import itertools
 import json
 import time
 import zlib
+from collections import ChainMap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,9 @@ class Frame:
     context: Context
     path: str
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    # meta(x) as this frame sees it: a fork branch reads its own gens' metadata (copied at the
+    # fork), loop iterations share their frame's
+    meta: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -164,8 +168,9 @@ class Interpreter:
             await self.stmt(stmt, frame)
 
     def evaluator(self, frame: Frame) -> Evaluator:
+        meta = ChainMap(frame.meta, self.meta)  # the branch's own gens first
         return Evaluator(
-            frame.env, lambda call, args: self.call(call, args, frame), self.tool, self.meta
+            frame.env, lambda call, args: self.call(call, args, frame), self.tool, meta
         )
 
     async def tool(self, call: tree.ToolCall, args: list[Any]) -> Any:
@@ -297,6 +302,7 @@ class Interpreter:
                 dict(frame.env),
                 frame.context.copy(group=fork),
                 f"{frame.path}/fork@{span.line}.{i}",
+                meta=dict(frame.meta),
             )
             for i in range(count)
         ]
@@ -315,7 +321,11 @@ class Interpreter:
         for i, item in enumerate(items):
             env = {**frame.env, stmt.var: item}
             iteration = Frame(
-                frame.program, env, frame.context, f"{frame.path}/for@{stmt.span.line}.{i}"
+                frame.program,
+                env,
+                frame.context,
+                f"{frame.path}/for@{stmt.span.line}.{i}",
+                meta=frame.meta,
             )
             iterations.append(iteration)
             if not await self.iterate(stmt.body, iteration):
@@ -335,7 +345,7 @@ class Interpreter:
                     f"while loop stopped after {MAX_WHILE_ITERATIONS} iterations", stmt.span
                 )
             path = f"{frame.path}/while@{stmt.span.line}.{len(iterations)}"
-            iteration = Frame(frame.program, dict(frame.env), frame.context, path)
+            iteration = Frame(frame.program, dict(frame.env), frame.context, path, meta=frame.meta)
             iterations.append(iteration)
             if not await self.iterate(stmt.body, iteration):
                 break
@@ -367,6 +377,9 @@ class Interpreter:
         given = await self.arguments(stmt.args, GEN_ARGS, frame)
         kwargs, options = gen_options.split({**self.session.defaults, **given}, stmt.span)
         kwargs.setdefault("max_tokens", DEFAULT_MAX_TOKENS)
+        if kwargs["max_tokens"] == 0:
+            await self.gen_prefill(stmt, frame, kwargs, options)
+            return
         if options.n > 1:
             await self.gen_n(stmt, frame, kwargs, options)
             return
@@ -389,7 +402,9 @@ class Interpreter:
             self.emit(frame.context.text, stmt.name)
         self.moved_to(frame.context, node)
         frame.env[stmt.name] = gen_options.convert(options.dtype, output.text, stmt.span)
-        self.meta[stmt.name] = gen_options.meta_info(output, options, self.tokenizer)
+        self.meta[stmt.name] = frame.meta[stmt.name] = gen_options.meta_info(
+            output, options, self.tokenizer
+        )
         self.record(frame, stmt, "gen", [output], prompt, kwargs, output.text, None)
         self.note_node(node, ref, "gen", stmt, frame, prompt, [output], submitted)
 
@@ -413,9 +428,44 @@ class Interpreter:
             gen_options.convert(options.dtype, o.text, stmt.span) for o in outputs
         ]
         samples = [gen_options.meta_info(o, options, self.tokenizer) for o in outputs]
-        self.meta[stmt.name] = {"samples": samples}
+        self.meta[stmt.name] = frame.meta[stmt.name] = {"samples": samples}
         texts = [o.text for o in outputs]
         self.record(frame, stmt, "gen", list(outputs), prompt, kwargs, json.dumps(texts), None)
+
+    async def gen_prefill(
+        self, stmt: tree.Gen, frame: Frame, kwargs: dict[str, Any], options: gen_options.GenOptions
+    ) -> None:
+        """``gen x(max_tokens = 0)`` (SGLang's prefill-only request): ``x`` is "" and nothing is
+        appended; ``meta(x)`` has the prompt's counts and, with ``top_logprobs_num = k``,
+        ``output_top_logprobs[0]``: the k likeliest next tokens at the prompt's end. It runs as
+        one greedy token that is dropped (logprobs are the raw model's, so sampling arguments
+        change nothing), a plain request outside the graph, like ``n`` samples."""
+        if (
+            options.n > 1
+            or options.dtype is not None
+            or "regex" in kwargs
+            or "json_schema" in kwargs
+        ):
+            raise NanoRuntimeError(
+                "a gen with max_tokens = 0 generates nothing: it takes no n, dtype, regex or "
+                "json_schema",
+                stmt.span,
+            )
+        probe = {"max_tokens": 1, "temperature": 0.0, "logprobs": bool(kwargs.get("logprobs"))}
+        params = gen_options.sampling_params(probe, options, stmt.span)
+        prompt = self.prompt(frame, stmt.span)
+        output = await self.request(prompt, params, stmt)
+        if options.top_logprobs_num and not getattr(output, "top_logprobs", None):
+            raise NanoRuntimeError(
+                f"gen {stmt.name!r} with max_tokens = 0 asks for the next token's top "
+                f"{options.top_logprobs_num} logprobs, which this backend does not return",
+                stmt.span,
+            )
+        frame.env[stmt.name] = ""
+        self.meta[stmt.name] = frame.meta[stmt.name] = gen_options.prefill_meta(
+            output, options, self.tokenizer
+        )
+        self.record(frame, stmt, "gen", [output], prompt, kwargs, "", None)
 
     async def select(self, stmt: tree.Select, frame: Frame) -> None:
         kwargs = await self.arguments(stmt.args, SELECT_ARGS, frame)
@@ -436,7 +486,7 @@ class Interpreter:
         frame.context.extend_tokens(list(chosen.token_ids), chosen.choice)
         self.moved_to(frame.context, node)
         frame.env[stmt.name] = chosen.choice
-        self.meta[stmt.name] = {
+        self.meta[stmt.name] = frame.meta[stmt.name] = {
             "choices": list(choices),
             "scores": list(chosen.scores),
             "input_token_logprobs": [

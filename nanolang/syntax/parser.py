@@ -337,6 +337,7 @@ class _Builder(Transformer):
         return build
 
     or_, and_, add, sub = _binop("or"), _binop("and"), _binop("+"), _binop("-")
+    mul, div = _binop("*"), _binop("/")
     eq, ne, lt, gt = _binop("=="), _binop("!="), _binop("<"), _binop(">")
     le, ge, in_, not_in = _binop("<="), _binop(">="), _binop("in"), _binop("not in")
 

@@ -8,7 +8,7 @@ from nanolang.syntax import tree
 
 _ESCAPE = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r", "\0": "\\0"}
 _PRECEDENCE = {"or": 1, "and": 2, "==": 4, "!=": 4, "<": 4, ">": 4, "<=": 4, ">=": 4}
-_PRECEDENCE.update({"in": 4, "not in": 4, "+": 5, "-": 5})
+_PRECEDENCE.update({"in": 4, "not in": 4, "+": 5, "-": 5, "*": 6, "/": 6})
 
 
 def quote(text: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -130,6 +131,21 @@ def _replace(value: Any, old: Any, new: Any) -> str:
     return str(value.replace(old, new))
 
 
+def _exp(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BuiltinError(f"exp() needs a number, got {type_name(value)}")
+    try:
+        return math.exp(value)
+    except OverflowError:
+        raise BuiltinError(f"exp({value}) is too large") from None
+
+
+def _strip(value: Any, chars: Any = None) -> str:
+    if not isinstance(value, str) or not (chars is None or isinstance(chars, str)):
+        raise BuiltinError("strip(s, chars) needs strings")
+    return value.strip(chars)
+
+
 def _meta(value: Any) -> Any:  # evaluated by the interpreter (it reads the gen's metadata)
     raise BuiltinError("meta() takes the name of a gen variable")
 
@@ -151,9 +167,7 @@ BUILTINS: dict[str, Builtin] = {
         Builtin("float", 1, 1, _float, "a number or a numeric string as a float", "float"),
         Builtin("lower", 1, 1, _text_fn("lower", str.lower), "lower-cased string", "str"),
         Builtin("upper", 1, 1, _text_fn("upper", str.upper), "upper-cased string", "str"),
-        Builtin(
-            "strip", 1, 1, _text_fn("strip", str.strip), "string without surrounding spaces", "str"
-        ),
+        Builtin("strip", 1, 2, _strip, "strip(s, chars): without surrounding spaces/chars", "str"),
         Builtin("split", 1, 2, _split, "split(s, sep): the pieces (sep: whitespace)", "list"),
         Builtin("replace", 3, 3, _replace, "replace(s, old, new)", "str"),
         Builtin("startswith", 2, 2, _text2("startswith", str.startswith), "prefix test", "bool"),
@@ -166,6 +180,7 @@ BUILTINS: dict[str, Builtin] = {
         Builtin("sum", 1, 1, _numbers_fn("sum", sum), "sum of a list of numbers", "number"),
         Builtin("abs", 1, 1, _number_fn("abs", abs), "absolute value", "number"),
         Builtin("round", 1, 1, _number_fn("round", round), "nearest integer", "int"),
+        Builtin("exp", 1, 1, _exp, "e to the power x (a logprob's probability)", "float"),
         Builtin("meta", 1, 1, _meta, "meta(x): gen x's token ids, counts, logprobs", "record"),
         Builtin("image", 0, 9, _refused("images"), "refused: no vision model", "any"),
         Builtin("video", 0, 9, _refused("videos"), "refused: no vision model", "any"),

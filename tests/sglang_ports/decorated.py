@@ -5,6 +5,7 @@ python/sglang/test/test_programs.py and examples/frontend_language/usage/*.py.""
 from __future__ import annotations
 
 from enum import StrEnum
+from math import exp
 
 from pydantic import BaseModel
 
@@ -446,3 +447,67 @@ def chinese_character_gen(s, name):
 """
     s += f"现在请你填写{name}的信息：\n"
     s += nl.gen("json_output", max_tokens=256, regex=chinese_character_regex)
+
+
+@nl.function
+def cot_decoding(s, question, get_top_k, is_chat_model, verbose):
+    """CoT Decoding: http://arxiv.org/abs/2402.10200 (usage/cot_decoding.py; what it prints
+    per path is returned: the token, its probability, the score and the answer)."""
+
+    if is_chat_model:
+        s += nl.user("Question: " + question + "\nAnswer:")
+        s += nl.assistant_begin()
+    else:
+        s += "Question: " + question + "\nAnswer:"
+
+    step_0 = s.fork(1)[0]
+    forks = s.fork(get_top_k)
+    answer_forks = s.fork(get_top_k)
+
+    # decoding step 0
+    step_0 += nl.gen(
+        "get_top_k",
+        max_tokens=0,
+        return_logprob=True,
+        top_logprobs_num=get_top_k,
+        return_text_in_logprobs=True,
+    )
+    logprobs = step_0.get_meta_info("get_top_k")["output_top_logprobs"][0]
+
+    paths = []
+    for idx, (f, token) in enumerate(zip(forks, logprobs, strict=False)):
+        logprob, _token_id, text = token
+        f += text
+
+        if text == "<|end_of_text|>":
+            paths.append({"text": text, "prob": exp(logprob), "score": "nan", "answer": "nan"})
+            continue
+
+        # continue greedy decoding
+        f += nl.gen(
+            "answer",
+            temperature=0,
+            max_tokens=1024,
+            return_logprob=True,
+            top_logprobs_num=2,
+            return_text_in_logprobs=True,
+        )
+
+        # calculate probability disparity between the top and secondary tokens
+        x1s = [exp(xt[0][0]) for xt in f.get_meta_info("answer")["output_top_logprobs"]]
+        x2s = [exp(xt[1][0]) for xt in f.get_meta_info("answer")["output_top_logprobs"]]
+        delta = (sum(x1s) - sum(x2s)) / len(x1s)
+
+        # extract the answer span (without the '<|end_of_text|>' token)
+        answer_forks[idx] += text + f["answer"] + "\nSo the answer is"
+        answer_forks[idx] += nl.gen(
+            "answer_span",
+            temperature=0,
+            max_tokens=64,
+            return_logprob=True,
+            top_logprobs_num=2,
+            return_text_in_logprobs=True,
+        )
+        answer = answer_forks[idx]["answer_span"].replace("\n", " ").strip(":")
+        paths.append({"text": text, "prob": exp(logprob), "score": delta, "answer": answer})
+    return paths

@@ -420,6 +420,31 @@ def _check_triton_character(states: Any, form: str) -> None:
         assert state.text().endswith(state["json_output"])
 
 
+COT_QUESTION = (
+    "Claire makes a 3 egg omelet every morning for breakfast. How many dozens of eggs will she "
+    "eat in 4 weeks?"
+)
+
+
+def _cot_decoding(p: Any) -> Any:
+    ret = p.run(question=COT_QUESTION, get_top_k=10, is_chat_model=True, verbose=False)
+    if isinstance(ret, dict):  # the .nano form returns lists per field; as the Python form's
+        ret = [dict(zip(ret, path, strict=True)) for path in zip(*ret.values(), strict=True)]
+    return ret
+
+
+def _check_cot_decoding(paths: Any, form: str) -> None:
+    # the 10 likeliest first tokens, likeliest first (their probabilities sum to at most 1);
+    # each path's score is a mean of top-1 minus top-2 probabilities, so in [0, 1]
+    assert len(paths) == 10
+    probs = [p["prob"] for p in paths]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6, probs
+    assert len({p["text"] for p in paths}) == 10
+    for path in paths:
+        assert isinstance(path["text"], str) and isinstance(path["answer"], str)
+        assert path["score"] == "nan" or 0 <= path["score"] <= 1, path
+
+
 def _check_chinese_character(state: Any, form: str) -> None:
     out = state["json_output"]
     assert re.fullmatch(py.chinese_character_regex, out), out
@@ -491,6 +516,8 @@ PORTS = [
     Port("chinese_regex", "usage/chinese_regex.py", ("chinese_regex.nano", "character_gen"),
          py.chinese_character_gen, lambda p: p.run(name="赫敏格兰杰", temperature=0),
          _check_chinese_character),
+    Port("cot_decoding", "usage/cot_decoding.py", ("cot_decoding.nano", "cot_decoding"),
+         py.cot_decoding, _cot_decoding, _check_cot_decoding),
 ]  # fmt: skip
 
 EXCLUDED = [
@@ -502,11 +529,6 @@ EXCLUDED = [
     Excluded("llava / yi_vl / openvla / gemini multimodal",
              "quick_start/*llava*, *yi_vl*, openvla_example.py, gemini_example_multimodal_chat.py, "
              "usage/llava_video, usage/local_example_llava_next.py", "needs images/video"),
-    Excluded("cot_decoding", "usage/cot_decoding.py",
-             "cannot be written in the same shape: it forks inside an open assistant turn "
-             "(sgl.assistant_begin(); nanolang's role blocks hold no fork) and asks a gen for "
-             "max_tokens=0 (the next token's top logprobs without generating; nanolang needs "
-             ">= 1)"),
     Excluded("json_logprobs", "usage/json_logprobs.py",
              "not a frontend program: raw HTTP requests to /generate and /v1/completions"),
     Excluded("srt_engine", "usage/srt_engine.py", "not a frontend program: the Engine API"),

@@ -54,7 +54,7 @@ def test_static_errors_are_raised_at_decoration() -> None:
 
         @nl.program
         def bad(s):
-            s += nl.assistant(nl.gen("x", max_tokens=0))
+            s += nl.assistant(nl.gen("x", max_tokens=-1))
             return s["y"]
 
     messages = [e.message for e in info.value.errors]

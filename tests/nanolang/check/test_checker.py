@@ -66,10 +66,10 @@ CASES = [
     ),
     (
         "gen max_tokens range",
-        "program p() { gen a(max_tokens = 0) }",
+        "program p() { gen a(max_tokens = -1) }",
         1,
         34,
-        "expected an integer >= 1",
+        "expected an integer >= 0",
     ),
     (
         "gen temperature type",
@@ -161,11 +161,25 @@ CASES = [
         "roles do not nest: 'assistant' inside 'user' (opened at 2:5)",
     ),
     (
-        "fork inside role",
-        "program p() { assistant { fork 2 { } } }",
+        "break out of a role block",
+        "program p() { for x in [1] { assistant { break } } }",
         1,
-        27,
-        "fork is not allowed inside a role block",
+        42,
+        "break is not allowed inside a role block",
+    ),
+    (
+        "role inside a fork inside a role",
+        'program p() { assistant { fork 2 { user "x" } } }',
+        1,
+        36,
+        "roles do not nest: 'user' inside 'assistant'",
+    ),
+    (
+        "break in a fork inside a role",
+        "program p() { assistant { fork 2 { break } } }",
+        1,
+        36,
+        "break outside a fork body",
     ),
     ("unknown program", "program p() { let x = call q() }", 1, 23, "unknown program 'q'"),
     (
@@ -238,6 +252,22 @@ def test_definite_assignment_on_both_branches() -> None:
 def test_fork_and_for_bodies_bind_lists_after_the_block() -> None:
     source = "program p() { fork 2 { gen a } for i in [1] { gen b } return { a, b } }"
     assert check(parse(source)) == []
+
+
+def test_control_inside_a_role_block_continues_the_open_turn() -> None:
+    source = (
+        "program p(xs) { assistant { fork 2 as i { if i == 0 { gen a } else { gen a } }\n"
+        '    for x in xs { "{x}" if x == "." { break } } while len(xs) > 9 { break }\n'
+        "    gen b(max_tokens = 0, top_logprobs_num = 2) } return { a, b } }"
+    )
+    assert check(parse(source)) == []
+
+
+def test_arithmetic_and_exp_are_typed() -> None:
+    ok = "program p() { let x = exp(-0.5) * 2 / 4 - 1 return x }"
+    assert check(parse(ok)) == []
+    bad = 'program p() { let x = "a" * 2 let y = 1 / "b" return x }'
+    assert [e.span.column for e in check(parse(bad))] == [23, 39]
 
 
 def test_all_errors_are_reported_in_order() -> None:
