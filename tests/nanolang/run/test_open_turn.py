@@ -97,7 +97,7 @@ def test_max_tokens_0_refusals(backend: LocalBackend) -> None:
     with pytest.raises(NanoRuntimeError, match="max_tokens = 0 generates nothing"):
         program.run(backend=backend)
     with pytest.raises(nl.NanoErrors, match="integer >= 0"):
-        nl.compile('program main() { gen g(max_tokens = -1) }')
+        nl.compile("program main() { gen g(max_tokens = -1) }")
     with pytest.raises(UnsupportedByServer, match="top_logprobs_num"):
         refuse_unsupported(SamplingParams(max_tokens=1, logprobs=True, top_logprobs=3))
 
