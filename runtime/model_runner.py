@@ -18,6 +18,7 @@ import torch
 from kernels import AttentionMetadata, Ops
 from runtime.block_manager import BlockManager
 from runtime.cuda_graph import DecodeGraphs, DecodeInputs, default_buckets
+from runtime.host_copy import list_to_device, to_device
 from runtime.model.llama import ForwardContext, LlamaModel, Operation
 from runtime.sampler import sample
 from runtime.scheduler import ScheduledSequence, SchedulerOutput
@@ -187,15 +188,16 @@ class ModelRunner:
         return max(self.graphs.graphs, default=0) if self.graphs is not None else 0
 
     def _upload(self, t: torch.Tensor) -> torch.Tensor:
-        if self.device.type == "cuda":
-            return t.pin_memory().to(self.device, non_blocking=True)
-        return t
+        return to_device(t, self.device)
+
+    def _tensor(self, data: list, dtype: torch.dtype) -> torch.Tensor:  # type: ignore[type-arg]
+        return list_to_device(data, dtype, self.device)
 
     def _metadata(self, plan: StepPlan) -> AttentionMetadata:
         cu = plan.cu_seqlens
         return AttentionMetadata(
-            cu_seqlens_q=self._upload(torch.tensor(cu, dtype=torch.int32)),
-            context_lens=self._upload(torch.tensor(plan.context_lens, dtype=torch.int32)),
+            cu_seqlens_q=self._tensor(list(cu), torch.int32),
+            context_lens=self._tensor(list(plan.context_lens), torch.int32),
             block_tables=self._upload(torch.from_numpy(plan.block_tables)),
             slot_mapping=self._upload(torch.from_numpy(plan.slots)),
             num_decode_seqs=plan.num_decode_seqs,
@@ -267,7 +269,9 @@ class ModelRunner:
             self.ops.paged_attention.prepare(attn)  # host planning, before the layers
             ctx = ForwardContext(positions, attn, self.kv_caches, self.ops, hook)
             hidden = self.forward(input_ids, ctx)
-            rows = torch.tensor(plan.sample_rows, device=self.device, dtype=torch.long)
+            # never torch.tensor(..., device=cuda): that waits for the forward just queued, and
+            # the device would idle while the host forms the next batch
+            rows = self._tensor(plan.sample_rows, torch.long)
             logits = self.model.compute_logits(hidden.index_select(0, rows), self.ops)
             prompt_lp, prompt_top = self._prompt_logprobs(plan, hidden)
         return self._sample(plan, logits, prompt_lp, prompt_top, started)
@@ -287,9 +291,9 @@ class ModelRunner:
     ) -> None:
         if plan.patch_rows:
             assert prev_tokens is not None, "a pending input token without its iteration"
-            dst = torch.tensor(plan.patch_rows, dtype=torch.long).to(self.device, non_blocking=True)
-            idx = torch.tensor(plan.patch_src, dtype=torch.long).to(self.device, non_blocking=True)
-            input_ids[dst] = prev_tokens[idx]
+            dst = self._tensor(plan.patch_rows, torch.long)
+            idx = self._tensor(plan.patch_src, torch.long)
+            input_ids.index_copy_(0, dst, prev_tokens.index_select(0, idx))
 
     def _sample(
         self,
@@ -349,7 +353,7 @@ class ModelRunner:
             if not self.samples:
                 continue  # the collective inside compute_logits is all this rank takes part in
             lp = torch.log_softmax(logits, dim=-1)
-            target = torch.tensor(targets, device=self.device).unsqueeze(1)
+            target = self._tensor(targets, torch.long).unsqueeze(1)
             out[idx] = lp.gather(1, target).squeeze(1)
             if k := plan.prompt_top_k.get(idx, 0):
                 top = lp.topk(k, dim=-1)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from kernels import Ops
+from runtime.host_copy import list_to_device, to_device
 from runtime.sequence import Sequence
 
 _MIX = 0x9E3779B97F4A7C15
@@ -36,7 +37,7 @@ def exponential_noise(keys: list[int], vocab_size: int, device: torch.device) ->
     Counter-based (hashing, no generator state), so it is the same on the CPU and the GPU, costs a
     few elementwise passes on the device, and one row never depends on the others.
     """
-    key = torch.tensor(keys, dtype=torch.int64, device=device)
+    key = list_to_device(keys, torch.int64, device)
     lo, hi = (key & _M32).unsqueeze(1), ((key >> 32) & _M32).unsqueeze(1)
     idx = torch.arange(vocab_size, dtype=torch.int64, device=device).unsqueeze(0)
     x = _mix32(lo ^ ((idx * 0x9E3779B1) & _M32))
@@ -121,16 +122,14 @@ class SamplingBatch:
         if device.type == "cpu":
             return self
         return SamplingBatch(
-            temperature=self.temperature.to(device, non_blocking=True),
-            top_p=self.top_p.to(device, non_blocking=True),
-            top_k=self.top_k.to(device, non_blocking=True),
-            min_p=self.min_p.to(device, non_blocking=True),
+            temperature=to_device(self.temperature, device),
+            top_p=to_device(self.top_p, device),
+            top_k=to_device(self.top_k, device),
+            min_p=to_device(self.min_p, device),
             noise=self.noise,
-            mask=None if self.mask is None else self.mask.to(device, non_blocking=True),
-            bias=None if self.bias is None else self.bias.to(device, non_blocking=True),
-            repetition=None
-            if self.repetition is None
-            else self.repetition.to(device, non_blocking=True),
+            mask=None if self.mask is None else to_device(self.mask, device),
+            bias=None if self.bias is None else to_device(self.bias, device),
+            repetition=None if self.repetition is None else to_device(self.repetition, device),
         )
 
 

@@ -94,6 +94,7 @@ def run_nanolang(
     kv: str,
     ceilings: Ceilings | None = None,
     tp: int = 1,
+    budget: int | None = None,
 ) -> list[EngineRun]:
     """Every workload on one engine instance (``ceilings``: measured by an earlier instance)."""
     overrides = json.loads(args.hf_overrides) if args.hf_overrides else None
@@ -103,7 +104,8 @@ def run_nanolang(
         args.model, dtype=args.dtype, device=args.device, load_format=args.load_format,
         hf_overrides=overrides, max_num_seqs=args.max_num_seqs,
         admission_reserve_tokens=args.admission_reserve_tokens,
-        max_num_batched_tokens=args.max_num_batched_tokens, enforce_eager=args.enforce_eager,
+        max_num_batched_tokens=budget or args.max_num_batched_tokens,
+        enforce_eager=args.enforce_eager,
         async_scheduling=args.async_scheduling, pipeline=spec, kv_cache_dtype=kv,
         tensor_parallel_size=tp,
     )  # fmt: skip
@@ -115,6 +117,7 @@ def run_nanolang(
         "async_scheduling": engine.async_scheduling,
         "ceilings": ceilings or measure_ceilings(device, cfg, dtype),
         "dtype": dtype,
+        "max_num_batched_tokens": engine.config.max_num_batched_tokens,
     }  # fmt: skip
     runs = []
     for name in names:
@@ -126,7 +129,8 @@ def run_nanolang(
             engine.blocks.cache.reset()
         res = run_throughput(llm, reqs, args.profile_every)
         print(
-            f"[bench] nanolang {mode} kv={kv} tp={tp} {name} x{len(reqs)}: "
+            f"[bench] nanolang {mode} kv={kv} tp={tp} "
+            f"budget={engine.config.max_num_batched_tokens} {name} x{len(reqs)}: "
             f"{res.total_tokens_per_s:,.0f} total tok/s, max batch {res.max_batch_seqs}, "
             f"preemptions {res.preemptions}, {res.seconds:.1f} s",
             file=sys.stderr, flush=True,
@@ -210,6 +214,20 @@ def run_peers(
     return records
 
 
+def token_budgets(args: argparse.Namespace) -> list[int]:
+    """The tokens-per-iteration budgets to run, one engine each."""
+    if not args.token_budgets:
+        return [args.max_num_batched_tokens]
+    try:
+        budgets = [int(b) for b in args.token_budgets.split(",")]
+    except ValueError:
+        raise SystemExit(f"--token-budgets takes a comma list of integers, got "
+                         f"{args.token_budgets!r}") from None  # fmt: skip
+    if any(b < 1 for b in budgets):
+        raise SystemExit(f"--token-budgets must be positive, got {args.token_budgets!r}")
+    return budgets
+
+
 def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
     names = list(WORKLOADS) if args.workloads == "all" else args.workloads.split(",")
     unknown = [n for n in names if n not in WORKLOADS]
@@ -219,13 +237,15 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
     modes = args.mode.split(",")
     specs = {mode: pipeline_spec(mode, args.plan) for mode in modes}
     kv_dtypes = args.kv_cache_dtype.split(",")
+    budgets = token_budgets(args)
     runs: list[EngineRun] = []
     tps = parse_tp(args.tp)
     for tp in tps:
         for mode in modes:
             for kv in kv_dtypes:
-                ceilings = runs[0].facts["ceilings"] if runs else None  # one measurement per run
-                runs += run_nanolang(args, names, mode, specs[mode], kv, ceilings, tp)
+                for budget in budgets:
+                    ceilings = runs[0].facts["ceilings"] if runs else None  # one per run
+                    runs += run_nanolang(args, names, mode, specs[mode], kv, ceilings, tp, budget)
     device = runs[0].facts["device"]
     dtype = runs[0].facts["dtype"]
     peer_net = build_hf_model(args.model, device, dtype) if "hf" in peers else None
@@ -235,8 +255,9 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
         res, facts = r.result, r.facts
         cfg, ceilings = facts["cfg"], facts["ceilings"]
         peer = None
-        first = (r.mode, r.kv_cache_dtype, r.facts["network"].tp) == (modes[0], kv_dtypes[0],
-                                                                      tps[0])  # fmt: skip
+        first = (r.mode, r.kv_cache_dtype, r.facts["network"].tp,
+                 facts["max_num_batched_tokens"]) == (modes[0], kv_dtypes[0], tps[0],
+                                                      budgets[0])  # fmt: skip
         if peer_net is not None and WORKLOADS[r.workload].fixed and first:
             peer = run_hf_generate(peer_net, r.requests[: args.peer_requests], args.peer_batch,
                                    device)  # fmt: skip
@@ -254,7 +275,7 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
             network=facts["network"],
             ceilings=ceilings, kernels=facts["kernels"], peer=peer, version=version,
             kv_cache_tokens=facts["kv_cache_tokens"], kv_cache_dtype=r.kv_cache_dtype,
-            profile=r.profile,
+            profile=r.profile, max_num_batched_tokens=facts["max_num_batched_tokens"],
         ))  # fmt: skip
     del peer_net
     gc.collect()

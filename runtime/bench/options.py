@@ -23,6 +23,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     ap.add_argument("--admission-reserve-tokens", type=int, default=2048)
     ap.add_argument("--max-num-batched-tokens", type=int, default=2048)
     ap.add_argument(
+        "--token-budgets",
+        default=None,
+        help="comma list of tokens per iteration to sweep, one engine each (e.g. 2048,8192,16384; "
+        "default: --max-num-batched-tokens alone); every record carries its budget",
+    )
+    ap.add_argument(
         "--profile-every",
         type=int,
         default=0,

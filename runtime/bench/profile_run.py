@@ -110,8 +110,7 @@ def profile_run(
         "device_busy_ms_per_iteration": ms(busy),
         "idle_ms_per_iteration": ms(max(0.0, wall - busy)),
         "top_kernels_ms_per_iteration": {
-            name[:80]: ms(secs)
-            for name, secs in sorted(times.items(), key=lambda kv: -kv[1])[:top]
+            name[:80]: ms(secs) for name, secs in sorted(times.items(), key=lambda kv: -kv[1])[:top]
         },
         "source": "torch.profiler kernel times (CUPTI)" if cuda else "torch.profiler CPU ops",
     }

@@ -31,6 +31,7 @@ def result_record(
     kv_cache_dtype: str = "auto",
     profile: dict[str, Any] | None = None,
     network: Network | None = None,
+    max_num_batched_tokens: int | None = None,
 ) -> dict[str, Any]:
     total = result.total_tokens_per_s
     iters = len(result.records)
@@ -53,6 +54,7 @@ def result_record(
         "num_requests": num_requests,
         "kv_cache_dtype": kv_cache_dtype,
         "kv_cache_tokens": kv_cache_tokens,
+        "max_num_batched_tokens": max_num_batched_tokens,
         "max_batch_seqs": result.max_batch_seqs,
         "preemptions": result.preemptions,
         "prompt_tokens": result.prompt_tokens,
@@ -62,6 +64,7 @@ def result_record(
         "output_tokens_per_s": round(result.output_tokens_per_s, 1),
         "iterations": iters,
         "mean_iteration_ms": round(mean_iter * 1e3, 3),
+        **iteration_kinds(result),
         # from eager per-operation events (--profile-every); None when the run was not profiled
         "mean_iteration_split_ms": {
             "gemm": round(mean_iter * gemm * 1e3, 3),
@@ -121,6 +124,20 @@ def result_record(
     return record
 
 
+def iteration_kinds(result: ThroughputResult) -> dict[str, Any]:
+    """Mixed iterations (some prefill chunk of more than one token) apart from decode-only ones:
+    how many of each and their mean step time (wall clock of ``engine.step``)."""
+    mixed = [r.seconds for r in result.records if r.num_tokens > r.num_seqs]
+    decode = [r.seconds for r in result.records if r.num_tokens <= r.num_seqs]
+    return {
+        "mixed_iterations": len(mixed),
+        "iteration_ms_by_kind": {
+            "mixed": round(1e3 * sum(mixed) / len(mixed), 3) if mixed else None,
+            "decode": round(1e3 * sum(decode) / len(decode), 3) if decode else None,
+        },
+    }
+
+
 def critical_path_share(result: ThroughputResult) -> float:
     if result.host["gpu"] > 0:
         return max(0.0, 1 - result.host["gpu"] / result.seconds)
@@ -140,7 +157,7 @@ def render_table(records: list[dict[str, Any]]) -> Any:
         engine = r["engine"] + ("" if r.get("mode", "sequential") == "sequential"
                                 else f' ({r["mode"]})')  # fmt: skip
         if r.get("tensor_parallel_size", 1) > 1:
-            engine += f' TP={r["tensor_parallel_size"]}'
+            engine += f" TP={r['tensor_parallel_size']}"
 
         table.add_row(
             engine, r["workload"], str(r["num_requests"]), r.get("kv_cache_dtype", "auto"),

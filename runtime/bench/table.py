@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+DEFAULT_BUDGET = 2048  # EngineConfig.max_num_batched_tokens; other budgets are named
+
 
 def _row(cells: list[Any]) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
@@ -27,7 +29,7 @@ def _split(r: dict[str, Any]) -> str:
     if split:
         return (f'{r["mean_iteration_ms"]:.1f} ({split["gemm"]:.1f} / {split["attention"]:.1f} / '
                 f'{split["other"]:.1f})')  # fmt: skip
-    return f'{r["mean_iteration_ms"]:.1f}'
+    return f"{r['mean_iteration_ms']:.1f}"
 
 
 def throughput_table(records: list[dict[str, Any]]) -> str:
@@ -59,11 +61,14 @@ def _kv(r: dict[str, Any]) -> str:
 def _engine(r: dict[str, Any]) -> str:
     name = r.get("engine", "nanolang")
     if r.get("mode", "sequential") != "sequential":
-        name += f' ({r["mode"]})'
+        name += f" ({r['mode']})"
     if r.get("kv_cache_dtype", "auto") != "auto":
-        name += f' {r["kv_cache_dtype"]} KV'
+        name += f" {r['kv_cache_dtype']} KV"
     if r.get("tensor_parallel_size", 1) > 1:
-        name += f' TP={r["tensor_parallel_size"]}'
+        name += f" TP={r['tensor_parallel_size']}"
+    budget = r.get("max_num_batched_tokens")
+    if name.startswith("nanolang") and budget not in (None, DEFAULT_BUDGET):
+        name += f" ({budget} tok/iter)"
     return str(name)
 
 
@@ -83,7 +88,7 @@ def comparison_table(records: list[dict[str, Any]]) -> str:
         ours = by_engine.get("nanolang")
         peers = [r["total_tokens_per_s"] for e, r in by_engine.items() if
                  not e.startswith("nanolang")]  # fmt: skip
-        ratio = (f'{ours["total_tokens_per_s"] / max(peers):.2f}x' if ours and peers else "-")
+        ratio = f"{ours['total_tokens_per_s'] / max(peers):.2f}x" if ours and peers else "-"
         lines.append(_row([
             f"{workload} ({n})",
             *(f'{by_engine[e]["total_tokens_per_s"]:,.0f}' if e in by_engine else "-"

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from runtime.bench.__main__ import execute
+import pytest
+
+from runtime.bench.__main__ import execute, token_budgets
 from runtime.bench.options import build_parser
 from runtime.bench.workloads import WORKLOADS, make_requests, workload_seed
 
@@ -88,3 +90,29 @@ def test_both_kv_cache_dtypes_in_one_run(tiny_llama: str, tmp_path: Path) -> Non
     assert auto["output_tokens"] == fp8["output_tokens"] == 2 * 10
     # a float8 cache moves a quarter of float32's KV bytes: the workload bound can only rise
     assert fp8["workload_roofline_tokens_per_s"] >= auto["workload_roofline_tokens_per_s"]
+
+
+def test_token_budgets_sweep_one_engine_each(tiny_llama: str, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    args = build_parser().parse_args([
+        "--model", tiny_llama, "--load-format", "auto", "--device", "cpu",
+        "--workloads", "1024/512", "--num-requests", "3", "--scale", "0.02",
+        "--token-budgets", "8,64", "--out", str(out),
+    ])  # fmt: skip
+    assert execute(args, "test") == 0
+    small, large = json.loads(out.read_text())
+    assert (small["max_num_batched_tokens"], large["max_num_batched_tokens"]) == (8, 64)
+    assert small["output_tokens"] == large["output_tokens"] == 3 * 10
+    # 3 prompts of 20 tokens: chunks of at most 8 tokens take several mixed iterations, 64 one
+    assert small["mixed_iterations"] > large["mixed_iterations"] >= 1
+    assert small["iterations"] > large["iterations"]
+    for r in (small, large):
+        by_kind = r["iteration_ms_by_kind"]
+        assert by_kind["mixed"] > 0 and by_kind["decode"] > 0
+
+
+def test_token_budgets_must_be_positive_integers() -> None:
+    for bad in ("8,x", "0"):
+        with pytest.raises(SystemExit, match="--token-budgets"):
+            token_budgets(build_parser().parse_args(["--token-budgets", bad]))
+    assert token_budgets(build_parser().parse_args([])) == [2048]
