@@ -18,7 +18,7 @@ def add_arguments(ap: argparse.ArgumentParser, standalone: bool = False) -> None
         ap.add_argument("--dtype", default="auto")
         ap.add_argument("--scale", type=float, default=1.0, help="shrink lengths (tests)")
         ap.add_argument("--max-num-seqs", type=int, default=256)
-        ap.add_argument("--max-num-batched-tokens", type=int, default=2048)
+        ap.add_argument("--max-num-batched-tokens", type=int, default=8192)
         ap.add_argument("--enforce-eager", action="store_true")
         ap.add_argument("--async-scheduling", action=argparse.BooleanOptionalAction, default=None)
         ap.add_argument("--out", type=Path, default=None, help="JSON file to write (a list)")

@@ -48,7 +48,7 @@ class BenchConfig:
     device: str = "auto"
     dtype: str = "auto"
     max_num_seqs: int = 256
-    max_num_batched_tokens: int = 2048
+    max_num_batched_tokens: int = 8192
     enforce_eager: bool = False
     async_scheduling: bool | None = None
     lockstep: bool = False  # step the engine on the event loop (deterministic schedule)

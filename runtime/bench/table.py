@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-DEFAULT_BUDGET = 2048  # EngineConfig.max_num_batched_tokens; other budgets are named
+DEFAULT_BUDGET = 8192  # EngineConfig.max_num_batched_tokens; other budgets are named
 
 
 def _row(cells: list[Any]) -> str:
@@ -43,7 +43,8 @@ def throughput_table(records: list[dict[str, Any]]) -> str:
             continue
         peer = r.get("peer")
         lines.append(_row([
-            r["workload"], r["mode"] + _kv(r), "yes" if r.get("async_scheduling") else "no",
+            r["workload"], r["mode"] + _kv(r) + _budget(r),
+            "yes" if r.get("async_scheduling") else "no",
             f'{r["total_tokens_per_s"]:,.0f}', f'{r["output_tokens_per_s"]:,.0f}', _split(r),
             r["pct_compute_roofline"], r.get("pct_memory_roofline", "-"), r["pct_tight_roofline"],
             r.get("cpu_critical_path_pct", "-"),
@@ -56,6 +57,11 @@ def _kv(r: dict[str, Any]) -> str:
     kv = r.get("kv_cache_dtype", "auto")
     tp = r.get("tensor_parallel_size", 1)
     return ("" if kv == "auto" else f", {kv} KV") + ("" if tp == 1 else f", TP={tp}")
+
+
+def _budget(r: dict[str, Any]) -> str:
+    budget = r.get("max_num_batched_tokens")
+    return "" if budget is None else f", {budget} tok/iter"
 
 
 def _engine(r: dict[str, Any]) -> str:

@@ -115,4 +115,4 @@ def test_token_budgets_must_be_positive_integers() -> None:
     for bad in ("8,x", "0"):
         with pytest.raises(SystemExit, match="--token-budgets"):
             token_budgets(build_parser().parse_args(["--token-budgets", bad]))
-    assert token_budgets(build_parser().parse_args([])) == [2048]
+    assert token_budgets(build_parser().parse_args([])) == [8192]
