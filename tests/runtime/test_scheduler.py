@@ -54,6 +54,19 @@ def test_decodes_come_first_then_prefill_chunks_fill_the_budget() -> None:
     assert run_step(s) == [("r0", 1), ("r1", 1)]  # both decoding
 
 
+def test_decodes_beyond_the_budget_wait_and_leave_no_room_for_prefill() -> None:
+    s = make(budget=3)
+    for i in range(3):
+        s.add(seq(1, i))
+    assert run_step(s) == [("r0", 1), ("r1", 1), ("r2", 1)]
+    s.add(seq(5, 3))
+    s.add(seq(1, 4))
+    # three sequences decoding, a budget of two tokens: two decodes and nothing else
+    s.config = EngineConfig(block_size=4, max_num_batched_tokens=2, admission_reserve_tokens=0)
+    assert run_step(s) == [("r0", 1), ("r1", 1)]
+    assert [q.request_id for q in s.waiting] == ["r3", "r4"]
+
+
 def test_without_chunked_prefill_a_long_prompt_waits_for_a_full_budget() -> None:
     s = make(budget=8, chunked=False)
     s.add(seq(12, 0))
