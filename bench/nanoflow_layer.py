@@ -24,6 +24,7 @@ from runtime.model.llama import ForwardContext
 from runtime.pipeline import PipelineExecutor, Plan, two_partition_plan
 from runtime.pipeline.plans import default_plans, two_stream_plan
 from runtime.tune.inputs import paged_batch
+from runtime.tune.timeline import layer_steps, traced
 
 Forward = Callable[[torch.Tensor, ForwardContext], torch.Tensor]
 
@@ -99,22 +100,6 @@ def sweep(engine: Any, cls: str, inputs: tuple) -> list[dict[str, Any]]:
     return rows
 
 
-def traced(ex: PipelineExecutor, ids: torch.Tensor, ctx: ForwardContext, graph: bool) -> None:
-    """One forward with per-step events: eager, or captured and replayed as a CUDA graph."""
-    ex.forward(ids, ctx)  # warm-up
-    torch.cuda.synchronize()
-    ex.trace = []
-    if not graph:
-        ex.forward(ids, ctx)
-    else:
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
-            ex.forward(ids, ctx)
-        for _ in range(3):
-            g.replay()
-    torch.cuda.synchronize()
-
-
 def timeline(engine: Any, plan: Plan, inputs: tuple, layer: int, graph: bool) -> dict[str, Any]:
     """Per-step events of one forward; steps of ``layer`` in ms from the layer's first step."""
     ids, ctx = inputs
@@ -122,15 +107,7 @@ def timeline(engine: Any, plan: Plan, inputs: tuple, layer: int, graph: bool) ->
     for p in (plan.sequential(), plan):
         ex = PipelineExecutor(p, engine.model, engine.ops)
         traced(ex, ids, ctx, graph)
-        assert ex.trace is not None
-        steps = [t for t in ex.trace if t.layer == layer]
-        base = steps[0].start  # the first issued step of the layer
-        rows = [{"op": t.op, "nano_batch": t.nano_batch, "partition": t.partition,
-                 "start_ms": base.elapsed_time(t.start), "end_ms": base.elapsed_time(t.end)}
-                for t in steps]  # type: ignore[attr-defined]  # fmt: skip
-        first = min(r["start_ms"] for r in rows)
-        for r in rows:
-            r["start_ms"], r["end_ms"] = r["start_ms"] - first, r["end_ms"] - first
+        rows = layer_steps(ex, layer)
         ex.trace = None
         out["sequential" if p.is_single_stream else "nanoflow"] = {
             "plan": p.name, "sms": {str(k): v for k, v in ex.units.sms.items()}, "steps": rows,

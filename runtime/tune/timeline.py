@@ -22,15 +22,21 @@ def dense_plan(plan: Plan, op_names: list[str]) -> Plan:
                 order)  # fmt: skip
 
 
-def _traced(ex: PipelineExecutor, ids: torch.Tensor, ctx: ForwardContext) -> None:
-    ex.forward(ids, ctx)  # warm-up outside the capture
+def traced(
+    ex: PipelineExecutor, ids: torch.Tensor, ctx: ForwardContext, graph: bool = True
+) -> None:
+    """One forward with per-step events: captured and replayed as a CUDA graph, or eager."""
+    ex.forward(ids, ctx)  # warm-up outside any capture
     torch.cuda.synchronize()
     ex.trace = []
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
+    if not graph:
         ex.forward(ids, ctx)
-    for _ in range(3):
-        graph.replay()
+    else:
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            ex.forward(ids, ctx)
+        for _ in range(3):
+            g.replay()
     torch.cuda.synchronize()
 
 
@@ -57,7 +63,7 @@ def timeline(engine: Any, plan: Plan, ids: torch.Tensor, ctx: ForwardContext) ->
     out: dict[str, Any] = {"layer": layer, "tokens": int(ids.shape[0])}
     for key, p in (("dense", dense_plan(plan, names)), ("plan", plan)):
         ex = PipelineExecutor(p, engine.model, engine.ops)
-        _traced(ex, ids, ctx)
+        traced(ex, ids, ctx)
         out[key] = {"plan": p.name, "sms": {str(k): v for k, v in ex.units.sms.items()},
                     "steps": layer_steps(ex, layer)}  # fmt: skip
         ex.trace = None
