@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,14 +30,10 @@ def test_workloads_have_their_means() -> None:
 
 
 def test_bench_writes_one_record_per_workload(tiny_llama: str, tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    args = build_parser().parse_args([
-        "--model", tiny_llama, "--load-format", "auto", "--device", "cpu",
+    records = _run_on_cpu(tiny_llama, tmp_path, [
         "--workloads", "512/512,lmsys", "--num-requests", "4", "--scale", "0.02",
-        "--async-scheduling", "--profile-every", "4", "--out", str(out),
+        "--async-scheduling", "--profile-every", "4",
     ])  # fmt: skip
-    assert execute(args, "test") == 0
-    records = json.loads(out.read_text())
     assert [r["workload"] for r in records] == ["512/512", "lmsys"]
     for r in records:
         assert set(r) >= REQUIRED
@@ -56,14 +53,10 @@ def test_bench_writes_one_record_per_workload(tiny_llama: str, tmp_path: Path) -
 def test_throughput_runs_are_unprofiled_and_a_profiled_run_explains_them(
     tiny_llama: str, tmp_path: Path
 ) -> None:
-    out = tmp_path / "bench.json"
-    args = build_parser().parse_args([
-        "--model", tiny_llama, "--load-format", "auto", "--device", "cpu",
+    (record,) = _run_on_cpu(tiny_llama, tmp_path, [
         "--workloads", "1000/1000", "--num-requests", "3", "--scale", "0.01",
-        "--profile-run", "--profile-skip", "2", "--profile-window", "3", "--out", str(out),
+        "--profile-run", "--profile-skip", "2", "--profile-window", "3",
     ])  # fmt: skip
-    assert execute(args, "test") == 0
-    (record,) = json.loads(out.read_text())
     assert record["profiled_iterations"] == 0 and record["mean_iteration_split_ms"] is None
     prof = record["profile"]
     assert prof["iterations"] == 3 and prof["skip_iterations"] == 2
@@ -78,14 +71,10 @@ def test_workload_seeds_do_not_depend_on_the_selection() -> None:
 
 
 def test_both_kv_cache_dtypes_in_one_run(tiny_llama: str, tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    args = build_parser().parse_args([
-        "--model", tiny_llama, "--load-format", "auto", "--device", "cpu",
+    auto, fp8 = _run_on_cpu(tiny_llama, tmp_path, [
         "--workloads", "512/512", "--num-requests", "2", "--scale", "0.02",
-        "--kv-cache-dtype", "auto,fp8", "--out", str(out),
+        "--kv-cache-dtype", "auto,fp8",
     ])  # fmt: skip
-    assert execute(args, "test") == 0
-    auto, fp8 = json.loads(out.read_text())
     assert (auto["kv_cache_dtype"], fp8["kv_cache_dtype"]) == ("auto", "fp8")
     assert auto["output_tokens"] == fp8["output_tokens"] == 2 * 10
     # a float8 cache moves a quarter of float32's KV bytes: the workload bound can only rise
@@ -93,14 +82,10 @@ def test_both_kv_cache_dtypes_in_one_run(tiny_llama: str, tmp_path: Path) -> Non
 
 
 def test_token_budgets_sweep_one_engine_each(tiny_llama: str, tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    args = build_parser().parse_args([
-        "--model", tiny_llama, "--load-format", "auto", "--device", "cpu",
+    small, large = _run_on_cpu(tiny_llama, tmp_path, [
         "--workloads", "1024/512", "--num-requests", "3", "--scale", "0.02",
-        "--token-budgets", "8,64", "--out", str(out),
+        "--token-budgets", "8,64",
     ])  # fmt: skip
-    assert execute(args, "test") == 0
-    small, large = json.loads(out.read_text())
     assert (small["max_num_batched_tokens"], large["max_num_batched_tokens"]) == (8, 64)
     assert small["output_tokens"] == large["output_tokens"] == 3 * 10
     # 3 prompts of 20 tokens: chunks of at most 8 tokens take several mixed iterations, 64 one
@@ -116,3 +101,12 @@ def test_token_budgets_must_be_positive_integers() -> None:
         with pytest.raises(SystemExit, match="--token-budgets"):
             token_budgets(build_parser().parse_args(["--token-budgets", bad]))
     assert token_budgets(build_parser().parse_args([])) == [8192]
+
+
+def _run_on_cpu(tiny_llama: str, tmp_path: Path, args: list[str]) -> list[dict[str, Any]]:
+    """``python -m runtime.bench`` on the tiny model on the CPU: its records from ``--out``."""
+    out = tmp_path / "bench.json"
+    common = ["--model", tiny_llama, "--load-format", "auto", "--device", "cpu", "--out", str(out)]
+    assert execute(build_parser().parse_args([*common, *args]), "test") == 0
+    records: list[dict[str, Any]] = json.loads(out.read_text())
+    return records

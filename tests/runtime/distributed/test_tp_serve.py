@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,26 +9,12 @@ import httpx
 import pytest
 
 from runtime import LLM, SamplingParams
+from tests.serve_process import serve_process
 
 
 @pytest.mark.slow
 def test_serve_with_two_ranks_answers_and_stops_its_workers(tiny_llama: str) -> None:
-    port = free_port()
-    command = [sys.executable, "-m", "nanolang", "serve", "--model", tiny_llama,
-               "--port", str(port), "--tp", "2"]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "nanolang serve --tp 2 did not come up"
-            time.sleep(0.2)
+    with serve_process(["--model", tiny_llama, "--tp", "2"], start_s=120) as (proc, url):
         workers = _children(proc.pid)
         assert len(workers) == 2
         body = {"model": Path(tiny_llama).name, "prompt": "The quick brown fox", "max_tokens": 6,
@@ -44,19 +26,11 @@ def test_serve_with_two_ranks_answers_and_stops_its_workers(tiny_llama: str) -> 
             "The quick brown fox", SamplingParams(max_tokens=6, temperature=0)
         )[0]
         assert got["choices"][0]["text"] == want.text
-    finally:
-        proc.send_signal(signal.SIGTERM)  # uvicorn shuts down; the engine's workers with it
-        proc.wait(timeout=60)
+    # serve_process sent SIGTERM: uvicorn shut down, and the engine's workers with it
     deadline = time.monotonic() + 30
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(_alive(pid) for pid in workers)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _status(pid: int) -> str:
