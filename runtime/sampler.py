@@ -114,10 +114,6 @@ class SamplingBatch:
     bias: torch.Tensor | None = None  # [R, V] float32 added to logits (penalties, logit_bias)
     repetition: torch.Tensor | None = None  # [R, V] float32 repetition factor (1 = unseen)
 
-    @staticmethod
-    def build(seqs: list[Sequence], vocab_size: int, device: torch.device) -> SamplingBatch:
-        return SamplingSpec.from_seqs(seqs, vocab_size).to_batch(vocab_size, device)
-
     def to(self, device: torch.device) -> SamplingBatch:
         if device.type == "cpu":
             return self

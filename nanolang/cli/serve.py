@@ -20,11 +20,22 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--dtype", default="float32", help="auto, float32, float16, bfloat16")
     parser.add_argument(
         "--tp",
-        type=int,
+        type=_degree,
         default=1,
         help="tensor-parallel degree: the engine starts one worker process per GPU (default: 1)",
     )
     parser.set_defaults(handler=handle)
+
+
+def _degree(text: str) -> int:
+    """``--tp``: a whole number >= 1 (an argparse error before any model loads)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -39,12 +50,12 @@ def handle(args: argparse.Namespace) -> int:
             llm_kwargs={
                 "device": args.device,
                 "dtype": args.dtype,
-                **({"tensor_parallel_size": args.tp} if args.tp != 1 else {}),
+                "tensor_parallel_size": args.tp,
             },
             **({"api_key": args.api_key} if args.api_key else {}),
         )
+        serve(config)  # loads the model first: a bad --tp for it (heads, GPUs) is a ValueError
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    serve(config)
     return 0
