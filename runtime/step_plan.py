@@ -2,7 +2,8 @@
 
 ``plan_step`` reads the scheduled sequences and the block tables (host state only, no device);
 the model runner then executes the plan. In one process the two follow each other; under tensor
-parallelism the driver plans and every rank executes the same plan (it is pickled once and sent).
+parallelism the driver plans and every rank executes the same plan (pickled and sent; only the
+sampling rank gets its [R, V] sampling tensors).
 """
 
 from __future__ import annotations

@@ -3,10 +3,11 @@
 ``LLM(..., tensor_parallel_size=N)`` makes the engine start N workers (``torch.multiprocessing``
 spawn; rank r on cuda:r with NCCL, or N CPU processes with gloo). The calling process keeps the
 scheduler, tokenizer and sequences and runs no model: each iteration it plans the batch
-(``runtime.step_plan``), pickles the plan once and sends it to every worker over a pipe; rank 0
-returns the sampled tokens and logprobs. Because the caller never joins a collective, it can
-always notice a worker that died or failed (it waits on the pipes and the process sentinels
-together), stop every worker and raise one clear error, instead of hanging in NCCL.
+(``runtime.step_plan``), pickles the plan and sends it to every worker over a pipe (its [R, V]
+sampling tensors only to rank 0, the rank that samples); rank 0 returns the sampled tokens and
+logprobs. Because the caller never joins a collective, it can always notice a worker that died
+or failed (it waits on the pipes and the process sentinels together), stop every worker and raise
+one clear error, instead of hanging in NCCL.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import tempfile
 import time
 import weakref
 from collections.abc import Sequence
+from dataclasses import replace
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any, NoReturn
@@ -31,7 +33,7 @@ from runtime.block_manager import BlockManager
 from runtime.distributed.worker import WorkerReady, WorkerSpec, worker_main
 from runtime.model_runner import Launched, RunnerTimings, StepResult, step_result
 from runtime.scheduler import SchedulerOutput
-from runtime.step_plan import plan_step
+from runtime.step_plan import StepPlan, plan_step
 
 logger = logging.getLogger("runtime")
 
@@ -101,11 +103,11 @@ class TensorParallelRunner:
         t0 = time.perf_counter()
         row_of_prev = None if prev is None else prev.row_of
         plan = plan_step(batch, row_of_prev, self.blocks, self.max_graph_batch, self.vocab_size)
-        data = pickle.dumps(("step", plan), protocol=pickle.HIGHEST_PROTOCOL)
+        sampler_msg, other_msg = step_messages(plan)
         try:
             for rank, conn in enumerate(self._conns):
                 try:
-                    conn.send_bytes(data)
+                    conn.send_bytes(sampler_msg if rank == 0 else other_msg)
                 except OSError:
                     self._fail(f"rank {rank} stopped taking work")
         except BaseException as exc:
@@ -181,9 +183,19 @@ class TensorParallelRunner:
         )
 
 
-def _with_store(spec: WorkerSpec, directory: str) -> WorkerSpec:
-    from dataclasses import replace
+def step_messages(plan: StepPlan) -> tuple[bytes, bytes]:
+    """The pickled plan for rank 0, and for every other rank. Only rank 0 samples, so the others
+    get it without its [R, V] sampling tensors (constraint masks, penalties), which can be most of
+    its bytes; without such tensors both are the same bytes, pickled once."""
+    full = pickle.dumps(("step", plan), protocol=pickle.HIGHEST_PROTOCOL)
+    sampling = plan.sampling
+    if sampling.mask is None and sampling.bias is None and sampling.repetition is None:
+        return full, full
+    light = replace(sampling, mask=None, bias=None, repetition=None)
+    return full, pickle.dumps(("step", replace(plan, sampling=light)), pickle.HIGHEST_PROTOCOL)
 
+
+def _with_store(spec: WorkerSpec, directory: str) -> WorkerSpec:
     env = {**spec.env, **WORKER_ENV}
     level = logging.getLogger("runtime").getEffectiveLevel()
     store = f"file://{os.path.join(directory, 'store')}"

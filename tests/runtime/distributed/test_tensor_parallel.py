@@ -3,7 +3,9 @@ prompt logprobs of one process, and a worker that dies or fails stops everything
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import pickle
 import shutil
 import signal
 import threading
@@ -11,14 +13,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
 from runtime import LLM, SamplingParams
 from runtime.config import ModelConfig, read_json
 from runtime.distributed import TPLayout
-from runtime.distributed.executor import TensorParallelError, TensorParallelRunner
+from runtime.distributed.executor import TensorParallelError, TensorParallelRunner, step_messages
 from runtime.distributed.tensor_parallel import _vocab_rows, local_config
+from runtime.sampler import SamplingSpec
+from runtime.step_plan import StepPlan
 
 PROMPTS = ["The quick brown fox", "Programs ask questions, pick answers", "0 1 2 3"]
 PARAMS = SamplingParams(max_tokens=8, temperature=0, ignore_eos=True, prompt_logprobs=True)
@@ -197,3 +202,40 @@ def test_tensor_parallel_size_is_validated() -> None:
         EngineConfig(tensor_parallel_size=0)
     with pytest.raises(ValueError, match="pipeline"):
         EngineConfig(tensor_parallel_size=2, pipeline="default")
+
+
+@pytest.mark.slow
+def test_penalties_and_logit_bias_match_one_process(
+    tp_llm: LLM, tiny_models: dict[str, str]
+) -> None:
+    """Rows with [R, V] sampling tensors: rank 0 gets them, the other ranks a plan without."""
+    dense = LLM(tiny_models["llama"], **ENGINE)  # type: ignore[arg-type]
+    params = SamplingParams(max_tokens=8, temperature=0, ignore_eos=True, repetition_penalty=1.5,
+                            frequency_penalty=0.5, logit_bias={5: 3.0})  # fmt: skip
+    want = [o.token_ids for o in dense.generate(PROMPTS, params)]
+    assert [o.token_ids for o in tp_llm.generate(PROMPTS, params)] == want
+    assert want != [o.token_ids for o in dense.generate(PROMPTS, PARAMS)]  # they do change tokens
+
+
+def test_only_the_sampling_rank_is_sent_the_dense_sampling_tensors() -> None:
+    spec = SamplingSpec([1.0], [1.0], [0], [0.0], None, None)
+    plan = StepPlan(
+        graph=False, input_ids=np.zeros(1, np.int64), positions=np.zeros(1, np.int64),
+        slots=np.zeros(1, np.int64), block_tables=np.zeros((1, 1), np.int32), cu_seqlens=(0, 1),
+        context_lens=(1,), num_decode_seqs=0, patch_rows=[], patch_src=[], sample_rows=[0],
+        prompt_rows={}, prompt_top_k={}, sampling=spec, want_logprobs=False, top_k=[0],
+    )  # fmt: skip
+    first, other = step_messages(plan)
+    assert first is other  # nothing dense: pickled once
+    dense = dataclasses.replace(
+        spec, mask=torch.ones(1, 4096, dtype=torch.bool), bias=torch.randn(1, 4096),
+        repetition=torch.rand(1, 4096),
+    )  # fmt: skip
+    first, other = step_messages(dataclasses.replace(plan, sampling=dense))
+    got = pickle.loads(first)[1].sampling
+    assert torch.equal(got.mask, dense.mask) and torch.equal(got.bias, dense.bias)
+    assert torch.equal(got.repetition, dense.repetition)
+    light = pickle.loads(other)[1]
+    assert light.sampling.mask is None and light.sampling.bias is None
+    assert light.sampling.repetition is None and light.sampling.temperature == [1.0]
+    assert np.array_equal(light.input_ids, plan.input_ids) and len(other) < len(first) // 10
