@@ -239,3 +239,11 @@ def test_only_the_sampling_rank_is_sent_the_dense_sampling_tensors() -> None:
     assert light.sampling.mask is None and light.sampling.bias is None
     assert light.sampling.repetition is None and light.sampling.temperature == [1.0]
     assert np.array_equal(light.input_ids, plan.input_ids) and len(other) < len(first) // 10
+
+
+def test_more_ranks_than_gpus_is_refused_before_any_worker_starts(tiny_llama: str) -> None:
+    want = max(2, torch.cuda.device_count() + 1)  # more than this machine has
+    with pytest.raises(ValueError, match=rf"tensor_parallel_size={want} needs {want} GPUs"):
+        LLM(tiny_llama, device="cuda", dtype="float32", tensor_parallel_size=want)
+    with pytest.raises(ValueError, match="tensor_parallel_size must be >= 1"):
+        LLM(tiny_llama, dtype="float32", tensor_parallel_size=-1)
