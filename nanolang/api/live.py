@@ -30,7 +30,7 @@ from nanolang.run.arguments import bind_args
 from nanolang.run.context import Context
 from nanolang.run.executor import Executor
 from nanolang.run.interpreter import Frame, Interpreter, Session
-from nanolang.run.records import InstanceState, Outcome
+from nanolang.run.records import Outcome
 from nanolang.run.transcript import plain_text
 from nanolang.syntax import tree
 from nanolang.syntax.errors import NanoError, NanoRuntimeError, Span
@@ -445,11 +445,7 @@ class LiveExecutor(Executor):
         )
 
     async def run(self, name: str, args: dict[str, Any], index: int = 0) -> Outcome:
-        interpreter = Interpreter(self.session, index)
-        interpreter.on_text = self.on_text
-        if self.states.get(index) is not InstanceState.QUEUED:
-            self.states.pop(index, None)
-        self.advance(index, InstanceState.RUNNING)
+        interpreter = self._start(index)
         try:
             bound = bind_args(self.live.definition, args)
             frame = Frame(self.live.definition, dict(bound), Context(), name)
@@ -466,15 +462,7 @@ class LiveExecutor(Executor):
             return self._failed(index, error, interpreter)
         finally:
             interpreter.finish()
-        self.advance(index, InstanceState.FINISHED)
-        return Outcome(
-            index,
-            value,
-            None,
-            tuple(interpreter.records),
-            tuple(interpreter.nodes),
-            interpreter.transcript(),
-        )
+        return self._finished(index, value, interpreter)
 
 
 def _call(fn: Callable[..., Any], state: LiveState, args: dict[str, Any]) -> Any:

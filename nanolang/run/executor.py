@@ -85,11 +85,7 @@ class Executor:
 
     async def run(self, name: str, args: dict[str, Any], index: int = 0) -> Outcome:
         """Run one instance; never raises for program errors (they are in the Outcome)."""
-        interpreter = Interpreter(self.session, index)
-        interpreter.on_text = self.on_text
-        if self.states.get(index) is not InstanceState.QUEUED:
-            self.states.pop(index, None)  # a direct run (not through run_many) starts afresh
-        self.advance(index, InstanceState.RUNNING)
+        interpreter = self._start(index)
         try:
             program = self.program(name)
             bound = bind_args(program, args)
@@ -105,15 +101,7 @@ class Executor:
             return self._failed(index, NanoRuntimeError(f"internal error: {exc!r}"), interpreter)
         finally:
             interpreter.finish()
-        self.advance(index, InstanceState.FINISHED)
-        return Outcome(
-            index,
-            value,
-            None,
-            tuple(interpreter.records),
-            tuple(interpreter.nodes),
-            _transcript(interpreter),
-        )
+        return self._finished(index, value, interpreter)
 
     def check_fits(self, program: tree.ProgramDef, args: dict[str, Any]) -> None:
         """Refuse an instance whose graph could not fit in the runtime's KV cache on its own
@@ -131,16 +119,34 @@ class Executor:
                 need.where or program.span,
             )
 
+    def _start(self, index: int) -> Interpreter:
+        """A fresh interpreter for instance ``index``, now running."""
+        interpreter = Interpreter(self.session, index)
+        interpreter.on_text = self.on_text
+        if self.states.get(index) is not InstanceState.QUEUED:
+            self.states.pop(index, None)  # a direct run (not through run_many) starts afresh
+        self.advance(index, InstanceState.RUNNING)
+        return interpreter
+
+    def _finished(self, index: int, value: Any, interpreter: Interpreter) -> Outcome:
+        return self._outcome(index, InstanceState.FINISHED, value, None, interpreter)
+
     def _failed(self, index: int, error: NanoError, interpreter: Interpreter) -> Outcome:
-        self.advance(index, InstanceState.FAILED)
-        return Outcome(
-            index,
-            None,
-            error,
-            tuple(interpreter.records),
-            tuple(interpreter.nodes),
-            _transcript(interpreter),
-        )
+        return self._outcome(index, InstanceState.FAILED, None, error, interpreter)
+
+    def _outcome(
+        self,
+        index: int,
+        state: InstanceState,
+        value: Any,
+        error: NanoError | None,
+        interpreter: Interpreter,
+    ) -> Outcome:
+        """The instance's last state, and what it leaves: value or error, its requests, graph
+        nodes and transcript (none when its context cannot render)."""
+        self.advance(index, state)
+        records, nodes = tuple(interpreter.records), tuple(interpreter.nodes)
+        return Outcome(index, value, error, records, nodes, _transcript(interpreter))
 
     async def run_many(
         self, jobs: Sequence[Job], on_done: Callable[[Outcome], None] | None = None

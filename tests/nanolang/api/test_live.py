@@ -11,6 +11,7 @@ import pytest
 import nanolang as nl
 from nanolang.api.live import LiveProgram
 from nanolang.backends.local import LocalBackend
+from nanolang.run.interpreter import Interpreter
 from tests.nanolang.helpers import CountingBackend
 
 
@@ -134,3 +135,17 @@ def test_run_batch_runs_instances_concurrently() -> None:
     )
     assert all(s["summary"] == "ok" for s in states)
     assert backend.peak > 3  # branches and instances overlapped
+
+
+def test_an_instance_whose_transcript_cannot_render_still_returns_its_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the success path shares the executor's outcome: a context that cannot render (e.g. a
+    # failed tokenizer) leaves no transcript instead of raising out of run()
+    def unrenderable(self: Interpreter) -> None:
+        raise RuntimeError("tokenizer gone")
+
+    monkeypatch.setattr(Interpreter, "transcript", unrenderable)
+    outcome = asyncio.run(caller.arun_outcome({"n": 1}, CountingBackend()))
+    assert outcome.error is None, outcome.error
+    assert outcome.value == {"best": None, "n": 1} and outcome.transcript is None
