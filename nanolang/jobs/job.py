@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 from nanolang.backends.base import Backend
 from nanolang.jobs.dataset import Row
@@ -20,7 +19,7 @@ from nanolang.jobs.results import Result, ResultLog
 from nanolang.jobs.runner import CacheStats, Finished, JobWriter, RunStats, run_local
 from nanolang.run.executor import Executor
 from nanolang.run.records import Outcome
-from nanolang.run.tools import Tools, tools_from_source
+from nanolang.run.tools import Tools, read_tools, tools_from_source
 from nanolang.syntax import tree
 
 
@@ -36,10 +35,7 @@ class JobConfig:
     def with_tools(self, path: str | None) -> JobConfig:
         if path is None:
             return self
-        try:
-            return replace(self, tools=path, tools_source=Path(path).read_text())
-        except OSError as exc:
-            raise ValueError(f"cannot read tools from {path}: {exc}") from None
+        return replace(self, tools=path, tools_source=read_tools(path))
 
     def load_tools(self, module: tree.Module) -> Tools:
         if self.tools_source is None:

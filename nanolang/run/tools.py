@@ -32,6 +32,9 @@ def tools_from_source(source: str, filename: str, module: tree.Module) -> Tools:
     host.__file__ = filename
     try:
         exec(compile(source, filename, "exec"), host.__dict__)  # the host's own tools file
+    except SyntaxError as exc:
+        where = f"{exc.filename or filename}:{exc.lineno or 0}:{exc.offset or 0}"
+        raise ValueError(f"{where}: the tools file does not parse: {exc.msg}") from None
     except Exception as exc:
         raise ValueError(f"the tools file {filename} failed to load: {exc!r}") from exc
     namespace = host.__dict__
@@ -42,11 +45,15 @@ def load_tools(path: str | None, module: tree.Module) -> Tools:
     """``tools_from_source`` of the file at ``path`` (no tools without one)."""
     if path is None:
         return {}
+    return tools_from_source(read_tools(path), str(path), module)
+
+
+def read_tools(path: str) -> str:
+    """The text of the tools file at ``path`` (a ValueError saying why it cannot be read)."""
     try:
-        source = Path(path).read_text()
-    except OSError as exc:
+        return Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"cannot read tools from {path}: {exc}") from None
-    return tools_from_source(source, str(path), module)
 
 
 def check_tools(module: tree.Module, tools: Tools) -> None:

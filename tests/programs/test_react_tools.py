@@ -74,3 +74,24 @@ def test_eval_cli_with_tools(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert cli_main([*base, "--tools", str(REACT.tools_path)]) == 0
     results: list[dict[str, Any]] = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(results) == 2 and all(r["error"] is None for r in results), results
+
+
+def test_eval_cli_refuses_a_missing_or_broken_tools_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "react.jsonl"
+    data.write_text(REACT.data_path.read_text().splitlines()[0] + "\n")
+    out = tmp_path / "out.jsonl"
+    base = ["eval", str(REACT.path), "--data", str(data), "--out", str(out), "--quiet"]
+    broken = tmp_path / "broken.py"
+    broken.write_text("def lookup(directory, query):\n    return (\n")
+    missing = tmp_path / "missing.py"
+    for tools, said in (
+        (missing, f"cannot read tools from {missing}: "),
+        (broken, f"{broken}:2:12: the tools file does not parse: "),
+        (tmp_path, f"cannot read tools from {tmp_path}: "),
+    ):
+        assert cli_main([*base, "--tools", str(tools)]) == 1
+        err = capsys.readouterr().err
+        assert said in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists() or out.read_text() == ""
