@@ -242,6 +242,17 @@ class Checker:
             self.error("give at most one of regex and json_schema", stmt.span)
         elif "dtype" in names and ("regex" in names or "json_schema" in names):
             self.error("give dtype or a regex/json_schema, not both (dtype is a regex)", stmt.span)
+        given = {a.name: constant(a.value) for a in stmt.args}
+        if given.get("max_tokens") == 0:  # what the interpreter refuses, caught before a run
+            extra: list[str] = [n for n in ("dtype", "regex", "json_schema") if n in given]
+            if given.get("n", 1) not in (1, UNKNOWN):
+                extra.insert(0, "n")
+            if extra:
+                self.error(
+                    "a gen with max_tokens = 0 generates nothing: it takes no n, dtype, regex "
+                    f"or json_schema (given: {', '.join(extra)})",
+                    stmt.span,
+                )
         for arg in stmt.args:
             if arg.name == "regex" and isinstance(arg.value, tree.Str):
                 self._regex_holes(arg.value)

@@ -263,6 +263,21 @@ def test_control_inside_a_role_block_continues_the_open_turn() -> None:
     assert check(parse(source)) == []
 
 
+def test_a_prefill_only_gen_with_sampling_shape_arguments_is_refused_before_a_run() -> None:
+    source = (
+        "program p(k) {\n"
+        "    gen a(max_tokens = 0, n = 1, top_logprobs_num = 3)\n"
+        '    gen b(max_tokens = 0, n = 2, regex = "x")\n'
+        '    gen c(max_tokens = 0, n = k, dtype = "int")\n'
+        "    gen d(max_tokens = 0, n = k)\n"
+        "    return { a, b, c, d } }"
+    )
+    errors = check(parse(source))
+    assert [(e.span.line, e.span.column) for e in errors] == [(3, 5), (4, 5)]
+    assert errors[0].message.endswith("(given: n, regex)")
+    assert errors[1].message.endswith("(given: dtype)")  # n = k: known when it runs
+
+
 def test_arithmetic_and_exp_are_typed() -> None:
     ok = "program p() { let x = exp(-0.5) * 2 / 4 - 1 return x }"
     assert check(parse(ok)) == []

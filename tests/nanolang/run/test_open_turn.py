@@ -93,9 +93,11 @@ program main() {
 
 
 def test_max_tokens_0_refusals(backend: LocalBackend) -> None:
-    program = nl.compile('program main() { "x" gen g(max_tokens = 0, n = 2) return g }')
+    with pytest.raises(nl.NanoErrors, match="max_tokens = 0 generates nothing"):
+        nl.compile('program main() { "x" gen g(max_tokens = 0, n = 2) return g }')
+    program = nl.compile('program main(k) { "x" gen g(max_tokens = 0, n = k) return g }')
     with pytest.raises(NanoRuntimeError, match="max_tokens = 0 generates nothing"):
-        program.run(backend=backend)
+        program.run(k=2, backend=backend)  # n known only when it runs
     with pytest.raises(nl.NanoErrors, match="integer >= 0"):
         nl.compile("program main() { gen g(max_tokens = -1) }")
     with pytest.raises(UnsupportedByServer, match="top_logprobs_num"):
