@@ -95,6 +95,9 @@ def _constant_int(expr: tree.Expr, walk: _Walk) -> int | None:
 
 
 def _max_tokens(args: tuple[tree.Arg, ...], walk: _Walk) -> int:
+    """A gen's budget; 0 for a prefill-only gen (``max_tokens = 0``: nothing is appended)."""
+    if any(a.name == "max_tokens" and _constant_int(a.value, walk) == 0 for a in args):
+        return 0
     return _int_arg(args, "max_tokens", walk, DEFAULT_MAX_TOKENS)
 
 
@@ -156,6 +159,8 @@ def _stmt(stmt: tree.Stmt, ctx: int, beside: int, walk: _Walk, depth: int) -> in
         n = _int_arg(stmt.args, "n", walk, 1)
         walk.generated.add(stmt.name)
         walk.env[stmt.name] = n * budget
+        if budget == 0:  # its one probe token is held, then dropped
+            walk.note(ctx + beside + 1, stmt.span)
         if n > 1:  # n samples of the same prompt at once; nothing is appended
             walk.note(ctx + beside + n * budget, stmt.span)
             return ctx

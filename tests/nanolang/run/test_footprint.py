@@ -39,6 +39,8 @@ def peak(body: str, **args: Any) -> int:
         ('gen xs(max_tokens = 3) for x in split(xs, " ") { gen y(max_tokens = 4) }', {}, 7),
         # n samples are held at once and append nothing
         ('"abcd" gen g(n = 3, max_tokens = 10) "xy"', {}, 34),
+        # a prefill-only gen holds one probe token and appends nothing
+        ('"ab" gen g(max_tokens = 0, top_logprobs_num = 2) "c"', {}, 3),
         # every choice is scored at once; the longest is appended
         ('"ab" select c from ["xyz", "pq"]', {}, 7),
         # concat appends every branch's text after the join
