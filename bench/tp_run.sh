@@ -3,6 +3,7 @@
 #   bash bench/tp_run.sh test     # NCCL: TP=2 against TP=1 tokens on a tiny model, a killed rank
 #   bash bench/tp_run.sh 8b       # Llama-3-8B (random weights) at TP=2, then TP=1
 #   bash bench/tp_run.sh 70b      # Llama-3-70B (random weights) at TP=2
+#   bash bench/tp_run.sh 70bmodes # Llama-3-70B at TP=2, sequential then nanoflow (network stage)
 # Steps may be combined: `bash bench/tp_run.sh test 8b`. Each step has its own time limit
 # (seconds, from the environment) so that one slow step still leaves the others' results.
 # NVLink multicast stays off (the workers set NCCL_NVLS_ENABLE=0 themselves too).
@@ -85,8 +86,15 @@ PY
       bench llama-3-70b-tp2 "$T_70B" --model llama-3-70b --workloads "$WORKLOADS" \
         --num-requests "$REQUESTS_70B" --max-num-seqs "$MAX_SEQS_70B" --tp 2 "${EAGER[@]}"
       ;;
+    70bmodes)  # one process per mode: a time-out in the second keeps the first
+      for mode in ${MODE_ORDER:-sequential nanoflow}; do
+        bench "llama-3-70b-tp2-$mode" "$T_70B" --model llama-3-70b --workloads "$WORKLOADS" \
+          --num-requests "$REQUESTS_70B" --max-num-seqs "$MAX_SEQS_70B" --tp 2 --mode "$mode" \
+          "${EAGER[@]}"
+      done
+      ;;
     *)
-      echo "unknown step $step (test, 8b, 70b)" >&2
+      echo "unknown step $step (test, 8b, 70b, 70bmodes)" >&2
       exit 2
       ;;
   esac

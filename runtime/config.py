@@ -205,8 +205,9 @@ class EngineConfig:
     admission_watermark: float = 0.01
     # form batch i+1 on the host while the device runs batch i; None: on for CUDA, off on the CPU
     async_scheduling: bool | None = None
-    # NanoFlow pipeline: None (plain dense forward), "default" (the shipped plans), a plan JSON
-    # path; either with ":sequential" for the same nano-batches on one stream
+    # NanoFlow pipeline: None (plain dense forward), "default" (the shipped plans; under tensor
+    # parallelism the network search's plan set, made at start-up), a plan JSON path; either
+    # with ":sequential" for the same nano-batches on one stream
     pipeline: str | None = None
     # "torch", "triton", "flashinfer": the paged-attention backend; None: the registry's choice
     attention_backend: str | None = None
@@ -237,7 +238,5 @@ class EngineConfig:
             )
         if self.tensor_parallel_size < 1:
             raise ValueError("tensor_parallel_size must be >= 1")
-        if self.tensor_parallel_size > 1 and self.pipeline is not None:
-            raise ValueError("a pipeline plan does not yet combine with tensor_parallel_size > 1")
         if self.kv_cache_memory_bytes is not None and self.kv_cache_memory_bytes <= 0:
             raise ValueError("kv_cache_memory_bytes must be positive")

@@ -87,6 +87,8 @@ class TensorParallelRunner:
         logger.info("tensor parallelism: %d workers (pids %s) on %s, %d KV blocks per rank",
                     spec.world_size, [r.pid for r in self.ready], first.device_name,
                     self.num_blocks)  # fmt: skip
+        if first.pipeline:
+            logger.info("tensor parallelism: pipeline %s", first.pipeline)
 
     @property
     def pids(self) -> list[int]:

@@ -5,7 +5,7 @@ Each rank keeps a slice of every weight and the model runs unchanged around it:
 - qkv and gate-up projections are column-parallel: a rank keeps its own query heads, its own KV
   heads (so the KV cache it allocates holds only those heads) and its slice of the MLP width;
 - o and down projections are row-parallel: each rank's partial product is summed by an
-  all-reduce over the group before the residual add;
+  all-reduce over the group before the residual add (an operation of its own, kind NETWORK);
 - the embedding and LM head are vocabulary-parallel: a rank keeps rows [r * Vp, (r + 1) * Vp)
   of the vocabulary padded to a multiple of N; an embedding lookup is masked and all-reduced,
   the logits of every rank are all-gathered and cut back to the true vocabulary.
@@ -26,7 +26,14 @@ import torch
 import torch.distributed as dist
 
 from runtime.config import ModelConfig
-from runtime.model.llama import Activations, DecoderLayer, ForwardContext, LlamaModel
+from runtime.model.llama import (
+    Activations,
+    DecoderLayer,
+    ForwardContext,
+    LlamaModel,
+    Operation,
+    OpKind,
+)
 from runtime.model.loader import build_model, init_dummy, resolve_model
 
 
@@ -83,17 +90,26 @@ def _all_reduce(t: torch.Tensor, layout: TPLayout) -> torch.Tensor:
 
 
 class TPDecoderLayer(DecoderLayer):
-    """A decoder layer holding one rank's slices; the row-parallel outputs are all-reduced."""
+    """A decoder layer holding one rank's slices. The row-parallel outputs (o and down
+    projections) are summed over the group by two operations of their own, ``o_allreduce`` and
+    ``down_allreduce`` (kind NETWORK), so a pipeline plan can run them on their own stream while
+    another nano-batch computes; the dense forward runs them in place, in order."""
 
     tp: TPLayout
 
-    def _o_proj(self, x: Activations, ctx: ForwardContext) -> None:
-        super()._o_proj(x, ctx)
-        x.hidden = _all_reduce(x.hidden, self.tp)
+    def operations(self) -> list[Operation]:
+        out = []
+        for op in super().operations():
+            out.append(op)
+            if op.name == "o_proj":
+                out.append(Operation("o_allreduce", OpKind.NETWORK, self._all_reduce_hidden))
+            elif op.name == "down_proj":
+                out.append(Operation("down_allreduce", OpKind.NETWORK, self._all_reduce_hidden))
+        return out
 
-    def _down_proj(self, x: Activations, ctx: ForwardContext) -> None:
-        super()._down_proj(x, ctx)
-        x.hidden = _all_reduce(x.hidden, self.tp)
+    def _all_reduce_hidden(self, x: Activations, ctx: ForwardContext) -> None:
+        group = self.tp.group if ctx.network_group is None else ctx.network_group
+        dist.all_reduce(x.hidden, group=group)
 
 
 class TPLlamaModel(LlamaModel):

@@ -70,6 +70,7 @@ class WorkerReady:
     device_name: str
     allreduce_latency_s: float  # one all-reduce of one token's hidden state
     allreduce_bytes_per_s: float  # bytes of a large all-reduce over its time past the latency
+    pipeline: str = ""  # the pipeline's plans (EngineConfig.pipeline), as PipelineForward says
 
 
 def worker_main(rank: int, spec: WorkerSpec, conn: Connection) -> None:
@@ -132,11 +133,19 @@ def _start(rank: int, spec: WorkerSpec) -> tuple[ModelRunner, WorkerReady]:
     latency, bandwidth = measure_allreduce(device, model.cfg.hidden_size, dtype)
     logger.info("slice built in %.1f s; all-reduce %.1f us + %.1f GB/s",
                 time.perf_counter() - start, latency * 1e6, bandwidth / 1e9)  # fmt: skip
+    forward = None
+    if cfg.pipeline is not None:  # before the KV cache takes the memory its communicators need
+        from runtime.distributed.network_stage import pipeline_forward
+
+        forward = pipeline_forward(cfg.pipeline, model, ops, device, dtype, spec.world_size,
+                                   spec.model)  # fmt: skip
     kv_dtype = kv_cache_dtype(cfg.kv_cache_dtype, dtype)
     num_blocks = _group_num_blocks(model, cfg, device, dtype, kv_dtype, spec.max_positions)
     blocks = BlockManager(num_blocks, cfg.block_size)  # only its block size is used here
     runner = ModelRunner(model, ops, blocks, num_blocks, kv_dtype)
     runner.samples = rank == 0
+    if forward is not None:
+        runner.forward = forward
     runner.share_tokens = lambda tokens: dist.broadcast(tokens, src=0)
     if device.type == "cuda" and not cfg.enforce_eager:
         start = time.perf_counter()
@@ -156,6 +165,7 @@ def _start(rank: int, spec: WorkerSpec) -> tuple[ModelRunner, WorkerReady]:
         device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         allreduce_latency_s=latency,
         allreduce_bytes_per_s=bandwidth,
+        pipeline="" if forward is None else forward.describe(),
     )
     return runner, ready
 

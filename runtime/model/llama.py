@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,6 +26,7 @@ class OpKind(enum.Enum):
     GEMM = "gemm"  # compute-bound
     ATTENTION = "attention"  # memory-bound over the KV cache
     OTHER = "other"  # norms, rope, activation, KV store
+    NETWORK = "network"  # a collective of tensor parallelism (the dense model has none)
 
 
 @dataclass
@@ -52,6 +54,9 @@ class ForwardContext:
     ops: Ops
     # profiling only: called as op_hook(op, run) instead of run() for every operation
     op_hook: Callable[[Operation, Callable[[], None]], None] | None = None
+    # tensor parallelism: the process group of the network operations of this (nano-)batch
+    # (a pipeline's communicator with its CTA cap); None: the layer's own group
+    network_group: Any = None
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,9 @@
 """Runs one forward pass of the dense model as a pipeline plan says: nano-batches, streams on
 disjoint SM partitions, events between dependent steps. The model is only read (its operation
-list, embedding and final norm); it does not know about nano-batches.
+list, embedding and final norm); it does not know about nano-batches. Under tensor parallelism
+the layer's network operations (the all-reduces after the row-parallel GEMMs) are steps like any
+other: on a unit of their own, one nano-batch's all-reduce runs while another's GEMMs do, every
+rank issuing the same collectives in the same order (the same plan and batch on every rank).
 
 Dependencies: a step waits on the nano-batches of the previous operation whose rows overlap its
 own (its inputs; for attention also the KV-cache writes of its sequences, since store_kv precedes
@@ -14,11 +17,12 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import torch
 
 from kernels import Ops
-from runtime.model.llama import Activations, ForwardContext, LlamaModel
+from runtime.model.llama import Activations, ForwardContext, LlamaModel, OpKind
 from runtime.pipeline.partitions import Units
 from runtime.pipeline.plan import Plan, Unit
 from runtime.pipeline.split import Rows, assemble, seq_starts, slice_context, snap_bounds, tensors
@@ -50,24 +54,41 @@ class _Piece:
     consumers: int
 
 
+# a network unit's collective group by its CTA cap (None: uncapped): tensor parallelism's
+NetworkGroups = Callable[[int | None], Any]
+
+
 class PipelineExecutor:
-    def __init__(self, plan: Plan, model: LlamaModel, ops: Ops) -> None:
+    """``network_groups`` (tensor parallelism): the process group the network operations of a
+    unit use, by the unit's ``max_sms`` (for a collective: its CTA cap); None: the layer's own."""
+
+    def __init__(
+        self, plan: Plan, model: LlamaModel, ops: Ops, network_groups: NetworkGroups | None = None
+    ) -> None:
         self.model, self.plan = model, plan
         self.device = model.embed_tokens.device
-        self.op_names = [op.name for op in model.operations()[0]]
+        layer_ops = model.operations()[0]
+        self.op_names = [op.name for op in layer_ops]
+        network = {op.name for op in layer_ops if op.kind is OpKind.NETWORK}
         device_sms = (
             torch.cuda.get_device_properties(self.device).multi_processor_count
             if self.device.type == "cuda"
             else None
         )
-        validate(plan, self.op_names, device_sms)
+        validate(plan, self.op_names, device_sms, network)
         self.units = Units(plan, self.device)
         self.splits = [plan.split(n) for n in self.op_names]
         self.num_layers = len(model.layers)
         self.sequence = issue_sequence(plan, self.op_names, self.num_layers)
         self.after = self._after_index()
-        self.ops_for = {s.unit: self._partition_ops(ops, self._budget(s.unit))
+        self.ops_for = {s.unit: ops if s.op in network else
+                        self._partition_ops(ops, self._budget(s.unit))
                         for s in plan.ops}  # fmt: skip
+        self.groups: dict[Unit, Any] = {}
+        if network_groups is not None:
+            for s in plan.ops:
+                if s.op in network and s.unit not in self.groups:
+                    self.groups[s.unit] = network_groups(s.unit.max_sms)
         self.trace: list[TraceEntry] | None = None  # set to a list to record the next forward
 
     def _after_index(self) -> dict[tuple[int, int], list[tuple[int, int]]]:
@@ -98,7 +119,7 @@ class PipelineExecutor:
     def forward(self, input_ids: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
         """input_ids [T] -> final hidden states [T, H], like ``LlamaModel.forward``."""
         model, total = self.model, int(input_ids.shape[0])
-        x0 = Activations(hidden=model.embed_tokens.index_select(0, input_ids))
+        x0 = Activations(hidden=model.embed(input_ids))
         starts = seq_starts(ctx.attn, total)
         bounds = [snap_bounds(s.sizes, starts) for s in self.splits]
         main = torch.cuda.current_stream() if self.device.type == "cuda" else None
@@ -108,7 +129,10 @@ class PipelineExecutor:
             for rows in bounds[i]:
                 key = (rows, split.unit)
                 if rows[0] < rows[1] and key not in contexts:
-                    contexts[key] = slice_context(ctx, starts, rows, self.ops_for[key[1]])
+                    nctx = slice_context(ctx, starts, rows, self.ops_for[key[1]])
+                    if split.unit in self.groups:
+                        nctx = dataclasses.replace(nctx, network_group=self.groups[split.unit])
+                    contexts[key] = nctx
         self._fork(main)
         layers = model.operations()
         first = _Piece((0, total), x0, main, None, 0)

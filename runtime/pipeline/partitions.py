@@ -1,5 +1,6 @@
 """Disjoint SM partitions as CUDA green contexts (driver API through cuda.bindings), one or
-more streams each. On the CPU, or for a single whole-device partition, the current stream."""
+more streams each. On the CPU, or for a single whole-device partition with one stream, the
+current stream; a single whole-device partition with several streams: plain CUDA streams."""
 
 from __future__ import annotations
 
@@ -73,6 +74,13 @@ class Units:
                 self.sms[u.partition] = None
             return
         parts = sorted(plan.partitions, key=lambda p: p.sm_start)
+        device_sms = torch.cuda.get_device_properties(device).multi_processor_count
+        if len(parts) == 1 and parts[0].num_sms >= device_sms:  # the whole device: plain streams
+            plain: dict[int, torch.cuda.Stream] = {}
+            for u in units:
+                self.streams[u] = plain.setdefault(u.stream, torch.cuda.Stream(device))
+                self.sms[u.partition] = None
+            return
         granted = green_partitions(tuple(p.num_sms for p in parts))
         by_id = {p.id: g for p, g in zip(parts, granted, strict=True)}
         for u in units:

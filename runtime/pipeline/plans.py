@@ -15,6 +15,12 @@ SEARCHED_DIR = PLAN_DIR / "searched"  # plan sets from `nanolang tune`, one dire
 # the Llama decoder's operations (runtime.model.llama.DecoderLayer.operations)
 LLAMA_OPS = ("input_norm", "qkv_proj", "rope", "store_kv", "attention",
              "o_proj", "post_attn_norm", "gate_up_proj", "act", "down_proj")  # fmt: skip
+# the tensor-parallel layer's (runtime.distributed.tensor_parallel.TPDecoderLayer): an all-reduce
+# of its own after each row-parallel GEMM
+NETWORK_OPS = ("o_allreduce", "down_allreduce")
+TP_LLAMA_OPS = ("input_norm", "qkv_proj", "rope", "store_kv", "attention", "o_proj",
+                "o_allreduce", "post_attn_norm", "gate_up_proj", "act", "down_proj",
+                "down_allreduce")  # fmt: skip
 # operations of a nano-batch that run after its attention, in the same layer; the rest of the
 # layer (norm, QKV, rope, KV store) of the next layer is issued right after them (layer_shift 1)
 AFTER_ATTENTION = ("o_proj", "post_attn_norm", "gate_up_proj", "act", "down_proj")
@@ -54,6 +60,34 @@ def two_stream_plan(
         OpSplit(s.op, s.sizes, Unit(0, 1 if s.op == "attention" else 0)) for s in base.ops
     )
     return Plan(name, base.batch_tokens, device_sms, (whole,), splits, base.order)
+
+
+def network_plan(
+    name: str,
+    sizes: Sequence[int],
+    network_ctas: int | None = None,
+    device_sms: int = 132,
+    ops: Sequence[str] = TP_LLAMA_OPS,
+    network: Sequence[str] = NETWORK_OPS,
+) -> Plan:
+    """NanoFlow's network stage on one rank of a tensor-parallel group: every compute operation
+    on stream 0 of the whole device, the all-reduces on stream 1 (``network_ctas``: their CTA
+    cap, as that unit's ``max_sms``). The layer is cut after each all-reduce; in each piece every
+    nano-batch runs its operations and then its all-reduce, so the all-reduce of nano-batch k
+    runs while nano-batch k + 1 computes (and the last one's while the first one starts the
+    next piece)."""
+    if len(sizes) < 2:
+        raise PlanError("a network stage needs at least two nano-batches")
+    whole = Partition(0, 0, device_sms)
+    compute, net = Unit(0, 0), Unit(0, 1, network_ctas)
+    splits = tuple(OpSplit(op, tuple(sizes), net if op in network else compute) for op in ops)
+    pieces: list[list[str]] = [[]]
+    for op in ops:
+        pieces[-1].append(op)
+        if op in network:
+            pieces.append([])
+    order = [Step(op, k) for piece in pieces for k in range(len(sizes)) for op in piece]
+    return Plan(name, sum(sizes), device_sms, (whole,), splits, tuple(order))
 
 
 def default_plans() -> dict[str, Plan]:

@@ -8,7 +8,7 @@ import torch
 
 from kernels import AttentionMetadata, Ops
 from runtime.model.llama import ForwardContext, LlamaModel
-from runtime.pipeline.executor import PipelineExecutor
+from runtime.pipeline.executor import NetworkGroups, PipelineExecutor
 from runtime.pipeline.plan import PlanError
 from runtime.pipeline.plans import load_pipeline, workload_class
 from runtime.pipeline.planset import PlanSet, signature_of
@@ -17,21 +17,31 @@ from runtime.pipeline.planset import PlanSet, signature_of
 class PipelineForward:
     """Callable like ``LlamaModel.forward``: (input_ids [T], ctx) -> hidden [T, H]."""
 
-    def __init__(self, spec: str, model: LlamaModel, ops: Ops) -> None:
+    def __init__(
+        self,
+        spec: str,
+        model: LlamaModel,
+        ops: Ops,
+        source: PlanSet | None = None,
+        network_groups: NetworkGroups | None = None,
+    ) -> None:
+        """``source``: a plan set already made (the network search's, under tensor
+        parallelism) instead of what ``spec`` names; ``network_groups``: see PipelineExecutor."""
         self.spec, self.model = spec, model
         device = model.embed_tokens.device
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         elem = model.embed_tokens.element_size()
         signature = signature_of(model.cfg, elem)
-        source = load_pipeline(spec, signature, name)
-        if isinstance(source, PlanSet) and source.signature and source.signature != signature:
+        found = load_pipeline(spec, signature, name) if source is None else source
+        if isinstance(found, PlanSet) and found.signature and found.signature != signature:
             raise PlanError(
-                f"plan set {spec!r} was searched for layers {source.signature}, this model has "
+                f"plan set {spec!r} was searched for layers {found.signature}, this model has "
                 f"{signature}: run `nanolang tune` for it"
             )
-        self.planset = source if isinstance(source, PlanSet) else None
-        plans = source.plans if isinstance(source, PlanSet) else source
-        self.executors = {key: PipelineExecutor(plan, model, ops) for key, plan in plans.items()}
+        self.planset = found if isinstance(found, PlanSet) else None
+        plans = found.plans if isinstance(found, PlanSet) else found
+        self.executors = {key: PipelineExecutor(plan, model, ops, network_groups)
+                          for key, plan in plans.items()}  # fmt: skip
 
     def executor_for(
         self, num_tokens: int, num_decode_seqs: int, context: float | None = None

@@ -67,6 +67,7 @@ def slice_context(
         kv_caches=ctx.kv_caches,
         ops=ctx.ops if ops is None else ops,  # type: ignore[arg-type]
         op_hook=ctx.op_hook,
+        network_group=ctx.network_group,
     )
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
-from runtime.pipeline.plan import Partition, Plan, PlanError, Step
+from runtime.pipeline.plan import Partition, Plan, PlanError, Step, Unit
 
 # a node of the unrolled pipeline: (layer, operation index, nano-batch)
 Node = tuple[int, int, int]
@@ -28,10 +28,17 @@ def data_deps(
     return [(prev_layer, prev_op, j) for j, r in enumerate(bounds[prev_op]) if overlaps(r, rows)]
 
 
-def validate(plan: Plan, op_names: Sequence[str], device_sms: int | None = None) -> None:
-    """Raise PlanError unless the plan is valid for these operations (and this device)."""
+def validate(
+    plan: Plan,
+    op_names: Sequence[str],
+    device_sms: int | None = None,
+    network_ops: Collection[str] = (),
+) -> None:
+    """Raise PlanError unless the plan is valid for these operations (and this device);
+    ``network_ops``: the layer's collectives (tensor parallelism), which have rules of their own."""
     _check_partitions(plan, device_sms)
     _check_ops(plan, op_names)
+    _check_network(plan, network_ops)
     _check_order(plan, op_names)
     _check_acyclic(plan, op_names)
     _check_issue_order(plan, op_names)
@@ -91,6 +98,31 @@ def _check_ops(plan: Plan, op_names: Sequence[str]) -> None:
             raise PlanError(
                 f"{s.op}: max_sms {cap} must be in [1, {part.num_sms}] (its partition's SMs)"
             )
+
+
+def _check_network(plan: Plan, network_ops: Collection[str]) -> None:
+    """Collectives share one unit that no other operation uses: one communicator runs its
+    collectives in issue order anyway, its CTA cap (the unit's max_sms) is one per communicator,
+    and a GEMM queued behind an all-reduce on its stream could not overlap it."""
+    net = [s for s in plan.ops if s.op in network_ops]
+    units = {s.unit for s in net}
+    if len(units) > 1:
+        names = ", ".join(f"{s.op} on {_unit(s.unit)}" for s in net)
+        raise PlanError(f"the network operations must share one unit; got {names}")
+    if not units or plan.is_single_stream:
+        return  # no network stage (dense collectives, or a one-stream baseline)
+    (unit,) = units
+    shared = [s.op for s in plan.ops if s.unit == unit and s.op not in network_ops]
+    if shared:
+        raise PlanError(
+            f"the network unit {_unit(unit)} is also given {shared}: collectives need a unit "
+            "of their own to overlap with the GEMMs"
+        )
+
+
+def _unit(u: Unit) -> str:
+    cap = "" if u.max_sms is None else f", max_sms {u.max_sms}"
+    return f"(partition {u.partition}, stream {u.stream}{cap})"
 
 
 def _check_order(plan: Plan, op_names: Sequence[str]) -> None:

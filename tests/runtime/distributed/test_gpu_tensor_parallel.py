@@ -1,5 +1,5 @@
 """Tensor parallelism on two CUDA GPUs (NCCL): the tokens of one GPU, CUDA graphs on every rank,
-and a killed rank stops the group without a hang."""
+the network stage of the pipeline, and a killed rank stops the group without a hang."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import gc
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from runtime import LLM, SamplingParams
 from runtime.distributed.executor import TensorParallelError, TensorParallelRunner
+from runtime.pipeline.plans import network_plan
 
 pytestmark = [
     pytest.mark.gpu,
@@ -58,6 +60,48 @@ def test_two_gpus_match_one_in_float32(
             rtol=0,
         )  # fmt: skip
     assert plain_got == [w.token_ids for w in want]
+
+
+@pytest.mark.parametrize("eager", [True, False], ids=["network-eager", "network-graphs"])
+def test_a_network_stage_on_two_gpus_matches_one(
+    tiny_llama: str, tmp_path: Path, eager: bool
+) -> None:
+    """Two nano-batches, the all-reduces on a stream and an 8-CTA communicator of their own
+    (NanoFlow's network stage), with CUDA graphs and asynchronous scheduling: one GPU's tokens."""
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    plan = tmp_path / "net.json"
+    plan.write_text(network_plan("tiny-net", (8, 8), network_ctas=8, device_sms=sms).to_json())
+    kw = dict(dtype="float32", device="cuda", max_num_seqs=8, async_scheduling=True,
+              enforce_eager=eager, kv_cache_memory_bytes=KV_BYTES)  # fmt: skip
+    one = LLM(tiny_llama, **kw)  # type: ignore[arg-type]
+    want = [o.token_ids for o in one.generate(PROMPTS, _params())]
+    del one
+    gc.collect()
+    torch.cuda.empty_cache()
+    with LLM(tiny_llama, tensor_parallel_size=2, pipeline=str(plan), **kw) as llm:  # type: ignore[arg-type]
+        runner = llm.engine.runner
+        assert isinstance(runner, TensorParallelRunner)
+        assert "tiny-net" in runner.ready[0].pipeline
+        assert [r.max_graph_batch for r in runner.ready] == [0 if eager else 8] * 2
+        assert [o.token_ids for o in llm.generate(PROMPTS, _params())] == want
+        plain = SamplingParams(max_tokens=12, temperature=0.0, ignore_eos=True)
+        assert [o.token_ids for o in llm.generate(PROMPTS, plain)] == want
+
+
+def test_the_network_search_on_two_gpus_matches_one(tiny_llama: str) -> None:
+    """pipeline='default' under TP: capped communicators made, all-reduce curves measured and
+    agreed, a plan set searched on every rank; whatever it picks, one GPU's tokens."""
+    kw = dict(dtype="float32", device="cuda", max_num_seqs=8, kv_cache_memory_bytes=KV_BYTES)
+    one = LLM(tiny_llama, **kw)  # type: ignore[arg-type]
+    want = [o.token_ids for o in one.generate(PROMPTS, _params())]
+    del one
+    gc.collect()
+    torch.cuda.empty_cache()
+    with LLM(tiny_llama, tensor_parallel_size=2, pipeline="default", **kw) as llm:  # type: ignore[arg-type]
+        runner = llm.engine.runner
+        assert isinstance(runner, TensorParallelRunner)
+        assert "buckets" in runner.ready[0].pipeline
+        assert [o.token_ids for o in llm.generate(PROMPTS, _params())] == want
 
 
 def test_a_killed_rank_stops_the_group_without_a_hang(tiny_llama: str) -> None:

@@ -200,8 +200,6 @@ def test_tensor_parallel_size_is_validated() -> None:
 
     with pytest.raises(ValueError, match="tensor_parallel_size"):
         EngineConfig(tensor_parallel_size=0)
-    with pytest.raises(ValueError, match="pipeline"):
-        EngineConfig(tensor_parallel_size=2, pipeline="default")
 
 
 @pytest.mark.slow
