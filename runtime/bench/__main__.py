@@ -172,7 +172,8 @@ def engine_facts(llm: LLM) -> dict[str, Any]:
         r0 = runner.ready[0]
         network = Network(len(runner.ready), r0.allreduce_latency_s, r0.allreduce_bytes_per_s)
         return {"kv_elem": r0.kv_elem, "weight_elem": r0.weight_elem,
-                "kernels": dict(r0.backends), "network": network}  # fmt: skip
+                "kernels": dict(r0.backends), "network": network,
+                "pipeline_plans": r0.pipeline, "network_search": r0.network_search}  # fmt: skip
     return {
         "kv_elem": runner.kv_caches[0][0].element_size(),
         "weight_elem": runner.model.embed_tokens.element_size(),
@@ -277,6 +278,9 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
             kv_cache_tokens=facts["kv_cache_tokens"], kv_cache_dtype=r.kv_cache_dtype,
             profile=r.profile, max_num_batched_tokens=facts["max_num_batched_tokens"],
         ))  # fmt: skip
+        if facts.get("pipeline_plans"):  # tensor parallelism's pipeline: what ran, as searched
+            records[-1]["pipeline_plans"] = facts["pipeline_plans"]
+            records[-1]["network_search"] = facts.get("network_search") or None
     del peer_net
     gc.collect()
     records += run_peers(args, names, device_name(device), command)

@@ -124,14 +124,15 @@ def measure_rates(model: LlamaModel, device: torch.device, dtype: torch.dtype) -
 def pipeline_forward(
     spec: str, model: LlamaModel, ops: Ops, device: torch.device, dtype: torch.dtype,
     world_size: int, model_name: str,
-) -> PipelineForward:  # fmt: skip
-    """``EngineConfig.pipeline`` on one rank. 'default' (with ':sequential' too): the network
-    search's plan set from this group's measurements; a plan or plan-set file: as given (its
-    plans must name the layer's network operations)."""
+) -> tuple[PipelineForward, dict[str, Any]]:  # fmt: skip
+    """``EngineConfig.pipeline`` on one rank, and what the search read and chose (plain data
+    for the benchmark's record; empty for a plan file). 'default' (with ':sequential' too): the
+    network search's plan set from this group's measurements; a plan or plan-set file: as
+    given (its plans must name the layer's network operations)."""
     groups = NetworkGroups(device, world_size)
     base = spec.partition(":")[0]
     if base != "default":
-        return PipelineForward(spec, model, ops, network_groups=groups)
+        return PipelineForward(spec, model, ops, network_groups=groups), {}
     start = time.perf_counter()
     caps: tuple[int | None, ...] = (None, *CAPS) if device.type == "cuda" else (None,)
     curves = []
@@ -157,7 +158,16 @@ def pipeline_forward(
     logger.info("network search in %.1f s: %d of %d buckets pipelined; rates %.0f TFLOP/s, "
                 "%.0f GB/s; all-reduce of 1,024 rows: %s", time.perf_counter() - start, chosen,
                 len(planset.buckets), rates.gemm_tflops, rates.hbm_gb_s, at_1k)  # fmt: skip
-    return PipelineForward(spec, model, ops, source=planset, network_groups=groups)
+    summary = {
+        "rates": {"gemm_tflops": round(rates.gemm_tflops, 1), "hbm_gb_s": round(rates.hbm_gb_s),
+                  "device_sms": rates.device_sms},
+        "allreduce_us": {str(c.max_ctas or "all"): [[n, round(us, 1)] for n, us in c.points]
+                         for c in curves},
+        "buckets": [[b.decodes, b.prefill_tokens, b.context, b.plan, b.predicted_ms, b.dense_ms]
+                    for b in planset.buckets],
+        "search_s": round(time.perf_counter() - start, 2),
+    }  # fmt: skip
+    return PipelineForward(spec, model, ops, source=planset, network_groups=groups), summary
 
 
 def _sequential(planset: PlanSet) -> PlanSet:

@@ -71,6 +71,8 @@ class WorkerReady:
     allreduce_latency_s: float  # one all-reduce of one token's hidden state
     allreduce_bytes_per_s: float  # bytes of a large all-reduce over its time past the latency
     pipeline: str = ""  # the pipeline's plans (EngineConfig.pipeline), as PipelineForward says
+    # the network search's inputs and choices per bucket (pipeline "default"), plain data
+    network_search: dict[str, Any] = field(default_factory=dict)
 
 
 def worker_main(rank: int, spec: WorkerSpec, conn: Connection) -> None:
@@ -133,11 +135,11 @@ def _start(rank: int, spec: WorkerSpec) -> tuple[ModelRunner, WorkerReady]:
     latency, bandwidth = measure_allreduce(device, model.cfg.hidden_size, dtype)
     logger.info("slice built in %.1f s; all-reduce %.1f us + %.1f GB/s",
                 time.perf_counter() - start, latency * 1e6, bandwidth / 1e9)  # fmt: skip
-    forward = None
+    forward, search = None, dict[str, Any]()
     if cfg.pipeline is not None:  # before the KV cache takes the memory its communicators need
         from runtime.distributed.network_stage import pipeline_forward
 
-        forward = pipeline_forward(cfg.pipeline, model, ops, device, dtype, spec.world_size,
+        forward, search = pipeline_forward(cfg.pipeline, model, ops, device, dtype, spec.world_size,
                                    spec.model)  # fmt: skip
     kv_dtype = kv_cache_dtype(cfg.kv_cache_dtype, dtype)
     num_blocks = _group_num_blocks(model, cfg, device, dtype, kv_dtype, spec.max_positions)
@@ -166,6 +168,7 @@ def _start(rank: int, spec: WorkerSpec) -> tuple[ModelRunner, WorkerReady]:
         allreduce_latency_s=latency,
         allreduce_bytes_per_s=bandwidth,
         pipeline="" if forward is None else forward.describe(),
+        network_search=search,
     )
     return runner, ready
 

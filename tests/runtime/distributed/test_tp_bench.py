@@ -38,3 +38,23 @@ def test_profiling_is_refused_under_tensor_parallelism(
     )
     assert execute(args, "test") == 2
     assert "--profile-run run in one process only" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_nanoflow_at_two_ranks_records_the_network_search(tiny_llama: str, tmp_path: Path) -> None:
+    """Both modes at TP=2 in one run; the nanoflow record says what the ranks searched (on the
+    CPU: dense in every bucket, nothing overlaps) and produces the same tokens."""
+    out = tmp_path / "bench.json"
+    args = build_parser().parse_args(["--model", tiny_llama, *BASE, "--workloads", "512/512",
+                                      "--tp", "2", "--mode", "sequential,nanoflow",
+                                      "--out", str(out)])  # fmt: skip
+    assert execute(args, "test") == 0
+    seq, nano = json.loads(out.read_text())
+    assert (seq["mode"], nano["mode"]) == ("sequential", "nanoflow")
+    assert seq["tensor_parallel_size"] == nano["tensor_parallel_size"] == 2
+    assert "pipeline_plans" not in seq and nano["pipeline"] == "default"
+    assert "0 plans" in nano["pipeline_plans"]
+    search = nano["network_search"]
+    assert search["allreduce_us"]["all"] and search["buckets"]
+    assert all(b[3] is None and b[4] == b[5] for b in search["buckets"])  # dense: as predicted
+    assert nano["output_tokens"] == seq["output_tokens"]
