@@ -4,6 +4,7 @@
 #   bash bench/tp_run.sh 8b       # Llama-3-8B (random weights) at TP=2, then TP=1
 #   bash bench/tp_run.sh 70b      # Llama-3-70B (random weights) at TP=2
 #   bash bench/tp_run.sh 70bmodes # Llama-3-70B at TP=2, sequential then nanoflow (network stage)
+#   bash bench/tp_run.sh verify   # the network stage's forward against its prediction (70B TP=2)
 # Steps may be combined: `bash bench/tp_run.sh test 8b`. Each step has its own time limit
 # (seconds, from the environment) so that one slow step still leaves the others' results.
 # NVLink multicast stays off (the workers set NCCL_NVLS_ENABLE=0 themselves too).
@@ -20,6 +21,7 @@ REQUESTS_70B=${REQUESTS_70B:-$REQUESTS}
 T_TEST=${T_TEST:-150}
 T_8B=${T_8B:-330}
 T_70B=${T_70B:-400}
+T_VERIFY=${T_VERIFY:-120}
 TEST_K=${TEST_K:-}  # a pytest -k expression to run part of the GPU tests
 MAX_SEQS=${MAX_SEQS:-256}  # --max-num-seqs (the largest CUDA graph bucket too)
 MAX_SEQS_70B=${MAX_SEQS_70B:-$MAX_SEQS}
@@ -93,8 +95,15 @@ PY
           "${EAGER[@]}"
       done
       ;;
+    verify)
+      echo "== verify: python3 bench/tp_network_verify.py" | tee -a "$OUT/steps.txt"
+      start=$SECONDS
+      timeout "$T_VERIFY" python3 bench/tp_network_verify.py --out "$OUT/bench/tp-network-verify.json" \
+        > "$LOGS/verify.log" 2>&1
+      echo "== verify: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/steps.txt"
+      ;;
     *)
-      echo "unknown step $step (test, 8b, 70b, 70bmodes)" >&2
+      echo "unknown step $step (test, 8b, 70b, 70bmodes, verify)" >&2
       exit 2
       ;;
   esac

@@ -121,6 +121,26 @@ def measure_rates(model: LlamaModel, device: torch.device, dtype: torch.dtype) -
     return Rates(device_sms=sms, gemm_tflops=tflops, hbm_gb_s=gb_s)
 
 
+def measure_costs(
+    model: LlamaModel, device: torch.device, dtype: torch.dtype, groups: NetworkGroups
+) -> NetworkCosts:
+    """The network search's inputs on this rank, agreed by the group: all-reduce curves of
+    NCCL's own choice and each cap of ``CAPS`` (the slowest rank's), the rates (the lowest)."""
+    caps: tuple[int | None, ...] = (None, *CAPS) if device.type == "cuda" else (None,)
+    curves = []
+    for cap in caps:
+        points = allreduce_curve(groups(cap), device, model.cfg.hidden_size, dtype)
+        agreed = _agree([us for _, us in points], device, dist.ReduceOp.MAX)
+        curves.append(CollectiveCurve(cap, tuple(zip([n for n, _ in points], agreed, strict=True))))
+    rates = measure_rates(model, device, dtype)
+    tflops, gb_s = _agree([rates.gemm_tflops, rates.hbm_gb_s], device, dist.ReduceOp.MIN)
+    rates = Rates(rates.device_sms, tflops, gb_s, rates.concurrent)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    shape = ModelShape(**signature_of(model.cfg, model.embed_tokens.element_size()))
+    return NetworkCosts(shape, rates, tuple(curves))
+
+
 def pipeline_forward(
     spec: str, model: LlamaModel, ops: Ops, device: torch.device, dtype: torch.dtype,
     world_size: int, model_name: str,
@@ -134,23 +154,11 @@ def pipeline_forward(
     if base != "default":
         return PipelineForward(spec, model, ops, network_groups=groups), {}
     start = time.perf_counter()
-    caps: tuple[int | None, ...] = (None, *CAPS) if device.type == "cuda" else (None,)
-    curves = []
-    for cap in caps:
-        points = allreduce_curve(groups(cap), device, model.cfg.hidden_size, dtype)
-        agreed = _agree([us for _, us in points], device, dist.ReduceOp.MAX)
-        curves.append(CollectiveCurve(cap, tuple(zip([n for n, _ in points], agreed, strict=True))))
-    rates = measure_rates(model, device, dtype)
-    tflops, gb_s = _agree([rates.gemm_tflops, rates.hbm_gb_s], device, dist.ReduceOp.MIN)
-    rates = Rates(rates.device_sms, tflops, gb_s, rates.concurrent)
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    elem = model.embed_tokens.element_size()
-    signature = signature_of(model.cfg, elem)
-    shape = ModelShape(**signature)
+    costs = measure_costs(model, device, dtype, groups)
+    rates, curves = costs.rates, costs.curves
+    signature = signature_of(model.cfg, model.embed_tokens.element_size())
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    planset, _ = search_network(NetworkCosts(shape, rates, tuple(curves)), model_name, name,
-                                signature)  # fmt: skip
+    planset, _ = search_network(costs, model_name, name, signature)
     if spec.endswith(":sequential"):
         planset = _sequential(planset)
     chosen = sum(1 for b in planset.buckets if b.plan is not None)

@@ -122,15 +122,17 @@ def simulate(
     num_layers: int,
     slowdown: float = 1.0,
     network: Sequence[str] = NETWORK_OPS,
+    one_stream: bool = False,
 ) -> float:
     """The forward time (µs) of ``num_layers`` layers as the executor issues ``plan`` over a
-    batch of ``plan.batch_tokens`` rows: each step on its unit's stream, after its inputs; a
-    compute step overlapping a running collective takes ``slowdown`` times as long for the
-    overlapping part."""
+    batch of ``plan.batch_tokens`` rows: each step on its unit's stream (``one_stream``: every
+    step on one, a device that runs one stream at a time), after its inputs; a compute step
+    overlapping a running collective takes ``slowdown`` times as long for the overlapping
+    part."""
     from runtime.pipeline.validate import issue_sequence
 
     bounds = [plan.split(n).bounds for n in ops]
-    units = {n: plan.split(n).unit for n in ops}
+    units = {n: None if one_stream else plan.split(n).unit for n in ops}
     free: dict[object, float] = {}
     done: dict[tuple[int, int, int], float] = {}
     busy: list[tuple[float, float]] = []  # intervals of collectives placed so far
@@ -167,11 +169,11 @@ def forward_us(
     def cost(op: str, a: int, b: int) -> float:
         return costs.op_us(op, a, b, cap)
 
-    n = min(simulated, num_layers)
-    last = simulate(plan, ops, cost, n, slowdown)
+    n, serial = min(simulated, num_layers), not costs.rates.concurrent
+    last = simulate(plan, ops, cost, n, slowdown, one_stream=serial)
     if n == num_layers:
         return last
-    before = simulate(plan, ops, cost, n - 1, slowdown)
+    before = simulate(plan, ops, cost, n - 1, slowdown, one_stream=serial)
     return last + (num_layers - n) * (last - before)
 
 
