@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from kernels import AttentionMetadata, Ops
+from runtime.host_copy import pinned
 from runtime.model.llama import ForwardContext, LlamaModel
 
 logger = logging.getLogger("runtime")
@@ -122,11 +123,13 @@ class DecodeGraphs:
         b = self.bucket_for(n)
         assert b is not None, f"no decode graph holds {n} sequences"
         w = inputs.block_tables.shape[1]
-        self.input_ids[:n].copy_(inputs.input_ids, non_blocking=True)
-        self.positions[:n].copy_(inputs.positions, non_blocking=True)
-        self.slot_mapping[:n].copy_(inputs.slot_mapping, non_blocking=True)
-        self.context_lens[:n].copy_(inputs.context_lens, non_blocking=True)
-        self.block_tables[:n, :w].copy_(inputs.block_tables, non_blocking=True)
+        # from pinned staging: a copy from pageable memory may make the host wait for the
+        # device, and the device would then idle while the host prepares the replay
+        self.input_ids[:n].copy_(pinned(inputs.input_ids), non_blocking=True)
+        self.positions[:n].copy_(pinned(inputs.positions), non_blocking=True)
+        self.slot_mapping[:n].copy_(pinned(inputs.slot_mapping), non_blocking=True)
+        self.context_lens[:n].copy_(pinned(inputs.context_lens), non_blocking=True)
+        self.block_tables[:n, :w].copy_(pinned(inputs.block_tables), non_blocking=True)
         # padding rows (from n to b) keep pointing at the scratch block
         self.slot_mapping[n:b].fill_(self.scratch_block * self.block_size)
         self.context_lens[n:b].fill_(1)

@@ -14,11 +14,17 @@ from collections.abc import Sequence
 import torch
 
 
+def pinned(t: torch.Tensor) -> torch.Tensor:
+    """A host tensor in pinned memory, to copy into a device buffer with ``non_blocking=True``
+    (torch's caching host allocator keeps it until the copy that reads it has run)."""
+    return t if t.is_pinned() else t.pin_memory()
+
+
 def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     """``t`` (on the host) on ``device``, without waiting for the device's queued work."""
     if device.type != "cuda":
         return t
-    return t.pin_memory().to(device, non_blocking=True)
+    return pinned(t).to(device, non_blocking=True)
 
 
 def list_to_device(

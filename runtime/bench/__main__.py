@@ -88,7 +88,7 @@ class EngineRun:
 
 def run_nanolang(
     args: argparse.Namespace,
-    names: list[str],
+    names: list[tuple[str, int]],
     mode: str,
     spec: str | None,
     kv: str,
@@ -120,10 +120,10 @@ def run_nanolang(
         "max_num_batched_tokens": engine.config.max_num_batched_tokens,
     }  # fmt: skip
     runs = []
-    for name in names:
+    for name, count in names:
         # distinct prompts per workload, a cold prefix cache: no workload reuses another's KV
         reqs = make_requests(
-            WORKLOADS[name], args.num_requests, cfg.vocab_size, workload_seed(name), args.scale
+            WORKLOADS[name], count, cfg.vocab_size, workload_seed(name), args.scale
         )
         if engine.blocks.cache is not None:
             engine.blocks.cache.reset()
@@ -183,7 +183,7 @@ def engine_facts(llm: LLM) -> dict[str, Any]:
 
 
 def run_peers(
-    args: argparse.Namespace, names: list[str], device: str, command: str
+    args: argparse.Namespace, names: list[tuple[str, int]], device: str, command: str
 ) -> list[dict[str, Any]]:
     """vLLM / SGLang over the same workloads and requests, each in a subprocess."""
     peers = [p for p in parse_peers(args.peer) if p in SUBPROCESS_PEERS]
@@ -194,9 +194,8 @@ def run_peers(
     overrides = json.loads(args.hf_overrides) if args.hf_overrides else None
     _, cfg = resolve_model(args.model, overrides)
     jobs = [
-        {"workload": n, "num_requests": args.num_requests, "seed": workload_seed(n),
-         "scale": args.scale}
-        for n in names
+        {"workload": n, "num_requests": count, "seed": workload_seed(n), "scale": args.scale}
+        for n, count in names
     ]  # fmt: skip
     max_len = max_model_len(jobs, cfg.vocab_size, cfg.max_position_embeddings)
     records = []
@@ -229,11 +228,23 @@ def token_budgets(args: argparse.Namespace) -> list[int]:
     return budgets
 
 
+def parse_workloads(text: str, num_requests: int) -> list[tuple[str, int]]:
+    """``--workloads``: ``all`` or a comma list of NAME or NAME:REQUESTS (default: ``num_requests``)
+    -> (workload, requests) pairs, in order."""
+    items = list(WORKLOADS) if text == "all" else [t.strip() for t in text.split(",") if t.strip()]
+    jobs = []
+    for item in items:
+        name, sep, count = item.partition(":")
+        if name not in WORKLOADS:
+            raise SystemExit(f"unknown workload {name!r}; choose from {list(WORKLOADS)}")
+        if sep and not (count.isdigit() and int(count) > 0):
+            raise SystemExit(f"--workloads: {item!r} needs a positive request count after ':'")
+        jobs.append((name, int(count) if sep else num_requests))
+    return jobs
+
+
 def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
-    names = list(WORKLOADS) if args.workloads == "all" else args.workloads.split(",")
-    unknown = [n for n in names if n not in WORKLOADS]
-    if unknown:
-        raise SystemExit(f"unknown workloads {unknown}; choose from {list(WORKLOADS)}")
+    names = parse_workloads(args.workloads, args.num_requests)
     peers = parse_peers(args.peer)
     modes = args.mode.split(",")
     specs = {mode: pipeline_spec(mode, args.plan) for mode in modes}

@@ -16,8 +16,15 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     ap.add_argument("--load-format", default="dummy")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default="auto")
-    ap.add_argument("--workloads", default="all", help=f"comma list of {', '.join(WORKLOAD_NAMES)}")
-    ap.add_argument("--num-requests", type=int, default=1000, help="per workload")
+    ap.add_argument(
+        "--workloads",
+        default="all",
+        help=f"comma list of {', '.join(WORKLOAD_NAMES)}, each optionally NAME:REQUESTS "
+        "(e.g. 1024/512:256,sharegpt:1000: its own request count)",
+    )
+    ap.add_argument(
+        "--num-requests", type=int, default=1000, help="per workload without its own count"
+    )
     ap.add_argument("--scale", type=float, default=1.0, help="shrink lengths (tests)")
     ap.add_argument("--max-num-seqs", type=int, default=1024, help="a cap; memory decides")
     ap.add_argument("--admission-reserve-tokens", type=int, default=2048)

@@ -12,6 +12,7 @@ from triton_env import DEVICE, INTERPRET, needs_triton_device, skip_if_interpret
 from kernels import reference
 from kernels.triton import paged_attention
 from kernels.triton.decode_attention import DecodeConfig
+from kernels.triton.extend_attention import ExtendConfig, extend_attention
 
 pytestmark = [pytest.mark.gpu, needs_triton_device]
 # bf16 / fp16 probabilities are rounded before the P @ V product; fp32 uses ieee dots
@@ -110,6 +111,51 @@ def test_decode_configs(
     config = DecodeConfig(block_n, num_warps, stages, ctas_per_sm=2, swap_ab=swap_ab)
     dtype = torch.float16 if INTERPRET else torch.bfloat16  # the interpreter's bf16 dot is wrong
     _check(*BATCHES[name], (32, 8, 128), dtype, 16, num_sms=16, seed=4, config=config)
+
+
+# chunks longer than the largest query tile, prefixes spanning many key tiles, ragged lengths
+LONG_EXTENDS = ([300, 200, 129, 1, 64], [300, 700, 1000, 33, 64], 0)
+EXTEND_CONFIGS = [
+    ExtendConfig(), ExtendConfig(128, 64, 8, 2), ExtendConfig(128, 128, 8, 2),
+    ExtendConfig(64, 64, 4, 3), ExtendConfig(128, 32, 4, 3),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("config", EXTEND_CONFIGS, ids=str)
+def test_extend_configs_on_long_chunks(config: ExtendConfig, dtype: torch.dtype) -> None:
+    """Every extend tile configuration against the reference, on chunks whose keys fall in
+    both the unmasked range (seen by all of a tile's rows) and the causal band."""
+    skip_if_interpreted(True)
+    q_lens, ctx_lens, _ = LONG_EXTENDS
+    batch = make_paged_batch(q_lens, ctx_lens, 0, 32, 8, 128, 16, dtype, DEVICE, seed=11)
+    meta, scale = batch.meta, 128**-0.5
+    out = torch.full_like(batch.q, float("nan"))
+    extend_attention(
+        batch.q, batch.k_cache, batch.v_cache, meta.block_tables, meta.context_lens,
+        meta.cu_seqlens_q, 0, meta.num_seqs, meta.max_query_len, scale, out, config=config,
+    )  # fmt: skip
+    expected = reference.paged_attention(batch.q, batch.k_cache, batch.v_cache, meta, scale)
+    assert not torch.isnan(out).any()
+    assert relative_error(out, expected) < REL_TOL[dtype]
+    torch.testing.assert_close(out.float(), expected.float(), rtol=0, atol=ABS_TOL[dtype])
+
+
+def test_extend_small_tiles_in_the_interpreter() -> None:
+    """The split of the key range (unmasked, then causal) with tiles small enough that the CPU
+    interpreter crosses several of each (CI)."""
+    config = ExtendConfig(block_m=32, block_n=16)
+    dtype = torch.float16 if INTERPRET else torch.bfloat16
+    batch = make_paged_batch([1, 70, 37, 5], [50, 150, 100, 5], 1, 4, 2, 16, 16, dtype, DEVICE,
+                             seed=3)  # fmt: skip
+    meta = batch.meta
+    out = torch.zeros_like(batch.q)
+    extend_attention(
+        batch.q, batch.k_cache, batch.v_cache, meta.block_tables, meta.context_lens,
+        meta.cu_seqlens_q, 1, 3, 70, 0.25, out, config=config,
+    )  # fmt: skip
+    expected = reference.paged_attention(batch.q, batch.k_cache, batch.v_cache, meta, 0.25)
+    assert relative_error(out[1:], expected[1:]) < REL_TOL[dtype]
 
 
 def _tma_or_skip() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from runtime.bench.__main__ import execute, token_budgets
+from runtime.bench.__main__ import execute, parse_workloads, token_budgets
 from runtime.bench.options import build_parser
 from runtime.bench.workloads import WORKLOADS, make_requests, workload_seed
 
@@ -101,6 +101,14 @@ def test_token_budgets_must_be_positive_integers() -> None:
         with pytest.raises(SystemExit, match="--token-budgets"):
             token_budgets(build_parser().parse_args(["--token-budgets", bad]))
     assert token_budgets(build_parser().parse_args([])) == [8192]
+
+
+def test_workloads_take_their_own_request_counts() -> None:
+    assert parse_workloads("1024/512:256,sharegpt", 1000) == [("1024/512", 256), ("sharegpt", 1000)]
+    assert [n for n, _ in parse_workloads("all", 5)] == list(WORKLOADS)
+    for bad in ("1024/512:0", "1024/512:x", "sharegpt:", "nope:3"):
+        with pytest.raises(SystemExit, match="workload"):
+            parse_workloads(bad, 10)
 
 
 def _run_on_cpu(tiny_llama: str, tmp_path: Path, args: list[str]) -> list[dict[str, Any]]:

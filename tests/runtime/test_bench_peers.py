@@ -18,7 +18,7 @@ from runtime.bench.peers import hf_config_dir, max_model_len, parse_peers, parse
 from runtime.bench.table import comparison_table
 from runtime.bench.workloads import WORKLOADS, make_requests, workload_seed
 
-FAKE_VLLM = '''
+FAKE_VLLM = """
 import json, os
 
 class SamplingParams:
@@ -42,7 +42,7 @@ class LLM:
             f.write(json.dumps({"engine_kwargs": {k: v for k, v in self.kw.items()},
                                 "prompts": [p["prompt_token_ids"] for p in prompts]}) + "\\n")
         return [_Req(p.max_tokens) for p in params]
-'''
+"""
 
 
 def _fake_site(root: Path) -> Path:
@@ -63,31 +63,34 @@ def test_peer_runs_the_same_requests_in_the_same_run(
     out = tmp_path / "bench.json"
     args = build_parser().parse_args([
         "--model", tiny_llama, "--load-format", "auto", "--device", "cpu",
-        "--workloads", "lmsys,512/512", "--num-requests", "3", "--scale", "0.02",
+        "--workloads", "lmsys:2,512/512", "--num-requests", "3", "--scale", "0.02",
         "--peer", "vllm,sglang", "--peer-site", f"vllm={_fake_site(tmp_path)}",
         "--peer-args", '{"vllm": {"max_num_seqs": 512}}', "--out", str(out),
     ])  # fmt: skip
     assert execute(args, "test") == 0
     records = json.loads(out.read_text())
     assert [(r["engine"], r["workload"]) for r in records] == [
-        ("nanolang", "lmsys"), ("nanolang", "512/512"),
-        ("vllm 9.9.9", "lmsys"), ("vllm 9.9.9", "512/512"),
+        ("nanolang", "lmsys"),
+        ("nanolang", "512/512"),
+        ("vllm 9.9.9", "lmsys"),
+        ("vllm 9.9.9", "512/512"),
     ]  # fmt: skip  (sglang is not importable here: skipped)
     ours, peer = records[:2], records[2:]
-    for a, b in zip(ours, peer, strict=True):
-        assert b["version"] == "9.9.9" and b["num_requests"] == 3
+    counts = [2, 3]  # lmsys has its own request count, 512/512 the default
+    for a, b, n in zip(ours, peer, counts, strict=True):
+        assert b["version"] == "9.9.9" and a["num_requests"] == b["num_requests"] == n
         assert (a["prompt_tokens"], a["output_tokens"]) == (b["prompt_tokens"], b["output_tokens"])
         assert {"device", "date", "command", "total_tokens_per_s"} <= set(b)
         assert b["engine_args"] == {"max_num_seqs": 512}
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     vocab = json.loads((Path(tiny_llama) / "config.json").read_text())["vocab_size"]
-    for call, name in zip(calls, ["lmsys", "512/512"], strict=True):
-        want = make_requests(WORKLOADS[name], 3, vocab, workload_seed(name), 0.02)
+    for call, name, n in zip(calls, ["lmsys", "512/512"], counts, strict=True):
+        want = make_requests(WORKLOADS[name], n, vocab, workload_seed(name), 0.02)
         assert call["prompts"] == [r.prompt_token_ids for r in want]
         assert call["engine_kwargs"]["load_format"] == "dummy"
         assert call["engine_kwargs"]["kv_cache_dtype"] == "auto"
     table = comparison_table(records)
-    assert "| lmsys (3) |" in table and "vllm 9.9.9" in table
+    assert "| lmsys (2) |" in table and "| 512/512 (3) |" in table and "vllm 9.9.9" in table
 
 
 def test_peer_options_are_checked(tmp_path: Path) -> None:

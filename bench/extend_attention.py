@@ -1,0 +1,145 @@
+"""Extend (prefill) attention on one GPU: each tile configuration of the Triton extend kernel, and
+optionally another version of the kernel (``--before FILE``, e.g. main's), on prefill-shaped
+batches of Llama-3-8B's heads (32 query / 8 KV heads of 128, pages of 16).
+
+Batches: a chunk of ``n x q`` new tokens, each sequence's chunk at the end of a ``ctx``-token
+context (``8x1024@1024``: eight 1,024-token prompts in one 8,192-token iteration, 1024/512's
+prefill). Median of ``--repeats`` timed calls (CUDA events) after warm-up; TFLOP/s counts the
+causal query-key pairs (4 x head_dim flops per pair and head). JSON on stdout and to ``--out``.
+Usage (repo root, on a GPU): PYTHONPATH=. python bench/extend_attention.py --out FILE.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import json
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kernels.metadata import AttentionMetadata
+from kernels.triton.extend_attention import ExtendConfig, default_config, extend_attention
+
+HEADS, KV_HEADS, HEAD_DIM, PAGE = 32, 8, 128, 16
+SHAPES = ("8x1024@1024", "4x2048@2048", "8x1024@2048")
+CONFIGS = (
+    ExtendConfig(64, 64, 4, 2), ExtendConfig(64, 64, 4, 3), ExtendConfig(64, 128, 4, 2),
+    ExtendConfig(128, 64, 8, 2), ExtendConfig(128, 64, 8, 3), ExtendConfig(128, 128, 8, 2),
+    ExtendConfig(128, 32, 4, 3),
+)  # fmt: skip
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    """``NxQ@CTX`` -> (sequences, new tokens each, context each)."""
+    n, rest = text.split("x")
+    q, ctx = rest.split("@")
+    return int(n), int(q), int(ctx)
+
+
+def make_batch(shape: str, kv_dtype: torch.dtype) -> dict[str, Any]:
+    n, q_len, ctx = parse_shape(shape)
+    pages = ctx // PAGE
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    perm = torch.randperm(n * pages, device="cuda", generator=gen).to(torch.int32)
+    cache_shape = (n * pages, PAGE, KV_HEADS, HEAD_DIM)
+    k = torch.randn(cache_shape, device="cuda", generator=gen).to(kv_dtype)
+    v = torch.randn(cache_shape, device="cuda", generator=gen).to(kv_dtype)
+    q = torch.randn(n * q_len, HEADS, HEAD_DIM, device="cuda", generator=gen).bfloat16()
+    cu = torch.arange(n + 1, device="cuda", dtype=torch.int32) * q_len
+    meta = AttentionMetadata(
+        cu_seqlens_q=cu, context_lens=torch.full((n,), ctx, dtype=torch.int32, device="cuda"),
+        block_tables=perm.view(n, pages), slot_mapping=torch.zeros(n * q_len, dtype=torch.long,
+                                                                  device="cuda"),
+        num_decode_seqs=0, max_query_len=q_len, max_context_len=ctx, block_size=PAGE,
+    )  # fmt: skip
+    pairs = n * sum(ctx - q_len + j + 1 for j in range(q_len))
+    return {"q": q, "k": k, "v": v, "meta": meta, "flops": 4 * HEAD_DIM * HEADS * pairs}
+
+
+def timed(fn: Callable[[], None], repeats: int) -> float:
+    """Median milliseconds of ``repeats`` calls, after three warm-up calls."""
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        stop.record()
+        stop.synchronize()
+        times.append(start.elapsed_time(stop))
+    return statistics.median(times)
+
+
+def load_kernel(path: Path) -> Callable[..., None]:
+    spec = importlib.util.spec_from_file_location("extend_before", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    fn: Callable[..., None] = module.extend_attention
+    return fn
+
+
+def run_case(b: dict[str, Any], kernel: Callable[..., None], **kw: Any) -> Callable[[], None]:
+    meta: AttentionMetadata = b["meta"]
+    out = torch.empty_like(b["q"])
+
+    def call() -> None:
+        kernel(b["q"], b["k"], b["v"], meta.block_tables, meta.context_lens, meta.cu_seqlens_q,
+               0, meta.num_seqs, meta.max_query_len, HEAD_DIM**-0.5, out, **kw)  # fmt: skip
+
+    return call
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--shapes", default=",".join(SHAPES))
+    ap.add_argument("--kv-dtypes", default="bf16,fp8")
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--before", type=Path, default=None, help="another extend_attention.py")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    before = load_kernel(args.before) if args.before else None
+    kv_types = {"bf16": torch.bfloat16, "fp8": torch.float8_e4m3fn}
+    rows = []
+    for kv in args.kv_dtypes.split(","):
+        for shape in args.shapes.split(","):
+            b = make_batch(shape, kv_types[kv])
+            default = default_config(b["q"], b["meta"].max_query_len)
+            # the sweep on the first cache dtype; the others time the default configuration
+            configs = CONFIGS if kv == args.kv_dtypes.split(",")[0] else (default,)
+            cases: dict[str, Callable[[], None]] = {
+                f"{c.block_m}x{c.block_n} w{c.num_warps} s{c.stages}": run_case(
+                    b, extend_attention, config=c
+                )
+                for c in configs
+            }
+            if before is not None:
+                cases["before"] = run_case(b, before)
+            for name, fn in cases.items():
+                ms = timed(fn, args.repeats)
+                rows.append({"kv": kv, "shape": shape, "kernel": name, "ms": round(ms, 4),
+                             "tflops": round(b["flops"] / ms / 1e9, 1)})  # fmt: skip
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+            rows.append({"kv": kv, "shape": shape, "default": str(default)})
+    record = {
+        "command": "python bench/extend_attention.py " + " ".join(sys.argv[1:]),
+        "device": torch.cuda.get_device_name(),
+        "date": datetime.date.today().isoformat(),
+        "rows": rows,
+    }
+    text = json.dumps(record, indent=1)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
