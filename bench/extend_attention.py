@@ -7,6 +7,7 @@ context (``8x1024@1024``: eight 1,024-token prompts in one 8,192-token iteration
 prefill). Median of ``--repeats`` timed calls (CUDA events) after warm-up; TFLOP/s counts the
 causal query-key pairs (4 x head_dim flops per pair and head). JSON on stdout and to ``--out``.
 Usage (repo root, on a GPU): PYTHONPATH=. python bench/extend_attention.py --out FILE.json
+``--table FILE.json`` prints a results file as markdown tables (ms and TFLOP/s per shape), no GPU.
 """
 
 from __future__ import annotations
@@ -97,6 +98,23 @@ def run_case(b: dict[str, Any], kernel: Callable[..., None], **kw: Any) -> Calla
     return call
 
 
+def table(record: dict[str, Any]) -> str:
+    """Markdown: one table per cache dtype, a row per kernel, "ms, TFLOP/s" per shape."""
+    rows = [r for r in record["rows"] if "kernel" in r]
+    shapes = list(dict.fromkeys(r["shape"] for r in rows))
+    lines = []
+    for kv in dict.fromkeys(r["kv"] for r in rows):
+        lines += [f"| kernel ({kv} cache) | " + " | ".join(shapes) + " |",
+                  "| --- |" + " --- |" * len(shapes)]  # fmt: skip
+        cell = {(r["kernel"], r["shape"]): f"{r['ms']:.3f} ms, {r['tflops']:.0f}"
+                for r in rows if r["kv"] == kv}  # fmt: skip
+        for kernel in dict.fromkeys(r["kernel"] for r in rows if r["kv"] == kv):
+            cells = [cell.get((kernel, s), "-") for s in shapes]
+            lines.append(f"| {kernel} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--shapes", default=",".join(SHAPES))
@@ -104,7 +122,11 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--before", type=Path, default=None, help="another extend_attention.py")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--table", type=Path, default=None, help="print a results file's tables")
     args = ap.parse_args()
+    if args.table is not None:
+        print(table(json.loads(args.table.read_text())))
+        return 0
     before = load_kernel(args.before) if args.before else None
     kv_types = {"bf16": torch.bfloat16, "fp8": torch.float8_e4m3fn}
     rows = []
