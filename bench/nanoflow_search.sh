@@ -3,17 +3,23 @@
 # root on the GPU machine: runtime/ needs no extra wheels (no lark); without gurobipy the search
 # uses scipy's HiGHS, which the machine has.
 #   bash bench/nanoflow_search.sh tune  OUT  # profile, search, verify -> OUT/tune, OUT/verify.json
-#   bash bench/nanoflow_search.sh bench OUT  # a warm-up engine, then both modes on the fixed
-#                                            # workloads (BENCH_WORKLOADS) with OUT/tune's plan
-#                                            # set, or the shipped one when OUT has none
-#   bash bench/nanoflow_search.sh all   OUT  # both in one call (one machine start); OUT/tune
-#                                            # packed as OUT/tune.tgz (few files come back)
+#   bash bench/nanoflow_search.sh bench OUT  # engines in the order sequential, nanoflow,
+#                                            # sequential (one process) on BENCH_WORKLOADS with
+#                                            # OUT/tune's plan set, or the shipped one when OUT
+#                                            # has none; OUT/bench.json grows after each engine
+#   bash bench/nanoflow_search.sh candidates OUT  # the plan set's plans and candidates measured
+#                                            # against dense, bf16 and fp8 KV, and a timeline of
+#                                            # the best (OUT/candidates.json, OUT/timeline.json)
+#   bash bench/nanoflow_search.sh check OUT  # bench, then candidates
+#   bash bench/nanoflow_search.sh all   OUT  # tune and bench in one call (one machine start);
+#                                            # OUT/tune packed as OUT/tune.tgz
 # verify also measures the decode buckets of 512+ sequences over an fp8 KV buffer (verify.json's
 # fp8_buckets) and traces one layer of the measured best plan against dense (timeline.json).
 # Then unpack OUT/tune into runtime/pipeline/plans/searched/<model>-<device>/ so that
 # --mode nanoflow picks it by default, and copy the JSON files to bench/results/.
 # PROFILE_GRID overrides the profile's grid (options of python -m runtime.tune); KV_GB the
-# shared KV buffer; SMOKE=1 profiles the largest shapes first.
+# shared KV buffer; SMOKE=1 profiles the largest shapes first. BENCH_REQUESTS, BENCH_SEQS
+# (--max-num-seqs), BENCH_TIMEOUT and CANDIDATES_TIMEOUT (seconds; 0: none) shape a short call.
 set -euo pipefail
 stage=${1:?tune, bench or all}
 out=${2:?output directory}
@@ -52,24 +58,44 @@ tune() {
     2>> "$out/log.txt"
 }
 
+plan_set() {  # this call's plan set, else the shipped one ("default")
+  if [ -f "$out/tune/planset.json" ]; then echo "$out/tune/planset.json"; else echo default; fi
+}
+
 bench() {
-  # the first engine on a fresh machine runs 5-7 s slower (2026-11-29: nanoflow first, 0.80x with
-  # the dense forward in both modes): a short warm-up engine takes that first
-  stamp "bench: warm-up engine"
-  python -m runtime.bench --model "$model" --num-requests 32 --workloads 1024/512 \
-    --mode sequential > /dev/null 2>> "$out/log.txt" || true
-  # this call's plan set, else the shipped one ("default")
-  local plan="$out/tune/planset.json"
-  [ -f "$plan" ] || plan=default
-  stamp "bench: nanoflow, then sequential (plan: $plan)"
-  python -m runtime.bench --model "$model" --num-requests 256 \
-    --workloads "${BENCH_WORKLOADS:-512/1024,1024/512,sharegpt}" --mode nanoflow,sequential \
-    --plan "$plan" --out "$out/bench.json" > /dev/null 2>> "$out/log.txt"
+  # the first engine of a process (and of a fresh machine) runs slower: Triton compiles and
+  # autotunes its kernels (2026-11-29: nanoflow first, 0.80x with the dense forward in both
+  # modes). Sequential runs before and after nanoflow, so either order effect shows.
+  local plan
+  plan=$(plan_set)
+  stamp "bench: sequential, nanoflow, sequential (plan: $plan)"
+  timeout "${BENCH_TIMEOUT:-0}" python -m runtime.bench --model "$model" \
+    --num-requests "${BENCH_REQUESTS:-256}" \
+    --max-num-seqs "${BENCH_SEQS:-1024}" \
+    --workloads "${BENCH_WORKLOADS:-512/1024,1024/512,sharegpt}" \
+    --mode sequential,nanoflow,sequential --plan "$plan" --out "$out/bench.json" \
+    > /dev/null 2>> "$out/log.txt"
+}
+
+candidates() {
+  local plan
+  plan=$(plan_set)
+  [ "$plan" = default ] && plan=runtime/pipeline/plans/searched/$model-h200/planset.json
+  stamp "candidates: plans and candidates against dense, bf16 and fp8 KV ($plan)"
+  timeout "${CANDIDATES_TIMEOUT:-0}" python -m runtime.tune.verify --plan-set "$plan" \
+    --model "$model" --kv-gb "$kv_gb" --buckets candidates --fp8-min-decodes 0 --timeline "$out/timeline.json" \
+    --out "$out/candidates.json" > /dev/null 2>> "$out/log.txt"
 }
 
 case "$stage" in
   tune) tune ;;
   bench) bench ;;
+  candidates) candidates ;;
+  check)
+    bench || stamp "bench failed"
+    candidates || stamp "candidates failed"
+    stamp done
+    ;;
   all)
     [ -n "${SMOKE:-}" ] && smoke
     tune

@@ -85,6 +85,7 @@ class LLMEngine:
         limit = context_limit(self.model_config, self.config)
         self.kv_dtype = kv_cache_dtype(self.config.kv_cache_dtype, self.dtype)
         self.runner: ModelRunner | TensorParallelRunner
+        self.pipeline_summary: str | None = None  # what EngineConfig.pipeline runs; None: none
         if self.config.tensor_parallel_size > 1:
             num_blocks, kernels = self._start_workers(str(model), load_format, hf_overrides, limit)
         else:
@@ -129,12 +130,24 @@ class LLMEngine:
         self._make_blocks(num_blocks, limit)
         self.runner = ModelRunner(self.model, self.ops, self.blocks, num_blocks, self.kv_dtype)
         if self.config.pipeline is not None:
-            from runtime.pipeline.runner import PipelineForward
-
-            self.runner.forward = PipelineForward(self.config.pipeline, self.model, self.ops)
+            self._install_pipeline(self.runner, self.config.pipeline)
         if self.device.type == "cuda" and not self.config.enforce_eager:
             self.runner.capture_cuda_graphs(self.max_model_len, self.config.max_num_seqs)
         return num_blocks, self.ops.describe()
+
+    def _install_pipeline(self, runner: ModelRunner, spec: str) -> None:
+        """The pipeline's forward on the runner, unless its plan set says dense for every batch
+        shape: then the runner keeps the model's own forward (no lookup per iteration; the same
+        CUDA graphs as without a pipeline), the sequential mode's code path exactly."""
+        from runtime.pipeline.runner import PipelineForward
+
+        fwd = PipelineForward(spec, self.model, self.ops)
+        self.pipeline_summary = fwd.describe()
+        if fwd.always_dense:
+            self.pipeline_summary += ": the dense forward (the model's own)"
+        else:
+            runner.forward = fwd
+        logger.info("pipeline %s: %s", spec, self.pipeline_summary)
 
     def _start_workers(
         self, model: str, load_format: str, hf_overrides: dict[str, Any] | None, limit: int

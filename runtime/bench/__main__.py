@@ -118,6 +118,7 @@ def run_nanolang(
         "ceilings": ceilings or measure_ceilings(device, cfg, dtype),
         "dtype": dtype,
         "max_num_batched_tokens": engine.config.max_num_batched_tokens,
+        "pipeline_used": engine.pipeline_summary,
     }  # fmt: skip
     runs = []
     for name, count in names:
@@ -252,50 +253,74 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
     budgets = token_budgets(args)
     runs: list[EngineRun] = []
     tps = parse_tp(args.tp)
+    engines, version = 0, nanolang_version()
     for tp in tps:
         for mode in modes:
             for kv in kv_dtypes:
                 for budget in budgets:
                     ceilings = runs[0].facts["ceilings"] if runs else None  # one per run
-                    runs += run_nanolang(args, names, mode, specs[mode], kv, ceilings, tp, budget)
+                    new = run_nanolang(args, names, mode, specs[mode], kv, ceilings, tp, budget)
+                    for r in new:
+                        r.facts = {**r.facts, "engine_index": engines}
+                    runs += new
+                    engines += 1
+                    if args.out is not None:  # what has run so far, should a later engine fail
+                        partial = [record_of(args, r, specs, command, version, None) for r in runs]
+                        write_records(args.out, partial)
     device = runs[0].facts["device"]
     dtype = runs[0].facts["dtype"]
     peer_net = build_hf_model(args.model, device, dtype) if "hf" in peers else None
     records = []
-    version = nanolang_version()
     for r in runs:
-        res, facts = r.result, r.facts
-        cfg, ceilings = facts["cfg"], facts["ceilings"]
         peer = None
-        first = (r.mode, r.kv_cache_dtype, r.facts["network"].tp,
-                 facts["max_num_batched_tokens"]) == (modes[0], kv_dtypes[0], tps[0],
-                                                      budgets[0])  # fmt: skip
+        first = r.facts["engine_index"] == 0
         if peer_net is not None and WORKLOADS[r.workload].fixed and first:
             peer = run_hf_generate(peer_net, r.requests[: args.peer_requests], args.peer_batch,
                                    device)  # fmt: skip
-        lengths = [(len(q.prompt_token_ids), q.output_len) for q in r.requests]
-        records.append(result_record(
-            model=args.model, device_name=device_name(device), command=command,
-            workload=r.workload, mode=r.mode, async_scheduling=facts["async_scheduling"],
-            pipeline=specs[r.mode], num_requests=len(r.requests), result=res,
-            roof=rooflines(res.records, cfg, ceilings, facts["kv_elem"],
-                           res.prompt_tokens + res.output_tokens, facts["weight_elem"],
-                           facts["network"]),
-            workload_roof=workload_roofline(lengths, cfg, ceilings, facts["kv_elem"],
-                                            facts["weight_elem"], facts["kv_cache_tokens"],
-                                            facts["network"].tp),
-            network=facts["network"],
-            ceilings=ceilings, kernels=facts["kernels"], peer=peer, version=version,
-            kv_cache_tokens=facts["kv_cache_tokens"], kv_cache_dtype=r.kv_cache_dtype,
-            profile=r.profile, max_num_batched_tokens=facts["max_num_batched_tokens"],
-        ))  # fmt: skip
-        if facts.get("pipeline_plans"):  # tensor parallelism's pipeline: what ran, as searched
-            records[-1]["pipeline_plans"] = facts["pipeline_plans"]
-            records[-1]["network_search"] = facts.get("network_search") or None
+        records.append(record_of(args, r, specs, command, version, peer))
     del peer_net
     gc.collect()
     records += run_peers(args, names, device_name(device), command)
     return records
+
+
+def record_of(
+    args: argparse.Namespace,
+    r: EngineRun,
+    specs: dict[str, str | None],
+    command: str,
+    version: str,
+    peer: Any,
+) -> dict[str, Any]:
+    """The JSON record of one engine run of one workload."""
+    res, facts = r.result, r.facts
+    cfg, ceilings = facts["cfg"], facts["ceilings"]
+    lengths = [(len(q.prompt_token_ids), q.output_len) for q in r.requests]
+    record = result_record(
+        model=args.model, device_name=device_name(facts["device"]), command=command,
+        workload=r.workload, mode=r.mode, async_scheduling=facts["async_scheduling"],
+        pipeline=specs[r.mode], pipeline_used=facts["pipeline_used"],
+        engine_index=facts["engine_index"], num_requests=len(r.requests), result=res,
+        roof=rooflines(res.records, cfg, ceilings, facts["kv_elem"],
+                       res.prompt_tokens + res.output_tokens, facts["weight_elem"],
+                       facts["network"]),
+        workload_roof=workload_roofline(lengths, cfg, ceilings, facts["kv_elem"],
+                                        facts["weight_elem"], facts["kv_cache_tokens"],
+                                        facts["network"].tp),
+        network=facts["network"],
+        ceilings=ceilings, kernels=facts["kernels"], peer=peer, version=version,
+        kv_cache_tokens=facts["kv_cache_tokens"], kv_cache_dtype=r.kv_cache_dtype,
+        profile=r.profile, max_num_batched_tokens=facts["max_num_batched_tokens"],
+    )  # fmt: skip
+    if facts.get("pipeline_plans"):  # tensor parallelism's pipeline: what ran, as searched
+        record["pipeline_plans"] = facts["pipeline_plans"]
+        record["network_search"] = facts.get("network_search") or None
+    return record
+
+
+def write_records(path: Path, records: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(records, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -317,8 +342,7 @@ def execute(args: argparse.Namespace, command: str) -> int:
     Console(stderr=True).print(render_table(records))
     text = json.dumps(records, indent=2)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+        write_records(args.out, records)
     print(text)
     return 0
 

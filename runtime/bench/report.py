@@ -19,6 +19,8 @@ def result_record(
     mode: str,
     async_scheduling: bool,
     pipeline: str | None = None,
+    pipeline_used: str | None = None,
+    engine_index: int = 0,
     num_requests: int,
     result: ThroughputResult,
     roof: Rooflines,
@@ -50,6 +52,10 @@ def result_record(
         "mode": mode,
         "tensor_parallel_size": (network or Network()).tp,
         "pipeline": pipeline,
+        # what the engine ran for it (e.g. a plan set that says dense everywhere), and which of
+        # the run's engine instances this was (0 first: a mode listed twice runs twice)
+        "pipeline_used": pipeline_used,
+        "engine_index": engine_index,
         "async_scheduling": async_scheduling,
         "num_requests": num_requests,
         "kv_cache_dtype": kv_cache_dtype,

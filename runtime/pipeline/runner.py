@@ -43,6 +43,12 @@ class PipelineForward:
         self.executors = {key: PipelineExecutor(plan, model, ops, network_groups)
                           for key, plan in plans.items()}  # fmt: skip
 
+    @property
+    def always_dense(self) -> bool:
+        """True when every batch shape runs the dense forward (a plan set with no plans): the
+        engine then keeps the model's own forward and skips the per-iteration lookup."""
+        return self.planset is not None and not self.executors
+
     def executor_for(
         self, num_tokens: int, num_decode_seqs: int, context: float | None = None
     ) -> PipelineExecutor | None:
@@ -58,6 +64,7 @@ class PipelineForward:
         return self.model(input_ids, ctx) if ex is None else ex.forward(input_ids, ctx)
 
     def describe(self) -> str:
+        """What the pipeline runs, e.g. for a benchmark record."""
         if self.planset is not None:
             dense = sum(1 for b in self.planset.buckets if b.plan is None)
             return (f"plan set for {self.planset.device}: {len(self.planset.buckets)} buckets, "

@@ -42,15 +42,23 @@ def _random(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) ->
 
 
 def make_batch(
-    engine: Any, kv_caches: KVCaches, decodes: int, context: int, chunks: list[int], seed: int = 0
+    engine: Any,
+    kv_caches: KVCaches,
+    decodes: int,
+    context: int,
+    chunks: list[int],
+    seed: int = 0,
+    reuse_blocks: bool = False,
 ) -> tuple[torch.Tensor, ForwardContext]:
     """input_ids and a ForwardContext over ``kv_caches``: ``decodes`` sequences at context
     ``context`` (one query row each), then one prefill chunk per entry of ``chunks`` (that many
-    rows, ending at context ``max(context, rows)``). ValueError when the cache cannot hold them."""
+    rows, ending at context ``max(context, rows)``). ValueError when the cache cannot hold them,
+    unless ``reuse_blocks``: then sequences share blocks (timing only: attention still reads
+    every block of every sequence, the shared ones from a buffer far larger than the L2)."""
     g = torch.Generator().manual_seed(seed)
     lens = [context] * decodes + [max(context, c) for c in chunks]
     q_lens = [1] * decodes + list(chunks)
-    positions, meta = paged_batch(engine, kv_caches, lens, q_lens, decodes, g)
+    positions, meta = paged_batch(engine, kv_caches, lens, q_lens, decodes, g, reuse_blocks)
     ids = torch.randint(0, engine.model_config.vocab_size, (len(positions),), generator=g)
     return ids.to(engine.device), ForwardContext(positions, meta, kv_caches, engine.ops)
 
@@ -62,16 +70,20 @@ def paged_batch(
     q_lens: list[int],
     decodes: int,
     g: torch.Generator,
+    reuse_blocks: bool = False,
 ) -> tuple[torch.Tensor, AttentionMetadata]:
     """Positions and metadata of sequences at contexts ``lens`` whose last ``q_lens`` tokens are
     the query rows (the first ``decodes`` are decodes), over KV blocks drawn at random (with
-    ``g``) from ``kv_caches``. ValueError when the cache cannot hold them."""
+    ``g``) from ``kv_caches``. ValueError when the cache cannot hold them, unless
+    ``reuse_blocks``: then the random order of all blocks repeats (no sequence longer than the
+    cache gets a block twice)."""
     bs, dev = engine.config.block_size, engine.device
     num_blocks = kv_caches[0][0].shape[0] - 1  # the last one stays unused
     need = [-(-n // bs) for n in lens]
-    if sum(need) > num_blocks:
+    if sum(need) > num_blocks and not (reuse_blocks and max(need) <= num_blocks):
         raise ValueError(f"{sum(need)} KV blocks needed, the cache has {num_blocks}")
-    perm = torch.randperm(num_blocks, generator=g)[: sum(need)].tolist()
+    order = torch.randperm(num_blocks, generator=g).tolist()
+    perm = (order * -(-sum(need) // num_blocks))[: sum(need)]
     tables, slots, positions, at = [], [], [], 0
     width = max(need)
     for n, q, w in zip(lens, q_lens, need, strict=True):

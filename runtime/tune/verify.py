@@ -60,15 +60,19 @@ def verify(
     directory: Path | None = None,
     contexts: tuple[int, ...] = (),
 ) -> list[dict]:
-    """One record per bucket (``buckets``: 'all' or 'plans', those with a plan; only buckets
-    of at least ``min_decodes`` decodes and, if given, of ``contexts``), over a KV buffer of
-    ``kv_dtype`` (default: the engine's cache dtype). Where dense won, the bucket's candidate
-    pipeline (loaded from ``directory``, the plan set's) is measured as the plan would be."""
+    """One record per bucket (``buckets``: 'all', 'plans' (those with a plan) or 'candidates'
+    (those with a plan or a candidate); only buckets of at least ``min_decodes`` decodes and, if
+    given, of ``contexts``), over a KV buffer of ``kv_dtype`` (default: the engine's cache
+    dtype). Where dense won, the bucket's candidate pipeline (loaded from ``directory``, the plan
+    set's) is measured as the plan would be. A batch the buffer cannot hold shares KV blocks
+    between sequences (record key ``kv_reuse``: blocks read per block held)."""
     kv = shared_kv_caches(engine, int(kv_gb * 1e9), kv_dtype)
     executors = {f: PipelineExecutor(p, engine.model, engine.ops) for f, p in planset.plans.items()}
     rows = []
     for b in planset.buckets:
         if (buckets == "plans" and b.plan is None) or b.decodes < min_decodes:
+            continue
+        if buckets == "candidates" and b.plan is None and b.candidate is None:
             continue
         if contexts and b.context not in contexts:
             continue
@@ -91,9 +95,13 @@ def verify(
 def _measure(engine: Any, kv: KVCaches, b: Bucket, ex: PipelineExecutor | None) -> dict[str, float]:
     cuda = engine.device.type == "cuda"
     chunks = [b.prefill_tokens] if b.prefill_tokens else []
-    ids, ctx = make_batch(engine, kv, b.decodes, b.context, chunks, seed=1)
+    ids, ctx = make_batch(engine, kv, b.decodes, b.context, chunks, seed=1, reuse_blocks=True)
     dense = time_forward(lambda: engine.model(ids, ctx), cuda)
     out = {"dense_measured_ms": round(dense, 4), "dense_error": round(dense / b.dense_ms - 1, 4)}
+    held = kv[0][0].shape[0] - 1
+    read = sum(-(-n // ctx.attn.block_size) for n in ctx.attn.context_lens_host or ())
+    if read > held:
+        out["kv_reuse"] = round(read / held, 3)
     if ex is not None:
         ms = time_forward(lambda: ex.forward(ids, ctx), cuda)
         out["plan_measured_ms"] = round(ms, 4)
@@ -115,7 +123,8 @@ def _best_timeline(
     best = max(measured, key=lambda r: r["plan_vs_dense"])
     kv = shared_kv_caches(engine, int(args.kv_gb * 1e9), kv_dtype)
     chunks = [best["prefill_tokens"]] if best["prefill_tokens"] else []
-    ids, ctx = make_batch(engine, kv, best["decodes"], best["context"], chunks, seed=1)
+    ids, ctx = make_batch(engine, kv, best["decodes"], best["context"], chunks, seed=1,
+                          reuse_blocks=True)  # fmt: skip
     try:
         plan = (planset.plans[best["plan"]] if best["plan"]
                 else Plan.load(args.plan_set.parent / best["candidate"]))  # fmt: skip
@@ -136,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--kv-gb", type=float, default=8.0, help="shared KV buffer (capped)")
-    ap.add_argument("--buckets", choices=["all", "plans"], default="all")
+    ap.add_argument("--buckets", choices=["all", "plans", "candidates"], default="all")
     ap.add_argument("--min-decodes", type=int, default=0, help="only buckets with this many")
     ap.add_argument("--contexts", default="", help="only buckets of these contexts (comma list)")
     ap.add_argument(

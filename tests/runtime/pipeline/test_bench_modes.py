@@ -1,5 +1,6 @@
-"""``python -m runtime.bench --mode sequential,nanoflow`` on the CPU: one record per mode and
-workload, with the same tokens counted in both modes."""
+"""``python -m runtime.bench --mode sequential,nanoflow,sequential`` on the CPU: one record per
+engine and workload (a mode listed twice runs twice, in order), with the same tokens counted in
+both modes."""
 
 from __future__ import annotations
 
@@ -17,16 +18,21 @@ def test_both_modes_in_one_run(tiny_llama: str, tmp_path: Path) -> None:
     args = build_parser().parse_args([
         "--model", tiny_llama, "--load-format", "auto", "--device", "cpu",
         "--workloads", "512/512,lmsys", "--num-requests", "4", "--scale", "0.02",
-        "--mode", "sequential,nanoflow", "--profile-every", "4", "--out", str(out),
+        "--mode", "sequential,nanoflow,sequential", "--profile-every", "4", "--out", str(out),
     ])  # fmt: skip
     assert execute(args, "test") == 0
     records = json.loads(out.read_text())
     assert [(r["mode"], r["workload"]) for r in records] == [
         ("sequential", "512/512"), ("sequential", "lmsys"),
         ("nanoflow", "512/512"), ("nanoflow", "lmsys"),
+        ("sequential", "512/512"), ("sequential", "lmsys"),
     ]  # fmt: skip
-    assert [r["pipeline"] for r in records] == [None, None, "default", "default"]
-    seq, nano = records[:2], records[2:]
+    assert [r["engine_index"] for r in records] == [0, 0, 1, 1, 2, 2]
+    assert [r["pipeline"] for r in records] == [None, None, "default", "default", None, None]
+    # no plan set for the CPU: the hand-picked plans by workload class
+    assert records[2]["pipeline_used"].startswith("decode: ")
+    assert records[0]["pipeline_used"] is None
+    seq, nano = records[:2], records[2:4]
     for a, b in zip(seq, nano, strict=True):
         assert (a["prompt_tokens"], a["output_tokens"]) == (b["prompt_tokens"], b["output_tokens"])
         assert b["total_tokens_per_s"] > 0

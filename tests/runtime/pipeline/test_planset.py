@@ -144,3 +144,32 @@ def test_dense_buckets_run_the_model_itself(tiny_llama: str, tmp_path: Path) -> 
     fwd = PipelineForward(str(path), llm.engine.model, llm.engine.ops)
     assert fwd.executors == {}
     assert all(fwd.executor_for(t, d, 32.0) is None for t, d in ((8, 8), (16, 8), (8, 0)))
+
+
+def test_all_dense_plan_set_keeps_the_models_own_forward(
+    tiny_llama: str, dense: list, tmp_path: Path
+) -> None:
+    """A plan set that says dense for every shape (the shipped H200 one) leaves the engine on the
+    sequential mode's code path: the runner calls the model itself, with no per-iteration lookup,
+    and the engine says so."""
+    from runtime.config import ModelConfig, read_json
+
+    cfg = ModelConfig.from_hf(read_json(Path(tiny_llama) / "config.json"))
+    buckets = tuple(Bucket(d, p, c, None, 1.0, 1.0, "dense") for d in (0, 1, 4)
+                    for p in (0, 128) for c in (16, 64) if d + p)  # fmt: skip
+    ps = PlanSet("tiny", "cpu", 16, (0, 1, 4), (0, 128), (16, 64), buckets, 64,
+                 signature_of(cfg, 4))  # fmt: skip
+    path = ps.save(tmp_path / "dense")
+    llm = LLM(tiny_llama, dtype="float32", device="cpu", max_num_batched_tokens=64,
+              pipeline=str(path))  # fmt: skip
+    assert llm.engine.runner.forward is llm.engine.model
+    assert llm.engine.pipeline_summary is not None
+    assert "10 buckets, 10 dense, 0 plans: the dense forward" in llm.engine.pipeline_summary
+    outs = llm.generate(PROMPTS, SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True))
+    assert [o.token_ids for o in outs] == [o.token_ids for o in dense]
+    # a set with plans installs the pipeline's forward
+    with_plans = make_set(signature_of(cfg, 4)).save(tmp_path / "plans")
+    llm2 = LLM(tiny_llama, dtype="float32", device="cpu", max_num_batched_tokens=64,
+               pipeline=str(with_plans))  # fmt: skip
+    assert type(llm2.engine.runner.forward).__name__ == "PipelineForward"
+    assert llm2.engine.pipeline_summary == "plan set for cpu: 10 buckets, 2 dense, 2 plans"

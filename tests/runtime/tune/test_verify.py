@@ -61,3 +61,27 @@ def test_verify_measures_candidates_and_an_fp8_pass(
     assert "plan_measured_ms" not in rows[1]
     fp8 = record["fp8_buckets"]
     assert len(fp8) == 2 and all(r.get("error") is None and r["dense_measured_ms"] > 0 for r in fp8)
+
+
+def test_verify_candidates_only_over_a_buffer_too_small_for_the_batch(
+    tiny_llama: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--buckets candidates measures only buckets with a plan or a candidate; a batch the KV
+    buffer cannot hold shares blocks between sequences and says how many times over."""
+    cand = two_stream_plan("cand", [8, 8], device_sms=16)
+    buckets = (Bucket(8, 0, 32, None, 2.0, 2.0, "dense", "candidates/cand.json", 2.5),
+               Bucket(8, 8, 32, None, 2.0, 2.0, "dense"))  # fmt: skip
+    ps = PlanSet("tiny", "cpu", 16, (8,), (0, 8), (32,), buckets, 32,
+                 candidates={"candidates/cand.json": cand})  # fmt: skip
+    path = ps.save(tmp_path / "set")
+    out = tmp_path / "verify.json"
+    # 9 blocks of 16 tokens (fp32, 2 KV heads of 16): 8 usable; 8 decodes at 32 need 16
+    argv = ["--plan-set", str(path), "--model", tiny_llama, "--load-format", "auto",
+            "--device", "cpu", "--dtype", "float32", "--kv-gb", "0.00004",
+            "--buckets", "candidates", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    rows = json.loads(out.read_text())["buckets"]
+    assert [(r["decodes"], r["prefill_tokens"]) for r in rows] == [(8, 0)]
+    assert rows[0].get("error") is None and rows[0]["measured"] == "candidate"
+    assert rows[0]["kv_reuse"] == 2.0 and rows[0]["plan_measured_ms"] > 0
