@@ -143,9 +143,7 @@ class LLMEngine:
 
         fwd = PipelineForward(spec, self.model, self.ops)
         self.pipeline_summary = fwd.describe()
-        if fwd.always_dense:
-            self.pipeline_summary += ": the dense forward (the model's own)"
-        else:
+        if not fwd.always_dense:
             runner.forward = fwd
         logger.info("pipeline %s: %s", spec, self.pipeline_summary)
 
@@ -169,6 +167,7 @@ class LLMEngine:
         )  # fmt: skip
         runner = TensorParallelRunner(spec, self.model_config.vocab_size)
         self.runner = runner
+        self.pipeline_summary = runner.ready[0].pipeline or None
         self._make_blocks(runner.num_blocks, limit)
         runner.blocks = self.blocks
         return runner.num_blocks, runner.ready[0].kernels

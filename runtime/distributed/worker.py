@@ -146,7 +146,7 @@ def _start(rank: int, spec: WorkerSpec) -> tuple[ModelRunner, WorkerReady]:
     blocks = BlockManager(num_blocks, cfg.block_size)  # only its block size is used here
     runner = ModelRunner(model, ops, blocks, num_blocks, kv_dtype)
     runner.samples = rank == 0
-    if forward is not None:
+    if forward is not None and not forward.always_dense:  # dense everywhere: the model's own
         runner.forward = forward
     runner.share_tokens = lambda tokens: dist.broadcast(tokens, src=0)
     if device.type == "cuda" and not cfg.enforce_eager:

@@ -67,8 +67,9 @@ class PipelineForward:
         """What the pipeline runs, e.g. for a benchmark record."""
         if self.planset is not None:
             dense = sum(1 for b in self.planset.buckets if b.plan is None)
+            note = ": the dense forward (the model's own)" if self.always_dense else ""
             return (f"plan set for {self.planset.device}: {len(self.planset.buckets)} buckets, "
-                    f"{dense} dense, {len(self.executors)} plans")  # fmt: skip
+                    f"{dense} dense, {len(self.executors)} plans{note}")  # fmt: skip
         return ", ".join(f"{c}: {e.plan.name}" for c, e in self.executors.items())
 
 

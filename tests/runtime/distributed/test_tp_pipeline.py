@@ -106,4 +106,7 @@ def test_the_default_pipeline_at_two_ranks_searches_and_matches_one_process(
              **ENGINE) as llm:  # type: ignore[arg-type]  # fmt: skip
         described = llm.engine.runner.ready[0].pipeline  # type: ignore[union-attr]
         assert "0 plans" in described and "dense" in described
+        # dense everywhere: the ranks keep the model's own forward, and the engine says so
+        assert described.endswith("the dense forward (the model's own)")
+        assert llm.engine.pipeline_summary == described
         assert [o.token_ids for o in llm.generate(PROMPTS, params)] == want
