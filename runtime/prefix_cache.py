@@ -59,16 +59,26 @@ class RadixCache:
     def num_cached_blocks(self) -> int:
         return len(self._by_block)
 
-    def _key(self, token_ids: list[int], index: int) -> tuple[int, ...]:
+    def _key(self, seq: Sequence, index: int) -> tuple[int, ...]:
+        """The tokens of ``seq``'s block ``index`` (a full block of tokens known on the host).
+        Kept on the sequence: its known tokens never change, and the tree is walked for the
+        same sequence many times (each admission attempt, each iteration's registration)."""
+        keys = seq.block_keys
+        if index < len(keys):
+            return keys[index]
         bs = self.block_size
-        return tuple(token_ids[index * bs : (index + 1) * bs])
+        end = (index + 1) * bs
+        key = tuple(seq.token_slice(index * bs, end))
+        if index == len(keys) and end <= seq.num_tokens - seq.num_pending:
+            keys.append(key)
+        return key
 
     def waits_for_pending(self, seq: Sequence, max_tokens: int) -> bool:
         """Whether the longest cached prefix of ``seq`` (at most ``max_tokens`` tokens) stops at
         a block another sequence is still computing."""
-        node, tokens = self.root, seq.token_ids
+        node = self.root
         for i in range(max_tokens // self.block_size):
-            child = node.children.get(self._key(tokens, i))
+            child = node.children.get(self._key(seq, i))
             if child is None:
                 return False
             if child.owner is not None:
@@ -79,9 +89,9 @@ class RadixCache:
     def match(self, seq: Sequence, max_tokens: int) -> list[int]:
         """Acquire the blocks caching the longest computed prefix of ``seq``'s tokens (at most
         ``max_tokens`` tokens) and note where the sequence sits in the tree."""
-        tokens, node, blocks = seq.token_ids, self.root, []
+        node, blocks = self.root, []
         for i in range(max_tokens // self.block_size):
-            child = node.children.get(self._key(tokens, i))
+            child = node.children.get(self._key(seq, i))
             if child is None or child.owner is not None:
                 break
             self.allocator.acquire(child.block)
@@ -101,7 +111,7 @@ class RadixCache:
         node = seq.prefix_node if seq.prefix_node is not None else self.root
         owned = self._pending.setdefault(seq.seq_id, [])
         for i in range(seq.num_registered_blocks, seq.num_prompt_tokens // self.block_size):
-            key = self._key(seq.prompt_token_ids, i)
+            key = self._key(seq, i)
             if key in node.children:
                 break
             child = Node(key, seq.block_table[i], node, owner=seq.seq_id)
@@ -125,9 +135,9 @@ class RadixCache:
         node = seq.prefix_node if seq.prefix_node is not None else self.root
         known = seq.num_tokens - seq.num_pending  # PENDING tokens cannot key the tree yet
         full = min(seq.num_computed_tokens, known) // self.block_size
-        tokens, done = seq.token_ids, seq.num_registered_blocks
+        done = seq.num_registered_blocks
         for i in range(seq.num_registered_blocks, full):
-            key = self._key(tokens, i)
+            key = self._key(seq, i)
             child = node.children.get(key)
             own = seq.block_table[i]
             if child is not None and child.owner == seq.seq_id:

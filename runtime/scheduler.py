@@ -185,12 +185,10 @@ class Scheduler:
             return False
         if leader.is_finished:
             return True
-        bs, n = self.blocks.block_size, 0
-        limit = min(leader.num_prompt_tokens, seq.num_prompt_tokens)
-        a, b = leader.prompt_token_ids, seq.prompt_token_ids
-        while n < limit and a[n] == b[n]:
-            n += 1
-        return leader.num_computed_tokens >= n // bs * bs
+        if seq.shared_prefix is None:  # prompts never change: compared once per member
+            shared = common_prefix(leader.prompt_token_ids, seq.prompt_token_ids)
+            seq.shared_prefix = shared // self.blocks.block_size * self.blocks.block_size
+        return leader.num_computed_tokens >= seq.shared_prefix
 
     def _fits(self, seq: Sequence, budget: int) -> bool:
         """Take ``seq``'s cached prefix and check its prompt fits (giving up other instances'
@@ -295,3 +293,14 @@ class Scheduler:
         kept = [s for s in out.scheduled if s.seq is not seq]
         self._tokens -= sum(s.num_tokens for s in out.scheduled if s.seq is seq)
         out.scheduled = kept
+
+
+def common_prefix(a: list[int], b: list[int], chunk: int = 256) -> int:
+    """How many leading tokens ``a`` and ``b`` share (whole chunks compared as list slices, in
+    C, then token by token within the first chunk that differs)."""
+    limit, n = min(len(a), len(b)), 0
+    while n + chunk <= limit and a[n : n + chunk] == b[n : n + chunk]:
+        n += chunk
+    while n < limit and a[n] == b[n]:
+        n += 1
+    return n

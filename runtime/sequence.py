@@ -61,6 +61,9 @@ class Sequence:
     awaiting_final: bool = False  # reached max_tokens / the context: finishes once resolved
     detok: Any = None  # a runtime.detokenizer.IncrementalDetokenizer
     program: ProgramRef | None = None  # its place in a program instance's request graph
+    # the prefix cache's keys of its first full blocks (tokens known on the host never change)
+    block_keys: list[tuple[int, ...]] = field(default_factory=list)
+    shared_prefix: int | None = None  # tokens shared with its group's leader (found once)
     metrics: RequestMetrics = field(default_factory=lambda: RequestMetrics(time.perf_counter()))
 
     @property

@@ -62,7 +62,9 @@ class LocalBackend(Backend):
 
     def __init__(self, llm: Any) -> None:
         self.llm = llm
-        self._inbox: queue.Queue[_Add | _Abort | _EndInstance | _Unpin | _Stop] = queue.Queue()
+        self._inbox: queue.SimpleQueue[_Add | _Abort | _EndInstance | _Unpin | _Stop] = (
+            queue.SimpleQueue()
+        )
         self._waiting: dict[str, _Add] = {}
         self._ids = itertools.count()
         self._thread: threading.Thread | None = None
@@ -168,6 +170,8 @@ class LocalBackend(Backend):
             thread.join()
 
     def _ensure_thread(self) -> None:
+        if self._thread is not None:  # the common case: no lock on every request
+            return
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -181,11 +185,7 @@ class LocalBackend(Backend):
         try:
             while self._drain(block=not self.llm.has_unfinished_requests()):
                 if self.llm.has_unfinished_requests():
-                    for output in self.llm.step():
-                        if output.finished:
-                            self._resolve(output)
-                        else:
-                            self._progress(output)
+                    self._deliver(self.llm.step())
         except BaseException as exc:  # the engine failed: every waiting caller must hear it
             log.exception("engine thread failed")
             self._failure = exc
@@ -224,18 +224,28 @@ class LocalBackend(Backend):
             return
         self._waiting[command.request_id] = command
 
-    def _resolve(self, output: RequestOutput) -> None:
-        command = self._waiting.pop(output.request_id, None)
-        if command is not None:
-            _notify(command, _set_result, command.future, output)
-
-    def _progress(self, output: RequestOutput) -> None:
-        command = self._waiting.get(output.request_id)
-        if command is None or command.on_progress is None:
-            return
-        if not _notify(command, command.on_progress, output):
-            self._waiting.pop(output.request_id, None)
-            self.llm.abort_request(output.request_id)
+    def _deliver(self, outputs: list[RequestOutput]) -> None:
+        """Hand one step's outputs to their callers: finished ones resolve their futures,
+        partial ones go to ``on_progress``. One wake-up of each caller's loop per step, not one
+        per output (a thousand instances' outputs each woke the loop on its own)."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Add, RequestOutput]]] = {}
+        for output in outputs:
+            if output.finished:
+                command = self._waiting.pop(output.request_id, None)
+            else:
+                command = self._waiting.get(output.request_id)
+                if command is not None and command.on_progress is None:
+                    continue
+            if command is not None:
+                by_loop.setdefault(command.loop, []).append((command, output))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_hand_over, items)
+            except RuntimeError:  # that loop is closed: its callers are gone
+                for _command, output in items:
+                    if not output.finished:
+                        self._waiting.pop(output.request_id, None)
+                        self.llm.abort_request(output.request_id)
 
     def _fail_all(self, exc: BaseException) -> None:
         for command in self._waiting.values():
@@ -251,6 +261,20 @@ def _notify(command: _Add, fn: Callable[..., None], *args: Any) -> bool:
     except RuntimeError:
         return False
     return True
+
+
+def _hand_over(items: list[tuple[_Add, RequestOutput]]) -> None:
+    """On the caller's loop: results to futures, partial outputs to ``on_progress`` (a failing
+    callback is logged and does not keep the others' outputs from them)."""
+    for command, output in items:
+        if output.finished:
+            _set_result(command.future, output)
+            continue
+        assert command.on_progress is not None
+        try:
+            command.on_progress(output)
+        except Exception:
+            log.exception("on_progress of request %s failed", output.request_id)
 
 
 def _set_result(future: asyncio.Future[RequestOutput], output: RequestOutput) -> None:

@@ -52,6 +52,18 @@ def add_arguments(ap: argparse.ArgumentParser, standalone: bool = False) -> None
         help="step the engine on the event loop whenever every instance waits on it: the "
         "schedule (iterations, batches, prefill) no longer depends on the host's speed",
     )
+    ap.add_argument(
+        "--gc-paused",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="turn Python's garbage collector off while each mode runs (collected before)",
+    )
+    ap.add_argument(
+        "--warmup-instances",
+        type=int,
+        default=8,
+        help="instances run once, untimed, before the first measured mode",
+    )
     ap.add_argument("--memory-pressure", choices=["off", "on", "both"], default="both")
     ap.add_argument(
         "--pressure-fraction",
@@ -75,6 +87,7 @@ def config(args: argparse.Namespace, command: str) -> Any:
         device=args.device, dtype=args.dtype, max_num_seqs=args.max_num_seqs,
         max_num_batched_tokens=args.max_num_batched_tokens, enforce_eager=args.enforce_eager,
         async_scheduling=args.async_scheduling, lockstep=args.lockstep, command=command,
+        pause_gc=args.gc_paused, warmup_instances=args.warmup_instances,
         hf_overrides=json.loads(args.hf_overrides) if args.hf_overrides else None,
     )  # fmt: skip
 

@@ -54,11 +54,7 @@ class LockstepBackend(LocalBackend):
                 if self._inbox.empty() and _idle(loop):
                     await asyncio.sleep(0.001)  # waiting on something outside the loop
                 continue
-            for output in self.llm.step():
-                if output.finished:
-                    self._resolve(output)
-                else:
-                    self._progress(output)
+            self._deliver(self.llm.step())
         return task.result()
 
 

@@ -28,7 +28,7 @@ from nanolang.backends.local import LocalBackend
 from nanolang.bench.lockstep import LockstepBackend
 from nanolang.bench.modes import MODES, Measurement, run_mode
 from nanolang.bench.programs import PROGRAMS, BenchProgram
-from nanolang.run.footprint import footprint
+from nanolang.run.footprint import TokenCounter, footprint
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,8 @@ class BenchConfig:
     enforce_eager: bool = False
     async_scheduling: bool | None = None
     lockstep: bool = False  # step the engine on the event loop (deterministic schedule)
+    pause_gc: bool = True  # Python's garbage collector off while a mode runs (see modes.py)
+    warmup_instances: int = 8  # run untimed before the first measured mode (0: none)
     command: str = ""
 
     def __post_init__(self) -> None:
@@ -63,6 +65,8 @@ class BenchConfig:
             raise ValueError(f"unknown modes {bad}; choose from {', '.join(MODES)}")
         if self.instances < 1 or self.naive_instances < 1:
             raise ValueError("instances and naive_instances must be >= 1")
+        if self.warmup_instances < 0:
+            raise ValueError("warmup_instances must be >= 0")
         if self.gen_scale is not None and self.gen_scale <= 0:
             raise ValueError("gen_scale must be > 0")
         if not 0 < self.pressure_fraction < 1:
@@ -118,7 +122,8 @@ def build_backend(
 
 def pressure_tokens(program: BenchProgram, module: Any, jobs: list, tokenizer: Any, frac: float):
     definition = module.get("main")
-    peaks = [footprint(module, definition, args, tokenizer).tokens for _, args in jobs]
+    count = TokenCounter(tokenizer)
+    peaks = [footprint(module, definition, args, tokenizer, count).tokens for _, args in jobs]
     # twice the largest instance and a few blocks (partial blocks): each fits alone, with room
     return max(2 * max(peaks) + 64, int(frac * sum(peaks))), sum(peaks)
 
@@ -168,8 +173,10 @@ def run_programs(
         model_dir, load_format = model_source(cfg.model, Path(tmp), cfg.hf_overrides)
         backend = build_backend(cfg, model_dir, load_format, True, None)
         try:
-            for name in cfg.programs:
+            for index, name in enumerate(cfg.programs):
                 workload = Workload.make(cfg, PROGRAMS[name], backend.tokenizer)
+                if index == 0:
+                    warm_up(cfg, workload, backend)
                 for pressure in cfg.pressure:
                     save = _prefixed(sink, records)
                     records += run_program(cfg, workload, pressure, backend, save)
@@ -178,6 +185,18 @@ def run_programs(
             del backend
             _free_memory()
     return records
+
+
+def warm_up(cfg: BenchConfig, workload: Workload, backend: LocalBackend) -> None:
+    """Run the first ``warmup_instances`` instances once, untimed and unrecorded, so that the
+    first measured mode does not pay for the process's first requests (lazy imports, the
+    allocator's first blocks, first-use caches)."""
+    n = min(cfg.warmup_instances, len(workload.jobs))
+    if n == 0:
+        return
+    backend.llm.engine.reset_kv(None, enable_prefix_caching=True)
+    run_mode("independent", backend, workload.module, workload.jobs[:n], cfg.pause_gc)
+    log.info("warm-up: %d instances of %s (not measured)", n, workload.program.name)
 
 
 @dataclass(frozen=True)
@@ -237,6 +256,8 @@ def run_program(
             "scale": cfg.scale,
             "gen_scale": cfg.gen_scale,
             "lockstep": cfg.lockstep,
+            "gc_paused": cfg.pause_gc,
+            "warmup_instances": cfg.warmup_instances,
             "kv_blocks": engine.blocks.allocator.num_blocks,
             "kv_capacity_tokens": backend.kv_capacity_tokens,
             "instances_peak_demand_tokens": demand,
@@ -245,7 +266,7 @@ def run_program(
             "max_num_batched_tokens": cfg.max_num_batched_tokens,
         }
         n = cfg.naive_instances if mode == "naive" else cfg.instances
-        measured = run_mode(mode, backend, module, jobs[:n])
+        measured = run_mode(mode, backend, module, jobs[:n], cfg.pause_gc)
         out.append(record(cfg, program.name, mode, pressure, measured, extra))
         if sink is not None:
             sink(out)

@@ -35,9 +35,33 @@ class Footprint:
     where: Span | None  # the statement at which the peak is reached
 
 
+class TokenCounter:
+    """Token counts of texts through ``tokenizer``, remembered: the instances of a program
+    share most of their text (literal text, a few-shot header), so one executor checking a
+    thousand instances tokenises it once, not once per instance. At most ``limit`` texts are
+    kept (all are forgotten when it is reached)."""
+
+    def __init__(self, tokenizer: Any, limit: int = 16384) -> None:
+        self.tokenizer = tokenizer
+        self.limit = limit
+        self._counts: dict[str, int] = {}
+
+    def __call__(self, text: str) -> int:
+        if not text:
+            return 0
+        count = self._counts.get(text)
+        if count is None:
+            count = len(self.tokenizer.encode(text, add_special_tokens=False))
+            if len(self._counts) >= self.limit:
+                self._counts.clear()
+            self._counts[text] = count
+        return count
+
+
 @dataclass
 class _Walk:
     tokenizer: Any
+    count: TokenCounter
     module: tree.Module
     env: dict[str, Any]  # argument values, and generated names -> their token budget (int)
     generated: set[str] = field(default_factory=set)
@@ -52,7 +76,7 @@ class _Walk:
                 text = chat.header((role,)) + chat.footer((role,))
             except (NanoError, AttributeError):  # no usable template: it adds nothing
                 text = ""
-            self.roles[role] = _count(text, self)
+            self.roles[role] = self.count(text)
         return self.roles[role]
 
     def note(self, live: int, span: Span) -> None:
@@ -61,15 +85,22 @@ class _Walk:
 
 
 def footprint(
-    module: tree.Module, program: tree.ProgramDef, args: dict[str, Any], tokenizer: Any
+    module: tree.Module,
+    program: tree.ProgramDef,
+    args: dict[str, Any],
+    tokenizer: Any,
+    counter: TokenCounter | None = None,
 ) -> Footprint:
-    walk = _Walk(tokenizer, module, dict(args))
+    """``counter``: a ``TokenCounter`` of ``tokenizer`` shared across calls (a fresh one when
+    None)."""
+    count = counter if counter is not None else TokenCounter(tokenizer)
+    walk = _Walk(tokenizer, count, module, dict(args))
     _block(program.body, 0, 0, walk, 0)
     return Footprint(walk.peak, walk.where)
 
 
 def _count(text: str, walk: _Walk) -> int:
-    return len(walk.tokenizer.encode(text, add_special_tokens=False)) if text else 0
+    return walk.count(text)
 
 
 def _text_tokens(expr: tree.Expr, walk: _Walk) -> int:
@@ -192,7 +223,7 @@ def _stmt(stmt: tree.Stmt, ctx: int, beside: int, walk: _Walk, depth: int) -> in
     if isinstance(stmt, tree.Let) and isinstance(stmt.value, tree.Call) and depth < MAX_CALL_DEPTH:
         target = walk.module.get(stmt.value.program)
         if target is not None:
-            inner = _Walk(walk.tokenizer, walk.module, {}, roles=walk.roles)
+            inner = _Walk(walk.tokenizer, walk.count, walk.module, {}, roles=walk.roles)
             _block(target.body, 0, 0, inner, depth + 1)
             walk.note(ctx + beside + inner.peak, stmt.span)
     return ctx
@@ -203,7 +234,7 @@ def _branch(
 ) -> tuple[int, int]:
     """The most tokens one fork branch holds beyond the fork's context, and the tokens it has
     appended by its end."""
-    inner = _Walk(walk.tokenizer, walk.module, dict(walk.env), set(walk.generated))
+    inner = _Walk(walk.tokenizer, walk.count, walk.module, dict(walk.env), set(walk.generated))
     inner.roles = walk.roles
     end = _block(body, 0, 0, inner, depth)
     for name in inner.generated - walk.generated:  # after the join: lists of the branches' values

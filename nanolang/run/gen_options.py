@@ -5,6 +5,7 @@ request's ``SamplingParams`` from the rest."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +48,7 @@ def sampling_params(kwargs: dict[str, Any], options: GenOptions, span: Span) -> 
     """``SamplingParams`` for ``kwargs``; a field this runtime lacks is a clear error."""
     from runtime.sampling_params import SamplingParams
 
-    known = {f.name for f in dataclasses.fields(SamplingParams)}
+    known = _fields(SamplingParams)
     if options.top_logprobs_num:
         if "top_logprobs" not in known:
             raise NanoRuntimeError("this runtime cannot return top-k logprobs", span)
@@ -114,3 +115,9 @@ def prefill_meta(output: RequestOutput, options: GenOptions, tokenizer: Any) -> 
     if "output_top_logprobs" in meta:
         meta["output_top_logprobs"] = meta["output_top_logprobs"][:1]
     return meta
+
+
+@functools.cache
+def _fields(cls: type) -> frozenset[str]:
+    """A dataclass's field names (looked up once: every ``gen`` asks)."""
+    return frozenset(f.name for f in dataclasses.fields(cls))

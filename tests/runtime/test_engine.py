@@ -148,6 +148,13 @@ def test_bad_requests_are_rejected_without_leaks(llm: LLM) -> None:
         llm.generate([[10**9]])
     with pytest.raises(ValueError, match="empty"):
         llm.generate([[]])
+    with pytest.raises(ValueError, match="out of range"):
+        llm.generate([[1, -1]])
+    with pytest.raises(ValueError, match="out of range"):
+        llm.generate([[1, 10**30]])  # past 64 bits
+    for bad in ([1, 2.0], [1, "2"], [None]):
+        with pytest.raises(TypeError, match="a list of token ids"):
+            llm.engine.add_request(bad)  # type: ignore[arg-type]
     with pytest.raises(ConstraintError, match="regex"):
         llm.generate(["x", PROMPT], [SamplingParams(), SamplingParams(regex="([a")])
     assert no_blocks_leaked(llm)

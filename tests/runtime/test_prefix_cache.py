@@ -6,7 +6,7 @@ import pytest
 
 from runtime import LLM, SamplingParams
 from runtime.block_manager import BlockManager
-from runtime.sequence import Sequence
+from runtime.sequence import PENDING, Sequence
 
 
 def seq(tokens: list[int], order: int = 0) -> Sequence:
@@ -124,3 +124,32 @@ def test_requests_sharing_a_prefix_at_once_compute_it_once(tiny_llama: str) -> N
     assert results[True][0] == results[False][0]
     assert results[False][1] == 4 * 102
     assert results[True][1] <= 102 + 3 * (102 - 96)  # the shared 96 tokens computed once
+
+
+def test_block_keys_are_kept_only_for_tokens_known_on_the_host() -> None:
+    mgr = BlockManager(num_blocks=16, block_size=4, enable_prefix_caching=True)
+    assert mgr.cache is not None
+    s = seq(list(range(6)))
+    s.output_token_ids = [6, PENDING, PENDING]  # one resolved output token, two on the device
+    s.num_pending = 2
+    assert mgr.cache._key(s, 0) == (0, 1, 2, 3)
+    assert mgr.cache._key(s, 1) == (4, 5, 6, PENDING)  # answered, but not kept
+    assert s.block_keys == [(0, 1, 2, 3)]
+    s.output_token_ids[1:] = [7, 8]
+    s.num_pending = 0
+    assert mgr.cache._key(s, 1) == (4, 5, 6, 7)
+    assert s.block_keys == [(0, 1, 2, 3), (4, 5, 6, 7)]
+
+
+def test_a_sequence_registered_over_steps_matches_as_one_computed_at_once() -> None:
+    """Registration with the kept keys, as output tokens arrive, builds the same tree path."""
+    mgr = BlockManager(num_blocks=16, block_size=4, enable_prefix_caching=True)
+    grown = seq(list(range(5)))
+    for token in range(5, 13):  # decode one token at a time
+        mgr.grow(grown, grown.num_tokens)
+        grown.num_computed_tokens = grown.num_tokens
+        mgr.register(grown)
+        grown.output_token_ids.append(token)
+    follower = seq(list(range(13)), order=1)
+    mgr.reuse_prefix(follower)
+    assert follower.block_table == grown.block_table[:3]

@@ -148,3 +148,19 @@ def test_a_sequence_whose_reserve_exceeds_the_cache_still_runs_alone() -> None:
     s.add(Sequence("a", None, list(range(1, 13)), SamplingParams(max_tokens=100), 0, 0))
     s.add(Sequence("b", None, [1, 2], SamplingParams(max_tokens=100), 0, 1))
     assert run_step(s) == [("a", 12)]  # b waits: a's reserve holds the rest
+
+
+def test_common_prefix_matches_a_token_by_token_comparison() -> None:
+    import random
+
+    from runtime.scheduler import common_prefix
+
+    rng = random.Random(0)
+    for _ in range(200):
+        shared = [rng.randrange(50) for _ in range(rng.randrange(0, 700))]
+        a = shared + [rng.randrange(50) for _ in range(rng.randrange(0, 40))]
+        b = shared + [rng.randrange(50) for _ in range(rng.randrange(0, 40))]
+        expected = next(
+            (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+        )
+        assert common_prefix(a, b, chunk=rng.choice([1, 7, 256])) == expected

@@ -120,3 +120,25 @@ def test_records_are_handed_out_after_each_mode() -> None:
     records = run_programs(cfg, lambda rs: seen.append([r["mode"] for r in rs]))
     assert seen == [["naive"], ["naive", "graph"]]
     assert records[0]["sample_of_instances"] == 2 and records[1]["sample_of_instances"] is None
+
+
+def test_the_collector_is_paused_only_inside_and_recorded(records: list[dict]) -> None:
+    import gc
+
+    from nanolang.bench.modes import collector_paused
+
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with collector_paused(False):
+        assert gc.isenabled()
+    with pytest.raises(RuntimeError), collector_paused():
+        raise RuntimeError("a failed run")
+    assert gc.isenabled()
+    assert all(r["gc_paused"] and r["warmup_instances"] == 8 for r in records)
+
+
+def test_a_negative_warm_up_is_refused() -> None:
+    with pytest.raises(ValueError, match="warmup_instances"):
+        BenchConfig(warmup_instances=-1)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from nanolang.run.footprint import footprint
+from nanolang.run.footprint import TokenCounter, footprint
 from nanolang.syntax.parser import parse
 
 
@@ -55,3 +55,35 @@ def peak(body: str, **args: Any) -> int:
 )
 def test_footprint(body: str, args: dict[str, Any], expected: int) -> None:
     assert peak(body, **args) == expected
+
+
+class CountingTokenizer(CharTokenizer):
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        self.texts.append(text)
+        return super().encode(text, add_special_tokens)
+
+
+def test_a_shared_counter_tokenises_each_text_once_across_instances() -> None:
+    module = parse('program p(header, q) { "{header}Q: {q}\\n" gen a(max_tokens = 3) }')
+    tokenizer = CountingTokenizer()
+    counter = TokenCounter(tokenizer)
+    header = "a shared few-shot header " * 20
+    peaks = [
+        footprint(module, module.programs[0], {"header": header, "q": q}, tokenizer, counter)
+        for q in ("one", "two", "one")
+    ]
+    expected = [len(header) + len(f"Q: {q}\n") + 3 for q in ("one", "two", "one")]
+    assert [p.tokens for p in peaks] == expected
+    assert tokenizer.texts.count(header) == 1 and tokenizer.texts.count("one") == 1
+    fresh = footprint(module, module.programs[0], {"header": header, "q": "two"}, CharTokenizer())
+    assert fresh.tokens == peaks[1].tokens
+
+
+def test_the_counter_forgets_everything_at_its_limit() -> None:
+    tokenizer = CountingTokenizer()
+    counter = TokenCounter(tokenizer, limit=2)
+    assert [counter(t) for t in ("ab", "cde", "ab", "fghi", "ab", "")] == [2, 3, 2, 4, 2, 0]
+    assert tokenizer.texts == ["ab", "cde", "fghi", "ab"]  # "ab" again after the clear

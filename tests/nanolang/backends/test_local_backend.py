@@ -1,0 +1,62 @@
+"""The in-process engine backend: one step's outputs reach their callers together, and a
+failing progress callback loses nobody's result."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from nanolang.backends.local import LocalBackend
+from runtime.sampling_params import SamplingParams
+
+
+def test_one_wake_up_per_step_for_many_outputs(backend: LocalBackend) -> None:
+    params = SamplingParams(max_tokens=3, ignore_eos=True, temperature=0.0)
+    prompts = [[1, 2 + i, 3] for i in range(12)]
+
+    async def main() -> tuple[list, int]:
+        loop = asyncio.get_running_loop()
+        calls = 0
+        plain = loop.call_soon_threadsafe
+
+        def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+            nonlocal calls
+            calls += 1
+            return plain(*args, **kwargs)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        outputs = await asyncio.gather(*(backend.generate(p, params) for p in prompts))
+        return outputs, calls
+
+    outputs, calls = asyncio.run(main())
+    assert [len(o.token_ids) for o in outputs] == [3] * len(prompts)
+    assert all(o.finished for o in outputs)
+    # the twelve requests finish in the same few steps: one hand-over per step, not per output
+    assert calls < len(prompts)
+
+
+def test_a_failing_progress_callback_loses_no_result(
+    backend: LocalBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    params = SamplingParams(max_tokens=4, ignore_eos=True, temperature=0.0)
+    seen: list[int] = []
+
+    def broken(output: object) -> None:
+        raise RuntimeError("a broken progress callback")
+
+    async def main() -> list:
+        return await asyncio.gather(
+            backend.generate_node([5, 6, 7], params, None, on_progress=broken),  # type: ignore[arg-type]
+            backend.generate_node(
+                [5, 6, 8], params, None, on_progress=lambda o: seen.append(len(o.token_ids))  # type: ignore[arg-type]
+            ),
+            backend.generate([5, 6, 9], params),
+        )
+
+    with caplog.at_level(logging.ERROR, logger="nanolang.backends.local"):
+        outputs = asyncio.run(main())
+    assert [len(o.token_ids) for o in outputs] == [4, 4, 4]
+    assert seen and seen == sorted(seen) and max(seen) < 4
+    assert "on_progress of request" in caplog.text
