@@ -28,7 +28,8 @@ from nanolang.backends.local import LocalBackend
 from nanolang.bench.lockstep import LockstepBackend
 from nanolang.bench.modes import MODES, Measurement, run_mode
 from nanolang.bench.programs import PROGRAMS, BenchProgram
-from nanolang.run.footprint import TokenCounter, footprint
+from nanolang.run.footprint import footprint
+from nanolang.run.token_cache import TokenCache
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +123,8 @@ def build_backend(
 
 def pressure_tokens(program: BenchProgram, module: Any, jobs: list, tokenizer: Any, frac: float):
     definition = module.get("main")
-    count = TokenCounter(tokenizer)
-    peaks = [footprint(module, definition, args, tokenizer, count).tokens for _, args in jobs]
+    cache = TokenCache(tokenizer)
+    peaks = [footprint(module, definition, args, tokenizer, cache).tokens for _, args in jobs]
     # twice the largest instance and a few blocks (partial blocks): each fits alone, with room
     return max(2 * max(peaks) + 64, int(frac * sum(peaks))), sum(peaks)
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from nanolang.backends.base import Backend
 
 if TYPE_CHECKING:
+    from nanolang.run.token_cache import TokenCache
     from runtime.outputs import RequestOutput
     from runtime.sampling_params import SamplingParams
 
@@ -96,9 +97,11 @@ async def select(
     choices: list[str],
     method: str = "mean",
     generate: Generate | None = None,
+    tokens: TokenCache | None = None,
 ) -> Selection:
     """Score every choice after ``context_ids`` (one request each, all at once, through
-    ``generate`` when given, else ``backend.generate``) and return the best one."""
+    ``generate`` when given, else ``backend.generate``) and return the best one. ``tokens``:
+    the backend tokenizer's ``TokenCache``, to take the choices' ids from."""
     from runtime.sampling_params import SamplingParams
 
     # only the choice tokens' logprobs are needed: the context may come from the prefix cache
@@ -109,7 +112,7 @@ async def select(
         prompt_logprobs_from=max(1, len(context_ids)),
     )
     submit = generate if generate is not None else backend.generate
-    token_ids = [choice_token_ids(backend.tokenizer, c) for c in choices]
+    token_ids = [choice_token_ids(tokens or backend.tokenizer, c) for c in choices]
     prompts = [context_ids + ids for ids in token_ids]
     outputs = await _all(submit, prompts, params)
     method = "mean" if method == "token_length_normalized" else method

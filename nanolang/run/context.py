@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from nanolang.run.chat import ChatPieces
 
 if TYPE_CHECKING:
+    from nanolang.run.token_cache import TokenCache
     from runtime.outputs import RequestOutput
 
 MAX_TRIM_STEPS = 64  # output tokens looked at from the end when a stop string was cut off
@@ -118,12 +119,14 @@ class Context:
     def num_tokens(self) -> int:
         return len(self.ids)
 
-    def freeze(self, tokenizer: Any) -> list[int]:
-        """Tokenise the pending text (once) and return the whole context's token ids."""
+    def freeze(self, tokenizer: Any, cache: TokenCache | None = None) -> list[int]:
+        """Tokenise the pending text (once) and return the whole context's token ids
+        (``cache``: the ``TokenCache`` of ``tokenizer`` to take the pending text's ids from)."""
         if self.pending:
             first = not self.ids
             add_special = bool(first and self.plain_start)
-            self.ids.extend(tokenizer.encode(self.pending, add_special_tokens=add_special))
+            encode = cache.encode if cache is not None else tokenizer.encode
+            self.ids.extend(encode(self.pending, add_special_tokens=add_special))
             self.pending = ""
         if not self.ids and getattr(tokenizer, "bos_token_id", None) is not None:
             self.ids.append(tokenizer.bos_token_id)  # generation from nothing starts at BOS

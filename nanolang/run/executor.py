@@ -14,7 +14,7 @@ from typing import Any
 
 from nanolang.backends.base import Backend, BackendError
 from nanolang.run.arguments import bind_args
-from nanolang.run.footprint import TokenCounter, footprint
+from nanolang.run.footprint import footprint
 from nanolang.run.interpreter import Interpreter, Session
 from nanolang.run.records import TRANSITIONS, InstanceState, Outcome, Transcript
 from nanolang.run.tools import Tools, check_tools
@@ -60,7 +60,6 @@ class Executor:
             module, backend, seed, graph, defaults=self.defaults, tools=self.tools
         )
         self.states: dict[int, InstanceState] = {}
-        self._counter: TokenCounter | None = None  # check_fits' token counts (made on first use)
         # streaming: every instance calls it with (gen name or None, text delta) as it grows
         self.on_text: Callable[[str | None, str], None] | None = None
 
@@ -110,10 +109,8 @@ class Executor:
         capacity = self.backend.kv_capacity_tokens
         if capacity is None:
             return
-        tokenizer = self.backend.tokenizer
-        if self._counter is None or self._counter.tokenizer is not tokenizer:
-            self._counter = TokenCounter(tokenizer)
-        need = footprint(self.module, program, args, tokenizer, self._counter)
+        tokens = self.session.tokens()
+        need = footprint(self.module, program, args, tokens.tokenizer, tokens)
         if need.tokens > capacity:
             raise NanoRuntimeError(
                 f"program {program.name!r} needs up to {need.tokens} KV tokens at once (every "

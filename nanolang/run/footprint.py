@@ -23,6 +23,7 @@ from typing import Any
 from nanolang.check.constants import UNKNOWN, constant
 from nanolang.check.genargs import DEFAULT_MAX_TOKENS
 from nanolang.run.chat import ChatPieces
+from nanolang.run.token_cache import TokenCache
 from nanolang.syntax import tree
 from nanolang.syntax.errors import NanoError, Span
 
@@ -35,33 +36,10 @@ class Footprint:
     where: Span | None  # the statement at which the peak is reached
 
 
-class TokenCounter:
-    """Token counts of texts through ``tokenizer``, remembered: the instances of a program
-    share most of their text (literal text, a few-shot header), so one executor checking a
-    thousand instances tokenises it once, not once per instance. At most ``limit`` texts are
-    kept (all are forgotten when it is reached)."""
-
-    def __init__(self, tokenizer: Any, limit: int = 16384) -> None:
-        self.tokenizer = tokenizer
-        self.limit = limit
-        self._counts: dict[str, int] = {}
-
-    def __call__(self, text: str) -> int:
-        if not text:
-            return 0
-        count = self._counts.get(text)
-        if count is None:
-            count = len(self.tokenizer.encode(text, add_special_tokens=False))
-            if len(self._counts) >= self.limit:
-                self._counts.clear()
-            self._counts[text] = count
-        return count
-
-
 @dataclass
 class _Walk:
     tokenizer: Any
-    count: TokenCounter
+    tokens: TokenCache
     module: tree.Module
     env: dict[str, Any]  # argument values, and generated names -> their token budget (int)
     generated: set[str] = field(default_factory=set)
@@ -76,7 +54,7 @@ class _Walk:
                 text = chat.header((role,)) + chat.footer((role,))
             except (NanoError, AttributeError):  # no usable template: it adds nothing
                 text = ""
-            self.roles[role] = self.count(text)
+            self.roles[role] = self.tokens.count(text)
         return self.roles[role]
 
     def note(self, live: int, span: Span) -> None:
@@ -89,18 +67,18 @@ def footprint(
     program: tree.ProgramDef,
     args: dict[str, Any],
     tokenizer: Any,
-    counter: TokenCounter | None = None,
+    tokens: TokenCache | None = None,
 ) -> Footprint:
-    """``counter``: a ``TokenCounter`` of ``tokenizer`` shared across calls (a fresh one when
+    """``tokens``: a ``TokenCache`` of ``tokenizer`` shared across calls (a fresh one when
     None)."""
-    count = counter if counter is not None else TokenCounter(tokenizer)
-    walk = _Walk(tokenizer, count, module, dict(args))
+    cache = tokens if tokens is not None else TokenCache(tokenizer)
+    walk = _Walk(tokenizer, cache, module, dict(args))
     _block(program.body, 0, 0, walk, 0)
     return Footprint(walk.peak, walk.where)
 
 
 def _count(text: str, walk: _Walk) -> int:
-    return walk.count(text)
+    return walk.tokens.count(text)
 
 
 def _text_tokens(expr: tree.Expr, walk: _Walk) -> int:
@@ -223,7 +201,7 @@ def _stmt(stmt: tree.Stmt, ctx: int, beside: int, walk: _Walk, depth: int) -> in
     if isinstance(stmt, tree.Let) and isinstance(stmt.value, tree.Call) and depth < MAX_CALL_DEPTH:
         target = walk.module.get(stmt.value.program)
         if target is not None:
-            inner = _Walk(walk.tokenizer, walk.count, walk.module, {}, roles=walk.roles)
+            inner = _Walk(walk.tokenizer, walk.tokens, walk.module, {}, roles=walk.roles)
             _block(target.body, 0, 0, inner, depth + 1)
             walk.note(ctx + beside + inner.peak, stmt.span)
     return ctx
@@ -234,7 +212,7 @@ def _branch(
 ) -> tuple[int, int]:
     """The most tokens one fork branch holds beyond the fork's context, and the tokens it has
     appended by its end."""
-    inner = _Walk(walk.tokenizer, walk.count, walk.module, dict(walk.env), set(walk.generated))
+    inner = _Walk(walk.tokenizer, walk.tokens, walk.module, dict(walk.env), set(walk.generated))
     inner.roles = walk.roles
     end = _block(body, 0, 0, inner, depth)
     for name in inner.generated - walk.generated:  # after the join: lists of the branches' values

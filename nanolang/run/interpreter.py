@@ -27,6 +27,7 @@ from nanolang.run.choices import SelectError, select
 from nanolang.run.context import Context, Pin
 from nanolang.run.expressions import Evaluator
 from nanolang.run.records import CallRecord, NodeRecord, Transcript
+from nanolang.run.token_cache import TokenCache
 from nanolang.run.transcript import context_messages, context_text
 from nanolang.syntax import tree
 from nanolang.syntax.errors import NanoError, NanoRuntimeError, Span
@@ -80,6 +81,16 @@ class Session:
     chat: ChatPieces | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
     tools: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    token_cache: TokenCache | None = None
+
+    def tokens(self) -> TokenCache:
+        """The backend tokenizer's ``TokenCache`` (shared by every instance; made afresh if
+        the backend's tokenizer object changes)."""
+        tokenizer = self.backend.tokenizer
+        if self.token_cache is None or self.token_cache.tokenizer is not tokenizer:
+            object.__setattr__(self, "token_cache", TokenCache(tokenizer))
+        assert self.token_cache is not None
+        return self.token_cache
 
     def chat_pieces(self) -> ChatPieces:
         if self.chat is None:
@@ -477,7 +488,12 @@ class Interpreter:
         generate = self.generate_fn(ref)
         try:
             chosen = await select(
-                self.session.backend, prompt, choices, kwargs.get("method", "mean"), generate
+                self.session.backend,
+                prompt,
+                choices,
+                kwargs.get("method", "mean"),
+                generate,
+                self.session.tokens(),
             )
         except SelectError as exc:
             raise NanoRuntimeError(str(exc), stmt.span) from None
@@ -593,7 +609,7 @@ class Interpreter:
 
     def prompt(self, frame: Frame, span: Span) -> list[int]:
         try:
-            return frame.context.freeze(self.tokenizer)
+            return frame.context.freeze(self.tokenizer, self.session.tokens())
         except BackendError as exc:  # a remote tokenizer that cannot be fetched
             raise NanoRuntimeError(str(exc), span) from None
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from nanolang.run.footprint import TokenCounter, footprint
+from nanolang.run.footprint import footprint
+from nanolang.run.token_cache import TokenCache
 from nanolang.syntax.parser import parse
 
 
@@ -66,13 +67,13 @@ class CountingTokenizer(CharTokenizer):
         return super().encode(text, add_special_tokens)
 
 
-def test_a_shared_counter_tokenises_each_text_once_across_instances() -> None:
+def test_a_shared_cache_tokenises_each_text_once_across_instances() -> None:
     module = parse('program p(header, q) { "{header}Q: {q}\\n" gen a(max_tokens = 3) }')
     tokenizer = CountingTokenizer()
-    counter = TokenCounter(tokenizer)
+    cache = TokenCache(tokenizer)
     header = "a shared few-shot header " * 20
     peaks = [
-        footprint(module, module.programs[0], {"header": header, "q": q}, tokenizer, counter)
+        footprint(module, module.programs[0], {"header": header, "q": q}, tokenizer, cache)
         for q in ("one", "two", "one")
     ]
     expected = [len(header) + len(f"Q: {q}\n") + 3 for q in ("one", "two", "one")]
@@ -80,10 +81,3 @@ def test_a_shared_counter_tokenises_each_text_once_across_instances() -> None:
     assert tokenizer.texts.count(header) == 1 and tokenizer.texts.count("one") == 1
     fresh = footprint(module, module.programs[0], {"header": header, "q": "two"}, CharTokenizer())
     assert fresh.tokens == peaks[1].tokens
-
-
-def test_the_counter_forgets_everything_at_its_limit() -> None:
-    tokenizer = CountingTokenizer()
-    counter = TokenCounter(tokenizer, limit=2)
-    assert [counter(t) for t in ("ab", "cde", "ab", "fghi", "ab", "")] == [2, 3, 2, 4, 2, 0]
-    assert tokenizer.texts == ["ab", "cde", "fghi", "ab"]  # "ab" again after the clear
