@@ -10,6 +10,7 @@ from array import array
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import torch
 
 from kernels import get_ops
@@ -247,19 +248,19 @@ class LLMEngine:
             return prompt, list(self.tokenizer.encode(prompt, add_special_tokens=False))
         if not isinstance(prompt, list | tuple):
             raise TypeError("a prompt is a string or a list of token ids")
-        try:  # checked and copied in C: a Python loop per token capped the requests per second
-            return None, array("q", prompt).tolist()
-        except TypeError:
-            raise TypeError("a prompt is a string or a list of token ids") from None
-        except OverflowError:
-            vocab = self.model_config.vocab_size
-            raise ValueError(f"prompt token ids out of range [0, {vocab})") from None
+        return None, list(prompt)  # its elements are checked in _check_request
 
     def _check_request(self, ids: list[int], params: SamplingParams) -> None:
         if not ids:
             raise ValueError("the prompt is empty")
         vocab = self.model_config.vocab_size
-        if min(ids) < 0 or max(ids) >= vocab:
+        try:  # types and range checked in C (array, numpy): no Python loop per token
+            view = np.frombuffer(array("q", ids), dtype=np.int64)
+        except TypeError:
+            raise TypeError("a prompt is a string or a list of token ids") from None
+        except OverflowError:
+            raise ValueError(f"prompt token ids out of range [0, {vocab})") from None
+        if view.min() < 0 or view.max() >= vocab:
             bad = [t for t in ids if not 0 <= t < vocab]
             raise ValueError(f"prompt token ids out of range [0, {vocab}): {bad[:5]}")
         if len(ids) >= self.max_model_len:
