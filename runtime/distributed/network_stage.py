@@ -129,7 +129,13 @@ def measure_costs(
     caps: tuple[int | None, ...] = (None, *CAPS) if device.type == "cuda" else (None,)
     curves = []
     for cap in caps:
-        points = allreduce_curve(groups(cap), device, model.cfg.hidden_size, dtype)
+        try:
+            group = groups(cap)
+        except (RuntimeError, AttributeError, TypeError) as exc:  # the same on every rank
+            logger.warning("no communicator capped at %s CTAs (%s): the search leaves it out",
+                           cap, exc)  # fmt: skip
+            continue
+        points = allreduce_curve(group, device, model.cfg.hidden_size, dtype)
         agreed = _agree([us for _, us in points], device, dist.ReduceOp.MAX)
         curves.append(CollectiveCurve(cap, tuple(zip([n for n, _ in points], agreed, strict=True))))
     rates = measure_rates(model, device, dtype)
