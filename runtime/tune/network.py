@@ -9,9 +9,11 @@ curves (time per row count, per CTA cap). A candidate plan is priced by simulati
 executor issues it: the plan's steps in issue order, each on its unit's stream, starting when
 its stream is free and its inputs are done. A compute step that overlaps a running collective is
 slowed by the SMs the collective holds (device SMs / (device SMs - its CTAs)); splitting a GEMM
-re-reads its weights, which the roofline charges. The search is plain arithmetic on inputs that
-every rank holds identically (the group agrees on the measurements first), so every rank picks
-the same plan for the same batch: their collectives stay in step.
+re-reads its weights, which the roofline charges; an eager forward (a batch with prefill rows:
+decode-only batches replay CUDA graphs) waits for the host to issue each step. The search is
+plain arithmetic on inputs that every rank holds identically (the group agrees on the
+measurements first), so every rank picks the same plan for the same batch: their collectives
+stay in step.
 """
 
 from __future__ import annotations
@@ -56,6 +58,11 @@ class Rates:
     hbm_gb_s: float
     concurrent: bool = True  # False (the CPU): one stream at a time, nothing overlaps
     kernel_floor_us: float = 3.0
+    # host time to issue one step of an eager forward (a CUDA graph has none): an operation of
+    # the dense forward, and a pipeline step (its events, stream waits and record_stream calls
+    # too); estimates, not measured: a small mixed batch is issue-bound in a pipeline
+    dense_issue_us: float = 25.0
+    pipeline_issue_us: float = 50.0
 
 
 @dataclass(frozen=True)
@@ -123,12 +130,13 @@ def simulate(
     slowdown: float = 1.0,
     network: Sequence[str] = NETWORK_OPS,
     one_stream: bool = False,
+    issue_us: float = 0.0,
 ) -> float:
     """The forward time (µs) of ``num_layers`` layers as the executor issues ``plan`` over a
     batch of ``plan.batch_tokens`` rows: each step on its unit's stream (``one_stream``: every
     step on one, a device that runs one stream at a time), after its inputs; a compute step
     overlapping a running collective takes ``slowdown`` times as long for the overlapping
-    part."""
+    part. ``issue_us``: the host's time to issue a step; none starts before it is issued."""
     from runtime.pipeline.validate import issue_sequence
 
     bounds = [plan.split(n).bounds for n in ops]
@@ -136,12 +144,14 @@ def simulate(
     free: dict[object, float] = {}
     done: dict[tuple[int, int, int], float] = {}
     busy: list[tuple[float, float]] = []  # intervals of collectives placed so far
+    host = 0.0
     for node in issue_sequence(plan, ops, num_layers):
+        host += issue_us
         _layer, i, k = node
         a, b = bounds[i][k]
         op, unit = ops[i], units[ops[i]]
         ready = max([done[d] for d in data_deps(bounds, node) if d in done], default=0.0)
-        start = max(free.get(unit, 0.0), ready)
+        start = max(free.get(unit, 0.0), ready, host)
         d = cost(op, a, b)
         if op in network:
             busy.append((start, start + d))
@@ -153,10 +163,15 @@ def simulate(
 
 
 def forward_us(
-    plan: Plan, costs: NetworkCosts, num_layers: int, simulated: int, ops: Sequence[str]
+    plan: Plan,
+    costs: NetworkCosts,
+    num_layers: int,
+    simulated: int,
+    ops: Sequence[str],
+    eager: bool = False,
 ) -> float:
     """The whole forward from ``simulated`` layers: their time plus the last layer's period
-    for each layer beyond them."""
+    for each layer beyond them. ``eager``: issued step by step by the host (not a graph)."""
     cap = next((s.unit.max_sms for s in plan.ops if s.op in NETWORK_OPS), None)
     if plan.is_single_stream:
         cap = None
@@ -170,10 +185,14 @@ def forward_us(
         return costs.op_us(op, a, b, cap)
 
     n, serial = min(simulated, num_layers), not costs.rates.concurrent
-    last = simulate(plan, ops, cost, n, slowdown, one_stream=serial)
+    issue = 0.0
+    if eager:
+        rates = costs.rates
+        issue = rates.dense_issue_us if plan.is_single_stream else rates.pipeline_issue_us
+    last = simulate(plan, ops, cost, n, slowdown, one_stream=serial, issue_us=issue)
     if n == num_layers:
         return last
-    before = simulate(plan, ops, cost, n - 1, slowdown, one_stream=serial)
+    before = simulate(plan, ops, cost, n - 1, slowdown, one_stream=serial, issue_us=issue)
     return last + (num_layers - n) * (last - before)
 
 
@@ -200,7 +219,8 @@ def search_shape(
 ) -> NetworkChoice:
     at, layers, sms = costs.at(shape), costs.shape.num_layers, costs.rates.device_sms
     rows = shape.tokens
-    dense = forward_us(dense_plan(rows, ops, sms), at, layers, cfg.layers_simulated, ops)
+    eager = shape.prefill_tokens > 0  # decode-only batches replay CUDA graphs
+    dense = forward_us(dense_plan(rows, ops, sms), at, layers, cfg.layers_simulated, ops, eager)
     if not costs.rates.concurrent:
         return NetworkChoice(shape, dense, dense, None, "one stream at a time: nothing overlaps")
     if rows < cfg.min_rows:
@@ -213,7 +233,7 @@ def search_shape(
             name = f"d{shape.decodes}-p{shape.prefill_tokens}-c{shape.context}-" \
                    f"{first}-{rows - first}-net{cap or 'all'}"  # fmt: skip
             plan = network_plan(name, (first, rows - first), cap, sms, ops)
-            t = forward_us(plan, at, layers, cfg.layers_simulated, ops)
+            t = forward_us(plan, at, layers, cfg.layers_simulated, ops, eager)
             if best is None or t < best[0]:
                 best = (t, plan)
     assert best is not None

@@ -45,6 +45,8 @@ def test_the_simulator_hides_one_nano_batch_collective_under_the_other_one_compu
     assert simulate(plan, ops, cost, 2, network=net) == 225.0
     # compute beside a collective slowed 2x for the overlapping part: each gemm#1 +25
     assert simulate(plan, ops, cost, 1, slowdown=2.0, network=net) == 150.0
+    # a host that takes 60 µs to issue a step: issue-bound (the 4th step issued at 240)
+    assert simulate(plan, ops, cost, 1, network=net, issue_us=60.0) == 240.0 + 25.0
 
 
 def test_a_costly_allreduce_gets_a_network_stage_on_large_batches_and_dense_on_small() -> None:
@@ -59,6 +61,17 @@ def test_a_costly_allreduce_gets_a_network_stage_on_large_batches_and_dense_on_s
     assert small.plan is None and "not 3% below dense" in small.reason
     assert planset.plan_for(64, 4096, 1024) == big.plan
     assert planset.plan_for(64, 0, None) is None
+
+
+def test_a_small_mixed_batch_stays_dense_when_the_host_cannot_issue_a_pipeline_in_time() -> None:
+    costs = NetworkCosts(SHAPE, RATES, (curve(None, 15, 300), curve(8, 15, 150)))
+    cfg = NetworkSearchConfig(decode_points=(128,), prefill_points=(256,), context_points=(1024,))
+    _, (eager,) = search_network(costs, "m", "H200", {}, cfg)
+    assert eager.plan is None  # 128 decodes + 256 prefill rows: eager, issue-bound as a pipeline
+    fast_host = NetworkCosts(SHAPE, Rates(132, 700.0, 4000.0, pipeline_issue_us=0.0,
+                                          dense_issue_us=0.0), costs.curves)  # fmt: skip
+    _, (graphed,) = search_network(fast_host, "m", "H200", {}, cfg)
+    assert graphed.plan is not None
 
 
 def test_a_free_allreduce_or_a_serial_device_leaves_everything_dense() -> None:
