@@ -312,7 +312,7 @@ class LLMEngine:
 
     def release_instance(self, instance: int) -> None:
         """A program instance ended: release its pinned KV blocks and its scheduling state."""
-        self.scheduler.instances.release(instance)
+        self.scheduler.release_instance(instance)
 
     def unpin(self, instance: int, nodes: tuple[int, ...]) -> None:
         """Release the pins of ``nodes`` of ``instance`` (no child will extend them)."""

@@ -27,8 +27,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
-
     from runtime.block_allocator import BlockAllocator
     from runtime.sequence import Sequence
 
@@ -62,10 +60,12 @@ class InstanceTable:
         self.stats = InstanceStats()
         self._short = False  # see short_of_memory
 
-    def note(self, seq: Sequence) -> None:
-        """A request of a program instance arrived."""
+    def note(self, seq: Sequence) -> bool:
+        """A request of a program instance arrived; True if it is the instance's first."""
         if seq.program is not None and seq.program.instance not in self.instances:
             self.instances[seq.program.instance] = Instance(seq.arrival_order)
+            return True
+        return False
 
     def priority(self, seq: Sequence) -> Priority:
         """Smaller first: instance progress (most first), instance arrival, request arrival."""
@@ -75,19 +75,13 @@ class InstanceTable:
             return (0, seq.arrival_order, seq.arrival_order)
         return (-inst.progress, inst.arrival, seq.arrival_order)
 
-    def short_of_memory(
-        self, waiting: Iterable[Sequence], blocks_needed: Callable[[int], int]
-    ) -> bool:
-        """Whether the KV cache is short: the blocks held now plus the blocks every waiting
-        request needs exceed the cache. Once short, it stays so until the scheduler is idle
-        (``calm``), so the admission order does not flap while the cache fills and drains."""
-        if not self._short:
-            free = self.allocator.num_free
-            for seq in waiting:  # stops at the first request past the free blocks
-                free -= blocks_needed(seq.num_tokens)
-                if free < 0:
-                    self._short = True
-                    break
+    def short_of_memory(self, blocks_needed: int) -> bool:
+        """Whether the KV cache is short: the blocks held now plus ``blocks_needed`` (every
+        waiting request's, ``WaitingQueue.blocks_needed``) exceed the cache. Once short, it stays
+        so until the scheduler is idle (``calm``), so the admission order does not flap while the
+        cache fills and drains."""
+        if not self._short and blocks_needed > self.allocator.num_free:
+            self._short = True
         return self._short
 
     def calm(self) -> None:
@@ -177,19 +171,3 @@ class InstanceTable:
         if inst is None:
             return None
         return inst.leaders.setdefault(ref.group, seq)
-
-    @staticmethod
-    def group_key(seq: Sequence) -> tuple[int, int] | None:
-        """(instance, group) of a group member; None outside groups."""
-        ref = seq.program
-        return None if ref is None or ref.group is None else (ref.instance, ref.group)
-
-    def waiting_groups(self, waiting: Iterable[Sequence]) -> dict[tuple[int, int] | None, list]:
-        """The group members among ``waiting``, by ``group_key``, in queue order (one pass, so
-        admitting a group does not scan the whole queue)."""
-        groups: dict[tuple[int, int] | None, list[Sequence]] = {None: []}
-        for seq in waiting:
-            key = self.group_key(seq)
-            if key is not None:
-                groups.setdefault(key, []).append(seq)
-        return groups

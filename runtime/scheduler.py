@@ -15,13 +15,13 @@ for lack of KV memory and never loses a request.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 
 from runtime.block_manager import BlockManager
 from runtime.config import EngineConfig
 from runtime.instances import InstanceTable
 from runtime.sequence import Sequence, SequenceStatus
+from runtime.waiting import WaitingQueue, group_key
 
 
 @dataclass(frozen=True)
@@ -64,17 +64,33 @@ class Scheduler:
     def __init__(self, config: EngineConfig, blocks: BlockManager) -> None:
         self.config = config
         self.blocks = blocks
-        self.waiting: deque[Sequence] = deque()
+        self.waiting = WaitingQueue(blocks.blocks_needed)
         self.running: list[Sequence] = []
         self.instances = InstanceTable(blocks.allocator)
         num_blocks = blocks.allocator.num_blocks
         self.watermark_blocks = int(config.admission_watermark * num_blocks)
         self._reserved = 0  # KV blocks kept for running sequences' growth (during admission)
         self._tokens = 0  # tokens scheduled so far in the iteration being formed
+        # ``waiting`` is in progress-priority order: kept through every change that cannot
+        # break it, so the sort while memory is short runs only after one that can
+        self._in_priority_order = False
 
     def add(self, seq: Sequence) -> None:
-        self.instances.note(seq)
+        first = self.instances.note(seq)
+        if self._in_priority_order and self.waiting:
+            last = self.waiting[-1]
+            renumbered = first and seq.program is not None and (
+                self.waiting.has_instance(seq.program.instance)
+            )  # its requests waiting from before a release rank anew
+            if renumbered or self.instances.priority(seq) < self.instances.priority(last):
+                self._in_priority_order = False
         self.waiting.append(seq)
+
+    def release_instance(self, instance: int) -> None:
+        """The program instance ended: its pins and group state go (``InstanceTable.release``)."""
+        if self.waiting.has_instance(instance):
+            self._in_priority_order = False  # its waiting requests lose their instance's rank
+        self.instances.release(instance)
 
     def has_unfinished(self) -> bool:
         return bool(self.waiting or self.running)
@@ -87,6 +103,8 @@ class Scheduler:
             self.waiting.remove(seq)
         if seq.is_finished:
             self.instances.finished(seq, seq.block_table[: seq.num_registered_blocks])
+            if seq.program is not None and self.waiting.has_instance(seq.program.instance):
+                self._in_priority_order = False  # its instance moved up the order
         self.blocks.free(seq)
 
     def schedule(self) -> SchedulerOutput:
@@ -136,13 +154,13 @@ class Scheduler:
         room = self._budget(out) > 0 and len(self.running) < self.config.max_num_seqs
         if not room or not self.waiting:
             return
-        programs = any(s.program is not None for s in self.waiting)
-        if programs and self.instances.short_of_memory(self.waiting, self.blocks.blocks_needed):
-            self.waiting = deque(sorted(self.waiting, key=self.instances.priority))
+        programs = self.waiting.num_programs > 0
+        short = programs and self.instances.short_of_memory(self.waiting.blocks_needed)
+        if short and not self._in_priority_order:
+            self.waiting.sort(key=self.instances.priority)
+            self._in_priority_order = True
         deferred: list[Sequence] = []
         self._reserved = sum(self._future_blocks(s) for s in self.running)
-        groups: dict[tuple[int, int] | None, list[Sequence]] | None = None  # made on first use
-        skipped: set[int] = set()  # seq_ids moved to ``deferred`` in this pass
         while self.waiting and len(self.running) < self.config.max_num_seqs:
             budget = self._budget(out)
             if budget == 0:
@@ -155,16 +173,14 @@ class Scheduler:
                 if not self._shared_prefix_ready(leader, seq):
                     # the group's first member is computing the shared prefix: start after it
                     deferred.append(self.waiting.popleft())
-                    skipped.add(seq.seq_id)
                     continue
-                if groups is None:
-                    groups = self.instances.waiting_groups(self.waiting)
+                # the group's members still in the queue (deferred ones have left it)
+                key = group_key(seq)
+                assert key is not None  # a sequence with a leader is a group member
                 members = [
                     s
-                    for s in groups[self.instances.group_key(seq)]
-                    if s.status is SequenceStatus.WAITING
-                    and not s.num_pending
-                    and s.seq_id not in skipped
+                    for s in self.waiting.group(key)
+                    if s.status is SequenceStatus.WAITING and not s.num_pending
                 ]
                 if self._admit_together(members, budget, out) is None:
                     break
@@ -176,7 +192,7 @@ class Scheduler:
             if not self._fits(seq, budget):
                 break
             self._start(seq, budget, out)
-        self.waiting.extendleft(reversed(deferred))
+        self.waiting.push_front(deferred)
 
     def _shared_prefix_ready(self, leader: Sequence, seq: Sequence) -> bool:
         """Whether the group's first member has the full blocks it shares with ``seq`` computed
@@ -288,6 +304,7 @@ class Scheduler:
         seq.status = SequenceStatus.WAITING
         seq.num_computed_tokens = 0
         seq.metrics.num_preemptions += 1
+        self._in_priority_order = False
         self.waiting.appendleft(seq)
         out.preempted.append(seq)
         kept = [s for s in out.scheduled if s.seq is not seq]

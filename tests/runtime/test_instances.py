@@ -146,7 +146,7 @@ def test_instances_further_along_are_admitted_first_when_memory_is_short() -> No
     sched.add(hog)
     step(sched)
     fresh, later = _one_done_and_two_waiting(sched)
-    assert sched.instances.short_of_memory(sched.waiting, sched.blocks.blocks_needed)
+    assert sched.instances.short_of_memory(sched.waiting.blocks_needed)
     assert step(sched) == [hog.request_id, later.request_id]
     assert fresh.status is SequenceStatus.WAITING
 
@@ -154,7 +154,7 @@ def test_instances_further_along_are_admitted_first_when_memory_is_short() -> No
 def test_with_memory_to_spare_requests_are_admitted_in_arrival_order() -> None:
     sched = make(max_seqs=1)
     fresh, later = _one_done_and_two_waiting(sched)
-    assert not sched.instances.short_of_memory(sched.waiting, sched.blocks.blocks_needed)
+    assert not sched.instances.short_of_memory(sched.waiting.blocks_needed)
     assert step(sched) == [fresh.request_id]  # arrival order keeps batches full to the end
     assert later.status is SequenceStatus.WAITING
 
