@@ -43,7 +43,8 @@ def run(cls: type[Scheduler], seed: int) -> tuple[list[list[tuple[str, int]]], i
 
     def add(instance: int, prompt: list[int], group: int | None) -> None:
         n = next(order)
-        s = Sequence(f"i{instance}-r{n}", None, prompt, SamplingParams(max_tokens=rng.randrange(1, 6), ignore_eos=True), 0, n)
+        params = SamplingParams(max_tokens=rng.randrange(1, 6), ignore_eos=True)
+        s = Sequence(f"i{instance}-r{n}", None, prompt, params, 0, n)
         s.program = ProgramRef(instance=instance, node=n, group=group)
         live.setdefault(instance, []).append(s)
         sched.add(s)
@@ -75,7 +76,7 @@ def run(cls: type[Scheduler], seed: int) -> tuple[list[list[tuple[str, int]]], i
             if stage[inst] == 0:  # the root is done: fork over its whole context
                 stage[inst] = 1
                 for _ in range(rng.randrange(2, 5)):
-                    add(inst, s.token_ids + [rng.randrange(50)], 0)
+                    add(inst, [*s.token_ids, rng.randrange(50)], 0)
             elif not live[inst]:
                 sched.release_instance(inst)
         if not sched.has_unfinished() and next_instance >= 30:
