@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 Priority = tuple[int, int, int]
 
 
-
 @dataclass
 class Instance:
     arrival: int  # arrival order of its first request
@@ -89,8 +88,10 @@ class InstanceTable:
         self._short = False
 
     def same_instance(self, a: Sequence, b: Sequence) -> bool:
-        return a.program is not None and b.program is not None and (
-            a.program.instance == b.program.instance
+        return (
+            a.program is not None
+            and b.program is not None
+            and (a.program.instance == b.program.instance)
         )
 
     # lifecycle

@@ -78,12 +78,11 @@ class Scheduler:
     def add(self, seq: Sequence) -> None:
         first = self.instances.note(seq)
         if self._in_priority_order and self.waiting:
-            last = self.waiting[-1]
-            renumbered = first and seq.program is not None and (
-                self.waiting.has_instance(seq.program.instance)
-            )  # its requests waiting from before a release rank anew
-            if renumbered or self.instances.priority(seq) < self.instances.priority(last):
-                self._in_priority_order = False
+            # an instance noted afresh re-ranks its requests still waiting from before a release
+            ref = seq.program
+            renumbered = first and ref is not None and self.waiting.has_instance(ref.instance)
+            later = self.instances.priority(seq) > self.instances.priority(self.waiting[-1])
+            self._in_priority_order = later and not renumbered
         self.waiting.append(seq)
 
     def release_instance(self, instance: int) -> None:
