@@ -383,24 +383,25 @@ class LLMEngine:
         launched = self.runner.launch(batch, self._inflight)
         it = s.num_iterations
         s.num_iterations += 1
+        register, max_len = self.blocks.register, self.max_model_len
         for entry in batch.scheduled:
-            seq = entry.seq
-            if seq.metrics.first_scheduled_iteration is None:
-                seq.metrics.first_scheduled_iteration = it
-            seq.metrics.iterations.append(it)
-            if not entry.is_decode:
-                s.prompt_tokens_computed += entry.num_tokens
-            samples = entry.samples
-            seq.num_computed_tokens += entry.num_tokens
+            seq, n = entry.seq, entry.num_tokens
+            metrics = seq.metrics
+            if metrics.first_scheduled_iteration is None:
+                metrics.first_scheduled_iteration = it
+            metrics.iterations.append(it)
+            start = seq.num_computed_tokens
+            num_tokens = len(seq.prompt_token_ids) + len(seq.output_token_ids)
+            if not (n == 1 and num_tokens - start == 1):  # a prefill chunk (not a decode)
+                s.prompt_tokens_computed += n
+            seq.num_computed_tokens = start + n
             # the KV of these tokens is queued: later iterations (same stream) may reuse it, so
             # pending prompt blocks become cached now, not one read-back later
-            self.blocks.register(seq)
-            if samples:
+            register(seq)
+            if start + n == num_tokens:  # the chunk reaches the last token: it samples
                 seq.output_token_ids.append(PENDING)
                 seq.num_pending += 1
-                if len(seq.output_token_ids) >= seq.params.max_tokens or (
-                    seq.num_tokens >= self.max_model_len
-                ):
+                if len(seq.output_token_ids) >= seq.params.max_tokens or num_tokens + 1 >= max_len:
                     seq.awaiting_final = True
         return launched
 
@@ -408,10 +409,12 @@ class LLMEngine:
         """Read back a launched iteration: fill in its tokens, check stops, emit outputs."""
         result = self.runner.collect(launched)
         post_start = time.perf_counter()
-        for idx, entry in enumerate(launched.batch.scheduled):
-            if idx in result.prompt_logprobs and not entry.seq.is_finished:
-                entry.seq.prompt_logprobs.extend(result.prompt_logprobs[idx])
-                entry.seq.prompt_top_logprobs.extend(result.prompt_top.get(idx, ()))
+        scheduled = launched.batch.scheduled
+        for idx in sorted(result.prompt_logprobs):  # only chunks with prompt targets, not all
+            seq = scheduled[idx].seq
+            if not seq.is_finished:
+                seq.prompt_logprobs.extend(result.prompt_logprobs[idx])
+                seq.prompt_top_logprobs.extend(result.prompt_top.get(idx, ()))
         tops = result.top or [None] * len(result.sampled)
         for (entry, token, logprob), top in zip(result.sampled, tops, strict=True):
             if not entry.seq.is_finished:

@@ -16,6 +16,7 @@ import numpy as np
 from runtime.block_manager import BlockManager
 from runtime.sampler import SamplingSpec
 from runtime.scheduler import SchedulerOutput
+from runtime.sequence import Sequence
 
 
 @dataclass(frozen=True)
@@ -56,23 +57,6 @@ def padded_block_tables(tables: list[list[int]]) -> np.ndarray:
     return out
 
 
-def _pending_inputs(
-    batch: SchedulerOutput, prev_row_of: dict[int, int] | None
-) -> tuple[list[int], list[int]]:
-    """Rows whose input token is still on the device (sampled by the previous iteration, not yet
-    read back): (row in this batch, row in the previous iteration's tokens)."""
-    rows, src = [], []
-    row = 0
-    for entry in batch.scheduled:
-        row += entry.num_tokens
-        seq = entry.seq
-        if seq.num_pending and seq.num_computed_tokens + entry.num_tokens == seq.num_tokens:
-            assert prev_row_of is not None and seq.seq_id in prev_row_of, "pending token, no source"
-            rows.append(row - 1)
-            src.append(prev_row_of[seq.seq_id])
-    return rows, src
-
-
 def _fits_graph(batch: SchedulerOutput, max_graph_batch: int) -> bool:
     n = len(batch.scheduled)
     return (
@@ -97,27 +81,45 @@ def plan_step(
     cu = [0]
     ctx_lens: list[int] = []
     sample_rows: list[int] = []
+    samplers: list[Sequence] = []
+    patch_rows: list[int] = []
+    patch_src: list[int] = []
     prompt_rows: dict[int, tuple[int, int, list[int]]] = {}
     prompt_top_k: dict[int, int] = {}
+    bs = blocks.block_size
     for idx, entry in enumerate(batch.scheduled):
-        seq, start, n = entry.seq, entry.seq.num_computed_tokens, entry.num_tokens
-        ids.extend(max(t, 0) for t in seq.token_slice(start, start + n))  # PENDING: patched
-        positions.extend(range(start, start + n))
-        slots.extend(blocks.slot(seq, p) for p in range(start, start + n))
-        if entry.samples:
-            sample_rows.append(len(ids) - 1)
+        seq, n = entry.seq, entry.num_tokens
+        start = seq.num_computed_tokens
+        end = start + n
+        if n == 1:  # a decode (or a one-token chunk): no ranges, no slice lists
+            p = len(seq.prompt_token_ids)
+            token = seq.prompt_token_ids[start] if start < p else seq.output_token_ids[start - p]
+            ids.append(token if token > 0 else 0)  # PENDING (-1): patched on the device
+            positions.append(start)
+            slots.append(seq.block_table[start // bs] * bs + start % bs)
+        else:
+            ids.extend(max(t, 0) for t in seq.token_slice(start, end))  # PENDING: patched
+            positions.extend(range(start, end))
+            slots.extend(blocks.slot(seq, q) for q in range(start, end))
+        row = len(ids) - 1
+        if end == seq.num_tokens:  # this chunk reaches the last token: the sequence samples
+            sample_rows.append(row)
+            samplers.append(seq)
+        if seq.num_pending and end == seq.num_tokens:
+            # its input token was sampled by the previous iteration and is still on the device
+            assert prev_row_of is not None and seq.seq_id in prev_row_of, "pending token, no source"
+            patch_rows.append(row)
+            patch_src.append(prev_row_of[seq.seq_id])
         if seq.params.prompt_logprobs:
             # row r predicts token r + 1; skip targets recorded before a preemption
             first = max(start + 1, len(seq.prompt_logprobs))
-            targets = seq.token_slice(first, min(start + n + 1, seq.num_prompt_tokens))
+            targets = seq.token_slice(first, min(end + 1, seq.num_prompt_tokens))
             if targets:
                 prompt_rows[idx] = (cu[-1] + first - 1 - start, len(targets), targets)
                 if seq.params.top_logprobs:
                     prompt_top_k[idx] = seq.params.top_logprobs
         cu.append(len(ids))
-        ctx_lens.append(start + n)
-    samplers = [e.seq for e in batch.scheduled if e.samples]
-    rows, src = _pending_inputs(batch, prev_row_of)
+        ctx_lens.append(end)
     return StepPlan(
         graph=_fits_graph(batch, max_graph_batch),
         input_ids=np.asarray(ids, dtype=np.int64),
@@ -127,8 +129,8 @@ def plan_step(
         cu_seqlens=tuple(cu),
         context_lens=tuple(ctx_lens),
         num_decode_seqs=batch.num_decode_seqs,
-        patch_rows=rows,
-        patch_src=src,
+        patch_rows=patch_rows,
+        patch_src=patch_src,
         sample_rows=sample_rows,
         prompt_rows=prompt_rows,
         prompt_top_k=prompt_top_k,

@@ -1,0 +1,122 @@
+"""Host time of whole engine iterations with N sequences decoding (tiny model on the CPU).
+
+A real engine (tiny random model and tokenizer, detokenisation on) runs ``--warmup`` iterations so
+every sequence has output to carry, then ``--repeats`` timed ones. Per iteration it records the
+host's own work: schedule, plan (batch and metadata arrays), launch bookkeeping and postprocess
+(placing sampled tokens, stop checks, detokenisation, outputs) -- the iteration's wall time less
+the model's forward and sampling (``ModelRunner.execute``) and the read-back wait, which on a GPU
+run on the device. ``--prefill`` adds that many new prompts of ``--prompt-len`` tokens before
+each timed iteration (mixed prefill + decode batches). Fastest and median in microseconds.
+Usage (repo root): PYTHONPATH=. python bench/host_step.py --seqs 256,1000 --out FILE.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from runtime import LLM, SamplingParams
+from runtime.tiny import make_tiny_model
+
+
+def commit() -> str:
+    """The commit of the ``runtime`` package imported (PYTHONPATH may point at another tree)."""
+    import runtime
+
+    here = Path(runtime.__file__).resolve().parents[1]
+    out = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    return out.stdout.strip() or "unknown"
+
+
+def _timed(fn: Callable[..., Any], spent: list[float]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spent[0] += time.perf_counter() - t0
+
+    return wrapper
+
+
+def measure(seqs: int, prefill: int, prompt_len: int, warmup: int, repeats: int,
+            model_dir: Path) -> dict[str, Any]:  # fmt: skip
+    extra = prefill * (repeats + 1)
+    llm = LLM(str(model_dir), dtype="float32", device="cpu", max_num_seqs=seqs + extra,
+              max_num_batched_tokens=max(2048, seqs + prefill * prompt_len),
+              enable_prefix_caching=False, async_scheduling=True,
+              kv_cache_memory_bytes=512 << 20)  # fmt: skip
+    engine = llm.engine
+    device = [0.0]
+    engine.runner.execute = _timed(engine.runner.execute, device)  # type: ignore[method-assign]
+    params = SamplingParams(max_tokens=400, temperature=0.0, ignore_eos=True)
+    for i in range(seqs):
+        engine.add_request([5 + (i * 7 + j) % 300 for j in range(16)], params)
+    new = SamplingParams(max_tokens=100, temperature=0.0, ignore_eos=True)
+    for _ in range(warmup):
+        engine.step()
+    rows: dict[str, list[float]] = {"host": [], "schedule": [], "prepare": [], "postprocess": []}
+    for r in range(repeats):
+        for i in range(prefill):
+            engine.add_request([5 + (r * 13 + i * 3 + j) % 300 for j in range(prompt_len)], new)
+        device[0] = 0.0
+        t0 = time.perf_counter()
+        engine.step()
+        wall = time.perf_counter() - t0
+        s, t = engine.stats, engine.runner.timings
+        rows["host"].append(wall - device[0] - t.wait_s)
+        rows["schedule"].append(s.last_schedule_seconds)
+        rows["prepare"].append(t.prepare_s)
+        rows["postprocess"].append(s.last_postprocess_seconds)
+    assert engine.stats.last_batch_seqs >= seqs, "the timed iterations did not hold every decode"
+    out: dict[str, Any] = {"seqs": seqs, "prefill_prompts_per_iteration": prefill,
+                           "batch_tokens_last": engine.stats.last_batch_tokens}  # fmt: skip
+    for name, vals in rows.items():
+        out[f"{name}_us_min"] = round(1e6 * min(vals), 1)
+        out[f"{name}_us_median"] = round(1e6 * statistics.median(vals), 1)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seqs", default="256,1000", help="comma list of decode batch sizes")
+    ap.add_argument("--prefill", default="0,2", help="comma list: new prompts per iteration")
+    ap.add_argument("--prompt-len", type=int, default=256)
+    ap.add_argument("--warmup", type=int, default=200, help="iterations before timing")
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--code", default=None, help="what code ran (default: its git commit)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = make_tiny_model(Path(tmp) / "tiny", arch="llama", seed=1)
+        rows = [
+            measure(int(n), int(p), args.prompt_len, args.warmup, args.repeats, Path(model_dir))
+            for n in args.seqs.split(",")
+            for p in args.prefill.split(",")
+        ]
+    record = {"benchmark": "host_step", "code": args.code or commit(), "device": "cpu",
+              "machine": platform.processor() or platform.machine(),
+              "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="minutes"),
+              "command": "python bench/host_step.py " + shlex.join(sys.argv[1:]),
+              "rows": rows}  # fmt: skip
+    text = json.dumps(record, indent=2)
+    if args.out is not None:
+        args.out.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
