@@ -7,14 +7,20 @@ Attention is captured for the longest context (``max_model_len``), so the graph 
 contexts grow; the kernels read the real lengths from the device at run time. Attention backends
 that plan on the host (FlashInfer) get the backend's hooks: ``prepare_capture`` before each capture
 and ``prepare_replay`` with the loaded batch before each replay, both outside the capture.
+
+A pipeline forward may run different plans for one batch size at different mean contexts (a
+plan set's context buckets). A captured forward has no host lengths to choose with, so graphs
+are keyed by (batch size, plan): each batch size is captured once per distinct plan its decode
+batches run over the context buckets (once when they all agree, the usual case), each fixed to
+that plan, and a loaded batch replays the graph of the plan its real mean context picks.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -23,6 +29,36 @@ from runtime.host_copy import pinned
 from runtime.model.llama import ForwardContext, LlamaModel
 
 logger = logging.getLogger("runtime")
+
+
+Forward = Callable[[torch.Tensor, ForwardContext], torch.Tensor]
+GraphKey = tuple[int, Hashable]  # (batch size, the plan its forward runs; None: dense)
+
+
+@runtime_checkable
+class DecodeVariants(Protocol):
+    """A forward that may run different plans for one decode batch size (PipelineForward)."""
+
+    def graph_variants(self, decodes: int) -> dict[Any, Forward]:
+        """Each distinct plan of decode batches of this size, with a forward fixed to it."""
+        ...
+
+    def graph_key(self, decodes: int, context: float) -> Hashable:
+        """The plan a decode batch of this size and mean context runs."""
+        ...
+
+
+@dataclass(frozen=True)
+class OneForward:
+    """The same forward at every context (the dense model's)."""
+
+    forward: Forward
+
+    def graph_variants(self, decodes: int) -> dict[Any, Forward]:
+        return {None: self.forward}
+
+    def graph_key(self, decodes: int, context: float) -> Hashable:
+        return None
 
 
 def default_buckets(max_num_seqs: int) -> list[int]:
@@ -51,10 +87,17 @@ class DecodeGraphs:
         block_size: int,
         max_model_len: int,
         buckets: list[int],
-        forward: Callable[[torch.Tensor, ForwardContext], torch.Tensor] | None = None,
+        forward: Forward | None = None,
     ) -> None:
         self.model, self.ops, self.kv_caches = model, ops, kv_caches
-        self.forward = forward or model  # a pipeline's forward, or the plain dense one
+        # a pipeline's forward, or the plain dense one
+        fwd = forward or model
+        self.variants = fwd if isinstance(fwd, DecodeVariants) else OneForward(fwd)
+        # what gets captured: a forward per (batch size, plan)
+        self.forwards: dict[GraphKey, Forward] = {
+            (b, key): f for b in buckets for key, f in self.variants.graph_variants(b).items()
+        }
+        self.loaded: GraphKey | None = None  # the graph of the loaded batch
         self.block_size, self.max_model_len = block_size, max_model_len
         self.scratch_block = scratch_block
         self.buckets = buckets
@@ -70,8 +113,8 @@ class DecodeGraphs:
         self.metas = {b: self._metadata(b) for b in buckets}  # one object per bucket, reused
         self.attention = ops.paged_attention
         self.attention.init_cuda_graphs(n, width)
-        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
-        self.logits: dict[int, torch.Tensor] = {}
+        self.graphs: dict[GraphKey, torch.cuda.CUDAGraph] = {}
+        self.logits: dict[GraphKey, torch.Tensor] = {}
         self.pool: Any = None  # the graphs' shared memory pool, set by the first capture
 
     def _metadata(self, b: int) -> AttentionMetadata:
@@ -93,35 +136,56 @@ class DecodeGraphs:
             self.positions[:b], self.metas[b], self.kv_caches, self.ops
         )
 
-    def _forward(self, b: int) -> torch.Tensor:
-        ids, ctx = self._context(b)
-        return self.model.compute_logits(self.forward(ids, ctx), self.ops)
+    def forward(self, key: GraphKey) -> torch.Tensor:
+        """Logits of the static buffers' first ``key[0]`` rows with ``key``'s plan (eagerly;
+        what ``capture`` records)."""
+        ids, ctx = self._context(key[0])
+        return self.model.compute_logits(self.forwards[key](ids, ctx), self.ops)
 
     @torch.inference_mode()
     def capture(self) -> None:
-        """Capture every bucket, largest first, sharing one memory pool."""
-        for b in sorted(self.buckets, reverse=True):
-            self._forward(b)  # warm-up: compiles kernels outside the capture
+        """Capture every (batch size, plan), largest first, sharing one memory pool."""
+        for key in sorted(self.forwards, key=lambda k: (-k[0], str(k[1]))):
+            b = key[0]
+            self.forward(key)  # warm-up: compiles kernels outside the capture
             self.attention.prepare_capture(self.metas[b])
             torch.cuda.synchronize()
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=self.pool):
-                self.logits[b] = self._forward(b)
+                self.logits[key] = self.forward(key)
             if self.pool is None:
                 self.pool = graph.pool()
-            self.graphs[b] = graph
+            self.graphs[key] = graph
         torch.cuda.synchronize()
-        logger.info("captured decode CUDA graphs for batch sizes %s", sorted(self.graphs))
+        plans = {k for k in self.graphs if len(self.variants.graph_variants(k[0])) > 1}
+        logger.info("captured decode CUDA graphs for batch sizes %s%s",
+                    sorted({b for b, _ in self.graphs}),
+                    f"; more than one plan: {sorted(plans, key=str)}" if plans else "")  # fmt: skip
+
+    @property
+    def max_batch(self) -> int:
+        """The largest decode batch a captured graph holds (0: none captured)."""
+        return max((b for b, _ in self.graphs), default=0)
 
     def bucket_for(self, n: int) -> int | None:
-        return next((b for b in sorted(self.graphs) if b >= n), None)
+        return next((b for b in sorted(self.buckets) if b >= n), None)
+
+    def key_for(self, n: int, context_lens: torch.Tensor) -> GraphKey:
+        """The graph of a decode batch of ``n`` sequences: its batch-size bucket and the plan
+        of that size at the mean context of its real rows (padding rows do not count)."""
+        b = self.bucket_for(n)
+        assert b is not None, f"no decode graph holds {n} sequences"
+        context = float(context_lens[:n].float().mean()) if n else 0.0
+        key = (b, self.variants.graph_key(b, context))
+        assert key in self.forwards, f"decode graph {key} was not made"
+        return key
 
     @torch.inference_mode()
     def load(self, inputs: DecodeInputs) -> torch.Tensor:
         """Copy a batch into the static buffers; returns the input-id buffer of its rows."""
         n = inputs.input_ids.shape[0]
-        b = self.bucket_for(n)
-        assert b is not None, f"no decode graph holds {n} sequences"
+        self.loaded = self.key_for(n, inputs.context_lens)
+        b = self.loaded[0]
         w = inputs.block_tables.shape[1]
         # from pinned staging: a copy from pageable memory may make the host wait for the
         # device, and the device would then idle while the host prepares the replay
@@ -139,11 +203,13 @@ class DecodeGraphs:
 
     @torch.inference_mode()
     def replay(self, n: int) -> torch.Tensor:
-        """Replay the graph that holds the ``n`` loaded rows; returns float32 logits [n, V]."""
-        b = self.bucket_for(n)
-        assert b is not None and len(self.context_lens_host) == b, "load the batch first"
+        """Replay the graph of the ``n`` loaded rows (its batch size and plan, as ``load``
+        chose); returns float32 logits [n, V]."""
+        key = self.loaded
+        assert key is not None and key[0] == self.bucket_for(n), "load the batch first"
+        b = key[0]
         loaded = replace(self.metas[b], cu_seqlens_q_host=tuple(range(b + 1)),
                          context_lens_host=self.context_lens_host)  # fmt: skip
         self.attention.prepare_replay(loaded)
-        self.graphs[b].replay()
-        return self.logits[b][:n]
+        self.graphs[key].replay()
+        return self.logits[key][:n]

@@ -143,7 +143,7 @@ class LLMEngine:
         CUDA graphs as without a pipeline), the sequential mode's code path exactly."""
         from runtime.pipeline.runner import PipelineForward
 
-        fwd = PipelineForward(spec, self.model, self.ops)
+        fwd = PipelineForward(spec, self.model, self.ops, kv_dtype=self.kv_dtype)
         self.pipeline_summary = fwd.describe()
         if not fwd.always_dense:
             runner.forward = fwd

@@ -185,7 +185,7 @@ class ModelRunner:
     @property
     def max_graph_batch(self) -> int:
         """The largest decode batch a captured CUDA graph holds (0: none captured)."""
-        return max(self.graphs.graphs, default=0) if self.graphs is not None else 0
+        return self.graphs.max_batch if self.graphs is not None else 0
 
     def _upload(self, t: torch.Tensor) -> torch.Tensor:
         return to_device(t, self.device)

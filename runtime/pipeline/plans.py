@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from runtime.pipeline.plan import OpSplit, Partition, Plan, PlanError, Step, Unit
-from runtime.pipeline.planset import PlanSet, is_plan_set
+from runtime.pipeline.planset import LEGACY_KV_DTYPE, PlanSet, is_plan_set
 
 PLAN_DIR = Path(__file__).parent / "plans"
 SEARCHED_DIR = PLAN_DIR / "searched"  # plan sets from `nanolang tune`, one directory each
@@ -110,28 +110,38 @@ def load_plans(spec: str) -> dict[str, Plan]:
 
 
 def searched_plan_set(
-    signature: dict[str, int], device: str, directory: Path = SEARCHED_DIR
+    signature: dict[str, int],
+    device: str,
+    directory: Path = SEARCHED_DIR,
+    kv_dtype: str = LEGACY_KV_DTYPE,
 ) -> PlanSet | None:
-    """The searched plan set for this model (by layer sizes) and device, if one is shipped."""
+    """The searched plan set for this model (by layer sizes), device and KV cache dtype (a
+    torch dtype name), if one is shipped."""
     for path in sorted(directory.glob("*/planset.json")):
         d = json.loads(path.read_text())
-        if is_plan_set(d) and d.get("signature") == signature and d.get("device") == device:
+        if (is_plan_set(d) and d.get("signature") == signature and d.get("device") == device
+                and d.get("kv_cache_dtype", LEGACY_KV_DTYPE) == kv_dtype):  # fmt: skip
             return PlanSet.load(path)
     return None
 
 
 def load_pipeline(
-    spec: str, signature: dict[str, int] | None = None, device: str = ""
+    spec: str,
+    signature: dict[str, int] | None = None,
+    device: str = "",
+    kv_dtype: str = LEGACY_KV_DTYPE,
 ) -> PlanSet | dict[str, Plan]:
-    """What ``EngineConfig.pipeline`` names: 'default' (the searched plan set for this model
-    and device when one exists, else the hand-picked plans by workload class), a plan JSON or
-    a plan-set JSON; any of them with ':sequential' (the same nano-batches on one stream)."""
+    """What ``EngineConfig.pipeline`` names: 'default' (the searched plan set for this model,
+    device and KV cache dtype when one exists, else the hand-picked plans by workload class), a
+    plan JSON or a plan-set JSON; any of them with ':sequential' (the same nano-batches on one
+    stream)."""
     base, _, variant = spec.partition(":")
     if variant not in ("", "sequential"):
         raise ValueError(f"unknown plan variant {variant!r} in {spec!r}; use ':sequential'")
     found: PlanSet | None = None
     if base == "default":
-        found = searched_plan_set(signature, device) if signature is not None else None
+        if signature is not None:
+            found = searched_plan_set(signature, device, kv_dtype=kv_dtype)
     elif _is_plan_set_file(base):
         found = PlanSet.load(base)
     if found is None:

@@ -1,6 +1,8 @@
 """Searched plans by batch shape: a plan-set JSON names, for every bucket of (decode sequences,
 prefill tokens, mean context), a plan file beside it or ``dense`` (no pipeline), with the
-search's predicted forward times. The runtime looks the bucket up once per iteration."""
+search's predicted forward times, for one KV cache dtype (the one the profile's attention read:
+decode attention over an fp8 cache moves half the bytes, so the best plan differs). The runtime
+looks the bucket up once per iteration."""
 
 from __future__ import annotations
 
@@ -15,6 +17,10 @@ from runtime.pipeline.plan import Plan, PlanError
 SCHEMA = "nanolang.plan-set"
 VERSION = 1
 CANDIDATES = "candidates"  # subdirectory: the best pipelines of buckets where dense won
+# torch dtype names (``str(dtype)`` without "torch.") a KV cache may have
+KV_DTYPES = ("bfloat16", "float16", "float32", "float8_e4m3fn")
+# a plan-set file without the field: every set written before it was searched over a bf16 cache
+LEGACY_KV_DTYPE = "bfloat16"
 
 
 @dataclass(frozen=True)
@@ -41,14 +47,20 @@ class PlanSet:
     prefill_points: tuple[int, ...]
     context_points: tuple[int, ...]
     buckets: tuple[Bucket, ...]
-    graph_context: int  # the context decode CUDA graphs are captured for (no host lengths)
+    # the context a batch without host lengths is looked up at (decode CUDA graphs are captured
+    # per distinct plan of their batch size over context_points, runtime.cuda_graph)
+    graph_context: int
     signature: dict[str, int] = field(default_factory=dict)  # the model's layer sizes
     profile: str = ""  # the profile the search read
     created: str = ""
+    kv_cache_dtype: str = LEGACY_KV_DTYPE  # the KV cache the profile's attention read
     plans: dict[str, Plan] = field(default_factory=dict, compare=False)
     candidates: dict[str, Plan] = field(default_factory=dict, compare=False)  # saved, not loaded
 
     def __post_init__(self) -> None:
+        if self.kv_cache_dtype not in KV_DTYPES:
+            raise PlanError(f"plan set kv_cache_dtype {self.kv_cache_dtype!r} is not one of "
+                            f"{', '.join(KV_DTYPES)}")  # fmt: skip
         have = {(b.decodes, b.prefill_tokens, b.context) for b in self.buckets}
         grid = {(d, p, c) for d in self.decode_points for p in self.prefill_points
                 for c in self.context_points if d + p > 0}  # fmt: skip
@@ -95,6 +107,7 @@ class PlanSet:
             "signature": self.signature,
             "profile": self.profile,
             "created": self.created,
+            "kv_cache_dtype": self.kv_cache_dtype,
             "buckets": [b.__dict__ for b in self.buckets],
         }
 
@@ -129,7 +142,8 @@ class PlanSet:
                 decode_points=tuple(d["decode_points"]), prefill_points=tuple(d["prefill_points"]),
                 context_points=tuple(d["context_points"]), buckets=buckets,
                 graph_context=int(d["graph_context"]), signature=dict(d.get("signature", {})),
-                profile=str(d.get("profile", "")), created=str(d.get("created", "")), plans=plans,
+                profile=str(d.get("profile", "")), created=str(d.get("created", "")),
+                kv_cache_dtype=str(d.get("kv_cache_dtype", LEGACY_KV_DTYPE)), plans=plans,
             )  # fmt: skip
         except (KeyError, TypeError, ValueError, OSError) as exc:
             if isinstance(exc, PlanError):
@@ -148,6 +162,24 @@ def signature_of(cfg: Any, dtype_bytes: int) -> dict[str, int]:
         "head_dim": int(cfg.head_dim),
         "dtype_bytes": int(dtype_bytes),
     }
+
+
+def kv_dtype_name(dtype: Any) -> str:
+    """A KV cache dtype as plan sets name it: torch.float8_e4m3fn -> 'float8_e4m3fn'."""
+    return str(dtype).removeprefix("torch.")
+
+
+def check_kv_dtype(planset: PlanSet, kv_dtype: Any, spec: str) -> None:
+    """Refuse a plan set searched over another KV cache dtype than the engine's: its plans (and
+    its dense answers) were chosen for attention reading other bytes per token."""
+    have = kv_dtype_name(kv_dtype)
+    if planset.kv_cache_dtype != have:
+        flag = "--kv-cache-dtype fp8 " if have.startswith("float8") else ""
+        raise PlanError(
+            f"plan set {spec!r} was searched over a {planset.kv_cache_dtype} KV cache, this "
+            f"engine's is {have}: run `nanolang tune {flag}--model ...` for it (or run the "
+            f"engine with the plan set's kv_cache_dtype)"
+        )
 
 
 def is_plan_set(d: object) -> bool:

@@ -40,7 +40,8 @@ def execute(args: argparse.Namespace, command: str) -> int:
             return 2
         try:
             prof = measure(args.model, pcfg, command, load_format=args.load_format,
-                           device=args.device, dtype=args.dtype)  # fmt: skip
+                           device=args.device, dtype=args.dtype,
+                           kv_cache_dtype=args.kv_cache_dtype)  # fmt: skip
         except (ValueError, OSError, MemoryError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -66,6 +67,7 @@ def execute(args: argparse.Namespace, command: str) -> int:
         prof, planset, results, path = tune(
             args.model, args.out, args.profile, pcfg, scfg, command,
             load_format=args.load_format, device=args.device, dtype=args.dtype,
+            kv_cache_dtype=args.kv_cache_dtype,
         )  # fmt: skip
     except (ValueError, OSError, MemoryError, ProfileError, PlanError, MilpError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -78,7 +80,7 @@ def execute(args: argparse.Namespace, command: str) -> int:
     failures = prof.notes.get("failures", [])
     plans = len(planset.plans)
     print(f"{prof.device}: {len(results)} buckets, {plans} plans, {len(failures)} failed "
-          f"measurements", file=sys.stderr)  # fmt: skip
+          f"measurements, KV cache {planset.kv_cache_dtype}", file=sys.stderr)  # fmt: skip
     print(path)
     return 0
 

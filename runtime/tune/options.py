@@ -12,6 +12,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     ap.add_argument("--load-format", default="dummy", help="dummy: random weights (timing only)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--kv-cache-dtype", choices=["auto", "fp8"], default="auto",
+                    help="the KV cache attention is profiled over (recorded in the profile and "
+                    "the plan set; the engine uses plan sets of its own kv_cache_dtype)",
+                    )  # fmt: skip
     ap.add_argument("--profile", type=Path, default=None,
                     help="reuse this profile JSON instead of measuring")  # fmt: skip
     ap.add_argument("--out", type=Path, default=None,

@@ -27,7 +27,7 @@ import torch
 
 from runtime.model.llama import ForwardContext
 from runtime.pipeline.executor import PipelineExecutor
-from runtime.pipeline.planset import signature_of
+from runtime.pipeline.planset import kv_dtype_name, signature_of
 from runtime.tune.inputs import activations_per_op, copy_of, make_batch, shared_kv_caches
 from runtime.tune.profiles import Interference, ModelShape, OpTiming, Profile
 
@@ -377,7 +377,8 @@ def profile_engine(engine: Any, model_name: str, cfg: ProfileConfig, command: st
     device = torch.cuda.get_device_name(prof.device) if prof.cuda else "cpu"
     ops = tuple((op.name, op.kind.value) for op in prof.op_list)
     notes = {"seconds": round(time.perf_counter() - t0, 1), "failures": prof.failures,
-             "kernels": dict(engine.ops.backends), "config": cfg.__dict__}  # fmt: skip
+             "kernels": dict(engine.ops.backends), "config": cfg.__dict__,
+             "kv_cache_dtype": kv_dtype_name(prof.kv_caches[0][0].dtype)}  # fmt: skip
     return Profile(
         model=model_name, device=device, device_sms=prof.device_sms, concurrent=prof.cuda,
         hbm_gb_s=round(hbm_gb_s(prof.device), 1), shape=shape, ops=ops, timings=tuple(timings),

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from runtime.pipeline.plan import Plan
-from runtime.pipeline.planset import CANDIDATES, Bucket, PlanSet
+from runtime.pipeline.planset import CANDIDATES, LEGACY_KV_DTYPE, Bucket, PlanSet
 from runtime.tune.costs import SEGMENTS, BatchShape, Costs, Layout, layouts
 from runtime.tune.emit import to_plan
 from runtime.tune.milp import MilpError, Solver
@@ -148,9 +148,15 @@ def search_plans(
         context_points=cfg.context_points, buckets=tuple(buckets),
         graph_context=cfg.graph_context, signature=sig, profile=profile_name,
         created=datetime.now(UTC).isoformat(timespec="seconds"), plans=plans,
-        candidates=candidates,
+        candidates=candidates, kv_cache_dtype=profile_kv_dtype(profile),
     )  # fmt: skip
     return planset, results
+
+
+def profile_kv_dtype(profile: Profile) -> str:
+    """The KV cache dtype the profile's attention read (profiles made before it was recorded:
+    the bf16 cache they all used)."""
+    return str(profile.notes.get("kv_cache_dtype", LEGACY_KV_DTYPE))
 
 
 def _timed(profile: Profile, shape: BatchShape, cfg: SearchConfig) -> ShapeResult:

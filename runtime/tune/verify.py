@@ -20,7 +20,7 @@ import torch
 
 from runtime.pipeline.executor import PipelineExecutor
 from runtime.pipeline.plan import Plan
-from runtime.pipeline.planset import Bucket, PlanSet
+from runtime.pipeline.planset import Bucket, PlanSet, kv_dtype_name
 from runtime.tune.inputs import KVCaches, make_batch, shared_kv_caches
 
 
@@ -172,18 +172,22 @@ def main(argv: list[str] | None = None) -> int:
     contexts = tuple(int(c) for c in args.contexts.split(",") if c)
     rows = verify(llm.engine, planset, args.kv_gb, args.buckets, args.min_decodes, kv_dtype,
                   args.plan_set.parent, contexts)  # fmt: skip
-    record = {
+    record: dict[str, Any] = {
         "command": "python -m runtime.tune.verify "
         + " ".join(sys.argv[1:] if argv is None else argv),
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "plan_set": str(args.plan_set),
-        "kv_cache_dtype": args.kv_cache_dtype,
+        # the KV buffer the buckets were measured over, and the one the plan set was searched
+        # over (the engine runs a plan set over its own dtype only)
+        "kv_cache_dtype": kv_dtype_name(kv_dtype or llm.engine.kv_dtype),
+        "plan_set_kv_cache_dtype": planset.kv_cache_dtype,
         "buckets": rows,
     }
     if args.timeline is not None:
         record["timeline"] = _best_timeline(llm.engine, planset, rows, args, kv_dtype)
     if args.fp8_min_decodes is not None:
+        record["fp8_kv_cache_dtype"] = kv_dtype_name(torch.float8_e4m3fn)
         record["fp8_buckets"] = verify(llm.engine, planset, args.kv_gb, args.buckets,
                                        args.fp8_min_decodes, torch.float8_e4m3fn,
                                        args.plan_set.parent, contexts)  # fmt: skip

@@ -30,6 +30,7 @@ def test_cpu_profile_covers_every_operation(cpu_profile: Profile) -> None:
     assert p.device == "cpu" and not p.concurrent and p.interference == ()
     assert p.notes["failures"] == [] and p.hbm_gb_s > 0
     assert p.shape.num_layers == 2 and p.shape.dtype_bytes == 4
+    assert p.notes["kv_cache_dtype"] == "float32"  # the KV cache attention was timed over
     for op in LLAMA_OPS:
         if op == "attention":
             for phase in ("decode", "prefill"):
@@ -53,6 +54,16 @@ def test_profile_round_trip_and_reuse(cpu_profile: Profile, tmp_path: Path) -> N
         "the device runs one stream at a time: nothing can overlap"
     }
     assert (tmp_path / "out" / "profile.json").exists()
+    assert PlanSet.load(path).kv_cache_dtype == "float32"  # the profile's, recorded in the set
+
+
+def test_an_fp8_profile_makes_an_fp8_plan_set(tiny_llama: str, tmp_path: Path) -> None:
+    """``nanolang tune --kv-cache-dtype fp8``: attention timed over a float8 cache, and the plan
+    set says so (the engine then uses it only with kv_cache_dtype='fp8')."""
+    prof = measure(tiny_llama, QUICK, "test", dtype="float32", device="cpu", kv_cache_dtype="fp8")
+    assert prof.notes["kv_cache_dtype"] == "float8_e4m3fn"
+    _, planset, _, path = tune("unused", tmp_path / "fp8", prof, search_cfg=QUICK_SEARCH)
+    assert planset.kv_cache_dtype == PlanSet.load(path).kv_cache_dtype == "float8_e4m3fn"
 
 
 def test_schema_version_and_contents_are_checked(tmp_path: Path) -> None:

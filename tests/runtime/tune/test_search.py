@@ -46,6 +46,14 @@ def test_search_writes_valid_plans_and_a_plan_set(tmp_path: Path) -> None:
             assert b.predicted_ms < b.dense_ms
 
 
+def test_the_plan_set_records_the_profiles_kv_cache_dtype() -> None:
+    prof = overlap_pays()
+    assert "kv_cache_dtype" not in prof.notes  # a profile from before the field: bf16
+    assert search_plans(prof, SMALL_GRID)[0].kv_cache_dtype == "bfloat16"
+    fp8 = dataclasses.replace(prof, notes={**prof.notes, "kv_cache_dtype": "float8_e4m3fn"})
+    assert search_plans(fp8, SMALL_GRID)[0].kv_cache_dtype == "float8_e4m3fn"
+
+
 def test_small_weight_bound_batches_stay_dense() -> None:
     """64 decodes: every nano-batch re-reads the weights, so splitting only costs."""
     r = search_shape(overlap_pays(), BatchShape(64, 0, 1024), SMALL_GRID)

@@ -1,0 +1,101 @@
+"""Decode CUDA graphs keyed by (batch size, plan): what gets captured for a plan set whose plan
+for a decode batch size differs between context buckets, and which graph a loaded batch's real
+context picks. The CPU cannot capture; these build the graphs' table without capturing and run
+the forward each key would capture eagerly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from runtime import LLM
+from runtime.config import ModelConfig, read_json
+from runtime.cuda_graph import DecodeGraphs, OneForward
+from runtime.pipeline.plans import two_stream_plan
+from runtime.pipeline.planset import Bucket, PlanSet, signature_of
+from runtime.pipeline.runner import PipelineForward
+
+PLAN = "decode-plan.json"
+BUCKETS = [1, 2, 4]
+
+
+def long_context_set(signature: dict[str, int]) -> PlanSet:
+    """4 decodes: dense at mean context 16, a two-stream plan at 64 (as the H200 search's fp8
+    candidate: a pipeline only at the longer context); everything else dense."""
+    plans = {PLAN: two_stream_plan("decode-plan", [2, 2], device_sms=16)}
+    buckets = tuple(
+        Bucket(d, p, c, PLAN if (d, p, c) == (4, 0, 64) else None, 1.0, 1.0, "")
+        for d in (0, 1, 4) for p in (0, 128) for c in (16, 64) if d + p
+    )  # fmt: skip
+    return PlanSet("tiny", "cpu", 16, (0, 1, 4), (0, 128), (16, 64), buckets, 16, signature,
+                   kv_cache_dtype="float32", plans=plans)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_llama: str, tmp_path_factory: pytest.TempPathFactory) -> object:
+    cfg = ModelConfig.from_hf(read_json(Path(tiny_llama) / "config.json"))
+    path = long_context_set(signature_of(cfg, 4)).save(tmp_path_factory.mktemp("set"))
+    return LLM(tiny_llama, dtype="float32", device="cpu", pipeline=str(path)).engine
+
+
+def graphs_for(engine: object, forward: object) -> DecodeGraphs:
+    r = engine.runner  # type: ignore[attr-defined]
+    return DecodeGraphs(r.model, r.ops, r.kv_caches, r.scratch_block, r.blocks.block_size,
+                        engine.max_model_len, BUCKETS, forward)  # type: ignore[attr-defined,arg-type]  # fmt: skip
+
+
+def test_a_batch_size_is_captured_once_per_plan_over_its_context_buckets(engine: object) -> None:
+    fwd = engine.runner.forward  # type: ignore[attr-defined]
+    assert isinstance(fwd, PipelineForward)
+    # the plan per context bucket for decode-only batches: only 4 rows at context 64 pipeline
+    assert [fwd.graph_key(4, c) for c in (16, 40, 64, 500)] == [None, PLAN, PLAN, PLAN]
+    assert [fwd.graph_key(2, c) for c in (16, 64)] == [None, None]  # nearest bucket: 1 decode
+    graphs = graphs_for(engine, fwd)
+    assert set(graphs.forwards) == {(1, None), (2, None), (4, None), (4, PLAN)}
+    # the dense model (and any forward without plans): one graph per batch size
+    dense = graphs_for(engine, engine.model)  # type: ignore[attr-defined]
+    assert isinstance(dense.variants, OneForward)
+    assert set(dense.forwards) == {(b, None) for b in BUCKETS}
+
+
+def test_a_loaded_batch_picks_the_graph_of_its_real_context(engine: object) -> None:
+    graphs = graphs_for(engine, engine.runner.forward)  # type: ignore[attr-defined]
+    lens = torch.tensor([60, 70, 50], dtype=torch.int32)
+    assert graphs.key_for(3, lens) == (4, PLAN)  # 3 rows pad to the 4-row graph
+    assert graphs.key_for(3, torch.tensor([10, 12, 20], dtype=torch.int32)) == (4, None)
+    assert graphs.key_for(2, lens[:2]) == (2, None)
+    # padding rows (context 1) past n do not pull the mean down
+    padded = torch.tensor([60, 70, 50, 1], dtype=torch.int32)
+    assert graphs.key_for(3, padded) == (4, PLAN)
+
+
+def test_the_plan_graph_runs_the_plan_and_matches_dense(engine: object) -> None:
+    """What capture records for each key, run eagerly on the static buffers: the (4, plan) key
+    goes through the plan's executor (the 2 + 2 nano-batches) and gives the dense logits."""
+    fwd = engine.runner.forward  # type: ignore[attr-defined]
+    ex = fwd.executor_for(4, 4, 64.0)
+    assert ex is not None and ex.plan.name == "decode-plan"
+    graphs = graphs_for(engine, fwd)
+    calls: list[int] = []
+    original = ex.forward
+
+    def counting(ids: torch.Tensor, ctx: object) -> torch.Tensor:  # a spy on the real executor
+        calls.append(int(ids.shape[0]))
+        return original(ids, ctx)  # type: ignore[arg-type]
+
+    ex.forward = counting  # type: ignore[method-assign]
+    try:
+        g = torch.Generator().manual_seed(0)
+        graphs.input_ids[:4] = torch.randint(0, 100, (4,), generator=g)
+        graphs.positions[:4] = torch.tensor([3, 5, 7, 2])
+        graphs.context_lens[:4] = graphs.positions[:4].to(torch.int32) + 1
+        with torch.inference_mode():
+            dense = graphs.forward((4, None))
+            assert calls == []
+            planned = graphs.forward((4, PLAN))
+        assert calls == [4]
+    finally:
+        ex.forward = original  # type: ignore[method-assign]
+    torch.testing.assert_close(planned, dense, rtol=1e-4, atol=1e-4)
