@@ -149,16 +149,18 @@ def measure_costs(
 
 def pipeline_forward(
     spec: str, model: LlamaModel, ops: Ops, device: torch.device, dtype: torch.dtype,
-    world_size: int, model_name: str,
+    world_size: int, model_name: str, kv_dtype: torch.dtype | None = None,
 ) -> tuple[PipelineForward, dict[str, Any]]:  # fmt: skip
     """``EngineConfig.pipeline`` on one rank, and what the search read and chose (plain data
     for the benchmark's record; empty for a plan file). 'default' (with ':sequential' too): the
     network search's plan set from this group's measurements; a plan or plan-set file: as
-    given (its plans must name the layer's network operations)."""
+    given (its plans must name the layer's network operations; a plan set of another KV cache
+    dtype than ``kv_dtype`` is refused). The network search prices attention at the model's
+    dtype and its set is made for this engine: not checked."""
     groups = NetworkGroups(device, world_size)
     base = spec.partition(":")[0]
     if base != "default":
-        return PipelineForward(spec, model, ops, network_groups=groups), {}
+        return PipelineForward(spec, model, ops, network_groups=groups, kv_dtype=kv_dtype), {}
     start = time.perf_counter()
     costs = measure_costs(model, device, dtype, groups)
     rates, curves = costs.rates, costs.curves

@@ -136,12 +136,12 @@ def _start(rank: int, spec: WorkerSpec) -> tuple[ModelRunner, WorkerReady]:
     logger.info("slice built in %.1f s; all-reduce %.1f us + %.1f GB/s",
                 time.perf_counter() - start, latency * 1e6, bandwidth / 1e9)  # fmt: skip
     forward, search = None, dict[str, Any]()
+    kv_dtype = kv_cache_dtype(cfg.kv_cache_dtype, dtype)
     if cfg.pipeline is not None:  # before the KV cache takes the memory its communicators need
         from runtime.distributed.network_stage import pipeline_forward
 
         forward, search = pipeline_forward(cfg.pipeline, model, ops, device, dtype, spec.world_size,
-                                   spec.model)  # fmt: skip
-    kv_dtype = kv_cache_dtype(cfg.kv_cache_dtype, dtype)
+                                   spec.model, kv_dtype)  # fmt: skip
     num_blocks = _group_num_blocks(model, cfg, device, dtype, kv_dtype, spec.max_positions)
     blocks = BlockManager(num_blocks, cfg.block_size)  # only its block size is used here
     runner = ModelRunner(model, ops, blocks, num_blocks, kv_dtype)
