@@ -131,9 +131,11 @@ def test_shipped_h200_plan_set_is_found_and_checked() -> None:
     assert found == PlanSet.load(SEARCHED_DIR / "llama-3-8b-h200" / "planset.json")
     assert len(found.buckets) == 92
     assert found.kv_cache_dtype == "bfloat16"  # searched over the bf16 cache
-    # an engine with an fp8 KV cache finds no searched set: the hand-picked plans by class
+    # an engine with an fp8 KV cache finds the fp8 set (tests/runtime/tune/test_promote.py)
     fp8 = load_pipeline("default", signature_of(cfg, 2), "NVIDIA H200", "float8_e4m3fn")
-    assert not isinstance(fp8, PlanSet)
+    assert isinstance(fp8, PlanSet) and fp8.kv_cache_dtype == "float8_e4m3fn"
+    assert not isinstance(load_pipeline("default", signature_of(cfg, 2), "NVIDIA H200",
+                                        "float16"), PlanSet)  # fmt: skip
     assert all(b.reason for b in found.buckets if b.plan is None)
     assert all(b.predicted_ms <= b.dense_ms for b in found.buckets)
     assert not isinstance(load_pipeline("default", signature_of(cfg, 2), "NVIDIA H100"), PlanSet)
