@@ -74,15 +74,19 @@ class Scheduler:
         # ``waiting`` is in progress-priority order: kept through every change that cannot
         # break it, so the sort while memory is short runs only after one that can
         self._in_priority_order = False
+        # instances that progressed with requests waiting since the queue was last in order:
+        # only their requests are out of place
+        self._moved: set[int] = set()
 
     def add(self, seq: Sequence) -> None:
         first = self.instances.note(seq)
         if self._in_priority_order and self.waiting:
             # an instance noted afresh re-ranks its requests still waiting from before a release
-            ref = seq.program
+            ref, last = seq.program, self.waiting[-1]
             renumbered = first and ref is not None and self.waiting.has_instance(ref.instance)
-            later = self.instances.priority(seq) > self.instances.priority(self.waiting[-1])
-            self._in_priority_order = later and not renumbered
+            moved = last.program is not None and last.program.instance in self._moved
+            later = self.instances.priority(seq) > self.instances.priority(last)
+            self._in_priority_order = later and not renumbered and not moved
         self.waiting.append(seq)
 
     def release_instance(self, instance: int) -> None:
@@ -103,7 +107,7 @@ class Scheduler:
         if seq.is_finished:
             self.instances.finished(seq, seq.block_table[: seq.num_registered_blocks])
             if seq.program is not None and self.waiting.has_instance(seq.program.instance):
-                self._in_priority_order = False  # its instance moved up the order
+                self._moved.add(seq.program.instance)  # its waiting requests move up the order
         self.blocks.free(seq)
 
     def schedule(self) -> SchedulerOutput:
@@ -157,7 +161,10 @@ class Scheduler:
         short = programs and self.instances.short_of_memory(self.waiting.blocks_needed)
         if short and not self._in_priority_order:
             self.waiting.sort(key=self.instances.priority)
-            self._in_priority_order = True
+            self._in_priority_order, self._moved = True, set()
+        elif short and self._moved:
+            self.waiting.reposition(self._moved, key=self.instances.priority)
+            self._moved = set()
         deferred: list[Sequence] = []
         self._reserved = sum(self._future_blocks(s) for s in self.running)
         while self.waiting and len(self.running) < self.config.max_num_seqs:

@@ -10,6 +10,7 @@ order without a scan.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -103,6 +104,20 @@ class WaitingQueue:
         for rank, seq in enumerate(self._queue):
             entries[seq] = (rank, entries[seq][1])
         self._front, self._back = 0, len(self._queue)
+
+    def reposition(self, instances: set[int], key: Callable[[Sequence], tuple[int, ...]]) -> None:
+        """Move the requests of ``instances`` (whose rank under ``key`` changed) to their places
+        in a queue that is otherwise in ``key`` order (each instance's requests keep their order
+        among themselves, so group ranks stay valid)."""
+        moved = [
+            s for s in self._queue if s.program is not None and s.program.instance in instances
+        ]
+        if not moved:
+            return
+        rest = [s for s in self._queue if s.program is None or s.program.instance not in instances]
+        for seq in sorted(moved, key=key):
+            rest.insert(bisect_left(rest, key(seq), key=key), seq)
+        self._queue = deque(rest)
 
     def _enter(self, seq: Sequence, rank: int) -> None:
         if seq in self._entries:

@@ -88,3 +88,27 @@ def test_a_sequence_cannot_wait_twice() -> None:
     with pytest.raises(ValueError, match="already waiting"):
         q.appendleft(s)
     assert list(q) == [s] and q.blocks_needed == blocks_needed(s.num_tokens)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_reposition_moves_the_instances_that_progressed_to_their_sorted_places(seed: int) -> None:
+    rng = random.Random(seed)
+    rank = {i: rng.randrange(10) for i in range(4)}
+
+    def key(s: Sequence) -> tuple[int, ...]:
+        ref = s.program
+        return (0, s.arrival_order) if ref is None else (rank[ref.instance], s.arrival_order)
+
+    q = WaitingQueue(blocks_needed)
+    for order in range(rng.randrange(1, 40)):
+        q.append(make_seq(rng, order))
+    q.sort(key=key)
+    moved = {i for i in range(4) if rng.random() < 0.5}
+    for i in moved:
+        rank[i] -= rng.randrange(1, 5)  # progress moves an instance up the order
+    expect = sorted(q, key=key)
+    q.reposition(moved, key=key)
+    assert list(q) == expect
+    for k in {group_key(s) for s in q} - {None}:
+        assert k is not None
+        assert q.group(k) == [s for s in expect if group_key(s) == k]
