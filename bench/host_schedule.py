@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from runtime import LLM, SamplingParams
 from runtime.tiny import make_tiny_model
@@ -33,6 +34,22 @@ def commit() -> str:
     out = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
                          capture_output=True, text=True, check=False)  # fmt: skip
     return out.stdout.strip() or "unknown"
+
+
+def cpu_record(benchmark: str, code: str | None, rows: list[Any], date: str) -> dict[str, Any]:
+    """A CPU benchmark's JSON record: what ran, where, when, with which command line."""
+    return {"benchmark": benchmark, "code": code or commit(), "device": "cpu",
+            "machine": platform.processor() or platform.machine(), "date": date,
+            "command": f"python bench/{benchmark}.py " + shlex.join(sys.argv[1:]),
+            "rows": rows}  # fmt: skip
+
+
+def emit(record: dict[str, Any], out: Path | None) -> None:
+    """Print the record as JSON, and write it to ``out`` when given."""
+    text = json.dumps(record, indent=2)
+    if out is not None:
+        out.write_text(text + "\n")
+    print(text)
 
 
 def measure(seqs: int, repeats: int, model_dir: Path) -> list[float]:
@@ -68,15 +85,7 @@ def main() -> int:
             times = measure(int(n), args.repeats, Path(model_dir))
             rows.append({"seqs": int(n), "min_ms": round(1e3 * min(times), 3),
                          "median_ms": round(1e3 * statistics.median(times), 3)})  # fmt: skip
-    record = {"benchmark": "host_schedule", "code": args.code or commit(), "device": "cpu",
-              "machine": platform.processor() or platform.machine(),
-              "date": datetime.date.today().isoformat(),
-              "command": "python bench/host_schedule.py " + shlex.join(sys.argv[1:]),
-              "rows": rows}  # fmt: skip
-    text = json.dumps(record, indent=2)
-    if args.out is not None:
-        args.out.write_text(text + "\n")
-    print(text)
+    emit(cpu_record("host_schedule", args.code, rows, datetime.date.today().isoformat()), args.out)
     return 0
 
 

@@ -14,11 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
-import platform
-import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,18 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from host_schedule import cpu_record, emit  # bench/ is the script's directory
+
 from runtime import LLM, SamplingParams
 from runtime.tiny import make_tiny_model
-
-
-def commit() -> str:
-    """The commit of the ``runtime`` package imported (PYTHONPATH may point at another tree)."""
-    import runtime
-
-    here = Path(runtime.__file__).resolve().parents[1]
-    out = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True, check=False)  # fmt: skip
-    return out.stdout.strip() or "unknown"
 
 
 def _timed(fn: Callable[..., Any], spent: list[float]) -> Callable[..., Any]:
@@ -106,15 +94,8 @@ def main() -> int:
             for n in args.seqs.split(",")
             for p in args.prefill.split(",")
         ]
-    record = {"benchmark": "host_step", "code": args.code or commit(), "device": "cpu",
-              "machine": platform.processor() or platform.machine(),
-              "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="minutes"),
-              "command": "python bench/host_step.py " + shlex.join(sys.argv[1:]),
-              "rows": rows}  # fmt: skip
-    text = json.dumps(record, indent=2)
-    if args.out is not None:
-        args.out.write_text(text + "\n")
-    print(text)
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="minutes")
+    emit(cpu_record("host_step", args.code, rows, now), args.out)
     return 0
 
 

@@ -34,19 +34,28 @@ def test_verify_measures_every_bucket(
     assert rows[1]["plan_error"] == pytest.approx(rows[1]["plan_measured_ms"] / 1.5 - 1, abs=1e-3)
 
 
+CANDIDATE_BUCKETS = (
+    Bucket(8, 0, 32, None, 2.0, 2.0, "dense", "candidates/cand.json", 2.5),
+    Bucket(8, 8, 32, None, 2.0, 2.0, "dense"),
+)
+
+
+def _dense_set_with_a_candidate(tmp_path: Path) -> Path:
+    """A plan set dense in both buckets; the first has a two-stream candidate (predicted 2.5 ms)."""
+    cand = two_stream_plan("cand", [8, 8], device_sms=16)
+    ps = PlanSet("tiny", "cpu", 16, (8,), (0, 8), (32,), CANDIDATE_BUCKETS, 32,
+                 candidates={"candidates/cand.json": cand})  # fmt: skip
+    return ps.save(tmp_path / "set")
+
+
 def test_verify_measures_candidates_and_an_fp8_pass(
     tiny_llama: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Where dense won, the bucket's candidate pipeline is measured against its own prediction;
     --fp8-min-decodes repeats the large buckets over a float8 KV buffer."""
-    cand = two_stream_plan("cand", [8, 8], device_sms=16)
-    buckets = (Bucket(8, 0, 32, None, 2.0, 2.0, "dense", "candidates/cand.json", 2.5),
-               Bucket(8, 8, 32, None, 2.0, 2.0, "dense"))  # fmt: skip
-    ps = PlanSet("tiny", "cpu", 16, (8,), (0, 8), (32,), buckets, 32,
-                 candidates={"candidates/cand.json": cand})  # fmt: skip
-    path = ps.save(tmp_path / "set")
+    path = _dense_set_with_a_candidate(tmp_path)
     assert (tmp_path / "set" / "candidates" / "cand.json").exists()
-    assert PlanSet.load(path).buckets == buckets
+    assert PlanSet.load(path).buckets == CANDIDATE_BUCKETS
     out = tmp_path / "verify.json"
     argv = ["--plan-set", str(path), "--model", tiny_llama, "--load-format", "auto",
             "--device", "cpu", "--dtype", "float32", "--kv-gb", "0.01", "--buckets", "all",
@@ -68,12 +77,7 @@ def test_verify_candidates_only_over_a_buffer_too_small_for_the_batch(
 ) -> None:
     """--buckets candidates measures only buckets with a plan or a candidate; a batch the KV
     buffer cannot hold shares blocks between sequences and says how many times over."""
-    cand = two_stream_plan("cand", [8, 8], device_sms=16)
-    buckets = (Bucket(8, 0, 32, None, 2.0, 2.0, "dense", "candidates/cand.json", 2.5),
-               Bucket(8, 8, 32, None, 2.0, 2.0, "dense"))  # fmt: skip
-    ps = PlanSet("tiny", "cpu", 16, (8,), (0, 8), (32,), buckets, 32,
-                 candidates={"candidates/cand.json": cand})  # fmt: skip
-    path = ps.save(tmp_path / "set")
+    path = _dense_set_with_a_candidate(tmp_path)
     out = tmp_path / "verify.json"
     # 9 blocks of 16 tokens (fp32, 2 KV heads of 16): 8 usable; 8 decodes at 32 need 16
     argv = ["--plan-set", str(path), "--model", tiny_llama, "--load-format", "auto",
