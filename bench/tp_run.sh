@@ -5,6 +5,9 @@
 #   bash bench/tp_run.sh 70b      # Llama-3-70B (random weights) at TP=2
 #   bash bench/tp_run.sh 70bmodes # Llama-3-70B at TP=2, sequential then nanoflow (network stage)
 #   bash bench/tp_run.sh verify   # the network stage's forward against its prediction (70B TP=2)
+#   bash bench/tp_run.sh samerun  # vLLM at TP=2 (staged in $VLLM_SITE), then nanolang's modes
+#                                 # (MODES, default nanoflow,sequential): one process, one JSON
+#   bash bench/tp_run.sh symm     # all-reduce latency: NCCL against symmetric-memory one-/two-shot
 # Steps may be combined: `bash bench/tp_run.sh test 8b`. Each step has its own time limit
 # (seconds, from the environment) so that one slow step still leaves the others' results.
 # NVLink multicast stays off (the workers set NCCL_NVLS_ENABLE=0 themselves too).
@@ -22,6 +25,11 @@ T_TEST=${T_TEST:-150}
 T_8B=${T_8B:-330}
 T_70B=${T_70B:-400}
 T_VERIFY=${T_VERIFY:-120}
+T_SAMERUN=${T_SAMERUN:-590}
+T_SYMM=${T_SYMM:-60}
+MODEL_SR=${MODEL_SR:-llama-3-70b}  # the samerun step's model
+MODES=${MODES:-nanoflow,sequential}
+VLLM_SITE=${VLLM_SITE:-/tmp/vsite}
 TEST_K=${TEST_K:-}  # a pytest -k expression to run part of the GPU tests
 MAX_SEQS=${MAX_SEQS:-256}  # --max-num-seqs (the largest CUDA graph bucket too)
 MAX_SEQS_70B=${MAX_SEQS_70B:-$MAX_SEQS}
@@ -102,8 +110,24 @@ PY
         > "$LOGS/verify.log" 2>&1
       echo "== verify: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/steps.txt"
       ;;
+    samerun)  # vLLM first (never measured at TP=2 before), capped like nanolang: at most
+      # MAX_SEQS_70B sequences and CUDA graphs up to that batch (its default captures up to 512)
+      vllm_args="{\"vllm\": {\"max_num_seqs\": $MAX_SEQS_70B, \"compilation_config\": "
+      vllm_args+="{\"max_cudagraph_capture_size\": $MAX_SEQS_70B}}}"
+      bench "$MODEL_SR-tp2-samerun" "$T_SAMERUN" --model "$MODEL_SR" --workloads "$WORKLOADS" \
+        --num-requests "$REQUESTS_70B" --max-num-seqs "$MAX_SEQS_70B" --tp 2 --mode "$MODES" \
+        --peer vllm --peer-site "vllm=$VLLM_SITE" --peers-first --peer-args "$vllm_args" \
+        "${EAGER[@]}"
+      ;;
+    symm)
+      echo "== symm: python3 bench/symm_mem_allreduce.py" | tee -a "$OUT/steps.txt"
+      start=$SECONDS
+      timeout "$T_SYMM" python3 bench/symm_mem_allreduce.py --out "$OUT/bench/symm-mem-allreduce.json" \
+        > "$LOGS/symm.log" 2>&1
+      echo "== symm: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/steps.txt"
+      ;;
     *)
-      echo "unknown step $step (test, 8b, 70b, 70bmodes, verify)" >&2
+      echo "unknown step $step (test, 8b, 70b, 70bmodes, verify, samerun, symm)" >&2
       exit 2
       ;;
   esac

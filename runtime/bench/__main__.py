@@ -183,10 +183,21 @@ def engine_facts(llm: LLM) -> dict[str, Any]:
     }
 
 
+def peer_device_name() -> str:
+    """The GPU the peers start on (their first), or ``cpu``."""
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+
+
 def run_peers(
-    args: argparse.Namespace, names: list[tuple[str, int]], device: str, command: str
+    args: argparse.Namespace,
+    names: list[tuple[str, int]],
+    command: str,
+    done: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
-    """vLLM / SGLang over the same workloads and requests, each in a subprocess."""
+    """vLLM / SGLang over the same workloads and requests, each in a subprocess, at every
+    ``--tp`` degree. With ``--out``, the file gets ``done`` plus the peers' records after each peer
+    run, and a peer run writes its finished workloads to ``OUT.<peer>-tp<N>-<kv>.partial.json``
+    until it ends (what is left there if the run is stopped)."""
     peers = [p for p in parse_peers(args.peer) if p in SUBPROCESS_PEERS]
     if not peers:
         return []
@@ -199,19 +210,31 @@ def run_peers(
         for n, count in names
     ]  # fmt: skip
     max_len = max_model_len(jobs, cfg.vocab_size, cfg.max_position_embeddings)
-    records = []
+    records: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = hf_config_dir(args.model, overrides, Path(tmp) / "model")
         for peer in peers:
             if not importable(peer, sites.get(peer)):
                 print(f"peer {peer}: not importable here, skipped", file=sys.stderr)
                 continue
-            for kv in args.kv_cache_dtype.split(","):
-                run = PeerRun(peer, kv, sites.get(peer), extra.get(peer, {}))
-                for rec in run_peer(run, model_dir, jobs, max_len):
-                    records.append({"model": args.model, "device": device,
-                                    "date": dt.date.today().isoformat(), "command": command,
-                                    **rec})  # fmt: skip
+            for tp in parse_tp(args.tp):
+                for kv in args.kv_cache_dtype.split(","):
+                    run = PeerRun(peer, kv, sites.get(peer), extra.get(peer, {}), tp)
+                    partial = None
+                    if args.out is not None:
+                        partial = args.out.with_name(
+                            f"{args.out.stem}.{peer}-tp{tp}-{kv}.partial.json"
+                        )
+                    new = run_peer(run, model_dir, jobs, max_len, partial)
+                    device = peer_device_name()  # after the peer: no CUDA context beside it
+                    for rec in new:
+                        records.append({"model": args.model, "device": device,
+                                        "date": dt.date.today().isoformat(),
+                                        "command": command, **rec})  # fmt: skip
+                    if args.out is not None:
+                        write_records(args.out, [*done, *records])
+                        if partial is not None:
+                            partial.unlink(missing_ok=True)
     return records
 
 
@@ -254,6 +277,8 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
     runs: list[EngineRun] = []
     tps = parse_tp(args.tp)
     engines, version = 0, nanolang_version()
+    # --peers-first: the peers before nanolang (their records first in the file too)
+    peer_records = run_peers(args, names, command, []) if args.peers_first else []
     for tp in tps:
         for mode in modes:
             for kv in kv_dtypes:
@@ -266,7 +291,7 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
                     engines += 1
                     if args.out is not None:  # what has run so far, should a later engine fail
                         partial = [record_of(args, r, specs, command, version, None) for r in runs]
-                        write_records(args.out, partial)
+                        write_records(args.out, [*peer_records, *partial])
     device = runs[0].facts["device"]
     dtype = runs[0].facts["dtype"]
     peer_net = build_hf_model(args.model, device, dtype) if "hf" in peers else None
@@ -280,8 +305,9 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
         records.append(record_of(args, r, specs, command, version, peer))
     del peer_net
     gc.collect()
-    records += run_peers(args, names, device_name(device), command)
-    return records
+    if args.peers_first:
+        return [*peer_records, *records]
+    return records + run_peers(args, names, command, records)
 
 
 def record_of(

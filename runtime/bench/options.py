@@ -101,6 +101,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         default=None,
         help='JSON of extra engine arguments per peer, e.g. \'{"vllm": {"max_num_seqs": 512}}\'',
     )
+    ap.add_argument(
+        "--peers-first",
+        action="store_true",
+        help="run the vllm / sglang peers before nanolang's engines instead of after them",
+    )
     ap.add_argument("--peer-requests", type=int, default=64, help="hf peer only")
     ap.add_argument("--peer-batch", type=int, default=64, help="hf peer only")
     ap.add_argument("--out", type=Path, default=None, help="JSON file to write (a list)")

@@ -104,7 +104,9 @@ def _sglang(model_dir: str, kv_dtype: str, max_len: int, extra: dict[str, Any]) 
 ADAPTERS = {"vllm": _vllm, "sglang": _sglang}
 
 
-def run_job(job: dict[str, Any]) -> list[dict[str, Any]]:
+def run_job(job: dict[str, Any], out: Path | None = None) -> list[dict[str, Any]]:
+    """Every workload of the job on one engine instance; with ``out``, the records so far are
+    written there after each workload (a run stopped midway keeps the finished ones)."""
     engine = job["engine"]
     if engine not in ADAPTERS:
         raise ValueError(f"unknown peer {engine!r}; known: {', '.join(ADAPTERS)}")
@@ -127,6 +129,7 @@ def run_job(job: dict[str, Any]) -> list[dict[str, Any]]:
             "version": version,
             "workload": spec["workload"],
             "num_requests": len(reqs),
+            "tensor_parallel_size": job.get("tensor_parallel_size", 1),
             "kv_cache_dtype": job["kv_cache_dtype"],
             "prompt_tokens": prompt,
             "output_tokens": out_tokens,
@@ -138,7 +141,15 @@ def run_job(job: dict[str, Any]) -> list[dict[str, Any]]:
             **info,
         })  # fmt: skip
         print(json.dumps(records[-1]), file=sys.stderr, flush=True)
+        if out is not None:
+            write_atomically(out, records)
     return records
+
+
+def write_atomically(path: Path, records: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(records, indent=1) + "\n")
+    tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m runtime.bench.peer_worker JOB.json OUT.json", file=sys.stderr)
         return 2
     job = json.loads(Path(args[0]).read_text())
-    records = run_job(job)
-    Path(args[1]).write_text(json.dumps(records, indent=1) + "\n")
+    out = Path(args[1])
+    write_atomically(out, run_job(job, out))
     return 0
 
 

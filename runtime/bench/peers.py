@@ -30,12 +30,32 @@ MODEL_TYPES = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral",
                "Qwen2ForCausalLM": "qwen2"}  # fmt: skip
 
 
+# Set in a peer's process unless the caller set them: NVLink multicast stays off on machines where
+# using it can take the GPUs out of service (NCCL's NVLS, PyTorch's and NVSHMEM's multicast, vLLM's
+# symmetric-memory all-reduce, which uses multimem), and vLLM samples without FlashInfer, which is
+# not staged with it.
+PEER_ENV = {
+    "NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1",
+    "VLLM_ALLREDUCE_USE_SYMM_MEM": "0", "VLLM_USE_FLASHINFER_SAMPLER": "0",
+    "VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": "1",
+}  # fmt: skip
+# each peer's own name for its tensor-parallel degree
+TP_ARG = {"vllm": "tensor_parallel_size", "sglang": "tp_size"}
+
+
 @dataclass(frozen=True)
 class PeerRun:
     engine: str
     kv_cache_dtype: str
     site: str | None  # a directory put first on the worker's PYTHONPATH
     engine_args: dict[str, Any]
+    tensor_parallel_size: int = 1
+
+    def job_engine_args(self) -> dict[str, Any]:
+        """The engine's arguments: the tensor-parallel degree (when above 1) under the peer's own
+        name, then the user's ``--peer-args`` (which may set it too)."""
+        tp = self.tensor_parallel_size
+        return {**({TP_ARG[self.engine]: tp} if tp > 1 else {}), **self.engine_args}
 
 
 def parse_peers(spec: str) -> list[str]:
@@ -90,25 +110,36 @@ def max_model_len(workloads: list[dict[str, Any]], vocab_size: int, limit: int) 
 
 
 def run_peer(
-    run: PeerRun, model_dir: Path, workloads: list[dict[str, Any]], max_len: int
+    run: PeerRun,
+    model_dir: Path,
+    workloads: list[dict[str, Any]],
+    max_len: int,
+    partial: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Run one peer over the workloads in a subprocess; its records (empty if it failed)."""
+    """Run one peer over the workloads in a subprocess; its records (those of the workloads that
+    finished if it failed or was stopped). ``partial``: where the worker writes its records after
+    each workload (kept: a run cut short still leaves the finished ones there)."""
     job = {
         "engine": run.engine, "model_dir": str(model_dir), "kv_cache_dtype": run.kv_cache_dtype,
-        "max_model_len": max_len, "workloads": workloads, "engine_args": run.engine_args,
+        "max_model_len": max_len, "workloads": workloads, "engine_args": run.job_engine_args(),
+        "tensor_parallel_size": run.tensor_parallel_size,
     }  # fmt: skip
-    env = dict(os.environ)
+    env = {**PEER_ENV, **os.environ}
     # the worker imports runtime.bench from this checkout, the peer from its site
     paths = [p for p in (run.site, str(Path(__file__).resolve().parents[2])) if p]
     env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     with tempfile.TemporaryDirectory() as tmp:
-        job_path, out_path = Path(tmp) / "job.json", Path(tmp) / "out.json"
+        job_path = Path(tmp) / "job.json"
+        out_path = partial or Path(tmp) / "out.json"
+        out_path.unlink(missing_ok=True)
         job_path.write_text(json.dumps(job))
         cmd = [sys.executable, "-m", "runtime.bench.peer_worker", str(job_path), str(out_path)]
         proc = subprocess.run(cmd, env=env, check=False)
-        if proc.returncode != 0 or not out_path.exists():
-            logger.warning("peer %s failed (exit %s); see its output above", run.engine,
-                           proc.returncode)  # fmt: skip
-            return []
-        records: list[dict[str, Any]] = json.loads(out_path.read_text())
+        records: list[dict[str, Any]] = (
+            json.loads(out_path.read_text()) if out_path.exists() else []
+        )
+        if proc.returncode != 0:
+            logger.warning("peer %s failed (exit %s) after %d of %d workloads; see its output "
+                           "above", run.engine, proc.returncode, len(records),
+                           len(workloads))  # fmt: skip
         return records

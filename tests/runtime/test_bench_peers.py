@@ -12,9 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from runtime.bench.__main__ import execute
+from runtime.bench.__main__ import execute, run_peers
 from runtime.bench.options import build_parser
-from runtime.bench.peers import hf_config_dir, max_model_len, parse_peers, parse_sites
+from runtime.bench.peers import (
+    PeerRun,
+    hf_config_dir,
+    max_model_len,
+    parse_peers,
+    parse_sites,
+    run_peer,
+)
 from runtime.bench.table import comparison_table
 from runtime.bench.workloads import WORKLOADS, make_requests, workload_seed
 
@@ -40,7 +47,13 @@ class LLM:
     def generate(self, prompts, params, use_tqdm=False):
         with open(os.environ["FAKE_VLLM_LOG"], "a") as f:
             f.write(json.dumps({"engine_kwargs": {k: v for k, v in self.kw.items()},
+                                "env": {k: os.environ.get(k) for k in
+                                        ("NCCL_NVLS_ENABLE", "VLLM_ALLREDUCE_USE_SYMM_MEM")},
                                 "prompts": [p["prompt_token_ids"] for p in prompts]}) + "\\n")
+        with open(os.environ["FAKE_VLLM_LOG"]) as f:
+            calls = len(f.read().splitlines())
+        if str(calls) == os.environ.get("FAKE_VLLM_DIE_AT_CALL"):
+            os._exit(3)
         return [_Req(p.max_tokens) for p in params]
 """
 
@@ -112,3 +125,75 @@ def test_preset_becomes_a_config_directory(tmp_path: Path) -> None:
         for r in make_requests(WORKLOADS["splitwise"], 50, 1000, 6)
     )
     assert longest <= max_model_len(jobs, 1000, 8192) < longest + 256
+
+
+def test_peers_run_at_every_tp_degree_and_keep_finished_workloads(
+    tiny_llama: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--tp 1,2``: the peer runs at each degree (vLLM's own argument name); a peer that dies
+    midway keeps its finished workloads in the output, and the multicast-off variables reach it."""
+    log = tmp_path / "vllm.log"
+    monkeypatch.setenv("FAKE_VLLM_LOG", str(log))
+    monkeypatch.setenv("FAKE_VLLM_DIE_AT_CALL", "4")  # the second run's second workload
+    monkeypatch.delenv("NCCL_NVLS_ENABLE", raising=False)
+    out = tmp_path / "bench.json"
+    args = build_parser().parse_args([
+        "--model", tiny_llama, "--load-format", "auto", "--device", "cpu",
+        "--workloads", "lmsys:2,512/512:2", "--scale", "0.02", "--tp", "1,2",
+        "--peer", "vllm", "--peer-site", f"vllm={_fake_site(tmp_path)}", "--out", str(out),
+    ])  # fmt: skip
+    names = [("lmsys", 2), ("512/512", 2)]
+    records = run_peers(args, names, "test", [])
+    assert [(r["workload"], r["tensor_parallel_size"]) for r in records] == [
+        ("lmsys", 1), ("512/512", 1), ("lmsys", 2),
+    ]  # the fourth call died: its workload is missing, the others are kept
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [c["engine_kwargs"].get("tensor_parallel_size") for c in calls] == [None, None, 2, 2]
+    assert all(c["env"]["NCCL_NVLS_ENABLE"] == "0" for c in calls)
+    assert all(c["env"]["VLLM_ALLREDUCE_USE_SYMM_MEM"] == "0" for c in calls)
+    assert json.loads(out.read_text()) == records  # written after each peer run
+    left = out.with_name("bench.vllm-tp2-auto.partial.json")
+    assert not left.exists()  # folded into the output once the run ended
+
+
+def test_partial_file_has_the_finished_workloads_of_a_stopped_peer(
+    tiny_llama: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_VLLM_LOG", str(tmp_path / "vllm.log"))
+    monkeypatch.setenv("FAKE_VLLM_DIE_AT_CALL", "2")
+    jobs = [{"workload": w, "num_requests": 2, "seed": workload_seed(w), "scale": 0.02}
+            for w in ("lmsys", "512/512")]  # fmt: skip
+    partial = tmp_path / "p.json"
+    run = PeerRun("vllm", "auto", str(_fake_site(tmp_path)), {}, 2)
+    records = run_peer(run, Path(tiny_llama), jobs, 256, partial)
+    assert [r["workload"] for r in records] == ["lmsys"]
+    assert json.loads(partial.read_text()) == records
+    assert records[0]["engine_args"] == {"tensor_parallel_size": 2}
+
+
+def test_peer_tp_argument_names() -> None:
+    assert PeerRun("sglang", "auto", None, {}, 2).job_engine_args() == {"tp_size": 2}
+    assert PeerRun("vllm", "auto", None, {"max_num_seqs": 8}, 1).job_engine_args() == {
+        "max_num_seqs": 8
+    }
+    # --peer-args wins over --tp
+    assert PeerRun("vllm", "auto", None, {"tensor_parallel_size": 4}, 2).job_engine_args() == {
+        "tensor_parallel_size": 4
+    }
+
+
+def test_peers_first_run_before_nanolang(
+    tiny_llama: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "vllm.log"
+    monkeypatch.setenv("FAKE_VLLM_LOG", str(log))
+    out = tmp_path / "bench.json"
+    args = build_parser().parse_args([
+        "--model", tiny_llama, "--load-format", "auto", "--device", "cpu",
+        "--workloads", "512/512:2", "--scale", "0.02", "--peer", "vllm",
+        "--peer-site", f"vllm={_fake_site(tmp_path)}", "--peers-first", "--out", str(out),
+    ])  # fmt: skip
+    assert execute(args, "test") == 0
+    records = json.loads(out.read_text())
+    assert [r["engine"] for r in records] == ["vllm 9.9.9", "nanolang"]
+    assert records[0]["prompt_tokens"] == records[1]["prompt_tokens"]
