@@ -197,3 +197,19 @@ def test_peers_first_run_before_nanolang(
     records = json.loads(out.read_text())
     assert [r["engine"] for r in records] == ["vllm 9.9.9", "nanolang"]
     assert records[0]["prompt_tokens"] == records[1]["prompt_tokens"]
+
+
+def test_comparison_uses_nanolangs_fastest_engine_without_a_plain_one() -> None:
+    def rec(engine: str, mode: str | None, tps: float) -> dict[str, object]:
+        r: dict[str, object] = {"engine": engine, "workload": "1024/512", "num_requests": 8,
+                                "total_tokens_per_s": tps, "tensor_parallel_size": 2}  # fmt: skip
+        if mode:
+            r["mode"] = mode
+        return r
+
+    table = comparison_table([
+        rec("vllm 0.26.0", None, 100.0), rec("nanolang", "nanoflow", 120.0),
+        rec("nanolang", "sequential", 110.0),
+    ])  # fmt: skip
+    assert "vllm 0.26.0 TP=2" in table and "nanolang (nanoflow) TP=2" in table
+    assert table.splitlines()[-1].endswith("| 1.20x |")
