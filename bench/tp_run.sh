@@ -6,7 +6,8 @@
 #   bash bench/tp_run.sh 70bmodes # Llama-3-70B at TP=2, sequential then nanoflow (network stage)
 #   bash bench/tp_run.sh verify   # the network stage's forward against its prediction (70B TP=2)
 #   bash bench/tp_run.sh samerun  # vLLM at TP=2 (staged in $VLLM_SITE), then nanolang's modes
-#                                 # (MODES, default nanoflow,sequential): one process, one JSON
+#                                 # (MODES, default nanoflow,sequential), each engine after WARMUP
+#                                 # (16) untimed requests: one process, one JSON
 #   bash bench/tp_run.sh symm     # all-reduce latency: NCCL against symmetric-memory one-/two-shot
 # Steps may be combined: `bash bench/tp_run.sh test 8b`. Each step has its own time limit
 # (seconds, from the environment) so that one slow step still leaves the others' results.
@@ -117,7 +118,7 @@ PY
       bench "$MODEL_SR-tp2-samerun" "$T_SAMERUN" --model "$MODEL_SR" --workloads "$WORKLOADS" \
         --num-requests "$REQUESTS_70B" --max-num-seqs "$MAX_SEQS_70B" --tp 2 --mode "$MODES" \
         --peer vllm --peer-site "vllm=$VLLM_SITE" --peers-first --peer-args "$vllm_args" \
-        "${EAGER[@]}"
+        --warmup-requests "${WARMUP:-16}" "${EAGER[@]}"
       ;;
     symm)
       echo "== symm: python3 bench/symm_mem_allreduce.py" | tee -a "$OUT/steps.txt"

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from runtime.bench.hf_peer import build_hf_model, run_hf_generate
-from runtime.bench.options import build_parser
+from runtime.bench.options import WARMUP_OUTPUT_TOKENS, build_parser
 from runtime.bench.peers import (
     SUBPROCESS_PEERS,
     PeerRun,
@@ -43,6 +43,8 @@ from runtime.bench.workloads import WORKLOADS, BenchRequest, make_requests, work
 from runtime.distributed.executor import TensorParallelRunner
 from runtime.llm import LLM
 from runtime.model.loader import resolve_model
+
+WARMUP_SEED = 1000  # the warm-up's requests: a seed no workload's timed requests use
 
 
 def device_name(device: torch.device) -> str:
@@ -120,6 +122,8 @@ def run_nanolang(
         "max_num_batched_tokens": engine.config.max_num_batched_tokens,
         "pipeline_used": engine.pipeline_summary,
     }  # fmt: skip
+    if args.warmup_requests > 0 and names:
+        warm_up(llm, names[0][0], args.warmup_requests, cfg.vocab_size, args.scale)
     runs = []
     for name, count in names:
         # distinct prompts per workload, a cold prefix cache: no workload reuses another's KV
@@ -153,6 +157,20 @@ def run_nanolang(
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return runs
+
+
+def warm_up(llm: LLM, workload: str, count: int, vocab_size: int, scale: float) -> None:
+    """``count`` untimed requests with ``workload``'s prompt lengths (another seed than its timed
+    ones) and a few output tokens each, then a cold prefix cache again."""
+    reqs = [
+        BenchRequest(r.prompt_token_ids, min(r.output_len, WARMUP_OUTPUT_TOKENS))
+        for r in make_requests(WORKLOADS[workload], count, vocab_size, WARMUP_SEED, scale)
+    ]  # fmt: skip
+    res = run_throughput(llm, reqs)
+    print(f"[bench] warm-up: {count} requests of {workload}, {res.seconds:.1f} s (untimed)",
+          file=sys.stderr, flush=True)  # fmt: skip
+    if llm.engine.blocks.cache is not None:
+        llm.engine.blocks.cache.reset()
 
 
 def parse_tp(text: str) -> list[int]:
@@ -338,6 +356,7 @@ def record_of(
         kv_cache_tokens=facts["kv_cache_tokens"], kv_cache_dtype=r.kv_cache_dtype,
         profile=r.profile, max_num_batched_tokens=facts["max_num_batched_tokens"],
     )  # fmt: skip
+    record["warmup_requests"] = args.warmup_requests
     if facts.get("pipeline_plans"):  # tensor parallelism's pipeline: what ran, as searched
         record["pipeline_plans"] = facts["pipeline_plans"]
         record["network_search"] = facts.get("network_search") or None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+WARMUP_OUTPUT_TOKENS = 8
 WORKLOAD_NAMES = (
     "512/512", "1024/512", "512/1024", "sharegpt", "lmsys", "splitwise", "1000/1000",
 )  # fmt: skip
@@ -55,6 +56,14 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         default="1",
         help="comma list of tensor-parallel degrees, each run on every workload (N > 1: one "
         "worker process per GPU with NCCL, or per CPU rank with gloo)",
+    )
+    ap.add_argument(
+        "--warmup-requests",
+        type=int,
+        default=0,
+        help="before each engine's timed workloads, this many requests of the first workload's "
+        f"prompt lengths with {WARMUP_OUTPUT_TOKENS} output tokens each, untimed (compiles the "
+        "kernels the first engine on a fresh machine would compile inside its timed run)",
     )
     ap.add_argument("--enforce-eager", action="store_true")
     ap.add_argument(

@@ -118,3 +118,21 @@ def _run_on_cpu(tiny_llama: str, tmp_path: Path, args: list[str]) -> list[dict[s
     assert execute(build_parser().parse_args([*common, *args]), "test") == 0
     records: list[dict[str, Any]] = json.loads(out.read_text())
     return records
+
+
+def test_warm_up_requests_are_untimed_and_leave_the_timed_run_alone(
+    tiny_llama: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--warmup-requests``: the engine serves them before the timed workload; the records are
+    those of the timed requests alone and say how many warm-up requests ran."""
+    out = tmp_path / "bench.json"
+    base = ["--model", tiny_llama, "--load-format", "auto", "--device", "cpu",
+            "--workloads", "512/512:3", "--scale", "0.02", "--out", str(out)]  # fmt: skip
+    assert execute(build_parser().parse_args([*base, "--warmup-requests", "2"]), "t") == 0
+    warm = json.loads(out.read_text())[0]
+    assert "[bench] warm-up: 2 requests of 512/512" in capsys.readouterr().err
+    assert execute(build_parser().parse_args(base), "t") == 0
+    cold = json.loads(out.read_text())[0]
+    assert (warm["warmup_requests"], cold["warmup_requests"]) == (2, 0)
+    for key in ("num_requests", "prompt_tokens", "output_tokens", "iterations"):
+        assert warm[key] == cold[key], key
