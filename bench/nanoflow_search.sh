@@ -11,6 +11,13 @@
 #                                            # against dense, bf16 and fp8 KV, and a timeline of
 #                                            # the best (OUT/candidates.json, OUT/timeline.json)
 #   bash bench/nanoflow_search.sh check OUT  # bench, then candidates
+#   bash bench/nanoflow_search.sh fp8   OUT  # the explore set's decode candidates (near misses
+#                                            # kept by `nanolang tune --explore`) measured over
+#                                            # bf16 and fp8 KV (OUT/explore-verify.json, one layer
+#                                            # of each pass's best in OUT/timeline*.json), promoted
+#                                            # over fp8 where they win (OUT/fp8set), then a warm-up
+#                                            # engine and nanoflow, sequential over fp8 KV on
+#                                            # BENCH_WORKLOADS (default 1024/512, 1000 requests)
 #   bash bench/nanoflow_search.sh all   OUT  # tune and bench in one call (one machine start);
 #                                            # OUT/tune packed as OUT/tune.tgz
 # verify also measures the decode buckets of 512+ sequences over an fp8 KV buffer (verify.json's
@@ -87,10 +94,32 @@ candidates() {
     --out "$out/candidates.json" > /dev/null 2>> "$out/log.txt"
 }
 
+fp8() {
+  local set=runtime/pipeline/plans/searched/$model-h200/explore/planset.json plan=default
+  stamp "fp8: candidates over bf16 and fp8 KV ($set)"
+  timeout "${CANDIDATES_TIMEOUT:-0}" python -m runtime.tune.verify --plan-set "$set" \
+    --model "$model" --kv-gb "$kv_gb" --buckets candidates --min-decodes "${FP8_MIN_DECODES:-512}" \
+    --prefills 0 --contexts "${FP8_CONTEXTS:-1536,2048}" --fp8-min-decodes "${FP8_MIN_DECODES:-512}" \
+    --timeline "$out/timeline.json" --out "$out/explore-verify.json" > /dev/null \
+    2>> "$out/log.txt" || stamp "verify failed"
+  if [ -f "$out/explore-verify.json" ] && python -m runtime.tune.promote --plan-set "$set" \
+      --verify "$out/explore-verify.json" --out "$out/fp8set" >> "$out/log.txt" 2>&1 \
+      && grep -q '"plan": "' "$out/fp8set/planset.json"; then
+    plan=$out/fp8set/planset.json  # else the shipped fp8 set
+  fi
+  stamp "fp8: engines warm-up, nanoflow, sequential over fp8 KV (plan: $plan)"
+  timeout "${BENCH_TIMEOUT:-0}" python -m runtime.bench --model "$model" --kv-cache-dtype fp8 \
+    --num-requests "${BENCH_REQUESTS:-1000}" --max-num-seqs "${BENCH_SEQS:-1024}" \
+    --workloads "${BENCH_WORKLOADS:-1024/512}" --warmup-requests "${WARMUP_REQUESTS:-0}" \
+    --mode nanoflow,sequential --plan "$plan" --out "$out/bench-fp8.json" > /dev/null \
+    2>> "$out/log.txt"
+}
+
 case "$stage" in
   tune) tune ;;
   bench) bench ;;
   candidates) candidates ;;
+  fp8) fp8 || stamp "fp8 bench failed"; stamp done ;;
   check)
     bench || stamp "bench failed"
     candidates || stamp "candidates failed"

@@ -55,7 +55,8 @@ def execute(args: argparse.Namespace, command: str) -> int:
         scfg = dataclasses.replace(
             QUICK_SEARCH if args.quick else SearchConfig(),
             max_nano_batches=2 if args.quick else args.max_nano_batches, granules=args.granules,
-            margin=args.margin, solver=Solver(args.solver), time_limit_s=args.time_limit,
+            margin=args.margin, explore=args.explore, solver=Solver(args.solver),
+            time_limit_s=args.time_limit,
             jobs=args.jobs,
         )  # fmt: skip
         grid: dict[str, Any] = {

@@ -67,6 +67,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     ap.add_argument("--max-nano-batches", type=int, default=4)
     ap.add_argument("--granules", type=int, default=8, help="nano-batch boundary grid")
     ap.add_argument("--margin", type=float, default=0.05, help="a plan must beat dense by this")
+    ap.add_argument("--explore", type=float, default=0.0,
+                    help="also keep pipelines predicted up to this fraction slower than dense, as "
+                    "candidates to measure (runtime.tune.verify --buckets candidates)")  # fmt: skip
     ap.add_argument("--time-limit", type=float, default=30.0, help="seconds per MILP")
     ap.add_argument("--jobs", type=int, default=1, help="buckets searched in parallel processes")
     return ap

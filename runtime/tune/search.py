@@ -31,6 +31,10 @@ class SearchConfig:
     # a plan must beat dense by this fraction, else dense: above the cost model's measured error
     # on decode batches (the dense forward within 5% on the H200, 2026-11-29)
     margin: float = 0.05
+    # stage I also keeps pipelines predicted up to this fraction slower than dense, as the
+    # bucket's candidate (never as its plan): near misses to measure, e.g. to calibrate the model
+    # or to promote over another KV dtype (0: only pipelines predicted faster than dense)
+    explore: float = 0.0
     solver: Solver = Solver.AUTO
     time_limit_s: float = 30.0  # per mixed-integer program
     jobs: int = 1  # buckets searched at once, in worker processes
@@ -42,6 +46,8 @@ class SearchConfig:
             raise ValueError("need 2 <= max_nano_batches <= granules")
         if not 0 <= self.margin < 1:
             raise ValueError("margin must be in [0, 1)")
+        if not 0 <= self.explore < 1:
+            raise ValueError("explore must be in [0, 1)")
 
 
 @dataclass(frozen=True)
@@ -97,7 +103,7 @@ def search_shape(profile: Profile, shape: BatchShape, cfg: SearchConfig) -> Shap
     if not counts:
         return result(None, None, f"{shape.tokens} rows cannot be split")
     nominal = nominal_layout(costs, options)
-    cutoff = dense  # each count must beat dense and the counts before it
+    cutoff = dense * (1 + cfg.explore)  # each count must beat this and the counts before it
     first: Schedule | None = None
     for n in counts:
         try:
@@ -107,7 +113,8 @@ def search_shape(profile: Profile, shape: BatchShape, cfg: SearchConfig) -> Shap
         if first is None or s.forward_us(layers) < first.forward_us(layers):
             first, cutoff = s, s.forward_us(layers) * (1 + 1e-9)
     if first is None:
-        return result(None, None, "no pipeline is faster than dense")
+        slack = f" or within {cfg.explore:.0%} of it" if cfg.explore else ""
+        return result(None, None, f"no pipeline is faster than dense{slack}")
     best = stage_two(costs, first, options, cfg.solver, cfg.time_limit_s, cutoff * (1 + 1e-6))
     if best.forward_us(layers) > first.forward_us(layers):  # stage II keeps stage I's option
         best = first

@@ -59,13 +59,15 @@ def verify(
     kv_dtype: torch.dtype | None = None,
     directory: Path | None = None,
     contexts: tuple[int, ...] = (),
+    prefills: tuple[int, ...] = (),
 ) -> list[dict]:
     """One record per bucket (``buckets``: 'all', 'plans' (those with a plan) or 'candidates'
     (those with a plan or a candidate); only buckets of at least ``min_decodes`` decodes and, if
-    given, of ``contexts``), over a KV buffer of ``kv_dtype`` (default: the engine's cache
-    dtype). Where dense won, the bucket's candidate pipeline (loaded from ``directory``, the plan
-    set's) is measured as the plan would be. A batch the buffer cannot hold shares KV blocks
-    between sequences (record key ``kv_reuse``: blocks read per block held)."""
+    given, of ``contexts`` and ``prefills`` (prefill tokens)), over a KV buffer of ``kv_dtype``
+    (default: the engine's cache dtype). Where dense won, the bucket's candidate pipeline (loaded
+    from ``directory``, the plan set's) is measured as the plan would be. A batch the buffer
+    cannot hold shares KV blocks between sequences (record key ``kv_reuse``: blocks read per
+    block held)."""
     kv = shared_kv_caches(engine, int(kv_gb * 1e9), kv_dtype)
     executors = {f: PipelineExecutor(p, engine.model, engine.ops) for f, p in planset.plans.items()}
     rows = []
@@ -74,7 +76,9 @@ def verify(
             continue
         if buckets == "candidates" and b.plan is None and b.candidate is None:
             continue
-        if contexts and b.context not in contexts:
+        if (contexts and b.context not in contexts) or (
+            prefills and b.prefill_tokens not in prefills
+        ):
             continue
         rec: dict[str, Any] = {**b.__dict__}
         try:
@@ -111,10 +115,11 @@ def _measure(engine: Any, kv: KVCaches, b: Bucket, ex: PipelineExecutor | None) 
 
 
 def _best_timeline(
-    engine: Any, planset: PlanSet, rows: list[dict], args: argparse.Namespace, kv_dtype: Any
-) -> dict[str, Any]:
+    engine: Any, planset: PlanSet, rows: list[dict], args: argparse.Namespace, kv_dtype: Any,
+    path: Path,
+) -> dict[str, Any]:  # fmt: skip
     """The measured best plan's bucket (highest plan_vs_dense): one layer traced with the plan
-    and dense, written to ``args.timeline``; returns a summary (or why there is none)."""
+    and dense, written to ``path``; returns a summary (or why there is none)."""
     from runtime.tune.timeline import timeline
 
     measured = [r for r in rows if "plan_vs_dense" in r]
@@ -131,10 +136,11 @@ def _best_timeline(
         tl = timeline(engine, plan, ids, ctx)
     except Exception as exc:  # the verification above still counts
         return {"bucket": best, "error": repr(exc)[:300]}
-    tl.update(bucket=best, device=torch.cuda.get_device_name(engine.device))
-    args.timeline.parent.mkdir(parents=True, exist_ok=True)
-    args.timeline.write_text(json.dumps(tl, indent=1) + "\n")
-    return {"bucket": best, "file": str(args.timeline)}
+    tl.update(bucket=best, device=torch.cuda.get_device_name(engine.device),
+              kv_cache_dtype=kv_dtype_name(kv_dtype or engine.kv_dtype))  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(tl, indent=1) + "\n")
+    return {"bucket": best, "file": str(path)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--buckets", choices=["all", "plans", "candidates"], default="all")
     ap.add_argument("--min-decodes", type=int, default=0, help="only buckets with this many")
     ap.add_argument("--contexts", default="", help="only buckets of these contexts (comma list)")
+    ap.add_argument("--prefills", default="",
+                    help="only buckets of these prefill tokens (comma list; 0: decode only)",
+                    )  # fmt: skip
     ap.add_argument(
         "--kv-cache-dtype",
         choices=["auto", "fp8"],
@@ -170,8 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     dev = llm.engine.device
     kv_dtype = torch.float8_e4m3fn if args.kv_cache_dtype == "fp8" else None
     contexts = tuple(int(c) for c in args.contexts.split(",") if c)
+    prefills = tuple(int(p) for p in args.prefills.split(",") if p)
     rows = verify(llm.engine, planset, args.kv_gb, args.buckets, args.min_decodes, kv_dtype,
-                  args.plan_set.parent, contexts)  # fmt: skip
+                  args.plan_set.parent, contexts, prefills)  # fmt: skip
     record: dict[str, Any] = {
         "command": "python -m runtime.tune.verify "
         + " ".join(sys.argv[1:] if argv is None else argv),
@@ -185,12 +195,18 @@ def main(argv: list[str] | None = None) -> int:
         "buckets": rows,
     }
     if args.timeline is not None:
-        record["timeline"] = _best_timeline(llm.engine, planset, rows, args, kv_dtype)
+        record["timeline"] = _best_timeline(llm.engine, planset, rows, args, kv_dtype,
+                                            args.timeline)  # fmt: skip
     if args.fp8_min_decodes is not None:
         record["fp8_kv_cache_dtype"] = kv_dtype_name(torch.float8_e4m3fn)
         record["fp8_buckets"] = verify(llm.engine, planset, args.kv_gb, args.buckets,
                                        args.fp8_min_decodes, torch.float8_e4m3fn,
-                                       args.plan_set.parent, contexts)  # fmt: skip
+                                       args.plan_set.parent, contexts, prefills)  # fmt: skip
+        if args.timeline is not None:  # the fp8 pass's best plan too, beside the first
+            fp8_path = args.timeline.with_name(args.timeline.stem + "-fp8.json")
+            record["fp8_timeline"] = _best_timeline(
+                llm.engine, planset, record["fp8_buckets"], args, torch.float8_e4m3fn, fp8_path
+            )
     text = json.dumps(record, indent=1)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

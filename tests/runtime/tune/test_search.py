@@ -108,3 +108,20 @@ def test_parallel_search_gives_the_serial_answer() -> None:
     assert [r.shape for r in results] == [
         BatchShape(d, p, 1024) for d in (0, 64, 512) for p in (0, 512) if d + p
     ]
+
+
+def test_explore_keeps_near_misses_as_candidates_never_as_plans() -> None:
+    """Heavy interference: no pipeline beats dense, but with ``explore`` the best one within
+    that fraction of dense is kept as the bucket's candidate (to measure), never as its plan."""
+    prof = synthetic_profile(device_sms=32, per_sm_gb_s=300.0, slowdown=2.5)
+    shape = BatchShape(512, 0, 1024)
+    plain = search_shape(prof, shape, SMALL_GRID)
+    assert plain.plan is None and plain.candidate is None and plain.schedule is None
+    near = search_shape(prof, shape, dataclasses.replace(SMALL_GRID, explore=0.9))
+    assert near.plan is None and near.candidate is not None and near.schedule is not None
+    slower = near.schedule.forward_us(prof.shape.num_layers)
+    assert near.dense_us <= slower <= near.dense_us * 1.9
+    assert near.predicted_us == near.dense_us
+    validate(near.candidate, LLAMA_OPS, prof.device_sms)
+    with pytest.raises(ValueError, match="explore"):
+        SearchConfig(explore=1.0)

@@ -89,3 +89,20 @@ def test_verify_candidates_only_over_a_buffer_too_small_for_the_batch(
     assert [(r["decodes"], r["prefill_tokens"]) for r in rows] == [(8, 0)]
     assert rows[0].get("error") is None and rows[0]["measured"] == "candidate"
     assert rows[0]["kv_reuse"] == 2.0 and rows[0]["plan_measured_ms"] > 0
+
+
+def test_verify_only_the_prefill_tokens_asked_for(
+    tiny_llama: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--prefills 8: only the mixed bucket, in both passes."""
+    path = _dense_set_with_a_candidate(tmp_path)
+    out = tmp_path / "verify.json"
+    argv = ["--plan-set", str(path), "--model", tiny_llama, "--load-format", "auto",
+            "--device", "cpu", "--dtype", "float32", "--kv-gb", "0.01", "--prefills", "8",
+            "--fp8-min-decodes", "0", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    record = json.loads(out.read_text())
+    for rows in (record["buckets"], record["fp8_buckets"]):
+        assert [(r["decodes"], r["prefill_tokens"]) for r in rows] == [(8, 8)]
+        assert rows[0].get("error") is None and rows[0]["dense_measured_ms"] > 0
