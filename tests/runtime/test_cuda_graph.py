@@ -99,3 +99,33 @@ def test_the_plan_graph_runs_the_plan_and_matches_dense(engine: object) -> None:
     finally:
         ex.forward = original  # type: ignore[method-assign]
     torch.testing.assert_close(planned, dense, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_plans_of_a_batch_size_share_one_logits_buffer_on_the_gpu(
+    tiny_llama: str, tmp_path: Path
+) -> None:
+    """Captured on CUDA: (4, dense) and (4, plan) replay into one logits buffer (not one per
+    plan: at 1,024 rows each is 0.5 GB, which ran an fp8 engine out of memory on the H200), and
+    each replay leaves its own plan's logits there, equal to dense."""
+    cfg = ModelConfig.from_hf(read_json(Path(tiny_llama) / "config.json"))
+    path = long_context_set(signature_of(cfg, 4)).save(tmp_path / "set")
+    eng = LLM(tiny_llama, dtype="float32", device="cuda", pipeline=str(path),
+              max_num_seqs=4).engine  # fmt: skip
+    graphs = eng.runner.graphs
+    assert graphs is not None and {(4, None), (4, PLAN)} <= set(graphs.graphs)
+    assert graphs.logits[(4, None)].data_ptr() == graphs.logits[(4, PLAN)].data_ptr()
+    assert graphs.logits[(2, None)].data_ptr() != graphs.logits[(4, None)].data_ptr()
+    n = 4
+    ids, pos = torch.tensor([5, 9, 11, 3]), torch.tensor([3, 5, 7, 2])
+    with torch.inference_mode():
+        graphs.input_ids[:n].copy_(ids)
+        graphs.positions[:n].copy_(pos)
+        graphs.context_lens[:n].copy_(pos.to(torch.int32) + 1)
+        out = {}
+        for key in ((4, None), (4, PLAN)):
+            graphs.loaded = key
+            out[key] = graphs.replay(n).clone()
+    torch.testing.assert_close(out[(4, PLAN)], out[(4, None)], rtol=1e-4, atol=1e-4)
+    eng.shutdown()
