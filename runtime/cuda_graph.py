@@ -114,7 +114,8 @@ class DecodeGraphs:
         self.attention = ops.paged_attention
         self.attention.init_cuda_graphs(n, width)
         self.graphs: dict[GraphKey, torch.cuda.CUDAGraph] = {}
-        self.logits: dict[GraphKey, torch.Tensor] = {}
+        self.logits: dict[GraphKey, torch.Tensor] = {}  # views of logits_buf
+        self.logits_buf: torch.Tensor | None = None  # made by the first capture
         self.pool: Any = None  # the graphs' shared memory pool, set by the first capture
 
     def _metadata(self, b: int) -> AttentionMetadata:
@@ -136,32 +137,32 @@ class DecodeGraphs:
             self.positions[:b], self.metas[b], self.kv_caches, self.ops
         )
 
-    def forward(self, key: GraphKey) -> torch.Tensor:
+    def forward(self, key: GraphKey, out: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of the static buffers' first ``key[0]`` rows with ``key``'s plan (eagerly;
-        what ``capture`` records)."""
+        what ``capture`` records), written into ``out`` when given."""
         ids, ctx = self._context(key[0])
-        return self.model.compute_logits(self.forwards[key](ids, ctx), self.ops)
+        return self.model.compute_logits(self.forwards[key](ids, ctx), self.ops, out)
 
     @torch.inference_mode()
     def capture(self) -> None:
-        """Capture every (batch size, plan), largest first, sharing one memory pool. The plans
-        of one batch size share its first graph's logits buffer (the others copy into it): one
-        [b, vocab] float32 buffer per batch size, not per plan (at 1,024 rows 0.5 GB each, which
-        the KV budget does not reserve). Their replays return the same tensor, as two replays of
-        one graph do."""
+        """Capture every (batch size, plan), largest first, sharing one memory pool. Every graph
+        writes its logits into the first rows of one float32 buffer [largest batch, vocab]: one
+        output per graph kept b x vocab floats alive for each (9.2 GB over the batch sizes up to
+        1,024 with Llama-3's 128k vocabulary, plus as much again for a plan set's extra plans,
+        which ran an fp8 engine with three plans out of memory at capture on the H200). A
+        replay's logits are read (sampled) on the stream before the next replay, as they were
+        when two replays of one batch size shared a graph's output."""
         for key in sorted(self.forwards, key=lambda k: (-k[0], str(k[1]))):
             b = key[0]
-            self.forward(key)  # warm-up: compiles kernels outside the capture
+            warm = self.forward(key)  # warm-up: compiles kernels outside the capture
+            if self.logits_buf is None:
+                self.logits_buf = warm.new_empty((max(self.buckets), warm.shape[1]))
+            del warm
             self.attention.prepare_capture(self.metas[b])
             torch.cuda.synchronize()
-            shared = next((t for k, t in self.logits.items() if k[0] == b), None)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=self.pool):
-                out = self.forward(key)
-                if shared is not None:
-                    shared.copy_(out)
-                    out = shared  # the forward's own buffer goes back to the pool after capture
-                self.logits[key] = out
+                self.logits[key] = self.forward(key, self.logits_buf[:b])
             if self.pool is None:
                 self.pool = graph.pool()
             self.graphs[key] = graph

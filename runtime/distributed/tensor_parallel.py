@@ -126,17 +126,20 @@ class TPLlamaModel(LlamaModel):
         return _all_reduce(rows.masked_fill(outside.unsqueeze(1), 0), self.tp)
 
     @torch.inference_mode()
-    def compute_logits(self, hidden: torch.Tensor, ops: Any) -> torch.Tensor:
+    def compute_logits(
+        self, hidden: torch.Tensor, ops: Any, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
         head = self.embed_tokens if self.lm_head is None else self.lm_head
         local = ops.linear(hidden, head).float().contiguous()  # [N, Vp]
         n, world = local.shape[0], self.tp.world_size
         if n == 0:  # the same on every rank (same plan): no collective at all
-            return local.new_empty(0, self.vocab_size)
+            return local.new_empty(0, self.vocab_size) if out is None else out
         gathered = torch.empty(world * n, local.shape[1], dtype=local.dtype, device=local.device)
         _all_gather_single(gathered, local, self.tp.group)
         # [world * N, Vp] (rank-major) -> [N, world * Vp] -> the true vocabulary
         logits = gathered.view(world, n, -1).permute(1, 0, 2).reshape(n, -1)
-        return logits[:, : self.vocab_size]
+        logits = logits[:, : self.vocab_size]
+        return logits if out is None else out.copy_(logits)
 
 
 def _all_gather_single(out: torch.Tensor, inp: torch.Tensor, group: Any) -> None:

@@ -198,7 +198,10 @@ class LlamaModel(nn.Module):
         return hidden
 
     @torch.inference_mode()
-    def compute_logits(self, hidden: torch.Tensor, ops: Ops) -> torch.Tensor:
-        """hidden [N, H] -> float32 logits [N, V]."""
+    def compute_logits(
+        self, hidden: torch.Tensor, ops: Ops, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """hidden [N, H] -> float32 logits [N, V] (written into ``out`` when given)."""
         head = self.embed_tokens if self.lm_head is None else self.lm_head
-        return ops.linear(hidden, head).float()
+        logits = ops.linear(hidden, head)
+        return logits.float() if out is None else out.copy_(logits)

@@ -51,6 +51,15 @@ def green_partitions(sizes: tuple[int, ...]) -> tuple[GreenPartition, ...]:
     return tuple(out)
 
 
+@cache
+def plain_stream(device: torch.device, index: int) -> torch.cuda.Stream:
+    """A device's ``index``-th plain stream, shared by the executors of every plan: the caching
+    allocator keeps freed blocks per stream, so the CUDA graphs of several plans, captured one
+    after another into one pool, reuse one another's memory only when they run on the same
+    streams (one pair per plan ran an engine with three plans out of memory at capture)."""
+    return torch.cuda.Stream(device)
+
+
 def new_stream(part: GreenPartition) -> torch.cuda.Stream:
     from cuda.bindings import driver
 
@@ -76,9 +85,8 @@ class Units:
         parts = sorted(plan.partitions, key=lambda p: p.sm_start)
         device_sms = torch.cuda.get_device_properties(device).multi_processor_count
         if len(parts) == 1 and parts[0].num_sms >= device_sms:  # the whole device: plain streams
-            plain: dict[int, torch.cuda.Stream] = {}
             for u in units:
-                self.streams[u] = plain.setdefault(u.stream, torch.cuda.Stream(device))
+                self.streams[u] = plain_stream(device, u.stream)
                 self.sms[u.partition] = None
             return
         granted = green_partitions(tuple(p.num_sms for p in parts))

@@ -91,10 +91,19 @@ class Costs:
             raise ValueError("the layer needs operations before and after attention")
         gemms = [n for n, _ in profile.ops if profile.shape.weight_bytes(n)]
         self.gemms = gemms or names
-        self.us = cache(self._us)
+        # measured / predicted forward time per layout (runtime.tune.calibrate); a layout never
+        # measured is priced as the worst measured one, so the search does not favour it for
+        # being uncalibrated (no calibration at all: 1)
+        self.calibration: dict[str, float] = dict(profile.notes.get("calibration", {}))
+        self.uncalibrated = max(self.calibration.values(), default=1.0)
+        self.us = cache(self._calibrated_us)
+
+    def _calibrated_us(self, layout: Layout, seg: str, a: int, b: int) -> float:
+        factor = self.calibration.get(layout.name, self.uncalibrated)
+        return self._us(layout, seg, a, b) * factor
 
     def _us(self, layout: Layout, seg: str, a: int, b: int) -> float:
-        """Duration in µs of segment ``seg`` over rows [a, b) on ``layout``."""
+        """Duration in µs of segment ``seg`` over rows [a, b) on ``layout``, uncalibrated."""
         p, rows = self.profile, b - a
         if rows <= 0:
             return 0.0
