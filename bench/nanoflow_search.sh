@@ -15,9 +15,10 @@
 #                                            # kept by `nanolang tune --explore`) measured over
 #                                            # bf16 and fp8 KV (OUT/explore-verify.json, one layer
 #                                            # of each pass's best in OUT/timeline*.json), promoted
-#                                            # over fp8 where they win (OUT/fp8set), then a warm-up
-#                                            # engine and nanoflow, sequential over fp8 KV on
-#                                            # BENCH_WORKLOADS (default 1024/512, 1000 requests)
+#                                            # over fp8 where they win (OUT/fp8set), then engines
+#                                            # nanoflow, sequential over fp8 KV on BENCH_WORKLOADS
+#                                            # (default 1024/512, 1000 requests; each serves
+#                                            # WARMUP_REQUESTS, default 32, untimed ones first)
 #   bash bench/nanoflow_search.sh all   OUT  # tune and bench in one call (one machine start);
 #                                            # OUT/tune packed as OUT/tune.tgz
 # verify also measures the decode buckets of 512+ sequences over an fp8 KV buffer (verify.json's
@@ -107,10 +108,10 @@ fp8() {
       && grep -q '"plan": "' "$out/fp8set/planset.json"; then
     plan=$out/fp8set/planset.json  # else the shipped fp8 set
   fi
-  stamp "fp8: engines warm-up, nanoflow, sequential over fp8 KV (plan: $plan)"
+  stamp "fp8: engines nanoflow, sequential over fp8 KV (plan: $plan)"
   timeout "${BENCH_TIMEOUT:-0}" python -m runtime.bench --model "$model" --kv-cache-dtype fp8 \
     --num-requests "${BENCH_REQUESTS:-1000}" --max-num-seqs "${BENCH_SEQS:-1024}" \
-    --workloads "${BENCH_WORKLOADS:-1024/512}" --warmup-requests "${WARMUP_REQUESTS:-0}" \
+    --workloads "${BENCH_WORKLOADS:-1024/512}" --warmup-requests "${WARMUP_REQUESTS:-32}" \
     --mode nanoflow,sequential --plan "$plan" --out "$out/bench-fp8.json" > /dev/null \
     2>> "$out/log.txt"
 }
