@@ -16,7 +16,8 @@ set -u
 OUT=${OUT:-/tmp/tp_out}
 LOGS=/tmp/tp_logs  # per-step logs, gathered into $OUT/logs.txt (few files come back from $OUT)
 mkdir -p "$OUT/bench" "$LOGS"
-trap 'tail -n 400 "$LOGS"/*.log > "$OUT/logs.txt" 2>/dev/null' EXIT
+# the .stdout files hold what peers log there (vLLM) before the records' JSON
+trap 'tail -n 400 "$LOGS"/*.log "$LOGS"/*.stdout > "$OUT/logs.txt" 2>/dev/null' EXIT
 export NCCL_NVLS_ENABLE=0
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 WORKLOADS=${WORKLOADS:-1024/512,512/1024}
@@ -118,7 +119,7 @@ PY
       bench "$MODEL_SR-tp2-samerun" "$T_SAMERUN" --model "$MODEL_SR" --workloads "$WORKLOADS" \
         --num-requests "$REQUESTS_70B" --max-num-seqs "$MAX_SEQS_70B" --tp 2 --mode "$MODES" \
         --peer vllm --peer-site "vllm=$VLLM_SITE" --peers-first --peer-args "$vllm_args" \
-        --warmup-requests "${WARMUP:-16}" "${EAGER[@]}"
+        --warmup-requests "${WARMUP:-16}" --peer-timeout "${PEER_TIMEOUT:-300}" "${EAGER[@]}"
       ;;
     symm)
       echo "== symm: python3 bench/symm_mem_allreduce.py" | tee -a "$OUT/steps.txt"

@@ -243,7 +243,7 @@ def run_peers(
                         partial = args.out.with_name(
                             f"{args.out.stem}.{peer}-tp{tp}-{kv}.partial.json"
                         )
-                    new = run_peer(run, model_dir, jobs, max_len, partial)
+                    new = run_peer(run, model_dir, jobs, max_len, partial, args.peer_timeout)
                     device = peer_device_name()  # after the peer: no CUDA context beside it
                     for rec in new:
                         records.append({"model": args.model, "device": device,

@@ -115,6 +115,13 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         action="store_true",
         help="run the vllm / sglang peers before nanolang's engines instead of after them",
     )
+    ap.add_argument(
+        "--peer-timeout",
+        type=float,
+        default=None,
+        help="seconds a peer's run (its start and all its workloads) may take; then its process "
+        "group is killed, its finished workloads kept, and the benchmark goes on",
+    )
     ap.add_argument("--peer-requests", type=int, default=64, help="hf peer only")
     ap.add_argument("--peer-batch", type=int, default=64, help="hf peer only")
     ap.add_argument("--out", type=Path, default=None, help="JSON file to write (a list)")

@@ -7,11 +7,13 @@ staged site directory first on that peer's ``PYTHONPATH``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -115,10 +117,12 @@ def run_peer(
     workloads: list[dict[str, Any]],
     max_len: int,
     partial: Path | None = None,
+    timeout: float | None = None,
 ) -> list[dict[str, Any]]:
     """Run one peer over the workloads in a subprocess; its records (those of the workloads that
-    finished if it failed or was stopped). ``partial``: where the worker writes its records after
-    each workload (kept: a run cut short still leaves the finished ones there)."""
+    finished if it failed, was stopped or outlived ``timeout`` seconds). ``partial``: where the
+    worker writes its records after each workload (kept: a run cut short still leaves the
+    finished ones there)."""
     job = {
         "engine": run.engine, "model_dir": str(model_dir), "kv_cache_dtype": run.kv_cache_dtype,
         "max_model_len": max_len, "workloads": workloads, "engine_args": run.job_engine_args(),
@@ -134,12 +138,32 @@ def run_peer(
         out_path.unlink(missing_ok=True)
         job_path.write_text(json.dumps(job))
         cmd = [sys.executable, "-m", "runtime.bench.peer_worker", str(job_path), str(out_path)]
-        proc = subprocess.run(cmd, env=env, check=False)
+        status = _run_group(cmd, env, timeout)
         records: list[dict[str, Any]] = (
             json.loads(out_path.read_text()) if out_path.exists() else []
         )
-        if proc.returncode != 0:
-            logger.warning("peer %s failed (exit %s) after %d of %d workloads; see its output "
-                           "above", run.engine, proc.returncode, len(records),
-                           len(workloads))  # fmt: skip
+        if status != 0:
+            logger.warning("peer %s failed (%s) after %d of %d workloads; see its output above",
+                           run.engine, status, len(records), len(workloads))  # fmt: skip
         return records
+
+
+def _run_group(cmd: list[str], env: dict[str, str], timeout: float | None) -> int | str:
+    """Run ``cmd`` in a process group of its own; its exit status, or ``"timed out"`` when it
+    outlived ``timeout`` seconds. On a time-out or an interruption the whole group is killed: a
+    peer's own workers (vLLM's per-GPU processes) must not keep the GPUs from what runs next."""
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        return f"timed out after {timeout:g} s"
+    except BaseException:
+        _kill_group(proc)
+        raise
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()

@@ -8,6 +8,8 @@ records carry the engine, version and workload next to nanolang's.
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -54,6 +56,12 @@ class LLM:
             calls = len(f.read().splitlines())
         if str(calls) == os.environ.get("FAKE_VLLM_DIE_AT_CALL"):
             os._exit(3)
+        if str(calls) == os.environ.get("FAKE_VLLM_HANG_AT_CALL"):  # with a worker of its own
+            import subprocess, sys, time
+            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+            with open(os.environ["FAKE_VLLM_LOG"] + ".child", "w") as f:
+                f.write(str(child.pid))
+            time.sleep(600)
         return [_Req(p.max_tokens) for p in params]
 """
 
@@ -213,3 +221,34 @@ def test_comparison_uses_nanolangs_fastest_engine_without_a_plain_one() -> None:
     ])  # fmt: skip
     assert "vllm 0.26.0 TP=2" in table and "nanolang (nanoflow) TP=2" in table
     assert table.splitlines()[-1].endswith("| 1.20x |")
+
+
+def test_a_hung_peer_is_killed_with_its_workers_at_the_timeout(
+    tiny_llama: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "vllm.log"
+    monkeypatch.setenv("FAKE_VLLM_LOG", str(log))
+    monkeypatch.setenv("FAKE_VLLM_HANG_AT_CALL", "2")
+    jobs = [{"workload": w, "num_requests": 2, "seed": workload_seed(w), "scale": 0.02}
+            for w in ("lmsys", "512/512")]  # fmt: skip
+    run = PeerRun("vllm", "auto", str(_fake_site(tmp_path)), {}, 1)
+    start = time.monotonic()
+    records = run_peer(run, Path(tiny_llama), jobs, 256, tmp_path / "p.json", timeout=12.0)
+    assert time.monotonic() - start < 60
+    assert [r["workload"] for r in records] == ["lmsys"]
+    child = int(Path(str(log) + ".child").read_text())
+    deadline = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child)  # the peer's own worker went with it
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (killed, not yet reaped by its parent's parent) counts as gone
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
