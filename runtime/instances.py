@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 Priority = tuple[int, int, int]
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity (kept as a key of the pinned set)
 class Instance:
     arrival: int  # arrival order of its first request
     progress: int = 0  # requests finished
@@ -58,6 +58,7 @@ class InstanceTable:
         self.instances: dict[int, Instance] = {}
         self.stats = InstanceStats()
         self._short = False  # see short_of_memory
+        self._pinned: dict[Instance, None] = {}  # instances holding pins (searched under pressure)
 
     def note(self, seq: Sequence) -> bool:
         """A request of a program instance arrived; True if it is the instance's first."""
@@ -106,6 +107,7 @@ class InstanceTable:
             for block in cached_blocks:
                 self.allocator.acquire(block)
             inst.pins[ref.node] = list(cached_blocks)
+            self._pinned[inst] = None
             self.stats.pinned_blocks += len(cached_blocks)
             self.stats.pins_made += 1
 
@@ -137,16 +139,20 @@ class InstanceTable:
         for block in reversed(blocks):
             self.allocator.release(block)
         self.stats.pinned_blocks -= len(blocks)
+        if not inst.pins:
+            del self._pinned[inst]
 
     def release_lowest_pins(self, below: Sequence | None = None) -> bool:
         """Under KV pressure: drop the pins of the lowest-priority instance that has any (with
-        ``below``, only of instances ranked after its instance); False when there were none."""
+        ``below``, only of instances ranked after its instance); False when there were none.
+        Only the instances holding pins are searched (ranks are unique: the order of the search
+        does not matter)."""
         best: tuple[tuple[int, int], Instance] | None = None
         floor = self.priority(below)[:2] if below is not None else None
-        for inst in self.instances.values():
+        for inst in self._pinned:
             rank = (-inst.progress, inst.arrival)
             lower = floor is None or rank > floor
-            if inst.pins and lower and (best is None or rank > best[0]):
+            if lower and (best is None or rank > best[0]):
                 best = (rank, inst)
         if best is None:
             return False

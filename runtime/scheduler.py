@@ -81,12 +81,16 @@ class Scheduler:
     def add(self, seq: Sequence) -> None:
         first = self.instances.note(seq)
         if self._in_priority_order and self.waiting:
-            # an instance noted afresh re-ranks its requests still waiting from before a release
             ref, last = seq.program, self.waiting[-1]
-            renumbered = first and ref is not None and self.waiting.has_instance(ref.instance)
             moved = last.program is not None and last.program.instance in self._moved
-            later = self.instances.priority(seq) > self.instances.priority(last)
-            self._in_priority_order = later and not renumbered and not moved
+            if not moved and self.instances.priority(seq) > self.instances.priority(last):
+                pass  # appended in its place
+            elif ref is None or (first and self.waiting.has_instance(ref.instance)):
+                # a request outside programs has no instance to move; an instance noted afresh
+                # re-ranks its requests still waiting from before a release
+                self._in_priority_order = False
+            else:
+                self._moved.add(ref.instance)  # out of place: moves with its instance's requests
         self.waiting.append(seq)
 
     def release_instance(self, instance: int) -> None:

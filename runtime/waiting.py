@@ -38,7 +38,8 @@ class WaitingQueue:
         self._queue: deque[Sequence] = deque()
         self._entries: dict[Sequence, tuple[int, int]] = {}  # seq -> (rank, blocks needed)
         self._groups: dict[GroupKey, dict[Sequence, None]] = {}  # waiting members, any order
-        self._instances: dict[int, int] = {}  # program instance -> its waiting sequences
+        # program instance -> its waiting sequences (in the order they entered)
+        self._instances: dict[int, dict[Sequence, None]] = {}
         self._front = 0  # next rank of a pushed-front entry is _front - 1
         self._back = 0  # next rank of an appended entry
         self.blocks_needed = 0  # every waiting sequence's blocks, summed
@@ -106,17 +107,22 @@ class WaitingQueue:
         self._front, self._back = 0, len(self._queue)
 
     def reposition(self, instances: set[int], key: Callable[[Sequence], tuple[int, ...]]) -> None:
-        """Move the requests of ``instances`` (whose rank under ``key`` changed) to their places
-        in a queue that is otherwise in ``key`` order (each instance's requests keep their order
-        among themselves, so group ranks stay valid)."""
-        moved = [
-            s for s in self._queue if s.program is not None and s.program.instance in instances
-        ]
+        """Move the requests of ``instances`` (whose rank under ``key`` changed, or which
+        entered out of place) to their places in a queue that is otherwise in ``key`` order
+        (each instance's requests keep their order among themselves, so group ranks stay
+        valid). They are found through the per-instance index, not by reading every entry's
+        instance; the rest of the queue is kept by one identity filter."""
+        index = self._instances
+        moved = [s for i in instances if i in index for s in index[i]]
         if not moved:
             return
-        rest = [s for s in self._queue if s.program is None or s.program.instance not in instances]
-        for seq in sorted(moved, key=key):
-            rest.insert(bisect_left(rest, key(seq), key=key), seq)
+        gone = set(moved)
+        rest = [s for s in self._queue if s not in gone]
+        lo = 0  # inserted in key order, each lands after the one before
+        for rank, _, seq in sorted((key(s), i, s) for i, s in enumerate(moved)):  # stable
+            lo = bisect_left(rest, rank, lo, key=key)
+            rest.insert(lo, seq)
+            lo += 1
         self._queue = deque(rest)
 
     def _enter(self, seq: Sequence, rank: int) -> None:
@@ -127,8 +133,7 @@ class WaitingQueue:
         self.blocks_needed += need
         if seq.program is not None:
             self.num_programs += 1
-            instance = seq.program.instance
-            self._instances[instance] = self._instances.get(instance, 0) + 1
+            self._instances.setdefault(seq.program.instance, {})[seq] = None
             key = group_key(seq)
             if key is not None:
                 self._groups.setdefault(key, {})[seq] = None
@@ -138,12 +143,10 @@ class WaitingQueue:
         self.blocks_needed -= need
         if seq.program is not None:
             self.num_programs -= 1
-            instance = seq.program.instance
-            left = self._instances[instance] - 1
-            if left:
-                self._instances[instance] = left
-            else:
-                del self._instances[instance]
+            waiting = self._instances[seq.program.instance]
+            del waiting[seq]
+            if not waiting:
+                del self._instances[seq.program.instance]
             key = group_key(seq)
             if key is not None:
                 members = self._groups[key]

@@ -3,8 +3,14 @@ progress priority and whole-instance preemption, on the scheduler alone (no mode
 
 from __future__ import annotations
 
+import random
+
+import pytest
+
+from runtime.block_allocator import BlockAllocator
 from runtime.block_manager import BlockManager
 from runtime.config import EngineConfig
+from runtime.instances import Instance, InstanceTable
 from runtime.program_ref import ProgramRef
 from runtime.sampling_params import SamplingParams
 from runtime.scheduler import Scheduler
@@ -193,3 +199,45 @@ def test_a_group_behind_a_cached_prefix_is_admitted_at_once() -> None:
         sched.add(m)
     assert step(sched) == [m.request_id for m in members]  # no wait: the prefix was cached
     assert [m.num_cached_tokens for m in members] == [16, 16, 16]
+
+
+def _lowest_pinned_brute(table: InstanceTable, below: Sequence | None) -> Instance | None:
+    """The instance ``release_lowest_pins`` must pick, by a scan of every instance."""
+    floor = table.priority(below)[:2] if below is not None else None
+    pinned = [
+        inst
+        for inst in table.instances.values()
+        if inst.pins and (floor is None or (-inst.progress, inst.arrival) > floor)
+    ]
+    return max(pinned, key=lambda i: (-i.progress, i.arrival), default=None)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_lowest_pinned_instance_is_found_among_the_pinned_ones(seed: int) -> None:
+    """``release_lowest_pins`` searches only the instances holding pins: on random finishes
+    (pinning or not), unpins, releases and searches it picks what a scan of every instance
+    picks, and its set of pinned instances stays exact."""
+    rng = random.Random(seed)
+    table = InstanceTable(BlockAllocator(4096))
+    nodes = iter(range(10**6))
+    for _ in range(600):
+        op = rng.randrange(6)
+        instance = rng.randrange(12)
+        ref = ProgramRef(instance=instance, node=next(nodes), pin=rng.random() < 0.6)
+        s = seq([1, 2, 3], ref)
+        if op <= 2:  # a request finishes (noted first if its instance is new)
+            table.note(s)
+            table.finished(s, table.allocator.allocate(rng.randrange(0, 3)))
+        elif op == 3 and table.instances.get(instance) and table.instances[instance].pins:
+            table.unpin(instance, (rng.choice(list(table.instances[instance].pins)),))
+        elif op == 4:
+            table.release(instance)
+        else:  # a search, under a random request or none
+            table.note(s)
+            below = s if rng.random() < 0.5 else None
+            expected = _lowest_pinned_brute(table, below)
+            held = dict(expected.pins) if expected is not None else {}
+            assert table.release_lowest_pins(below) is (expected is not None)
+            if expected is not None:
+                assert held and not expected.pins
+        assert set(table._pinned) == {i for i in table.instances.values() if i.pins}
