@@ -104,8 +104,9 @@ class InstanceTable:
             return
         inst.progress += 1
         if ref.pin and cached_blocks and ref.node not in inst.pins:
+            acquire = self.allocator.acquire
             for block in cached_blocks:
-                self.allocator.acquire(block)
+                acquire(block)
             inst.pins[ref.node] = list(cached_blocks)
             self._pinned[inst] = None
             self.stats.pinned_blocks += len(cached_blocks)
@@ -136,8 +137,9 @@ class InstanceTable:
         blocks = inst.pins.pop(node, None)
         if blocks is None:
             return
+        release = self.allocator.release
         for block in reversed(blocks):
-            self.allocator.release(block)
+            release(block)
         self.stats.pinned_blocks -= len(blocks)
         if not inst.pins:
             del self._pinned[inst]

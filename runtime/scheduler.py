@@ -323,11 +323,12 @@ class Scheduler:
 
 
 def common_prefix(a: list[int], b: list[int], chunk: int = 256) -> int:
-    """How many leading tokens ``a`` and ``b`` share (whole chunks compared as list slices, in
-    C, then token by token within the first chunk that differs)."""
+    """How many leading tokens ``a`` and ``b`` share: whole chunks compared as list slices (in
+    C), then halves of the chunk that differs, down to single tokens (a few slice comparisons
+    where a token-by-token walk of that chunk took up to ``chunk`` steps in Python)."""
     limit, n = min(len(a), len(b)), 0
-    while n + chunk <= limit and a[n : n + chunk] == b[n : n + chunk]:
-        n += chunk
-    while n < limit and a[n] == b[n]:
-        n += 1
+    while chunk:
+        while n + chunk <= limit and a[n : n + chunk] == b[n : n + chunk]:
+            n += chunk
+        chunk //= 2
     return n
