@@ -6,7 +6,10 @@ host's own work: schedule, plan (batch and metadata arrays), launch bookkeeping 
 (placing sampled tokens, stop checks, detokenisation, outputs) -- the iteration's wall time less
 the model's forward and sampling (``ModelRunner.execute``) and the read-back wait, which on a GPU
 run on the device. ``--prefill`` adds that many new prompts of ``--prompt-len`` tokens before
-each timed iteration (mixed prefill + decode batches). Fastest and median in microseconds.
+each timed iteration (mixed prefill + decode batches). ``--output-kind`` is the requests'
+``OutputKind``: ``final_only`` (what ``LLM.generate`` and ``runtime.bench`` ask for) or
+``cumulative`` (an output per request per iteration, as for a streaming caller). Fastest and
+median in microseconds.
 Usage (repo root): PYTHONPATH=. python bench/host_step.py --seqs 256,1000 --out FILE.json
 """
 
@@ -24,7 +27,7 @@ from typing import Any
 
 from host_schedule import cpu_record, emit  # bench/ is the script's directory
 
-from runtime import LLM, SamplingParams
+from runtime import LLM, OutputKind, SamplingParams
 from runtime.tiny import make_tiny_model
 
 
@@ -40,7 +43,7 @@ def _timed(fn: Callable[..., Any], spent: list[float]) -> Callable[..., Any]:
 
 
 def measure(seqs: int, prefill: int, prompt_len: int, warmup: int, repeats: int,
-            model_dir: Path) -> dict[str, Any]:  # fmt: skip
+            model_dir: Path, kind: OutputKind) -> dict[str, Any]:  # fmt: skip
     extra = prefill * (repeats + 1)
     llm = LLM(str(model_dir), dtype="float32", device="cpu", max_num_seqs=seqs + extra,
               max_num_batched_tokens=max(2048, seqs + prefill * prompt_len),
@@ -51,14 +54,15 @@ def measure(seqs: int, prefill: int, prompt_len: int, warmup: int, repeats: int,
     engine.runner.execute = _timed(engine.runner.execute, device)  # type: ignore[method-assign]
     params = SamplingParams(max_tokens=400, temperature=0.0, ignore_eos=True)
     for i in range(seqs):
-        engine.add_request([5 + (i * 7 + j) % 300 for j in range(16)], params)
+        engine.add_request([5 + (i * 7 + j) % 300 for j in range(16)], params, output_kind=kind)
     new = SamplingParams(max_tokens=100, temperature=0.0, ignore_eos=True)
     for _ in range(warmup):
         engine.step()
     rows: dict[str, list[float]] = {"host": [], "schedule": [], "prepare": [], "postprocess": []}
     for r in range(repeats):
         for i in range(prefill):
-            engine.add_request([5 + (r * 13 + i * 3 + j) % 300 for j in range(prompt_len)], new)
+            prompt = [5 + (r * 13 + i * 3 + j) % 300 for j in range(prompt_len)]
+            engine.add_request(prompt, new, output_kind=kind)
         device[0] = 0.0
         t0 = time.perf_counter()
         engine.step()
@@ -70,6 +74,7 @@ def measure(seqs: int, prefill: int, prompt_len: int, warmup: int, repeats: int,
         rows["postprocess"].append(s.last_postprocess_seconds)
     assert engine.stats.last_batch_seqs >= seqs, "the timed iterations did not hold every decode"
     out: dict[str, Any] = {"seqs": seqs, "prefill_prompts_per_iteration": prefill,
+                           "output_kind": kind.value,
                            "batch_tokens_last": engine.stats.last_batch_tokens}  # fmt: skip
     for name, vals in rows.items():
         out[f"{name}_us_min"] = round(1e6 * min(vals), 1)
@@ -84,13 +89,16 @@ def main() -> int:
     ap.add_argument("--prompt-len", type=int, default=256)
     ap.add_argument("--warmup", type=int, default=200, help="iterations before timing")
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--output-kind", default="final_only",
+                    choices=[k.value for k in OutputKind])  # fmt: skip
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--code", default=None, help="what code ran (default: its git commit)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = make_tiny_model(Path(tmp) / "tiny", arch="llama", seed=1)
         rows = [
-            measure(int(n), int(p), args.prompt_len, args.warmup, args.repeats, Path(model_dir))
+            measure(int(n), int(p), args.prompt_len, args.warmup, args.repeats,
+                    Path(model_dir), OutputKind(args.output_kind))
             for n in args.seqs.split(",")
             for p in args.prefill.split(",")
         ]

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from runtime.config import EngineConfig, ModelConfig, ModelLoadError, presets
     from runtime.engine import LLMEngine
     from runtime.llm import LLM
-    from runtime.outputs import RequestMetrics, RequestOutput
+    from runtime.outputs import OutputKind, RequestMetrics, RequestOutput
     from runtime.sampling_params import ConstraintError, SamplingParams
 
 _EXPORTS = {
@@ -25,6 +25,7 @@ _EXPORTS = {
     "ModelConfig": "runtime.config",
     "ModelLoadError": "runtime.config",
     "presets": "runtime.config",
+    "OutputKind": "runtime.outputs",
     "RequestMetrics": "runtime.outputs",
     "RequestOutput": "runtime.outputs",
 }
@@ -43,6 +44,7 @@ __all__ = [
     "LLMEngine",
     "ModelConfig",
     "ModelLoadError",
+    "OutputKind",
     "RequestMetrics",
     "RequestOutput",
     "SamplingParams",

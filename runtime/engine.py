@@ -21,11 +21,11 @@ from runtime.distributed.executor import TensorParallelRunner
 from runtime.kv_budget import kv_memory_budget, num_kv_blocks
 from runtime.model.loader import build_model, resolve_model
 from runtime.model_runner import Launched, ModelRunner, kv_bytes_per_block, kv_cache_dtype
-from runtime.outputs import RequestOutput
+from runtime.outputs import OutputKind, RequestOutput
 from runtime.program_ref import ProgramRef
 from runtime.sampling_params import SamplingParams
 from runtime.scheduler import Scheduler, SchedulerOutput
-from runtime.sequence import PENDING, FinishReason, Sequence
+from runtime.sequence import PENDING, FinishReason, Sequence, SequenceStatus
 from runtime.tokenizer import load_tokenizer
 
 logger = logging.getLogger("runtime")
@@ -106,6 +106,9 @@ class LLMEngine:
         self._rng = random.Random(self.config.seed)
         self._constraints: Any = None  # a ConstraintCompiler, built on first use
         self._inflight: Launched | None = None  # launched, not yet read back (async scheduling)
+        # whether a sequence of the in-flight iteration (of the last launched) needs its tokens
+        # on the host before the next iteration is formed (Sequence.needs_host_tokens)
+        self._inflight_sync = self._launched_sync = False
         logger.info(
             "engine: %s on %s (%s, KV cache %s), %d KV blocks of %d tokens, max_model_len %d, "
             "kernels: %s",
@@ -213,9 +216,12 @@ class LLMEngine:
         params: SamplingParams | None = None,
         request_id: str | None = None,
         program: ProgramRef | None = None,
+        output_kind: OutputKind = OutputKind.CUMULATIVE,
     ) -> str:
         """Queue a request; ``program`` places it in a program instance's request graph (see
-        ``runtime.instances`` for the scheduling policies that use it)."""
+        ``runtime.instances`` for the scheduling policies that use it); ``output_kind`` says
+        whether ``step`` returns its output after every iteration that advances it or only the
+        final one."""
         params = params or SamplingParams()
         text, ids = self._tokenize(prompt)
         self._check_request(ids, params)
@@ -227,6 +233,10 @@ class LLMEngine:
         seed = params.seed if params.seed is not None else self._rng.getrandbits(63)
         seq = Sequence(rid, text, ids, params, seed, next(self._ids), self.eos_token_ids)
         seq.program = program
+        seq.output_kind = output_kind
+        seq.needs_host_tokens = bool(
+            params.constrained or params.prompt_logprobs or params.adjusts_logits
+        )
         if params.constrained:
             seq.constraint = self.constraint_compiler().compile(
                 params.regex, params.json_schema, params.grammar, params.max_tokens
@@ -318,11 +328,6 @@ class LLMEngine:
         """Release the pins of ``nodes`` of ``instance`` (no child will extend them)."""
         self.scheduler.instances.unpin(instance, nodes)
 
-    def _is_live(self, seq: Sequence) -> bool:
-        """Whether ``seq`` is the live sequence of its request id (compared by identity)."""
-        live = self._seqs.get(seq.request_id)
-        return live is not None and live.seq_id == seq.seq_id
-
     def has_unfinished_requests(self) -> bool:
         return self.scheduler.has_unfinished() or self._inflight is not None
 
@@ -345,7 +350,7 @@ class LLMEngine:
         are read back before the next is formed (their next step needs the token on the host).
         """
         outputs: list[RequestOutput] = []
-        if self._inflight is not None and self._inflight_needs_sync():
+        if self._inflight is not None and self._inflight_sync:
             outputs += self._resolve(self._inflight)
             self._inflight = None
         start = time.perf_counter()
@@ -356,6 +361,7 @@ class LLMEngine:
         if self._inflight is not None:
             outputs += self._resolve(self._inflight)
         self._inflight = launched
+        self._inflight_sync = self._launched_sync
         if launched is not None and not self.async_scheduling:
             outputs += self._resolve(launched)
             self._inflight = None
@@ -363,50 +369,53 @@ class LLMEngine:
             self.stats.last_iteration_seconds = time.perf_counter() - start
         return outputs
 
-    def _inflight_needs_sync(self) -> bool:
-        assert self._inflight is not None
-        return any(
-            e.seq.constraint is not None
-            or e.seq.params.prompt_logprobs
-            or e.seq.params.adjusts_logits
-            for e in self._inflight.batch.scheduled
-        )
-
     def _launch(self, batch: SchedulerOutput) -> Launched:
         """Queue the batch on the device and advance every sequence as if its work were done:
-        sampled tokens enter the output as PENDING until ``_resolve`` reads them back."""
-        ctx_lens = [e.seq.num_computed_tokens + e.num_tokens for e in batch.scheduled]
-        s = self.stats
-        s.last_kv_tokens_read = sum(ctx_lens)
-        s.last_attn_pairs = sum(e.num_tokens * c for e, c in zip(batch.scheduled, ctx_lens))  # noqa: B905
-        s.last_batch_tokens, s.last_batch_seqs = batch.num_tokens, len(batch.scheduled)
+        sampled tokens enter the output as PENDING until ``_resolve`` reads them back. One pass
+        over the batch, lengths read inline: at a thousand decodes every per-sequence call
+        counts."""
         launched = self.runner.launch(batch, self._inflight)
+        s = self.stats
         it = s.num_iterations
         s.num_iterations += 1
-        register, max_len = self.blocks.register, self.max_model_len
-        for entry in batch.scheduled:
-            seq, n = entry.seq, entry.num_tokens
+        register = self.blocks.register if self.blocks.cache is not None else None
+        max_len = self.max_model_len
+        tokens = prompt_tokens = kv_read = pairs = 0
+        needs_sync = False
+        for seq, n in batch.scheduled:
             metrics = seq.metrics
             if metrics.first_scheduled_iteration is None:
                 metrics.first_scheduled_iteration = it
             metrics.iterations.append(it)
             start = seq.num_computed_tokens
-            num_tokens = len(seq.prompt_token_ids) + len(seq.output_token_ids)
+            out_ids = seq.output_token_ids
+            num_tokens = len(seq.prompt_token_ids) + len(out_ids)
+            end = start + n
+            tokens += n
+            kv_read += end
+            pairs += n * end
             if not (n == 1 and num_tokens - start == 1):  # a prefill chunk (not a decode)
-                s.prompt_tokens_computed += n
-            seq.num_computed_tokens = start + n
+                prompt_tokens += n
+            needs_sync = needs_sync or seq.needs_host_tokens
+            seq.num_computed_tokens = end
             # the KV of these tokens is queued: later iterations (same stream) may reuse it, so
             # pending prompt blocks become cached now, not one read-back later
-            register(seq)
-            if start + n == num_tokens:  # the chunk reaches the last token: it samples
-                seq.output_token_ids.append(PENDING)
+            if register is not None:
+                register(seq)
+            if end == num_tokens:  # the chunk reaches the last token: it samples
+                out_ids.append(PENDING)
                 seq.num_pending += 1
-                if len(seq.output_token_ids) >= seq.params.max_tokens or num_tokens + 1 >= max_len:
+                if len(out_ids) >= seq.params.max_tokens or num_tokens + 1 >= max_len:
                     seq.awaiting_final = True
+        s.prompt_tokens_computed += prompt_tokens
+        s.last_kv_tokens_read, s.last_attn_pairs = kv_read, pairs
+        s.last_batch_tokens, s.last_batch_seqs = tokens, len(batch.scheduled)
+        self._launched_sync = needs_sync
         return launched
 
     def _resolve(self, launched: Launched) -> list[RequestOutput]:
-        """Read back a launched iteration: fill in its tokens, check stops, emit outputs."""
+        """Read back a launched iteration: fill in its tokens, check stops, emit outputs (for
+        every live sequence it advanced that streams, and for those that finished)."""
         result = self.runner.collect(launched)
         post_start = time.perf_counter()
         scheduled = launched.batch.scheduled
@@ -415,71 +424,85 @@ class LLMEngine:
             if not seq.is_finished:
                 seq.prompt_logprobs.extend(result.prompt_logprobs[idx])
                 seq.prompt_top_logprobs.extend(result.prompt_top.get(idx, ()))
+        finished = SequenceStatus.FINISHED
         tops = result.top or [None] * len(result.sampled)
         for (entry, token, logprob), top in zip(result.sampled, tops, strict=True):
-            if not entry.seq.is_finished:
-                self._set_token(entry.seq, token, logprob)
-                if top is not None and entry.seq.params.logprobs:
-                    entry.seq.top_logprobs.append(top)
+            seq = entry.seq
+            if seq.status is not finished:
+                self._set_token(seq, token, logprob)
+                if top is not None and seq.params.logprobs:
+                    seq.top_logprobs.append(top)
         outputs = []
         it = self.stats.num_iterations
-        for entry in launched.batch.scheduled:
-            seq = entry.seq
-            if not self._is_live(seq):
+        live = self._seqs
+        register = self.blocks.register if self.blocks.cache is not None else None
+        streams = OutputKind.CUMULATIVE
+        for seq, _ in scheduled:
+            if live.get(seq.request_id) is not seq:
                 continue  # aborted, or finished in an earlier read-back (its id may be reused)
-            self.blocks.register(seq)  # finished too: its blocks stay cached once freed
-            if seq.is_finished:
+            if register is not None:
+                register(seq)  # finished too: its blocks stay cached once freed
+            if seq.status is finished:
                 seq.metrics.finished_iteration = it
                 seq.metrics.finished_time = time.perf_counter()
                 self.scheduler.remove(seq)
-                self._seqs.pop(seq.request_id, None)
+                del live[seq.request_id]
                 self.stats.num_finished += 1
-            outputs.append(self._output(seq))
+                outputs.append(self._output(seq))
+            elif seq.output_kind is streams:
+                outputs.append(self._output(seq))
         self.stats.last_postprocess_seconds = time.perf_counter() - post_start
         return outputs
 
     def _set_token(self, seq: Sequence, token: int, logprob: float) -> None:
-        """The oldest PENDING output token of ``seq`` becomes ``token``; then check stops."""
-        index = len(seq.output_token_ids) - seq.num_pending
-        seq.output_token_ids[index] = token
+        """The oldest PENDING output token of ``seq`` becomes ``token``; then check stops (one
+        call per sampled token: it runs for every sequence of every iteration)."""
+        out_ids = seq.output_token_ids
+        index = len(out_ids) - seq.num_pending
+        out_ids[index] = token
         seq.num_pending -= 1
-        self._append_token(seq, token, logprob)
-        if seq.is_finished and seq.num_pending:
-            del seq.output_token_ids[index + 1 :]  # tokens of iterations launched after the stop
+        metrics = seq.metrics
+        if metrics.first_token_time is None:
+            metrics.first_token_time = time.perf_counter()
+        self.stats.generated_tokens += 1
+        if self._check_stops(seq, token, logprob, index + 1) and seq.num_pending:
+            del out_ids[index + 1 :]  # tokens of iterations launched after the stop
             seq.num_pending = 0
 
-    def _append_token(self, seq: Sequence, token: int, logprob: float) -> None:
-        """Account for a token just placed at the end of the resolved output; check stops."""
-        if seq.metrics.first_token_time is None:
-            seq.metrics.first_token_time = time.perf_counter()
-        self.stats.generated_tokens += 1
-        if seq.params.logprobs:
-            seq.logprobs.append(logprob)
-        if seq.constraint is not None:
-            seq.constraint.advance(token)
-            if seq.constraint.error is not None:
-                seq.finish(FinishReason.ERROR, f"constraint error: {seq.constraint.error}")
-                return
+    def _check_stops(self, seq: Sequence, token: int, logprob: float, num_out: int) -> bool:
+        """Account for ``token``, the ``num_out``-th resolved output token; finish ``seq`` on a
+        stop (True)."""
         p = seq.params
+        if p.logprobs:
+            seq.logprobs.append(logprob)
+        constraint = seq.constraint
+        if constraint is not None:
+            constraint.advance(token)
+            if constraint.error is not None:
+                seq.finish(FinishReason.ERROR, f"constraint error: {constraint.error}")
+                return True
         if token in seq.eos_token_ids and not p.ignore_eos:
             seq.finish(FinishReason.STOP, None)
-            return
+            return True
         if token in p.stop_token_ids:
             seq.finish(FinishReason.STOP, token)
-            return
-        if seq.detok is not None:
-            delta = seq.detok.append(token)
-            seq.output_text = seq.detok.text
+            return True
+        detok = seq.detok
+        if detok is not None:
+            delta = detok.append(token)
+            seq.output_text = detok.text
             hit = find_stop(seq.output_text, len(delta), p.stop) if p.stop and delta else None
             if hit is not None:
                 seq.output_text = seq.output_text[: hit[0]]
                 seq.finish(FinishReason.STOP, hit[1])
-                return
-        num_out = len(seq.output_token_ids) - seq.num_pending
-        if seq.constraint is not None and seq.constraint.only_eos_allowed():
+                return True
+        if constraint is not None and constraint.only_eos_allowed():
             seq.finish(FinishReason.STOP, None)
-        elif num_out >= p.max_tokens or seq.num_prompt_tokens + num_out >= self.max_model_len:
+            return True
+        if num_out >= p.max_tokens or len(seq.prompt_token_ids) + num_out >= self.max_model_len:
             seq.finish(FinishReason.LENGTH, None)
+            return True
+        return False
 
     def _output(self, seq: Sequence) -> RequestOutput:
         return RequestOutput(

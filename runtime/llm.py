@@ -9,7 +9,7 @@ import torch
 
 from runtime.config import EngineConfig
 from runtime.engine import LLMEngine
-from runtime.outputs import RequestOutput
+from runtime.outputs import OutputKind, RequestOutput
 from runtime.program_ref import ProgramRef
 from runtime.sampling_params import SamplingParams
 
@@ -79,7 +79,8 @@ class LLM:
         ids: list[str] = []
         try:
             for prompt, p in zip(prompt_list, param_list, strict=True):
-                ids.append(self.engine.add_request(prompt, p))
+                # only final outputs are kept: none is built while a request runs
+                ids.append(self.engine.add_request(prompt, p, output_kind=OutputKind.FINAL_ONLY))
         except Exception:
             for rid in ids:
                 self.engine.abort_request(rid)
@@ -98,8 +99,9 @@ class LLM:
         params: SamplingParams | None = None,
         request_id: str | None = None,
         program: ProgramRef | None = None,
+        output_kind: OutputKind = OutputKind.CUMULATIVE,
     ) -> str:
-        return self.engine.add_request(prompt, params, request_id, program)
+        return self.engine.add_request(prompt, params, request_id, program, output_kind)
 
     def step(self) -> list[RequestOutput]:
         return self.engine.step()

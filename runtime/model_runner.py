@@ -24,7 +24,7 @@ from runtime.sampler import sample
 from runtime.scheduler import ScheduledSequence, SchedulerOutput
 from runtime.step_plan import StepPlan, padded_block_tables, plan_step
 
-__all__ = ["Launched", "ModelRunner", "StepResult", "padded_block_tables"]
+__all__ = ["Launched", "ModelRunner", "StepResult", "launch_record", "padded_block_tables"]
 
 logger = logging.getLogger("runtime")
 
@@ -122,6 +122,13 @@ class Launched:
     def tokens(self) -> torch.Tensor:
         assert self.device is not None
         return self.device.tokens
+
+
+def launch_record(batch: SchedulerOutput, plan: StepPlan, device: DeviceStep | None) -> Launched:
+    """The engine's record of a launched iteration: its sampling sequences, from the plan."""
+    scheduled = batch.scheduled
+    samplers = [scheduled[i] for i in plan.sample_index]
+    return Launched(batch, samplers, {e.seq.seq_id: i for i, e in enumerate(samplers)}, device)
 
 
 def step_result(launched: Launched, host: HostStep) -> StepResult:
@@ -232,10 +239,7 @@ class ModelRunner:
         vocab = self.model.cfg.vocab_size
         plan = plan_step(batch, prev_row_of, self.blocks, self.max_graph_batch, vocab)
         self.timings.prepare_s = time.perf_counter() - t0
-        step = self.execute(plan, None if prev is None else prev.tokens)
-        samplers = [e for e in batch.scheduled if e.samples]
-        row_of = {e.seq.seq_id: i for i, e in enumerate(samplers)}
-        return Launched(batch, samplers, row_of, step)
+        return launch_record(batch, plan, self.execute(plan, None if prev is None else prev.tokens))
 
     def collect(self, launched: Launched) -> StepResult:
         """Wait for a launched iteration and read its results back (the iteration's one sync)."""

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
+
+
+class OutputKind(enum.Enum):
+    """Which outputs ``LLMEngine.step`` returns for a request: its state after every iteration
+    that advanced it (``CUMULATIVE``, the default: a caller that streams), or only its final
+    output (``FINAL_ONLY``: a caller that waits for the result; no ``RequestOutput`` is built
+    for it while it runs, which at a thousand decodes is most of the host's work per step)."""
+
+    CUMULATIVE = "cumulative"
+    FINAL_ONLY = "final_only"
 
 
 @dataclass

@@ -16,6 +16,7 @@ for lack of KV memory and never loses a request.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from runtime.block_manager import BlockManager
 from runtime.config import EngineConfig
@@ -24,8 +25,10 @@ from runtime.sequence import Sequence, SequenceStatus
 from runtime.waiting import WaitingQueue, group_key
 
 
-@dataclass(frozen=True)
-class ScheduledSequence:
+class ScheduledSequence(NamedTuple):
+    """One row group of the batch (a tuple: built for every decode of every iteration, and a
+    tuple is several times cheaper to make than a frozen dataclass)."""
+
     seq: Sequence
     num_tokens: int  # tokens fed this iteration, from seq.num_computed_tokens on
 
@@ -117,14 +120,24 @@ class Scheduler:
     def schedule(self) -> SchedulerOutput:
         out = SchedulerOutput()
         self._tokens = 0
-        decodes = [s for s in self.running if s.num_uncomputed_tokens == 1 and not s.awaiting_final]
-        prefills = [s for s in self.running if s.num_uncomputed_tokens > 1]
+        decodes: list[Sequence] = []
+        prefills: list[Sequence] = []
+        for s in self.running:  # one pass, lengths read inline (no properties per sequence)
+            uncomputed = len(s.prompt_token_ids) + len(s.output_token_ids) - s.num_computed_tokens
+            if uncomputed == 1:
+                if not s.awaiting_final:
+                    decodes.append(s)
+            elif uncomputed > 1:
+                prefills.append(s)
         self._schedule_decodes(decodes, out)
         self._schedule_prefills(prefills, out)
+        admitted_from = len(out.scheduled)
         self._admit(out)
         # an admission with one uncomputed token (a cached prompt but its last token) is a decode:
-        # it joins the decodes at the front, the order every attention kernel relies on
-        out.scheduled.sort(key=lambda e: not e.is_decode)  # stable
+        # it joins the decodes at the front, the order every attention kernel relies on (the
+        # running decodes and prefills are in that order already)
+        if any(e.is_decode for e in out.scheduled[admitted_from:]):
+            out.scheduled.sort(key=lambda e: not e.is_decode)  # stable
         return out
 
     def _budget(self, out: SchedulerOutput) -> int:
@@ -136,15 +149,21 @@ class Scheduler:
         self._tokens += num_tokens
 
     def _schedule_decodes(self, decodes: list[Sequence], out: SchedulerOutput) -> None:
+        limit = self.config.max_num_batched_tokens
+        block_size = self.blocks.block_size
+        running = SequenceStatus.RUNNING
         for seq in decodes:
-            if self._budget(out) == 0:
+            if self._tokens == limit:  # the budget (a preemption gives tokens back)
                 break
-            if seq.status is not SequenceStatus.RUNNING:  # preempted by an earlier decode
+            if seq.status is not running:  # preempted by an earlier decode
                 continue
-            if not self._make_room(seq, seq.num_tokens, out):
-                continue
-            self.blocks.grow(seq, seq.num_tokens)
-            self._schedule(out, seq, 1)
+            num_tokens = len(seq.prompt_token_ids) + len(seq.output_token_ids)
+            if -(-num_tokens // block_size) > len(seq.block_table):  # needs a new block
+                if not self._make_room(seq, num_tokens, out):
+                    continue
+                self.blocks.grow(seq, num_tokens)
+            out.scheduled.append(ScheduledSequence(seq, 1))
+            self._tokens += 1
 
     def _schedule_prefills(self, prefills: list[Sequence], out: SchedulerOutput) -> None:
         for seq in prefills:

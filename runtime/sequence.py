@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtime.outputs import RequestMetrics
+from runtime.outputs import OutputKind, RequestMetrics
 from runtime.program_ref import ProgramRef
 from runtime.sampling_params import SamplingParams
 
@@ -65,6 +65,10 @@ class Sequence:
     block_keys: list[tuple[int, ...]] = field(default_factory=list)
     shared_prefix: int | None = None  # tokens shared with its group's leader (found once)
     metrics: RequestMetrics = field(default_factory=lambda: RequestMetrics(time.perf_counter()))
+    output_kind: OutputKind = OutputKind.CUMULATIVE  # which outputs the engine's step returns
+    # constrained, prompt logprobs or host-built logit adjustments: an iteration that samples
+    # for it is read back before the next is formed (its next step needs the token on the host)
+    needs_host_tokens: bool = False
 
     @property
     def seq_id(self) -> int:

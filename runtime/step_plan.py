@@ -34,6 +34,7 @@ class StepPlan:
     patch_rows: list[int]  # rows whose input token the previous iteration sampled on the device
     patch_src: list[int]  # ... and their rows in that iteration's sampled tokens
     sample_rows: list[int]  # row of each sampling sequence's last token
+    sample_index: list[int]  # ... and its index in the batch's scheduled sequences
     prompt_rows: dict[int, tuple[int, int, list[int]]]  # scheduled idx -> (row0, n, target ids)
     prompt_top_k: dict[int, int]  # scheduled idx -> top_logprobs at its prompt positions
     sampling: SamplingSpec
@@ -57,15 +58,6 @@ def padded_block_tables(tables: list[list[int]]) -> np.ndarray:
     return out
 
 
-def _fits_graph(batch: SchedulerOutput, max_graph_batch: int) -> bool:
-    n = len(batch.scheduled)
-    return (
-        n <= max_graph_batch
-        and batch.num_decode_seqs == n
-        and not any(e.seq.params.prompt_logprobs for e in batch.scheduled)
-    )
-
-
 def plan_step(
     batch: SchedulerOutput,
     prev_row_of: dict[int, int] | None,
@@ -76,62 +68,78 @@ def plan_step(
     """The plan of ``batch``; ``prev_row_of`` maps seq_id to its row in the previous (not yet read
     back) iteration's tokens, ``max_graph_batch`` is the largest captured decode graph (0: none)."""
     ids: list[int] = []
-    positions: list[int] = []
-    slots: list[int] = []
-    cu = [0]
+    qlens: list[int] = []
     ctx_lens: list[int] = []
-    sample_rows: list[int] = []
+    sample_index: list[int] = []
     samplers: list[Sequence] = []
-    patch_rows: list[int] = []
+    patch_index: list[int] = []
     patch_src: list[int] = []
     prompt_rows: dict[int, tuple[int, int, list[int]]] = {}
     prompt_top_k: dict[int, int] = {}
-    bs = blocks.block_size
-    for idx, entry in enumerate(batch.scheduled):
-        seq, n = entry.seq, entry.num_tokens
+    num_decodes = rows = 0
+    wants_prompt_logprobs = False
+    # one pass over the batch for what only the sequences know (input tokens, which rows
+    # sample); positions, slots and row offsets follow from the lengths in numpy below
+    for idx, (seq, n) in enumerate(batch.scheduled):
         start = seq.num_computed_tokens
         end = start + n
-        if n == 1:  # a decode (or a one-token chunk): no ranges, no slice lists
-            p = len(seq.prompt_token_ids)
-            token = seq.prompt_token_ids[start] if start < p else seq.output_token_ids[start - p]
-            ids.append(token if token > 0 else 0)  # PENDING (-1): patched on the device
-            positions.append(start)
-            slots.append(seq.block_table[start // bs] * bs + start % bs)
+        prompt = seq.prompt_token_ids
+        p = len(prompt)
+        num_tokens = p + len(seq.output_token_ids)
+        if n == 1:  # a decode (or a one-token chunk): no slice
+            ids.append(prompt[start] if start < p else seq.output_token_ids[start - p])
+            num_decodes += end == num_tokens  # ScheduledSequence.is_decode
         else:
-            ids.extend(max(t, 0) for t in seq.token_slice(start, end))  # PENDING: patched
-            positions.extend(range(start, end))
-            slots.extend(blocks.slot(seq, q) for q in range(start, end))
-        row = len(ids) - 1
-        if end == seq.num_tokens:  # this chunk reaches the last token: the sequence samples
-            sample_rows.append(row)
+            ids.extend(seq.token_slice(start, end))
+        qlens.append(n)
+        ctx_lens.append(end)
+        if end == num_tokens:  # this chunk reaches the last token: the sequence samples
+            sample_index.append(idx)
             samplers.append(seq)
-        if seq.num_pending and end == seq.num_tokens:
-            # its input token was sampled by the previous iteration and is still on the device
-            assert prev_row_of is not None and seq.seq_id in prev_row_of, "pending token, no source"
-            patch_rows.append(row)
-            patch_src.append(prev_row_of[seq.seq_id])
+            if seq.num_pending:
+                # its input token was sampled by the previous iteration, still on the device
+                assert prev_row_of is not None and seq.seq_id in prev_row_of, "pending, no source"
+                patch_index.append(idx)
+                patch_src.append(prev_row_of[seq.seq_id])
         if seq.params.prompt_logprobs:
+            wants_prompt_logprobs = True
             # row r predicts token r + 1; skip targets recorded before a preemption
             first = max(start + 1, len(seq.prompt_logprobs))
             targets = seq.token_slice(first, min(end + 1, seq.num_prompt_tokens))
             if targets:
-                prompt_rows[idx] = (cu[-1] + first - 1 - start, len(targets), targets)
+                prompt_rows[idx] = (rows + first - 1 - start, len(targets), targets)
                 if seq.params.top_logprobs:
                     prompt_top_k[idx] = seq.params.top_logprobs
-        cu.append(len(ids))
-        ctx_lens.append(end)
+        rows += n
+    block_tables = padded_block_tables([e.seq.block_table for e in batch.scheduled])
+    q = np.asarray(qlens, dtype=np.int64)
+    ctx = np.asarray(ctx_lens, dtype=np.int64)
+    cu = np.zeros(len(qlens) + 1, dtype=np.int64)
+    np.cumsum(q, out=cu[1:])
+    seq_of_row = np.repeat(np.arange(len(qlens)), q)
+    # a sequence's rows are its positions up to its context length, the last one at ctx - 1
+    positions = ctx[seq_of_row] - cu[1:][seq_of_row] + np.arange(rows, dtype=np.int64)
+    bs = blocks.block_size
+    slots = block_tables[seq_of_row, positions // bs].astype(np.int64) * bs + positions % bs
+    input_ids = np.asarray(ids, dtype=np.int64)
+    np.maximum(input_ids, 0, out=input_ids)  # PENDING (-1): patched on the device
+    last_rows = cu[1:] - 1
+    num_seqs = len(batch.scheduled)
     return StepPlan(
-        graph=_fits_graph(batch, max_graph_batch),
-        input_ids=np.asarray(ids, dtype=np.int64),
-        positions=np.asarray(positions, dtype=np.int64),
-        slots=np.asarray(slots, dtype=np.int64),
-        block_tables=padded_block_tables([e.seq.block_table for e in batch.scheduled]),
-        cu_seqlens=tuple(cu),
+        # a decode-only batch a captured graph holds (no prompt logprobs: those need the
+        # hidden states of their rows, which a graph does not keep)
+        graph=num_seqs <= max_graph_batch and num_decodes == num_seqs and not wants_prompt_logprobs,
+        input_ids=input_ids,
+        positions=positions,
+        slots=slots,
+        block_tables=block_tables,
+        cu_seqlens=tuple(cu.tolist()),
         context_lens=tuple(ctx_lens),
-        num_decode_seqs=batch.num_decode_seqs,
-        patch_rows=patch_rows,
+        num_decode_seqs=num_decodes,
+        patch_rows=last_rows[patch_index].tolist(),
         patch_src=patch_src,
-        sample_rows=sample_rows,
+        sample_rows=last_rows[sample_index].tolist(),
+        sample_index=sample_index,
         prompt_rows=prompt_rows,
         prompt_top_k=prompt_top_k,
         sampling=SamplingSpec.from_seqs(samplers, vocab_size),

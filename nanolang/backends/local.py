@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nanolang.backends.base import Backend
-from runtime.outputs import RequestOutput
+from runtime.outputs import OutputKind, RequestOutput
 from runtime.program_ref import ProgramRef
 from runtime.sampling_params import SamplingParams
 
@@ -215,9 +215,11 @@ class LocalBackend(Backend):
             self._add(command)
 
     def _add(self, command: _Add) -> None:
+        # a caller without on_progress waits for the result: no output is built until the end
+        kind = OutputKind.FINAL_ONLY if command.on_progress is None else OutputKind.CUMULATIVE
         try:
             self.llm.add_request(
-                command.prompt_ids, command.params, command.request_id, command.program
+                command.prompt_ids, command.params, command.request_id, command.program, kind
             )
         except Exception as exc:  # a rejected request fails only its caller
             _notify(command, _set_exception, command.future, exc)

@@ -19,6 +19,7 @@ from torch.autograd import DeviceType
 
 from runtime.bench.workloads import BenchRequest
 from runtime.llm import LLM
+from runtime.outputs import OutputKind
 from runtime.sampling_params import SamplingParams
 
 GEMM_MARKS = ("gemm", "cutlass", "nvjet", "xmma", "cublas", "aten::mm", "aten::addmm", "aten::bmm")
@@ -64,6 +65,7 @@ def profile_run(
         engine.add_request(
             r.prompt_token_ids,
             SamplingParams(max_tokens=r.output_len, temperature=0.0, ignore_eos=True),
+            output_kind=OutputKind.FINAL_ONLY,  # as the throughput run: no output per step
         )
         for r in requests
     ]

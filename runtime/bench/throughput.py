@@ -12,6 +12,7 @@ from runtime.bench.roofline import IterationRecord
 from runtime.bench.workloads import BenchRequest
 from runtime.llm import LLM
 from runtime.model_runner import ModelRunner
+from runtime.outputs import OutputKind
 from runtime.sampling_params import SamplingParams
 
 
@@ -55,7 +56,7 @@ def run_throughput(
     engine = llm.engine
     for req in requests:
         params = SamplingParams(max_tokens=req.output_len, temperature=0.0, ignore_eos=True)
-        engine.add_request(req.prompt_token_ids, params)
+        engine.add_request(req.prompt_token_ids, params, output_kind=OutputKind.FINAL_ONLY)
     records: list[IterationRecord] = []
     by_kind: dict[str, float] = {}
     by_op: dict[str, float] = {}

@@ -31,7 +31,7 @@ import torch.multiprocessing as mp
 
 from runtime.block_manager import BlockManager
 from runtime.distributed.worker import WorkerReady, WorkerSpec, worker_main
-from runtime.model_runner import Launched, RunnerTimings, StepResult, step_result
+from runtime.model_runner import Launched, RunnerTimings, StepResult, launch_record, step_result
 from runtime.scheduler import SchedulerOutput
 from runtime.step_plan import StepPlan, plan_step
 
@@ -116,8 +116,7 @@ class TensorParallelRunner:
             self._abandon(exc)
             raise
         self.timings.prepare_s = time.perf_counter() - t0
-        samplers = [e for e in batch.scheduled if e.samples]
-        return Launched(batch, samplers, {e.seq.seq_id: i for i, e in enumerate(samplers)})
+        return launch_record(batch, plan, None)
 
     def collect(self, launched: Launched) -> StepResult:
         self._check_usable()

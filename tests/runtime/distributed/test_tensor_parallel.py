@@ -221,6 +221,7 @@ def test_only_the_sampling_rank_is_sent_the_dense_sampling_tensors() -> None:
         graph=False, input_ids=np.zeros(1, np.int64), positions=np.zeros(1, np.int64),
         slots=np.zeros(1, np.int64), block_tables=np.zeros((1, 1), np.int32), cu_seqlens=(0, 1),
         context_lens=(1,), num_decode_seqs=0, patch_rows=[], patch_src=[], sample_rows=[0],
+        sample_index=[0],
         prompt_rows={}, prompt_top_k={}, sampling=spec, want_logprobs=False, top_k=[0],
     )  # fmt: skip
     first, other = step_messages(plan)
