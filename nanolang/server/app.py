@@ -18,6 +18,7 @@ from nanolang.server.guards import APIKeyGuard, BodySizeLimit
 from nanolang.server.metrics import ServingMetrics
 from nanolang.server.state import ServerState
 from nanolang.server.throughput import Throughput
+from runtime.heap import frozen_heap
 
 
 def load_backend(config: ServerConfig) -> LocalBackend:
@@ -39,7 +40,8 @@ def create_app(config: ServerConfig, backend: LocalBackend | None = None) -> Fas
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         sampler = asyncio.create_task(state.throughput.run())
         try:
-            yield
+            with frozen_heap():  # the startup heap stays out of full collections while serving
+                yield
         finally:
             sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):

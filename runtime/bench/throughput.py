@@ -10,6 +10,7 @@ import torch
 from runtime.bench.op_timer import OpTimer
 from runtime.bench.roofline import IterationRecord
 from runtime.bench.workloads import BenchRequest
+from runtime.heap import frozen_heap
 from runtime.llm import LLM
 from runtime.model_runner import ModelRunner
 from runtime.outputs import OutputKind
@@ -64,38 +65,39 @@ def run_throughput(
     profiled, profiled_secs = 0, 0.0
     output_tokens = 0
     preempted = engine.stats.num_preemptions
-    _sync(engine.device)
-    start = time.perf_counter()
-    while engine.has_unfinished_requests():
-        timer = None
-        if profile_every and len(records) % profile_every == profile_every // 2:
-            timer = OpTimer(engine.device)
-            if not isinstance(engine.runner, ModelRunner):
-                raise ValueError("per-operation profiling runs in one process only (not TP)")
-            engine.runner.profile_hook = timer
-        t0 = time.perf_counter()
-        outs = engine.step()
-        output_tokens += sum(len(o.token_ids) for o in outs if o.finished)
-        s = engine.stats
-        records.append(
-            IterationRecord(s.last_batch_tokens, s.last_batch_seqs, s.last_kv_tokens_read,
-                            s.last_attn_pairs, time.perf_counter() - t0)
-        )  # fmt: skip
-        host["schedule"] += s.last_schedule_seconds
-        host["prepare"] += engine.runner.timings.prepare_s
-        host["wait"] += engine.runner.timings.wait_s
-        host["postprocess"] += s.last_postprocess_seconds
-        host["gpu"] += engine.runner.timings.gpu_s
-        if timer is not None:
-            kinds, names = timer.seconds()
-            for kind, secs in kinds.items():
-                by_kind[kind] = by_kind.get(kind, 0.0) + secs
-            for name, secs in names.items():
-                by_op[name] = by_op.get(name, 0.0) + secs
-            profiled += 1
-            profiled_secs += records[-1].seconds
-    _sync(engine.device)
-    elapsed = time.perf_counter() - start
+    with frozen_heap():  # as a serving engine runs: no full collection of the startup heap
+        _sync(engine.device)
+        start = time.perf_counter()
+        while engine.has_unfinished_requests():
+            timer = None
+            if profile_every and len(records) % profile_every == profile_every // 2:
+                timer = OpTimer(engine.device)
+                if not isinstance(engine.runner, ModelRunner):
+                    raise ValueError("per-operation profiling runs in one process only (not TP)")
+                engine.runner.profile_hook = timer
+            t0 = time.perf_counter()
+            outs = engine.step()
+            output_tokens += sum(len(o.token_ids) for o in outs if o.finished)
+            s = engine.stats
+            records.append(
+                IterationRecord(s.last_batch_tokens, s.last_batch_seqs, s.last_kv_tokens_read,
+                                s.last_attn_pairs, time.perf_counter() - t0)
+            )  # fmt: skip
+            host["schedule"] += s.last_schedule_seconds
+            host["prepare"] += engine.runner.timings.prepare_s
+            host["wait"] += engine.runner.timings.wait_s
+            host["postprocess"] += s.last_postprocess_seconds
+            host["gpu"] += engine.runner.timings.gpu_s
+            if timer is not None:
+                kinds, names = timer.seconds()
+                for kind, secs in kinds.items():
+                    by_kind[kind] = by_kind.get(kind, 0.0) + secs
+                for name, secs in names.items():
+                    by_op[name] = by_op.get(name, 0.0) + secs
+                profiled += 1
+                profiled_secs += records[-1].seconds
+        _sync(engine.device)
+        elapsed = time.perf_counter() - start
     return ThroughputResult(
         seconds=elapsed,
         prompt_tokens=sum(len(r.prompt_token_ids) for r in requests),
