@@ -5,7 +5,9 @@ its own ``deep_copy`` of it. Compilation is bounded: a size check before anythin
 wall-clock limit, and llguidance's own parser limits, so one bad constraint costs its request a
 clear error and nothing else. ``prepare`` compiles off the caller's thread (the server calls it
 before queueing a request, so the engine thread only ever finds compiled constraints in the cache);
-``constraint_error`` applies the same limits without a tokenizer (for ``nanolang check``).
+``constraint_error`` applies the same limits without a tokenizer (for ``nanolang check``). The
+matcher a regex walker is fitted to its budget with (``Fitting``) is built on a worker thread too,
+within the same time limit, while its request waits and the others go on.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -217,9 +220,9 @@ def _llg(make: Any, text: str, **kwargs: Any) -> str:
         raise ConstraintError(f"invalid constraint: {exc}") from exc
 
 
-def _bounded(work: Any, seconds: float, what: str) -> Any:
-    """``work()`` on a daemon thread, waited for at most ``seconds`` (llguidance releases the
-    GIL while compiling, so the waiting thread and everyone else keep running)."""
+def _in_background(work: Any) -> Future[Any]:
+    """``work()`` started on a daemon thread (llguidance releases the GIL while compiling, so
+    the caller and everyone else keep running); its result or exception in the future."""
     future: Future[Any] = Future()
 
     def run() -> None:
@@ -229,6 +232,12 @@ def _bounded(work: Any, seconds: float, what: str) -> Any:
             future.set_exception(exc)
 
     threading.Thread(target=run, name="constraint-compile", daemon=True).start()
+    return future
+
+
+def _bounded(work: Any, seconds: float, what: str) -> Any:
+    """``work()`` on a daemon thread, waited for at most ``seconds``."""
+    future = _in_background(work)
     try:
         return future.result(timeout=seconds)
     except FutureTimeout:
@@ -370,21 +379,57 @@ class Fitting:
     output is still open, the walker switches to the matches that close within that many
     *bytes* (a token is at least one byte and, in byte-level vocabularies, every byte is a
     token, so such a match can always be finished in time). Earlier tokens are not restricted;
-    when no match closes within the bytes left, the walker goes on unfitted."""
+    when no match closes within the bytes left, the walker goes on unfitted.
+
+    The fitted matcher is built on a worker thread (``start``, right after the token that makes
+    the fit due), never on the engine thread: the grammar is the regex intersected with a byte
+    budget, and a costly regex must stall only its own request. Until the build is done, or its
+    ``compile_seconds`` are over, ``ready`` is False and the scheduler leaves the request out of
+    its batches; a build that fails or runs over the limit is no fit (the walker goes on
+    unfitted, and tries again after its next token, up to four builds)."""
 
     def __init__(self, compiler: ConstraintCompiler, regex: str, max_tokens: int) -> None:
         self.compiler, self.regex, self.max_tokens = compiler, regex, max_tokens
         self.tokens: list[int] = []
         self.tries = 0
+        self._build: Future[llguidance.LLMatcher | None] | None = None
+        self._deadline = 0.0  # time.monotonic() by which the build must be done
 
     def due(self) -> bool:
         remaining = self.max_tokens - len(self.tokens)
         return 0 < remaining <= fit_point(self.max_tokens) and self.tries < 4
 
-    def fitted(self) -> llguidance.LLMatcher | None:
-        self.tries += 1
-        remaining = self.max_tokens - len(self.tokens)
-        return self.compiler.fitted(self.regex, self.tokens, remaining)
+    @property
+    def building(self) -> bool:
+        """Whether a build was started and not yet taken."""
+        return self._build is not None
+
+    def start(self) -> None:
+        """Build the fitted matcher for the tokens so far on a worker thread (replacing a
+        build nobody took, as the same try: its tokens are out of date)."""
+        if self._build is None:
+            self.tries += 1
+        tokens, remaining = list(self.tokens), self.max_tokens - len(self.tokens)
+        self._deadline = time.monotonic() + self.compiler.limits.compile_seconds
+        self._build = _in_background(lambda: self.compiler.fitted(self.regex, tokens, remaining))
+
+    def ready(self) -> bool:
+        """False while a build runs within its time limit (its request waits for it)."""
+        build = self._build
+        return build is None or build.done() or time.monotonic() >= self._deadline
+
+    def take(self) -> llguidance.LLMatcher | None:
+        """The started build's matcher (waiting for it within its time limit); None when it
+        found no fit, failed, or ran over the limit (it is then left to finish unheeded)."""
+        build, self._build = self._build, None
+        if build is None:
+            return None
+        try:
+            return build.result(timeout=max(0.0, self._deadline - time.monotonic()))
+        except FutureTimeout:
+            return None
+        except Exception:  # an llguidance failure is no fit, as a grammar over the limits is
+            return None
 
 
 def _nothing_allowed(matcher: llguidance.LLMatcher, eos_token_id: int) -> bool:
@@ -417,10 +462,14 @@ class TokenConstraint:
         self.error: str | None = None
         self.fitting = fitting
 
+    def ready(self) -> bool:
+        """False while the fitted matcher for the next token is being built (``Fitting``)."""
+        return self.fitting is None or self.fitting.ready()
+
     def allowed_mask(self) -> torch.Tensor:
         """[vocab_size] bool: the tokens that keep the output a prefix of a match."""
-        if self.fitting is not None and self.fitting.due() and not self.matcher.is_stopped():
-            fitted = self.fitting.fitted()
+        if self.fitting is not None and self.fitting.building:
+            fitted = self.fitting.take()
             if fitted is not None:
                 self.matcher, self.fitting = fitted, None
         packed = np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8)
@@ -439,6 +488,10 @@ class TokenConstraint:
             self.fitting.tokens.append(token_id)
         if not self.matcher.consume_token(token_id):
             self.error = self.matcher.get_error().strip() or f"token {token_id} was refused"
+            return
+        fitting = self.fitting
+        if fitting is not None and fitting.due() and not self.matcher.is_stopped():
+            fitting.start()  # for the next token's mask, off this thread
 
     def only_eos_allowed(self) -> bool:
         return self.matcher.is_stopped()

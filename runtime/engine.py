@@ -367,6 +367,10 @@ class LLMEngine:
             self._inflight = None
         if launched is not None:
             self.stats.last_iteration_seconds = time.perf_counter() - start
+        elif self._inflight is None and self.scheduler.running:
+            # nothing could run (a constrained request waits for its fitted matcher, built on
+            # a worker thread): yield the core instead of spinning through empty steps
+            time.sleep(0.001)
         return outputs
 
     def _launch(self, batch: SchedulerOutput) -> Launched:

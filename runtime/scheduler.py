@@ -125,7 +125,8 @@ class Scheduler:
         for s in self.running:  # one pass, lengths read inline (no properties per sequence)
             uncomputed = len(s.prompt_token_ids) + len(s.output_token_ids) - s.num_computed_tokens
             if uncomputed == 1:
-                if not s.awaiting_final:
+                # a constrained sequence whose next mask is still being built waits for it
+                if not s.awaiting_final and (s.constraint is None or s.constraint.ready()):
                     decodes.append(s)
             elif uncomputed > 1:
                 prefills.append(s)

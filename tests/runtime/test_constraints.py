@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -144,3 +146,66 @@ def test_short_budgets_are_not_restricted(llm: LLM) -> None:
     walker = compiler.compile("yes|no", None, None, 2)
     yes = tokenizer.encode("yes", add_special_tokens=False)
     assert all(walker.allowed_mask()[t] for t in yes[:1])
+
+
+@pytest.fixture
+def held_fits(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threading.Event, threading.Event]]:
+    """Every fitted-matcher build waits for ``release`` (set at the end of the test) before it
+    runs the real build; ``started`` is set once a build has begun."""
+    real = ConstraintCompiler.fitted
+    started, release = threading.Event(), threading.Event()
+
+    def held(self: ConstraintCompiler, *args: object) -> object:
+        started.set()
+        release.wait(60)
+        return real(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ConstraintCompiler, "fitted", held)
+    yield started, release
+    release.set()
+
+
+FITTED = SamplingParams(max_tokens=8, regex="[a-z ]{2,30}", temperature=0)  # fitted at 4 left
+PLAIN = SamplingParams(max_tokens=30, temperature=0, ignore_eos=True)
+
+
+def test_a_slow_fit_stalls_only_its_own_request(tiny_llama: str, held_fits) -> None:
+    started, release = held_fits
+    llm = LLM(tiny_llama, dtype="float32", device="cpu")
+    release.set()
+    want = llm.generate(["x"], FITTED)[0]  # the same request, its builds not held
+    release.clear()
+    started.clear()
+    engine = llm.engine
+    rid = engine.add_request("x", FITTED)
+    others = [engine.add_request(p, PLAIN) for p in ("one two", "three")]
+    for _ in range(20):
+        if started.is_set():
+            break
+        engine.step()
+    assert started.wait(10), "the fit was never built"
+    held_steps = []
+    for _ in range(12):  # the build is held: the others go on, the regex request waits
+        held_steps.append({o.request_id: len(o.token_ids) for o in engine.step()})
+    assert all(rid not in step for step in held_steps)
+    for other in others:
+        counts = [step[other] for step in held_steps if other in step]
+        assert len(counts) == 12 and counts == sorted(counts) and counts[-1] - counts[0] == 11
+    release.set()
+    done = {}
+    while engine.has_unfinished_requests():
+        done.update({o.request_id: o for o in engine.step() if o.finished})
+    got = done[rid]
+    assert (got.token_ids, got.text, got.finish_reason) == (
+        want.token_ids, want.text, want.finish_reason)  # fmt: skip
+    assert re.fullmatch("[a-z ]{2,30}", got.text), got.text
+
+
+def test_a_fit_over_the_time_limit_is_no_fit(tiny_llama: str, held_fits) -> None:
+    started, _release = held_fits
+    llm = LLM(tiny_llama, dtype="float32", device="cpu")
+    llm.engine.constraint_compiler().limits = ConstraintLimits(compile_seconds=0.3)
+    t0 = time.perf_counter()
+    out = llm.generate(["x"], FITTED)[0]  # every build held past the limit: unfitted to the end
+    assert started.is_set() and time.perf_counter() - t0 >= 0.3
+    assert out.finished and len(out.token_ids) <= 8
