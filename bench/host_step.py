@@ -8,8 +8,10 @@ the model's forward and sampling (``ModelRunner.execute``) and the read-back wai
 run on the device. ``--prefill`` adds that many new prompts of ``--prompt-len`` tokens before
 each timed iteration (mixed prefill + decode batches). ``--output-kind`` is the requests'
 ``OutputKind``: ``final_only`` (what ``LLM.generate`` and ``runtime.bench`` ask for) or
-``cumulative`` (an output per request per iteration, as for a streaming caller). Fastest and
-median in microseconds.
+``cumulative`` (an output per request per iteration, as for a streaming caller). ``host_cpu``
+is the same host work as the engine thread's CPU time (``time.thread_time``): on a shared
+machine the time other processes take from it does not count. Fastest and median in
+microseconds.
 Usage (repo root): PYTHONPATH=. python bench/host_step.py --seqs 256,1000 --out FILE.json
 """
 
@@ -32,12 +34,15 @@ from runtime.tiny import make_tiny_model
 
 
 def _timed(fn: Callable[..., Any], spent: list[float]) -> Callable[..., Any]:
+    """``fn`` adding its wall time to ``spent[0]`` and its thread's CPU time to ``spent[1]``."""
+
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         try:
             return fn(*args, **kwargs)
         finally:
             spent[0] += time.perf_counter() - t0
+            spent[1] += time.thread_time() - c0
 
     return wrapper
 
@@ -50,7 +55,7 @@ def measure(seqs: int, prefill: int, prompt_len: int, warmup: int, repeats: int,
               enable_prefix_caching=False, async_scheduling=True,
               kv_cache_memory_bytes=512 << 20)  # fmt: skip
     engine = llm.engine
-    device = [0.0]
+    device = [0.0, 0.0]  # wall, CPU time of this thread
     engine.runner.execute = _timed(engine.runner.execute, device)  # type: ignore[method-assign]
     params = SamplingParams(max_tokens=400, temperature=0.0, ignore_eos=True)
     for i in range(seqs):
@@ -58,17 +63,19 @@ def measure(seqs: int, prefill: int, prompt_len: int, warmup: int, repeats: int,
     new = SamplingParams(max_tokens=100, temperature=0.0, ignore_eos=True)
     for _ in range(warmup):
         engine.step()
-    rows: dict[str, list[float]] = {"host": [], "schedule": [], "prepare": [], "postprocess": []}
+    rows: dict[str, list[float]] = {"host": [], "host_cpu": [], "schedule": [], "prepare": [],
+                                    "postprocess": []}  # fmt: skip
     for r in range(repeats):
         for i in range(prefill):
             prompt = [5 + (r * 13 + i * 3 + j) % 300 for j in range(prompt_len)]
             engine.add_request(prompt, new, output_kind=kind)
-        device[0] = 0.0
-        t0 = time.perf_counter()
+        device[:] = [0.0, 0.0]
+        t0, c0 = time.perf_counter(), time.thread_time()
         engine.step()
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
         s, t = engine.stats, engine.runner.timings
         rows["host"].append(wall - device[0] - t.wait_s)
+        rows["host_cpu"].append(cpu - device[1])
         rows["schedule"].append(s.last_schedule_seconds)
         rows["prepare"].append(t.prepare_s)
         rows["postprocess"].append(s.last_postprocess_seconds)
