@@ -10,8 +10,11 @@ each timed iteration (mixed prefill + decode batches). ``--output-kind`` is the 
 ``OutputKind``: ``final_only`` (what ``LLM.generate`` and ``runtime.bench`` ask for) or
 ``cumulative`` (an output per request per iteration, as for a streaming caller). ``host_cpu``
 is the same host work as the engine thread's CPU time (``time.thread_time``): on a shared
-machine the time other processes take from it does not count. Fastest and median in
-microseconds.
+machine the time other processes take from it does not count. ``--stub-model`` replaces the
+forward and sampling by a stub that returns token 7 for every sampling row: the host's work
+without a CPU forward between iterations (a forward of the tiny model over 1,000 sequences takes
+seconds and leaves the host's data out of the caches; on a GPU host it runs on the device).
+Fastest and median in microseconds.
 Usage (repo root): PYTHONPATH=. python bench/host_step.py --seqs 256,1000 --out FILE.json
 """
 
@@ -27,9 +30,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from host_schedule import cpu_record, emit  # bench/ is the script's directory
 
 from runtime import LLM, OutputKind, SamplingParams
+from runtime.model_runner import DeviceStep
 from runtime.tiny import make_tiny_model
 
 
@@ -47,8 +52,14 @@ def _timed(fn: Callable[..., Any], spent: list[float]) -> Callable[..., Any]:
     return wrapper
 
 
+def _stub_execute(plan: Any, prev_tokens: Any) -> DeviceStep:
+    """The runner's ``execute`` without a model: token 7 for every sampling row."""
+    tokens = torch.full((len(plan.sample_rows),), 7, dtype=torch.int64)
+    return DeviceStep(plan, tokens, tokens, None, {}, None, None)
+
+
 def measure(seqs: int, prefill: int, prompt_len: int, warmup: int, repeats: int,
-            model_dir: Path, kind: OutputKind) -> dict[str, Any]:  # fmt: skip
+            model_dir: Path, kind: OutputKind, stub: bool) -> dict[str, Any]:  # fmt: skip
     extra = prefill * (repeats + 1)
     llm = LLM(str(model_dir), dtype="float32", device="cpu", max_num_seqs=seqs + extra,
               max_num_batched_tokens=max(2048, seqs + prefill * prompt_len),
@@ -56,7 +67,8 @@ def measure(seqs: int, prefill: int, prompt_len: int, warmup: int, repeats: int,
               kv_cache_memory_bytes=512 << 20)  # fmt: skip
     engine = llm.engine
     device = [0.0, 0.0]  # wall, CPU time of this thread
-    engine.runner.execute = _timed(engine.runner.execute, device)  # type: ignore[method-assign]
+    execute = _stub_execute if stub else engine.runner.execute
+    engine.runner.execute = _timed(execute, device)  # type: ignore[method-assign]
     params = SamplingParams(max_tokens=400, temperature=0.0, ignore_eos=True)
     for i in range(seqs):
         engine.add_request([5 + (i * 7 + j) % 300 for j in range(16)], params, output_kind=kind)
@@ -81,7 +93,7 @@ def measure(seqs: int, prefill: int, prompt_len: int, warmup: int, repeats: int,
         rows["postprocess"].append(s.last_postprocess_seconds)
     assert engine.stats.last_batch_seqs >= seqs, "the timed iterations did not hold every decode"
     out: dict[str, Any] = {"seqs": seqs, "prefill_prompts_per_iteration": prefill,
-                           "output_kind": kind.value,
+                           "output_kind": kind.value, "stub_model": stub,
                            "batch_tokens_last": engine.stats.last_batch_tokens}  # fmt: skip
     for name, vals in rows.items():
         out[f"{name}_us_min"] = round(1e6 * min(vals), 1)
@@ -98,14 +110,23 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--output-kind", default="final_only",
                     choices=[k.value for k in OutputKind])  # fmt: skip
+    ap.add_argument("--stub-model", action="store_true", help="no forward: see above")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--code", default=None, help="what code ran (default: its git commit)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = make_tiny_model(Path(tmp) / "tiny", arch="llama", seed=1)
         rows = [
-            measure(int(n), int(p), args.prompt_len, args.warmup, args.repeats,
-                    Path(model_dir), OutputKind(args.output_kind))
+            measure(
+                int(n),
+                int(p),
+                args.prompt_len,
+                args.warmup,
+                args.repeats,
+                Path(model_dir),
+                OutputKind(args.output_kind),
+                args.stub_model,
+            )
             for n in args.seqs.split(",")
             for p in args.prefill.split(",")
         ]
