@@ -53,6 +53,14 @@ bench() {  # bench NAME LIMIT ARGS...: one benchmark process, its JSON and log u
   echo "== $name: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/steps.txt"
 }
 
+script() {  # script NAME LIMIT FILE: a bench/ script writing $OUT/bench/<FILE>.json, its log under $LOGS
+  local name=$1 limit=$2 file=$3
+  echo "== $name: python3 bench/$file.py" | tee -a "$OUT/steps.txt"
+  local start=$SECONDS
+  timeout "$limit" python3 "bench/$file.py" --out "$OUT/bench/${file//_/-}.json" > "$LOGS/$name.log" 2>&1
+  echo "== $name: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/steps.txt"
+}
+
 for step in "$@"; do
   case $step in
     test)
@@ -106,11 +114,7 @@ PY
       done
       ;;
     verify)
-      echo "== verify: python3 bench/tp_network_verify.py" | tee -a "$OUT/steps.txt"
-      start=$SECONDS
-      timeout "$T_VERIFY" python3 bench/tp_network_verify.py --out "$OUT/bench/tp-network-verify.json" \
-        > "$LOGS/verify.log" 2>&1
-      echo "== verify: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/steps.txt"
+      script verify "$T_VERIFY" tp_network_verify
       ;;
     samerun)  # vLLM first (never measured at TP=2 before), capped like nanolang: at most
       # MAX_SEQS_70B sequences and CUDA graphs up to that batch (its default captures up to 512)
@@ -122,11 +126,7 @@ PY
         --warmup-requests "${WARMUP:-16}" --peer-timeout "${PEER_TIMEOUT:-300}" "${EAGER[@]}"
       ;;
     symm)
-      echo "== symm: python3 bench/symm_mem_allreduce.py" | tee -a "$OUT/steps.txt"
-      start=$SECONDS
-      timeout "$T_SYMM" python3 bench/symm_mem_allreduce.py --out "$OUT/bench/symm-mem-allreduce.json" \
-        > "$LOGS/symm.log" 2>&1
-      echo "== symm: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/steps.txt"
+      script symm "$T_SYMM" symm_mem_allreduce
       ;;
     *)
       echo "unknown step $step (test, 8b, 70b, 70bmodes, verify, samerun, symm)" >&2

@@ -83,18 +83,22 @@ class Scheduler:
 
     def add(self, seq: Sequence) -> None:
         first = self.instances.note(seq)
-        if self._in_priority_order and self.waiting:
-            ref, last = seq.program, self.waiting[-1]
-            moved = last.program is not None and last.program.instance in self._moved
-            if not moved and self.instances.priority(seq) > self.instances.priority(last):
-                pass  # appended in its place
-            elif ref is None or (first and self.waiting.has_instance(ref.instance)):
+        if self._in_priority_order and self.waiting and not self._keeps_order_at_tail(seq):
+            ref = seq.program
+            if ref is None or (first and self.waiting.has_instance(ref.instance)):
                 # a request outside programs has no instance to move; an instance noted afresh
                 # re-ranks its requests still waiting from before a release
                 self._in_priority_order = False
             else:
                 self._moved.add(ref.instance)  # out of place: moves with its instance's requests
         self.waiting.append(seq)
+
+    def _keeps_order_at_tail(self, seq: Sequence) -> bool:
+        """Whether appending ``seq`` keeps ``waiting`` in priority order: the tail's instance has
+        not moved and ``seq`` ranks after it."""
+        last = self.waiting[-1]
+        moved = last.program is not None and last.program.instance in self._moved
+        return not moved and self.instances.priority(seq) > self.instances.priority(last)
 
     def release_instance(self, instance: int) -> None:
         """The program instance ended: its pins and group state go (``InstanceTable.release``)."""

@@ -11,6 +11,22 @@ WORKLOAD_NAMES = (
 )  # fmt: skip
 
 
+def _count(text: str) -> int:
+    """An argparse type: a whole number, zero or more."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a time limit in seconds, more than zero."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     ap = parser or argparse.ArgumentParser(prog="python -m runtime.bench", description=__doc__)
     ap.add_argument("--model", default="llama-3-8b", help="preset or model directory")
@@ -59,7 +75,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     ap.add_argument(
         "--warmup-requests",
-        type=int,
+        type=_count,
         default=0,
         help="before each engine's timed workloads, this many requests of the first workload's "
         f"prompt lengths with {WARMUP_OUTPUT_TOKENS} output tokens each, untimed (compiles the "
@@ -117,7 +133,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     ap.add_argument(
         "--peer-timeout",
-        type=float,
+        type=_seconds,
         default=None,
         help="seconds a peer's run (its start and all its workloads) may take; then its process "
         "group is killed, its finished workloads kept, and the benchmark goes on",

@@ -136,3 +136,21 @@ def test_warm_up_requests_are_untimed_and_leave_the_timed_run_alone(
     assert (warm["warmup_requests"], cold["warmup_requests"]) == (2, 0)
     for key in ("num_requests", "prompt_tokens", "output_tokens", "iterations"):
         assert warm[key] == cold[key], key
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--warmup-requests", "-1", "must be 0 or more"),
+        ("--peer-timeout", "0", "must be more than 0 seconds"),
+        ("--peer-timeout", "-5", "must be more than 0 seconds"),
+    ],
+)
+def test_bad_counts_and_time_limits_are_refused_by_name(
+    option: str, value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([option, value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert option in err and message in err

@@ -76,11 +76,17 @@ def _fake_site(root: Path) -> Path:
     return site
 
 
+def _fake_vllm_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The file the fake vLLM appends each call to (one JSON line per generate call)."""
+    log = tmp_path / "vllm.log"
+    monkeypatch.setenv("FAKE_VLLM_LOG", str(log))
+    return log
+
+
 def test_peer_runs_the_same_requests_in_the_same_run(
     tiny_llama: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    log = tmp_path / "vllm.log"
-    monkeypatch.setenv("FAKE_VLLM_LOG", str(log))
+    log = _fake_vllm_log(tmp_path, monkeypatch)
     out = tmp_path / "bench.json"
     args = build_parser().parse_args([
         "--model", tiny_llama, "--load-format", "auto", "--device", "cpu",
@@ -140,8 +146,7 @@ def test_peers_run_at_every_tp_degree_and_keep_finished_workloads(
 ) -> None:
     """``--tp 1,2``: the peer runs at each degree (vLLM's own argument name); a peer that dies
     midway keeps its finished workloads in the output, and the multicast-off variables reach it."""
-    log = tmp_path / "vllm.log"
-    monkeypatch.setenv("FAKE_VLLM_LOG", str(log))
+    log = _fake_vllm_log(tmp_path, monkeypatch)
     monkeypatch.setenv("FAKE_VLLM_DIE_AT_CALL", "4")  # the second run's second workload
     monkeypatch.delenv("NCCL_NVLS_ENABLE", raising=False)
     out = tmp_path / "bench.json"
@@ -167,7 +172,7 @@ def test_peers_run_at_every_tp_degree_and_keep_finished_workloads(
 def test_partial_file_has_the_finished_workloads_of_a_stopped_peer(
     tiny_llama: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("FAKE_VLLM_LOG", str(tmp_path / "vllm.log"))
+    _fake_vllm_log(tmp_path, monkeypatch)
     monkeypatch.setenv("FAKE_VLLM_DIE_AT_CALL", "2")
     jobs = [{"workload": w, "num_requests": 2, "seed": workload_seed(w), "scale": 0.02}
             for w in ("lmsys", "512/512")]  # fmt: skip
@@ -193,8 +198,7 @@ def test_peer_tp_argument_names() -> None:
 def test_peers_first_run_before_nanolang(
     tiny_llama: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    log = tmp_path / "vllm.log"
-    monkeypatch.setenv("FAKE_VLLM_LOG", str(log))
+    _fake_vllm_log(tmp_path, monkeypatch)
     out = tmp_path / "bench.json"
     args = build_parser().parse_args([
         "--model", tiny_llama, "--load-format", "auto", "--device", "cpu",
@@ -226,8 +230,7 @@ def test_comparison_uses_nanolangs_fastest_engine_without_a_plain_one() -> None:
 def test_a_hung_peer_is_killed_with_its_workers_at_the_timeout(
     tiny_llama: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    log = tmp_path / "vllm.log"
-    monkeypatch.setenv("FAKE_VLLM_LOG", str(log))
+    log = _fake_vllm_log(tmp_path, monkeypatch)
     monkeypatch.setenv("FAKE_VLLM_HANG_AT_CALL", "2")
     jobs = [{"workload": w, "num_requests": 2, "seed": workload_seed(w), "scale": 0.02}
             for w in ("lmsys", "512/512")]  # fmt: skip
