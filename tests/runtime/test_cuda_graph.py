@@ -12,7 +12,7 @@ import torch
 
 from runtime import LLM
 from runtime.config import ModelConfig, read_json
-from runtime.cuda_graph import DecodeGraphs, OneForward
+from runtime.cuda_graph import DecodeGraphs, DecodeInputs, OneForward
 from runtime.pipeline.plans import two_stream_plan
 from runtime.pipeline.planset import Bucket, PlanSet, signature_of
 from runtime.pipeline.runner import PipelineForward
@@ -120,15 +120,21 @@ def test_every_graph_writes_one_logits_buffer_on_the_gpu(tiny_llama: str, tmp_pa
     ptr = graphs.logits_buf.data_ptr()
     assert {t.data_ptr() for t in graphs.logits.values()} == {ptr}
     assert graphs.logits_buf.shape == (4, cfg.vocab_size)
-    n = 3
-    ids, pos = torch.tensor([5, 9, 11]), torch.tensor([3, 5, 7])
+    n, bs = 3, eng.runner.blocks.block_size  # type: ignore[attr-defined]
+    # each row its own KV block (a shared slot would make the result depend on which row's
+    # key store lands last, which differs between the dense graph and the nano-batches)
+    blocks = [b for b in range(1, 8) if b != eng.runner.scratch_block][:n]  # type: ignore[attr-defined]
+    pos = torch.tensor([3, 5, 7])
+    batch = DecodeInputs(
+        input_ids=torch.tensor([5, 9, 11]), positions=pos,
+        slot_mapping=torch.tensor(blocks) * bs + pos, context_lens=(pos + 1).to(torch.int32),
+        block_tables=torch.tensor(blocks, dtype=torch.int32)[:, None],
+    )  # fmt: skip
     out = {}
     with torch.inference_mode():
         for key in ((4, None), (4, PLAN)):
-            graphs.input_ids[:n].copy_(ids)
-            graphs.positions[:n].copy_(pos)
-            graphs.context_lens[:n].copy_(pos.to(torch.int32) + 1)
-            graphs.loaded = key
+            graphs.load(batch)
+            graphs.loaded = key  # the mean context picks dense; replay both graphs
             out[key] = graphs.replay(n).clone()
     assert out[(4, None)].shape == (n, cfg.vocab_size)
     torch.testing.assert_close(out[(4, PLAN)], out[(4, None)], rtol=1e-4, atol=1e-4)
