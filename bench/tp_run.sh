@@ -9,6 +9,11 @@
 #                                 # (MODES, default nanoflow,sequential), each engine after WARMUP
 #                                 # (16) untimed requests: one process, one JSON
 #   bash bench/tp_run.sh symm     # all-reduce latency: NCCL against symmetric-memory one-/two-shot
+#   bash bench/tp_run.sh symmtest # the engine's symmetric-memory all-reduce on two GPUs (tests);
+#                                 # when they pass, later steps run with --allreduce symm_mem
+#   bash bench/tp_run.sh pair     # Llama-3-70B at TP=2, MODES (nanoflow,sequential) in one
+#                                 # process, each engine after WARMUP untimed requests
+# ALLREDUCE (nccl, or symm_mem) is every nanolang engine's --allreduce (symmtest may set it).
 # Steps may be combined: `bash bench/tp_run.sh test 8b`. Each step has its own time limit
 # (seconds, from the environment) so that one slow step still leaves the others' results.
 # NVLink multicast stays off (the workers set NCCL_NVLS_ENABLE=0 themselves too).
@@ -33,6 +38,7 @@ MODEL_SR=${MODEL_SR:-llama-3-70b}  # the samerun step's model
 MODES=${MODES:-nanoflow,sequential}
 VLLM_SITE=${VLLM_SITE:-/tmp/vsite}
 TEST_K=${TEST_K:-}  # a pytest -k expression to run part of the GPU tests
+ALLREDUCE=${ALLREDUCE:-nccl}
 MAX_SEQS=${MAX_SEQS:-256}  # --max-num-seqs (the largest CUDA graph bucket too)
 MAX_SEQS_70B=${MAX_SEQS_70B:-$MAX_SEQS}
 read -r -a EXTRA <<< "${BENCH_EXTRA:-}"  # more bench arguments (a CPU dry run of this script)
@@ -48,7 +54,8 @@ bench() {  # bench NAME LIMIT ARGS...: one benchmark process, its JSON and log u
   shift 2
   echo "== $name: python -m runtime.bench $*" | tee -a "$OUT/steps.txt"
   local start=$SECONDS
-  timeout "$limit" python3 -m runtime.bench "$@" "${EXTRA[@]}" --out "$OUT/bench/$name.json" \
+  timeout "$limit" python3 -m runtime.bench "$@" --allreduce "$ALLREDUCE" "${EXTRA[@]}" \
+    --out "$OUT/bench/$name.json" \
     > "$LOGS/$name.stdout" 2> >(tee "$LOGS/$name.log" | grep -E '^\[bench\]|error|Error' >&2)
   echo "== $name: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/steps.txt"
 }
@@ -128,8 +135,29 @@ PY
     symm)
       script symm "$T_SYMM" symm_mem_allreduce
       ;;
+    symmtest)
+      echo "== symmtest" | tee -a "$OUT/steps.txt"
+      start=$SECONDS
+      timeout "${T_SYMMTEST:-150}" python3 -m pytest -q -p no:cacheprovider -rA \
+        tests/runtime/distributed/test_gpu_allreduce.py \
+        "tests/runtime/distributed/test_gpu_tensor_parallel.py::test_two_gpus_match_one_in_float32[symm-graphs-async]" \
+        "tests/runtime/distributed/test_gpu_tensor_parallel.py::test_the_network_search_on_two_gpus_matches_one[symm-search]" \
+        > "$OUT/gpu_symm_test.txt" 2>&1
+      code=$?
+      echo "== symmtest: exit $code after $((SECONDS - start)) s" | tee -a "$OUT/steps.txt"
+      tail -8 "$OUT/gpu_symm_test.txt"
+      if [ "$code" = 0 ] && [ "$(grep -c '^PASSED' "$OUT/gpu_symm_test.txt")" = 3 ]; then
+        ALLREDUCE=symm_mem
+      fi
+      echo "== later engines: --allreduce $ALLREDUCE" | tee -a "$OUT/steps.txt"
+      ;;
+    pair)  # one process: the modes' engines one after the other, each after a warm-up
+      bench "llama-3-70b-tp2-$ALLREDUCE-pair" "$T_70B" --model llama-3-70b \
+        --workloads "$WORKLOADS" --num-requests "$REQUESTS_70B" --max-num-seqs "$MAX_SEQS_70B" \
+        --tp 2 --mode "$MODES" --warmup-requests "${WARMUP:-16}" "${EAGER[@]}"
+      ;;
     *)
-      echo "unknown step $step (test, 8b, 70b, 70bmodes, verify, samerun, symm)" >&2
+      echo "unknown step $step (test, 8b, 70b, 70bmodes, verify, samerun, symm, symmtest, pair)" >&2
       exit 2
       ;;
   esac

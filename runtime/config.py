@@ -177,6 +177,7 @@ def presets() -> list[str]:
 
 
 KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3")
+ALLREDUCE_CHOICES = ("nccl", "symm_mem")  # EngineConfig.allreduce
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,11 @@ class EngineConfig:
     # ranks of tensor parallelism: N > 1 starts one worker process per rank (one GPU each, or
     # N processes on the CPU with gloo); the calling process keeps the scheduler
     tensor_parallel_size: int = 1
+    # tensor parallelism's own all-reduces: "nccl" (the process group's; gloo on the CPU) or
+    # "symm_mem" (PyTorch's symmetric-memory two-shot all-reduce over NVLink peer memory for
+    # tensors of up to symm_mem_max_bytes, NCCL above; CUDA only; runtime.distributed.allreduce)
+    allreduce: str = "nccl"
+    symm_mem_max_bytes: int = 8 << 20
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
@@ -238,5 +244,10 @@ class EngineConfig:
             )
         if self.tensor_parallel_size < 1:
             raise ValueError("tensor_parallel_size must be >= 1")
+        if self.allreduce not in ALLREDUCE_CHOICES:
+            raise ValueError(f"allreduce must be one of {', '.join(ALLREDUCE_CHOICES)}, "
+                             f"got {self.allreduce!r}")  # fmt: skip
+        if self.symm_mem_max_bytes < 1:
+            raise ValueError("symm_mem_max_bytes must be positive")
         if self.kv_cache_memory_bytes is not None and self.kv_cache_memory_bytes <= 0:
             raise ValueError("kv_cache_memory_bytes must be positive")

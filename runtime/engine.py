@@ -165,6 +165,9 @@ class LLMEngine:
             raise ValueError(
                 f"tensor_parallel_size={tp} needs {tp} GPUs; {torch.cuda.device_count()} visible"
             )
+        if self.config.allreduce == "symm_mem" and self.device.type != "cuda":
+            raise ValueError("allreduce='symm_mem' needs CUDA GPUs (NVLink peer memory); "
+                             f"the device is {self.device}")  # fmt: skip
         spec = WorkerSpec(
             model=model, dtype=str(self.dtype).removeprefix("torch."), device=self.device.type,
             load_format=load_format, config=self.config, hf_overrides=hf_overrides,

@@ -109,7 +109,8 @@ def run_nanolang(
         max_num_batched_tokens=budget or args.max_num_batched_tokens,
         enforce_eager=args.enforce_eager,
         async_scheduling=args.async_scheduling, pipeline=spec, kv_cache_dtype=kv,
-        tensor_parallel_size=tp,
+        tensor_parallel_size=tp, allreduce=args.allreduce,
+        symm_mem_max_bytes=args.symm_mem_max_bytes,
     )  # fmt: skip
     engine = llm.engine
     cfg, device, dtype = engine.model_config, engine.device, engine.dtype
@@ -192,7 +193,8 @@ def engine_facts(llm: LLM) -> dict[str, Any]:
         network = Network(len(runner.ready), r0.allreduce_latency_s, r0.allreduce_bytes_per_s)
         return {"kv_elem": r0.kv_elem, "weight_elem": r0.weight_elem,
                 "kernels": dict(r0.backends), "network": network,
-                "pipeline_plans": r0.pipeline, "network_search": r0.network_search}  # fmt: skip
+                "pipeline_plans": r0.pipeline, "network_search": r0.network_search,
+                "allreduce": r0.allreduce}  # fmt: skip
     return {
         "kv_elem": runner.kv_caches[0][0].element_size(),
         "weight_elem": runner.model.embed_tokens.element_size(),
@@ -357,6 +359,8 @@ def record_of(
         profile=r.profile, max_num_batched_tokens=facts["max_num_batched_tokens"],
     )  # fmt: skip
     record["warmup_requests"] = args.warmup_requests
+    if facts.get("allreduce"):  # tensor parallelism: the group's own all-reduce
+        record["allreduce"] = facts["allreduce"]
     if facts.get("pipeline_plans"):  # tensor parallelism's pipeline: what ran, as searched
         record["pipeline_plans"] = facts["pipeline_plans"]
         record["network_search"] = facts.get("network_search") or None

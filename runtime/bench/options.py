@@ -74,6 +74,14 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "worker process per GPU with NCCL, or per CPU rank with gloo)",
     )
     ap.add_argument(
+        "--allreduce",
+        default="nccl",
+        choices=("nccl", "symm_mem"),
+        help="tensor parallelism's own all-reduces: nccl, or symm_mem (PyTorch's symmetric-memory "
+        "two-shot all-reduce over NVLink peer memory up to --symm-mem-max-bytes, NCCL above)",
+    )
+    ap.add_argument("--symm-mem-max-bytes", type=int, default=8 << 20)
+    ap.add_argument(
         "--warmup-requests",
         type=_count,
         default=0,

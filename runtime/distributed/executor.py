@@ -30,6 +30,7 @@ from typing import Any, NoReturn
 import torch.multiprocessing as mp
 
 from runtime.block_manager import BlockManager
+from runtime.distributed.allreduce import MULTICAST_OFF
 from runtime.distributed.worker import WorkerReady, WorkerSpec, worker_main
 from runtime.model_runner import Launched, RunnerTimings, StepResult, launch_record, step_result
 from runtime.scheduler import SchedulerOutput
@@ -37,9 +38,9 @@ from runtime.step_plan import StepPlan, plan_step
 
 logger = logging.getLogger("runtime")
 
-# set in every worker before it touches CUDA: NVLink multicast (NVLS) stays off; the variables
-# the GPU machine sets otherwise are inherited unchanged
-WORKER_ENV = {"NCCL_NVLS_ENABLE": "0"}
+# set in every worker before it touches CUDA: NVLink multicast (NVLS) stays off for NCCL and
+# symmetric memory; the variables the GPU machine sets otherwise are inherited unchanged
+WORKER_ENV = dict(MULTICAST_OFF)
 STOP_TIMEOUT_S = 10.0  # a worker asked to stop that is still alive after this is killed
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
@@ -31,13 +33,14 @@ CURVE_ROWS = (1, 64, 256, 1024, 4096, 8192)
 
 
 class NetworkGroups:
-    """Communicators of the whole group by CTA cap (None: the default group), made on first
-    use (collectively: every rank asks for the same caps in the same order) and warmed up by
-    one all-reduce, so none is first used inside a CUDA-graph capture."""
+    """Communicators of the whole group by CTA cap (None: the default group, named: a network
+    stage's collectives always go through NCCL, never the group's symmetric-memory path), made
+    on first use (collectively: every rank asks for the same caps in the same order) and warmed
+    up by one all-reduce, so none is first used inside a CUDA-graph capture."""
 
     def __init__(self, device: torch.device, world_size: int) -> None:
         self.device, self.world_size = device, world_size
-        self.groups: dict[int | None, Any] = {None: None}
+        self.groups: dict[int | None, Any] = {None: dist.group.WORLD}
 
     def __call__(self, max_ctas: int | None) -> Any:
         if max_ctas not in self.groups:
@@ -66,10 +69,13 @@ def _agree(values: list[float], device: torch.device, op: Any) -> list[float]:
 
 def allreduce_curve(
     group: Any, device: torch.device, hidden: int, dtype: torch.dtype,
-    rows: tuple[int, ...] = CURVE_ROWS,
+    rows: tuple[int, ...] = CURVE_ROWS, op: Callable[[torch.Tensor], Any] | None = None,
 ) -> list[tuple[int, float]]:  # fmt: skip
-    """(rows, µs) of one all-reduce of hidden-state rows on ``group``: the median of a few, on
-    the device's clock (wall clock on the CPU)."""
+    """(rows, µs) of one all-reduce of hidden-state rows on ``group`` (or by ``op``, an in-place
+    all-reduce such as the group's own ``GroupAllReduce``): the median of a few, on the device's
+    clock (wall clock on the CPU)."""
+    if op is None:
+        op = partial(dist.all_reduce, group=group)
     out = []
     for n in rows:
         t = torch.zeros(n, hidden, dtype=dtype, device=device)
@@ -79,13 +85,13 @@ def allreduce_curve(
                 start = torch.cuda.Event(enable_timing=True)
                 end = torch.cuda.Event(enable_timing=True)
                 start.record()
-                dist.all_reduce(t, group=group)
+                op(t)
                 end.record()
                 end.synchronize()
                 times.append(start.elapsed_time(end) * 1e3)
             else:
                 t0 = time.perf_counter()
-                dist.all_reduce(t, group=group)
+                op(t)
                 times.append((time.perf_counter() - t0) * 1e6)
         out.append((n, sorted(times[2:])[len(times[2:]) // 2]))
     return out
@@ -138,13 +144,19 @@ def measure_costs(
         points = allreduce_curve(group, device, model.cfg.hidden_size, dtype)
         agreed = _agree([us for _, us in points], device, dist.ReduceOp.MAX)
         curves.append(CollectiveCurve(cap, tuple(zip([n for n, _ in points], agreed, strict=True))))
+    dense = None
+    own = getattr(getattr(model, "tp", None), "allreduce", None)
+    if own is not None and getattr(own, "symm", None) is not None:  # the dense forward's path
+        points = allreduce_curve(None, device, model.cfg.hidden_size, dtype, op=own)
+        agreed = _agree([us for _, us in points], device, dist.ReduceOp.MAX)
+        dense = CollectiveCurve(None, tuple(zip([n for n, _ in points], agreed, strict=True)))
     rates = measure_rates(model, device, dtype)
     tflops, gb_s = _agree([rates.gemm_tflops, rates.hbm_gb_s], device, dist.ReduceOp.MIN)
     rates = Rates(rates.device_sms, tflops, gb_s, rates.concurrent)
     if device.type == "cuda":
         torch.cuda.empty_cache()
     shape = ModelShape(**signature_of(model.cfg, model.embed_tokens.element_size()))
-    return NetworkCosts(shape, rates, tuple(curves))
+    return NetworkCosts(shape, rates, tuple(curves), dense=dense)
 
 
 def pipeline_forward(
@@ -179,6 +191,8 @@ def pipeline_forward(
                   "device_sms": rates.device_sms},
         "allreduce_us": {str(c.max_ctas or "all"): [[n, round(us, 1)] for n, us in c.points]
                          for c in curves},
+        "dense_allreduce_us": None if costs.dense is None else
+                              [[n, round(us, 1)] for n, us in costs.dense.points],
         "buckets": [[b.decodes, b.prefill_tokens, b.context, b.plan, b.predicted_ms, b.dense_ms]
                     for b in planset.buckets],
         "search_s": round(time.perf_counter() - start, 2),

@@ -44,14 +44,24 @@ class TPLayout:
     rank: int
     world_size: int
     group: Any = None  # a torch.distributed ProcessGroup; None: the default group
+    # the group's own in-place all-reduce (runtime.distributed.allreduce.GroupAllReduce: NCCL,
+    # or symmetric memory up to a size); None: the process group's all_reduce
+    allreduce: Any = None
 
     @classmethod
-    def current(cls, group: Any = None) -> TPLayout:
+    def current(cls, group: Any = None, allreduce: Any = None) -> TPLayout:
         if not dist.is_initialized():
             raise RuntimeError(
                 "tensor parallelism needs torch.distributed.init_process_group first"
             )
-        return cls(dist.get_rank(group), dist.get_world_size(group), group)
+        return cls(dist.get_rank(group), dist.get_world_size(group), group, allreduce)
+
+    def all_reduce(self, t: torch.Tensor) -> torch.Tensor:
+        """Sum ``t`` over the group in place (and return it)."""
+        if self.allreduce is not None:
+            return self.allreduce(t)  # type: ignore[no-any-return]
+        dist.all_reduce(t, group=self.group)
+        return t
 
 
 def local_config(cfg: ModelConfig, tp: int) -> ModelConfig:
@@ -84,11 +94,6 @@ def _vocab_rows(t: torch.Tensor, layout: TPLayout) -> torch.Tensor:
     return padded[layout.rank * per_rank : (layout.rank + 1) * per_rank].clone()
 
 
-def _all_reduce(t: torch.Tensor, layout: TPLayout) -> torch.Tensor:
-    dist.all_reduce(t, group=layout.group)
-    return t
-
-
 class TPDecoderLayer(DecoderLayer):
     """A decoder layer holding one rank's slices. The row-parallel outputs (o and down
     projections) are summed over the group by two operations of their own, ``o_allreduce`` and
@@ -108,8 +113,10 @@ class TPDecoderLayer(DecoderLayer):
         return out
 
     def _all_reduce_hidden(self, x: Activations, ctx: ForwardContext) -> None:
-        group = self.tp.group if ctx.network_group is None else ctx.network_group
-        dist.all_reduce(x.hidden, group=group)
+        if ctx.network_group is None:  # the group's own all-reduce (NCCL or symmetric memory)
+            self.tp.all_reduce(x.hidden)
+        else:  # a network stage's communicator
+            dist.all_reduce(x.hidden, group=ctx.network_group)
 
 
 class TPLlamaModel(LlamaModel):
@@ -123,7 +130,7 @@ class TPLlamaModel(LlamaModel):
         local = input_ids - self.vocab_start
         outside = (local < 0) | (local >= self.embed_tokens.shape[0])
         rows = self.embed_tokens.index_select(0, local.masked_fill(outside, 0))
-        return _all_reduce(rows.masked_fill(outside.unsqueeze(1), 0), self.tp)
+        return self.tp.all_reduce(rows.masked_fill(outside.unsqueeze(1), 0))
 
     @torch.inference_mode()
     def compute_logits(

@@ -20,6 +20,7 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -30,6 +31,7 @@ import torch.distributed as dist
 from kernels import get_ops
 from runtime.block_manager import BlockManager
 from runtime.config import EngineConfig
+from runtime.distributed.allreduce import group_all_reduce
 from runtime.distributed.tensor_parallel import TPLayout, build_tensor_parallel_model
 from runtime.kv_budget import kv_memory_budget, num_kv_blocks
 from runtime.model_runner import DeviceStep, ModelRunner, kv_bytes_per_block, kv_cache_dtype
@@ -73,6 +75,7 @@ class WorkerReady:
     pipeline: str = ""  # the pipeline's plans (EngineConfig.pipeline), as PipelineForward says
     # the network search's inputs and choices per bucket (pipeline "default"), plain data
     network_search: dict[str, Any] = field(default_factory=dict)
+    allreduce: str = "nccl"  # the group's own all-reduce (GroupAllReduce.describe)
 
 
 def worker_main(rank: int, spec: WorkerSpec, conn: Connection) -> None:
@@ -124,17 +127,19 @@ def _start(rank: int, spec: WorkerSpec) -> tuple[ModelRunner, WorkerReady]:
         rank=rank,
         world_size=spec.world_size,
     )
-    layout = TPLayout.current()
     dtype = getattr(torch, spec.dtype)
+    allreduce = group_all_reduce(cfg.allreduce, None, device, dtype, cfg.symm_mem_max_bytes)
+    layout = TPLayout.current(allreduce=allreduce)
     start = time.perf_counter()
     model = build_tensor_parallel_model(
         spec.model, spec.hf_overrides, dtype, device, spec.load_format, spec.max_positions,
         cfg.seed, layout,
     )  # fmt: skip
     ops = get_ops(device, cfg.attention_backend).fresh()
-    latency, bandwidth = measure_allreduce(device, model.cfg.hidden_size, dtype)
-    logger.info("slice built in %.1f s; all-reduce %.1f us + %.1f GB/s",
-                time.perf_counter() - start, latency * 1e6, bandwidth / 1e9)  # fmt: skip
+    latency, bandwidth = measure_allreduce(device, model.cfg.hidden_size, dtype, allreduce)
+    logger.info("slice built in %.1f s; all-reduce (%s) %.1f us + %.1f GB/s",
+                time.perf_counter() - start, allreduce.describe(), latency * 1e6,
+                bandwidth / 1e9)  # fmt: skip
     forward, search = None, dict[str, Any]()
     kv_dtype = kv_cache_dtype(cfg.kv_cache_dtype, dtype)
     if cfg.pipeline is not None:  # before the KV cache takes the memory its communicators need
@@ -169,14 +174,19 @@ def _start(rank: int, spec: WorkerSpec) -> tuple[ModelRunner, WorkerReady]:
         allreduce_bytes_per_s=bandwidth,
         pipeline="" if forward is None else forward.describe(),
         network_search=search,
+        allreduce=allreduce.describe(),
     )
     return runner, ready
 
 
 def measure_allreduce(
-    device: torch.device, hidden: int, dtype: torch.dtype, tokens: int = 2048
+    device: torch.device,
+    hidden: int,
+    dtype: torch.dtype,
+    op: Callable[[torch.Tensor], Any] = dist.all_reduce,
+    tokens: int = 2048,
 ) -> tuple[float, float]:
-    """(latency, bandwidth) of the group's all-reduce on hidden-state rows: the time of a
+    """(latency, bandwidth) of the group's all-reduce ``op`` on hidden-state rows: the time of a
     one-row all-reduce, and the bytes of a ``tokens``-row one over the time it takes beyond that
     (the roofline's network term; also a warm-up that creates the communicator)."""
 
@@ -186,7 +196,7 @@ def measure_allreduce(
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             start = time.perf_counter()
-            dist.all_reduce(t)
+            op(t)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             times.append(time.perf_counter() - start)

@@ -87,19 +87,26 @@ class NetworkCosts:
     rates: Rates
     curves: tuple[CollectiveCurve, ...]  # the uncapped communicator's first
     batch: BatchShape = field(default_factory=lambda: BatchShape(0, 0, 0))
+    # the dense forward's all-reduce when it is not the uncapped communicator's (the group's
+    # symmetric-memory path up to a size); None: the uncapped curve
+    dense: CollectiveCurve | None = None
 
     def at(self, batch: BatchShape) -> NetworkCosts:
-        return NetworkCosts(self.shape, self.rates, self.curves, batch)
+        return NetworkCosts(self.shape, self.rates, self.curves, batch, self.dense)
 
     def curve(self, max_ctas: int | None) -> CollectiveCurve:
         return next(c for c in self.curves if c.max_ctas == max_ctas)
 
-    def op_us(self, op: str, a: int, b: int, max_ctas: int | None = None) -> float:
-        """Operation ``op`` over batch rows [a, b)."""
+    def op_us(
+        self, op: str, a: int, b: int, max_ctas: int | None = None, dense: bool = False
+    ) -> float:
+        """Operation ``op`` over batch rows [a, b) (``dense``: in the dense forward)."""
         rows = b - a
         if rows <= 0:
             return 0.0
         if op in NETWORK_OPS:
+            if dense and self.dense is not None:
+                return self.dense.us(rows)
             return self.curve(max_ctas).us(rows)
         s, r, e = self.shape, self.rates, self.shape.dtype_bytes
         hbm = r.hbm_gb_s * 1e3  # bytes per µs
@@ -169,9 +176,11 @@ def forward_us(
     simulated: int,
     ops: Sequence[str],
     eager: bool = False,
+    dense: bool = False,
 ) -> float:
     """The whole forward from ``simulated`` layers: their time plus the last layer's period
-    for each layer beyond them. ``eager``: issued step by step by the host (not a graph)."""
+    for each layer beyond them. ``eager``: issued step by step by the host (not a graph);
+    ``dense``: ``plan`` is the dense forward (its all-reduces are the group's own)."""
     cap = next((s.unit.max_sms for s in plan.ops if s.op in NETWORK_OPS), None)
     if plan.is_single_stream:
         cap = None
@@ -182,7 +191,7 @@ def forward_us(
         slowdown = sms / max(1, sms - curve.sms)
 
     def cost(op: str, a: int, b: int) -> float:
-        return costs.op_us(op, a, b, cap)
+        return costs.op_us(op, a, b, cap, dense)
 
     n, serial = min(simulated, num_layers), not costs.rates.concurrent
     issue = 0.0
@@ -220,7 +229,8 @@ def search_shape(
     at, layers, sms = costs.at(shape), costs.shape.num_layers, costs.rates.device_sms
     rows = shape.tokens
     eager = shape.prefill_tokens > 0  # decode-only batches replay CUDA graphs
-    dense = forward_us(dense_plan(rows, ops, sms), at, layers, cfg.layers_simulated, ops, eager)
+    dense = forward_us(dense_plan(rows, ops, sms), at, layers, cfg.layers_simulated, ops, eager,
+                       dense=True)  # fmt: skip
     if not costs.rates.concurrent:
         return NetworkChoice(shape, dense, dense, None, "one stream at a time: nothing overlaps")
     if rows < cfg.min_rows:

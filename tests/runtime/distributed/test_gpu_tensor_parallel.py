@@ -30,12 +30,13 @@ def _params(n: int = 12) -> SamplingParams:
 
 
 @pytest.mark.parametrize(
-    ("eager", "async_scheduling"),
-    [(True, False), (False, False), (False, True)],
-    ids=["eager", "graphs-sync", "graphs-async"],
-)
+    ("eager", "async_scheduling", "allreduce"),
+    [(True, False, "nccl"), (False, False, "nccl"), (False, True, "nccl"),
+     (True, False, "symm_mem"), (False, True, "symm_mem")],
+    ids=["eager", "graphs-sync", "graphs-async", "symm-eager", "symm-graphs-async"],
+)  # fmt: skip
 def test_two_gpus_match_one_in_float32(
-    tiny_llama: str, eager: bool, async_scheduling: bool
+    tiny_llama: str, eager: bool, async_scheduling: bool, allreduce: str
 ) -> None:
     kw = dict(dtype="float32", device="cuda", max_num_seqs=8, async_scheduling=async_scheduling,
               enforce_eager=eager, kv_cache_memory_bytes=KV_BYTES)  # fmt: skip
@@ -44,9 +45,12 @@ def test_two_gpus_match_one_in_float32(
     del one
     gc.collect()
     torch.cuda.empty_cache()
-    with LLM(tiny_llama, tensor_parallel_size=2, **kw) as llm:  # type: ignore[arg-type]
+    # symm_mem: a crossover of 16 KiB, so prefill rows take NCCL and decode rows symmetric memory
+    with LLM(tiny_llama, tensor_parallel_size=2, allreduce=allreduce,
+             symm_mem_max_bytes=16 << 10, **kw) as llm:  # type: ignore[arg-type]  # fmt: skip
         runner = llm.engine.runner
         assert isinstance(runner, TensorParallelRunner)
+        assert [r.allreduce.split()[0] for r in runner.ready] == [allreduce] * 2
         # graphs captured on every rank (the collectives inside them), or none when eager
         assert [r.max_graph_batch for r in runner.ready] == [0 if eager else 8] * 2
         got = llm.generate(PROMPTS, _params())
@@ -88,19 +92,24 @@ def test_a_network_stage_on_two_gpus_matches_one(
         assert [o.token_ids for o in llm.generate(PROMPTS, plain)] == want
 
 
-def test_the_network_search_on_two_gpus_matches_one(tiny_llama: str) -> None:
+@pytest.mark.parametrize("allreduce", ["nccl", "symm_mem"], ids=["search", "symm-search"])
+def test_the_network_search_on_two_gpus_matches_one(tiny_llama: str, allreduce: str) -> None:
     """pipeline='default' under TP: capped communicators made, all-reduce curves measured and
-    agreed, a plan set searched on every rank; whatever it picks, one GPU's tokens."""
+    agreed (with symm_mem also the dense forward's), a plan set searched on every rank; whatever
+    it picks, one GPU's tokens."""
     kw = dict(dtype="float32", device="cuda", max_num_seqs=8, kv_cache_memory_bytes=KV_BYTES)
     one = LLM(tiny_llama, **kw)  # type: ignore[arg-type]
     want = [o.token_ids for o in one.generate(PROMPTS, _params())]
     del one
     gc.collect()
     torch.cuda.empty_cache()
-    with LLM(tiny_llama, tensor_parallel_size=2, pipeline="default", **kw) as llm:  # type: ignore[arg-type]
+    with LLM(tiny_llama, tensor_parallel_size=2, pipeline="default", allreduce=allreduce,
+             **kw) as llm:  # type: ignore[arg-type]  # fmt: skip
         runner = llm.engine.runner
         assert isinstance(runner, TensorParallelRunner)
         assert "buckets" in runner.ready[0].pipeline
+        dense = runner.ready[0].network_search["dense_allreduce_us"]
+        assert (dense is None) == (allreduce == "nccl")
         assert [o.token_ids for o in llm.generate(PROMPTS, _params())] == want
 
 

@@ -88,3 +88,18 @@ def test_the_dense_price_is_the_sum_of_the_layer_operations() -> None:
     one_layer = sum(costs.op_us(op, 0, 256) for op in TP_LLAMA_OPS)
     plan = dense_plan(256, TP_LLAMA_OPS, 132)
     assert simulate(plan, TP_LLAMA_OPS, costs.op_us, 3) == pytest.approx(3 * one_layer)
+
+
+def test_the_dense_forward_is_priced_with_its_own_allreduce_and_the_plans_with_nccl() -> None:
+    nccl = (curve(None, 55, 300), curve(8, 60, 150))
+    fast = curve(None, 10, 300)  # the group's symmetric-memory path (the dense forward's)
+    shape = BatchShape(512, 0, 1024)
+    cfg = NetworkSearchConfig(decode_points=(512,), prefill_points=(0,), context_points=(1024,))
+    _, (plain,) = search_network(NetworkCosts(SHAPE, RATES, nccl), "m", "H200", {}, cfg)
+    _, (symm,) = search_network(NetworkCosts(SHAPE, RATES, nccl, dense=fast), "m", "H200", {}, cfg)
+    # 2 all-reduces x 80 layers, 45 µs less each: the dense forward only
+    assert plain.dense_us - symm.dense_us == pytest.approx(2 * 80 * 45, rel=1e-6)
+    costs = NetworkCosts(SHAPE, RATES, nccl, dense=fast).at(shape)
+    assert costs.op_us("o_allreduce", 0, 1) == pytest.approx(nccl[0].us(1))
+    assert costs.op_us("o_allreduce", 0, 1, dense=True) == pytest.approx(fast.us(1))
+    assert costs.op_us("o_allreduce", 0, 1, 8, dense=False) == pytest.approx(nccl[1].us(1))
