@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from runtime.bench.hf_peer import build_hf_model, run_hf_generate
-from runtime.bench.options import WARMUP_OUTPUT_TOKENS, build_parser
+from runtime.bench.options import build_parser
 from runtime.bench.peers import (
     SUBPROCESS_PEERS,
     PeerRun,
@@ -39,12 +39,16 @@ from runtime.bench.roofline import (
     workload_roofline,
 )
 from runtime.bench.throughput import ThroughputResult, run_throughput
-from runtime.bench.workloads import WORKLOADS, BenchRequest, make_requests, workload_seed
+from runtime.bench.workloads import (
+    WORKLOADS,
+    BenchRequest,
+    make_requests,
+    warmup_requests,
+    workload_seed,
+)
 from runtime.distributed.executor import TensorParallelRunner
 from runtime.llm import LLM
 from runtime.model.loader import resolve_model
-
-WARMUP_SEED = 1000  # the warm-up's requests: a seed no workload's timed requests use
 
 
 def device_name(device: torch.device) -> str:
@@ -123,8 +127,9 @@ def run_nanolang(
         "max_num_batched_tokens": engine.config.max_num_batched_tokens,
         "pipeline_used": engine.pipeline_summary,
     }  # fmt: skip
-    if args.warmup_requests > 0 and names:
-        warm_up(llm, names[0][0], args.warmup_requests, cfg.vocab_size, args.scale)
+    if args.warmup_requests > 0:
+        for name, _ in names:
+            warm_up(llm, name, args.warmup_requests, cfg.vocab_size, args.scale)
     runs = []
     for name, count in names:
         # distinct prompts per workload, a cold prefix cache: no workload reuses another's KV
@@ -163,11 +168,7 @@ def run_nanolang(
 def warm_up(llm: LLM, workload: str, count: int, vocab_size: int, scale: float) -> None:
     """``count`` untimed requests with ``workload``'s prompt lengths (another seed than its timed
     ones) and a few output tokens each, then a cold prefix cache again."""
-    reqs = [
-        BenchRequest(r.prompt_token_ids, min(r.output_len, WARMUP_OUTPUT_TOKENS))
-        for r in make_requests(WORKLOADS[workload], count, vocab_size, WARMUP_SEED, scale)
-    ]  # fmt: skip
-    res = run_throughput(llm, reqs)
+    res = run_throughput(llm, warmup_requests(workload, count, vocab_size, scale))
     print(f"[bench] warm-up: {count} requests of {workload}, {res.seconds:.1f} s (untimed)",
           file=sys.stderr, flush=True)  # fmt: skip
     if llm.engine.blocks.cache is not None:
@@ -230,6 +231,7 @@ def run_peers(
         for n, count in names
     ]  # fmt: skip
     max_len = max_model_len(jobs, cfg.vocab_size, cfg.max_position_embeddings)
+    warmup = args.warmup_requests
     records: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = hf_config_dir(args.model, overrides, Path(tmp) / "model")
@@ -245,7 +247,8 @@ def run_peers(
                         partial = args.out.with_name(
                             f"{args.out.stem}.{peer}-tp{tp}-{kv}.partial.json"
                         )
-                    new = run_peer(run, model_dir, jobs, max_len, partial, args.peer_timeout)
+                    new = run_peer(run, model_dir, jobs, max_len, partial, args.peer_timeout,
+                                   warmup)  # fmt: skip
                     device = peer_device_name()  # after the peer: no CUDA context beside it
                     for rec in new:
                         records.append({"model": args.model, "device": device,

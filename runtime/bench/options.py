@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-WARMUP_OUTPUT_TOKENS = 8
+from runtime.bench.workloads import WARMUP_OUTPUT_TOKENS
+
 WORKLOAD_NAMES = (
     "512/512", "1024/512", "512/1024", "sharegpt", "lmsys", "splitwise", "1000/1000",
 )  # fmt: skip
@@ -85,9 +86,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "--warmup-requests",
         type=_count,
         default=0,
-        help="before each engine's timed workloads, this many requests of the first workload's "
-        f"prompt lengths with {WARMUP_OUTPUT_TOKENS} output tokens each, untimed (compiles the "
-        "kernels the first engine on a fresh machine would compile inside its timed run)",
+        help="before each engine's timed workloads (nanolang's and each vllm / sglang peer's), "
+        f"for each workload in turn, this many requests of its prompt lengths with "
+        f"{WARMUP_OUTPUT_TOKENS} output tokens each, untimed (compiles the kernels the first "
+        "engine on a fresh machine would compile inside its timed runs)",
     )
     ap.add_argument("--enforce-eager", action="store_true")
     ap.add_argument(

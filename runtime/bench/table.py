@@ -79,17 +79,18 @@ def _engine(r: dict[str, Any]) -> str:
 
 
 def comparison_table(records: list[dict[str, Any]]) -> str:
-    """Total tokens/s per (workload, requests) and engine; nanolang's largest batch and its share
-    of the workload roofline; nanolang / best peer, where nanolang is its plain engine or, without
-    one (other modes, TP > 1), its fastest on that row."""
+    """Total tokens/s per (workload, requests) and engine; each engine's largest batch (peers: as
+    their own statistics or logs report it, ``-`` where unknown); nanolang's share of the workload
+    roofline; nanolang / best peer, where nanolang is its plain engine or, without one (other
+    modes, TP > 1), its fastest on that row."""
     engines = list(dict.fromkeys(_engine(r) for r in records))
     if len(engines) < 2:
         return ""
     rows: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
     for r in records:
         rows.setdefault((r["workload"], r["num_requests"]), {})[_engine(r)] = r
-    head = ["workload (requests)", *engines, "nanolang max batch", "nanolang % workload roofline",
-            "nanolang / best peer"]  # fmt: skip
+    head = ["workload (requests)", *engines, "largest batch (same order)",
+            "nanolang % workload roofline", "nanolang / best peer"]  # fmt: skip
     lines = [_row(head), _row(["---"] * len(head))]
     for (workload, n), by_engine in rows.items():
         ours = by_engine.get("nanolang") or max(
@@ -103,7 +104,8 @@ def comparison_table(records: list[dict[str, Any]]) -> str:
             f"{workload} ({n})",
             *(f'{by_engine[e]["total_tokens_per_s"]:,.0f}' if e in by_engine else "-"
               for e in engines),
-            ours.get("max_batch_seqs", "-") if ours else "-",
+            " / ".join(str(by_engine[e].get("max_batch_seqs", "-")) if e in by_engine else "-"
+                       for e in engines),
             ours.get("pct_workload_roofline", "-") if ours else "-",
             ratio,
         ]))  # fmt: skip

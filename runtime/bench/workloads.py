@@ -53,6 +53,10 @@ def _lengths(rng: np.random.Generator, mean: int, n: int, fixed: bool) -> list[i
     return [int(x) for x in np.clip(np.round(raw), 4, 4 * mean)]
 
 
+WARMUP_SEED = 1000  # the warm-up's requests: a seed no workload's timed requests use
+WARMUP_OUTPUT_TOKENS = 8
+
+
 def make_requests(
     workload: Workload, num_requests: int, vocab_size: int, seed: int = 0, scale: float = 1.0
 ) -> list[BenchRequest]:
@@ -64,3 +68,15 @@ def make_requests(
         BenchRequest(rng.integers(10, vocab_size - 10, size=i).tolist(), o)
         for i, o in zip(ins, outs, strict=True)
     ]
+
+
+def warmup_requests(workload: str, count: int, vocab_size: int, scale: float = 1.0) -> list[
+    BenchRequest
+]:  # fmt: skip
+    """An engine's untimed warm-up: ``count`` requests with ``workload``'s prompt lengths (another
+    seed than any timed ones) and at most WARMUP_OUTPUT_TOKENS output tokens each; nanolang and
+    the peers warm up on the same ones."""
+    return [
+        BenchRequest(r.prompt_token_ids, min(r.output_len, WARMUP_OUTPUT_TOKENS))
+        for r in make_requests(WORKLOADS[workload], count, vocab_size, WARMUP_SEED, scale)
+    ]  # fmt: skip

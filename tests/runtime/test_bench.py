@@ -127,10 +127,12 @@ def test_warm_up_requests_are_untimed_and_leave_the_timed_run_alone(
     those of the timed requests alone and say how many warm-up requests ran."""
     out = tmp_path / "bench.json"
     base = ["--model", tiny_llama, "--load-format", "auto", "--device", "cpu",
-            "--workloads", "512/512:3", "--scale", "0.02", "--out", str(out)]  # fmt: skip
+            "--workloads", "512/512:3,lmsys:2", "--scale", "0.02", "--out", str(out)]  # fmt: skip
     assert execute(build_parser().parse_args([*base, "--warmup-requests", "2"]), "t") == 0
     warm = json.loads(out.read_text())[0]
-    assert "[bench] warm-up: 2 requests of 512/512" in capsys.readouterr().err
+    err = capsys.readouterr().err  # a warm-up of each workload's prompt lengths
+    assert "[bench] warm-up: 2 requests of 512/512" in err
+    assert "[bench] warm-up: 2 requests of lmsys" in err
     assert execute(build_parser().parse_args(base), "t") == 0
     cold = json.loads(out.read_text())[0]
     assert (warm["warmup_requests"], cold["warmup_requests"]) == (2, 0)

@@ -25,7 +25,13 @@ from runtime.bench.peers import (
     run_peer,
 )
 from runtime.bench.table import comparison_table
-from runtime.bench.workloads import WORKLOADS, make_requests, workload_seed
+from runtime.bench.workloads import (
+    WARMUP_OUTPUT_TOKENS,
+    WORKLOADS,
+    make_requests,
+    warmup_requests,
+    workload_seed,
+)
 
 FAKE_VLLM = """
 import json, os
@@ -42,16 +48,35 @@ class _Req:
     def __init__(self, n):
         self.outputs = [_Out(n)]
 
+class _Stats:
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+class _Loggers:
+    def record(self, scheduler_stats, iteration_stats, mm_cache_stats=None):
+        pass
+
+class _Engine:
+    def __init__(self, log_stats):
+        if log_stats:
+            self.logger_manager = _Loggers()
+
 class LLM:
     def __init__(self, **kw):
         self.kw = kw
+        self.llm_engine = _Engine(kw.get("disable_log_stats") is False)
 
     def generate(self, prompts, params, use_tqdm=False):
+        manager = getattr(self.llm_engine, "logger_manager", None)
+        if manager is not None:  # two iterations: all running, then half of them and a preemption
+            manager.record(_Stats(num_running_reqs=len(prompts)), _Stats(num_preempted_reqs=0))
+            manager.record(_Stats(num_running_reqs=len(prompts) // 2), _Stats(num_preempted_reqs=1))
         with open(os.environ["FAKE_VLLM_LOG"], "a") as f:
             f.write(json.dumps({"engine_kwargs": {k: v for k, v in self.kw.items()},
                                 "env": {k: os.environ.get(k) for k in
                                         ("NCCL_NVLS_ENABLE", "VLLM_ALLREDUCE_USE_SYMM_MEM")},
-                                "prompts": [p["prompt_token_ids"] for p in prompts]}) + "\\n")
+                                "prompts": [p["prompt_token_ids"] for p in prompts],
+                                "max_tokens": [p.max_tokens for p in params]}) + "\\n")
         with open(os.environ["FAKE_VLLM_LOG"]) as f:
             calls = len(f.read().splitlines())
         if str(calls) == os.environ.get("FAKE_VLLM_DIE_AT_CALL"):
@@ -66,13 +91,38 @@ class LLM:
 """
 
 
-def _fake_site(root: Path) -> Path:
-    site = root / "site"
-    (site / "vllm").mkdir(parents=True)
-    (site / "vllm" / "__init__.py").write_text(FAKE_VLLM)
-    dist = site / "vllm-9.9.9.dist-info"
+# SGLang's scheduler runs in a process of its own and logs its batches to the standard error it
+# inherited; this stand-in does the same from a child process in every generate call
+FAKE_SGLANG = """
+import subprocess, sys
+
+class Engine:
+    def __init__(self, **kw):
+        self.kw = kw
+
+    def get_server_info(self):
+        return {"max_total_num_tokens": 4096, "max_running_requests": 64,
+                "chunked_prefill_size": 512}
+
+    def generate(self, input_ids, sampling_params):
+        n = len(input_ids)
+        lines = [f"Prefill batch, #new-seq: {n}, #running-req: 0, #queue-req: 0",
+                 f"Decode batch, #running-req: {n}, #token: 99, token usage: 0.01",
+                 "KV cache pool is full. Retract requests. #retracted_reqs: 2, #new_tokens: 5",
+                 f"Decode batch, #running-req: {n - 1}, #token: 99, token usage: 0.01"]
+        code = "import sys; sys.stderr.write(sys.argv[1])"
+        subprocess.run([sys.executable, "-c", code, "\\n".join(lines) + "\\n"], check=True)
+        return [{"output_ids": list(range(p["max_new_tokens"]))} for p in sampling_params]
+"""
+
+
+def _fake_site(root: Path, engine: str = "vllm") -> Path:
+    site = root / f"site-{engine}"
+    (site / engine).mkdir(parents=True)
+    (site / engine / "__init__.py").write_text(FAKE_VLLM if engine == "vllm" else FAKE_SGLANG)
+    dist = site / f"{engine}-9.9.9.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: vllm\nVersion: 9.9.9\n")
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {engine}\nVersion: 9.9.9\n")
     return site
 
 
@@ -109,6 +159,8 @@ def test_peer_runs_the_same_requests_in_the_same_run(
         assert (a["prompt_tokens"], a["output_tokens"]) == (b["prompt_tokens"], b["output_tokens"])
         assert {"device", "date", "command", "total_tokens_per_s"} <= set(b)
         assert b["engine_args"] == {"max_num_seqs": 512}
+        # the largest batch from vLLM's per-iteration statistics (turned on for it)
+        assert (b["max_batch_seqs"], b["preemptions"]) == (n, 1)
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     vocab = json.loads((Path(tiny_llama) / "config.json").read_text())["vocab_size"]
     for call, name, n in zip(calls, ["lmsys", "512/512"], counts, strict=True):
@@ -116,6 +168,7 @@ def test_peer_runs_the_same_requests_in_the_same_run(
         assert call["prompts"] == [r.prompt_token_ids for r in want]
         assert call["engine_kwargs"]["load_format"] == "dummy"
         assert call["engine_kwargs"]["kv_cache_dtype"] == "auto"
+        assert call["engine_kwargs"]["disable_log_stats"] is False
     table = comparison_table(records)
     assert "| lmsys (2) |" in table and "| 512/512 (3) |" in table and "vllm 9.9.9" in table
 
@@ -255,3 +308,43 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
+
+
+def test_a_peer_warms_up_on_the_requests_nanolang_warms_up_on(
+    tiny_llama: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = _fake_vllm_log(tmp_path, monkeypatch)
+    names = ("1024/512", "lmsys")
+    jobs = [{"workload": w, "num_requests": 2, "seed": workload_seed(w), "scale": 0.02}
+            for w in names]  # fmt: skip
+    run = PeerRun("vllm", "auto", str(_fake_site(tmp_path)), {}, 1)
+    records = run_peer(run, Path(tiny_llama), jobs, 256, warmup_requests=3)
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(calls) == 4  # a warm-up per workload, then the two timed workloads
+    vocab = json.loads((Path(tiny_llama) / "config.json").read_text())["vocab_size"]
+    for call, name in zip(calls[:2], names, strict=True):
+        want = warmup_requests(name, 3, vocab, 0.02)  # what nanolang's warm_up serves
+        assert call["prompts"] == [r.prompt_token_ids for r in want]
+        assert call["max_tokens"] == [min(r.output_len, WARMUP_OUTPUT_TOKENS) for r in want]
+    assert max(calls[0]["max_tokens"]) == WARMUP_OUTPUT_TOKENS
+    for call, name in zip(calls[2:], names, strict=True):
+        timed = make_requests(WORKLOADS[name], 2, vocab, workload_seed(name), 0.02)
+        assert call["prompts"] == [r.prompt_token_ids for r in timed]
+    assert [r["warmup_requests"] for r in records] == [3, 3]
+    assert all(r["warmup_seconds"] is not None for r in records)
+
+
+def test_sglangs_largest_batch_comes_from_its_schedulers_log(
+    tiny_llama: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    jobs = [{"workload": w, "num_requests": n, "seed": workload_seed(w), "scale": 0.02}
+            for w, n in (("lmsys", 5), ("512/512", 3))]  # fmt: skip
+    run = PeerRun("sglang", "fp8", str(_fake_site(tmp_path, "sglang")), {}, 1)
+    records = run_peer(run, Path(tiny_llama), jobs, 256, warmup_requests=7)
+    # per workload: the warm-up's batches of 7 are not counted
+    assert [(r["max_batch_seqs"], r["preemptions"]) for r in records] == [(5, 2), (3, 2)]
+    assert records[0]["max_num_seqs"] == 64 and records[0]["kv_cache_tokens"] == 4096
+    assert records[0]["engine"] == "sglang 9.9.9" and records[0]["kv_cache_dtype"] == "fp8"
+    err = capfd.readouterr().err
+    assert "Decode batch, #running-req: 7" in err  # the peer's log still reaches the console
+    assert err.count("Retract requests") == 4  # two warm-ups, two workloads
