@@ -18,6 +18,7 @@ that plan, and a loaded batch replays the graph of the plan its real mean contex
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
@@ -117,6 +118,7 @@ class DecodeGraphs:
         self.logits: dict[GraphKey, torch.Tensor] = {}  # views of logits_buf
         self.logits_buf: torch.Tensor | None = None  # made by the first capture
         self.pool: Any = None  # the graphs' shared memory pool, set by the first capture
+        self.replays: Counter[GraphKey] = Counter()  # replays per graph since start-up
 
     def _metadata(self, b: int) -> AttentionMetadata:
         """The bucket's static metadata. No host tuples: captured kernels must read the lengths
@@ -177,6 +179,13 @@ class DecodeGraphs:
         """The largest decode batch a captured graph holds (0: none captured)."""
         return max((b for b, _ in self.graphs), default=0)
 
+    def replays_by_plan(self) -> dict[str, int]:
+        """Replays so far per plan over every batch size ('dense': the plain forward)."""
+        out: Counter[str] = Counter()
+        for (_, plan), count in self.replays.items():
+            out["dense" if plan is None else str(plan)] += count
+        return dict(sorted(out.items()))
+
     def bucket_for(self, n: int) -> int | None:
         return next((b for b in sorted(self.buckets) if b >= n), None)
 
@@ -222,4 +231,5 @@ class DecodeGraphs:
                          context_lens_host=self.context_lens_host)  # fmt: skip
         self.attention.prepare_replay(loaded)
         self.graphs[key].replay()
+        self.replays[key] += 1
         return self.logits[key][:n]

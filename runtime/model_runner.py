@@ -194,6 +194,11 @@ class ModelRunner:
         """The largest decode batch a captured CUDA graph holds (0: none captured)."""
         return self.graphs.max_batch if self.graphs is not None else 0
 
+    def graph_replays(self) -> dict[str, int]:
+        """Decode CUDA graph replays so far per plan ('dense': the plain forward); empty
+        without graphs (eager mode, the CPU)."""
+        return self.graphs.replays_by_plan() if self.graphs is not None else {}
+
     def _upload(self, t: torch.Tensor) -> torch.Tensor:
         return to_device(t, self.device)
 

@@ -138,7 +138,9 @@ def run_nanolang(
         )
         if engine.blocks.cache is not None:
             engine.blocks.cache.reset()
+        replays_before = graph_replays(llm)
         res = run_throughput(llm, reqs, args.profile_every)
+        replays = replays_delta(replays_before, graph_replays(llm))
         print(
             f"[bench] nanolang {mode} kv={kv} tp={tp} "
             f"budget={engine.config.max_num_batched_tokens} {name} x{len(reqs)}: "
@@ -156,13 +158,31 @@ def run_nanolang(
                 logging.getLogger("runtime.bench").exception("profiled run failed")
                 profile = {"error": repr(exc)}
             print(f"[bench] profile {name}: {profile}", file=sys.stderr, flush=True)
-        runs.append(EngineRun(mode, kv, name, reqs, res, profile, facts))
+        run_facts = {**facts, "decode_graph_replays": replays}
+        runs.append(EngineRun(mode, kv, name, reqs, res, profile, run_facts))
     llm.shutdown()
     del llm, engine  # free the GPU for the next engine and the peers
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return runs
+
+
+def graph_replays(llm: LLM) -> dict[str, int] | None:
+    """Decode CUDA graph replays so far per plan; None under tensor parallelism (the graphs
+    live in the worker processes)."""
+    runner = llm.engine.runner
+    return None if isinstance(runner, TensorParallelRunner) else runner.graph_replays()
+
+
+def replays_delta(
+    before: dict[str, int] | None, after: dict[str, int] | None
+) -> dict[str, int] | None:
+    """The replays per plan between two snapshots (plans with none left out)."""
+    if before is None or after is None:
+        return None
+    delta = {k: n - before.get(k, 0) for k, n in after.items()}
+    return {k: n for k, n in delta.items() if n > 0}
 
 
 def warm_up(llm: LLM, workload: str, count: int, vocab_size: int, scale: float) -> None:
@@ -364,6 +384,8 @@ def record_of(
     record["warmup_requests"] = args.warmup_requests
     if facts.get("allreduce"):  # tensor parallelism: the group's own all-reduce
         record["allreduce"] = facts["allreduce"]
+    if facts.get("decode_graph_replays") is not None:  # which plan each decode replay ran
+        record["decode_graph_replays"] = facts["decode_graph_replays"]
     if facts.get("pipeline_plans"):  # tensor parallelism's pipeline: what ran, as searched
         record["pipeline_plans"] = facts["pipeline_plans"]
         record["network_search"] = facts.get("network_search") or None

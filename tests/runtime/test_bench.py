@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from runtime.bench.__main__ import execute, parse_workloads, token_budgets
+from runtime.bench.__main__ import execute, parse_workloads, replays_delta, token_budgets
 from runtime.bench.options import build_parser
 from runtime.bench.workloads import WORKLOADS, make_requests, workload_seed
 
@@ -46,8 +46,17 @@ def test_bench_writes_one_record_per_workload(tiny_llama: str, tmp_path: Path) -
         assert r["tensor_parallel_size"] == 1 and "network" not in r
         assert 1 <= r["max_batch_seqs"] <= 4
         assert r["mean_iteration_split_ms"] is not None  # --profile-every was given
+        assert r["decode_graph_replays"] == {}  # the CPU captures no decode graphs
     fixed = records[0]
     assert fixed["prompt_tokens"] == 4 * 10 and fixed["output_tokens"] == 4 * 10
+
+
+def test_graph_replays_per_plan_are_counted_between_snapshots() -> None:
+    before = {"dense": 5, "d1024-plan.json": 2}
+    after = {"dense": 9, "d1024-plan.json": 2, "d512-plan.json": 3}
+    assert replays_delta(before, after) == {"dense": 4, "d512-plan.json": 3}
+    assert replays_delta({}, {}) == {}
+    assert replays_delta(None, after) is None  # tensor parallelism: not counted
 
 
 def test_throughput_runs_are_unprofiled_and_a_profiled_run_explains_them(

@@ -101,6 +101,13 @@ def test_the_plan_graph_runs_the_plan_and_matches_dense(engine: object) -> None:
     torch.testing.assert_close(planned, dense, rtol=1e-4, atol=1e-4)
 
 
+def test_replays_are_folded_per_plan_over_batch_sizes(engine: object) -> None:
+    graphs = graphs_for(engine, engine.runner.forward)  # type: ignore[attr-defined]
+    assert graphs.replays_by_plan() == {}
+    graphs.replays.update({(4, PLAN): 3, (4, None): 2, (2, None): 5})
+    assert graphs.replays_by_plan() == {"dense": 7, PLAN: 3}
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_every_graph_writes_one_logits_buffer_on_the_gpu(tiny_llama: str, tmp_path: Path) -> None:
@@ -137,6 +144,8 @@ def test_every_graph_writes_one_logits_buffer_on_the_gpu(tiny_llama: str, tmp_pa
             graphs.loaded = key  # the mean context picks dense; replay both graphs
             out[key] = graphs.replay(n).clone()
     assert out[(4, None)].shape == (n, cfg.vocab_size)
+    assert graphs.replays[(4, None)] >= 1 and graphs.replays[(4, PLAN)] == 1
+    assert graphs.replays_by_plan()[PLAN] == 1
     torch.testing.assert_close(out[(4, PLAN)], out[(4, None)], rtol=1e-4, atol=1e-4)
     other = PipelineForward(str(path), eng.model, eng.ops)  # type: ignore[attr-defined]
     fwd = eng.runner.forward
