@@ -36,6 +36,9 @@ class DecodeConfig:
     ctas_per_sm: int = 4  # persistent programs per SM
     swap_ab: bool = False  # KV tile as the MMA's M dimension (wgmma on Hopper)
     tma: bool = False  # pages fetched by TMA copies (decode_attention_tma; Hopper, 16-bit caches)
+    # TMA kernel only: page ids loaded this many at a time into registers before their copies
+    # (a power of two, >= 2); 0: each step's ids loaded one step ahead
+    ids_block: int = 0
 
 
 @triton.jit

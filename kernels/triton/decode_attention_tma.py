@@ -5,7 +5,10 @@ GQA group as the MMA's M), but each KV page of one head is one TMA copy of ``[pa
 described once on the host, instead of per-element gather addresses computed by every thread.
 The inner loop then spends its instructions on the two small MMAs and the softmax, which is what
 lets a few SMs (a green-context partition) keep HBM busy. Pages are fetched ``pages_per_step`` at a
-time, their ids one step ahead (a loop-carried value, so that the pipeliner streams the copies).
+time, their ids one step ahead (a loop-carried value, so that the pipeliner streams the copies),
+or, with ``DecodeConfig.ids_block``, that many ids at once into registers: each step then picks
+its ids out of registers, so no copy waits for a page-id load and the pipeliner may issue copies
+``num_stages`` steps ahead (one id load per ``ids_block`` pages instead of one per step).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ def decode_tma_kernel(
     v_scale, stride_qt, stride_qh, stride_bt, stride_ot, stride_oh, num_seqs, num_kv_heads,
     num_splits, split_len, num_programs, GROUP: tl.constexpr, GROUP_PAD: tl.constexpr,
     HEAD_DIM: tl.constexpr, PAGE: tl.constexpr, TWO_PAGES: tl.constexpr, SPLIT: tl.constexpr,
-    STAGES: tl.constexpr, PRECISION: tl.constexpr,
+    STAGES: tl.constexpr, PRECISION: tl.constexpr, IDS_BLOCK: tl.constexpr,
 ):  # fmt: skip
     rows = tl.arange(0, GROUP_PAD)
     cols = tl.arange(0, HEAD_DIM)
@@ -69,26 +72,57 @@ def decode_tma_kernel(
         l_i = tl.zeros([GROUP_PAD], tl.float32)
         acc = tl.zeros([GROUP_PAD, HEAD_DIM], tl.float32)
         table = block_tables_ptr + seq.to(tl.int64) * stride_bt
-        # a page's id is loaded one step before its copy is issued (Triton's pipeliner follows
-        # one loop-carried step, not more): each program then moves about one step of pages per
-        # load latency, so the SM's bandwidth comes from many small programs side by side
-        page_a = page_id(table, start, end, PAGE)
-        page_b = page_id(table, start + PAGE, end, PAGE)
-        for n0 in tl.range(start, end, STEP, num_stages=STAGES):
-            cur_a = page_a
-            cur_b = page_b
-            page_a = page_id(table, n0 + STEP, end, PAGE)
-            if TWO_PAGES:
-                page_b = page_id(table, n0 + STEP + PAGE, end, PAGE)
-            m_i, l_i, acc = _page_step(q, k_desc, v_desc, cur_a, n0, end, kvh, m_i, l_i, acc,
-                                       scale_log2, PAGE, HEAD_DIM, PRECISION)  # fmt: skip
-            if TWO_PAGES:
-                m_i, l_i, acc = _page_step(q, k_desc, v_desc, cur_b, n0 + PAGE, end, kvh, m_i,
-                                           l_i, acc, scale_log2, PAGE, HEAD_DIM,
-                                           PRECISION)  # fmt: skip
+        if IDS_BLOCK > 0:
+            m_i, l_i, acc = _preloaded_ids_loop(
+                q, k_desc, v_desc, table, start, end, kvh, m_i, l_i, acc, scale_log2, PAGE,
+                HEAD_DIM, PRECISION, TWO_PAGES, STAGES, IDS_BLOCK,
+            )  # fmt: skip
+        else:
+            # a page's id is loaded one step before its copy is issued (Triton's pipeliner
+            # follows one loop-carried step, not more): each program then moves about one step
+            # of pages per load latency, so the SM's bandwidth comes from many small programs
+            page_a = page_id(table, start, end, PAGE)
+            page_b = page_id(table, start + PAGE, end, PAGE)
+            for n0 in tl.range(start, end, STEP, num_stages=STAGES):
+                cur_a = page_a
+                cur_b = page_b
+                page_a = page_id(table, n0 + STEP, end, PAGE)
+                if TWO_PAGES:
+                    page_b = page_id(table, n0 + STEP + PAGE, end, PAGE)
+                m_i, l_i, acc = _page_step(q, k_desc, v_desc, cur_a, n0, end, kvh, m_i, l_i,
+                                           acc, scale_log2, PAGE, HEAD_DIM, PRECISION)  # fmt: skip
+                if TWO_PAGES:
+                    m_i, l_i, acc = _page_step(q, k_desc, v_desc, cur_b, n0 + PAGE, end, kvh,
+                                               m_i, l_i, acc, scale_log2, PAGE, HEAD_DIM,
+                                               PRECISION)  # fmt: skip
         store_decode(acc * v_scale, l_i, m_i, out_ptr, part_out_ptr, part_lse_ptr, seq, heads,
                      split, num_kv_heads * GROUP, num_splits, stride_ot, stride_oh, cols, row_mask,
                      HEAD_DIM, SPLIT)  # fmt: skip
+
+
+@triton.jit
+def _preloaded_ids_loop(q, k_desc, v_desc, table, start, end, kvh, m_i, l_i, acc, scale_log2,
+                        PAGE: tl.constexpr, HEAD_DIM: tl.constexpr, PRECISION: tl.constexpr,
+                        TWO_PAGES: tl.constexpr, STAGES: tl.constexpr,
+                        IDS_BLOCK: tl.constexpr):  # fmt: skip
+    """One work item's pages, ``IDS_BLOCK`` page ids loaded at a time; each step takes its ids
+    out of registers (a masked sum over the block), so the copies depend on no load."""
+    STEP: tl.constexpr = 2 * PAGE if TWO_PAGES else PAGE
+    slots = tl.arange(0, IDS_BLOCK)
+    for c0 in range(start, end, IDS_BLOCK * PAGE):  # c0: a multiple of STEP (IDS_BLOCK >= 2)
+        ids = page_id(table, c0 + slots * PAGE, end, PAGE)  # [IDS_BLOCK]; 0 past the context
+        c_end = tl.minimum(end, c0 + IDS_BLOCK * PAGE)
+        for n0 in tl.range(c0, c_end, STEP, num_stages=STAGES):
+            j = (n0 - c0) // PAGE
+            cur_a = tl.sum(tl.where(slots == j, ids, 0))
+            m_i, l_i, acc = _page_step(q, k_desc, v_desc, cur_a, n0, end, kvh, m_i, l_i, acc,
+                                       scale_log2, PAGE, HEAD_DIM, PRECISION)  # fmt: skip
+            if TWO_PAGES:
+                cur_b = tl.sum(tl.where(slots == j + 1, ids, 0))
+                m_i, l_i, acc = _page_step(q, k_desc, v_desc, cur_b, n0 + PAGE, end, kvh, m_i,
+                                           l_i, acc, scale_log2, PAGE, HEAD_DIM,
+                                           PRECISION)  # fmt: skip
+    return m_i, l_i, acc
 
 
 # Best configurations measured per SM budget (bench/decode_attention_sms.py, H200, 2026-11-21,
@@ -154,6 +188,9 @@ def decode_attention_tma(
     num_kv_heads, page = k_cache.shape[2], k_cache.shape[1]
     if cfg.block_n not in (page, 2 * page):
         raise ValueError(f"TMA decode steps one or two pages: block_n {cfg.block_n}, page {page}")
+    ids = cfg.ids_block
+    if ids and (ids < 2 or ids & (ids - 1)):
+        raise ValueError(f"ids_block must be 0 or a power of two >= 2, got {ids}")
     group = num_heads // num_kv_heads
     grid = launch_grid(q, k_cache, max_context_len, num_sms, cfg.block_n, cfg.ctas_per_sm, out)
     decode_tma_kernel[(grid.programs,)](
@@ -169,6 +206,7 @@ def decode_attention_tma(
         SPLIT=grid.split,
         STAGES=cfg.num_stages,
         PRECISION="tf32",
+        IDS_BLOCK=cfg.ids_block,
         num_warps=cfg.num_warps,
     )  # fmt: skip
     merge_splits(grid, out)

@@ -86,7 +86,9 @@ def test_triton_attention_over_fp8_matches_reference(name: str, dtype: torch.dty
 
 @pytest.mark.gpu
 @needs_triton_device
-def test_triton_tma_decode_reads_fp8() -> None:
+@pytest.mark.parametrize("config", [(32, 1, 2, 8, 0), (32, 1, 3, 9, 64), (16, 1, 4, 11, 2)])
+def test_triton_tma_decode_reads_fp8(config: tuple[int, int, int, int, int]) -> None:
+    """Pages' ids one step ahead, and preloaded 64 or 2 at a time (ids_block)."""
     pytest.importorskip("triton")
     from kernels.triton.decode_attention import DecodeConfig
     from kernels.triton.decode_attention_tma import decode_attention_tma, tma_supported
@@ -101,7 +103,8 @@ def test_triton_tma_decode_reads_fp8() -> None:
     out = torch.full_like(batch.q, float("nan"))
     m = batch.meta
     decode_attention_tma(batch.q, k8, v8, m.block_tables, m.context_lens, m.max_context_len,
-                         128**-0.5, out, num_sms=48, config=DecodeConfig(32, 1, 2, 8, tma=True),
+                         128**-0.5, out, num_sms=48,
+                         config=DecodeConfig(*config[:4], tma=True, ids_block=config[4]),
                          k_scale=0.9, v_scale=1.1)  # fmt: skip
     expected = reference.paged_attention(batch.q, k8, v8, m, 128**-0.5, 0.9, 1.1)
     assert relative_error(out, expected) < 1e-2

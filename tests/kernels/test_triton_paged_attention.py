@@ -176,6 +176,33 @@ def test_tma_decode(
     _check(*BATCHES[name], (32, 8, 128), dtype, 16, num_sms=num_sms, seed=5, config=config)
 
 
+@pytest.mark.parametrize("num_sms", [None, 32])
+@pytest.mark.parametrize(("pages", "stages", "ids_block"), [(1, 3, 64), (2, 4, 64), (2, 3, 2),
+                                                            (1, 6, 16)])  # fmt: skip
+@pytest.mark.parametrize("name", ["decode", "decode_split_kv", "mixed"])
+def test_tma_decode_with_preloaded_page_ids(
+    name: str, pages: int, stages: int, ids_block: int, num_sms: int | None
+) -> None:
+    """Page ids loaded ``ids_block`` at a time into registers: blocks that end mid-context, a
+    context shorter than one block, splits, one or two pages per step."""
+    _tma_or_skip()
+    config = DecodeConfig(16 * pages, 1, stages, ctas_per_sm=8, tma=True, ids_block=ids_block)
+    _check(*BATCHES[name], (32, 8, 128), torch.bfloat16, 16, num_sms=num_sms, seed=6,
+           config=config)  # fmt: skip
+
+
+def test_tma_ids_block_must_be_a_power_of_two() -> None:
+    from kernels.triton.decode_attention_tma import decode_attention_tma
+
+    q = torch.zeros(1, 4, 16)
+    cache = torch.zeros(2, 16, 1, 16)
+    for bad in (1, 3, 48):
+        with pytest.raises(ValueError, match="ids_block"):
+            decode_attention_tma(q, cache, cache, torch.zeros(1, 1, dtype=torch.int32),
+                                 torch.ones(1, dtype=torch.int32), 1, 1.0, q.clone(),
+                                 config=DecodeConfig(16, tma=True, ids_block=bad))  # fmt: skip
+
+
 @pytest.mark.parametrize("heads", [(8, 8, 64), (16, 2, 64), (32, 8, 128)])
 def test_tma_decode_many_random_decodes_other_heads_and_nan_slots(
     heads: tuple[int, int, int],
