@@ -174,3 +174,32 @@ def test_flashinfer_hands_what_it_does_not_run_to_its_fallback(
         backend.prepare_capture(batch.meta)  # the fallback's hooks: nothing planned here
     q = torch.zeros(1, 4, 128, dtype=torch.bfloat16)
     assert backend.runs(q)
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("name", GPU_BACKENDS)
+def test_backend_captures_a_1024_decode_bucket_at_the_longest_context(name: str) -> None:
+    """The largest bucket an engine with --max-num-seqs 1024 captures, planned for contexts up
+    to 4,096 tokens: FlashInfer's split-KV buffers then need 335 MB, more than its first 128 MiB
+    workspace (the H200 fp8 engine failed its capture there), so the backend grows the
+    workspace before the capture; the replay of a real batch matches the reference."""
+    b, width = 1024, 256
+    gen = torch.Generator().manual_seed(7)
+    lens = torch.randint(1, 65, (b,), generator=gen).tolist()
+    batch = make_paged_batch([1] * b, lens, b, *HEADS, 16, torch.bfloat16, "cuda", seed=8)
+    static = StaticDecode(b, width, batch.k_cache.shape[0], torch.bfloat16)
+    backend = _backend(name, "cuda")
+    backend.init_cuda_graphs(b, width)
+    scale = HEADS[2] ** -0.5
+    args = (static.q, static.k, static.v, static.meta, scale)
+    backend.forward(*args)  # warm-up, eager
+    backend.prepare_capture(static.meta)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = backend.forward(*args)
+    backend.prepare_replay(static.load(batch))
+    graph.replay()
+    expected = reference.paged_attention(batch.q, batch.k_cache, batch.v_cache, batch.meta, scale)
+    assert relative_error(out, expected) < 1e-2, name
