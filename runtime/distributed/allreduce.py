@@ -47,12 +47,12 @@ class SymmMemAllReduce:
                 "(NVLink multicast stays off)"
             )
         group = dist.group.WORLD if group is None else group
+        self.group_name: str = group.group_name
         numel = max_bytes // torch.empty((), dtype=dtype).element_size()
         self.buffer = symm_mem.empty(numel, dtype=dtype, device=device)
-        handle = symm_mem.rendezvous(self.buffer, group)
+        handle = symm_mem.rendezvous(self.buffer, self.group_name)  # collective
         if getattr(handle, "multicast_ptr", 0):
             raise RuntimeError("the symmetric-memory rendezvous made a multicast address")
-        self.group_name: str = group.group_name
         self.max_bytes = numel * self.buffer.element_size()
 
     def fits(self, t: torch.Tensor) -> bool:
