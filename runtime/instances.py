@@ -11,8 +11,9 @@ Four policies use the request graph the language attaches to requests (``Program
   shared prefix is computed once, and are then admitted together, or not at all while they do
   not all fit.
 - **progress priority**: while the KV cache is short (the blocks held and the blocks the
-  waiting requests need exceed it), waiting requests are admitted in order of their
-  instance's progress (finished requests, most first), then the instance's arrival, so
+  waiting requests need exceed it, unless the instances in flight all declared their peak KV
+  demand and those peaks fit in the cache together), waiting requests are admitted in order
+  of their instance's progress (finished requests, most first), then the instance's arrival, so
   instances that are further along finish instead of every instance advancing in lockstep with
   its KV held. With memory to spare, requests are admitted in arrival order (the order that
   keeps batches full to the end of a run).
@@ -36,6 +37,7 @@ Priority = tuple[int, int, int]
 @dataclass(eq=False)  # compared by identity (kept as a key of the pinned set)
 class Instance:
     arrival: int  # arrival order of its first request
+    peak_tokens: int | None = None  # its declared peak KV demand (ProgramRef.peak_tokens)
     progress: int = 0  # requests finished
     pins: dict[int, list[int]] = field(default_factory=dict)  # node -> pinned KV blocks
     leaders: dict[int, Sequence] = field(default_factory=dict)  # group -> first member
@@ -53,17 +55,25 @@ class InstanceStats:
 class InstanceTable:
     """Per-instance state over one block allocator."""
 
-    def __init__(self, allocator: BlockAllocator) -> None:
+    def __init__(self, allocator: BlockAllocator, block_size: int) -> None:
         self.allocator = allocator
+        self.block_size = block_size
         self.instances: dict[int, Instance] = {}
+        self._declared_tokens = 0  # the declared peaks of the instances in flight, summed
+        self._undeclared = 0  # instances in flight that declared no peak
         self.stats = InstanceStats()
         self._short = False  # see short_of_memory
         self._pinned: dict[Instance, None] = {}  # instances holding pins (searched under pressure)
 
     def note(self, seq: Sequence) -> bool:
         """A request of a program instance arrived; True if it is the instance's first."""
-        if seq.program is not None and seq.program.instance not in self.instances:
-            self.instances[seq.program.instance] = Instance(seq.arrival_order)
+        ref = seq.program
+        if ref is not None and ref.instance not in self.instances:
+            self.instances[ref.instance] = Instance(seq.arrival_order, ref.peak_tokens)
+            if ref.peak_tokens is None:
+                self._undeclared += 1
+            else:
+                self._declared_tokens += ref.peak_tokens
             return True
         return False
 
@@ -77,12 +87,21 @@ class InstanceTable:
 
     def short_of_memory(self, blocks_needed: int) -> bool:
         """Whether the KV cache is short: the blocks held now plus ``blocks_needed`` (every
-        waiting request's, ``WaitingQueue.blocks_needed``) exceed the cache. Once short, it stays
-        so until the scheduler is idle (``calm``), so the admission order does not flap while the
-        cache fills and drains."""
-        if not self._short and blocks_needed > self.allocator.num_free:
+        waiting request's, ``WaitingQueue.blocks_needed``, whole prompts counted whether cached
+        or shared or not) exceed the cache, unless every instance in flight declared its peak and
+        the peaks fit in the cache together (``fit_at_peak``: at a thousand instances without
+        pressure the count alone said short where the cache never held an eighth of it). Once short,
+        it stays so until the scheduler is idle (``calm``), so the admission order does not flap
+        while the cache fills and drains."""
+        if not self._short and blocks_needed > self.allocator.num_free and not self.fit_at_peak():
             self._short = True
         return self._short
+
+    def fit_at_peak(self) -> bool:
+        """Whether the instances in flight all declared their peak KV demand and those peaks,
+        summed, fit in the cache (then they can all hold their peaks at once)."""
+        capacity = self.allocator.num_blocks * self.block_size
+        return bool(self.instances) and not self._undeclared and self._declared_tokens <= capacity
 
     def calm(self) -> None:
         """Nothing waits or runs: the next burst of requests is judged afresh."""
@@ -130,6 +149,10 @@ class InstanceTable:
         """The instance ended: drop its pins and group state."""
         inst = self.instances.pop(instance, None)
         if inst is not None:
+            if inst.peak_tokens is None:
+                self._undeclared -= 1
+            else:
+                self._declared_tokens -= inst.peak_tokens
             for node in list(inst.pins):
                 self._unpin(inst, node)
 

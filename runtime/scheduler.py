@@ -69,7 +69,7 @@ class Scheduler:
         self.blocks = blocks
         self.waiting = WaitingQueue(blocks.blocks_needed)
         self.running: list[Sequence] = []
-        self.instances = InstanceTable(blocks.allocator)
+        self.instances = InstanceTable(blocks.allocator, blocks.block_size)
         num_blocks = blocks.allocator.num_blocks
         self.watermark_blocks = int(config.admission_watermark * num_blocks)
         self._reserved = 0  # KV blocks kept for running sequences' growth (during admission)

@@ -189,15 +189,21 @@ def run_programs(
 
 
 def warm_up(cfg: BenchConfig, workload: Workload, backend: LocalBackend) -> None:
-    """Run the first ``warmup_instances`` instances once, untimed and unrecorded, so that the
-    first measured mode does not pay for the process's first requests (lazy imports, the
-    allocator's first blocks, first-use caches)."""
+    """Run the first ``warmup_instances`` instances once in each concurrent mode measured
+    (independent requests, graph nodes; independent requests when only naive is), untimed and
+    unrecorded, so that no measured mode pays for the process's first requests (lazy imports,
+    the allocator's first blocks, first-use caches, the first batches of each size)."""
     n = min(cfg.warmup_instances, len(workload.jobs))
     if n == 0:
         return
-    backend.llm.engine.reset_kv(None, enable_prefix_caching=True)
-    run_mode("independent", backend, workload.module, workload.jobs[:n], cfg.pause_gc)
-    log.info("warm-up: %d instances of %s (not measured)", n, workload.program.name)
+    modes = [m for m in cfg.modes if m != "naive"] or ["independent"]
+    for mode in dict.fromkeys(modes):
+        backend.llm.engine.reset_kv(None, enable_prefix_caching=True)
+        run_mode(mode, backend, workload.module, workload.jobs[:n], cfg.pause_gc)
+    log.info(
+        "warm-up: %d instances of %s in %s (not measured)",
+        n, workload.program.name, ", ".join(dict.fromkeys(modes)),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ class Executor:
         try:
             program = self.program(name)
             bound = bind_args(program, args)
-            self.check_fits(program, bound)
+            interpreter.peak_tokens = self.check_fits(program, bound)
             value = await interpreter.run_program(program, bound, f"{name}")
         except NanoError as exc:  # the caller reports it (once): run_many logs, run raises
             exc.with_source(self.module.source_for(exc.span.file))
@@ -103,12 +103,13 @@ class Executor:
             interpreter.finish()
         return self._finished(index, value, interpreter)
 
-    def check_fits(self, program: tree.ProgramDef, args: dict[str, Any]) -> None:
+    def check_fits(self, program: tree.ProgramDef, args: dict[str, Any]) -> int | None:
         """Refuse an instance whose graph could not fit in the runtime's KV cache on its own
-        (the runtime preempts whole instances, so it could never finish)."""
+        (the runtime preempts whole instances, so it could never finish); else its estimated
+        peak KV tokens (None where the backend has no KV cache to check against)."""
         capacity = self.backend.kv_capacity_tokens
         if capacity is None:
-            return
+            return None
         tokens = self.session.tokens()
         need = footprint(self.module, program, args, tokens.tokenizer, tokens)
         if need.tokens > capacity:
@@ -119,6 +120,7 @@ class Executor:
                 "give the engine more KV memory",
                 need.where or program.span,
             )
+        return need.tokens
 
     def _start(self, index: int) -> Interpreter:
         """A fresh interpreter for instance ``index``, now running."""

@@ -26,6 +26,7 @@ from nanolang.run.chat import ChatPieces
 from nanolang.run.choices import SelectError, select
 from nanolang.run.context import Context, Pin
 from nanolang.run.expressions import Evaluator
+from nanolang.run.leaves import leaf_requests
 from nanolang.run.records import CallRecord, NodeRecord, Transcript
 from nanolang.run.token_cache import TokenCache
 from nanolang.run.transcript import context_messages, context_text
@@ -82,6 +83,16 @@ class Session:
     defaults: dict[str, Any] = field(default_factory=dict)
     tools: dict[str, Callable[..., Any]] = field(default_factory=dict)
     token_cache: TokenCache | None = None
+    # id(program) -> (program, its leaves): the program is kept, so its id is not reused
+    leaf_cache: dict[int, tuple[tree.ProgramDef, frozenset[int]]] = field(default_factory=dict)
+
+    def leaves(self, program: tree.ProgramDef) -> frozenset[int]:
+        """The ids of ``program``'s requests that no later request of their context extends
+        (``leaves.leaf_requests``; found once per program)."""
+        entry = self.leaf_cache.get(id(program))
+        if entry is None:
+            entry = self.leaf_cache[id(program)] = (program, leaf_requests(program))
+        return entry[1]
 
     def tokens(self) -> TokenCache:
         """The backend tokenizer's ``TokenCache`` (shared by every instance; made afresh if
@@ -120,6 +131,9 @@ class Interpreter:
         self.on_text: Callable[[str | None, str], None] | None = None
         self.streamed = ""
         self.meta: dict[str, dict[str, Any]] = {}  # per gen name: logprob metadata
+        # the instance's estimated peak KV tokens (the executor's footprint check), when known:
+        # its nodes tell the runtime (ProgramRef.peak_tokens)
+        self.peak_tokens: int | None = None
 
     @property
     def tokenizer(self) -> Any:
@@ -398,7 +412,7 @@ class Interpreter:
             kwargs["seed"] = self.derived_seed(frame, stmt)
         params = gen_options.sampling_params(kwargs, options, stmt.span)
         prompt = self.prompt(frame, stmt.span)
-        node, ref = self.node_ref(frame.context)
+        node, ref = self.node_ref(frame.context, pin=self.pins(frame, stmt))
         submitted = self.clock()
         progress = None
         streaming = self.on_text is not None and frame is self.root
@@ -411,7 +425,7 @@ class Interpreter:
         frame.context.extend_generated(output, self.tokenizer)
         if streaming:
             self.emit(frame.context.text, stmt.name)
-        self.moved_to(frame.context, node)
+        self.moved_to(frame.context, node, ref.pin)
         frame.env[stmt.name] = gen_options.convert(options.dtype, output.text, stmt.span)
         self.meta[stmt.name] = frame.meta[stmt.name] = gen_options.meta_info(
             output, options, self.tokenizer
@@ -483,7 +497,7 @@ class Interpreter:
         choices = await self.evaluator(frame).eval(stmt.choices)
         check_choices(choices, stmt)
         prompt = self.prompt(frame, stmt.span)
-        node, ref = self.node_ref(frame.context, alternatives=True)
+        node, ref = self.node_ref(frame.context, self.pins(frame, stmt), alternatives=True)
         submitted = self.clock()
         generate = self.generate_fn(ref)
         try:
@@ -500,7 +514,7 @@ class Interpreter:
         except Exception as exc:
             raise NanoRuntimeError(f"select request failed: {exc!r}", stmt.span) from exc
         frame.context.extend_tokens(list(chosen.token_ids), chosen.choice)
-        self.moved_to(frame.context, node)
+        self.moved_to(frame.context, node, ref.pin)
         frame.env[stmt.name] = chosen.choice
         self.meta[stmt.name] = frame.meta[stmt.name] = {
             "choices": list(choices),
@@ -527,26 +541,37 @@ class Interpreter:
     def clock(self) -> float:
         return time.perf_counter() - self.start
 
-    def node_ref(self, context: Context, alternatives: bool = False) -> tuple[int, ProgramRef]:
-        """A new node extending ``context``'s node; its request unpins what the context held.
-        Alternatives (a ``select``) form their own group; a fork branch's first request joins
-        the fork's group."""
+    def pins(self, frame: Frame, stmt: tree.Gen | tree.Select) -> bool:
+        """Whether ``stmt``'s node is pinned: unless it is a leaf (no later request of its
+        context can extend it, ``leaves.leaf_requests``)."""
+        return id(stmt) not in self.session.leaves(frame.program)
+
+    def node_ref(
+        self, context: Context, pin: bool = True, alternatives: bool = False
+    ) -> tuple[int, ProgramRef]:
+        """A new node extending ``context``'s node (kept pinned after it finishes when ``pin``);
+        its request unpins what the context held. Alternatives (a ``select``) form their own
+        group; a fork branch's first request joins the fork's group."""
         from runtime.program_ref import ProgramRef
 
         node = next(self._node_ids)
         group = node if alternatives else context.group
         context.group = None
-        ref = ProgramRef(self.key, node, context.node, group, pin=True, unpin=context.move_on())
+        ref = ProgramRef(
+            self.key, node, context.node, group, pin=pin, unpin=context.move_on(),
+            peak_tokens=self.peak_tokens,
+        )  # fmt: skip
         return node, ref
 
     def unpin(self, nodes: tuple[int, ...]) -> None:
         if nodes and self.session.graph:
             self.session.backend.unpin(self.key, nodes)
 
-    def moved_to(self, context: Context, node: int) -> None:
-        """``context`` now extends ``node``'s tokens, which the runtime keeps pinned."""
+    def moved_to(self, context: Context, node: int, pinned: bool = True) -> None:
+        """``context`` now extends ``node``'s tokens (which the runtime keeps pinned when
+        ``pinned``: a later request of the context, or the instance's end, unpins them)."""
         context.node = node
-        context.pin = Pin(node)
+        context.pin = Pin(node) if pinned else None
 
     def fork_node(self, stmt: tree.Fork, frame: Frame, count: int) -> int:
         node = next(self._node_ids)

@@ -218,7 +218,7 @@ def test_the_lowest_pinned_instance_is_found_among_the_pinned_ones(seed: int) ->
     (pinning or not), unpins, releases and searches it picks what a scan of every instance
     picks, and its set of pinned instances stays exact."""
     rng = random.Random(seed)
-    table = InstanceTable(BlockAllocator(4096))
+    table = InstanceTable(BlockAllocator(4096), BS)
     nodes = iter(range(10**6))
     for _ in range(600):
         op = rng.randrange(6)
@@ -241,3 +241,39 @@ def test_the_lowest_pinned_instance_is_found_among_the_pinned_ones(seed: int) ->
             if expected is not None:
                 assert held and not expected.pins
         assert set(table._pinned) == {i for i in table.instances.values() if i.pins}
+
+
+def _waiting_more_than_free(sched: Scheduler, peaks: list[int | None]) -> list[Sequence]:
+    """One request per instance (declaring ``peaks``), together needing more blocks than free."""
+    seqs = [
+        seq(list(range(1, 14)), ProgramRef(instance=30 + i, node=0, peak_tokens=p))
+        for i, p in enumerate(peaks)
+    ]
+    for s in seqs:
+        sched.add(s)
+    assert sched.waiting.blocks_needed > sched.blocks.allocator.num_free
+    return seqs
+
+
+def test_instances_whose_declared_peaks_fit_together_never_make_the_cache_short() -> None:
+    sched = make(num_blocks=10)  # 40 tokens; each 13-token prompt counts 4 blocks: 12 > 10
+    _waiting_more_than_free(sched, [13, 13, 13])
+    assert sched.instances.fit_at_peak()
+    assert not sched.instances.short_of_memory(sched.waiting.blocks_needed)
+
+
+def test_an_undeclared_or_too_large_peak_leaves_the_waiting_count_to_judge() -> None:
+    for peaks in ([13, 13, None], [13, 13, 15]):
+        sched = make(num_blocks=10)
+        _waiting_more_than_free(sched, peaks)
+        assert not sched.instances.fit_at_peak()
+        assert sched.instances.short_of_memory(sched.waiting.blocks_needed)
+
+
+def test_an_ended_instance_no_longer_counts_at_its_peak() -> None:
+    sched = make(num_blocks=10)
+    _waiting_more_than_free(sched, [13, 13, 15, None])
+    assert not sched.instances.fit_at_peak()
+    sched.instances.release(32)
+    sched.instances.release(33)
+    assert sched.instances.fit_at_peak()

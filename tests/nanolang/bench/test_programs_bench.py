@@ -142,3 +142,29 @@ def test_the_collector_is_paused_only_inside_and_recorded(records: list[dict]) -
 def test_a_negative_warm_up_is_refused() -> None:
     with pytest.raises(ValueError, match="warmup_instances"):
         BenchConfig(warmup_instances=-1)
+
+
+def test_the_warm_up_runs_each_concurrent_mode_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nanolang.bench import runner
+
+    ran: list[tuple[str, int]] = []
+    monkeypatch.setattr(
+        runner, "run_mode", lambda mode, b, m, jobs, gc: ran.append((mode, len(jobs)))
+    )
+
+    class Engine:
+        def reset_kv(self, blocks: int | None, enable_prefix_caching: bool) -> None:
+            assert blocks is None and enable_prefix_caching
+
+    class Backend:
+        llm = type("LLM", (), {"engine": Engine()})()
+
+    workload = runner.Workload(PROGRAMS["judge"], None, [("main", {})] * 5, 0, 0)
+    for modes, expect in [
+        (("naive", "independent", "graph", "graph"), ["independent", "graph"]),
+        (("graph", "independent"), ["graph", "independent"]),
+        (("naive",), ["independent"]),
+    ]:
+        ran.clear()
+        runner.warm_up(BenchConfig(modes=modes, warmup_instances=3), workload, Backend())  # type: ignore[arg-type]
+        assert ran == [(m, 3) for m in expect]

@@ -49,6 +49,7 @@ def test_each_request_extends_its_parents_exact_tokens() -> None:
     (first, ref_a), (second, ref_b) = backend.sent
     assert ref_a.parent is None and ref_a.pin
     assert ref_b.parent == ref_a.node and ref_b.unpin == (ref_a.node,)
+    assert not ref_b.pin  # the last request: no child will extend it
     assert second[: len(first) + 2] == [*first, ord("o"), ord("k")]  # "ok", as generated
     assert backend.ended == [ref_a.instance]
 
@@ -149,7 +150,56 @@ class GatedBackend(RecordingBackend):
 
 def test_a_finished_fork_branch_releases_its_last_node_before_its_siblings_finish() -> None:
     backend = GatedBackend()
-    outcome = run('program p() { "Q" fork 2 { " x" gen b } return b }', backend)
+    # in a loop, a request is pinned (the next iteration may extend it)
+    outcome = run('program p() { "Q" fork 2 { for i in [1] { " x" gen b } } return b }', backend)
     assert outcome.ok, outcome.error
     first = backend.sent[0][1]
+    assert first.pin
     assert backend.unpinned[0] == (first.node,)  # while the second branch still waited
+
+
+def test_leaf_requests_are_sent_without_a_pin_and_never_unpinned() -> None:
+    backend = RecordingBackend()
+    outcome = run('program p() { "Q" fork 2 { " x" gen b " y" gen c } return c }', backend)
+    assert outcome.ok, outcome.error
+    refs = [r for _, r in backend.sent]
+    b_refs = [r for r in refs if r.unpin == ()]
+    c_refs = [r for r in refs if r.unpin != ()]
+    assert len(b_refs) == len(c_refs) == 2
+    assert all(r.pin for r in b_refs) and not any(r.pin for r in c_refs)
+    assert sorted(r.unpin for r in c_refs) == sorted((r.node,) for r in b_refs)
+
+
+def test_the_engine_pins_only_nodes_a_request_may_extend(backend: LocalBackend) -> None:
+    stats = backend.llm.engine.scheduler.instances.stats
+    pins = stats.pins_made
+    program = compile(
+        'program p() { "A long shared question about many things, " fork 3 { " step" '
+        "gen a(max_tokens = 2) "
+        '" so" gen b(max_tokens = 2) } return b }'
+    )
+    assert len(program.run(backend=backend, seed=1)) == 3
+    assert stats.pins_made - pins == 3  # each branch's a; the b's are leaves
+
+
+class SizedBackend(RecordingBackend):
+    @property
+    def kv_capacity_tokens(self) -> int:
+        return 10_000
+
+
+def test_every_node_carries_the_instances_estimated_peak() -> None:
+    from nanolang.run.footprint import footprint
+    from nanolang.run.token_cache import TokenCache
+
+    source = 'program p() { "Q" fork 2 { " x" gen b(max_tokens = 5) } return b }'
+    backend = SizedBackend()
+    assert run(source, backend).ok
+    module = parse(source, "g.nano")
+    definition = module.get("p")
+    assert definition is not None
+    peak = footprint(module, definition, {}, backend.tokenizer, TokenCache(backend.tokenizer))
+    assert [r.peak_tokens for _, r in backend.sent] == [peak.tokens] * 2
+    plain = RecordingBackend()  # no KV cache to check against: no estimate
+    assert run(source, plain).ok
+    assert [r.peak_tokens for _, r in plain.sent] == [None, None]
