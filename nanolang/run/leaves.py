@@ -23,8 +23,6 @@ from __future__ import annotations
 
 from nanolang.syntax import tree
 
-Request = tree.Gen | tree.Select
-
 
 def leaf_requests(program: tree.ProgramDef) -> frozenset[int]:
     """The ids (``id(stmt)``) of ``program``'s ``gen`` and ``select`` statements that are
