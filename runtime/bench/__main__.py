@@ -267,18 +267,33 @@ def run_peers(
                         partial = args.out.with_name(
                             f"{args.out.stem}.{peer}-tp{tp}-{kv}.partial.json"
                         )
-                    new = run_peer(run, model_dir, jobs, max_len, partial, args.peer_timeout,
-                                   warmup)  # fmt: skip
-                    device = peer_device_name()  # after the peer: no CUDA context beside it
-                    for rec in new:
-                        records.append({"model": args.model, "device": device,
-                                        "date": dt.date.today().isoformat(),
-                                        "command": command, **rec})  # fmt: skip
+                    try:
+                        new = run_peer(run, model_dir, jobs, max_len, partial, args.peer_timeout,
+                                       warmup, args.peer_batch_stats)  # fmt: skip
+                    except KeyboardInterrupt:  # e.g. a time limit's SIGINT: keep its finished
+                        if args.out is not None and partial is not None and partial.exists():
+                            kept = json.loads(partial.read_text())
+                            records += peer_records(args, command, kept, stopped=True)
+                            write_records(args.out, [*done, *records])
+                            partial.unlink()
+                        raise
+                    records += peer_records(args, command, new)
                     if args.out is not None:
                         write_records(args.out, [*done, *records])
                         if partial is not None:
                             partial.unlink(missing_ok=True)
     return records
+
+
+def peer_records(
+    args: argparse.Namespace, command: str, new: list[dict[str, Any]], stopped: bool = False
+) -> list[dict[str, Any]]:
+    """A peer worker's records with the run's model, device, date and command; ``stopped``: the
+    benchmark was interrupted while this peer ran (its later workloads are missing)."""
+    device = peer_device_name()  # after the peer: no CUDA context beside it
+    flag = {"peer_run_interrupted": True} if stopped else {}
+    return [{"model": args.model, "device": device, "date": dt.date.today().isoformat(),
+             "command": command, **rec, **flag} for rec in new]  # fmt: skip
 
 
 def token_budgets(args: argparse.Namespace) -> list[int]:

@@ -148,6 +148,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help="seconds a peer's run (its start and all its workloads) may take; then its process "
         "group is killed, its finished workloads kept, and the benchmark goes on",
     )
+    ap.add_argument(
+        "--peer-batch-stats",
+        action="store_true",
+        help="vllm / sglang peers report their largest batch and preemptions (vLLM's statistics "
+        "on, SGLang's scheduler log at info level; off by default: each peer at its defaults)",
+    )
     ap.add_argument("--peer-requests", type=int, default=64, help="hf peer only")
     ap.add_argument("--peer-batch", type=int, default=64, help="hf peer only")
     ap.add_argument("--out", type=Path, default=None, help="JSON file to write (a list)")

@@ -7,9 +7,10 @@ the same requests with the same generator (``runtime.bench.workloads``), submits
 (greedy, ``ignore_eos``, exactly the output length) and times the engine's own offline
 ``generate``. With ``warmup_requests`` it first serves, for each workload in turn, that many
 untimed requests of its prompt lengths, the ones nanolang's engines warm up on (what a peer
-compiles or tunes on its first batches of a shape is then not inside a timed workload). It
-writes one record per workload, with the largest batch the peer reports; importing this module
-imports no peer.
+compiles or tunes on its first batches of a shape is then not inside a timed workload). With
+``batch_stats`` the peer also reports its batches (vLLM's statistics on, SGLang's scheduler log at
+info level), and each record has the largest batch and the preemptions. It writes one record per
+workload; importing this module imports no peer.
 """
 
 from __future__ import annotations
@@ -69,14 +70,14 @@ class BatchWatch:
 Runner = Callable[[list[BenchRequest]], int]
 
 
-def _vllm(model_dir: str, kv_dtype: str, max_len: int, extra: dict[str, Any]) -> tuple[
-    Runner, dict[str, Any], BatchWatch | None
-]:  # fmt: skip
+def _vllm(
+    model_dir: str, kv_dtype: str, max_len: int, extra: dict[str, Any], batch_stats: bool
+) -> tuple[Runner, dict[str, Any], BatchWatch | None]:
     from vllm import LLM, SamplingParams
 
-    # statistics on (vLLM's offline default is off): its scheduler's per-iteration counts are
-    # how the largest batch is known
-    options = {"disable_log_stats": False, **extra}
+    # batch_stats: statistics on (vLLM's offline default is off); its scheduler's per-iteration
+    # counts are how the largest batch is known
+    options = {**({"disable_log_stats": False} if batch_stats else {}), **extra}
     llm = LLM(
         model=model_dir, load_format="dummy", skip_tokenizer_init=True, max_model_len=max_len,
         gpu_memory_utilization=0.90, kv_cache_dtype=KV_DTYPES["vllm"][kv_dtype], **options,
@@ -129,13 +130,14 @@ SGLANG_RUNNING = re.compile(rb"#running-req: (\d+)")
 SGLANG_RETRACTED = re.compile(rb"#retracted_reqs: (\d+)")
 
 
-def _sglang(model_dir: str, kv_dtype: str, max_len: int, extra: dict[str, Any]) -> tuple[
-    Runner, dict[str, Any], BatchWatch | None
-]:  # fmt: skip
+def _sglang(
+    model_dir: str, kv_dtype: str, max_len: int, extra: dict[str, Any], batch_stats: bool
+) -> tuple[Runner, dict[str, Any], BatchWatch | None]:
     import sglang
 
-    options = {"attention_backend": "fa3", "sampling_backend": "pytorch", "log_level": "info",
-               **extra}  # fmt: skip
+    # batch_stats: its scheduler logs at info level (the offline engine's default is error)
+    options = {"attention_backend": "fa3", "sampling_backend": "pytorch",
+               **({"log_level": "info"} if batch_stats else {}), **extra}  # fmt: skip
     llm = sglang.Engine(
         model_path=model_dir, load_format="dummy", skip_tokenizer_init=True,
         mem_fraction_static=0.85, context_length=max_len,
@@ -153,11 +155,17 @@ def _sglang(model_dir: str, kv_dtype: str, max_len: int, extra: dict[str, Any]) 
     info: dict[str, Any] = {}
     try:
         server = llm.get_server_info()
+        state = (server.get("internal_states") or [{}])[0]
         info["kv_cache_tokens"] = server.get("max_total_num_tokens")
-        info["max_num_seqs"] = server.get("max_running_requests")
+        # the cap the scheduler derived from memory (0.5.17: in its internal state)
+        info["max_num_seqs"] = server.get("max_running_requests") or state.get(
+            "effective_max_running_requests_per_dp"
+        )
         info["max_num_batched_tokens"] = server.get("chunked_prefill_size")
     except Exception as exc:  # older or newer APIs: the throughput is what matters
         info["server_info_error"] = repr(exc)
+    if options.get("log_level") not in ("info", "debug"):
+        return run, info, None  # its scheduler logs no batches at this level
     watch = BatchWatch("sglang scheduler log: every prefill batch and every 40th decode batch")
     return run, info, watch
 
@@ -211,8 +219,9 @@ def run_job(job: dict[str, Any], out: Path | None = None) -> list[dict[str, Any]
     engine = job["engine"]
     if engine not in ADAPTERS:
         raise ValueError(f"unknown peer {engine!r}; known: {', '.join(ADAPTERS)}")
+    scan = engine == "sglang" and job.get("batch_stats", False)
     with tempfile.TemporaryDirectory() as tmp:
-        log = StderrLog(Path(tmp) / "stderr.log") if engine == "sglang" else None
+        log = StderrLog(Path(tmp) / "stderr.log") if scan else None
         try:
             return _run_workloads(job, engine, out, log)
         finally:
@@ -227,8 +236,9 @@ def _run_workloads(
     vocab = int(json.loads((Path(job["model_dir"]) / "config.json").read_text())["vocab_size"])
     start = time.perf_counter()
     run, info, watch = ADAPTERS[engine](
-        job["model_dir"], job["kv_cache_dtype"], job["max_model_len"], job.get("engine_args", {})
-    )
+        job["model_dir"], job["kv_cache_dtype"], job["max_model_len"], job.get("engine_args", {}),
+        job.get("batch_stats", False),
+    )  # fmt: skip
     init_s = time.perf_counter() - start
     warmup = int(job.get("warmup_requests", 0))
     warmup_s = None

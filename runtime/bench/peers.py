@@ -119,16 +119,19 @@ def run_peer(
     partial: Path | None = None,
     timeout: float | None = None,
     warmup_requests: int = 0,
+    batch_stats: bool = False,
 ) -> list[dict[str, Any]]:
     """Run one peer over the workloads in a subprocess; its records (those of the workloads that
     finished if it failed, was stopped or outlived ``timeout`` seconds). ``partial``: where the
     worker writes its records after each workload (kept: a run cut short still leaves the
     finished ones there). ``warmup_requests``: untimed requests the peer serves first, the same
-    ones nanolang's engines warm up on (``runtime.bench.workloads.warmup_requests``)."""
+    ones nanolang's engines warm up on (``runtime.bench.workloads.warmup_requests``).
+    ``batch_stats``: the peer reports its largest batch (``runtime.bench.peer_worker``)."""
     job = {
         "engine": run.engine, "model_dir": str(model_dir), "kv_cache_dtype": run.kv_cache_dtype,
         "max_model_len": max_len, "workloads": workloads, "engine_args": run.job_engine_args(),
         "tensor_parallel_size": run.tensor_parallel_size, "warmup_requests": warmup_requests,
+        "batch_stats": batch_stats,
     }  # fmt: skip
     env = {**PEER_ENV, **os.environ}
     # the worker imports runtime.bench from this checkout, the peer from its site

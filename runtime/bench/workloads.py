@@ -53,7 +53,7 @@ def _lengths(rng: np.random.Generator, mean: int, n: int, fixed: bool) -> list[i
     return [int(x) for x in np.clip(np.round(raw), 4, 4 * mean)]
 
 
-WARMUP_SEED = 1000  # the warm-up's requests: a seed no workload's timed requests use
+WARMUP_SEED = 1000  # plus workload_seed: a warm-up's requests, a seed no timed requests use
 WARMUP_OUTPUT_TOKENS = 8
 
 
@@ -73,10 +73,12 @@ def make_requests(
 def warmup_requests(workload: str, count: int, vocab_size: int, scale: float = 1.0) -> list[
     BenchRequest
 ]:  # fmt: skip
-    """An engine's untimed warm-up: ``count`` requests with ``workload``'s prompt lengths (another
-    seed than any timed ones) and at most WARMUP_OUTPUT_TOKENS output tokens each; nanolang and
-    the peers warm up on the same ones."""
+    """An engine's untimed warm-up: ``count`` requests with ``workload``'s prompt lengths (a seed
+    of their own per workload: no timed request and no other workload's warm-up shares a prefix
+    with them) and at most WARMUP_OUTPUT_TOKENS output tokens each; nanolang and the peers warm
+    up on the same ones."""
+    seed = WARMUP_SEED + workload_seed(workload)
     return [
         BenchRequest(r.prompt_token_ids, min(r.output_len, WARMUP_OUTPUT_TOKENS))
-        for r in make_requests(WORKLOADS[workload], count, vocab_size, WARMUP_SEED, scale)
+        for r in make_requests(WORKLOADS[workload], count, vocab_size, seed, scale)
     ]  # fmt: skip

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -100,9 +103,9 @@ class Engine:
     def __init__(self, **kw):
         self.kw = kw
 
-    def get_server_info(self):
-        return {"max_total_num_tokens": 4096, "max_running_requests": 64,
-                "chunked_prefill_size": 512}
+    def get_server_info(self):  # as SGLang 0.5.17 answers: the running cap in its state
+        return {"max_total_num_tokens": 4096, "chunked_prefill_size": 512,
+                "internal_states": [{"effective_max_running_requests_per_dp": 64}]}
 
     def generate(self, input_ids, sampling_params):
         n = len(input_ids)
@@ -159,8 +162,7 @@ def test_peer_runs_the_same_requests_in_the_same_run(
         assert (a["prompt_tokens"], a["output_tokens"]) == (b["prompt_tokens"], b["output_tokens"])
         assert {"device", "date", "command", "total_tokens_per_s"} <= set(b)
         assert b["engine_args"] == {"max_num_seqs": 512}
-        # the largest batch from vLLM's per-iteration statistics (turned on for it)
-        assert (b["max_batch_seqs"], b["preemptions"]) == (n, 1)
+        assert "max_batch_seqs" not in b  # the peer at its defaults: statistics off
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     vocab = json.loads((Path(tiny_llama) / "config.json").read_text())["vocab_size"]
     for call, name, n in zip(calls, ["lmsys", "512/512"], counts, strict=True):
@@ -168,9 +170,24 @@ def test_peer_runs_the_same_requests_in_the_same_run(
         assert call["prompts"] == [r.prompt_token_ids for r in want]
         assert call["engine_kwargs"]["load_format"] == "dummy"
         assert call["engine_kwargs"]["kv_cache_dtype"] == "auto"
-        assert call["engine_kwargs"]["disable_log_stats"] is False
+        assert "disable_log_stats" not in call["engine_kwargs"]
     table = comparison_table(records)
     assert "| lmsys (2) |" in table and "| 512/512 (3) |" in table and "vllm 9.9.9" in table
+
+
+def test_vllms_largest_batch_comes_from_its_iteration_statistics(
+    tiny_llama: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = _fake_vllm_log(tmp_path, monkeypatch)
+    jobs = [{"workload": w, "num_requests": n, "seed": workload_seed(w), "scale": 0.02}
+            for w, n in (("lmsys", 4), ("512/512", 2))]  # fmt: skip
+    run = PeerRun("vllm", "auto", str(_fake_site(tmp_path)), {}, 1)
+    records = run_peer(run, Path(tiny_llama), jobs, 256, batch_stats=True)
+    # the fake's iterations: all requests running, then half of them and one preemption
+    assert [(r["max_batch_seqs"], r["preemptions"]) for r in records] == [(4, 1), (2, 1)]
+    assert records[0]["max_batch_source"].startswith("vllm scheduler statistics")
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert all(c["engine_kwargs"]["disable_log_stats"] is False for c in calls)
 
 
 def test_peer_options_are_checked(tmp_path: Path) -> None:
@@ -340,7 +357,7 @@ def test_sglangs_largest_batch_comes_from_its_schedulers_log(
     jobs = [{"workload": w, "num_requests": n, "seed": workload_seed(w), "scale": 0.02}
             for w, n in (("lmsys", 5), ("512/512", 3))]  # fmt: skip
     run = PeerRun("sglang", "fp8", str(_fake_site(tmp_path, "sglang")), {}, 1)
-    records = run_peer(run, Path(tiny_llama), jobs, 256, warmup_requests=7)
+    records = run_peer(run, Path(tiny_llama), jobs, 256, warmup_requests=7, batch_stats=True)
     # per workload: the warm-up's batches of 7 are not counted
     assert [(r["max_batch_seqs"], r["preemptions"]) for r in records] == [(5, 2), (3, 2)]
     assert records[0]["max_num_seqs"] == 64 and records[0]["kv_cache_tokens"] == 4096
@@ -348,3 +365,56 @@ def test_sglangs_largest_batch_comes_from_its_schedulers_log(
     err = capfd.readouterr().err
     assert "Decode batch, #running-req: 7" in err  # the peer's log still reaches the console
     assert err.count("Retract requests") == 4  # two warm-ups, two workloads
+    # at a log level that leaves its batches out, the largest batch is unknown, not 0
+    quiet = PeerRun("sglang", "auto", run.site, {"log_level": "error"}, 1)
+    records = run_peer(quiet, Path(tiny_llama), jobs[:1], 256, batch_stats=True)
+    assert "max_batch_seqs" not in records[0] and records[0]["max_num_seqs"] == 64
+    assert "max_batch_seqs" not in run_peer(run, Path(tiny_llama), jobs[:1], 256)[0]
+
+
+def test_warm_up_requests_share_no_prefix_with_other_requests() -> None:
+    """Each workload's warm-up has a seed of its own: a 512-token warm-up prompt is no prefix of
+    the 1024-token one (a peer's prefix cache would serve it), nor of any timed prompt."""
+    vocab = 1000
+    short, long = warmup_requests("512/1024", 4, vocab), warmup_requests("1024/512", 4, vocab)
+    timed = [make_requests(WORKLOADS[w], 4, vocab, workload_seed(w))
+             for w in ("512/1024", "1024/512")]  # fmt: skip
+    heads = {tuple(r.prompt_token_ids[:16]) for r in [*long, *timed[0], *timed[1]]}
+    assert not heads & {tuple(r.prompt_token_ids[:16]) for r in short}
+    assert [len(r.prompt_token_ids) for r in short] == [512] * 4
+
+
+def test_an_interrupted_benchmark_keeps_the_running_peers_finished_workloads(
+    tiny_llama: str, tmp_path: Path
+) -> None:
+    """A time limit stops the benchmark with SIGINT while a peer runs: the output file gets the
+    peer's finished workloads with the run's context (flagged), and the peer's own worker dies."""
+    out = tmp_path / "bench.json"
+    log = tmp_path / "vllm.log"
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "FAKE_VLLM_LOG": str(log), "FAKE_VLLM_HANG_AT_CALL": "2",
+           "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "runtime.bench", "--model", tiny_llama, "--load-format", "auto",
+           "--device", "cpu", "--workloads", "lmsys:2,512/512:2", "--scale", "0.02", "--peer",
+           "vllm", "--peer-site", f"vllm={_fake_site(tmp_path)}", "--out", str(out)]  # fmt: skip
+    bench = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+    partial = out.with_name("bench.vllm-tp1-auto.partial.json")
+    child = Path(str(log) + ".child")
+    deadline = time.monotonic() + 120
+    while not child.exists() and time.monotonic() < deadline:  # the peer hangs in workload 2
+        time.sleep(0.2)
+    assert child.exists() and partial.exists()
+    bench.send_signal(signal.SIGINT)
+    assert bench.wait(timeout=60) != 0
+    records = json.loads(out.read_text())
+    assert [(r["engine"], r["workload"]) for r in records] == [
+        ("nanolang", "lmsys"), ("nanolang", "512/512"), ("vllm 9.9.9", "lmsys"),
+    ]  # fmt: skip
+    peer = records[-1]
+    assert peer["peer_run_interrupted"] is True and peer["command"].startswith("python -m")
+    assert {"device", "date", "model"} <= set(peer) and not partial.exists()
+    hung = int(child.read_text())
+    deadline = time.monotonic() + 10
+    while _alive(hung) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(hung)
