@@ -184,12 +184,15 @@ def test_backend_captures_a_1024_decode_bucket_at_the_longest_context(name: str)
     to 4,096 tokens: FlashInfer's split-KV buffers then need 335 MB, more than its first 128 MiB
     workspace (the H200 fp8 engine failed its capture there), so the backend grows the
     workspace before the capture; the replay of a real batch matches the reference."""
+    backend = _backend(name, "cuda")
+    if not backend.supports_cuda_graphs(torch.bfloat16):
+        assert name == "torch"  # loops on the host: the runner runs its batches eagerly
+        return
     b, width = 1024, 256
     gen = torch.Generator().manual_seed(7)
     lens = torch.randint(1, 65, (b,), generator=gen).tolist()
     batch = make_paged_batch([1] * b, lens, b, *HEADS, 16, torch.bfloat16, "cuda", seed=8)
     static = StaticDecode(b, width, batch.k_cache.shape[0], torch.bfloat16)
-    backend = _backend(name, "cuda")
     backend.init_cuda_graphs(b, width)
     scale = HEADS[2] ** -0.5
     args = (static.q, static.k, static.v, static.meta, scale)
