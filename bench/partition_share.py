@@ -32,8 +32,7 @@ import datetime
 import json
 import statistics
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -41,6 +40,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from decode_attention_sms import time_ms as _time_ms
+from gemm_partition import SHAPES, blas
 from stream_read import stream_read
 
 from kernels.metadata import AttentionMetadata
@@ -51,12 +52,7 @@ from kernels.triton.paged_attention import decode_attention, decode_attention_tm
 from runtime.pipeline.partitions import green_partitions, new_stream
 
 Q_HEADS, KV_HEADS, HEAD_DIM, PAGE = 32, 8, 128, 16
-GEMMS = {
-    "qkv_proj": (6144, 4096),
-    "o_proj": (4096, 4096),
-    "gate_up_proj": (28672, 4096),
-    "down_proj": (4096, 14336),
-}  # fmt: skip  (N, K) of Llama-3-8B
+GEMMS = SHAPES  # (N, K) of Llama-3-8B
 KV_DTYPES = {"bf16": torch.bfloat16, "fp8": torch.float8_e4m3fn}
 # streaming read: (programs per SM, rows, stages, warps), the best two of 2026-11-21's sweep
 READ_CONFIGS = [(4, 128, 4, 4), (2, 64, 6, 4)]
@@ -71,23 +67,13 @@ PRELOAD = {
 CHECK_ROWS = (0, 1, 257, 511)  # sequences compared against the torch reference
 REPS = 10
 
-Launch = Callable[[], object]
-
 
 def time_ms(fn: Launch, stream: torch.cuda.Stream, reps: int = REPS) -> float:
-    """Median milliseconds of one call of fn on stream (events around each, 2 warm-up calls)."""
-    pairs = []
-    with torch.cuda.stream(stream):
-        for _ in range(2):
-            fn()
-        for _ in range(reps):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record(stream)
-            fn()
-            end.record(stream)
-            pairs.append((start, end))
-    torch.cuda.synchronize()
-    return statistics.median(s.elapsed_time(e) for s, e in pairs)
+    """Median milliseconds of one call of fn on stream (events around each, after warm-ups)."""
+    return _time_ms(fn, stream, reps)
+
+
+Launch = Callable[[], object]
 
 
 def kv_inputs(batch: int, context: int, dtype: torch.dtype, seed: int) -> dict[str, Any]:
@@ -189,18 +175,6 @@ def ceiling(sms: int, stream: torch.cuda.Stream, src: torch.Tensor) -> dict[str,
     )  # fmt: skip
     gbps = src.numel() * src.element_size() / (best[0] * 1e-3) / 1e9
     return {"gbps": round(gbps, 1), "gbps_per_sm": round(gbps / sms, 1), "config": best[1]}
-
-
-@contextmanager
-def blas(library: str, carveout: int | None) -> Iterator[None]:
-    previous = torch.backends.cuda.preferred_blas_library()
-    torch.backends.cuda.preferred_blas_library(library)
-    torch._C._set_sm_carveout_experimental(carveout)
-    try:
-        yield
-    finally:
-        torch._C._set_sm_carveout_experimental(None)
-        torch.backends.cuda.preferred_blas_library(previous)
 
 
 def gemm_inputs(rows: int) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
