@@ -56,7 +56,12 @@ def throughput_table(records: list[dict[str, Any]]) -> str:
 def _kv(r: dict[str, Any]) -> str:
     kv = r.get("kv_cache_dtype", "auto")
     tp = r.get("tensor_parallel_size", 1)
-    return ("" if kv == "auto" else f", {kv} KV") + ("" if tp == 1 else f", TP={tp}")
+    return ("" if kv == "auto" else f", {kv} KV") + ("" if tp == 1 else f", TP={tp}") + _ar(r)
+
+
+def _ar(r: dict[str, Any]) -> str:
+    """The group's own all-reduce when it is not NCCL alone (tensor parallelism)."""
+    return ", symm_mem all-reduce" if str(r.get("allreduce", "")).startswith("symm_mem") else ""
 
 
 def _budget(r: dict[str, Any]) -> str:
@@ -71,7 +76,7 @@ def _engine(r: dict[str, Any]) -> str:
     if r.get("kv_cache_dtype", "auto") != "auto":
         name += f" {r['kv_cache_dtype']} KV"
     if r.get("tensor_parallel_size", 1) > 1:
-        name += f" TP={r['tensor_parallel_size']}"
+        name += f" TP={r['tensor_parallel_size']}" + _ar(r)
     budget = r.get("max_num_batched_tokens")
     if name.startswith("nanolang") and budget not in (None, DEFAULT_BUDGET):
         name += f" ({budget} tok/iter)"

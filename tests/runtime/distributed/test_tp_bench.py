@@ -23,6 +23,7 @@ def test_bench_records_carry_the_tensor_parallel_size(tiny_llama: str, tmp_path:
     one, record = json.loads(out.read_text())  # --tp 1,2: both degrees in one run
     assert one["tensor_parallel_size"] == 1 and "network" not in one
     assert record["tensor_parallel_size"] == 2 and record["output_tokens"] == 4 * 10
+    assert record["allreduce"] == "nccl" and "allreduce" not in one  # the group's own path
     assert record["gemm_peak_tflops"] == one["gemm_peak_tflops"]  # ceilings measured once
     net = record["network"]
     assert net["allreduce_latency_us"] > 0 and net["allreduce_gb_per_s"] > 0
@@ -58,3 +59,19 @@ def test_nanoflow_at_two_ranks_records_the_network_search(tiny_llama: str, tmp_p
     assert search["allreduce_us"]["all"] and search["buckets"]
     assert all(b[3] is None and b[4] == b[5] for b in search["buckets"])  # dense: as predicted
     assert nano["output_tokens"] == seq["output_tokens"]
+
+
+def test_a_symmetric_memory_all_reduce_is_named_in_the_tables() -> None:
+    from runtime.bench.table import comparison_table, throughput_table
+
+    base = {"engine": "nanolang", "workload": "1024/512", "mode": "sequential",
+            "tensor_parallel_size": 2, "total_tokens_per_s": 1.0, "output_tokens_per_s": 1.0,
+            "mean_iteration_ms": 1.0, "pct_compute_roofline": 1, "pct_tight_roofline": 1,
+            "num_requests": 4}  # fmt: skip
+    symm = {**base, "allreduce": "symm_mem two-shot up to 8388608 bytes, nccl above"}
+    assert "TP=2, symm_mem all-reduce" in throughput_table([symm])
+    assert "symm_mem" not in throughput_table([{**base, "allreduce": "nccl"}])
+    peer = {**base, "engine": "vllm 0.26.0", "allreduce": None}
+    assert "| nanolang TP=2, symm_mem all-reduce | vllm 0.26.0 TP=2 |" in comparison_table(
+        [symm, peer]
+    )
