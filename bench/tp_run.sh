@@ -68,6 +68,21 @@ script() {  # script NAME LIMIT FILE: a bench/ script writing $OUT/bench/<FILE>.
   echo "== $name: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/steps.txt"
 }
 
+test_record() {  # test_record TXT JSON COMMAND: pytest's per-test outcomes in TXT as a record
+  TEST_CMD=$3 python3 - "$1" "$2" <<'PY'
+import datetime, json, os, re, subprocess, sys
+text = open(sys.argv[1]).read()
+outcome = {m[1]: m[0] for m in re.findall(r"^(PASSED|FAILED|ERROR|SKIPPED)\S* (\S+)", text, re.M)}
+outcome.update({m[0]: m[1] for m in re.findall(r"^(\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED)", text, re.M)})
+gpus = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                      capture_output=True, text=True).stdout.split("\n")
+json.dump({"command": os.environ["TEST_CMD"],
+           "device": " + ".join(g for g in gpus if g), "date": datetime.date.today().isoformat(),
+           "outcomes": outcome, "summary": text.strip().splitlines()[-1] if text.strip() else ""},
+          open(sys.argv[2], "w"), indent=2)
+PY
+}
+
 for step in "$@"; do
   case $step in
     test)
@@ -77,18 +92,8 @@ for step in "$@"; do
         tests/runtime/distributed/test_gpu_tensor_parallel.py > "$OUT/gpu_test.txt" 2>&1
       echo "== test: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/steps.txt"
       tail -15 "$OUT/gpu_test.txt"
-      TEST_CMD="python3 -m pytest -q -p no:cacheprovider -rA ${TEST_K:+-k '$TEST_K' }tests/runtime/distributed/test_gpu_tensor_parallel.py" \
-      python3 - "$OUT/gpu_test.txt" "$OUT/bench/gpu-tests.json" <<'PY'
-import datetime, json, os, re, subprocess, sys
-text = open(sys.argv[1]).read()
-outcome = {m[1]: m[0] for m in re.findall(r"^(PASSED|FAILED|ERROR|SKIPPED)\S* (\S+)", text, re.M)}
-gpus = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                      capture_output=True, text=True).stdout.split("\n")
-json.dump({"command": os.environ["TEST_CMD"],
-           "device": " + ".join(g for g in gpus if g), "date": datetime.date.today().isoformat(),
-           "outcomes": outcome, "summary": text.strip().splitlines()[-1] if text.strip() else ""},
-          open(sys.argv[2], "w"), indent=2)
-PY
+      test_record "$OUT/gpu_test.txt" "$OUT/bench/gpu-tests.json" \
+        "python3 -m pytest -q -p no:cacheprovider -rA ${TEST_K:+-k '$TEST_K' }tests/runtime/distributed/test_gpu_tensor_parallel.py"
       if grep -q "FAILED.*\[graphs-" "$OUT/gpu_test.txt"; then  # is it the graphs?
         timeout 60 python3 -m pytest -q -p no:cacheprovider -rA -k eager \
           tests/runtime/distributed/test_gpu_tensor_parallel.py >> "$OUT/gpu_test.txt" 2>&1
@@ -144,6 +149,8 @@ PY
         "tests/runtime/distributed/test_gpu_tensor_parallel.py::test_the_network_search_on_two_gpus_matches_one[symm-search]" \
         > "$OUT/gpu_symm_test.txt" 2>&1
       echo "== symmtest: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/steps.txt"
+      test_record "$OUT/gpu_symm_test.txt" "$OUT/bench/gpu-symm-tests.json" \
+        "python3 -m pytest -v -p no:cacheprovider -rA tests/runtime/distributed/test_gpu_allreduce.py (and the symm-graphs-async, symm-search cases of test_gpu_tensor_parallel.py)"
       grep -E "::[^ ]+ (PASSED|FAILED|ERROR)" "$OUT/gpu_symm_test.txt"
       # the all-reduce against NCCL and the engine's tokens against one GPU must have passed,
       # and nothing failed (the search test may be cut by the time limit)
