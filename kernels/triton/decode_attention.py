@@ -11,6 +11,7 @@ softmax step and the epilogue are shared with the other paged kernels (``paged_c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import triton
@@ -19,6 +20,7 @@ import triton.language as tl
 from kernels.triton.paged_common import (
     LOG2E,
     cache_strides,
+    fp16_rows,
     launch_grid,
     load_kv,
     merge_splits,
@@ -39,12 +41,27 @@ class DecodeConfig:
     # TMA kernel only: page ids loaded this many at a time into registers before their copies
     # (a power of two, >= 2); 0: each step's ids loaded one step ahead
     ids_block: int = 0
+    # float8 caches only: the dtype K/V tiles are widened to for the two dots. "q": the queries'
+    # (bfloat16 on the engine: e4m3 -> bf16 has no single instruction on sm_90, Triton converts
+    # through float16, three instructions per two values); "fp16": float16, one cvt per two
+    # values, with q scaled per row by a power of two into float16's range (``fp16_rows``)
+    fp8_dot: Literal["q", "fp16"] = "q"
+
+
+FP8_DOTS = ("q", "fp16")
+
+
+def fp16_dots(cfg: DecodeConfig, k_cache: torch.Tensor) -> bool:
+    """Whether a launch over ``k_cache`` runs its dots in float16 (a float8 cache, fp8_dot fp16)."""
+    if cfg.fp8_dot not in FP8_DOTS:
+        raise ValueError(f"fp8_dot must be one of {FP8_DOTS}, got {cfg.fp8_dot!r}")
+    return cfg.fp8_dot == "fp16" and k_cache.dtype == torch.float8_e4m3fn
 
 
 @triton.jit
 def _update_swapped(q, k, v, valid, m_i, l_i, acc, scale_log2, PRECISION: tl.constexpr):
     """The same step transposed, so the KV tile is the MMA's M (64+ rows, Hopper wgmma):
-    s^T = k q^T [N, G], acc^T [D, G] += v^T p^T."""
+    s^T = k q^T [N, G], acc^T [D, G] += v^T p^T. ``scale_log2``: a scalar or [1, G]."""
     s = tl.dot(k, tl.trans(q), input_precision=PRECISION) * scale_log2  # [N, G]
     s = tl.where(valid[:, None], s, float("-inf"))
     m_new = tl.maximum(m_i, tl.max(s, 0))
@@ -63,7 +80,7 @@ def decode_kernel(
     stride_vs, stride_vh, stride_bt, stride_ot, stride_oh, num_seqs, num_kv_heads, num_splits,
     split_len, num_programs, GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
     PAGE: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr, STAGES: tl.constexpr,
-    PRECISION: tl.constexpr, SWAP_AB: tl.constexpr,
+    PRECISION: tl.constexpr, SWAP_AB: tl.constexpr, FP16_DOTS: tl.constexpr,
 ):  # fmt: skip
     rows = tl.arange(0, GROUP_PAD)  # [G]
     cols = tl.arange(0, HEAD_DIM)  # [D]
@@ -82,6 +99,14 @@ def decode_kernel(
             mask=row_mask[:, None],
             other=0.0,
         )  # [G, D]
+        if FP16_DOTS:  # float16 dots over a float8 cache: q's row powers go into the scale
+            q, down = fp16_rows(q)
+            if SWAP_AB:  # noqa: SIM108 (a constexpr branch, resolved at compile time)
+                scale_s = (down * scale_log2)[None, :]  # [1, G]
+            else:
+                scale_s = (down * scale_log2)[:, None]  # [G, 1]
+        else:
+            scale_s = scale_log2
         m_i = tl.full([GROUP_PAD], float("-inf"), tl.float32)
         l_i = tl.zeros([GROUP_PAD], tl.float32)
         if SWAP_AB:
@@ -99,13 +124,14 @@ def decode_kernel(
             next_page = page_id(table, offs + BLOCK_N, end, PAGE)
             k, v = load_kv(k_cache_ptr, v_cache_ptr, page, offs, valid, kvh, cols, stride_kb,
                            stride_ks, stride_kh, stride_vb, stride_vs, stride_vh, PAGE)  # fmt: skip
-            # a float8 cache is widened to q's dtype here; its scales are applied outside the loop
-            k, v = k.to(q_ptr.dtype.element_ty), v.to(q_ptr.dtype.element_ty)
+            # a float8 cache is widened to q's dtype (float16 with FP16_DOTS) here; its scales
+            # are applied outside the loop
+            k, v = k.to(q.dtype), v.to(q.dtype)
             if SWAP_AB:
-                m_i, l_i, acc = _update_swapped(q, k, v, valid, m_i, l_i, acc, scale_log2,
+                m_i, l_i, acc = _update_swapped(q, k, v, valid, m_i, l_i, acc, scale_s,
                                                 PRECISION)  # fmt: skip
             else:
-                m_i, l_i, acc = softmax_step(q, k, v, valid[None, :], m_i, l_i, acc, scale_log2,
+                m_i, l_i, acc = softmax_step(q, k, v, valid[None, :], m_i, l_i, acc, scale_s,
                                              PRECISION)  # fmt: skip
         if SWAP_AB:
             acc = tl.trans(acc)
@@ -133,7 +159,7 @@ def decode_attention(
     ``num_sms`` sizes a persistent grid to that many SMs; None gives one program per work item.
     No host syncs: the grid depends only on shapes and ``max_context_len``. A float8 cache is
     read as stored value x ``k_scale`` / ``v_scale`` (folded into the softmax scale and the
-    epilogue).
+    epilogue); ``config.fp8_dot`` picks the dtype its tiles are widened to.
     """
     cfg = config or DecodeConfig()
     if q.shape[0] == 0:
@@ -157,6 +183,7 @@ def decode_attention(
         STAGES=cfg.num_stages if q.element_size() < 4 else 2,  # float32 tiles: less smem
         PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
         SWAP_AB=cfg.swap_ab,
+        FP16_DOTS=fp16_dots(cfg, k_cache),
         num_warps=cfg.num_warps,
     )  # fmt: skip
     merge_splits(grid, out)

@@ -18,9 +18,10 @@ import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-from kernels.triton.decode_attention import DecodeConfig
+from kernels.triton.decode_attention import DecodeConfig, fp16_dots
 from kernels.triton.paged_common import (
     LOG2E,
+    fp16_rows,
     launch_grid,
     merge_splits,
     page_id,
@@ -32,9 +33,10 @@ from kernels.triton.paged_common import (
 @triton.jit
 def _page_step(q, k_desc, v_desc, page, n0, end, kvh, m_i, l_i, acc, scale_log2,
                PAGE: tl.constexpr, HEAD_DIM: tl.constexpr, PRECISION: tl.constexpr):  # fmt: skip
-    """One page of one kv head: TMA loads, then the online-softmax update."""
+    """One page of one kv head: TMA loads, then the online-softmax update (``scale_log2``: a
+    scalar, or [G, 1] with float16 dots)."""
     row = page * PAGE
-    k = k_desc.load([row, kvh * HEAD_DIM]).to(q.dtype)  # [PAGE, D]; float8 pages widened
+    k = k_desc.load([row, kvh * HEAD_DIM]).to(q.dtype)  # [PAGE, D]; float8 pages widened to q's
     v = v_desc.load([row, kvh * HEAD_DIM]).to(q.dtype)
     valid = n0 + tl.arange(0, PAGE) < end
     v = tl.where(valid[:, None], v, 0.0)  # slots past the context may hold anything, even NaN
@@ -49,6 +51,7 @@ def decode_tma_kernel(
     num_splits, split_len, num_programs, GROUP: tl.constexpr, GROUP_PAD: tl.constexpr,
     HEAD_DIM: tl.constexpr, PAGE: tl.constexpr, TWO_PAGES: tl.constexpr, SPLIT: tl.constexpr,
     STAGES: tl.constexpr, PRECISION: tl.constexpr, IDS_BLOCK: tl.constexpr,
+    FP16_DOTS: tl.constexpr,
 ):  # fmt: skip
     rows = tl.arange(0, GROUP_PAD)
     cols = tl.arange(0, HEAD_DIM)
@@ -68,13 +71,18 @@ def decode_tma_kernel(
             mask=row_mask[:, None],
             other=0.0,
         )
+        if FP16_DOTS:  # float16 dots over float8 pages: q's row powers go into the scale
+            q, down = fp16_rows(q)
+            scale_s = (down * scale_log2)[:, None]  # [G, 1]
+        else:
+            scale_s = scale_log2
         m_i = tl.full([GROUP_PAD], float("-inf"), tl.float32)
         l_i = tl.zeros([GROUP_PAD], tl.float32)
         acc = tl.zeros([GROUP_PAD, HEAD_DIM], tl.float32)
         table = block_tables_ptr + seq.to(tl.int64) * stride_bt
         if IDS_BLOCK > 0:
             m_i, l_i, acc = _preloaded_ids_loop(
-                q, k_desc, v_desc, table, start, end, kvh, m_i, l_i, acc, scale_log2, PAGE,
+                q, k_desc, v_desc, table, start, end, kvh, m_i, l_i, acc, scale_s, PAGE,
                 HEAD_DIM, PRECISION, TWO_PAGES, STAGES, IDS_BLOCK,
             )  # fmt: skip
         else:
@@ -90,10 +98,10 @@ def decode_tma_kernel(
                 if TWO_PAGES:
                     page_b = page_id(table, n0 + STEP + PAGE, end, PAGE)
                 m_i, l_i, acc = _page_step(q, k_desc, v_desc, cur_a, n0, end, kvh, m_i, l_i,
-                                           acc, scale_log2, PAGE, HEAD_DIM, PRECISION)  # fmt: skip
+                                           acc, scale_s, PAGE, HEAD_DIM, PRECISION)  # fmt: skip
                 if TWO_PAGES:
                     m_i, l_i, acc = _page_step(q, k_desc, v_desc, cur_b, n0 + PAGE, end, kvh,
-                                               m_i, l_i, acc, scale_log2, PAGE, HEAD_DIM,
+                                               m_i, l_i, acc, scale_s, PAGE, HEAD_DIM,
                                                PRECISION)  # fmt: skip
         store_decode(acc * v_scale, l_i, m_i, out_ptr, part_out_ptr, part_lse_ptr, seq, heads,
                      split, num_kv_heads * GROUP, num_splits, stride_ot, stride_oh, cols, row_mask,
@@ -207,6 +215,7 @@ def decode_attention_tma(
         STAGES=cfg.num_stages,
         PRECISION="tf32",
         IDS_BLOCK=cfg.ids_block,
+        FP16_DOTS=fp16_dots(cfg, k_cache),
         num_warps=cfg.num_warps,
     )  # fmt: skip
     merge_splits(grid, out)

@@ -40,9 +40,28 @@ def load_kv(k_cache_ptr, v_cache_ptr, page, offs, valid, kvh, cols, stride_kb, s
 
 
 @triton.jit
+def fp16_rows(q):
+    """q [M, D] as float16 dot operands: each row times a power of two that puts its largest
+    |value| in [256, 512), and the inverse powers [M] (float32) to fold into the score scale.
+
+    Powers of two are exact, so the only rounding is float16's (11 significant bits, at least
+    bfloat16's 8) on values in float16's normal range: a row cannot overflow (65504) however
+    large, and loses only entries below 2^-23 of its largest. The exponents are set from the bits
+    of the row maxima (clamped so both powers stay normal float32 numbers)."""
+    wide = q.to(tl.float32)
+    amax = tl.max(tl.abs(wide), 1)
+    exponent = (amax.to(tl.int32, bitcast=True) >> 23) & 0xFF  # biased; amax = 1.x * 2^(e-127)
+    exponent = tl.minimum(tl.maximum(exponent, 9), 254)
+    up = ((262 - exponent) << 23).to(tl.float32, bitcast=True)  # 2^(135 - e)
+    down = ((exponent - 8) << 23).to(tl.float32, bitcast=True)  # 2^(e - 135)
+    return (wide * up[:, None]).to(tl.float16), down
+
+
+@triton.jit
 def softmax_step(q, k, v, mask, m_i, l_i, acc, scale_log2, PRECISION: tl.constexpr):
     """One online-softmax step: q [M, D] against k / v [N, D], scores outside ``mask`` [M or 1,
-    N] dropped; running max m_i [M], sum l_i [M] and acc [M, D] (base-2 exponentials)."""
+    N] dropped; running max m_i [M], sum l_i [M] and acc [M, D] (base-2 exponentials).
+    ``scale_log2``: a scalar, or one per row ([M, 1], see ``fp16_rows``)."""
     s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2  # [M, N]
     s = tl.where(mask, s, float("-inf"))
     m_new = tl.maximum(m_i, tl.max(s, 1))
