@@ -1,0 +1,134 @@
+"""Decode attention over an fp8 (e4m3) KV cache: K/V widened to bfloat16 (``fp8_dot="q"``, the
+default) against float16 dots (``fp8_dot="fp16"``), in the placements the runtime uses.
+
+For each batch (512 and 1,024 decodes of 1,536 tokens by default): the gather kernel on the
+whole GPU (the dense forward's), the TMA kernel on the whole GPU, and on A SMs (A = 64, 48) the
+TMA kernel in its tuned configuration and the ids-preloaded candidates inside a green context of
+A SMs, plus the tuned one capped at A SMs on a plain stream; each over fp8 with both dot dtypes,
+and over a bf16 cache for reference. Every output is checked against the torch reference on a few
+sequences (a wrong kernel gets an error row, no speed), and the float16 path once more on 64
+ragged decodes. Rows: milliseconds, GB/s of KV, GB/s per SM, and per fp8 placement the ratio
+``q_ms / fp16_ms``. Usage (repo root, GPU machine):
+``PYTHONPATH=.:bench python bench/fp8_decode_dots.py --out bench/results/fp8_decode_dots.json``
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from partition_share import (
+    CHECK_ROWS,
+    KV_DTYPES,
+    PAGE,
+    PRELOAD,
+    checked_attention,
+    kv_inputs,
+    ragged_check,
+    reference,
+)
+
+from kernels.triton.decode_attention import DecodeConfig
+from kernels.triton.decode_attention_tma import tuned_config
+from runtime.pipeline.partitions import green_partitions, new_stream
+
+Placement = tuple[str, int | None, DecodeConfig, torch.cuda.Stream]
+Dots = tuple[Literal["q", "fp16"], ...]
+Greens = dict[int, tuple[int, torch.cuda.Stream]]  # SMs asked: (SMs granted, its stream)
+
+
+def placements(
+    device_sms: int, greens: Greens, plain: torch.cuda.Stream, kv: str
+) -> list[Placement]:
+    """(label, num_sms, config, stream) of every placement measured over a ``kv`` cache."""
+    out: list[Placement] = [
+        ("whole GPU, gather (the dense forward's)", None, DecodeConfig(), plain),
+        ("whole GPU, TMA", device_sms, tuned_config(device_sms, PAGE), plain),
+    ]
+    for a, (sms, stream) in greens.items():
+        out.append((f"capped at {a} SMs, plain stream, TMA", a, tuned_config(sms, PAGE), plain))
+        out.append((f"green context {sms} SMs, TMA", sms, tuned_config(sms, PAGE), stream))
+        for c in PRELOAD[kv]:
+            out.append((f"green context {sms} SMs, TMA, ids preloaded", sms, c, stream))
+    return out
+
+
+def measure_batch(
+    batch: int, context: int, device_sms: int, greens: Greens, plain: torch.cuda.Stream, seed: int,
+) -> list[dict[str, Any]]:  # fmt: skip
+    rows: list[dict[str, Any]] = []
+    runs: list[tuple[str, Dots]] = [("fp8", ("q", "fp16")), ("bf16", ("q",))]
+    for kv, dots in runs:
+        x = kv_inputs(batch, context, KV_DTYPES[kv], seed)
+        expect = reference(x, tuple(r for r in CHECK_ROWS if r < batch))
+        for label, num_sms, cfg, stream in placements(device_sms, greens, plain, kv):
+            timed: dict[str, float] = {}
+            for dot in dots:
+                c = replace(cfg, fp8_dot=dot)
+                row = checked_attention(x, expect, num_sms, c, stream, f"{kv} {label}")
+                row.update(kv=kv, batch=batch, context=context, fp8_dot=dot)
+                rows.append(row)
+                if "time_ms" in row:
+                    timed[dot] = row["time_ms"]
+            if len(timed) == 2:
+                ratio = {"kv": kv, "batch": batch, "placement": label,
+                         "q_over_fp16": round(timed["q"] / timed["fp16"], 3)}  # fmt: skip
+                print(json.dumps(ratio), flush=True)
+                rows.append(ratio)
+        del x
+        torch.cuda.empty_cache()
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--batches", default="512,1024")
+    ap.add_argument("--context", type=int, default=1536)
+    ap.add_argument("--attn-sms", default="64,48")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    device_sms = torch.cuda.get_device_properties(0).multi_processor_count
+    budgets = [int(a) for a in args.attn_sms.split(",")]
+    report: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(0), "device_sms": device_sms,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": "PYTHONPATH=.:bench python " + " ".join(sys.argv), "torch": torch.__version__,
+        "context": args.context, "rows": [], "ragged_checks": [],
+    }  # fmt: skip
+
+    def save() -> None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+
+    plain = torch.cuda.Stream()
+    greens: Greens = {}
+    for a in budgets:
+        part = green_partitions((a, device_sms - a))[0]
+        greens[a] = (part.num_sms, new_stream(part))
+    report["partitions"] = {str(a): g[0] for a, g in greens.items()}
+    for sms in [
+        device_sms,
+        *(g[0] for g in greens.values()),
+    ]:  # the float16 path on ragged decodes, before any timing
+        cfg = replace(tuned_config(sms, PAGE), fp8_dot="fp16")
+        for c in (cfg, DecodeConfig(fp8_dot="fp16")):
+            err = ragged_check(torch.float8_e4m3fn, c, sms, seed=sms)
+            check = {"config": asdict(c), "num_sms": sms, "rel_err": round(err, 5),
+                     "ok": err < 2e-2}  # fmt: skip
+            print(json.dumps(check), flush=True)
+            report["ragged_checks"].append(check)
+    save()
+    for i, batch in enumerate(int(b) for b in args.batches.split(",")):
+        report["rows"] += measure_batch(batch, args.context, device_sms, greens, plain, seed=i)
+        save()
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
