@@ -129,10 +129,10 @@ def attention(
 
 def checked_attention(
     x: dict[str, Any], expect: torch.Tensor, num_sms: int | None, cfg: DecodeConfig | None,
-    stream: torch.cuda.Stream, label: str,
+    stream: torch.cuda.Stream, label: str, bound: float = 2e-2,
 ) -> dict[str, Any]:  # fmt: skip
-    """Time one placement and check its output; a failure is recorded, not raised (speeds of a
-    wrong kernel are never reported)."""
+    """Time one placement and check its output (relative error below ``bound``); a failure is
+    recorded, not raised (speeds of a wrong kernel are never reported)."""
     row: dict[str, Any] = {"placement": label}
     row["config"] = asdict(cfg) if cfg else "gather, full grid"
     try:
@@ -144,7 +144,7 @@ def checked_attention(
         return row
     err = float((out[list(CHECK_ROWS)].float() - expect).norm() / expect.norm())
     row["rel_err"] = round(err, 5)
-    if not err < 2e-2:
+    if not err < bound:
         row["error"] = f"relative error {err} against the torch reference"
     else:
         gbps = x["bytes"] / (ms * 1e-3) / 1e9

@@ -20,6 +20,7 @@ import triton.language as tl
 from kernels.triton.paged_common import (
     LOG2E,
     cache_strides,
+    fp8_rows,
     fp16_rows,
     launch_grid,
     load_kv,
@@ -44,31 +45,45 @@ class DecodeConfig:
     # float8 caches only: the dtype K/V tiles are widened to for the two dots. "q": the queries'
     # (bfloat16 on the engine: e4m3 -> bf16 has no single instruction on sm_90, Triton converts
     # through float16, three instructions per two values); "fp16": float16, one cvt per two
-    # values, with q scaled per row by a power of two into float16's range (``fp16_rows``)
-    fp8_dot: Literal["q", "fp16"] = "q"
+    # values, with q scaled per row by a power of two into float16's range (``fp16_rows``);
+    # "fp8": no widening, float8 x float8 MMAs (q quantised per row, P times P_SCALE), only in the
+    # gather kernel with swap_ab, where Triton emits Hopper's fp8 wgmma (with 16-row MMAs it
+    # widens float8 operands to float16 itself)
+    fp8_dot: Literal["q", "fp16", "fp8"] = "q"
 
 
-FP8_DOTS = ("q", "fp16")
+FP8_DOTS = ("q", "fp16", "fp8")
+# fp8 dots: probabilities (<= 1) times this power of two before e4m3 (largest 448)
+P_SCALE = tl.constexpr(256.0)
 
 
-def fp16_dots(cfg: DecodeConfig, k_cache: torch.Tensor) -> bool:
-    """Whether a launch over ``k_cache`` runs its dots in float16 (a float8 cache, fp8_dot fp16)."""
+def dot_dtype(cfg: DecodeConfig, k_cache: torch.Tensor) -> str:
+    """The dots' operand dtype over ``k_cache``: cfg.fp8_dot over a float8 cache, else "q"."""
     if cfg.fp8_dot not in FP8_DOTS:
         raise ValueError(f"fp8_dot must be one of {FP8_DOTS}, got {cfg.fp8_dot!r}")
-    return cfg.fp8_dot == "fp16" and k_cache.dtype == torch.float8_e4m3fn
+    if k_cache.dtype != torch.float8_e4m3fn:
+        return "q"
+    if cfg.fp8_dot == "fp8" and (cfg.tma or not cfg.swap_ab):
+        raise ValueError("fp8_dot 'fp8' runs in the gather kernel with swap_ab (Hopper fp8 wgmma)")
+    return cfg.fp8_dot
 
 
 @triton.jit
-def _update_swapped(q, k, v, valid, m_i, l_i, acc, scale_log2, PRECISION: tl.constexpr):
+def _update_swapped(q, k, v, valid, m_i, l_i, acc, scale_log2, PRECISION: tl.constexpr,
+                    P_FP8: tl.constexpr):  # fmt: skip
     """The same step transposed, so the KV tile is the MMA's M (64+ rows, Hopper wgmma):
-    s^T = k q^T [N, G], acc^T [D, G] += v^T p^T. ``scale_log2``: a scalar or [1, G]."""
+    s^T = k q^T [N, G], acc^T [D, G] += v^T p^T. ``scale_log2``: a scalar or [1, G]. P_FP8
+    (float8 V): p times P_SCALE in e4m3, so acc is P_SCALE times too large."""
     s = tl.dot(k, tl.trans(q), input_precision=PRECISION) * scale_log2  # [N, G]
     s = tl.where(valid[:, None], s, float("-inf"))
     m_new = tl.maximum(m_i, tl.max(s, 0))
     alpha = tl.exp2(m_i - m_new)
     p = tl.exp2(s - m_new[None, :])
     l_i = l_i * alpha + tl.sum(p, 0)
-    acc = acc * alpha[None, :] + tl.dot(tl.trans(v), p.to(v.dtype), input_precision=PRECISION)
+    if P_FP8:
+        acc = acc * alpha[None, :] + tl.dot(tl.trans(v), (p * P_SCALE).to(v.dtype))
+    else:
+        acc = acc * alpha[None, :] + tl.dot(tl.trans(v), p.to(v.dtype), input_precision=PRECISION)
     return m_new, l_i, acc
 
 
@@ -80,7 +95,7 @@ def decode_kernel(
     stride_vs, stride_vh, stride_bt, stride_ot, stride_oh, num_seqs, num_kv_heads, num_splits,
     split_len, num_programs, GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
     PAGE: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr, STAGES: tl.constexpr,
-    PRECISION: tl.constexpr, SWAP_AB: tl.constexpr, FP16_DOTS: tl.constexpr,
+    PRECISION: tl.constexpr, SWAP_AB: tl.constexpr, DOTS: tl.constexpr,
 ):  # fmt: skip
     rows = tl.arange(0, GROUP_PAD)  # [G]
     cols = tl.arange(0, HEAD_DIM)  # [D]
@@ -99,7 +114,10 @@ def decode_kernel(
             mask=row_mask[:, None],
             other=0.0,
         )  # [G, D]
-        if FP16_DOTS:  # float16 dots over a float8 cache: q's row powers go into the scale
+        if DOTS == "fp8":  # float8 dots (swap_ab): q quantised, its row scales into the scale
+            q, q_scale = fp8_rows(q)
+            scale_s = (q_scale * scale_log2)[None, :]  # [1, G]
+        elif DOTS == "fp16":  # float16 dots over a float8 cache: q's row powers into the scale
             q, down = fp16_rows(q)
             if SWAP_AB:  # noqa: SIM108 (a constexpr branch, resolved at compile time)
                 scale_s = (down * scale_log2)[None, :]  # [1, G]
@@ -124,12 +142,12 @@ def decode_kernel(
             next_page = page_id(table, offs + BLOCK_N, end, PAGE)
             k, v = load_kv(k_cache_ptr, v_cache_ptr, page, offs, valid, kvh, cols, stride_kb,
                            stride_ks, stride_kh, stride_vb, stride_vs, stride_vh, PAGE)  # fmt: skip
-            # a float8 cache is widened to q's dtype (float16 with FP16_DOTS) here; its scales
-            # are applied outside the loop
+            # a float8 cache is widened to q's dtype (float16 with fp16 dots, none with fp8
+            # dots) here; its scales are applied outside the loop
             k, v = k.to(q.dtype), v.to(q.dtype)
             if SWAP_AB:
                 m_i, l_i, acc = _update_swapped(q, k, v, valid, m_i, l_i, acc, scale_s,
-                                                PRECISION)  # fmt: skip
+                                                PRECISION, DOTS == "fp8")  # fmt: skip
             else:
                 m_i, l_i, acc = softmax_step(q, k, v, valid[None, :], m_i, l_i, acc, scale_s,
                                              PRECISION)  # fmt: skip
@@ -162,6 +180,7 @@ def decode_attention(
     epilogue); ``config.fp8_dot`` picks the dtype its tiles are widened to.
     """
     cfg = config or DecodeConfig()
+    dots = dot_dtype(cfg, k_cache)
     if q.shape[0] == 0:
         return
     grid = launch_grid(q, k_cache, max_context_len, num_sms, cfg.block_n, cfg.ctas_per_sm, out)
@@ -170,7 +189,8 @@ def decode_attention(
     group = num_heads // num_kv_heads
     decode_kernel[(grid.programs,)](
         q, k_cache, v_cache, block_tables, context_lens, out, grid.part_out, grid.part_lse,
-        scale * k_scale * LOG2E, v_scale, q.stride(0), q.stride(1),
+        scale * k_scale * LOG2E, v_scale / P_SCALE.value if dots == "fp8" else v_scale,
+        q.stride(0), q.stride(1),
         *cache_strides(k_cache, v_cache),
         block_tables.stride(0), out.stride(0), out.stride(1),
         num_seqs, num_kv_heads, grid.num_splits, grid.split_len, grid.programs,
@@ -183,7 +203,7 @@ def decode_attention(
         STAGES=cfg.num_stages if q.element_size() < 4 else 2,  # float32 tiles: less smem
         PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
         SWAP_AB=cfg.swap_ab,
-        FP16_DOTS=fp16_dots(cfg, k_cache),
+        DOTS=dots,
         num_warps=cfg.num_warps,
     )  # fmt: skip
     merge_splits(grid, out)

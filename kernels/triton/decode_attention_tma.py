@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-from kernels.triton.decode_attention import DecodeConfig, fp16_dots
+from kernels.triton.decode_attention import DecodeConfig, dot_dtype
 from kernels.triton.paged_common import (
     LOG2E,
     fp16_rows,
@@ -51,7 +51,7 @@ def decode_tma_kernel(
     num_splits, split_len, num_programs, GROUP: tl.constexpr, GROUP_PAD: tl.constexpr,
     HEAD_DIM: tl.constexpr, PAGE: tl.constexpr, TWO_PAGES: tl.constexpr, SPLIT: tl.constexpr,
     STAGES: tl.constexpr, PRECISION: tl.constexpr, IDS_BLOCK: tl.constexpr,
-    FP16_DOTS: tl.constexpr,
+    DOTS: tl.constexpr,
 ):  # fmt: skip
     rows = tl.arange(0, GROUP_PAD)
     cols = tl.arange(0, HEAD_DIM)
@@ -71,7 +71,7 @@ def decode_tma_kernel(
             mask=row_mask[:, None],
             other=0.0,
         )
-        if FP16_DOTS:  # float16 dots over float8 pages: q's row powers go into the scale
+        if DOTS == "fp16":  # float16 dots over float8 pages: q's row powers go into the scale
             q, down = fp16_rows(q)
             scale_s = (down * scale_log2)[:, None]  # [G, 1]
         else:
@@ -190,6 +190,7 @@ def decode_attention_tma(
 ) -> None:
     """Same contract as ``decode_attention``; ``config.block_n`` is 1 or 2 pages per step."""
     cfg = config or DecodeConfig(block_n=2 * k_cache.shape[1])
+    dots = dot_dtype(cfg, k_cache)  # "fp8" raises: float8 MMAs need the gather kernel
     num_seqs, num_heads, head_dim = q.shape
     if num_seqs == 0:
         return
@@ -215,7 +216,7 @@ def decode_attention_tma(
         STAGES=cfg.num_stages,
         PRECISION="tf32",
         IDS_BLOCK=cfg.ids_block,
-        FP16_DOTS=fp16_dots(cfg, k_cache),
+        DOTS=dots,
         num_warps=cfg.num_warps,
     )  # fmt: skip
     merge_splits(grid, out)

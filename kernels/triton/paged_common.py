@@ -58,6 +58,16 @@ def fp16_rows(q):
 
 
 @triton.jit
+def fp8_rows(q):
+    """q [M, D] quantised to float8 e4m3 per row (its largest |value| to 448, the format's
+    largest), and the row scales [M] (float32; 1 for a row of zeros) that undo it."""
+    wide = q.to(tl.float32)
+    amax = tl.max(tl.abs(wide), 1)
+    scale = tl.where(amax > 0, amax / 448.0, 1.0)
+    return (wide * (1.0 / scale)[:, None]).to(tl.float8e4nv), scale
+
+
+@triton.jit
 def softmax_step(q, k, v, mask, m_i, l_i, acc, scale_log2, PRECISION: tl.constexpr):
     """One online-softmax step: q [M, D] against k / v [N, D], scores outside ``mask`` [M or 1,
     N] dropped; running max m_i [M], sum l_i [M] and acc [M, D] (base-2 exponentials).

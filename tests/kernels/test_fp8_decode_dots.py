@@ -1,8 +1,8 @@
-"""Decode attention over a float8 (e4m3) cache with float16 dots (``DecodeConfig.fp8_dot="fp16"``):
-the gather kernel (plain and swapped MMA) and the TMA kernel (ids one step ahead and preloaded),
-split and unsplit, against the torch reference on fresh random batches; queries far outside
-float16's range; the option's validation. Runs on a GPU, and on Triton's CPU interpreter where that
-reads float8 tensors (small batches)."""
+"""Decode attention over a float8 (e4m3) cache with float16 dots (``DecodeConfig.fp8_dot="fp16"``:
+the gather kernel, plain and swapped MMA, and the TMA kernel, ids one step ahead and preloaded) and
+with float8 dots (``"fp8"``: the swapped gather kernel), split and unsplit, against the torch
+reference on fresh random batches; queries far outside float16's range; the option's validation.
+Runs on a GPU, and on Triton's CPU interpreter where that reads float8 tensors (small batches)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ pytest.importorskip("triton")
 import triton
 import triton.language as tl
 
-from kernels.triton.decode_attention import DecodeConfig, decode_attention, fp16_dots
+from kernels.triton.decode_attention import DecodeConfig, decode_attention, dot_dtype
 from kernels.triton.decode_attention_tma import decode_attention_tma, tma_supported
 
 FP8 = torch.float8_e4m3fn
@@ -127,12 +127,44 @@ def test_fp16_dots_take_queries_outside_float16_range(name: str, magnitude: floa
     assert relative_error(out, expected) < 1e-2
 
 
+@pytest.mark.gpu
+@needs_triton_device
+@pytest.mark.parametrize("num_sms", [None, 4])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("block_n", [64, 128])
+def test_fp8_dots_over_fp8_match_reference(
+    block_n: int, dtype: torch.dtype, num_sms: int | None
+) -> None:
+    """Float8 MMAs (the swapped gather kernel): q and P rounded to e4m3 (3 mantissa bits) on top
+    of the cache's rounding, so the bound is looser than the widening paths' 1e-2."""
+    cfg = DecodeConfig(block_n, 4, 3, 4, swap_ab=True, fp8_dot="fp8")
+    batch = _batch(dtype, seed=block_n + (num_sms or 0))
+    k8 = reference.quantize_kv(batch.k_cache, FP8, K_SCALE)
+    v8 = reference.quantize_kv(batch.v_cache, FP8, V_SCALE)
+    _skip_if_unsupported(False, batch.q, k8)
+    scale = batch.q.shape[-1] ** -0.5
+    out = _decode(batch, batch.q, k8, v8, scale, cfg, num_sms)
+    expected = reference.paged_attention(batch.q, k8, v8, batch.meta, scale, K_SCALE, V_SCALE)
+    assert out.dtype == dtype and not torch.isnan(out).any()
+    assert relative_error(out, expected) < 5e-2
+    if dtype != torch.bfloat16:
+        return
+    big = (batch.q.float() * 2.0**20).to(dtype)  # quantised per row: any bfloat16 magnitude
+    out = _decode(batch, big, k8, v8, scale / 2.0**20, cfg, num_sms)
+    expected = reference.paged_attention(big, k8, v8, batch.meta, scale / 2.0**20, K_SCALE, V_SCALE)
+    assert torch.isfinite(out).all() and relative_error(out, expected) < 5e-2
+
+
 def test_fp8_dot_applies_to_float8_caches_only_and_is_validated() -> None:
     fp8_cache = torch.zeros(1, 16, 2, 64, dtype=FP8)
     bf16_cache = torch.zeros(1, 16, 2, 64, dtype=torch.bfloat16)
     assert DecodeConfig().fp8_dot == "q"  # the default: widened to the queries' dtype
-    assert not fp16_dots(DecodeConfig(), fp8_cache)
-    assert fp16_dots(DecodeConfig(fp8_dot="fp16"), fp8_cache)
-    assert not fp16_dots(DecodeConfig(fp8_dot="fp16"), bf16_cache)
+    assert dot_dtype(DecodeConfig(), fp8_cache) == "q"
+    assert dot_dtype(DecodeConfig(fp8_dot="fp16"), fp8_cache) == "fp16"
+    assert dot_dtype(DecodeConfig(fp8_dot="fp16"), bf16_cache) == "q"
+    assert dot_dtype(DecodeConfig(swap_ab=True, fp8_dot="fp8"), fp8_cache) == "fp8"
+    for no_wgmma in (DecodeConfig(fp8_dot="fp8"), DecodeConfig(16, 1, tma=True, fp8_dot="fp8")):
+        with pytest.raises(ValueError, match="swap_ab"):
+            dot_dtype(no_wgmma, fp8_cache)
     with pytest.raises(ValueError, match="fp8_dot"):
-        fp16_dots(DecodeConfig(fp8_dot="fp8"), fp8_cache)  # type: ignore[arg-type]
+        dot_dtype(DecodeConfig(fp8_dot="int8"), fp8_cache)  # type: ignore[arg-type]
