@@ -132,14 +132,16 @@ def main() -> None:
         part = green_partitions((a, device_sms - a))[0]
         greens[a] = (part.num_sms, new_stream(part))
     report["partitions"] = {str(a): g[0] for a, g in greens.items()}
-    for sms in [
-        device_sms,
-        *(g[0] for g in greens.values()),
-    ]:  # the float16 path on ragged decodes, before any timing
-        cfg = replace(tuned_config(sms, PAGE), fp8_dot="fp16")
-        swapped = replace(SWAPPED[0], fp8_dot="fp8")
-        for c in (cfg, DecodeConfig(fp8_dot="fp16"), swapped, replace(SWAPPED[1], fp8_dot="fp8")):
-            err = ragged_check(torch.float8_e4m3fn, c, sms, seed=sms)
+    checked = [device_sms, *(g[0] for g in greens.values())]
+    for sms in checked:  # the new paths on ragged decodes, before any timing
+        fp8_dots = [replace(c, fp8_dot="fp8") for c in SWAPPED]
+        fp16_dots = [replace(tuned_config(sms, PAGE), fp8_dot="fp16"), DecodeConfig(fp8_dot="fp16")]
+        for c in fp16_dots + fp8_dots:
+            try:
+                err = ragged_check(torch.float8_e4m3fn, c, sms, seed=sms)
+            except Exception as exc:  # recorded; the timings below still run
+                err = float("nan")
+                print(f"ragged check failed: {exc!r:.300}", flush=True)
             bound = 5e-2 if c.fp8_dot == "fp8" else 2e-2  # fp8: q and P rounded to e4m3 too
             check = {"config": asdict(c), "num_sms": sms, "rel_err": round(err, 5),
                      "ok": err < bound}  # fmt: skip
