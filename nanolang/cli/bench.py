@@ -31,7 +31,8 @@ def handle(args: argparse.Namespace) -> int:
         from nanolang.bench.cli import execute as execute_programs
 
         return execute_programs(args, command)
-    from runtime.bench.__main__ import execute
+    from runtime.bench.__main__ import execute, stopped_by_signals
 
     logging.getLogger().setLevel(logging.INFO)
-    return execute(args, command)
+    with stopped_by_signals():  # SIGINT / SIGTERM keep the finished workloads, as Ctrl-C does
+        return execute(args, command)

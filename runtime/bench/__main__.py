@@ -9,8 +9,12 @@ import importlib.metadata
 import json
 import logging
 import shlex
+import signal
 import sys
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -412,11 +416,36 @@ def write_records(path: Path, records: list[dict[str, Any]]) -> None:
     path.write_text(json.dumps(records, indent=2) + "\n")
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+
+@contextmanager
+def stopped_by_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM stop the benchmark as Ctrl-C does: the engine or peer that is running is
+    stopped and every finished workload is kept in ``--out``. Installed explicitly (and the
+    previous handlers restored after) because a time limit's ``timeout`` sends SIGTERM unless told
+    otherwise, and a process started in the background by a non-interactive shell inherits SIGINT
+    ignored: either would otherwise end the run without writing what it finished."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, _stop)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
     command = "python -m runtime.bench " + shlex.join(sys.argv[1:] if argv is None else argv)
-    return execute(args, command)
+    with stopped_by_signals():
+        return execute(args, command)
 
 
 def execute(args: argparse.Namespace, command: str) -> int:

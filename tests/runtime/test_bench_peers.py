@@ -384,11 +384,18 @@ def test_warm_up_requests_share_no_prefix_with_other_requests() -> None:
     assert [len(r.prompt_token_ids) for r in short] == [512] * 4
 
 
+def _inherit_sigint_ignored() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_an_interrupted_benchmark_keeps_the_running_peers_finished_workloads(
-    tiny_llama: str, tmp_path: Path
+    tiny_llama: str, tmp_path: Path, sig: str
 ) -> None:
-    """A time limit stops the benchmark with SIGINT while a peer runs: the output file gets the
-    peer's finished workloads with the run's context (flagged), and the peer's own worker dies."""
+    """A time limit stops the benchmark while a peer runs, with SIGINT (the benchmark started
+    with SIGINT ignored, as a non-interactive shell's background job is) or with SIGTERM
+    (``timeout``'s default): the output file gets the peer's finished workloads with the run's
+    context (flagged), and the peer's own worker dies."""
     out = tmp_path / "bench.json"
     log = tmp_path / "vllm.log"
     root = Path(__file__).resolve().parents[2]
@@ -397,14 +404,15 @@ def test_an_interrupted_benchmark_keeps_the_running_peers_finished_workloads(
     cmd = [sys.executable, "-m", "runtime.bench", "--model", tiny_llama, "--load-format", "auto",
            "--device", "cpu", "--workloads", "lmsys:2,512/512:2", "--scale", "0.02", "--peer",
            "vllm", "--peer-site", f"vllm={_fake_site(tmp_path)}", "--out", str(out)]  # fmt: skip
-    bench = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+    bench = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
+                             preexec_fn=_inherit_sigint_ignored)  # fmt: skip
     partial = out.with_name("bench.vllm-tp1-auto.partial.json")
     child = Path(str(log) + ".child")
     deadline = time.monotonic() + 120
     while not child.exists() and time.monotonic() < deadline:  # the peer hangs in workload 2
         time.sleep(0.2)
     assert child.exists() and partial.exists()
-    bench.send_signal(signal.SIGINT)
+    bench.send_signal(signal.Signals[sig])
     assert bench.wait(timeout=60) != 0
     records = json.loads(out.read_text())
     assert [(r["engine"], r["workload"]) for r in records] == [
