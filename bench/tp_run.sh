@@ -143,14 +143,17 @@ for step in "$@"; do
     symmtest)  # -v: each test's outcome as it ends (a time-out still leaves the earlier ones)
       echo "== symmtest" | tee -a "$OUT/steps.txt"
       start=$SECONDS
+      tp_tests=tests/runtime/distributed/test_gpu_tensor_parallel.py
+      symm_tests=(tests/runtime/distributed/test_gpu_allreduce.py
+                  "$tp_tests::test_two_gpus_match_one_in_float32[symm-graphs-async]")
+      if [ "${SYMM_SEARCH:-1}" = 1 ]; then  # SYMM_SEARCH=0: not the search under symm_mem
+        symm_tests+=("$tp_tests::test_the_network_search_on_two_gpus_matches_one[symm-search]")
+      fi
       timeout "${T_SYMMTEST:-150}" python3 -m pytest -v -p no:cacheprovider -rA \
-        tests/runtime/distributed/test_gpu_allreduce.py \
-        "tests/runtime/distributed/test_gpu_tensor_parallel.py::test_two_gpus_match_one_in_float32[symm-graphs-async]" \
-        "tests/runtime/distributed/test_gpu_tensor_parallel.py::test_the_network_search_on_two_gpus_matches_one[symm-search]" \
-        > "$OUT/gpu_symm_test.txt" 2>&1
+        "${symm_tests[@]}" > "$OUT/gpu_symm_test.txt" 2>&1
       echo "== symmtest: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/steps.txt"
       test_record "$OUT/gpu_symm_test.txt" "$OUT/bench/gpu-symm-tests.json" \
-        "python3 -m pytest -v -p no:cacheprovider -rA tests/runtime/distributed/test_gpu_allreduce.py (and the symm-graphs-async, symm-search cases of test_gpu_tensor_parallel.py)"
+        "python3 -m pytest -v -p no:cacheprovider -rA ${symm_tests[*]}"
       grep -E "::[^ ]+ (PASSED|FAILED|ERROR)" "$OUT/gpu_symm_test.txt"
       # the all-reduce against NCCL and the engine's tokens against one GPU must have passed,
       # and nothing failed (the search test may be cut by the time limit)
