@@ -14,7 +14,6 @@ import dataclasses
 import datetime
 import itertools
 import json
-import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 import torch
 from green_context import sm_partition
 from stream_read import stream_read
+from timing import median_ms
 
 from kernels.triton.decode_attention import DecodeConfig
 from kernels.triton.paged_attention import decode_attention, decode_attention_tma
@@ -52,18 +52,7 @@ READ_SWEEP = list(itertools.product((1, 2, 4), (64, 128), (4, 6), (4, 8)))  # pe
 
 def time_ms(fn: Callable[[], None], stream: torch.cuda.Stream, reps: int = 20) -> float:
     """Median milliseconds of fn on stream, timed with events after 3 warm-up launches."""
-    events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            fn()
-        for _ in range(reps):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record(stream)
-            fn()
-            end.record(stream)
-            events.append((start, end))
-    torch.cuda.synchronize()
-    return statistics.median(s.elapsed_time(e) for s, e in events)
+    return median_ms(fn, reps, 3, stream)
 
 
 def decode_inputs(args: argparse.Namespace) -> dict[str, torch.Tensor]:

@@ -16,13 +16,13 @@ import argparse
 import datetime
 import importlib.util
 import json
-import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from timing import median_ms
 
 from kernels.metadata import AttentionMetadata
 from kernels.triton.extend_attention import ExtendConfig, default_config, extend_attention
@@ -65,17 +65,7 @@ def make_batch(shape: str, kv_dtype: torch.dtype) -> dict[str, Any]:
 
 def timed(fn: Callable[[], None], repeats: int) -> float:
     """Median milliseconds of ``repeats`` calls, after three warm-up calls."""
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    return statistics.median(times)
+    return median_ms(fn, repeats, 3, sync_each=True)
 
 
 def load_kernel(path: Path) -> Callable[..., None]:

@@ -29,7 +29,6 @@ import argparse
 import datetime
 import functools
 import json
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -42,6 +41,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from host_schedule import commit  # bench/ is the script's directory
+from timing import median_ms
 
 from runtime import LLM
 from runtime.bench.op_timer import OpTimer
@@ -64,20 +64,7 @@ def parse_case(text: str) -> tuple[int, list[int]]:
 
 def events_ms(fn: Callable[[], object], reps: int) -> float:
     """Median ms of ``reps`` eager calls, each bracketed by CUDA events (CPU: wall time)."""
-    times = []
-    for _ in range(reps):
-        if torch.cuda.is_available():
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            fn()
-            b.record()
-            b.synchronize()
-            times.append(a.elapsed_time(b))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return median_ms(fn, reps, warmup=0, sync_each=True)
 
 
 def graph_ms(fn: Callable[[], object], reps: int = 20, calls: int = 5) -> float:
