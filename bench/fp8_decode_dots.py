@@ -1,6 +1,7 @@
 """Decode attention over an fp8 (e4m3) KV cache: K/V widened to bfloat16 (``fp8_dot="q"``, the
-default) against float16 dots (``"fp16"``) and float8 dots (``"fp8"``, the swapped gather kernel
-only), in the placements the runtime uses and in the swapped gather kernel's.
+default until this measured the others) against float16 dots (``"fp16"``, the default since
+2026-11-30) and float8 dots (``"fp8"``, the swapped gather kernel only), in the placements the
+runtime uses and in the swapped gather kernel's.
 
 For each batch (512 and 1,024 decodes of 1,536 tokens by default): the gather kernel on the
 whole GPU (the dense forward's), the TMA kernel on the whole GPU, and on A SMs (A = 64, 48) the

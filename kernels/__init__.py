@@ -6,6 +6,7 @@ so transformers never mistakes this package for that one.
 """
 
 from kernels.attention import AttentionBackend
+from kernels.decode_choice import DecodeChoice
 from kernels.metadata import AttentionMetadata
 from kernels.registry import (
     OPERATORS,
@@ -21,6 +22,7 @@ __all__ = [
     "OPERATORS",
     "AttentionBackend",
     "AttentionMetadata",
+    "DecodeChoice",
     "Ops",
     "attention_backends",
     "get_ops",

@@ -20,6 +20,7 @@ import torch
 
 from kernels import reference
 from kernels.attention import AttentionBackend, TorchAttention
+from kernels.decode_choice import DecodeChoice
 
 logger = logging.getLogger("kernels")
 
@@ -87,6 +88,11 @@ class Ops:
     def fresh(self) -> Ops:
         """The same operators with an attention backend of their own (no shared state)."""
         return replace(self, paged_attention=self.paged_attention.fresh())
+
+    def with_decode(self, choice: DecodeChoice) -> Ops:
+        """The same operators, decode attention run as ``choice`` says where the backend has a
+        choice (the Triton one; see kernels.decode_choice)."""
+        return replace(self, paged_attention=self.paged_attention.with_decode(choice))
 
     def describe(self) -> str:
         return ", ".join(f"{op}={b}" for op, b in self.backends.items())

@@ -6,7 +6,10 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kernels.decode_choice import DecodeChoice
 
 SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM")
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -215,6 +218,14 @@ class EngineConfig:
     # "auto": the model's dtype; "fp8" (or "fp8_e4m3"): float8 e4m3 with a scale per layer for K
     # and one for V (from the checkpoint's k_scale / v_scale, else 1.0), half the bytes of bf16
     kv_cache_dtype: str = "auto"
+    # decode attention where the backend has a choice (the Triton one; kernels.decode_choice):
+    # the kernel on the whole GPU, "auto" (the measured choice per KV cache dtype), "gather",
+    # "tma" (persistent grid) or "tma-items" (one program per work item); and the dtype a float8
+    # KV cache is widened to for the dots, "fp16" (q scaled per row into float16's range; 1.3-1.4x
+    # faster than "q" and closer to the reference, docs/performance.md) or "q" (the queries'
+    # dtype, bfloat16: the widening before 2026-11-30)
+    decode_kernel: str = "auto"
+    fp8_decode_dot: str = "fp16"
     # ranks of tensor parallelism: N > 1 starts one worker process per rank (one GPU each, or
     # N processes on the CPU with gloo); the calling process keeps the scheduler
     tensor_parallel_size: int = 1
@@ -242,6 +253,7 @@ class EngineConfig:
                 f"kv_cache_dtype must be one of {', '.join(KV_CACHE_DTYPES)}, "
                 f"got {self.kv_cache_dtype!r}"
             )
+        self.decode_choice()  # a clear error for an unknown kernel or dot dtype
         if self.tensor_parallel_size < 1:
             raise ValueError("tensor_parallel_size must be >= 1")
         if self.allreduce not in ALLREDUCE_CHOICES:
@@ -251,3 +263,9 @@ class EngineConfig:
             raise ValueError("symm_mem_max_bytes must be positive")
         if self.kv_cache_memory_bytes is not None and self.kv_cache_memory_bytes <= 0:
             raise ValueError("kv_cache_memory_bytes must be positive")
+
+    def decode_choice(self) -> DecodeChoice:
+        """decode_kernel and fp8_decode_dot as the kernels' plain choice (validated there)."""
+        from kernels.decode_choice import DecodeChoice  # the kernels package loads torch
+
+        return DecodeChoice(self.decode_kernel, self.fp8_decode_dot)

@@ -130,7 +130,8 @@ class LLMEngine:
             model, hf_overrides, self.dtype, self.device, load_format, limit, self.config.seed
         )
         # this engine's own attention backend (its plans and CUDA-graph buffers are per engine)
-        self.ops = get_ops(self.device, self.config.attention_backend).fresh()
+        ops = get_ops(self.device, self.config.attention_backend).fresh()
+        self.ops = ops.with_decode(self.config.decode_choice())
         num_blocks = self._num_blocks(limit)
         self._make_blocks(num_blocks, limit)
         self.runner = ModelRunner(self.model, self.ops, self.blocks, num_blocks, self.kv_dtype)

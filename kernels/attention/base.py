@@ -29,6 +29,7 @@ from typing import ClassVar
 
 import torch
 
+from kernels.decode_choice import DecodeChoice
 from kernels.metadata import AttentionMetadata
 
 
@@ -47,6 +48,11 @@ class AttentionBackend(ABC):
     def on_sms(self, num_sms: int) -> AttentionBackend:
         """The backend to use on a partition of ``num_sms`` SMs (itself when it cannot size its
         grid to a budget)."""
+        return self
+
+    def with_decode(self, choice: DecodeChoice) -> AttentionBackend:
+        """A new instance that runs decode attention as ``choice`` says (whole-GPU kernel, dots
+        over a float8 cache); backends without such a choice return themselves."""
         return self
 
     def supports_cuda_graphs(self, dtype: torch.dtype) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from kernels.attention.base import AttentionBackend
+from kernels.decode_choice import DecodeChoice
 from kernels.metadata import AttentionMetadata
 from kernels.triton.decode_attention import DecodeConfig
 from kernels.triton.paged_attention import paged_attention
@@ -25,16 +26,21 @@ class TritonAttention(AttentionBackend):
         device: torch.device,
         num_sms: int | None = None,
         decode_config: DecodeConfig | None = None,
+        choice: DecodeChoice | None = None,
     ) -> None:
         super().__init__(device)
         self.num_sms = num_sms  # decode grid sized to this SM budget (a pipeline partition)
         self.decode_config = decode_config
+        self.choice = choice or DecodeChoice()  # whole-GPU kernel, dots over a float8 cache
 
     def fresh(self) -> TritonAttention:
-        return TritonAttention(self.device, self.num_sms, self.decode_config)
+        return TritonAttention(self.device, self.num_sms, self.decode_config, self.choice)
 
     def on_sms(self, num_sms: int) -> TritonAttention:
-        return TritonAttention(self.device, num_sms, self.decode_config)
+        return TritonAttention(self.device, num_sms, self.decode_config, self.choice)
+
+    def with_decode(self, choice: DecodeChoice) -> TritonAttention:
+        return TritonAttention(self.device, self.num_sms, self.decode_config, choice)
 
     def forward(
         self,
@@ -48,5 +54,5 @@ class TritonAttention(AttentionBackend):
     ) -> torch.Tensor:
         return paged_attention(
             q, k_cache, v_cache, meta, scale, k_scale, v_scale, num_sms=self.num_sms,
-            decode_config=self.decode_config,
+            decode_config=self.decode_config, choice=self.choice,
         )  # fmt: skip

@@ -42,14 +42,16 @@ class DecodeConfig:
     # TMA kernel only: page ids loaded this many at a time into registers before their copies
     # (a power of two, >= 2); 0: each step's ids loaded one step ahead
     ids_block: int = 0
-    # float8 caches only: the dtype K/V tiles are widened to for the two dots. "q": the queries'
-    # (bfloat16 on the engine: e4m3 -> bf16 has no single instruction on sm_90, Triton converts
-    # through float16, three instructions per two values); "fp16": float16, one cvt per two
-    # values, with q scaled per row by a power of two into float16's range (``fp16_rows``);
-    # "fp8": no widening, float8 x float8 MMAs (q quantised per row, P times P_SCALE), only in the
-    # gather kernel with swap_ab, where Triton emits Hopper's fp8 wgmma (with 16-row MMAs it
-    # widens float8 operands to float16 itself)
-    fp8_dot: Literal["q", "fp16", "fp8"] = "q"
+    # float8 caches only: the dtype K/V tiles are widened to for the two dots. "fp16" (the
+    # default): float16, one cvt per two values, with q scaled per row by a power of two into
+    # float16's range (``fp16_rows``); 1.3-1.4x faster than "q" on an H200 and closer to the
+    # reference (docs/performance.md). "q": the queries' (bfloat16 on the engine: e4m3 -> bf16
+    # has no single instruction on sm_90, Triton converts through float16, three instructions per
+    # two values); "fp8": no widening, float8 x float8 MMAs (q quantised per row, P times
+    # P_SCALE), only in the gather kernel with swap_ab, where Triton emits Hopper's fp8 wgmma
+    # (with 16-row MMAs it widens float8 operands to float16 itself; measured no faster, 14x the
+    # error)
+    fp8_dot: Literal["q", "fp16", "fp8"] = "fp16"
 
 
 FP8_DOTS = ("q", "fp16", "fp8")

@@ -22,6 +22,7 @@ from kernels.triton.paged_common import (
     LOG2E,
     cache_strides,
     finish,
+    fp16_rows,
     load_kv,
     page_id,
     softmax_step,
@@ -56,7 +57,8 @@ def _keys(q, k_cache_ptr, v_cache_ptr, table, start, stop, end, q_pos, m_i, l_i,
         next_page = page_id(table, offs + BLOCK_N, end, PAGE)
         k, v = load_kv(k_cache_ptr, v_cache_ptr, page, offs, valid, kvh, cols, stride_kb,
                        stride_ks, stride_kh, stride_vb, stride_vs, stride_vh, PAGE)  # fmt: skip
-        # a float8 cache is widened to q's dtype here; its scales are applied outside the loop
+        # a float8 cache is widened to DTYPE (float16, or q's dtype) here; its scales are applied
+        # outside the loop
         k, v = k.to(DTYPE), v.to(DTYPE)
         if CAUSAL:  # noqa: SIM108 (a constexpr branch, resolved at compile time)
             mask = valid[None, :] & (offs[None, :] <= q_pos[:, None])  # [M, N]
@@ -73,7 +75,7 @@ def extend_kernel(
     v_scale, stride_qt, stride_qh, stride_kb, stride_ks, stride_kh, stride_vb, stride_vs,
     stride_vh, stride_bt, stride_ot, stride_oh, first_seq, GROUP: tl.constexpr,
     HEAD_DIM: tl.constexpr, PAGE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    STAGES: tl.constexpr, PRECISION: tl.constexpr,
+    STAGES: tl.constexpr, PRECISION: tl.constexpr, FP16_DOTS: tl.constexpr,
 ):  # fmt: skip
     head = tl.program_id(0)
     m_block = tl.num_programs(1) - 1 - tl.program_id(1)  # the longest query blocks first
@@ -90,6 +92,13 @@ def extend_kernel(
         tok = (q_start + rows).to(tl.int64)
         q = tl.load(q_ptr + tok[:, None] * stride_qt + head * stride_qh + cols[None, :],
                     mask=row_mask[:, None], other=0.0)  # fmt: skip
+        if FP16_DOTS:  # float16 dots over a float8 cache: q's row powers go into the scale
+            q, down = fp16_rows(q)
+            scale_s = (down * scale_log2)[:, None]  # [M, 1]
+            dtype = tl.float16
+        else:
+            scale_s = scale_log2
+            dtype = q_ptr.dtype.element_ty
         m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
         l_i = tl.zeros([BLOCK_M], tl.float32)
         acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
@@ -97,13 +106,12 @@ def extend_kernel(
         end = tl.minimum(ctx, ctx - q_len + (m_block + 1) * BLOCK_M)  # causal bound of the block
         # keys up to the block's first row position are seen by all its rows: no causal mask
         shared = (ctx - q_len + m_block * BLOCK_M + 1) // BLOCK_N * BLOCK_N
-        dtype = q_ptr.dtype.element_ty
         m_i, l_i, acc = _keys(q, k_cache_ptr, v_cache_ptr, table, 0, shared, end, q_pos, m_i,
-                              l_i, acc, kvh, cols, scale_log2, stride_kb, stride_ks, stride_kh,
+                              l_i, acc, kvh, cols, scale_s, stride_kb, stride_ks, stride_kh,
                               stride_vb, stride_vs, stride_vh, dtype, PAGE, BLOCK_N, STAGES,
                               PRECISION, False)  # fmt: skip
         m_i, l_i, acc = _keys(q, k_cache_ptr, v_cache_ptr, table, shared, end, end, q_pos, m_i,
-                              l_i, acc, kvh, cols, scale_log2, stride_kb, stride_ks, stride_kh,
+                              l_i, acc, kvh, cols, scale_s, stride_kb, stride_ks, stride_kh,
                               stride_vb, stride_vs, stride_vh, dtype, PAGE, BLOCK_N, STAGES,
                               PRECISION, True)  # fmt: skip
         result, _ = finish(acc * v_scale, l_i, m_i)  # every row sees key 0, so l_i > 0
@@ -136,9 +144,14 @@ def extend_attention(
     k_scale: float = 1.0,
     v_scale: float = 1.0,
     config: ExtendConfig | None = None,
+    fp8_dot: str = "fp16",
 ) -> None:
     """Causal attention for sequences first_seq..first_seq+num_seqs-1 of q [T, Hq, D] into out;
-    a float8 cache is read as stored value x ``k_scale`` / ``v_scale``."""
+    a float8 cache is read as stored value x ``k_scale`` / ``v_scale``, its tiles widened to
+    float16 (``fp8_dot="fp16"``: one conversion per two values; q scaled per row by a power of two
+    into float16's range, as in the decode kernels) or to q's dtype (``"q"``)."""
+    if fp8_dot not in ("fp16", "q"):
+        raise ValueError(f"fp8_dot must be 'fp16' or 'q', got {fp8_dot!r}")
     if num_seqs == 0 or max_query_len == 0:
         return
     num_heads, head_dim = q.shape[1], q.shape[2]
@@ -157,5 +170,6 @@ def extend_attention(
         BLOCK_N=cfg.block_n,
         STAGES=cfg.stages,
         PRECISION="ieee" if q.element_size() >= 4 else "tf32",
+        FP16_DOTS=k_cache.dtype == torch.float8_e4m3fn and fp8_dot == "fp16",
         num_warps=cfg.num_warps,
     )  # fmt: skip

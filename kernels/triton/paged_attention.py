@@ -2,13 +2,63 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, Literal
+
 import torch
 
+from kernels.decode_choice import DecodeChoice
 from kernels.metadata import AttentionMetadata
 from kernels.triton.decode_attention import DecodeConfig, decode_attention
 from kernels.triton.decode_attention_tma import decode_attention_tma, tma_supported, tuned_config
 from kernels.triton.extend_attention import extend_attention
 from kernels.triton.paged_common import device_sm_count
+
+# DecodeChoice.whole_gpu "auto", per KV cache: 16-bit pages keep the gather kernel (whole-GPU TMA
+# on a persistent grid was measured slower on mixed-length workloads, docs/performance.md);
+# float8 pages: the kernel measured fastest over uniform and ragged batches (same document)
+AUTO_WHOLE_GPU_FP8 = "gather"
+
+DecodeKernel = Callable[..., None]
+
+
+def whole_gpu_kernel(choice: DecodeChoice, cache_dtype: torch.dtype, tma_ok: bool) -> str:
+    """The decode kernel on the whole GPU: "gather", "tma" or "tma-items" (TMA where supported)."""
+    kernel = choice.whole_gpu
+    if kernel == "auto":
+        kernel = AUTO_WHOLE_GPU_FP8 if cache_dtype == torch.float8_e4m3fn else "gather"
+    return kernel if tma_ok else "gather"
+
+
+def decode_launch(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    num_sms: int | None,
+    decode_config: DecodeConfig | None,
+    choice: DecodeChoice,
+) -> tuple[DecodeKernel, DecodeConfig, int | None]:
+    """(kernel, configuration, SM budget of its grid) of the decode part. An explicit
+    ``decode_config`` is run as given; an SM budget below the device's (a pipeline partition)
+    gets the TMA kernel in its measured configuration where supported; the whole GPU the kernel
+    ``choice`` names. ``choice.fp8_dot`` sets the dots over a float8 cache unless a config is given.
+    """
+    tma = tma_supported(q, k_cache)
+    if decode_config is not None:
+        return (decode_attention_tma if decode_config.tma and tma else decode_attention,
+                decode_config, num_sms)  # fmt: skip
+    page = k_cache.shape[1]
+    dot: Literal["q", "fp16"] = "q" if choice.fp8_dot == "q" else "fp16"  # validated choices
+    device_sms = device_sm_count(q.device)
+    if num_sms and num_sms < device_sms:
+        if tma:
+            return decode_attention_tma, replace(tuned_config(num_sms, page), fp8_dot=dot), num_sms
+        return decode_attention, DecodeConfig(fp8_dot=dot), num_sms
+    kernel = whole_gpu_kernel(choice, k_cache.dtype, tma)
+    if kernel == "gather":
+        return decode_attention, DecodeConfig(fp8_dot=dot), num_sms
+    cfg = replace(tuned_config(device_sms, page), fp8_dot=dot)
+    return decode_attention_tma, cfg, device_sms if kernel == "tma" else None
 
 
 def paged_attention(
@@ -21,31 +71,31 @@ def paged_attention(
     v_scale: float = 1.0,
     num_sms: int | None = None,
     decode_config: DecodeConfig | None = None,
+    choice: DecodeChoice | None = None,
 ) -> torch.Tensor:
     """Causal attention of q [T, Hq, D] over paged caches [blocks, page, Hk, D] -> [T, Hq, D].
 
     ``num_sms`` runs the decode part on a persistent grid sized to that SM budget;
     ``decode_config`` overrides its tile / pipeline configuration. Without one, decode attention on
-    part of a Hopper GPU (``num_sms`` below the device's) with a 16-bit cache runs the TMA kernel in
-    the configuration measured best for that budget; on the whole GPU it runs the gather kernel,
-    whose one-program-per-item grid balances mixed context lengths (see docs/performance.md).
-    A float8 (e4m3) cache is read by every kernel as stored value x ``k_scale`` / ``v_scale``.
+    part of a Hopper GPU (``num_sms`` below the device's) runs the TMA kernel in the configuration
+    measured best for that budget; on the whole GPU the kernel ``choice`` names ("auto": the
+    gather kernel over 16-bit caches, whose one-program-per-item grid balances mixed context
+    lengths, and ``AUTO_WHOLE_GPU_FP8`` over float8 ones; see docs/performance.md). A float8
+    (e4m3) cache is read by every kernel as stored value x ``k_scale`` / ``v_scale``, with K/V
+    widened to ``choice.fp8_dot`` (float16 by default) for the dots.
     """
     assert q.stride(-1) == 1 and k_cache.is_contiguous() and v_cache.is_contiguous()
     assert q.shape[-1] & (q.shape[-1] - 1) == 0, "head_dim must be a power of two"
+    choice = choice or DecodeChoice()
     out = torch.empty_like(q)
     num_decode = meta.num_decode_seqs
     if num_decode > 0:
-        tma = tma_supported(q, k_cache)
-        if decode_config is None and tma and num_sms and num_sms < device_sm_count(q.device):
-            decode_config = tuned_config(num_sms, k_cache.shape[1])
-        use_tma = decode_config is not None and decode_config.tma and tma
-        decode = decode_attention_tma if use_tma else decode_attention
-        decode(
+        decode, cfg, sms = decode_launch(q, k_cache, num_sms, decode_config, choice)
+        args: tuple[Any, ...] = (
             q[:num_decode], k_cache, v_cache, meta.block_tables[:num_decode],
             meta.context_lens[:num_decode], meta.max_context_len, scale, out[:num_decode],
-            num_sms=num_sms, config=decode_config, k_scale=k_scale, v_scale=v_scale,
         )  # fmt: skip
+        decode(*args, num_sms=sms, config=cfg, k_scale=k_scale, v_scale=v_scale)
     extend_attention(
         q, k_cache, v_cache, meta.block_tables, meta.context_lens, meta.cu_seqlens_q,
         first_seq=num_decode,
@@ -55,5 +105,6 @@ def paged_attention(
         out=out,
         k_scale=k_scale,
         v_scale=v_scale,
+        fp8_dot=choice.fp8_dot,
     )  # fmt: skip
     return out

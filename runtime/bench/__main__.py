@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import gc
 import importlib.metadata
+import itertools
 import json
 import logging
 import shlex
@@ -21,6 +22,7 @@ from typing import Any
 
 import torch
 
+from kernels.decode_choice import DecodeChoice
 from runtime.bench.hf_peer import build_hf_model, run_hf_generate
 from runtime.bench.options import build_parser
 from runtime.bench.peers import (
@@ -105,8 +107,11 @@ def run_nanolang(
     ceilings: Ceilings | None = None,
     tp: int = 1,
     budget: int | None = None,
+    decode: DecodeChoice | None = None,
 ) -> list[EngineRun]:
-    """Every workload on one engine instance (``ceilings``: measured by an earlier instance)."""
+    """Every workload on one engine instance (``ceilings``: measured by an earlier instance;
+    ``decode``: how its decode attention runs, the engine's default without one)."""
+    decode = decode or DecodeChoice()
     overrides = json.loads(args.hf_overrides) if args.hf_overrides else None
     if tp > 1 and (args.profile_every or args.profile_run):
         raise ValueError("--profile-every and --profile-run run in one process only (not --tp)")
@@ -118,7 +123,8 @@ def run_nanolang(
         enforce_eager=args.enforce_eager,
         async_scheduling=args.async_scheduling, pipeline=spec, kv_cache_dtype=kv,
         tensor_parallel_size=tp, allreduce=args.allreduce,
-        symm_mem_max_bytes=args.symm_mem_max_bytes,
+        symm_mem_max_bytes=args.symm_mem_max_bytes, decode_kernel=decode.whole_gpu,
+        fp8_decode_dot=decode.fp8_dot,
     )  # fmt: skip
     engine = llm.engine
     cfg, device, dtype = engine.model_config, engine.device, engine.dtype
@@ -130,6 +136,7 @@ def run_nanolang(
         "dtype": dtype,
         "max_num_batched_tokens": engine.config.max_num_batched_tokens,
         "pipeline_used": engine.pipeline_summary,
+        "decode_attention": decode.spec(),
     }  # fmt: skip
     if args.warmup_requests > 0:
         for name, _ in names:
@@ -146,7 +153,7 @@ def run_nanolang(
         res = run_throughput(llm, reqs, args.profile_every)
         replays = replays_delta(replays_before, graph_replays(llm))
         print(
-            f"[bench] nanolang {mode} kv={kv} tp={tp} "
+            f"[bench] nanolang {mode} kv={kv} tp={tp} decode={decode.spec()} "
             f"budget={engine.config.max_num_batched_tokens} {name} x{len(reqs)}: "
             f"{res.total_tokens_per_s:,.0f} total tok/s, max batch {res.max_batch_seqs}, "
             f"preemptions {res.preemptions}, {res.seconds:.1f} s",
@@ -314,6 +321,16 @@ def token_budgets(args: argparse.Namespace) -> list[int]:
     return budgets
 
 
+def decode_choices(text: str) -> list[DecodeChoice]:
+    """``--decode-attention``: a comma list of KERNEL:DOT, one engine each."""
+    try:
+        return [DecodeChoice.parse(item) for item in text.split(",") if item.strip()] or [
+            DecodeChoice()
+        ]
+    except ValueError as exc:
+        raise SystemExit(f"--decode-attention: {exc}") from None
+
+
 def parse_workloads(text: str, num_requests: int) -> list[tuple[str, int]]:
     """``--workloads``: ``all`` or a comma list of NAME or NAME:REQUESTS (default: ``num_requests``)
     -> (workload, requests) pairs, in order."""
@@ -336,6 +353,7 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
     specs = {mode: pipeline_spec(mode, args.plan) for mode in modes}
     kv_dtypes = args.kv_cache_dtype.split(",")
     budgets = token_budgets(args)
+    decodes = decode_choices(args.decode_attention)
     runs: list[EngineRun] = []
     tps = parse_tp(args.tp)
     engines, version = 0, nanolang_version()
@@ -344,9 +362,10 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
     for tp in tps:
         for mode in modes:
             for kv in kv_dtypes:
-                for budget in budgets:
+                for budget, decode in itertools.product(budgets, decodes):
                     ceilings = runs[0].facts["ceilings"] if runs else None  # one per run
-                    new = run_nanolang(args, names, mode, specs[mode], kv, ceilings, tp, budget)
+                    new = run_nanolang(args, names, mode, specs[mode], kv, ceilings, tp, budget,
+                                       decode)  # fmt: skip
                     for r in new:
                         r.facts = {**r.facts, "engine_index": engines}
                     runs += new
@@ -401,6 +420,7 @@ def record_of(
         profile=r.profile, max_num_batched_tokens=facts["max_num_batched_tokens"],
     )  # fmt: skip
     record["warmup_requests"] = args.warmup_requests
+    record["decode_attention"] = facts["decode_attention"]
     if facts.get("allreduce"):  # tensor parallelism: the group's own all-reduce
         record["allreduce"] = facts["allreduce"]
     if facts.get("decode_graph_replays") is not None:  # which plan each decode replay ran

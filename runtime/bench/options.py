@@ -116,6 +116,14 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help="comma list of KV cache dtypes to run (auto: the model's; fp8: float8 e4m3 with "
         "scales); each runs every workload, nanolang and the vllm / sglang peers alike",
     )
+    ap.add_argument(
+        "--decode-attention",
+        default="auto:fp16",
+        help="comma list of KERNEL:DOT decode-attention choices, one engine each (the Triton "
+        "backend; kernels.decode_choice): KERNEL the whole-GPU kernel (auto, gather, tma, "
+        "tma-items), DOT the dtype an fp8 KV cache is widened to for the dots (fp16, q); e.g. "
+        "gather:q,auto:fp16 compares the widening to bf16 before 2026-11-30 with today's default",
+    )
     ap.add_argument("--hf-overrides", default=None, help="JSON of config.json fields to replace")
     ap.add_argument(
         "--peer",

@@ -135,7 +135,7 @@ def _start(rank: int, spec: WorkerSpec) -> tuple[ModelRunner, WorkerReady]:
         spec.model, spec.hf_overrides, dtype, device, spec.load_format, spec.max_positions,
         cfg.seed, layout,
     )  # fmt: skip
-    ops = get_ops(device, cfg.attention_backend).fresh()
+    ops = get_ops(device, cfg.attention_backend).fresh().with_decode(cfg.decode_choice())
     latency, bandwidth = measure_allreduce(device, model.cfg.hidden_size, dtype, allreduce)
     logger.info("slice built in %.1f s; all-reduce (%s) %.1f us + %.1f GB/s",
                 time.perf_counter() - start, allreduce.describe(), latency * 1e6,

@@ -101,7 +101,7 @@ def test_fp16_dots_over_fp8_match_reference(
     assert out.dtype == dtype and not torch.isnan(out).any()
     assert relative_error(out, expected) < 1e-2
     if not INTERPRET or dtype == torch.float16:  # the interpreter's bfloat16 dots are wrong
-        widened_to_q = _decode(batch, batch.q, k8, v8, scale, CONFIGS[name], num_sms)
+        widened_to_q = _decode(batch, batch.q, k8, v8, scale, replace(cfg, fp8_dot="q"), num_sms)
         assert relative_error(out, widened_to_q) < 1e-2  # both paths agree
 
 
@@ -158,8 +158,10 @@ def test_fp8_dots_over_fp8_match_reference(
 def test_fp8_dot_applies_to_float8_caches_only_and_is_validated() -> None:
     fp8_cache = torch.zeros(1, 16, 2, 64, dtype=FP8)
     bf16_cache = torch.zeros(1, 16, 2, 64, dtype=torch.bfloat16)
-    assert DecodeConfig().fp8_dot == "q"  # the default: widened to the queries' dtype
-    assert dot_dtype(DecodeConfig(), fp8_cache) == "q"
+    assert DecodeConfig().fp8_dot == "fp16"  # the default: widened to float16
+    assert dot_dtype(DecodeConfig(), fp8_cache) == "fp16"
+    assert dot_dtype(DecodeConfig(), bf16_cache) == "q"  # 16-bit pages: the queries' dtype
+    assert dot_dtype(DecodeConfig(fp8_dot="q"), fp8_cache) == "q"
     assert dot_dtype(DecodeConfig(fp8_dot="fp16"), fp8_cache) == "fp16"
     assert dot_dtype(DecodeConfig(fp8_dot="fp16"), bf16_cache) == "q"
     assert dot_dtype(DecodeConfig(swap_ab=True, fp8_dot="fp8"), fp8_cache) == "fp8"

@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from runtime.bench.__main__ import execute, parse_workloads, replays_delta, token_budgets
+from kernels.decode_choice import DecodeChoice
+from runtime.bench.__main__ import (
+    decode_choices,
+    execute,
+    parse_workloads,
+    replays_delta,
+    token_budgets,
+)
 from runtime.bench.options import build_parser
 from runtime.bench.workloads import WORKLOADS, make_requests, workload_seed
 
@@ -110,6 +117,27 @@ def test_token_budgets_must_be_positive_integers() -> None:
         with pytest.raises(SystemExit, match="--token-budgets"):
             token_budgets(build_parser().parse_args(["--token-budgets", bad]))
     assert token_budgets(build_parser().parse_args([])) == [8192]
+
+
+def test_decode_attention_choices_run_one_engine_each(tiny_llama: str, tmp_path: Path) -> None:
+    """The old fp8 decode (gather kernel, widened to bf16) and today's default in one process,
+    each record saying which it ran (on the CPU both run the torch reference)."""
+    old, new = _run_on_cpu(tiny_llama, tmp_path, [
+        "--workloads", "512/512", "--num-requests", "2", "--scale", "0.02",
+        "--kv-cache-dtype", "fp8", "--decode-attention", "gather:q,auto:fp16",
+    ])  # fmt: skip
+    assert (old["decode_attention"], new["decode_attention"]) == ("gather:q", "auto:fp16")
+    assert (old["engine_index"], new["engine_index"]) == (0, 1)
+    assert old["output_tokens"] == new["output_tokens"] == 2 * 10
+
+
+def test_decode_attention_choices_are_parsed_and_refused_by_name() -> None:
+    assert decode_choices("auto:fp16") == [DecodeChoice()]
+    assert decode_choices("gather:q, tma-items") == [DecodeChoice("gather", "q"),
+                                                     DecodeChoice("tma-items", "fp16")]  # fmt: skip
+    for bad in ("cudnn:fp16", "gather:bf16"):
+        with pytest.raises(SystemExit, match="--decode-attention"):
+            decode_choices(bad)
 
 
 def test_workloads_take_their_own_request_counts() -> None:

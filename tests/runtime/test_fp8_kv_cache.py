@@ -76,6 +76,17 @@ def test_unknown_kv_cache_dtype_is_refused() -> None:
         EngineConfig(kv_cache_dtype="int4")
 
 
+def test_decode_choices_are_validated_by_the_engine_config() -> None:
+    assert EngineConfig().decode_choice().spec() == "auto:fp16"  # float16 dots by default
+    assert EngineConfig(decode_kernel="gather", fp8_decode_dot="q").decode_choice().spec() == (
+        "gather:q"
+    )
+    with pytest.raises(ValueError, match="decode kernel must be one of"):
+        EngineConfig(decode_kernel="flash")
+    with pytest.raises(ValueError, match="fp8 decode dot must be one of"):
+        EngineConfig(fp8_decode_dot="fp8")
+
+
 def test_kv_scales_come_from_the_checkpoint(tmp_path, tiny_llama: str) -> None:  # type: ignore[no-untyped-def]
     import shutil
 
