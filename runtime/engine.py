@@ -282,6 +282,8 @@ class LLMEngine:
                 f"the prompt has {len(ids)} tokens; this engine's context is "
                 f"{self.max_model_len} tokens (prompt plus at least one output token)"
             )
+        if params.score_token_ids and max(params.score_token_ids) >= vocab:
+            raise ValueError(f"score_token_ids out of range [0, {vocab})")
         if params.stop and self.tokenizer is None:
             raise ValueError("stop strings need a tokenizer; this model has none")
 
@@ -434,9 +436,13 @@ class LLMEngine:
                 seq.prompt_top_logprobs.extend(result.prompt_top.get(idx, ()))
         finished = SequenceStatus.FINISHED
         tops = result.top or [None] * len(result.sampled)
-        for (entry, token, logprob), top in zip(result.sampled, tops, strict=True):
+        scores = result.scores
+        rows = enumerate(zip(result.sampled, tops, strict=True))
+        for row, ((entry, token, logprob), top) in rows:
             seq = entry.seq
             if seq.status is not finished:
+                if scores and row in scores:  # before the token: it may finish the sequence
+                    seq.score_logprobs.append(scores[row])
                 self._set_token(seq, token, logprob)
                 if top is not None and seq.params.logprobs:
                     seq.top_logprobs.append(top)
@@ -530,4 +536,5 @@ class LLMEngine:
             else None,
             metrics=seq.metrics,
             num_cached_tokens=seq.num_cached_tokens,
+            score_logprobs=list(seq.score_logprobs) if seq.params.score_token_ids else None,
         )

@@ -49,6 +49,7 @@ class StepResult:
     prompt_logprobs: dict[int, list[float]]  # index into scheduled -> logprobs of chunk targets
     top: list[TopK | None] = field(default_factory=list)  # per sampled row, when asked
     prompt_top: dict[int, list[TopK]] = field(default_factory=dict)  # per chunk target
+    scores: dict[int, TopK] = field(default_factory=dict)  # sampled row -> scored ids' logprobs
 
 
 def _top_lists(ids: list[list[int]], values: list[list[float]], k: list[int]) -> list[TopK]:
@@ -66,6 +67,7 @@ class HostStep:
     top: list[TopK | None] | None  # per sampling row; None when no row asked
     prompt_top: dict[int, list[TopK]]
     gpu_s: float = 0.0
+    scores: dict[int, TopK] = field(default_factory=dict)  # sampling row -> id -> logprob
 
 
 @dataclass
@@ -81,6 +83,7 @@ class DeviceStep:
     done: torch.cuda.Event | None  # recorded after the copies (None on the CPU)
     top_host: tuple[torch.Tensor, torch.Tensor] | None = None  # [R, K] ids, logprobs (host)
     prompt_top: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    scores_host: torch.Tensor | None = None  # [rows asking, widest] float32 (score_token_ids)
 
     def read(self) -> HostStep:
         gpu_s = 0.0
@@ -106,7 +109,19 @@ class DeviceStep:
             top=top,
             prompt_top=prompt_top,
             gpu_s=gpu_s,
+            scores=self._scores(),
         )
+
+    def _scores(self) -> dict[int, TopK]:
+        """Per sampling row that asked: its ``score_token_ids`` with their logprobs."""
+        if self.scores_host is None:
+            return {}
+        asking = [(row, ids) for row, ids in enumerate(self.plan.score_ids) if ids]
+        values = self.scores_host.tolist()
+        return {
+            row: dict(zip(ids, v[: len(ids)], strict=True))
+            for (row, ids), v in zip(asking, values, strict=True)
+        }
 
 
 @dataclass
@@ -140,6 +155,7 @@ def step_result(launched: Launched, host: HostStep) -> StepResult:
     if host.top is not None:
         result.top = host.top
     result.prompt_top = host.prompt_top
+    result.scores = host.scores
     return result
 
 
@@ -317,6 +333,7 @@ class ModelRunner:
             if self.share_tokens is not None and plan.sample_rows:
                 self.share_tokens(tokens)
             return DeviceStep(plan, tokens, None, None, {}, started, None)
+        scores = self._score_logprobs(plan, logits)
         sbatch = plan.sampling.to_batch(logits.shape[-1], self.device)
         out = sample(logits, sbatch, self.ops, plan.want_logprobs, max(plan.top_k, default=0))
         tokens, logprobs = out.tokens, out.logprobs
@@ -332,13 +349,26 @@ class ModelRunner:
             prompt_lp = {k: v.to("cpu", non_blocking=True) for k, v in prompt_lp.items()}
             top = None if top is None else self._to_host_pairs({0: top})[0]
             prompt_top = self._to_host_pairs(prompt_top)
+            scores = None if scores is None else scores.to("cpu", non_blocking=True)
             done = torch.cuda.Event(enable_timing=True)
             done.record()
         else:
             tokens_host, lp_host = tokens, logprobs
         return DeviceStep(
-            plan, tokens, tokens_host, lp_host, prompt_lp, started, done, top, prompt_top
+            plan, tokens, tokens_host, lp_host, prompt_lp, started, done, top, prompt_top, scores
         )
+
+    def _score_logprobs(self, plan: StepPlan, logits: torch.Tensor) -> torch.Tensor | None:
+        """[rows asking, widest] raw-model logprobs of the rows' ``score_token_ids`` (padded
+        with token 0), one gather for the whole batch; None when no row asks."""
+        if not plan.score_ids:
+            return None
+        asking = [row for row, ids in enumerate(plan.score_ids) if ids]
+        widest = max(len(plan.score_ids[row]) for row in asking)
+        columns = [list(ids) + [0] * (widest - len(ids)) for ids in plan.score_ids if ids]
+        rows = self._tensor(asking, torch.long)
+        lp = torch.log_softmax(logits.index_select(0, rows), dim=-1)
+        return lp.gather(1, self._tensor(columns, torch.long))
 
     def _to_host_pairs(
         self, pairs: dict[int, tuple[torch.Tensor, torch.Tensor]]

@@ -38,7 +38,9 @@ class RequestOutput:
     or None while the request runs. ``logprobs[i]`` is the log-probability of ``token_ids[i]``;
     ``prompt_logprobs[i]`` that of ``prompt_token_ids[i]`` given the tokens before it (None at 0).
     With ``top_logprobs`` k > 0, ``top_logprobs[i]`` / ``prompt_top_logprobs[i]`` map the k most
-    likely token ids at that position to their logprobs. ``finish_reason`` ``"error"``: the
+    likely token ids at that position to their logprobs. With ``score_token_ids``,
+    ``score_logprobs[i]`` maps each of those ids to its logprob at output position i (the
+    distribution ``token_ids[i]`` was sampled from). ``finish_reason`` ``"error"``: the
     request could not go on (``stop_reason`` says why, e.g. a constraint's limit).
     """
 
@@ -56,3 +58,4 @@ class RequestOutput:
     num_cached_tokens: int = 0
     top_logprobs: list[dict[int, float]] | None = None
     prompt_top_logprobs: list[dict[int, float] | None] | None = None
+    score_logprobs: list[dict[int, float]] | None = None

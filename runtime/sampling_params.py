@@ -27,6 +27,10 @@ class SamplingParams:
     tokens), ``repetition_penalty`` (over prompt and output tokens; 1 = off), ``logit_bias``
     (token id -> added logit) and ``min_tokens`` (EOS and stop token ids masked until that many
     tokens exist) change the distribution sampled from; logprobs stay the raw model's.
+    ``score_token_ids`` returns, at every sampled position, the raw model's log-probability of
+    each of these token ids (``RequestOutput.score_logprobs``); with ``max_tokens=1`` that is the
+    distribution right after the prompt, which is how ``select`` scores one-token choices with
+    one request instead of one prompt per choice.
     """
 
     max_tokens: int = 16
@@ -50,6 +54,7 @@ class SamplingParams:
     repetition_penalty: float = 1.0
     logit_bias: tuple[tuple[int, float], ...] = ()
     min_tokens: int = 0
+    score_token_ids: tuple[int, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -62,6 +67,8 @@ class SamplingParams:
             object.__setattr__(self, "stop", tuple(self.stop))
         ids = () if self.stop_token_ids is None else tuple(int(t) for t in self.stop_token_ids)
         object.__setattr__(self, "stop_token_ids", ids)
+        scored = () if self.score_token_ids is None else tuple(self.score_token_ids)
+        object.__setattr__(self, "score_token_ids", scored)
         if isinstance(self.json_schema, dict):
             object.__setattr__(self, "json_schema", json.dumps(self.json_schema))
         bias = self.logit_bias.items() if isinstance(self.logit_bias, dict) else self.logit_bias
@@ -84,6 +91,9 @@ class SamplingParams:
             errors.append(f"stop strings must be non-empty strings, got {list(self.stop)!r}")
         if not isinstance(self.prompt_logprobs_from, int) or self.prompt_logprobs_from < 1:
             errors.append(f"prompt_logprobs_from must be >= 1, got {self.prompt_logprobs_from!r}")
+        scored = self.score_token_ids
+        if any(not isinstance(t, int) or isinstance(t, bool) or t < 0 for t in scored):
+            errors.append(f"score_token_ids must be token ids >= 0, got {self.score_token_ids!r}")
         if self.seed is not None and not isinstance(self.seed, int):
             errors.append(f"seed must be an integer, got {self.seed!r}")
         given = [c for c in (self.regex, self.json_schema, self.grammar) if c is not None]

@@ -54,6 +54,7 @@ class Sequence:
     prompt_logprobs: list[float | None] = field(default_factory=list)
     top_logprobs: list[dict[int, float]] = field(default_factory=list)  # per output token
     prompt_top_logprobs: list[dict[int, float] | None] = field(default_factory=list)
+    score_logprobs: list[dict[int, float]] = field(default_factory=list)  # per output token
     constraint: Any = None  # a runtime.constraints.TokenConstraint, when the params ask for one
     prefix_node: Any = None  # a runtime.prefix_cache.Node: where this sequence sits in the tree
     num_registered_blocks: int = 0  # leading blocks of block_table registered in the prefix cache

@@ -40,6 +40,8 @@ class StepPlan:
     sampling: SamplingSpec
     want_logprobs: bool
     top_k: list[int]  # per sampling row: how many top logprobs it asks for (0: none)
+    # per sampling row: the token ids whose logprobs it asks for (empty when no row asks)
+    score_ids: tuple[tuple[int, ...], ...] = ()
 
     @property
     def num_seqs(self) -> int:
@@ -145,4 +147,11 @@ def plan_step(
         sampling=SamplingSpec.from_seqs(samplers, vocab_size),
         want_logprobs=any(s.params.logprobs for s in samplers),
         top_k=[s.params.top_logprobs if s.params.logprobs else 0 for s in samplers],
+        score_ids=_score_ids(samplers),
     )
+
+
+def _score_ids(samplers: list[Sequence]) -> tuple[tuple[int, ...], ...]:
+    """Each sampling row's ``score_token_ids``; () when no row asks (the common case)."""
+    ids = tuple(s.params.score_token_ids for s in samplers)
+    return ids if any(ids) else ()

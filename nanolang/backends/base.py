@@ -50,6 +50,12 @@ class Backend(abc.ABC):
         """No child will extend ``nodes`` of ``instance``: the runtime may release their pins."""
 
     @property
+    def scores_token_ids(self) -> bool:
+        """Whether requests return ``SamplingParams.score_token_ids``' logprobs (``select``
+        then scores one-token choices with one request instead of one per choice)."""
+        return False
+
+    @property
     def kv_capacity_tokens(self) -> int | None:
         """Tokens the runtime's KV cache holds, when known (programs larger are refused)."""
         return None

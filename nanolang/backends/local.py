@@ -92,6 +92,10 @@ class LocalBackend(Backend):
         return self._failure
 
     @property
+    def scores_token_ids(self) -> bool:
+        return True
+
+    @property
     def kv_capacity_tokens(self) -> int:
         engine = self.llm.engine
         return int(engine.blocks.allocator.num_blocks * engine.config.block_size)

@@ -30,7 +30,7 @@ def output_to_dict(output: RequestOutput) -> dict[str, Any]:
 def output_from_dict(data: dict[str, Any]) -> RequestOutput:
     fields = dict(data)
     fields["metrics"] = RequestMetrics(**fields["metrics"])
-    for key in ("top_logprobs", "prompt_top_logprobs"):  # JSON made the token ids strings
+    for key in ("top_logprobs", "prompt_top_logprobs", "score_logprobs"):  # ids became strings
         if fields.get(key) is not None:
             fields[key] = [_int_keys(d) for d in fields[key]]
     return RequestOutput(**fields)
@@ -40,7 +40,8 @@ def _int_keys(top: dict[str, float] | None) -> dict[int, float] | None:
     return None if top is None else {int(k): v for k, v in top.items()}
 
 
-DELTA_FIELDS = ("token_ids", "logprobs", "top_logprobs")  # lists that grow with the output
+# lists that grow with the output
+DELTA_FIELDS = ("token_ids", "logprobs", "top_logprobs", "score_logprobs")
 PROMPT_FIELDS = ("prompt_token_ids", "prompt_logprobs", "prompt_top_logprobs")
 
 

@@ -64,6 +64,14 @@ def add_arguments(ap: argparse.ArgumentParser, standalone: bool = False) -> None
         default=8,
         help="instances run once, untimed, before the first measured mode",
     )
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="run every mode this many times, the modes alternating; each record is its "
+        "mode's median run, with every run's seconds (for modes of a few seconds, whose "
+        "single runs vary)",
+    )
     ap.add_argument("--memory-pressure", choices=["off", "on", "both"], default="both")
     ap.add_argument(
         "--pressure-fraction",
@@ -87,7 +95,7 @@ def config(args: argparse.Namespace, command: str) -> Any:
         device=args.device, dtype=args.dtype, max_num_seqs=args.max_num_seqs,
         max_num_batched_tokens=args.max_num_batched_tokens, enforce_eager=args.enforce_eager,
         async_scheduling=args.async_scheduling, lockstep=args.lockstep, command=command,
-        pause_gc=args.gc_paused, warmup_instances=args.warmup_instances,
+        pause_gc=args.gc_paused, warmup_instances=args.warmup_instances, repeats=args.repeats,
         hf_overrides=json.loads(args.hf_overrides) if args.hf_overrides else None,
     )  # fmt: skip
 

@@ -1,7 +1,9 @@
 """The three ways the benchmark runs a program's instances on one engine.
 
 - ``naive``: one call at a time (instances one after another, fork branches and ``select``
-  alternatives too), on an engine without a prefix cache: a plain client.
+  alternatives too), on an engine without a prefix cache: a plain client. A ``select`` of
+  one-token choices is one request in every mode (``choices``: scored from the context's
+  next-token logprobs), so the modes differ in scheduling and caching, not in scoring.
 - ``independent``: every instance at once, each call an independent request, prefix cache on:
   a frontend over a radix-cache runtime.
 - ``graph``: every instance at once, calls handed to the runtime as graph nodes (pins, group
@@ -47,6 +49,11 @@ class OneAtATime(Backend):
     @property
     def kv_capacity_tokens(self) -> int | None:
         return self.inner.kv_capacity_tokens
+
+    @property
+    def scores_token_ids(self) -> bool:
+        """As the inner backend: a ``select`` is scored the same way in every mode."""
+        return self.inner.scores_token_ids
 
     async def generate(self, prompt_ids: list[int], params: SamplingParams) -> RequestOutput:
         async with self._lock:

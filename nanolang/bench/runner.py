@@ -55,6 +55,7 @@ class BenchConfig:
     lockstep: bool = False  # step the engine on the event loop (deterministic schedule)
     pause_gc: bool = True  # Python's garbage collector off while a mode runs (see modes.py)
     warmup_instances: int = 8  # run untimed before the first measured mode (0: none)
+    repeats: int = 1  # runs of each mode (modes alternating); the record is the median run's
     command: str = ""
 
     def __post_init__(self) -> None:
@@ -66,6 +67,8 @@ class BenchConfig:
             raise ValueError(f"unknown modes {bad}; choose from {', '.join(MODES)}")
         if self.instances < 1 or self.naive_instances < 1:
             raise ValueError("instances and naive_instances must be >= 1")
+        if self.repeats < 1:
+            raise ValueError("repeats must be >= 1")
         if self.warmup_instances < 0:
             raise ValueError("warmup_instances must be >= 0")
         if self.gen_scale is not None and self.gen_scale <= 0:
@@ -245,43 +248,76 @@ def run_program(
     backend: LocalBackend,
     sink: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    program, module, jobs = workload.program, workload.module, workload.jobs
-    kv_tokens, demand = workload.kv_tokens, workload.demand
+    """One record per mode: with ``repeats`` > 1 every mode runs that many times, the modes
+    alternating (a, b, c, a, b, c, ...) so that a drift of the machine reaches them alike, and
+    each mode's record is that of its median run (``median_run``)."""
     engine = backend.llm.engine
     block = engine.config.block_size
-    blocks = min(math.ceil(kv_tokens / block), engine.kv_capacity_blocks) if pressure else None
-    out = []
-    for mode in cfg.modes:
-        caching = mode != "naive"
-        engine.reset_kv(blocks, enable_prefix_caching=caching)
-        extra = {
-            "device": _device_name(engine.device),
-            "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "command": cfg.command,
-            "model": cfg.model,
-            "hf_overrides": cfg.hf_overrides,
-            "scale": cfg.scale,
-            "gen_scale": cfg.gen_scale,
-            "lockstep": cfg.lockstep,
-            "gc_paused": cfg.pause_gc,
-            "warmup_instances": cfg.warmup_instances,
-            "kv_blocks": engine.blocks.allocator.num_blocks,
-            "kv_capacity_tokens": backend.kv_capacity_tokens,
-            "instances_peak_demand_tokens": demand,
-            "prefix_caching": caching,
-            "max_num_seqs": cfg.max_num_seqs,
-            "max_num_batched_tokens": cfg.max_num_batched_tokens,
-        }
-        n = cfg.naive_instances if mode == "naive" else cfg.instances
-        measured = run_mode(mode, backend, module, jobs[:n], cfg.pause_gc)
-        out.append(record(cfg, program.name, mode, pressure, measured, extra))
-        if sink is not None:
-            sink(out)
-        log.info(
-            "%s pressure=%s %s: %d instances in %.2f s (%.3f instances/s)",
-            program.name, pressure, mode, n, measured.seconds, out[-1]["instances_per_s"],
-        )  # fmt: skip
-    return out
+    blocks = None
+    if pressure:
+        blocks = min(math.ceil(workload.kv_tokens / block), engine.kv_capacity_blocks)
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in cfg.modes}
+    for repeat in range(cfg.repeats):
+        for mode in cfg.modes:
+            run = measure(cfg, workload, pressure, backend, blocks, mode)
+            runs[mode].append(run)
+            log.info(
+                "%s pressure=%s %s%s: %d instances in %.2f s (%.3f instances/s)",
+                workload.program.name, pressure, mode,
+                f" (run {repeat + 1} of {cfg.repeats})" if cfg.repeats > 1 else "",
+                run["instances"], run["seconds"], run["instances_per_s"],
+            )  # fmt: skip
+            if sink is not None:
+                sink([median_run(r) for r in runs.values() if r])
+    return [median_run(runs[mode]) for mode in cfg.modes]
+
+
+def median_run(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The record of the run of median time (the faster of the middle two when even), with
+    every run's seconds and instances/s in run order."""
+    chosen = sorted(records, key=lambda r: r["seconds"])[(len(records) - 1) // 2]
+    return {
+        **chosen,
+        "repeats": len(records),
+        "repeat_seconds": [r["seconds"] for r in records],
+        "repeat_instances_per_s": [r["instances_per_s"] for r in records],
+    }
+
+
+def measure(
+    cfg: BenchConfig,
+    workload: Workload,
+    pressure: bool,
+    backend: LocalBackend,
+    blocks: int | None,
+    mode: str,
+) -> dict[str, Any]:
+    """One run of ``mode`` on an empty KV cache of ``blocks`` blocks (None: the engine's own
+    size), as a record."""
+    engine = backend.llm.engine
+    caching = mode != "naive"
+    engine.reset_kv(blocks, enable_prefix_caching=caching)
+    extra = {
+        "device": _device_name(engine.device),
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": cfg.command,
+        "model": cfg.model,
+        "hf_overrides": cfg.hf_overrides,
+        "scale": cfg.scale,
+        "gen_scale": cfg.gen_scale,
+        "lockstep": cfg.lockstep,
+        "gc_paused": cfg.pause_gc,
+        "warmup_instances": cfg.warmup_instances,
+        "kv_blocks": engine.blocks.allocator.num_blocks,
+        "kv_capacity_tokens": backend.kv_capacity_tokens,
+        "instances_peak_demand_tokens": workload.demand,
+        "prefix_caching": caching,
+        "max_num_seqs": cfg.max_num_seqs,
+        "max_num_batched_tokens": cfg.max_num_batched_tokens,
+    }
+    n = cfg.naive_instances if mode == "naive" else cfg.instances
+    measured = run_mode(mode, backend, workload.module, workload.jobs[:n], cfg.pause_gc)
+    return record(cfg, workload.program.name, mode, pressure, measured, extra)
 
 
 def _device_name(device: Any) -> str:

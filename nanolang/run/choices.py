@@ -15,6 +15,15 @@ the likeliest, as a greedy decoder restricted to the choices would;
 ``unconditional_likelihood_normalized`` subtracts each choice's mean log-probability after an
 empty prompt (the BOS token) from its mean after the context, discounting choices that are
 likely anywhere (one more request per choice). Ties go to the earliest choice.
+
+One-token choices (every choice one token, e.g. " A" / " B" / " C" / " D") need no prompt per
+choice: a choice's log-probability is that of its token right after the context, so one request
+of the context alone, asking for those tokens' log-probabilities at its first sampled position
+(``SamplingParams.score_token_ids``), scores them all, where backends can (``Backend.
+scores_token_ids``). The numbers are the same (the logits at the context's last position), with
+a quarter of the requests for four choices and no choice token prefilled. SGLang's frontend
+scores every choice as a prompt of its own (a prefill of the context, then one request per
+choice with the context cached).
 """
 
 from __future__ import annotations
@@ -112,23 +121,36 @@ async def select(
         prompt_logprobs_from=max(1, len(context_ids)),
     )
     submit = generate if generate is not None else backend.generate
-    token_ids = [choice_token_ids(tokens or backend.tokenizer, c) for c in choices]
-    prompts = [context_ids + ids for ids in token_ids]
-    outputs = await _all(submit, prompts, params)
+    token_ids = choices_token_ids(backend, choices, tokens)
+    one_request = scored_in_one_request(backend, context_ids, token_ids)
+    per_token: list[list[float]]
+    if one_request:
+        output, values = await next_token_logprobs(submit, context_ids, token_ids)
+        outputs = [output]
+        per_token = [[v] for v in values]
+    else:
+        prompts = [context_ids + ids for ids in token_ids]
+        outputs = await _all(submit, prompts, params)
+        per_token = [token_logprobs(o, len(i)) for o, i in zip(outputs, token_ids, strict=True)]
     method = "mean" if method == "token_length_normalized" else method
-    per_token = [token_logprobs(o, len(i)) for o, i in zip(outputs, token_ids, strict=True)]
     scores = tuple(math.fsum(v) / len(v) for v in per_token)
     if method == "sum":
         scores = tuple(math.fsum(v) for v in per_token)
     if method == "unconditional_likelihood_normalized":
         empty = _empty_prompt(backend.tokenizer)
-        plain = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=True)
-        unconditional = await _all(backend.generate, [empty + ids for ids in token_ids], plain)
-        scores = tuple(
-            s - score(o, len(ids), "mean")
-            for s, o, ids in zip(scores, unconditional, token_ids, strict=True)
-        )
-        outputs = [*outputs, *unconditional]
+        if one_request:
+            output, values = await next_token_logprobs(backend.generate, empty, token_ids)
+            scores = tuple(s - v for s, v in zip(scores, values, strict=True))
+            outputs = [*outputs, output]
+        else:
+            plain = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=True)
+            prompts = [empty + ids for ids in token_ids]
+            unconditional = await _all(backend.generate, prompts, plain)
+            scores = tuple(
+                s - score(o, len(ids), "mean")
+                for s, o, ids in zip(scores, unconditional, token_ids, strict=True)
+            )
+            outputs = [*outputs, *unconditional]
     if method == "greedy":
         best = greedy_best(per_token)
     else:
@@ -139,6 +161,36 @@ async def select(
     return Selection(
         choices[best], best, scores, tuple(outputs), tuple(token_ids[best]), per_choice
     )
+
+
+def scored_in_one_request(
+    backend: Backend, context_ids: list[int], token_ids: list[list[int]]
+) -> bool:
+    """Whether the choices are scored by one request of the context (every choice one token,
+    a context to follow, a backend that returns ``score_token_ids``' logprobs)."""
+    one_token = all(len(ids) == 1 for ids in token_ids)
+    return bool(context_ids) and one_token and backend.scores_token_ids
+
+
+def choices_token_ids(backend: Backend, choices: list[str], tokens: TokenCache | None) -> list:
+    """Each choice's token ids, tokenised on its own (``tokens``: the backend's TokenCache)."""
+    return [choice_token_ids(tokens or backend.tokenizer, c) for c in choices]
+
+
+async def next_token_logprobs(
+    submit: Generate, prompt: list[int], token_ids: list[list[int]]
+) -> tuple[RequestOutput, list[float]]:
+    """One request of ``prompt``: the log-probability of each one-token choice's token right
+    after it (``score_token_ids`` at the first sampled position; the sampled token is unused)."""
+    from runtime.sampling_params import SamplingParams
+
+    firsts = [ids[0] for ids in token_ids]
+    params = SamplingParams(max_tokens=1, temperature=0.0, score_token_ids=tuple(firsts))
+    output = await submit(prompt, params)
+    at = output.score_logprobs
+    if not at or any(t not in at[0] for t in firsts):
+        raise SelectError("the backend returned no log-probabilities for the choices' tokens")
+    return output, [float(at[0][t]) for t in firsts]
 
 
 async def _all(submit: Generate, prompts: list[list[int]], params: SamplingParams) -> list[Any]:

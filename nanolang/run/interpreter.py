@@ -23,7 +23,12 @@ from nanolang.check.genargs import DEFAULT_MAX_TOKENS, GEN_ARGS, SELECT_ARGS, ar
 from nanolang.run import gen_options
 from nanolang.run.arguments import bind_args
 from nanolang.run.chat import ChatPieces
-from nanolang.run.choices import SelectError, select
+from nanolang.run.choices import (
+    SelectError,
+    choices_token_ids,
+    scored_in_one_request,
+    select,
+)
 from nanolang.run.context import Context, Pin
 from nanolang.run.expressions import Evaluator
 from nanolang.run.leaves import leaf_requests
@@ -497,7 +502,13 @@ class Interpreter:
         choices = await self.evaluator(frame).eval(stmt.choices)
         check_choices(choices, stmt)
         prompt = self.prompt(frame, stmt.span)
-        node, ref = self.node_ref(frame.context, self.pins(frame, stmt), alternatives=True)
+        # alternatives sent as requests of their own form a group; one request needs none
+        try:
+            ids = choices_token_ids(self.session.backend, choices, self.session.tokens())
+        except SelectError as exc:
+            raise NanoRuntimeError(str(exc), stmt.span) from None
+        one = scored_in_one_request(self.session.backend, prompt, ids)
+        node, ref = self.node_ref(frame.context, self.pins(frame, stmt), alternatives=not one)
         submitted = self.clock()
         generate = self.generate_fn(ref)
         try:
@@ -534,7 +545,10 @@ class Interpreter:
             chosen.choice,
             chosen.scores,
         )
-        self.note_node(node, ref, "select", stmt, frame, prompt, list(chosen.outputs), submitted)
+        sizes = tuple(len(per_choice) for per_choice in chosen.token_logprobs)
+        self.note_node(
+            node, ref, "select", stmt, frame, prompt, list(chosen.outputs), submitted, sizes
+        )
 
     # the graph handed to the runtime
 
@@ -596,7 +610,9 @@ class Interpreter:
         prompt: list[int],
         outputs: list[RequestOutput],
         submitted: float,
+        alternatives: tuple[int, ...] = (),
     ) -> None:
+        """``alternatives``: a select's choices' token counts."""
         parent = next((n for n in self.nodes if n.id == ref.parent), None)
         base = parent.total_tokens if parent is not None else 0
         self.nodes.append(
@@ -609,8 +625,7 @@ class Interpreter:
                 submitted_s=submitted, finished_s=self.clock(),
                 request_ids=tuple(o.request_id for o in outputs),
                 total_tokens=frame.context.num_tokens,
-                alternatives=tuple(len(o.prompt_token_ids) - len(prompt) for o in outputs)
-                if kind == "select" else (),
+                alternatives=alternatives,
             )
         )  # fmt: skip
 

@@ -94,3 +94,39 @@ def test_penalties_change_the_greedy_path(llm: LLM) -> None:
 def test_invalid_values(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SamplingParams(**kwargs)
+
+
+def test_score_token_ids_are_the_next_token_logprobs(llm: LLM) -> None:
+    """The logprob of each scored id after the prompt equals the prompt logprob of that token
+    when it is appended to the prompt (what select computed with one request per choice)."""
+    ids = llm.engine.tokenizer.encode(PROMPT, add_special_tokens=False)
+    scored = (5, 17, 100, 3)
+    p = SamplingParams(max_tokens=3, temperature=0, logprobs=True, ignore_eos=True,
+                       score_token_ids=scored)  # fmt: skip
+    out = llm.generate([ids], p)[0]
+    assert out.score_logprobs is not None and len(out.score_logprobs) == 3
+    assert all(set(at) == set(scored) for at in out.score_logprobs)
+    each = llm.generate(
+        [[*ids, t] for t in scored],
+        SamplingParams(max_tokens=1, temperature=0, prompt_logprobs=True),
+    )
+    for token, o in zip(scored, each, strict=True):
+        assert o.prompt_logprobs is not None and o.prompt_logprobs[-1] is not None
+        assert math.isclose(out.score_logprobs[0][token], o.prompt_logprobs[-1], abs_tol=1e-5)
+    # at a later position too: the sampled token's own logprob, when it is one of them
+    second = out.token_ids[1]
+    p = SamplingParams(max_tokens=2, temperature=0, logprobs=True, ignore_eos=True,
+                       score_token_ids=(second,))  # fmt: skip
+    forced = llm.generate([ids], p)[0]
+    assert forced.score_logprobs is not None and forced.logprobs is not None
+    assert math.isclose(forced.score_logprobs[1][second], forced.logprobs[1], abs_tol=1e-6)
+    plain = llm.generate([ids], SamplingParams(max_tokens=1, temperature=0))[0]
+    assert plain.score_logprobs is None
+
+
+def test_score_token_ids_are_checked(llm: LLM) -> None:
+    with pytest.raises(ValueError, match="score_token_ids"):
+        SamplingParams(score_token_ids=(-1,))
+    vocab = llm.engine.model_config.vocab_size
+    with pytest.raises(ValueError, match="score_token_ids out of range"):
+        llm.generate([PROMPT], SamplingParams(max_tokens=1, score_token_ids=(vocab,)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -168,3 +169,41 @@ def test_the_warm_up_runs_each_concurrent_mode_once(monkeypatch: pytest.MonkeyPa
         ran.clear()
         runner.warm_up(BenchConfig(modes=modes, warmup_instances=3), workload, Backend())  # type: ignore[arg-type]
         assert ran == [(m, 3) for m in expect]
+
+
+def test_repeats_alternate_the_modes_and_keep_the_median_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from nanolang.bench import runner
+
+    order: list[str] = []
+    measure = runner.measure
+
+    def noted(*args: Any) -> dict[str, Any]:
+        order.append(args[-1])
+        return measure(*args)
+
+    monkeypatch.setattr(runner, "measure", noted)
+    cfg = BenchConfig(
+        programs=("few_shot",), modes=("independent", "graph"), instances=2, scale=0.05,
+        pressure=(False,), max_num_seqs=8, model=str(default_model_dir()), device="cpu",
+        repeats=3, warmup_instances=0,
+    )  # fmt: skip
+    records = run_programs(cfg)
+    assert order == ["independent", "graph"] * 3
+    assert [r["mode"] for r in records] == ["independent", "graph"]
+    for r in records:
+        assert r["repeats"] == 3 and len(r["repeat_seconds"]) == 3
+        assert r["seconds"] == sorted(r["repeat_seconds"])[1]
+        assert r["instances_ok"] == 2
+
+
+def test_the_median_run_of_an_even_count_is_the_faster_middle_one() -> None:
+    from nanolang.bench.runner import median_run
+
+    runs = [{"seconds": s, "instances_per_s": 10 / s} for s in (4.0, 1.0, 3.0, 2.0)]
+    chosen = median_run(runs)
+    assert chosen["seconds"] == 2.0 and chosen["repeat_seconds"] == [4.0, 1.0, 3.0, 2.0]
+    assert median_run(runs[:1])["repeats"] == 1
+    with pytest.raises(ValueError, match="repeats"):
+        BenchConfig(repeats=0)
