@@ -211,6 +211,7 @@ class NativeParams(BaseModel):
     regex: str | None = None
     json_schema: str | dict[str, Any] | None = None
     grammar: str | None = None
+    score_token_ids: list[int] = Field(default_factory=list)
 
 
 class NativePrompt(BaseModel):

@@ -153,6 +153,16 @@ def test_native_generate_with_json_schema_and_token_ids(server: LiveServer) -> N
         assert isinstance(json.loads(out["text"])["age"], int)
 
 
+def test_score_token_ids_cross_the_wire(local: Local, http: HTTP) -> None:
+    params = SamplingParams(max_tokens=2, temperature=0, ignore_eos=True, score_token_ids=(5, 7))
+    remote = asyncio.run(http.generate([1, 40, 41], params))
+    here = asyncio.run(local.generate([1, 40, 41], params))
+    assert remote.score_logprobs is not None and here.score_logprobs is not None
+    assert [sorted(d) for d in remote.score_logprobs] == [[5, 7], [5, 7]]  # int ids again
+    for a, b in zip(remote.score_logprobs, here.score_logprobs, strict=True):
+        assert a == pytest.approx(b, abs=1e-5)
+
+
 def test_native_score_matches_select_on_the_local_backend(server: LiveServer, local: Local) -> None:
     from nanolang.run.choices import select
 
