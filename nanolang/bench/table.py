@@ -24,6 +24,16 @@ def render(records: list[dict[str, Any]], ratios: list[dict[str, Any]] | None = 
     lines = ["| " + " | ".join(h for _, h in COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
     for r in records:
         lines.append("| " + " | ".join(str(r.get(k)) for k, _ in COLUMNS) + " |")
+    repeated = [r for r in records if r.get("repeats", 1) > 1]
+    if repeated:
+        lines += ["", "| program | pressure | mode | runs | seconds of each run | median s |",
+                  "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        for r in repeated:
+            runs = " / ".join(f"{s:.2f}" for s in r["repeat_seconds"])
+            lines.append(
+                f"| {r['program']} | {r['memory_pressure']} | {r['mode']} | {r['repeats']} | "
+                f"{runs} | {r['seconds']:.2f} |"
+            )
     if ratios:
         lines += ["", "| program | pressure | graph / naive | graph / independent |",
                   "| --- | --- | --- | --- |"]  # fmt: skip

@@ -191,6 +191,10 @@ def test_repeats_alternate_the_modes_and_keep_the_median_run(
     )  # fmt: skip
     records = run_programs(cfg)
     assert order == ["independent", "graph"] * 3
+    from nanolang.bench.table import render
+
+    table = render(records)
+    assert "| few_shot | False | graph | 3 | " in table and "median s" in table
     assert [r["mode"] for r in records] == ["independent", "graph"]
     for r in records:
         assert r["repeats"] == 3 and len(r["repeat_seconds"]) == 3
