@@ -69,3 +69,27 @@ def test_llama_3_8b_dummy_runs_in_bf16_with_kv_sized_to_free_memory() -> None:
     assert free < (1 - engine.config.gpu_memory_utilization) * total + (3 << 30)
     outs = llm.generate([[1, 2, 3, 4] * 50] * 4, SamplingParams(max_tokens=8, ignore_eos=True))
     assert all(len(o.token_ids) == 8 and o.finish_reason == "length" for o in outs)
+
+
+@pytest.mark.parametrize("decode", ["gather:q", "gather:fp16", "tma:fp16", "tma-items:fp16"])
+def test_fp8_decode_choices_follow_the_reference_backend(tiny_llama: str, decode: str) -> None:
+    """Each decode choice over an fp8 KV cache, decodes replayed from CUDA graphs, against the
+    torch reference backend on the same fp8 cache (bf16: a near-tie may flip a token, so the
+    log-probabilities are compared up to each sequence's first difference)."""
+    kernel, dot = decode.split(":")
+    kw = {"dtype": "bfloat16", "device": "cuda", "kv_cache_dtype": "fp8", "max_num_seqs": 8}
+    ref = LLM(tiny_llama, attention_backend="torch", **kw).generate(PROMPTS, greedy())
+    llm = LLM(tiny_llama, attention_backend="triton", decode_kernel=kernel, fp8_decode_dot=dot,
+              **kw)  # fmt: skip
+    assert llm.engine.runner.graphs is not None
+    assert llm.engine.ops.paged_attention.choice.spec() == decode  # type: ignore[attr-defined]
+    outs = llm.generate(PROMPTS, greedy())
+    agreeing = 0
+    for r, o in zip(ref, outs, strict=True):
+        pairs = zip(r.token_ids, o.token_ids, strict=True)
+        same = next((i for i, (a, b) in enumerate(pairs) if a != b), len(r.token_ids))
+        agreeing += same >= 4
+        assert r.logprobs is not None and o.logprobs is not None
+        for i in range(min(same + 1, len(r.token_ids))):  # the first differing token's too
+            assert abs(r.logprobs[i] - o.logprobs[i]) < 0.1, (decode, i)
+    assert agreeing >= 3
