@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Float16 dots over the fp8 KV cache, in one GPU call (one H200), everything under $OUT:
-#  1. the kernel tests of the decode choice and of fp8 decode / extend, the paged attention tests
-#     over 16-bit caches, the tiny engine with each choice (T_TESTS s: what finished, tests.txt);
+#  1. the kernel tests of the decode choice and over fp8, the tiny engine with each choice, the
+#     fp8 dots' tests, the paged attention tests (T_TESTS s: what finished is in tests.txt);
 #  2. bench/fp8_decode_ragged.py: the whole-GPU decode kernels over fp8 on uniform and ragged
 #     batches; its pick (gather, tma or tma-items) is the new engine's whole-GPU kernel (T_RAGGED);
 #  3. Llama-3-8B (random weights), fp8 KV cache, 1024/512 x REQUESTS, sequential, in one process:
@@ -25,9 +25,9 @@ nvidia-smi --query-gpu=name,memory.used --format=csv,noheader 2>/dev/null | tee 
 
 timeout -s INT "$T_TESTS" python -m pytest -q -p no:cacheprovider -o addopts= -rs \
     tests/kernels/test_decode_choice.py tests/kernels/test_fp8_attention_kernels.py \
+    "tests/runtime/test_gpu_engine.py::test_fp8_decode_choices_follow_the_reference_backend" \
     tests/kernels/test_fp8_decode_dots.py \
     "tests/kernels/test_triton_paged_attention.py::test_paged_attention" \
-    "tests/runtime/test_gpu_engine.py::test_fp8_decode_choices_follow_the_reference_backend" \
     > "$OUT/tests.txt" 2>&1
 echo "tests: rc $? after $((SECONDS - START)) s"; tail -n 3 "$OUT/tests.txt"
 
