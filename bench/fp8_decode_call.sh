@@ -39,6 +39,9 @@ if [ -z "$EXTRA" ]; then
            "$OUT/fp8_decode_ragged.json" 2>/dev/null || echo gather)
 fi
 LEFT=$((T_TOTAL - (SECONDS - START)))
+if [ "$LEFT" -lt 60 ]; then
+    echo "engines: skipped, $LEFT s left"; exit 0
+fi
 echo "engines: new decode $PICK:fp16 against gather:q, $LEFT s left"
 # shellcheck disable=SC2086
 timeout -s INT "$LEFT" python -m runtime.bench --model "$MODEL" --kv-cache-dtype fp8 \
