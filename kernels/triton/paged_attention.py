@@ -17,8 +17,11 @@ from kernels.triton.paged_common import device_sm_count
 
 # DecodeChoice.whole_gpu "auto", per KV cache: 16-bit pages keep the gather kernel (whole-GPU TMA
 # on a persistent grid was measured slower on mixed-length workloads, docs/performance.md);
-# float8 pages: the kernel measured fastest over uniform and ragged batches (same document)
-AUTO_WHOLE_GPU_FP8 = "gather"
+# float8 pages run the TMA kernel with one program per item, with float16 dots 1.14-1.44x the
+# gather kernel's speed on uniform and on ragged (64..3,072-token) batches of 512 and 1,024
+# decodes, where the persistent TMA grid lost to the gather kernel on the ragged 512 (H200,
+# bench/fp8_decode_ragged.py, bench/results/2026-11-30-h200-fp8-decode-ragged.json)
+AUTO_WHOLE_GPU_FP8 = "tma-items"
 
 DecodeKernel = Callable[..., None]
 
