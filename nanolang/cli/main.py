@@ -22,7 +22,9 @@ SUBCOMMANDS = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="nanolang", description="nanolang programs: check, graph, run"
+        prog="nanolang",
+        description="nanolang programs (check, graph, run, eval, batch), the server (serve) and "
+        "the engine's benchmark and pipeline search (bench, tune)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -146,9 +146,15 @@ def provenance(records: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    paths = [Path(p) for p in (sys.argv[1:] if argv is None else argv)]
-    if not paths:
-        print("usage: python -m runtime.bench.table RESULTS.json ...", file=sys.stderr)
+    args = sys.argv[1:] if argv is None else argv
+    usage = "usage: python -m runtime.bench.table RESULTS.json ..."
+    if any(a in ("-h", "--help") for a in args):
+        print(usage + "\n\nMarkdown tables of runtime.bench result files.")
+        return 0
+    paths = [Path(p) for p in args]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if not paths or missing:
+        print(usage if not paths else f"no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
     docs = [json.loads(p.read_text()) for p in paths]
     for doc in docs:

@@ -426,3 +426,14 @@ def test_an_interrupted_benchmark_keeps_the_running_peers_finished_workloads(
     while _alive(hung) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(hung)
+
+
+def test_table_command_help_and_missing_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runtime.bench.table import main
+
+    assert main(["--help"]) == 0
+    assert "usage: python -m runtime.bench.table" in capsys.readouterr().out
+    assert main([str(tmp_path / "none.json")]) == 2
+    assert "no such file" in capsys.readouterr().err
