@@ -34,14 +34,24 @@ def execute(args: argparse.Namespace, command: str) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.reprofile is not None and args.profile is None:
+        print("error: --reprofile needs --profile (the stored profile it updates)", file=sys.stderr)
+        return 2
+    stored: Any = args.profile
+    if args.reprofile is not None:
+        try:
+            stored = _reprofiled(args, pcfg, command)
+        except (ValueError, OSError, MemoryError) as exc:  # ProfileError is a ValueError
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if args.profile_only:
         if args.out is None:
             print("error: --profile-only needs --out", file=sys.stderr)
             return 2
         try:
-            prof = measure(args.model, pcfg, command, load_format=args.load_format,
-                           device=args.device, dtype=args.dtype,
-                           kv_cache_dtype=args.kv_cache_dtype)  # fmt: skip
+            prof = stored if args.reprofile is not None else measure(
+                args.model, pcfg, command, load_format=args.load_format, device=args.device,
+                dtype=args.dtype, kv_cache_dtype=args.kv_cache_dtype)  # fmt: skip
         except (ValueError, OSError, MemoryError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -66,7 +76,7 @@ def execute(args: argparse.Namespace, command: str) -> int:
         }
         scfg = dataclasses.replace(scfg, **grid)
         prof, planset, results, path = tune(
-            args.model, args.out, args.profile, pcfg, scfg, command,
+            args.model, args.out, stored, pcfg, scfg, command,
             load_format=args.load_format, device=args.device, dtype=args.dtype,
             kv_cache_dtype=args.kv_cache_dtype,
         )  # fmt: skip
@@ -84,6 +94,25 @@ def execute(args: argparse.Namespace, command: str) -> int:
           f"measurements, KV cache {planset.kv_cache_dtype}", file=sys.stderr)  # fmt: skip
     print(path)
     return 0
+
+
+def _reprofiled(args: argparse.Namespace, pcfg: Any, command: str) -> Any:
+    """The stored profile (``--profile``) with attention re-measured on this device, with this
+    build's kernels and ``--kv-cache-dtype`` (``--reprofile``): the merged profile."""
+    from runtime.tune.profiler import Only
+    from runtime.tune.profiles import Profile, merge_profiles
+    from runtime.tune.tuner import measure
+
+    stored = Profile.load(args.profile)  # first: a bad stored profile costs no measurement
+    fresh = measure(args.model, dataclasses.replace(pcfg, only=Only(args.reprofile)), command,
+                    load_format=args.load_format, device=args.device, dtype=args.dtype,
+                    kv_cache_dtype=args.kv_cache_dtype)  # fmt: skip
+    merged = merge_profiles(stored, fresh)
+    print(f"{fresh.device}: re-measured {len(fresh.timings)} {args.reprofile} timings and "
+          f"{len(fresh.interference)} interference pairs in {fresh.notes['seconds']} s, kept "
+          f"{merged.notes['merged']['stored']['timings_kept']} stored timings; failures: "
+          f"{fresh.notes['failures']}", file=sys.stderr)  # fmt: skip
+    return merged
 
 
 def _profile_config(args: argparse.Namespace, base: Any) -> Any:

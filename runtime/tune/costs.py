@@ -97,6 +97,9 @@ class Costs:
         self.calibration: dict[str, float] = dict(profile.notes.get("calibration", {}))
         self.uncalibrated = max(self.calibration.values(), default=1.0)
         self.us = cache(self._calibrated_us)
+        # bytes per KV element: the profile's attention read an fp8 cache, or the model's dtype
+        kv_dtype = str(profile.notes.get("kv_cache_dtype", ""))
+        self.kv_bytes = 1 if kv_dtype.startswith("float8") else profile.shape.dtype_bytes
 
     def _calibrated_us(self, layout: Layout, seg: str, a: int, b: int) -> float:
         factor = self.calibration.get(layout.name, self.uncalibrated)
@@ -134,7 +137,7 @@ class Costs:
         if seg == "att":
             dec, pre = self.shape.split_rows(a, b)
             seqs_read = dec + (1 if pre else 0)  # a prefill chunk reads its context about once
-            kv_token = 2 * shape.kv_size * shape.dtype_bytes
+            kv_token = 2 * shape.kv_size * self.kv_bytes
             return float(seqs_read * self.shape.context * kv_token)
         act = 2 * rows * shape.hidden_size * shape.dtype_bytes
         return float(sum(shape.weight_bytes(op) + act for op in self.ops[seg]))

@@ -18,6 +18,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                     )  # fmt: skip
     ap.add_argument("--profile", type=Path, default=None,
                     help="reuse this profile JSON instead of measuring")  # fmt: skip
+    ap.add_argument("--reprofile", choices=["attention", "decode-attention"], default=None,
+                    help="with --profile: measure only attention (both phases, or decodes) and "
+                    "its interference with this build's kernels and --kv-cache-dtype, keep the "
+                    "stored profile's other timings, search the merged profile (after an "
+                    "attention kernel changed)")  # fmt: skip
     ap.add_argument("--out", type=Path, default=None,
                     help="directory for profile.json, planset.json and the plans (default: "
                     "runtime/pipeline/plans/searched/<model>-<device>, where --mode nanoflow "

@@ -14,6 +14,7 @@ no interference.
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 import statistics
@@ -35,6 +36,19 @@ logger = logging.getLogger("runtime.tune")
 Fn = Callable[[], None]
 
 
+class Only(enum.Enum):
+    """What a profile measures: every operation, or only the attention timings (a re-profile
+    after an attention kernel changed; the rest comes from a stored profile)."""
+
+    ALL = "all"
+    ATTENTION = "attention"
+    DECODE_ATTENTION = "decode-attention"
+
+    @property
+    def phases(self) -> tuple[str, ...]:
+        return ("decode",) if self is Only.DECODE_ATTENTION else ("decode", "prefill")
+
+
 @dataclass(frozen=True)
 class ProfileConfig:
     tokens: tuple[int, ...] = (16, 32, 64, 128, 256, 384, 512, 768, 1024, 1536, 2048)
@@ -52,6 +66,10 @@ class ProfileConfig:
     green: bool = False
     # attention's SM budgets (green contexts and grid caps); empty: every multiple of sm_step
     attention_sms: tuple[int, ...] = ()
+    # what is measured (a re-profile of what changed, merged into a stored profile):
+    # all operations, attention alone, or decode attention alone; interference is measured
+    # in every case (each pair has attention on one side)
+    only: Only = Only.ALL
 
     def __post_init__(self) -> None:
         if min(self.tokens + self.attention_tokens + self.contexts) < 1 or self.reps < 1:
@@ -221,6 +239,8 @@ class Profiler:
         for c in self.cfg.contexts:
             for t in self.cfg.attention_tokens:
                 for phase, dec, chunks in (("decode", t, []), ("prefill", 0, [t])):
+                    if phase not in self.cfg.only.phases:
+                        continue
                     try:
                         yield phase, t, c, self._batch(dec, c, chunks)
                     except ValueError as exc:  # more KV than the cache holds
@@ -229,7 +249,7 @@ class Profiler:
     def timings(self, sides: list[Side], attention_sides: list[Side]) -> list[OpTiming]:
         out: list[OpTiming] = []
         att = self.names.index(self.attention)
-        for t in self.cfg.tokens:
+        for t in self.cfg.tokens if self.cfg.only is Only.ALL else ():
             batch = self._batch(t, min(self.cfg.contexts), [])
             xs = self._before(batch)
             for i, name in enumerate(self.names):
@@ -377,7 +397,8 @@ def profile_engine(engine: Any, model_name: str, cfg: ProfileConfig, command: st
     device = torch.cuda.get_device_name(prof.device) if prof.cuda else "cpu"
     ops = tuple((op.name, op.kind.value) for op in prof.op_list)
     notes = {"seconds": round(time.perf_counter() - t0, 1), "failures": prof.failures,
-             "kernels": dict(engine.ops.backends), "config": cfg.__dict__,
+             "kernels": dict(engine.ops.backends),
+             "config": {**cfg.__dict__, "only": cfg.only.value},
              "kv_cache_dtype": kv_dtype_name(prof.kv_caches[0][0].dtype)}  # fmt: skip
     return Profile(
         model=model_name, device=device, device_sms=prof.device_sms, concurrent=prof.cuda,

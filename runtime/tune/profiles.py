@@ -16,7 +16,7 @@ import bisect
 import json
 import re
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -252,3 +252,43 @@ def _interp(points: list[tuple[int, float]], x: float) -> float:
         return y1 + max(0.0, (y1 - y0) / (x1 - x0)) * (x - x1)
     (x0, y0), (x1, y1) = points[i - 1], points[i]
     return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+
+
+def merge_profiles(stored: Profile, fresh: Profile) -> Profile:
+    """The stored profile with what ``fresh`` re-measured (e.g. attention after its kernel
+    changed, ``nanolang tune --profile P --reprofile attention``): each (operation, phase) that
+    ``fresh`` timed replaces all of the stored one's timings of it, on every placement (a curve
+    is never a mix of two builds); ``fresh``'s interference, when it has any, replaces the
+    stored one's (every pair has attention on one side). The stored profile's calibration is
+    dropped: it was measured against forwards with the old timings."""
+    for what in ("device", "device_sms", "shape", "ops"):
+        old, new = getattr(stored, what), getattr(fresh, what)
+        if old != new:
+            raise ProfileError(f"cannot merge profiles of different {what}: {old!r} and {new!r}")
+    redone = {(t.op, t.phase) for t in fresh.timings}
+    if not redone:
+        raise ProfileError("the re-profile measured nothing: nothing to merge")
+    kept = tuple(t for t in stored.timings if (t.op, t.phase) not in redone)
+    notes = {k: v for k, v in stored.notes.items() if k != "calibration"}
+    notes.update({k: v for k, v in fresh.notes.items() if k in ("kv_cache_dtype", "kernels")})
+    notes["merged"] = {
+        "stored": {"created": stored.created, "command": stored.command,
+                   "timings_kept": len(kept), "interference_kept": not fresh.interference},
+        "fresh": {"created": fresh.created, "command": fresh.command,
+                  "timings": len(fresh.timings), "interference": len(fresh.interference),
+                  "seconds": fresh.notes.get("seconds"), "failures": fresh.notes.get("failures"),
+                  "config": fresh.notes.get("config")},
+        "replaced": sorted(f"{op} {phase}".strip() for op, phase in redone),
+        "calibration_dropped": "calibration" in stored.notes,
+    }  # fmt: skip
+    if "kv_cache_dtype" not in fresh.notes:
+        notes.pop("kv_cache_dtype", None)
+    return replace(
+        stored,
+        timings=kept + fresh.timings,
+        interference=fresh.interference or stored.interference,
+        hbm_gb_s=fresh.hbm_gb_s,
+        created=fresh.created,
+        command=f"{stored.command} | {fresh.command}".strip(" |"),
+        notes=notes,
+    )
