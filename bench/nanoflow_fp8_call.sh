@@ -26,7 +26,7 @@
 #   OUT=/tmp/nf bash bench/nanoflow_fp8_call.sh
 set -u
 OUT=${OUT:-/tmp/nanoflow_fp8_call}
-T_TOTAL=${T_TOTAL:-585}
+T_TOTAL=${T_TOTAL:-580}
 T_TUNE=${T_TUNE:-120}
 T_VERIFY=${T_VERIFY:-40}
 REQUESTS=${REQUESTS:-1000}
@@ -53,9 +53,12 @@ timeout -s INT "$T_TUNE" python -m runtime.tune --model "$MODEL" --kv-cache-dtyp
     --profile "$STORED" --reprofile attention --solver auto --explore 0.1 $TUNE_GRID \
     --out "$OUT/tune" > "$OUT/tune.out" 2> "$OUT/tune.log"
 echo "tune: rc $? after $((SECONDS - START)) s"
-grep -v "^runtime.tune: bucket" "$OUT/tune.log" | tail -n 4 | cut -c1-300
-PLAN=default  # the shipped fp8 plan set (llama-3-8b-h200-fp8) when the search wrote none
-[ -f "$OUT/tune/planset.json" ] && PLAN=$OUT/tune/planset.json
+grep "re-measured\|buckets,\|error" "$OUT/tune.log" | cut -c1-300
+# the engines' plan set: PLAN if given, else this call's search, else the shipped fp8 set
+if [ -z "${PLAN:-}" ]; then
+    PLAN=default
+    [ -f "$OUT/tune/planset.json" ] && PLAN=$OUT/tune/planset.json
+fi
 
 LEFT=$(($(left) - T_VERIFY))
 if [ "$LEFT" -lt 60 ]; then
