@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -89,7 +91,8 @@ def main() -> None:
     cfg = SearchConfig(decode_points=(0, 256, 512, 1024), prefill_points=(0, 512, 1024, 2048),
                        context_points=(512, 1024, 1536, 2048), explore=0.1, solver=Solver.HIGHS,
                        time_limit_s=args.time_limit, jobs=args.jobs)  # fmt: skip
-    summary: dict = {"command": "python bench/nanoflow_fp8_whatif.py", "device": "cpu (search)",
+    command = "PYTHONPATH=. python " + shlex.join(sys.argv)
+    summary: dict = {"command": command, "device": "cpu (search)",
                      "date": time.strftime("%Y-%m-%d"), "profile": str(args.profile),
                      "prediction": "what-if timings, not measured", "variants": {}}  # fmt: skip
     for variant in ("scaled", "per-sm"):
