@@ -33,7 +33,7 @@ REQUESTS=${REQUESTS:-1000}
 WARMUP=${WARMUP:-16}
 MODEL=${MODEL:-llama-3-8b}
 STORED=${STORED:-runtime/pipeline/plans/searched/llama-3-8b-h200/profile.json}
-# the stored profile's grid, less its budgets of 32 and 80 SMs and context 4096 (the fp8 plans
+# the stored profile's grid, less its 32-SM budget and context 4096 (the fp8 plans
 # promoted so far all ran attention on 64 or 80 SMs; 1024/512 reads 1,024-1,536 tokens), plus
 # 512 decodes and a 1,536 context; the buffer stays under 2^31 elements per K or V
 TUNE_GRID=${TUNE_GRID:-"--attention-tokens 64,256,512,1024 --contexts 512,1024,1536,2048
