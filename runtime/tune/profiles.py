@@ -269,7 +269,10 @@ def merge_profiles(stored: Profile, fresh: Profile) -> Profile:
     if not redone:
         raise ProfileError("the re-profile measured nothing: nothing to merge")
     kept = tuple(t for t in stored.timings if (t.op, t.phase) not in redone)
-    notes = {k: v for k, v in stored.notes.items() if k != "calibration"}
+    # the calibration, and the note on how the stored interference's partners were recovered
+    # when fresh interference replaces it, describe what is no longer in the profile
+    stale = {"calibration"} | ({"partners"} if fresh.interference else set())
+    notes = {k: v for k, v in stored.notes.items() if k not in stale}
     notes.update({k: v for k, v in fresh.notes.items() if k in ("kv_cache_dtype", "kernels")})
     notes["merged"] = {
         "stored": {"created": stored.created, "command": stored.command,

@@ -25,7 +25,7 @@ def _scaled(prof: Profile, op: str, phase: str, factor: float) -> tuple:
 
 
 def test_merge_replaces_the_remeasured_curves_only() -> None:
-    notes = {"calibration": {"grid:8": 1.1}, "kv_cache_dtype": "bfloat16"}
+    notes = {"calibration": {"grid:8": 1.1}, "kv_cache_dtype": "bfloat16", "partners": "old"}
     stored = replace(synthetic_profile(slowdown=1.2), notes=notes)
     fast = _scaled(stored, "attention", "decode", 0.5)[:-1]  # one size fewer than stored
     pair = Interference("attention", "qkv_proj", "green:8", 1024, 1.05, "green:24")
@@ -41,15 +41,15 @@ def test_merge_replaces_the_remeasured_curves_only() -> None:
     assert merged.notes["kv_cache_dtype"] == "float8_e4m3fn"
     assert "calibration" not in merged.notes and merged.notes["merged"]["calibration_dropped"]
     assert merged.notes["merged"]["replaced"] == ["attention decode"]
+    assert "partners" not in merged.notes  # described the stored interference, now replaced
     # the merged profile is answerable: decode attention costs half of what it did, without
     # the stored calibration (x1.1 on every layout)
     shape = BatchShape(256, 0, 1024)
     half = 0.5 * Costs(stored, shape).us(DENSE, "att", 0, 256) / 1.1
     assert Costs(merged, shape).us(DENSE, "att", 0, 256) == pytest.approx(half, rel=1e-6)
     # no interference re-measured: the stored entries stay
-    assert merge_profiles(stored, replace(fresh, interference=())).interference == (
-        stored.interference
-    )
+    kept = merge_profiles(stored, replace(fresh, interference=()))
+    assert kept.interference == stored.interference and kept.notes["partners"] == "old"
 
 
 def test_merge_refuses_another_model_or_device_and_an_empty_profile() -> None:
