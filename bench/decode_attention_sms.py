@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import itertools
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from typing import Any
 import torch
 from green_context import sm_partition
 from stream_read import stream_read
-from timing import median_ms
+from timing import median_ms, run_header
 
 from kernels.triton.decode_attention import DecodeConfig
 from kernels.triton.paged_attention import decode_attention, decode_attention_tma
@@ -187,11 +185,7 @@ def main() -> None:
             if mode == "grid_limited" or num_sms < device_sms:
                 rows.append(measure(args, inputs, expected, src, kv_bytes, num_sms, mode))
     report = {
-        "device": torch.cuda.get_device_name(0),
-        "device_sms": device_sms,
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": "PYTHONPATH=. python " + " ".join(sys.argv),
-        "torch": torch.__version__,
+        **run_header("."),
         "shape": {k: getattr(args, k) for k in SHAPE_FIELDS},
         "dtype": "bfloat16",
         "kv_bytes": kv_bytes,

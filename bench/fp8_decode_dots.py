@@ -20,9 +20,7 @@ Usage (repo root, GPU machine):
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +36,7 @@ from partition_share import (
     ragged_check,
     reference,
 )
+from timing import run_header
 
 from kernels.triton.decode_attention import DecodeConfig
 from kernels.triton.decode_attention_tma import tuned_config
@@ -117,9 +116,7 @@ def main() -> None:
     device_sms = torch.cuda.get_device_properties(0).multi_processor_count
     budgets = [int(a) for a in args.attn_sms.split(",")]
     report: dict[str, Any] = {
-        "device": torch.cuda.get_device_name(0), "device_sms": device_sms,
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": "PYTHONPATH=.:bench python " + " ".join(sys.argv), "torch": torch.__version__,
+        **run_header(),
         "context": args.context, "rows": [], "ragged_checks": [],
     }  # fmt: skip
 

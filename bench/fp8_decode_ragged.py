@@ -19,10 +19,8 @@ Usage (repo root, GPU machine):
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ from partition_share import (
     kv_inputs,
     reference,
 )
+from timing import run_header
 
 from kernels.triton.decode_attention import DecodeConfig
 from kernels.triton.decode_attention_tma import tuned_config
@@ -100,9 +99,7 @@ def main() -> None:
     args = ap.parse_args()
     device_sms = torch.cuda.get_device_properties(0).multi_processor_count
     report: dict[str, Any] = {
-        "device": torch.cuda.get_device_name(0), "device_sms": device_sms,
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": "PYTHONPATH=.:bench python " + " ".join(sys.argv), "torch": torch.__version__,
+        **run_header(),
         "contexts": {"uniform": UNIFORM, "ragged": [LOW, HIGH]}, "rows": [],
     }  # fmt: skip
     plain = torch.cuda.Stream()

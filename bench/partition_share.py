@@ -28,10 +28,8 @@ ones). Usage (repo root, GPU machine):
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import statistics
-import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from functools import partial
@@ -43,6 +41,7 @@ import torch.nn.functional as F
 from decode_attention_sms import time_ms as _time_ms
 from gemm_partition import SHAPES, blas
 from stream_read import stream_read
+from timing import run_header
 
 from kernels.metadata import AttentionMetadata
 from kernels.reference import paged_attention as reference_attention
@@ -330,9 +329,7 @@ def main() -> None:
     args = ap.parse_args()
     device_sms = torch.cuda.get_device_properties(0).multi_processor_count
     report: dict[str, Any] = {
-        "device": torch.cuda.get_device_name(0), "device_sms": device_sms,
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": "PYTHONPATH=.:bench python " + " ".join(sys.argv), "torch": torch.__version__,
+        **run_header(),
         "shape": {"batch": args.batch, "context": args.context, "q_heads": Q_HEADS,
                   "kv_heads": KV_HEADS, "head_dim": HEAD_DIM, "page": PAGE},
         "attention": [], "ceilings": {}, "gemms": [], "overlap": [],

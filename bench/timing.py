@@ -3,9 +3,12 @@ the CPU), after warm-up calls."""
 
 from __future__ import annotations
 
+import datetime
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -45,3 +48,15 @@ def median_ms(
                 end.synchronize()
     torch.cuda.synchronize()
     return statistics.median(s.elapsed_time(e) for s, e in pairs)
+
+
+def run_header(pythonpath: str = ".:bench") -> dict[str, Any]:
+    """What every GPU benchmark record starts with: the device, its SM count, the date (UTC),
+    the command line as run from the repository root, and torch's version."""
+    return {
+        "device": torch.cuda.get_device_name(0),
+        "device_sms": torch.cuda.get_device_properties(0).multi_processor_count,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": f"PYTHONPATH={pythonpath} python " + " ".join(sys.argv),
+        "torch": torch.__version__,
+    }
