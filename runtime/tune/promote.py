@@ -49,7 +49,7 @@ def promote(
     for b in planset.buckets:
         r = wins.get((b.decodes, b.prefill_tokens, b.context))
         if r is None or not b.candidate:
-            buckets.append(_dense(b, kv_dtype, planset.kv_cache_dtype))
+            buckets.append(_dense(b, kv_dtype, planset.kv_cache_dtype, source))
             continue
         name = Path(b.candidate).name
         plans[name] = Plan.load(directory / b.candidate)
@@ -59,15 +59,19 @@ def promote(
             reason=f"promoted: measured {r['plan_vs_dense']:.3f}x dense over {kv_dtype} KV "
             f"({source}); times are measured, not predicted",
         ))  # fmt: skip
+    # the profile's path relative to the searched plan sets' directory (a set's own file name,
+    # or already a path there, as in an explore set)
+    profile = planset.profile if "/" in planset.profile else f"{directory.name}/{planset.profile}"
     return replace(planset, buckets=tuple(buckets), plans=plans, candidates={},
-                   kv_cache_dtype=kv_dtype, profile=f"{directory.name}/{planset.profile}",
+                   kv_cache_dtype=kv_dtype, profile=profile,
                    created=datetime.now(UTC).isoformat(timespec="seconds"))  # fmt: skip
 
 
-def _dense(b: Bucket, kv_dtype: str, searched: str) -> Bucket:
+def _dense(b: Bucket, kv_dtype: str, searched: str, source: str = "") -> Bucket:
+    where = f" in {source}" if source else ""
     return replace(b, plan=None, predicted_ms=b.dense_ms, candidate=None, candidate_ms=None,
-                   reason=f"dense: no candidate measured faster over {kv_dtype} KV (times: the "
-                   f"search's over {searched})")  # fmt: skip
+                   reason=f"dense: no candidate measured faster over {kv_dtype} KV{where} (times: "
+                   f"the search's over {searched})")  # fmt: skip
 
 
 def _shape(r: dict) -> Shape:
