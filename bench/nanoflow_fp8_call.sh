@@ -5,7 +5,8 @@
 #     "python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade
 #      --target /tmp/site .whl/lark-*.whl .whl/llguidance-*.whl && export PYTHONPATH=/tmp/site
 #      && OUT=$OUT/nf bash bench/nanoflow_fp8_call.sh")
-# Steps (each under its own `timeout`, so a slow one still leaves the others' files):
+# Steps (each under its own `timeout`, so a slow one still leaves the others' files; OUT/tune
+# comes back as OUT/tune.tgz):
 #  1. tune (T_TUNE s): attention alone re-measured over an fp8 KV buffer with this build's kernels
 #     (decode and prefill, the SM budgets and sizes the search uses, and its interference with
 #     every other operation), merged into the shipped bf16 profile's other timings
@@ -45,6 +46,10 @@ START=$SECONDS
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 left() { echo $((T_TOTAL - (SECONDS - START))); }
+# the device call returns only so many files from $OUT: the tune directory (profile, plan set,
+# plans, candidates/) comes back as one archive, made on every exit
+pack() { [ -d "$OUT/tune" ] && tar czf "$OUT/tune.tgz" -C "$OUT" tune && rm -rf "$OUT/tune"; }
+trap pack EXIT
 nvidia-smi --query-gpu=name,memory.used --format=csv,noheader 2>/dev/null | tee "$OUT/device.txt"
 git log -1 --format='%H %s' 2>/dev/null | cut -c1-120 > "$OUT/commit.txt"
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tensor-parallel runs on a two-GPU machine, in priority order; everything lands under $OUT.
 #   bash bench/tp_run.sh test     # NCCL: TP=2 against TP=1 tokens on a tiny model, a killed rank
-#   bash bench/tp_run.sh 8b       # Llama-3-8B (random weights) at TP=2, then TP=1
+#   bash bench/tp_run.sh 8b       # Llama-3-8B (random weights) at TP=2, then TP=1 (WARMUP each)
 #   bash bench/tp_run.sh 70b      # Llama-3-70B (random weights) at TP=2
 #   bash bench/tp_run.sh 70bmodes # Llama-3-70B at TP=2, sequential then nanoflow (network stage)
 #   bash bench/tp_run.sh verify   # the network stage's forward against its prediction (70B TP=2)
@@ -111,7 +111,8 @@ for step in "$@"; do
     8b)  # two processes, one JSON each: a time-out in the second keeps the first (TP=2 first)
       for tp in ${TP_ORDER:-2 1}; do
         bench "llama-3-8b-tp$tp" "$T_8B" --model llama-3-8b --workloads "$WORKLOADS" \
-          --num-requests "$REQUESTS" --max-num-seqs "$MAX_SEQS" --tp "$tp" "${EAGER[@]}"
+          --num-requests "$REQUESTS" --max-num-seqs "$MAX_SEQS" --tp "$tp" \
+          --warmup-requests "${WARMUP:-16}" "${EAGER[@]}"
       done
       ;;
     70b)
