@@ -54,6 +54,7 @@ class SymmMemAllReduce:
         if getattr(handle, "multicast_ptr", 0):
             raise RuntimeError("the symmetric-memory rendezvous made a multicast address")
         self.max_bytes = numel * self.buffer.element_size()
+        self.write_out = hasattr(torch.ops.symm_mem, "two_shot_all_reduce_out")
 
     def fits(self, t: torch.Tensor) -> bool:
         return (
@@ -64,11 +65,17 @@ class SymmMemAllReduce:
         )
 
     def __call__(self, t: torch.Tensor) -> None:
-        """Sum ``t`` over the group, in place (``fits(t)`` must hold)."""
+        """Sum ``t`` over the group, in place (``fits(t)`` must hold). Where the build has the
+        ``_out`` form, the sum is written straight into ``t`` (one kernel fewer per call than
+        summing in the buffer and copying out; the buffer is scratch either way)."""
         view = self.buffer[: t.numel()]
         view.copy_(t.view(-1))
-        torch.ops.symm_mem.two_shot_all_reduce_(view, "sum", self.group_name)
-        t.view(-1).copy_(view)
+        ops = torch.ops.symm_mem
+        if self.write_out:
+            ops.two_shot_all_reduce_out(view, "sum", self.group_name, t.view(-1))
+        else:
+            ops.two_shot_all_reduce_(view, "sum", self.group_name)
+            t.view(-1).copy_(view)
 
 
 class GroupAllReduce:
@@ -88,7 +95,8 @@ class GroupAllReduce:
     def describe(self) -> str:
         if self.symm is None:
             return "nccl"
-        return f"symm_mem two-shot up to {self.symm.max_bytes} bytes, nccl above"
+        form = ", written out" if getattr(self.symm, "write_out", False) else ""
+        return f"symm_mem two-shot{form} up to {self.symm.max_bytes} bytes, nccl above"
 
 
 def group_all_reduce(

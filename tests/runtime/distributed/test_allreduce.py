@@ -83,3 +83,45 @@ def test_the_allreduce_options_are_validated() -> None:
         EngineConfig(allreduce="nvls")
     with pytest.raises(ValueError, match="symm_mem_max_bytes must be positive"):
         EngineConfig(symm_mem_max_bytes=0)
+
+
+class _FakeSymmOps:
+    """Stands in for ``torch.ops.symm_mem`` on one CPU "rank" of a group of two equal ranks: a
+    sum over the group doubles the buffer's rows. Records which form ran."""
+
+    def __init__(self, with_out: bool) -> None:
+        self.calls: list[str] = []
+        if with_out:
+            self.two_shot_all_reduce_out = self._out
+
+    def _out(self, buf: torch.Tensor, op: str, group: str, out: torch.Tensor) -> torch.Tensor:
+        self.calls.append("out")
+        buf.mul_(2)  # the real kernel leaves its sum in the buffer too
+        return out.copy_(buf)
+
+    def two_shot_all_reduce_(self, buf: torch.Tensor, op: str, group: str) -> torch.Tensor:
+        self.calls.append("in_place")
+        return buf.mul_(2)
+
+
+@pytest.mark.parametrize("with_out", [True, False])
+def test_the_symmetric_sum_lands_in_the_tensor_with_either_operator_form(
+    with_out: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ``_out`` form writes the sum straight into the tensor; without it (older builds) the
+    sum is made in the buffer and copied out. Either way only the tensor's rows of the buffer
+    are touched and the tensor ends up holding the group's sum."""
+    fake = _FakeSymmOps(with_out)
+    monkeypatch.setattr(torch.ops, "symm_mem", fake, raising=False)
+    op = SymmMemAllReduce.__new__(SymmMemAllReduce)
+    op.group_name, op.buffer = "g", torch.full((64,), -1.0)
+    op.max_bytes, op.write_out = 256, hasattr(fake, "two_shot_all_reduce_out")
+    t = torch.arange(12.0).view(3, 4)
+    expected = t * 2
+    assert op.fits(t)
+    op(t)
+    assert torch.equal(t, expected)
+    assert fake.calls == ["out" if with_out else "in_place"]
+    assert torch.equal(op.buffer[12:], torch.full((52,), -1.0))
+    described = GroupAllReduce(None, op).describe()
+    assert described.startswith("symm_mem two-shot") and ("written out" in described) == with_out
