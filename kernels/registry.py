@@ -94,6 +94,22 @@ class Ops:
         choice (the Triton one; see kernels.decode_choice)."""
         return replace(self, paged_attention=self.paged_attention.with_decode(choice))
 
+    def with_backend(self, op: str, backend: str, device: torch.device | str) -> Ops:
+        """The same operators, ``op`` (not attention) from the named backend: an engine's
+        per-operator choice, e.g. an opt-in kernel for one A/B run."""
+        if op == ATTENTION or op not in _REGISTRY:
+            raise ValueError(f"with_backend takes a pointwise operator, got {op!r}")
+        dev = torch.device(device)
+        if dev.type != "cpu":
+            _load_optional_backends()
+        found = [i for i in _REGISTRY[op] if i.backend == backend and i.available(dev)]
+        if not found:
+            have = [i.backend for i in _REGISTRY[op] if i.available(dev)]
+            raise ValueError(f"kernel backend {backend!r} for {op} is not available on {dev} "
+                             f"(available: {', '.join(have)})")  # fmt: skip
+        changes: dict[str, Any] = {op: found[0].fn, "backends": {**self.backends, op: backend}}
+        return replace(self, **changes)
+
     def describe(self) -> str:
         return ", ".join(f"{op}={b}" for op, b in self.backends.items())
 

@@ -1,6 +1,8 @@
 """Registers the Triton kernels (priority 10) for CUDA devices; importing fails without triton.
 
 Pointwise operators are the functions of kernels.triton; attention is the TritonAttention class.
+``linear`` registers below the torch reference (opt-in with ``NANOLANG_KERNELS=linear=triton``):
+it runs its own tiles only for the shapes its measured table lists, cuBLAS for the rest.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import triton  # noqa: F401  (an ImportError here means "backend absent" to the 
 from kernels import triton as triton_kernels
 from kernels.attention.triton_attention import TritonAttention
 from kernels.registry import register
+from kernels.triton.linear import linear
 
 PRIORITY = 10
 OPERATORS = (
@@ -31,3 +34,4 @@ def available(device: torch.device) -> bool:
 for _op in OPERATORS:
     _impl = TritonAttention if _op == "paged_attention" else getattr(triton_kernels, _op)
     register(_op, "triton", _impl, priority=PRIORITY, available=available)
+register("linear", "triton", linear, priority=-1, available=available)

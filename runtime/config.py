@@ -226,6 +226,10 @@ class EngineConfig:
     # dtype, bfloat16: the widening before 2026-11-30)
     decode_kernel: str = "auto"
     fp8_decode_dot: str = "fp16"
+    # the linear operator's kernel backend by name ("torch": cuBLAS through torch; "triton":
+    # kernels/triton/linear.py's tiles where its measured table lists the shape, cuBLAS
+    # elsewhere); None: the registry's choice (torch)
+    linear_backend: str | None = None
     # ranks of tensor parallelism: N > 1 starts one worker process per rank (one GPU each, or
     # N processes on the CPU with gloo); the calling process keeps the scheduler
     tensor_parallel_size: int = 1

@@ -131,6 +131,8 @@ class LLMEngine:
         )
         # this engine's own attention backend (its plans and CUDA-graph buffers are per engine)
         ops = get_ops(self.device, self.config.attention_backend).fresh()
+        if self.config.linear_backend is not None:
+            ops = ops.with_backend("linear", self.config.linear_backend, self.device)
         self.ops = ops.with_decode(self.config.decode_choice())
         num_blocks = self._num_blocks(limit)
         self._make_blocks(num_blocks, limit)

@@ -108,9 +108,11 @@ def run_nanolang(
     tp: int = 1,
     budget: int | None = None,
     decode: DecodeChoice | None = None,
+    linear: str | None = None,
 ) -> list[EngineRun]:
     """Every workload on one engine instance (``ceilings``: measured by an earlier instance;
-    ``decode``: how its decode attention runs, the engine's default without one)."""
+    ``decode``: how its decode attention runs, the engine's default without one; ``linear``:
+    the linear operator's backend, the registry's without one)."""
     decode = decode or DecodeChoice()
     overrides = json.loads(args.hf_overrides) if args.hf_overrides else None
     if tp > 1 and (args.profile_every or args.profile_run):
@@ -124,7 +126,7 @@ def run_nanolang(
         async_scheduling=args.async_scheduling, pipeline=spec, kv_cache_dtype=kv,
         tensor_parallel_size=tp, allreduce=args.allreduce,
         symm_mem_max_bytes=args.symm_mem_max_bytes, decode_kernel=decode.whole_gpu,
-        fp8_decode_dot=decode.fp8_dot,
+        fp8_decode_dot=decode.fp8_dot, linear_backend=linear,
     )  # fmt: skip
     engine = llm.engine
     cfg, device, dtype = engine.model_config, engine.device, engine.dtype
@@ -153,7 +155,8 @@ def run_nanolang(
         res = run_throughput(llm, reqs, args.profile_every)
         replays = replays_delta(replays_before, graph_replays(llm))
         print(
-            f"[bench] nanolang {mode} kv={kv} tp={tp} decode={decode.spec()} "
+            f"[bench] nanolang {mode} kv={kv} tp={tp} decode={decode.spec()}"
+            f"{'' if linear is None else ' linear=' + linear} "
             f"budget={engine.config.max_num_batched_tokens} {name} x{len(reqs)}: "
             f"{res.total_tokens_per_s:,.0f} total tok/s, max batch {res.max_batch_seqs}, "
             f"preemptions {res.preemptions}, {res.seconds:.1f} s",
@@ -331,6 +334,13 @@ def decode_choices(text: str) -> list[DecodeChoice]:
         raise SystemExit(f"--decode-attention: {exc}") from None
 
 
+def linear_backends(text: str) -> list[str | None]:
+    """``--linear``: a comma list of backend names, one engine each (``default``: None, the
+    registry's choice); the names are checked when each engine builds its operators."""
+    names = [item.strip() for item in text.split(",") if item.strip()] or ["default"]
+    return [None if name == "default" else name for name in names]
+
+
 def parse_workloads(text: str, num_requests: int) -> list[tuple[str, int]]:
     """``--workloads``: ``all`` or a comma list of NAME or NAME:REQUESTS (default: ``num_requests``)
     -> (workload, requests) pairs, in order."""
@@ -354,6 +364,7 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
     kv_dtypes = args.kv_cache_dtype.split(",")
     budgets = token_budgets(args)
     decodes = decode_choices(args.decode_attention)
+    linears = linear_backends(args.linear)
     runs: list[EngineRun] = []
     tps = parse_tp(args.tp)
     engines, version = 0, nanolang_version()
@@ -362,10 +373,10 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
     for tp in tps:
         for mode in modes:
             for kv in kv_dtypes:
-                for budget, decode in itertools.product(budgets, decodes):
+                for budget, decode, linear in itertools.product(budgets, decodes, linears):
                     ceilings = runs[0].facts["ceilings"] if runs else None  # one per run
                     new = run_nanolang(args, names, mode, specs[mode], kv, ceilings, tp, budget,
-                                       decode)  # fmt: skip
+                                       decode, linear)  # fmt: skip
                     for r in new:
                         r.facts = {**r.facts, "engine_index": engines}
                     runs += new

@@ -124,6 +124,13 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "tma-items), DOT the dtype an fp8 KV cache is widened to for the dots (fp16, q); e.g. "
         "gather:q,auto:fp16 compares the widening to bf16 before 2026-11-30 with today's default",
     )
+    ap.add_argument(
+        "--linear",
+        default="default",
+        help="comma list of linear-operator backends, one engine each: default (the registry's: "
+        "torch), torch (cuBLAS), triton (kernels/triton/linear.py's tiles where its measured "
+        "table lists the shape, cuBLAS elsewhere)",
+    )
     ap.add_argument("--hf-overrides", default=None, help="JSON of config.json fields to replace")
     ap.add_argument(
         "--peer",

@@ -12,6 +12,7 @@ from kernels.decode_choice import DecodeChoice
 from runtime.bench.__main__ import (
     decode_choices,
     execute,
+    linear_backends,
     parse_workloads,
     replays_delta,
     token_budgets,
@@ -138,6 +139,28 @@ def test_decode_attention_choices_are_parsed_and_refused_by_name() -> None:
     for bad in ("cudnn:fp16", "gather:bf16"):
         with pytest.raises(SystemExit, match="--decode-attention"):
             decode_choices(bad)
+
+
+def test_linear_backends_run_one_engine_each(
+    tiny_llama: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--linear default,torch``: two engines in one process, each record naming the linear
+    backend it ran; an unavailable backend is a clear error naming the ones there are."""
+    default, torch_ = _run_on_cpu(tiny_llama, tmp_path, [
+        "--workloads", "512/512", "--num-requests", "2", "--scale", "0.02",
+        "--linear", "default,torch",
+    ])  # fmt: skip
+    assert default["kernels"]["linear"] == torch_["kernels"]["linear"] == "torch"
+    assert (default["engine_index"], torch_["engine_index"]) == (0, 1)
+    assert default["output_tokens"] == torch_["output_tokens"]
+    assert linear_backends("default, triton") == [None, "triton"]
+    assert linear_backends("") == [None]
+    capsys.readouterr()
+    argv = ["--model", tiny_llama, "--load-format", "auto", "--device", "cpu", "--workloads",
+            "512/512", "--num-requests", "1", "--scale", "0.02", "--linear", "triton"]  # fmt: skip
+    assert execute(build_parser().parse_args(argv), "test") == 2
+    assert ("kernel backend 'triton' for linear is not available on cpu (available: torch)"
+            in capsys.readouterr().err)  # fmt: skip
 
 
 def test_workloads_take_their_own_request_counts() -> None:

@@ -1,0 +1,63 @@
+"""bench/skinny_linear.py's table writer: only measured wins that are as accurate as torch's own
+product become entries of the kernel's table, for the GPU they were measured on; other GPUs'
+entries stay; the written table is one the kernel reads."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("triton")
+from kernels.triton.linear import LinearConfig, _table
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bench():  # type: ignore[no-untyped-def]
+    sys.path.insert(0, str(ROOT / "bench"))
+    spec = importlib.util.spec_from_file_location("skinny_linear", ROOT / "bench/skinny_linear.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CONFIG = {"block_m": 64, "block_n": 128, "block_k": 64, "num_stages": 4, "num_warps": 4}
+
+
+def _result(rows: int, torch_us: float, triton_us: float, err: float = 0.01) -> dict:
+    return {"model": "m", "projection": "o_proj", "rows": rows, "n": 4096, "k": 4096,
+            "torch_us": torch_us, "triton_us": triton_us, "config": CONFIG,
+            "max_abs_err": err, "torch_err": 0.01, "torch_tflops": 1.0,
+            "triton_tflops": 2.0}  # fmt: skip
+
+
+def test_only_accurate_wins_by_the_margin_are_written(tmp_path: Path) -> None:
+    bench = _bench()
+    path = tmp_path / "configs.json"
+    other = {"device": "Other GPU", "rows": 128, "n": 1, "k": 16, "dtype_bytes": 2,
+             "config": CONFIG, "torch_us": 2.0, "triton_us": 1.0}  # fmt: skip
+    path.write_text(json.dumps({"entries": [other]}))
+    results = [
+        _result(256, 17.0, 12.0),  # a win
+        _result(128, 10.0, 9.9),  # under the 3% margin
+        _result(512, 30.0, 20.0, err=5.0),  # faster but wrong
+        {"model": "m", "projection": "o_proj", "rows": 64, "n": 4096, "k": 4096,
+         "torch_us": 8.0, "configs_failed": 36},  # no config ran
+    ]  # fmt: skip
+    assert bench.write_table(path, "NVIDIA H200", results, 0.03) == 1
+    written = json.loads(path.read_text())["entries"]
+    assert [(e["device"], e["rows"]) for e in written] == [("Other GPU", 128), ("NVIDIA H200", 256)]
+    assert _table(path)[("NVIDIA H200", 256, 4096, 4096, 2)] == LinearConfig(**CONFIG)
+    table = bench.table({"results": results})
+    assert "| m | o_proj | 256 | 4096 x 4096 | 17.0 (1.0) | 12.0 (2.0) | 0.706 |" in table
+    assert "| m | o_proj | 64 | 4096 x 4096 | 8.0 (-) | - | - | - |" in table
+
+
+def test_every_candidate_config_is_valid() -> None:
+    configs = _bench().candidates()
+    assert configs and all(isinstance(c, LinearConfig) for c in configs)
