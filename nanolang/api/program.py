@@ -21,6 +21,7 @@ from nanolang.run.records import Outcome
 from nanolang.syntax import tree
 from nanolang.syntax.errors import NanoError
 from nanolang.syntax.parser import parse
+from nanolang.syntax.source import read_source
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ def compile(source: str, name: str | None = None, filename: str = "<string>") ->
 def load(path: str | Path, name: str | None = None) -> Program:
     """``compile`` the contents of a .nano file."""
     path = Path(path)
-    return compile(path.read_text(encoding="utf-8"), name, str(path))
+    return compile(read_source(path), name, str(path))
 
 
 def entry(module: tree.Module, name: str | None) -> Program:

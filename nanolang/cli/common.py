@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from nanolang.check.checker import check
 from nanolang.syntax import tree
 from nanolang.syntax.errors import NanoError, NanoErrors
 from nanolang.syntax.parser import parse
+from nanolang.syntax.source import read_source
 
 
 def load_module(path: str) -> tree.Module | None:
     """Parse and check ``path``; print every error to stderr and return None if any."""
     try:
-        source = Path(path).read_text(encoding="utf-8")
+        source = read_source(path)
     except OSError as exc:
         print(f"error: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return None
+    except NanoError as exc:
+        print(exc.format(), file=sys.stderr)
         return None
     try:
         module = parse(source, path)

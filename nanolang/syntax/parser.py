@@ -14,6 +14,7 @@ from lark.tree import Meta
 
 from nanolang.syntax import tree
 from nanolang.syntax.errors import NanoError, NanoSyntaxError, Span
+from nanolang.syntax.source import read_source
 from nanolang.syntax.strings import Hole, split_literal
 
 GRAMMAR = Path(__file__).with_name("grammar.lark")
@@ -65,7 +66,7 @@ def _import(item: tree.Import, file: str, seen: set[str], source: str) -> tree.M
     if not path.is_file():
         error = NanoSyntaxError(f"cannot import {item.path!r}: no file {path}", item.span)
         raise error.with_source(source)
-    return _parse(path.read_text(encoding="utf-8"), str(path), seen)
+    return _parse(read_source(path), str(path), seen)
 
 
 def parse_expr(source: str, file: str = "<string>") -> tree.Expr:
@@ -78,7 +79,7 @@ def parse_expr(source: str, file: str = "<string>") -> tree.Expr:
 
 def _run(source: str, start: str, file: str, line: int, column: int, hole: bool = False) -> Tree:
     try:
-        return _lark().parse(source, start=start)
+        parsed = _lark().parse(source, start=start)
     except UnexpectedInput as exc:
         span = _shift(file, line, column, exc.line, exc.column)
         message = _describe(exc)
@@ -98,6 +99,33 @@ def _run(source: str, start: str, file: str, line: int, column: int, hole: bool 
                 "unexpected end of input", "unexpected '}' (end of the {...})"
             )
         raise NanoSyntaxError(message, span) from None
+    too_deep = _too_deep(parsed)
+    if too_deep is not None:
+        span = _shift(file, line, column, *too_deep)
+        message = f"nested too deeply: more than {MAX_NESTING} levels of blocks, brackets, "
+        raise NanoSyntaxError(message + "calls or operators here; split it up with let", span)
+    return parsed
+
+
+# How deep the syntax tree may nest (Lark tree levels: an if is two, each operator, bracket or
+# call one). Every later stage (checks, graph, executor) walks the tree recursively; this keeps
+# them all well inside Python's recursion limit, so a deep program is a syntax error, never a
+# RecursionError.
+MAX_NESTING = 100
+
+
+def _too_deep(parsed: Tree) -> tuple[int, int] | None:
+    """Line and column of the first node nested deeper than MAX_NESTING, else None (an
+    iterative walk: it must not recurse itself)."""
+    stack: list[tuple[Tree | Token, int]] = [(parsed, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, Tree):
+            continue
+        if depth > MAX_NESTING:
+            return (getattr(node.meta, "line", 1), getattr(node.meta, "column", 1))
+        stack.extend((child, depth + 1) for child in node.children)
+    return None
 
 
 def unclosed_bracket(source: str) -> tuple[str, int, int] | None:

@@ -134,3 +134,43 @@ def test_check_of_an_empty_file_fails(tmp_path: Path, capsys: pytest.CaptureFixt
     empty.write_text("# nothing here\n")
     assert main(["check", str(empty)]) == 1
     assert "empty.nano:1:1: error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["check", "graph", "run", "eval"])
+def test_a_file_that_is_not_utf8_is_one_clear_error(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.nano"
+    bad.write_bytes(b"\xff\xfeprogram main() { }\n")
+    extra = ["--data", str(tmp_path / "d.jsonl"), "--out", str(tmp_path / "o.jsonl")]
+    assert main([command, str(bad), *(extra if command == "eval" else [])]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}:1:1: syntax error: " in err and "not UTF-8" in err
+    assert "Traceback" not in err
+
+
+def test_a_program_nested_too_deeply_is_one_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deep = tmp_path / "deep.nano"
+    deep.write_text("program main() {\n    let x = 1" + " + 1" * 3000 + "\n    return x\n}\n")
+    assert main(["check", str(deep)]) == 1
+    err = capsys.readouterr().err
+    assert f"{deep}:2:" in err and "nested too deeply" in err
+
+
+def test_nesting_under_the_limit_checks_graphs_and_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nanolang.syntax.parser import MAX_NESTING
+
+    n = MAX_NESTING - 8  # each operator or bracket is a level, each if two
+    deep = tmp_path / "deep.nano"
+    ifs = "if true {\n" * (n // 2) + '"x"\n' + "}\n" * (n // 2)
+    lists = f"let x = {'[' * n}1{']' * n}\n"
+    deep.write_text("program main() {\n" + ifs + lists + "return 1" + " + 1" * (n - 1) + "\n}\n")
+    assert main(["check", str(deep)]) == 0
+    assert main(["graph", str(deep)]) == 0
+    capsys.readouterr()
+    assert main(["run", str(deep)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(n)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from nanolang.syntax import tree
 from nanolang.syntax.errors import NanoSyntaxError, Span
 from nanolang.syntax.formatter import format_module
 from nanolang.syntax.parser import parse, parse_expr
+from nanolang.syntax.source import read_source
 from tests.nanolang.helpers import PROGRAMS, golden
 
 
@@ -104,3 +107,38 @@ def test_capture_parses_and_formats_back() -> None:
     assert (stmt.span.line, stmt.span.column) == (2, 5)
     text = format_module(module)
     assert "capture x {" in text and format_module(parse(text)) == text
+
+
+def test_a_file_that_is_not_utf8_is_a_syntax_error_at_the_bad_byte(tmp_path: Path) -> None:
+    bad = tmp_path / "latin1.nano"
+    bad.write_bytes('program p() {\n    "caf\u00e9"\n}\n'.encode("latin-1"))
+    with pytest.raises(NanoSyntaxError) as info:
+        read_source(bad)
+    assert (info.value.span.line, info.value.span.column) == (2, 9)
+    assert "not UTF-8" in info.value.message and "0xe9" in info.value.message
+
+
+def test_an_import_that_is_not_utf8_points_at_the_import(tmp_path: Path) -> None:
+    (tmp_path / "other.nano").write_bytes(b"\xff\xfeprogram q() { }\n")
+    main = tmp_path / "main.nano"
+    main.write_text('import "other.nano"\nprogram p() { }\n')
+    with pytest.raises(NanoSyntaxError) as info:
+        parse(main.read_text(), str(main))
+    assert str(info.value.span).endswith("other.nano:1:1")
+    assert "not UTF-8" in info.value.message
+
+
+NESTED = {
+    "sum": "program p() {\n    let x = 1" + " + 1" * 5000 + "\n    return x\n}\n",
+    "ifs": "program p() {\n" + "if true {\n" * 400 + '"x"\n' + "}\n" * 400 + "}\n",
+    "lists": "program p() {\n    let x = " + "[" * 300 + "1" + "]" * 300 + "\n}\n",
+    "calls": "program p() {\n    let x = " + "len(" * 300 + '"a"' + ")" * 300 + "\n}\n",
+}
+
+
+@pytest.mark.parametrize("shape", sorted(NESTED))
+def test_nesting_past_the_limit_is_a_syntax_error_not_a_recursion_error(shape: str) -> None:
+    with pytest.raises(NanoSyntaxError) as info:
+        parse(NESTED[shape], "deep.nano")
+    assert "nested too deeply" in info.value.message
+    assert info.value.span.file == "deep.nano" and info.value.span.line >= 2
