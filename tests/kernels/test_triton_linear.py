@@ -124,3 +124,30 @@ def test_an_engine_takes_one_operator_from_a_named_backend() -> None:
         ops.with_backend("linear", "triton", "cpu")
     with pytest.raises(ValueError, match="pointwise operator"):
         ops.with_backend("paged_attention", "torch", "cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the table is keyed by a CUDA GPU's name")
+def test_a_listed_shape_runs_the_tiles_and_others_run_cublas(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a table entry for (this GPU, 256 rows, 384 x 512) the call runs the tiles (and
+    matches torch's linear); 600 rows (another bucket) and another N run torch's."""
+    import kernels.triton.linear as lin
+
+    if torch.cuda.get_device_capability()[0] < 9:
+        pytest.skip("TMA needs a Hopper GPU")
+    name = torch.cuda.get_device_name(0)
+    cfg = LinearConfig(64, 64, 64, 3, 4)
+    monkeypatch.setattr(lin, "_table", lambda: {(name, 256, 384, 512, 2): cfg})
+    ran: list[LinearConfig] = []
+    real = lin.linear_tiles
+    monkeypatch.setattr(lin, "linear_tiles", lambda x, w, c: ran.append(c) or real(x, w, c))
+    w = randn(384, 512, dtype=torch.bfloat16, seed=3, scale=512**-0.5)
+    x = randn(200, 512, dtype=torch.bfloat16, seed=4)
+    torch.testing.assert_close(linear(x, w).float(), F.linear(x.float(), w.float()),
+                               **ulp_tolerance(torch.bfloat16))  # fmt: skip
+    assert ran == [cfg]
+    linear(randn(600, 512, dtype=torch.bfloat16, seed=5), w)
+    linear(x, randn(256, 512, dtype=torch.bfloat16, seed=6))
+    assert ran == [cfg]
