@@ -133,9 +133,11 @@ class Checker:
                 self.error("break is not allowed inside a capture block", stmt.span)
             elif where.role is not None and where.role is not where.loop_role:
                 self.error("break is not allowed inside a role block", stmt.span)
+            elif isinstance(where.loop, tree.Fork):
+                message = "break inside a fork body: break ends a for or while loop, not a fork"
+                self.error(message, stmt.span)
             elif not isinstance(where.loop, (tree.For, tree.While)):
-                inside = "a fork body" if isinstance(where.loop, tree.Fork) else "a loop"
-                self.error(f"break outside {inside}: break ends a for or while loop", stmt.span)
+                self.error("break outside a loop: break ends a for or while loop", stmt.span)
         else:
             self.check_control(stmt, scope, where)
 

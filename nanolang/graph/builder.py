@@ -85,7 +85,9 @@ class GraphBuilder:
             flow.producers[stmt.name] = self.calls(stmt.value, flow) + self.reads(stmt.value, flow)
         elif isinstance(stmt, tree.Return):
             data = self.calls(stmt.value, flow) + self.reads(stmt.value, flow)
-            self.add(NodeKind.RETURN, unparse(stmt.value), flow, stmt.span, prompt=(), data=data)
+            # the text appended since the last request is part of the returned instance's context
+            data += self.pending_reads(flow)
+            self.add(NodeKind.RETURN, unparse(stmt.value), flow, stmt.span, data=data)
         elif isinstance(stmt, tree.Fork):
             label = unparse(stmt.count) + (f" as {stmt.index}" if stmt.index else "")
             self.loop(
@@ -131,7 +133,7 @@ class GraphBuilder:
             inner.producers[stmt.index] = (head,)
         self.block(stmt.body, inner)
         names = [n for n in tree.assigned_names(stmt.body) if n in inner.producers]
-        data = tuple(i for n in names for i in inner.producers[n])
+        data = tuple(i for n in names for i in inner.producers[n]) + self.pending_reads(inner)
         ctx = (head,) if kind is NodeKind.FORK else inner.contexts
         join = self.add(
             NodeKind.JOIN,
@@ -142,7 +144,10 @@ class GraphBuilder:
             prompt=inner.pending,
             data=data,
         )
-        flow.contexts = (head,) if kind is NodeKind.FORK else (join,)
+        # a fork's text does not leak unless the fork is concat: then the context goes on after
+        # every branch's text, which the join stands for
+        leaks = not isinstance(stmt, tree.Fork) or stmt.concat
+        flow.contexts = (join,) if leaks else (head,)
         for name in names:
             flow.producers[name] = (join,)
 
@@ -155,7 +160,14 @@ class GraphBuilder:
         for body, tag in ((stmt.then, f"if {label}"), (stmt.orelse, "else")):
             inner = _Flow((head,), [], [], dict(flow.producers), (*flow.scope, tag), flow.role)
             self.block(body, inner)
-            end = self.add(NodeKind.JOIN, f"end {tag}", inner, stmt.span, prompt=inner.pending)
+            end = self.add(
+                NodeKind.JOIN,
+                f"end {tag}",
+                inner,
+                stmt.span,
+                prompt=inner.pending,
+                data=self.pending_reads(inner),
+            )
             ends.append(end)
             for name, ids in inner.producers.items():
                 if flow.producers.get(name) != ids:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 
@@ -28,7 +29,9 @@ def source_excerpt(source: str | None, span: Span) -> str:
     if span.line > len(lines):
         return ""
     text = lines[span.line - 1].replace("\t", " ")
-    return f"    {text}\n    {' ' * max(span.column - 1, 0)}^"
+    before = text[: max(span.column - 1, 0)]
+    pad = "".join("  " if unicodedata.east_asian_width(c) in "WF" else " " for c in before)
+    return f"    {text}\n    {pad}^"
 
 
 class NanoError(Exception):

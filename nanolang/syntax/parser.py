@@ -114,6 +114,17 @@ def _run(source: str, start: str, file: str, line: int, column: int, hole: bool 
 MAX_NESTING = 100
 
 
+# The words NAME does not match (its negative lookahead in grammar.lark): a name missing before
+# one of them is reported at it, not one token later after it was taken for the name.
+def _keywords() -> frozenset[str]:
+    found = re.search(r"^NAME: /\(\?!\(\?:([a-z|]+)\)", GRAMMAR.read_text(), re.M)
+    assert found is not None, "grammar.lark's NAME lists the keywords it does not match"
+    return frozenset(found.group(1).split("|"))
+
+
+KEYWORDS = _keywords()
+
+
 def _too_deep(parsed: Tree) -> tuple[int, int] | None:
     """Line and column of the first node nested deeper than MAX_NESTING, else None (an
     iterative walk: it must not recurse itself)."""
@@ -199,8 +210,17 @@ def _describe(exc: UnexpectedInput) -> str:
         token = exc.token  # type: ignore[attr-defined]
         got = "unexpected end of input" if token.type == "$END" else f"unexpected {token.value!r}"
         expected = exc.expected  # type: ignore[attr-defined]
+        if token.value in KEYWORDS and "NAME" in (expected or ()):
+            got += " (a keyword, which cannot be a name)"
     names = sorted({_terminal_text(str(t)) for t in expected or ()})
+    if {"a name", "a number", "a string"} <= set(names):  # where any expression may start
+        names = ["an expression"] + [n for n in names if n not in _EXPRESSION_STARTS]
     return f"{got}; expected {', '.join(names)}" if names else got
+
+
+_EXPRESSION_STARTS = frozenset(
+    ("a name", "a number", "a string", "'('", "'['", "'-'", "'call'", "'not'", "'true'", "'false'")
+)
 
 
 def _terminal_text(name: str) -> str:
@@ -368,6 +388,14 @@ class _Builder(Transformer):
     mul, div = _binop("*"), _binop("/")
     eq, ne, lt, gt = _binop("=="), _binop("!="), _binop("<"), _binop(">")
     le, ge, in_, not_in = _binop("<="), _binop(">="), _binop("in"), _binop("not in")
+
+    @v_args(meta=True)
+    def neg(self, meta: Meta, children: Children) -> tree.Expr:
+        """``-x`` is ``0 - x`` (a literal number stays a literal: ``- 2`` is ``-2``)."""
+        span, operand = self._span(meta), children[0]
+        if isinstance(operand, tree.Num) and not isinstance(operand.value, bool):
+            return tree.Num(-operand.value, span)
+        return tree.BinOp("-", tree.Num(0, span), operand, span)
 
     @v_args(meta=True)
     def not_(self, meta: Meta, children: Children) -> tree.Not:

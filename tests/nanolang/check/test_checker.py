@@ -179,7 +179,7 @@ CASES = [
         "program p() { assistant { fork 2 { break } } }",
         1,
         36,
-        "break outside a fork body",
+        "break inside a fork body: break ends a for or while loop, not a fork",
     ),
     ("unknown program", "program p() { let x = call q() }", 1, 23, "unknown program 'q'"),
     (

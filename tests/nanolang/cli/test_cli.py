@@ -174,3 +174,19 @@ def test_nesting_under_the_limit_checks_graphs_and_runs(
     capsys.readouterr()
     assert main(["run", str(deep)]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == str(n)
+
+
+def test_check_takes_several_files_and_fails_if_any_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "good.nano"
+    good.write_text('program main() {\n    return "x"\n}\n')
+    bad = tmp_path / "bad.nano"
+    bad.write_text("program main() {\n    return y\n}\n")
+    assert main(["check", str(good), SOLVE]) == 0
+    assert f"{good}: ok (1 program: main)" in capsys.readouterr().err
+    assert main(["check", str(bad), str(good), "/nonexistent.nano"]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}:2:12: error: undefined variable 'y'" in err
+    assert f"{good}: ok (1 program: main)" in err and "cannot read /nonexistent.nano" in err
+    assert err.rstrip().endswith("2 of 3 files failed their checks")

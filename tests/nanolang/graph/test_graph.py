@@ -8,7 +8,7 @@ import pytest
 
 from nanolang.graph.builder import build_graph
 from nanolang.graph.render import to_dot, to_json, to_json_text, to_text
-from nanolang.graph.request_graph import NodeKind
+from nanolang.graph.request_graph import Node, NodeKind
 from nanolang.syntax.parser import parse
 from tests.nanolang.helpers import PROGRAMS, golden
 
@@ -73,3 +73,35 @@ def test_dot_has_one_edge_per_dependency() -> None:
     edges = sum(len(n.contexts) + len(n.data) for n in graph.nodes)
     assert dot.count("->") == edges
     assert dot.startswith("digraph nanolang {") and dot.rstrip().endswith("}")
+
+
+def _nodes(source: str) -> dict[str, list[Node]]:
+    by_kind: dict[str, list[Node]] = {}
+    for node in build_graph(parse(source)).nodes:
+        by_kind.setdefault(node.kind.value, []).append(node)
+    return by_kind
+
+
+def test_after_a_concat_fork_the_context_goes_on_from_its_join() -> None:
+    source = (
+        'program p(xs) { fork len(xs) as i concat { "{xs[i]}\\n" } gen a fork 2 { gen b } gen c }'
+    )
+    nodes = _nodes(source)
+    (concat_fork, plain_fork), (concat_join, _) = nodes["fork"], nodes["join"]
+    a, _, c = nodes["gen"]
+    assert a.contexts == (concat_join.id,)  # the branches' text is in a's prompt
+    assert c.contexts == (plain_fork.id,)  # a plain fork's text does not leak
+    assert concat_join.data == (nodes["start"][0].id, concat_fork.id)  # it reads xs and i
+
+
+def test_text_in_if_branches_and_before_return_keeps_its_data_edges() -> None:
+    source = (
+        'program p(q) { let h = upper(q) if true { "yes {h}" } else { "no" } gen g "{h}" return g }'
+    )
+    nodes = _nodes(source)
+    start = nodes["start"][0].id
+    then_end, else_end = nodes["join"]
+    assert then_end.data == (start,) and else_end.data == ()
+    ret = nodes["return"][0]
+    assert [p.text for p in ret.prompt] == ['"{h}"']
+    assert ret.data == (start, nodes["gen"][0].id)

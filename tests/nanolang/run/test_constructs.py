@@ -179,7 +179,7 @@ def test_break_outside_a_loop_and_endless_while() -> None:
     messages = [e.message for e in info.value.errors]
     assert any("break outside a loop" in m for m in messages)
     assert any("never ends" in m for m in messages)
-    assert any("break outside a fork body" in m for m in messages)
+    assert any("break inside a fork body" in m for m in messages)
     assert isinstance(info.value.errors[0], NanoCheckError)
 
 

@@ -43,6 +43,11 @@ def _run(source: str, **args: Any) -> Any:
         ("[10, 20, 30][-1]", 30),
         ('"abc"[1]', "b"),
         ('"v={xs[0]} {len(xs)} {xs}"', "v=1 2 [1, 2]"),
+        ("-xs[1]", -2),
+        ("2 * -len(xs) - -1", -3),
+        ("- 2.5", -2.5),
+        ("--xs[0]", 1),
+        ("1 -xs[0]", 0),
     ],
 )
 def test_expression_values(expr: str, value: Any) -> None:

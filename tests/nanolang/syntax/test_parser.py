@@ -9,7 +9,7 @@ import pytest
 from nanolang.syntax import tree
 from nanolang.syntax.errors import NanoSyntaxError, Span
 from nanolang.syntax.formatter import format_module
-from nanolang.syntax.parser import parse, parse_expr
+from nanolang.syntax.parser import KEYWORDS, parse, parse_expr
 from nanolang.syntax.source import read_source
 from tests.nanolang.helpers import PROGRAMS, golden
 
@@ -142,3 +142,43 @@ def test_nesting_past_the_limit_is_a_syntax_error_not_a_recursion_error(shape: s
         parse(NESTED[shape], "deep.nano")
     assert "nested too deeply" in info.value.message
     assert info.value.span.file == "deep.nano" and info.value.span.line >= 2
+
+
+@pytest.mark.parametrize("keyword", sorted(KEYWORDS))
+def test_a_keyword_is_not_a_name(keyword: str) -> None:
+    with pytest.raises(NanoSyntaxError) as info:
+        parse(f"program p() {{\n    let {keyword} = 1\n}}\n", "k.nano")
+    assert (info.value.span.line, info.value.span.column) == (2, 9)
+    assert f"unexpected {keyword!r} (a keyword, which cannot be a name)" in info.value.message
+
+
+def test_a_missing_name_is_reported_at_the_keyword_after_it() -> None:
+    with pytest.raises(NanoSyntaxError) as info:
+        parse("program p() {\n    gen\n    return 1\n}\n", "k.nano")
+    assert (info.value.span.line, info.value.span.column) == (3, 5)
+    assert info.value.message.endswith("expected a name")
+    with pytest.raises(NanoSyntaxError) as info:
+        parse("program p() {\n    select x from\n    return x\n}\n", "k.nano")
+    assert (info.value.span.line, info.value.span.column) == (3, 5)
+    assert info.value.message.endswith("expected an expression")
+
+
+def test_words_that_are_keywords_only_in_place_stay_names() -> None:
+    source = 'program p() {\n    let tool = 1\n    let user = [tool, "x"]\n    let iffy = 2\n}\n'
+    names = [s.name for s in parse(source).programs[0].body if isinstance(s, tree.Let)]
+    assert names == ["tool", "user", "iffy"]
+
+
+def test_unary_minus_parses_and_formats_back() -> None:
+    module = parse("program p(x) {\n    let a = -x * -2\n}\n")
+    let = module.programs[0].body[0]
+    assert isinstance(let, tree.Let) and isinstance(let.value, tree.BinOp)
+    assert let.value.right == tree.Num(-2, Span("<string>", 2, 18))
+    assert format_module(parse(format_module(module))) == format_module(module)
+
+
+def test_the_caret_counts_wide_characters_twice() -> None:
+    with pytest.raises(NanoSyntaxError) as info:
+        parse('program p() {\n    "日本" @\n}\n', "w.nano")
+    assert info.value.span.column == 10
+    assert info.value.format().splitlines()[2] == "    " + " " * 11 + "^"
