@@ -110,6 +110,10 @@ class Value:
     def __rtruediv__(self, other: Any) -> Value:
         return self._op("/", other, reverse=True)
 
+    def __neg__(self) -> Value:  # -x, as in a .nano file: 0 - x
+        span = caller_span()
+        return Value(tree.BinOp("-", tree.Num(0, span), self.expr, span))
+
     def __getitem__(self, key: Any) -> Value:
         span = caller_span()
         return Value(tree.Index(self.expr, to_expr(key, span), span))

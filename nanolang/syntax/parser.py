@@ -203,6 +203,8 @@ def _at_end(exc: UnexpectedInput) -> bool:
 def _describe(exc: UnexpectedInput) -> str:
     if isinstance(exc, UnexpectedCharacters):
         got = f"unexpected character {exc.char!r}"
+        if not exc.char.isascii() and exc.char.isalpha():
+            got += " (names are ASCII letters, digits and _; other text goes in strings)"
         expected: Any = exc.allowed
     elif isinstance(exc, UnexpectedEOF):
         got, expected = "unexpected end of input", exc.expected

@@ -111,6 +111,17 @@ def test_operators_on_values_build_expressions() -> None:
     assert "y == x" in to_text(compare.graph())
 
 
+def test_unary_minus_means_what_it_means_in_a_nano_file() -> None:
+    @nl.program
+    def negate(s, n=3):
+        return {"m": -n, "k": -(n * 2) + 1}
+
+    nano = nl.compile("program negate(n = 3) {\n    return { m: -n, k: -(n * 2) + 1 }\n}\n")
+    assert negate.run(backend=CountingBackend()) == {"m": -3, "k": -5}
+    assert nano.run(backend=CountingBackend()) == {"m": -3, "k": -5}
+    assert to_text(negate.graph()).splitlines()[-1] == to_text(nano.graph()).splitlines()[-1]
+
+
 def test_fmt_requires_every_hole() -> None:
     with pytest.raises(NanoCheckError, match="no value for hole"):
         nl.fmt("{a} {b}", a="1")

@@ -69,6 +69,7 @@ SYNTAX_ERRORS = [
     ("program p( { }", 1, 12, "unexpected '{'; expected ')', a name"),
     ("program p() { gen }", 1, 19, "expected a name"),
     ("program p() {\n  @\n}", 2, 3, "unexpected character '@'"),
+    ("program p() {\n  let café = 1\n}", 2, 10, "unexpected character 'é' (names are ASCII"),
     ("program p() { let x = 1 + }", 1, 27, "unexpected '}'"),
     ('program p() { user "a {x" }', 1, 23, "was never closed"),
     ('program p() { "a } b" }', 1, 18, "unmatched '}'"),
@@ -182,3 +183,12 @@ def test_the_caret_counts_wide_characters_twice() -> None:
         parse('program p() {\n    "日本" @\n}\n', "w.nano")
     assert info.value.span.column == 10
     assert info.value.format().splitlines()[2] == "    " + " " * 11 + "^"
+
+
+def test_a_file_reads_as_python_reads_text_crlf_and_a_byte_order_mark(tmp_path: Path) -> None:
+    windows = tmp_path / "windows.nano"
+    windows.write_bytes(b'\xef\xbb\xbfprogram p() {\r\n    """a\r\nb"""\r\n    return 1\r\n}\r\n')
+    text = read_source(windows)
+    assert text == 'program p() {\n    """a\nb"""\n    return 1\n}\n'
+    body = parse(text, str(windows)).programs[0].body
+    assert isinstance(body[0], tree.Text) and body[0].text == tree.Str(("a\nb",), body[0].span)
