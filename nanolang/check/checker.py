@@ -303,6 +303,12 @@ class Checker:
                 self.error(message, span)
         elif isinstance(expr, tree.ToolCall):
             self.check_tool_call(expr)
+        elif isinstance(expr, tree.Record):
+            seen: set[str] = set()
+            for field in expr.fields:
+                if field.name in seen:
+                    self.error(f"duplicate record field {field.name!r}", field.span)
+                seen.add(field.name)
         for child in _children(expr):
             self.check_expr(child, scope)
 

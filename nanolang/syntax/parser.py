@@ -221,7 +221,19 @@ def _describe(exc: UnexpectedInput) -> str:
 
 
 _EXPRESSION_STARTS = frozenset(
-    ("a name", "a number", "a string", "'('", "'['", "'-'", "'call'", "'not'", "'true'", "'false'")
+    (
+        "a name",
+        "a number",
+        "a string",
+        "'('",
+        "'['",
+        "'{'",
+        "'-'",
+        "'call'",
+        "'not'",
+        "'true'",
+        "'false'",
+    )
 )
 
 

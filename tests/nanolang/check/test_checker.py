@@ -28,6 +28,8 @@ CASES = [
         "possibly undefined",
     ),
     ("duplicate parameter", "program p(a, b, a) { }", 1, 17, "duplicate parameter 'a'"),
+    ("duplicate record field", "program p(a) { return { a, b: 1, a: 2 } }", 1, 34, "field 'a'"),
+    ("record in a let", "program p() { let r = { a: 1 } let s = r - 1 }", 1, 40, "a record and"),
     (
         "duplicate variable",
         "program p() {\n    gen a\n    let a = 1\n}",

@@ -48,6 +48,8 @@ def _run(source: str, **args: Any) -> Any:
         ("- 2.5", -2.5),
         ("--xs[0]", 1),
         ("1 -xs[0]", 0),
+        ('{ a: 1, xs }["xs"]', [1, 2]),
+        ("len({ a: { b: [] } }) + len(keys({ c: 1, d: 2 }))", 3),
     ],
 )
 def test_expression_values(expr: str, value: Any) -> None:

@@ -192,3 +192,12 @@ def test_a_file_reads_as_python_reads_text_crlf_and_a_byte_order_mark(tmp_path: 
     assert text == 'program p() {\n    """a\nb"""\n    return 1\n}\n'
     body = parse(text, str(windows)).programs[0].body
     assert isinstance(body[0], tree.Text) and body[0].text == tree.Str(("a\nb",), body[0].span)
+
+
+def test_a_record_is_an_expression_anywhere() -> None:
+    module = parse("program p(x) {\n    let r = { a: 1, x, b: { c: [x] } }\n    return r\n}\n")
+    let = module.programs[0].body[0]
+    assert isinstance(let, tree.Let) and isinstance(let.value, tree.Record)
+    assert [f.name for f in let.value.fields] == ["a", "x", "b"]
+    text = format_module(module)
+    assert "let r = { a: 1, x, b: { c: [x] } }" in text and format_module(parse(text)) == text
