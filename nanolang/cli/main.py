@@ -34,14 +34,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the process exit status (0 ok, 1 program error, 2 usage)."""
+    """Entry point; returns the process exit status (0 ok, 1 program error, 2 usage, 130
+    interrupted by Ctrl-C: one line on stderr, not a traceback)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         stream=sys.stderr,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    return int(args.handler(args))
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        print(f"nanolang {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -190,3 +190,16 @@ def test_check_takes_several_files_and_fails_if_any_fails(
     assert f"{bad}:2:12: error: undefined variable 'y'" in err
     assert f"{good}: ok (1 program: main)" in err and "cannot read /nonexistent.nano" in err
     assert err.rstrip().endswith("2 of 3 files failed their checks")
+
+
+def test_ctrl_c_is_one_line_and_exit_status_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nanolang.cli import check
+
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(check, "handle", interrupted)
+    assert main(["check", SOLVE]) == 130
+    assert capsys.readouterr().err == "nanolang check: interrupted\n"
