@@ -175,7 +175,19 @@ def _check_regex(pattern: str, limits: ConstraintLimits, where: str) -> None:
 
 
 def grammar_text(spec: ConstraintSpec, limits: ConstraintLimits = DEFAULT_LIMITS) -> str:
-    """llguidance's grammar for ``spec`` after the size checks (raises ConstraintError)."""
+    """llguidance's grammar for ``spec`` after the size checks (raises ConstraintError; one
+    nested past Python's recursion limit, e.g. a regex of 500 nested groups, is over the
+    limits too)."""
+    try:
+        return _grammar_text(spec, limits)
+    except RecursionError:
+        raise ConstraintLimitError(
+            f"the {spec.kind} nests too deeply to be checked (groups or schemas within each "
+            "other); flatten it"
+        ) from None
+
+
+def _grammar_text(spec: ConstraintSpec, limits: ConstraintLimits) -> str:
     if len(spec.text) > limits.max_chars:
         raise ConstraintLimitError(
             f"the {spec.kind} has {len(spec.text)} characters (limit {limits.max_chars})"

@@ -13,7 +13,7 @@ from nanolang.backends.local import LocalBackend
 from nanolang.server import chat, completions, monitoring, native, tokenization
 from nanolang.server.config import ServerConfig
 from nanolang.server.engine_client import EngineClient
-from nanolang.server.errors import install_error_handlers
+from nanolang.server.errors import InternalErrors, install_error_handlers
 from nanolang.server.guards import APIKeyGuard, BodySizeLimit
 from nanolang.server.metrics import ServingMetrics
 from nanolang.server.state import ServerState
@@ -56,6 +56,7 @@ def create_app(config: ServerConfig, backend: LocalBackend | None = None) -> Fas
     install_error_handlers(app)
     app.add_middleware(APIKeyGuard, api_key=config.api_key)
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(InternalErrors)  # outermost of ours: catches what the others raise
     return app
 
 

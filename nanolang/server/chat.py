@@ -11,7 +11,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from nanolang.server import openai_format as fmt
 from nanolang.server.errors import APIError
 from nanolang.server.generation import Job, Progress, respond
-from nanolang.server.params import check_n, choice_seed, openai_params, requested_constraint
+from nanolang.server.params import (
+    check_n,
+    choice_seed,
+    constraint_field,
+    openai_params,
+    requested_constraint,
+)
 from nanolang.server.protocol import ChatRequest
 from nanolang.server.state import ServerState, State
 from nanolang.server.tools import ToolMode, template_messages, template_tools, tool_mode
@@ -42,7 +48,7 @@ def chat_prompt_ids(state: ServerState, req: ChatRequest) -> list[int]:
         raise
     except Exception as exc:  # a template may reject roles, orderings or arguments
         raise APIError(400, f"the chat template rejected the messages: {exc}", "messages") from exc
-    return state.engine.encode(text)
+    return state.engine.encode(text, "messages")
 
 
 def build_jobs(state: ServerState, req: ChatRequest, tools: ToolMode) -> list[Job]:
@@ -137,5 +143,5 @@ async def create_chat_completion(
     tools = tool_mode(req)
     jobs = build_jobs(state, req, tools)
     renderer = ChatRenderer(state.engine.tokenizer, tools)
-    param = "tools" if tools.constraint() is not None else "response_format"
+    param = "tools" if tools.constraint() else constraint_field(req, req.response_format)
     return await respond(state, request, renderer, jobs, req.stream, req.include_usage, param)

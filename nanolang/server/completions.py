@@ -14,6 +14,7 @@ from nanolang.server.generation import Job, Progress, respond
 from nanolang.server.params import (
     check_n,
     choice_seed,
+    constraint_field,
     openai_params,
     refuse_unsupported,
     requested_constraint,
@@ -109,4 +110,5 @@ async def create_completion(
     state.check_model(req.model)
     jobs = build_jobs(state, req)
     renderer = CompletionRenderer(state.engine.tokenizer)
-    return await respond(state, request, renderer, jobs, req.stream, req.include_usage)
+    param = constraint_field(req, req.response_format)
+    return await respond(state, request, renderer, jobs, req.stream, req.include_usage, param)

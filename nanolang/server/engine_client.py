@@ -14,6 +14,20 @@ from runtime.outputs import RequestOutput
 from runtime.sampling_params import ConstraintError, SamplingParams
 
 
+def encode_text(
+    tokenizer: Any, text: str, param: str, add_special_tokens: bool = False
+) -> list[int]:
+    """``text``'s token ids; a 400 naming ``param`` for text that is not Unicode a tokenizer
+    takes (a lone surrogate, which JSON can carry as an escape such as ``\\ud800``)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise APIError(
+            400, f"{param} is not valid Unicode: a lone surrogate at character {exc.start}", param
+        ) from None
+    return list(tokenizer.encode(text, add_special_tokens=add_special_tokens))
+
+
 class EngineClient:
     """Submits requests to the engine thread; handlers await, the engine never waits on them."""
 
@@ -51,10 +65,10 @@ class EngineClient:
     def max_model_len(self) -> int:
         return int(self.engine.max_model_len)
 
-    def encode(self, text: str) -> list[int]:
+    def encode(self, text: str, param: str = "prompt") -> list[int]:
         if self.tokenizer is None:
-            raise APIError(400, "this model has no tokenizer: send token ids", "prompt")
-        return list(self.tokenizer.encode(text, add_special_tokens=False))
+            raise APIError(400, "this model has no tokenizer: send token ids", param)
+        return encode_text(self.tokenizer, text, param)
 
     def check_prompt(self, ids: list[int], max_tokens: int | None, param: str = "prompt") -> None:
         """400 for an empty prompt, ids out of the vocabulary, or a prompt over the context."""
@@ -74,6 +88,21 @@ class EngineClient:
             )
         if max_tokens is not None and max_tokens < 1:
             raise APIError(400, f"max_tokens must be >= 1, got {max_tokens}", "max_tokens")
+
+    def check_token_ids(self, params: SamplingParams, prefix: str = "") -> None:
+        """400 for ``logit_bias`` keys or ``stop_token_ids`` outside the vocabulary (the
+        sampler would skip them silently)."""
+        vocab = int(self.engine.model_config.vocab_size)
+        fields = {
+            "logit_bias": [token for token, _ in params.logit_bias],
+            "stop_token_ids": list(params.stop_token_ids),
+        }
+        for name, ids in fields.items():
+            bad = [t for t in ids if not 0 <= t < vocab]
+            if bad:
+                raise APIError(
+                    400, f"{name} has token ids outside [0, {vocab}): {bad[:5]}", prefix + name
+                )
 
     def room(self, ids: list[int]) -> int:
         """How many tokens can follow ``ids`` within the context."""

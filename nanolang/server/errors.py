@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -9,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nanolang.server.streams import ClientGone
 
@@ -49,6 +51,45 @@ def error_response(
     status: int, message: str, param: str | None = None, code: str | None = None
 ) -> JSONResponse:
     return JSONResponse(error_body(status, message, param, code), status_code=status)
+
+
+async def send_error(send: Send, status: int, message: str, code: str | None = None) -> None:
+    """An OpenAI-style error response sent straight through ASGI (for middleware)."""
+    body = json.dumps(error_body(status, message, None, code)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class InternalErrors:
+    """ASGI middleware: an exception no handler took (a bug) becomes an OpenAI-style 500 and
+    the connection stays open for the client's next request. (Starlette's own last-resort
+    handler answers too, but then re-raises, and uvicorn closes the connection: a client
+    reusing it, as the openai SDK's pool does, saw its next, valid request fail with a
+    connection reset.) An exception after the response started (a stream) still propagates:
+    the half-sent response cannot be completed, so the connection must close."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            await send_error(send, 500, f"internal server error: {type(exc).__name__}")
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
@@ -93,8 +134,3 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ClientGone)
     async def client_gone(_: Request, exc: ClientGone) -> JSONResponse:
         return error_response(400, "the client closed the connection; the request was aborted")
-
-    @app.exception_handler(Exception)
-    async def internal_error(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return error_response(500, f"internal server error: {type(exc).__name__}")

@@ -103,6 +103,7 @@ async def respond(
     constraint_param: str | None = None,
 ) -> JSONResponse | StreamingResponse:
     for params in {id(j.params): j.params for j in jobs}.values():
+        state.engine.check_token_ids(params)
         await state.engine.prepare_constraint(params, constraint_param)
     head = {
         "id": fmt.new_id(renderer.id_prefix),

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nanolang.server.errors import error_body
+from nanolang.server.errors import send_error
 
 OPEN_PATHS = frozenset({"/health"})
-
-
-async def send_error(send: Send, status: int, message: str, code: str | None = None) -> None:
-    body = json.dumps(error_body(status, message, None, code)).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 class BodySizeLimit:

@@ -46,6 +46,7 @@ async def generate(
     params = native_params(req.params)
     ids = native_prompt_ids(state, req)
     state.engine.check_prompt(ids, params.max_tokens)
+    state.engine.check_token_ids(params, "params.")
     await state.engine.prepare_constraint(params, f"params.{constraint_field(params)}")
     if req.stream:
         return StreamingResponse(stream_outputs(state, ids, params), media_type="text/event-stream")

@@ -86,13 +86,15 @@ def choice_regex(choices: list[str]) -> str:
 
 
 def _schema_text(schema: dict[str, Any] | str, param: str) -> str:
-    if isinstance(schema, str):
-        try:
+    try:
+        if isinstance(schema, str):
             json.loads(schema)
-        except json.JSONDecodeError as exc:
-            raise APIError(400, f"{param} is not valid JSON: {exc}", param) from exc
-        return schema
-    return json.dumps(schema)
+            return schema
+        return json.dumps(schema)
+    except json.JSONDecodeError as exc:
+        raise APIError(400, f"{param} is not valid JSON: {exc}", param) from exc
+    except RecursionError:
+        raise APIError(400, f"{param} nests too deeply", param) from None
 
 
 JSON_OBJECT = '{"type": "object"}'
@@ -102,6 +104,19 @@ def requested_constraint(
     req: OpenAIRequest, response_format: ResponseFormat | None
 ) -> ConstraintSpec | None:
     """The one constraint a request asks for through any of the fields that can carry one."""
+    found = _requested(req, response_format)
+    return None if found is None else found[1]
+
+
+def constraint_field(req: OpenAIRequest, response_format: ResponseFormat | None) -> str | None:
+    """The field that carries the request's constraint (what its errors name)."""
+    found = _requested(req, response_format)
+    return None if found is None else found[0]
+
+
+def _requested(
+    req: OpenAIRequest, response_format: ResponseFormat | None
+) -> tuple[str, ConstraintSpec] | None:
     found: list[tuple[str, ConstraintSpec]] = []
     if response_format is not None and response_format.type == "json_object":
         found.append(("response_format", ConstraintSpec("json_schema", JSON_OBJECT)))
@@ -109,7 +124,8 @@ def requested_constraint(
         given = response_format.json_schema
         if given is None or given.schema_ is None:
             raise APIError(400, "response_format json_schema needs a schema", "response_format")
-        found.append(("response_format", ConstraintSpec("json_schema", json.dumps(given.schema_))))
+        text = _schema_text(given.schema_, "response_format")
+        found.append(("response_format", ConstraintSpec("json_schema", text)))
     so = req.structured_outputs
     candidates: dict[str, tuple[str, Any]] = {
         "guided_json": ("json_schema", req.guided_json),
@@ -138,7 +154,7 @@ def requested_constraint(
     if len(found) > 1:
         names = ", ".join(p for p, _ in found)
         raise APIError(400, f"give at most one constraint; this request has {names}", found[1][0])
-    return found[0][1] if found else None
+    return found[0] if found else None
 
 
 def choice_seed(seed: int | None, index: int) -> int | None:

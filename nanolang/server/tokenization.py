@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from nanolang.server.engine_client import encode_text
 from nanolang.server.errors import APIError
 from nanolang.server.protocol import DetokenizeRequest, TokenizeRequest
 from nanolang.server.state import ServerState, State
@@ -36,9 +37,9 @@ async def tokenize(req: TokenizeRequest, state: State) -> JSONResponse:
             )
         except Exception as exc:  # a template may reject roles or orderings
             raise APIError(400, f"the chat template rejected the messages: {exc}") from exc
-        ids = list(tokenizer.encode(text, add_special_tokens=False))
+        ids = encode_text(tokenizer, text, "messages")
     else:
-        ids = list(tokenizer.encode(req.prompt, add_special_tokens=req.add_special_tokens))
+        ids = encode_text(tokenizer, req.prompt or "", "prompt", req.add_special_tokens)
     return JSONResponse(
         {"tokens": ids, "count": len(ids), "max_model_len": state.engine.max_model_len}
     )

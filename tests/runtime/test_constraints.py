@@ -54,6 +54,9 @@ def test_regex_size_counts_nested_repetitions() -> None:
         ({"json_schema": "{not json"}, "not valid JSON"),
         ({"json_schema": '{"type": "foo"}'}, "invalid json_schema"),
         ({"grammar": "start: x"}, "invalid grammar"),
+        # nested past Python's recursion limit: refused, not a RecursionError
+        ({"regex": "(" * 2000 + "a" + ")" * 2000}, "nests too deeply"),
+        ({"json_schema": '{"properties": {"a": ' * 600 + "{}" + "}}" * 600}, "nests too deeply"),
     ],
 )
 def test_constraint_error_for_the_checker(kwargs: dict, message: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -41,6 +42,17 @@ def assert_still_serving(server: LiveServer) -> None:
 
 
 COMPLETION = {"model": MODEL, "prompt": "hello", "max_tokens": 4}
+DEEP_REGEX = "(" * 2000 + "a" + ")" * 2000
+
+
+def nested_schema(depth: int) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(depth):
+        schema = {"type": "object", "properties": {"a": schema}, "required": ["a"]}
+    return schema
+
+
+NESTED_SCHEMA = nested_schema(300)
 BAD_INPUTS = {
     "malformed_json": ("/v1/completions", '{"model": "tiny", "prompt": ', 400, None),
     "not_an_object": ("/v1/chat/completions", "[1, 2]", 400, None),
@@ -84,6 +96,64 @@ BAD_INPUTS = {
     "too_many_top_logprobs": ("/v1/completions", {**COMPLETION, "logprobs": 21}, 400, "logprobs"),
     "wrong_type": ("/v1/completions", {**COMPLETION, "max_tokens": "many"}, 400, "max_tokens"),
     "missing_field": ("/v1/chat/completions", {"model": MODEL}, 400, "messages"),
+    # hostile input that used to reach Python's recursion limit (a 500)
+    "deeply_nested_regex": (
+        "/v1/completions",
+        {**COMPLETION, "guided_regex": "(" * 500 + "a" + ")" * 500},
+        400,
+        "guided_regex",
+    ),
+    "deeply_nested_json_schema": (
+        "/v1/completions",
+        {**COMPLETION, "guided_json": NESTED_SCHEMA},
+        400,
+        "guided_json",
+    ),
+    "deeply_nested_schema_pattern": (
+        "/v1/chat/completions",
+        {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "x"}],
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "x", "schema": {"type": "string", "pattern": DEEP_REGEX}},
+            },
+        },
+        400,
+        "response_format",
+    ),
+    "lone_surrogate_prompt": (
+        "/v1/completions",
+        '{"model": "tiny", "prompt": "a\\ud800b", "max_tokens": 2}',
+        400,
+        "prompt",
+    ),
+    "lone_surrogate_message": (
+        "/v1/chat/completions",
+        '{"model": "tiny", "messages": [{"role": "user", "content": "\\udfff"}]}',
+        400,
+        "messages",
+    ),
+    "lone_surrogate_native": ("/v1/nano/generate", '{"prompt": "\\ud800"}', 400, "prompt"),
+    "lone_surrogate_tokenize": ("/tokenize", '{"prompt": "\\ud800"}', 400, "prompt"),
+    "logit_bias_out_of_vocabulary": (
+        "/v1/completions",
+        {**COMPLETION, "logit_bias": {"999999": 5}},
+        400,
+        "logit_bias",
+    ),
+    "stop_token_id_out_of_vocabulary": (
+        "/v1/completions",
+        {**COMPLETION, "stop_token_ids": [10**7]},
+        400,
+        "stop_token_ids",
+    ),
+    "native_logit_bias_out_of_vocabulary": (
+        "/v1/nano/generate",
+        {"prompt": "x", "params": {"logit_bias": {"-1": 5}}},
+        400,
+        "params.logit_bias",
+    ),
 }
 
 
@@ -107,6 +177,35 @@ def test_oversized_body_is_413(server: LiveServer) -> None:
     streamed = httpx.post(f"{server.url}/v1/completions", content=chunks(), headers=JSON)
     assert_openai_error(streamed, 413)
     assert_still_serving(server)
+
+
+def test_an_internal_error_is_a_500_and_keeps_the_connection(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in a handler answers an OpenAI-style 500 and leaves the keep-alive connection
+    usable: the next request on it is answered (uvicorn used to close it, so a pooled client's
+    next, good request failed with a connection reset)."""
+
+    def broken(text: str) -> list[int]:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(server.state.engine, "encode", broken)
+    host, port = server.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        conn.request("POST", "/v1/completions", json.dumps(COMPLETION), JSON)
+        failed = conn.getresponse()
+        body = json.loads(failed.read())
+        assert failed.status == 500
+        assert body["error"]["type"] == "server_error"
+        assert "RuntimeError" in body["error"]["message"]
+        monkeypatch.undo()
+        conn.request("POST", "/v1/completions", json.dumps(COMPLETION), JSON)
+        ok = conn.getresponse()  # on the same connection
+        assert ok.status == 200, ok.read()
+        assert len(json.loads(ok.read())["choices"]) == 1
+    finally:
+        conn.close()
 
 
 def test_unknown_route_is_an_openai_style_404(server: LiveServer) -> None:
