@@ -33,7 +33,7 @@ from nanolang.jobs.options import (
     resume_options,
     run_distributed,
 )
-from nanolang.jobs.progress import JobProgress
+from nanolang.jobs.progress import INTERRUPTED, JobProgress, interrupted
 from nanolang.jobs.report import write_report
 from nanolang.jobs.results import ResultLog, load_results
 from nanolang.jobs.resume import prepare
@@ -64,6 +64,8 @@ def model_path(model: str | None) -> str:
 
 
 def make_runner(args: argparse.Namespace) -> BatchRunner:
+    if args.server is not None and args.model is not None:
+        raise ValueError("give --model or --server, not both (the server chose its model)")
     if args.server is not None:
         from nanolang.backends.retry import RetryPolicy
 
@@ -90,31 +92,30 @@ def handle(args: argparse.Namespace) -> int:
         print(note, file=sys.stderr)
     rows = args.shard.select(rows, group_of) if args.shard else sorted(rows, key=order)
     title = f"batch {args.input.name}"
+    runner = None
     try:
+        # the model loads before the progress bar starts: its clock, rate and ETA are the rows'
+        runner = None if cluster is not None else make_runner(args)
         with ResultLog(args.output, key="custom_id") as results:
             pending = sum(1 for r in rows if r.custom_id not in results.done)
             with JobProgress(title, pending, args.quiet) as progress:
                 writer = JobWriter(results, args.max_errors, progress.advance)
                 if cluster is None:
-                    stats = run_here(args, rows, writer)
+                    assert runner is not None
+                    stats = run_local(runner, rows, writer, args.concurrency)
                 else:
                     stats = run_distributed(replica_spec(args), rows, row_id, group_of,
                                             writer, cluster)  # fmt: skip
     except (ValueError, OSError) as exc:  # a model that cannot load, a cluster not reached
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    return finish(args, title, rows, stats)
-
-
-def run_here(args: argparse.Namespace, rows: list[BatchRow], writer: JobWriter) -> RunStats:
-    if args.server is not None and args.model is not None:
-        raise ValueError("give --model or --server, not both (the server chose its model)")
-    runner = make_runner(args)
-    try:
-        return run_local(runner, rows, writer, args.concurrency)
+    except KeyboardInterrupt:
+        print(interrupted(args.output, "custom_id", {r.custom_id for r in rows}), file=sys.stderr)
+        return INTERRUPTED
     finally:
-        if runner.backend is not None:
+        if runner is not None and runner.backend is not None:
             runner.backend.close()
+    return finish(args, title, rows, stats)
 
 
 def replica_spec(args: argparse.Namespace) -> Any:

@@ -27,7 +27,7 @@ from nanolang.jobs.fingerprint import FingerprintMismatch
 from nanolang.jobs.job import EvalJob, JobConfig, row_fingerprints
 from nanolang.jobs.metrics import METRICS, declared_metric, resolve_metric
 from nanolang.jobs.options import add_job_options, cluster_options, resume_options, run_distributed
-from nanolang.jobs.progress import JobProgress
+from nanolang.jobs.progress import INTERRUPTED, JobProgress, interrupted
 from nanolang.jobs.report import write_report
 from nanolang.jobs.results import ResultLog, load_results
 from nanolang.jobs.resume import EVAL_LINES, prepare
@@ -112,12 +112,18 @@ def handle(args: argparse.Namespace) -> int:
     if args.shard is not None:
         rows = args.shard.select(rows, group_by(args.group_by))
     title = f"{Path(args.file).stem}:{program.name}"
+    backend = None
     try:
+        # the model loads before the progress bar starts: its clock, rate and ETA are the rows'
+        if cluster is None:
+            backend = make_backend(args.model, args.server, args.device, args.dtype)
         with ResultLog(args.out) as results:
             pending = sum(1 for r in rows if r.id not in results.done)
             with JobProgress(title, pending, args.quiet) as progress:
                 if cluster is None:
-                    stats = run_here(args, module, config, rows, results, progress)
+                    assert backend is not None
+                    job = EvalJob(module, backend, config, results, on_result=progress.advance)
+                    stats = job.run(rows)
                 else:
                     spec = replica_spec(args, module, config)
                     writer = JobWriter(results, config.max_errors, progress.advance)
@@ -126,23 +132,13 @@ def handle(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:  # a model that cannot load, a cluster not reached
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    return finish(args, title, rows, metric, stats)
-
-
-def run_here(
-    args: argparse.Namespace,
-    module: tree.Module,
-    config: JobConfig,
-    rows: list[Row],
-    results: ResultLog,
-    progress: JobProgress,
-) -> RunStats:
-    backend = make_backend(args.model, args.server, args.device, args.dtype)
-    try:
-        job = EvalJob(module, backend, config, results, on_result=progress.advance)
-        return job.run(rows)
+    except KeyboardInterrupt:
+        print(interrupted(args.out, "id", {r.id for r in rows}), file=sys.stderr)
+        return INTERRUPTED
     finally:
-        backend.close()
+        if backend is not None:
+            backend.close()
+    return finish(args, title, rows, metric, stats)
 
 
 def row_id(row: Row) -> str:

@@ -5,6 +5,7 @@ as a rich table (and as data for ``--report``)."""
 from __future__ import annotations
 
 import math
+import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -146,3 +147,9 @@ def summary_table(title: str, summary: Summary, run: RunStats) -> Table:
 
 def print_summary(title: str, summary: Summary, run: RunStats) -> None:
     Console().print(summary_table(title, summary, run))
+    if summary.failed:  # their lines stay in the file, so a plain rerun skips them
+        print(
+            f"note: {summary.failed} rows failed; --retry-failed runs them again "
+            "(the finished rows are kept)",
+            file=sys.stderr,
+        )

@@ -124,6 +124,7 @@ def test_dead_server_gives_failed_lines_then_retry_failed_completes_them(
     captured = capsys.readouterr()
     assert "Traceback" not in captured.out + captured.err
     assert "all 4 requests of this run failed" in captured.err and "4 / 4" in captured.out
+    assert "4 rows failed; --retry-failed runs them again" in captured.err
     lines = by_id(out)
     assert sorted(lines) == ["r0", "r1", "r2", "r3"]
     assert {line["error"]["code"] for line in lines.values()} == {"server_unreachable"}
@@ -176,3 +177,37 @@ def test_sigkilled_batch_resumes_to_exactly_once_output(tmp_path: Path) -> None:
     assert batch(str(src), str(whole), "--model-name", "demo") == 0  # one uninterrupted run
     resumed = {k: stable(v) for k, v in by_id(out).items()}
     assert resumed == {k: stable(v) for k, v in by_id(whole).items()}
+
+
+def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> None:
+    """SIGINT (Ctrl-C) mid-job: a one-line note of what is saved and how to resume, exit 130,
+    no traceback; every finished line kept, and the rerun completes each row exactly once."""
+    rows = [
+        request(f"r{i}", prompt=f"Question {i}: how many?", max_tokens=24, seed=i, ignore_eos=True)
+        for i in range(12)
+    ]
+    src, out = write(tmp_path / "in.jsonl", rows), tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-m", "nanolang", "batch", str(src), str(out), "--model-name", "demo"]
+    cmd += ["--concurrency", "1", "--quiet"]
+    pipe = subprocess.PIPE
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=pipe, stderr=pipe, text=True)
+    deadline = time.monotonic() + 180
+    while len(complete_lines(out)) < 3:
+        assert proc.poll() is None, "the job ended before it could be interrupted"
+        assert time.monotonic() < deadline, "no lines were written in time"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stdout + stderr, stderr
+    kept = complete_lines(out)
+    assert 3 <= len(kept) < len(rows)
+    note = stderr.strip().splitlines()[-1]
+    assert note.startswith("interrupted:") and f"{len(kept)} of {len(rows)}" in note, note
+    assert "same command" in note
+    assert batch(str(src), str(out), "--model-name", "demo") == 0
+    lines = complete_lines(out)
+    assert lines[: len(kept)] == kept
+    assert sorted(json.loads(line)["custom_id"] for line in lines) == sorted(
+        r["custom_id"] for r in rows
+    )
