@@ -9,12 +9,11 @@ output and the other rows run.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nanolang.jobs.dataset import DatasetError
+from nanolang.jobs.dataset import DatasetError, json_lines
 from nanolang.jobs.fingerprint import Fingerprint, digest
 
 URLS = ("/v1/chat/completions", "/v1/completions")
@@ -83,17 +82,10 @@ def read_requests(path: Path) -> list[BatchRow]:
     """The request lines of ``path`` (blank lines skipped; they still count as lines)."""
     rows: list[BatchRow] = []
     seen: set[str] = set()
-    with path.open(encoding="utf-8") as f:
-        for line, text in enumerate(f):
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}:{line + 1}: not JSON: {exc.msg}") from None
-            row = parse_request(line, obj)
-            if row.custom_id in seen:
-                raise DatasetError(f"{path}:{line + 1}: custom_id {row.custom_id!r} repeats")
-            seen.add(row.custom_id)
-            rows.append(row)
+    for line, obj in json_lines(path):
+        row = parse_request(line, obj)
+        if row.custom_id in seen:
+            raise DatasetError(f"{path}:{line + 1}: custom_id {row.custom_id!r} repeats")
+        seen.add(row.custom_id)
+        rows.append(row)
     return rows

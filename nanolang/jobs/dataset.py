@@ -7,6 +7,7 @@ default: its 0-based line number) and the expected-answer field (``expected`` un
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,18 +38,27 @@ def parse_row(line: int, obj: Any, expected_field: str) -> Row:
     return Row(row_id, line, args, obj.get(expected_field), expected_field in obj)
 
 
-def read_rows(path: Path, expected_field: str = "expected") -> list[Row]:
-    """The rows of ``path`` (blank lines are skipped but still count as lines)."""
-    rows: list[Row] = []
-    with path.open(encoding="utf-8") as f:
-        for line, text in enumerate(f):
+def json_lines(path: Path) -> Iterator[tuple[int, Any]]:
+    """``(line index, value)`` of every non-blank line of a UTF-8 JSONL file (blank lines still
+    count as lines; a byte order mark before the first is not data). A line that is not UTF-8
+    or not JSON is a ``DatasetError`` naming the file and line."""
+    with path.open("rb") as f:
+        for line, raw in enumerate(f):
+            try:
+                text = raw.decode("utf-8-sig" if line == 0 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise DatasetError(f"{path}:{line + 1}: not UTF-8 ({exc.reason})") from None
             if not text.strip():
                 continue
             try:
-                obj = json.loads(text)
+                yield line, json.loads(text)
             except json.JSONDecodeError as exc:
                 raise DatasetError(f"{path}:{line + 1}: not JSON: {exc.msg}") from None
-            rows.append(parse_row(line, obj, expected_field))
+
+
+def read_rows(path: Path, expected_field: str = "expected") -> list[Row]:
+    """The rows of ``path`` (blank lines are skipped but still count as lines)."""
+    rows = [parse_row(line, obj, expected_field) for line, obj in json_lines(path)]
     seen: set[str] = set()
     for row in rows:
         if row.id in seen:

@@ -148,8 +148,8 @@ def summary_table(title: str, summary: Summary, run: RunStats) -> Table:
 def print_summary(title: str, summary: Summary, run: RunStats) -> None:
     Console().print(summary_table(title, summary, run))
     if summary.failed:  # their lines stay in the file, so a plain rerun skips them
+        rows = "1 row" if summary.failed == 1 else f"{summary.failed} rows"
         print(
-            f"note: {summary.failed} rows failed; --retry-failed runs them again "
-            "(the finished rows are kept)",
+            f"note: {rows} failed; --retry-failed runs them again (the finished rows are kept)",
             file=sys.stderr,
         )

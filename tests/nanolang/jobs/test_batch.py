@@ -19,6 +19,8 @@ from nanolang.cli import main as cli_main
 from nanolang.demo import model_dir
 from nanolang.demo.suite import REPO
 from nanolang.jobs import load_results
+from nanolang.jobs.batch_input import read_requests
+from nanolang.jobs.dataset import DatasetError
 from nanolang.server import ServerConfig
 from tests.nanolang.server.live_server import live_server
 
@@ -91,6 +93,16 @@ def test_in_process_batch_answers_exactly_as_a_live_server(tmp_path: Path) -> No
     assert mine["bad-url"]["error"]["code"] == "invalid_request"
     assert len(mine["cmpl-n"]["response"]["body"]["choices"]) == 2
     assert mine["chat-1"]["response"]["body"]["object"] == "chat.completion"
+
+
+def test_a_byte_order_mark_is_not_data_and_bad_bytes_name_their_line(tmp_path: Path) -> None:
+    rows = [request(f"r{i}", prompt="x", max_tokens=1) for i in range(2)]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8-sig")
+    assert [row.custom_id for row in read_requests(src)] == ["r0", "r1"]
+    src.write_bytes(src.read_bytes()[3:] + '{"custom_id": "\u00e9"}\n'.encode("latin-1"))
+    with pytest.raises(DatasetError, match=r"in\.jsonl:3: not UTF-8"):
+        read_requests(src)
 
 
 def test_resuming_with_another_input_file_is_an_error_until_restart(

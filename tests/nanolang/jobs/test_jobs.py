@@ -81,6 +81,17 @@ def test_duplicate_ids_and_bad_lines_are_errors(tmp_path: Path) -> None:
         read_rows(tmp_path / "e.jsonl")
 
 
+def test_a_byte_order_mark_is_not_data_and_bad_bytes_name_their_line(tmp_path: Path) -> None:
+    """Editors on Windows start UTF-8 files with a byte order mark; a file in another encoding
+    is an error naming the file and line (it was a bare codec message)."""
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"x": "1"}\n{"x": "2"}\n', encoding="utf-8-sig")
+    assert [r.args for r in read_rows(data)] == [{"x": "1"}, {"x": "2"}]
+    data.write_bytes('{"x": "1"}\n{"x": "caf\u00e9"}\n'.encode("latin-1"))
+    with pytest.raises(DatasetError, match=r"d\.jsonl:2: not UTF-8"):
+        read_rows(data)
+
+
 def test_repair_cuts_only_a_torn_last_line(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
     path.write_bytes(b'{"id": "a"}\n{"id": "b"}\n{"id": "c", "out')
