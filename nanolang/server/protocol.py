@@ -2,13 +2,13 @@
 endpoints and the tokenizer routes.
 
 Unknown fields are refused (a 400 naming them), never silently ignored; so are NaN and infinite
-numbers."""
+numbers. In OpenAI's requests ``null`` means not given."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -33,9 +33,18 @@ class StructuredOutputs(BaseModel):
 
 
 class OpenAIRequest(BaseModel):
-    """Fields shared by completions and chat: OpenAI's, then vLLM's sampling extras."""
+    """Fields shared by completions and chat: OpenAI's, then vLLM's sampling extras. A field
+    sent as ``null`` is not given (OpenAI's fields are nullable; clients that serialize a whole
+    request object send null for what they leave unset)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_unset(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value is not None}
+        return data
 
     model: str
     max_tokens: int | None = None

@@ -119,3 +119,21 @@ def test_metrics_are_prometheus_text(server: LiveServer, client: openai.OpenAI) 
         assert name in m
     assert m["kv_blocks_total"] > 0 and m["generation_tokens_total"] >= 2
     assert m["generation_tokens_per_second"] >= 0
+
+
+def test_explicit_nulls_mean_the_defaults(server: LiveServer) -> None:
+    """OpenAI's request fields are nullable, and clients that serialize a whole request object
+    send ``null`` for what they leave unset (``"n": null``, ``"stream": null``, ...): null means
+    not given, as on OpenAI and vLLM (it was a 400 for n, stream, logprobs and echo)."""
+    unset = {"n": None, "stream": None, "temperature": None, "top_p": None, "stop": None,
+             "seed": None, "stream_options": None, "user": None, "min_tokens": None,
+             "ignore_eos": None}  # fmt: skip
+    chat = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}
+    chat |= {**unset, "logprobs": None, "top_logprobs": None, "tools": None, "tool_choice": None}
+    completion = {"model": MODEL, "prompt": "Hi", "max_tokens": 3, **unset}
+    completion |= {"logprobs": None, "echo": None, "best_of": None, "suffix": None}
+    for path, body in (("/v1/chat/completions", chat), ("/v1/completions", completion)):
+        answer = httpx.post(f"{server.url}{path}", json=body, timeout=30)
+        assert answer.status_code == 200, answer.text
+        (choice,) = answer.json()["choices"]
+        assert choice["logprobs"] is None and choice["finish_reason"] in ("stop", "length")
