@@ -41,8 +41,16 @@ def raise_for_error(status: int, body: bytes) -> None:
     raise RemoteError(f"server answered {status}: {message}")
 
 
+def server_root(url: str) -> str:
+    """A server's root URL from what users pass: the root, or the ``/v1`` base as OpenAI
+    clients' ``base_url`` is written (``http://host:8000/v1/`` -> ``http://host:8000``)."""
+    root = url.rstrip("/")
+    return root.removesuffix("/v1") if root.endswith("/v1") else root
+
+
 class HTTPBackend(Backend):
-    """A backend whose engine is a nanolang server at ``url`` (e.g. ``http://127.0.0.1:8000``)."""
+    """A backend whose engine is a nanolang server at ``url`` (e.g. ``http://127.0.0.1:8000``;
+    its ``/v1`` base works too)."""
 
     def __init__(
         self,
@@ -52,7 +60,7 @@ class HTTPBackend(Backend):
         max_connections: int = 256,
         retry: RetryPolicy | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
+        self.url = server_root(url)
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         self.headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.timeout = httpx.Timeout(timeout_s, connect=10.0)

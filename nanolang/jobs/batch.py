@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from nanolang.backends.base import Backend
+from nanolang.backends.native_http import server_root
 from nanolang.backends.retry import Retrier, RetryPolicy, TransientError, check_status
 from nanolang.jobs.batch_input import BatchRow
 from nanolang.jobs.job import engine_cache_stats
@@ -109,9 +110,12 @@ def local_client_factory(backend: LocalBackend, model_name: str) -> ClientFactor
 
 
 def remote_client_factory(url: str, api_key: str | None) -> ClientFactory:
+    """Clients of the server at ``url`` (its root or its ``/v1`` base: the request lines' urls
+    start with /v1)."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     timeout = httpx.Timeout(TIMEOUT_S, connect=10.0)
-    return lambda: httpx.AsyncClient(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+    root = server_root(url)
+    return lambda: httpx.AsyncClient(base_url=root, headers=headers, timeout=timeout)
 
 
 class BatchRunner:

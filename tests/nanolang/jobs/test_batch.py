@@ -149,6 +149,19 @@ def test_dead_server_gives_failed_lines_then_retry_failed_completes_them(
     assert {line["response"]["status_code"] for line in lines.values()} == {200}
 
 
+def test_server_url_may_be_the_openai_base_url(tmp_path: Path) -> None:
+    """``--server`` takes the server's root or its ``/v1`` base (as OpenAI clients write
+    ``base_url``); the /v1 form made every request a 404."""
+    rows = [request(f"r{i}", prompt=f"Number {i}:", max_tokens=2, seed=i) for i in range(2)]
+    src = write(tmp_path / "in.jsonl", rows)
+    with live_server(ServerConfig(model=str(model_dir()), model_name="demo")) as server:
+        for k, url in enumerate((server.url, f"{server.url}/v1", f"{server.url}/v1/")):
+            out = tmp_path / f"out{k}.jsonl"
+            assert batch(str(src), str(out), "--server", url) == 0
+            lines = by_id(out)
+            assert {line["response"]["status_code"] for line in lines.values()} == {200}
+
+
 def complete_lines(path: Path) -> list[str]:
     if not path.exists():
         return []

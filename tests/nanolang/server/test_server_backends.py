@@ -185,3 +185,17 @@ def test_cli_run_against_a_server(
     assert main(["run", str(path), "--model", tiny_llama, "--seed", "3"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == remote
     assert main(["run", str(path), "--server", server.url, "--model", tiny_llama]) == 2
+
+
+def test_server_url_may_be_the_openai_base_url(
+    server: LiveServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``--server`` / ``HTTP(url)`` take the server's root or its ``/v1`` base, as OpenAI
+    clients' ``base_url`` is written (the /v1 form made every request a bare 404)."""
+    path = tmp_path / "p.nano"
+    path.write_text(TEXT_ONLY, encoding="utf-8")
+    assert main(["run", str(path), "--server", server.url, "--seed", "3"]) == 0
+    root = capsys.readouterr().out.strip().splitlines()[-1]
+    for url in (f"{server.url}/v1", f"{server.url}/v1/"):
+        assert main(["run", str(path), "--server", url, "--seed", "3"]) == 0
+        assert capsys.readouterr().out.strip().splitlines()[-1] == root
