@@ -144,4 +144,6 @@ async def create_chat_completion(
     jobs = build_jobs(state, req, tools)
     renderer = ChatRenderer(state.engine.tokenizer, tools)
     param = "tools" if tools.constraint() else constraint_field(req, req.response_format)
-    return await respond(state, request, renderer, jobs, req.stream, req.include_usage, param)
+    return await respond(
+        state, request, renderer, jobs, req.stream, req.include_usage, param, req.continuous_usage
+    )

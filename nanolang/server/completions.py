@@ -111,4 +111,6 @@ async def create_completion(
     jobs = build_jobs(state, req)
     renderer = CompletionRenderer(state.engine.tokenizer)
     param = constraint_field(req, req.response_format)
-    return await respond(state, request, renderer, jobs, req.stream, req.include_usage, param)
+    return await respond(
+        state, request, renderer, jobs, req.stream, req.include_usage, param, req.continuous_usage
+    )

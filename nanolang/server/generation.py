@@ -101,6 +101,7 @@ async def respond(
     stream: bool,
     include_usage: bool,
     constraint_param: str | None = None,
+    continuous_usage: bool = False,
 ) -> JSONResponse | StreamingResponse:
     for params in {id(j.params): j.params for j in jobs}.values():
         state.engine.check_token_ids(params)
@@ -111,7 +112,7 @@ async def respond(
         "model": state.config.model_name,
     }
     if stream:
-        events = stream_events(state, renderer, jobs, include_usage, head)
+        events = stream_events(state, renderer, jobs, include_usage, head, continuous_usage)
         return StreamingResponse(events, media_type="text/event-stream")
     work = gather_all([state.engine.generate(j.prompt_ids, j.params) for j in jobs])
     outputs = await unless_disconnected(request, work)
@@ -136,21 +137,40 @@ def usage(jobs: list[Job], outputs: list[RequestOutput]) -> dict[str, Any]:
     return fmt.usage(prompt, kept, cached)
 
 
+def usage_so_far(jobs: list[Job], latest: dict[int, RequestOutput]) -> dict[str, Any]:
+    """The usage of a stream until now (every prompt counted, outputs as far as they got)."""
+    prompts = {job.prompt: len(job.prompt_ids) for job in jobs}
+    first: dict[int, RequestOutput] = {}
+    for k, out in sorted(latest.items()):
+        first.setdefault(jobs[k].prompt, out)
+    cached = sum(o.num_cached_tokens for o in first.values())
+    kept = [out for k, out in latest.items() if jobs[k].keep_output]
+    return fmt.usage(sum(prompts.values()), kept, cached)
+
+
 async def stream_events(
     state: ServerState,
     renderer: Renderer,
     jobs: list[Job],
     include_usage: bool,
     head: dict[str, Any],
+    continuous_usage: bool = False,
 ) -> AsyncIterator[str]:
     head = {**head, "object": renderer.chunk_object}
+    latest: dict[int, RequestOutput] = {}
+
+    def event(choice: dict[str, Any]) -> str:
+        extra = {"usage": usage_so_far(jobs, latest)} if continuous_usage else {}
+        return sse({**head, "choices": [choice], **extra})
+
     for opening in renderer.opening(jobs):
-        yield sse({**head, "choices": [opening]})
+        yield event(opening)
     eos = state.engine.eos_token_ids
     progress = [Progress(j, eos) for j in jobs]
     finals: dict[int, RequestOutput] = {}
     try:
         async for k, out in merge([state.engine.stream(j.prompt_ids, j.params) for j in jobs]):
+            latest[k] = out
             if out.finished:
                 state.metrics.observe(out)
                 if (error := finished_error(out)) is not None:
@@ -158,7 +178,7 @@ async def stream_events(
                 finals[k] = out
             chunk = renderer.choice(progress[k], out, stream=True)
             if chunk is not None:
-                yield sse({**head, "choices": [chunk]})
+                yield event(chunk)
     except APIError as exc:
         yield sse({"error": {"message": exc.message, "type": "invalid_request_error"}})
         return

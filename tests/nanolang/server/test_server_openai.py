@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import httpx
@@ -137,3 +138,24 @@ def test_explicit_nulls_mean_the_defaults(server: LiveServer) -> None:
         assert answer.status_code == 200, answer.text
         (choice,) = answer.json()["choices"]
         assert choice["logprobs"] is None and choice["finish_reason"] in ("stop", "length")
+
+
+def test_continuous_usage_stats_put_usage_in_every_chunk(server: LiveServer) -> None:
+    """vLLM's ``stream_options.continuous_usage_stats`` (with ``include_usage``): each chunk
+    carries the usage so far (it was accepted and ignored)."""
+    options = {"include_usage": True, "continuous_usage_stats": True}
+    body = {"model": MODEL, "prompt": "One two", "max_tokens": 5, "n": 2, "seed": 1,
+            "ignore_eos": True, "stream": True, "stream_options": options}  # fmt: skip
+    with httpx.stream("POST", f"{server.url}/v1/completions", json=body, timeout=60) as answer:
+        events = [line.removeprefix("data: ") for line in answer.iter_lines() if line]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    *deltas, final = chunks
+    assert final["choices"] == [] and final["usage"]["completion_tokens"] == 10
+    counts = [c["usage"]["completion_tokens"] for c in deltas]
+    assert counts == sorted(counts) and counts[-1] == 10
+    prompt = final["usage"]["prompt_tokens"]
+    for chunk in deltas:
+        usage = chunk["usage"]
+        assert usage["prompt_tokens"] == prompt
+        assert usage["total_tokens"] == prompt + usage["completion_tokens"]
