@@ -27,6 +27,7 @@ from nanolang.jobs.batch import (
 from nanolang.jobs.batch_input import BatchRow, read_requests
 from nanolang.jobs.dataset import DatasetError
 from nanolang.jobs.fingerprint import FingerprintMismatch
+from nanolang.jobs.lock import JobLock, ResultsInUse
 from nanolang.jobs.options import (
     add_job_options,
     cluster_options,
@@ -80,6 +81,16 @@ def make_runner(args: argparse.Namespace) -> BatchRunner:
 
 
 def handle(args: argparse.Namespace) -> int:
+    """The job, holding its results file for its whole run (one job per results file)."""
+    try:
+        with JobLock(args.output):
+            return run_job(args)
+    except ResultsInUse as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def run_job(args: argparse.Namespace) -> int:
     try:
         rows = read_requests(args.input)
         expected = {row.custom_id: row.fingerprint for row in rows}

@@ -25,6 +25,7 @@ from nanolang.cli.common import load_module, report
 from nanolang.jobs.dataset import DatasetError, Row, read_rows
 from nanolang.jobs.fingerprint import FingerprintMismatch
 from nanolang.jobs.job import EvalJob, JobConfig, row_fingerprints
+from nanolang.jobs.lock import JobLock, ResultsInUse
 from nanolang.jobs.metrics import METRICS, declared_metric, resolve_metric
 from nanolang.jobs.options import add_job_options, cluster_options, resume_options, run_distributed
 from nanolang.jobs.progress import INTERRUPTED, JobProgress, interrupted
@@ -85,6 +86,16 @@ def make_backend(
 
 
 def handle(args: argparse.Namespace) -> int:
+    """The job, holding its results file for its whole run (one job per results file)."""
+    try:
+        with JobLock(args.out):
+            return run_job(args)
+    except ResultsInUse as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def run_job(args: argparse.Namespace) -> int:
     module = load_module(args.file)
     if module is None:
         return 1
