@@ -44,6 +44,9 @@ def test_regex_size_counts_nested_repetitions() -> None:
     assert regex_size("a*b+") == 2
 
 
+DEEP = "nests too deeply|recursion limit exceeded|invalid regex"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -54,15 +57,16 @@ def test_regex_size_counts_nested_repetitions() -> None:
         ({"json_schema": "{not json"}, "not valid JSON"),
         ({"json_schema": '{"type": "foo"}'}, "invalid json_schema"),
         ({"grammar": "start: x"}, "invalid grammar"),
-        # nested past Python's recursion limit: refused, not a RecursionError
-        ({"regex": "(" * 2000 + "a" + ")" * 2000}, "nests too deeply"),
-        ({"json_schema": '{"properties": {"a": ' * 600 + "{}" + "}}" * 600}, "nests too deeply"),
+        # nested past a recursion limit (Python's, or llguidance's JSON parser's when the
+        # process runs with a higher Python limit): refused, never a RecursionError
+        ({"regex": "(" * 2000 + "a" + ")" * 2000}, DEEP),
+        ({"json_schema": '{"properties": {"a": ' * 600 + "{}" + "}}" * 600}, DEEP),
     ],
 )
 def test_constraint_error_for_the_checker(kwargs: dict, message: str) -> None:
     start = time.perf_counter()
     problem = constraint_error(**kwargs)
-    assert problem is not None and message in problem, problem
+    assert problem is not None and re.search(message, problem), problem
     assert time.perf_counter() - start < 2.0
 
 
