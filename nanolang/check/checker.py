@@ -342,6 +342,15 @@ class Checker:
 
     def check_func(self, expr: tree.Func) -> None:
         builtin = BUILTINS.get(expr.name)
+        program = self.module.get(expr.name)
+        if builtin is None and program is not None:
+            args = ", ".join(f"{p.name} = ..." for p in program.params)
+            self.error(
+                f"{expr.name!r} is a program, not a function: run it with "
+                f"`call {expr.name}({args})` (arguments by name)",
+                expr.span,
+            )
+            return
         if builtin is None:
             known = ", ".join(sorted(BUILTINS))
             self.error(f"unknown function {expr.name!r}; expected one of {known}", expr.span)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -135,19 +136,34 @@ def compare(expr: tree.BinOp, left: Any, right: Any) -> Any:
     kinds = {type_name(left), type_name(right)}
     if op in _ORDER and len(kinds) == 1 and kinds <= {"number", "string"}:
         return _ORDER[op](left, right)
-    if op == "+" and len(kinds) == 1 and kinds <= {"number", "string", "list"}:
+    if op == "+" and len(kinds) == 1 and kinds <= {"string", "list"}:
         return left + right
-    if op == "-" and kinds == {"number"}:
-        return left - right
-    if op == "*" and kinds == {"number"}:
-        return left * right
-    if op == "/" and kinds == {"number"}:
-        if right == 0:
+    if op in _ARITHMETIC and kinds == {"number"}:
+        if op == "/" and right == 0:
             raise NanoRuntimeError("division by zero", expr.span)
-        return left / right
+        return _finite(expr, _ARITHMETIC[op], left, right)
     raise NanoRuntimeError(
         f"cannot apply {op!r} to {type_name(left)} and {type_name(right)}", expr.span
     )
+
+
+_ARITHMETIC: dict[str, Callable[[Any, Any], Any]] = {
+    "+": lambda a, b: a + b,
+    "-": lambda a, b: a - b,
+    "*": lambda a, b: a * b,
+    "/": lambda a, b: a / b,
+}
+
+
+def _finite(expr: tree.BinOp, apply: Callable[[Any, Any], Any], left: Any, right: Any) -> Any:
+    """``left op right``, refused when it overflows a float (values are JSON: no infinity)."""
+    try:
+        result = apply(left, right)
+    except OverflowError:
+        result = math.inf
+    if isinstance(result, float) and not math.isfinite(result):
+        raise NanoRuntimeError(f"{expr.op!r} overflows: the result is too large", expr.span)
+    return result
 
 
 def _contains(expr: tree.BinOp, item: Any, container: Any) -> bool:

@@ -9,7 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from lark import Lark, Token, Transformer, Tree, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, VisitError
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
 from lark.tree import Meta
 
 from nanolang.syntax import tree
@@ -82,7 +88,7 @@ def _run(source: str, start: str, file: str, line: int, column: int, hole: bool 
         parsed = _lark().parse(source, start=start)
     except UnexpectedInput as exc:
         span = _shift(file, line, column, exc.line, exc.column)
-        message = _describe(exc)
+        message = _hint(exc, source) or _describe(exc)
         if _at_end(exc):
             lines = source.split("\n")
             span = _shift(file, line, column, len(lines), len(lines[-1]) + 1)
@@ -198,6 +204,26 @@ def _shift(file: str, base_line: int, base_col: int, line: int, col: int) -> Spa
 def _at_end(exc: UnexpectedInput) -> bool:
     token = getattr(exc, "token", None)
     return isinstance(exc, UnexpectedEOF) or (token is not None and token.type == "$END")
+
+
+def _hint(exc: UnexpectedInput, source: str) -> str | None:
+    """A targeted message for two mistakes whose list of expected tokens would not help: ``=``
+    where no argument is named (``if x = 1``, ``pick(c = 1)`` without ``call``), and a call
+    argument without its name (``call pick("x")``)."""
+    token = getattr(exc, "token", None)
+    if not isinstance(exc, UnexpectedToken) or token is None:
+        return None
+    if token.type == "EQUAL":
+        return (
+            "unexpected '=': compare with ==, and name arguments only in gen, select and call "
+            "(`gen x(max_tokens = 8)`, `call NAME(param = value)`); a record field is `name: value`"
+        )
+    before = source[: token.start_pos] if token.start_pos is not None else ""
+    called = re.search(r"\bcall\s+([A-Za-z_]\w*)\s*\(\s*$", before)
+    if called and token.type != "NAME":
+        name = called.group(1)
+        return f"unexpected {token.value!r}: call arguments are by name: call {name}(param = value)"
+    return None
 
 
 def _describe(exc: UnexpectedInput) -> str:

@@ -59,13 +59,23 @@ def _text_fn(name: str, method: Callable[[str], str]) -> Callable[[Any], str]:
 
 
 def _float(value: Any) -> float:
+    """A finite float (values are JSON: no NaN or infinity, e.g. from a generated "nan")."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            digits = len(str(abs(value)))
+            raise BuiltinError(
+                f"float(): an integer of {digits} digits is too large for a float"
+            ) from None
     if isinstance(value, str):
         try:
-            return float(value.strip())
+            result = float(value.strip())
         except ValueError:
             raise BuiltinError(f"float() cannot parse {value!r} as a number") from None
+        if not math.isfinite(result):
+            raise BuiltinError(f"float() cannot parse {value!r} as a finite number")
+        return result
     raise BuiltinError(f"float() needs a string or number, got {type_name(value)}")
 
 
@@ -96,7 +106,10 @@ def _numbers_fn(name: str, method: Callable[[list], Any]) -> Callable[[Any], Any
             raise BuiltinError(f"{name}() needs a list of numbers")
         if not value and name != "sum":
             raise BuiltinError(f"{name}() of an empty list")
-        return method(value)
+        result = method(value)
+        if isinstance(result, float) and not math.isfinite(result):
+            raise BuiltinError(f"{name}() overflows: the result is too large for a float")
+        return result
 
     return apply
 

@@ -202,6 +202,13 @@ CASES = [
     ("duplicate program", "program p() { }\nprogram p() { }", 2, 9, "duplicate program 'p'"),
     ("unknown function", 'program p() { let x = shout("a") }', 1, 23, "unknown function 'shout'"),
     (
+        "a program called as a function",
+        'program p() { let x = q("a") }\nprogram q(c) { return c }',
+        1,
+        23,
+        "'q' is a program, not a function: run it with `call q(c = ...)`",
+    ),
+    (
         "function arity",
         'program p() { let x = len("a", "b") }',
         1,

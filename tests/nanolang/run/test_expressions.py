@@ -81,6 +81,8 @@ def test_argument_defaults_and_tuples() -> None:
         ("not one", "expected true or false, got number"),
         ("len(one)", "len() needs a string, list or record, got number"),
         ("one in a", "cannot test number in string"),
+        ('float("nan")', "float() cannot parse 'nan' as a finite number"),
+        ('float(" -inf")', "float() cannot parse ' -inf' as a finite number"),
     ],
 )
 def test_runtime_errors_name_the_position(expr: str, message: str) -> None:
@@ -90,6 +92,23 @@ def test_runtime_errors_name_the_position(expr: str, message: str) -> None:
     assert outcome.error is not None
     assert message in outcome.error.message
     assert outcome.error.format().startswith(f"x.nano:2:12: runtime error: {message}")
+
+
+@pytest.mark.parametrize(
+    ("expr", "message"),
+    [
+        ("float(big)", "as a finite number"),
+        ("float(int(big))", "is too large for a float"),
+        ("int(big) / 3", "'/' overflows"),
+        ("float(near) * 10.0", "'*' overflows"),
+        ("float(near) + float(near) - 1", "'+' overflows"),
+        ("sum([float(near), float(near)])", "sum() overflows"),
+    ],
+)
+def test_float_is_always_finite(expr: str, message: str) -> None:
+    """A value is JSON: ``run`` never prints NaN or Infinity, nor fails with a traceback."""
+    outcome = _run(f"program p(big, near) {{ return {expr} }}", big="1" + "0" * 400, near="9" * 308)
+    assert outcome.error is not None and message in outcome.error.message
 
 
 def test_if_on_a_non_boolean_value_fails_at_run_time() -> None:
