@@ -221,8 +221,15 @@ class Interpreter:
 
     async def stmt(self, stmt: tree.Stmt, frame: Frame) -> None:
         await self.run_stmt(stmt, frame)
-        if self.on_text is not None and frame is self.root:
+        if self.streams(frame):
             self.emit(frame.context.text, None)
+
+    def streams(self, frame: Frame) -> bool:
+        """Whether ``frame`` extends the instance's own context (the root program's, loop
+        iterations and branches of an ``if`` included; not a fork branch's copy nor a called
+        program's context), which is what streaming shows."""
+        root = self.root
+        return self.on_text is not None and root is not None and frame.context is root.context
 
     def emit(self, text: str, name: str | None) -> None:
         """Stream the root context's growth: the part of ``text`` not yet sent. Text already
@@ -420,7 +427,7 @@ class Interpreter:
         node, ref = self.node_ref(frame.context, pin=self.pins(frame, stmt))
         submitted = self.clock()
         progress = None
-        streaming = self.on_text is not None and frame is self.root
+        streaming = self.streams(frame)
         if streaming:
             before = frame.context.text
             self.emit(before, None)  # the prompt text so far, before the gen's own tokens

@@ -60,3 +60,26 @@ def test_cli_run_stream(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["run", str(source), "--stream", "--seed", "1"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == "null" and "Hi?" in "\n".join(out[:-1])
+
+
+CHAT = """
+program chat(questions) {
+    for q in questions {
+        user "{q}"
+        assistant { gen reply(max_tokens = 6, temperature = 0, ignore_eos = true) }
+    }
+    if len(reply) > 0 { "done" }
+}
+"""
+
+
+def test_a_loop_streams_its_gens_token_by_token(backend: LocalBackend) -> None:
+    """A for loop's body extends the instance's own context: it streams as it goes, not in one
+    piece once the loop ends, and text_iter(NAME) yields each iteration's tokens of gen NAME."""
+    program = nl.compile(CHAT)
+    state = program.run(questions=["a?", "b?"], stream=True, backend=backend)
+    chunks = list(state.text_iter())
+    assert "".join(chunks) == state.text()
+    assert len(chunks) > 8 and max(len(c) for c in chunks) < len(state.text()) / 2
+    replies = program.run(questions=["a?", "b?"], stream=True, backend=backend)
+    assert "".join(replies.text_iter("reply")) == "".join(replies["reply"])
