@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from nanolang.api.options import RunOptions
-from nanolang.api.state import result_of
+from nanolang.api.state import RunState, result_of
 from nanolang.run.records import Outcome
 
 Program = Any  # a nanolang.api.program.Program (which imports this module)
@@ -93,10 +93,22 @@ class StreamingRun:
         return result_of(self._outcome)
 
     def __getitem__(self, name: str) -> Any:
-        return self.result()[name]
+        result = self.result()
+        if isinstance(result, dict):  # a returned record
+            return result[name]
+        return self._state(f"state[{name!r}]")[name]
 
     def text(self) -> str:
-        return str(self.result().text())
+        return str(self._state("text()").text())
 
     def messages(self) -> list[dict[str, str]]:
-        return list(self.result().messages())
+        return list(self._state("messages()").messages())
+
+    def _state(self, what: str) -> RunState:
+        result = self.result()
+        if not isinstance(result, RunState):
+            raise TypeError(
+                f"{what} reads the state of a program without return; this one returned "
+                f"{result!r}: read that with result()"
+            )
+        return result

@@ -83,3 +83,16 @@ def test_a_loop_streams_its_gens_token_by_token(backend: LocalBackend) -> None:
     assert len(chunks) > 8 and max(len(c) for c in chunks) < len(state.text()) / 2
     replies = program.run(questions=["a?", "b?"], stream=True, backend=backend)
     assert "".join(replies.text_iter("reply")) == "".join(replies["reply"])
+
+
+def test_state_access_on_a_program_that_returns_says_to_use_result(backend: LocalBackend) -> None:
+    program = nl.compile('program p() { "x" gen g(max_tokens = 2) return "done" }')
+    state = program.run(stream=True, backend=backend)
+    with pytest.raises(
+        TypeError, match=r"state\['g'\] reads the state of a program without return"
+    ):
+        state["g"]
+    assert state.result() == "done"
+    record = nl.compile('program p() { "x" gen g(max_tokens = 2) return { g } }')
+    streamed = record.run(stream=True, backend=backend)
+    assert streamed["g"] == streamed.result()["g"]
