@@ -13,6 +13,7 @@ from nanolang.server.errors import APIError
 from nanolang.server.generation import Job, Progress, respond
 from nanolang.server.params import (
     check_n,
+    check_stream_options,
     choice_seed,
     constraint_field,
     openai_params,
@@ -43,6 +44,7 @@ def build_jobs(state: ServerState, req: CompletionRequest) -> list[Job]:
     if req.logprobs is not None and not 0 <= req.logprobs <= MAX_TOP_LOGPROBS:
         raise APIError(400, f"logprobs must be in [0, {MAX_TOP_LOGPROBS}]", "logprobs")
     check_n(req.n, state.config.max_n)
+    check_stream_options(req)
     max_tokens = 16 if req.max_tokens is None else req.max_tokens
     if max_tokens < 0:
         raise APIError(400, f"max_tokens must be >= 0, got {max_tokens}", "max_tokens")

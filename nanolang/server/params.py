@@ -22,6 +22,12 @@ def refuse_unsupported(**unsupported: bool) -> None:
             raise APIError(400, f"{name} is not supported by this server", name)
 
 
+def check_stream_options(req: OpenAIRequest) -> None:
+    """``stream_options`` only with ``stream: true`` (as OpenAI and vLLM answer)."""
+    if req.stream_options is not None and not req.stream:
+        raise APIError(400, "stream_options is only allowed with stream: true", "stream_options")
+
+
 def check_n(n: int, max_n: int) -> None:
     if not 1 <= n <= max_n:
         raise APIError(400, f"n must be in [1, {max_n}], got {n}", "n")

@@ -148,6 +148,23 @@ BAD_INPUTS = {
         400,
         "stop_token_ids",
     ),
+    "stream_options_without_stream": (
+        "/v1/completions",
+        {**COMPLETION, "stream_options": {"include_usage": True}},
+        400,
+        "stream_options",
+    ),
+    "stream_options_without_stream_chat": (
+        "/v1/chat/completions",
+        {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "x"}],
+            "stream": False,
+            "stream_options": {"include_usage": True},
+        },
+        400,
+        "stream_options",
+    ),
     "native_logit_bias_out_of_vocabulary": (
         "/v1/nano/generate",
         {"prompt": "x", "params": {"logit_bias": {"-1": 5}}},
