@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from nanolang.cli.common import holding_results
 from nanolang.jobs.batch import (
     BATCH_LINES,
     BatchRunner,
@@ -27,7 +28,6 @@ from nanolang.jobs.batch import (
 from nanolang.jobs.batch_input import BatchRow, read_requests
 from nanolang.jobs.dataset import DatasetError
 from nanolang.jobs.fingerprint import FingerprintMismatch
-from nanolang.jobs.lock import JobLock, ResultsInUse
 from nanolang.jobs.options import (
     add_job_options,
     cluster_options,
@@ -82,12 +82,7 @@ def make_runner(args: argparse.Namespace) -> BatchRunner:
 
 def handle(args: argparse.Namespace) -> int:
     """The job, holding its results file for its whole run (one job per results file)."""
-    try:
-        with JobLock(args.output):
-            return run_job(args)
-    except ResultsInUse as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return holding_results(args.output, lambda: run_job(args))
 
 
 def run_job(args: argparse.Namespace) -> int:

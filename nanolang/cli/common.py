@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 from nanolang.check.checker import check
 from nanolang.syntax import tree
@@ -35,3 +37,16 @@ def load_module(path: str) -> tree.Module | None:
 
 def report(error: NanoError | NanoErrors) -> None:
     print(error.format(), file=sys.stderr)
+
+
+def holding_results(path: Path, job: Callable[[], int]) -> int:
+    """``job()`` while this process holds ``path``, the job's results file (one job per results
+    file); exit status 1, naming the other job, when another job is writing it."""
+    from nanolang.jobs.lock import JobLock, ResultsInUse
+
+    try:
+        with JobLock(path):
+            return job()
+    except ResultsInUse as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

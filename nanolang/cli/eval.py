@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from nanolang.api.program import entry
-from nanolang.cli.common import load_module, report
+from nanolang.cli.common import holding_results, load_module, report
 from nanolang.jobs.dataset import DatasetError, Row, read_rows
 from nanolang.jobs.fingerprint import FingerprintMismatch
 from nanolang.jobs.job import EvalJob, JobConfig, row_fingerprints
-from nanolang.jobs.lock import JobLock, ResultsInUse
 from nanolang.jobs.metrics import METRICS, declared_metric, resolve_metric
 from nanolang.jobs.options import add_job_options, cluster_options, resume_options, run_distributed
 from nanolang.jobs.progress import INTERRUPTED, JobProgress, interrupted
@@ -87,12 +86,7 @@ def make_backend(
 
 def handle(args: argparse.Namespace) -> int:
     """The job, holding its results file for its whole run (one job per results file)."""
-    try:
-        with JobLock(args.out):
-            return run_job(args)
-    except ResultsInUse as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return holding_results(args.out, lambda: run_job(args))
 
 
 def run_job(args: argparse.Namespace) -> int:
