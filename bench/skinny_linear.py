@@ -157,23 +157,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.table:
         print(table(json.loads(args.table.read_text())))
         return 0
-    if not torch.cuda.is_available():
-        print("error: needs a CUDA GPU", file=sys.stderr)
-        return 2
-    from timing import run_header
-
     models = [m for m in args.models.split(",") if m]
     unknown = [m for m in models if m not in SHAPES]
     if unknown:
         print(f"error: unknown model {unknown[0]!r}; known: {', '.join(SHAPES)}", file=sys.stderr)
         return 2
+    try:
+        rows = [int(r) for r in args.rows.split(",") if r.strip()]
+    except ValueError:
+        rows = []
+    if not rows or min(rows) < 1:
+        print(f"error: --rows takes positive integers, got {args.rows!r}", file=sys.stderr)
+        return 2
+    if not torch.cuda.is_available():
+        print("error: needs a CUDA GPU", file=sys.stderr)
+        return 2
+    from timing import run_header
+
     configs = candidates()
     record: dict[str, Any] = {**run_header(), "dtype": "bfloat16", "candidates": len(configs),
                               "results": []}  # fmt: skip
     for model in models:
         for proj, (n, k) in SHAPES[model].items():
-            for rows in (int(r) for r in args.rows.split(",")):
-                r = {"model": model, "projection": proj, **measure(rows, n, k, torch.bfloat16,
+            for count in rows:
+                r = {"model": model, "projection": proj, **measure(count, n, k, torch.bfloat16,
                                                                     configs)}  # fmt: skip
                 record["results"].append(r)
                 print(json.dumps(r), flush=True)

@@ -97,11 +97,14 @@ def _table(path: Path = TABLE) -> dict[tuple[str, int, int, int, int], LinearCon
     """(GPU name, row bucket, N, K, dtype bytes) -> config, from the measured table."""
     if not path.exists():
         return {}
-    data = json.loads(path.read_text())
-    out = {}
-    for e in data.get("entries", []):
-        key = (e["device"], int(e["rows"]), int(e["n"]), int(e["k"]), int(e["dtype_bytes"]))
-        out[key] = LinearConfig(**e["config"])
+    try:
+        data = json.loads(path.read_text())
+        out = {}
+        for e in data.get("entries", []):
+            key = (e["device"], int(e["rows"]), int(e["n"]), int(e["k"]), int(e["dtype_bytes"]))
+            out[key] = LinearConfig(**e["config"])
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path}: not a linear-config table ({exc!r})") from None
     return out
 
 
@@ -110,10 +113,15 @@ def _device_name(index: int) -> str:
     return torch.cuda.get_device_name(index)
 
 
+@cache
+def _has_tma(index: int) -> bool:
+    return torch.cuda.get_device_capability(index)[0] >= 9
+
+
 def _tma_ready(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return (
         x.is_cuda
-        and torch.cuda.get_device_capability(x.device)[0] >= 9
+        and _has_tma(x.device.index or 0)
         and x.data_ptr() % 16 == 0
         and weight.data_ptr() % 16 == 0
         and x.dtype in (torch.bfloat16, torch.float16)

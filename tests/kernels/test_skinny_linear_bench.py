@@ -61,3 +61,13 @@ def test_only_accurate_wins_by_the_margin_are_written(tmp_path: Path) -> None:
 def test_every_candidate_config_is_valid() -> None:
     configs = _bench().candidates()
     assert configs and all(isinstance(c, LinearConfig) for c in configs)
+
+
+def test_bad_arguments_are_refused_before_the_gpu_is_asked_for(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bench = _bench()
+    assert bench.main(["--rows", "x,3"]) == 2
+    assert "--rows takes positive integers, got 'x,3'" in capsys.readouterr().err
+    assert bench.main(["--models", "gpt-5"]) == 2
+    assert "unknown model 'gpt-5'" in capsys.readouterr().err

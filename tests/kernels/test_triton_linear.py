@@ -79,6 +79,7 @@ def test_without_a_measured_shape_the_call_is_torch_linear() -> None:
 def test_the_shipped_table_is_valid_and_every_entry_is_a_measured_win() -> None:
     data = json.loads(TABLE.read_text())
     assert data["schema"] == "nanolang.linear-configs"
+    assert len(_table(TABLE)) == len(data["entries"])  # the kernel reads every entry, once
     for e in data["entries"]:
         LinearConfig(**e["config"])
         assert e["triton_us"] < e["torch_us"], e  # only shapes where the tiles won
@@ -151,3 +152,10 @@ def test_a_listed_shape_runs_the_tiles_and_others_run_cublas(
     linear(randn(600, 512, dtype=torch.bfloat16, seed=5), w)
     linear(x, randn(256, 512, dtype=torch.bfloat16, seed=6))
     assert ran == [cfg]
+
+
+def test_a_malformed_table_is_an_error_naming_its_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"entries": [{"device": "X", "rows": 256}]}))
+    with pytest.raises(ValueError, match=r"bad.json: not a linear-config table"):
+        _table(path)
