@@ -1,22 +1,27 @@
-"""Admission policies compared on the CPU: the real scheduler over a benchmark workload.
+"""Admission compared on the CPU: the real scheduler over a benchmark workload.
 
 Drives ``runtime.scheduler.Scheduler`` (with the engine's block manager, prefix caching on) the
 way the engine does, without a model: every scheduled chunk is computed, every sequence that
-samples gets a token, and a request stops at its output length (``ignore_eos``). Per policy
-(``EngineConfig.admission``) it reports iterations, the decode batch (largest, mean), the
+samples gets a token, and a request stops at its output length (``ignore_eos``). Per
+``admission_reserve_tokens`` it reports iterations, the decode batch (largest, mean), the
 preemptions, and a modelled time: a *model*, not a measurement, of Llama-3-8B on one H200 with
 this repository's figures (docs/performance.md): per iteration, the KV read at 4.0 TB/s plus the
 larger of 6.1 ms (weights, GEMMs below bandwidth at small batches) and the GEMM FLOPs at 620
 TFLOP/s, plus 0.5 ms. The KV capacity is given in blocks of 16 tokens (``--num-blocks``; 54,100
 is what the bf16 engine held on 2026-11-30, 563 sequences of 1,536 tokens; fp8 about 108,300).
 
-    python bench/admission_sim.py --workloads 512/1024:1000,sharegpt:1000 --num-blocks 54100
+    python bench/admission_sim.py --workloads 512/1024:1000,sharegpt:1000 --reserves 0,1024,2048
+
+Results of 2026-11-30 are in bench/results/2026-11-30-cpu-admission-sim-*.json (the first also
+compares a peak-demand admission policy that was built, simulated, and removed for lack of gain:
+docs/performance.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import dataclass
 
@@ -46,10 +51,8 @@ class Model:
         return kv_tokens * self.kv_bytes_per_token / self.kv_bandwidth + gemm + self.other_s
 
 
-def simulate(
-    workload: str, count: int, policy: str, num_blocks: int, model: Model, reserve: int = 2048
-) -> dict:
-    cfg = EngineConfig(admission=policy, admission_reserve_tokens=reserve)
+def simulate(workload: str, count: int, num_blocks: int, model: Model, reserve: int = 2048) -> dict:
+    cfg = EngineConfig(admission_reserve_tokens=reserve)
     sched = Scheduler(cfg, BlockManager(num_blocks, cfg.block_size, cfg.enable_prefix_caching))
     reqs = make_requests(WORKLOADS[workload], count, VOCAB, workload_seed(workload))
     for i, r in enumerate(reqs):
@@ -63,7 +66,7 @@ def simulate(
         out = sched.schedule()
         preempted += len(out.preempted)
         if out.is_empty:
-            raise RuntimeError(f"{policy}: nothing scheduled with {len(sched.running)} running")
+            raise RuntimeError(f"nothing scheduled with {len(sched.running)} running")
         iterations += 1
         decodes = sum(1 for e in out.scheduled if e.is_decode)
         largest = max(largest, len(out.scheduled))
@@ -86,7 +89,6 @@ def simulate(
     return {
         "workload": workload,
         "num_requests": count,
-        "admission": policy,
         "admission_reserve_tokens": reserve,
         "num_blocks": num_blocks,
         "iterations": iterations,
@@ -104,7 +106,6 @@ def simulate(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workloads", default="512/1024:1000,1024/512:1000,sharegpt:1000")
-    ap.add_argument("--policies", default="reserve,peak")
     ap.add_argument("--num-blocks", type=int, default=54_100)
     ap.add_argument("--reserves", default="2048", help="admission_reserve_tokens values to try")
     ap.add_argument("--kv-bytes-per-token", type=int, default=Model.kv_bytes_per_token)
@@ -115,13 +116,12 @@ def main() -> None:
     for item in args.workloads.split(","):
         name, _, n = item.partition(":")
         for reserve in (int(r) for r in args.reserves.split(",")):
-            for policy in args.policies.split(","):
-                row = simulate(name, int(n or 1000), policy, args.num_blocks, model, reserve)
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+            row = simulate(name, int(n or 1000), args.num_blocks, model, reserve)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"command": "python bench/admission_sim.py", "rows": rows}, f, indent=1)
+            json.dump({"command": " ".join(["python", *sys.argv]), "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

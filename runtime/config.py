@@ -198,10 +198,6 @@ class EngineConfig:
     # its output tokens (max_tokens), so a batch sized to memory does not run out and preempt
     # (recompute) as its sequences grow; 0 admits on the prompt alone
     admission_reserve_tokens: int = 2048
-    # how admission counts that growth (runtime.admission): "reserve", every running sequence's
-    # whole growth at once; "peak", the most the running sequences will need at one time, with
-    # the blocks of those that finish first counted as coming back
-    admission: str = "reserve"
     max_model_len: int | None = None  # defaults to the model's max_position_embeddings
     kv_cache_memory_bytes: int | None = None  # None: derived from the device's memory
     gpu_memory_utilization: float = 0.90
@@ -250,8 +246,6 @@ class EngineConfig:
             raise ValueError(f"block_size must be a power of two, got {self.block_size}")
         if self.admission_reserve_tokens < 0:
             raise ValueError("admission_reserve_tokens must be >= 0")
-        if self.admission not in ("reserve", "peak"):
-            raise ValueError(f"admission must be 'reserve' or 'peak', got {self.admission!r}")
         if self.max_num_batched_tokens < 1 or self.max_num_seqs < 1:
             raise ValueError("max_num_batched_tokens and max_num_seqs must be >= 1")
         if not 0 < self.gpu_memory_utilization <= 1:

@@ -4,10 +4,8 @@ Each iteration: running decodes first (one token each), then chunks of running p
 admissions, until the token budget or the sequence cap is reached. A sequence is admitted only when
 free blocks cover its whole uncomputed prompt and leave free, for the running sequences, the
 admission watermark plus the growth reserved for each of them and for itself (the blocks for up
-to ``admission_reserve_tokens`` more output tokens each; with ``admission="peak"`` the running
-sequences' largest demand at one time, counting the blocks of those finishing first as returned:
-runtime.admission), so the batch is as large as the KV cache holds without preempting as its
-sequences grow. A request whose cached prefix continues into
+to ``admission_reserve_tokens`` more output tokens each), so the batch is as large as the KV cache
+holds without preempting as its sequences grow. A request whose cached prefix continues into
 blocks another sequence is still computing waits for them (pending nodes of the radix tree), so
 requests sharing a header compute it once and are then admitted together. A decode that finds no
 free block preempts the most recently arrived running sequence (its blocks are freed, its
@@ -20,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from runtime.admission import GrowthProfile
 from runtime.block_manager import BlockManager
 from runtime.config import EngineConfig
 from runtime.instances import InstanceTable
@@ -76,7 +73,6 @@ class Scheduler:
         num_blocks = blocks.allocator.num_blocks
         self.watermark_blocks = int(config.admission_watermark * num_blocks)
         self._reserved = 0  # KV blocks kept for running sequences' growth (during admission)
-        self._profile: GrowthProfile | None = None  # the same over time (admission="peak")
         self._tokens = 0  # tokens scheduled so far in the iteration being formed
         # ``waiting`` is in progress-priority order: kept through every change that cannot
         # break it, so the sort while memory is short runs only after one that can
@@ -198,7 +194,7 @@ class Scheduler:
             self.waiting.reposition(self._moved, key=self.instances.priority)
             self._moved = set()
         deferred: list[Sequence] = []
-        self._start_reserving()
+        self._reserved = sum(self._future_blocks(s) for s in self.running)
         while self.waiting and len(self.running) < self.config.max_num_seqs:
             budget = self._budget(out)
             if budget == 0:
@@ -232,24 +228,6 @@ class Scheduler:
             self._start(seq, budget, out)
         self.waiting.push_front(deferred)
 
-    def _start_reserving(self) -> None:
-        """Count the running sequences' growth for this admission phase (policy
-        ``EngineConfig.admission``, runtime.admission)."""
-        if self.config.admission == "peak":
-            b = self.blocks
-            reserve = self.config.admission_reserve_tokens
-            self._profile = GrowthProfile(self.running, b.allocator, b.block_size, reserve)
-        else:
-            self._reserved = sum(self._future_blocks(s) for s in self.running)
-
-    def _reserve_for(self, seq: Sequence) -> None:
-        """``seq`` was admitted with its prompt's blocks: its growth joins what is kept back."""
-        future = self._future_blocks(seq)
-        if self._profile is not None:
-            self._profile.add(future)
-        else:
-            self._reserved += future
-
     def _shared_prefix_ready(self, leader: Sequence, seq: Sequence) -> bool:
         """Whether the group's first member has the full blocks it shares with ``seq`` computed
         (or served from the cache)."""
@@ -280,10 +258,7 @@ class Scheduler:
         """Free blocks cover the sequence, plus, while others are running, the watermark and the
         growth reserved for them and for it (alone, a sequence needs room for its prompt only)."""
         need = self.blocks.num_new_blocks(seq, seq.num_tokens)
-        if self.running and self._profile is not None:
-            growth = max(0, self._future_blocks(seq) - need)
-            need += self.watermark_blocks + max(0, self._profile.peak_with(growth))
-        elif self.running:
+        if self.running:
             need = max(need, self._future_blocks(seq)) + self.watermark_blocks + self._reserved
         return need <= self.blocks.allocator.num_free
 
@@ -298,7 +273,7 @@ class Scheduler:
         """Admit ``seq`` (already fitted) with a first chunk; returns the budget left."""
         self.waiting.remove(seq)
         self.blocks.grow(seq, seq.num_tokens)
-        self._reserve_for(seq)
+        self._reserved += self._future_blocks(seq)
         self.blocks.admitted(seq)
         seq.status = SequenceStatus.RUNNING
         self.running.append(seq)
@@ -332,7 +307,7 @@ class Scheduler:
     def _start_idle(self, seq: Sequence) -> int:
         """Admit ``seq`` without a chunk this iteration (the budget ran out mid-group)."""
         self.waiting.remove(seq)
-        self._reserve_for(seq)
+        self._reserved += self._future_blocks(seq)
         self.blocks.admitted(seq)
         seq.status = SequenceStatus.RUNNING
         self.running.append(seq)
