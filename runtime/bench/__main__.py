@@ -28,6 +28,7 @@ from runtime.bench.options import build_parser
 from runtime.bench.peers import (
     SUBPROCESS_PEERS,
     PeerRun,
+    check_engine_args,
     hf_config_dir,
     importable,
     max_model_len,
@@ -243,6 +244,21 @@ def peer_device_name() -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
 
+def check_peers(args: argparse.Namespace) -> None:
+    """Exit naming any ``--peer-args`` key (or TP argument) an importable peer does not take."""
+    peers = [p for p in parse_peers(args.peer) if p in SUBPROCESS_PEERS]
+    extra = json.loads(args.peer_args) if args.peer_args else {}
+    sites = parse_sites(args.peer_site)
+    for peer in peers:
+        if not importable(peer, sites.get(peer)):
+            continue  # run_peers says so and skips it
+        for tp in parse_tp(args.tp):
+            run = PeerRun(peer, "auto", sites.get(peer), extra.get(peer, {}), tp)
+            error = check_engine_args(run)
+            if error is not None:
+                raise SystemExit(f"runtime.bench: {error}")
+
+
 def run_peers(
     args: argparse.Namespace,
     names: list[tuple[str, int]],
@@ -368,6 +384,7 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
     runs: list[EngineRun] = []
     tps = parse_tp(args.tp)
     engines, version = 0, nanolang_version()
+    check_peers(args)  # a peer argument it does not take fails now, not after nanolang's runs
     # --peers-first: the peers before nanolang (their records first in the file too)
     peer_records = run_peers(args, names, command, []) if args.peers_first else []
     for tp in tps:

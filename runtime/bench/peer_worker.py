@@ -212,6 +212,41 @@ def scan_sglang_log(text: bytes, watch: BatchWatch) -> None:
 
 ADAPTERS = {"vllm": _vllm, "sglang": _sglang}
 
+# where each peer declares the keyword arguments its offline engine takes (dataclass fields)
+ARGS_CLASSES = {"vllm": ("vllm.engine.arg_utils", "EngineArgs"),
+                "sglang": ("sglang.srt.server_args", "ServerArgs")}  # fmt: skip
+
+
+def unknown_engine_args(engine: str, keys: list[str]) -> list[str]:
+    """The keys the peer's engine does not take, each with the closest names it does (imports
+    only the peer's argument module: seconds, where starting the engine takes minutes)."""
+    import dataclasses
+    import difflib
+    import importlib
+
+    module, name = ARGS_CLASSES[engine]
+    fields = {f.name for f in dataclasses.fields(getattr(importlib.import_module(module), name))}
+    problems = []
+    for key in keys:
+        if key not in fields:
+            close = difflib.get_close_matches(key, sorted(fields), n=3, cutoff=0.6)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            problems.append(f"{key}{hint}")
+    return problems
+
+
+def check_main(engine: str, keys_json: str) -> int:
+    """``--check ENGINE KEYS_JSON``: exit 2 naming the keys ``engine`` does not take, else 0."""
+    if engine not in ARGS_CLASSES:
+        print(f"unknown peer {engine!r}; known: {', '.join(ARGS_CLASSES)}", file=sys.stderr)
+        return 2
+    bad = unknown_engine_args(engine, list(json.loads(keys_json)))
+    if bad:
+        version = engine_version(engine)
+        print(f"{engine} {version} takes no argument {'; '.join(bad)}", file=sys.stderr)
+        return 2
+    return 0
+
 
 def run_job(job: dict[str, Any], out: Path | None = None) -> list[dict[str, Any]]:
     """Every workload of the job on one engine instance; with ``out``, the records so far are
@@ -293,8 +328,12 @@ def write_atomically(path: Path, records: list[dict[str, Any]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if len(args) == 3 and args[0] == "--check":
+        return check_main(args[1], args[2])
     if len(args) != 2:
-        print("usage: python -m runtime.bench.peer_worker JOB.json OUT.json", file=sys.stderr)
+        print("usage: python -m runtime.bench.peer_worker JOB.json OUT.json\n"
+              "       python -m runtime.bench.peer_worker --check ENGINE KEYS_JSON",
+              file=sys.stderr)  # fmt: skip
         return 2
     job = json.loads(Path(args[0]).read_text())
     out = Path(args[1])

@@ -100,15 +100,30 @@ def hf_config_dir(model: str, hf_overrides: dict[str, Any] | None, into: Path) -
     return into
 
 
+# tokens past the longest prompt + output: SGLang 0.5.17 stops a request 2 tokens short when its
+# context length is exactly that sum (1024/512 at 1,536: 510 output tokens per request)
+CONTEXT_MARGIN = 16
+
+
 def max_model_len(workloads: list[dict[str, Any]], vocab_size: int, limit: int) -> int:
-    """The longest prompt + output among the jobs, rounded up to 256 and capped at ``limit``."""
+    """The longest prompt + output among the jobs plus ``CONTEXT_MARGIN``, rounded up to 256 and
+    capped at ``limit``."""
     longest = 0
     for w in workloads:
         reqs = make_requests(
             WORKLOADS[w["workload"]], w["num_requests"], vocab_size, w["seed"], w["scale"]
         )
         longest = max(longest, *(len(r.prompt_token_ids) + r.output_len for r in reqs))
-    return min(limit, 256 * math.ceil(longest / 256))
+    return min(limit, 256 * math.ceil((longest + CONTEXT_MARGIN) / 256))
+
+
+def worker_env(run: PeerRun) -> dict[str, str]:
+    """The peer worker's environment: the worker imports runtime.bench from this checkout, the
+    peer from its site."""
+    env = {**PEER_ENV, **os.environ}
+    paths = [p for p in (run.site, str(Path(__file__).resolve().parents[2])) if p]
+    env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
 
 
 def run_peer(
@@ -133,10 +148,7 @@ def run_peer(
         "tensor_parallel_size": run.tensor_parallel_size, "warmup_requests": warmup_requests,
         "batch_stats": batch_stats,
     }  # fmt: skip
-    env = {**PEER_ENV, **os.environ}
-    # the worker imports runtime.bench from this checkout, the peer from its site
-    paths = [p for p in (run.site, str(Path(__file__).resolve().parents[2])) if p]
-    env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env = worker_env(run)
     with tempfile.TemporaryDirectory() as tmp:
         job_path = Path(tmp) / "job.json"
         out_path = partial or Path(tmp) / "out.json"
@@ -151,6 +163,26 @@ def run_peer(
             logger.warning("peer %s failed (%s) after %d of %d workloads; see its output above",
                            run.engine, status, len(records), len(workloads))  # fmt: skip
         return records
+
+
+def check_engine_args(run: PeerRun, timeout: float = 180.0) -> str | None:
+    """Whether the peer takes every argument of ``run`` (``--peer-args``, its TP degree): None,
+    or the worker's message naming those it does not take. Run before any engine, so that a
+    misspelt argument fails in seconds, not after nanolang's workloads have taken the device."""
+    keys = list(run.job_engine_args())
+    if not keys:
+        return None
+    env = worker_env(run)
+    cmd = [sys.executable, "-m", "runtime.bench.peer_worker", "--check", run.engine,
+           json.dumps(keys)]  # fmt: skip
+    try:
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"peer {run.engine}: checking its arguments took over {timeout:g} s"
+    if done.returncode == 0:
+        return None
+    lines = (done.stderr or done.stdout).strip().splitlines()
+    return f"peer {run.engine}: {lines[-1] if lines else f'exit {done.returncode}'}"
 
 
 def _run_group(cmd: list[str], env: dict[str, str], timeout: float | None) -> int | str:

@@ -20,7 +20,9 @@ import pytest
 from runtime.bench.__main__ import execute, run_peers
 from runtime.bench.options import build_parser
 from runtime.bench.peers import (
+    CONTEXT_MARGIN,
     PeerRun,
+    check_engine_args,
     hf_config_dir,
     max_model_len,
     parse_peers,
@@ -119,10 +121,25 @@ class Engine:
 """
 
 
+# the dataclasses each peer declares its engine's keyword arguments in (a few real fields)
+FAKE_ARGS = {
+    "vllm": ("engine/arg_utils.py", "EngineArgs",
+             ["max_num_seqs", "tensor_parallel_size", "gpu_memory_utilization"]),
+    "sglang": ("srt/server_args.py", "ServerArgs",
+               ["tp_size", "cuda_graph_max_bs_decode", "cuda_graph_max_bs_prefill"]),
+}  # fmt: skip
+
+
 def _fake_site(root: Path, engine: str = "vllm") -> Path:
     site = root / f"site-{engine}"
     (site / engine).mkdir(parents=True)
     (site / engine / "__init__.py").write_text(FAKE_VLLM if engine == "vllm" else FAKE_SGLANG)
+    path, name, fields = FAKE_ARGS[engine]
+    module = site / engine / path
+    module.parent.mkdir(parents=True, exist_ok=True)
+    (module.parent / "__init__.py").touch()
+    body = "".join(f"    {f}: int = 0\n" for f in fields)
+    module.write_text(f"import dataclasses\n@dataclasses.dataclass\nclass {name}:\n{body}")
     dist = site / f"{engine}-9.9.9.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {engine}\nVersion: 9.9.9\n")
@@ -199,6 +216,38 @@ def test_peer_options_are_checked(tmp_path: Path) -> None:
         parse_sites(["/tmp/x"])
 
 
+def test_a_peer_argument_the_peer_does_not_take_fails_before_any_engine_runs(
+    tiny_llama: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SGLang 0.5.17 calls its decode graph limit cuda_graph_max_bs_decode: the old name failed
+    only when its worker started, after nanolang's workloads had used the device (172 s on
+    2026-11-30). Now the benchmark asks the peer's argument dataclass first and stops at once."""
+    log = _fake_vllm_log(tmp_path, monkeypatch)
+    out = tmp_path / "bench.json"
+    args = build_parser().parse_args([
+        "--model", tiny_llama, "--load-format", "auto", "--device", "cpu",
+        "--workloads", "lmsys:2", "--scale", "0.02", "--peer", "vllm,sglang",
+        "--peer-site", f"vllm={_fake_site(tmp_path)}",
+        "--peer-site", f"sglang={_fake_site(tmp_path, 'sglang')}",
+        "--peer-args", '{"sglang": {"cuda_graph_max_bs": 1024}, "vllm": {"max_num_seqs": 8}}',
+        "--out", str(out),
+    ])  # fmt: skip
+    with pytest.raises(SystemExit, match=r"sglang 9\.9\.9 takes no argument cuda_graph_max_bs "
+                       r"\(did you mean cuda_graph_max_bs_decode"):  # fmt: skip
+        execute(args, "test")
+    assert not out.exists() and not log.exists()  # neither nanolang nor a peer ran
+
+
+def test_peer_arguments_the_peers_take_pass_the_check(tmp_path: Path) -> None:
+    vllm = PeerRun("vllm", "auto", str(_fake_site(tmp_path)), {"max_num_seqs": 8}, 2)
+    assert check_engine_args(vllm) is None  # and tensor_parallel_size, from the TP degree
+    sglang = PeerRun("sglang", "fp8", str(_fake_site(tmp_path, "sglang")), {}, 1)
+    assert check_engine_args(sglang) is None  # nothing to check: no import at all
+    bad = PeerRun("sglang", "auto", sglang.site, {"tp": 2}, 1)
+    message = check_engine_args(bad)
+    assert message is not None and "takes no argument tp" in message
+
+
 def test_preset_becomes_a_config_directory(tmp_path: Path) -> None:
     d = hf_config_dir("llama-3-8b", {"num_hidden_layers": 2}, tmp_path / "m")
     cfg = json.loads((d / "config.json").read_text())
@@ -208,7 +257,11 @@ def test_preset_becomes_a_config_directory(tmp_path: Path) -> None:
         len(r.prompt_token_ids) + r.output_len
         for r in make_requests(WORKLOADS["splitwise"], 50, 1000, 6)
     )
-    assert longest <= max_model_len(jobs, 1000, 8192) < longest + 256
+    assert longest + CONTEXT_MARGIN <= max_model_len(jobs, 1000, 8192) < longest + 256 + 16
+    # a sum on a multiple of 256 still gets its margin (SGLang stopped 2 tokens short at 1,536)
+    fixed = [{"workload": "1024/512", "num_requests": 4, "seed": 2, "scale": 1.0}]
+    assert max_model_len(fixed, 1000, 8192) == 1792
+    assert max_model_len(fixed, 1000, 1536) == 1536  # the model's limit still caps it
 
 
 def test_peers_run_at_every_tp_degree_and_keep_finished_workloads(
