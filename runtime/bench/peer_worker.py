@@ -235,12 +235,20 @@ def unknown_engine_args(engine: str, keys: list[str]) -> list[str]:
     return problems
 
 
+CANNOT_CHECK = 3  # the peer's argument class is not where ARGS_CLASSES says (another version)
+
+
 def check_main(engine: str, keys_json: str) -> int:
-    """``--check ENGINE KEYS_JSON``: exit 2 naming the keys ``engine`` does not take, else 0."""
+    """``--check ENGINE KEYS_JSON``: exit 2 naming the keys ``engine`` does not take, 3 when its
+    arguments cannot be looked up, else 0."""
     if engine not in ARGS_CLASSES:
         print(f"unknown peer {engine!r}; known: {', '.join(ARGS_CLASSES)}", file=sys.stderr)
         return 2
-    bad = unknown_engine_args(engine, list(json.loads(keys_json)))
+    try:
+        bad = unknown_engine_args(engine, list(json.loads(keys_json)))
+    except (ImportError, AttributeError, TypeError) as exc:  # another layout: the run decides
+        print(f"cannot check {engine}'s arguments: {exc!r}", file=sys.stderr)
+        return CANNOT_CHECK
     if bad:
         version = engine_version(engine)
         print(f"{engine} {version} takes no argument {'; '.join(bad)}", file=sys.stderr)

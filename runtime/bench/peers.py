@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runtime.bench.peer_worker import CANNOT_CHECK
 from runtime.bench.workloads import WORKLOADS, make_requests
 from runtime.config import PRESET_DIR, read_json
 from runtime.model.loader import resolve_model
@@ -180,6 +181,9 @@ def check_engine_args(run: PeerRun, timeout: float = 180.0) -> str | None:
     except subprocess.TimeoutExpired:
         return f"peer {run.engine}: checking its arguments took over {timeout:g} s"
     if done.returncode == 0:
+        return None
+    if done.returncode == CANNOT_CHECK:
+        logger.warning("peer %s: %s", run.engine, done.stderr.strip())
         return None
     lines = (done.stderr or done.stdout).strip().splitlines()
     return f"peer {run.engine}: {lines[-1] if lines else f'exit {done.returncode}'}"

@@ -246,6 +246,10 @@ def test_peer_arguments_the_peers_take_pass_the_check(tmp_path: Path) -> None:
     bad = PeerRun("sglang", "auto", sglang.site, {"tp": 2}, 1)
     message = check_engine_args(bad)
     assert message is not None and "takes no argument tp" in message
+    # a peer whose arguments live elsewhere (another version) is not refused: its run decides
+    other = _fake_site(tmp_path / "other")
+    (other / "vllm" / "engine" / "arg_utils.py").unlink()
+    assert check_engine_args(PeerRun("vllm", "auto", str(other), {"max_num_seqs": 8}, 1)) is None
 
 
 def test_preset_becomes_a_config_directory(tmp_path: Path) -> None:
