@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from skinny_linear import time_us  # median us per item of a CUDA graph of one call per copy
 
 # one rank's slices of Llama-3-70B at TP=2: (N, K)
 SHAPES = {"qkv_proj": (5120, 8192), "o_proj": (8192, 4096), "gate_up_proj": (28672, 8192),
@@ -64,32 +67,10 @@ def prefetch(touch: Any, w: torch.Tensor, nbytes: int, out: torch.Tensor) -> Non
     touch[grid](w, out, n, BLOCK=BLOCK, ITERS=ITERS, num_warps=4)
 
 
-def replay_us(body: Any, copies: int, reps: int = 7) -> float:
-    """Median microseconds per item of a CUDA graph that runs ``body(i)`` for every copy."""
-    for i in range(copies):
-        body(i)
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for i in range(copies):
-            body(i)
-    graph.replay()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1e3 / copies)
-    return statistics.median(times)
-
-
 def spin_cycles(wait_us: float) -> int:
     """Cycles of ``torch.cuda._sleep`` that last about ``wait_us`` (measured, not assumed)."""
     probe = 100_000
-    t = replay_us(lambda _i: torch.cuda._sleep(probe), 8)
+    t = time_us(lambda _i: torch.cuda._sleep(probe), 8)
     return max(1, int(probe * wait_us / t))
 
 
@@ -100,14 +81,14 @@ def measure(name: str, rows: int, prefetch_mb: list[int], cycles: int, touch: An
     x = torch.randn(rows, k, device="cuda", dtype=torch.bfloat16)
     out = torch.empty(4096, device="cuda", dtype=torch.float32)
     side = torch.cuda.Stream()
-    gemm = replay_us(lambda i: F.linear(x, ws[i]), copies)
-    wait = replay_us(lambda _i: torch.cuda._sleep(cycles), copies)
+    gemm = time_us(lambda i: F.linear(x, ws[i]), copies)
+    wait = time_us(lambda _i: torch.cuda._sleep(cycles), copies)
 
     def wait_then(i: int) -> None:
         torch.cuda._sleep(cycles)
         F.linear(x, ws[i])
 
-    base = replay_us(wait_then, copies)
+    base = time_us(wait_then, copies)
     rows_out = []
     for mb in prefetch_mb:
 
@@ -120,7 +101,7 @@ def measure(name: str, rows: int, prefetch_mb: list[int], cycles: int, touch: An
             F.linear(x, ws[i])
             main.wait_stream(side)  # the join (a real layer joins before its next all-reduce)
 
-        timed = replay_us(with_prefetch, copies)
+        timed = time_us(with_prefetch, copies)
         rows_out.append({
             "projection": name, "rows": rows, "n": n, "k": k, "weight_mb": round(n * k * 2 / 2**20),
             "prefetch_mb": mb, "gemm_us": round(gemm, 2), "wait_us": round(wait, 2),
