@@ -90,7 +90,7 @@ class CompletionRenderer:
         logprobs = None
         if job.params.logprobs:
             logprobs = fmt.completion_logprobs(self.tokenizer, scored, progress.offset)
-        progress.offset += len(text)
+            progress.offset += sum(len(token) for token in logprobs["tokens"])
         return {
             "index": job.index,
             "text": text,

@@ -28,6 +28,11 @@ def encode_text(
     return list(tokenizer.encode(text, add_special_tokens=add_special_tokens))
 
 
+def engine_failed(failure: BaseException) -> APIError:
+    message = f"the engine failed and serves no requests: {failure!r}"
+    return APIError(503, message, None, "engine_failed")
+
+
 class EngineClient:
     """Submits requests to the engine thread; handlers await, the engine never waits on them."""
 
@@ -108,19 +113,41 @@ class EngineClient:
         """How many tokens can follow ``ids`` within the context."""
         return self.max_model_len - len(ids)
 
+    def check_alive(self) -> None:
+        """503 (code ``engine_failed``) once the engine thread has stopped: nothing can run."""
+        failure = self.backend.failure
+        if failure is not None:
+            raise engine_failed(failure)
+
+    def api_error(self, exc: Exception) -> APIError | None:
+        """What a request's failure means to its client: a 503 when the engine thread died
+        (every request fails alike; a client may retry elsewhere), a 400 when the engine
+        rejected the request before queueing it, None for anything else (a bug: a 500)."""
+        if self.backend.failure is not None:
+            return engine_failed(self.backend.failure)
+        if isinstance(exc, ValueError | TypeError):
+            return APIError(400, str(exc))
+        return None
+
     async def generate(self, ids: list[int], params: SamplingParams) -> RequestOutput:
+        self.check_alive()
         try:
             return await self.backend.generate(ids, params)
-        except (ValueError, TypeError) as exc:  # the engine rejected it before queueing
-            raise APIError(400, str(exc)) from exc
+        except Exception as exc:
+            if (error := self.api_error(exc)) is None:
+                raise
+            raise error from exc
 
     async def stream(self, ids: list[int], params: SamplingParams) -> AsyncIterator[RequestOutput]:
+        self.check_alive()
         updates = self.backend.stream(ids, params)
         try:
             async for output in updates:
                 yield output
-        except (ValueError, TypeError) as exc:
-            raise APIError(400, str(exc)) from exc
+        except Exception as exc:
+            if (error := self.api_error(exc)) is None:
+                raise
+            raise error from exc
         finally:
             await updates.aclose()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nanolang.server.streams import ClientGone
+from nanolang.server.streams import ClientGone, sse
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,24 @@ def error_body(
 
 
 def error_response(
-    status: int, message: str, param: str | None = None, code: str | None = None
+    status: int,
+    message: str,
+    param: str | None = None,
+    code: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    return JSONResponse(error_body(status, message, param, code), status_code=status)
+    body = error_body(status, message, param, code)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def error_event(exc: Exception) -> str:
+    """The SSE event that ends a stream which failed after its 200 went out, with the same
+    OpenAI-style body as an error response (the openai SDK raises ``APIError`` on it); an
+    exception other than ``APIError`` is a bug: logged, and sent as a 500's body."""
+    if isinstance(exc, APIError):
+        return sse(error_body(exc.status, exc.message, exc.param, exc.code))
+    log.error("a stream failed", exc_info=exc)
+    return sse(error_body(500, f"internal server error: {type(exc).__name__}"))
 
 
 async def send_error(send: Send, status: int, message: str, code: str | None = None) -> None:
@@ -129,7 +145,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        return error_response(exc.status_code, str(exc.detail))
+        # its headers stay: a 405's Allow names the methods the route takes
+        return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(ClientGone)
     async def client_gone(_: Request, exc: ClientGone) -> JSONResponse:

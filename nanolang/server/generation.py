@@ -15,7 +15,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from nanolang.server import openai_format as fmt
-from nanolang.server.errors import APIError
+from nanolang.server.errors import APIError, error_event
 from nanolang.server.state import ServerState
 from nanolang.server.streams import DONE, TextDelta, gather_all, merge, sse, unless_disconnected
 from runtime.outputs import RequestOutput
@@ -46,7 +46,9 @@ class Progress:
         self.text = TextDelta(job.params.stop)
         self.tokens_sent = 0
         self.started = False  # the first chunk of this choice went out
-        self.offset = 0  # characters sent so far (completions' text_offset)
+        # characters of the tokens sent so far (completions' text_offset): not of the text,
+        # which lags behind the tokens while a stop string could still cut it
+        self.offset = 0
 
     def new_text(self, out: RequestOutput) -> str:
         return self.text.text(out) if self.job.keep_output else ""
@@ -103,6 +105,7 @@ async def respond(
     constraint_param: str | None = None,
     continuous_usage: bool = False,
 ) -> JSONResponse | StreamingResponse:
+    state.engine.check_alive()
     for params in {id(j.params): j.params for j in jobs}.values():
         state.engine.check_token_ids(params)
         await state.engine.prepare_constraint(params, constraint_param)
@@ -179,8 +182,8 @@ async def stream_events(
             chunk = renderer.choice(progress[k], out, stream=True)
             if chunk is not None:
                 yield event(chunk)
-    except APIError as exc:
-        yield sse({"error": {"message": exc.message, "type": "invalid_request_error"}})
+    except Exception as exc:  # the 200 went out: the error ends the stream as an event
+        yield error_event(exc)
         return
     if include_usage:
         done = [finals[k] for k in range(len(jobs))]

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from nanolang.backends.wire import DeltaEncoder, output_to_dict
 from nanolang.run.choices import SelectError, select
-from nanolang.server.errors import APIError
+from nanolang.server.errors import APIError, error_event
 from nanolang.server.params import native_params
 from nanolang.server.protocol import GenerateRequest, NativePrompt, ScoreRequest
 from nanolang.server.state import ServerState, State
@@ -43,6 +43,7 @@ async def generate(
     req: GenerateRequest, request: Request, state: State
 ) -> JSONResponse | StreamingResponse:
     state.check_model(req.model)
+    state.engine.check_alive()
     params = native_params(req.params)
     ids = native_prompt_ids(state, req)
     state.engine.check_prompt(ids, params.max_tokens)
@@ -68,8 +69,8 @@ async def stream_outputs(
             if output.finished:
                 state.metrics.observe(output)
             yield sse(encoder.event(output))
-    except APIError as exc:
-        yield sse({"error": {"message": exc.message, "type": "invalid_request_error"}})
+    except Exception as exc:  # the 200 went out: the error ends the stream as an event
+        yield error_event(exc)
         return
     yield DONE
 
@@ -77,6 +78,7 @@ async def stream_outputs(
 @router.post("/v1/nano/score")
 async def score(req: ScoreRequest, state: State) -> JSONResponse:
     state.check_model(req.model)
+    state.engine.check_alive()
     ids = native_prompt_ids(state, req)
     state.engine.check_prompt(ids, None)
     if len(set(req.choices)) != len(req.choices) or not all(req.choices):

@@ -229,6 +229,18 @@ def test_unknown_route_is_an_openai_style_404(server: LiveServer) -> None:
     assert_openai_error(httpx.get(f"{server.url}/v1/nothing", timeout=10), 404)
 
 
+def test_wrong_method_is_a_405_naming_the_allowed_ones(server: LiveServer) -> None:
+    """A 405 carries Allow, as HTTP requires (the OpenAI-style body had replaced the headers)."""
+    for method, path, allowed in (
+        ("GET", "/v1/completions", "POST"),
+        ("PUT", "/v1/chat/completions", "POST"),
+        ("POST", "/v1/models", "GET"),
+    ):
+        response = httpx.request(method, f"{server.url}{path}", timeout=10)
+        assert_openai_error(response, 405)
+        assert response.headers.get("allow") == allowed
+
+
 def test_openai_client_raises_its_own_errors(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError):
         client.completions.create(model="nope", prompt="x", max_tokens=1)

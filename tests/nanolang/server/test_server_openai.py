@@ -7,6 +7,7 @@ import math
 
 import httpx
 import openai
+import pytest
 
 from tests.nanolang.server.conftest import MODEL
 from tests.nanolang.server.live_server import LiveServer
@@ -77,6 +78,27 @@ def test_streamed_completion_matches_non_streamed(client: openai.OpenAI) -> None
     reasons = [c.choices[0].finish_reason for c in chunks if c.choices]
     assert reasons[-1] == whole.choices[0].finish_reason and all(r is None for r in reasons[:-1])
     assert chunks[-1].choices == [] and chunks[-1].usage == whole.usage
+
+
+@pytest.mark.parametrize("echo", [False, True])
+def test_streamed_logprobs_offsets_match_non_streamed(client: openai.OpenAI, echo: bool) -> None:
+    """text_offset counts the tokens' characters in a stream too: with a stop string the text
+    lags behind the tokens (held back while the stop string could still cut it), and the
+    offsets counted that text (they were 0 0 0 ... then off by the held-back characters)."""
+    stop = ["a stop string that never comes"]
+    kw = dict(model=MODEL, prompt="A model reads tokens", max_tokens=10, seed=5, stop=stop)
+    kw.update(logprobs=1, echo=echo)
+    whole = client.completions.create(**kw).choices[0].logprobs
+    assert whole is not None and len(whole.tokens or []) >= 10
+    tokens: list[str] = []
+    offsets: list[int] = []
+    for chunk in client.completions.create(stream=True, **kw):
+        logprobs = chunk.choices[0].logprobs
+        if logprobs is not None:
+            tokens += logprobs.tokens or []
+            offsets += logprobs.text_offset or []
+    assert tokens == whole.tokens
+    assert offsets == whole.text_offset
 
 
 def test_chat_completion(client: openai.OpenAI) -> None:
