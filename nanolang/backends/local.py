@@ -163,7 +163,8 @@ class LocalBackend(Backend):
                 yield update
             yield future.result()
         finally:
-            if not future.done():
+            if not future.done():  # the caller left: nothing may be set on the future now
+                future.cancel()  # (an error set by a later close would go unretrieved)
                 self._inbox.put(_Abort(request_id))
 
     def close(self) -> None:

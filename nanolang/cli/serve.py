@@ -24,6 +24,13 @@ def add_parser(sub: Any) -> None:
         default=1,
         help="tensor-parallel degree: the engine starts one worker process per GPU (default: 1)",
     )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=_seconds,
+        default=30.0,
+        help="on SIGTERM / Ctrl-C, seconds requests in flight may run on before they are "
+        "cancelled with a 503 (default: 30)",
+    )
     parser.set_defaults(handler=handle)
 
 
@@ -38,6 +45,17 @@ def _degree(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    """``--shutdown-timeout``: a number of seconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def handle(args: argparse.Namespace) -> int:
     from nanolang.server import ServerConfig, serve
 
@@ -47,6 +65,7 @@ def handle(args: argparse.Namespace) -> int:
             model_name=args.model_name,
             host=args.host,
             port=args.port,
+            shutdown_timeout_s=args.shutdown_timeout,
             llm_kwargs={
                 "device": args.device,
                 "dtype": args.dtype,

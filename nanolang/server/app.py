@@ -42,6 +42,10 @@ def create_app(config: ServerConfig, backend: LocalBackend | None = None) -> Fas
         try:
             with frozen_heap():  # the startup heap stays out of full collections while serving
                 yield
+        except asyncio.CancelledError:
+            # a forced stop (a second Ctrl-C) cancels the lifespan instead of ending it: stop
+            # here all the same (uvicorn logged the cancellation as a failed shutdown)
+            pass
         finally:
             sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -65,4 +69,5 @@ def serve(config: ServerConfig, **uvicorn_kwargs: Any) -> None:
     import uvicorn
 
     app = create_app(config)
+    uvicorn_kwargs.setdefault("timeout_graceful_shutdown", config.shutdown_timeout_s)
     uvicorn.run(app, host=config.host, port=config.port, **uvicorn_kwargs)

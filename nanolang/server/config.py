@@ -25,6 +25,8 @@ class ServerConfig:
     directory's name). ``api_key``: when set, every route but /health needs
     ``Authorization: Bearer <key>``. ``max_body_bytes``: larger request bodies get 413.
     ``llm_kwargs``: extra arguments for ``runtime.LLM`` (dtype, device, engine settings).
+    ``shutdown_timeout_s``: on SIGTERM or Ctrl-C, how long requests in flight may run on before
+    they are cancelled (answered 503, or their stream ended with that error); None: no limit.
     """
 
     model: str
@@ -35,6 +37,7 @@ class ServerConfig:
     max_body_bytes: int = 4 * 1024 * 1024
     max_n: int = 16
     llm_kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
+    shutdown_timeout_s: float | None = 30.0
 
     def __post_init__(self) -> None:
         if not self.model_name:
@@ -43,6 +46,8 @@ class ServerConfig:
             raise ValueError(f"port must be in [0, 65535], got {self.port}")
         if self.max_body_bytes < 1024:
             raise ValueError("max_body_bytes must be at least 1024")
+        if self.shutdown_timeout_s is not None and not self.shutdown_timeout_s >= 0:
+            raise ValueError(f"shutdown_timeout_s must be >= 0, got {self.shutdown_timeout_s}")
         if self.api_key == "":
             raise ValueError("api_key must be non-empty when given")
 

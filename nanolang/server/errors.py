@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Mapping
@@ -77,13 +79,37 @@ async def send_error(send: Send, status: int, message: str, code: str | None = N
     await send({"type": "http.response.body", "body": body})
 
 
+class ResponseProgress:
+    """What of a response has gone out through ASGI ``send``."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+        self.streaming = False  # an SSE body
+        self.ended = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            headers = dict(message.get("headers", ()))
+            self.streaming = headers.get(b"content-type", b"").startswith(b"text/event-stream")
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.ended = True
+        await self.send(message)
+
+
 class InternalErrors:
     """ASGI middleware: an exception no handler took (a bug) becomes an OpenAI-style 500 and
     the connection stays open for the client's next request. (Starlette's own last-resort
     handler answers too, but then re-raises, and uvicorn closes the connection: a client
     reusing it, as the openai SDK's pool does, saw its next, valid request fail with a
     connection reset.) An exception after the response started (a stream) still propagates:
-    the half-sent response cannot be completed, so the connection must close."""
+    the half-sent response cannot be completed, so the connection must close.
+
+    A request cancelled because the server is stopping (uvicorn cancels what still runs when
+    its graceful-shutdown time is over, or on a second Ctrl-C) is answered 503
+    ``server_shutting_down``, or its stream ends with that error as an event, and logged in one
+    line (uvicorn logged a traceback for each, and answered a plain-text 500)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -92,20 +118,30 @@ class InternalErrors:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        progress = ResponseProgress(send)
         try:
-            await self.app(scope, receive, tracked)
+            await self.app(scope, receive, progress)
         except Exception as exc:
             log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
-            if started:
+            if progress.started:
                 raise
             await send_error(send, 500, f"internal server error: {type(exc).__name__}")
+        except asyncio.CancelledError:
+            log.warning("%s %s cancelled: the server is stopping", scope.get("method"),
+                        scope.get("path"))  # fmt: skip
+            with contextlib.suppress(Exception):  # the connection may be gone already
+                await _end_cancelled(send, progress)
+
+
+SHUTTING_DOWN = "the server is shutting down; the request was cancelled"
+
+
+async def _end_cancelled(send: Send, progress: ResponseProgress) -> None:
+    if not progress.started:
+        await send_error(send, 503, SHUTTING_DOWN, "server_shutting_down")
+    elif progress.streaming and not progress.ended:
+        event = sse(error_body(503, SHUTTING_DOWN, None, "server_shutting_down")).encode()
+        await send({"type": "http.response.body", "body": event, "more_body": False})
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from typing import Any
 
 import httpx
 import pytest
@@ -42,3 +49,76 @@ def test_serve_reports_a_degree_the_model_cannot_split(
     assert (
         err.startswith("error: tensor_parallel_size 4 does not divide") and "Traceback" not in err
     )
+
+
+LONG = {"model": "llama", "prompt": "0 1 2 3", "max_tokens": 450, "ignore_eos": True}
+SHUTTING_DOWN = {
+    "message": "the server is shutting down; the request was cancelled",
+    "type": "server_error",
+    "param": None,
+    "code": "server_shutting_down",
+}
+
+
+def requests_in_flight(url: str) -> tuple[dict[str, Any], list[threading.Thread]]:
+    """A long stream and a long non-streamed request, running when this returns; what they
+    got lands in the dict (``stream``: the last SSE data line; ``plain``: the response)."""
+    got: dict[str, Any] = {}
+    started = threading.Event()
+
+    def stream() -> None:
+        body = {**LONG, "stream": True}
+        with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=60) as response:
+            for line in response.iter_lines():
+                started.set()
+                got["stream"] = line.removeprefix("data: ") if line else got.get("stream")
+
+    def plain() -> None:
+        got["plain"] = httpx.post(f"{url}/v1/completions", json={**LONG, "n": 8}, timeout=60)
+
+    threads = [threading.Thread(target=stream), threading.Thread(target=plain)]
+    for thread in threads:
+        thread.start()
+    assert started.wait(30)
+    deadline = time.monotonic() + 30
+    while "requests_running 9.0" not in httpx.get(f"{url}/metrics", timeout=10).text:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    return got, threads
+
+
+def assert_ended_cleanly(proc: subprocess.Popen[bytes], got: dict[str, Any], port: int) -> None:
+    """Both requests answered with the shutting-down error in OpenAI's shape, no traceback in
+    the log, and the port free for the next server."""
+    proc.wait(timeout=30)
+    log = proc.stdout.read().decode() if proc.stdout else ""
+    assert "Traceback" not in log and "never retrieved" not in log, log
+    assert got["plain"].status_code == 503 and got["plain"].json() == {"error": SHUTTING_DOWN}
+    assert json.loads(got["stream"]) == {"error": SHUTTING_DOWN}
+    with socket.socket() as sock:  # as uvicorn binds it
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+
+
+def test_sigterm_cancels_requests_in_flight_after_the_shutdown_timeout(tiny_llama: str) -> None:
+    """SIGTERM with requests running: they have --shutdown-timeout to finish (uvicorn waited
+    for them without limit), then end with a 503 in OpenAI's shape, one log line each (uvicorn
+    logged a traceback per request and answered a plain-text 500)."""
+    args = ["--model", tiny_llama, "--model-name", "llama", "--shutdown-timeout", "0.2"]
+    with serve_process(args) as (proc, url):
+        got, threads = requests_in_flight(url)
+        proc.send_signal(signal.SIGTERM)
+        for thread in threads:
+            thread.join(timeout=30)
+        assert_ended_cleanly(proc, got, int(url.rsplit(":", 1)[1]))
+
+
+def test_a_second_ctrl_c_stops_at_once_without_tracebacks(tiny_llama: str) -> None:
+    with serve_process(["--model", tiny_llama, "--model-name", "llama"]) as (proc, url):
+        got, threads = requests_in_flight(url)
+        proc.send_signal(signal.SIGINT)  # waits for the requests (up to 30 s) ...
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)  # ... unless forced
+        for thread in threads:
+            thread.join(timeout=30)
+        assert_ended_cleanly(proc, got, int(url.rsplit(":", 1)[1]))
