@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -65,9 +67,31 @@ def create_app(config: ServerConfig, backend: LocalBackend | None = None) -> Fas
 
 
 def serve(config: ServerConfig, **uvicorn_kwargs: Any) -> None:
-    """Load the model and serve until interrupted."""
+    """Take the port, load the model and serve until interrupted."""
     import uvicorn
 
-    app = create_app(config)
-    uvicorn_kwargs.setdefault("timeout_graceful_shutdown", config.shutdown_timeout_s)
-    uvicorn.run(app, host=config.host, port=config.port, **uvicorn_kwargs)
+    sock = listening_socket(config.host, config.port)  # a port in use fails before the load
+    with sock:
+        app = create_app(config)
+        uvicorn_kwargs.setdefault("timeout_graceful_shutdown", config.shutdown_timeout_s)
+        settings = uvicorn.Config(app, host=config.host, port=config.port, **uvicorn_kwargs)
+        host, port = sock.getsockname()[:2]  # (uvicorn says where only when it binds)
+        url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        logging.getLogger("uvicorn.error").info(
+            "Serving %r on %s (Press CTRL+C to quit)", config.model_name, url
+        )
+        uvicorn.Server(settings).run(sockets=[sock])
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """``host:port`` bound as uvicorn binds it; a ValueError saying why when it cannot be (in
+    use, say), so that is known at once, not after minutes of loading a model."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ValueError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+    return sock

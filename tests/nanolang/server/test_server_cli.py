@@ -122,3 +122,24 @@ def test_a_second_ctrl_c_stops_at_once_without_tracebacks(tiny_llama: str) -> No
         for thread in threads:
             thread.join(timeout=30)
         assert_ended_cleanly(proc, got, int(url.rsplit(":", 1)[1]))
+
+
+def test_a_port_in_use_is_one_line_before_the_model_loads(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The port is taken first: uvicorn bound it only after the model had loaded (minutes for
+    a large one), then logged the error and exited 3."""
+    from nanolang.cli.main import main
+    from nanolang.server import app
+
+    def no_load(config: object) -> None:
+        raise AssertionError("the model loaded before the port was checked")
+
+    monkeypatch.setattr(app, "load_backend", no_load)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot serve on 127.0.0.1:{port}: ") and "in use" in err
