@@ -496,6 +496,18 @@ def main(argv: list[str] | None = None) -> int:
         return execute(args, command)
 
 
+TABLE_WIDTH = 200  # columns of the table when standard error is not a terminal (a log, a pipe)
+
+
+def table_console() -> Any:
+    """Where the summary table goes: standard error, at the terminal's width, or at
+    ``TABLE_WIDTH`` columns in a log or a pipe (rich would take 80 there and cut every cell)."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    return console if console.is_terminal else Console(stderr=True, width=TABLE_WIDTH)
+
+
 def execute(args: argparse.Namespace, command: str) -> int:
     """Run the benchmark, print a table on stderr and the JSON records on stdout."""
     try:
@@ -503,9 +515,7 @@ def execute(args: argparse.Namespace, command: str) -> int:
     except (ValueError, OSError, MemoryError) as exc:  # bad model, plan, device or dtype
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from rich.console import Console
-
-    Console(stderr=True).print(render_table(records))
+    table_console().print(render_table(records))
     text = json.dumps(records, indent=2)
     if args.out is not None:
         write_records(args.out, records)

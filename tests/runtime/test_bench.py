@@ -193,6 +193,9 @@ def test_warm_up_requests_are_untimed_and_leave_the_timed_run_alone(
     err = capsys.readouterr().err  # a warm-up of each workload's prompt lengths
     assert "[bench] warm-up: 2 requests of 512/512" in err
     assert "[bench] warm-up: 2 requests of lmsys" in err
+    # the summary table in a log (not a terminal) keeps its cells whole: rich takes 80 columns
+    # there unless told otherwise, and cut "nanolang" to "nano…"
+    assert "│ nanolang │ 512/512  │ 3" in err and "…" not in err
     assert execute(build_parser().parse_args(base), "t") == 0
     cold = json.loads(out.read_text())[0]
     assert (warm["warmup_requests"], cold["warmup_requests"]) == (2, 0)
