@@ -145,21 +145,21 @@ class LocalBackend(Backend):
     async def stream(
         self, prompt_ids: list[int], params: SamplingParams
     ) -> AsyncGenerator[RequestOutput, None]:
-        """Yield the request's output after every engine step that advanced it, the final one
-        last. Closing the iterator early (or cancelling its consumer) aborts the request."""
+        """Yield the request's output after engine steps that advanced it, the final one last.
+        Each output is cumulative, so a consumer that lags behind the engine gets only the
+        newest when it asks again. Closing the iterator early (or cancelling its consumer)
+        aborts the request."""
         if self._failure is not None:
             raise RuntimeError(f"the engine thread failed earlier: {self._failure!r}")
         self._ensure_thread()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[RequestOutput] = loop.create_future()
-        updates: asyncio.Queue[RequestOutput | None] = asyncio.Queue()
-        future.add_done_callback(lambda _: updates.put_nowait(None))
+        latest = _Latest()
+        future.add_done_callback(lambda _: latest.close())
         request_id = f"nl-{next(self._ids)}"
-        self._inbox.put(
-            _Add(request_id, list(prompt_ids), params, loop, future, updates.put_nowait)
-        )
+        self._inbox.put(_Add(request_id, list(prompt_ids), params, loop, future, latest.put))
         try:
-            while (update := await updates.get()) is not None:
+            while (update := await latest.take()) is not None:
                 yield update
             yield future.result()
         finally:
@@ -258,6 +258,34 @@ class LocalBackend(Backend):
         for command in self._waiting.values():
             _notify(command, _set_exception, command.future, exc)
         self._waiting.clear()
+
+
+class _Latest:
+    """A streamed request's newest partial output not taken yet. Outputs are cumulative, each
+    superseding the ones before, so only the newest is kept: a consumer that lags (its client
+    reads slowly or not at all) held a copy of the whole output per engine step, memory
+    quadratic in the output's length."""
+
+    def __init__(self) -> None:
+        self._output: RequestOutput | None = None
+        self._closed = False
+        self._ready = asyncio.Event()
+
+    def put(self, output: RequestOutput) -> None:
+        self._output = output
+        self._ready.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._ready.set()
+
+    async def take(self) -> RequestOutput | None:
+        """The newest output not taken yet; None once closed with none left."""
+        while self._output is None and not self._closed:
+            self._ready.clear()
+            await self._ready.wait()
+        output, self._output = self._output, None
+        return output
 
 
 def _notify(command: _Add, fn: Callable[..., None], *args: Any) -> bool:

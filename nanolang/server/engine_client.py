@@ -4,7 +4,7 @@ answer 400 before anything is queued, and read-only counters for /metrics."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from nanolang.backends.local import LocalBackend
@@ -138,7 +138,9 @@ class EngineClient:
                 raise
             raise error from exc
 
-    async def stream(self, ids: list[int], params: SamplingParams) -> AsyncIterator[RequestOutput]:
+    async def stream(
+        self, ids: list[int], params: SamplingParams
+    ) -> AsyncGenerator[RequestOutput, None]:
         self.check_alive()
         updates = self.backend.stream(ids, params)
         try:

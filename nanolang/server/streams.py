@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 from starlette.requests import Request
@@ -21,27 +21,37 @@ def sse(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
-async def merge(streams: list[AsyncIterator[T]]) -> AsyncIterator[tuple[int, T]]:
+async def merge(streams: list[AsyncGenerator[T, None]]) -> AsyncIterator[tuple[int, T]]:
     """Items of every stream as ``(stream index, item)`` in arrival order.
 
-    The first error is raised once the stream that had it is reached; leaving early (the client
-    went away) cancels every pump, which closes the streams and so aborts their requests."""
-    queue: asyncio.Queue[tuple[int, Any, BaseException | None, bool]] = asyncio.Queue()
+    A stream's next item is pulled only once its last one was taken, so while the consumer lags
+    (its client reads slowly) items wait in their streams, not here. The first error is raised
+    once the stream that had it is reached; leaving early (the client went away) cancels every
+    pump, which closes the streams and so aborts their requests."""
+    queue: asyncio.Queue[tuple[int, Any, BaseException | None, bool, asyncio.Event]] = (
+        asyncio.Queue()
+    )
 
-    async def pump(index: int, stream: AsyncIterator[T]) -> None:
+    async def pump(index: int, stream: AsyncGenerator[T, None]) -> None:
+        taken = asyncio.Event()
         try:
             async for item in stream:
-                queue.put_nowait((index, item, None, False))
+                taken.clear()
+                queue.put_nowait((index, item, None, False, taken))
+                await taken.wait()
         except Exception as exc:
-            queue.put_nowait((index, None, exc, True))
+            queue.put_nowait((index, None, exc, True, taken))
             return
-        queue.put_nowait((index, None, None, True))
+        finally:  # cancelled while waiting between items too: the stream's request is aborted
+            await stream.aclose()
+        queue.put_nowait((index, None, None, True, taken))
 
     tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
     try:
         remaining = len(tasks)
         while remaining:
-            index, item, error, finished = await queue.get()
+            index, item, error, finished, taken = await queue.get()
+            taken.set()
             if error is not None:
                 raise error
             if finished:

@@ -9,6 +9,7 @@ import logging
 import pytest
 
 from nanolang.backends.local import LocalBackend
+from runtime.outputs import RequestOutput
 from runtime.sampling_params import SamplingParams
 
 
@@ -60,3 +61,26 @@ def test_a_failing_progress_callback_loses_no_result(
     assert [len(o.token_ids) for o in outputs] == [4, 4, 4]
     assert seen and seen == sorted(seen) and max(seen) < 4
     assert "on_progress of request" in caplog.text
+
+
+def test_a_stream_consumer_that_lags_gets_the_newest_output_not_every_step(
+    backend: LocalBackend,
+) -> None:
+    """A consumer that stops reading (a client that reads slowly) is handed the newest
+    cumulative output when it asks again, not one per step it missed (every one was queued: a
+    copy of the whole output per step, memory quadratic in the output's length)."""
+    params = SamplingParams(max_tokens=40, ignore_eos=True, temperature=0.0)
+
+    async def main() -> tuple[RequestOutput, list[RequestOutput]]:
+        stream = backend.stream([1, 2, 3], params)
+        first = await anext(stream)
+        while backend.llm.has_unfinished_requests():  # the engine runs on without us
+            await asyncio.sleep(0.01)
+        return first, [output async for output in stream]
+
+    first, rest = asyncio.run(main())
+    assert not first.finished and len(first.token_ids) < 40
+    assert len(rest) <= 2, [len(o.token_ids) for o in rest]  # the newest partial, the final
+    assert rest[-1].finished and len(rest[-1].token_ids) == 40
+    whole = asyncio.run(backend.generate([1, 2, 3], params))
+    assert rest[-1].token_ids == whole.token_ids and rest[-1].text == whole.text
