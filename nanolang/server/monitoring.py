@@ -14,7 +14,7 @@ from nanolang.server.state import ServerState, State
 router = APIRouter()
 
 
-@router.get("/health")
+@router.api_route("/health", methods=["GET", "HEAD"])  # uptime monitors often probe with HEAD
 async def health(state: State) -> JSONResponse:
     failure = state.engine.backend.failure
     if failure is not None:

@@ -230,7 +230,8 @@ def test_unknown_route_is_an_openai_style_404(server: LiveServer) -> None:
 
 
 def test_wrong_method_is_a_405_naming_the_allowed_ones(server: LiveServer) -> None:
-    """A 405 carries Allow, as HTTP requires (the OpenAI-style body had replaced the headers)."""
+    """A 405 carries Allow, as HTTP requires (the OpenAI-style body had replaced the headers);
+    HEAD /health is answered (it was a 405)."""
     for method, path, allowed in (
         ("GET", "/v1/completions", "POST"),
         ("PUT", "/v1/chat/completions", "POST"),
@@ -239,6 +240,8 @@ def test_wrong_method_is_a_405_naming_the_allowed_ones(server: LiveServer) -> No
         response = httpx.request(method, f"{server.url}{path}", timeout=10)
         assert_openai_error(response, 405)
         assert response.headers.get("allow") == allowed
+    head = httpx.head(f"{server.url}/health", timeout=10)  # how uptime monitors probe
+    assert head.status_code == 200 and head.content == b""
 
 
 def test_openai_client_raises_its_own_errors(client: openai.OpenAI) -> None:
