@@ -64,24 +64,26 @@ def openai_params(
     if constraint is not None:
         fields[constraint.kind] = constraint.text
     return sampling_params(
-        max_tokens=max_tokens,
-        temperature=1.0 if req.temperature is None else req.temperature,
-        top_p=1.0 if req.top_p is None else req.top_p,
-        top_k=-1 if req.top_k is None else req.top_k,
-        min_p=req.min_p or 0.0,
-        stop=stop_list(req.stop),
-        stop_token_ids=tuple(req.stop_token_ids or ()),
-        seed=seed,
-        ignore_eos=req.ignore_eos,
-        logprobs=logprobs,
-        prompt_logprobs=prompt_logprobs,
-        top_logprobs=top_logprobs,
-        presence_penalty=req.presence_penalty or 0.0,
-        frequency_penalty=req.frequency_penalty or 0.0,
-        repetition_penalty=1.0 if req.repetition_penalty is None else req.repetition_penalty,
-        logit_bias=logit_bias(req.logit_bias),
-        min_tokens=req.min_tokens,
-        **fields,
+        dict(
+            max_tokens=max_tokens,
+            temperature=1.0 if req.temperature is None else req.temperature,
+            top_p=1.0 if req.top_p is None else req.top_p,
+            top_k=-1 if req.top_k is None else req.top_k,
+            min_p=req.min_p or 0.0,
+            stop=stop_list(req.stop),
+            stop_token_ids=tuple(req.stop_token_ids or ()),
+            seed=seed,
+            ignore_eos=req.ignore_eos,
+            logprobs=logprobs,
+            prompt_logprobs=prompt_logprobs,
+            top_logprobs=top_logprobs,
+            presence_penalty=req.presence_penalty or 0.0,
+            frequency_penalty=req.frequency_penalty or 0.0,
+            repetition_penalty=1.0 if req.repetition_penalty is None else req.repetition_penalty,
+            logit_bias=logit_bias(req.logit_bias),
+            min_tokens=req.min_tokens,
+            **fields,
+        )
     )
 
 
@@ -173,11 +175,18 @@ def native_params(params: NativeParams) -> SamplingParams:
     if params.json_schema is not None:
         fields["json_schema"] = _schema_text(params.json_schema, "params.json_schema")
     fields["logit_bias"] = logit_bias(params.logit_bias)
-    return sampling_params(**fields)
+    return sampling_params(fields, "params.")
 
 
-def sampling_params(**fields: Any) -> SamplingParams:
+def sampling_params(fields: dict[str, Any], param_prefix: str = "") -> SamplingParams:
+    """``SamplingParams(**fields)``; a 400 naming the field it refused (as ``param``)."""
     try:
         return SamplingParams(**fields)
     except (ValueError, TypeError) as exc:
-        raise APIError(400, str(exc)) from exc
+        raise APIError(400, str(exc), _refused_field(str(exc), fields, param_prefix)) from exc
+
+
+def _refused_field(message: str, fields: dict[str, Any], prefix: str) -> str | None:
+    """The field a ``SamplingParams`` error starts with ("top_p must be in (0, 1], ...")."""
+    first = message.removeprefix("invalid SamplingParams: ").split(" ", 1)[0]
+    return prefix + first if first in fields else None

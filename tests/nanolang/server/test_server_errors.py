@@ -92,6 +92,13 @@ BAD_INPUTS = {
     "token_id_out_of_vocabulary": ("/v1/completions", {**COMPLETION, "prompt": [10**6]}, 400, None),
     "empty_prompt": ("/v1/completions", {**COMPLETION, "prompt": ""}, 400, "prompt"),
     "bad_temperature": ("/v1/completions", {**COMPLETION, "temperature": -1}, 400, None),
+    "top_p_zero": ("/v1/completions", {**COMPLETION, "top_p": 0}, 400, "top_p"),
+    "native_bad_top_p": (
+        "/v1/nano/generate",
+        {"prompt": "x", "params": {"top_p": 5}},
+        400,
+        "params.top_p",
+    ),
     "too_many_choices": ("/v1/completions", {**COMPLETION, "n": 1000}, 400, "n"),
     "too_many_top_logprobs": ("/v1/completions", {**COMPLETION, "logprobs": 21}, 400, "logprobs"),
     "wrong_type": ("/v1/completions", {**COMPLETION, "max_tokens": "many"}, 400, "max_tokens"),
