@@ -159,8 +159,18 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     if first.get("type") == "json_invalid":
         return f"malformed JSON body: {first.get('msg', '')}", None
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    if not loc and first.get("type") == "model_attributes_type":
+        return _not_an_object(first.get("input")), None
     param = ".".join(loc) or None
     return f"{param or 'body'}: {first.get('msg', 'invalid value')}", param
+
+
+def _not_an_object(body: Any) -> str:
+    """Why the body is not a request object. Bytes: FastAPI did not read it as JSON, because
+    its Content-Type is not JSON's (``curl -d`` sends a form's)."""
+    if isinstance(body, bytes | str):
+        return "the body must be a JSON object sent with Content-Type: application/json"
+    return f"the body must be a JSON object, not {type(body).__name__}"
 
 
 def _where(error: dict[str, Any]) -> str:

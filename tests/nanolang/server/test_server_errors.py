@@ -188,6 +188,20 @@ def test_bad_input_is_a_4xx_and_the_server_goes_on(server: LiveServer, case: str
     assert_still_serving(server)
 
 
+def test_a_body_not_sent_as_json_says_so(server: LiveServer) -> None:
+    """``curl -d`` sends a form's Content-Type, so FastAPI does not read the JSON: the 400 says
+    what to send (it said 'body: Input should be a valid dictionary or object to extract
+    fields from')."""
+    body = json.dumps(COMPLETION)
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    response = post(server, "/v1/completions", body, form)
+    assert_openai_error(response, 400)
+    assert "Content-Type: application/json" in response.json()["error"]["message"]
+    listed = post(server, "/v1/chat/completions", "[1, 2]")
+    assert_openai_error(listed, 400)
+    assert listed.json()["error"]["message"] == "the body must be a JSON object, not list"
+
+
 def test_oversized_body_is_413(server: LiveServer) -> None:
     big = {**COMPLETION, "prompt": "x" * (server.config.max_body_bytes + 1)}
     assert_openai_error(post(server, "/v1/completions", big), 413)
