@@ -35,7 +35,7 @@ from nanolang.jobs.options import (
     run_distributed,
 )
 from nanolang.jobs.progress import INTERRUPTED, JobProgress, interrupted
-from nanolang.jobs.report import write_report
+from nanolang.jobs.report import ready_report, write_report
 from nanolang.jobs.results import ResultLog, load_results
 from nanolang.jobs.resume import prepare
 from nanolang.jobs.runner import JobWriter, RunStats, run_local
@@ -89,7 +89,8 @@ def run_job(args: argparse.Namespace) -> int:
     try:
         rows = read_requests(args.input)
         expected = {row.custom_id: row.fingerprint for row in rows}
-        note = prepare(args.output, expected, BATCH_LINES, resume_options(args))
+        note = prepare(args.output, expected, BATCH_LINES, resume_options(args), [args.input])
+        ready_report(args.report)
         cluster = cluster_options(args) if args.ray is not None else None
     except (DatasetError, FingerprintMismatch, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -44,9 +44,16 @@ def holding_results(path: Path, job: Callable[[], int]) -> int:
     file); exit status 1, naming the other job, when another job is writing it."""
     from nanolang.jobs.lock import JobLock, ResultsInUse
 
+    lock = JobLock(path)
     try:
-        with JobLock(path):
-            return job()
+        lock.__enter__()
     except ResultsInUse as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a folder that cannot be made or written (read-only, a file)
+        print(f"error: cannot write the results file {path}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return job()
+    finally:
+        lock.__exit__(None, None, None)

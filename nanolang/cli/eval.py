@@ -28,7 +28,7 @@ from nanolang.jobs.job import EvalJob, JobConfig, row_fingerprints
 from nanolang.jobs.metrics import METRICS, declared_metric, resolve_metric
 from nanolang.jobs.options import add_job_options, cluster_options, resume_options, run_distributed
 from nanolang.jobs.progress import INTERRUPTED, JobProgress, interrupted
-from nanolang.jobs.report import write_report
+from nanolang.jobs.report import ready_report, write_report
 from nanolang.jobs.results import ResultLog, load_results
 from nanolang.jobs.resume import EVAL_LINES, prepare
 from nanolang.jobs.runner import JobWriter, RunStats
@@ -102,9 +102,10 @@ def run_job(args: argparse.Namespace) -> int:
             program.name, args.seed, args.concurrency, args.max_errors
         ).with_tools(args.tools)
         check_tools(module, config.load_tools(module))  # before any row runs
-        note = prepare(
-            args.out, row_fingerprints(module, config, rows), EVAL_LINES, resume_options(args)
-        )
+        fingerprints = row_fingerprints(module, config, rows)
+        inputs = [args.data, Path(args.file), *([Path(args.tools)] if args.tools else [])]
+        note = prepare(args.out, fingerprints, EVAL_LINES, resume_options(args), inputs)
+        ready_report(args.report)
         cluster = cluster_options(args) if args.ray is not None else None
     except (DatasetError, FingerprintMismatch, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

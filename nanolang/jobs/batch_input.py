@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nanolang.jobs.dataset import DatasetError, json_lines
+from nanolang.jobs.dataset import DatasetError, json_lines, not_empty
 from nanolang.jobs.fingerprint import Fingerprint, digest
 
 URLS = ("/v1/chat/completions", "/v1/completions")
@@ -61,12 +61,12 @@ def row_problem(obj: dict[str, Any]) -> str | None:
     return None
 
 
-def parse_request(line: int, obj: Any) -> BatchRow:
+def parse_request(path: Path, line: int, obj: Any) -> BatchRow:
     if not isinstance(obj, dict):
-        raise DatasetError(f"line {line + 1}: a request must be a JSON object")
+        raise DatasetError(f"{path}:{line + 1}: a request must be a JSON object")
     custom_id = obj.get("custom_id")
     if not isinstance(custom_id, str) or not custom_id:
-        raise DatasetError(f"line {line + 1}: custom_id must be a non-empty string")
+        raise DatasetError(f"{path}:{line + 1}: custom_id must be a non-empty string")
     body = obj.get("body")
     return BatchRow(
         custom_id=custom_id,
@@ -81,11 +81,14 @@ def parse_request(line: int, obj: Any) -> BatchRow:
 def read_requests(path: Path) -> list[BatchRow]:
     """The request lines of ``path`` (blank lines skipped; they still count as lines)."""
     rows: list[BatchRow] = []
-    seen: set[str] = set()
+    first: dict[str, int] = {}
     for line, obj in json_lines(path):
-        row = parse_request(line, obj)
-        if row.custom_id in seen:
-            raise DatasetError(f"{path}:{line + 1}: custom_id {row.custom_id!r} repeats")
-        seen.add(row.custom_id)
+        row = parse_request(path, line, obj)
+        if row.custom_id in first:
+            raise DatasetError(
+                f"{path}:{line + 1}: custom_id {row.custom_id!r} repeats "
+                f"(first on line {first[row.custom_id] + 1})"
+            )
+        first[row.custom_id] = line
         rows.append(row)
-    return rows
+    return not_empty(path, rows)

@@ -10,13 +10,15 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ID_FIELD = "id"
 
+T = TypeVar("T")
+
 
 class DatasetError(ValueError):
-    """A row that is not a JSON object, or ids that repeat."""
+    """A row that is not a JSON object, ids that repeat, or a file without rows."""
 
 
 @dataclass(frozen=True)
@@ -30,9 +32,9 @@ class Row:
     has_expected: bool = False
 
 
-def parse_row(line: int, obj: Any, expected_field: str) -> Row:
+def parse_row(path: Path, line: int, obj: Any, expected_field: str) -> Row:
     if not isinstance(obj, dict):
-        raise DatasetError(f"line {line + 1}: a row must be a JSON object")
+        raise DatasetError(f"{path}:{line + 1}: a row must be a JSON object")
     args = {k: v for k, v in obj.items() if k not in (ID_FIELD, expected_field)}
     row_id = str(obj[ID_FIELD]) if ID_FIELD in obj else str(line)
     return Row(row_id, line, args, obj.get(expected_field), expected_field in obj)
@@ -56,12 +58,23 @@ def json_lines(path: Path) -> Iterator[tuple[int, Any]]:
                 raise DatasetError(f"{path}:{line + 1}: not JSON: {exc.msg}") from None
 
 
+def not_empty(path: Path, rows: list[T]) -> list[T]:
+    """``rows``, or a ``DatasetError`` when there are none (an empty file is a mistake: a
+    download that failed, the wrong file; a job over it would "succeed" having run nothing)."""
+    if not rows:
+        raise DatasetError(f"{path}: no rows (the file is empty or has only blank lines)")
+    return rows
+
+
 def read_rows(path: Path, expected_field: str = "expected") -> list[Row]:
     """The rows of ``path`` (blank lines are skipped but still count as lines)."""
-    rows = [parse_row(line, obj, expected_field) for line, obj in json_lines(path)]
-    seen: set[str] = set()
+    rows = [parse_row(path, line, obj, expected_field) for line, obj in json_lines(path)]
+    first: dict[str, int] = {}
     for row in rows:
-        if row.id in seen:
-            raise DatasetError(f"{path}: id {row.id!r} appears more than once")
-        seen.add(row.id)
-    return rows
+        if row.id in first:
+            raise DatasetError(
+                f"{path}:{row.line + 1}: id {row.id!r} appears more than once "
+                f"(first on line {first[row.id] + 1})"
+            )
+        first[row.id] = row.line
+    return not_empty(path, rows)

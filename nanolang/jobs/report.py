@@ -64,6 +64,19 @@ def render(
     )
 
 
+def ready_report(path: Path | None) -> None:
+    """Make ``--report``'s folder before the job runs: a path that cannot be written is a
+    ``ValueError`` at the start, not a traceback after the last row."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise ValueError(f"the report {path} is a directory: give a file in it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot write the report {path}: {exc}") from None
+
+
 def write_report(
     path: Path,
     title: str,

@@ -55,6 +55,27 @@ def repair(path: Path) -> int:
     return len(data) - keep
 
 
+def first_foreign_line(path: Path) -> int | None:
+    """The 1-based number of the first complete line of ``path`` that is not a JSON object
+    (blank lines aside): a file with one is not a results file. None when every line is one
+    (a torn last line, still unterminated, is not looked at: ``repair`` cuts it)."""
+    if not path.is_file():
+        return None
+    data = path.read_bytes()
+    for number, raw in enumerate(data[: data.rfind(b"\n") + 1].splitlines(), 1):
+        if raw.strip() and not isinstance(parsed(raw), dict):
+            return number
+    return None
+
+
+def parsed(raw: bytes) -> Any:
+    """``raw`` as JSON, or None when it is not UTF-8 JSON."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
 def load_results(path: Path) -> list[dict[str, Any]]:
     """Every complete result line of ``path`` (lines that do not parse are skipped, loudly)."""
     if not path.exists():

@@ -4,17 +4,25 @@ Resuming first checks every finished line against this job's fingerprints
 (``fingerprint.check_resume``); a results file of another job is an error, never silently
 mixed in. ``--restart`` deletes the old results instead; ``--retry-failed`` keeps the finished
 rows and removes the failed ones, so they run again and each row still has exactly one line.
+Before any of them, an output file that is one of the job's inputs (the dataset given as
+``--out``) or holds lines that are not results (another kind of file) is refused untouched.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nanolang.jobs.fingerprint import Fingerprint, check_resume
-from nanolang.jobs.results import drop_failed, load_results, repair, truncate
+from nanolang.jobs.fingerprint import Fingerprint, FingerprintMismatch, check_resume
+from nanolang.jobs.results import (
+    drop_failed,
+    first_foreign_line,
+    load_results,
+    repair,
+    truncate,
+)
 
 Line = Mapping[str, Any]
 
@@ -41,15 +49,37 @@ EVAL_LINES = LineFormat(
 )
 
 
+def check_output(path: Path, inputs: Sequence[Path]) -> None:
+    """``ValueError`` when ``path`` is a directory or one of the job's ``inputs`` (``--out``
+    the dataset: the job would append its results to it, and ``--restart`` would empty it);
+    ``FingerprintMismatch`` when it holds lines that are not results (another kind of file)."""
+    if path.is_dir():
+        raise ValueError(f"the output file {path} is a directory: give a file in it")
+    for source in inputs:
+        if path.exists() and source.exists() and path.samefile(source):
+            raise ValueError(
+                f"the output file {path} is the job's input {source}: give another output file"
+            )
+    number = first_foreign_line(path)
+    if number is not None:
+        raise FingerprintMismatch(
+            f"{path}:{number}: not a result (a JSON object per line), so {path} is not a "
+            "results file: give another output file (or delete it first)"
+        )
+
+
 def prepare(
     path: Path,
     expected: Mapping[str, Fingerprint],
     lines: LineFormat,
     options: ResumeOptions,
+    inputs: Sequence[Path] = (),
 ) -> str | None:
     """Make ``path`` ready to append to; a note on what was removed, if anything.
 
-    Raises ``FingerprintMismatch`` when resuming over another job's results."""
+    Raises ``ValueError`` when ``path`` is one of the job's ``inputs``, and
+    ``FingerprintMismatch`` when it is not a results file or holds another job's results."""
+    check_output(path, inputs)
     repair(path)
     if options.restart:
         removed = truncate(path)

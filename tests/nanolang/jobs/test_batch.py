@@ -105,6 +105,23 @@ def test_a_byte_order_mark_is_not_data_and_bad_bytes_name_their_line(tmp_path: P
         read_requests(src)
 
 
+def test_bad_request_lines_name_their_file_and_line(tmp_path: Path) -> None:
+    """A line that is not an object, has no custom_id or repeats one stops the job before it
+    starts (its answer could not be named); the error names the file (it gave a bare line)."""
+    ok = request("a", prompt="x", max_tokens=1)
+    cases = [
+        ([ok, [1]], r"in\.jsonl:2: a request must be a JSON object"),
+        ([ok, {"method": "POST", "body": {}}], r"in\.jsonl:2: custom_id must be a non-empty"),
+        ([ok, {**ok, "custom_id": 7}], r"in\.jsonl:2: custom_id must be a non-empty"),
+        ([ok, ok], r"in\.jsonl:2: custom_id 'a' repeats \(first on line 1\)"),
+    ]
+    for lines, message in cases:
+        src = tmp_path / "in.jsonl"
+        src.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+        with pytest.raises(DatasetError, match=message):
+            read_requests(src)
+
+
 def test_resuming_with_another_input_file_is_an_error_until_restart(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
