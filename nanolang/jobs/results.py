@@ -55,17 +55,11 @@ def repair(path: Path) -> int:
     return len(data) - keep
 
 
-def first_foreign_line(path: Path) -> int | None:
-    """The 1-based number of the first complete line of ``path`` that is not a JSON object
-    (blank lines aside): a file with one is not a results file. None when every line is one
-    (a torn last line, still unterminated, is not looked at: ``repair`` cuts it)."""
-    if not path.is_file():
-        return None
-    data = path.read_bytes()
-    for number, raw in enumerate(data[: data.rfind(b"\n") + 1].splitlines(), 1):
-        if raw.strip() and not isinstance(parsed(raw), dict):
-            return number
-    return None
+def lines_of(data: bytes) -> list[bytes]:
+    """The lines of a JSONL file's bytes, split at newlines only: ``str.splitlines`` also
+    splits at U+2028, U+2029 and U+0085, which JSON written with ``ensure_ascii=False``
+    keeps raw inside strings (a result whose output held one read as two broken lines)."""
+    return data.split(b"\n")
 
 
 def parsed(raw: bytes) -> Any:
@@ -76,18 +70,32 @@ def parsed(raw: bytes) -> Any:
         return None
 
 
+def first_foreign_line(path: Path) -> int | None:
+    """The 1-based number of the first complete line of ``path`` that is not a JSON object
+    (blank lines aside): a file with one is not a results file. None when every line is one
+    (a torn last line, still unterminated, is not looked at: ``repair`` cuts it)."""
+    if not path.is_file():
+        return None
+    data = path.read_bytes()
+    for number, raw in enumerate(lines_of(data[: data.rfind(b"\n") + 1]), 1):
+        if raw.strip() and not isinstance(parsed(raw), dict):
+            return number
+    return None
+
+
 def load_results(path: Path) -> list[dict[str, Any]]:
     """Every complete result line of ``path`` (lines that do not parse are skipped, loudly)."""
     if not path.exists():
         return []
     results = []
-    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not text.strip():
+    for number, raw in enumerate(lines_of(path.read_bytes()), 1):
+        if not raw.strip():
             continue
-        try:
-            results.append(json.loads(text))
-        except json.JSONDecodeError:
-            log.warning("%s:%d: not JSON; ignored", path, number)
+        value = parsed(raw)
+        if isinstance(value, dict):
+            results.append(value)
+        else:
+            log.warning("%s:%d: not a JSON object; ignored", path, number)
     return results
 
 

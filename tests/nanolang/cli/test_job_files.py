@@ -66,9 +66,7 @@ def test_the_dataset_as_out_is_refused_and_left_untouched(
     assert data.read_bytes() == before
 
 
-def test_the_program_as_out_is_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_the_program_as_out_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     program = tmp_path / "p.nano"
     program.write_bytes(GSM8K.path.read_bytes().rstrip(b"\n"))
     before = program.read_bytes()
