@@ -30,6 +30,7 @@ from nanolang.jobs.dataset import DatasetError
 from nanolang.jobs.fingerprint import FingerprintMismatch
 from nanolang.jobs.options import (
     add_job_options,
+    add_run_options,
     cluster_options,
     resume_options,
     run_distributed,
@@ -52,8 +53,7 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--model-name", default="", help="the model id requests name "
                         "(default: the model directory's name)")  # fmt: skip
     parser.add_argument("--server", default=None, help="URL of an OpenAI-compatible server")
-    parser.add_argument("--max-errors", type=int, default=None, help="stop after more failures")
-    parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
+    add_run_options(parser, "requests")
     add_job_options(parser)
     parser.set_defaults(handler=handle)
 

@@ -26,7 +26,13 @@ from nanolang.jobs.dataset import DatasetError, Row, read_rows
 from nanolang.jobs.fingerprint import FingerprintMismatch
 from nanolang.jobs.job import EvalJob, JobConfig, row_fingerprints
 from nanolang.jobs.metrics import METRICS, declared_metric, resolve_metric
-from nanolang.jobs.options import add_job_options, cluster_options, resume_options, run_distributed
+from nanolang.jobs.options import (
+    add_job_options,
+    add_run_options,
+    cluster_options,
+    resume_options,
+    run_distributed,
+)
 from nanolang.jobs.progress import INTERRUPTED, JobProgress, interrupted
 from nanolang.jobs.report import ready_report, write_report
 from nanolang.jobs.results import ResultLog, load_results
@@ -53,8 +59,7 @@ def add_parser(sub: Any) -> None:
         "(default: the file's '# metric:' comment, else exact)",
     )
     parser.add_argument("--expected-field", default="expected", help="the answer's field")
-    parser.add_argument("--max-errors", type=int, default=None, help="stop after more failures")
-    parser.add_argument("--concurrency", type=int, default=64, help="instances in flight")
+    add_run_options(parser, "instances")
     parser.add_argument("--seed", type=int, default=0, help="derive every gen's seed from this")
     parser.add_argument(
         "--tools", default=None, metavar="FILE.py",

@@ -13,6 +13,50 @@ from nanolang.jobs.runner import JobWriter, RunStats
 from nanolang.jobs.shard import Shard
 
 
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer ``>= low`` (``--concurrency 0`` left every row waiting for
+    a slot that never came: the job hung)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def shard_arg(text: str) -> Shard:
+    """``Shard.parse`` for argparse, which shows an ``ArgumentTypeError``'s message (a
+    ``ValueError``'s became 'invalid parse value')."""
+    try:
+        return Shard.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_run_options(parser: argparse.ArgumentParser, unit: str) -> None:
+    """``--max-errors`` and ``--concurrency`` (``unit``: what runs concurrently)."""
+    parser.add_argument(
+        "--max-errors", type=at_least(0), default=None, metavar="N",
+        help="stop once more than N have failed",
+    )  # fmt: skip
+    parser.add_argument("--concurrency", type=at_least(1), default=64, help=f"{unit} in flight")
+
+
 def add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--restart",
@@ -23,7 +67,7 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
         "--retry-failed", action="store_true", help="run the rows that failed earlier again"
     )
     parser.add_argument(
-        "--shard", type=Shard.parse, default=None, metavar="I/N",
+        "--shard", type=shard_arg, default=None, metavar="I/N",
         help="run only shard I of N (0-based) of the rows; concatenate the shards' outputs",
     )  # fmt: skip
     parser.add_argument(
@@ -38,13 +82,14 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
         help="run on a Ray cluster (ADDRESS, e.g. 10.0.0.5:6379; without it: a local cluster "
         "or $RAY_ADDRESS), one engine replica per GPU or per CPU slot",
     )  # fmt: skip
-    parser.add_argument("--replicas", type=int, default=None, help="with --ray: how many")
+    parser.add_argument("--replicas", type=at_least(1), default=None, help="with --ray: how many")
     parser.add_argument(
-        "--replica-cpus", type=float, default=1.0, help="with --ray: CPUs per replica"
+        "--replica-cpus", type=positive_float, default=1.0, help="with --ray: CPUs per replica"
     )
     parser.add_argument(
-        "--chunk-rows", type=int, default=16, help="with --ray: rows handed to a replica at once"
-    )
+        "--chunk-rows", type=at_least(1), default=16,
+        help="with --ray: rows handed to a replica at once",
+    )  # fmt: skip
 
 
 def cluster_options(args: argparse.Namespace) -> ClusterOptions:

@@ -77,6 +77,8 @@ async def finished_rows(
 ) -> AsyncIterator[Finished]:
     """Each row's result as it finishes, at most ``concurrency`` rows in flight. Closing the
     iterator early cancels the rows still running."""
+    if concurrency < 1:  # no slot would ever open: every row would wait for ever
+        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     gate = asyncio.Semaphore(concurrency)
     done: asyncio.Queue[Finished | Exception] = asyncio.Queue()
 
