@@ -37,7 +37,7 @@ from nanolang.jobs.options import (
 )
 from nanolang.jobs.progress import INTERRUPTED, JobProgress, interrupted
 from nanolang.jobs.report import ready_report, write_report
-from nanolang.jobs.results import ResultLog, load_results
+from nanolang.jobs.results import ResultLog, load_results, one_per_id
 from nanolang.jobs.resume import prepare
 from nanolang.jobs.runner import JobWriter, RunStats, run_local
 from nanolang.jobs.summary import print_summary, summarize_stats, summary_rows
@@ -154,7 +154,7 @@ def order(row: BatchRow) -> tuple[str, int]:
 
 def finish(args: argparse.Namespace, title: str, rows: list[BatchRow], stats: RunStats) -> int:
     ids = {row.custom_id for row in rows}
-    lines = [line for line in load_results(args.output) if line.get("custom_id") in ids]
+    lines = one_per_id(load_results(args.output), "custom_id", ids)
     summary = summarize_stats(len(rows), [batch_row_stats(line) for line in lines])
     print_summary(f"{title} -> {args.output}", summary, stats)
     if args.report is not None:

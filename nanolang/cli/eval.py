@@ -35,7 +35,7 @@ from nanolang.jobs.options import (
 )
 from nanolang.jobs.progress import INTERRUPTED, JobProgress, interrupted
 from nanolang.jobs.report import ready_report, write_report
-from nanolang.jobs.results import ResultLog, load_results
+from nanolang.jobs.results import ResultLog, load_results, one_per_id
 from nanolang.jobs.resume import EVAL_LINES, prepare
 from nanolang.jobs.runner import JobWriter, RunStats
 from nanolang.jobs.summary import print_summary, summarize, summary_rows
@@ -185,8 +185,8 @@ def finish(args: argparse.Namespace, title: str, rows: Any, metric: str, stats: 
     summary = summarize(rows, results, metric)
     print_summary(f"{title} on {args.data}", summary, stats)
     if args.report is not None:
-        ids = {r.id for r in rows}
-        latencies = [float(r.get("time_s", 0.0)) for r in results if str(r.get("id")) in ids]
+        mine = one_per_id(results, "id", {r.id for r in rows})
+        latencies = [float(r.get("time_s", 0.0)) for r in mine]
         write_report(args.report, title, summary_rows(summary, stats), {title: latencies})
     if stats.stopped:
         print(f"error: stopped: {stats.stopped}", file=sys.stderr)

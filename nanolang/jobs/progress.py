@@ -9,7 +9,7 @@ from pathlib import Path
 from types import TracebackType
 
 from nanolang.api.progress import ProgressBar
-from nanolang.jobs.results import load_results
+from nanolang.jobs.results import load_results, one_per_id
 from nanolang.jobs.runner import Finished
 
 INTERRUPTED = 130  # the exit status of a job stopped by Ctrl-C (128 + SIGINT), as shells use
@@ -17,7 +17,7 @@ INTERRUPTED = 130  # the exit status of a job stopped by Ctrl-C (128 + SIGINT), 
 
 def interrupted(path: Path, key: str, ids: Set[str]) -> str:
     """The one line a job stopped by Ctrl-C leaves: what is saved, and how to go on."""
-    done = sum(1 for line in load_results(path) if str(line.get(key)) in ids)
+    done = len(one_per_id(load_results(path), key, ids))
     return (
         f"interrupted: {done} of {len(ids)} rows are saved in {path}; "
         "run the same command again to resume"

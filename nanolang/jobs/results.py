@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -97,6 +97,20 @@ def load_results(path: Path) -> list[dict[str, Any]]:
         else:
             log.warning("%s:%d: not a JSON object; ignored", path, number)
     return results
+
+
+def one_per_id(
+    lines: Iterable[Mapping[str, Any]], key: str, ids: Container[str]
+) -> list[Mapping[str, Any]]:
+    """The last line of each row of ``ids`` (field ``key``), in file order of first appearance:
+    a file put together from shards (``cat``) can hold a row twice, and a summary counts each
+    row once."""
+    last: dict[str, Mapping[str, Any]] = {}
+    for line in lines:
+        row_id = str(line.get(key))
+        if row_id in ids:
+            last[row_id] = line
+    return list(last.values())
 
 
 def replace_lines(path: Path, lines: Sequence[Mapping[str, Any]]) -> None:

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from nanolang.jobs.dataset import Row
 from nanolang.jobs.metrics import resolve_metric
+from nanolang.jobs.results import one_per_id
 from nanolang.jobs.runner import RunStats
 
 TOP_ERRORS = 3
@@ -91,11 +92,11 @@ def eval_row_stats(result: Mapping[str, Any]) -> RowStats:
     )
 
 
-def summarize(rows: Sequence[Row], results: Sequence[dict[str, Any]], metric: str) -> Summary:
-    """The metric over the results of ``rows`` (results of other ids are ignored)."""
+def summarize(rows: Sequence[Row], results: Sequence[Mapping[str, Any]], metric: str) -> Summary:
+    """The metric over the results of ``rows``, one per row (results of other ids are ignored)."""
     score = resolve_metric(metric)
     by_id = {r.id: r for r in rows}
-    mine = [r for r in results if str(r.get("id")) in by_id]
+    mine = one_per_id(results, "id", by_id)
     scored = correct = 0
     for result in mine:
         row = by_id[str(result["id"])]
