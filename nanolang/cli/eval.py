@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nanolang.api.program import entry
+from nanolang.api.program import Program, entry
 from nanolang.cli.common import holding_results, load_module, report
 from nanolang.jobs.dataset import DatasetError, Row, read_rows
 from nanolang.jobs.fingerprint import FingerprintMismatch
@@ -102,7 +102,7 @@ def run_job(args: argparse.Namespace) -> int:
     try:
         resolve_metric(metric)
         program = entry(module, args.program)
-        rows = read_rows(args.data, args.expected_field)
+        rows = read_rows(args.data, args.expected_field, meta_fields(module, program, args))
         config = JobConfig(
             program.name, args.seed, args.concurrency, args.max_errors
         ).with_tools(args.tools)
@@ -156,9 +156,19 @@ def row_id(row: Row) -> str:
     return row.id
 
 
+def meta_fields(module: tree.Module, program: Program, args: argparse.Namespace) -> list[str]:
+    """A ``--group-by`` field the program takes no parameter for is the rows' metadata, not an
+    argument (as MMLU's ``subject``: every row failed with 'got unknown argument(s)')."""
+    definition = module.get(program.name)
+    params = {p.name for p in definition.params} if definition is not None else set()
+    return [args.group_by] if args.group_by and args.group_by not in params else []
+
+
 def group_by(field: str | None) -> Callable[[Row], str]:
     """Rows with the same value of ``field`` share a prompt prefix (one group without it)."""
-    return lambda row: "" if field is None else json.dumps(row.args.get(field), sort_keys=True)
+    if field is None:
+        return lambda row: ""
+    return lambda row: json.dumps(row.meta.get(field, row.args.get(field)), sort_keys=True)
 
 
 def replica_spec(args: argparse.Namespace, module: tree.Module, config: JobConfig) -> Any:

@@ -1,14 +1,15 @@
 """Dataset rows of a batch job: one JSON object per line of a ``.jsonl`` file.
 
 Every field of a row is a program argument, except ``id`` (the row's name in the results;
-default: its 0-based line number) and the expected-answer field (``expected`` unless told).
+default: its 0-based line number), the expected-answer field (``expected`` unless told) and
+the job's metadata fields (a ``--group-by`` field the program does not take), kept in ``meta``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,14 +31,19 @@ class Row:
     args: dict[str, Any]
     expected: Any = None
     has_expected: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
-def parse_row(path: Path, line: int, obj: Any, expected_field: str) -> Row:
+def parse_row(
+    path: Path, line: int, obj: Any, expected_field: str, meta_fields: Collection[str] = ()
+) -> Row:
     if not isinstance(obj, dict):
         raise DatasetError(f"{path}:{line + 1}: a row must be a JSON object")
-    args = {k: v for k, v in obj.items() if k not in (ID_FIELD, expected_field)}
+    kept = (ID_FIELD, expected_field, *meta_fields)
+    args = {k: v for k, v in obj.items() if k not in kept}
+    meta = {k: v for k, v in obj.items() if k in meta_fields}
     row_id = str(obj[ID_FIELD]) if ID_FIELD in obj else str(line)
-    return Row(row_id, line, args, obj.get(expected_field), expected_field in obj)
+    return Row(row_id, line, args, obj.get(expected_field), expected_field in obj, meta)
 
 
 def json_lines(path: Path) -> Iterator[tuple[int, Any]]:
@@ -66,9 +72,14 @@ def not_empty(path: Path, rows: list[T]) -> list[T]:
     return rows
 
 
-def read_rows(path: Path, expected_field: str = "expected") -> list[Row]:
-    """The rows of ``path`` (blank lines are skipped but still count as lines)."""
-    rows = [parse_row(path, line, obj, expected_field) for line, obj in json_lines(path)]
+def read_rows(
+    path: Path, expected_field: str = "expected", meta_fields: Collection[str] = ()
+) -> list[Row]:
+    """The rows of ``path`` (blank lines are skipped but still count as lines); ``meta_fields``
+    are not program arguments (they go to ``Row.meta``)."""
+    rows = [
+        parse_row(path, line, obj, expected_field, meta_fields) for line, obj in json_lines(path)
+    ]
     first: dict[str, int] = {}
     for row in rows:
         if row.id in first:

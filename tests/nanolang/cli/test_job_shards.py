@@ -1,7 +1,8 @@
 """``--shard I/N`` outputs put together with ``cat`` are the whole job's results, and the
 summary over them counts each row once, even when a shard's file went in twice (or a shard was
 rerun with another N, so two files hold the same rows): it said '6 / 4' rows done and scored
-the twice-counted rows twice."""
+the twice-counted rows twice. ``--group-by`` keeps a group in one shard without making its
+field a program argument."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from nanolang.cli import main as cli_main
+from nanolang.demo.suite import entry
+from nanolang.jobs import load_results
 
 ECHO = """
 program main(x) {
@@ -72,3 +75,31 @@ def test_batch_summary_over_concatenated_shards_counts_each_request_once(
     shown = table(capsys.readouterr().out)
     assert "rows (done / in dataset) 4 / 4" in shown, shown
     assert "errors 0" in shown, shown
+
+
+def test_a_group_by_field_the_program_does_not_take_is_not_an_argument(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """MMLU rows carry a ``subject`` that no program parameter takes; ``--group-by subject``
+    (as docs/programs.md shows for mmlu.nano) made every row fail with 'got unknown
+    argument(s) subject'. It groups the shards' rows and is no argument."""
+    mmlu = entry("mmlu")
+    lines = mmlu.data_path.read_text(encoding="utf-8").splitlines()[:4]
+    rows = [{**json.loads(line), "subject": "geo" if i % 2 else "capitals"} for i, line in
+            enumerate(lines)]  # fmt: skip
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    base = ["eval", str(mmlu.path), "--data", str(data), "--group-by", "subject", "--quiet"]
+    for k in range(2):
+        out = tmp_path / f"s{k}.jsonl"
+        assert cli_main([*base, "--out", str(out), "--shard", f"{k}/2"]) == 0
+    shards = [load_results(tmp_path / f"s{k}.jsonl") for k in range(2)]
+    assert all(line["error"] is None for shard in shards for line in shard), shards
+    subject = {r["id"]: r["subject"] for r in rows}
+    assert [{subject[line["id"]] for line in shard} for shard in shards] == [
+        {"capitals"},
+        {"geo"},
+    ]
+    capsys.readouterr()
+    assert cli_main([*base, "--out", str(concatenated(tmp_path, [0, 1]))]) == 0
+    assert "rows (done / in dataset) 4 / 4" in table(capsys.readouterr().out)
