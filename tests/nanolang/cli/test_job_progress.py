@@ -1,12 +1,15 @@
 """What ``nanolang eval`` and ``nanolang batch`` show while they run is the rows' own progress:
 the model loads before the progress bar's clock starts, so the bar's rate (and ETA) and the
 summary's wall time and rate agree, and neither counts the load (a slow load, as a large
-checkpoint's, is simulated by delaying the demo model's)."""
+checkpoint's, is simulated by delaying the demo model's). Without a terminal, plain status
+lines take the bar's place."""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,8 @@ import pytest
 
 from nanolang.backends.local import LocalBackend
 from nanolang.cli import main as cli_main
-from nanolang.demo.suite import entry
+from nanolang.demo.suite import REPO, entry
+from nanolang.jobs import progress
 
 LOAD_S = 2.0
 
@@ -67,3 +71,27 @@ def test_progress_and_summary_count_the_rows_not_the_model_load(
     wall_s, rate = float(summary.group(1)), float(summary.group(2))
     assert wall_s < LOAD_S, captured.out  # the rows ran in well under the load's time here
     assert rate > 0 and 0.7 * rate <= shown[-1] <= 1.3 * rate, (shown, rate)
+
+
+def test_without_a_terminal_progress_is_plain_status_lines(tmp_path: Path) -> None:
+    """stderr to a pipe or log file (nohup, a batch system): the live bar cannot be drawn there
+    and showed nothing until the job ended, then a line of bar glyphs; now a plain status line
+    every LOG_EVERY_S seconds and after the last row, with no control characters."""
+    cmd = [sys.executable, "-m", "nanolang", *eval_job(tmp_path)]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert re.fullmatch(
+        r"gsm8k:main: 4/4 done, 0 failed, [\d.]+ tok/s; \d:\d\d:\d\d elapsed, ETA 0:00:00",
+        lines[-1],
+    ), done.stderr
+    assert "\x1b" not in done.stderr and "━" not in done.stderr, done.stderr
+
+
+def test_status_lines_come_every_log_every_s(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(progress, "LOG_EVERY_S", 1e-9)  # a line after every row
+    assert cli_main(eval_job(tmp_path)) == 0
+    shown = re.findall(r"gsm8k:main: (\d)/4 done", capsys.readouterr().err)
+    assert shown == ["1", "2", "3", "4"], shown
