@@ -35,11 +35,12 @@ from nanolang.jobs.options import (
     resume_options,
     run_distributed,
 )
-from nanolang.jobs.progress import INTERRUPTED, JobProgress, interrupted
+from nanolang.jobs.progress import JobProgress, interrupted
 from nanolang.jobs.report import ready_report, write_report
 from nanolang.jobs.results import ResultLog, load_results, one_per_id
 from nanolang.jobs.resume import prepare
 from nanolang.jobs.runner import JobWriter, RunStats, run_local
+from nanolang.jobs.signals import exit_status
 from nanolang.jobs.summary import print_summary, summarize_stats, summary_rows
 
 API_KEY_ENV = "NANOLANG_API_KEY"
@@ -116,9 +117,9 @@ def run_job(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:  # a model that cannot load, a cluster not reached
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         print(interrupted(args.output, "custom_id", {r.custom_id for r in rows}), file=sys.stderr)
-        return INTERRUPTED
+        return exit_status(stop)
     finally:
         if runner is not None and runner.backend is not None:
             runner.backend.close()

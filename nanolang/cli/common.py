@@ -43,6 +43,7 @@ def holding_results(path: Path, job: Callable[[], int]) -> int:
     """``job()`` while this process holds ``path``, the job's results file (one job per results
     file); exit status 1, naming the other job, when another job is writing it."""
     from nanolang.jobs.lock import JobLock, ResultsInUse
+    from nanolang.jobs.signals import sigterm_interrupts
 
     lock = JobLock(path)
     try:
@@ -54,6 +55,7 @@ def holding_results(path: Path, job: Callable[[], int]) -> int:
         print(f"error: cannot write the results file {path}: {exc}", file=sys.stderr)
         return 1
     try:
-        return job()
+        with sigterm_interrupts():  # a batch system's SIGTERM stops the job as Ctrl-C does
+            return job()
     finally:
         lock.__exit__(None, None, None)

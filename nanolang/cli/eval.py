@@ -33,11 +33,12 @@ from nanolang.jobs.options import (
     resume_options,
     run_distributed,
 )
-from nanolang.jobs.progress import INTERRUPTED, JobProgress, interrupted
+from nanolang.jobs.progress import JobProgress, interrupted
 from nanolang.jobs.report import ready_report, write_report
 from nanolang.jobs.results import ResultLog, load_results, one_per_id
 from nanolang.jobs.resume import EVAL_LINES, prepare
 from nanolang.jobs.runner import JobWriter, RunStats
+from nanolang.jobs.signals import exit_status
 from nanolang.jobs.summary import print_summary, summarize, summary_rows
 from nanolang.run.tools import check_tools
 from nanolang.syntax import tree
@@ -143,9 +144,9 @@ def run_job(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:  # a model that cannot load, a cluster not reached
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         print(interrupted(args.out, "id", {r.id for r in rows}), file=sys.stderr)
-        return INTERRUPTED
+        return exit_status(stop)
     finally:
         if backend is not None:
             backend.close()

@@ -221,9 +221,16 @@ def test_sigkilled_batch_resumes_to_exactly_once_output(tmp_path: Path) -> None:
     assert resumed == {k: stable(v) for k, v in by_id(whole).items()}
 
 
-def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> None:
-    """SIGINT (Ctrl-C) mid-job: a one-line note of what is saved and how to resume, exit 130,
-    no traceback; every finished line kept, and the rerun completes each row exactly once."""
+@pytest.mark.parametrize(
+    ("stop", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["sigint", "sigterm"]
+)
+def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(
+    tmp_path: Path, stop: signal.Signals, status: int
+) -> None:
+    """SIGINT (Ctrl-C) or SIGTERM (a batch system's time limit, ``timeout``) mid-job: a one-line
+    note of what is saved and how to resume, exit 128 + the signal, no traceback; every
+    finished line kept, and the rerun completes each row exactly once. (SIGTERM's default
+    action ended the process with no note, and a live bar's cursor left hidden.)"""
     rows = [
         request(f"r{i}", prompt=f"Question {i}: how many?", max_tokens=24, seed=i, ignore_eos=True)
         for i in range(12)
@@ -238,9 +245,9 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> No
         assert proc.poll() is None, "the job ended before it could be interrupted"
         assert time.monotonic() < deadline, "no lines were written in time"
         time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == status, stderr
     assert "Traceback" not in stdout + stderr, stderr
     kept = complete_lines(out)
     assert 3 <= len(kept) < len(rows)
