@@ -91,7 +91,7 @@ def run_job(args: argparse.Namespace) -> int:
         rows = read_requests(args.input)
         expected = {row.custom_id: row.fingerprint for row in rows}
         note = prepare(args.output, expected, BATCH_LINES, resume_options(args), [args.input])
-        ready_report(args.report)
+        ready_report(args.report, [args.output, args.input])
         cluster = cluster_options(args) if args.ray is not None else None
     except (DatasetError, FingerprintMismatch, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

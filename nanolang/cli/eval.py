@@ -111,7 +111,7 @@ def run_job(args: argparse.Namespace) -> int:
         fingerprints = row_fingerprints(module, config, rows)
         inputs = [args.data, Path(args.file), *([Path(args.tools)] if args.tools else [])]
         note = prepare(args.out, fingerprints, EVAL_LINES, resume_options(args), inputs)
-        ready_report(args.report)
+        ready_report(args.report, [args.out, *inputs])
         cluster = cluster_options(args) if args.ray is not None else None
     except (DatasetError, FingerprintMismatch, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -142,3 +142,20 @@ def test_an_empty_input_is_an_error_naming_it(
     assert f"{empty}: no rows" in one_error(capsys)
     assert batch_job(empty, tmp_path / "b.jsonl") == 1
     assert f"{empty}: no rows" in one_error(capsys)
+
+
+def test_a_report_over_the_results_or_the_dataset_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--report`` naming the results file (or the dataset) wrote the HTML over it after the
+    last row: every result gone."""
+    data, out = dataset(tmp_path / "d.jsonl"), tmp_path / "out.jsonl"
+    before = data.read_bytes()
+    for report in (out, data):
+        assert eval_job(data, out, "--report", str(report)) == 1
+        assert f"the report {report} is the job's file" in one_error(capsys)
+        assert not out.exists() or out.read_bytes() == b""
+    src = requests(tmp_path / "in.jsonl")
+    assert batch_job(src, out, "--report", str(out)) == 1
+    assert f"the report {out} is the job's file" in one_error(capsys)
+    assert data.read_bytes() == before
