@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import Response
 
 from nanolang.server import openai_format as fmt
 from nanolang.server.errors import APIError
@@ -140,7 +140,7 @@ class ChatRenderer:
 @router.post("/v1/chat/completions", response_model=None)
 async def create_chat_completion(
     req: ChatRequest, request: Request, state: State
-) -> JSONResponse | StreamingResponse:
+) -> Response:
     state.check_model(req.model)
     tools = tool_mode(req)
     jobs = build_jobs(state, req, tools)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import Response
 
 from nanolang.server import openai_format as fmt
 from nanolang.server.errors import APIError
@@ -108,7 +108,7 @@ def finish_reason(job: Job, out: RequestOutput) -> str | None:
 @router.post("/v1/completions", response_model=None)
 async def create_completion(
     req: CompletionRequest, request: Request, state: State
-) -> JSONResponse | StreamingResponse:
+) -> Response:
     state.check_model(req.model)
     jobs = build_jobs(state, req)
     renderer = CompletionRenderer(state.engine.tokenizer)

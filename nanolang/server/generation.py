@@ -7,12 +7,14 @@ output, so both shapes come from the same code."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from nanolang.server import openai_format as fmt
 from nanolang.server.errors import APIError, error_event
@@ -104,7 +106,7 @@ async def respond(
     include_usage: bool,
     constraint_param: str | None = None,
     continuous_usage: bool = False,
-) -> JSONResponse | StreamingResponse:
+) -> Response:
     state.engine.check_alive()
     for params in {id(j.params): j.params for j in jobs}.values():
         state.engine.check_token_ids(params)
@@ -119,15 +121,33 @@ async def respond(
         return StreamingResponse(events, media_type="text/event-stream")
     work = gather_all([state.engine.generate(j.prompt_ids, j.params) for j in jobs])
     outputs = await unless_disconnected(request, work)
-    eos = state.engine.eos_token_ids
-    choices = []
-    for job, out in zip(jobs, outputs, strict=True):
+    for out in outputs:
         state.metrics.observe(out)
         if (error := finished_error(out)) is not None:
             raise error
-        choices.append(renderer.choice(Progress(job, eos), out, stream=False))
-    body = {**head, "object": renderer.object, "choices": choices}
-    return JSONResponse({**body, "usage": usage(jobs, outputs)})
+    head = {**head, "object": renderer.object}
+    eos = state.engine.eos_token_ids
+    # off the event loop: n choices of top logprobs decode a token per entry, and the JSON of
+    # such an answer is megabytes (it took seconds there, and every stream stalled meanwhile)
+    body = await asyncio.to_thread(render_body, renderer, head, jobs, outputs, eos)
+    return Response(body, media_type="application/json")
+
+
+def render_body(
+    renderer: Renderer,
+    head: dict[str, Any],
+    jobs: list[Job],
+    outputs: list[RequestOutput],
+    eos: frozenset[int],
+) -> bytes:
+    """The non-streamed answer's JSON (encoded as ``JSONResponse`` encodes it)."""
+    choices = [
+        renderer.choice(Progress(job, eos), out, stream=False)
+        for job, out in zip(jobs, outputs, strict=True)
+    ]
+    body = {**head, "choices": choices, "usage": usage(jobs, outputs)}
+    text = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return text.encode("utf-8")
 
 
 def usage(jobs: list[Job], outputs: list[RequestOutput]) -> dict[str, Any]:

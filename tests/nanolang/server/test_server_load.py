@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
 import pytest
 
+from nanolang.server import openai_format as fmt
 from tests.nanolang.server.conftest import MODEL
 from tests.nanolang.server.live_server import LiveServer
 
@@ -122,3 +124,33 @@ def test_a_client_that_gives_up_on_a_non_streamed_request_aborts_it(server: Live
     after = server.wait_idle()
     assert after["kv_blocks_used"] == 0
     assert after["requests_finished_total"] == before["requests_finished_total"]
+
+
+def test_rendering_a_large_answer_stalls_no_one(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A non-streamed answer is rendered off the event loop: n choices of top logprobs decode a
+    token per entry (here each decode is made slow, 2 ms, as a large vocabulary's can be), and
+    /health answers meanwhile (it waited seconds, as did every stream, for the whole body)."""
+    plain = fmt.token_string
+
+    def slow(tokenizer: object, token: int) -> str:
+        time.sleep(0.002)
+        return plain(tokenizer, token)
+
+    monkeypatch.setattr(fmt, "token_string", slow)
+    body = {"model": MODEL, "prompt": "0 1", "max_tokens": 20, "ignore_eos": True}
+    body.update(n=4, logprobs=20, seed=1)  # 4 x 20 x 21 decodes: over 3 s in all
+    with ThreadPoolExecutor(1) as pool:
+        start = time.monotonic()
+        big = pool.submit(httpx.post, f"{server.url}/v1/completions", json=body, timeout=60)
+        waits = []
+        while not big.done():
+            asked = time.monotonic()
+            assert httpx.get(f"{server.url}/health", timeout=30).status_code == 200
+            waits.append(time.monotonic() - asked)
+            time.sleep(0.02)
+        response = big.result()
+    assert response.status_code == 200, response.text
+    assert len(response.json()["choices"]) == 4 and time.monotonic() - start > 3
+    assert max(waits) < 1.0, max(waits)
