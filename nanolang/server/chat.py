@@ -3,6 +3,7 @@ model's own chat template; structured outputs and tool calls through constraints
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -143,7 +144,8 @@ async def create_chat_completion(
 ) -> Response:
     state.check_model(req.model)
     tools = tool_mode(req)
-    jobs = build_jobs(state, req, tools)
+    # off the event loop: a long prompt tokenizes for seconds (every stream stalled)
+    jobs = await asyncio.to_thread(build_jobs, state, req, tools)
     renderer = ChatRenderer(state.engine.tokenizer, tools)
     param = "tools" if tools.constraint() else constraint_field(req, req.response_format)
     return await respond(

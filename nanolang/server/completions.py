@@ -3,6 +3,7 @@ scoring: what lm-evaluation-harness sends), streamed or not."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -110,7 +111,8 @@ async def create_completion(
     req: CompletionRequest, request: Request, state: State
 ) -> Response:
     state.check_model(req.model)
-    jobs = build_jobs(state, req)
+    # off the event loop: a long prompt tokenizes for seconds (every stream stalled)
+    jobs = await asyncio.to_thread(build_jobs, state, req)
     renderer = CompletionRenderer(state.engine.tokenizer)
     param = constraint_field(req, req.response_format)
     return await respond(

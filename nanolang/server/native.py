@@ -10,10 +10,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -45,7 +47,8 @@ async def generate(
     state.check_model(req.model)
     state.engine.check_alive()
     params = native_params(req.params)
-    ids = native_prompt_ids(state, req)
+    # off the event loop: a long prompt tokenizes for seconds (every stream stalled)
+    ids = await asyncio.to_thread(native_prompt_ids, state, req)
     state.engine.check_prompt(ids, params.max_tokens)
     state.engine.check_token_ids(params, "params.")
     await state.engine.prepare_constraint(params, f"params.{constraint_field(params)}")
@@ -79,7 +82,8 @@ async def stream_outputs(
 async def score(req: ScoreRequest, state: State) -> JSONResponse:
     state.check_model(req.model)
     state.engine.check_alive()
-    ids = native_prompt_ids(state, req)
+    # off the event loop: a long prompt tokenizes for seconds (every stream stalled)
+    ids = await asyncio.to_thread(native_prompt_ids, state, req)
     state.engine.check_prompt(ids, None)
     if len(set(req.choices)) != len(req.choices) or not all(req.choices):
         raise APIError(400, "choices must be distinct non-empty strings", "choices")
@@ -95,9 +99,7 @@ async def tokenizer_files(state: State) -> JSONResponse:
     tokenizer = state.engine.tokenizer
     if tokenizer is None:
         raise APIError(404, "this model has no tokenizer")
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer.save_pretrained(tmp)
-        files = {p.name: base64.b64encode(p.read_bytes()).decode() for p in Path(tmp).iterdir()}
+    files = await asyncio.to_thread(saved_files, tokenizer)  # megabytes for a large vocabulary
     return JSONResponse(
         {
             "files": files,
@@ -105,3 +107,10 @@ async def tokenizer_files(state: State) -> JSONResponse:
             "max_model_len": state.engine.max_model_len,
         }
     )
+
+
+def saved_files(tokenizer: Any) -> dict[str, str]:
+    """The files ``save_pretrained`` writes, base64-encoded by name."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        return {p.name: base64.b64encode(p.read_bytes()).decode() for p in Path(tmp).iterdir()}

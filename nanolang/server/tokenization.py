@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter
@@ -26,6 +27,13 @@ def tokenizer_of(state: ServerState) -> Any:
 @router.post("/tokenize")
 async def tokenize(req: TokenizeRequest, state: State) -> JSONResponse:
     state.check_model(req.model)
+    ids = await asyncio.to_thread(tokenize_ids, state, req)  # off the event loop: see chat
+    return JSONResponse(
+        {"tokens": ids, "count": len(ids), "max_model_len": state.engine.max_model_len}
+    )
+
+
+def tokenize_ids(state: ServerState, req: TokenizeRequest) -> list[int]:
     tokenizer = tokenizer_of(state)
     if (req.prompt is None) == (req.messages is None):
         raise APIError(400, "give exactly one of prompt and messages", "prompt")
@@ -37,12 +45,8 @@ async def tokenize(req: TokenizeRequest, state: State) -> JSONResponse:
             )
         except Exception as exc:  # a template may reject roles or orderings
             raise APIError(400, f"the chat template rejected the messages: {exc}") from exc
-        ids = encode_text(tokenizer, text, "messages")
-    else:
-        ids = encode_text(tokenizer, req.prompt or "", "prompt", req.add_special_tokens)
-    return JSONResponse(
-        {"tokens": ids, "count": len(ids), "max_model_len": state.engine.max_model_len}
-    )
+        return encode_text(tokenizer, text, "messages")
+    return encode_text(tokenizer, req.prompt or "", "prompt", req.add_special_tokens)
 
 
 @router.post("/detokenize")

@@ -154,3 +154,37 @@ def test_rendering_a_large_answer_stalls_no_one(
     assert response.status_code == 200, response.text
     assert len(response.json()["choices"]) == 4 and time.monotonic() - start > 3
     assert max(waits) < 1.0, max(waits)
+
+
+def test_a_prompt_that_tokenizes_slowly_stalls_no_one(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prompts are tokenized off the event loop: a long one takes seconds (4 MB: 7 s on this
+    CPU), made here a 2-second encode, and meanwhile /health and other completions answer
+    (they waited for it)."""
+    tokenizer = server.state.engine.tokenizer
+    plain = tokenizer.encode
+
+    def slow(text: str, **kwargs: object) -> list[int]:
+        if "SLOW" in text:
+            time.sleep(2)
+        return plain(text, **kwargs)
+
+    monkeypatch.setattr(tokenizer, "encode", slow)
+    chat = {"model": MODEL, "messages": [{"role": "user", "content": "SLOW"}], "max_tokens": 2}
+    completion = {"model": MODEL, "prompt": "SLOW", "max_tokens": 2}
+    with ThreadPoolExecutor(2) as pool:
+        slow_ones = [
+            pool.submit(httpx.post, f"{server.url}{path}", json=body, timeout=60)
+            for path, body in (("/v1/chat/completions", chat), ("/v1/completions", completion))
+        ]
+        time.sleep(0.3)
+        waits = []
+        while not all(f.done() for f in slow_ones):
+            asked = time.monotonic()
+            assert httpx.get(f"{server.url}/health", timeout=30).status_code == 200
+            quick = {"model": MODEL, "prompt": "hello", "max_tokens": 2}
+            assert httpx.post(f"{server.url}/v1/completions", json=quick, timeout=30).is_success
+            waits.append(time.monotonic() - asked)
+        assert all(f.result().status_code == 200 for f in slow_ones)
+    assert waits and max(waits) < 1.0, waits
