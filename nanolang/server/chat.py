@@ -4,6 +4,7 @@ model's own chat template; structured outputs and tool calls through constraints
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -92,9 +93,12 @@ class ChatRenderer:
     object = "chat.completion"
     chunk_object = "chat.completion.chunk"
 
-    def __init__(self, tokenizer: Any, tools: ToolMode) -> None:
+    def __init__(
+        self, tokenizer: Any, tools: ToolMode, token_bytes: Callable[[int], bytes]
+    ) -> None:
         self.tokenizer = tokenizer
         self.tools = tools
+        self.token_bytes = token_bytes
         self.pending: dict[int, tuple[str, fmt.Scored]] = {}  # buffered until a call can parse
 
     def opening(self, jobs: list[Job]) -> list[dict[str, Any]]:
@@ -119,7 +123,7 @@ class ChatRenderer:
         progress.started = True
         logprobs = None
         if progress.job.params.logprobs:
-            logprobs = fmt.chat_logprobs(self.tokenizer, scored)
+            logprobs = fmt.chat_logprobs(self.tokenizer, scored, self.token_bytes)
         reason = fmt.finish_reason(out)
         if call is not None and reason == "stop":
             reason = "tool_calls"
@@ -146,7 +150,7 @@ async def create_chat_completion(
     tools = tool_mode(req)
     # off the event loop: a long prompt tokenizes for seconds (every stream stalled)
     jobs = await asyncio.to_thread(build_jobs, state, req, tools)
-    renderer = ChatRenderer(state.engine.tokenizer, tools)
+    renderer = ChatRenderer(state.engine.tokenizer, tools, state.engine.token_bytes)
     param = "tools" if tools.constraint() else constraint_field(req, req.response_format)
     return await respond(
         state, request, renderer, jobs, req.stream, req.include_usage, param, req.continuous_usage

@@ -70,6 +70,12 @@ class EngineClient:
     def max_model_len(self) -> int:
         return int(self.engine.max_model_len)
 
+    def token_bytes(self, token: int) -> bytes:
+        """``token``'s own bytes, as llguidance reads the tokenizer (empty without one)."""
+        if self.compiler is None:
+            return b""
+        return bytes(self.compiler.lltok.decode_bytes([token]))
+
     def encode(self, text: str, param: str = "prompt") -> list[int]:
         if self.tokenizer is None:
             raise APIError(400, "this model has no tokenizer: send token ids", param)

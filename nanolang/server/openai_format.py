@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,12 +84,19 @@ def completion_logprobs(tokenizer: Any, scored: Scored, offset: int = 0) -> dict
     }
 
 
-def _entry(tokenizer: Any, token: int, logprob: float | None) -> dict[str, Any]:
+def _entry(
+    tokenizer: Any, token: int, logprob: float | None, token_bytes: Callable[[int], bytes]
+) -> dict[str, Any]:
+    """``bytes``: the token's own (a token holding part of a character decodes alone to
+    U+FFFD, whose bytes are not its own; a client joins the bytes to rebuild the character)."""
     text = token_string(tokenizer, token)
-    return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
+    raw = token_bytes(token) or text.encode()
+    return {"token": text, "logprob": logprob, "bytes": list(raw)}
 
 
-def chat_logprobs(tokenizer: Any, scored: Scored) -> dict[str, Any]:
+def chat_logprobs(
+    tokenizer: Any, scored: Scored, token_bytes: Callable[[int], bytes]
+) -> dict[str, Any]:
     """The chat ``logprobs`` object: one entry per token with its ``top_logprobs`` list."""
     tops = scored.tops or [None] * len(scored.ids)
     content = []
@@ -96,8 +104,8 @@ def chat_logprobs(tokenizer: Any, scored: Scored) -> dict[str, Any]:
         alternatives = sorted((top or {}).items(), key=lambda kv: -kv[1])
         content.append(
             {
-                **_entry(tokenizer, token, lp),
-                "top_logprobs": [_entry(tokenizer, t, v) for t, v in alternatives],
+                **_entry(tokenizer, token, lp, token_bytes),
+                "top_logprobs": [_entry(tokenizer, t, v, token_bytes) for t, v in alternatives],
             }
         )
     return {"content": content}

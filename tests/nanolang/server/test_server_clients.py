@@ -83,6 +83,28 @@ def test_chat_top_logprobs(client: openai.OpenAI) -> None:
     assert text == out.choices[0].message.content  # no EOS entry that is not in the text
 
 
+def test_chat_logprobs_bytes_are_the_tokens_own(
+    client: openai.OpenAI, demo_server: LiveServer
+) -> None:
+    """A token holding part of a character (the first byte of an emoji) has its own bytes in
+    ``bytes``, so a client can join them into the character; they were the bytes of the
+    U+FFFD it decodes to alone."""
+    first_byte = demo_server.state.engine.encode("🎉")[0]
+    out = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Hi"}],
+        max_tokens=1,
+        temperature=0,
+        logprobs=True,
+        top_logprobs=3,
+        logit_bias={str(first_byte): 100},
+    )
+    entry = out.choices[0].logprobs.content[0]  # type: ignore[union-attr,index]
+    assert entry.bytes == list("🎉".encode()[:1])
+    for alternative in entry.top_logprobs:  # the text is theirs, decoded alone
+        assert bytes(alternative.bytes or []).decode(errors="replace") == alternative.token
+
+
 def test_completion_echo_with_logprobs(client: openai.OpenAI, demo_server: LiveServer) -> None:
     prompt = "The capital of France is"
     ids = demo_server.state.engine.encode(prompt)
