@@ -52,6 +52,7 @@ def create_app(config: ServerConfig, backend: LocalBackend | None = None) -> Fas
             sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sampler
+            engine.close()
             if owned:
                 await asyncio.to_thread(engine.backend.close)
 

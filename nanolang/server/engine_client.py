@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from nanolang.backends.local import LocalBackend
@@ -28,6 +29,9 @@ def encode_text(
     return list(tokenizer.encode(text, add_special_tokens=add_special_tokens))
 
 
+COMPILE_THREADS = 8
+
+
 def engine_failed(failure: BaseException) -> APIError:
     message = f"the engine failed and serves no requests: {failure!r}"
     return APIError(503, message, None, "engine_failed")
@@ -40,6 +44,13 @@ class EngineClient:
         self.backend = backend
         self.llm = backend.llm
         self.compiler = None if self.tokenizer is None else self.engine.constraint_compiler()
+        # a compile is waited for (up to the compile limit) on a thread of these, so a burst of
+        # slow ones never holds up the default pool, which tokenizes and renders every request
+        self.compiles = ThreadPoolExecutor(COMPILE_THREADS, thread_name_prefix="nanolang-compile")
+
+    def close(self) -> None:
+        """Stop the compile threads (the backend is closed by whoever made it)."""
+        self.compiles.shutdown(wait=False, cancel_futures=True)
 
     @property
     def eos_token_ids(self) -> frozenset[int]:
@@ -54,7 +65,8 @@ class EngineClient:
         if self.compiler is None:
             raise APIError(400, "constraints need a tokenizer; this model has none", param)
         try:
-            await asyncio.to_thread(self.compiler.prepare, spec)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self.compiles, self.compiler.prepare, spec)
         except ConstraintError as exc:
             raise APIError(400, str(exc), param, f"invalid_{spec.kind}") from exc
 

@@ -4,6 +4,7 @@ slow-to-compile schema are in flight, /health and an ordinary completion answer 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 from nanolang.server import ServerConfig
+from runtime.constraints import ConstraintSpec
 from tests.nanolang.server.conftest import MODEL
 from tests.nanolang.server.live_server import LiveServer, live_server
 
@@ -75,3 +77,33 @@ def test_pathological_constraints_are_4xx_and_stall_nothing(server: LiveServer) 
         assert big.result().status_code in (200, 400)  # within or over the compile limit
     assert max(h for h, _ in timings) < 1.0, timings
     assert max(c for _, c in timings) < 1.0, timings
+
+
+def test_constraint_compiles_do_not_hold_up_other_requests(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Compiles wait on threads of their own: with more slow compiles in flight than the
+    default pool has threads (at most 32), an ordinary completion, whose prompt is tokenized
+    on that pool, still answers at once."""
+    compiler = server.state.engine.compiler
+    assert compiler is not None
+    prepare = compiler.prepare
+    release = threading.Event()
+
+    def slow_prepare(spec: ConstraintSpec) -> None:
+        if spec.text.startswith("slow"):
+            release.wait(60)  # a compile running to its time limit
+        prepare(spec)
+
+    monkeypatch.setattr(compiler, "prepare", slow_prepare)
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        slow = [
+            pool.submit(send, server, "/v1/completions", {"regex": f"slow{i}"}) for i in range(36)
+        ]
+        time.sleep(0.5)  # every slow one is compiling (or waiting for a compile thread)
+        try:
+            _, ordinary = timed_ordinary(server)
+        finally:
+            release.set()
+        assert all(f.result().status_code == 200 for f in slow)
+    assert ordinary < 1.0, ordinary
