@@ -15,12 +15,14 @@ from nanolang.backends.local import LocalBackend
 from nanolang.server import chat, completions, monitoring, native, tokenization
 from nanolang.server.config import ServerConfig
 from nanolang.server.engine_client import EngineClient
-from nanolang.server.errors import InternalErrors, install_error_handlers
+from nanolang.server.errors import InFlight, InternalErrors, install_error_handlers
 from nanolang.server.guards import APIKeyGuard, BodySizeLimit
 from nanolang.server.metrics import ServingMetrics
 from nanolang.server.state import ServerState
 from nanolang.server.throughput import Throughput
 from runtime.heap import frozen_heap
+
+SHUTDOWN_DRAIN_S = 2.0  # at most, once uvicorn has cancelled what still ran
 
 
 def load_backend(config: ServerConfig) -> LocalBackend:
@@ -37,6 +39,7 @@ def create_app(config: ServerConfig, backend: LocalBackend | None = None) -> Fas
     throughput = Throughput(lambda: stats.generated_tokens)
     metrics = ServingMetrics(engine.counters, throughput.rate)
     state = ServerState(config, engine, throughput, metrics)
+    in_flight = InFlight()
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -49,6 +52,8 @@ def create_app(config: ServerConfig, backend: LocalBackend | None = None) -> Fas
             # here all the same (uvicorn logged the cancellation as a failed shutdown)
             pass
         finally:
+            # requests cancelled at shutdown end their answers before the process may exit
+            await in_flight.wait_idle(SHUTDOWN_DRAIN_S)
             sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sampler
@@ -63,7 +68,8 @@ def create_app(config: ServerConfig, backend: LocalBackend | None = None) -> Fas
     install_error_handlers(app)
     app.add_middleware(APIKeyGuard, api_key=config.api_key)
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
-    app.add_middleware(InternalErrors)  # outermost of ours: catches what the others raise
+    # outermost of ours: catches what the others raise
+    app.add_middleware(InternalErrors, in_flight=in_flight)
     return app
 
 

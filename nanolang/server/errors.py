@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -98,6 +98,33 @@ class ResponseProgress:
         await self.send(message)
 
 
+class InFlight:
+    """How many HTTP requests the app is handling; shutdown waits for them to end, since
+    uvicorn re-raises SIGTERM once the lifespan is over, and that kills the process at once: a
+    request cancelled at shutdown lost the end of its answer."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self.count += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self.count -= 1
+            if self.count == 0:
+                self._idle.set()
+
+    async def wait_idle(self, timeout_s: float) -> None:
+        """Until no request is in flight, or ``timeout_s`` has passed."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+
+
 class InternalErrors:
     """ASGI middleware: an exception no handler took (a bug) becomes an OpenAI-style 500 and
     the connection stays open for the client's next request. (Starlette's own last-resort
@@ -111,13 +138,18 @@ class InternalErrors:
     ``server_shutting_down``, or its stream ends with that error as an event, and logged in one
     line (uvicorn logged a traceback for each, and answered a plain-text 500)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, in_flight: InFlight) -> None:
         self.app = app
+        self.in_flight = in_flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        with self.in_flight.held():
+            await self._handle(scope, receive, send)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         progress = ResponseProgress(send)
         try:
             await self.app(scope, receive, progress)
