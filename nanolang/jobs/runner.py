@@ -75,31 +75,39 @@ class RunStats:
 async def finished_rows(
     runner: Runner, rows: Sequence[Any], concurrency: int
 ) -> AsyncIterator[Finished]:
-    """Each row's result as it finishes, at most ``concurrency`` rows in flight. Closing the
-    iterator early cancels the rows still running."""
+    """Each row's result as it finishes, at most ``concurrency`` rows in flight, started in
+    order. ``concurrency`` workers take rows from one iterator, so a job holds that many tasks
+    whatever its size (a task per row made 300,000 rows cost 430 MB and 6 s before any ran).
+    Closing the iterator early cancels the rows still running."""
     if concurrency < 1:  # no slot would ever open: every row would wait for ever
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
-    gate = asyncio.Semaphore(concurrency)
-    done: asyncio.Queue[Finished | Exception] = asyncio.Queue()
+    todo = iter(rows)
+    done: asyncio.Queue[Finished | Exception | None] = asyncio.Queue()
 
-    async def one(row: Any) -> None:
-        async with gate:
+    async def worker() -> None:
+        for row in todo:  # one iterator: each row is taken by one worker
             try:
                 done.put_nowait(await runner.run(row))
             except Exception as exc:  # a runner that raises has a bug: stop the job loudly
                 done.put_nowait(exc)
+                return
+        done.put_nowait(None)  # this worker found no row left
 
-    tasks = [asyncio.create_task(one(row)) for row in rows]
+    workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(rows)))]
     try:
-        for _ in tasks:
+        running = len(workers)
+        while running:
             item = await done.get()
-            if isinstance(item, Exception):
+            if item is None:
+                running -= 1
+            elif isinstance(item, Exception):
                 raise item
-            yield item
+            else:
+                yield item
     finally:
-        for task in tasks:
+        for task in workers:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*workers, return_exceptions=True)
 
 
 class JobWriter:
