@@ -114,13 +114,16 @@ def one_per_id(
 
 
 def replace_lines(path: Path, lines: Sequence[Mapping[str, Any]]) -> None:
-    """Write ``lines`` to a temporary file, fsync it and rename it over ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Write ``lines`` to a temporary file, fsync it and rename it over ``path``'s file (the
+    file a symbolic link names: renamed over the link, it replaced the link with a file of
+    its own and left the old results in the link's target)."""
+    target = path.resolve()
+    tmp = target.with_name(target.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as f:
         f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
+    os.replace(tmp, target)
 
 
 def truncate(path: Path) -> int:

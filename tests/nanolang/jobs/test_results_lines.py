@@ -1,7 +1,8 @@
 """A results file is split at newlines only. Results are written with ``ensure_ascii=False``,
 which keeps U+2028, U+2029 and U+0085 raw inside JSON strings (text scraped from the web holds
 them); the reader split at them too (``str.splitlines``), so such a row's line read as broken
-pieces: the summary missed it, and every rerun ran it again and appended it once more."""
+pieces: the summary missed it, and every rerun ran it again and appended it once more. And a
+rewrite (--retry-failed, --restart) replaces the file a symbolic link names, not the link."""
 
 from __future__ import annotations
 
@@ -59,3 +60,20 @@ def test_batch_rerun_over_such_custom_ids_writes_each_once(tmp_path: Path) -> No
     assert cli_main(argv) == 1  # every request of the run failed (an unknown url)
     assert cli_main(argv) == 0  # the rerun finds every request done: nothing runs
     assert sorted(x["custom_id"] for x in load_results(out)) == [f"{ODD}-0", f"{ODD}-1"]
+
+
+def test_retry_failed_and_restart_rewrite_the_file_a_link_names(tmp_path: Path) -> None:
+    """An --out that is a symbolic link (to a shared volume, say): --retry-failed and --restart
+    renamed their new file over the link itself, so the link became a file of its own and its
+    target kept the old lines."""
+    (tmp_path / "real").mkdir()
+    target, link = tmp_path / "real" / "out.jsonl", tmp_path / "out.jsonl"
+    link.symlink_to(target)
+    src = tmp_path / "in.jsonl"
+    line = {"custom_id": "a", "method": "POST", "url": "/v1/embeddings", "body": {}}
+    src.write_text(json.dumps(line) + "\n", encoding="utf-8")  # fails at once: no model call
+    argv = ["batch", str(src), str(link), "--model-name", "demo", "--quiet"]
+    for extra in ([], ["--retry-failed"], ["--restart"]):
+        assert cli_main([*argv, *extra]) == 1  # the one request failed
+        assert link.is_symlink() and link.resolve() == target.resolve()
+        assert len(load_results(target)) == 1
