@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from nanolang.jobs.options import at_least, number_above
+
 
 def add_parser(sub: Any) -> None:
     parser = sub.add_parser("serve", help="serve a model over HTTP (OpenAI-compatible + native)")
@@ -20,40 +22,18 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--dtype", default="float32", help="auto, float32, float16, bfloat16")
     parser.add_argument(
         "--tp",
-        type=_degree,
+        type=at_least(1),
         default=1,
         help="tensor-parallel degree: the engine starts one worker process per GPU (default: 1)",
     )
     parser.add_argument(
         "--shutdown-timeout",
-        type=_seconds,
+        type=number_above(0.0, inclusive=True),
         default=30.0,
         help="on SIGTERM / Ctrl-C, seconds requests in flight may run on before they are "
         "cancelled with a 503 (default: 30)",
     )
     parser.set_defaults(handler=handle)
-
-
-def _degree(text: str) -> int:
-    """``--tp``: a whole number >= 1 (an argparse error before any model loads)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    """``--shutdown-timeout``: a number of seconds >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
 
 
 def handle(args: argparse.Namespace) -> int:

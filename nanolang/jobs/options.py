@@ -29,14 +29,23 @@ def at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
-    return value
+def number_above(low: float, inclusive: bool = False) -> Callable[[str], float]:
+    """An argparse type: a number ``> low`` (``>= low`` when ``inclusive``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (value >= low if inclusive else value > low):
+            word = "at least" if inclusive else "more than"
+            raise argparse.ArgumentTypeError(f"must be {word} {low:g}, got {text}")
+        return value
+
+    return parse
+
+
+positive_float = number_above(0.0)
 
 
 def shard_arg(text: str) -> Shard:

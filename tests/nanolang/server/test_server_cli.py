@@ -36,6 +36,11 @@ def test_serve_refuses_a_tensor_parallel_degree_below_one(
             main(["serve", "--tp", bad])
         assert exit_info.value.code == 2
         assert "--tp" in capsys.readouterr().err
+    for bad in ("-1", "soon"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["serve", "--shutdown-timeout", bad])
+        assert exit_info.value.code == 2
+        assert "argument --shutdown-timeout:" in capsys.readouterr().err
 
 
 def test_serve_reports_a_degree_the_model_cannot_split(
