@@ -31,5 +31,5 @@ def test_the_reserve_keeps_a_full_cache_from_preempting() -> None:
     assert greedy["preemptions"] > 0
     assert greedy["largest_batch"] > 4
     # a preempted sequence's tokens are recomputed, not resampled: the count is exact
-    assert greedy["output_tokens"] >= 12 * 1024
+    assert greedy["output_tokens"] == 12 * 1024
     assert greedy["modelled_seconds"] > 0 and safe["modelled_seconds"] > 0
