@@ -115,6 +115,8 @@ def main() -> None:
     rows = []
     for item in args.workloads.split(","):
         name, _, n = item.partition(":")
+        if name not in WORKLOADS or not (n or "1").isdigit():
+            ap.error(f"--workloads: {item!r} is not NAME[:REQUESTS] with NAME in {list(WORKLOADS)}")
         for reserve in (int(r) for r in args.reserves.split(",")):
             row = simulate(name, int(n or 1000), args.num_blocks, model, reserve)
             rows.append(row)

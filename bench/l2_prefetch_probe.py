@@ -120,6 +120,9 @@ def main() -> int:
     ap.add_argument("--projections", default=",".join(SHAPES))
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    unknown = set(args.projections.split(",")) - set(SHAPES)
+    if unknown:
+        ap.error(f"--projections: unknown {sorted(unknown)}; choose from {list(SHAPES)}")
     if not torch.cuda.is_available():
         print("l2_prefetch_probe: needs a CUDA GPU", file=sys.stderr)
         return 2
