@@ -347,6 +347,11 @@ class LLMEngine:
     def num_waiting(self) -> int:
         return len(self.scheduler.waiting)
 
+    @property
+    def num_waiting_tokens(self) -> int:
+        """The tokens of the waiting sequences, at most (counted in whole KV blocks)."""
+        return self.scheduler.waiting.blocks_needed * self.config.block_size
+
     # ---------------------------------------------------------------- step
     def step(self) -> list[RequestOutput]:
         """One iteration; returns every request that progressed (finished ones for the last time).

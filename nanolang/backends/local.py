@@ -4,6 +4,15 @@ The engine is not thread-safe, so one dedicated thread owns it. It loops: drain 
 add/abort commands, run ``step()`` while requests are unfinished, and hand every finished output
 back to the asyncio loop that asked for it (``call_soon_threadsafe``). Every instance of every
 program shares this thread, so their calls land in the same engine iterations.
+
+Requests sent with a ``group`` (the server's: one group per HTTP request) are held in a
+``FairQueue`` and enter the engine round-robin across groups, only as many as its next step could
+start: before every step the thread tops the engine's queue up to the free sequence slots and one
+step's token budget (``max_num_batched_tokens``) of prompt tokens, and, when the last step left
+some of its queue waiting (memory is short), to as many as that step started (at least
+``MIN_QUEUED``). The engine starts as many sequences per step as it would with all of them
+queued, and a request that arrives behind one with thousands of choices waits behind about one
+step's worth of them (plus one turn per other group), not behind all of them.
 """
 
 from __future__ import annotations
@@ -13,17 +22,20 @@ import itertools
 import logging
 import queue
 import threading
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nanolang.backends.base import Backend
+from nanolang.backends.fair_queue import FairQueue
 from runtime.outputs import OutputKind, RequestOutput
 from runtime.program_ref import ProgramRef
 from runtime.sampling_params import SamplingParams
 
 log = logging.getLogger(__name__)
+
+MIN_QUEUED = 16  # grouped requests the engine's queue is topped up to while memory is short
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,7 @@ class _Add:
     future: asyncio.Future[RequestOutput]
     on_progress: Callable[[RequestOutput], None] | None = None
     program: ProgramRef | None = None
+    group: Hashable | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +75,10 @@ class LocalBackend(Backend):
 
     def __init__(self, llm: Any) -> None:
         self.llm = llm
+        self._held: FairQueue[_Add] = FairQueue()  # grouped requests not in the engine yet
+        # what the last step did with the engine's queue: took all of it, or started how many
+        self._drained = True
+        self._started = 0
         self._inbox: queue.SimpleQueue[_Add | _Abort | _EndInstance | _Unpin | _Stop] = (
             queue.SimpleQueue()
         )
@@ -92,6 +109,11 @@ class LocalBackend(Backend):
         return self._failure
 
     @property
+    def num_held(self) -> int:
+        """Grouped requests waiting for their turn to enter the engine."""
+        return len(self._held)
+
+    @property
     def scores_token_ids(self) -> bool:
         return True
 
@@ -100,8 +122,12 @@ class LocalBackend(Backend):
         engine = self.llm.engine
         return int(engine.blocks.allocator.num_blocks * engine.config.block_size)
 
-    async def generate(self, prompt_ids: list[int], params: SamplingParams) -> RequestOutput:
-        return await self._submit(prompt_ids, params, None)
+    async def generate(
+        self, prompt_ids: list[int], params: SamplingParams, group: Hashable | None = None
+    ) -> RequestOutput:
+        """The request's final output; with a ``group``, it enters the engine in its group's
+        turn (see the module's docstring)."""
+        return await self._submit(prompt_ids, params, None, group=group)
 
     async def generate_node(
         self,
@@ -126,6 +152,7 @@ class LocalBackend(Backend):
         params: SamplingParams,
         node: ProgramRef | None,
         on_progress: Callable[[RequestOutput], None] | None = None,
+        group: Hashable | None = None,
     ) -> RequestOutput:
         if self._failure is not None:
             raise RuntimeError(f"the engine thread failed earlier: {self._failure!r}")
@@ -134,7 +161,9 @@ class LocalBackend(Backend):
         future: asyncio.Future[RequestOutput] = loop.create_future()
         request_id = f"nl-{next(self._ids)}"
         self._inbox.put(
-            _Add(request_id, list(prompt_ids), params, loop, future, on_progress, program=node)
+            _Add(
+                request_id, list(prompt_ids), params, loop, future, on_progress, node, group
+            )
         )
         try:
             return await future
@@ -143,7 +172,7 @@ class LocalBackend(Backend):
             raise
 
     async def stream(
-        self, prompt_ids: list[int], params: SamplingParams
+        self, prompt_ids: list[int], params: SamplingParams, group: Hashable | None = None
     ) -> AsyncGenerator[RequestOutput, None]:
         """Yield the request's output after engine steps that advanced it, the final one last.
         Each output is cumulative, so a consumer that lags behind the engine gets only the
@@ -157,7 +186,9 @@ class LocalBackend(Backend):
         latest = _Latest()
         future.add_done_callback(lambda _: latest.close())
         request_id = f"nl-{next(self._ids)}"
-        self._inbox.put(_Add(request_id, list(prompt_ids), params, loop, future, latest.put))
+        self._inbox.put(
+            _Add(request_id, list(prompt_ids), params, loop, future, latest.put, group=group)
+        )
         try:
             while (update := await latest.take()) is not None:
                 yield update
@@ -188,9 +219,10 @@ class LocalBackend(Backend):
 
     def _loop(self) -> None:
         try:
-            while self._drain(block=not self.llm.has_unfinished_requests()):
+            while self._drain(block=not (self.llm.has_unfinished_requests() or self._held)):
+                self._feed()
                 if self.llm.has_unfinished_requests():
-                    self._deliver(self.llm.step())
+                    self._deliver(self._step())
         except BaseException as exc:  # the engine failed: every waiting caller must hear it
             log.exception("engine thread failed")
             self._failure = exc
@@ -208,6 +240,8 @@ class LocalBackend(Backend):
                 self._fail_all(RuntimeError("backend closed"))
                 return False
             if isinstance(command, _Abort):
+                if self._held.remove(command.request_id) is not None:
+                    continue  # never reached the engine (its caller is gone)
                 if self._waiting.pop(command.request_id, None) is not None:
                     self.llm.abort_request(command.request_id)
                 continue
@@ -217,9 +251,39 @@ class LocalBackend(Backend):
             if isinstance(command, _Unpin):
                 self.llm.engine.unpin(command.instance, command.nodes)
                 continue
-            self._add(command)
+            if command.group is None:
+                self._add(command)
+            else:
+                self._held.put(command.group, command.request_id, command)
 
-    def _add(self, command: _Add) -> None:
+    def _step(self) -> list[RequestOutput]:
+        engine = self.llm.engine
+        queued = engine.num_waiting
+        outputs: list[RequestOutput] = self.llm.step()
+        left = engine.num_waiting
+        self._drained, self._started = left == 0, queued - left  # (less any it preempted)
+        return outputs
+
+    def _feed(self) -> None:
+        """Move held requests into the engine, round-robin across their groups, until its
+        queue holds what its next step could start (see the module's docstring)."""
+        if not self._held:
+            return
+        engine = self.llm.engine
+        target = engine.config.max_num_seqs - engine.num_running
+        if not self._drained:
+            target = min(target, max(self._started, MIN_QUEUED))
+        slots = target - engine.num_waiting
+        tokens = engine.num_waiting_tokens
+        budget = engine.config.max_num_batched_tokens
+        while slots > 0 and tokens < budget and (command := self._held.take()) is not None:
+            if self._add(command):
+                slots -= 1
+                tokens += len(command.prompt_ids)
+
+    def _add(self, command: _Add) -> bool:
+        """Put ``command`` in the engine; False when the engine refused it (its caller has
+        the error)."""
         # a caller without on_progress waits for the result: no output is built until the end
         kind = OutputKind.FINAL_ONLY if command.on_progress is None else OutputKind.CUMULATIVE
         try:
@@ -228,8 +292,9 @@ class LocalBackend(Backend):
             )
         except Exception as exc:  # a rejected request fails only its caller
             _notify(command, _set_exception, command.future, exc)
-            return
+            return False
         self._waiting[command.request_id] = command
+        return True
 
     def _deliver(self, outputs: list[RequestOutput]) -> None:
         """Hand one step's outputs to their callers: finished ones resolve their futures,
@@ -255,7 +320,7 @@ class LocalBackend(Backend):
                         self.llm.abort_request(output.request_id)
 
     def _fail_all(self, exc: BaseException) -> None:
-        for command in self._waiting.values():
+        for command in [*self._waiting.values(), *self._held.clear()]:
             _notify(command, _set_exception, command.future, exc)
         self._waiting.clear()
 

@@ -33,6 +33,13 @@ def add_parser(sub: Any) -> None:
         help="on SIGTERM / Ctrl-C, seconds requests in flight may run on before they are "
         "cancelled with a 503 (default: 30)",
     )
+    parser.add_argument(
+        "--max-choices",
+        type=at_least(1),
+        default=4096,
+        help="the most choices one request may ask for (a completion's prompts times n; "
+        "more is a 400) (default: 4096)",
+    )
     parser.set_defaults(handler=handle)
 
 
@@ -46,6 +53,7 @@ def handle(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             shutdown_timeout_s=args.shutdown_timeout,
+            max_choices=args.max_choices,
             llm_kwargs={
                 "device": args.device,
                 "dtype": args.dtype,

@@ -14,6 +14,7 @@ from nanolang.server import openai_format as fmt
 from nanolang.server.errors import APIError
 from nanolang.server.generation import Job, Progress, respond
 from nanolang.server.params import (
+    check_choices,
     check_n,
     check_stream_options,
     choice_seed,
@@ -56,6 +57,7 @@ def chat_prompt_ids(state: ServerState, req: ChatRequest) -> list[int]:
 
 def build_jobs(state: ServerState, req: ChatRequest, tools: ToolMode) -> list[Job]:
     check_n(req.n, state.config.max_n)
+    check_choices(1, req.n, state.config.max_choices)
     check_stream_options(req)
     if req.top_logprobs is not None and not 0 <= req.top_logprobs <= MAX_TOP_LOGPROBS:
         raise APIError(400, f"top_logprobs must be in [0, {MAX_TOP_LOGPROBS}]", "top_logprobs")

@@ -13,6 +13,7 @@ from nanolang.server import openai_format as fmt
 from nanolang.server.errors import APIError
 from nanolang.server.generation import Job, Progress, respond
 from nanolang.server.params import (
+    check_choices,
     check_n,
     check_stream_options,
     choice_seed,
@@ -30,6 +31,13 @@ router = APIRouter()
 MAX_TOP_LOGPROBS = 20
 
 
+def num_prompts(prompt: Any) -> int:
+    """How many prompts ``prompt`` holds (a string or one list of token ids is one)."""
+    if isinstance(prompt, str) or not prompt or all(isinstance(t, int) for t in prompt):
+        return 1
+    return len(prompt)
+
+
 def prompt_id_lists(state: ServerState, prompt: Any) -> list[list[int]]:
     if isinstance(prompt, str):
         return [state.engine.encode(prompt)]
@@ -45,6 +53,7 @@ def build_jobs(state: ServerState, req: CompletionRequest) -> list[Job]:
     if req.logprobs is not None and not 0 <= req.logprobs <= MAX_TOP_LOGPROBS:
         raise APIError(400, f"logprobs must be in [0, {MAX_TOP_LOGPROBS}]", "logprobs")
     check_n(req.n, state.config.max_n)
+    check_choices(num_prompts(req.prompt), req.n, state.config.max_choices)
     check_stream_options(req)
     max_tokens = 16 if req.max_tokens is None else req.max_tokens
     if max_tokens < 0:

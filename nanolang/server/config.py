@@ -27,6 +27,8 @@ class ServerConfig:
     ``llm_kwargs``: extra arguments for ``runtime.LLM`` (dtype, device, engine settings).
     ``shutdown_timeout_s``: on SIGTERM or Ctrl-C, how long requests in flight may run on before
     they are cancelled (answered 503, or their stream ended with that error); None: no limit.
+    ``max_choices``: the most choices one request may ask for (a completion's prompts times
+    ``n``); more is a 400 naming this limit and ``--max-choices``.
     """
 
     model: str
@@ -36,6 +38,7 @@ class ServerConfig:
     api_key: str | None = None
     max_body_bytes: int = 4 * 1024 * 1024
     max_n: int = 16
+    max_choices: int = 4096
     llm_kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
     shutdown_timeout_s: float | None = 30.0
 
@@ -44,6 +47,8 @@ class ServerConfig:
             object.__setattr__(self, "model_name", Path(self.model).name or self.model)
         if not 0 <= self.port < 65536:
             raise ValueError(f"port must be in [0, 65535], got {self.port}")
+        if self.max_choices < 1:
+            raise ValueError(f"max_choices must be >= 1, got {self.max_choices}")
         if self.max_body_bytes < 1024:
             raise ValueError("max_body_bytes must be at least 1024")
         if self.shutdown_timeout_s is not None and not self.shutdown_timeout_s >= 0:

@@ -4,7 +4,7 @@ answer 400 before anything is queued, and read-only counters for /metrics."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -147,20 +147,24 @@ class EngineClient:
             return APIError(400, str(exc))
         return None
 
-    async def generate(self, ids: list[int], params: SamplingParams) -> RequestOutput:
+    async def generate(
+        self, ids: list[int], params: SamplingParams, group: Hashable | None = None
+    ) -> RequestOutput:
+        """The final output; the engine requests of one HTTP request share a ``group`` (they
+        enter the engine round-robin with other requests': ``LocalBackend``)."""
         self.check_alive()
         try:
-            return await self.backend.generate(ids, params)
+            return await self.backend.generate(ids, params, group)
         except Exception as exc:
             if (error := self.api_error(exc)) is None:
                 raise
             raise error from exc
 
     async def stream(
-        self, ids: list[int], params: SamplingParams
+        self, ids: list[int], params: SamplingParams, group: Hashable | None = None
     ) -> AsyncGenerator[RequestOutput, None]:
         self.check_alive()
-        updates = self.backend.stream(ids, params)
+        updates = self.backend.stream(ids, params, group)
         try:
             async for output in updates:
                 yield output
@@ -178,7 +182,8 @@ class EngineClient:
         allocator = engine.blocks.allocator
         return {
             "requests_running": engine.num_running,
-            "requests_waiting": engine.num_waiting,
+            # in the engine's queue or still held for their turn to enter it
+            "requests_waiting": engine.num_waiting + self.backend.num_held,
             "kv_blocks_used": allocator.num_used,
             "kv_blocks_total": allocator.num_blocks,
             "iterations_total": stats.num_iterations,

@@ -119,7 +119,8 @@ async def respond(
     if stream:
         events = stream_events(state, renderer, jobs, include_usage, head, continuous_usage)
         return StreamingResponse(events, media_type="text/event-stream")
-    work = gather_all([state.engine.generate(j.prompt_ids, j.params) for j in jobs])
+    group = head["id"]  # the request's jobs take turns with other requests' (LocalBackend)
+    work = gather_all([state.engine.generate(j.prompt_ids, j.params, group) for j in jobs])
     outputs = await unless_disconnected(request, work)
     for out in outputs:
         state.metrics.observe(out)
@@ -192,7 +193,8 @@ async def stream_events(
     progress = [Progress(j, eos) for j in jobs]
     finals: dict[int, RequestOutput] = {}
     try:
-        async for k, out in merge([state.engine.stream(j.prompt_ids, j.params) for j in jobs]):
+        streams = [state.engine.stream(j.prompt_ids, j.params, head["id"]) for j in jobs]
+        async for k, out in merge(streams):
             latest[k] = out
             if out.finished:
                 state.metrics.observe(out)

@@ -54,7 +54,7 @@ async def generate(
     await state.engine.prepare_constraint(params, f"params.{constraint_field(params)}")
     if req.stream:
         return StreamingResponse(stream_outputs(state, ids, params), media_type="text/event-stream")
-    output = await unless_disconnected(request, state.engine.generate(ids, params))
+    output = await unless_disconnected(request, state.engine.generate(ids, params, object()))
     state.metrics.observe(output)
     return JSONResponse(output_to_dict(output))
 
@@ -68,7 +68,7 @@ async def stream_outputs(
 ) -> AsyncIterator[str]:
     encoder = DeltaEncoder(params.stop)
     try:
-        async for output in state.engine.stream(ids, params):
+        async for output in state.engine.stream(ids, params, object()):
             if output.finished:
                 state.metrics.observe(output)
             yield sse(encoder.event(output))

@@ -33,6 +33,18 @@ def check_n(n: int, max_n: int) -> None:
         raise APIError(400, f"n must be in [1, {max_n}], got {n}", "n")
 
 
+def check_choices(prompts: int, n: int, limit: int) -> None:
+    """400 for a request whose prompts times ``n`` exceed the server's ``--max-choices``."""
+    if prompts * n > limit:
+        raise APIError(
+            400,
+            f"this request asks for {prompts * n} choices ({prompts} prompts x n={n}); this "
+            f"server takes at most {limit} per request (nanolang serve --max-choices): split "
+            "the prompts over several requests",
+            "prompt" if prompts > 1 else "n",
+        )
+
+
 def stop_list(stop: str | list[str] | None) -> tuple[str, ...]:
     if stop is None:
         return ()
