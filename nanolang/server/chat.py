@@ -58,6 +58,8 @@ def chat_prompt_ids(state: ServerState, req: ChatRequest) -> list[int]:
 def build_jobs(state: ServerState, req: ChatRequest, tools: ToolMode) -> list[Job]:
     check_n(req.n, state.config.max_n)
     check_choices(1, req.n, state.config.max_choices)
+    if req.modalities is not None and set(req.modalities) != {"text"}:
+        raise APIError(400, "modalities: this server generates text only", "modalities")
     check_stream_options(req)
     if req.top_logprobs is not None and not 0 <= req.top_logprobs <= MAX_TOP_LOGPROBS:
         raise APIError(400, f"top_logprobs must be in [0, {MAX_TOP_LOGPROBS}]", "top_logprobs")

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from nanolang.server.protocol import UNSUPPORTED
 from nanolang.server.streams import ClientGone, sse
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,10 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
         return "invalid request", None
     first = errors[0]
     unknown = [_where(e) for e in errors if e.get("type") == "extra_forbidden"]
+    refused = [name for name in unknown if name in UNSUPPORTED]
+    if refused:
+        name = refused[0]
+        return f"{name} is not supported by this server: {UNSUPPORTED[name]}", name
     if unknown:
         names = ", ".join(unknown)
         return (

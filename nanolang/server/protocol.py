@@ -2,7 +2,10 @@
 endpoints and the tokenizer routes.
 
 Unknown fields are refused (a 400 naming them), never silently ignored; so are NaN and infinite
-numbers. In OpenAI's requests ``null`` means not given."""
+numbers. In OpenAI's requests ``null`` means not given. OpenAI's fields that do not change what
+is generated (``store``, ``metadata``, ``service_tier``, ``prediction``, prompt-cache hints, ...)
+are accepted and ignored, as clients such as the openai SDK and LangChain send them; those that
+would change it and cannot be honoured are refused with a reason (``UNSUPPORTED``)."""
 
 from __future__ import annotations
 
@@ -12,12 +15,26 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+# OpenAI request fields that would change the output and that this server cannot honour: each
+# is a 400 saying why (an unknown field's message otherwise)
+UNSUPPORTED = {
+    "reasoning_effort": "this server has no reasoning-effort control",
+    "verbosity": "this server has no verbosity control",
+    "audio": "this server generates text only",
+    "functions": "use tools (and tool_choice) instead",
+    "function_call": "use tools (and tool_choice) instead",
+    "web_search_options": "this server has no web search",
+    "moderation": "this server runs no moderation",
+}
+
 
 class StreamOptions(BaseModel):
     model_config = STRICT
 
     include_usage: bool = False
     continuous_usage_stats: bool = False
+    # accepted, ignored: OpenAI pads its chunks against side channels, these chunks carry none
+    include_obfuscation: bool | None = None
 
 
 class StructuredOutputs(BaseModel):
@@ -58,7 +75,16 @@ class OpenAIRequest(BaseModel):
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     logit_bias: dict[str, float] | None = None
+    # accepted and ignored: they change nothing this server generates (it stores no completions,
+    # serves one tier, caches prompt prefixes by itself and keeps no per-user records)
     user: str | None = None
+    store: bool | None = None
+    metadata: dict[str, str] | None = None
+    service_tier: str | None = None
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_retention: str | None = None
+    prompt_cache_options: dict[str, Any] | None = None
     # vLLM's extras
     top_k: int | None = None
     min_p: float | None = None
@@ -194,6 +220,9 @@ class ChatRequest(OpenAIRequest):
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
+    # accepted and ignored: a predicted output only speeds OpenAI's answer up, never changes it
+    prediction: dict[str, Any] | None = None
+    modalities: list[str] | None = None  # ["text"] only (chat.py refuses others)
     # vLLM's extras
     add_generation_prompt: bool = True
     continue_final_message: bool = False
