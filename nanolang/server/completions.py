@@ -4,6 +4,7 @@ scoring: what lm-evaluation-harness sends), streamed or not."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -82,8 +83,9 @@ class CompletionRenderer:
     object = "text_completion"
     chunk_object = "text_completion"
 
-    def __init__(self, tokenizer: Any) -> None:
+    def __init__(self, tokenizer: Any, token_bytes: Callable[[int], bytes]) -> None:
         self.tokenizer = tokenizer
+        self.token_bytes = token_bytes
 
     def opening(self, jobs: list[Job]) -> list[dict[str, Any]]:
         return []
@@ -99,8 +101,9 @@ class CompletionRenderer:
         progress.started = True
         logprobs = None
         if job.params.logprobs:
-            logprobs = fmt.completion_logprobs(self.tokenizer, scored, progress.offset)
-            progress.offset += sum(len(token) for token in logprobs["tokens"])
+            logprobs = fmt.completion_logprobs(
+                self.tokenizer, scored, progress.offsets, self.token_bytes
+            )
         return {
             "index": job.index,
             "text": text,
@@ -122,7 +125,7 @@ async def create_completion(
     state.check_model(req.model)
     # off the event loop: a long prompt tokenizes for seconds (every stream stalled)
     jobs = await asyncio.to_thread(build_jobs, state, req)
-    renderer = CompletionRenderer(state.engine.tokenizer)
+    renderer = CompletionRenderer(state.engine.tokenizer, state.engine.token_bytes)
     param = constraint_field(req, req.response_format)
     return await respond(
         state, request, renderer, jobs, req.stream, req.include_usage, param, req.continuous_usage

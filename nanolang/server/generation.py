@@ -50,7 +50,7 @@ class Progress:
         self.started = False  # the first chunk of this choice went out
         # characters of the tokens sent so far (completions' text_offset): not of the text,
         # which lags behind the tokens while a stop string could still cut it
-        self.offset = 0
+        self.offsets = fmt.TextOffsets()
 
     def new_text(self, out: RequestOutput) -> str:
         return self.text.text(out) if self.job.keep_output else ""

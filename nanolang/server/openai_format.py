@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import time
 import uuid
 from collections.abc import Callable
@@ -58,29 +59,72 @@ def token_string(tokenizer: Any, token: int) -> str:
     return str(tokenizer.decode([token]))
 
 
-def _top_strings(tokenizer: Any, top: TopK | None) -> dict[str, float] | None:
+def completion_token(
+    tokenizer: Any, token: int, token_bytes: Callable[[int], bytes]
+) -> tuple[str, bytes]:
+    """A completions token's string and the bytes it adds to the text. A token that holds only
+    part of a UTF-8 character decodes alone to U+FFFD; OpenAI names such a token by its bytes,
+    ``bytes:\\xe2\\x80`` (backslash, x, two hex digits per byte), and so does this server."""
+    text = token_string(tokenizer, token)
+    raw = token_bytes(token) if "\ufffd" in text else b""
+    if not raw:
+        return text, text.encode()
+    try:
+        raw.decode("utf-8")  # whole characters: a U+FFFD of the token's own
+    except UnicodeDecodeError:
+        return "bytes:" + "".join(f"\\x{b:02x}" for b in raw), raw
+    return text, raw
+
+
+class TextOffsets:
+    """Completions' ``text_offset``: where each token starts in the text, in characters of the
+    text its bytes spell. A token that continues a character begun by the token before it
+    starts where that character does."""
+
+    def __init__(self) -> None:
+        self.chars = 0
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def advance(self, raw: bytes) -> int:
+        """The offset of the token with bytes ``raw``, the tokens before it counted."""
+        start = self.chars
+        self.chars += len(self._decoder.decode(raw))
+        return start
+
+
+def _top_strings(
+    tokenizer: Any, top: TopK | None, token_bytes: Callable[[int], bytes]
+) -> dict[str, float] | None:
     if top is None:
         return None
     out: dict[str, float] = {}
     for token, lp in top.items():
-        text = token_string(tokenizer, token)
+        text = completion_token(tokenizer, token, token_bytes)[0]
         out[text] = max(lp, out.get(text, float("-inf")))  # distinct ids may decode alike
     return out
 
 
-def completion_logprobs(tokenizer: Any, scored: Scored, offset: int = 0) -> dict[str, Any]:
-    """The legacy completions ``logprobs`` object (``top_logprobs``: token text -> logprob)."""
-    tokens = [token_string(tokenizer, t) for t in scored.ids]
-    offsets = []
-    for token in tokens:
-        offsets.append(offset)
-        offset += len(token)
+def completion_logprobs(
+    tokenizer: Any,
+    scored: Scored,
+    offsets: TextOffsets,
+    token_bytes: Callable[[int], bytes],
+) -> dict[str, Any]:
+    """The legacy completions ``logprobs`` object (``top_logprobs``: token string -> logprob;
+    a token of part of a character is named by its bytes: ``completion_token``)."""
+    tokens, starts = [], []
+    for t in scored.ids:
+        text, raw = completion_token(tokenizer, t, token_bytes)
+        tokens.append(text)
+        starts.append(offsets.advance(raw))
     tops = scored.tops or [None] * len(tokens)
     return {
         "tokens": tokens,
         "token_logprobs": list(scored.logprobs),
-        "top_logprobs": [_top_strings(tokenizer, t) for t in tops] if scored.tops else None,
-        "text_offset": offsets,
+        "top_logprobs": (
+            [_top_strings(tokenizer, t, token_bytes) for t in tops] if scored.tops else None
+        ),
+        "text_offset": starts,
     }
 
 
