@@ -129,8 +129,9 @@ class ChatRenderer:
         if progress.job.params.logprobs:
             logprobs = fmt.chat_logprobs(self.tokenizer, scored, self.token_bytes)
         reason = fmt.finish_reason(out)
-        if call is not None and reason == "stop":
-            reason = "tool_calls"
+        if call is not None and reason == "stop" and self.tools.kind != "named":
+            reason = "tool_calls"  # OpenAI's reason for a call the model chose (a named
+            # tool_choice, which forces the call, finishes with "stop" there)
         return {"index": index, key: body, "logprobs": logprobs, "finish_reason": reason}
 
     def _message(self, text: str, call: dict[str, Any] | None) -> dict[str, Any]:

@@ -141,7 +141,9 @@ def test_named_tool_call_arguments_validate(client: openai.OpenAI) -> None:
     call = out.choices[0].message.tool_calls[0]  # type: ignore[index]
     assert call.function.name == "get_weather"  # type: ignore[union-attr]
     jsonschema.validate(json.loads(call.function.arguments), WEATHER)  # type: ignore[union-attr]
-    assert out.choices[0].finish_reason == "tool_calls"
+    # OpenAI: a call forced by a named tool_choice finishes with "stop" ("tool_calls" is for a
+    # call the model chose: auto, required)
+    assert out.choices[0].finish_reason == "stop"
     stream = client.chat.completions.create(
         model=MODEL,
         messages=messages,
@@ -151,13 +153,16 @@ def test_named_tool_call_arguments_validate(client: openai.OpenAI) -> None:
         temperature=0,
         stream=True,
     )
+    chunks = [chunk for chunk in stream if chunk.choices]
     pieces = [
         tc.function.arguments or ""
-        for chunk in stream
-        for tc in (chunk.choices[0].delta.tool_calls or [] if chunk.choices else [])
+        for chunk in chunks
+        for tc in chunk.choices[0].delta.tool_calls or []
         if tc.function is not None
     ]
     assert "".join(pieces) == call.function.arguments  # type: ignore[union-attr]
+    reasons = [chunk.choices[0].finish_reason for chunk in chunks]
+    assert reasons[-1] == "stop" and set(reasons[:-1]) == {None}
 
 
 def test_required_tool_and_tool_messages(client: openai.OpenAI, demo_server: LiveServer) -> None:
