@@ -84,3 +84,60 @@ def test_a_stream_consumer_that_lags_gets_the_newest_output_not_every_step(
     assert rest[-1].finished and len(rest[-1].token_ids) == 40
     whole = asyncio.run(backend.generate([1, 2, 3], params))
     assert rest[-1].token_ids == whole.token_ids and rest[-1].text == whole.text
+
+
+def small_backend() -> LocalBackend:
+    from runtime import LLM
+    from runtime.tiny import default_model_dir
+
+    llm = LLM(str(default_model_dir()), dtype="float32", device="cpu", max_num_seqs=2)
+    return LocalBackend(llm)
+
+
+def test_a_later_group_enters_the_engine_in_its_turn() -> None:
+    """Grouped requests wait in the backend and enter the engine round-robin: one request of a
+    group that comes after twelve of another finishes as soon as the engine has room for it,
+    with the two running then and the one fed beside it (first come first served, it finished
+    last)."""
+    local = small_backend()
+    params = SamplingParams(max_tokens=32, ignore_eos=True, temperature=0.0)
+    order: list[str] = []
+    held: list[int] = []
+    done_before_b: list[int] = []
+
+    async def run(name: str, prompt: list[int], group: str) -> None:
+        await local.generate(prompt, params, group)
+        order.append(name)
+
+    async def main() -> None:
+        big = [asyncio.create_task(run(f"a{i}", [1, 2, 3 + i], "a")) for i in range(12)]
+        await asyncio.sleep(0.05)
+        held.append(local.num_held)
+        done_before_b.append(len(order))
+        await asyncio.gather(run("b", [4, 5, 6], "b"), *big)
+
+    try:
+        asyncio.run(main())
+    finally:
+        local.close()
+    assert held[0] > 0  # the big group's requests were held, not all in the engine's queue
+    assert sorted(order) == sorted([f"a{i}" for i in range(12)] + ["b"])
+    assert done_before_b[0] + 3 < 12, order  # it came while most of the twelve waited
+    assert order.index("b") <= done_before_b[0] + 3, order
+    assert local.num_held == 0
+
+
+def test_closing_fails_the_held_requests_too() -> None:
+    local = small_backend()
+    params = SamplingParams(max_tokens=200, ignore_eos=True, temperature=0.0)
+
+    async def main() -> list[object]:
+        calls = [local.generate([1, 2, 3 + i], params, "g") for i in range(6)]
+        tasks = [asyncio.create_task(c) for c in calls]
+        await asyncio.sleep(0.05)
+        await asyncio.to_thread(local.close)
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert all(isinstance(r, RuntimeError) and "backend closed" in str(r) for r in results)
+    assert local.num_held == 0
