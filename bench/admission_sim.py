@@ -23,7 +23,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from runtime.bench.workloads import WORKLOADS, make_requests, workload_seed
 from runtime.block_manager import BlockManager
@@ -45,14 +45,27 @@ class Model:
     weights_s: float = 6.1e-3
     gemm_flops: float = 620e12
     other_s: float = 0.5e-3
+    params: float = PARAMS
 
     def iteration(self, tokens: int, kv_tokens: int) -> float:
-        gemm = max(self.weights_s, 2 * PARAMS * tokens / self.gemm_flops)
+        gemm = max(self.weights_s, 2 * self.params * tokens / self.gemm_flops)
         return kv_tokens * self.kv_bytes_per_token / self.kv_bandwidth + gemm + self.other_s
 
 
-def simulate(workload: str, count: int, num_blocks: int, model: Model, reserve: int = 2048) -> dict:
-    cfg = EngineConfig(admission_reserve_tokens=reserve)
+# one rank of Llama-3-70B at TP=2 (two H200s), from the records of 2026-11-30: 68.5 GB of
+# weights per rank at the 3.5 TB/s its decode GEMMs reach, half of 69.5e9 multiply-adds per token,
+# 80 layers x 4 KV heads x 128 x 2 x 2 bytes of KV per token, 161 all-reduces of ~14 us
+MODELS = {
+    "llama-3-8b": Model(),
+    "llama-3-70b-tp2": Model(kv_bytes_per_token=163_840, weights_s=19.5e-3, gemm_flops=700e12,
+                             other_s=2.8e-3, params=34.75e9),
+}
+
+
+def simulate(workload: str, count: int, num_blocks: int, model: Model, reserve: int = 2048,
+             tail: float = 0.0, max_num_seqs: int = 1024) -> dict:  # fmt: skip
+    cfg = EngineConfig(admission_reserve_tokens=reserve, admission_tail_overcommit=tail,
+                       max_num_seqs=max_num_seqs)  # fmt: skip
     sched = Scheduler(cfg, BlockManager(num_blocks, cfg.block_size, cfg.enable_prefix_caching))
     reqs = make_requests(WORKLOADS[workload], count, VOCAB, workload_seed(workload))
     for i, r in enumerate(reqs):
@@ -90,6 +103,8 @@ def simulate(workload: str, count: int, num_blocks: int, model: Model, reserve: 
         "workload": workload,
         "num_requests": count,
         "admission_reserve_tokens": reserve,
+        "admission_tail_overcommit": tail,
+        "max_num_seqs": max_num_seqs,
         "num_blocks": num_blocks,
         "iterations": iterations,
         "largest_batch": largest,
@@ -108,19 +123,28 @@ def main() -> None:
     ap.add_argument("--workloads", default="512/1024:1000,1024/512:1000,sharegpt:1000")
     ap.add_argument("--num-blocks", type=int, default=54_100)
     ap.add_argument("--reserves", default="2048", help="admission_reserve_tokens values to try")
-    ap.add_argument("--kv-bytes-per-token", type=int, default=Model.kv_bytes_per_token)
+    ap.add_argument("--tails", default="0", help="admission_tail_overcommit values to try")
+    ap.add_argument("--max-num-seqs", type=int, default=1024)
+    ap.add_argument("--model", default="llama-3-8b", choices=sorted(MODELS))
+    ap.add_argument("--kv-bytes-per-token", type=int, default=None,
+                    help="KV bytes per token (default: the model's; fp8 halves it)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    model = Model(kv_bytes_per_token=args.kv_bytes_per_token)
+    model = MODELS[args.model]
+    if args.kv_bytes_per_token is not None:
+        model = replace(model, kv_bytes_per_token=args.kv_bytes_per_token)
     rows = []
     for item in args.workloads.split(","):
         name, _, n = item.partition(":")
         if name not in WORKLOADS or not (n or "1").isdigit():
             ap.error(f"--workloads: {item!r} is not NAME[:REQUESTS] with NAME in {list(WORKLOADS)}")
         for reserve in (int(r) for r in args.reserves.split(",")):
-            row = simulate(name, int(n or 1000), args.num_blocks, model, reserve)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+            for tail in (float(t) for t in args.tails.split(",")):
+                row = simulate(name, int(n or 1000), args.num_blocks, model, reserve, tail,
+                               args.max_num_seqs)  # fmt: skip
+                row["model"] = args.model
+                rows.append(row)
+                print(json.dumps(row), flush=True)
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"command": " ".join(["python", *sys.argv]), "rows": rows}, f, indent=1)

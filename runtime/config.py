@@ -198,6 +198,12 @@ class EngineConfig:
     # its output tokens (max_tokens), so a batch sized to memory does not run out and preempt
     # (recompute) as its sequences grow; 0 admits on the prompt alone
     admission_reserve_tokens: int = 2048
+    # the tail: when every waiting sequence could run to the end together with the running ones
+    # in the free blocks plus this share of all blocks, they are admitted on their prompts alone
+    # (the reserve waived), so the last few requests do not form a small batch of their own that
+    # decodes for their whole output; the shortfall, if their outputs reach it, is preempted
+    # (recomputed) near the end, at most once per sequence. 0 turns it off
+    admission_tail_overcommit: float = 0.0
     max_model_len: int | None = None  # defaults to the model's max_position_embeddings
     kv_cache_memory_bytes: int | None = None  # None: derived from the device's memory
     gpu_memory_utilization: float = 0.90
@@ -250,6 +256,8 @@ class EngineConfig:
             raise ValueError("max_num_batched_tokens and max_num_seqs must be >= 1")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError("gpu_memory_utilization must be in (0, 1]")
+        if not 0 <= self.admission_tail_overcommit <= 1:
+            raise ValueError("admission_tail_overcommit must be in [0, 1]")
         if not 0 <= self.admission_watermark < 1:
             raise ValueError("admission_watermark must be in [0, 1)")
         if self.kv_cache_dtype not in KV_CACHE_DTYPES:

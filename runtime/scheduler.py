@@ -73,6 +73,7 @@ class Scheduler:
         num_blocks = blocks.allocator.num_blocks
         self.watermark_blocks = int(config.admission_watermark * num_blocks)
         self._reserved = 0  # KV blocks kept for running sequences' growth (during admission)
+        self._tail = False  # this admission pass waives the reserve (``_tail_fits``)
         self._tokens = 0  # tokens scheduled so far in the iteration being formed
         # ``waiting`` is in progress-priority order: kept through every change that cannot
         # break it, so the sort while memory is short runs only after one that can
@@ -195,6 +196,7 @@ class Scheduler:
             self._moved = set()
         deferred: list[Sequence] = []
         self._reserved = sum(self._future_blocks(s) for s in self.running)
+        self._tail = self._tail_fits()
         while self.waiting and len(self.running) < self.config.max_num_seqs:
             budget = self._budget(out)
             if budget == 0:
@@ -258,9 +260,34 @@ class Scheduler:
         """Free blocks cover the sequence, plus, while others are running, the watermark and the
         growth reserved for them and for it (alone, a sequence needs room for its prompt only)."""
         need = self.blocks.num_new_blocks(seq, seq.num_tokens)
-        if self.running:
+        if self._tail and not seq.metrics.num_preemptions:
+            need += self.watermark_blocks
+        elif self.running:
             need = max(need, self._future_blocks(seq)) + self.watermark_blocks + self._reserved
         return need <= self.blocks.allocator.num_free
+
+    def _tail_fits(self) -> bool:
+        """Whether the waiting sequences are the tail: all of them could run at once, and to
+        the end of their reserves together with the running ones, in the free blocks plus
+        ``admission_tail_overcommit`` of all blocks. Then they are admitted on their prompts
+        alone rather than left to run as a small batch of their own after the others finish;
+        the shortfall (at most that share) is preempted near the end and recomputed. A sequence
+        preempted before is never part of a tail (no recomputation loops)."""
+        share = self.config.admission_tail_overcommit
+        if share <= 0 or not self.running or not self.waiting:
+            return False
+        if len(self.running) + len(self.waiting) > self.config.max_num_seqs:
+            return False  # they cannot all run at once: not the tail yet
+        allocator = self.blocks.allocator
+        slack = allocator.num_free + int(share * allocator.num_blocks)
+        slack -= self._reserved + self.watermark_blocks
+        for seq in self.waiting:  # at most max_num_seqs, and it stops at the first shortfall
+            if seq.metrics.num_preemptions:
+                return False
+            slack -= self._future_blocks(seq)
+            if slack < 0:
+                return False
+        return True
 
     def _future_blocks(self, seq: Sequence) -> int:
         """Blocks ``seq`` must add to its table to hold its tokens and up to

@@ -110,6 +110,7 @@ def run_nanolang(
     budget: int | None = None,
     decode: DecodeChoice | None = None,
     linear: str | None = None,
+    tail: float | None = None,
 ) -> list[EngineRun]:
     """Every workload on one engine instance (``ceilings``: measured by an earlier instance;
     ``decode``: how its decode attention runs, the engine's default without one; ``linear``:
@@ -122,6 +123,7 @@ def run_nanolang(
         args.model, dtype=args.dtype, device=args.device, load_format=args.load_format,
         hf_overrides=overrides, max_num_seqs=args.max_num_seqs,
         admission_reserve_tokens=args.admission_reserve_tokens,
+        **({} if tail is None else {"admission_tail_overcommit": tail}),
         max_num_batched_tokens=budget or args.max_num_batched_tokens,
         enforce_eager=args.enforce_eager,
         async_scheduling=args.async_scheduling, pipeline=spec, kv_cache_dtype=kv,
@@ -140,6 +142,8 @@ def run_nanolang(
         "max_num_batched_tokens": engine.config.max_num_batched_tokens,
         "pipeline_used": engine.pipeline_summary,
         "decode_attention": decode.spec(),
+        "admission_reserve_tokens": engine.config.admission_reserve_tokens,
+        "admission_tail_overcommit": engine.config.admission_tail_overcommit,
     }  # fmt: skip
     if args.warmup_requests > 0:
         for name, _ in names:
@@ -157,7 +161,8 @@ def run_nanolang(
         replays = replays_delta(replays_before, graph_replays(llm))
         print(
             f"[bench] nanolang {mode} kv={kv} tp={tp} decode={decode.spec()}"
-            f"{'' if linear is None else ' linear=' + linear} "
+            f"{'' if linear is None else ' linear=' + linear}"
+            f"{'' if tail is None else f' tail={tail:g}'} "
             f"budget={engine.config.max_num_batched_tokens} {name} x{len(reqs)}: "
             f"{res.total_tokens_per_s:,.0f} total tok/s, max batch {res.max_batch_seqs}, "
             f"preemptions {res.preemptions}, {res.seconds:.1f} s",
@@ -357,6 +362,18 @@ def linear_backends(text: str) -> list[str | None]:
     return [None if name == "default" else name for name in names]
 
 
+def tail_overcommits(text: str | None) -> list[float | None]:
+    """``--admission-tail-overcommit``: a comma list of shares, one engine each (None: the
+    engine's default); each is checked by EngineConfig when its engine starts."""
+    if text is None:
+        return [None]
+    try:
+        return [float(item) for item in text.split(",") if item.strip()] or [None]
+    except ValueError:
+        message = f"--admission-tail-overcommit: {text!r} is not a comma list of numbers"
+        raise SystemExit(message) from None
+
+
 def parse_workloads(text: str, num_requests: int) -> list[tuple[str, int]]:
     """``--workloads``: ``all`` or a comma list of NAME or NAME:REQUESTS (default: ``num_requests``)
     -> (workload, requests) pairs, in order."""
@@ -381,6 +398,7 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
     budgets = token_budgets(args)
     decodes = decode_choices(args.decode_attention)
     linears = linear_backends(args.linear)
+    tails = tail_overcommits(args.admission_tail_overcommit)
     runs: list[EngineRun] = []
     tps = parse_tp(args.tp)
     engines, version = 0, nanolang_version()
@@ -390,10 +408,11 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
     for tp in tps:
         for mode in modes:
             for kv in kv_dtypes:
-                for budget, decode, linear in itertools.product(budgets, decodes, linears):
+                combos = itertools.product(budgets, decodes, linears, tails)
+                for budget, decode, linear, tail in combos:
                     ceilings = runs[0].facts["ceilings"] if runs else None  # one per run
                     new = run_nanolang(args, names, mode, specs[mode], kv, ceilings, tp, budget,
-                                       decode, linear)  # fmt: skip
+                                       decode, linear, tail)  # fmt: skip
                     for r in new:
                         r.facts = {**r.facts, "engine_index": engines}
                     runs += new
@@ -449,6 +468,8 @@ def record_of(
     )  # fmt: skip
     record["warmup_requests"] = args.warmup_requests
     record["decode_attention"] = facts["decode_attention"]
+    record["admission_reserve_tokens"] = facts["admission_reserve_tokens"]
+    record["admission_tail_overcommit"] = facts["admission_tail_overcommit"]
     if facts.get("allreduce"):  # tensor parallelism: the group's own all-reduce
         record["allreduce"] = facts["allreduce"]
     if facts.get("decode_graph_replays") is not None:  # which plan each decode replay ran

@@ -46,6 +46,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     ap.add_argument("--scale", type=float, default=1.0, help="shrink lengths (tests)")
     ap.add_argument("--max-num-seqs", type=int, default=1024, help="a cap; memory decides")
     ap.add_argument("--admission-reserve-tokens", type=int, default=2048)
+    ap.add_argument(
+        "--admission-tail-overcommit",
+        default=None,
+        help="comma list of EngineConfig.admission_tail_overcommit values, one engine each "
+        "(default: the engine's)",
+    )
     ap.add_argument("--max-num-batched-tokens", type=int, default=8192)
     ap.add_argument(
         "--token-budgets",
