@@ -19,6 +19,7 @@ import triton.language as tl
 
 from kernels.triton.paged_common import (
     LOG2E,
+    PER_BATCH_ARGS,
     cache_strides,
     fp8_rows,
     fp16_rows,
@@ -89,7 +90,7 @@ def _update_swapped(q, k, v, valid, m_i, l_i, acc, scale_log2, PRECISION: tl.con
     return m_new, l_i, acc
 
 
-@triton.jit
+@triton.jit(do_not_specialize=PER_BATCH_ARGS)
 def decode_kernel(
     q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr, context_lens_ptr, out_ptr, part_out_ptr,
     part_lse_ptr, scale_log2,

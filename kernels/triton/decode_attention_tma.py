@@ -21,6 +21,7 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 from kernels.triton.decode_attention import DecodeConfig, dot_dtype
 from kernels.triton.paged_common import (
     LOG2E,
+    PER_BATCH_ARGS,
     fp16_rows,
     launch_grid,
     merge_splits,
@@ -43,7 +44,7 @@ def _page_step(q, k_desc, v_desc, page, n0, end, kvh, m_i, l_i, acc, scale_log2,
     return softmax_step(q, k, v, valid[None, :], m_i, l_i, acc, scale_log2, PRECISION)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=PER_BATCH_ARGS)
 def decode_tma_kernel(
     q_ptr, k_desc, v_desc, block_tables_ptr, context_lens_ptr, out_ptr, part_out_ptr, part_lse_ptr,
     scale_log2,

@@ -68,7 +68,7 @@ def _keys(q, k_cache_ptr, v_cache_ptr, table, start, stop, end, q_pos, m_i, l_i,
     return m_i, l_i, acc
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["stride_bt", "first_seq"])
 def extend_kernel(
     q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr, context_lens_ptr, cu_seqlens_q_ptr, out_ptr,
     scale_log2,
