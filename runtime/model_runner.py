@@ -19,6 +19,7 @@ from kernels import AttentionMetadata, Ops
 from runtime.block_manager import BlockManager
 from runtime.cuda_graph import DecodeGraphs, DecodeInputs, default_buckets
 from runtime.host_copy import list_to_device, to_device
+from runtime.kernel_profile import KernelProfile
 from runtime.model.llama import ForwardContext, LlamaModel, Operation
 from runtime.sampler import sample
 from runtime.scheduler import ScheduledSequence, SchedulerOutput
@@ -214,6 +215,15 @@ class ModelRunner:
         """Decode CUDA graph replays so far per plan ('dense': the plain forward); empty
         without graphs (eager mode, the CPU)."""
         return self.graphs.replays_by_plan() if self.graphs is not None else {}
+
+    def synchronize(self) -> None:
+        """Wait until the device has run everything queued so far."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def profile(self) -> KernelProfile:
+        """Start a profiler session over this runner's device; ``stop()`` summarises it."""
+        return KernelProfile(self.device)
 
     def _upload(self, t: torch.Tensor) -> torch.Tensor:
         return to_device(t, self.device)

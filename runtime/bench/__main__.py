@@ -117,8 +117,8 @@ def run_nanolang(
     the linear operator's backend, the registry's without one)."""
     decode = decode or DecodeChoice()
     overrides = json.loads(args.hf_overrides) if args.hf_overrides else None
-    if tp > 1 and (args.profile_every or args.profile_run):
-        raise ValueError("--profile-every and --profile-run run in one process only (not --tp)")
+    if tp > 1 and args.profile_every:
+        raise ValueError("--profile-every runs in one process only (not --tp; --profile-run does)")
     llm = LLM(
         args.model, dtype=args.dtype, device=args.device, load_format=args.load_format,
         hf_overrides=overrides, max_num_seqs=args.max_num_seqs,

@@ -70,7 +70,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "--profile-run",
         action="store_true",
         help="after each workload's throughput run, a separate run of it with the torch profiler "
-        "over --profile-window iterations (after --profile-skip): device time by kernel kind",
+        "over --profile-window iterations (after --profile-skip): device time by kernel kind "
+        "(under --tp, rank 0's device)",
     )
     ap.add_argument("--profile-skip", type=int, default=96)
     ap.add_argument("--profile-window", type=int, default=32)

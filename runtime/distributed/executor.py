@@ -131,6 +131,32 @@ class TensorParallelRunner:
         self.timings.gpu_s = host.gpu_s
         return step_result(launched, host)
 
+    def synchronize(self) -> None:
+        """Nothing to wait for here: the driver queues no device work of its own (a profile
+        session's ``stop`` waits for rank 0's device)."""
+
+    def profile(self) -> RankProfile:
+        """Start a profiler session on rank 0 (every rank runs the same kernels); it takes
+        effect from the next iteration sent, and ``stop()`` returns rank 0's summary."""
+        self._control(0, ("profile_start",))
+        return RankProfile(self)
+
+    def _stop_profile(self) -> dict[str, Any]:
+        self._control(0, ("profile_stop",))
+        try:
+            summary: dict[str, Any] = self._receive(0, "profile", in_order=False)
+        except BaseException as exc:
+            self._abandon(exc)
+            raise
+        return summary
+
+    def _control(self, rank: int, msg: tuple[Any, ...]) -> None:
+        self._check_usable()
+        try:
+            self._conns[rank].send_bytes(pickle.dumps(msg))
+        except OSError:
+            self._fail(f"rank {rank} stopped taking work")
+
     def shutdown(self) -> None:
         """Stop every worker (a no-op once stopped)."""
         if self._failure is None:
@@ -149,9 +175,13 @@ class TensorParallelRunner:
         self._graceful[0] = False
         self._finalizer()
 
-    def _receive(self, rank: int, kind: str) -> Any:
-        """Wait for the next ``kind`` message of ``rank``, watching every worker meanwhile."""
-        while not self._inbox[rank]:
+    def _receive(self, rank: int, kind: str, in_order: bool = True) -> Any:
+        """Wait for the next ``kind`` message of ``rank``, watching every worker meanwhile;
+        ``in_order=False`` takes the first message of that kind, leaving earlier ones of other
+        kinds (iteration results still to be collected) where they are."""
+        while not self._inbox[rank] or (
+            not in_order and all(m[0] != kind for m in self._inbox[rank])
+        ):
             for ready in wait([*self._conns, *self._sentinels]):
                 if isinstance(ready, int):  # a process ended: read its last words first
                     r = self._sentinels[ready]
@@ -167,7 +197,8 @@ class TensorParallelRunner:
                 if msg[0] == "error":
                     self._fail(f"rank {msg[1]} raised an error:\n{msg[2].rstrip()}")
                 self._inbox[r].append(msg)
-        msg = self._inbox[rank].pop(0)
+        inbox = self._inbox[rank]
+        msg = inbox.pop(0 if in_order else next(i for i, m in enumerate(inbox) if m[0] == kind))
         if msg[0] != kind:
             self._fail(f"rank {rank} sent {msg[0]!r} where {kind!r} was expected")
         return msg[1]
@@ -183,6 +214,18 @@ class TensorParallelRunner:
             f"tensor-parallel worker failure: {cause}\nworkers: {'; '.join(states)}; "
             "every worker has been stopped"
         )
+
+
+class RankProfile:
+    """A profiler session running on rank 0 (``TensorParallelRunner.profile``)."""
+
+    def __init__(self, executor: TensorParallelRunner) -> None:
+        self._executor = executor
+
+    def stop(self) -> dict[str, Any]:
+        """End it once rank 0's device has run every iteration sent: rank 0's kernel times
+        and gaps, as ``KernelProfile.stop`` gives them."""
+        return self._executor._stop_profile()
 
 
 def step_messages(plan: StepPlan) -> tuple[bytes, bytes]:

@@ -33,6 +33,7 @@ from runtime.block_manager import BlockManager
 from runtime.config import EngineConfig
 from runtime.distributed.allreduce import group_all_reduce
 from runtime.distributed.tensor_parallel import TPLayout, build_tensor_parallel_model
+from runtime.kernel_profile import KernelProfile
 from runtime.kv_budget import kv_memory_budget, num_kv_blocks
 from runtime.model_runner import DeviceStep, ModelRunner, kv_bytes_per_block, kv_cache_dtype
 
@@ -240,11 +241,20 @@ def _serve(rank: int, runner: ModelRunner, conn: Connection, lock: threading.Loc
     """Execute plans until the driver says stop; rank 0 returns every iteration's results."""
     sender = _Sender(conn, lock, runner.device) if rank == 0 else None
     prev: DeviceStep | None = None
+    session: KernelProfile | None = None
     try:
         while True:
             msg = pickle.loads(conn.recv_bytes())
             if msg[0] == "stop":
                 return
+            if msg[0] == "profile_start":  # the driver's profiled window (rank 0)
+                session = runner.profile()
+                continue
+            if msg[0] == "profile_stop":
+                assert session is not None, "profile_stop without profile_start"
+                summary, session = session.stop(), None
+                _send(conn, lock, ("profile", summary))
+                continue
             prev = runner.execute(msg[1], None if prev is None else prev.tokens)
             if sender is not None:
                 sender.put(prev)

@@ -31,14 +31,33 @@ def test_bench_records_carry_the_tensor_parallel_size(tiny_llama: str, tmp_path:
     assert record["tight_roofline_tokens_per_s"] <= record["compute_roofline_tokens_per_s"]
 
 
-def test_profiling_is_refused_under_tensor_parallelism(
+def test_eager_profiling_is_refused_under_tensor_parallelism(
     tiny_llama: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = build_parser().parse_args(
-        ["--model", tiny_llama, *BASE, "--workloads", "512/512", "--tp", "2", "--profile-run"]
+        ["--model", tiny_llama, *BASE, "--workloads", "512/512", "--tp", "2",
+         "--profile-every", "4"]
     )
     assert execute(args, "test") == 2
-    assert "--profile-run run in one process only" in capsys.readouterr().err
+    assert "--profile-every runs in one process only" in capsys.readouterr().err
+
+
+def test_the_profiled_run_profiles_rank_zero(tiny_llama: str, tmp_path: Path) -> None:
+    """--profile-run at TP=2: rank 0's worker runs the profiler over the window the driver
+    asks for and sends its summary back (on the CPU: aten operators for kernels), between the
+    iterations' own results."""
+    out = tmp_path / "bench.json"
+    args = build_parser().parse_args(["--model", tiny_llama, *BASE, "--workloads", "512/512",
+                                      "--tp", "2", "--profile-run", "--profile-skip", "2",
+                                      "--profile-window", "3", "--out", str(out)])  # fmt: skip
+    assert execute(args, "test") == 0
+    (record,) = json.loads(out.read_text())
+    profile = record["profile"]
+    assert profile["iterations"] == 3 and profile["profiled_rank"] == 0
+    assert profile["source"] == "torch.profiler CPU ops"
+    assert profile["device_busy_ms_per_iteration"] > 0
+    assert any(name.startswith("aten::") for name in profile["top_kernels_ms_per_iteration"])
+    assert record["output_tokens"] == 4 * 10  # the throughput run, untouched
 
 
 @pytest.mark.slow
