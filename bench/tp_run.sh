@@ -11,6 +11,9 @@
 #   bash bench/tp_run.sh symm     # all-reduce latency: NCCL against symmetric-memory one-/two-shot
 #   bash bench/tp_run.sh symmtest # the engine's symmetric-memory all-reduce on two GPUs (tests);
 #                                 # when they pass, later steps run with --allreduce symm_mem
+#   bash bench/tp_run.sh profile  # Llama-3-70B at TP=2, sequential: rank 0 profiled over a
+#                                 # window of mixed iterations (PROFILE_MIXED: skip,window) and,
+#                                 # in a second process, of decode steps (PROFILE_DECODE)
 #   bash bench/tp_run.sh pair     # Llama-3-70B at TP=2, MODES (nanoflow,sequential) in one
 #                                 # process, each engine after WARMUP untimed requests
 # ALLREDUCE (nccl, or symm_mem) is every nanolang engine's --allreduce (symmtest may set it).
@@ -176,8 +179,17 @@ PY
         --workloads "$WORKLOADS" --num-requests "$REQUESTS_70B" --max-num-seqs "$MAX_SEQS_70B" \
         --tp 2 --mode "$MODES" --warmup-requests "${WARMUP:-16}" "${EAGER[@]}"
       ;;
+    profile)  # where a 70B TP=2 iteration's time goes (rank 0's kernels): mixed, then decode
+      for window in "mixed:${PROFILE_MIXED:-2,6}" "decode:${PROFILE_DECODE:-300,12}"; do
+        kind=${window%%:*} sw=${window#*:}
+        bench "llama-3-70b-tp2-profile-$kind" "$T_70B" --model "${MODEL_70B:-llama-3-70b}" \
+          --workloads "$WORKLOADS" --num-requests "$REQUESTS_70B" --max-num-seqs "$MAX_SEQS_70B" \
+          --tp 2 --mode sequential --warmup-requests "${WARMUP:-16}" --profile-run \
+          --profile-skip "${sw%,*}" --profile-window "${sw#*,}" "${EAGER[@]}"
+      done
+      ;;
     *)
-      echo "unknown step $step (test, 8b, 70b, 70bmodes, verify, samerun, symm, symmtest, pair)" >&2
+      echo "unknown step $step (test, 8b, 70b, 70bmodes, verify, samerun, symm, symmtest, profile, pair)" >&2
       exit 2
       ;;
   esac
