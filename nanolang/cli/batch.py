@@ -90,7 +90,10 @@ def run_job(args: argparse.Namespace) -> int:
     try:
         rows = read_requests(args.input)
         expected = {row.custom_id: row.fingerprint for row in rows}
-        note = prepare(args.output, expected, BATCH_LINES, resume_options(args), [args.input])
+        rows = args.shard.select(rows, group_of) if args.shard else sorted(rows, key=order)
+        ids = {row.custom_id for row in rows}  # --restart / --retry-failed touch these only
+        options = resume_options(args)
+        note = prepare(args.output, expected, BATCH_LINES, options, [args.input], ids)
         ready_report(args.report, [args.output, args.input])
         cluster = cluster_options(args) if args.ray is not None else None
     except (DatasetError, FingerprintMismatch, OSError, ValueError) as exc:
@@ -98,7 +101,6 @@ def run_job(args: argparse.Namespace) -> int:
         return 1
     if note:
         print(note, file=sys.stderr)
-    rows = args.shard.select(rows, group_of) if args.shard else sorted(rows, key=order)
     title = f"batch {args.input.name}"
     runner = None
     try:

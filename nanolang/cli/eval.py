@@ -109,8 +109,11 @@ def run_job(args: argparse.Namespace) -> int:
         ).with_tools(args.tools)
         check_tools(module, config.load_tools(module))  # before any row runs
         fingerprints = row_fingerprints(module, config, rows)
+        if args.shard is not None:
+            rows = args.shard.select(rows, group_by(args.group_by))
         inputs = [args.data, Path(args.file), *([Path(args.tools)] if args.tools else [])]
-        note = prepare(args.out, fingerprints, EVAL_LINES, resume_options(args), inputs)
+        ids = {row.id for row in rows}  # --restart / --retry-failed touch this run's rows only
+        note = prepare(args.out, fingerprints, EVAL_LINES, resume_options(args), inputs, ids)
         ready_report(args.report, [args.out, *inputs])
         cluster = cluster_options(args) if args.ray is not None else None
     except (DatasetError, FingerprintMismatch, OSError, ValueError) as exc:
@@ -121,8 +124,6 @@ def run_job(args: argparse.Namespace) -> int:
         return 1
     if note:
         print(note, file=sys.stderr)
-    if args.shard is not None:
-        rows = args.shard.select(rows, group_by(args.group_by))
     title = f"{Path(args.file).stem}:{program.name}"
     backend = None
     try:

@@ -49,6 +49,27 @@ def program_digest(module: tree.Module, program: str) -> str:
     return digest({"source": body, "program": program})
 
 
+def line_problems(
+    line: Mapping[str, Any],
+    key: str,
+    expected: Mapping[str, Fingerprint],
+    fingerprint_of: Callable[[Mapping[str, Any]], Any],
+) -> list[str]:
+    """Why ``line`` is not one this job would write (empty when it is). ``expected`` maps each
+    row id of the dataset to its fingerprint; ``fingerprint_of`` reads a line's stored one."""
+    row_id = str(line.get(key))
+    stored = fingerprint_of(line)
+    if row_id not in expected:
+        return ["rows that are not in this dataset"]
+    if not isinstance(stored, dict):
+        return ["no fingerprint (written by an older nanolang)"]
+    return [
+        PART_NAMES.get(part, part)
+        for part, value in expected[row_id].items()
+        if stored.get(part) != value
+    ]
+
+
 def check_resume(
     path: Path,
     lines: Iterable[Mapping[str, Any]],
@@ -56,24 +77,13 @@ def check_resume(
     expected: Mapping[str, Fingerprint],
     fingerprint_of: Callable[[Mapping[str, Any]], Any],
 ) -> None:
-    """Raise ``FingerprintMismatch`` unless every line of ``path`` is one this job would write.
-
-    ``expected`` maps each row id of the dataset to its fingerprint; ``fingerprint_of`` reads a
-    line's stored fingerprint."""
+    """Raise ``FingerprintMismatch`` unless every line of ``path`` is one this job would write
+    (``line_problems``)."""
     problems: Counter[str] = Counter()
     total = 0
     for line in lines:
         total += 1
-        row_id = str(line.get(key))
-        stored = fingerprint_of(line)
-        if row_id not in expected:
-            problems["rows that are not in this dataset"] += 1
-        elif not isinstance(stored, dict):
-            problems["no fingerprint (written by an older nanolang)"] += 1
-        else:
-            for part, value in expected[row_id].items():
-                if stored.get(part) != value:
-                    problems[PART_NAMES.get(part, part)] += 1
+        problems.update(line_problems(line, key, expected, fingerprint_of))
     if problems:
         found = "; ".join(f"{what}: {n} of {total} lines" for what, n in problems.most_common())
         raise FingerprintMismatch(

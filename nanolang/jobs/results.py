@@ -2,9 +2,9 @@
 each row finishes, so a killed job loses nothing it finished.
 
 On open, a torn last line (a write cut short by a kill) is cut off, and the ids already present
-are the rows a rerun skips. ``truncate`` (``--restart``) and ``drop_failed``
-(``--retry-failed``) rewrite the file atomically (a temporary file renamed over it), so a kill
-at any point leaves either the old file or the new one.
+are the rows a rerun skips. ``rewrite`` (``--restart``, ``--retry-failed``) removes lines
+atomically (a temporary file renamed over it), so a kill at any point leaves either the old
+file or the new one, and copies the lines it keeps byte for byte.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -113,34 +113,31 @@ def one_per_id(
     return list(last.values())
 
 
-def replace_lines(path: Path, lines: Sequence[Mapping[str, Any]]) -> None:
-    """Write ``lines`` to a temporary file, fsync it and rename it over ``path``'s file (the
-    file a symbolic link names: renamed over the link, it replaced the link with a file of
-    its own and left the old results in the link's target)."""
+def rewrite(path: Path, drop: Callable[[Mapping[str, Any]], bool]) -> int:
+    """Remove the result lines for which ``drop(line)`` holds (``--restart``,
+    ``--retry-failed``); the number removed. Every other line is copied byte for byte, one at
+    a time, into a temporary file that is fsynced and renamed over ``path``'s file (the file a
+    symbolic link names: renamed over the link, it replaced the link with a file of its own
+    and left the old results in the link's target). Nothing is rewritten when nothing goes."""
+    if not path.exists():
+        return 0
     target = path.resolve()
     tmp = target.with_name(target.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
-
-
-def truncate(path: Path) -> int:
-    """Delete every result of ``path`` (``--restart``); the number of lines removed."""
-    removed = len(load_results(path))
-    if path.exists():
-        replace_lines(path, [])
+    removed = 0
+    with target.open("rb") as source, tmp.open("wb") as copy:
+        for raw in source:  # a binary file's lines end at b"\n" only
+            value = parsed(raw) if raw.strip() else None
+            if isinstance(value, dict) and drop(value):
+                removed += 1
+            else:
+                copy.write(raw)
+        copy.flush()
+        os.fsync(copy.fileno())
+    if removed:
+        os.replace(tmp, target)
+    else:
+        tmp.unlink()
     return removed
-
-
-def drop_failed(path: Path, failed: Callable[[Mapping[str, Any]], bool]) -> int:
-    """Remove the lines of failed rows (``--retry-failed`` reruns them); the number removed."""
-    lines = load_results(path)
-    keep = [line for line in lines if not failed(line)]
-    if len(keep) < len(lines):
-        replace_lines(path, keep)
-    return len(lines) - len(keep)
 
 
 class ResultLog:

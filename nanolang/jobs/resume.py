@@ -4,25 +4,27 @@ Resuming first checks every finished line against this job's fingerprints
 (``fingerprint.check_resume``); a results file of another job is an error, never silently
 mixed in. ``--restart`` deletes the old results instead; ``--retry-failed`` keeps the finished
 rows and removes the failed ones, so they run again and each row still has exactly one line.
+Both touch only the rows this run is given (``ids``: with ``--shard I/N``, shard I's), so one
+shard's rerun over a results file several shards share keeps every other shard's lines, byte
+for byte (``--restart`` also removes lines of another job, as without a shard).
 Before any of them, an output file that is one of the job's inputs (the dataset given as
 ``--out``) or holds lines that are not results (another kind of file) is refused untouched.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nanolang.jobs.fingerprint import Fingerprint, FingerprintMismatch, check_resume
-from nanolang.jobs.results import (
-    drop_failed,
-    first_foreign_line,
-    load_results,
-    repair,
-    truncate,
+from nanolang.jobs.fingerprint import (
+    Fingerprint,
+    FingerprintMismatch,
+    check_resume,
+    line_problems,
 )
+from nanolang.jobs.results import first_foreign_line, load_results, repair, rewrite
 
 Line = Mapping[str, Any]
 
@@ -74,18 +76,29 @@ def prepare(
     lines: LineFormat,
     options: ResumeOptions,
     inputs: Sequence[Path] = (),
+    ids: Collection[str] | None = None,
 ) -> str | None:
-    """Make ``path`` ready to append to; a note on what was removed, if anything.
+    """Make ``path`` ready to append to; a note on what was removed, if anything. ``ids``: the
+    rows this run runs (default: every row of ``expected``); ``--restart`` and
+    ``--retry-failed`` remove lines of these rows only.
 
     Raises ``ValueError`` when ``path`` is one of the job's ``inputs``, and
     ``FingerprintMismatch`` when it is not a results file or holds another job's results."""
     check_output(path, inputs)
     repair(path)
+    mine = expected if ids is None else ids
+
+    def in_run(line: Line) -> bool:
+        return str(line.get(lines.key)) in mine
+
+    def foreign(line: Line) -> bool:
+        return bool(line_problems(line, lines.key, expected, lines.fingerprint_of))
+
     if options.restart:
-        removed = truncate(path)
+        removed = rewrite(path, lambda line: in_run(line) or foreign(line))
         return f"--restart: removed {removed} earlier results from {path}" if removed else None
     check_resume(path, load_results(path), lines.key, expected, lines.fingerprint_of)
     if options.retry_failed:
-        removed = drop_failed(path, lines.failed)
+        removed = rewrite(path, lambda line: in_run(line) and lines.failed(line))
         return f"--retry-failed: {removed} failed rows of {path} run again" if removed else None
     return None

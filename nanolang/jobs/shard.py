@@ -2,7 +2,9 @@
 arrays). Every shard reads the whole input and keeps its part: rows are ordered by group key
 (rows sharing a prompt prefix stay together) then by line, and shard I of N takes the I-th of N
 contiguous, near-equal ranges. Shards write their own results files; concatenated, they are the
-results of the whole job (lines carry their fingerprints, and ids do not overlap)."""
+results of the whole job (lines carry their fingerprints, and ids do not overlap). Shards may
+also write one results file in turn: ``--restart`` and ``--retry-failed`` of shard I touch shard
+I's rows only (``resume.prepare``'s ``ids``)."""
 
 from __future__ import annotations
 

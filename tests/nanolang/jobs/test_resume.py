@@ -128,6 +128,21 @@ def test_retry_failed_reruns_only_failed_rows_and_keeps_one_line_per_row(tmp_pat
     assert "int() cannot parse 'oops'" in by_id["bad"]["error"]
 
 
+def test_retry_failed_copies_the_lines_it_keeps_byte_for_byte(tmp_path: Path) -> None:
+    """Kept lines are copied as they are, not parsed and written again: a line put in by
+    another tool (compact separators, escaped non-ASCII) stays exactly as it was."""
+    rows = [{"id": "a", "x": "1"}, {"id": "b", "x": "caf\u00e9"}, {"id": "c", "x": "2"}]
+    data, out = write(tmp_path / "d.jsonl", rows), tmp_path / "out.jsonl"
+    run(DOUBLE, data, out)  # b fails: int('café')
+    lines = [json.loads(raw) for raw in out.read_bytes().splitlines()]
+    compact = [json.dumps(line, separators=(",", ":"), ensure_ascii=True).encode() for line in
+               lines]  # fmt: skip
+    out.write_bytes(b"\n".join(compact) + b"\n")
+    after = run(DOUBLE, data, out, options=ResumeOptions(retry_failed=True))
+    assert out.read_bytes().splitlines()[:2] == [compact[0], compact[2]]
+    assert [line["id"] for line in after] == ["a", "c", "b"]
+
+
 def test_shards_split_deterministically_and_concatenate_to_the_whole_job(tmp_path: Path) -> None:
     rows = [{"id": i, "x": str(i)} for i in range(11)]
     data = write(tmp_path / "d.jsonl", rows)
