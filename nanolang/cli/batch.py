@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +38,11 @@ from nanolang.jobs.options import (
 )
 from nanolang.jobs.progress import JobProgress, interrupted
 from nanolang.jobs.report import ready_report, write_report
-from nanolang.jobs.results import ResultLog, load_results, one_per_id
+from nanolang.jobs.results import ResultLog, iter_results, last_per_id
 from nanolang.jobs.resume import prepare
 from nanolang.jobs.runner import JobWriter, RunStats, run_local
 from nanolang.jobs.signals import exit_status
-from nanolang.jobs.summary import print_summary, summarize_stats, summary_rows
+from nanolang.jobs.summary import RowStats, print_summary, summarize_stats, summary_rows
 
 API_KEY_ENV = "NANOLANG_API_KEY"
 
@@ -156,16 +157,19 @@ def order(row: BatchRow) -> tuple[str, int]:
 
 
 def finish(args: argparse.Namespace, title: str, rows: list[BatchRow], stats: RunStats) -> int:
-    ids = {row.custom_id for row in rows}
-    lines = one_per_id(load_results(args.output), "custom_id", ids)
-    summary = summarize_stats(len(rows), [batch_row_stats(line) for line in lines])
+    url_of = {row.custom_id: row.url for row in rows}
+
+    def stats_of(line: Mapping[str, Any]) -> tuple[str, RowStats]:
+        return url_of[str(line["custom_id"])], batch_row_stats(line)
+
+    # streamed: a line at a time, and per request only its stats are kept
+    mine = last_per_id(iter_results(args.output), "custom_id", url_of, stats_of)
+    summary = summarize_stats(len(rows), [row_stats for _, row_stats in mine])
     print_summary(f"{title} -> {args.output}", summary, stats)
     if args.report is not None:
-        url_of = {row.custom_id: row.url for row in rows}
         latencies: dict[str, list[float]] = {}
-        for line in lines:
-            endpoint = url_of[line["custom_id"]]
-            latencies.setdefault(endpoint, []).append(batch_row_stats(line).latency_s)
+        for endpoint, row_stats in mine:
+            latencies.setdefault(endpoint, []).append(row_stats.latency_s)
         write_report(args.report, title, summary_rows(summary, stats), latencies)
     if stats.stopped:
         print(f"error: stopped: {stats.stopped}", file=sys.stderr)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from nanolang.jobs.options import (
 )
 from nanolang.jobs.progress import JobProgress, interrupted
 from nanolang.jobs.report import ready_report, write_report
-from nanolang.jobs.results import ResultLog, load_results, one_per_id
+from nanolang.jobs.results import ResultLog, iter_results, last_per_id
 from nanolang.jobs.resume import EVAL_LINES, prepare
 from nanolang.jobs.runner import JobWriter, RunStats
 from nanolang.jobs.signals import exit_status
@@ -192,13 +192,15 @@ def replica_spec(args: argparse.Namespace, module: tree.Module, config: JobConfi
     )
 
 
+def latency_s(result: Mapping[str, Any]) -> float:
+    return float(result.get("time_s", 0.0))
+
+
 def finish(args: argparse.Namespace, title: str, rows: Any, metric: str, stats: RunStats) -> int:
-    results = load_results(args.out)
-    summary = summarize(rows, results, metric)
+    summary = summarize(rows, iter_results(args.out), metric)  # streamed: a line at a time
     print_summary(f"{title} on {args.data}", summary, stats)
     if args.report is not None:
-        mine = one_per_id(results, "id", {r.id for r in rows})
-        latencies = [float(r.get("time_s", 0.0)) for r in mine]
+        latencies = last_per_id(iter_results(args.out), "id", {r.id for r in rows}, latency_s)
         write_report(args.report, title, summary_rows(summary, stats), {title: latencies})
     if stats.stopped:
         print(f"error: stopped: {stats.stopped}", file=sys.stderr)

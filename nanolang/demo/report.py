@@ -18,7 +18,7 @@ from pathlib import Path
 from nanolang.cli import main as cli_main
 from nanolang.demo.suite import PROGRAMS_DIR, REPO, SUITE, SuiteEntry
 from nanolang.jobs.dataset import read_rows
-from nanolang.jobs.results import load_results
+from nanolang.jobs.results import iter_results
 from nanolang.jobs.summary import Summary, summarize
 
 DOC = REPO / "docs" / "programs.md"
@@ -55,7 +55,7 @@ def measure(item: SuiteEntry, model: str | None) -> tuple[Summary, float, str]:
     if status != 0:
         raise RuntimeError(f"nanolang {' '.join(argv)} exited with {status}")
     rows = read_rows(item.data_path)
-    return summarize(rows, load_results(out), item.metric), wall, "nanolang " + " ".join(argv)
+    return summarize(rows, iter_results(out), item.metric), wall, "nanolang " + " ".join(argv)
 
 
 def cpu_name() -> str:

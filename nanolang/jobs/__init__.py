@@ -1,13 +1,14 @@
 """Batch evaluation jobs: a program over a JSONL dataset, resumable, scored at the end.
 
 The CLI is ``nanolang eval`` (``nanolang.cli.eval``); from Python, ``EvalJob`` runs rows
-into a ``ResultLog`` and ``summarize`` scores the results with one of ``METRICS``.
+into a ``ResultLog`` and ``summarize`` scores the results (``iter_results`` streams them from
+the file, a line at a time) with one of ``METRICS``.
 """
 
 from nanolang.jobs.dataset import DatasetError, Row, read_rows
 from nanolang.jobs.job import EvalJob, JobConfig
 from nanolang.jobs.metrics import METRICS
-from nanolang.jobs.results import Result, ResultLog, load_results, repair
+from nanolang.jobs.results import Result, ResultLog, iter_results, load_results, repair
 from nanolang.jobs.runner import RunStats, TooManyErrors
 from nanolang.jobs.summary import Summary, summarize
 
@@ -22,6 +23,7 @@ __all__ = [
     "RunStats",
     "Summary",
     "TooManyErrors",
+    "iter_results",
     "load_results",
     "read_rows",
     "repair",

@@ -15,7 +15,7 @@ from types import TracebackType
 from rich.console import Console
 
 from nanolang.api.progress import ProgressBar
-from nanolang.jobs.results import load_results, one_per_id
+from nanolang.jobs.results import done_ids
 from nanolang.jobs.runner import Finished
 
 INTERRUPTED = 130  # the exit status of a job stopped by Ctrl-C (128 + SIGINT), as shells use
@@ -32,7 +32,7 @@ def clock(seconds: float | None) -> str:
 
 def interrupted(path: Path, key: str, ids: Set[str]) -> str:
     """The one line a job stopped by Ctrl-C leaves: what is saved, and how to go on."""
-    done = len(one_per_id(load_results(path), key, ids))
+    done = len(done_ids(path, key) & ids)
     return (
         f"interrupted: {done} of {len(ids)} rows are saved in {path}; "
         "run the same command again to resume"

@@ -12,13 +12,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -40,26 +42,49 @@ class Result:
         return json.dumps(asdict(self), ensure_ascii=False)
 
 
+TAIL_BYTES = 1 << 16  # how far back ``repair`` reads at a time, looking for the last newline
+
+
 def repair(path: Path) -> int:
-    """Cut a torn (unterminated or unparsable) last line off ``path``; the bytes removed."""
+    """Cut a torn (unterminated) last line off ``path``; the bytes removed. Reads back from
+    the end to the last newline only, not the whole file."""
     if not path.exists():
         return 0
-    data = path.read_bytes()
-    keep = len(data) if data.endswith(b"\n") else data.rfind(b"\n") + 1
-    if keep < len(data):
-        with path.open("r+b") as f:
+    with path.open("r+b") as f:
+        size = f.seek(0, os.SEEK_END)
+        keep = end_of_last_line(f, size)
+        if keep < size:
             f.truncate(keep)
             f.flush()
             os.fsync(f.fileno())
-        log.warning("%s: dropped a torn last line (%d bytes)", path, len(data) - keep)
-    return len(data) - keep
+    if keep < size:
+        log.warning("%s: dropped a torn last line (%d bytes)", path, size - keep)
+    return size - keep
 
 
-def lines_of(data: bytes) -> list[bytes]:
-    """The lines of a JSONL file's bytes, split at newlines only: ``str.splitlines`` also
-    splits at U+2028, U+2029 and U+0085, which JSON written with ``ensure_ascii=False``
-    keeps raw inside strings (a result whose output held one read as two broken lines)."""
-    return data.split(b"\n")
+def end_of_last_line(f: IO[bytes], size: int) -> int:
+    """The offset just past the last newline of ``f`` (0 when it has none)."""
+    end = size
+    while end > 0:
+        start = max(0, end - TAIL_BYTES)
+        f.seek(start)
+        found = f.read(end - start).rfind(b"\n")
+        if found >= 0:
+            return start + found + 1
+        end = start
+    return 0
+
+
+def raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """Each line of ``path`` (its newline kept; a torn last line has none) with its 1-based
+    number, read one at a time: memory holds one line, never the file. Lines end at newlines
+    only: ``str.splitlines`` also splits at U+2028, U+2029 and U+0085, which JSON written with
+    ``ensure_ascii=False`` keeps raw inside strings (a result whose output held one read as two
+    broken lines)."""
+    if not path.exists():
+        return
+    with path.open("rb") as f:
+        yield from enumerate(f, 1)  # a binary file's lines end at b"\n" only
 
 
 def parsed(raw: bytes) -> Any:
@@ -76,27 +101,34 @@ def first_foreign_line(path: Path) -> int | None:
     (a torn last line, still unterminated, is not looked at: ``repair`` cuts it)."""
     if not path.is_file():
         return None
-    data = path.read_bytes()
-    for number, raw in enumerate(lines_of(data[: data.rfind(b"\n") + 1]), 1):
-        if raw.strip() and not isinstance(parsed(raw), dict):
+    for number, raw in raw_lines(path):
+        complete = raw.endswith(b"\n")
+        if complete and raw.strip() and not isinstance(parsed(raw), dict):
             return number
     return None
 
 
-def load_results(path: Path) -> list[dict[str, Any]]:
-    """Every complete result line of ``path`` (lines that do not parse are skipped, loudly)."""
-    if not path.exists():
-        return []
-    results = []
-    for number, raw in enumerate(lines_of(path.read_bytes()), 1):
+def iter_results(path: Path) -> Iterator[dict[str, Any]]:
+    """Every result line of ``path``, parsed one at a time (lines that do not parse are
+    skipped, loudly): resuming and the summary read a results file of any size this way."""
+    for number, raw in raw_lines(path):
         if not raw.strip():
             continue
         value = parsed(raw)
         if isinstance(value, dict):
-            results.append(value)
+            yield value
         else:
             log.warning("%s:%d: not a JSON object; ignored", path, number)
-    return results
+
+
+def load_results(path: Path) -> list[dict[str, Any]]:
+    """Every result line of ``path``, as a list (``iter_results`` reads them one by one)."""
+    return list(iter_results(path))
+
+
+def done_ids(path: Path, key: str) -> set[str]:
+    """The ids (field ``key``) that have a line in ``path``."""
+    return {str(line[key]) for line in iter_results(path) if key in line}
 
 
 def one_per_id(
@@ -105,11 +137,22 @@ def one_per_id(
     """The last line of each row of ``ids`` (field ``key``), in file order of first appearance:
     a file put together from shards (``cat``) can hold a row twice, and a summary counts each
     row once."""
-    last: dict[str, Mapping[str, Any]] = {}
+    return last_per_id(lines, key, ids, lambda line: line)
+
+
+def last_per_id(
+    lines: Iterable[Mapping[str, Any]],
+    key: str,
+    ids: Container[str],
+    pick: Callable[[Mapping[str, Any]], T],
+) -> list[T]:
+    """``one_per_id`` keeping ``pick(line)`` of each: over streamed lines (``iter_results``),
+    a summary then holds what it needs per row, never the whole file."""
+    last: dict[str, T] = {}
     for line in lines:
         row_id = str(line.get(key))
         if row_id in ids:
-            last[row_id] = line
+            last[row_id] = pick(line)
     return list(last.values())
 
 
@@ -149,7 +192,7 @@ class ResultLog:
         self.key = key
         path.parent.mkdir(parents=True, exist_ok=True)
         repair(path)
-        self.done = {str(r[key]) for r in load_results(path) if key in r}
+        self.done = done_ids(path, key)
         self._file: IO[str] | None = None
 
     def __enter__(self) -> ResultLog:

@@ -24,7 +24,7 @@ from nanolang.jobs.fingerprint import (
     check_resume,
     line_problems,
 )
-from nanolang.jobs.results import first_foreign_line, load_results, repair, rewrite
+from nanolang.jobs.results import first_foreign_line, iter_results, repair, rewrite
 
 Line = Mapping[str, Any]
 
@@ -97,7 +97,7 @@ def prepare(
     if options.restart:
         removed = rewrite(path, lambda line: in_run(line) or foreign(line))
         return f"--restart: removed {removed} earlier results from {path}" if removed else None
-    check_resume(path, load_results(path), lines.key, expected, lines.fingerprint_of)
+    check_resume(path, iter_results(path), lines.key, expected, lines.fingerprint_of)
     if options.retry_failed:
         removed = rewrite(path, lambda line: in_run(line) and lines.failed(line))
         return f"--retry-failed: {removed} failed rows of {path} run again" if removed else None

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from nanolang.jobs.dataset import Row
 from nanolang.jobs.metrics import resolve_metric
-from nanolang.jobs.results import one_per_id
+from nanolang.jobs.results import last_per_id
 from nanolang.jobs.runner import RunStats
 
 TOP_ERRORS = 3
@@ -92,20 +92,24 @@ def eval_row_stats(result: Mapping[str, Any]) -> RowStats:
     )
 
 
-def summarize(rows: Sequence[Row], results: Sequence[Mapping[str, Any]], metric: str) -> Summary:
-    """The metric over the results of ``rows``, one per row (results of other ids are ignored)."""
+def summarize(rows: Sequence[Row], results: Iterable[Mapping[str, Any]], metric: str) -> Summary:
+    """The metric over the results of ``rows``, one per row (results of other ids are ignored;
+    of a row with several lines, the last). ``results`` may be streamed (``iter_results``): per
+    row only its stats and score are kept."""
     score = resolve_metric(metric)
     by_id = {r.id: r for r in rows}
-    mine = one_per_id(results, "id", by_id)
-    scored = correct = 0
-    for result in mine:
+
+    def scored(result: Mapping[str, Any]) -> tuple[RowStats, bool | None]:
         row = by_id[str(result["id"])]
         if not row.has_expected:
-            continue
-        scored += 1
-        correct += result.get("error") is None and score(result.get("output"), row.expected)
-    stats = [eval_row_stats(r) for r in mine]
-    return summarize_stats(len(rows), stats, metric=metric, scored=scored, correct=correct)
+            return eval_row_stats(result), None
+        right = result.get("error") is None and bool(score(result.get("output"), row.expected))
+        return eval_row_stats(result), right
+
+    mine = last_per_id(results, "id", by_id, scored)
+    marks = [right for _, right in mine if right is not None]
+    stats = [row_stats for row_stats, _ in mine]
+    return summarize_stats(len(rows), stats, metric=metric, scored=len(marks), correct=sum(marks))
 
 
 def seconds(value: float | None) -> str:
