@@ -42,7 +42,13 @@ from nanolang.jobs.results import ResultLog, iter_results, last_per_id
 from nanolang.jobs.resume import prepare
 from nanolang.jobs.runner import JobWriter, RunStats, run_local
 from nanolang.jobs.signals import exit_status
-from nanolang.jobs.summary import RowStats, print_summary, summarize_stats, summary_rows
+from nanolang.jobs.summary import (
+    RowStats,
+    error_kinds,
+    print_summary,
+    summarize_stats,
+    summary_rows,
+)
 
 API_KEY_ENV = "NANOLANG_API_KEY"
 
@@ -170,7 +176,8 @@ def finish(args: argparse.Namespace, title: str, rows: list[BatchRow], stats: Ru
         latencies: dict[str, list[float]] = {}
         for endpoint, row_stats in mine:
             latencies.setdefault(endpoint, []).append(row_stats.latency_s)
-        write_report(args.report, title, summary_rows(summary, stats), latencies)
+        write_report(args.report, title, summary_rows(summary, stats), latencies,
+                     error_kinds(summary))  # fmt: skip
     if stats.stopped:
         print(f"error: stopped: {stats.stopped}", file=sys.stderr)
         return 1

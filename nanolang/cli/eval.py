@@ -39,7 +39,7 @@ from nanolang.jobs.results import ResultLog, iter_results, last_per_id
 from nanolang.jobs.resume import EVAL_LINES, prepare
 from nanolang.jobs.runner import JobWriter, RunStats
 from nanolang.jobs.signals import exit_status
-from nanolang.jobs.summary import print_summary, summarize, summary_rows
+from nanolang.jobs.summary import error_kinds, print_summary, summarize, summary_rows
 from nanolang.run.tools import check_tools
 from nanolang.syntax import tree
 from nanolang.syntax.errors import NanoError
@@ -201,7 +201,8 @@ def finish(args: argparse.Namespace, title: str, rows: Any, metric: str, stats: 
     print_summary(f"{title} on {args.data}", summary, stats)
     if args.report is not None:
         latencies = last_per_id(iter_results(args.out), "id", {r.id for r in rows}, latency_s)
-        write_report(args.report, title, summary_rows(summary, stats), {title: latencies})
+        write_report(args.report, title, summary_rows(summary, stats), {title: latencies},
+                     error_kinds(summary))  # fmt: skip
     if stats.stopped:
         print(f"error: stopped: {stats.stopped}", file=sys.stderr)
         return 1

@@ -30,6 +30,7 @@ from nanolang.backends.base import Backend
 from nanolang.backends.native_http import server_root
 from nanolang.backends.retry import Retrier, RetryPolicy, TransientError, check_status
 from nanolang.jobs.batch_input import BatchRow
+from nanolang.jobs.error_text import kept_error
 from nanolang.jobs.job import engine_cache_stats
 from nanolang.jobs.resume import LineFormat
 from nanolang.jobs.runner import CacheStats, Finished
@@ -89,6 +90,8 @@ def output_line(
     error: dict[str, str] | None,
     latency_s: float,
 ) -> dict[str, Any]:
+    if error is not None:
+        error = {**error, "message": kept_error(error["message"])}
     return {
         "id": f"batch_req_{uuid.uuid4().hex}",
         "custom_id": row.custom_id,
@@ -160,7 +163,14 @@ class BatchRunner:
                 error = {"code": "request_failed", "message": f"{type(exc).__name__}: {exc}"}
         line = output_line(row, response, error, time.perf_counter() - start)
         stats = batch_row_stats(line)
-        return Finished(row.custom_id, line, failed(line), stats.completion_tokens, stats.latency_s)
+        return Finished(
+            row.custom_id,
+            line,
+            failed(line),
+            stats.completion_tokens,
+            stats.latency_s,
+            stats.error,
+        )
 
     async def send(self, row: BatchRow) -> dict[str, Any]:
         async def once() -> dict[str, Any]:
@@ -170,7 +180,7 @@ class BatchRunner:
             try:
                 body: Any = answer.json()
             except ValueError:
-                body = {"text": answer.text[:2000]}
+                body = {"text": kept_error(answer.text)}
             request_id = answer.headers.get("x-request-id") or f"req_{uuid.uuid4().hex}"
             return {"status_code": answer.status_code, "request_id": request_id, "body": body}
 

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, replace
 
 from nanolang.backends.base import Backend
 from nanolang.jobs.dataset import Row
+from nanolang.jobs.error_text import kept_error
 from nanolang.jobs.fingerprint import Fingerprint, digest, program_digest
 from nanolang.jobs.results import Result, ResultLog
 from nanolang.jobs.runner import CacheStats, Finished, JobWriter, RunStats, run_local
@@ -88,7 +89,7 @@ def result_of(
         id=row.id,
         line=row.line,
         output=outcome.value if outcome.error is None else None,
-        error=None if outcome.error is None else outcome.error.format(),
+        error=None if outcome.error is None else kept_error(outcome.error.format()),
         expected=row.expected,
         time_s=round(elapsed, 4),
         prompt_tokens=sum(len(c.prompt_token_ids) for c in outcome.calls),
@@ -123,7 +124,12 @@ class EvalRunner:
         elapsed = time.perf_counter() - start
         result = result_of(row, outcome, elapsed, self.backend, row_fingerprint(self.job, row))
         return Finished(
-            row.id, asdict(result), result.error is not None, result.completion_tokens, elapsed
+            row.id,
+            asdict(result),
+            result.error is not None,
+            result.completion_tokens,
+            elapsed,
+            result.error,
         )
 
     def cache_stats(self) -> CacheStats | None:

@@ -15,6 +15,7 @@ from types import TracebackType
 from rich.console import Console
 
 from nanolang.api.progress import ProgressBar
+from nanolang.jobs.error_text import error_head
 from nanolang.jobs.results import done_ids
 from nanolang.jobs.runner import Finished
 
@@ -67,7 +68,8 @@ class JobProgress:
         bar.step(result.failed, result.completion_tokens)
         if self.quiet:
             status = "failed" if result.failed else "ok"
-            self.log(f"row {result.row_id} {status} in {result.latency_s:.2f}s")
+            why = f": {error_head(result.error)}" if result.error else ""
+            self.log(f"row {result.row_id} {status} in {result.latency_s:.2f}s{why}")
         elif self.log_every_s is not None:
             now = time.perf_counter()
             if now - self.logged_at >= self.log_every_s or bar.done == bar.total:

@@ -1,5 +1,6 @@
-"""``--report FILE.html``: the end-of-job summary and a latency histogram per program, in one
-self-contained HTML file (inline SVG, no scripts, no network)."""
+"""``--report FILE.html``: the end-of-job summary, each kind of error's whole text (the table
+shows first lines only) and a latency histogram per program, in one self-contained HTML file
+(inline SVG, no scripts, no network)."""
 
 from __future__ import annotations
 
@@ -46,20 +47,33 @@ def histogram_svg(values: Sequence[float]) -> str:
     )
 
 
+def errors_html(errors: Sequence[tuple[int, str]]) -> str:
+    """A section with each error's whole text (``(rows, text)`` pairs), as it is in the results."""
+    if not errors:
+        return ""
+    items = "".join(f"<h3>{count} x</h3><pre>{html.escape(text)}</pre>" for count, text in errors)
+    return f"<h2>errors (one of each kind, whole)</h2>{items}"
+
+
 def render(
-    title: str, rows: Sequence[tuple[str, str]], latencies: Mapping[str, Sequence[float]]
+    title: str,
+    rows: Sequence[tuple[str, str]],
+    latencies: Mapping[str, Sequence[float]],
+    errors: Sequence[tuple[int, str]] = (),
 ) -> str:
-    """The report's HTML: the summary table, then one latency histogram per program."""
+    """The report's HTML: the summary table, each error kind's whole text, then one latency
+    histogram per program."""
     esc = html.escape
     table = "".join(f"<tr><td>{esc(m)}</td><td>{esc(v)}</td></tr>" for m, v in rows)
-    sections = []
+    sections = [errors_html(errors)]
     for program, values in latencies.items():
         body = histogram_svg(values) if values else "<p>no finished rows</p>"
         sections.append(f"<h2>latency: {esc(program)} ({len(values)} rows)</h2>{body}")
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
         "<style>body{font-family:sans-serif;margin:2em}td{padding:2px 12px}"
-        "tr:nth-child(odd){background:#f3f3f3}</style></head><body>"
+        "tr:nth-child(odd){background:#f3f3f3}pre{white-space:pre-wrap;background:#f8f8f8;"
+        "padding:6px}</style></head><body>"
         f"<h1>{esc(title)}</h1><table>{table}</table>{''.join(sections)}</body></html>\n"
     )
 
@@ -86,6 +100,7 @@ def write_report(
     title: str,
     rows: Sequence[tuple[str, str]],
     latencies: Mapping[str, Sequence[float]],
+    errors: Sequence[tuple[int, str]] = (),
 ) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(title, rows, latencies), encoding="utf-8")
+    path.write_text(render(title, rows, latencies, errors), encoding="utf-8")

@@ -31,6 +31,7 @@ class Finished:
     failed: bool
     completion_tokens: int
     latency_s: float
+    error: str | None = None  # the error's text, for the console
 
 
 @dataclass(frozen=True)

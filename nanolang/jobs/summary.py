@@ -1,5 +1,6 @@
 """The end-of-job summary: the metric over every result in the file (this run and earlier
-ones), errors, latency p50 / p99, tokens, and this run's throughput and prefix-cache hit rate,
+ones), errors (the most common first lines in the table; one whole text of each for
+``--report``), latency p50 / p99, tokens, and this run's throughput and prefix-cache hit rate,
 as a rich table (and as data for ``--report``)."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nanolang.jobs.dataset import Row
+from nanolang.jobs.error_text import error_head
 from nanolang.jobs.metrics import resolve_metric
 from nanolang.jobs.results import last_per_id
 from nanolang.jobs.runner import RunStats
@@ -41,7 +43,8 @@ class Summary:
     completion_tokens: int
     latency_p50_s: float | None
     latency_p99_s: float | None
-    errors: tuple[tuple[str, int], ...] = ()
+    errors: tuple[tuple[str, int], ...] = ()  # (first line, shortened; rows), most common first
+    error_examples: tuple[str, ...] = ()  # for each of ``errors``, one whole error text
     metric: str | None = None
     scored: int = 0
     correct: int = 0
@@ -60,16 +63,18 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
-def error_head(error: str) -> str:
-    """An error's first line, shortened: errors that differ only in detail group together."""
-    return error.strip().splitlines()[0][:120] if error.strip() else "(empty error)"
-
-
 def summarize_stats(total_rows: int, stats: Iterable[RowStats], **metric: Any) -> Summary:
     """A summary of ``stats`` (one per result) out of ``total_rows`` rows."""
     items = list(stats)
     latencies = [s.latency_s for s in items]
-    errors = Counter(error_head(s.error) for s in items if s.error is not None)
+    errors: Counter[str] = Counter()
+    example: dict[str, str] = {}  # each head's first error, whole
+    for s in items:
+        if s.error is not None:
+            head = error_head(s.error)
+            errors[head] += 1
+            example.setdefault(head, s.error)
+    common = errors.most_common(TOP_ERRORS)
     return Summary(
         rows=total_rows,
         results=len(items),
@@ -78,7 +83,8 @@ def summarize_stats(total_rows: int, stats: Iterable[RowStats], **metric: Any) -
         completion_tokens=sum(s.completion_tokens for s in items),
         latency_p50_s=percentile(latencies, 50),
         latency_p99_s=percentile(latencies, 99),
-        errors=tuple(errors.most_common(TOP_ERRORS)),
+        errors=tuple(common),
+        error_examples=tuple(example[head] for head, _ in common),
         **metric,
     )
 
@@ -110,6 +116,12 @@ def summarize(rows: Sequence[Row], results: Iterable[Mapping[str, Any]], metric:
     marks = [right for _, right in mine if right is not None]
     stats = [row_stats for row_stats, _ in mine]
     return summarize_stats(len(rows), stats, metric=metric, scored=len(marks), correct=sum(marks))
+
+
+def error_kinds(summary: Summary) -> list[tuple[int, str]]:
+    """The most common errors as (rows, one whole text) for ``--report``."""
+    pairs = zip(summary.errors, summary.error_examples, strict=False)
+    return [(count, text) for (_, count), text in pairs]
 
 
 def seconds(value: float | None) -> str:
