@@ -37,7 +37,7 @@ from nanolang.jobs.options import (
     run_distributed,
 )
 from nanolang.jobs.progress import JobProgress, interrupted
-from nanolang.jobs.report import ready_report, write_report
+from nanolang.jobs.report import write_report
 from nanolang.jobs.results import ResultLog, iter_results, last_per_id
 from nanolang.jobs.resume import prepare
 from nanolang.jobs.runner import JobWriter, RunStats, run_local
@@ -100,8 +100,7 @@ def run_job(args: argparse.Namespace) -> int:
         rows = args.shard.select(rows, group_of) if args.shard else sorted(rows, key=order)
         ids = {row.custom_id for row in rows}  # --restart / --retry-failed touch these only
         options = resume_options(args)
-        note = prepare(args.output, expected, BATCH_LINES, options, [args.input], ids)
-        ready_report(args.report, [args.output, args.input])
+        note = prepare(args.output, expected, BATCH_LINES, options, [args.input], ids, args.report)
         cluster = cluster_options(args) if args.ray is not None else None
     except (DatasetError, FingerprintMismatch, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

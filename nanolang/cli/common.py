@@ -42,13 +42,15 @@ def report(error: NanoError | NanoErrors) -> None:
 def holding_results(path: Path, job: Callable[[], int]) -> int:
     """``job()`` while this process holds ``path``, the job's results file (one job per results
     file); exit status 1, naming the other job, when another job is writing it."""
+    from nanolang.jobs.job_files import check_results_location
     from nanolang.jobs.lock import JobLock, ResultsInUse
     from nanolang.jobs.signals import sigterm_interrupts
 
     lock = JobLock(path)
     try:
+        check_results_location(path)  # a folder, or a location that cannot be made
         lock.__enter__()
-    except ResultsInUse as exc:
+    except (ResultsInUse, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # a folder that cannot be made or written (read-only, a file)

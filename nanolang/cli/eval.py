@@ -34,7 +34,7 @@ from nanolang.jobs.options import (
     run_distributed,
 )
 from nanolang.jobs.progress import JobProgress, interrupted
-from nanolang.jobs.report import ready_report, write_report
+from nanolang.jobs.report import write_report
 from nanolang.jobs.results import ResultLog, iter_results, last_per_id
 from nanolang.jobs.resume import EVAL_LINES, prepare
 from nanolang.jobs.runner import JobWriter, RunStats
@@ -113,8 +113,8 @@ def run_job(args: argparse.Namespace) -> int:
             rows = args.shard.select(rows, group_by(args.group_by))
         inputs = [args.data, Path(args.file), *([Path(args.tools)] if args.tools else [])]
         ids = {row.id for row in rows}  # --restart / --retry-failed touch this run's rows only
-        note = prepare(args.out, fingerprints, EVAL_LINES, resume_options(args), inputs, ids)
-        ready_report(args.report, [args.out, *inputs])
+        options = resume_options(args)
+        note = prepare(args.out, fingerprints, EVAL_LINES, options, inputs, ids, args.report)
         cluster = cluster_options(args) if args.ray is not None else None
     except (DatasetError, FingerprintMismatch, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -7,6 +7,7 @@ the file, a line at a time) with one of ``METRICS``.
 
 from nanolang.jobs.dataset import DatasetError, Row, read_rows
 from nanolang.jobs.job import EvalJob, JobConfig
+from nanolang.jobs.job_files import check_job_files
 from nanolang.jobs.metrics import METRICS
 from nanolang.jobs.results import Result, ResultLog, iter_results, load_results, repair
 from nanolang.jobs.runner import RunStats, TooManyErrors
@@ -23,6 +24,7 @@ __all__ = [
     "RunStats",
     "Summary",
     "TooManyErrors",
+    "check_job_files",
     "iter_results",
     "load_results",
     "read_rows",

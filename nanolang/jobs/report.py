@@ -78,23 +78,6 @@ def render(
     )
 
 
-def ready_report(path: Path | None, job_files: Sequence[Path] = ()) -> None:
-    """Make ``--report``'s folder before the job runs: a path that cannot be written, or one of
-    ``job_files`` (the results, the dataset: the report would be written over it after the
-    last row), is a ``ValueError`` at the start."""
-    if path is None:
-        return
-    if path.is_dir():
-        raise ValueError(f"the report {path} is a directory: give a file in it")
-    for other in job_files:
-        if path.resolve() == other.resolve():
-            raise ValueError(f"the report {path} is the job's file {other}: give another file")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ValueError(f"cannot write the report {path}: {exc}") from None
-
-
 def write_report(
     path: Path,
     title: str,

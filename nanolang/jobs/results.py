@@ -12,11 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, TypeVar
+
+from nanolang.jobs.job_files import check_job_files
+from nanolang.jobs.result_lines import foreign, not_results, parsed, raw_lines
 
 log = logging.getLogger(__name__)
 
@@ -75,39 +78,6 @@ def end_of_last_line(f: IO[bytes], size: int) -> int:
     return 0
 
 
-def raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """Each line of ``path`` (its newline kept; a torn last line has none) with its 1-based
-    number, read one at a time: memory holds one line, never the file. Lines end at newlines
-    only: ``str.splitlines`` also splits at U+2028, U+2029 and U+0085, which JSON written with
-    ``ensure_ascii=False`` keeps raw inside strings (a result whose output held one read as two
-    broken lines)."""
-    if not path.exists():
-        return
-    with path.open("rb") as f:
-        yield from enumerate(f, 1)  # a binary file's lines end at b"\n" only
-
-
-def parsed(raw: bytes) -> Any:
-    """``raw`` as JSON, or None when it is not UTF-8 JSON."""
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
-
-
-def first_foreign_line(path: Path) -> int | None:
-    """The 1-based number of the first complete line of ``path`` that is not a JSON object
-    (blank lines aside): a file with one is not a results file. None when every line is one
-    (a torn last line, still unterminated, is not looked at: ``repair`` cuts it)."""
-    if not path.is_file():
-        return None
-    for number, raw in raw_lines(path):
-        complete = raw.endswith(b"\n")
-        if complete and raw.strip() and not isinstance(parsed(raw), dict):
-            return number
-    return None
-
-
 def iter_results(path: Path) -> Iterator[dict[str, Any]]:
     """Every result line of ``path``, parsed one at a time (lines that do not parse are
     skipped, loudly): resuming and the summary read a results file of any size this way."""
@@ -127,8 +97,17 @@ def load_results(path: Path) -> list[dict[str, Any]]:
 
 
 def done_ids(path: Path, key: str) -> set[str]:
-    """The ids (field ``key``) that have a line in ``path``."""
-    return {str(line[key]) for line in iter_results(path) if key in line}
+    """The ids (field ``key``) of the complete lines of ``path`` (a torn last line is not
+    done), read a line at a time; ``FingerprintMismatch`` at a line that is not a result."""
+    done = set()
+    for number, raw in raw_lines(path):
+        if foreign(raw):
+            raise not_results(path, number)
+        if raw.endswith(b"\n") and raw.strip():
+            line = parsed(raw)
+            if key in line:
+                done.add(str(line[key]))
+    return done
 
 
 def one_per_id(
@@ -185,14 +164,24 @@ def rewrite(path: Path, drop: Callable[[Mapping[str, Any]], bool]) -> int:
 
 class ResultLog:
     """Append-only writer; ``done`` holds the ids (field ``key``) finished by this or earlier
-    runs."""
+    runs. Before it touches ``path`` it refuses, with a ``ValueError`` naming the file, what
+    the CLIs refuse (``job_files.check_job_files``): a folder, one of the job's ``inputs``
+    (give the dataset, program and tools files), a file that is not a results file, a location
+    that cannot be made, and a ``report`` (the HTML to be written at the end) that is the
+    results file, an input or cannot be made."""
 
-    def __init__(self, path: Path, key: str = "id") -> None:
+    def __init__(
+        self,
+        path: Path,
+        key: str = "id",
+        inputs: Sequence[Path] = (),
+        report: Path | None = None,
+    ) -> None:
         self.path = path
         self.key = key
-        path.parent.mkdir(parents=True, exist_ok=True)
+        check_job_files(path, inputs, report, lines=False)  # the lines: as they are read
+        self.done = done_ids(path, key)  # before repair: a text file's last line is no torn one
         repair(path)
-        self.done = done_ids(path, key)
         self._file: IO[str] | None = None
 
     def __enter__(self) -> ResultLog:

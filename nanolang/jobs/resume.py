@@ -7,8 +7,9 @@ rows and removes the failed ones, so they run again and each row still has exact
 Both touch only the rows this run is given (``ids``: with ``--shard I/N``, shard I's), so one
 shard's rerun over a results file several shards share keeps every other shard's lines, byte
 for byte (``--restart`` also removes lines of another job, as without a shard).
-Before any of them, an output file that is one of the job's inputs (the dataset given as
-``--out``) or holds lines that are not results (another kind of file) is refused untouched.
+Before any of them, the output files are checked (``job_files.check_job_files``): an output
+file that is one of the job's inputs (the dataset given as ``--out``) or holds lines that are
+not results (another kind of file) is refused untouched.
 """
 
 from __future__ import annotations
@@ -18,13 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nanolang.jobs.fingerprint import (
-    Fingerprint,
-    FingerprintMismatch,
-    check_resume,
-    line_problems,
-)
-from nanolang.jobs.results import first_foreign_line, iter_results, repair, rewrite
+from nanolang.jobs.fingerprint import Fingerprint, check_resume, line_problems
+from nanolang.jobs.job_files import check_job_files
+from nanolang.jobs.results import iter_results, repair, rewrite
 
 Line = Mapping[str, Any]
 
@@ -51,25 +48,6 @@ EVAL_LINES = LineFormat(
 )
 
 
-def check_output(path: Path, inputs: Sequence[Path]) -> None:
-    """``ValueError`` when ``path`` is a directory or one of the job's ``inputs`` (``--out``
-    the dataset: the job would append its results to it, and ``--restart`` would empty it);
-    ``FingerprintMismatch`` when it holds lines that are not results (another kind of file)."""
-    if path.is_dir():
-        raise ValueError(f"the output file {path} is a directory: give a file in it")
-    for source in inputs:
-        if path.exists() and source.exists() and path.samefile(source):
-            raise ValueError(
-                f"the output file {path} is the job's input {source}: give another output file"
-            )
-    number = first_foreign_line(path)
-    if number is not None:
-        raise FingerprintMismatch(
-            f"{path}:{number}: not a result (a JSON object per line), so {path} is not a "
-            "results file: give another output file (or delete it first)"
-        )
-
-
 def prepare(
     path: Path,
     expected: Mapping[str, Fingerprint],
@@ -77,14 +55,16 @@ def prepare(
     options: ResumeOptions,
     inputs: Sequence[Path] = (),
     ids: Collection[str] | None = None,
+    report: Path | None = None,
 ) -> str | None:
     """Make ``path`` ready to append to; a note on what was removed, if anything. ``ids``: the
     rows this run runs (default: every row of ``expected``); ``--restart`` and
     ``--retry-failed`` remove lines of these rows only.
 
-    Raises ``ValueError`` when ``path`` is one of the job's ``inputs``, and
-    ``FingerprintMismatch`` when it is not a results file or holds another job's results."""
-    check_output(path, inputs)
+    First, before anything is written, ``check_job_files`` refuses ``path`` and ``report`` with
+    a ``ValueError`` (one of the job's ``inputs``, not a results file, a location that cannot
+    be made, ...); then a results file of another job is a ``FingerprintMismatch``."""
+    check_job_files(path, inputs, report)
     repair(path)
     mine = expected if ids is None else ids
 
