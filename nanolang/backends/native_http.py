@@ -19,7 +19,13 @@ import httpx
 from nanolang.backends.base import Backend, BackendError
 from nanolang.backends.per_loop import PerLoop
 from nanolang.backends.remote_tokenizer import tokenizer_from_files
-from nanolang.backends.retry import Retrier, RetryPolicy, TransientError, check_status
+from nanolang.backends.retry import (
+    Retrier,
+    RetryPolicy,
+    TransientError,
+    body_text,
+    check_status,
+)
 from nanolang.backends.wire import DeltaDecoder, params_to_dict
 from runtime.outputs import RequestOutput
 from runtime.sampling_params import SamplingParams
@@ -37,7 +43,7 @@ def raise_for_error(status: int, body: bytes) -> None:
     try:
         message = json.loads(body)["error"]["message"]
     except (ValueError, KeyError, TypeError):
-        message = body.decode(errors="replace")[:500]
+        message = body_text(body)
     raise RemoteError(f"server answered {status}: {message}")
 
 

@@ -27,6 +27,8 @@ T = TypeVar("T")
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
+BODY_CHARS = 4_000  # of a server's answer, in an error message
+
 
 class TransientError(Exception):
     """A failure worth retrying: a broken connection or a transient status."""
@@ -122,7 +124,17 @@ def is_unreachable(exc: httpx.TransportError) -> bool:
     return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
 
 
+def body_text(body: bytes, limit: int = BODY_CHARS) -> str:
+    """A server's answer as text for an error message: whole up to ``limit`` characters, else
+    cut there with a note of how much more there was (it was cut at 200 without a word, and a
+    500's cause is often past its first lines)."""
+    text = body.decode(errors="replace")
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]} [... {len(text) - limit:,} more characters cut]"
+
+
 def check_status(status: int, body: bytes) -> None:
     """Raise ``TransientError`` for a transient status (other errors are the caller's)."""
     if status in TRANSIENT_STATUSES:
-        raise TransientError(f"server answered {status}: {body.decode(errors='replace')[:200]}")
+        raise TransientError(f"server answered {status}: {body_text(body)}")

@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import html
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from nanolang.backends.retry import BODY_CHARS
 from nanolang.cli import main as cli_main
 from nanolang.jobs import load_results
 from nanolang.jobs.error_text import ERROR_CHARS, HEAD_CHARS, error_head, kept_error
@@ -76,3 +81,50 @@ def test_batch_error_messages_are_kept_whole_up_to_the_bound(tmp_path: Path) -> 
     message = {line["custom_id"]: line["error"]["message"] for line in load_results(out)}
     assert "m" * 3_000 in message["medium"] and MARKER not in message["medium"]
     assert MARKER in message["huge"] and len(message["huge"]) < ERROR_CHARS + 100
+
+
+@contextmanager
+def failing_server(body: bytes) -> Iterator[str]:
+    """A server on loopback that answers every request with a 503 and ``body``."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(503)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_servers_error_body_reaches_the_results_line(tmp_path: Path) -> None:
+    """A 503's body was cut at 200 characters, without a word, before it became the row's
+    error: the cause at its end was lost. It is kept up to ``BODY_CHARS``, then marked."""
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    line = {"custom_id": "a", "method": "POST", "url": "/v1/completions",
+            "body": {"model": "demo", "prompt": "Q:", "max_tokens": 2}}  # fmt: skip
+    src.write_text(json.dumps(line) + "\n", encoding="utf-8")
+    argv = ["batch", str(src), str(out), "--quiet", "--server"]
+    cause = b"engine failed: CUDA out of memory while allocating KV blocks"
+    with failing_server(
+        b"Traceback (most recent call last):\n" + b"  frame\n" * 150 + cause
+    ) as url:
+        assert cli_main([*argv, url]) == 1  # the one request failed
+    message = load_results(out)[0]["error"]["message"]
+    assert "server answered 503: Traceback" in message and cause.decode() in message
+    with failing_server(b"y" * (BODY_CHARS + 5_000)) as url:
+        assert cli_main([*argv, url, "--retry-failed"]) == 1
+    message = load_results(out)[0]["error"]["message"]
+    assert "y" * BODY_CHARS in message and "[... 5,000 more characters cut]" in message
