@@ -5,7 +5,10 @@ admissions, until the token budget or the sequence cap is reached. A sequence is
 free blocks cover its whole uncomputed prompt and leave free, for the running sequences, the
 admission watermark plus the growth reserved for each of them and for itself (the blocks for up
 to ``admission_reserve_tokens`` more output tokens each), so the batch is as large as the KV cache
-holds without preempting as its sequences grow. A request whose cached prefix continues into
+holds without preempting as its sequences grow. The tail rule waives that reserve for the last
+waiting requests when all of them, with the running ones, would overrun the free blocks by at most
+``admission_tail_overcommit`` of the cache (``_tail_fits``): they start now instead of decoding as a
+small batch of their own afterwards. A request whose cached prefix continues into
 blocks another sequence is still computing waits for them (pending nodes of the radix tree), so
 requests sharing a header compute it once and are then admitted together. A decode that finds no
 free block preempts the most recently arrived running sequence (its blocks are freed, its
