@@ -40,6 +40,7 @@ from nanolang.jobs.progress import JobProgress, interrupted
 from nanolang.jobs.report import write_report
 from nanolang.jobs.results import ResultLog, iter_results, last_per_id
 from nanolang.jobs.resume import prepare
+from nanolang.jobs.row_file import StreamedRows
 from nanolang.jobs.runner import JobWriter, RunStats, run_local
 from nanolang.jobs.signals import exit_status
 from nanolang.jobs.summary import (
@@ -97,8 +98,10 @@ def run_job(args: argparse.Namespace) -> int:
     try:
         rows = read_requests(args.input)
         expected = {row.custom_id: row.fingerprint for row in rows}
-        rows = args.shard.select(rows, group_of) if args.shard else sorted(rows, key=order)
-        ids = {row.custom_id for row in rows}  # --restart / --retry-failed touch these only
+        rows = (
+            args.shard.select_streamed(rows, group_of) if args.shard else rows.reordered(group_of)
+        )
+        ids = set(rows.ids)  # --restart / --retry-failed touch these only
         options = resume_options(args)
         note = prepare(args.output, expected, BATCH_LINES, options, [args.input], ids, args.report)
         cluster = cluster_options(args) if args.ray is not None else None
@@ -113,7 +116,7 @@ def run_job(args: argparse.Namespace) -> int:
         # the model loads before the progress bar starts: its clock, rate and ETA are the rows'
         runner = None if cluster is not None else make_runner(args)
         with ResultLog(args.output, key="custom_id") as results:
-            pending = sum(1 for r in rows if r.custom_id not in results.done)
+            pending = sum(1 for i in rows.ids if i not in results.done)
             with JobProgress(title, pending, args.quiet) as progress:
                 writer = JobWriter(results, args.max_errors, progress.advance)
                 if cluster is None:
@@ -126,7 +129,7 @@ def run_job(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as stop:
-        print(interrupted(args.output, "custom_id", {r.custom_id for r in rows}), file=sys.stderr)
+        print(interrupted(args.output, "custom_id", set(rows.ids)), file=sys.stderr)
         return exit_status(stop)
     finally:
         if runner is not None and runner.backend is not None:
@@ -153,15 +156,14 @@ def row_id(row: BatchRow) -> str:
 
 
 def group_of(row: BatchRow) -> str:
+    """Requests of one prefix group run side by side, so the prefix cache serves them (a
+    stable sort: in file order within a group)."""
     return row.group
 
 
-def order(row: BatchRow) -> tuple[str, int]:
-    """Requests of one prefix group run side by side, so the prefix cache serves them."""
-    return row.group, row.line
-
-
-def finish(args: argparse.Namespace, title: str, rows: list[BatchRow], stats: RunStats) -> int:
+def finish(
+    args: argparse.Namespace, title: str, rows: StreamedRows[BatchRow], stats: RunStats
+) -> int:
     url_of = {row.custom_id: row.url for row in rows}
 
     def stats_of(line: Mapping[str, Any]) -> tuple[str, RowStats]:

@@ -37,6 +37,7 @@ from nanolang.jobs.progress import JobProgress, interrupted
 from nanolang.jobs.report import write_report
 from nanolang.jobs.results import ResultLog, iter_results, last_per_id
 from nanolang.jobs.resume import EVAL_LINES, prepare
+from nanolang.jobs.row_file import StreamedRows
 from nanolang.jobs.runner import JobWriter, RunStats
 from nanolang.jobs.signals import exit_status
 from nanolang.jobs.summary import error_kinds, print_summary, summarize, summary_rows
@@ -106,13 +107,13 @@ def run_job(args: argparse.Namespace) -> int:
         rows = read_rows(args.data, args.expected_field, meta_fields(module, program, args))
         config = JobConfig(
             program.name, args.seed, args.concurrency, args.max_errors
-        ).with_tools(args.tools)
+        ).with_tools(args.tools)  # fmt: skip
         check_tools(module, config.load_tools(module))  # before any row runs
         fingerprints = row_fingerprints(module, config, rows)
         if args.shard is not None:
-            rows = args.shard.select(rows, group_by(args.group_by))
+            rows = args.shard.select_streamed(rows, grouping(args.group_by))
         inputs = [args.data, Path(args.file), *([Path(args.tools)] if args.tools else [])]
-        ids = {row.id for row in rows}  # --restart / --retry-failed touch this run's rows only
+        ids = set(rows.ids)  # --restart / --retry-failed touch this run's rows only
         options = resume_options(args)
         note = prepare(args.out, fingerprints, EVAL_LINES, options, inputs, ids, args.report)
         cluster = cluster_options(args) if args.ray is not None else None
@@ -131,7 +132,7 @@ def run_job(args: argparse.Namespace) -> int:
         if cluster is None:
             backend = make_backend(args.model, args.server, args.device, args.dtype)
         with ResultLog(args.out) as results:
-            pending = sum(1 for r in rows if r.id not in results.done)
+            pending = sum(1 for i in rows.ids if i not in results.done)
             with JobProgress(title, pending, args.quiet) as progress:
                 if cluster is None:
                     assert backend is not None
@@ -146,7 +147,7 @@ def run_job(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as stop:
-        print(interrupted(args.out, "id", {r.id for r in rows}), file=sys.stderr)
+        print(interrupted(args.out, "id", set(rows.ids)), file=sys.stderr)
         return exit_status(stop)
     finally:
         if backend is not None:
@@ -168,8 +169,13 @@ def meta_fields(module: tree.Module, program: Program, args: argparse.Namespace)
 
 def group_by(field: str | None) -> Callable[[Row], str]:
     """Rows with the same value of ``field`` share a prompt prefix (one group without it)."""
+    return grouping(field) or (lambda row: "")
+
+
+def grouping(field: str | None) -> Callable[[Row], str] | None:
+    """``group_by``, or None without a field (rows then keep their file order)."""
     if field is None:
-        return lambda row: ""
+        return None
     return lambda row: json.dumps(row.meta.get(field, row.args.get(field)), sort_keys=True)
 
 
@@ -196,11 +202,13 @@ def latency_s(result: Mapping[str, Any]) -> float:
     return float(result.get("time_s", 0.0))
 
 
-def finish(args: argparse.Namespace, title: str, rows: Any, metric: str, stats: RunStats) -> int:
+def finish(
+    args: argparse.Namespace, title: str, rows: StreamedRows[Row], metric: str, stats: RunStats
+) -> int:
     summary = summarize(rows, iter_results(args.out), metric)  # streamed: a line at a time
     print_summary(f"{title} on {args.data}", summary, stats)
     if args.report is not None:
-        latencies = last_per_id(iter_results(args.out), "id", {r.id for r in rows}, latency_s)
+        latencies = last_per_id(iter_results(args.out), "id", set(rows.ids), latency_s)
         write_report(args.report, title, summary_rows(summary, stats), {title: latencies},
                      error_kinds(summary))  # fmt: skip
     if stats.stopped:

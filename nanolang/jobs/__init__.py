@@ -1,7 +1,8 @@
 """Batch evaluation jobs: a program over a JSONL dataset, resumable, scored at the end.
 
-The CLI is ``nanolang eval`` (``nanolang.cli.eval``); from Python, ``EvalJob`` runs rows
-into a ``ResultLog`` and ``summarize`` scores the results (``iter_results`` streams them from
+The CLI is ``nanolang eval`` (``nanolang.cli.eval``); from Python, ``read_rows`` gives the
+dataset's rows streamed from the file (``StreamedRows``), ``EvalJob`` runs rows into a
+``ResultLog`` and ``summarize`` scores the results (``iter_results`` streams them from
 the file, a line at a time) with one of ``METRICS``.
 """
 
@@ -10,6 +11,7 @@ from nanolang.jobs.job import EvalJob, JobConfig
 from nanolang.jobs.job_files import check_job_files
 from nanolang.jobs.metrics import METRICS
 from nanolang.jobs.results import Result, ResultLog, iter_results, load_results, repair
+from nanolang.jobs.row_file import StreamedRows
 from nanolang.jobs.runner import RunStats, TooManyErrors
 from nanolang.jobs.summary import Summary, summarize
 
@@ -22,6 +24,7 @@ __all__ = [
     "ResultLog",
     "Row",
     "RunStats",
+    "StreamedRows",
     "Summary",
     "TooManyErrors",
     "check_job_files",

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nanolang.jobs.dataset import DatasetError, json_lines, not_empty
 from nanolang.jobs.fingerprint import Fingerprint, digest
+from nanolang.jobs.row_file import DatasetError, StreamedRows
 
 URLS = ("/v1/chat/completions", "/v1/completions")
 PREFIX_CHARS = 256  # how much of a completion prompt decides its prefix group
@@ -78,17 +78,12 @@ def parse_request(path: Path, line: int, obj: Any) -> BatchRow:
     )
 
 
-def read_requests(path: Path) -> list[BatchRow]:
-    """The request lines of ``path`` (blank lines skipped; they still count as lines)."""
-    rows: list[BatchRow] = []
-    first: dict[str, int] = {}
-    for line, obj in json_lines(path):
-        row = parse_request(path, line, obj)
-        if row.custom_id in first:
-            raise DatasetError(
-                f"{path}:{line + 1}: custom_id {row.custom_id!r} repeats "
-                f"(first on line {first[row.custom_id] + 1})"
-            )
-        first[row.custom_id] = line
-        rows.append(row)
-    return not_empty(path, rows)
+def request_id(row: BatchRow) -> str:
+    return row.custom_id
+
+
+def read_requests(path: Path) -> StreamedRows[BatchRow]:
+    """The request lines of ``path`` (blank lines skipped; they still count as lines), checked
+    in one pass and then read back from the file as they are used (``row_file.StreamedRows``:
+    memory holds a little per request, never the file)."""
+    return StreamedRows.of_file(path, parse_request, request_id, "custom_id")

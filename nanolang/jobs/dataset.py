@@ -7,19 +7,16 @@ the job's metadata fields (a ``--group-by`` field the program does not take), ke
 
 from __future__ import annotations
 
-import json
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
+
+from nanolang.jobs.row_file import DatasetError, Parse, StreamedRows, json_lines
+
+__all__ = ["DatasetError", "Row", "json_lines", "parse_row", "read_rows", "row_of"]
 
 ID_FIELD = "id"
-
-T = TypeVar("T")
-
-
-class DatasetError(ValueError):
-    """A row that is not a JSON object, ids that repeat, or a file without rows."""
 
 
 @dataclass(frozen=True)
@@ -46,46 +43,22 @@ def parse_row(
     return Row(row_id, line, args, obj.get(expected_field), expected_field in obj, meta)
 
 
-def json_lines(path: Path) -> Iterator[tuple[int, Any]]:
-    """``(line index, value)`` of every non-blank line of a UTF-8 JSONL file (blank lines still
-    count as lines; a byte order mark before the first is not data). A line that is not UTF-8
-    or not JSON is a ``DatasetError`` naming the file and line."""
-    with path.open("rb") as f:
-        for line, raw in enumerate(f):
-            try:
-                text = raw.decode("utf-8-sig" if line == 0 else "utf-8")
-            except UnicodeDecodeError as exc:
-                raise DatasetError(f"{path}:{line + 1}: not UTF-8 ({exc.reason})") from None
-            if not text.strip():
-                continue
-            try:
-                yield line, json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}:{line + 1}: not JSON: {exc.msg}") from None
+def row_of(expected_field: str = "expected", meta_fields: Collection[str] = ()) -> Parse[Row]:
+    """``parse_row`` with the job's expected-answer and metadata fields."""
+    fields = tuple(meta_fields)
+    return lambda path, line, obj: parse_row(path, line, obj, expected_field, fields)
 
 
-def not_empty(path: Path, rows: list[T]) -> list[T]:
-    """``rows``, or a ``DatasetError`` when there are none (an empty file is a mistake: a
-    download that failed, the wrong file; a job over it would "succeed" having run nothing)."""
-    if not rows:
-        raise DatasetError(f"{path}: no rows (the file is empty or has only blank lines)")
-    return rows
+def row_id(row: Row) -> str:
+    return row.id
 
 
 def read_rows(
     path: Path, expected_field: str = "expected", meta_fields: Collection[str] = ()
-) -> list[Row]:
+) -> StreamedRows[Row]:
     """The rows of ``path`` (blank lines are skipped but still count as lines); ``meta_fields``
-    are not program arguments (they go to ``Row.meta``)."""
-    rows = [
-        parse_row(path, line, obj, expected_field, meta_fields) for line, obj in json_lines(path)
-    ]
-    first: dict[str, int] = {}
-    for row in rows:
-        if row.id in first:
-            raise DatasetError(
-                f"{path}:{row.line + 1}: id {row.id!r} appears more than once "
-                f"(first on line {first[row.id] + 1})"
-            )
-        first[row.id] = row.line
-    return not_empty(path, rows)
+    are not program arguments (they go to ``Row.meta``). One pass checks every line (a
+    ``DatasetError`` names the file and line of a bad one, or a repeated id); the rows are then
+    read back from the file as they are used, so memory holds a little per row, never the
+    file (``row_file.StreamedRows``)."""
+    return StreamedRows.of_file(path, row_of(expected_field, meta_fields), row_id, "id")

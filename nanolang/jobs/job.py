@@ -9,14 +9,16 @@ still pending, so a resumed job computes what an uninterrupted one would have.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 
 from nanolang.backends.base import Backend
 from nanolang.jobs.dataset import Row
 from nanolang.jobs.error_text import kept_error
 from nanolang.jobs.fingerprint import Fingerprint, digest, program_digest
+from nanolang.jobs.job_files import check_job_files
 from nanolang.jobs.results import Result, ResultLog
+from nanolang.jobs.row_file import StreamedRows
 from nanolang.jobs.runner import CacheStats, Finished, JobWriter, RunStats, run_local
 from nanolang.run.executor import Executor
 from nanolang.run.records import Outcome
@@ -58,7 +60,7 @@ def row_fingerprint(job: Fingerprint, row: Row) -> Fingerprint:
 
 
 def row_fingerprints(
-    module: tree.Module, config: JobConfig, rows: Sequence[Row]
+    module: tree.Module, config: JobConfig, rows: Iterable[Row]
 ) -> dict[str, Fingerprint]:
     job = job_fingerprint(module, config)
     return {row.id: row_fingerprint(job, row) for row in rows}
@@ -151,6 +153,10 @@ class EvalJob:
         self.writer = JobWriter(results, config.max_errors, on_result)
         self.config = config
 
-    def run(self, rows: Sequence[Row]) -> RunStats:
-        """Run every row not yet in the results; stops early past ``max_errors``."""
+    def run(self, rows: Iterable[Row]) -> RunStats:
+        """Run every row not yet in the results; stops early past ``max_errors``. Rows of
+        ``read_rows`` are read from their file as they run; their file given as the results
+        file is a ``ValueError`` before any row runs (as ``ResultLog(out, inputs=[data])``)."""
+        if isinstance(rows, StreamedRows):
+            check_job_files(self.writer.results.path, [rows.path], lines=False)
         return run_local(self.runner, rows, self.writer, self.config.max_concurrency)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sized
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from nanolang.jobs.results import ResultLog
+from nanolang.jobs.row_file import StreamedRows
 
 
 class TooManyErrors(RuntimeError):
@@ -74,11 +75,12 @@ class RunStats:
 
 
 async def finished_rows(
-    runner: Runner, rows: Sequence[Any], concurrency: int
+    runner: Runner, rows: Iterable[Any], concurrency: int
 ) -> AsyncIterator[Finished]:
     """Each row's result as it finishes, at most ``concurrency`` rows in flight, started in
     order. ``concurrency`` workers take rows from one iterator, so a job holds that many tasks
     whatever its size (a task per row made 300,000 rows cost 430 MB and 6 s before any ran).
+    ``rows`` may be a lazy iterable (rows read from their file as workers take them).
     Closing the iterator early cancels the rows still running."""
     if concurrency < 1:  # no slot would ever open: every row would wait for ever
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -86,15 +88,16 @@ async def finished_rows(
     done: asyncio.Queue[Finished | Exception | None] = asyncio.Queue()
 
     async def worker() -> None:
-        for row in todo:  # one iterator: each row is taken by one worker
-            try:
+        try:
+            for row in todo:  # one iterator: each row is taken by one worker
                 done.put_nowait(await runner.run(row))
-            except Exception as exc:  # a runner that raises has a bug: stop the job loudly
-                done.put_nowait(exc)
-                return
+        except Exception as exc:  # a runner that raises has a bug, a row that cannot be read
+            done.put_nowait(exc)  # (its file changed during the job): stop the job loudly
+            return
         done.put_nowait(None)  # this worker found no row left
 
-    workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(rows)))]
+    slots = min(concurrency, len(rows)) if isinstance(rows, Sized) else concurrency
+    workers = [asyncio.create_task(worker()) for _ in range(slots)]
     try:
         running = len(workers)
         while running:
@@ -156,9 +159,12 @@ class JobWriter:
         )
 
 
-def run_local(runner: Runner, rows: Sequence[Any], writer: JobWriter, concurrency: int) -> RunStats:
-    """Run the rows not yet in ``writer``'s results in this process."""
-    pending = [row for row in rows if runner.row_id(row) not in writer.results.done]
+def run_local(runner: Runner, rows: Iterable[Any], writer: JobWriter, concurrency: int) -> RunStats:
+    """Run the rows not yet in ``writer``'s results in this process, taking them from ``rows``
+    as slots free up (a streamed dataset is read a row at a time, never held)."""
+    if isinstance(rows, StreamedRows):  # finished rows are not even read
+        rows = rows.without(writer.results.done)
+    pending = (row for row in rows if runner.row_id(row) not in writer.results.done)
 
     async def main() -> None:
         async for item in finished_rows(runner, pending, concurrency):

@@ -98,24 +98,26 @@ def eval_row_stats(result: Mapping[str, Any]) -> RowStats:
     )
 
 
-def summarize(rows: Sequence[Row], results: Iterable[Mapping[str, Any]], metric: str) -> Summary:
+def summarize(rows: Iterable[Row], results: Iterable[Mapping[str, Any]], metric: str) -> Summary:
     """The metric over the results of ``rows``, one per row (results of other ids are ignored;
     of a row with several lines, the last). ``results`` may be streamed (``iter_results``): per
-    row only its stats and score are kept."""
+    row only its stats and score are kept; ``rows`` may be streamed (``read_rows``): per row
+    only its expected answer is kept."""
     score = resolve_metric(metric)
-    by_id = {r.id: r for r in rows}
+    # per row only its expected answer (rows may be streamed from their file)
+    by_id = {r.id: (r.has_expected, r.expected) for r in rows}
 
     def scored(result: Mapping[str, Any]) -> tuple[RowStats, bool | None]:
-        row = by_id[str(result["id"])]
-        if not row.has_expected:
+        has_expected, expected = by_id[str(result["id"])]
+        if not has_expected:
             return eval_row_stats(result), None
-        right = result.get("error") is None and bool(score(result.get("output"), row.expected))
+        right = result.get("error") is None and bool(score(result.get("output"), expected))
         return eval_row_stats(result), right
 
     mine = last_per_id(results, "id", by_id, scored)
     marks = [right for _, right in mine if right is not None]
     stats = [row_stats for row_stats, _ in mine]
-    return summarize_stats(len(rows), stats, metric=metric, scored=len(marks), correct=sum(marks))
+    return summarize_stats(len(by_id), stats, metric=metric, scored=len(marks), correct=sum(marks))
 
 
 def error_kinds(summary: Summary) -> list[tuple[int, str]]:
