@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from nanolang.backends import OpenAI, RemoteError
 from runtime.sampling_params import SamplingParams
+from tests.nanolang.loopback import loopback_server
 
 COMPLETION = {
     "id": "cmpl-1",
@@ -33,27 +32,13 @@ class Script:
 def scripted() -> Iterator[tuple[str, Script]]:
     script = Script([])
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            script.requests.append(json.loads(body))
-            status, answer = script.answers.pop(0)
-            data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def answer(body: bytes) -> tuple[int, str, bytes]:
+        script.requests.append(json.loads(body))
+        status, reply = script.answers.pop(0)
+        return status, "application/json", json.dumps(reply).encode()
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", script
-    server.shutdown()
-    server.server_close()
+    with loopback_server(answer) as url:
+        yield url, script
 
 
 def generate(url: str, prompt: str) -> str:

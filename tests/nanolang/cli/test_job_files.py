@@ -50,19 +50,23 @@ def one_error(capsys: pytest.CaptureFixture[str]) -> str:
     return lines[0]
 
 
+def refused(status: int, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The job exited with 1 and one error line holding ``message`` (no traceback)."""
+    assert status == 1
+    assert message in one_error(capsys), message
+
+
 @pytest.mark.parametrize("extra", [(), ("--restart",), ("--retry-failed",)])
 def test_the_dataset_as_out_is_refused_and_left_untouched(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: tuple[str, ...]
 ) -> None:
     data = dataset(tmp_path / "d.jsonl")
     before = data.read_bytes()
-    assert eval_job(data, data, *extra) == 1
-    assert "is the job's input" in one_error(capsys)
+    refused(eval_job(data, data, *extra), "is the job's input", capsys)
     assert data.read_bytes() == before
     alias = tmp_path / "sub" / ".." / "d.jsonl"  # another spelling of the same file
     tmp_path.joinpath("sub").mkdir()
-    assert eval_job(data, alias, *extra) == 1
-    assert "is the job's input" in one_error(capsys)
+    refused(eval_job(data, alias, *extra), "is the job's input", capsys)
     assert data.read_bytes() == before
 
 
@@ -72,8 +76,7 @@ def test_the_program_as_out_is_refused(tmp_path: Path, capsys: pytest.CaptureFix
     before = program.read_bytes()
     data = dataset(tmp_path / "d.jsonl")
     argv = ["eval", str(program), "--data", str(data), "--out", str(program), "--quiet"]
-    assert cli_main(argv) == 1
-    assert "is the job's input" in one_error(capsys)
+    refused(cli_main(argv), "is the job's input", capsys)
     assert program.read_bytes() == before
 
 
@@ -83,8 +86,7 @@ def test_the_batch_input_as_output_is_refused_and_left_untouched(
 ) -> None:
     src = requests(tmp_path / "in.jsonl")
     before = src.read_bytes()
-    assert batch_job(src, src, *extra) == 1
-    assert "is the job's input" in one_error(capsys)
+    refused(batch_job(src, src, *extra), "is the job's input", capsys)
     assert src.read_bytes() == before
 
 
@@ -94,11 +96,9 @@ def test_an_out_that_is_not_a_results_file_is_refused_and_left_untouched(
     notes = tmp_path / "notes.txt"
     notes.write_text("# my notes\nkeep this line", encoding="utf-8")
     before = notes.read_bytes()
-    assert eval_job(dataset(tmp_path / "d.jsonl"), notes) == 1
-    assert f"{notes}:1: not a result" in one_error(capsys)
+    refused(eval_job(dataset(tmp_path / "d.jsonl"), notes), f"{notes}:1: not a result", capsys)
     assert notes.read_bytes() == before
-    assert batch_job(requests(tmp_path / "in.jsonl"), notes) == 1
-    assert f"{notes}:1: not a result" in one_error(capsys)
+    refused(batch_job(requests(tmp_path / "in.jsonl"), notes), f"{notes}:1: not a result", capsys)
     assert notes.read_bytes() == before
 
 
@@ -114,8 +114,7 @@ def test_an_output_location_that_cannot_be_made_is_one_line(
     assert f"cannot write the results file {out}" in one_error(capsys)
     folder = tmp_path / "folder"
     folder.mkdir()
-    assert eval_job(dataset(tmp_path / "d.jsonl"), folder) == 1
-    assert "is a directory" in one_error(capsys)
+    refused(eval_job(dataset(tmp_path / "d.jsonl"), folder), "is a directory", capsys)
 
 
 def test_a_report_that_cannot_be_written_is_refused_before_any_row_runs(
@@ -138,10 +137,8 @@ def test_an_empty_input_is_an_error_naming_it(
 ) -> None:
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n \n", encoding="utf-8")
-    assert eval_job(empty, tmp_path / "a.jsonl") == 1
-    assert f"{empty}: no rows" in one_error(capsys)
-    assert batch_job(empty, tmp_path / "b.jsonl") == 1
-    assert f"{empty}: no rows" in one_error(capsys)
+    refused(eval_job(empty, tmp_path / "a.jsonl"), f"{empty}: no rows", capsys)
+    refused(batch_job(empty, tmp_path / "b.jsonl"), f"{empty}: no rows", capsys)
 
 
 def test_a_report_over_the_results_or_the_dataset_is_refused(

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import html
 import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -19,6 +16,7 @@ from nanolang.backends.retry import BODY_CHARS
 from nanolang.cli import main as cli_main
 from nanolang.jobs import load_results
 from nanolang.jobs.error_text import ERROR_CHARS, HEAD_CHARS, error_head, kept_error
+from tests.nanolang.loopback import loopback_server
 
 TO_INT = "program main(x) {\n    return int(x)\n}\n"
 MARKER = "characters cut here"
@@ -83,30 +81,9 @@ def test_batch_error_messages_are_kept_whole_up_to_the_bound(tmp_path: Path) -> 
     assert MARKER in message["huge"] and len(message["huge"]) < ERROR_CHARS + 100
 
 
-@contextmanager
-def failing_server(body: bytes) -> Iterator[str]:
+def failing_server(body: bytes) -> AbstractContextManager[str]:
     """A server on loopback that answers every request with a 503 and ``body``."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["Content-Length"]))
-            self.send_response(503)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    return loopback_server(lambda _request: (503, "text/plain", body))
 
 
 def test_a_servers_error_body_reaches_the_results_line(tmp_path: Path) -> None:

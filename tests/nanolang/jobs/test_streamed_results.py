@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
-import tracemalloc
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,6 +18,7 @@ from nanolang.jobs.batch import BATCH_LINES, output_line
 from nanolang.jobs.batch_input import read_requests
 from nanolang.jobs.results import TAIL_BYTES
 from nanolang.jobs.resume import ResumeOptions, prepare
+from tests.nanolang.loopback import peak_bytes
 
 ROWS = 1_000
 TEXT_CHARS = 20_000  # each answer's text: a results file of about 20 MB
@@ -31,19 +29,6 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def peak_bytes(work: Callable[[], Any]) -> tuple[Any, int]:
-    """``work()``'s value and the most memory Python held while it ran, over what it held
-    before."""
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        base = tracemalloc.get_traced_memory()[0]
-        value = work()
-        return value, tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
 
 
 def big_batch(tmp_path: Path, failed_every: int = 0) -> tuple[Path, Path]:

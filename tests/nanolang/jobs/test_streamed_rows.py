@@ -8,13 +8,9 @@ the bound is a fraction of the file."""
 from __future__ import annotations
 
 import json
-import threading
-import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,6 +23,7 @@ from nanolang.jobs.batch_input import read_requests
 from nanolang.jobs.row_file import StreamedRows
 from nanolang.jobs.shard import Shard
 from tests.nanolang.jobs.test_jobs import NoRequests
+from tests.nanolang.loopback import loopback_server, peak_bytes
 
 ROWS = 2_000
 PAD_CHARS = 10_000  # each row's filler argument: a dataset of about 20 MB
@@ -36,19 +33,6 @@ program main(x, pad) {
     return int(x)
 }
 """
-
-
-def peak_bytes(work: Callable[[], Any]) -> tuple[Any, int]:
-    """``work()``'s value and the most memory Python held while it ran, over what it held
-    before."""
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        base = tracemalloc.get_traced_memory()[0]
-        value = work()
-        return value, tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
 
 
 def big_dataset(path: Path) -> Path:
@@ -112,26 +96,8 @@ def completions_server() -> Iterator[str]:
         "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
     }).encode()  # fmt: skip
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["Content-Length"]))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_server(lambda _request: (200, "application/json", answer)) as url:
+        yield url
 
 
 def test_batch_over_a_large_input_holds_a_request_at_a_time(tmp_path: Path) -> None:
