@@ -87,7 +87,6 @@ def timeline_gaps(spans: list[tuple[float, float, str]], top: int = 12) -> dict[
     }
 
 
-
 class KernelProfile:
     """A torch profiler session on this process's device (kernels and copies on a GPU, aten
     operators on the CPU), summarised by ``stop``."""

@@ -363,15 +363,18 @@ def linear_backends(text: str) -> list[str | None]:
 
 
 def tail_overcommits(text: str | None) -> list[float | None]:
-    """``--admission-tail-overcommit``: a comma list of shares, one engine each (None: the
-    engine's default); each is checked by EngineConfig when its engine starts."""
+    """``--admission-tail-overcommit``: a comma list of shares in [0, 1], one engine each
+    (None: the engine's default), checked before any engine runs."""
     if text is None:
         return [None]
     try:
-        return [float(item) for item in text.split(",") if item.strip()] or [None]
+        shares: list[float | None] = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         message = f"--admission-tail-overcommit: {text!r} is not a comma list of numbers"
         raise SystemExit(message) from None
+    if not all(share is not None and 0 <= share <= 1 for share in shares):  # before any engine
+        raise SystemExit(f"--admission-tail-overcommit: {text!r}: each share is in [0, 1]")
+    return shares or [None]
 
 
 def parse_workloads(text: str, num_requests: int) -> list[tuple[str, int]]:

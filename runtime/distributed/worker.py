@@ -248,10 +248,13 @@ def _serve(rank: int, runner: ModelRunner, conn: Connection, lock: threading.Loc
             if msg[0] == "stop":
                 return
             if msg[0] == "profile_start":  # the driver's profiled window (rank 0)
+                if session is not None:
+                    raise RuntimeError("profile_start while a profile is running")
                 session = runner.profile()
                 continue
             if msg[0] == "profile_stop":
-                assert session is not None, "profile_stop without profile_start"
+                if session is None:
+                    raise RuntimeError("profile_stop without profile_start")
                 summary, session = session.stop(), None
                 _send(conn, lock, ("profile", summary))
                 continue

@@ -4,7 +4,8 @@ from runtime.block_manager import BlockManager
 from runtime.config import EngineConfig
 from runtime.sampling_params import SamplingParams
 from runtime.scheduler import Scheduler
-from runtime.sequence import FinishReason, Sequence, SequenceStatus
+from runtime.sequence import Sequence, SequenceStatus
+from tests.runtime.scheduling import run_to_completion
 
 
 def make(
@@ -114,22 +115,7 @@ def test_admission_reserves_room_for_the_outputs_so_nothing_is_preempted() -> No
             sq = Sequence(f"r{i}", None, [1, 2, 3, 4], SamplingParams(max_tokens=8), 0, i)
             seqs.append(sq)
             s.add(sq)
-        preempted = 0
-        sizes = []
-        for _ in range(40):
-            out = s.schedule()
-            preempted += len(out.preempted)
-            sizes.append(len(out.scheduled))
-            for e in out.scheduled:
-                samples = e.samples
-                e.seq.num_computed_tokens += e.num_tokens
-                if samples:
-                    e.seq.output_token_ids.append(7)
-                    if len(e.seq.output_token_ids) == 8:
-                        e.seq.finish(FinishReason.LENGTH)
-                        s.remove(e.seq)
-            if not s.has_unfinished():
-                break
+        sizes, preempted = run_to_completion(s, max_tokens=8)
         assert sizes[0] == first_batch
         assert all(len(q.output_token_ids) == 8 for q in seqs)
         assert (preempted > 0) == (reserve == 0)

@@ -11,7 +11,8 @@ from runtime import LLM, SamplingParams
 from runtime.block_manager import BlockManager
 from runtime.config import EngineConfig
 from runtime.scheduler import Scheduler
-from runtime.sequence import FinishReason, Sequence
+from runtime.sequence import Sequence
+from tests.runtime.scheduling import run_to_completion
 
 
 def drive(n: int, tail: float, num_blocks: int = 40, max_tokens: int = 12) -> dict:
@@ -24,24 +25,10 @@ def drive(n: int, tail: float, num_blocks: int = 40, max_tokens: int = 12) -> di
             for i in range(n)]  # fmt: skip
     for q in seqs:
         s.add(q)
-    sizes, iterations = [], 0
-    while s.has_unfinished():
-        out = s.schedule()
-        assert not out.is_empty
-        iterations += 1
-        sizes.append(len(out.scheduled))
-        for e in out.scheduled:
-            samples = e.samples
-            e.seq.num_computed_tokens += e.num_tokens
-            if samples:
-                e.seq.output_token_ids.append(7)
-                if len(e.seq.output_token_ids) == max_tokens:
-                    e.seq.finish(FinishReason.LENGTH)
-                    s.remove(e.seq)
-        assert iterations < 500, "no progress"
+    sizes, _ = run_to_completion(s, max_tokens)
     assert all(len(q.output_token_ids) == max_tokens for q in seqs)
     assert s.blocks.allocator.num_free == num_blocks
-    return {"iterations": iterations, "largest": max(sizes),
+    return {"iterations": len(sizes), "largest": max(sizes),
             "preemptions": [q.metrics.num_preemptions for q in seqs]}  # fmt: skip
 
 
@@ -101,3 +88,6 @@ def test_the_bench_takes_a_list_of_shares() -> None:
     assert tail_overcommits("0.1,0") == [0.1, 0.0]
     with pytest.raises(SystemExit, match="comma list of numbers"):
         tail_overcommits("0.1,lots")
+    for bad in ("1.5", "-0.1", "nan"):
+        with pytest.raises(SystemExit, match=r"each share is in \[0, 1\]"):
+            tail_overcommits(bad)
