@@ -59,20 +59,46 @@ def token_string(tokenizer: Any, token: int) -> str:
     return str(tokenizer.decode([token]))
 
 
+def _is_partial(text: str, raw: bytes) -> bool:
+    """Whether a token that decodes alone to ``text`` holds only part of a UTF-8 character
+    (it decodes to U+FFFD, and its own bytes ``raw`` are not whole characters)."""
+    if "\ufffd" not in text or not raw:
+        return False
+    try:
+        raw.decode("utf-8")  # whole characters: a U+FFFD of the token's own
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
 def completion_token(
     tokenizer: Any, token: int, token_bytes: Callable[[int], bytes]
 ) -> tuple[str, bytes]:
     """A completions token's string and the bytes it adds to the text. A token that holds only
-    part of a UTF-8 character decodes alone to U+FFFD; OpenAI names such a token by its bytes,
-    ``bytes:\\xe2\\x80`` (backslash, x, two hex digits per byte), and so does this server."""
+    part of a UTF-8 character decodes alone to U+FFFD; OpenAI's legacy completions name such a
+    token by its bytes, ``bytes:\\xe2\\x80`` (backslash, x, two hex digits per byte), and so
+    does this server."""
     text = token_string(tokenizer, token)
     raw = token_bytes(token) if "\ufffd" in text else b""
     if not raw:
         return text, text.encode()
-    try:
-        raw.decode("utf-8")  # whole characters: a U+FFFD of the token's own
-    except UnicodeDecodeError:
+    if _is_partial(text, raw):
         return "bytes:" + "".join(f"\\x{b:02x}" for b in raw), raw
+    return text, raw
+
+
+def chat_token(
+    tokenizer: Any, token: int, token_bytes: Callable[[int], bytes]
+) -> tuple[str, bytes]:
+    """A chat token's ``token`` string and its ``bytes`` (the token's own). OpenAI's chat
+    completions write a token's bytes that are only part of a character as ``\\xNN`` escapes
+    (``"\\xeb\\x8b"`` with ``bytes`` ``[235, 139]``; no ``bytes:`` prefix there), whole
+    characters as text, and so does this server: distinct partial tokens stay distinct (they
+    all decoded to U+FFFD), and a client rebuilds the text from ``bytes`` as OpenAI says."""
+    text = token_string(tokenizer, token)
+    raw = token_bytes(token) or text.encode()
+    if _is_partial(text, raw):
+        return raw.decode("utf-8", errors="backslashreplace"), raw
     return text, raw
 
 
@@ -131,10 +157,9 @@ def completion_logprobs(
 def _entry(
     tokenizer: Any, token: int, logprob: float | None, token_bytes: Callable[[int], bytes]
 ) -> dict[str, Any]:
-    """``bytes``: the token's own (a token holding part of a character decodes alone to
-    U+FFFD, whose bytes are not its own; a client joins the bytes to rebuild the character)."""
-    text = token_string(tokenizer, token)
-    raw = token_bytes(token) or text.encode()
+    """``bytes``: the token's own (a client joins them to rebuild a character that spans
+    tokens); ``token``: its text, partial characters as escapes (``chat_token``)."""
+    text, raw = chat_token(tokenizer, token, token_bytes)
     return {"token": text, "logprob": logprob, "bytes": list(raw)}
 
 

@@ -87,8 +87,8 @@ def test_chat_logprobs_bytes_are_the_tokens_own(
     client: openai.OpenAI, demo_server: LiveServer
 ) -> None:
     """A token holding part of a character (the first byte of an emoji) has its own bytes in
-    ``bytes``, so a client can join them into the character; they were the bytes of the
-    U+FFFD it decodes to alone."""
+    ``bytes``, so a client can join them into the character (they were the bytes of the
+    U+FFFD it decodes to alone), and its ``token`` is those bytes as escapes, as OpenAI's."""
     first_byte = demo_server.state.engine.encode("🎉")[0]
     out = client.chat.completions.create(
         model=MODEL,
@@ -101,8 +101,10 @@ def test_chat_logprobs_bytes_are_the_tokens_own(
     )
     entry = out.choices[0].logprobs.content[0]  # type: ignore[union-attr,index]
     assert entry.bytes == list("🎉".encode()[:1])
-    for alternative in entry.top_logprobs:  # the text is theirs, decoded alone
-        assert bytes(alternative.bytes or []).decode(errors="replace") == alternative.token
+    assert entry.token == "\\xf0"
+    for alternative in entry.top_logprobs:  # the text is theirs, part characters escaped
+        raw = bytes(alternative.bytes or [])
+        assert raw.decode(errors="backslashreplace") == alternative.token
 
 
 def test_completion_echo_with_logprobs(client: openai.OpenAI, demo_server: LiveServer) -> None:
