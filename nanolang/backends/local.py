@@ -5,14 +5,16 @@ add/abort commands, run ``step()`` while requests are unfinished, and hand every
 back to the asyncio loop that asked for it (``call_soon_threadsafe``). Every instance of every
 program shares this thread, so their calls land in the same engine iterations.
 
-Requests sent with a ``group`` (the server's: one group per HTTP request) are held in a
-``FairQueue`` and enter the engine round-robin across groups, only as many as its next step could
-start: before every step the thread tops the engine's queue up to the free sequence slots and one
-step's token budget (``max_num_batched_tokens``) of prompt tokens, and, when the last step left
-some of its queue waiting (memory is short), to as many as that step started (at least
-``MIN_QUEUED``). The engine starts as many sequences per step as it would with all of them
-queued, and a request that arrives behind one with thousands of choices waits behind about one
-step's worth of them (plus one turn per other group), not behind all of them.
+Requests sent with an ``owner`` (the server's: the client identity and the HTTP request) are
+held in a ``FairQueue`` and enter the engine round-robin across clients, and within a client
+across its requests, only as many as its next step could start: before every step the thread
+tops the engine's queue up to the free sequence slots and one step's token budget
+(``max_num_batched_tokens``) of prompt tokens, and, when the last step left some of its queue
+waiting (memory is short), to as many as that step started (at least ``MIN_QUEUED``). The
+engine starts as many sequences per step as it would with all of them queued, and a request
+that arrives behind one with thousands of choices (or behind another client's fifty requests)
+waits behind about one step's worth of them (plus one turn per other client), not behind all
+of them.
 """
 
 from __future__ import annotations
@@ -22,20 +24,20 @@ import itertools
 import logging
 import queue
 import threading
-from collections.abc import AsyncGenerator, Callable, Hashable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nanolang.backends.base import Backend
-from nanolang.backends.fair_queue import FairQueue
+from nanolang.backends.fair_queue import FairQueue, Owner
 from runtime.outputs import OutputKind, RequestOutput
 from runtime.program_ref import ProgramRef
 from runtime.sampling_params import SamplingParams
 
 log = logging.getLogger(__name__)
 
-MIN_QUEUED = 16  # grouped requests the engine's queue is topped up to while memory is short
+MIN_QUEUED = 16  # held requests the engine's queue is topped up to while memory is short
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class _Add:
     future: asyncio.Future[RequestOutput]
     on_progress: Callable[[RequestOutput], None] | None = None
     program: ProgramRef | None = None
-    group: Hashable | None = None
+    owner: Owner | None = None
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ class LocalBackend(Backend):
 
     def __init__(self, llm: Any) -> None:
         self.llm = llm
-        self._held: FairQueue[_Add] = FairQueue()  # grouped requests not in the engine yet
+        self._held: FairQueue[_Add] = FairQueue()  # owned requests not in the engine yet
         # what the last step did with the engine's queue: took all of it, or started how many
         self._drained = True
         self._started = 0
@@ -110,7 +112,7 @@ class LocalBackend(Backend):
 
     @property
     def num_held(self) -> int:
-        """Grouped requests waiting for their turn to enter the engine."""
+        """Requests with an owner waiting for their turn to enter the engine."""
         return len(self._held)
 
     @property
@@ -123,11 +125,11 @@ class LocalBackend(Backend):
         return int(engine.blocks.allocator.num_blocks * engine.config.block_size)
 
     async def generate(
-        self, prompt_ids: list[int], params: SamplingParams, group: Hashable | None = None
+        self, prompt_ids: list[int], params: SamplingParams, owner: Owner | None = None
     ) -> RequestOutput:
-        """The request's final output; with a ``group``, it enters the engine in its group's
+        """The request's final output; with an ``owner``, it enters the engine in its owner's
         turn (see the module's docstring)."""
-        return await self._submit(prompt_ids, params, None, group=group)
+        return await self._submit(prompt_ids, params, None, owner=owner)
 
     async def generate_node(
         self,
@@ -152,7 +154,7 @@ class LocalBackend(Backend):
         params: SamplingParams,
         node: ProgramRef | None,
         on_progress: Callable[[RequestOutput], None] | None = None,
-        group: Hashable | None = None,
+        owner: Owner | None = None,
     ) -> RequestOutput:
         if self._failure is not None:
             raise RuntimeError(f"the engine thread failed earlier: {self._failure!r}")
@@ -161,9 +163,7 @@ class LocalBackend(Backend):
         future: asyncio.Future[RequestOutput] = loop.create_future()
         request_id = f"nl-{next(self._ids)}"
         self._inbox.put(
-            _Add(
-                request_id, list(prompt_ids), params, loop, future, on_progress, node, group
-            )
+            _Add(request_id, list(prompt_ids), params, loop, future, on_progress, node, owner)
         )
         try:
             return await future
@@ -172,7 +172,7 @@ class LocalBackend(Backend):
             raise
 
     async def stream(
-        self, prompt_ids: list[int], params: SamplingParams, group: Hashable | None = None
+        self, prompt_ids: list[int], params: SamplingParams, owner: Owner | None = None
     ) -> AsyncGenerator[RequestOutput, None]:
         """Yield the request's output after engine steps that advanced it, the final one last.
         Each output is cumulative, so a consumer that lags behind the engine gets only the
@@ -187,7 +187,7 @@ class LocalBackend(Backend):
         future.add_done_callback(lambda _: latest.close())
         request_id = f"nl-{next(self._ids)}"
         self._inbox.put(
-            _Add(request_id, list(prompt_ids), params, loop, future, latest.put, group=group)
+            _Add(request_id, list(prompt_ids), params, loop, future, latest.put, owner=owner)
         )
         try:
             while (update := await latest.take()) is not None:
@@ -251,10 +251,10 @@ class LocalBackend(Backend):
             if isinstance(command, _Unpin):
                 self.llm.engine.unpin(command.instance, command.nodes)
                 continue
-            if command.group is None:
+            if command.owner is None:
                 self._add(command)
             else:
-                self._held.put(command.group, command.request_id, command)
+                self._held.put(command.owner, command.request_id, command)
 
     def _step(self) -> list[RequestOutput]:
         engine = self.llm.engine
@@ -265,7 +265,7 @@ class LocalBackend(Backend):
         return outputs
 
     def _feed(self) -> None:
-        """Move held requests into the engine, round-robin across their groups, until its
+        """Move held requests into the engine, round-robin across their owners, until its
         queue holds what its next step could start (see the module's docstring)."""
         if not self._held:
             return

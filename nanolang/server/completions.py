@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from nanolang.server import openai_format as fmt
+from nanolang.server.client_identity import client_identity
 from nanolang.server.errors import APIError
 from nanolang.server.generation import Job, Progress, respond
 from nanolang.server.params import (
@@ -127,6 +128,15 @@ async def create_completion(
     jobs = await asyncio.to_thread(build_jobs, state, req)
     renderer = CompletionRenderer(state.engine.tokenizer, state.engine.token_bytes)
     param = constraint_field(req, req.response_format)
+    client = client_identity(request, req.user or req.safety_identifier)
     return await respond(
-        state, request, renderer, jobs, req.stream, req.include_usage, param, req.continuous_usage
+        state,
+        request,
+        renderer,
+        jobs,
+        req.stream,
+        req.include_usage,
+        client,
+        param,
+        req.continuous_usage,
     )

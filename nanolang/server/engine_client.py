@@ -4,10 +4,11 @@ answer 400 before anything is queued, and read-only counters for /metrics."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Hashable
+from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from nanolang.backends.fair_queue import Owner
 from nanolang.backends.local import LocalBackend
 from nanolang.server.errors import APIError
 from runtime.constraints import ConstraintSpec
@@ -148,23 +149,24 @@ class EngineClient:
         return None
 
     async def generate(
-        self, ids: list[int], params: SamplingParams, group: Hashable | None = None
+        self, ids: list[int], params: SamplingParams, owner: Owner | None = None
     ) -> RequestOutput:
-        """The final output; the engine requests of one HTTP request share a ``group`` (they
-        enter the engine round-robin with other requests': ``LocalBackend``)."""
+        """The final output; the engine requests of one HTTP request share an ``owner`` (the
+        client and the request: they enter the engine round-robin across clients, and within a
+        client across its requests: ``LocalBackend``)."""
         self.check_alive()
         try:
-            return await self.backend.generate(ids, params, group)
+            return await self.backend.generate(ids, params, owner)
         except Exception as exc:
             if (error := self.api_error(exc)) is None:
                 raise
             raise error from exc
 
     async def stream(
-        self, ids: list[int], params: SamplingParams, group: Hashable | None = None
+        self, ids: list[int], params: SamplingParams, owner: Owner | None = None
     ) -> AsyncGenerator[RequestOutput, None]:
         self.check_alive()
-        updates = self.backend.stream(ids, params, group)
+        updates = self.backend.stream(ids, params, owner)
         try:
             async for output in updates:
                 yield output

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
+from nanolang.backends.fair_queue import Owner
 from nanolang.server import openai_format as fmt
 from nanolang.server.errors import APIError, error_event
 from nanolang.server.state import ServerState
@@ -104,9 +105,12 @@ async def respond(
     jobs: list[Job],
     stream: bool,
     include_usage: bool,
+    client: str,
     constraint_param: str | None = None,
     continuous_usage: bool = False,
 ) -> Response:
+    """Run ``jobs`` for ``client`` (its identity: ``client_identity``; its requests share one
+    turn to enter the engine with other clients')."""
     state.engine.check_alive()
     for params in {id(j.params): j.params for j in jobs}.values():
         state.engine.check_token_ids(params)
@@ -116,11 +120,11 @@ async def respond(
         "created": fmt.now(),
         "model": state.config.model_name,
     }
+    owner = Owner(client, head["id"])
     if stream:
-        events = stream_events(state, renderer, jobs, include_usage, head, continuous_usage)
+        events = stream_events(state, renderer, jobs, include_usage, head, owner, continuous_usage)
         return StreamingResponse(events, media_type="text/event-stream")
-    group = head["id"]  # the request's jobs take turns with other requests' (LocalBackend)
-    work = gather_all([state.engine.generate(j.prompt_ids, j.params, group) for j in jobs])
+    work = gather_all([state.engine.generate(j.prompt_ids, j.params, owner) for j in jobs])
     outputs = await unless_disconnected(request, work)
     for out in outputs:
         state.metrics.observe(out)
@@ -178,6 +182,7 @@ async def stream_events(
     jobs: list[Job],
     include_usage: bool,
     head: dict[str, Any],
+    owner: Owner,
     continuous_usage: bool = False,
 ) -> AsyncIterator[str]:
     head = {**head, "object": renderer.chunk_object}
@@ -193,7 +198,7 @@ async def stream_events(
     progress = [Progress(j, eos) for j in jobs]
     finals: dict[int, RequestOutput] = {}
     try:
-        streams = [state.engine.stream(j.prompt_ids, j.params, head["id"]) for j in jobs]
+        streams = [state.engine.stream(j.prompt_ids, j.params, owner) for j in jobs]
         async for k, out in merge(streams):
             latest[k] = out
             if out.finished:

@@ -20,8 +20,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from nanolang.backends.fair_queue import Owner
 from nanolang.backends.wire import DeltaEncoder, output_to_dict
 from nanolang.run.choices import SelectError, select
+from nanolang.server.client_identity import client_identity
 from nanolang.server.errors import APIError, error_event
 from nanolang.server.params import native_params
 from nanolang.server.protocol import GenerateRequest, NativePrompt, ScoreRequest
@@ -52,9 +54,11 @@ async def generate(
     state.engine.check_prompt(ids, params.max_tokens)
     state.engine.check_token_ids(params, "params.")
     await state.engine.prepare_constraint(params, f"params.{constraint_field(params)}")
+    owner = Owner(client_identity(request), object())  # its turn: see client_identity
     if req.stream:
-        return StreamingResponse(stream_outputs(state, ids, params), media_type="text/event-stream")
-    output = await unless_disconnected(request, state.engine.generate(ids, params, object()))
+        events = stream_outputs(state, ids, params, owner)
+        return StreamingResponse(events, media_type="text/event-stream")
+    output = await unless_disconnected(request, state.engine.generate(ids, params, owner))
     state.metrics.observe(output)
     return JSONResponse(output_to_dict(output))
 
@@ -64,11 +68,11 @@ def constraint_field(params: SamplingParams) -> str:
 
 
 async def stream_outputs(
-    state: ServerState, ids: list[int], params: SamplingParams
+    state: ServerState, ids: list[int], params: SamplingParams, owner: Owner
 ) -> AsyncIterator[str]:
     encoder = DeltaEncoder(params.stop)
     try:
-        async for output in state.engine.stream(ids, params, object()):
+        async for output in state.engine.stream(ids, params, owner):
             if output.finished:
                 state.metrics.observe(output)
             yield sse(encoder.event(output))

@@ -75,13 +75,15 @@ class OpenAIRequest(BaseModel):
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     logit_bias: dict[str, float] | None = None
-    # accepted and ignored: they change nothing this server generates (it stores no completions,
-    # serves one tier, caches prompt prefixes by itself and keeps no per-user records)
+    # the client's end user: requests of one user share one turn to enter the engine
+    # (client_identity); nothing else is kept per user
     user: str | None = None
+    safety_identifier: str | None = None
+    # accepted and ignored: they change nothing this server generates (it stores no completions,
+    # serves one tier, caches prompt prefixes by itself)
     store: bool | None = None
     metadata: dict[str, str] | None = None
     service_tier: str | None = None
-    safety_identifier: str | None = None
     prompt_cache_key: str | None = None
     prompt_cache_retention: str | None = None
     prompt_cache_options: dict[str, Any] | None = None

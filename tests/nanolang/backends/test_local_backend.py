@@ -8,6 +8,7 @@ import logging
 
 import pytest
 
+from nanolang.backends.fair_queue import Owner
 from nanolang.backends.local import LocalBackend
 from runtime.outputs import RequestOutput
 from runtime.sampling_params import SamplingParams
@@ -94,19 +95,19 @@ def small_backend() -> LocalBackend:
     return LocalBackend(llm)
 
 
-def test_a_later_group_enters_the_engine_in_its_turn() -> None:
-    """Grouped requests wait in the backend and enter the engine round-robin: one request of a
-    group that comes after twelve of another finishes as soon as the engine has room for it,
-    with the two running then and the one fed beside it (first come first served, it finished
-    last)."""
+def test_a_later_client_enters_the_engine_in_its_turn() -> None:
+    """Requests with an owner wait in the backend and enter the engine round-robin across
+    clients: one request of a client that comes after twelve of another (twelve requests of
+    one client) finishes as soon as the engine has room for it, with the two running then and
+    the one fed beside it (first come first served, it finished last)."""
     local = small_backend()
     params = SamplingParams(max_tokens=32, ignore_eos=True, temperature=0.0)
     order: list[str] = []
     held: list[int] = []
     done_before_b: list[int] = []
 
-    async def run(name: str, prompt: list[int], group: str) -> None:
-        await local.generate(prompt, params, group)
+    async def run(name: str, prompt: list[int], client: str) -> None:
+        await local.generate(prompt, params, Owner(client, name))
         order.append(name)
 
     async def main() -> None:
@@ -132,7 +133,7 @@ def test_closing_fails_the_held_requests_too() -> None:
     params = SamplingParams(max_tokens=200, ignore_eos=True, temperature=0.0)
 
     async def main() -> list[object]:
-        calls = [local.generate([1, 2, 3 + i], params, "g") for i in range(6)]
+        calls = [local.generate([1, 2, 3 + i], params, Owner("c", "r")) for i in range(6)]
         tasks = [asyncio.create_task(c) for c in calls]
         await asyncio.sleep(0.05)
         await asyncio.to_thread(local.close)
