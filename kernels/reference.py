@@ -91,6 +91,27 @@ def store_kv(
         cache.view(-1, *cache.shape[2:]).index_copy_(0, slot_mapping, stored)
 
 
+def rotary_store_kv(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    positions: torch.Tensor,
+    cos_sin: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    slot_mapping: torch.Tensor,
+    k_scale: float = 1.0,
+    v_scale: float = 1.0,
+) -> torch.Tensor:
+    """``rotary`` then ``store_kv`` of the rotated k and of v in one operator: returns rotated q.
+
+    q [T, Hq, D], k / v [T, Hk, D]; the rotated k is rounded to k's dtype before it is stored,
+    so the caches hold exactly what the two separate operators write."""
+    q_rot, k_rot = rotary(q, k, positions, cos_sin)
+    store_kv(k_rot, v, k_cache, v_cache, slot_mapping, k_scale, v_scale)
+    return q_rot
+
+
 def _attend(
     q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, blocks: torch.Tensor,
     ctx_len: int, scale: float, k_scale: float, v_scale: float,

@@ -5,6 +5,11 @@ check; ``get_ops(device)`` resolves every operator once and logs the choice. The
 sees the resulting :class:`Ops`, never triton or flashinfer. Pointwise operators register plain
 functions; ``paged_attention`` registers an :class:`AttentionBackend` class (called with the
 device), because attention backends own per-batch plans and CUDA-graph state.
+
+A fused operator (``rotary_store_kv``: rope, then the KV store of the rotated k and of v) is used
+only where it comes from the backend that also gives both operators it replaces; otherwise (a
+backend without the fused kernel wins one of them, or :meth:`Ops.unfused`) ``Ops`` holds None for
+it and the model runs the two operators.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ OPERATORS = (
     "rotary",
     "silu_and_mul",
     "store_kv",
+    "rotary_store_kv",
     "paged_attention",
     "sample",
 )
@@ -61,6 +67,9 @@ def register(
 
 
 ATTENTION = "paged_attention"  # the one operator whose implementations are backend classes
+# fused operators and the operators each one replaces (see the module docstring)
+FUSED = {"rotary_store_kv": ("rotary", "store_kv")}
+UNFUSED = "unfused"  # the backend name of a fused operator that is not used
 
 for _op in OPERATORS:
     _fn = TorchAttention if _op == ATTENTION else getattr(reference, _op)
@@ -81,6 +90,8 @@ class Ops:
     rotary: Callable[..., tuple[torch.Tensor, torch.Tensor]]
     silu_and_mul: Callable[..., torch.Tensor]
     store_kv: Callable[..., None]
+    # None: run rotary, then store_kv (the fused kernel's backend lacks one of them, or unfused())
+    rotary_store_kv: Callable[..., torch.Tensor] | None
     paged_attention: AttentionBackend
     sample: Callable[..., torch.Tensor]
     backends: dict[str, str]
@@ -97,8 +108,9 @@ class Ops:
     def with_backend(self, op: str, backend: str, device: torch.device | str) -> Ops:
         """The same operators, ``op`` (not attention) from the named backend: an engine's
         per-operator choice, e.g. an opt-in kernel for one A/B run."""
-        if op == ATTENTION or op not in _REGISTRY:
-            raise ValueError(f"with_backend takes a pointwise operator, got {op!r}")
+        if op == ATTENTION or op in FUSED or op not in _REGISTRY:
+            raise ValueError(f"with_backend takes a pointwise operator (a fused one follows "
+                             f"the operators it fuses), got {op!r}")  # fmt: skip
         dev = torch.device(device)
         if dev.type != "cpu":
             _load_optional_backends()
@@ -107,8 +119,19 @@ class Ops:
             have = [i.backend for i in _REGISTRY[op] if i.available(dev)]
             raise ValueError(f"kernel backend {backend!r} for {op} is not available on {dev} "
                              f"(available: {', '.join(have)})")  # fmt: skip
-        changes: dict[str, Any] = {op: found[0].fn, "backends": {**self.backends, op: backend}}
-        return replace(self, **changes)
+        changes: dict[str, Any] = {op: found[0].fn}
+        backends = {**self.backends, op: backend}
+        for fused, parts in FUSED.items():  # in use: kept only if the new backend gives it too
+            if op in parts and getattr(self, fused) is not None:
+                changes[fused], backends[fused] = _fused(fused, backends, dev)
+        return replace(self, **changes, backends=backends)
+
+    def unfused(self) -> Ops:
+        """The same operators, every fused one replaced by the operators it fuses (an A/B
+        switch: ``EngineConfig.fuse_rope_kv_store=False``)."""
+        changes: dict[str, Any] = dict.fromkeys(FUSED)
+        backends = {**self.backends, **dict.fromkeys(FUSED, UNFUSED)}
+        return replace(self, **changes, backends=backends)
 
     def describe(self) -> str:
         return ", ".join(f"{op}={b}" for op, b in self.backends.items())
@@ -121,7 +144,11 @@ def _forced() -> dict[str, str]:
         return {}
     if "=" not in spec:
         return {op: spec for op in OPERATORS}
-    return dict(part.split("=", 1) for part in spec.split(",") if part)
+    forced = dict(part.split("=", 1) for part in spec.split(",") if part)
+    for op in FUSED.keys() & forced.keys():
+        raise ValueError(f"NANOLANG_KERNELS: {op} follows the backend of "
+                         f"{' and '.join(FUSED[op])}; force those")  # fmt: skip
+    return forced
 
 
 def _load_optional_backends() -> None:
@@ -137,6 +164,16 @@ def _load_optional_backends() -> None:
             logger.debug("kernel backend %s unavailable: %s", module, exc)
 
 
+def _fused(
+    op: str, backends: dict[str, str], dev: torch.device
+) -> tuple[Callable[..., Any] | None, str]:
+    """A fused operator from the one backend that gives every operator it replaces, if that
+    backend registers it; else (None, UNFUSED): the model runs the parts."""
+    names = {backends[part] for part in FUSED[op]}
+    found = [i for i in _REGISTRY[op] if names == {i.backend} and i.available(dev)]
+    return (found[0].fn, found[0].backend) if found else (None, UNFUSED)
+
+
 @cache
 def get_ops(device: torch.device | str, attention: str | None = None) -> Ops:
     """The best available operators on ``device``; ``attention`` names the paged-attention
@@ -149,6 +186,8 @@ def get_ops(device: torch.device | str, attention: str | None = None) -> Ops:
         forced[ATTENTION] = attention
     chosen: dict[str, Implementation] = {}
     for op in OPERATORS:
+        if op in FUSED:
+            continue  # below, from its parts' backend
         candidates = [i for i in _REGISTRY[op] if i.available(dev)]
         if op in forced:
             candidates = [i for i in candidates if i.backend == forced[op]]
@@ -159,6 +198,9 @@ def get_ops(device: torch.device | str, attention: str | None = None) -> Ops:
         chosen[op] = max(candidates, key=lambda i: i.priority)
     names = {op: impl.backend for op, impl in chosen.items()}
     fns: dict[str, Any] = {op: impl.fn for op, impl in chosen.items()}
+    for op in FUSED:
+        fns[op], names[op] = _fused(op, names, dev)
+    names = {op: names[op] for op in OPERATORS}  # describe() in operator order
     fns[ATTENTION] = chosen[ATTENTION].fn(dev)  # the backend class, instantiated
     ops = Ops(**fns, backends=names)
     logger.info("kernels on %s: %s", dev, ops.describe())

@@ -22,6 +22,7 @@ OPERATORS = (
     "rotary",
     "silu_and_mul",
     "store_kv",
+    "rotary_store_kv",
     "paged_attention",
     "sample",
 )

@@ -238,6 +238,9 @@ class EngineConfig:
     # kernels/triton/linear.py's tiles where its measured table lists the shape, cuBLAS
     # elsewhere); None: the registry's choice (torch)
     linear_backend: str | None = None
+    # rope and the KV store in one kernel (kernels' rotary_store_kv) where the backend of rotary
+    # and store_kv has it; False: the two kernels (an A/B switch; the tokens are the same)
+    fuse_rope_kv_store: bool = True
     # ranks of tensor parallelism: N > 1 starts one worker process per rank (one GPU each, or
     # N processes on the CPU with gloo); the calling process keeps the scheduler
     tensor_parallel_size: int = 1

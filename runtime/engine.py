@@ -133,6 +133,8 @@ class LLMEngine:
         ops = get_ops(self.device, self.config.attention_backend).fresh()
         if self.config.linear_backend is not None:
             ops = ops.with_backend("linear", self.config.linear_backend, self.device)
+        if not self.config.fuse_rope_kv_store:
+            ops = ops.unfused()
         self.ops = ops.with_decode(self.config.decode_choice())
         num_blocks = self._num_blocks(limit)
         self._make_blocks(num_blocks, limit)

@@ -139,6 +139,8 @@ def _start(rank: int, spec: WorkerSpec) -> tuple[ModelRunner, WorkerReady]:
     ops = get_ops(device, cfg.attention_backend).fresh().with_decode(cfg.decode_choice())
     if cfg.linear_backend is not None:
         ops = ops.with_backend("linear", cfg.linear_backend, device)
+    if not cfg.fuse_rope_kv_store:
+        ops = ops.unfused()
     latency, bandwidth = measure_allreduce(device, model.cfg.hidden_size, dtype, allreduce)
     logger.info("slice built in %.1f s; all-reduce (%s) %.1f us + %.1f GB/s",
                 time.perf_counter() - start, allreduce.describe(), latency * 1e6,

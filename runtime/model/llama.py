@@ -2,7 +2,9 @@
 
 Each decoder layer is a fixed sequence of named operations over a flat token batch [T, ...]:
 norm, qkv projection, rope, KV store, paged attention, o projection, norm, gate-up projection,
-activation, down projection (residual adds are fused into the norms). The model is dense and knows
+activation, down projection (residual adds are fused into the norms). Where the kernels have the
+fused ``rotary_store_kv``, the rope operation also writes k and v into the KV cache and the KV
+store operation has nothing left to do. The model is dense and knows
 nothing about nano-batches: a pipeline plan can later take ``layer.operations()`` and run them over
 slices of the batch, on other streams, without changing this file.
 """
@@ -115,10 +117,22 @@ class DecoderLayer(nn.Module):
         q, k, v = x.qkv.split([c.q_size, c.kv_size, c.kv_size], dim=-1)
         q = q.view(-1, c.num_heads, c.head_dim)
         k = k.view(-1, c.num_kv_heads, c.head_dim)
-        x.v = v.view(-1, c.num_kv_heads, c.head_dim)
-        x.q, x.k = ctx.ops.rotary(q, k, ctx.positions, self.cos_sin)
+        v = v.view(-1, c.num_kv_heads, c.head_dim)
+        if ctx.ops.rotary_store_kv is None:
+            x.q, x.k = ctx.ops.rotary(q, k, ctx.positions, self.cos_sin)
+            x.v = v
+            return
+        # one kernel: q rotated; k rotated and stored with v in their cache slots
+        k_cache, v_cache = ctx.kv_caches[self.index]
+        x.q = ctx.ops.rotary_store_kv(
+            q, k, v, ctx.positions, self.cos_sin, k_cache, v_cache, ctx.attn.slot_mapping,
+            self.k_scale, self.v_scale,
+        )  # fmt: skip
+        x.k = x.v = None
 
     def _store_kv(self, x: Activations, ctx: ForwardContext) -> None:
+        if ctx.ops.rotary_store_kv is not None:
+            return  # the rope operation stored k and v
         k_cache, v_cache = ctx.kv_caches[self.index]
         ctx.ops.store_kv(
             x.k, x.v, k_cache, v_cache, ctx.attn.slot_mapping, self.k_scale, self.v_scale

@@ -1,0 +1,63 @@
+"""The registry's fused operator: used only where the backend of both operators it replaces
+has it; otherwise (and after ``unfused()``) None, so the model runs rotary, then store_kv."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from kernels import get_ops, reference, registry
+
+
+@pytest.fixture
+def rotary_elsewhere() -> Iterator[None]:
+    """A backend ("other") with a rotary kernel and no fused one, preferred on the CPU."""
+    get_ops.cache_clear()
+    registry.register("rotary", "other", reference.rotary, priority=50, available=lambda _d: True)
+    yield
+    registry._REGISTRY["rotary"] = [i for i in registry._REGISTRY["rotary"] if i.backend != "other"]
+    get_ops.cache_clear()
+
+
+def test_cpu_ops_use_the_fused_reference() -> None:
+    ops = get_ops("cpu")
+    assert ops.rotary_store_kv is reference.rotary_store_kv
+    assert ops.backends["rotary_store_kv"] == "torch"
+    off = ops.unfused()
+    assert off.rotary_store_kv is None and off.backends["rotary_store_kv"] == "unfused"
+    assert off.rotary is ops.rotary and off.store_kv is ops.store_kv
+
+
+@pytest.mark.usefixtures("rotary_elsewhere")
+def test_a_backend_without_the_fused_kernel_keeps_the_two_operators() -> None:
+    ops = get_ops("cpu")
+    assert ops.backends["rotary"] == "other" and ops.backends["store_kv"] == "torch"
+    assert ops.rotary_store_kv is None and ops.backends["rotary_store_kv"] == "unfused"
+    assert "rotary_store_kv=unfused" in ops.describe()
+
+
+@pytest.mark.usefixtures("rotary_elsewhere")
+def test_with_backend_drops_the_fused_operator_its_new_backend_lacks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("NANOLANG_KERNELS", "torch")
+    ops = get_ops("cpu")
+    assert ops.rotary_store_kv is reference.rotary_store_kv
+    moved = ops.with_backend("rotary", "other", "cpu")
+    assert moved.rotary_store_kv is None and moved.backends["rotary_store_kv"] == "unfused"
+    assert moved.with_backend("linear", "torch", "cpu").rotary_store_kv is None
+    same = ops.with_backend("store_kv", "torch", "cpu")
+    assert same.rotary_store_kv is reference.rotary_store_kv
+
+
+def test_a_fused_operator_is_not_chosen_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="follows"):
+        get_ops("cpu").with_backend("rotary_store_kv", "torch", "cpu")
+    get_ops.cache_clear()
+    monkeypatch.setenv("NANOLANG_KERNELS", "rotary_store_kv=torch")
+    try:
+        with pytest.raises(ValueError, match="force those"):
+            get_ops("cpu")
+    finally:
+        get_ops.cache_clear()
