@@ -75,6 +75,16 @@ def measure_ceilings(device: torch.device, cfg: ModelConfig, dtype: torch.dtype)
     """GEMM peak on the model's largest projection shape (4096 tokens) and HBM copy bandwidth."""
     if device.type != "cuda":
         return _measure_cpu_ceilings()
+    try:
+        return _measure_cuda_ceilings(device, cfg, dtype)
+    finally:
+        # Give the ~3.5 GB of buffers back to the device, not to this process's cache: under
+        # tensor parallelism the workers sized their KV caches before this ran, in other
+        # processes, and a 70B rank then ran out of memory 128 MB short (2026-11-30).
+        torch.cuda.empty_cache()
+
+
+def _measure_cuda_ceilings(device: torch.device, cfg: ModelConfig, dtype: torch.dtype) -> Ceilings:
     m, k, n = 4096, cfg.hidden_size, 2 * cfg.intermediate_size
     a = torch.randn(m, k, device=device, dtype=dtype)
     b = torch.randn(n, k, device=device, dtype=dtype)

@@ -108,11 +108,8 @@ class TensorParallelRunner:
         plan = plan_step(batch, row_of_prev, self.blocks, self.max_graph_batch, self.vocab_size)
         sampler_msg, other_msg = step_messages(plan)
         try:
-            for rank, conn in enumerate(self._conns):
-                try:
-                    conn.send_bytes(sampler_msg if rank == 0 else other_msg)
-                except OSError:
-                    self._fail(f"rank {rank} stopped taking work")
+            for rank in range(len(self._conns)):
+                self._send(rank, sampler_msg if rank == 0 else other_msg)
         except BaseException as exc:
             self._abandon(exc)
             raise
@@ -152,10 +149,30 @@ class TensorParallelRunner:
 
     def _control(self, rank: int, msg: tuple[Any, ...]) -> None:
         self._check_usable()
+        self._send(rank, pickle.dumps(msg))
+
+    def _send(self, rank: int, data: bytes) -> None:
+        """Send to ``rank``; a rank that closed its end has usually sent its error first (with
+        asynchronous scheduling the driver sends the next step before reading the last result):
+        that error is the one raised."""
         try:
-            self._conns[rank].send_bytes(pickle.dumps(msg))
+            self._conns[rank].send_bytes(data)
         except OSError:
-            self._fail(f"rank {rank} stopped taking work")
+            self._fail(self._last_words(rank) or f"rank {rank} stopped taking work")
+
+    def _last_words(self, rank: int) -> str | None:
+        """The error ``rank`` sent before it stopped, if one is waiting in its connection (other
+        messages read on the way are kept in its inbox)."""
+        conn = self._conns[rank]
+        try:
+            while conn.poll():
+                msg = pickle.loads(conn.recv_bytes())
+                if msg[0] == "error":
+                    return f"rank {msg[1]} raised an error:\n{msg[2].rstrip()}"
+                self._inbox[rank].append(msg)
+        except (EOFError, OSError, pickle.UnpicklingError):
+            pass
+        return None
 
     def shutdown(self) -> None:
         """Stop every worker (a no-op once stopped)."""

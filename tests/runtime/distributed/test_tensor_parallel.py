@@ -111,6 +111,22 @@ def test_a_killed_worker_stops_everything_with_a_clear_error(tiny_models: dict[s
         llm.step()
 
 
+def test_a_worker_error_is_raised_even_when_found_by_a_send(tiny_models: dict[str, str]) -> None:
+    """A rank that fails sends its traceback and exits; when the driver's next send finds the
+    pipe closed (asynchronous scheduling sends before it reads), that traceback is what the
+    caller sees, not only "stopped taking work"."""
+    llm = LLM(tiny_models["llama"], tensor_parallel_size=2, **ENGINE)  # type: ignore[arg-type]
+    runner = _runner(llm)
+    llm.add_request("The quick brown fox", SamplingParams(max_tokens=50, ignore_eos=True))
+    runner._control(0, ("profile_stop",))  # rank 0 raises: no profile was started
+    runner._procs[0].join(timeout=60)
+    assert runner._procs[0].exitcode == 1
+    failure = r"(?s)rank 0 raised an error.*without profile_start"
+    with pytest.raises(TensorParallelError, match=failure):
+        llm.step()
+    assert all(_gone(pid) for pid in runner.pids)
+
+
 @pytest.mark.slow
 def test_an_error_in_the_workers_reaches_the_caller(
     tiny_models: dict[str, str], tmp_path: Path
