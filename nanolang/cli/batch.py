@@ -40,7 +40,7 @@ from nanolang.jobs.progress import JobProgress, interrupted
 from nanolang.jobs.report import write_report
 from nanolang.jobs.results import ResultLog, iter_results, last_per_id
 from nanolang.jobs.resume import prepare
-from nanolang.jobs.row_file import StreamedRows
+from nanolang.jobs.row_file import RowRef, StreamedRows
 from nanolang.jobs.runner import JobWriter, RunStats, run_local
 from nanolang.jobs.signals import exit_status
 from nanolang.jobs.summary import (
@@ -96,11 +96,12 @@ def handle(args: argparse.Namespace) -> int:
 
 def run_job(args: argparse.Namespace) -> int:
     try:
+        # the one pass over the input: each request checked, its RequestFacts kept
         rows = read_requests(args.input)
-        expected = {row.custom_id: row.fingerprint for row in rows}
-        rows = (
-            args.shard.select_streamed(rows, group_of) if args.shard else rows.reordered(group_of)
-        )
+        expected = {ref.id: ref.kept.fingerprint for ref in rows.refs}
+        rows = rows.ordered(group_key)  # prefix groups side by side (their refs; none read)
+        if args.shard:
+            rows = args.shard.select_streamed(rows)
         ids = set(rows.ids)  # --restart / --retry-failed touch these only
         options = resume_options(args)
         note = prepare(args.output, expected, BATCH_LINES, options, [args.input], ids, args.report)
@@ -123,8 +124,8 @@ def run_job(args: argparse.Namespace) -> int:
                     assert runner is not None
                     stats = run_local(runner, rows, writer, args.concurrency)
                 else:
-                    stats = run_distributed(replica_spec(args), rows, row_id, group_of,
-                                            writer, cluster)  # fmt: skip
+                    stats = run_distributed(replica_spec(args), rows, group_key, writer,
+                                            cluster)  # fmt: skip
     except (ValueError, OSError) as exc:  # a model that cannot load, a cluster not reached
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -151,20 +152,16 @@ def replica_spec(args: argparse.Namespace) -> Any:
     )
 
 
-def row_id(row: BatchRow) -> str:
-    return row.custom_id
-
-
-def group_of(row: BatchRow) -> str:
+def group_key(ref: RowRef) -> str:
     """Requests of one prefix group run side by side, so the prefix cache serves them (a
-    stable sort: in file order within a group)."""
-    return row.group
+    stable sort: in file order within a group); the key the scan kept."""
+    return str(ref.kept.group)
 
 
 def finish(
     args: argparse.Namespace, title: str, rows: StreamedRows[BatchRow], stats: RunStats
 ) -> int:
-    url_of = {row.custom_id: row.url for row in rows}
+    url_of = {ref.id: ref.kept.url for ref in rows.refs}  # kept by the scan: no row is read
 
     def stats_of(line: Mapping[str, Any]) -> tuple[str, RowStats]:
         return url_of[str(line["custom_id"])], batch_row_stats(line)

@@ -24,7 +24,7 @@ from nanolang.api.program import Program, entry
 from nanolang.cli.common import holding_results, load_module, report
 from nanolang.jobs.dataset import DatasetError, Row, read_rows
 from nanolang.jobs.fingerprint import FingerprintMismatch
-from nanolang.jobs.job import EvalJob, JobConfig, row_fingerprints
+from nanolang.jobs.job import EvalJob, JobConfig, row_facts
 from nanolang.jobs.metrics import METRICS, declared_metric, resolve_metric
 from nanolang.jobs.options import (
     add_job_options,
@@ -37,10 +37,10 @@ from nanolang.jobs.progress import JobProgress, interrupted
 from nanolang.jobs.report import write_report
 from nanolang.jobs.results import ResultLog, iter_results, last_per_id
 from nanolang.jobs.resume import EVAL_LINES, prepare
-from nanolang.jobs.row_file import StreamedRows
+from nanolang.jobs.row_file import RowRef, StreamedRows
 from nanolang.jobs.runner import JobWriter, RunStats
 from nanolang.jobs.signals import exit_status
-from nanolang.jobs.summary import error_kinds, print_summary, summarize, summary_rows
+from nanolang.jobs.summary import error_kinds, print_summary, summarize_answers, summary_rows
 from nanolang.run.tools import check_tools
 from nanolang.syntax import tree
 from nanolang.syntax.errors import NanoError
@@ -104,14 +104,19 @@ def run_job(args: argparse.Namespace) -> int:
     try:
         resolve_metric(metric)
         program = entry(module, args.program)
-        rows = read_rows(args.data, args.expected_field, meta_fields(module, program, args))
         config = JobConfig(
             program.name, args.seed, args.concurrency, args.max_errors
         ).with_tools(args.tools)  # fmt: skip
         check_tools(module, config.load_tools(module))  # before any row runs
-        fingerprints = row_fingerprints(module, config, rows)
+        # the one pass over the dataset: each row checked, its RowFacts kept
+        facts = row_facts(module, config, group_by(args.group_by))
+        fields = meta_fields(module, program, args)
+        rows = read_rows(args.data, args.expected_field, fields, facts)
+        fingerprints = {ref.id: ref.kept.fingerprint for ref in rows.refs}
         if args.shard is not None:
-            rows = args.shard.select_streamed(rows, grouping(args.group_by))
+            if args.group_by is not None:  # else the rows keep their file order
+                rows = rows.ordered(group_key)
+            rows = args.shard.select_streamed(rows)
         inputs = [args.data, Path(args.file), *([Path(args.tools)] if args.tools else [])]
         ids = set(rows.ids)  # --restart / --retry-failed touch this run's rows only
         options = resume_options(args)
@@ -141,8 +146,7 @@ def run_job(args: argparse.Namespace) -> int:
                 else:
                     spec = replica_spec(args, module, config)
                     writer = JobWriter(results, config.max_errors, progress.advance)
-                    stats = run_distributed(spec, rows, row_id, group_by(args.group_by),
-                                            writer, cluster)  # fmt: skip
+                    stats = run_distributed(spec, rows, group_key, writer, cluster)
     except (ValueError, OSError) as exc:  # a model that cannot load, a cluster not reached
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -155,8 +159,9 @@ def run_job(args: argparse.Namespace) -> int:
     return finish(args, title, rows, metric, stats)
 
 
-def row_id(row: Row) -> str:
-    return row.id
+def group_key(ref: RowRef) -> str:
+    """A row's group key, as the scan kept it (``group_by``)."""
+    return str(ref.kept.group)
 
 
 def meta_fields(module: tree.Module, program: Program, args: argparse.Namespace) -> list[str]:
@@ -169,13 +174,8 @@ def meta_fields(module: tree.Module, program: Program, args: argparse.Namespace)
 
 def group_by(field: str | None) -> Callable[[Row], str]:
     """Rows with the same value of ``field`` share a prompt prefix (one group without it)."""
-    return grouping(field) or (lambda row: "")
-
-
-def grouping(field: str | None) -> Callable[[Row], str] | None:
-    """``group_by``, or None without a field (rows then keep their file order)."""
     if field is None:
-        return None
+        return lambda row: ""
     return lambda row: json.dumps(row.meta.get(field, row.args.get(field)), sort_keys=True)
 
 
@@ -205,7 +205,8 @@ def latency_s(result: Mapping[str, Any]) -> float:
 def finish(
     args: argparse.Namespace, title: str, rows: StreamedRows[Row], metric: str, stats: RunStats
 ) -> int:
-    summary = summarize(rows, iter_results(args.out), metric)  # streamed: a line at a time
+    answers = {ref.id: (ref.kept.has_expected, ref.kept.expected) for ref in rows.refs}
+    summary = summarize_answers(answers, iter_results(args.out), metric)  # a line at a time
     print_summary(f"{title} on {args.data}", summary, stats)
     if args.report is not None:
         latencies = last_per_id(iter_results(args.out), "id", set(rows.ids), latency_s)

@@ -9,6 +9,7 @@ output and the other rows run.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,12 +79,28 @@ def parse_request(path: Path, line: int, obj: Any) -> BatchRow:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    """What a batch job keeps of each request from the one scan of its file (``RowRef.kept``):
+    its fingerprint (resuming), prefix-group key (run order, ``--shard``, ``--ray`` chunks) and
+    url (the summary's endpoints). Keys and urls repeat across requests and are shared."""
+
+    fingerprint: Fingerprint
+    group: str
+    url: str
+
+
+def request_facts(row: BatchRow) -> RequestFacts:
+    return RequestFacts(row.fingerprint, sys.intern(row.group), sys.intern(row.url))
+
+
 def request_id(row: BatchRow) -> str:
     return row.custom_id
 
 
 def read_requests(path: Path) -> StreamedRows[BatchRow]:
     """The request lines of ``path`` (blank lines skipped; they still count as lines), checked
-    in one pass and then read back from the file as they are used (``row_file.StreamedRows``:
-    memory holds a little per request, never the file)."""
-    return StreamedRows.of_file(path, parse_request, request_id, "custom_id")
+    in one pass that keeps each request's ``RequestFacts`` in its ``RowRef.kept``, and then read
+    back from the file as they are used (``row_file.StreamedRows``: memory holds a little per
+    request, never the file)."""
+    return StreamedRows.of_file(path, parse_request, request_id, "custom_id", request_facts)

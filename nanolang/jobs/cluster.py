@@ -9,13 +9,17 @@ that appends and fsyncs exactly as a one-process run does. Actors with a streami
 method give all of that directly; Ray Data's actor pools hand blocks to any actor, retry whole
 blocks on failure, and bring pyarrow and pandas with them.
 
-Each replica is an async actor that loads the model once and runs ``finished_rows`` on the
-chunk it is given, yielding each row's ``Finished`` line as it completes. Two chunks are kept in
-flight per replica so it never idles between chunks. A replica that dies (its process killed,
-its node lost) fails its streams: the rows whose lines had not arrived go back to the front of
-the queue and run elsewhere (or on the replica Ray restarts, ``max_restarts``); rows whose lines
-arrived were already written, and the writer never writes an id twice. Seeds derive from each
-row alone, so a re-queued row computes what it would have computed on the first replica.
+Each replica is an async actor that loads the model once and runs ``finished_rows`` on the chunk
+it is given, yielding each row's ``Finished`` line as it completes. Two chunks are kept in
+flight per replica so it never idles between chunks. Chunks hold the rows' ``RowRef``s (from the
+one scan of the input); a chunk's rows are read from the input file only when a replica takes
+it, so the driver holds at most replicas x 2 x ``--chunk-rows`` rows at once, whatever the
+input's size (a ref per pending row, and no row, otherwise). A replica that dies (its process
+killed, its node lost) fails its streams: the rows whose lines had not arrived go back to the
+front of the queue (as refs, read again when taken) and run elsewhere (or on the replica Ray
+restarts, ``max_restarts``); rows whose lines arrived were already written, and the writer never
+writes an id twice. Seeds derive from each row alone, so a re-queued row computes what it would
+have computed on the first replica.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import ray
 from ray.exceptions import ObjectLostError, RayActorError
 
 from nanolang.jobs.dispatch import Chunk, ClusterOptions, Dispatcher, make_chunks
+from nanolang.jobs.row_file import DatasetError, RowRef, StreamedRows
 from nanolang.jobs.runner import (
     CacheStats,
     Finished,
@@ -166,23 +171,28 @@ async def alive(actor: Any) -> bool:
     return True
 
 
+Read = Callable[[Sequence[RowRef]], list[Any]]  # a chunk's refs -> its rows, read from the file
+
+
 async def feed(
     index: int,
     actor: Any,
     dispatcher: Dispatcher,
     writer: JobWriter,
-    row_id: Callable[[Any], str],
+    read: Read,
 ) -> None:
-    """Keep one chunk at a time running on replica ``index`` until there are none left."""
+    """Keep one chunk at a time running on replica ``index`` until there are none left. The
+    chunk's rows are read from the file as it is sent (and held by Ray until its task ends)."""
     while (chunk := await dispatcher.take(index)) is not None:
         received: set[str] = set()
         try:
-            async for ref in actor.run.options(num_returns="streaming").remote(list(chunk.rows)):
+            stream = actor.run.options(num_returns="streaming").remote(read(chunk.rows))
+            async for ref in stream:
                 item: Finished = await ref
                 received.add(item.row_id)
                 writer.write(item)
         except (RayActorError, ObjectLostError) as exc:
-            await lost(index, chunk, received, dispatcher, row_id, exc)
+            await lost(index, chunk, received, dispatcher, exc)
             if not await alive(actor):
                 log.warning("replica %d is gone; the others carry on", index)
                 return
@@ -191,29 +201,23 @@ async def feed(
 
 
 async def lost(
-    index: int,
-    chunk: Chunk,
-    received: set[str],
-    dispatcher: Dispatcher,
-    row_id: Callable[[Any], str],
-    exc: Exception,
+    index: int, chunk: Chunk, received: set[str], dispatcher: Dispatcher, exc: Exception
 ) -> None:
-    unfinished = [row for row in chunk.rows if row_id(row) not in received]
+    unfinished = [ref for ref in chunk.rows if ref.id not in received]
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     log.warning("replica %d died with %d rows unfinished; re-queued (%s)",
                 index, len(unfinished), reason)  # fmt: skip
     await dispatcher.finish(chunk, unfinished)
 
 
-async def drive(
-    actors: Sequence[Any], dispatcher: Dispatcher, writer: JobWriter, row_id: Callable[[Any], str]
-) -> None:
+async def drive(actors: Sequence[Any], dispatcher: Dispatcher, writer: JobWriter, read: Read
+                ) -> None:  # fmt: skip
     try:
         async with asyncio.TaskGroup() as group:
             for index, actor in enumerate(actors):
                 for _ in range(FEEDERS_PER_REPLICA):
-                    group.create_task(feed(index, actor, dispatcher, writer, row_id))
-    except* TooManyErrors as errors:
+                    group.create_task(feed(index, actor, dispatcher, writer, read))
+    except* (TooManyErrors, DatasetError) as errors:
         raise errors.exceptions[0] from None
 
 
@@ -232,22 +236,27 @@ def cluster_cache_stats(actors: Sequence[Any]) -> CacheStats | None:
 
 def run_on_ray(
     spec: ReplicaSpec,
-    rows: Sequence[Any],
-    row_id: Callable[[Any], str],
-    group: Callable[[Any], str],
+    rows: StreamedRows[Any],
+    group: Callable[[RowRef], str],
     writer: JobWriter,
     options: ClusterOptions,
 ) -> RunStats:
-    """Run the rows not yet in ``writer``'s results on the cluster's replicas."""
+    """Run the rows not yet in ``writer``'s results on the cluster's replicas: chunks of their
+    refs cut by ``group(ref)`` (the prefix-group key the scan kept), each chunk's rows read
+    from the file when a replica takes it."""
     started = connect(options.address)
     actors: list[Any] = []
     try:
         actors = start_replicas(spec, options, replica_count(spec, options))
-        pending = [row for row in rows if row_id(row) not in writer.results.done]
-        dispatcher = Dispatcher(make_chunks(pending, group, options.chunk_rows))
+        pending = rows.without(writer.results.done)  # finished rows are not read
+
+        def read(refs: Sequence[RowRef]) -> list[Any]:
+            return list(pending.at(refs))
+
+        dispatcher = Dispatcher(make_chunks(pending.refs, group, options.chunk_rows))
         stopped = None
         try:
-            asyncio.run(drive(actors, dispatcher, writer, row_id))
+            asyncio.run(drive(actors, dispatcher, writer, read))
         except TooManyErrors as exc:
             stopped = str(exc)
         if stopped is None and dispatcher.remaining_rows:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nanolang.jobs.row_file import DatasetError, Parse, StreamedRows, json_lines
+from nanolang.jobs.row_file import DatasetError, Keep, Parse, StreamedRows, json_lines
 
 __all__ = ["DatasetError", "Row", "json_lines", "parse_row", "read_rows", "row_of"]
 
@@ -54,11 +54,16 @@ def row_id(row: Row) -> str:
 
 
 def read_rows(
-    path: Path, expected_field: str = "expected", meta_fields: Collection[str] = ()
+    path: Path,
+    expected_field: str = "expected",
+    meta_fields: Collection[str] = (),
+    keep: Keep[Row] | None = None,
 ) -> StreamedRows[Row]:
     """The rows of ``path`` (blank lines are skipped but still count as lines); ``meta_fields``
     are not program arguments (they go to ``Row.meta``). One pass checks every line (a
-    ``DatasetError`` names the file and line of a bad one, or a repeated id); the rows are then
-    read back from the file as they are used, so memory holds a little per row, never the
-    file (``row_file.StreamedRows``)."""
-    return StreamedRows.of_file(path, row_of(expected_field, meta_fields), row_id, "id")
+    ``DatasetError`` names the file and line of a bad one, or a repeated id) and keeps
+    ``keep(row)`` of each row in its ``RowRef``; the rows are then read back from the file as
+    they are used, so memory holds a little per row, never the file
+    (``row_file.StreamedRows``)."""
+    parse = row_of(expected_field, meta_fields)
+    return StreamedRows.of_file(path, parse, row_id, "id", keep)

@@ -8,9 +8,11 @@ still pending, so a resumed job computes what an uninterrupted one would have.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from nanolang.backends.base import Backend
 from nanolang.jobs.dataset import Row
@@ -64,6 +66,29 @@ def row_fingerprints(
 ) -> dict[str, Fingerprint]:
     job = job_fingerprint(module, config)
     return {row.id: row_fingerprint(job, row) for row in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class RowFacts:
+    """What ``nanolang eval`` keeps of each row from the one scan of its dataset
+    (``RowRef.kept``): its fingerprint (resuming), group key (``--shard`` order, ``--ray``
+    chunks) and expected answer (the summary)."""
+
+    fingerprint: Fingerprint
+    group: str
+    has_expected: bool
+    expected: Any
+
+
+def row_facts(
+    module: tree.Module, config: JobConfig, group: Callable[[Row], str]
+) -> Callable[[Row], RowFacts]:
+    """Each row's ``RowFacts`` for this job (``group``: its group key; keys repeat across rows
+    and are shared)."""
+    job = job_fingerprint(module, config)
+    return lambda row: RowFacts(
+        row_fingerprint(job, row), sys.intern(group(row)), row.has_expected, row.expected
+    )
 
 
 def engine_cache_stats(backend: Backend) -> CacheStats | None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from nanolang.jobs.dispatch import ClusterOptions
 from nanolang.jobs.resume import ResumeOptions
+from nanolang.jobs.row_file import RowRef, StreamedRows
 from nanolang.jobs.runner import JobWriter, RunStats
 from nanolang.jobs.shard import Shard
 
@@ -119,9 +120,8 @@ def resume_options(args: argparse.Namespace) -> ResumeOptions:
 
 def run_distributed(
     spec: Any,
-    rows: Sequence[Any],
-    row_id: Callable[[Any], str],
-    group: Callable[[Any], str],
+    rows: StreamedRows[Any],
+    group: Callable[[RowRef], str],
     writer: JobWriter,
     options: ClusterOptions,
 ) -> RunStats:
@@ -130,4 +130,4 @@ def run_distributed(
         from nanolang.jobs.cluster import run_on_ray
     except ImportError as exc:
         raise ValueError(f"--ray needs Ray (pip install 'ray>=2.40'): {exc}") from None
-    return run_on_ray(spec, rows, row_id, group, writer, options)
+    return run_on_ray(spec, rows, group, writer, options)

@@ -1,7 +1,9 @@
 """A job's input rows, streamed from their JSONL file: one pass checks every line and keeps,
-per row, its id, line number and byte offset only (``RowRef``); ``StreamedRows`` then reads
-the rows back from the file one at a time, in any order (a shard's, a prefix group's), so a
-multi-GB dataset never sits in memory whole. Dataset rows (``dataset.py``) and OpenAI batch
+per row, its id, line number and byte offset, and what the job needs of the row before and
+after it runs (``RowRef.kept``: its fingerprint, group key, ...), so that pass is the only one
+over the file; ``StreamedRows`` then reads the rows back from the file one at a time, in any
+order (a shard's, a prefix group's), so a multi-GB dataset never sits in memory whole and each
+line is parsed once more only when its row runs. Dataset rows (``dataset.py``) and OpenAI batch
 requests (``batch_input.py``) are both read this way."""
 
 from __future__ import annotations
@@ -21,13 +23,18 @@ class DatasetError(ValueError):
     """A row that is not a JSON object, ids that repeat, or a file without rows."""
 
 
+Keep = Callable[[T], Any]  # row -> what a job keeps of it from the scan (``RowRef.kept``)
+
+
 @dataclass(frozen=True, slots=True)
 class RowRef:
-    """Where a row is: its id, its 0-based line number and the byte offset of that line."""
+    """Where a row is: its id, its 0-based line number and the byte offset of that line; and
+    ``kept``, what the job keeps of it from the scan (None unless the scan was given ``keep``)."""
 
     id: str
     line: int
     offset: int
+    kept: Any = None
 
 
 def decoded(path: Path, line: int, raw: bytes) -> Any:
@@ -64,21 +71,28 @@ def json_lines(path: Path) -> Iterator[tuple[int, Any]]:
         yield line, value
 
 
-def scan(path: Path, parse: Parse[T], row_id: Callable[[T], str], what: str) -> list[RowRef]:
+def scan(
+    path: Path,
+    parse: Parse[T],
+    row_id: Callable[[T], str],
+    what: str,
+    keep: Keep[T] | None = None,
+) -> list[RowRef]:
     """Every row of ``path`` checked (parsed, ids unique: ``what`` names the id field in the
-    error), holding one row at a time; their ``RowRef``s in file order. A file without rows is
-    a ``DatasetError`` (an empty file is a mistake: a download that failed, the wrong file; a
-    job over it would "succeed" having run nothing)."""
+    error), holding one row at a time; their ``RowRef``s in file order, each with ``keep(row)``
+    when given. A file without rows is a ``DatasetError`` (an empty file is a mistake: a
+    download that failed, the wrong file; a job over it would "succeed" having run nothing)."""
     refs: list[RowRef] = []
     first: dict[str, int] = {}
     for line, offset, value in json_lines_at(path):
-        name = row_id(parse(path, line, value))
+        row = parse(path, line, value)
+        name = row_id(row)
         if name in first:
             raise DatasetError(
                 f"{path}:{line + 1}: {what} {name!r} repeats (first on line {first[name] + 1})"
             )
         first[name] = line
-        refs.append(RowRef(name, line, offset))
+        refs.append(RowRef(name, line, offset, None if keep is None else keep(row)))
     if not refs:
         raise DatasetError(f"{path}: no rows (the file is empty or has only blank lines)")
     return refs
@@ -98,10 +112,21 @@ class StreamedRows(Sequence[T], Generic[T]):
         self.row_id = row_id
 
     @classmethod
-    def of_file(cls, path: Path, parse: Parse[T], row_id: Callable[[T], str], what: str
-                ) -> StreamedRows[T]:  # fmt: skip
-        """Every row of ``path``, in file order, checked by ``scan``."""
-        return cls(path, scan(path, parse, row_id, what), parse, row_id)
+    def of_file(
+        cls,
+        path: Path,
+        parse: Parse[T],
+        row_id: Callable[[T], str],
+        what: str,
+        keep: Keep[T] | None = None,
+    ) -> StreamedRows[T]:
+        """Every row of ``path``, in file order, checked by ``scan`` (which keeps ``keep(row)``
+        of each in its ``RowRef``)."""
+        return cls(path, scan(path, parse, row_id, what, keep), parse, row_id)
+
+    def at(self, refs: Sequence[RowRef]) -> StreamedRows[T]:
+        """The rows at ``refs`` (some of these rows' refs) of the same file."""
+        return StreamedRows(self.path, refs, self.parse, self.row_id)
 
     @property
     def ids(self) -> list[str]:
@@ -119,7 +144,7 @@ class StreamedRows(Sequence[T], Generic[T]):
 
     def __getitem__(self, index: int | slice) -> T | StreamedRows[T]:
         if isinstance(index, slice):
-            return StreamedRows(self.path, self.refs[index], self.parse, self.row_id)
+            return self.at(self.refs[index])
         with self.path.open("rb") as f:
             return self.read(f, self.refs[index])
 
@@ -140,12 +165,15 @@ class StreamedRows(Sequence[T], Generic[T]):
 
     def without(self, ids: Container[str]) -> StreamedRows[T]:
         """These rows but those whose id is in ``ids`` (no row is read)."""
-        kept = [ref for ref in self.refs if ref.id not in ids]
-        return StreamedRows(self.path, kept, self.parse, self.row_id)
+        return self.at([ref for ref in self.refs if ref.id not in ids])
 
     def reordered(self, key: Callable[[T], Any]) -> StreamedRows[T]:
         """These rows sorted by ``key(row)`` (ties keep their order), reading each once and
-        keeping its key."""
+        keeping its key (``ordered`` sorts by what the scan kept, reading none)."""
         keys = [key(row) for row in self]
         order = sorted(range(len(keys)), key=keys.__getitem__)
-        return StreamedRows(self.path, [self.refs[i] for i in order], self.parse, self.row_id)
+        return self.at([self.refs[i] for i in order])
+
+    def ordered(self, key: Callable[[RowRef], Any]) -> StreamedRows[T]:
+        """These rows sorted by ``key(ref)`` (ties keep their order; no row is read)."""
+        return self.at(sorted(self.refs, key=key))

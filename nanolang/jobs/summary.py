@@ -98,14 +98,22 @@ def eval_row_stats(result: Mapping[str, Any]) -> RowStats:
     )
 
 
+Answer = tuple[bool, Any]  # a row's (has an expected answer, the expected answer)
+
+
 def summarize(rows: Iterable[Row], results: Iterable[Mapping[str, Any]], metric: str) -> Summary:
     """The metric over the results of ``rows``, one per row (results of other ids are ignored;
     of a row with several lines, the last). ``results`` may be streamed (``iter_results``): per
     row only its stats and score are kept; ``rows`` may be streamed (``read_rows``): per row
     only its expected answer is kept."""
+    return summarize_answers({r.id: (r.has_expected, r.expected) for r in rows}, results, metric)
+
+
+def summarize_answers(
+    by_id: Mapping[str, Answer], results: Iterable[Mapping[str, Any]], metric: str
+) -> Summary:
+    """``summarize`` given each row's ``Answer`` by id (the rows are not read)."""
     score = resolve_metric(metric)
-    # per row only its expected answer (rows may be streamed from their file)
-    by_id = {r.id: (r.has_expected, r.expected) for r in rows}
 
     def scored(result: Mapping[str, Any]) -> tuple[RowStats, bool | None]:
         has_expected, expected = by_id[str(result["id"])]

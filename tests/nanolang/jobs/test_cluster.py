@@ -2,7 +2,9 @@
 
 A separate ``nanolang`` process joins the cluster as its driver and runs an eval, then a batch
 file; mid-job the test SIGKILLs one replica's process. Every row must appear exactly once, with
-the same results as a one-process run for the same seed. One cluster serves the module."""
+the same results as a one-process run for the same seed. Then this process is the driver of an
+eval over 20 MB of rows: it reads a chunk's rows only when a replica takes it (a bounded number
+of rows in flight), each row once. One cluster serves the module."""
 
 from __future__ import annotations
 
@@ -21,6 +23,10 @@ import pytest
 from nanolang.cli import main as cli_main
 from nanolang.demo.suite import REPO, entry
 from nanolang.jobs import load_results
+from nanolang.jobs.cluster import FEEDERS_PER_REPLICA
+from nanolang.jobs.runner import JobWriter
+from tests.nanolang.jobs.test_input_passes import counted_parses
+from tests.nanolang.jobs.test_streamed_rows import TO_INT, big_dataset
 
 ray = pytest.importorskip("ray")
 
@@ -127,3 +133,47 @@ def test_batch_on_ray_survives_a_killed_replica_with_one_process_results(
 
     assert answers(out) == answers(alone)
     assert {status for status, _, _ in answers(out).values()} == {200}
+
+
+def test_the_driver_reads_rows_a_chunk_at_a_time_as_replicas_take_them(
+    cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """This process drives an eval of 2,000 rows of 10 KB on the cluster, a quarter of them
+    done by an earlier run: a row is read from the file when its chunk goes to a replica, so
+    at most replicas x 2 chunks of rows are read and not yet written at any time (the driver
+    read every pending row before the first ran), the finished rows are never read, and every
+    row ends up in the results once."""
+    program, out = tmp_path / "to_int.nano", tmp_path / "out.jsonl"
+    program.write_text(TO_INT, encoding="utf-8")
+    data = big_dataset(tmp_path / "d.jsonl")
+    lines = len(data.read_bytes().splitlines())
+    argv = ["eval", str(program), "--data", str(data), "--out", str(out), "--quiet",
+            "--group-by", "subject"]  # fmt: skip
+    assert cli_main([*argv, "--shard", "0/4"]) == 0  # in this process, without Ray
+    earlier = {int(line["id"]) for line in load_results(out)}
+    replicas, chunk_rows = 2, 8
+    parsed = written = 0
+    in_flight: list[int] = []  # at each read of a row: rows read and not yet written
+
+    def write(self: JobWriter, item: Any, original: Any = JobWriter.write) -> None:
+        nonlocal written
+        written += 1
+        original(self, item)
+
+    def parse() -> None:
+        nonlocal parsed
+        parsed += 1
+        if parsed > lines:  # the scan parsed every line first; then a row read to run
+            in_flight.append(parsed - lines - written)
+
+    monkeypatch.setattr(JobWriter, "write", write)
+    ray_argv = [*argv, "--ray", cluster, "--replicas", str(replicas),
+                "--chunk-rows", str(chunk_rows), "--concurrency", "4"]  # fmt: skip
+    with counted_parses(data, monkeypatch, parse) as counts:
+        assert cli_main(ray_argv) == 0
+    window = replicas * FEEDERS_PER_REPLICA * chunk_rows
+    assert 0 < max(in_flight) <= window, (max(in_flight), window)
+    assert len(in_flight) == lines - len(earlier)
+    assert all(counts[i] == 1 for i in earlier)  # checked by the scan, never read again
+    assert all(counts[i] == 2 for i in range(lines) if i not in earlier)  # and run once
+    assert sorted(int(line["id"]) for line in load_results(out)) == list(range(lines))
