@@ -17,6 +17,7 @@ from kernels.triton import rotary, rotary_store_kv, store_kv
 from kernels.triton.rotary_store_kv import rotary_store_kv_kernel
 
 pytestmark = [pytest.mark.gpu, needs_triton_device]
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 FP8 = torch.float8_e4m3fn
 HEADS = {"llama3-8b": (32, 8, 128), "llama3-70b-tp2": (32, 4, 128), "odd": (6, 3, 96)}
@@ -143,9 +144,9 @@ def _compiled_variants() -> int:
     return len(rotary_store_kv_kernel.device_caches[torch.cuda.current_device()][0])
 
 
+@needs_cuda
 @pytest.mark.parametrize("cache_dtype", [torch.bfloat16, FP8], ids=["bf16", "fp8"])
 def test_new_batch_sizes_compile_nothing(cache_dtype: torch.dtype) -> None:
-    skip_if_interpreted(True)
     batches = [make_batch(n, HEADS["llama3-8b"], cache_dtype, seed=n) for n in (3, 1, 256, 77)]
     rotary_store_kv(*batches[0].args(*batches[0].caches()))
     before = _compiled_variants()
@@ -154,11 +155,11 @@ def test_new_batch_sizes_compile_nothing(cache_dtype: torch.dtype) -> None:
     assert _compiled_variants() == before
 
 
+@needs_cuda
 @pytest.mark.parametrize("cache_dtype", [torch.bfloat16, FP8], ids=["bf16", "fp8"])
 def test_captures_in_a_cuda_graph(cache_dtype: torch.dtype) -> None:
     """Captured once, replayed over new positions and slots (padding rows at slot -1) written
     into the captured buffers: the same bytes as eager calls on those inputs."""
-    skip_if_interpreted(True)
     first = make_batch(64, HEADS["llama3-70b-tp2"], cache_dtype, seed=21)
     k_cache, v_cache = first.caches()
     args = first.args(k_cache, v_cache)
