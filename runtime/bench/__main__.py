@@ -111,10 +111,12 @@ def run_nanolang(
     decode: DecodeChoice | None = None,
     linear: str | None = None,
     tail: float | None = None,
+    fused: bool = True,
 ) -> list[EngineRun]:
     """Every workload on one engine instance (``ceilings``: measured by an earlier instance;
     ``decode``: how its decode attention runs, the engine's default without one; ``linear``:
-    the linear operator's backend, the registry's without one)."""
+    the linear operator's backend, the registry's without one; ``fused``: rope and the KV store
+    in one kernel)."""
     decode = decode or DecodeChoice()
     overrides = json.loads(args.hf_overrides) if args.hf_overrides else None
     if tp > 1 and args.profile_every:
@@ -129,7 +131,7 @@ def run_nanolang(
         async_scheduling=args.async_scheduling, pipeline=spec, kv_cache_dtype=kv,
         tensor_parallel_size=tp, allreduce=args.allreduce,
         symm_mem_max_bytes=args.symm_mem_max_bytes, decode_kernel=decode.whole_gpu,
-        fp8_decode_dot=decode.fp8_dot, linear_backend=linear,
+        fp8_decode_dot=decode.fp8_dot, linear_backend=linear, fuse_rope_kv_store=fused,
     )  # fmt: skip
     engine = llm.engine
     cfg, device, dtype = engine.model_config, engine.device, engine.dtype
@@ -162,7 +164,8 @@ def run_nanolang(
         print(
             f"[bench] nanolang {mode} kv={kv} tp={tp} decode={decode.spec()}"
             f"{'' if linear is None else ' linear=' + linear}"
-            f"{'' if tail is None else f' tail={tail:g}'} "
+            f"{'' if tail is None else f' tail={tail:g}'}"
+            f"{'' if fused else ' rope-kv-store=unfused'} "
             f"budget={engine.config.max_num_batched_tokens} {name} x{len(reqs)}: "
             f"{res.total_tokens_per_s:,.0f} total tok/s, max batch {res.max_batch_seqs}, "
             f"preemptions {res.preemptions}, {res.seconds:.1f} s",
@@ -362,6 +365,14 @@ def linear_backends(text: str) -> list[str | None]:
     return [None if name == "default" else name for name in names]
 
 
+def rope_kv_stores(text: str) -> list[bool]:
+    """``--rope-kv-store``: a comma list of fused / unfused, one engine each (True: fused)."""
+    names = [item.strip() for item in text.split(",") if item.strip()] or ["fused"]
+    if not set(names) <= {"fused", "unfused"}:
+        raise SystemExit(f"--rope-kv-store takes fused and unfused, got {text!r}")
+    return [name == "fused" for name in names]
+
+
 def tail_overcommits(text: str | None) -> list[float | None]:
     """``--admission-tail-overcommit``: a comma list of shares in [0, 1], one engine each
     (None: the engine's default), checked before any engine runs."""
@@ -402,6 +413,7 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
     decodes = decode_choices(args.decode_attention)
     linears = linear_backends(args.linear)
     tails = tail_overcommits(args.admission_tail_overcommit)
+    fusions = rope_kv_stores(args.rope_kv_store)
     runs: list[EngineRun] = []
     tps = parse_tp(args.tp)
     engines, version = 0, nanolang_version()
@@ -411,11 +423,11 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
     for tp in tps:
         for mode in modes:
             for kv in kv_dtypes:
-                combos = itertools.product(budgets, decodes, linears, tails)
-                for budget, decode, linear, tail in combos:
+                combos = itertools.product(budgets, decodes, linears, tails, fusions)
+                for budget, decode, linear, tail, fused in combos:
                     ceilings = runs[0].facts["ceilings"] if runs else None  # one per run
                     new = run_nanolang(args, names, mode, specs[mode], kv, ceilings, tp, budget,
-                                       decode, linear, tail)  # fmt: skip
+                                       decode, linear, tail, fused)  # fmt: skip
                     for r in new:
                         r.facts = {**r.facts, "engine_index": engines}
                     runs += new

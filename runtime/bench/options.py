@@ -138,6 +138,13 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "torch), torch (cuBLAS), triton (kernels/triton/linear.py's tiles where its measured "
         "table lists the shape, cuBLAS elsewhere)",
     )
+    ap.add_argument(
+        "--rope-kv-store",
+        default="fused",
+        help="comma list, one engine each: fused (rope and the KV store in one kernel, "
+        "kernels' rotary_store_kv, where the backend has it) and unfused (rotary, then store_kv); "
+        "each record's kernels.rotary_store_kv says which ran",
+    )
     ap.add_argument("--hf-overrides", default=None, help="JSON of config.json fields to replace")
     ap.add_argument(
         "--peer",

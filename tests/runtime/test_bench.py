@@ -15,6 +15,7 @@ from runtime.bench.__main__ import (
     linear_backends,
     parse_workloads,
     replays_delta,
+    rope_kv_stores,
     token_budgets,
 )
 from runtime.bench.options import build_parser
@@ -161,6 +162,23 @@ def test_linear_backends_run_one_engine_each(
     assert execute(build_parser().parse_args(argv), "test") == 2
     assert ("kernel backend 'triton' for linear is not available on cpu (available: torch)"
             in capsys.readouterr().err)  # fmt: skip
+
+
+def test_rope_kv_store_fused_and_unfused_run_one_engine_each(
+    tiny_llama: str, tmp_path: Path
+) -> None:
+    """``--rope-kv-store fused,unfused``: two engines, each record's kernels saying which ran,
+    the same tokens (on the CPU both are the torch reference); other names are refused."""
+    fused, unfused = _run_on_cpu(tiny_llama, tmp_path, [
+        "--workloads", "512/512", "--num-requests", "2", "--scale", "0.02",
+        "--rope-kv-store", "fused,unfused",
+    ])  # fmt: skip
+    assert fused["kernels"]["rotary_store_kv"] == "torch"
+    assert unfused["kernels"]["rotary_store_kv"] == "unfused"
+    assert fused["output_tokens"] == unfused["output_tokens"]
+    assert rope_kv_stores("unfused, fused") == [False, True] and rope_kv_stores("") == [True]
+    with pytest.raises(SystemExit, match="--rope-kv-store"):
+        rope_kv_stores("fused,off")
 
 
 def test_workloads_take_their_own_request_counts() -> None:
