@@ -12,8 +12,10 @@ from dataclasses import dataclass
 # the decode kernel on the whole GPU: "auto" (the measured choice per KV cache dtype, see
 # kernels.triton.paged_attention); "gather" (per-element loads, one program per work item, the
 # hardware balances mixed context lengths); "tma" (TMA page copies on a persistent grid of the
-# device's SMs, items handed out statically); "tma-items" (TMA page copies, one program per item)
-WHOLE_GPU_KERNELS = ("auto", "gather", "tma", "tma-items")
+# device's SMs, items handed out statically); "tma-items" (TMA page copies, one program per item);
+# "gather-64" (the gather kernel in its configuration before 2026-11-30's measurement: 64-token
+# KV tiles, four stages; kept to compare against)
+WHOLE_GPU_KERNELS = ("auto", "gather", "tma", "tma-items", "gather-64")
 # float8 caches: "fp16" (K/V widened to float16, q scaled per row into its range; the default),
 # "q" (widened to the queries' dtype, bfloat16 on the engine: three conversions per two values)
 FP8_DOTS = ("fp16", "q")

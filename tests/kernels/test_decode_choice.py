@@ -76,20 +76,30 @@ def test_whole_gpu_kernel_follows_the_choice_and_the_cache_dtype(
     pa = importlib.import_module("kernels.triton.paged_attention")
     device_sms = 8  # the interpreter's device_sm_count
     whole = {
-        "gather": ("decode_attention", DecodeConfig(), None),
+        "gather": ("decode_attention", DecodeConfig(), None),  # over float8 pages
+        "gather-64": ("decode_attention", DecodeConfig(), None),
         "tma": ("decode_attention_tma", tuned_config(device_sms, 16), device_sms),
         "tma-items": ("decode_attention_tma", tuned_config(device_sms, 16), None),
     }
+    # over 16-bit pages the gather kernel runs its measured whole-GPU configuration
+    sixteen = {**whole, "gather": ("decode_attention", pa.WHOLE_GPU_GATHER, None)}
     for kernel, expected in whole.items():
         assert _launch(monkeypatch, FP8, None, DecodeChoice(kernel)) == expected
-        assert _launch(monkeypatch, torch.bfloat16, None, DecodeChoice(kernel)) == expected
+        assert _launch(monkeypatch, torch.bfloat16, None, DecodeChoice(kernel)) == sixteen[kernel]
         # without TMA (pre-Hopper GPUs, unaligned caches) every choice runs the gather kernel
         assert _launch(monkeypatch, FP8, None, DecodeChoice(kernel), tma=False)[0] == (
             "decode_attention"
         )
+    assert _launch(monkeypatch, torch.bfloat16, None, DecodeChoice("gather-64"), tma=False)[1] == (
+        DecodeConfig()
+    )
+    assert DecodeConfig(block_n=128, num_stages=2) == pa.WHOLE_GPU_GATHER
     # auto: 16-bit caches keep the gather kernel; float8 ones the measured AUTO_WHOLE_GPU_FP8
-    assert _launch(monkeypatch, torch.bfloat16, None, DecodeChoice()) == whole["gather"]
+    assert _launch(monkeypatch, torch.bfloat16, None, DecodeChoice()) == sixteen["gather"]
     assert _launch(monkeypatch, FP8, None, DecodeChoice()) == whole[pa.AUTO_WHOLE_GPU_FP8]
+    # heads wider than 128 keep the smaller tiles (shared memory)
+    wide = torch.zeros(3, 16, 2, 256, dtype=torch.bfloat16)
+    assert pa.gather_config(wide, "fp16") == DecodeConfig()
     # an explicit configuration runs as given, its own dots included
     explicit = DecodeConfig(32, 1, 2, 8, tma=True, fp8_dot="q")
     assert _launch(monkeypatch, FP8, 4, DecodeChoice(), config=explicit) == (
