@@ -129,7 +129,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help="comma list of KERNEL:DOT decode-attention choices, one engine each (the Triton "
         "backend; kernels.decode_choice): KERNEL the whole-GPU kernel (auto, gather, tma, "
         "tma-items, gather-64), DOT the dtype an fp8 KV cache is widened to for the dots "
-        "(fp16, q); e.g. gather:q,auto:fp16 compares the widening to bf16 before 2026-11-30 with today's default",
+        "(fp16, q); e.g. gather:q,auto:fp16 compares the widening to bf16 before 2026-11-30 "
+        "with today's default",
     )
     ap.add_argument(
         "--linear",
