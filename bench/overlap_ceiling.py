@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import sys
 from dataclasses import asdict, dataclass
@@ -38,14 +39,23 @@ class StepCeiling:
 
 
 def layer_gemm_us(probe: list[dict[str, Any]], model: str, rows: int) -> float:
-    """One layer's four projections at ``rows`` rows, cuBLAS alone (microseconds)."""
-    times = {
-        r["projection"]: r["torch_us"] for r in probe if r["model"] == model and r["rows"] == rows
-    }
-    missing = [p for p in PROJECTIONS if p not in times]
-    if missing:
-        raise ValueError(f"the probe has no {missing} for {model} at {rows} rows")
-    return sum(times[p] for p in PROJECTIONS)
+    """One layer's four projections at ``rows`` rows, cuBLAS alone (microseconds); between two
+    probed row counts, linear in the rows."""
+    return sum(_projection_us(probe, model, p, rows) for p in PROJECTIONS)
+
+
+def _projection_us(probe: list[dict[str, Any]], model: str, projection: str, rows: int) -> float:
+    points = sorted(
+        (r["rows"], r["torch_us"])
+        for r in probe
+        if r["model"] == model and r["projection"] == projection
+    )
+    for (lo, lo_us), (hi, hi_us) in itertools.pairwise(points):
+        if lo <= rows <= hi:
+            return float(lo_us + (hi_us - lo_us) * (rows - lo) / (hi - lo))
+    if len(points) == 1 and points[0][0] == rows:
+        return float(points[0][1])
+    raise ValueError(f"the probe has no {projection} for {model} around {rows} rows")
 
 
 def decode_ceiling(profile: dict[str, Any], probe: list[dict[str, Any]], model: str,

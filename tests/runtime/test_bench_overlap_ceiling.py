@@ -61,8 +61,15 @@ def test_a_whole_run_weighs_each_kind_of_iteration_by_its_time() -> None:
     assert (run["mixed_s"], run["decode_s"], run["ceiling"]) == (1.0, 1.0, 1.25)
 
 
+def test_rows_between_probed_counts_are_interpolated() -> None:
+    oc = _ceiling()
+    # 300 us at 4 rows, 400 at 8: 350 at 6
+    assert oc.layer_gemm_us(_probe(400, 300), "m", 6) == pytest.approx(350.0)
+    assert oc.layer_gemm_us(_probe(400, 300), "m", 8) == pytest.approx(400.0)
+
+
 def test_a_probe_without_the_half_rows_is_refused() -> None:
     oc = _ceiling()
     probe = [r for r in _probe(400, 300) if r["rows"] == 8]
-    with pytest.raises(ValueError, match="at 4 rows"):
+    with pytest.raises(ValueError, match="around 4 rows"):
         oc.decode_ceiling(_profile(9.0, 5.0), probe, "m", 10)
