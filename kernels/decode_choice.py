@@ -7,18 +7,43 @@ the choice. The engine builds one from ``EngineConfig.decode_kernel`` / ``fp8_de
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 # the decode kernel on the whole GPU: "auto" (the measured choice per KV cache dtype, see
 # kernels.triton.paged_attention); "gather" (per-element loads, one program per work item, the
 # hardware balances mixed context lengths); "tma" (TMA page copies on a persistent grid of the
 # device's SMs, items handed out statically); "tma-items" (TMA page copies, one program per item);
 # "gather-64" (the gather kernel in its configuration before 2026-11-30's measurement: 64-token
-# KV tiles, four stages; kept to compare against)
-WHOLE_GPU_KERNELS = ("auto", "gather", "tma", "tma-items", "gather-64")
+# KV tiles, four stages; kept to compare against); "by-context" (opt-in, per decode batch over a
+# 16-bit cache: "tma-items" when the decode rows' contexts are near-uniform, see contexts_uniform,
+# else the gather kernel; "auto" over float8 caches; under decode CUDA graphs each batch size is
+# captured twice, uniform and ragged)
+WHOLE_GPU_KERNELS = ("auto", "gather", "tma", "tma-items", "gather-64", "by-context")
 # float8 caches: "fp16" (K/V widened to float16, q scaled per row into its range; the default),
 # "q" (widened to the queries' dtype, bfloat16 on the engine: three conversions per two values)
 FP8_DOTS = ("fp16", "q")
+# "by-context": a decode batch is near-uniform when its longest context is at most this many
+# times its mean. Measured (H200, 256 decodes over bf16, 8B's heads and a 70B TP=2 rank's, mean
+# contexts 800 and 1,536; bench/decode_gqa.py, bench/results/2026-11-30-h200-decode-gqa.json):
+# on equal contexts (ratio 1.0) TMA one program per item read the cache at 0.95-1.01 of a copy
+# against the gather kernel's 0.84-0.96; on contexts uniformly random up to twice the mean
+# (ratio about 2) at 0.73-0.81 against 0.78-0.93. No ratio in between was measured: 1.25 keeps
+# batches close to the first shape on TMA and leaves everything more ragged to the gather kernel.
+UNIFORM_CONTEXT_RATIO = 1.25
+
+
+def contexts_uniform(context_lens: Sequence[int]) -> bool:
+    """Whether decode rows of these context lengths are near-uniform for "by-context": max <=
+    ``UNIFORM_CONTEXT_RATIO`` x mean, in exact integer arithmetic (every tensor-parallel rank,
+    given the same lengths, decides the same). An empty batch counts as uniform."""
+    if not context_lens:
+        return True
+    ratio = Fraction(UNIFORM_CONTEXT_RATIO)
+    return max(context_lens) * len(context_lens) * ratio.denominator <= (
+        ratio.numerator * sum(context_lens)
+    )
 
 
 @dataclass(frozen=True)

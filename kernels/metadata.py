@@ -32,6 +32,10 @@ class AttentionMetadata:
     # host copies, for the reference path and for kernels that plan on the CPU
     cu_seqlens_q_host: tuple[int, ...] = ()
     context_lens_host: tuple[int, ...] = ()
+    # whether the decode rows' contexts are near-uniform (kernels.decode_choice.contexts_uniform),
+    # fixed by a decode CUDA graph captured for one of the two cases; None: decided from
+    # context_lens_host where given. Only the "by-context" decode choice reads it.
+    decode_contexts_uniform: bool | None = None
 
     def __post_init__(self) -> None:
         cu, nd = self.cu_seqlens_q_host, self.num_decode_seqs

@@ -13,6 +13,16 @@ plan set's context buckets). A captured forward has no host lengths to choose wi
 are keyed by (batch size, plan): each batch size is captured once per distinct plan its decode
 batches run over the context buckets (once when they all agree, the usual case), each fixed to
 that plan, and a loaded batch replays the graph of the plan its real mean context picks.
+
+The opt-in "by-context" decode choice (kernels.decode_choice) runs one kernel on decode batches
+of near-uniform contexts and another on ragged ones, which a captured graph cannot choose at
+replay. Where the attention backend says its kernel depends on that
+(``picks_decode_by_context``), every (batch size, plan) is captured twice, its plan wrapped in a
+``ContextVariant`` fixed to uniform or ragged contexts (twice the decode graphs: twice the
+capture time, and the graphs' own memory, the shared pool aside), and ``key_for`` picks the
+variant from the loaded rows' real lengths. Every other choice captures as before. Under tensor
+parallelism every rank runs the driver's plan and picks from its integer context lengths by
+exact arithmetic, so all ranks replay the same variant.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 from kernels import AttentionMetadata, Ops
+from kernels.decode_choice import contexts_uniform
 from runtime.host_copy import pinned
 from runtime.model.llama import ForwardContext, LlamaModel
 
@@ -47,6 +58,29 @@ class DecodeVariants(Protocol):
     def graph_key(self, decodes: int, context: float) -> Hashable:
         """The plan a decode batch of this size and mean context runs."""
         ...
+
+
+@dataclass(frozen=True)
+class ContextVariant:
+    """The graph of a plan fixed to decode rows of near-uniform (``uniform``) or ragged contexts,
+    for an attention backend whose decode kernel depends on that ("by-context")."""
+
+    plan: Hashable  # the plan the forward runs (None: dense)
+    uniform: bool
+
+    def __str__(self) -> str:
+        plan = "dense" if self.plan is None else str(self.plan)
+        return f"{plan}, {'uniform' if self.uniform else 'ragged'} contexts"
+
+
+def fixed_contexts(forward: Forward, uniform: bool) -> Forward:
+    """``forward`` with the attention metadata saying the decode contexts are (not) uniform."""
+
+    def run(input_ids: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
+        attn = replace(ctx.attn, decode_contexts_uniform=uniform)
+        return forward(input_ids, replace(ctx, attn=attn))
+
+    return run
 
 
 @dataclass(frozen=True)
@@ -94,9 +128,16 @@ class DecodeGraphs:
         # a pipeline's forward, or the plain dense one
         fwd = forward or model
         self.variants = fwd if isinstance(fwd, DecodeVariants) else OneForward(fwd)
+        # "by-context" decode attention: each (batch size, plan) once per context shape
+        self.by_context = ops.paged_attention.picks_decode_by_context(
+            model.embed_tokens.dtype, kv_caches[0][0]
+        )
         # what gets captured: a forward per (batch size, plan)
         self.forwards: dict[GraphKey, Forward] = {
-            (b, key): f for b in buckets for key, f in self.variants.graph_variants(b).items()
+            (b, key): f
+            for b in buckets
+            for plan, forward in self.variants.graph_variants(b).items()
+            for key, f in self._context_variants(plan, forward)
         }
         self.loaded: GraphKey | None = None  # the graph of the loaded batch
         self.block_size, self.max_model_len = block_size, max_model_len
@@ -119,6 +160,12 @@ class DecodeGraphs:
         self.logits_buf: torch.Tensor | None = None  # made by the first capture
         self.pool: Any = None  # the graphs' shared memory pool, set by the first capture
         self.replays: Counter[GraphKey] = Counter()  # replays per graph since start-up
+
+    def _context_variants(self, plan: Hashable, forward: Forward) -> list[tuple[Hashable, Forward]]:
+        """The plan's graphs: itself, or a uniform and a ragged one under "by-context"."""
+        if not self.by_context:
+            return [(plan, forward)]
+        return [(ContextVariant(plan, u), fixed_contexts(forward, u)) for u in (True, False)]
 
     def _metadata(self, b: int) -> AttentionMetadata:
         """The bucket's static metadata. No host tuples: captured kernels must read the lengths
@@ -170,9 +217,11 @@ class DecodeGraphs:
             self.graphs[key] = graph
         torch.cuda.synchronize()
         plans = {k for k in self.graphs if len(self.variants.graph_variants(k[0])) > 1}
-        logger.info("captured decode CUDA graphs for batch sizes %s%s",
+        logger.info("captured decode CUDA graphs for batch sizes %s%s%s",
                     sorted({b for b, _ in self.graphs}),
-                    f"; more than one plan: {sorted(plans, key=str)}" if plans else "")  # fmt: skip
+                    f"; more than one plan: {sorted(plans, key=str)}" if plans else "",
+                    "; each for uniform and for ragged contexts (by-context decode attention)"
+                    if self.by_context else "")  # fmt: skip
 
     @property
     def max_batch(self) -> int:
@@ -191,11 +240,15 @@ class DecodeGraphs:
 
     def key_for(self, n: int, context_lens: torch.Tensor) -> GraphKey:
         """The graph of a decode batch of ``n`` sequences: its batch-size bucket and the plan
-        of that size at the mean context of its real rows (padding rows do not count)."""
+        of that size at the mean context of its real rows (padding rows do not count); under
+        "by-context", that plan's variant for how uniform those rows' contexts are."""
         b = self.bucket_for(n)
         assert b is not None, f"no decode graph holds {n} sequences"
         context = float(context_lens[:n].float().mean()) if n else 0.0
-        key = (b, self.variants.graph_key(b, context))
+        plan = self.variants.graph_key(b, context)
+        if self.by_context:  # host lengths (the plan's): no device read
+            plan = ContextVariant(plan, contexts_uniform(context_lens[:n].tolist()))
+        key = (b, plan)
         assert key in self.forwards, f"decode graph {key} was not made"
         return key
 

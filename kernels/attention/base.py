@@ -55,6 +55,12 @@ class AttentionBackend(ABC):
         over a float8 cache); backends without such a choice return themselves."""
         return self
 
+    def picks_decode_by_context(self, q_dtype: torch.dtype, k_cache: torch.Tensor) -> bool:
+        """Whether this backend's decode kernel for queries of ``q_dtype`` over ``k_cache`` depends
+        on how uniform a batch's contexts are (AttentionMetadata.decode_contexts_uniform): decode
+        CUDA graphs then capture each batch size once per case. False for most backends."""
+        return False
+
     def supports_cuda_graphs(self, dtype: torch.dtype) -> bool:
         """Whether a forward in ``dtype`` can be captured (False: run every batch eagerly)."""
         return True

@@ -3,6 +3,9 @@
 Everything the kernels need (lengths, block tables, query offsets) is read from device tensors at
 run time and the grids depend only on shapes and ``max_context_len``, so there is nothing to plan
 per batch and a captured forward stays valid for any batch loaded into the graph's buffers.
+The one exception is the opt-in "by-context" decode choice, whose kernel depends on how uniform
+the batch's contexts are: decode CUDA graphs capture it once per case
+(``picks_decode_by_context``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,11 @@ from kernels.attention.base import AttentionBackend
 from kernels.decode_choice import DecodeChoice
 from kernels.metadata import AttentionMetadata
 from kernels.triton.decode_attention import DecodeConfig
-from kernels.triton.paged_attention import paged_attention
+from kernels.triton.paged_attention import (
+    decode_contexts_uniform,
+    paged_attention,
+    picks_by_context,
+)
 
 
 class TritonAttention(AttentionBackend):
@@ -32,6 +39,9 @@ class TritonAttention(AttentionBackend):
         self.num_sms = num_sms  # decode grid sized to this SM budget (a pipeline partition)
         self.decode_config = decode_config
         self.choice = choice or DecodeChoice()  # whole-GPU kernel, dots over a float8 cache
+        # "by-context": the last batch's metadata and whether its decode contexts are uniform,
+        # decided once per batch rather than once per layer
+        self._contexts: tuple[AttentionMetadata | None, bool | None] = (None, None)
 
     def fresh(self) -> TritonAttention:
         return TritonAttention(self.device, self.num_sms, self.decode_config, self.choice)
@@ -41,6 +51,20 @@ class TritonAttention(AttentionBackend):
 
     def with_decode(self, choice: DecodeChoice) -> TritonAttention:
         return TritonAttention(self.device, self.num_sms, self.decode_config, choice)
+
+    def picks_decode_by_context(self, q_dtype: torch.dtype, k_cache: torch.Tensor) -> bool:
+        return self.num_sms is None and self.decode_config is None and picks_by_context(
+            self.choice, q_dtype, k_cache
+        )
+
+    def _uniform(self, meta: AttentionMetadata) -> bool | None:
+        if self.choice.whole_gpu != "by-context":
+            return None
+        seen, uniform = self._contexts
+        if seen is not meta:
+            uniform = decode_contexts_uniform(meta)
+            self._contexts = (meta, uniform)
+        return uniform
 
     def forward(
         self,
@@ -54,5 +78,5 @@ class TritonAttention(AttentionBackend):
     ) -> torch.Tensor:
         return paged_attention(
             q, k_cache, v_cache, meta, scale, k_scale, v_scale, num_sms=self.num_sms,
-            decode_config=self.decode_config, choice=self.choice,
+            decode_config=self.decode_config, choice=self.choice, uniform=self._uniform(meta),
         )  # fmt: skip

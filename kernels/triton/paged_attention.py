@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import torch
 
-from kernels.decode_choice import DecodeChoice
+from kernels.decode_choice import DecodeChoice, contexts_uniform
 from kernels.metadata import AttentionMetadata
 from kernels.triton.decode_attention import DecodeConfig, decode_attention
 from kernels.triton.decode_attention_tma import decode_attention_tma, tma_supported, tuned_config
@@ -28,15 +28,26 @@ AUTO_WHOLE_GPU_FP8 = "tma-items"
 # contexts 800 and 1,536, uniform and ragged; H200, bench/decode_gqa.py,
 # bench/results/2026-11-30-h200-decode-gqa.json). Float8 pages and wider heads keep DecodeConfig().
 WHOLE_GPU_GATHER = DecodeConfig(block_n=128, num_stages=2)
+# DecodeChoice.whole_gpu "by-context" over 16-bit pages: this kernel for decode batches whose
+# contexts are near-uniform (kernels.decode_choice.UNIFORM_CONTEXT_RATIO), the gather kernel for
+# the rest and where the batch's lengths are not known on the host
+BY_CONTEXT_UNIFORM = "tma-items"
 
 DecodeKernel = Callable[..., None]
 
 
-def whole_gpu_kernel(choice: DecodeChoice, cache_dtype: torch.dtype, tma_ok: bool) -> str:
-    """The decode kernel on the whole GPU: "gather", "tma" or "tma-items" (TMA where supported)."""
+def whole_gpu_kernel(
+    choice: DecodeChoice, cache_dtype: torch.dtype, tma_ok: bool, uniform: bool | None = None
+) -> str:
+    """The decode kernel on the whole GPU: "gather", "tma" or "tma-items" (TMA where supported).
+    ``uniform``: whether the decode rows' contexts are near-uniform (None: not known), which
+    "by-context" picks by over 16-bit caches; over float8 ones it is "auto"."""
     kernel = choice.whole_gpu
-    if kernel == "auto":
-        kernel = AUTO_WHOLE_GPU_FP8 if cache_dtype == torch.float8_e4m3fn else "gather"
+    fp8 = cache_dtype == torch.float8_e4m3fn
+    if kernel == "auto" or (kernel == "by-context" and fp8):
+        kernel = AUTO_WHOLE_GPU_FP8 if fp8 else "gather"
+    elif kernel == "by-context":
+        kernel = BY_CONTEXT_UNIFORM if uniform else "gather"
     return kernel if tma_ok or kernel.startswith("gather") else "gather"
 
 
@@ -47,17 +58,39 @@ def gather_config(k_cache: torch.Tensor, dot: Literal["q", "fp16"]) -> DecodeCon
     return DecodeConfig(fp8_dot=dot)
 
 
+def picks_by_context(choice: DecodeChoice, q_dtype: torch.dtype, k_cache: torch.Tensor) -> bool:
+    """Whether ``choice``'s whole-GPU kernel for queries of ``q_dtype`` over ``k_cache`` depends on
+    how uniform a decode batch's contexts are ("by-context" over a 16-bit cache TMA can read)."""
+    if choice.whole_gpu != "by-context" or k_cache.dtype == torch.float8_e4m3fn:
+        return False
+    tma_ok = tma_supported(k_cache.new_empty(0, dtype=q_dtype), k_cache)
+    return whole_gpu_kernel(choice, k_cache.dtype, tma_ok, True) != whole_gpu_kernel(
+        choice, k_cache.dtype, tma_ok, False
+    )
+
+
+def decode_contexts_uniform(meta: AttentionMetadata) -> bool | None:
+    """Whether the batch's decode rows have near-uniform contexts: as a CUDA graph's metadata
+    fixes it, else from the host lengths (None without them; never read from the device)."""
+    if meta.decode_contexts_uniform is not None:
+        return meta.decode_contexts_uniform
+    lens = meta.context_lens_host[: meta.num_decode_seqs]
+    return contexts_uniform(lens) if lens else None
+
+
 def decode_launch(
     q: torch.Tensor,
     k_cache: torch.Tensor,
     num_sms: int | None,
     decode_config: DecodeConfig | None,
     choice: DecodeChoice,
+    uniform: bool | None = None,
 ) -> tuple[DecodeKernel, DecodeConfig, int | None]:
     """(kernel, configuration, SM budget of its grid) of the decode part. An explicit
     ``decode_config`` is run as given; an SM budget below the device's (a pipeline partition)
     gets the TMA kernel in its measured configuration where supported; the whole GPU the kernel
-    ``choice`` names. ``choice.fp8_dot`` sets the dots over a float8 cache unless a config is given.
+    ``choice`` names (for "by-context", as ``uniform`` says). ``choice.fp8_dot`` sets the dots
+    over a float8 cache unless a config is given.
     """
     tma = tma_supported(q, k_cache)
     if decode_config is not None:
@@ -70,7 +103,7 @@ def decode_launch(
         if tma:
             return decode_attention_tma, replace(tuned_config(num_sms, page), fp8_dot=dot), num_sms
         return decode_attention, DecodeConfig(fp8_dot=dot), num_sms
-    kernel = whole_gpu_kernel(choice, k_cache.dtype, tma)
+    kernel = whole_gpu_kernel(choice, k_cache.dtype, tma, uniform)
     if kernel == "gather":
         return decode_attention, gather_config(k_cache, dot), num_sms
     if kernel == "gather-64":
@@ -90,6 +123,7 @@ def paged_attention(
     num_sms: int | None = None,
     decode_config: DecodeConfig | None = None,
     choice: DecodeChoice | None = None,
+    uniform: bool | None = None,
 ) -> torch.Tensor:
     """Causal attention of q [T, Hq, D] over paged caches [blocks, page, Hk, D] -> [T, Hq, D].
 
@@ -100,7 +134,9 @@ def paged_attention(
     gather kernel over 16-bit caches, whose one-program-per-item grid balances mixed context
     lengths, and ``AUTO_WHOLE_GPU_FP8`` over float8 ones; see docs/performance.md). A float8
     (e4m3) cache is read by every kernel as stored value x ``k_scale`` / ``v_scale``, with K/V
-    widened to ``choice.fp8_dot`` (float16 by default) for the dots.
+    widened to ``choice.fp8_dot`` (float16 by default) for the dots. "by-context" picks by
+    ``uniform`` (the decode rows' contexts near-uniform) or, without it, by
+    ``decode_contexts_uniform(meta)``.
     """
     assert q.stride(-1) == 1 and k_cache.is_contiguous() and v_cache.is_contiguous()
     assert q.shape[-1] & (q.shape[-1] - 1) == 0, "head_dim must be a power of two"
@@ -108,7 +144,9 @@ def paged_attention(
     out = torch.empty_like(q)
     num_decode = meta.num_decode_seqs
     if num_decode > 0:
-        decode, cfg, sms = decode_launch(q, k_cache, num_sms, decode_config, choice)
+        if uniform is None and choice.whole_gpu == "by-context":
+            uniform = decode_contexts_uniform(meta)
+        decode, cfg, sms = decode_launch(q, k_cache, num_sms, decode_config, choice, uniform)
         args: tuple[Any, ...] = (
             q[:num_decode], k_cache, v_cache, meta.block_tables[:num_decode],
             meta.context_lens[:num_decode], meta.max_context_len, scale, out[:num_decode],

@@ -128,9 +128,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         default="auto:fp16",
         help="comma list of KERNEL:DOT decode-attention choices, one engine each (the Triton "
         "backend; kernels.decode_choice): KERNEL the whole-GPU kernel (auto, gather, tma, "
-        "tma-items, gather-64), DOT the dtype an fp8 KV cache is widened to for the dots "
-        "(fp16, q); e.g. gather:q,auto:fp16 compares the widening to bf16 before 2026-11-30 "
-        "with today's default",
+        "tma-items, gather-64, by-context: per decode batch over a 16-bit cache tma-items on "
+        "near-uniform contexts and gather on ragged ones, opt-in, twice the decode graphs), DOT "
+        "the dtype an fp8 KV cache is widened to for the dots (fp16, q); e.g. gather:q,auto:fp16 "
+        "compares the widening to bf16 before 2026-11-30 with today's default",
     )
     ap.add_argument(
         "--linear",

@@ -55,6 +55,7 @@ def slice_metadata(meta: AttentionMetadata, starts: Sequence[int], rows: Rows) -
         block_size=meta.block_size,
         cu_seqlens_q_host=host_cu,
         context_lens_host=host_ctx,
+        decode_contexts_uniform=meta.decode_contexts_uniform,  # the whole batch's (a graph's)
     )
 
 

@@ -1,11 +1,15 @@
 """How decode attention runs (``kernels.decode_choice``): the plain choice and its validation, which
 kernel and dots ``paged_attention`` picks for it, and every choice over a float8 cache (decodes
 and extends of one batch) against the torch reference on fresh random batches; the extend
-kernel's float16 dots with queries far outside float16's range."""
+kernel's float16 dots with queries far outside float16's range; "by-context": its rule (max
+context over mean), its pick per batch, from where it reads the batch's contexts, and when
+decode CUDA graphs must be captured per case."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import random
 
 import pytest
 import torch
@@ -13,7 +17,13 @@ from kernel_batches import PagedBatch, make_paged_batch, relative_error
 from triton_env import DEVICE, INTERPRET, needs_triton_device
 
 from kernels import reference
-from kernels.decode_choice import FP8_DOTS, WHOLE_GPU_KERNELS, DecodeChoice
+from kernels.decode_choice import (
+    FP8_DOTS,
+    UNIFORM_CONTEXT_RATIO,
+    WHOLE_GPU_KERNELS,
+    DecodeChoice,
+    contexts_uniform,
+)
 
 FP8 = torch.float8_e4m3fn
 K_SCALE, V_SCALE = 0.7, 1.3
@@ -34,7 +44,7 @@ def test_choice_parses_and_refuses_unknown_names() -> None:
 
 def _launch(
     monkeypatch: pytest.MonkeyPatch, cache: torch.dtype, num_sms: int | None, choice: DecodeChoice,
-    tma: bool = True, config: object = None,
+    tma: bool = True, config: object = None, uniform: bool | None = None,
 ) -> tuple[str, object, int | None]:  # fmt: skip
     """(kernel name, config, grid SMs) picked for q on the CPU, TMA support as given."""
     pytest.importorskip("triton")
@@ -42,7 +52,7 @@ def _launch(
     monkeypatch.setattr(pa, "tma_supported", lambda q, k: tma)
     q = torch.zeros(2, 4, 64, dtype=torch.bfloat16)
     k_cache = torch.zeros(3, 16, 2, 64).to(cache)
-    kernel, cfg, sms = pa.decode_launch(q, k_cache, num_sms, config, choice)  # type: ignore[arg-type]
+    kernel, cfg, sms = pa.decode_launch(q, k_cache, num_sms, config, choice, uniform)  # type: ignore[arg-type]
     return kernel.__name__, cfg, sms
 
 
@@ -105,6 +115,126 @@ def test_whole_gpu_kernel_follows_the_choice_and_the_cache_dtype(
     assert _launch(monkeypatch, FP8, 4, DecodeChoice(), config=explicit) == (
         "decode_attention_tma", explicit, 4,
     )  # fmt: skip
+
+
+def test_by_context_rule_compares_the_longest_context_with_the_mean() -> None:
+    assert UNIFORM_CONTEXT_RATIO == 1.25
+    assert contexts_uniform([800] * 256)  # the measured uniform shape (ratio 1.0)
+    assert contexts_uniform([5, 3]) and contexts_uniform((125, 100, 100, 100, 100, 125, 125, 125))
+    assert not contexts_uniform([6, 3])  # 6 / 4.5 = 1.33
+    # exactly at the threshold (ratio 1.25 in integers, no rounding either way), and one above
+    assert contexts_uniform([15, 11, 11, 11]) and contexts_uniform([1500] + [1100] * 3)  # 15 / 12
+    assert not contexts_uniform([16, 11, 11, 11]) and not contexts_uniform([1501] + [1100] * 3)
+    # the measured ragged shape: uniformly random up to twice the mean (ratio about 2)
+    rng = random.Random(0)
+    assert not contexts_uniform([rng.randint(1, 1600) for _ in range(256)])
+    assert contexts_uniform([])
+
+
+def test_by_context_picks_tma_items_on_uniform_16_bit_batches_and_gather_else(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    by = DecodeChoice("by-context")
+    bf16 = torch.bfloat16
+    tma_items = _launch(monkeypatch, bf16, None, DecodeChoice("tma-items"))
+    gather = _launch(monkeypatch, bf16, None, DecodeChoice("gather"))
+    assert tma_items[0] == "decode_attention_tma" and tma_items[2] is None
+    assert _launch(monkeypatch, bf16, None, by, uniform=True) == tma_items
+    assert _launch(monkeypatch, bf16, None, by, uniform=False) == gather
+    # the lengths not known on the host: the kernel that keeps its speed on ragged batches
+    assert _launch(monkeypatch, bf16, None, by, uniform=None) == gather
+    # float8 caches: "auto" (AUTO_WHOLE_GPU_FP8) whatever the contexts
+    auto_fp8 = _launch(monkeypatch, FP8, None, DecodeChoice())
+    for uniform in (True, False, None):
+        assert _launch(monkeypatch, FP8, None, by, uniform=uniform) == auto_fp8
+    # no TMA (GPUs before Hopper, unaligned caches): the gather kernel
+    assert _launch(monkeypatch, bf16, None, by, tma=False, uniform=True) == gather
+    # a pipeline partition keeps its measured kernel
+    assert _launch(monkeypatch, bf16, 4, by, uniform=False) == _launch(
+        monkeypatch, bf16, 4, DecodeChoice()
+    )
+
+
+def _decode_batch(
+    ctx_lens: list[int], seed: int, dtype: torch.dtype = torch.float32, device: str = "cpu"
+) -> PagedBatch:
+    """Decodes of these contexts first, then one 5-token extend over 9 cached tokens."""
+    n = len(ctx_lens)
+    return make_paged_batch([1] * n + [5], [*ctx_lens, 9], n, 4, 2, 64, 16, dtype, device, seed)
+
+
+def test_eager_by_context_reads_the_decode_rows_host_lengths_or_a_graphs_fixed_case() -> None:
+    pytest.importorskip("triton")
+    from kernels.triton.paged_attention import decode_contexts_uniform
+
+    # decode rows 100..120 (the extend's 9 would make the whole batch ragged)
+    meta = _decode_batch([100, 110, 120], seed=1).meta
+    assert decode_contexts_uniform(meta) is True
+    assert decode_contexts_uniform(_decode_batch([10, 110, 120], seed=1).meta) is False
+    # device-only metadata (a CUDA graph's): not known, never read back from the device
+    blind = dataclasses.replace(meta, cu_seqlens_q_host=(), context_lens_host=())
+    assert decode_contexts_uniform(blind) is None
+    # a graph captured for one case says so, whatever the lengths
+    fixed = dataclasses.replace(meta, decode_contexts_uniform=False)
+    assert decode_contexts_uniform(fixed) is False
+    assert decode_contexts_uniform(dataclasses.replace(blind, decode_contexts_uniform=True)) is True
+
+
+@pytest.mark.gpu
+@needs_triton_device
+@pytest.mark.parametrize("ctx_lens", [[100, 110, 120], [10, 110, 120]], ids=["uniform", "ragged"])
+def test_triton_backend_by_context_matches_reference_and_decides_once_per_batch(
+    monkeypatch: pytest.MonkeyPatch, ctx_lens: list[int]
+) -> None:
+    """The backend's forward (two layers, one batch): the kernel picked per the decode rows'
+    host lengths, decided once for the batch, the output the reference's (bf16 on a GPU, where
+    the uniform batch runs TMA on Hopper; float32 on the CPU interpreter, where both cases run
+    the gather kernel: TMA needs a Hopper GPU, and the interpreter's bfloat16 dots are wrong)."""
+    pytest.importorskip("triton")
+    from kernels.attention.triton_attention import TritonAttention
+
+    pa = importlib.import_module("kernels.triton.paged_attention")
+    ta = importlib.import_module("kernels.attention.triton_attention")
+    seen: list[bool | None] = []
+    decided: list[object] = []
+    pick, decide = pa.whole_gpu_kernel, ta.decode_contexts_uniform
+    monkeypatch.setattr(pa, "whole_gpu_kernel",
+                        lambda c, d, t, u=None: seen.append(u) or pick(c, d, t, u))  # fmt: skip
+    monkeypatch.setattr(ta, "decode_contexts_uniform", lambda m: decided.append(m) or decide(m))
+    dtype = torch.float32 if INTERPRET else torch.bfloat16
+    batch = _decode_batch(ctx_lens, ctx_lens[0], dtype, DEVICE)
+    backend = TritonAttention(torch.device(DEVICE), choice=DecodeChoice("by-context"))
+    args = (batch.q, batch.k_cache, batch.v_cache, batch.meta, 64**-0.5)
+    outs = [backend.forward(*args) for _ in range(2)]  # two layers of one batch
+    uniform = ctx_lens[0] == 100
+    assert seen == [uniform, uniform] and decided == [batch.meta]
+    expected = reference.paged_attention(*args)
+    for out in outs:
+        assert relative_error(out, expected) < (1e-5 if INTERPRET else 1e-2)
+
+
+def test_graphs_split_by_context_only_for_by_context_over_caches_tma_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("triton")
+    from kernels.attention.torch_attention import TorchAttention
+    from kernels.attention.triton_attention import TritonAttention
+
+    pa = importlib.import_module("kernels.triton.paged_attention")
+    cpu, bf16 = torch.device("cpu"), torch.bfloat16
+    k16 = torch.zeros(3, 16, 2, 64, dtype=bf16)
+    by = TritonAttention(cpu, choice=DecodeChoice("by-context"))
+    monkeypatch.setattr(pa, "tma_supported", lambda q, k: True)
+    assert by.picks_decode_by_context(bf16, k16)
+    assert by.fresh().picks_decode_by_context(bf16, k16)
+    assert not by.picks_decode_by_context(bf16, k16.to(FP8))  # float8: "auto" in every batch
+    assert not by.on_sms(4).picks_decode_by_context(bf16, k16)  # a partition's measured kernel
+    for kernel in WHOLE_GPU_KERNELS:  # every other choice: one kernel whatever the contexts
+        other = TritonAttention(cpu, choice=DecodeChoice(kernel))
+        assert other.picks_decode_by_context(bf16, k16) == (kernel == "by-context")
+    assert not TorchAttention(cpu).picks_decode_by_context(bf16, k16)
+    monkeypatch.setattr(pa, "tma_supported", lambda q, k: False)
+    assert not by.picks_decode_by_context(bf16, k16)  # the gather kernel either way
 
 
 def test_the_triton_backend_keeps_its_choice_across_copies() -> None:

@@ -142,6 +142,22 @@ def test_decode_attention_choices_are_parsed_and_refused_by_name() -> None:
             decode_choices(bad)
 
 
+def test_by_context_decode_attention_is_listed_and_runs(
+    tiny_llama: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--decode-attention by-context``: named in the help, parsed, and an engine runs with it
+    (on the CPU the torch reference, which has no choice to make)."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    assert "by-context" in " ".join(capsys.readouterr().out.split())
+    assert decode_choices("auto,by-context") == [DecodeChoice(), DecodeChoice("by-context")]
+    (record,) = _run_on_cpu(tiny_llama, tmp_path, [
+        "--workloads", "512/512", "--num-requests", "2", "--scale", "0.02",
+        "--decode-attention", "by-context",
+    ])  # fmt: skip
+    assert record["decode_attention"] == "by-context:fp16" and record["output_tokens"] == 2 * 10
+
+
 def test_linear_backends_run_one_engine_each(
     tiny_llama: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

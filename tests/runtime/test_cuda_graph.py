@@ -1,18 +1,22 @@
 """Decode CUDA graphs keyed by (batch size, plan): what gets captured for a plan set whose plan
 for a decode batch size differs between context buckets, and which graph a loaded batch's real
-context picks. The CPU cannot capture; these build the graphs' table without capturing and run
-the forward each key would capture eagerly."""
+context picks; under the "by-context" decode choice, each (batch size, plan) twice (uniform and
+ragged contexts), the loaded rows' real lengths picking one. The CPU cannot capture; these build
+the graphs' table without capturing and run the forward each key would capture eagerly."""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 from pathlib import Path
 
 import pytest
 import torch
 
+from kernels import DecodeChoice, Ops
 from runtime import LLM
 from runtime.config import ModelConfig, read_json
-from runtime.cuda_graph import DecodeGraphs, DecodeInputs, OneForward
+from runtime.cuda_graph import ContextVariant, DecodeGraphs, DecodeInputs, OneForward
 from runtime.pipeline.plans import two_stream_plan
 from runtime.pipeline.planset import Bucket, PlanSet, signature_of
 from runtime.pipeline.runner import PipelineForward
@@ -40,10 +44,39 @@ def engine(tiny_llama: str, tmp_path_factory: pytest.TempPathFactory) -> object:
     return LLM(tiny_llama, dtype="float32", device="cpu", pipeline=str(path)).engine
 
 
-def graphs_for(engine: object, forward: object) -> DecodeGraphs:
+def graphs_for(
+    engine: object, forward: object, ops: Ops | None = None, kv_caches: list | None = None  # type: ignore[type-arg]
+) -> DecodeGraphs:
     r = engine.runner  # type: ignore[attr-defined]
-    return DecodeGraphs(r.model, r.ops, r.kv_caches, r.scratch_block, r.blocks.block_size,
-                        engine.max_model_len, BUCKETS, forward)  # type: ignore[attr-defined,arg-type]  # fmt: skip
+    return DecodeGraphs(r.model, ops or r.ops, kv_caches or r.kv_caches, r.scratch_block,
+                        r.blocks.block_size, engine.max_model_len, BUCKETS, forward)  # type: ignore[attr-defined,arg-type]  # fmt: skip
+
+
+def triton_ops(engine: object, kernel: str) -> Ops:
+    """The engine's operators with the Triton attention backend running ``kernel`` (the CPU
+    registry offers only the torch one; Triton's kernels run on its CPU interpreter)."""
+    pytest.importorskip("triton")
+    from kernels.attention.triton_attention import TritonAttention
+
+    choice = DecodeChoice(kernel)
+    attention = TritonAttention(torch.device("cpu"), choice=choice)
+    return dataclasses.replace(engine.runner.ops, paged_attention=attention)  # type: ignore[attr-defined]
+
+
+def by_context_graphs(
+    engine: object, forward: object, monkeypatch: pytest.MonkeyPatch, kernel: str = "by-context",
+    kv_caches: list | None = None,  # type: ignore[type-arg]
+) -> DecodeGraphs:  # fmt: skip
+    """Graphs made as on a Hopper GPU, where TMA reads the cache (the CPU has no TMA)."""
+    ops = triton_ops(engine, kernel)
+    pa = importlib.import_module("kernels.triton.paged_attention")
+    with monkeypatch.context() as m:
+        m.setattr(pa, "tma_supported", lambda q, k: True)
+        return graphs_for(engine, forward, ops, kv_caches)
+
+
+def variants(plan: object) -> set[ContextVariant]:
+    return {ContextVariant(plan, True), ContextVariant(plan, False)}
 
 
 def test_a_batch_size_is_captured_once_per_plan_over_its_context_buckets(engine: object) -> None:
@@ -106,6 +139,94 @@ def test_replays_are_folded_per_plan_over_batch_sizes(engine: object) -> None:
     assert graphs.replays_by_plan() == {}
     graphs.replays.update({(4, PLAN): 3, (4, None): 2, (2, None): 5})
     assert graphs.replays_by_plan() == {"dense": 7, PLAN: 3}
+
+
+def test_by_context_captures_every_bucket_and_plan_once_per_context_shape(
+    engine: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fwd = engine.runner.forward  # type: ignore[attr-defined]
+    graphs = by_context_graphs(engine, fwd, monkeypatch)
+    assert graphs.by_context
+    expected = {(b, v) for b in BUCKETS for v in variants(None)} | {(4, v) for v in variants(PLAN)}
+    assert set(graphs.forwards) == expected  # twice today's (1, 2, 4 dense; 4 with the plan)
+    dense = by_context_graphs(engine, engine.model, monkeypatch)  # type: ignore[attr-defined]
+    assert set(dense.forwards) == {(b, v) for b in BUCKETS for v in variants(None)}
+    # every other choice captures as before: one graph per (batch size, plan)
+    for kernel in ("auto", "gather", "tma-items"):
+        other = by_context_graphs(engine, fwd, monkeypatch, kernel)
+        assert not other.by_context
+        assert set(other.forwards) == {(1, None), (2, None), (4, None), (4, PLAN)}
+    # "by-context" over a float8 cache runs "auto" in every batch: one graph each too
+    fp8 = [(k.to(torch.float8_e4m3fn), v.to(torch.float8_e4m3fn))
+           for k, v in engine.runner.kv_caches]  # type: ignore[attr-defined]  # fmt: skip
+    fp8_graphs = by_context_graphs(engine, fwd, monkeypatch, kv_caches=fp8)
+    assert set(fp8_graphs.forwards) == {(1, None), (2, None), (4, None), (4, PLAN)}
+    # without TMA (before Hopper) both cases run the gather kernel: no second graph
+    assert set(graphs_for(engine, fwd, triton_ops(engine, "by-context")).forwards) == set(
+        fp8_graphs.forwards
+    )
+
+
+def test_by_context_picks_the_variant_of_the_loaded_rows_real_contexts(
+    engine: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    graphs = by_context_graphs(engine, engine.runner.forward, monkeypatch)  # type: ignore[attr-defined]
+
+    def key(*lens: int) -> object:
+        return graphs.key_for(3, torch.tensor(lens, dtype=torch.int32))
+
+    # mean context 60: the plan; 70 / 60 <= 1.25 uniform, 90 / 60 ragged
+    assert key(60, 70, 50) == (4, ContextVariant(PLAN, True))
+    assert key(20, 70, 90) == (4, ContextVariant(PLAN, False))
+    # mean context 14: dense; 20 / 14 ragged, 13 / 12.3 uniform
+    assert key(10, 12, 20) == (4, ContextVariant(None, False))
+    assert key(12, 12, 13) == (4, ContextVariant(None, True))
+    # padding rows (context 1) past n count neither for the plan nor for the shape
+    assert key(60, 70, 50, 1) == (4, ContextVariant(PLAN, True))
+    assert graphs.key_for(1, torch.tensor([7, 1], dtype=torch.int32)) == (
+        1, ContextVariant(None, True),
+    )  # fmt: skip
+    # replays are counted per variant
+    graphs.replays.update({(4, ContextVariant(None, False)): 2, (2, ContextVariant(None, True)): 3,
+                           (4, ContextVariant(PLAN, True)): 1})  # fmt: skip
+    assert graphs.replays_by_plan() == {
+        "dense, ragged contexts": 2, "dense, uniform contexts": 3,
+        f"{PLAN}, uniform contexts": 1,
+    }  # fmt: skip
+
+
+def test_by_context_graph_forwards_run_their_case_and_match_auto(
+    engine: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What capture records for the two variants of a dense batch size, run eagerly through the
+    Triton backend on the interpreter: each layer's decode attention picks as its variant says
+    (whatever the static buffers' lengths), and the logits are auto's (the CPU runs the gather
+    kernel for both: no TMA)."""
+    model = engine.model  # type: ignore[attr-defined]
+    graphs = by_context_graphs(engine, model, monkeypatch)
+    auto = graphs_for(engine, model, triton_ops(engine, "auto"))
+    pa = importlib.import_module("kernels.triton.paged_attention")
+    seen: list[bool | None] = []
+    pick = pa.whole_gpu_kernel
+    monkeypatch.setattr(pa, "whole_gpu_kernel",
+                        lambda c, d, t, u=None: seen.append(u) or pick(c, d, t, u))  # fmt: skip
+    ids = torch.randint(0, 100, (4,), generator=torch.Generator().manual_seed(1))
+    pos = torch.tensor([3, 5, 7, 30])
+    for buffers in (graphs, auto):
+        buffers.input_ids[:4] = ids
+        buffers.positions[:4] = pos
+        buffers.context_lens[:4] = (pos + 1).to(torch.int32)
+        buffers.block_tables[:4, :2] = torch.tensor([[1, 2], [3, 4], [5, 6], [7, 8]])
+        buffers.slot_mapping[:4] = buffers.block_tables[:4, 0].long() * 16 + pos
+    layers = model.cfg.num_layers
+    with torch.inference_mode():
+        expected = auto.forward((4, None))
+        assert seen == [None] * layers
+        for uniform in (True, False):
+            seen.clear()
+            logits = graphs.forward((4, ContextVariant(None, uniform)))
+            assert seen == [uniform] * layers
+            torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.gpu
