@@ -228,7 +228,9 @@ class EngineConfig:
     kv_cache_dtype: str = "auto"
     # decode attention where the backend has a choice (the Triton one; kernels.decode_choice):
     # the kernel on the whole GPU, "auto" (the measured choice per KV cache dtype), "gather",
-    # "tma" (persistent grid) or "tma-items" (one program per work item); and the dtype a float8
+    # "tma" (persistent grid), "tma-items" (one program per work item), "gather-64" or
+    # "by-context" (opt-in: per decode batch "tma-items" on near-uniform contexts, "gather" on
+    # ragged ones; twice the decode CUDA graphs); and the dtype a float8
     # KV cache is widened to for the dots, "fp16" (q scaled per row into float16's range; 1.3-1.4x
     # faster than "q" and closer to the reference, docs/performance.md) or "q" (the queries'
     # dtype, bfloat16: the widening before 2026-11-30)
