@@ -50,6 +50,8 @@ def _projection_us(probe: list[dict[str, Any]], model: str, projection: str, row
         for r in probe
         if r["model"] == model and r["projection"] == projection
     )
+    if len({n for n, _ in points}) < len(points):  # which one would be the speed there?
+        raise ValueError(f"the probe has {projection} for {model} more than once at one row count")
     for (lo, lo_us), (hi, hi_us) in itertools.pairwise(points):
         if lo <= rows <= hi:
             return float(lo_us + (hi_us - lo_us) * (rows - lo) / (hi - lo))

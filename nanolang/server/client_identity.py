@@ -4,9 +4,9 @@ engine (``nanolang.backends.fair_queue``), however many of them it sends at once
 The identity is, in order: the request's OpenAI ``user`` field (or its successor
 ``safety_identifier``) when given, else the API key of its ``Authorization`` header, else the
 peer's IP address (not its port: a client's concurrent requests come over several connections).
-Each is kept only as a digest, so no key is held in the server's queues. Clients behind one
-proxy that sends one key share one turn unless they send ``user``; within a client, its requests
-still take turns with each other.
+The ``user`` and the key are kept only as digests, so no key is held in the server's queues; the
+peer's address is kept as it is. Clients behind one proxy that sends one key share one turn
+unless they send ``user``; within a client, its requests still take turns with each other.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from starlette.requests import HTTPConnection
 
 
 def client_identity(request: HTTPConnection, user: str | None = None) -> str:
-    """``request``'s client: ``user:``, ``key:`` or ``peer:`` and a digest (see above)."""
+    """``request``'s client: ``user:`` or ``key:`` and a digest, or ``peer:`` and the address
+    (see above)."""
     if user:
         return "user:" + _digest(user)
     key = _bearer_token(request.headers.get("authorization"))

@@ -73,3 +73,13 @@ def test_a_probe_without_the_half_rows_is_refused() -> None:
     probe = [r for r in _probe(400, 300) if r["rows"] == 8]
     with pytest.raises(ValueError, match="around 4 rows"):
         oc.decode_ceiling(_profile(9.0, 5.0), probe, "m", 10)
+
+
+def test_a_probe_with_two_speeds_at_one_row_count_is_refused() -> None:
+    """Two probes merged into one file: which speed holds there is ambiguous, a clear error (it
+    was a ZeroDivisionError at the lower row count, one of the two speeds silently above it)."""
+    oc = _ceiling()
+    probe = [*_probe(400, 300), *_probe(410, 310)[1:2]]  # qkv_proj twice at 4 rows
+    for rows in (4, 6, 8):
+        with pytest.raises(ValueError, match="qkv_proj for m more than once"):
+            oc.layer_gemm_us(probe, "m", rows)
