@@ -22,7 +22,6 @@ import argparse
 import datetime
 import json
 import os
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -35,12 +34,12 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")  # before any kernel module is imported
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.pointwise_ops import CALLS, time_call
 from kernels.triton import rotary, rotary_store_kv, store_kv
 
 SHAPES = {"llama-3-8b": (32, 8, 128), "llama-3-70b-tp2": (32, 4, 128)}  # q heads, kv heads, dim
 CACHE_DTYPES = {"bf16": torch.bfloat16, "fp8": torch.float8_e4m3fn}
 BLOCK_SIZE = 16
-CALLS = 20
 
 
 def make_inputs(
@@ -111,40 +110,15 @@ def same_output(x: dict[str, Any]) -> bool:
 
 
 def time_variant(fn: Callable[[], object], reps: int) -> tuple[float, float]:
-    """(device us per call from graph replays, wall us per eager call); on the CPU both are the
-    interpreter's wall time."""
+    """(device us per call from graph replays, wall us per eager call: ``pointwise_ops``'s
+    timing); on the CPU both are the interpreter's wall time."""
     if not torch.cuda.is_available():
         t0 = time.perf_counter()
         for _ in range(reps):
             fn()
         wall = (time.perf_counter() - t0) / reps * 1e6
         return wall, wall
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(CALLS):
-        fn()
-    torch.cuda.synchronize()
-    eager = (time.perf_counter() - t0) / CALLS * 1e6
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(CALLS):
-            fn()
-    graph.replay()
-    times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        graph.replay()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b) * 1e3 / CALLS)
-    return statistics.median(times), eager
+    return time_call(fn, reps)
 
 
 def parse_batches(text: str) -> list[tuple[str, int, int]]:
