@@ -5,21 +5,21 @@ input (2,000 rows of 10 KB), each command run as its own process against the cod
 Two shapes of rows: ``text`` (each row one 10 KB string: a completion prompt, a dataset field;
 as the streaming tests) and ``fields`` (each row about 10 KB of many small JSON values: 70 chat
 turns; a list of 740 short strings), which cost more to parse and to fingerprint. Cases, in
-order, each on the state the one before left: ``batch-all`` (every request sent to a stub
-server on loopback, run in this process), ``batch-done`` (the same command again: every
-request finished, so the job is its passes over the input and the results), ``eval-shard``
-(``--group-by subject --shard 0/2`` on the demo model; the program makes no model call),
-``eval-rest`` (the same without ``--shard``: the other half runs) and ``eval-done``.
+order, each on the state the one before left: ``batch-all`` (every request sent to a stub server
+on loopback, run in this process), ``batch-done`` (the same command again: every request
+finished, so the job is its passes over the input and the results), ``eval-shard`` (``--group-by
+subject --shard 0/2``; the program makes no model call, and ``--server`` at the stub loads no
+model), ``eval-rest`` (the same without ``--shard``: the other half runs) and ``eval-done``.
 Each command runs in a child process after a warm-up job on a one-row input (imports done):
-``job_cpu_s`` is the command's CPU time in that process (``time.process_time``; eval's includes
-loading the demo model), the median of ``--repeats`` sequences; ``one_row_cpu_s`` the same
-command's CPU time on the one-row input (run a second time: what a job costs besides its rows,
-eval's model load included); ``process_cpu_s`` the child's
-whole user + system time (interpreter start, imports and warm-up too); ``maxrss_mb`` its peak
-resident memory; ``job_py_peak_mb`` the most Python heap the command held (``tracemalloc``
+``job_cpu_s`` is the command's CPU time in that process (``time.process_time``), the median (and
+the least) of ``--rounds`` sequences; ``one_row_cpu_s`` the same command's CPU time on the
+one-row input (run a second time: what a job costs besides its rows); ``process_cpu_s`` the
+child's whole user + system time (interpreter start, imports and warm-up too); ``maxrss_mb`` its
+peak resident memory; ``job_py_peak_mb`` the most Python heap the command held (``tracemalloc``
 started after the warm-up, in a separate sequence: tracing slows it).
 
     python bench/job_input_passes.py --tree before=/tmp/base --tree after=. --out result.json
+    python bench/job_input_passes.py --table result.json    # the docs' table
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def cases(folder: Path, url: str, shape: str) -> list[Case]:
 
     def evaluate(src: Path, out: str) -> list[str]:
         return ["eval", str(program), "--data", str(src), "--out", str(folder / out),
-                "--quiet", "--group-by", "subject"]  # fmt: skip
+                "--server", url, "--quiet", "--group-by", "subject"]  # fmt: skip
 
     warm_batch = [*batch(first_line(requests), f"w-{shape}.jsonl"), "--restart"]
     warm_eval = [*evaluate(first_line(data), f"wr-{shape}.jsonl"), "--restart"]
@@ -217,6 +217,7 @@ def summary(runs: list[dict[str, dict[str, float]]], traced: dict[str, dict[str,
 
         out[name] = {
             "job_cpu_s_median": median("job_cpu_s"),
+            "job_cpu_s_min": round(min(r[name]["job_cpu_s"] for r in runs), 3),
             "job_cpu_s": [round(r[name]["job_cpu_s"], 3) for r in runs],
             "one_row_cpu_s_median": median("one_row_cpu_s"),
             "process_cpu_s_median": median("process_cpu_s"),
@@ -226,13 +227,35 @@ def summary(runs: list[dict[str, dict[str, float]]], traced: dict[str, dict[str,
     return out
 
 
+def table(result: dict[str, Any]) -> str:
+    """A markdown table of a result: per case, each tree's median job CPU (the rounds' range)
+    and Python heap peak."""
+    trees = list(result["trees"])
+    head = ["case"] + [f"{t}: job CPU s" for t in trees] + [f"heap peak MB ({' / '.join(trees)})"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for name in result["trees"][trees[0]]["cases"]:
+        cases = [result["trees"][t]["cases"][name] for t in trees]
+        cpu = [f"{c['job_cpu_s_median']:.3f} ({min(c['job_cpu_s']):.2f}-{max(c['job_cpu_s']):.2f})"
+               for c in cases]  # fmt: skip
+        peak = " / ".join(f"{c['job_py_peak_mb']:.2f}" for c in cases)
+        lines.append("| " + " | ".join([name, *cpu, peak]) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tree", action="append", required=True, metavar="LABEL=PATH",
+    parser.add_argument("--table", type=Path, default=None, metavar="RESULT.json",
+                        help="print a result's markdown table and stop")  # fmt: skip
+    parser.add_argument("--tree", action="append", metavar="LABEL=PATH",
                         help="code to measure (repeat: the trees alternate)")  # fmt: skip
-    parser.add_argument("--rounds", type=int, default=3, help="CPU sequences per tree")
+    parser.add_argument("--rounds", type=int, default=5, help="CPU sequences per tree")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.table is not None:
+        print(table(json.loads(args.table.read_text(encoding="utf-8"))))
+        return
+    if not args.tree:
+        parser.error("give --tree LABEL=PATH (or --table)")
     trees = dict(spec.split("=", 1) for spec in args.tree)
     for label, tree in trees.items():
         if not (Path(tree) / "nanolang" / "__init__.py").is_file():
