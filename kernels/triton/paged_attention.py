@@ -23,7 +23,7 @@ from kernels.triton.paged_common import device_sm_count
 # bench/fp8_decode_ragged.py, bench/results/2026-11-30-h200-fp8-decode-ragged.json)
 AUTO_WHOLE_GPU_FP8 = "tma-items"
 # The gather kernel on the whole GPU over 16-bit pages of head dims up to 128: 128-token KV tiles
-# in two stages. Against the earlier 64-token tiles in four stages it read the KV cache 1.3-4.5%
+# in two stages. Against the earlier 64-token tiles in four stages it read the KV cache 1.3-6.9%
 # faster in all eight cases measured (256 decodes; 32 q heads over 8 and over 4 KV heads; mean
 # contexts 800 and 1,536, uniform and ragged; H200, bench/decode_gqa.py,
 # bench/results/2026-11-30-h200-decode-gqa.json). Float8 pages and wider heads keep DecodeConfig().
