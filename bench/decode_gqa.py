@@ -61,6 +61,8 @@ def main() -> None:
     ap.add_argument("--contexts", default="800,1536")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("bench/decode_gqa.py times GPU kernels: it needs a CUDA GPU")
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     report: dict[str, Any] = {**run_header(), "batch": args.batch, "rows": []}
     stream, seed = torch.cuda.Stream(), 0

@@ -37,6 +37,16 @@ def _rotate_heads(
 
 
 @triton.jit
+def _cos_sin(cos_sin_ptr, pos, stride_cs, HALF: tl.constexpr, HALF_PAD: tl.constexpr):
+    """Position ``pos``'s cos and sin halves as float32 rows [1, D/2] (zero past HALF)."""
+    cols = tl.arange(0, HALF_PAD)
+    cmask = cols < HALF
+    cos = tl.load(cos_sin_ptr + pos * stride_cs + cols, mask=cmask, other=0.0).to(tl.float32)
+    sin = tl.load(cos_sin_ptr + pos * stride_cs + HALF + cols, mask=cmask, other=0.0)
+    return cos[None, :], sin.to(tl.float32)[None, :]
+
+
+@triton.jit
 def rotary_kernel(
     q_ptr,
     k_ptr,
@@ -62,12 +72,7 @@ def rotary_kernel(
 ):
     token = tl.program_id(0).to(tl.int64)
     pos = tl.load(pos_ptr + token).to(tl.int64)
-    cols = tl.arange(0, HALF_PAD)
-    cmask = cols < HALF
-    cos = tl.load(cos_sin_ptr + pos * stride_cs + cols, mask=cmask, other=0.0).to(tl.float32)
-    sin = tl.load(cos_sin_ptr + pos * stride_cs + HALF + cols, mask=cmask, other=0.0)
-    cos = cos[None, :]
-    sin = sin.to(tl.float32)[None, :]
+    cos, sin = _cos_sin(cos_sin_ptr, pos, stride_cs, HALF, HALF_PAD)
     _rotate_heads(
         q_ptr, q_out_ptr, stride_qt, stride_qh, stride_qot, stride_qoh, token, num_q_heads,
         cos, sin, HALF, HALF_PAD, QH_PAD,

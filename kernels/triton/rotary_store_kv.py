@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.triton.rotary import _rotate_heads
+from kernels.triton.rotary import _cos_sin, _rotate_heads
 
 # the CPU interpreter's float8 conversion is wrong (31.0 -> 16.0): it takes the integer path
 _SOFT_FP8 = os.environ.get("TRITON_INTERPRET") == "1"
@@ -71,12 +71,7 @@ def rotary_store_kv_kernel(
     token = tl.program_id(0).to(tl.int64)
     part = tl.program_id(1)
     pos = tl.load(pos_ptr + token).to(tl.int64)
-    cols = tl.arange(0, HALF_PAD)
-    cmask = cols < HALF
-    cos = tl.load(cos_sin_ptr + pos * stride_cs + cols, mask=cmask, other=0.0).to(tl.float32)
-    sin = tl.load(cos_sin_ptr + pos * stride_cs + HALF + cols, mask=cmask, other=0.0)
-    cos = cos[None, :]
-    sin = sin.to(tl.float32)[None, :]
+    cos, sin = _cos_sin(cos_sin_ptr, pos, stride_cs, HALF, HALF_PAD)
     if part == 0:
         _rotate_heads(
             q_ptr, q_out_ptr, stride_qt, stride_qh, stride_qot, stride_qoh, token, num_q_heads,
@@ -86,7 +81,7 @@ def rotary_store_kv_kernel(
         slot = tl.load(slot_ptr + token).to(tl.int64)
         if slot >= 0:
             heads = tl.arange(0, KH_PAD)[:, None]  # [Hk, 1]
-            half_cols = cols[None, :]  # [1, D/2]
+            half_cols = tl.arange(0, HALF_PAD)[None, :]  # [1, D/2]
             mask = (heads < num_kv_heads) & (half_cols < HALF)
             src_k = k_ptr + token * stride_kt + heads * stride_kh + half_cols
             src_v = v_ptr + token * stride_vt + heads * stride_vh + half_cols
