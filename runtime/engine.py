@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from kernels import get_ops
 from runtime.block_manager import BlockManager
 from runtime.config import EngineConfig, ModelConfig, context_limit, read_json
 from runtime.detokenizer import IncrementalDetokenizer, find_stop
 from runtime.distributed.executor import TensorParallelRunner
+from runtime.engine_ops import engine_ops
 from runtime.kv_budget import kv_memory_budget, num_kv_blocks
 from runtime.model.loader import build_model, resolve_model
 from runtime.model_runner import Launched, ModelRunner, kv_bytes_per_block, kv_cache_dtype
@@ -129,13 +129,7 @@ class LLMEngine:
         self.model = build_model(
             model, hf_overrides, self.dtype, self.device, load_format, limit, self.config.seed
         )
-        # this engine's own attention backend (its plans and CUDA-graph buffers are per engine)
-        ops = get_ops(self.device, self.config.attention_backend).fresh()
-        if self.config.linear_backend is not None:
-            ops = ops.with_backend("linear", self.config.linear_backend, self.device)
-        if not self.config.fuse_rope_kv_store:
-            ops = ops.unfused()
-        self.ops = ops.with_decode(self.config.decode_choice())
+        self.ops = engine_ops(self.config, self.device)
         num_blocks = self._num_blocks(limit)
         self._make_blocks(num_blocks, limit)
         self.runner = ModelRunner(self.model, self.ops, self.blocks, num_blocks, self.kv_dtype)

@@ -28,11 +28,11 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from kernels import get_ops
 from runtime.block_manager import BlockManager
 from runtime.config import EngineConfig
 from runtime.distributed.allreduce import group_all_reduce
 from runtime.distributed.tensor_parallel import TPLayout, build_tensor_parallel_model
+from runtime.engine_ops import engine_ops
 from runtime.kernel_profile import KernelProfile
 from runtime.kv_budget import kv_memory_budget, num_kv_blocks
 from runtime.model_runner import DeviceStep, ModelRunner, kv_bytes_per_block, kv_cache_dtype
@@ -136,11 +136,7 @@ def _start(rank: int, spec: WorkerSpec) -> tuple[ModelRunner, WorkerReady]:
         spec.model, spec.hf_overrides, dtype, device, spec.load_format, spec.max_positions,
         cfg.seed, layout,
     )  # fmt: skip
-    ops = get_ops(device, cfg.attention_backend).fresh().with_decode(cfg.decode_choice())
-    if cfg.linear_backend is not None:
-        ops = ops.with_backend("linear", cfg.linear_backend, device)
-    if not cfg.fuse_rope_kv_store:
-        ops = ops.unfused()
+    ops = engine_ops(cfg, device)
     latency, bandwidth = measure_allreduce(device, model.cfg.hidden_size, dtype, allreduce)
     logger.info("slice built in %.1f s; all-reduce (%s) %.1f us + %.1f GB/s",
                 time.perf_counter() - start, allreduce.describe(), latency * 1e6,
