@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from runtime import LLM, SamplingParams
-from runtime.pipeline.planset import Bucket, PlanSet
 from runtime.pipeline.plans import network_plan
+from runtime.pipeline.planset import Bucket, PlanSet
 
 ROOT = Path(__file__).resolve().parents[3]
 PROMPTS = ["The quick brown fox", "Programs ask questions, pick answers", "0 1 2 3"]

@@ -5,6 +5,7 @@ steered by the guard; ``plan_guard=False`` as before."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -319,3 +320,30 @@ def test_decode_graphs_replay_the_side_the_guard_names(
             graphs.variants.timed(graphs.turn, lambda: graphs.forward(graphs.loaded))  # type: ignore[arg-type]
     assert loaded == [(4, DECODE_PLAN), (4, None)] * 4 + [(4, None)] * 4
     assert fwd.guard is not None and fwd.guard.state(KEY) is BucketState.VETOED
+
+
+@pytest.mark.parametrize("guard", ["on", "off"])
+def test_the_benchmark_records_each_guarded_bucket(set_path: str, tiny_llama: str, guard: str,
+                                                   tmp_path: Path) -> None:  # fmt: skip
+    from runtime.bench.__main__ import execute
+    from runtime.bench.options import build_parser
+
+    out = tmp_path / "bench.json"
+    args = build_parser().parse_args([
+        "--model", tiny_llama, "--load-format", "auto", "--device", "cpu",
+        "--workloads", "512/512", "--num-requests", "4", "--scale", "0.02",
+        "--mode", "nanoflow,nanoflow-sequential", "--plan", set_path, "--plan-guard", guard,
+        "--plan-guard-samples", "1", "--out", str(out),
+    ])  # fmt: skip
+    assert execute(args, "test") == 0
+    nano, split = json.loads(out.read_text())
+    assert "plan_guard" not in split  # nanoflow-sequential measures the split: unguarded
+    if guard == "off":
+        assert "plan_guard" not in nano
+        return
+    buckets = {tuple(r["bucket"]): r for r in nano["plan_guard"]}
+    decode = buckets[KEY]
+    assert decode["plan"] == DECODE_PLAN and decode["samples"] == 1
+    assert decode["verdict"] in ("kept", "vetoed")
+    assert decode["plan_ms"] > 0 and decode["dense_ms"] > 0
+    assert len(decode["plan_samples_ms"]) == len(decode["dense_samples_ms"]) == 1
