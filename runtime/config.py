@@ -292,11 +292,13 @@ class EngineConfig:
         if self.kv_cache_memory_bytes is not None and self.kv_cache_memory_bytes <= 0:
             raise ValueError("kv_cache_memory_bytes must be positive")
 
-    def guard_config(self) -> GuardConfig:
-        """The plan guard's settings (plan_guard_samples, plan_guard_min_gain), validated."""
+    def guard_config(self) -> GuardConfig | None:
+        """The plan guard's settings (plan_guard_samples, plan_guard_min_gain), validated even
+        when it is off; None: ``plan_guard`` off."""
         from runtime.pipeline.guard import GuardConfig
 
-        return GuardConfig(self.plan_guard_samples, self.plan_guard_min_gain)
+        config = GuardConfig(self.plan_guard_samples, self.plan_guard_min_gain)
+        return config if self.plan_guard else None
 
     def decode_choice(self) -> DecodeChoice:
         """decode_kernel and fp8_decode_dot as the kernels' plain choice (validated there)."""

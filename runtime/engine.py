@@ -152,7 +152,7 @@ class LLMEngine:
         from runtime.pipeline.guard import guard_for
         from runtime.pipeline.runner import PipelineForward
 
-        guard = guard_for(self.config, self.device)
+        guard = guard_for(self.config.guard_config(), self.device)
         fwd = PipelineForward(spec, self.model, self.ops, kv_dtype=self.kv_dtype, guard=guard)
         self.pipeline_summary = fwd.describe()
         if not fwd.always_dense:

@@ -152,7 +152,7 @@ def _start(rank: int, spec: WorkerSpec) -> tuple[ModelRunner, WorkerReady]:
         from runtime.pipeline.guard import guard_for, max_over_ranks
 
         # every rank's guard decides a bucket at the same iteration, on the slowest rank's times
-        guard = guard_for(cfg, device, max_over_ranks(device))
+        guard = guard_for(cfg.guard_config(), device, max_over_ranks(device))
         forward, search = pipeline_forward(cfg.pipeline, model, ops, device, dtype, spec.world_size,
                                            spec.model, kv_dtype, guard)  # fmt: skip
     num_blocks = _group_num_blocks(model, cfg, device, dtype, kv_dtype, spec.max_positions)

@@ -25,12 +25,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import torch
-
-if TYPE_CHECKING:
-    from runtime.config import EngineConfig
 
 logger = logging.getLogger("runtime")
 
@@ -221,10 +218,8 @@ def max_over_ranks(device: torch.device) -> Agree:
     return agree
 
 
-def guard_for(config: EngineConfig, device: torch.device, agree: Agree | None = None
+def guard_for(config: GuardConfig | None, device: torch.device, agree: Agree | None = None
               ) -> PlanGuard | None:  # fmt: skip
-    """The engine's plan guard (None: ``plan_guard`` off), timing on ``device``'s clock;
-    ``agree``: the ranks' MAX under tensor parallelism."""
-    if not config.plan_guard:
-        return None
-    return PlanGuard(config.guard_config(), stopwatch_for(device), agree)
+    """The engine's plan guard (None: off, ``EngineConfig.guard_config()`` None), timing on
+    ``device``'s clock; ``agree``: the ranks' MAX under tensor parallelism."""
+    return None if config is None else PlanGuard(config, stopwatch_for(device), agree)

@@ -146,6 +146,9 @@ def test_configuration_is_validated() -> None:
     with pytest.raises(ValueError, match=r"min_gain must be in \[0, 1\)"):
         EngineConfig(plan_guard_min_gain=1.0)
     assert EngineConfig().guard_config() == GuardConfig(4, 0.02)
+    assert EngineConfig(plan_guard=False).guard_config() is None
+    with pytest.raises(ValueError, match="samples must be >= 1"):  # checked when off too
+        EngineConfig(plan_guard=False, plan_guard_samples=0)
 
 
 def test_the_wall_stopwatch_times_what_ran() -> None:
