@@ -178,9 +178,9 @@ class PlanGuard:
         trial.agreed = (plan_ms, dense_ms)
         keep = plan_ms <= dense_ms * (1 - self.config.min_gain)
         trial.state = BucketState.KEPT if keep else BucketState.VETOED
-        logger.info("plan guard: bucket %s (%d decodes, %d prefill tokens, context %d): %s "
-                    "%.3f ms against dense %.3f ms (medians of %d each): %s", key, *key,
-                    trial.plan, plan_ms, dense_ms, self.config.samples,
+        logger.info("plan guard: bucket of %d decodes, %d prefill tokens, context %d: %s "
+                    "%.3f ms against dense %.3f ms (medians of %d each, the slowest rank's): %s",
+                    *key, trial.plan, plan_ms, dense_ms, self.config.samples,
                     "kept" if keep else "vetoed, the bucket runs dense")  # fmt: skip
 
     def state(self, key: BucketKey) -> BucketState | None:
