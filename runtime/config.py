@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from kernels.decode_choice import DecodeChoice
+    from runtime.pipeline.guard import GuardConfig
 
 SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM")
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -221,6 +222,13 @@ class EngineConfig:
     # parallelism the network search's plan set, made at start-up), a plan JSON path; either
     # with ":sequential" for the same nano-batches on one stream
     pipeline: str | None = None
+    # the plan guard (runtime.pipeline.guard): a plan set's plans are timed against the dense
+    # forward on the live engine, plan_guard_samples iterations of each side per bucket, and a
+    # bucket whose plan is not at least plan_guard_min_gain faster runs dense from then on;
+    # False: the plan set's choices as they are. No effect without a plan set
+    plan_guard: bool = True
+    plan_guard_samples: int = 4
+    plan_guard_min_gain: float = 0.02
     # "torch", "triton", "flashinfer": the paged-attention backend; None: the registry's choice
     attention_backend: str | None = None
     # "auto": the model's dtype; "fp8" (or "fp8_e4m3"): float8 e4m3 with a scale per layer for K
@@ -278,10 +286,19 @@ class EngineConfig:
         if self.allreduce not in ALLREDUCE_CHOICES:
             raise ValueError(f"allreduce must be one of {', '.join(ALLREDUCE_CHOICES)}, "
                              f"got {self.allreduce!r}")  # fmt: skip
+        self.guard_config()  # a clear error for a bad sample count or gain
         if self.symm_mem_max_bytes < 1:
             raise ValueError("symm_mem_max_bytes must be positive")
         if self.kv_cache_memory_bytes is not None and self.kv_cache_memory_bytes <= 0:
             raise ValueError("kv_cache_memory_bytes must be positive")
+
+    def guard_config(self) -> GuardConfig | None:
+        """The plan guard's settings (plan_guard_samples, plan_guard_min_gain), validated even
+        when it is off; None: ``plan_guard`` off."""
+        from runtime.pipeline.guard import GuardConfig
+
+        config = GuardConfig(self.plan_guard_samples, self.plan_guard_min_gain)
+        return config if self.plan_guard else None
 
     def decode_choice(self) -> DecodeChoice:
         """decode_kernel and fp8_decode_dot as the kernels' plain choice (validated there)."""

@@ -23,6 +23,10 @@ capture time, and the graphs' own memory, the shared pool aside), and ``key_for`
 variant from the loaded rows' real lengths. Every other choice captures as before. Under tensor
 parallelism every rank runs the driver's plan and picks from its integer context lengths by
 exact arithmetic, so all ranks replay the same variant.
+
+A plan guard (runtime.pipeline.guard) steers the graph: for a guarded bucket the forward names a
+turn per loaded batch (the plan, or dense: its batch size's dense graph is captured too), and the
+replay is timed through the forward's ``timed``.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import torch
 
@@ -40,8 +44,11 @@ from kernels.decode_choice import contexts_uniform
 from runtime.host_copy import pinned
 from runtime.model.llama import ForwardContext, LlamaModel
 
-logger = logging.getLogger("runtime")
+if TYPE_CHECKING:
+    from runtime.pipeline.guard import Turn
 
+logger = logging.getLogger("runtime")
+R = TypeVar("R")
 
 Forward = Callable[[torch.Tensor, ForwardContext], torch.Tensor]
 GraphKey = tuple[int, Hashable]  # (batch size, the plan its forward runs; None: dense)
@@ -57,6 +64,14 @@ class DecodeVariants(Protocol):
 
     def graph_key(self, decodes: int, context: float) -> Hashable:
         """The plan a decode batch of this size and mean context runs."""
+        ...
+
+    def decode_turn(self, decodes: int, context: float) -> Turn | None:
+        """A plan guard's turn for a loaded batch (plan or dense; None: no guard here)."""
+        ...
+
+    def timed(self, turn: Turn | None, run: Callable[[], R]) -> R:
+        """``run()`` (the replay), timed for the guard when ``turn`` is a trial's."""
         ...
 
 
@@ -94,6 +109,12 @@ class OneForward:
 
     def graph_key(self, decodes: int, context: float) -> Hashable:
         return None
+
+    def decode_turn(self, decodes: int, context: float) -> Turn | None:
+        return None
+
+    def timed(self, turn: Turn | None, run: Callable[[], R]) -> R:
+        return run()
 
 
 def default_buckets(max_num_seqs: int) -> list[int]:
@@ -140,6 +161,7 @@ class DecodeGraphs:
             for key, f in self._context_variants(plan, forward)
         }
         self.loaded: GraphKey | None = None  # the graph of the loaded batch
+        self.turn: Turn | None = None  # the plan guard's turn for it (None: unguarded)
         self.block_size, self.max_model_len = block_size, max_model_len
         self.scratch_block = scratch_block
         self.buckets = buckets
@@ -238,25 +260,35 @@ class DecodeGraphs:
     def bucket_for(self, n: int) -> int | None:
         return next((b for b in sorted(self.buckets) if b >= n), None)
 
-    def key_for(self, n: int, context_lens: torch.Tensor) -> GraphKey:
+    def key_for(self, n: int, context_lens: torch.Tensor, turn: Turn | None = None) -> GraphKey:
         """The graph of a decode batch of ``n`` sequences: its batch-size bucket and the plan
-        of that size at the mean context of its real rows (padding rows do not count); under
-        "by-context", that plan's variant for how uniform those rows' contexts are."""
+        of that size at the mean context of its real rows (padding rows do not count), or the
+        dense graph when a guard's ``turn`` says dense; under "by-context", that plan's variant
+        for how uniform those rows' contexts are."""
         b = self.bucket_for(n)
         assert b is not None, f"no decode graph holds {n} sequences"
-        context = float(context_lens[:n].float().mean()) if n else 0.0
-        plan = self.variants.graph_key(b, context)
+        plan = self.variants.graph_key(b, self._mean_context(n, context_lens))
+        if turn is not None and not turn.runs_plan:
+            plan = None
         if self.by_context:  # host lengths (the plan's): no device read
             plan = ContextVariant(plan, contexts_uniform(context_lens[:n].tolist()))
         key = (b, plan)
         assert key in self.forwards, f"decode graph {key} was not made"
         return key
 
+    @staticmethod
+    def _mean_context(n: int, context_lens: torch.Tensor) -> float:
+        return float(context_lens[:n].float().mean()) if n else 0.0
+
     @torch.inference_mode()
     def load(self, inputs: DecodeInputs) -> torch.Tensor:
         """Copy a batch into the static buffers; returns the input-id buffer of its rows."""
         n = inputs.input_ids.shape[0]
-        self.loaded = self.key_for(n, inputs.context_lens)
+        b = self.bucket_for(n)
+        assert b is not None, f"no decode graph holds {n} sequences"
+        # one turn per loaded batch: a guarded bucket's trial advances here
+        self.turn = self.variants.decode_turn(b, self._mean_context(n, inputs.context_lens))
+        self.loaded = self.key_for(n, inputs.context_lens, self.turn)
         b = self.loaded[0]
         w = inputs.block_tables.shape[1]
         # from pinned staging: a copy from pageable memory may make the host wait for the
@@ -283,6 +315,6 @@ class DecodeGraphs:
         loaded = replace(self.metas[b], cu_seqlens_q_host=tuple(range(b + 1)),
                          context_lens_host=self.context_lens_host)  # fmt: skip
         self.attention.prepare_replay(loaded)
-        self.graphs[key].replay()
+        self.variants.timed(self.turn, self.graphs[key].replay)
         self.replays[key] += 1
         return self.logits[key][:n]

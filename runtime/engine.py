@@ -143,9 +143,11 @@ class LLMEngine:
         """The pipeline's forward on the runner, unless its plan set says dense for every batch
         shape: then the runner keeps the model's own forward (no lookup per iteration; the same
         CUDA graphs as without a pipeline), the sequential mode's code path exactly."""
+        from runtime.pipeline.guard import guard_for
         from runtime.pipeline.runner import PipelineForward
 
-        fwd = PipelineForward(spec, self.model, self.ops, kv_dtype=self.kv_dtype)
+        guard = guard_for(self.config.guard_config(), self.device)
+        fwd = PipelineForward(spec, self.model, self.ops, kv_dtype=self.kv_dtype, guard=guard)
         self.pipeline_summary = fwd.describe()
         if not fwd.always_dense:
             runner.forward = fwd

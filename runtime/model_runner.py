@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -215,6 +216,11 @@ class ModelRunner:
         """Decode CUDA graph replays so far per plan ('dense': the plain forward); empty
         without graphs (eager mode, the CPU)."""
         return self.graphs.replays_by_plan() if self.graphs is not None else {}
+
+    def plan_guard_report(self) -> list[dict[str, Any]]:
+        """The plan guard's buckets so far (runtime.pipeline.guard; empty without one)."""
+        guard = getattr(self.forward, "guard", None)
+        return [] if guard is None else guard.report()
 
     def synchronize(self) -> None:
         """Wait until the device has run everything queued so far."""

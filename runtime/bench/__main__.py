@@ -132,6 +132,8 @@ def run_nanolang(
         tensor_parallel_size=tp, allreduce=args.allreduce,
         symm_mem_max_bytes=args.symm_mem_max_bytes, decode_kernel=decode.whole_gpu,
         fp8_decode_dot=decode.fp8_dot, linear_backend=linear, fuse_rope_kv_store=fused,
+        plan_guard=args.plan_guard == "on" and mode == "nanoflow",
+        plan_guard_samples=args.plan_guard_samples, plan_guard_min_gain=args.plan_guard_min_gain,
     )  # fmt: skip
     engine = llm.engine
     cfg, device, dtype = engine.model_config, engine.device, engine.dtype
@@ -146,6 +148,7 @@ def run_nanolang(
         "decode_attention": decode.spec(),
         "admission_reserve_tokens": engine.config.admission_reserve_tokens,
         "admission_tail_overcommit": engine.config.admission_tail_overcommit,
+        "plan_guard_on": engine.config.plan_guard and spec is not None,
     }  # fmt: skip
     if args.warmup_requests > 0:
         for name, _ in names:
@@ -181,7 +184,11 @@ def run_nanolang(
                 logging.getLogger("runtime.bench").exception("profiled run failed")
                 profile = {"error": repr(exc)}
             print(f"[bench] profile {name}: {profile}", file=sys.stderr, flush=True)
-        run_facts = {**facts, "decode_graph_replays": replays}
+        guard = plan_guard_report(llm)
+        if facts["plan_guard_on"]:
+            print(f"[bench] plan guard after {name}: {guard_summary(guard)}", file=sys.stderr,
+                  flush=True)  # fmt: skip
+        run_facts = {**facts, "decode_graph_replays": replays, "plan_guard": guard}
         runs.append(EngineRun(mode, kv, name, reqs, res, profile, run_facts))
     llm.shutdown()
     del llm, engine  # free the GPU for the next engine and the peers
@@ -196,6 +203,23 @@ def graph_replays(llm: LLM) -> dict[str, int] | None:
     live in the worker processes)."""
     runner = llm.engine.runner
     return None if isinstance(runner, TensorParallelRunner) else runner.graph_replays()
+
+
+def plan_guard_report(llm: LLM) -> list[dict[str, Any]]:
+    """The plan guard's buckets so far (cumulative over the engine's workloads; under tensor
+    parallelism rank 0's, the verdicts every rank applies)."""
+    return llm.engine.runner.plan_guard_report()
+
+
+def guard_summary(report: list[dict[str, Any]]) -> str:
+    """One line of the guard's buckets: each bucket's verdict and medians."""
+    if not report:
+        return "no guarded bucket met"
+    return "; ".join(
+        f"{'/'.join(map(str, r['bucket']))} {r['plan']} {r['verdict']}"
+        + ("" if r["plan_ms"] is None else f" ({r['plan_ms']:.2f} vs dense {r['dense_ms']:.2f} ms)")
+        for r in report
+    )
 
 
 def replays_delta(
@@ -489,6 +513,8 @@ def record_of(
         record["allreduce"] = facts["allreduce"]
     if facts.get("decode_graph_replays") is not None:  # which plan each decode replay ran
         record["decode_graph_replays"] = facts["decode_graph_replays"]
+    if facts.get("plan_guard_on"):  # per guarded bucket: plan, samples, times, verdict
+        record["plan_guard"] = facts.get("plan_guard") or []
     if facts.get("pipeline_plans"):  # tensor parallelism's pipeline: what ran, as searched
         record["pipeline_plans"] = facts["pipeline_plans"]
         record["network_search"] = facts.get("network_search") or None

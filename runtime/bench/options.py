@@ -118,6 +118,27 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "is shipped, else the hand-picked plans), a plan JSON or a plan-set JSON (nanolang tune)",
     )
     ap.add_argument(
+        "--plan-guard",
+        choices=("on", "off"),
+        default="on",
+        help="nanoflow mode: time each plan-set bucket's plan against the dense forward on the "
+        "live engine (--plan-guard-samples iterations of each, alternating) and run dense where "
+        "the plan is not --plan-guard-min-gain faster (on, the default); off: the plan set's "
+        "choices as they are. nanoflow-sequential always runs unguarded (it measures the split)",
+    )
+    ap.add_argument(
+        "--plan-guard-samples",
+        type=int,
+        default=4,
+        help="timed forwards of each side per guarded bucket (default 4)",
+    )
+    ap.add_argument(
+        "--plan-guard-min-gain",
+        type=float,
+        default=0.02,
+        help="share by which a plan must beat dense to be kept (default 0.02)",
+    )
+    ap.add_argument(
         "--kv-cache-dtype",
         default="auto",
         help="comma list of KV cache dtypes to run (auto: the model's; fp8: float8 e4m3 with "

@@ -147,6 +147,17 @@ class TensorParallelRunner:
             raise
         return summary
 
+    def plan_guard_report(self, rank: int = 0) -> list[dict[str, Any]]:
+        """``rank``'s plan guard buckets so far (every rank reaches the same verdicts), once
+        it has run every iteration sent before."""
+        self._control(rank, ("plan_guard",))
+        try:
+            report: list[dict[str, Any]] = self._receive(rank, "plan_guard", in_order=False)
+        except BaseException as exc:
+            self._abandon(exc)
+            raise
+        return report
+
     def _control(self, rank: int, msg: tuple[Any, ...]) -> None:
         self._check_usable()
         self._send(rank, pickle.dumps(msg))

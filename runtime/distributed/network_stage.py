@@ -21,6 +21,7 @@ import torch.distributed as dist
 
 from kernels import Ops
 from runtime.model.llama import LlamaModel
+from runtime.pipeline.guard import PlanGuard
 from runtime.pipeline.planset import PlanSet, signature_of
 from runtime.pipeline.runner import PipelineForward
 from runtime.tune.network import CollectiveCurve, NetworkCosts, Rates, search_network
@@ -162,17 +163,21 @@ def measure_costs(
 def pipeline_forward(
     spec: str, model: LlamaModel, ops: Ops, device: torch.device, dtype: torch.dtype,
     world_size: int, model_name: str, kv_dtype: torch.dtype | None = None,
+    guard: PlanGuard | None = None,
 ) -> tuple[PipelineForward, dict[str, Any]]:  # fmt: skip
     """``EngineConfig.pipeline`` on one rank, and what the search read and chose (plain data
     for the benchmark's record; empty for a plan file). 'default' (with ':sequential' too): the
     network search's plan set from this group's measurements; a plan or plan-set file: as
     given (its plans must name the layer's network operations; a plan set of another KV cache
     dtype than ``kv_dtype`` is refused). The network search prices attention at the model's
-    dtype and its set is made for this engine: not checked."""
+    dtype and its set is made for this engine: not checked. ``guard``: verifies the plan set's
+    plans against dense on the live engine (every rank's guard, agreeing by MAX)."""
     groups = NetworkGroups(device, world_size)
     base = spec.partition(":")[0]
     if base != "default":
-        return PipelineForward(spec, model, ops, network_groups=groups, kv_dtype=kv_dtype), {}
+        fwd = PipelineForward(spec, model, ops, network_groups=groups, kv_dtype=kv_dtype,
+                              guard=guard)  # fmt: skip
+        return fwd, {}
     start = time.perf_counter()
     costs = measure_costs(model, device, dtype, groups)
     rates, curves = costs.rates, costs.curves
@@ -197,7 +202,8 @@ def pipeline_forward(
                     for b in planset.buckets],
         "search_s": round(time.perf_counter() - start, 2),
     }  # fmt: skip
-    return PipelineForward(spec, model, ops, source=planset, network_groups=groups), summary
+    fwd = PipelineForward(spec, model, ops, source=planset, network_groups=groups, guard=guard)
+    return fwd, summary
 
 
 def _sequential(planset: PlanSet) -> PlanSet:

@@ -145,9 +145,12 @@ def _start(rank: int, spec: WorkerSpec) -> tuple[ModelRunner, WorkerReady]:
     kv_dtype = kv_cache_dtype(cfg.kv_cache_dtype, dtype)
     if cfg.pipeline is not None:  # before the KV cache takes the memory its communicators need
         from runtime.distributed.network_stage import pipeline_forward
+        from runtime.pipeline.guard import guard_for, max_over_ranks
 
+        # every rank's guard decides a bucket at the same iteration, on the slowest rank's times
+        guard = guard_for(cfg.guard_config(), device, max_over_ranks(device))
         forward, search = pipeline_forward(cfg.pipeline, model, ops, device, dtype, spec.world_size,
-                                   spec.model, kv_dtype)  # fmt: skip
+                                           spec.model, kv_dtype, guard)  # fmt: skip
     num_blocks = _group_num_blocks(model, cfg, device, dtype, kv_dtype, spec.max_positions)
     blocks = BlockManager(num_blocks, cfg.block_size)  # only its block size is used here
     runner = ModelRunner(model, ops, blocks, num_blocks, kv_dtype)
@@ -255,6 +258,9 @@ def _serve(rank: int, runner: ModelRunner, conn: Connection, lock: threading.Loc
                     raise RuntimeError("profile_stop without profile_start")
                 summary, session = session.stop(), None
                 _send(conn, lock, ("profile", summary))
+                continue
+            if msg[0] == "plan_guard":  # this rank's guard verdicts so far
+                _send(conn, lock, ("plan_guard", runner.plan_guard_report()))
                 continue
             prev = runner.execute(msg[1], None if prev is None else prev.tokens)
             if sender is not None:

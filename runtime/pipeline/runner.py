@@ -2,22 +2,27 @@
 searched plan set (by batch shape: decode sequences, prefill tokens, mean context; some shapes
 run the dense forward) or from the hand-picked plans (by workload class). For decode CUDA graphs
 it names the distinct plans a decode batch size may run across the context buckets, and the one
-a loaded batch's real context picks (runtime.cuda_graph keys its graphs by both)."""
+a loaded batch's real context picks (runtime.cuda_graph keys its graphs by both). With a plan
+guard (runtime.pipeline.guard), each bucket's plan is first timed against dense and vetoed
+where it is not faster: the guard steers which forward (or decode graph) a batch runs."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 
 from kernels import AttentionMetadata, Ops
 from runtime.model.llama import ForwardContext, LlamaModel
 from runtime.pipeline.executor import NetworkGroups, PipelineExecutor
+from runtime.pipeline.guard import PlanGuard, Turn
 from runtime.pipeline.plan import PlanError
 from runtime.pipeline.plans import load_pipeline, workload_class
-from runtime.pipeline.planset import PlanSet, check_kv_dtype, kv_dtype_name, signature_of
+from runtime.pipeline.planset import Bucket, PlanSet, check_kv_dtype, kv_dtype_name, signature_of
 
 Forward = Callable[[torch.Tensor, ForwardContext], torch.Tensor]
+R = TypeVar("R")
 
 
 class PipelineForward:
@@ -31,11 +36,14 @@ class PipelineForward:
         source: PlanSet | None = None,
         network_groups: NetworkGroups | None = None,
         kv_dtype: torch.dtype | None = None,
+        guard: PlanGuard | None = None,
     ) -> None:
         """``source``: a plan set already made (the network search's, under tensor
         parallelism) instead of what ``spec`` names; ``network_groups``: see PipelineExecutor;
         ``kv_dtype``: the engine's KV cache dtype: 'default' finds the searched set of that dtype
-        only, and a named plan set of another dtype is refused (None: no check)."""
+        only, and a named plan set of another dtype is refused (None: no check); ``guard``:
+        verifies a plan set's plans against dense per bucket (the hand-picked plans by workload
+        class are not guarded)."""
         self.spec, self.model = spec, model
         device = model.embed_tokens.device
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
@@ -54,6 +62,7 @@ class PipelineForward:
         plans = found.plans if isinstance(found, PlanSet) else found
         self.executors = {key: PipelineExecutor(plan, model, ops, network_groups)
                           for key, plan in plans.items()}  # fmt: skip
+        self.guard = guard if self.planset is not None else None
 
     @property
     def always_dense(self) -> bool:
@@ -64,21 +73,43 @@ class PipelineForward:
     def executor_for(
         self, num_tokens: int, num_decode_seqs: int, context: float | None = None
     ) -> PipelineExecutor | None:
-        """The executor of a batch's plan; None: the plan set says dense for this shape."""
+        """The executor of a batch's plan; None: the plan set says dense for this shape (what
+        the plan set says, before any guard's verdict)."""
         if self.planset is None:
             return self.executors[workload_class(num_tokens, num_decode_seqs)]
         bucket = self.planset.lookup(num_decode_seqs, num_tokens - num_decode_seqs, context)
         return None if bucket.plan is None else self.executors[bucket.plan]
 
     def __call__(self, input_ids: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
-        return self._run(input_ids, ctx, mean_context(ctx.attn))
+        """An eager forward: the plan of the batch's bucket, or dense where the plan set (or
+        the guard) says so; a guarded bucket's trial forwards are timed."""
+        num_tokens, decodes = int(input_ids.shape[0]), ctx.attn.num_decode_seqs
+        if self.planset is None:
+            return self.executors[workload_class(num_tokens, decodes)].forward(input_ids, ctx)
+        bucket = self.planset.lookup(decodes, num_tokens - decodes, mean_context(ctx.attn))
+        turn = self._turn(bucket)
+        run = self._fixed(bucket.plan if turn is None or turn.runs_plan else None)
+        return self.timed(turn, lambda: run(input_ids, ctx))
 
-    def _run(
-        self, input_ids: torch.Tensor, ctx: ForwardContext, context: float | None
-    ) -> torch.Tensor:
-        num_tokens = int(input_ids.shape[0])
-        ex = self.executor_for(num_tokens, ctx.attn.num_decode_seqs, context)
-        return self.model(input_ids, ctx) if ex is None else ex.forward(input_ids, ctx)
+    # ------------------------------------------------------------ the plan guard
+    def _turn(self, bucket: Bucket) -> Turn | None:
+        """The guard's turn for an iteration in ``bucket`` (which side runs, whether it is
+        timed); None: not guarded (no guard, or a dense bucket): the plan set's answer runs."""
+        if self.guard is None or bucket.plan is None:
+            return None
+        return self.guard.turn((bucket.decodes, bucket.prefill_tokens, bucket.context),
+                               bucket.plan)  # fmt: skip
+
+    def decode_turn(self, decodes: int, context: float) -> Turn | None:
+        """The guard's turn for a decode graph of ``decodes`` rows at mean ``context`` (one
+        call per replay: it advances the bucket's trial)."""
+        if self.guard is None or self.planset is None:
+            return None
+        return self._turn(self.planset.lookup(decodes, 0, context))
+
+    def timed(self, turn: Turn | None, run: Callable[[], R]) -> R:
+        """``run()`` (a forward or a graph replay), timed when ``turn`` is a trial's."""
+        return run() if self.guard is None else self.guard.timed(turn, run)
 
     # ------------------------------------------------------------ decode CUDA graphs
     def graph_key(self, decodes: int, context: float) -> str | None:
@@ -90,18 +121,26 @@ class PipelineForward:
 
     def graph_variants(self, decodes: int) -> dict[str | None, Forward]:
         """One forward per distinct plan a decode-only batch of ``decodes`` rows runs over the
-        plan set's context buckets (usually one), each fixed to a context of its buckets: a
-        captured forward has no host lengths to look the bucket up with."""
+        plan set's context buckets (usually one), each fixed to its plan: a captured forward
+        has no host lengths to look the bucket up with. With a guard, the dense forward too
+        wherever a plan runs (the graph a vetoed bucket, or a trial's dense turn, replays)."""
         points = self.planset.context_points if self.planset is not None else (0,)
         out: dict[str | None, Forward] = {}
         for c in points:
             key = self.graph_key(decodes, c)
             if key not in out:
-                out[key] = self._at_context(c)
+                out[key] = self._fixed(key)
+        if self.guard is not None and any(key is not None for key in out):
+            out.setdefault(None, self._fixed(None))
         return out
 
-    def _at_context(self, context: float) -> Forward:
-        return lambda input_ids, ctx: self._run(input_ids, ctx, context)
+    def _fixed(self, key: str | None) -> Forward:
+        """The forward of one plan (None: the model's own), its executor's looked up at each
+        call."""
+        if key is None:
+            return self.model
+        executor = self.executors[key]
+        return lambda input_ids, ctx: executor.forward(input_ids, ctx)
 
     def describe(self) -> str:
         """What the pipeline runs, e.g. for a benchmark record."""
