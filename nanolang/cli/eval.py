@@ -23,7 +23,7 @@ from typing import Any
 from nanolang.api.program import Program, entry
 from nanolang.cli.common import holding_results, load_module, report
 from nanolang.jobs.dataset import DatasetError, Row, read_rows
-from nanolang.jobs.fingerprint import FingerprintMismatch
+from nanolang.jobs.fingerprint import FingerprintMismatch, kept_fingerprints
 from nanolang.jobs.job import EvalJob, JobConfig, row_facts
 from nanolang.jobs.metrics import METRICS, declared_metric, resolve_metric
 from nanolang.jobs.options import (
@@ -112,7 +112,7 @@ def run_job(args: argparse.Namespace) -> int:
         facts = row_facts(module, config, group_by(args.group_by))
         fields = meta_fields(module, program, args)
         rows = read_rows(args.data, args.expected_field, fields, facts)
-        fingerprints = {ref.id: ref.kept.fingerprint for ref in rows.refs}
+        fingerprints = kept_fingerprints(rows.refs)
         if args.shard is not None:
             if args.group_by is not None:  # else the rows keep their file order
                 rows = rows.ordered(group_key)

@@ -60,13 +60,6 @@ def row_fingerprint(job: Fingerprint, row: Row) -> Fingerprint:
     return {**job, "row": digest({"args": row.args, "expected": row.expected, "line": row.line})}
 
 
-def row_fingerprints(
-    module: tree.Module, config: JobConfig, rows: Iterable[Row]
-) -> dict[str, Fingerprint]:
-    job = job_fingerprint(module, config)
-    return {row.id: row_fingerprint(job, row) for row in rows}
-
-
 @dataclass(frozen=True, slots=True)
 class RowFacts(Expected):
     """What ``nanolang eval`` keeps of each row from the one scan of its dataset
