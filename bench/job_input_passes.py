@@ -171,12 +171,13 @@ def run(tree: Path, case: Case, traced: bool) -> dict[str, float]:
            "BENCH_TRACED": "1" if traced else "0"}  # fmt: skip
     command = [sys.executable, "-c", CHILD, *argv]
     # run in the tree: ``python -c`` puts the working directory first on sys.path
-    child = subprocess.Popen(command, cwd=tree, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)  # fmt: skip
-    assert child.stderr is not None
-    stderr = child.stderr.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
+    # leaving the block closes the stderr pipe and waits for the child (on an error too)
+    with subprocess.Popen(command, cwd=tree, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True) as child:  # fmt: skip
+        assert child.stderr is not None
+        stderr = child.stderr.read()  # to its end: the child never waits on a full pipe
+        _, status, usage = os.wait4(child.pid, 0)  # reaped here, for its resource usage
+        child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         raise RuntimeError(f"{argv} exited {child.returncode}: {stderr[-2000:]}")
     measured = [line for line in stderr.splitlines() if line.startswith("MEASURED ")][-1]

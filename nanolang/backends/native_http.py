@@ -1,8 +1,11 @@
 """``HTTP(url)``: programs against a ``nanolang serve`` server, with the local backend's results.
 
 Prompts are tokenized on the client with the server's own tokenizer (fetched once from
-``/v1/nano/tokenizer``), and each request goes to ``/v1/nano/generate`` as token ids with every
-``SamplingParams`` field, so the server's engine receives exactly what a local engine would.
+``/v1/nano/tokenizer``, through one client; a failed fetch is remembered: a server that answers
+an error has no tokenizer for this backend, and one that stays busy or unreachable is asked
+again only after ``RetryPolicy.max_s``), and each request goes to ``/v1/nano/generate`` as
+token ids with every ``SamplingParams`` field, so the server's engine receives exactly what a
+local engine would.
 Requests stream, so cancelling a caller closes its connection and the server aborts the request.
 Transient failures (connection refused or cut, 429 / 5xx) are retried with back-off
 (``nanolang.backends.retry``); what still fails raises ``RemoteError`` with a one-line message.
@@ -12,6 +15,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -54,6 +60,18 @@ def server_root(url: str) -> str:
     return root.removesuffix("/v1") if root.endswith("/v1") else root
 
 
+@dataclass(frozen=True)
+class FetchFailure:
+    """A failed tokenizer fetch: its message, and when to ask again (``None``: never, the
+    server answered an error)."""
+
+    message: str
+    retry_at: float | None
+
+    def holds(self, now: float) -> bool:
+        return self.retry_at is None or now < self.retry_at
+
+
 class HTTPBackend(Backend):
     """A backend whose engine is a nanolang server at ``url`` (e.g. ``http://127.0.0.1:8000``;
     its ``/v1`` base works too)."""
@@ -72,23 +90,46 @@ class HTTPBackend(Backend):
         self.timeout = httpx.Timeout(timeout_s, connect=10.0)
         self.limits = httpx.Limits(max_connections=max_connections)
         self._tokenizer: Any = None
+        self._tokenizer_failure: FetchFailure | None = None
+        self._tokenizer_lock = threading.Lock()
+        self._tokenizer_client: httpx.Client | None = None
         self._clients = PerLoop(self._make_client, lambda client: client.aclose())
         self.retrier = Retrier(retry or RetryPolicy(), self.url)
 
     @property
     def tokenizer(self) -> Any:
-        if self._tokenizer is None:
-            try:
-                files = self.retrier.run_sync(self._fetch_tokenizer)
-            except TransientError as exc:
-                raise RemoteError(f"cannot fetch the tokenizer: {exc}") from None
-            self._tokenizer = tokenizer_from_files(files)
-        return self._tokenizer
+        tokenizer = self._tokenizer
+        if tokenizer is not None:
+            return tokenizer
+        with self._tokenizer_lock:
+            if self._tokenizer is None:
+                self._tokenizer = self._load_tokenizer()
+            return self._tokenizer
+
+    def _load_tokenizer(self) -> Any:
+        """The server's tokenizer, or ``RemoteError``: the remembered failure while it holds
+        (every instance asks for the tokenizer), else a new fetch's."""
+        failure = self._tokenizer_failure
+        if failure is not None and failure.holds(time.monotonic()):
+            raise RemoteError(failure.message)
+        try:
+            files = self.retrier.run_sync(self._fetch_tokenizer)
+        except TransientError as exc:
+            message = f"cannot fetch the tokenizer: {exc}"
+            retry_at = time.monotonic() + self.retrier.policy.max_s
+            self._tokenizer_failure = FetchFailure(message, retry_at)
+            raise RemoteError(message) from None
+        except RemoteError as exc:
+            self._tokenizer_failure = FetchFailure(str(exc), None)
+            raise
+        return tokenizer_from_files(files)
 
     def _fetch_tokenizer(self) -> dict[str, str]:
-        response = httpx.get(
-            f"{self.url}/v1/nano/tokenizer", headers=self.headers, timeout=self.timeout
-        )
+        if self._tokenizer_client is None:
+            self._tokenizer_client = httpx.Client(
+                base_url=self.url, headers=self.headers, timeout=self.timeout
+            )
+        response = self._tokenizer_client.get("/v1/nano/tokenizer")
         check_status(response.status_code, response.content)
         raise_for_error(response.status_code, response.content)
         return dict(response.json()["files"])
@@ -134,3 +175,6 @@ class HTTPBackend(Backend):
 
     def close(self) -> None:
         self._clients.close()
+        if self._tokenizer_client is not None:
+            self._tokenizer_client.close()
+            self._tokenizer_client = None

@@ -28,7 +28,7 @@ from nanolang.jobs.batch import (
 )
 from nanolang.jobs.batch_input import BatchRow, read_requests
 from nanolang.jobs.dataset import DatasetError
-from nanolang.jobs.fingerprint import FingerprintMismatch
+from nanolang.jobs.fingerprint import FingerprintMismatch, kept_fingerprints
 from nanolang.jobs.options import (
     add_job_options,
     add_run_options,
@@ -98,7 +98,7 @@ def run_job(args: argparse.Namespace) -> int:
     try:
         # the one pass over the input: each request checked, its RequestFacts kept
         rows = read_requests(args.input)
-        expected = {ref.id: ref.kept.fingerprint for ref in rows.refs}
+        expected = kept_fingerprints(rows.refs)
         rows = rows.ordered(group_key)  # prefix groups side by side (their refs; none read)
         if args.shard:
             rows = args.shard.select_streamed(rows)

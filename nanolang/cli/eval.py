@@ -23,7 +23,7 @@ from typing import Any
 from nanolang.api.program import Program, entry
 from nanolang.cli.common import holding_results, load_module, report
 from nanolang.jobs.dataset import DatasetError, Row, read_rows
-from nanolang.jobs.fingerprint import FingerprintMismatch
+from nanolang.jobs.fingerprint import FingerprintMismatch, kept_fingerprints
 from nanolang.jobs.job import EvalJob, JobConfig, row_facts
 from nanolang.jobs.metrics import METRICS, declared_metric, resolve_metric
 from nanolang.jobs.options import (
@@ -40,7 +40,7 @@ from nanolang.jobs.resume import EVAL_LINES, prepare
 from nanolang.jobs.row_file import RowRef, StreamedRows
 from nanolang.jobs.runner import JobWriter, RunStats
 from nanolang.jobs.signals import exit_status
-from nanolang.jobs.summary import error_kinds, print_summary, summarize_answers, summary_rows
+from nanolang.jobs.summary import error_kinds, print_summary, summarize, summary_rows
 from nanolang.run.tools import check_tools
 from nanolang.syntax import tree
 from nanolang.syntax.errors import NanoError
@@ -112,7 +112,7 @@ def run_job(args: argparse.Namespace) -> int:
         facts = row_facts(module, config, group_by(args.group_by))
         fields = meta_fields(module, program, args)
         rows = read_rows(args.data, args.expected_field, fields, facts)
-        fingerprints = {ref.id: ref.kept.fingerprint for ref in rows.refs}
+        fingerprints = kept_fingerprints(rows.refs)
         if args.shard is not None:
             if args.group_by is not None:  # else the rows keep their file order
                 rows = rows.ordered(group_key)
@@ -205,8 +205,7 @@ def latency_s(result: Mapping[str, Any]) -> float:
 def finish(
     args: argparse.Namespace, title: str, rows: StreamedRows[Row], metric: str, stats: RunStats
 ) -> int:
-    answers = {ref.id: (ref.kept.has_expected, ref.kept.expected) for ref in rows.refs}
-    summary = summarize_answers(answers, iter_results(args.out), metric)  # a line at a time
+    summary = summarize(rows, iter_results(args.out), metric)  # a line at a time
     print_summary(f"{title} on {args.data}", summary, stats)
     if args.report is not None:
         latencies = last_per_id(iter_results(args.out), "id", set(rows.ids), latency_s)

@@ -14,7 +14,7 @@ from typing import Any
 
 from nanolang.jobs.row_file import DatasetError, Keep, Parse, StreamedRows, json_lines
 
-__all__ = ["DatasetError", "Row", "json_lines", "parse_row", "read_rows", "row_of"]
+__all__ = ["DatasetError", "Expected", "Row", "json_lines", "parse_row", "read_rows", "row_of"]
 
 ID_FIELD = "id"
 
@@ -29,6 +29,19 @@ class Row:
     expected: Any = None
     has_expected: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Expected:
+    """What a scan of the dataset keeps of a row for the summary (``RowRef.kept``): whether it
+    has an expected answer, and the answer."""
+
+    has_expected: bool
+    expected: Any
+
+
+def expected_of(row: Row) -> Expected:
+    return Expected(row.has_expected, row.expected)
 
 
 def parse_row(
@@ -62,8 +75,9 @@ def read_rows(
     """The rows of ``path`` (blank lines are skipped but still count as lines); ``meta_fields``
     are not program arguments (they go to ``Row.meta``). One pass checks every line (a
     ``DatasetError`` names the file and line of a bad one, or a repeated id) and keeps
-    ``keep(row)`` of each row in its ``RowRef``; the rows are then read back from the file as
-    they are used, so memory holds a little per row, never the file
+    ``keep(row)`` of each row in its ``RowRef`` (by default its ``Expected`` answer, which
+    ``summarize`` takes instead of reading the row again); the rows are then read back from the
+    file as they are used, so memory holds a little per row, never the file
     (``row_file.StreamedRows``)."""
     parse = row_of(expected_field, meta_fields)
-    return StreamedRows.of_file(path, parse, row_id, "id", keep)
+    return StreamedRows.of_file(path, parse, row_id, "id", keep or expected_of)

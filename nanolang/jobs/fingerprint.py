@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from nanolang.jobs.row_file import RowRef
 from nanolang.syntax import tree
 
 Fingerprint = dict[str, str]
@@ -35,6 +36,13 @@ PART_NAMES = {
 
 class FingerprintMismatch(ValueError):
     """The results file holds rows of a different job."""
+
+
+def kept_fingerprints(refs: Iterable[RowRef]) -> dict[str, Fingerprint]:
+    """Each row's fingerprint by id, as the one scan of its input kept it (``RowRef.kept``:
+    ``nanolang eval``'s ``RowFacts``, ``nanolang batch``'s ``RequestFacts``): what resuming
+    checks the results file against."""
+    return {ref.id: ref.kept.fingerprint for ref in refs}
 
 
 def digest(value: Any) -> str:

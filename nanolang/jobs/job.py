@@ -12,10 +12,9 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
-from typing import Any
 
 from nanolang.backends.base import Backend
-from nanolang.jobs.dataset import Row
+from nanolang.jobs.dataset import Expected, Row
 from nanolang.jobs.error_text import kept_error
 from nanolang.jobs.fingerprint import Fingerprint, digest, program_digest
 from nanolang.jobs.job_files import check_job_files
@@ -61,23 +60,14 @@ def row_fingerprint(job: Fingerprint, row: Row) -> Fingerprint:
     return {**job, "row": digest({"args": row.args, "expected": row.expected, "line": row.line})}
 
 
-def row_fingerprints(
-    module: tree.Module, config: JobConfig, rows: Iterable[Row]
-) -> dict[str, Fingerprint]:
-    job = job_fingerprint(module, config)
-    return {row.id: row_fingerprint(job, row) for row in rows}
-
-
 @dataclass(frozen=True, slots=True)
-class RowFacts:
+class RowFacts(Expected):
     """What ``nanolang eval`` keeps of each row from the one scan of its dataset
-    (``RowRef.kept``): its fingerprint (resuming), group key (``--shard`` order, ``--ray``
-    chunks) and expected answer (the summary)."""
+    (``RowRef.kept``): its expected answer (the summary), fingerprint (resuming) and group key
+    (``--shard`` order, ``--ray`` chunks)."""
 
     fingerprint: Fingerprint
     group: str
-    has_expected: bool
-    expected: Any
 
 
 def row_facts(
@@ -87,7 +77,7 @@ def row_facts(
     and are shared)."""
     job = job_fingerprint(module, config)
     return lambda row: RowFacts(
-        row_fingerprint(job, row), sys.intern(group(row)), row.has_expected, row.expected
+        row.has_expected, row.expected, row_fingerprint(job, row), sys.intern(group(row))
     )
 
 

@@ -15,10 +15,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from nanolang.jobs.dataset import Row
+from nanolang.jobs.dataset import Expected, Row
 from nanolang.jobs.error_text import error_head
 from nanolang.jobs.metrics import resolve_metric
 from nanolang.jobs.results import last_per_id
+from nanolang.jobs.row_file import StreamedRows
 from nanolang.jobs.runner import RunStats
 
 TOP_ERRORS = 3
@@ -105,8 +106,16 @@ def summarize(rows: Iterable[Row], results: Iterable[Mapping[str, Any]], metric:
     """The metric over the results of ``rows``, one per row (results of other ids are ignored;
     of a row with several lines, the last). ``results`` may be streamed (``iter_results``): per
     row only its stats and score are kept; ``rows`` may be streamed (``read_rows``): per row
-    only its expected answer is kept."""
-    return summarize_answers({r.id: (r.has_expected, r.expected) for r in rows}, results, metric)
+    only its expected answer is kept, as the scan kept it (no row is read again)."""
+    return summarize_answers(answers(rows), results, metric)
+
+
+def answers(rows: Iterable[Row]) -> dict[str, Answer]:
+    """Each row's ``Answer`` by id: of streamed rows whose scan kept their ``Expected`` answers
+    (``read_rows``, ``nanolang eval``'s ``RowFacts``), those; else each row's, reading it."""
+    if isinstance(rows, StreamedRows) and all(isinstance(r.kept, Expected) for r in rows.refs):
+        return {ref.id: (ref.kept.has_expected, ref.kept.expected) for ref in rows.refs}
+    return {row.id: (row.has_expected, row.expected) for row in rows}
 
 
 def summarize_answers(

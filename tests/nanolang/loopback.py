@@ -15,14 +15,25 @@ Answer = tuple[int, str, bytes]
 
 
 @contextmanager
-def loopback_server(answer: Callable[[bytes], Answer]) -> Iterator[str]:
-    """A server on loopback answering every POST with ``answer(request_body)``; yields its
-    base URL and stops it on exit."""
+def loopback_server(
+    answer: Callable[[bytes], Answer], get: Callable[[str], Answer] | None = None
+) -> Iterator[str]:
+    """A server on loopback answering every POST with ``answer(request_body)`` and, with
+    ``get``, every GET with ``get(path)`` (without it a GET is a 501); yields its base URL and
+    stops it on exit."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             request = self.rfile.read(int(self.headers["Content-Length"]))
-            status, content_type, body = answer(request)
+            self.answer(*answer(request))
+
+        def do_GET(self) -> None:
+            if get is None:
+                self.send_error(501)
+                return
+            self.answer(*get(self.path))
+
+        def answer(self, status: int, content_type: str, body: bytes) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))

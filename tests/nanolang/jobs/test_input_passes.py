@@ -2,7 +2,8 @@
 input keeps per row what the job needs before and after its rows run (fingerprint, group key;
 batch: the url, eval: the expected answer), so the resume check, the ``--shard`` order and the
 summary read no row again (``nanolang batch`` parsed every line five times, ``nanolang eval``
-four or five). Counted on real files through the CLIs by wrapping ``json.loads``."""
+four or five; from Python, ``read_rows`` + ``EvalJob`` + ``summarize`` three times). Counted on
+real files through the CLIs and the Python API by wrapping ``json.loads``."""
 
 from __future__ import annotations
 
@@ -15,8 +16,18 @@ from typing import Any
 
 import pytest
 
+import nanolang as nl
+from nanolang.backends import OpenAI
 from nanolang.cli import main as cli_main
-from nanolang.jobs import load_results
+from nanolang.jobs import (
+    EvalJob,
+    JobConfig,
+    ResultLog,
+    iter_results,
+    load_results,
+    read_rows,
+    summarize,
+)
 from tests.nanolang.jobs.test_streamed_rows import TO_INT, completions_server
 
 ROWS = 40
@@ -91,6 +102,26 @@ def test_eval_parses_each_row_at_most_twice(
     results = load_results(out)
     assert sorted(int(line["id"]) for line in results) == list(range(ROWS))
     assert all(line["output"] == int(line["id"]) for line in results)
+
+
+def test_the_python_api_parses_each_row_once_in_the_scan_and_once_when_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As docs/programs.md's example: ``summarize`` of ``read_rows``' rows takes the expected
+    answers the scan kept (it read every row a third time)."""
+    data, out = tmp_path / "d.jsonl", tmp_path / "out.jsonl"
+    with data.open("w", encoding="utf-8") as f:
+        for i in range(ROWS):
+            f.write(json.dumps({"x": str(i), "pad": "p", "expected": i if i % 4 else -1}) + "\n")
+    module = nl.compile(TO_INT).module
+    backend = OpenAI("http://127.0.0.1:9", "unused")  # the program makes no model call
+    with counted_parses(data, monkeypatch) as counts:
+        rows = read_rows(data)
+        with ResultLog(out, inputs=[data]) as log:
+            EvalJob(module, backend, JobConfig("main"), log).run(rows)
+        summary = summarize(rows, iter_results(out), "exact")
+    assert counts == Counter(dict.fromkeys(range(ROWS), 2))
+    assert (summary.correct, summary.scored) == (ROWS * 3 // 4, ROWS)
 
 
 def test_bad_input_stops_either_job_before_it_starts_with_the_file_and_line(

@@ -15,8 +15,8 @@ import pytest
 import nanolang as nl
 from nanolang.backends.base import Backend, BackendError
 from nanolang.jobs import EvalJob, JobConfig, ResultLog, load_results, read_rows
-from nanolang.jobs.fingerprint import FingerprintMismatch
-from nanolang.jobs.job import row_fingerprints
+from nanolang.jobs.fingerprint import FingerprintMismatch, kept_fingerprints
+from nanolang.jobs.job import row_facts
 from nanolang.jobs.resume import EVAL_LINES, ResumeOptions, prepare
 from nanolang.jobs.shard import Shard
 from runtime.outputs import RequestOutput
@@ -56,9 +56,9 @@ def run(
     shard: Shard | None = None,
 ) -> list[dict[str, Any]]:
     module = nl.compile(source).module
-    rows = read_rows(data)
     config = JobConfig("main", seed=seed)
-    prepare(out, row_fingerprints(module, config, rows), EVAL_LINES, options or ResumeOptions())
+    rows = read_rows(data, keep=row_facts(module, config, lambda row: ""))  # as nanolang eval
+    prepare(out, kept_fingerprints(rows.refs), EVAL_LINES, options or ResumeOptions())
     with ResultLog(out) as log:
         EvalJob(module, backend or Flaky(), config, log).run(shard.select(rows) if shard else rows)
     return load_results(out)
