@@ -2,8 +2,8 @@
 kernel and dots ``paged_attention`` picks for it, and every choice over a float8 cache (decodes
 and extends of one batch) against the torch reference on fresh random batches; the extend
 kernel's float16 dots with queries far outside float16's range; "by-context": its rule (max
-context over mean), its pick per batch, from where it reads the batch's contexts, and when
-decode CUDA graphs must be captured per case."""
+context over mean, at the choice's exact ratio, ``by-context@RATIO``), its pick per batch, from
+where it reads the batch's contexts, and when decode CUDA graphs must be captured per case."""
 
 from __future__ import annotations
 
