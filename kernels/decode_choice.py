@@ -2,13 +2,16 @@
 
 The Triton backend has two decode kernels (the gather kernel and the TMA kernel) and, over a
 float8 (e4m3) KV cache, two dtypes to widen K/V tiles to before the dots. Other backends ignore
-the choice. The engine builds one from ``EngineConfig.decode_kernel`` / ``fp8_decode_dot``.
+the choice. The engine builds one from ``EngineConfig.decode_kernel`` / ``fp8_decode_dot``
+(``DecodeChoice.of``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from fractions import Fraction
 
 # the decode kernel on the whole GPU: "auto" (the measured choice per KV cache dtype, see
@@ -19,7 +22,8 @@ from fractions import Fraction
 # KV tiles, four stages; kept to compare against); "by-context" (opt-in, per decode batch over a
 # 16-bit cache: "tma-items" when the decode rows' contexts are near-uniform, see contexts_uniform,
 # else the gather kernel; "auto" over float8 caches; under decode CUDA graphs each batch size is
-# captured twice, uniform and ragged)
+# captured twice, uniform and ragged). "by-context@RATIO" names the uniform-context ratio
+# (DecodeChoice.uniform_ratio; e.g. by-context@1.05), UNIFORM_CONTEXT_RATIO without one.
 WHOLE_GPU_KERNELS = ("auto", "gather", "tma", "tma-items", "gather-64", "by-context")
 # float8 caches: "fp16" (K/V widened to float16, q scaled per row into its range; the default),
 # "q" (widened to the queries' dtype, bfloat16 on the engine: three conversions per two values)
@@ -31,28 +35,49 @@ FP8_DOTS = ("fp16", "q")
 # against the gather kernel's 0.84-0.96; on contexts uniformly random up to twice the mean
 # (ratio about 2) at 0.73-0.81 against 0.78-0.93. No ratio in between was measured: 1.25 keeps
 # batches close to the first shape on TMA and leaves everything more ragged to the gather kernel.
-UNIFORM_CONTEXT_RATIO = 1.25
+# In the engine (Llama-3-8B, H200, 256 requests, one run) 1.25 measured 1.032x "auto" on 512/1024
+# (every batch's contexts nearly equal) but 0.954x on ShareGPT-like, where 527 of 1,192 decode
+# steps were classed uniform and TMA lost on those not-quite-equal contexts: too loose there.
+# The default for a plain "by-context"; a spec sets its own to sweep (by-context@1.02, ...).
+UNIFORM_CONTEXT_RATIO = Fraction(5, 4)
+# a ratio in a spec: a decimal (1.05) or a quotient of integers (21/20), read exactly
+RATIO_SYNTAX = re.compile(r"\d+(\.\d+)?|\d+/0*[1-9]\d*")
 
 
-def contexts_uniform(context_lens: Sequence[int]) -> bool:
+def contexts_uniform(context_lens: Sequence[int], ratio: Fraction) -> bool:
     """Whether decode rows of these context lengths are near-uniform for "by-context": max <=
-    ``UNIFORM_CONTEXT_RATIO`` x mean, in exact integer arithmetic (every tensor-parallel rank,
-    given the same lengths, decides the same). An empty batch counts as uniform."""
+    ``ratio`` x mean, in exact integer arithmetic (every tensor-parallel rank, given the same
+    lengths and the same choice, decides the same). An empty batch counts as uniform."""
     if not context_lens:
         return True
-    ratio = Fraction(UNIFORM_CONTEXT_RATIO)
     return max(context_lens) * len(context_lens) * ratio.denominator <= (
         ratio.numerator * sum(context_lens)
     )
 
 
+def parse_ratio(text: str) -> Fraction:
+    """A uniform-context ratio as a spec writes it, exactly (ValueError: not a ratio)."""
+    if not RATIO_SYNTAX.fullmatch(text):
+        raise ValueError(f"{text!r} is not a ratio (a decimal such as 1.05, or 21/20)")
+    return Fraction(text)
+
+
+def ratio_text(ratio: Fraction) -> str:
+    """``ratio`` as a spec writes it: a decimal where one is exact (1.25, 1.05, 1), else N/D."""
+    decimal = Decimal(ratio.numerator) / Decimal(ratio.denominator)
+    return format(decimal, "f") if Fraction(decimal) == ratio else str(ratio)
+
+
 @dataclass(frozen=True)
 class DecodeChoice:
-    """The whole-GPU decode kernel and the dots over a float8 cache. An SM budget below the
-    device's (a pipeline partition) keeps its measured kernel; the dots apply there too."""
+    """The whole-GPU decode kernel, the dots over a float8 cache and, for "by-context", the
+    uniform-context ratio (max over mean context; exact, so that every tensor-parallel rank
+    classes a batch alike). An SM budget below the device's (a pipeline partition) keeps its
+    measured kernel; the dots apply there too."""
 
     whole_gpu: str = "auto"
     fp8_dot: str = "fp16"
+    uniform_ratio: Fraction = UNIFORM_CONTEXT_RATIO
 
     def __post_init__(self) -> None:
         if self.whole_gpu not in WHOLE_GPU_KERNELS:
@@ -61,12 +86,40 @@ class DecodeChoice:
         if self.fp8_dot not in FP8_DOTS:
             raise ValueError(f"fp8 decode dot must be one of {', '.join(FP8_DOTS)}, "
                              f"got {self.fp8_dot!r}")  # fmt: skip
+        if not isinstance(self.uniform_ratio, Fraction):
+            raise TypeError(f"the uniform-context ratio must be an exact Fraction, "
+                            f"got {self.uniform_ratio!r}")  # fmt: skip
+        if self.uniform_ratio < 1:
+            raise ValueError(f"the uniform-context ratio (max / mean context) must be at least "
+                             f"1, got {ratio_text(self.uniform_ratio)}")  # fmt: skip
+        if self.whole_gpu != "by-context" and self.uniform_ratio != UNIFORM_CONTEXT_RATIO:
+            raise ValueError(f"only by-context takes a uniform-context ratio, "
+                             f"not {self.whole_gpu!r}")  # fmt: skip
+
+    @staticmethod
+    def of(kernel: str, dot: str = "fp16", spec: str | None = None) -> DecodeChoice:
+        """``KERNEL`` or ``by-context@RATIO`` (``EngineConfig.decode_kernel``) and a dot; a
+        ValueError names ``spec`` (the whole spec parsed), else ``kernel``."""
+        name, at, ratio = kernel.strip().partition("@")
+        try:
+            if at and name != "by-context":
+                raise ValueError("only by-context takes a uniform-context ratio (by-context@RATIO)")
+            return DecodeChoice(name, dot, parse_ratio(ratio)) if at else DecodeChoice(name, dot)
+        except ValueError as exc:
+            named = f"decode choice {spec!r}" if spec is not None else f"decode kernel {kernel!r}"
+            raise ValueError(f"{named}: {exc}") from None
 
     @staticmethod
     def parse(spec: str) -> DecodeChoice:
-        """``KERNEL:DOT`` (e.g. ``gather:q``, ``tma-items:fp16``) or ``KERNEL`` alone."""
+        """``KERNEL:DOT`` (e.g. ``gather:q``, ``by-context@1.05:fp16``) or ``KERNEL`` alone."""
         kernel, _, dot = spec.strip().partition(":")
-        return DecodeChoice(kernel, dot or "fp16")
+        return DecodeChoice.of(kernel, dot or "fp16", spec)
+
+    def kernel_spec(self) -> str:
+        """The kernel part of ``spec()``: ``KERNEL``, ``by-context@RATIO`` with its ratio."""
+        if self.whole_gpu != "by-context":
+            return self.whole_gpu
+        return f"{self.whole_gpu}@{ratio_text(self.uniform_ratio)}"
 
     def spec(self) -> str:
-        return f"{self.whole_gpu}:{self.fp8_dot}"
+        return f"{self.kernel_spec()}:{self.fp8_dot}"

@@ -238,10 +238,11 @@ class EngineConfig:
     # the kernel on the whole GPU, "auto" (the measured choice per KV cache dtype), "gather",
     # "tma" (persistent grid), "tma-items" (one program per work item), "gather-64" or
     # "by-context" (opt-in: per decode batch "tma-items" on near-uniform contexts, "gather" on
-    # ragged ones; twice the decode CUDA graphs); and the dtype a float8
-    # KV cache is widened to for the dots, "fp16" (q scaled per row into float16's range; 1.3-1.4x
-    # faster than "q" and closer to the reference, docs/performance.md) or "q" (the queries'
-    # dtype, bfloat16: the widening before 2026-11-30)
+    # ragged ones; twice the decode CUDA graphs), "by-context@RATIO" with its uniform-context
+    # ratio (max / mean context, exact: e.g. "by-context@1.05"; 1.25 without); and the dtype a
+    # float8 KV cache is widened to for the dots, "fp16" (q scaled per row into float16's range;
+    # 1.3-1.4x faster than "q" and closer to the reference, docs/performance.md) or "q" (the
+    # queries' dtype, bfloat16: the widening before 2026-11-30)
     decode_kernel: str = "auto"
     fp8_decode_dot: str = "fp16"
     # the linear operator's kernel backend by name ("torch": cuBLAS through torch; "triton":
@@ -304,4 +305,4 @@ class EngineConfig:
         """decode_kernel and fp8_decode_dot as the kernels' plain choice (validated there)."""
         from kernels.decode_choice import DecodeChoice  # the kernels package loads torch
 
-        return DecodeChoice(self.decode_kernel, self.fp8_decode_dot)
+        return DecodeChoice.of(self.decode_kernel, self.fp8_decode_dot)

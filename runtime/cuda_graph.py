@@ -16,13 +16,14 @@ that plan, and a loaded batch replays the graph of the plan its real mean contex
 
 The opt-in "by-context" decode choice (kernels.decode_choice) runs one kernel on decode batches
 of near-uniform contexts and another on ragged ones, which a captured graph cannot choose at
-replay. Where the attention backend says its kernel depends on that
-(``picks_decode_by_context``), every (batch size, plan) is captured twice, its plan wrapped in a
-``ContextVariant`` fixed to uniform or ragged contexts (twice the decode graphs: twice the
-capture time, and the graphs' own memory, the shared pool aside), and ``key_for`` picks the
-variant from the loaded rows' real lengths. Every other choice captures as before. Under tensor
-parallelism every rank runs the driver's plan and picks from its integer context lengths by
-exact arithmetic, so all ranks replay the same variant.
+replay. Where the attention backend says its kernel depends on that, and by which uniform-context
+ratio (``decode_context_ratio``: the decode choice's, e.g. ``by-context@1.05``), every (batch
+size, plan) is captured twice, its plan wrapped in a ``ContextVariant`` fixed to uniform or
+ragged contexts (twice the decode graphs: twice the capture time, and the graphs' own memory,
+the shared pool aside), and ``key_for`` picks the variant from the loaded rows' real lengths by
+that ratio. Every other choice captures as before. Under tensor parallelism every rank runs the
+driver's plan and picks from its integer context lengths by exact arithmetic and the same
+configured ratio, so all ranks replay the same variant.
 
 A plan guard (runtime.pipeline.guard) steers the graph: for a guarded bucket the forward names a
 turn per loaded batch (the plan, or dense: its batch size's dense graph is captured too), and the
@@ -35,12 +36,13 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import torch
 
 from kernels import AttentionMetadata, Ops
-from kernels.decode_choice import contexts_uniform
+from kernels.decode_choice import contexts_uniform, ratio_text
 from runtime.host_copy import pinned
 from runtime.model.llama import ForwardContext, LlamaModel
 
@@ -149,8 +151,9 @@ class DecodeGraphs:
         # a pipeline's forward, or the plain dense one
         fwd = forward or model
         self.variants = fwd if isinstance(fwd, DecodeVariants) else OneForward(fwd)
-        # "by-context" decode attention: each (batch size, plan) once per context shape
-        self.by_context = ops.paged_attention.picks_decode_by_context(
+        # "by-context" decode attention: each (batch size, plan) once per context shape, a loaded
+        # batch classed by the decode choice's ratio (None: one graph whatever the contexts)
+        self.uniform_ratio: Fraction | None = ops.paged_attention.decode_context_ratio(
             model.embed_tokens.dtype, kv_caches[0][0]
         )
         # what gets captured: a forward per (batch size, plan)
@@ -182,6 +185,11 @@ class DecodeGraphs:
         self.logits_buf: torch.Tensor | None = None  # made by the first capture
         self.pool: Any = None  # the graphs' shared memory pool, set by the first capture
         self.replays: Counter[GraphKey] = Counter()  # replays per graph since start-up
+
+    @property
+    def by_context(self) -> bool:
+        """Whether each (batch size, plan) is captured for uniform and for ragged contexts."""
+        return self.uniform_ratio is not None
 
     def _context_variants(self, plan: Hashable, forward: Forward) -> list[tuple[Hashable, Forward]]:
         """The plan's graphs: itself, or a uniform and a ragged one under "by-context"."""
@@ -239,11 +247,13 @@ class DecodeGraphs:
             self.graphs[key] = graph
         torch.cuda.synchronize()
         plans = {k for k in self.graphs if len(self.variants.graph_variants(k[0])) > 1}
+        ratio = self.uniform_ratio
+        shapes = (f"; each for uniform (max <= {ratio_text(ratio)} x mean) and for ragged contexts "
+                  "(by-context decode attention)" if ratio is not None else "")  # fmt: skip
         logger.info("captured decode CUDA graphs for batch sizes %s%s%s",
                     sorted({b for b, _ in self.graphs}),
                     f"; more than one plan: {sorted(plans, key=str)}" if plans else "",
-                    "; each for uniform and for ragged contexts (by-context decode attention)"
-                    if self.by_context else "")  # fmt: skip
+                    shapes)  # fmt: skip
 
     @property
     def max_batch(self) -> int:
@@ -270,8 +280,9 @@ class DecodeGraphs:
         plan = self.variants.graph_key(b, self._mean_context(n, context_lens))
         if turn is not None and not turn.runs_plan:
             plan = None
-        if self.by_context:  # host lengths (the plan's): no device read
-            plan = ContextVariant(plan, contexts_uniform(context_lens[:n].tolist()))
+        if self.uniform_ratio is not None:  # host lengths (the plan's): no device read
+            uniform = contexts_uniform(context_lens[:n].tolist(), self.uniform_ratio)
+            plan = ContextVariant(plan, uniform)
         key = (b, plan)
         assert key in self.forwards, f"decode graph {key} was not made"
         return key

@@ -25,6 +25,7 @@ Backends that read everything from device tensors at run time (Triton) need none
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from fractions import Fraction
 from typing import ClassVar
 
 import torch
@@ -55,11 +56,13 @@ class AttentionBackend(ABC):
         over a float8 cache); backends without such a choice return themselves."""
         return self
 
-    def picks_decode_by_context(self, q_dtype: torch.dtype, k_cache: torch.Tensor) -> bool:
-        """Whether this backend's decode kernel for queries of ``q_dtype`` over ``k_cache`` depends
-        on how uniform a batch's contexts are (AttentionMetadata.decode_contexts_uniform): decode
-        CUDA graphs then capture each batch size once per case. False for most backends."""
-        return False
+    def decode_context_ratio(self, q_dtype: torch.dtype, k_cache: torch.Tensor) -> Fraction | None:
+        """Where this backend's decode kernel for queries of ``q_dtype`` over ``k_cache`` depends
+        on how uniform a batch's contexts are (AttentionMetadata.decode_contexts_uniform), the
+        ratio it classes them by (uniform: max <= ratio x mean; kernels.decode_choice): decode
+        CUDA graphs then capture each batch size once per case and pick by it. None (one kernel
+        whatever the contexts) for most backends."""
+        return None
 
     def supports_cuda_graphs(self, dtype: torch.dtype) -> bool:
         """Whether a forward in ``dtype`` can be captured (False: run every batch eagerly)."""

@@ -4,11 +4,13 @@ Everything the kernels need (lengths, block tables, query offsets) is read from 
 run time and the grids depend only on shapes and ``max_context_len``, so there is nothing to plan
 per batch and a captured forward stays valid for any batch loaded into the graph's buffers.
 The one exception is the opt-in "by-context" decode choice, whose kernel depends on how uniform
-the batch's contexts are: decode CUDA graphs capture it once per case
-(``picks_decode_by_context``).
+the batch's contexts are (by its choice's uniform-context ratio): decode CUDA graphs capture it
+once per case (``decode_context_ratio``).
 """
 
 from __future__ import annotations
+
+from fractions import Fraction
 
 import torch
 
@@ -52,17 +54,17 @@ class TritonAttention(AttentionBackend):
     def with_decode(self, choice: DecodeChoice) -> TritonAttention:
         return TritonAttention(self.device, self.num_sms, self.decode_config, choice)
 
-    def picks_decode_by_context(self, q_dtype: torch.dtype, k_cache: torch.Tensor) -> bool:
-        return self.num_sms is None and self.decode_config is None and picks_by_context(
-            self.choice, q_dtype, k_cache
-        )
+    def decode_context_ratio(self, q_dtype: torch.dtype, k_cache: torch.Tensor) -> Fraction | None:
+        whole_gpu = self.num_sms is None and self.decode_config is None
+        picks = whole_gpu and picks_by_context(self.choice, q_dtype, k_cache)
+        return self.choice.uniform_ratio if picks else None
 
     def _uniform(self, meta: AttentionMetadata) -> bool | None:
         if self.choice.whole_gpu != "by-context":
             return None
         seen, uniform = self._contexts
         if seen is not meta:
-            uniform = decode_contexts_uniform(meta)
+            uniform = decode_contexts_uniform(meta, self.choice.uniform_ratio)
             self._contexts = (meta, uniform)
         return uniform
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from fractions import Fraction
 from typing import Any, Literal
 
 import torch
@@ -29,8 +30,8 @@ AUTO_WHOLE_GPU_FP8 = "tma-items"
 # bench/results/2026-11-30-h200-decode-gqa.json). Float8 pages and wider heads keep DecodeConfig().
 WHOLE_GPU_GATHER = DecodeConfig(block_n=128, num_stages=2)
 # DecodeChoice.whole_gpu "by-context" over 16-bit pages: this kernel for decode batches whose
-# contexts are near-uniform (kernels.decode_choice.UNIFORM_CONTEXT_RATIO), the gather kernel for
-# the rest and where the batch's lengths are not known on the host
+# contexts are near-uniform (within the choice's uniform_ratio, kernels.decode_choice), the gather
+# kernel for the rest and where the batch's lengths are not known on the host
 BY_CONTEXT_UNIFORM = "tma-items"
 
 DecodeKernel = Callable[..., None]
@@ -69,13 +70,14 @@ def picks_by_context(choice: DecodeChoice, q_dtype: torch.dtype, k_cache: torch.
     )
 
 
-def decode_contexts_uniform(meta: AttentionMetadata) -> bool | None:
-    """Whether the batch's decode rows have near-uniform contexts: as a CUDA graph's metadata
-    fixes it, else from the host lengths (None without them; never read from the device)."""
+def decode_contexts_uniform(meta: AttentionMetadata, ratio: Fraction) -> bool | None:
+    """Whether the batch's decode rows have near-uniform contexts (max <= ``ratio`` x mean): as a
+    CUDA graph's metadata fixes it, else from the host lengths (None without them; never read
+    from the device)."""
     if meta.decode_contexts_uniform is not None:
         return meta.decode_contexts_uniform
     lens = meta.context_lens_host[: meta.num_decode_seqs]
-    return contexts_uniform(lens) if lens else None
+    return contexts_uniform(lens, ratio) if lens else None
 
 
 def decode_launch(
@@ -136,7 +138,7 @@ def paged_attention(
     (e4m3) cache is read by every kernel as stored value x ``k_scale`` / ``v_scale``, with K/V
     widened to ``choice.fp8_dot`` (float16 by default) for the dots. "by-context" picks by
     ``uniform`` (the decode rows' contexts near-uniform) or, without it, by
-    ``decode_contexts_uniform(meta)``.
+    ``decode_contexts_uniform(meta, choice.uniform_ratio)``.
     """
     assert q.stride(-1) == 1 and k_cache.is_contiguous() and v_cache.is_contiguous()
     assert q.shape[-1] & (q.shape[-1] - 1) == 0, "head_dim must be a power of two"
@@ -145,7 +147,7 @@ def paged_attention(
     num_decode = meta.num_decode_seqs
     if num_decode > 0:
         if uniform is None and choice.whole_gpu == "by-context":
-            uniform = decode_contexts_uniform(meta)
+            uniform = decode_contexts_uniform(meta, choice.uniform_ratio)
         decode, cfg, sms = decode_launch(q, k_cache, num_sms, decode_config, choice, uniform)
         args: tuple[Any, ...] = (
             q[:num_decode], k_cache, v_cache, meta.block_tables[:num_decode],

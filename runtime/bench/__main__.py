@@ -130,7 +130,7 @@ def run_nanolang(
         enforce_eager=args.enforce_eager,
         async_scheduling=args.async_scheduling, pipeline=spec, kv_cache_dtype=kv,
         tensor_parallel_size=tp, allreduce=args.allreduce,
-        symm_mem_max_bytes=args.symm_mem_max_bytes, decode_kernel=decode.whole_gpu,
+        symm_mem_max_bytes=args.symm_mem_max_bytes, decode_kernel=decode.kernel_spec(),
         fp8_decode_dot=decode.fp8_dot, linear_backend=linear, fuse_rope_kv_store=fused,
         plan_guard=args.plan_guard == "on" and mode == "nanoflow",
         plan_guard_samples=args.plan_guard_samples, plan_guard_min_gain=args.plan_guard_min_gain,
@@ -145,7 +145,7 @@ def run_nanolang(
         "dtype": dtype,
         "max_num_batched_tokens": engine.config.max_num_batched_tokens,
         "pipeline_used": engine.pipeline_summary,
-        "decode_attention": decode.spec(),
+        "decode_attention": engine.config.decode_choice().spec(),  # as the engine built it
         "admission_reserve_tokens": engine.config.admission_reserve_tokens,
         "admission_tail_overcommit": engine.config.admission_tail_overcommit,
         "plan_guard_on": engine.config.plan_guard and spec is not None,
@@ -373,7 +373,8 @@ def token_budgets(args: argparse.Namespace) -> list[int]:
 
 
 def decode_choices(text: str) -> list[DecodeChoice]:
-    """``--decode-attention``: a comma list of KERNEL:DOT, one engine each."""
+    """``--decode-attention``: a comma list of KERNEL:DOT (KERNEL may be by-context@RATIO), one
+    engine each; all checked before any engine runs."""
     try:
         return [DecodeChoice.parse(item) for item in text.split(",") if item.strip()] or [
             DecodeChoice()

@@ -150,9 +150,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help="comma list of KERNEL:DOT decode-attention choices, one engine each (the Triton "
         "backend; kernels.decode_choice): KERNEL the whole-GPU kernel (auto, gather, tma, "
         "tma-items, gather-64, by-context: per decode batch over a 16-bit cache tma-items on "
-        "near-uniform contexts and gather on ragged ones, opt-in, twice the decode graphs), DOT "
-        "the dtype an fp8 KV cache is widened to for the dots (fp16, q); e.g. gather:q,auto:fp16 "
-        "compares the widening to bf16 before 2026-11-30 with today's default",
+        "near-uniform contexts and gather on ragged ones, opt-in, twice the decode graphs; "
+        "by-context@RATIO: near-uniform is max <= RATIO x mean context, a decimal >= 1, 1.25 "
+        "without), DOT the dtype an fp8 KV cache is widened to for the dots (fp16, q); e.g. "
+        "gather:q,auto:fp16 compares the widening to bf16 before 2026-11-30 with today's "
+        "default, auto,by-context@1.02,by-context@1.1 sweeps the ratio",
     )
     ap.add_argument(
         "--linear",

@@ -2,14 +2,16 @@
 kernel and dots ``paged_attention`` picks for it, and every choice over a float8 cache (decodes
 and extends of one batch) against the torch reference on fresh random batches; the extend
 kernel's float16 dots with queries far outside float16's range; "by-context": its rule (max
-context over mean), its pick per batch, from where it reads the batch's contexts, and when
-decode CUDA graphs must be captured per case."""
+context over mean, at the choice's exact ratio, ``by-context@RATIO``), its pick per batch, from
+where it reads the batch's contexts, and when decode CUDA graphs must be captured per case."""
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
 import random
+import re
+from fractions import Fraction
 
 import pytest
 import torch
@@ -40,6 +42,61 @@ def test_choice_parses_and_refuses_unknown_names() -> None:
         DecodeChoice.parse("flash:fp16")
     with pytest.raises(ValueError, match="fp8 decode dot must be one of fp16, q"):
         DecodeChoice.parse("gather:fp8")  # the float8 wgmma dots are not an engine choice
+
+
+def test_by_context_takes_its_uniform_ratio_in_the_spec_exactly() -> None:
+    by = DecodeChoice("by-context")
+    assert by.uniform_ratio == UNIFORM_CONTEXT_RATIO == Fraction(5, 4)  # the default: as before
+    assert DecodeChoice.parse("by-context:q") == DecodeChoice("by-context", "q")
+    assert DecodeChoice.parse("by-context@1.05:fp16") == DecodeChoice(
+        "by-context", "fp16", Fraction(21, 20)
+    )  # exact, not the float 1.05
+    assert DecodeChoice.parse(" by-context@1.02 ").uniform_ratio == Fraction(51, 50)
+    assert DecodeChoice.parse("by-context@1").uniform_ratio == 1
+    assert DecodeChoice.parse("by-context@4/3").uniform_ratio == Fraction(4, 3)
+    assert DecodeChoice.parse("by-context@1.250").uniform_ratio == Fraction(5, 4)
+    # spec() names the ratio of every by-context choice, as a decimal where one is exact
+    assert by.spec() == "by-context@1.25:fp16" and by.kernel_spec() == "by-context@1.25"
+    assert DecodeChoice.parse("by-context@1.050:q").spec() == "by-context@1.05:q"
+    assert DecodeChoice.parse("gather:q").kernel_spec() == "gather"
+    for ratio in ("1", "1.02", "1.05", "1.1", "1.25", "2.5", "4/3", "10"):
+        for dot in FP8_DOTS:
+            choice = DecodeChoice.parse(f"by-context@{ratio}:{dot}")
+            assert choice.uniform_ratio == Fraction(ratio) and choice.fp8_dot == dot
+            assert DecodeChoice.parse(choice.spec()) == choice
+            assert DecodeChoice.of(choice.kernel_spec(), dot) == choice
+    assert DecodeChoice.parse("by-context@4/3").spec() == "by-context@4/3:fp16"
+
+
+@pytest.mark.parametrize(
+    ("spec", "why"),
+    [
+        ("gather@1.05:q", "only by-context takes a uniform-context ratio"),
+        ("auto@1.25", "only by-context takes a uniform-context ratio"),
+        ("by-context@0.99", "at least 1"),
+        ("by-context@0", "at least 1"),
+        ("by-context@", "not a ratio"),
+        ("by-context@abc:fp16", "not a ratio"),
+        ("by-context@1.0.5", "not a ratio"),
+        ("by-context@-1.1", "not a ratio"),
+        ("by-context@1e0", "not a ratio"),
+        ("by-context@nan", "not a ratio"),
+        ("by-context@1/0", "not a ratio"),
+        ("by-context@1.05@1.1", "not a ratio"),
+    ],
+)
+def test_a_bad_uniform_ratio_is_refused_naming_the_spec(spec: str, why: str) -> None:
+    with pytest.raises(ValueError, match=f"decode choice '{re.escape(spec)}': .*{why}"):
+        DecodeChoice.parse(spec)
+
+
+def test_the_choice_itself_refuses_an_inexact_low_or_misplaced_ratio() -> None:
+    with pytest.raises(TypeError, match="exact"):
+        DecodeChoice("by-context", uniform_ratio=1.05)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="at least 1"):
+        DecodeChoice("by-context", uniform_ratio=Fraction(99, 100))
+    with pytest.raises(ValueError, match="only by-context"):
+        DecodeChoice("gather", uniform_ratio=Fraction(11, 10))
 
 
 def _launch(
@@ -118,17 +175,46 @@ def test_whole_gpu_kernel_follows_the_choice_and_the_cache_dtype(
 
 
 def test_by_context_rule_compares_the_longest_context_with_the_mean() -> None:
-    assert UNIFORM_CONTEXT_RATIO == 1.25
-    assert contexts_uniform([800] * 256)  # the measured uniform shape (ratio 1.0)
-    assert contexts_uniform([5, 3]) and contexts_uniform((125, 100, 100, 100, 100, 125, 125, 125))
-    assert not contexts_uniform([6, 3])  # 6 / 4.5 = 1.33
+    r = UNIFORM_CONTEXT_RATIO
+    assert r == Fraction(5, 4)
+    assert contexts_uniform([800] * 256, r)  # the measured uniform shape (ratio 1.0)
+    assert contexts_uniform([5, 3], r)
+    assert contexts_uniform((125, 100, 100, 100, 100, 125, 125, 125), r)
+    assert not contexts_uniform([6, 3], r)  # 6 / 4.5 = 1.33
     # exactly at the threshold (ratio 1.25 in integers, no rounding either way), and one above
-    assert contexts_uniform([15, 11, 11, 11]) and contexts_uniform([1500] + [1100] * 3)  # 15 / 12
-    assert not contexts_uniform([16, 11, 11, 11]) and not contexts_uniform([1501] + [1100] * 3)
+    assert contexts_uniform([15, 11, 11, 11], r) and contexts_uniform([1500] + [1100] * 3, r)
+    assert not contexts_uniform([16, 11, 11, 11], r)
+    assert not contexts_uniform([1501] + [1100] * 3, r)
     # the measured ragged shape: uniformly random up to twice the mean (ratio about 2)
     rng = random.Random(0)
-    assert not contexts_uniform([rng.randint(1, 1600) for _ in range(256)])
-    assert contexts_uniform([])
+    assert not contexts_uniform([rng.randint(1, 1600) for _ in range(256)], r)
+    assert contexts_uniform([], r)
+
+
+@pytest.mark.parametrize(
+    ("ratio", "at", "above"),
+    [
+        # max / mean exactly the ratio (uniform) and the smallest step past it (ragged)
+        ("1", [7, 7, 7], [8, 7, 7]),
+        ("1", [1000] * 256, [1001] + [1000] * 255),
+        # 102 / 100 = 1.02: lengths 102 and 98 mean 100; 103 and 97 too, but 103 / 100 > 1.02
+        ("1.02", [102, 98], [103, 97]),
+        ("1.02", [1020] + [995] * 4, [1021] + [995] * 4),  # 1020 / 1000 vs 1021 / 1000.2
+        # 1.05 x 20 = 21 (lengths 21 and 19, mean 20)
+        ("1.05", [21, 19], [22, 19]),
+        ("1.05", [1050] + [1000] * 20 + [950], [1051] + [1000] * 20 + [950]),  # mean 1000
+        ("1.25", [15, 11, 11, 11], [16, 11, 11, 11]),
+        ("1.25", [5, 3], [6, 3]),
+    ],
+)
+def test_contexts_uniform_at_each_ratios_boundary_in_exact_arithmetic(
+    ratio: str, at: list[int], above: list[int]
+) -> None:
+    r = Fraction(ratio)
+    assert max(at) * len(at) == r * sum(at)  # exactly on the boundary (no float would say so)
+    assert contexts_uniform(at, r) and not contexts_uniform(above, r)
+    assert not contexts_uniform(at, r - Fraction(1, 10**9))  # any tighter ratio: ragged
+    assert contexts_uniform([], r) and contexts_uniform([42] * 3, r)  # equal lengths: uniform
 
 
 def test_by_context_picks_tma_items_on_uniform_16_bit_batches_and_gather_else(
@@ -167,24 +253,37 @@ def test_eager_by_context_reads_the_decode_rows_host_lengths_or_a_graphs_fixed_c
     pytest.importorskip("triton")
     from kernels.triton.paged_attention import decode_contexts_uniform
 
-    # decode rows 100..120 (the extend's 9 would make the whole batch ragged)
+    r = UNIFORM_CONTEXT_RATIO
+    # decode rows 100..120 (the extend's 9 would make the whole batch ragged): 120 / 110 = 1.09
     meta = _decode_batch([100, 110, 120], seed=1).meta
-    assert decode_contexts_uniform(meta) is True
-    assert decode_contexts_uniform(_decode_batch([10, 110, 120], seed=1).meta) is False
+    assert decode_contexts_uniform(meta, r) is True
+    assert decode_contexts_uniform(meta, Fraction(11, 10)) is True
+    assert decode_contexts_uniform(meta, Fraction(21, 20)) is False  # by-context@1.05: ragged
+    assert decode_contexts_uniform(_decode_batch([10, 110, 120], seed=1).meta, r) is False
     # device-only metadata (a CUDA graph's): not known, never read back from the device
     blind = dataclasses.replace(meta, cu_seqlens_q_host=(), context_lens_host=())
-    assert decode_contexts_uniform(blind) is None
-    # a graph captured for one case says so, whatever the lengths
+    assert decode_contexts_uniform(blind, r) is None
+    # a graph captured for one case says so, whatever the lengths and the ratio
     fixed = dataclasses.replace(meta, decode_contexts_uniform=False)
-    assert decode_contexts_uniform(fixed) is False
-    assert decode_contexts_uniform(dataclasses.replace(blind, decode_contexts_uniform=True)) is True
+    assert decode_contexts_uniform(fixed, r) is False
+    uniform = dataclasses.replace(blind, decode_contexts_uniform=True)
+    assert decode_contexts_uniform(uniform, Fraction(1)) is True
 
 
 @pytest.mark.gpu
 @needs_triton_device
-@pytest.mark.parametrize("ctx_lens", [[100, 110, 120], [10, 110, 120]], ids=["uniform", "ragged"])
+@pytest.mark.parametrize(
+    ("spec", "ctx_lens", "uniform"),
+    [
+        ("by-context", [100, 110, 120], True),  # 120 / 110 = 1.09
+        ("by-context", [10, 110, 120], False),
+        ("by-context@1.1", [100, 110, 120], True),
+        ("by-context@1.05", [100, 110, 120], False),  # the choice's ratio, not the module's
+    ],
+    ids=["uniform", "ragged", "uniform@1.1", "ragged@1.05"],
+)
 def test_triton_backend_by_context_matches_reference_and_decides_once_per_batch(
-    monkeypatch: pytest.MonkeyPatch, ctx_lens: list[int]
+    monkeypatch: pytest.MonkeyPatch, spec: str, ctx_lens: list[int], uniform: bool
 ) -> None:
     """The backend's forward (two layers, one batch): the kernel picked per the decode rows'
     host lengths, decided once for the batch, the output the reference's (bf16 on a GPU, where
@@ -200,14 +299,18 @@ def test_triton_backend_by_context_matches_reference_and_decides_once_per_batch(
     pick, decide = pa.whole_gpu_kernel, ta.decode_contexts_uniform
     monkeypatch.setattr(pa, "whole_gpu_kernel",
                         lambda c, d, t, u=None: seen.append(u) or pick(c, d, t, u))  # fmt: skip
-    monkeypatch.setattr(ta, "decode_contexts_uniform", lambda m: decided.append(m) or decide(m))
+    monkeypatch.setattr(ta, "decode_contexts_uniform",
+                        lambda m, r: decided.append(m) or decide(m, r))  # fmt: skip
     dtype = torch.float32 if INTERPRET else torch.bfloat16
     batch = _decode_batch(ctx_lens, ctx_lens[0], dtype, DEVICE)
-    backend = TritonAttention(torch.device(DEVICE), choice=DecodeChoice("by-context"))
+    choice = DecodeChoice.parse(spec)
+    backend = TritonAttention(torch.device(DEVICE), choice=choice)
     args = (batch.q, batch.k_cache, batch.v_cache, batch.meta, 64**-0.5)
     outs = [backend.forward(*args) for _ in range(2)]  # two layers of one batch
-    uniform = ctx_lens[0] == 100
     assert seen == [uniform, uniform] and decided == [batch.meta]
+    seen.clear()  # paged_attention without the backend decides by the choice's ratio too
+    outs.append(pa.paged_attention(*args, choice=choice))
+    assert seen == [uniform]
     expected = reference.paged_attention(*args)
     for out in outs:
         assert relative_error(out, expected) < (1e-5 if INTERPRET else 1e-2)
@@ -225,16 +328,20 @@ def test_graphs_split_by_context_only_for_by_context_over_caches_tma_reads(
     k16 = torch.zeros(3, 16, 2, 64, dtype=bf16)
     by = TritonAttention(cpu, choice=DecodeChoice("by-context"))
     monkeypatch.setattr(pa, "tma_supported", lambda q, k: True)
-    assert by.picks_decode_by_context(bf16, k16)
-    assert by.fresh().picks_decode_by_context(bf16, k16)
-    assert not by.picks_decode_by_context(bf16, k16.to(FP8))  # float8: "auto" in every batch
-    assert not by.on_sms(4).picks_decode_by_context(bf16, k16)  # a partition's measured kernel
+    # the ratio the graphs classify loaded batches by: the choice's
+    assert by.decode_context_ratio(bf16, k16) == UNIFORM_CONTEXT_RATIO
+    assert by.fresh().decode_context_ratio(bf16, k16) == UNIFORM_CONTEXT_RATIO
+    tight = by.with_decode(DecodeChoice.parse("by-context@1.02"))
+    assert tight.decode_context_ratio(bf16, k16) == Fraction(51, 50)
+    assert tight.fresh().decode_context_ratio(bf16, k16) == Fraction(51, 50)
+    assert by.decode_context_ratio(bf16, k16.to(FP8)) is None  # float8: "auto" in every batch
+    assert by.on_sms(4).decode_context_ratio(bf16, k16) is None  # a partition's measured kernel
     for kernel in WHOLE_GPU_KERNELS:  # every other choice: one kernel whatever the contexts
         other = TritonAttention(cpu, choice=DecodeChoice(kernel))
-        assert other.picks_decode_by_context(bf16, k16) == (kernel == "by-context")
-    assert not TorchAttention(cpu).picks_decode_by_context(bf16, k16)
+        assert (other.decode_context_ratio(bf16, k16) is not None) == (kernel == "by-context")
+    assert TorchAttention(cpu).decode_context_ratio(bf16, k16) is None
     monkeypatch.setattr(pa, "tma_supported", lambda q, k: False)
-    assert not by.picks_decode_by_context(bf16, k16)  # the gather kernel either way
+    assert by.decode_context_ratio(bf16, k16) is None  # the gather kernel either way
 
 
 def test_the_triton_backend_keeps_its_choice_across_copies() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +156,30 @@ def test_by_context_decode_attention_is_listed_and_runs(
         "--workloads", "512/512", "--num-requests", "2", "--scale", "0.02",
         "--decode-attention", "by-context",
     ])  # fmt: skip
-    assert record["decode_attention"] == "by-context:fp16" and record["output_tokens"] == 2 * 10
+    assert record["decode_attention"] == "by-context@1.25:fp16"  # the ratio named: the default
+    assert record["output_tokens"] == 2 * 10
+
+
+def test_decode_attention_sweeps_the_by_context_ratio_one_engine_each(
+    tiny_llama: str, tmp_path: Path
+) -> None:
+    """``--decode-attention auto,by-context@1.05``: each engine built with its own choice (the
+    record's spec is the engine config's), the ratio exact; a bad ratio fails before any run."""
+    assert decode_choices("by-context@1.02, by-context@1.1:q") == [
+        DecodeChoice("by-context", "fp16", Fraction(51, 50)),
+        DecodeChoice("by-context", "q", Fraction(11, 10)),
+    ]
+    auto, by = _run_on_cpu(tiny_llama, tmp_path, [
+        "--workloads", "512/512", "--num-requests", "2", "--scale", "0.02",
+        "--decode-attention", "auto,by-context@1.05",
+    ])  # fmt: skip
+    assert auto["decode_attention"] == "auto:fp16"
+    assert by["decode_attention"] == "by-context@1.05:fp16"
+    assert DecodeChoice.parse(by["decode_attention"]).uniform_ratio == Fraction(21, 20)
+    assert (auto["engine_index"], by["engine_index"]) == (0, 1)
+    for bad in ("by-context@0.5", "gather@1.05", "by-context@1.o5"):
+        with pytest.raises(SystemExit, match=f"--decode-attention: decode choice '{bad}'"):
+            decode_choices(f"auto,{bad}")
 
 
 def test_linear_backends_run_one_engine_each(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,10 @@ def engine(tiny_llama: str, tmp_path_factory: pytest.TempPathFactory) -> object:
 
 
 def graphs_for(
-    engine: object, forward: object, ops: Ops | None = None, kv_caches: list | None = None  # type: ignore[type-arg]
+    engine: object,
+    forward: object,
+    ops: Ops | None = None,
+    kv_caches: list | None = None,  # type: ignore[type-arg]
 ) -> DecodeGraphs:
     r = engine.runner  # type: ignore[attr-defined]
     return DecodeGraphs(r.model, ops or r.ops, kv_caches or r.kv_caches, r.scratch_block,
@@ -59,7 +63,7 @@ def triton_ops(engine: object, kernel: str) -> Ops:
     pytest.importorskip("triton")
     from kernels.attention.triton_attention import TritonAttention
 
-    choice = DecodeChoice(kernel)
+    choice = DecodeChoice.parse(kernel)
     attention = TritonAttention(torch.device("cpu"), choice=choice)
     return dataclasses.replace(engine.runner.ops, paged_attention=attention)  # type: ignore[attr-defined]
 
@@ -194,6 +198,35 @@ def test_by_context_picks_the_variant_of_the_loaded_rows_real_contexts(
         "dense, ragged contexts": 2, "dense, uniform contexts": 3,
         f"{PLAN}, uniform contexts": 1,
     }  # fmt: skip
+
+
+def test_by_context_variant_pick_classes_by_the_choices_ratio(
+    engine: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loaded rows' variant under by-context@1.02 against the default 1.25: the ratio comes
+    from the attention backend's decode choice (what the engine's config builds), exactly."""
+    fwd = engine.runner.forward  # type: ignore[attr-defined]
+    loose = by_context_graphs(engine, fwd, monkeypatch)
+    tight = by_context_graphs(engine, fwd, monkeypatch, "by-context@1.02")
+    assert (loose.uniform_ratio, tight.uniform_ratio) == (Fraction(5, 4), Fraction(51, 50))
+    assert set(tight.forwards) == set(loose.forwards)  # the same two variants per graph
+    assert by_context_graphs(engine, fwd, monkeypatch, "auto").uniform_ratio is None
+
+    def key(graphs: DecodeGraphs, *lens: int) -> object:
+        return graphs.key_for(3, torch.tensor(lens, dtype=torch.int32))
+
+    # 70 / 60 = 1.17 and 13 / 12.3 = 1.05: uniform at 1.25, ragged at 1.02
+    assert key(loose, 60, 70, 50) == (4, ContextVariant(PLAN, True))
+    assert key(tight, 60, 70, 50) == (4, ContextVariant(PLAN, False))
+    assert key(loose, 12, 12, 13) == (4, ContextVariant(None, True))
+    assert key(tight, 12, 12, 13) == (4, ContextVariant(None, False))
+    # exactly 1.02 (51 x 3 = 1.02 x 150) is uniform; one token more is not
+    assert key(tight, 51, 50, 49) == (4, ContextVariant(PLAN, True))
+    assert key(tight, 52, 50, 49) == (4, ContextVariant(PLAN, False))
+    # padding rows (context 1) past n do not count at either ratio
+    assert tight.key_for(3, torch.tensor([51, 50, 49, 1], dtype=torch.int32)) == (
+        4, ContextVariant(PLAN, True),
+    )  # fmt: skip
 
 
 @pytest.mark.skipif(  # a GPU machine compiles Triton for the device: no host pointers
