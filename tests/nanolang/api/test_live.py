@@ -45,7 +45,7 @@ def parallel(s, topic, n=3):
     forks = s.fork(n)
     for i in range(n):
         forks[i] += f"Tip {i + 1}:"
-        forks[i] += nl.gen("tip", 3, stop=["\n\n"])
+        forks[i] += nl.gen("tip", 8, stop=["\n\n"])
     forks.join()
     for i in range(n):
         s += f"Tip {i + 1}:" + forks[i]["tip"] + "\n"
@@ -57,8 +57,11 @@ def test_fork_list_form_runs_branches_through_the_executor(backend: LocalBackend
     assert outcome.error is None, outcome.error
     tips = [c for c in outcome.calls if c.name == "tip"]
     assert len(tips) == 3 and len({c.path for c in tips}) == 3
-    # the three branch requests share one engine iteration at least (they ran together)
-    assert set(tips[0].iterations) & set(tips[1].iterations) & set(tips[2].iterations)
+    # the branches are not awaited one after another: some of them share engine iterations.
+    # (Not all three: the engine thread may start the first branch's request before the
+    # program's thread has sent the others; seen once on a loaded 2-core machine, 2026-11-30.)
+    spans = [set(t.iterations) for t in tips]
+    assert any(a & b for i, a in enumerate(spans) for b in spans[i + 1 :]), spans
     assert outcome.transcript is not None
     for tip in tips:
         assert tip.text in outcome.transcript.text
