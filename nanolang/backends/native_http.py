@@ -175,6 +175,7 @@ class HTTPBackend(Backend):
 
     def close(self) -> None:
         self._clients.close()
-        if self._tokenizer_client is not None:
-            self._tokenizer_client.close()
-            self._tokenizer_client = None
+        with self._tokenizer_lock:  # after a fetch in flight: its retries would make a new one
+            if self._tokenizer_client is not None:
+                self._tokenizer_client.close()
+                self._tokenizer_client = None

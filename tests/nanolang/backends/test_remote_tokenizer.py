@@ -6,6 +6,7 @@ asks for the tokenizer), and a transient failure is asked again only after a bac
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -91,3 +92,29 @@ def test_a_served_tokenizer_is_fetched_once_and_tokenizes_as_the_server() -> Non
     assert asked == [ROUTE] and len(tokenizers) == 1
     text = "I loved it, simply superb."
     assert backend.tokenizer.encode(text) == served.encode(text)
+
+
+def test_close_during_a_fetch_waits_for_it_and_leaves_no_client_open() -> None:
+    """``close()`` while another thread's fetch is in its back-off (the server answered 503,
+    then serves the tokenizer): the fetch finishes on its client, then close closes it (no
+    client made after close, left open)."""
+    served = AutoTokenizer.from_pretrained(model_dir())
+    body = json.dumps({"files": saved_files(served)}).encode()
+    asked = threading.Event()
+    answers = iter([(503, "text/plain", b"busy")])
+
+    def get(_path: str) -> Answer:
+        asked.set()
+        return next(answers, (200, "application/json", body))
+
+    with loopback_server(no_post, get) as url:
+        backend = HTTP(url, retry=RetryPolicy(attempts=2, base_s=0.6, max_s=0.6))
+        fetched: list[Any] = []
+        fetch = threading.Thread(target=lambda: fetched.append(tokenizer_of(backend)))
+        fetch.start()
+        assert asked.wait(10)
+        time.sleep(0.1)  # the 503 answered: the fetch sleeps 0.3-0.6 s before its retry
+        backend.close()
+        fetch.join(10)
+        assert backend._tokenizer_client is None  # closed, nothing opened after close
+    assert fetched and fetched[0].encode("superb") == served.encode("superb")
