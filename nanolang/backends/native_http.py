@@ -1,11 +1,11 @@
 """``HTTP(url)``: programs against a ``nanolang serve`` server, with the local backend's results.
 
 Prompts are tokenized on the client with the server's own tokenizer (fetched once from
-``/v1/nano/tokenizer``, through one client; a failed fetch is remembered: a server that answers
-an error has no tokenizer for this backend, and one that stays busy or unreachable is asked
-again only after ``RetryPolicy.max_s``), and each request goes to ``/v1/nano/generate`` as
-token ids with every ``SamplingParams`` field, so the server's engine receives exactly what a
-local engine would.
+``/v1/nano/tokenizer``, one client for a fetch and its retries; a failed fetch is remembered: a
+server that answers an error has no tokenizer for this backend, and one that stays busy or
+unreachable is asked again only after ``RetryPolicy.max_s``), and each request goes to
+``/v1/nano/generate`` as token ids with every ``SamplingParams`` field, so the server's engine
+receives exactly what a local engine would.
 Requests stream, so cancelling a caller closes its connection and the server aborts the request.
 Transient failures (connection refused or cut, 429 / 5xx) are retried with back-off
 (``nanolang.backends.retry``); what still fails raises ``RemoteError`` with a one-line message.
@@ -92,7 +92,6 @@ class HTTPBackend(Backend):
         self._tokenizer: Any = None
         self._tokenizer_failure: FetchFailure | None = None
         self._tokenizer_lock = threading.Lock()
-        self._tokenizer_client: httpx.Client | None = None
         self._clients = PerLoop(self._make_client, lambda client: client.aclose())
         self.retrier = Retrier(retry or RetryPolicy(), self.url)
 
@@ -113,7 +112,10 @@ class HTTPBackend(Backend):
         if failure is not None and failure.holds(time.monotonic()):
             raise RemoteError(failure.message)
         try:
-            files = self.retrier.run_sync(self._fetch_tokenizer)
+            # one client for the fetch and its retries, closed with it: nothing for close() to
+            # race (a fetch happens once, or once per failure's back-off: see FetchFailure)
+            with httpx.Client(base_url=self.url, headers=self.headers, timeout=self.timeout) as c:
+                files = self.retrier.run_sync(lambda: self._fetch_tokenizer(c))
         except TransientError as exc:
             message = f"cannot fetch the tokenizer: {exc}"
             retry_at = time.monotonic() + self.retrier.policy.max_s
@@ -124,12 +126,9 @@ class HTTPBackend(Backend):
             raise
         return tokenizer_from_files(files)
 
-    def _fetch_tokenizer(self) -> dict[str, str]:
-        if self._tokenizer_client is None:
-            self._tokenizer_client = httpx.Client(
-                base_url=self.url, headers=self.headers, timeout=self.timeout
-            )
-        response = self._tokenizer_client.get("/v1/nano/tokenizer")
+    @staticmethod
+    def _fetch_tokenizer(client: httpx.Client) -> dict[str, str]:
+        response = client.get("/v1/nano/tokenizer")
         check_status(response.status_code, response.content)
         raise_for_error(response.status_code, response.content)
         return dict(response.json()["files"])
@@ -175,6 +174,3 @@ class HTTPBackend(Backend):
 
     def close(self) -> None:
         self._clients.close()
-        if self._tokenizer_client is not None:
-            self._tokenizer_client.close()
-            self._tokenizer_client = None

@@ -56,6 +56,7 @@ from runtime.bench.workloads import (
 from runtime.distributed.executor import TensorParallelRunner
 from runtime.llm import LLM
 from runtime.model.loader import resolve_model
+from runtime.pipeline.guard import GuardConfig
 
 
 def device_name(device: torch.device) -> str:
@@ -372,6 +373,15 @@ def token_budgets(args: argparse.Namespace) -> list[int]:
     return budgets
 
 
+def check_plan_guard(args: argparse.Namespace) -> None:
+    """``--plan-guard-samples`` and ``--plan-guard-min-gain`` checked with the other options,
+    before any peer (``--peers-first``) or engine runs."""
+    try:
+        GuardConfig(args.plan_guard_samples, args.plan_guard_min_gain)
+    except ValueError as exc:
+        raise SystemExit(f"--plan-guard-samples / --plan-guard-min-gain: {exc}") from None
+
+
 def decode_choices(text: str) -> list[DecodeChoice]:
     """``--decode-attention``: a comma list of KERNEL:DOT (KERNEL may be by-context@RATIO), one
     engine each; all checked before any engine runs."""
@@ -436,6 +446,7 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
     kv_dtypes = args.kv_cache_dtype.split(",")
     budgets = token_budgets(args)
     decodes = decode_choices(args.decode_attention)
+    check_plan_guard(args)
     linears = linear_backends(args.linear)
     tails = tail_overcommits(args.admission_tail_overcommit)
     fusions = rope_kv_stores(args.rope_kv_store)

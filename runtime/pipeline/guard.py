@@ -159,6 +159,13 @@ class PlanGuard:
         trial.hits += 1
         return Turn(key, side, True)
 
+    def untimed_turn(self, key: BucketKey) -> Turn:
+        """The side an iteration of bucket ``key`` runs outside its trial (a profiled forward,
+        whose per-operation hooks would skew a sample): dense once vetoed, else the plan;
+        never timed, and the bucket's trial does not advance."""
+        side = Side.DENSE if self.state(key) is BucketState.VETOED else Side.PLAN
+        return Turn(key, side, False)
+
     def timed(self, turn: Turn | None, run: Callable[[], R]) -> R:
         """``run()``, timed when ``turn`` is a trial's."""
         if turn is None or not turn.timed:

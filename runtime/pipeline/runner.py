@@ -87,18 +87,20 @@ class PipelineForward:
         if self.planset is None:
             return self.executors[workload_class(num_tokens, decodes)].forward(input_ids, ctx)
         bucket = self.planset.lookup(decodes, num_tokens - decodes, mean_context(ctx.attn))
-        turn = self._turn(bucket)
+        turn = self._turn(bucket, profiled=ctx.op_hook is not None)
         run = self._fixed(bucket.plan if turn is None or turn.runs_plan else None)
         return self.timed(turn, lambda: run(input_ids, ctx))
 
     # ------------------------------------------------------------ the plan guard
-    def _turn(self, bucket: Bucket) -> Turn | None:
+    def _turn(self, bucket: Bucket, profiled: bool = False) -> Turn | None:
         """The guard's turn for an iteration in ``bucket`` (which side runs, whether it is
-        timed); None: not guarded (no guard, or a dense bucket): the plan set's answer runs."""
+        timed); None: not guarded (no guard, or a dense bucket): the plan set's answer runs.
+        A ``profiled`` forward (per-operation hooks, eager even where a decode graph would
+        replay) stays out of the trial: it runs the bucket's current side, untimed."""
         if self.guard is None or bucket.plan is None:
             return None
-        return self.guard.turn((bucket.decodes, bucket.prefill_tokens, bucket.context),
-                               bucket.plan)  # fmt: skip
+        key = (bucket.decodes, bucket.prefill_tokens, bucket.context)
+        return self.guard.untimed_turn(key) if profiled else self.guard.turn(key, bucket.plan)
 
     def decode_turn(self, decodes: int, context: float) -> Turn | None:
         """The guard's turn for a decode graph of ``decodes`` rows at mean ``context`` (one

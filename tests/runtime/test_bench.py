@@ -277,3 +277,23 @@ def test_bad_counts_and_time_limits_are_refused_by_name(
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert option in err and message in err
+
+
+@pytest.mark.parametrize(("flag", "value", "why"), [
+    ("--plan-guard-samples", "0", "samples must be >= 1"),
+    ("--plan-guard-min-gain", "1.5", r"min_gain must be in \[0, 1\)"),
+])  # fmt: skip
+def test_bad_plan_guard_settings_fail_before_any_engine(
+    tmp_path: Path, flag: str, value: str, why: str
+) -> None:
+    """A bad guard setting stops the run with the other options' checks, naming the flags,
+    before any peer (``--peers-first``) or engine runs (the model does not even exist); before,
+    the first engine's config refused it, after ``--peers-first``'s peers had run."""
+    from runtime.bench.__main__ import run
+
+    args = build_parser().parse_args([
+        "--model", str(tmp_path / "no-model"), "--device", "cpu", "--mode", "sequential,nanoflow",
+        flag, value,
+    ])  # fmt: skip
+    with pytest.raises(SystemExit, match=f"--plan-guard-samples / --plan-guard-min-gain: .*{why}"):
+        run(args, "test")

@@ -52,16 +52,21 @@ on_the_interpreter = pytest.mark.skipif(
 )
 
 
-@on_the_interpreter
-def test_by_context_gives_autos_tokens_on_the_cpu(
-    tiny_llama: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def seen(monkeypatch: pytest.MonkeyPatch) -> list[bool | None]:
+    """What each whole-GPU decode kernel pick was told of the batch's contexts (uniform, ragged;
+    None: not by-context), in order."""
     pytest.importorskip("triton")
     pa = importlib.import_module("kernels.triton.paged_attention")
-    seen: list[bool | None] = []
+    picks: list[bool | None] = []
     pick = pa.whole_gpu_kernel
     monkeypatch.setattr(pa, "whole_gpu_kernel",
-                        lambda c, d, t, u=None: seen.append(u) or pick(c, d, t, u))  # fmt: skip
+                        lambda c, d, t, u=None: picks.append(u) or pick(c, d, t, u))  # fmt: skip
+    return picks
+
+
+@on_the_interpreter
+def test_by_context_gives_autos_tokens_on_the_cpu(tiny_llama: str, seen: list[bool | None]) -> None:
     kw = {"dtype": "float32", "device": "cpu", "max_num_seqs": 8}
     reference = LLM(tiny_llama, decode_kernel="by-context", **kw)  # torch: the choice ignored
     assert reference.engine.ops.backends["paged_attention"] == "torch"
@@ -92,16 +97,10 @@ def test_the_engine_config_carries_the_uniform_ratio_in_its_decode_kernel() -> N
 
 @on_the_interpreter
 def test_the_uniform_ratio_classes_the_same_batches_by_the_engines_choice(
-    tiny_llama: str, monkeypatch: pytest.MonkeyPatch
+    tiny_llama: str, seen: list[bool | None]
 ) -> None:
     """Decode batches of near-equal contexts (max / mean 1.11-1.14): uniform under
     by-context@1.25 (its default), ragged under by-context@1.02, and the tokens auto's."""
-    pytest.importorskip("triton")
-    pa = importlib.import_module("kernels.triton.paged_attention")
-    seen: list[bool | None] = []
-    pick = pa.whole_gpu_kernel
-    monkeypatch.setattr(pa, "whole_gpu_kernel",
-                        lambda c, d, t, u=None: seen.append(u) or pick(c, d, t, u))  # fmt: skip
     kw = {"dtype": "float32", "device": "cpu", "max_num_seqs": 8}
     expected = {"by-context@1.25": {True}, "by-context@1.02": {False}, "auto": {None}}
     tokens = {}

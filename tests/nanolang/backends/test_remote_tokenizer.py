@@ -6,17 +6,19 @@ asks for the tokenizer), and a transient failure is asked again only after a bac
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from transformers import AutoTokenizer
 
 import nanolang as nl
-from nanolang.backends import HTTP, RemoteError
+from nanolang.backends import HTTP, RemoteError, native_http
 from nanolang.backends.retry import RetryPolicy
 from nanolang.demo import model_dir
 from nanolang.jobs import EvalJob, JobConfig, ResultLog, read_rows
@@ -91,3 +93,41 @@ def test_a_served_tokenizer_is_fetched_once_and_tokenizes_as_the_server() -> Non
     assert asked == [ROUTE] and len(tokenizers) == 1
     text = "I loved it, simply superb."
     assert backend.tokenizer.encode(text) == served.encode(text)
+
+
+def test_close_during_a_fetch_neither_waits_for_it_nor_leaves_a_client_open(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``close()`` while another thread's fetch is in its back-off (the server answered 503,
+    then serves the tokenizer): close returns at once, the fetch finishes, and every client the
+    fetch opened is closed (before, the retry opened a new client after close, left open)."""
+    served = AutoTokenizer.from_pretrained(model_dir())
+    body = json.dumps({"files": saved_files(served)}).encode()
+    asked = threading.Event()
+    answers = iter([(503, "text/plain", b"busy")])
+
+    def get(_path: str) -> Answer:
+        asked.set()
+        return next(answers, (200, "application/json", body))
+
+    opened: list[httpx.Client] = []
+
+    class Client(httpx.Client):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            opened.append(self)
+
+    monkeypatch.setattr(native_http.httpx, "Client", Client)
+    with loopback_server(no_post, get) as url:
+        backend = HTTP(url, retry=RetryPolicy(attempts=2, base_s=1.0, max_s=1.0))
+        fetched: list[Any] = []
+        fetch = threading.Thread(target=lambda: fetched.append(tokenizer_of(backend)))
+        fetch.start()
+        assert asked.wait(10)
+        time.sleep(0.1)  # the 503 answered: the fetch sleeps 0.5-1 s before its retry
+        start = time.monotonic()
+        backend.close()
+        assert time.monotonic() - start < 0.3  # not held up by the fetch in flight
+        fetch.join(10)
+    assert fetched and fetched[0].encode("superb") == served.encode("superb")
+    assert opened and all(c.is_closed for c in opened)

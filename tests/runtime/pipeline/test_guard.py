@@ -17,6 +17,7 @@ import torch
 
 from runtime import LLM, SamplingParams
 from runtime.config import EngineConfig, ModelConfig, read_json
+from runtime.outputs import OutputKind
 from runtime.pipeline import Unit, two_partition_plan
 from runtime.pipeline.guard import (
     BucketState,
@@ -290,6 +291,40 @@ def test_plan_guard_off_runs_the_plan_set_as_before(
     guarded = guarded_engine(tiny_llama, set_path)
     assert set(guarded.graph_variants(4)) == {DECODE_PLAN, None}
     assert set(guarded.graph_variants(1)) == {None}  # a dense bucket: nothing to verify
+
+
+def test_a_profiled_forward_stays_out_of_the_trial(
+    tiny_llama: str, set_path: str, dense_tokens: list[list[int]]
+) -> None:
+    """Every iteration profiled (per-operation hooks, as ``--profile-every`` runs one: eager,
+    each operation wrapped): none takes a trial's turn or sample, each runs the plan (the
+    bucket undecided) untimed; the tokens are dense's. Then unprofiled iterations start the
+    trial from its first turn, and a profiled one after the veto runs dense."""
+    fwd = guarded_engine(tiny_llama, set_path)
+    ex = fwd.executors[DECODE_PLAN]
+    calls: list[int] = []
+    ex.forward = counted(ex.forward, calls, SLEEP_S)  # type: ignore[method-assign]
+    turns = spy_turns(fwd)
+    engine = fwd.llm.engine  # type: ignore[attr-defined]
+    ids = [engine.add_request(p, GREEDY, output_kind=OutputKind.FINAL_ONLY) for p in PROMPTS]
+    hooked: list[str] = []
+
+    def hook(op: Any, run: Callable[[], None]) -> None:
+        hooked.append(op.name)
+        run()
+
+    finished: dict[str, list[int]] = {}
+    while engine.has_unfinished_requests():
+        engine.runner.profile_hook = hook
+        finished.update((o.request_id, o.token_ids) for o in engine.step() if o.finished)
+    assert hooked and [finished[i] for i in ids] == dense_tokens
+    assert decode_turns(turns) == [] and fwd.guard is not None
+    assert fwd.guard.state(KEY) is None and fwd.guard.report() == []
+    assert len(calls) > 10  # every decode iteration ran the plan
+    fwd.llm.generate(PROMPTS, GREEDY)  # type: ignore[attr-defined]
+    assert [t.side for t in decode_turns(turns)[:8]] == [Side.PLAN, Side.DENSE] * 4
+    assert fwd.guard.state(KEY) is BucketState.VETOED
+    assert fwd.guard.untimed_turn(KEY) == Turn(KEY, Side.DENSE, False)
 
 
 def test_decode_graphs_replay_the_side_the_guard_names(
