@@ -20,6 +20,7 @@ from kernels import DecodeChoice
 from runtime import LLM, SamplingParams
 from runtime.config import EngineConfig
 from runtime.cuda_graph import ContextVariant
+from tests.runtime.greedy_agreement import agreeing_prefixes
 
 # four 20-token prompts: every decode batch's contexts are equal
 UNIFORM = [[5] * 20, [6] * 20, [7, 8] * 10, list(range(30, 50))]
@@ -137,15 +138,7 @@ def test_by_context_under_cuda_graphs_follows_auto_and_the_reference(tiny_llama:
         if hopper:
             assert {k[1] for k in replayed} == {ContextVariant(None, uniform)}
         for other in (auto.generate(prompts, greedy(12)), ref.generate(prompts, greedy(12))):
-            agreeing = 0
-            for r, o in zip(other, outs, strict=True):
-                pairs = zip(r.token_ids, o.token_ids, strict=True)
-                same = next((i for i, (a, b) in enumerate(pairs) if a != b), len(r.token_ids))
-                agreeing += same >= 6
-                assert r.logprobs is not None and o.logprobs is not None
-                for i in range(min(same + 1, len(r.token_ids))):
-                    assert abs(r.logprobs[i] - o.logprobs[i]) < 0.1, (uniform, i)
-            assert agreeing >= 3
+            assert agreeing_prefixes(other, outs, 6, uniform) >= 3
     for llm in (by, auto, ref):
         llm.shutdown()
 
