@@ -128,11 +128,12 @@ def test_one_request_of_another_client_is_not_crowded_out_by_a_flood(
 
     lone, b_seconds, a_before_b = asyncio.run(main())
     # B waits for at most the wave of A's requests then running, then runs in the next one: about
-    # two to three lone requests' time (measured 1.1-2.5x; 4.5x once under load). With a turn
-    # per request (or one identity for both) it waited behind all of A's others, ten more waves:
-    # 17x, after 48 of 48 of A's.
-    assert b_seconds < 6 * lone, (b_seconds, lone)
+    # two to three lone requests' time (measured 1.1-2.5x; 4.5x and 6.2x under load on the
+    # 2-core machine, 2026-11-30). With a turn per request (or one identity for both) it waited
+    # behind all of A's others, ten more waves: 17x, after 48 of 48 of A's. The count of A's
+    # requests finished first is the steadier sign; the time bound sits between the two cases.
     assert a_before_b <= FLOOD // 2, (a_before_b, b_seconds, lone)
+    assert b_seconds < 10 * lone, (b_seconds, lone)
     assert server.wait_idle()["requests_waiting"] == 0
 
 
