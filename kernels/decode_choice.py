@@ -19,8 +19,9 @@ from fractions import Fraction
 # hardware balances mixed context lengths); "tma" (TMA page copies on a persistent grid of the
 # device's SMs, items handed out statically); "tma-items" (TMA page copies, one program per item);
 # "gather-64" (the gather kernel in its configuration before 2026-11-30's measurement: 64-token
-# KV tiles, four stages; kept to compare against); "by-context" (opt-in, per decode batch over a
-# 16-bit cache: "tma-items" when the decode rows' contexts are near-uniform, see contexts_uniform,
+# KV tiles, four stages; kept to compare against); "by-context" (the engine's default,
+# EngineConfig.decode_kernel; per decode batch over a 16-bit cache: "tma-items" when the decode
+# rows' contexts are near-uniform, see contexts_uniform,
 # else the gather kernel; "auto" over float8 caches; under decode CUDA graphs each batch size is
 # captured twice, uniform and ragged). "by-context@RATIO" names the uniform-context ratio
 # (DecodeChoice.uniform_ratio; e.g. by-context@1.05), UNIFORM_CONTEXT_RATIO without one.
@@ -33,13 +34,16 @@ FP8_DOTS = ("fp16", "q")
 # contexts 800 and 1,536; bench/decode_gqa.py, bench/results/2026-11-30-h200-decode-gqa.json):
 # on equal contexts (ratio 1.0) TMA one program per item read the cache at 0.95-1.01 of a copy
 # against the gather kernel's 0.84-0.96; on contexts uniformly random up to twice the mean
-# (ratio about 2) at 0.73-0.81 against 0.78-0.93. No ratio in between was measured: 1.25 keeps
-# batches close to the first shape on TMA and leaves everything more ragged to the gather kernel.
-# In the engine (Llama-3-8B, H200, 256 requests, one run) 1.25 measured 1.032x "auto" on 512/1024
-# (every batch's contexts nearly equal) but 0.954x on ShareGPT-like, where 527 of 1,192 decode
-# steps were classed uniform and TMA lost on those not-quite-equal contexts: too loose there.
-# The default for a plain "by-context"; a spec sets its own to sweep (by-context@1.02, ...).
-UNIFORM_CONTEXT_RATIO = Fraction(5, 4)
+# (ratio about 2) at 0.73-0.81 against 0.78-0.93. In the engine (Llama-3-8B, H200, 256
+# requests, one run each, 2026-11-30): 1.25 measured 1.032x "auto" on 512/1024 (every batch's
+# contexts nearly equal) but 0.954x on ShareGPT-like, where 527 of 1,192 decode steps were classed
+# uniform and TMA lost on those not-quite-equal contexts. 1.05 (an A-B-A run, seventh session:
+# bench/results/2026-11-30-h200-llama-3-8b-by-context-ratio-aba-256.json) measured 1.031x on
+# 512/1024, 1.019x on 1024/512 and 0.997x on ShareGPT-like (102 of 1,192 steps classed uniform,
+# decode steps 6.79-6.81 ms against 6.79: inside the run-to-run spread), and 1.1 the same as 1.05
+# to 0.2% on those and Splitwise-like (0.998x, 0.996x), so 1.05 is the default.
+# A spec sets its own to sweep (by-context@1.02, ...).
+UNIFORM_CONTEXT_RATIO = Fraction(21, 20)
 # a ratio in a spec: a decimal (1.05) or a quotient of integers (21/20), read exactly
 RATIO_SYNTAX = re.compile(r"\d+(\.\d+)?|\d+/0*[1-9]\d*")
 

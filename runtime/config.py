@@ -237,13 +237,14 @@ class EngineConfig:
     # decode attention where the backend has a choice (the Triton one; kernels.decode_choice):
     # the kernel on the whole GPU, "auto" (the measured choice per KV cache dtype), "gather",
     # "tma" (persistent grid), "tma-items" (one program per work item), "gather-64" or
-    # "by-context" (opt-in: per decode batch "tma-items" on near-uniform contexts, "gather" on
-    # ragged ones; twice the decode CUDA graphs), "by-context@RATIO" with its uniform-context
-    # ratio (max / mean context, exact: e.g. "by-context@1.05"; 1.25 without); and the dtype a
+    # "by-context" (the default: per decode batch over a 16-bit cache "tma-items" on
+    # near-uniform contexts, "gather" on ragged ones, "auto" over float8; twice the decode CUDA
+    # graphs), "by-context@RATIO" with its uniform-context ratio (max / mean context, exact:
+    # e.g. "by-context@1.1"; 1.05 without, the measured choice); and the dtype a
     # float8 KV cache is widened to for the dots, "fp16" (q scaled per row into float16's range;
     # 1.3-1.4x faster than "q" and closer to the reference, docs/performance.md) or "q" (the
     # queries' dtype, bfloat16: the widening before 2026-11-30)
-    decode_kernel: str = "auto"
+    decode_kernel: str = "by-context"
     fp8_decode_dot: str = "fp16"
     # the linear operator's kernel backend by name ("torch": cuBLAS through torch; "triton":
     # kernels/triton/linear.py's tiles where its measured table lists the shape, cuBLAS

@@ -53,6 +53,7 @@ from runtime.bench.workloads import (
     warmup_requests,
     workload_seed,
 )
+from runtime.config import EngineConfig
 from runtime.distributed.executor import TensorParallelRunner
 from runtime.llm import LLM
 from runtime.model.loader import resolve_model
@@ -118,7 +119,7 @@ def run_nanolang(
     ``decode``: how its decode attention runs, the engine's default without one; ``linear``:
     the linear operator's backend, the registry's without one; ``fused``: rope and the KV store
     in one kernel)."""
-    decode = decode or DecodeChoice()
+    decode = decode or EngineConfig().decode_choice()
     overrides = json.loads(args.hf_overrides) if args.hf_overrides else None
     if tp > 1 and args.profile_every:
         raise ValueError("--profile-every runs in one process only (not --tp; --profile-run does)")
@@ -387,7 +388,7 @@ def decode_choices(text: str) -> list[DecodeChoice]:
     engine each; all checked before any engine runs."""
     try:
         return [DecodeChoice.parse(item) for item in text.split(",") if item.strip()] or [
-            DecodeChoice()
+            EngineConfig().decode_choice()
         ]
     except ValueError as exc:
         raise SystemExit(f"--decode-attention: {exc}") from None

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from runtime.bench.workloads import WARMUP_OUTPUT_TOKENS
+from runtime.config import EngineConfig
 
 WORKLOAD_NAMES = (
     "512/512", "1024/512", "512/1024", "sharegpt", "lmsys", "splitwise", "1000/1000",
@@ -146,15 +147,15 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     ap.add_argument(
         "--decode-attention",
-        default="auto:fp16",
+        default=EngineConfig().decode_choice().spec(),
         help="comma list of KERNEL:DOT decode-attention choices, one engine each (the Triton "
         "backend; kernels.decode_choice): KERNEL the whole-GPU kernel (auto, gather, tma, "
         "tma-items, gather-64, by-context: per decode batch over a 16-bit cache tma-items on "
-        "near-uniform contexts and gather on ragged ones, opt-in, twice the decode graphs; "
-        "by-context@RATIO: near-uniform is max <= RATIO x mean context, a decimal >= 1, 1.25 "
-        "without), DOT the dtype an fp8 KV cache is widened to for the dots (fp16, q); e.g. "
-        "gather:q,auto:fp16 compares the widening to bf16 before 2026-11-30 with today's "
-        "default, auto,by-context@1.02,by-context@1.1 sweeps the ratio",
+        "near-uniform contexts and gather on ragged ones, twice the decode graphs; "
+        "by-context@RATIO: near-uniform is max <= RATIO x mean context, a decimal >= 1, 1.05 "
+        "without), DOT the dtype an fp8 KV cache is widened to for the dots (fp16, q); "
+        "default: the engine's (%(default)s); e.g. gather:q,auto:fp16 compares the widening to "
+        "bf16 before 2026-11-30 with today's, auto,by-context@1.02,by-context@1.1 sweeps the ratio",
     )
     ap.add_argument(
         "--linear",

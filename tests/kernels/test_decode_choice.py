@@ -46,7 +46,8 @@ def test_choice_parses_and_refuses_unknown_names() -> None:
 
 def test_by_context_takes_its_uniform_ratio_in_the_spec_exactly() -> None:
     by = DecodeChoice("by-context")
-    assert by.uniform_ratio == UNIFORM_CONTEXT_RATIO == Fraction(5, 4)  # the default: as before
+    # the default, as measured in the engine (it was 5/4 before the seventh session)
+    assert by.uniform_ratio == UNIFORM_CONTEXT_RATIO == Fraction(21, 20)
     assert DecodeChoice.parse("by-context:q") == DecodeChoice("by-context", "q")
     assert DecodeChoice.parse("by-context@1.05:fp16") == DecodeChoice(
         "by-context", "fp16", Fraction(21, 20)
@@ -56,7 +57,7 @@ def test_by_context_takes_its_uniform_ratio_in_the_spec_exactly() -> None:
     assert DecodeChoice.parse("by-context@4/3").uniform_ratio == Fraction(4, 3)
     assert DecodeChoice.parse("by-context@1.250").uniform_ratio == Fraction(5, 4)
     # spec() names the ratio of every by-context choice, as a decimal where one is exact
-    assert by.spec() == "by-context@1.25:fp16" and by.kernel_spec() == "by-context@1.25"
+    assert by.spec() == "by-context@1.05:fp16" and by.kernel_spec() == "by-context@1.05"
     assert DecodeChoice.parse("by-context@1.050:q").spec() == "by-context@1.05:q"
     assert DecodeChoice.parse("gather:q").kernel_spec() == "gather"
     for ratio in ("1", "1.02", "1.05", "1.1", "1.25", "2.5", "4/3", "10"):
@@ -175,8 +176,7 @@ def test_whole_gpu_kernel_follows_the_choice_and_the_cache_dtype(
 
 
 def test_by_context_rule_compares_the_longest_context_with_the_mean() -> None:
-    r = UNIFORM_CONTEXT_RATIO
-    assert r == Fraction(5, 4)
+    r = Fraction(5, 4)
     assert contexts_uniform([800] * 256, r)  # the measured uniform shape (ratio 1.0)
     assert contexts_uniform([5, 3], r)
     assert contexts_uniform((125, 100, 100, 100, 100, 125, 125, 125), r)
@@ -189,6 +189,11 @@ def test_by_context_rule_compares_the_longest_context_with_the_mean() -> None:
     rng = random.Random(0)
     assert not contexts_uniform([rng.randint(1, 1600) for _ in range(256)], r)
     assert contexts_uniform([], r)
+    # the default, 1.05: at the threshold in integers (21 x 4 = 1.05 x 80), and one above
+    d = UNIFORM_CONTEXT_RATIO
+    assert contexts_uniform([800] * 256, d) and contexts_uniform([21, 20, 20, 19], d)
+    assert not contexts_uniform([22, 20, 20, 19], d)
+    assert not contexts_uniform((125, 100, 100, 100, 100, 125, 125, 125), d)  # 125 / 112.5
 
 
 @pytest.mark.parametrize(
@@ -253,12 +258,13 @@ def test_eager_by_context_reads_the_decode_rows_host_lengths_or_a_graphs_fixed_c
     pytest.importorskip("triton")
     from kernels.triton.paged_attention import decode_contexts_uniform
 
-    r = UNIFORM_CONTEXT_RATIO
+    r = Fraction(5, 4)
     # decode rows 100..120 (the extend's 9 would make the whole batch ragged): 120 / 110 = 1.09
     meta = _decode_batch([100, 110, 120], seed=1).meta
     assert decode_contexts_uniform(meta, r) is True
     assert decode_contexts_uniform(meta, Fraction(11, 10)) is True
-    assert decode_contexts_uniform(meta, Fraction(21, 20)) is False  # by-context@1.05: ragged
+    # by-context@1.05 (the default): ragged
+    assert decode_contexts_uniform(meta, UNIFORM_CONTEXT_RATIO) is False
     assert decode_contexts_uniform(_decode_batch([10, 110, 120], seed=1).meta, r) is False
     # device-only metadata (a CUDA graph's): not known, never read back from the device
     blind = dataclasses.replace(meta, cu_seqlens_q_host=(), context_lens_host=())
@@ -275,10 +281,10 @@ def test_eager_by_context_reads_the_decode_rows_host_lengths_or_a_graphs_fixed_c
 @pytest.mark.parametrize(
     ("spec", "ctx_lens", "uniform"),
     [
-        ("by-context", [100, 110, 120], True),  # 120 / 110 = 1.09
-        ("by-context", [10, 110, 120], False),
-        ("by-context@1.1", [100, 110, 120], True),
-        ("by-context@1.05", [100, 110, 120], False),  # the choice's ratio, not the module's
+        ("by-context", [108, 110, 112], True),  # 112 / 110 = 1.02 (the default ratio 1.05)
+        ("by-context", [100, 110, 120], False),  # 120 / 110 = 1.09
+        ("by-context@1.1", [100, 110, 120], True),  # the choice's ratio, not the module's
+        ("by-context@1.05", [100, 110, 120], False),
     ],
     ids=["uniform", "ragged", "uniform@1.1", "ragged@1.05"],
 )

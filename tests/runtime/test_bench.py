@@ -21,6 +21,7 @@ from runtime.bench.__main__ import (
 )
 from runtime.bench.options import build_parser
 from runtime.bench.workloads import WORKLOADS, make_requests, workload_seed
+from runtime.config import EngineConfig
 
 REQUIRED = {
     "engine", "version", "model", "device", "date", "command", "workload", "mode",
@@ -136,6 +137,11 @@ def test_decode_attention_choices_run_one_engine_each(tiny_llama: str, tmp_path:
 
 def test_decode_attention_choices_are_parsed_and_refused_by_name() -> None:
     assert decode_choices("auto:fp16") == [DecodeChoice()]
+    # no choice named: the engine's default, which --decode-attention's default spells out
+    assert decode_choices("") == [EngineConfig().decode_choice()]
+    assert decode_choices(build_parser().parse_args([]).decode_attention) == [
+        DecodeChoice("by-context", "fp16", Fraction(21, 20))
+    ]
     assert decode_choices("gather:q, tma-items") == [DecodeChoice("gather", "q"),
                                                      DecodeChoice("tma-items", "fp16")]  # fmt: skip
     for bad in ("cudnn:fp16", "gather:bf16"):
@@ -156,7 +162,7 @@ def test_by_context_decode_attention_is_listed_and_runs(
         "--workloads", "512/512", "--num-requests", "2", "--scale", "0.02",
         "--decode-attention", "by-context",
     ])  # fmt: skip
-    assert record["decode_attention"] == "by-context@1.25:fp16"  # the ratio named: the default
+    assert record["decode_attention"] == "by-context@1.05:fp16"  # the ratio named: the default
     assert record["output_tokens"] == 2 * 10
 
 

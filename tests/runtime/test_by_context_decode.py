@@ -27,7 +27,7 @@ UNIFORM = [[5] * 20, [6] * 20, [7, 8] * 10, list(range(30, 50))]
 # 3, 40, 12 and 24 tokens: max / mean context about 2 in every decode batch
 RAGGED = [[5, 17, 99], list(range(30, 70)), [9] * 12, [200, 3, 150] * 8]
 # 20, 20, 20 and 24 tokens: max / mean context 25 / 22 = 1.14 on the first decode, 31 / 28 = 1.11
-# on the seventh: uniform at the default 1.25, ragged at 1.02
+# on the seventh: uniform at 1.25, ragged at 1.02 (and at the default 1.05)
 NEAR_UNIFORM = [[5] * 20, [6] * 20, [7, 8] * 10, list(range(30, 54))]
 
 
@@ -89,7 +89,9 @@ def test_the_engine_config_carries_the_uniform_ratio_in_its_decode_kernel() -> N
     config = EngineConfig(decode_kernel="by-context@1.05", fp8_decode_dot="q")
     assert config.decode_choice() == DecodeChoice("by-context", "q", Fraction(21, 20))
     assert config.decode_choice().spec() == "by-context@1.05:q"
-    assert EngineConfig(decode_kernel="by-context").decode_choice().uniform_ratio == Fraction(5, 4)
+    plain = EngineConfig(decode_kernel="by-context").decode_choice()
+    assert plain.uniform_ratio == Fraction(21, 20)
+    assert EngineConfig().decode_choice() == DecodeChoice("by-context", "fp16", Fraction(21, 20))
     for bad, why in (("gather@1.1", "only by-context"), ("by-context@0.9", "at least 1"),
                      ("by-context@1,1", "not a ratio")):  # fmt: skip
         with pytest.raises(ValueError, match=f"{bad}.*{why}"):

@@ -180,14 +180,17 @@ def test_by_context_picks_the_variant_of_the_loaded_rows_real_contexts(
     def key(*lens: int) -> object:
         return graphs.key_for(3, torch.tensor(lens, dtype=torch.int32))
 
-    # mean context 60: the plan; 70 / 60 <= 1.25 uniform, 90 / 60 ragged
-    assert key(60, 70, 50) == (4, ContextVariant(PLAN, True))
+    # the default ratio 1.05. Mean context 60: the plan; 63 / 60 uniform, 70 / 60 and 90 / 60
+    # ragged
+    assert key(60, 63, 57) == (4, ContextVariant(PLAN, True))
+    assert key(60, 70, 50) == (4, ContextVariant(PLAN, False))
     assert key(20, 70, 90) == (4, ContextVariant(PLAN, False))
-    # mean context 14: dense; 20 / 14 ragged, 13 / 12.3 uniform
+    # mean context 14: dense; 20 / 14 ragged, 13 / 12.3 (1.054) ragged, 12 / 12 uniform
     assert key(10, 12, 20) == (4, ContextVariant(None, False))
-    assert key(12, 12, 13) == (4, ContextVariant(None, True))
+    assert key(12, 12, 13) == (4, ContextVariant(None, False))
+    assert key(12, 12, 12) == (4, ContextVariant(None, True))
     # padding rows (context 1) past n count neither for the plan nor for the shape
-    assert key(60, 70, 50, 1) == (4, ContextVariant(PLAN, True))
+    assert key(60, 63, 57, 1) == (4, ContextVariant(PLAN, True))
     assert graphs.key_for(1, torch.tensor([7, 1], dtype=torch.int32)) == (
         1, ContextVariant(None, True),
     )  # fmt: skip
@@ -203,10 +206,11 @@ def test_by_context_picks_the_variant_of_the_loaded_rows_real_contexts(
 def test_by_context_variant_pick_classes_by_the_choices_ratio(
     engine: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The loaded rows' variant under by-context@1.02 against the default 1.25: the ratio comes
+    """The loaded rows' variant under by-context@1.02 against by-context@1.25: the ratio comes
     from the attention backend's decode choice (what the engine's config builds), exactly."""
     fwd = engine.runner.forward  # type: ignore[attr-defined]
-    loose = by_context_graphs(engine, fwd, monkeypatch)
+    assert by_context_graphs(engine, fwd, monkeypatch).uniform_ratio == Fraction(21, 20)
+    loose = by_context_graphs(engine, fwd, monkeypatch, "by-context@1.25")
     tight = by_context_graphs(engine, fwd, monkeypatch, "by-context@1.02")
     assert (loose.uniform_ratio, tight.uniform_ratio) == (Fraction(5, 4), Fraction(51, 50))
     assert set(tight.forwards) == set(loose.forwards)  # the same two variants per graph

@@ -77,7 +77,8 @@ def test_unknown_kv_cache_dtype_is_refused() -> None:
 
 
 def test_decode_choices_are_validated_by_the_engine_config() -> None:
-    assert EngineConfig().decode_choice().spec() == "auto:fp16"  # float16 dots by default
+    # by-context at its measured ratio, float16 dots by default
+    assert EngineConfig().decode_choice().spec() == "by-context@1.05:fp16"
     assert EngineConfig(decode_kernel="gather", fp8_decode_dot="q").decode_choice().spec() == (
         "gather:q"
     )
