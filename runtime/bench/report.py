@@ -114,6 +114,8 @@ def result_record(
         record["workload_roofline"] = {
             "compute_s": round(workload_roof.compute_seconds, 3),
             "memory_s": round(workload_roof.memory_seconds, 3),
+            "kv_s": round(workload_roof.kv_seconds, 3),
+            "serial_s": round(workload_roof.serial_seconds, 3),
             "max_batch": workload_roof.max_batch,
             "min_iterations": workload_roof.min_iterations,
         }

@@ -4,7 +4,12 @@ Compute roofline (NanoFlow's definition): peak dense GEMM FLOP/s / (2 x paramete
 second, counting prompt and output tokens. Memory roofline: every iteration must read the weights
 once plus the KV cache of every sequence in the batch; the run's iterations at the measured HBM
 bandwidth give a lower bound on its time. The tight roofline takes, per iteration, the larger of
-its compute time (2 x parameters x tokens + attention FLOPs at the GEMM peak) and its memory time.
+its compute time (``forward_flops``: the layers' GEMMs over every token, the LM head over the
+sampled rows only, attention's FLOPs, all at the GEMM peak) and its memory time. (Before
+2026-11-30's seventh session the compute time counted 2 x all parameters per token, the
+embedding table and the LM head over every prompt row included: about 13% too many FLOPs on
+prompt tokens for Llama-3-8B, which made the compute side of both bounds too slow and their
+percentages too high.)
 
 With tensor parallelism over N GPUs each GPU does 1/N of the FLOPs and reads 1/N of the weights
 and KV cache, so compute and memory times divide by N; each iteration then also spends network
@@ -114,6 +119,19 @@ def _measure_cpu_ceilings() -> Ceilings:
     return Ceilings(2 * 1024**3 / gemm, 2 * src.numel() / copy)
 
 
+def forward_flops(cfg: ModelConfig, tokens: int, sampled: int, attn_pairs: int) -> float:
+    """FLOPs of a forward over ``tokens`` rows with ``sampled`` of them through the LM head and
+    ``attn_pairs`` query-key pairs: 2 x the layers' GEMM weights per token (the embedding is a
+    lookup, norms and activations are not GEMMs), 2 x vocab x hidden per sampled row, and
+    attention's 4 x heads x head_dim per pair and layer (QK^T and PV)."""
+    h = cfg.hidden_size
+    layer = h * (cfg.q_size + 2 * cfg.kv_size) + cfg.q_size * h + 3 * h * cfg.intermediate_size
+    attn = 4 * cfg.num_heads * cfg.head_dim * cfg.num_layers
+    return 2.0 * cfg.num_layers * layer * tokens + 2.0 * cfg.vocab_size * h * sampled + (
+        attn * attn_pairs
+    )
+
+
 def weight_bytes(cfg: ModelConfig, elem: int) -> int:
     """Bytes of weights one iteration streams: all but an untied input embedding table, of which
     a step reads only the rows it embeds."""
@@ -144,12 +162,13 @@ def rooflines(
     net = network or Network()
     kv_per_token = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * elem
     w_bytes = weight_bytes(cfg, weight_elem or elem)
-    attn_flops_per_pair = 4 * cfg.num_heads * cfg.head_dim * cfg.num_layers
     mem_time = tight_time = net_time = 0.0
     gemm, hbm = ceilings.gemm_flops * net.tp, ceilings.hbm_bytes_per_s * net.tp
     for r in records:
         t_mem = (w_bytes + r.kv_tokens_read * kv_per_token) / hbm
-        flops = 2 * cfg.num_parameters * r.num_tokens + attn_flops_per_pair * r.attn_pairs
+        # every sequence of the batch counted as sampled: a prompt chunk that does not end its
+        # prompt samples nothing, so this over-counts by at most one LM-head row per such chunk
+        flops = forward_flops(cfg, r.num_tokens, r.num_seqs, r.attn_pairs)
         t_compute = flops / gemm
         t_net = net.collective_seconds(cfg, r.num_tokens, r.num_seqs, weight_elem or elem)
         mem_time += t_mem
@@ -173,6 +192,15 @@ class WorkloadRoofline:
     memory_seconds: float
     max_batch: int  # sequences the KV cache holds at their mean final length
     min_iterations: int
+    kv_seconds: float = 0.0  # the KV cache's share of memory_seconds (reads and writes)
+
+    @property
+    def serial_seconds(self) -> float:
+        """The floor of an engine whose attention does not run beside its GEMMs: every FLOP at
+        the GEMM peak, then every KV byte at the HBM bandwidth (the weights' reads hidden under
+        the GEMMs, no other operation, no host). Only overlapping attention's KV traffic with
+        the GEMMs (the NanoFlow pipeline), or fewer bytes (an fp8 KV cache), goes below it."""
+        return self.compute_seconds + self.kv_seconds
 
 
 def workload_roofline(
@@ -187,12 +215,14 @@ def workload_roofline(
     """``lengths``: (prompt, output) tokens of every request; ``kv_elem`` / ``weight_elem``:
     bytes per element of the KV cache and of the weights.
 
-    Compute: 2 x parameters per token plus attention's 4 x heads x head_dim per query-key pair
-    (causal prompt, then each decode token over its context), at the GEMM peak. Memory: the KV
+    Compute: ``forward_flops`` (the layers' GEMMs per token, the LM head per output token,
+    attention's 4 x heads x head_dim per query-key pair: causal prompt, then each decode token
+    over its context), at the GEMM peak. Memory: the KV
     cache holds at most ``max_batch`` sequences at once, so generating the outputs takes at least
     max(longest output, total output / max_batch) iterations, each reading the weights once; on
     top, every decode token reads its context's KV once, and every token's KV is written once
-    (and read once more by its prompt's attention). The bound is the larger of the two times.
+    (and read once more by its prompt's attention). The bound is the larger of the two times;
+    ``serial_seconds`` is their sum without the weights (no overlap across operations).
     With ``tp`` GPUs both divide by ``tp`` (``kv_capacity_tokens`` counts tokens: every rank
     holds its KV heads of all of them); collectives are left out of this bound.
     """
@@ -204,14 +234,15 @@ def workload_roofline(
         decode = sum(range(p + 1, p + o))  # decode token at position q attends q + 1 keys
         pairs += p * (p + 1) // 2 + decode
         decode_ctx += decode
-    attn_per_pair = 4 * cfg.num_heads * cfg.head_dim * cfg.num_layers
-    flops = 2 * cfg.num_parameters * tokens + attn_per_pair * pairs
+    # one sampled row per output token (the first from the prompt's last row)
+    flops = forward_flops(cfg, tokens, sum(o for _, o in lengths), pairs)
     mean_len = tokens / max(1, len(lengths))
     max_batch = max(1, min(len(lengths), int(kv_capacity_tokens // max(1.0, mean_len))))
     total_out = sum(o for _, o in lengths)
     iters = max(max((o for _, o in lengths), default=0), -(-total_out // max_batch))
     kv_bytes = kv_per_token * (decode_ctx + 2 * tokens)
-    mem = (iters * weight_bytes(cfg, weight_elem) + kv_bytes) / (ceilings.hbm_bytes_per_s * tp)
+    hbm = ceilings.hbm_bytes_per_s * tp
+    mem = (iters * weight_bytes(cfg, weight_elem) + kv_bytes) / hbm
     comp = flops / (ceilings.gemm_flops * tp)
     return WorkloadRoofline(
         tokens_per_s=tokens / max(mem, comp, 1e-12),
@@ -219,4 +250,5 @@ def workload_roofline(
         memory_seconds=mem,
         max_batch=max_batch,
         min_iterations=iters,
+        kv_seconds=kv_bytes / hbm,
     )

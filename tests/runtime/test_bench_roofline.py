@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.bench.roofline import Ceilings, weight_bytes, workload_roofline
+from runtime.bench.roofline import Ceilings, forward_flops, weight_bytes, workload_roofline
 from runtime.config import ModelConfig
+from runtime.model.loader import resolve_model
 
 CFG = ModelConfig.from_hf({
     "architectures": ["LlamaForCausalLM"], "vocab_size": 100, "hidden_size": 8,
@@ -24,10 +25,30 @@ def test_hand_computed_bound() -> None:
     decode_ctx = 2 * (5 + 6)  # decode tokens at positions 4 and 5 attend 5 and 6 keys
     mem = (6 * weight_bytes(CFG, 2) + kv_per_token * (decode_ctx + 2 * 14)) / 1e4
     pairs = 2 * (10 + 11)
-    comp = (2 * CFG.num_parameters * 14 + 4 * 2 * 4 * 2 * pairs) / 1e6
+    # GEMM weights per layer: q, k, v (8 x (8 + 4 + 4)), o (8 x 8), gate, up, down (3 x 8 x 16)
+    layer = 8 * 16 + 8 * 8 + 3 * 8 * 16
+    assert layer == 576
+    # the layers over all 14 tokens, the LM head over the 6 output tokens' rows, attention
+    comp = (2 * 2 * layer * 14 + 2 * 100 * 8 * 6 + 4 * 2 * 4 * 2 * pairs) / 1e6
     assert roof.memory_seconds == pytest.approx(mem)
     assert roof.compute_seconds == pytest.approx(comp)
     assert roof.tokens_per_s == pytest.approx(14 / max(mem, comp))
+    # the serial floor: the compute time plus the KV cache's bytes alone (no weights)
+    assert roof.kv_seconds == pytest.approx(kv_per_token * (decode_ctx + 2 * 14) / 1e4)
+    assert roof.serial_seconds == pytest.approx(comp + roof.kv_seconds)
+
+
+def test_forward_flops_leave_the_embedding_out_and_the_lm_head_to_sampled_rows() -> None:
+    """Every row sampled: 2 x the parameters but the embedding table and the norms' weights;
+    no row sampled: the LM head not at all (Llama-3-8B's shapes, untied)."""
+    _, cfg = resolve_model("llama-3-8b")
+    v, h = cfg.vocab_size, cfg.hidden_size
+    norms = (2 * cfg.num_layers + 1) * h
+    assert forward_flops(cfg, 1, 1, 0) == 2 * (cfg.num_parameters - v * h - norms)
+    assert forward_flops(cfg, 1000, 0, 0) == 1000 * 2 * (cfg.num_parameters - 2 * v * h - norms)
+    assert forward_flops(cfg, 0, 0, 10) == 10 * 4 * cfg.num_heads * cfg.head_dim * cfg.num_layers
+    # about 13% fewer FLOPs on prompt rows than 2 x all parameters
+    assert 0.86 < forward_flops(cfg, 1, 0, 0) / (2 * cfg.num_parameters) < 0.88
 
 
 def test_more_kv_capacity_never_lowers_the_bound() -> None:

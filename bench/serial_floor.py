@@ -1,0 +1,120 @@
+"""How close engines are to the floor of a schedule without overlap across operations.
+
+For every workload row of benchmark result files (``python -m runtime.bench ... --peer ...``),
+the workload roofline (``runtime.bench.roofline.workload_roofline``) is rebuilt from the row's
+own nanolang record: the same requests (the generator is seeded per workload), the model, the
+KV cache's capacity and dtype, and the GEMM peak and HBM bandwidth that run measured. Its
+``serial_seconds`` is the floor of any engine that does not run attention's KV traffic beside
+its GEMMs: every FLOP at the measured GEMM peak plus every KV byte at the measured bandwidth
+(weights' reads hidden, no other operation, no host time). A throughput target above that floor
+can only be reached by overlapping attention with the GEMMs (the NanoFlow pipeline) or by
+moving fewer KV bytes (an fp8 KV cache).
+
+``--gemm-tflops R`` prices the FLOPs at R instead of the run's measured peak (a best-of-20 burst
+of one GEMM: sustained prefill GEMMs run slower as the clock drops under load, e.g. 733 TFLOP/s
+on average in the engine's profiled mixed iterations of 2026-11-30, docs/performance.md).
+
+    python bench/serial_floor.py bench/results/FILE.json [...] [--gemm-tflops R] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from runtime.bench.roofline import Ceilings, WorkloadRoofline, workload_roofline
+from runtime.bench.workloads import WORKLOADS, make_requests, workload_seed
+from runtime.model.loader import resolve_model
+
+TARGET = 1.1  # issue 18: at least 1.1x the better peer
+
+
+def floor_of(record: dict[str, Any], gemm_tflops: float | None = None) -> WorkloadRoofline:
+    """The workload roofline of a nanolang record, rebuilt from what the record holds
+    (``gemm_tflops``: this GEMM rate instead of the record's measured peak)."""
+    _, cfg = resolve_model(record["model"])
+    requests = make_requests(WORKLOADS[record["workload"]], record["num_requests"],
+                             cfg.vocab_size, seed=workload_seed(record["workload"]))  # fmt: skip
+    lengths = [(len(r.prompt_token_ids), r.output_len) for r in requests]
+    prompts = sum(p for p, _ in lengths)
+    if prompts != record["prompt_tokens"]:
+        raise ValueError(f"{record['workload']} x {record['num_requests']}: the generator gives "
+                         f"{prompts} prompt tokens, the record {record['prompt_tokens']} "
+                         "(a shrunken or other run)")  # fmt: skip
+    gemm = gemm_tflops if gemm_tflops is not None else record["gemm_peak_tflops"]
+    ceilings = Ceilings(gemm * 1e12, record["hbm_tb_per_s"] * 1e12)
+    kv_elem = 1 if record.get("kv_cache_dtype") == "fp8" else 2
+    tp = record.get("tensor_parallel_size", 1)
+    return workload_roofline(lengths, cfg, ceilings, kv_elem, 2, record["kv_cache_tokens"], tp)
+
+
+def rows(records: list[dict[str, Any]], gemm_tflops: float | None = None) -> list[dict[str, Any]]:
+    """One row per (workload, requests) with a sequential nanolang record and a peer."""
+    by_row: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in records:
+        by_row.setdefault((r["workload"], r["num_requests"]), []).append(r)
+    out = []
+    for (workload, n), rs in by_row.items():
+        ours = [r for r in rs if r["engine"] == "nanolang" and r.get("mode") == "sequential"
+                and r.get("tensor_parallel_size", 1) == 1]  # fmt: skip
+        peers = [r for r in rs if not r["engine"].startswith("nanolang")]
+        if not ours or not peers:
+            continue
+        best_ours = max(ours, key=lambda r: r["total_tokens_per_s"])
+        best_peer = max(peers, key=lambda r: r["total_tokens_per_s"])
+        roof = floor_of(best_ours, gemm_tflops)
+        tokens = best_ours["prompt_tokens"] + best_ours["output_tokens"]
+        floor = tokens / roof.serial_seconds
+        out.append({
+            "workload": workload, "num_requests": n,
+            "gemm_tflops": gemm_tflops or best_ours["gemm_peak_tflops"],
+            "nanolang": best_ours["total_tokens_per_s"],
+            "best_peer": best_peer["engine"], "peer": best_peer["total_tokens_per_s"],
+            "serial_floor_tokens_per_s": round(floor, 1),
+            "serial_s": round(roof.serial_seconds, 3), "compute_s": round(roof.compute_seconds, 3),
+            "kv_s": round(roof.kv_seconds, 3),
+            "pct_floor_nanolang": round(100 * best_ours["total_tokens_per_s"] / floor, 1),
+            "pct_floor_peer": round(100 * best_peer["total_tokens_per_s"] / floor, 1),
+            "pct_floor_target": round(100 * TARGET * best_peer["total_tokens_per_s"] / floor, 1),
+        })  # fmt: skip
+    return out
+
+
+def table(found: list[dict[str, Any]]) -> str:
+    head = ["workload (requests)", "nanolang", "best peer", "serial floor (compute + KV s)",
+            "nanolang % floor", "peer % floor", f"{TARGET}x peer % floor"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in found:
+        lines.append("| " + " | ".join([
+            f"{r['workload']} ({r['num_requests']})", f"{r['nanolang']:,.0f}",
+            f"{r['peer']:,.0f} ({r['best_peer']})",
+            f"{r['serial_floor_tokens_per_s']:,.0f} ({r['compute_s']:.2f} + {r['kv_s']:.2f})",
+            f"{r['pct_floor_nanolang']}", f"{r['pct_floor_peer']}", f"{r['pct_floor_target']}",
+        ]) + " |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("files", nargs="+", type=Path)
+    ap.add_argument("--gemm-tflops", type=float, default=None,
+                    help="price the FLOPs at this rate (default: each run's measured peak)")
+    ap.add_argument("--json", type=Path, default=None, help="write the rows here too")
+    args = ap.parse_args(argv)
+    found = []
+    for f in args.files:
+        found += rows(json.loads(f.read_text()), args.gemm_tflops)
+    if not found:
+        print("no row with both a sequential nanolang record and a peer", file=sys.stderr)
+        return 1
+    print(table(found))
+    if args.json is not None:
+        args.json.write_text(json.dumps(found, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
