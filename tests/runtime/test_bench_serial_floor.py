@@ -1,0 +1,84 @@
+"""bench/serial_floor.py: the floor of a schedule without overlap across operations, rebuilt for
+result records, on records made up for a workload whose floor is computed here by hand."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime.bench.roofline import forward_flops
+from runtime.bench.workloads import WORKLOADS, make_requests, workload_seed
+from runtime.model.loader import resolve_model
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _floor():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("serial_floor", ROOT / "bench/serial_floor.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["serial_floor"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _records(nanolang: float, peers: dict[str, float], n: int = 8) -> list[dict[str, Any]]:
+    _, cfg = resolve_model("llama-3-8b")
+    reqs = make_requests(WORKLOADS["512/512"], n, cfg.vocab_size, seed=workload_seed("512/512"))
+    ours = {"engine": "nanolang", "mode": "sequential", "tensor_parallel_size": 1,
+            "model": "llama-3-8b", "workload": "512/512", "num_requests": n,
+            "total_tokens_per_s": nanolang, "gemm_peak_tflops": 800.0, "hbm_tb_per_s": 4.0,
+            "kv_cache_tokens": 10**6, "kv_cache_dtype": "auto",
+            "prompt_tokens": sum(len(r.prompt_token_ids) for r in reqs),
+            "output_tokens": sum(r.output_len for r in reqs)}  # fmt: skip
+    return [ours, *({"engine": e, "workload": "512/512", "num_requests": n,
+                     "total_tokens_per_s": tps} for e, tps in peers.items())]  # fmt: skip
+
+
+def _by_hand(n: int = 8, gemm_tflops: float = 800.0) -> float:
+    """512/512 x n: every sequence 512 prompt and 512 output tokens; tokens/s at the floor."""
+    _, cfg = resolve_model("llama-3-8b")
+    pairs = n * (512 * 513 // 2 + sum(range(513, 1024)))
+    flops = forward_flops(cfg, n * 1024, n * 512, pairs)
+    kv_token = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * 2
+    kv_bytes = kv_token * n * (sum(range(513, 1024)) + 2 * 1024)
+    return n * 1024 / (flops / (gemm_tflops * 1e12) + kv_bytes / 4e12)
+
+
+def test_the_floor_and_the_percentages_match_a_hand_computation() -> None:
+    sf = _floor()
+    floor = _by_hand()
+    (row,) = sf.rows(_records(0.8 * floor, {"vllm 0.26.0": 0.7 * floor, "sglang": 0.75 * floor}))
+    assert row["serial_floor_tokens_per_s"] == pytest.approx(floor, rel=1e-5)
+    assert row["best_peer"] == "sglang"
+    assert (row["pct_floor_nanolang"], row["pct_floor_peer"]) == (80.0, 75.0)
+    assert row["pct_floor_target"] == pytest.approx(82.5)  # 1.1 x 75
+    # a slower GEMM rate than the run's peak lowers the floor
+    (slow,) = sf.rows(_records(0.8 * floor, {"vllm": 0.7 * floor}), gemm_tflops=400.0)
+    assert slow["serial_floor_tokens_per_s"] == pytest.approx(_by_hand(gemm_tflops=400.0), 1e-5)
+    assert slow["gemm_tflops"] == 400.0
+
+
+def test_rows_without_a_peer_are_left_out_and_other_runs_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sf = _floor()
+    assert sf.rows(_records(1000.0, {})) == []
+    shrunk = _records(1000.0, {"vllm": 900.0})
+    shrunk[0]["prompt_tokens"] -= 1  # not the generator's requests: a shrunken run
+    with pytest.raises(ValueError, match="prompt tokens"):
+        sf.rows(shrunk)
+    f = tmp_path / "run.json"
+    f.write_text(json.dumps(_records(1000.0, {})))
+    assert sf.main([str(f)]) == 1
+    assert "no row" in capsys.readouterr().err
+    f.write_text(json.dumps(_records(1000.0, {"vllm 0.26.0": 900.0})))
+    out = tmp_path / "rows.json"
+    assert sf.main([str(f), "--json", str(out)]) == 0
+    assert "| 512/512 (8) | 1,000 | 900 (vllm 0.26.0) |" in capsys.readouterr().out
+    assert json.loads(out.read_text())[0]["peer"] == 900.0
