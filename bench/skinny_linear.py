@@ -33,16 +33,29 @@ SHAPES: dict[str, dict[str, tuple[int, int]]] = {
     "llama-3-70b-tp2": {"qkv_proj": (5120, 8192), "o_proj": (8192, 4096),
                         "gate_up_proj": (28672, 8192), "down_proj": (8192, 14336)},
 }  # fmt: skip
-ROWS = (64, 128, 256, 512, 1024)
+# 16 and 32: the table's buckets for 1-16 and 17-32 rows, the decode steps of a run's tail (a few
+# sequences left, each step reading every weight once: bound on HBM, not on the tensor cores)
+ROWS = (16, 32, 64, 128, 256, 512, 1024)
 ROTATE_BYTES = 512 << 20  # weights touched per timed round: several times the 50 MB L2
+SMALL_ROWS = 32  # up to this many rows the candidates are narrow tiles with deep pipelines
+SMEM_BYTES = 200_000  # shared memory one program's pipeline may take
 
 
-def candidates() -> list[Any]:
+def candidates(rows: int = 64) -> list[Any]:
+    """The tile configs tried at ``rows``. Above SMALL_ROWS: 64-128-row tiles (the GEMM is near
+    the tensor cores' speed). Up to it the weights' bytes are the whole cost, so the tiles are
+    16-32 rows (the smallest a dot takes) and 32-128 columns, so that even a 4,096-column weight
+    gives every SM a program or more, over 128-256-deep K steps in 4-8 stages to keep enough
+    bytes in flight per SM."""
     from kernels.triton.linear import LinearConfig
 
+    if rows <= SMALL_ROWS:
+        space = itertools.product((16, 32), (32, 64, 128), (128, 256), (4, 6, 8))
+    else:
+        space = itertools.product((64, 128), (64, 128, 256), (64, 128), (3, 4, 5))
     out = []
-    for bm, bn, bk, stages in itertools.product((64, 128), (64, 128, 256), (64, 128), (3, 4, 5)):
-        if bn * bk * 2 * stages + bm * bk * 2 * stages > 200_000:  # shared memory per program
+    for bm, bn, bk, stages in space:
+        if (bn + bm) * bk * 2 * stages > SMEM_BYTES:
             continue
         out.append(LinearConfig(bm, bn, bk, stages, 8 if bm * bn >= 128 * 128 else 4))
     return out
@@ -174,14 +187,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from timing import run_header
 
-    configs = candidates()
-    record: dict[str, Any] = {**run_header(), "dtype": "bfloat16", "candidates": len(configs),
+    configs = {count: candidates(count) for count in rows}
+    record: dict[str, Any] = {**run_header(), "dtype": "bfloat16",
+                              "candidates": {str(c): len(cs) for c, cs in configs.items()},
                               "results": []}  # fmt: skip
     for model in models:
         for proj, (n, k) in SHAPES[model].items():
             for count in rows:
                 r = {"model": model, "projection": proj, **measure(count, n, k, torch.bfloat16,
-                                                                    configs)}  # fmt: skip
+                                                                    configs[count])}  # fmt: skip
                 record["results"].append(r)
                 print(json.dumps(r), flush=True)
                 if args.out:

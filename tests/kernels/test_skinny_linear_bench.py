@@ -71,3 +71,18 @@ def test_bad_arguments_are_refused_before_the_gpu_is_asked_for(
     assert "--rows takes positive integers, got 'x,3'" in capsys.readouterr().err
     assert bench.main(["--models", "gpt-5"]) == 2
     assert "unknown model 'gpt-5'" in capsys.readouterr().err
+
+
+def test_decode_tail_rows_get_narrow_deep_tiles_that_fit_shared_memory() -> None:
+    """Up to 32 rows the probe tries 16-32-row tiles, 32-128 columns wide, 128-256 deep; above,
+    the 64-128-row tiles; every candidate's pipeline fits the shared-memory budget."""
+    bench = _bench()
+    small, large = bench.candidates(16), bench.candidates(64)
+    assert bench.candidates(1) == small == bench.candidates(32)
+    assert {c.block_m for c in small} == {16, 32} and {c.block_m for c in large} == {64, 128}
+    assert {c.block_n for c in small} == {32, 64, 128} and {c.block_k for c in small} == {128, 256}
+    for c in small + large:
+        assert (c.block_m + c.block_n) * c.block_k * 2 * c.num_stages <= bench.SMEM_BYTES
+    # 4,096 columns in 32-column tiles: 128 programs, about one per SM of an H200
+    assert min(c.block_n for c in small) * 128 == 4096
+    assert bench.ROWS[:2] == (16, 32)

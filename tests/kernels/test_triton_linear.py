@@ -31,10 +31,10 @@ from kernels.triton.linear import (
 )
 
 # (rows, N, K): rows and columns that do not fill the last tile, and a K that is not a multiple
-# of the block's
-SHAPES = [(5, 48, 64), (33, 80, 96), (64, 128, 128), (130, 256, 192)]
+# of the block's; one row (a decode step's tail) over a K of several deep steps
+SHAPES = [(5, 48, 64), (33, 80, 96), (64, 128, 128), (130, 256, 192), (1, 64, 640)]
 CONFIGS = [LinearConfig(16, 32, 32, 2, 4), LinearConfig(64, 64, 64, 3, 4),
-           LinearConfig(32, 128, 32, 4, 8)]  # fmt: skip
+           LinearConfig(32, 128, 32, 4, 8), LinearConfig(16, 32, 256, 6, 4)]  # fmt: skip
 
 
 @pytest.mark.gpu
