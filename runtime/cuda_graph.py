@@ -14,9 +14,9 @@ are keyed by (batch size, plan): each batch size is captured once per distinct p
 batches run over the context buckets (once when they all agree, the usual case), each fixed to
 that plan, and a loaded batch replays the graph of the plan its real mean context picks.
 
-The opt-in "by-context" decode choice (kernels.decode_choice) runs one kernel on decode batches
-of near-uniform contexts and another on ragged ones, which a captured graph cannot choose at
-replay. Where the attention backend says its kernel depends on that, and by which uniform-context
+The "by-context" decode choice (the default; kernels.decode_choice) runs one kernel on decode
+batches of near-uniform contexts and another on ragged ones, which a captured graph cannot choose
+at replay. Where the attention backend says its kernel depends on that, and by which uniform-context
 ratio (``decode_context_ratio``: the decode choice's, e.g. ``by-context@1.05``), every (batch
 size, plan) is captured twice, its plan wrapped in a ``ContextVariant`` fixed to uniform or
 ragged contexts (twice the decode graphs: twice the capture time, and the graphs' own memory,

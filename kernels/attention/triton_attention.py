@@ -3,9 +3,9 @@
 Everything the kernels need (lengths, block tables, query offsets) is read from device tensors at
 run time and the grids depend only on shapes and ``max_context_len``, so there is nothing to plan
 per batch and a captured forward stays valid for any batch loaded into the graph's buffers.
-The one exception is the opt-in "by-context" decode choice, whose kernel depends on how uniform
-the batch's contexts are (by its choice's uniform-context ratio): decode CUDA graphs capture it
-once per case (``decode_context_ratio``).
+The one exception is the "by-context" decode choice (the default), whose kernel depends on how
+uniform the batch's contexts are (by its choice's uniform-context ratio): decode CUDA graphs
+capture it once per case (``decode_context_ratio``).
 """
 
 from __future__ import annotations
