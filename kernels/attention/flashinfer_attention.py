@@ -21,6 +21,7 @@ missing), hooks included.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import flashinfer
@@ -28,6 +29,7 @@ import torch
 
 from kernels.attention.base import AttentionBackend
 from kernels.attention.torch_attention import TorchAttention
+from kernels.decode_choice import DecodeChoice
 from kernels.metadata import AttentionMetadata
 
 WORKSPACE_BYTES = 128 << 20  # a workspace's first size; doubled while a plan overflows it
@@ -234,16 +236,26 @@ class GraphState:
 class FlashInferAttention(AttentionBackend):
     name = "flashinfer"
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, fallback: AttentionBackend | None = None) -> None:
         super().__init__(device)
-        self.fallback = _fallback(self.device)  # for what FlashInfer does not run
+        # for what FlashInfer does not run (its decode choice, if any, is the engine's)
+        self.fallback = fallback if fallback is not None else _fallback(self.device)
         self.slots: list[Slot] = []
         self.next_slot = 0
         self.layout: Layout | None = None  # from the first forward FlashInfer runs (else None)
         self.graphs: GraphState | None = None
 
     def fresh(self) -> FlashInferAttention:
-        return FlashInferAttention(self.device)
+        return FlashInferAttention(self.device, self.fallback.fresh())
+
+    def with_decode(self, choice: DecodeChoice) -> FlashInferAttention:
+        """FlashInfer's own kernels have no decode choice; the fallback's take ``choice``."""
+        return FlashInferAttention(self.device, self.fallback.with_decode(choice))
+
+    def decode_context_ratio(self, q_dtype: torch.dtype, k_cache: torch.Tensor) -> Fraction | None:
+        if q_dtype in DTYPES and k_cache.shape[-1] in HEAD_DIMS:
+            return None  # FlashInfer's decode: one plan whatever the contexts
+        return self.fallback.decode_context_ratio(q_dtype, k_cache)
 
     def supports_cuda_graphs(self, dtype: torch.dtype) -> bool:
         return dtype in DTYPES or self.fallback.supports_cuda_graphs(dtype)
