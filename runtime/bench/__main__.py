@@ -114,11 +114,12 @@ def run_nanolang(
     linear: str | None = None,
     tail: float | None = None,
     fused: bool = True,
+    attention: str | None = None,
 ) -> list[EngineRun]:
     """Every workload on one engine instance (``ceilings``: measured by an earlier instance;
     ``decode``: how its decode attention runs, the engine's default without one; ``linear``:
     the linear operator's backend, the registry's without one; ``fused``: rope and the KV store
-    in one kernel)."""
+    in one kernel; ``attention``: the paged-attention backend, the registry's without one)."""
     decode = decode or EngineConfig().decode_choice()
     overrides = json.loads(args.hf_overrides) if args.hf_overrides else None
     if tp > 1 and args.profile_every:
@@ -134,7 +135,7 @@ def run_nanolang(
         tensor_parallel_size=tp, allreduce=args.allreduce,
         symm_mem_max_bytes=args.symm_mem_max_bytes, decode_kernel=decode.kernel_spec(),
         fp8_decode_dot=decode.fp8_dot, linear_backend=linear, fuse_rope_kv_store=fused,
-        plan_guard=args.plan_guard == "on" and mode == "nanoflow",
+        attention_backend=attention, plan_guard=args.plan_guard == "on" and mode == "nanoflow",
         plan_guard_samples=args.plan_guard_samples, plan_guard_min_gain=args.plan_guard_min_gain,
     )  # fmt: skip
     engine = llm.engine
@@ -151,6 +152,7 @@ def run_nanolang(
         "admission_reserve_tokens": engine.config.admission_reserve_tokens,
         "admission_tail_overcommit": engine.config.admission_tail_overcommit,
         "plan_guard_on": engine.config.plan_guard and spec is not None,
+        "attention_backend": attention,  # as asked (None: the registry's choice)
     }  # fmt: skip
     if args.warmup_requests > 0:
         for name, _ in names:
@@ -169,6 +171,7 @@ def run_nanolang(
         print(
             f"[bench] nanolang {mode} kv={kv} tp={tp} decode={decode.spec()}"
             f"{'' if linear is None else ' linear=' + linear}"
+            f"{'' if attention is None else ' attention=' + attention}"
             f"{'' if tail is None else f' tail={tail:g}'}"
             f"{'' if fused else ' rope-kv-store=unfused'} "
             f"budget={engine.config.max_num_batched_tokens} {name} x{len(reqs)}: "
@@ -394,6 +397,21 @@ def decode_choices(text: str) -> list[DecodeChoice]:
         raise SystemExit(f"--decode-attention: {exc}") from None
 
 
+ATTENTION_BACKENDS = ("triton", "flashinfer", "torch")  # the registry's paged-attention backends
+
+
+def attention_backends(text: str) -> list[str | None]:
+    """``--attention-backend``: a comma list, one engine each (``default``: None, the registry's
+    choice); names are checked here, before any engine runs, and whether a named backend is
+    available when its engine builds its operators."""
+    names = [item.strip() for item in text.split(",") if item.strip()] or ["default"]
+    unknown = [n for n in names if n != "default" and n not in ATTENTION_BACKENDS]
+    if unknown:
+        raise SystemExit(f"--attention-backend: unknown backend {unknown[0]!r}; choose from "
+                         f"default, {', '.join(ATTENTION_BACKENDS)}")  # fmt: skip
+    return [None if name == "default" else name for name in names]
+
+
 def linear_backends(text: str) -> list[str | None]:
     """``--linear``: a comma list of backend names, one engine each (``default``: None, the
     registry's choice); the names are checked when each engine builds its operators."""
@@ -451,6 +469,7 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
     linears = linear_backends(args.linear)
     tails = tail_overcommits(args.admission_tail_overcommit)
     fusions = rope_kv_stores(args.rope_kv_store)
+    attentions = attention_backends(args.attention_backend)
     runs: list[EngineRun] = []
     tps = parse_tp(args.tp)
     engines, version = 0, nanolang_version()
@@ -460,11 +479,11 @@ def run(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
     for tp in tps:
         for mode in modes:
             for kv in kv_dtypes:
-                combos = itertools.product(budgets, decodes, linears, tails, fusions)
-                for budget, decode, linear, tail, fused in combos:
+                combos = itertools.product(budgets, decodes, linears, tails, fusions, attentions)
+                for budget, decode, linear, tail, fused, attention in combos:
                     ceilings = runs[0].facts["ceilings"] if runs else None  # one per run
                     new = run_nanolang(args, names, mode, specs[mode], kv, ceilings, tp, budget,
-                                       decode, linear, tail, fused)  # fmt: skip
+                                       decode, linear, tail, fused, attention)  # fmt: skip
                     for r in new:
                         r.facts = {**r.facts, "engine_index": engines}
                     runs += new
@@ -520,6 +539,7 @@ def record_of(
     )  # fmt: skip
     record["warmup_requests"] = args.warmup_requests
     record["decode_attention"] = facts["decode_attention"]
+    record["attention_backend"] = facts.get("attention_backend")  # asked; None: the registry's
     record["admission_reserve_tokens"] = facts["admission_reserve_tokens"]
     record["admission_tail_overcommit"] = facts["admission_tail_overcommit"]
     if facts.get("allreduce"):  # tensor parallelism: the group's own all-reduce

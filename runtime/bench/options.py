@@ -165,6 +165,14 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "table lists the shape, cuBLAS elsewhere)",
     )
     ap.add_argument(
+        "--attention-backend",
+        default="default",
+        help="comma list of paged-attention backends, one engine each: default (the registry's "
+        "choice: FlashInfer where installed, else Triton on a GPU, the torch reference on the "
+        "CPU), triton, flashinfer, torch; each record's attention_backend names what was asked "
+        "and kernels.paged_attention what ran",
+    )
+    ap.add_argument(
         "--rope-kv-store",
         default="fused",
         help="comma list, one engine each: fused (rope and the KV store in one kernel, "

@@ -80,6 +80,8 @@ def _engine(r: dict[str, Any]) -> str:
     budget = r.get("max_num_batched_tokens")
     if name.startswith("nanolang") and budget not in (None, DEFAULT_BUDGET):
         name += f" ({budget} tok/iter)"
+    if name.startswith("nanolang") and r.get("attention_backend"):  # asked for by name
+        name += f" ({r['attention_backend']} attention)"
     return str(name)
 
 

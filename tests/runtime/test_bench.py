@@ -11,6 +11,7 @@ import pytest
 
 from kernels.decode_choice import DecodeChoice
 from runtime.bench.__main__ import (
+    attention_backends,
     decode_choices,
     execute,
     linear_backends,
@@ -20,6 +21,7 @@ from runtime.bench.__main__ import (
     token_budgets,
 )
 from runtime.bench.options import build_parser
+from runtime.bench.table import _engine
 from runtime.bench.workloads import WORKLOADS, make_requests, workload_seed
 from runtime.config import EngineConfig
 
@@ -303,3 +305,27 @@ def test_bad_plan_guard_settings_fail_before_any_engine(
     ])  # fmt: skip
     with pytest.raises(SystemExit, match=f"--plan-guard-samples / --plan-guard-min-gain: .*{why}"):
         run(args, "test")
+
+
+def test_attention_backends_run_one_engine_each_and_unknown_names_stop_the_run(
+    tiny_llama: str, tmp_path: Path
+) -> None:
+    """``--attention-backend default,torch``: one engine each, each record saying what was asked
+    (None: the registry's choice) and what ran; the comparison table names the asked one. An
+    unknown name stops the run before any engine is built."""
+    default, torch_ = _run_on_cpu(tiny_llama, tmp_path, [
+        "--workloads", "512/512", "--num-requests", "2", "--scale", "0.02",
+        "--attention-backend", "default,torch",
+    ])  # fmt: skip
+    assert (default["attention_backend"], torch_["attention_backend"]) == (None, "torch")
+    assert default["kernels"]["paged_attention"] == torch_["kernels"]["paged_attention"] == "torch"
+    assert (default["engine_index"], torch_["engine_index"]) == (0, 1)
+    assert _engine(default) == "nanolang" and _engine(torch_) == "nanolang (torch attention)"
+    assert attention_backends("triton, flashinfer") == ["triton", "flashinfer"]
+    assert attention_backends("") == [None]
+    out = tmp_path / "none.json"
+    with pytest.raises(SystemExit, match="--attention-backend: unknown backend 'cudnn'"):
+        execute(build_parser().parse_args([
+            "--model", tiny_llama, "--device", "cpu", "--out", str(out),
+            "--attention-backend", "torch,cudnn"]), "test")  # fmt: skip
+    assert not out.exists()
