@@ -217,6 +217,13 @@ class ModelRunner:
         without graphs (eager mode, the CPU)."""
         return self.graphs.replays_by_plan() if self.graphs is not None else {}
 
+    @property
+    def plan_guarded(self) -> bool:
+        """Whether a plan guard checks this runner's plans: a plan set's pipeline with a guard
+        (not hand-picked plans, which are not guarded, nor a set dense everywhere, whose
+        runner keeps the model's own forward)."""
+        return getattr(self.forward, "guard", None) is not None
+
     def plan_guard_report(self) -> list[dict[str, Any]]:
         """The plan guard's buckets so far (runtime.pipeline.guard; empty without one)."""
         guard = getattr(self.forward, "guard", None)

@@ -151,7 +151,9 @@ def run_nanolang(
         "decode_attention": engine.config.decode_choice().spec(),  # as the engine built it
         "admission_reserve_tokens": engine.config.admission_reserve_tokens,
         "admission_tail_overcommit": engine.config.admission_tail_overcommit,
-        "plan_guard_on": engine.config.plan_guard and spec is not None,
+        # hand-picked plans are not guarded, nor is a plan set dense everywhere (the model's
+        # own forward runs): their records carry no plan_guard
+        "plan_guard_on": engine.runner.plan_guarded,
         "attention_backend": attention,  # as asked (None: the registry's choice)
     }  # fmt: skip
     if args.warmup_requests > 0:

@@ -147,6 +147,11 @@ class TensorParallelRunner:
             raise
         return summary
 
+    @property
+    def plan_guarded(self) -> bool:
+        """Whether a plan guard checks the ranks' plans (every rank's alike)."""
+        return self.ready[0].plan_guarded
+
     def plan_guard_report(self, rank: int = 0) -> list[dict[str, Any]]:
         """``rank``'s plan guard buckets so far (every rank reaches the same verdicts), once
         it has run every iteration sent before."""

@@ -77,6 +77,7 @@ class WorkerReady:
     # the network search's inputs and choices per bucket (pipeline "default"), plain data
     network_search: dict[str, Any] = field(default_factory=dict)
     allreduce: str = "nccl"  # the group's own all-reduce (GroupAllReduce.describe)
+    plan_guarded: bool = False  # a plan guard checks the pipeline's plans (ModelRunner's)
 
 
 def worker_main(rank: int, spec: WorkerSpec, conn: Connection) -> None:
@@ -178,6 +179,7 @@ def _start(rank: int, spec: WorkerSpec) -> tuple[ModelRunner, WorkerReady]:
         allreduce_bytes_per_s=bandwidth,
         pipeline="" if forward is None else forward.describe(),
         network_search=search,
+        plan_guarded=runner.plan_guarded,
         allreduce=allreduce.describe(),
     )
     return runner, ready

@@ -78,6 +78,9 @@ def test_nanoflow_at_two_ranks_records_the_network_search(tiny_llama: str, tmp_p
     assert search["allreduce_us"]["all"] and search["buckets"]
     assert all(b[3] is None and b[4] == b[5] for b in search["buckets"])  # dense: as predicted
     assert nano["output_tokens"] == seq["output_tokens"]
+    # dense in every bucket: the ranks run the model's own forward, which no guard checks (the
+    # ranks say so), so neither record has a plan_guard
+    assert "plan_guard" not in seq and "plan_guard" not in nano
 
 
 def test_a_symmetric_memory_all_reduce_is_named_in_the_tables() -> None:

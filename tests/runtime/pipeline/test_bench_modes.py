@@ -32,6 +32,9 @@ def test_both_modes_in_one_run(tiny_llama: str, tmp_path: Path) -> None:
     # no plan set for the CPU: the hand-picked plans by workload class
     assert records[2]["pipeline_used"].startswith("decode: ")
     assert records[0]["pipeline_used"] is None
+    # hand-picked plans are not guarded (the plan guard checks a plan set's): no plan_guard
+    # record, where before an empty one said "guard on, no bucket met"
+    assert not any("plan_guard" in r for r in records)
     seq, nano = records[:2], records[2:4]
     for a, b in zip(seq, nano, strict=True):
         assert (a["prompt_tokens"], a["output_tokens"]) == (b["prompt_tokens"], b["output_tokens"])
