@@ -104,9 +104,26 @@ def main(argv: list[str] | None = None) -> int:
                     help="price the FLOPs at this rate (default: each run's measured peak)")
     ap.add_argument("--json", type=Path, default=None, help="write the rows here too")
     args = ap.parse_args(argv)
+    if args.gemm_tflops is not None and not args.gemm_tflops > 0:
+        print(f"error: --gemm-tflops must be positive, got {args.gemm_tflops}", file=sys.stderr)
+        return 2
     found = []
     for f in args.files:
-        found += rows(json.loads(f.read_text()), args.gemm_tflops)
+        try:
+            records = json.loads(f.read_text())
+            if not isinstance(records, list):
+                raise ValueError("not a list of benchmark records")
+            found += rows(records, args.gemm_tflops)
+        except (OSError, ValueError) as exc:  # missing, not JSON, another run's requests
+            print(f"error: {f}: {exc}", file=sys.stderr)
+            return 2
+        except KeyError as exc:  # a record without a field the floor needs
+            print(f"error: {f}: a record has no {exc} (the floor needs a benchmark record's "
+                  "workload, lengths, ceilings and KV capacity)", file=sys.stderr)  # fmt: skip
+            return 2
+        except TypeError as exc:  # records of another shape
+            print(f"error: {f}: not benchmark records ({exc})", file=sys.stderr)
+            return 2
     if not found:
         print("no row with both a sequential nanolang record and a peer", file=sys.stderr)
         return 1

@@ -182,6 +182,9 @@ def presets() -> list[str]:
 
 KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3")
 ALLREDUCE_CHOICES = ("nccl", "symm_mem")  # EngineConfig.allreduce
+# EngineConfig.attention_backend: every paged-attention backend kernels' registry can hold (the
+# optional ones where their library imports; whether one is available is the registry's answer)
+ATTENTION_BACKENDS = ("torch", "triton", "flashinfer")
 
 
 @dataclass(frozen=True)
@@ -283,6 +286,10 @@ class EngineConfig:
                 f"got {self.kv_cache_dtype!r}"
             )
         self.decode_choice()  # a clear error for an unknown kernel or dot dtype
+        backend = self.attention_backend
+        if backend is not None and backend not in ATTENTION_BACKENDS:
+            raise ValueError(f"attention_backend must be one of {', '.join(ATTENTION_BACKENDS)} "
+                             f"(or None: the registry's choice), got {backend!r}")  # fmt: skip
         if self.tensor_parallel_size < 1:
             raise ValueError("tensor_parallel_size must be >= 1")
         if self.allreduce not in ALLREDUCE_CHOICES:

@@ -53,7 +53,7 @@ from runtime.bench.workloads import (
     warmup_requests,
     workload_seed,
 )
-from runtime.config import EngineConfig
+from runtime.config import ATTENTION_BACKENDS, EngineConfig
 from runtime.distributed.executor import TensorParallelRunner
 from runtime.llm import LLM
 from runtime.model.loader import resolve_model
@@ -397,9 +397,6 @@ def decode_choices(text: str) -> list[DecodeChoice]:
         ]
     except ValueError as exc:
         raise SystemExit(f"--decode-attention: {exc}") from None
-
-
-ATTENTION_BACKENDS = ("triton", "flashinfer", "torch")  # the registry's paged-attention backends
 
 
 def attention_backends(text: str) -> list[str | None]:

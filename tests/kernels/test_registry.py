@@ -61,3 +61,18 @@ def test_a_fused_operator_is_not_chosen_by_name(monkeypatch: pytest.MonkeyPatch)
             get_ops("cpu")
     finally:
         get_ops.cache_clear()
+
+
+def test_engine_config_names_every_attention_backend_the_registry_can_hold() -> None:
+    """EngineConfig.attention_backend's names are the registry's (the optional backends loaded
+    where their libraries import), so the config refuses a typo before any engine is built."""
+    from kernels.registry import ATTENTION, _load_optional_backends, implementations
+    from runtime.config import ATTENTION_BACKENDS, EngineConfig
+
+    _load_optional_backends()  # what a GPU device loads: the ones whose libraries import
+    assert set(implementations(ATTENTION)) <= set(ATTENTION_BACKENDS)
+    assert "torch" in implementations(ATTENTION)
+    for name in ATTENTION_BACKENDS:
+        assert EngineConfig(attention_backend=name).attention_backend == name
+    with pytest.raises(ValueError, match="attention_backend must be one of torch, triton"):
+        EngineConfig(attention_backend="cudnn")

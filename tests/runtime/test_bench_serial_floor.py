@@ -82,3 +82,28 @@ def test_rows_without_a_peer_are_left_out_and_other_runs_are_refused(
     assert sf.main([str(f), "--json", str(out)]) == 0
     assert "| 512/512 (8) | 1,000 | 900 (vllm 0.26.0) |" in capsys.readouterr().out
     assert json.loads(out.read_text())[0]["peer"] == 900.0
+
+
+def test_bad_files_and_rates_get_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sf = _floor()
+    missing = tmp_path / "missing.json"
+    assert sf.main([str(missing)]) == 2
+    assert f"error: {missing}:" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert sf.main([str(bad)]) == 2
+    assert f"error: {bad}:" in capsys.readouterr().err
+    bad.write_text(json.dumps({"engine": "nanolang"}))
+    assert sf.main([str(bad)]) == 2
+    assert "not a list of benchmark records" in capsys.readouterr().err
+    records = _records(1000.0, {"vllm": 900.0})
+    del records[0]["kv_cache_tokens"]
+    bad.write_text(json.dumps(records))
+    assert sf.main([str(bad)]) == 2
+    assert "a record has no 'kv_cache_tokens'" in capsys.readouterr().err
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(_records(1000.0, {"vllm": 900.0})))
+    assert sf.main([str(good), "--gemm-tflops", "0"]) == 2
+    assert "--gemm-tflops must be positive" in capsys.readouterr().err

@@ -125,7 +125,7 @@ def test_by_context_under_cuda_graphs_follows_auto_and_the_reference(tiny_llama:
     each sequence's first difference)."""
     kw = {"dtype": "bfloat16", "device": "cuda", "max_num_seqs": 8}
     by = LLM(tiny_llama, attention_backend="triton", decode_kernel="by-context", **kw)
-    auto = LLM(tiny_llama, attention_backend="triton", **kw)
+    auto = LLM(tiny_llama, attention_backend="triton", decode_kernel="auto", **kw)
     ref = LLM(tiny_llama, attention_backend="torch", **kw)
     graphs = by.engine.runner.graphs
     assert graphs is not None and auto.engine.runner.graphs is not None
@@ -154,7 +154,7 @@ def test_the_engines_graphs_pick_the_variant_by_the_configured_ratio(tiny_llama:
     if torch.cuda.get_device_capability()[0] < 9:
         pytest.skip("before Hopper both cases run the gather kernel: one graph per batch size")
     kw = {"dtype": "bfloat16", "device": "cuda", "max_num_seqs": 8, "attention_backend": "triton"}
-    auto = LLM(tiny_llama, **kw)
+    auto = LLM(tiny_llama, decode_kernel="auto", **kw)  # by-context is the default
     reference = [o.token_ids for o in auto.generate(NEAR_UNIFORM, greedy(8))]
     for kernel, uniform in (("by-context@1.25", True), ("by-context@1.02", False)):
         llm = LLM(tiny_llama, decode_kernel=kernel, **kw)
