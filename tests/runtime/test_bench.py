@@ -54,7 +54,10 @@ def test_bench_writes_one_record_per_workload(tiny_llama: str, tmp_path: Path) -
         assert r["tight_roofline_tokens_per_s"] > 0
         pct = 100 * r["total_tokens_per_s"] / r["tight_roofline_tokens_per_s"]
         assert abs(r["pct_tight_roofline"] - pct) < 0.1
-        assert r["tight_roofline_tokens_per_s"] <= r["compute_roofline_tokens_per_s"] + 1e-6
+        # per iteration the tight bound takes the larger of compute and memory time, so it is
+        # never above the memory roofline; NanoFlow's compute roofline counts 2 x all
+        # parameters per token and can sit below it (test_bench_roofline shows when)
+        assert r["tight_roofline_tokens_per_s"] <= r["memory_roofline_tokens_per_s"] + 1e-6
         assert r["engine"] == "nanolang" and r["num_requests"] == 4
         assert r["tensor_parallel_size"] == 1 and "network" not in r
         assert 1 <= r["max_batch_seqs"] <= 4
