@@ -226,12 +226,15 @@ class EngineConfig:
     # with ":sequential" for the same nano-batches on one stream
     pipeline: str | None = None
     # the plan guard (runtime.pipeline.guard): a plan set's plans are timed against the dense
-    # forward on the live engine, plan_guard_samples iterations of each side per bucket, and a
-    # bucket whose plan is not at least plan_guard_min_gain faster runs dense from then on;
-    # False: the plan set's choices as they are. No effect without a plan set
+    # forward on the live engine, plan_guard_samples pairs (a plan iteration, then a dense one
+    # of the same kind) per bucket, and a bucket whose plan is not at least plan_guard_min_gain
+    # faster (the pairs' median ratio) runs dense; plan_guard_recheck_every iterations of a
+    # bucket after its verdict it is tried again (0: never); False: the plan set's choices as
+    # they are. No effect without a plan set
     plan_guard: bool = True
     plan_guard_samples: int = 4
     plan_guard_min_gain: float = 0.02
+    plan_guard_recheck_every: int = 4096
     # "torch", "triton", "flashinfer": the paged-attention backend; None: the registry's choice
     attention_backend: str | None = None
     # "auto": the model's dtype; "fp8" (or "fp8_e4m3"): float8 e4m3 with a scale per layer for K
@@ -302,11 +305,12 @@ class EngineConfig:
             raise ValueError("kv_cache_memory_bytes must be positive")
 
     def guard_config(self) -> GuardConfig | None:
-        """The plan guard's settings (plan_guard_samples, plan_guard_min_gain), validated even
-        when it is off; None: ``plan_guard`` off."""
+        """The plan guard's settings (plan_guard_samples, _min_gain, _recheck_every), validated
+        even when it is off; None: ``plan_guard`` off."""
         from runtime.pipeline.guard import GuardConfig
 
-        config = GuardConfig(self.plan_guard_samples, self.plan_guard_min_gain)
+        config = GuardConfig(self.plan_guard_samples, self.plan_guard_min_gain,
+                             self.plan_guard_recheck_every)  # fmt: skip
         return config if self.plan_guard else None
 
     def decode_choice(self) -> DecodeChoice:

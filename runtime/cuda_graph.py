@@ -68,8 +68,9 @@ class DecodeVariants(Protocol):
         """The plan a decode batch of this size and mean context runs."""
         ...
 
-    def decode_turn(self, decodes: int, context: float) -> Turn | None:
-        """A plan guard's turn for a loaded batch (plan or dense; None: no guard here)."""
+    def decode_turn(self, decodes: int, context: float, mode: str = "graph") -> Turn | None:
+        """A plan guard's turn for a loaded batch (plan or dense; None: no guard here) whose
+        graph is of kind ``mode`` (its attention variant)."""
         ...
 
     def timed(self, turn: Turn | None, run: Callable[[], R]) -> R:
@@ -112,7 +113,7 @@ class OneForward:
     def graph_key(self, decodes: int, context: float) -> Hashable:
         return None
 
-    def decode_turn(self, decodes: int, context: float) -> Turn | None:
+    def decode_turn(self, decodes: int, context: float, mode: str = "graph") -> Turn | None:
         return None
 
     def timed(self, turn: Turn | None, run: Callable[[], R]) -> R:
@@ -270,22 +271,43 @@ class DecodeGraphs:
     def bucket_for(self, n: int) -> int | None:
         return next((b for b in sorted(self.buckets) if b >= n), None)
 
-    def key_for(self, n: int, context_lens: torch.Tensor, turn: Turn | None = None) -> GraphKey:
+    def key_for(
+        self,
+        n: int,
+        context_lens: torch.Tensor,
+        turn: Turn | None = None,
+        uniform: bool | None = None,
+    ) -> GraphKey:
         """The graph of a decode batch of ``n`` sequences: its batch-size bucket and the plan
         of that size at the mean context of its real rows (padding rows do not count), or the
         dense graph when a guard's ``turn`` says dense; under "by-context", that plan's variant
-        for how uniform those rows' contexts are."""
+        for how uniform those rows' contexts are (``uniform``, computed when not given)."""
         b = self.bucket_for(n)
         assert b is not None, f"no decode graph holds {n} sequences"
         plan = self.variants.graph_key(b, self._mean_context(n, context_lens))
         if turn is not None and not turn.runs_plan:
             plan = None
         if self.uniform_ratio is not None:  # host lengths (the plan's): no device read
-            uniform = contexts_uniform(context_lens[:n].tolist(), self.uniform_ratio)
-            plan = ContextVariant(plan, uniform)
+            if uniform is None:
+                uniform = self.contexts_uniform(n, context_lens)
+            plan = ContextVariant(plan, bool(uniform))
         key = (b, plan)
         assert key in self.forwards, f"decode graph {key} was not made"
         return key
+
+    def contexts_uniform(self, n: int, context_lens: torch.Tensor) -> bool | None:
+        """Whether the ``n`` rows' contexts are near-uniform under "by-context" (None: the
+        graphs do not depend on it)."""
+        if self.uniform_ratio is None:
+            return None
+        return contexts_uniform(context_lens[:n].tolist(), self.uniform_ratio)
+
+    @staticmethod
+    def graph_mode(uniform: bool | None) -> str:
+        """The guard's name for a replay's kind: pairs of one kind are compared."""
+        if uniform is None:
+            return "graph"
+        return f"graph, {'uniform' if uniform else 'ragged'} contexts"
 
     @staticmethod
     def _mean_context(n: int, context_lens: torch.Tensor) -> float:
@@ -298,8 +320,10 @@ class DecodeGraphs:
         b = self.bucket_for(n)
         assert b is not None, f"no decode graph holds {n} sequences"
         # one turn per loaded batch: a guarded bucket's trial advances here
-        self.turn = self.variants.decode_turn(b, self._mean_context(n, inputs.context_lens))
-        self.loaded = self.key_for(n, inputs.context_lens, self.turn)
+        uniform = self.contexts_uniform(n, inputs.context_lens)
+        mean = self._mean_context(n, inputs.context_lens)
+        self.turn = self.variants.decode_turn(b, mean, self.graph_mode(uniform))
+        self.loaded = self.key_for(n, inputs.context_lens, self.turn, uniform)
         b = self.loaded[0]
         w = inputs.block_tables.shape[1]
         # from pinned staging: a copy from pageable memory may make the host wait for the

@@ -137,6 +137,7 @@ def run_nanolang(
         fp8_decode_dot=decode.fp8_dot, linear_backend=linear, fuse_rope_kv_store=fused,
         attention_backend=attention, plan_guard=args.plan_guard == "on" and mode == "nanoflow",
         plan_guard_samples=args.plan_guard_samples, plan_guard_min_gain=args.plan_guard_min_gain,
+        plan_guard_recheck_every=args.plan_guard_recheck_every,
     )  # fmt: skip
     engine = llm.engine
     cfg, device, dtype = engine.model_config, engine.device, engine.dtype
@@ -219,14 +220,19 @@ def plan_guard_report(llm: LLM) -> list[dict[str, Any]]:
 
 
 def guard_summary(report: list[dict[str, Any]]) -> str:
-    """One line of the guard's buckets: each bucket's verdict and medians."""
+    """One line of the guard's buckets: each bucket's verdict, the pairs' median ratio and the
+    sides' medians."""
     if not report:
         return "no guarded bucket met"
-    return "; ".join(
-        f"{'/'.join(map(str, r['bucket']))} {r['plan']} {r['verdict']}"
-        + ("" if r["plan_ms"] is None else f" ({r['plan_ms']:.2f} vs dense {r['dense_ms']:.2f} ms)")
-        for r in report
-    )
+    return "; ".join(f"{'/'.join(map(str, r['bucket']))} {r['plan']} {r['verdict']}"
+                     f"{_guard_times(r)}" for r in report)  # fmt: skip
+
+
+def _guard_times(r: dict[str, Any]) -> str:
+    if r["ratio"] is None:
+        return f" ({r['dropped_pairs']} pairs, none of one kind)" if r["dropped_pairs"] else ""
+    return (f" (ratio {r['ratio']:.3f} over {r['pairs']} pairs: {r['plan_ms']:.2f} vs dense "
+            f"{r['dense_ms']:.2f} ms)")  # fmt: skip
 
 
 def replays_delta(
@@ -380,12 +386,15 @@ def token_budgets(args: argparse.Namespace) -> list[int]:
 
 
 def check_plan_guard(args: argparse.Namespace) -> None:
-    """``--plan-guard-samples`` and ``--plan-guard-min-gain`` checked with the other options,
-    before any peer (``--peers-first``) or engine runs."""
+    """``--plan-guard-samples``, ``-min-gain`` and ``-recheck-every`` checked with the other
+    options, before any peer (``--peers-first``) or engine runs."""
     try:
-        GuardConfig(args.plan_guard_samples, args.plan_guard_min_gain)
+        GuardConfig(args.plan_guard_samples, args.plan_guard_min_gain,
+                    args.plan_guard_recheck_every)  # fmt: skip
     except ValueError as exc:
-        raise SystemExit(f"--plan-guard-samples / --plan-guard-min-gain: {exc}") from None
+        raise SystemExit(
+            f"--plan-guard-samples / --plan-guard-min-gain / --plan-guard-recheck-every: {exc}"
+        ) from None
 
 
 def decode_choices(text: str) -> list[DecodeChoice]:

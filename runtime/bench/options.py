@@ -123,7 +123,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         choices=("on", "off"),
         default="on",
         help="nanoflow mode: time each plan-set bucket's plan against the dense forward on the "
-        "live engine (--plan-guard-samples iterations of each, alternating) and run dense where "
+        "live engine (--plan-guard-samples pairs, alternating) and run dense where "
         "the plan is not --plan-guard-min-gain faster (on, the default); off: the plan set's "
         "choices as they are. nanoflow-sequential always runs unguarded (it measures the split)",
     )
@@ -131,7 +131,15 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "--plan-guard-samples",
         type=int,
         default=4,
-        help="timed forwards of each side per guarded bucket (default 4)",
+        help="pairs (a plan forward, then a dense one of the same kind) per guarded bucket's "
+        "verdict (default 4)",
+    )
+    ap.add_argument(
+        "--plan-guard-recheck-every",
+        type=int,
+        default=4096,
+        help="iterations of a bucket after its verdict until the guard tries it again "
+        "(default 4096; 0: never)",
     )
     ap.add_argument(
         "--plan-guard-min-gain",

@@ -16,7 +16,7 @@ import torch
 from kernels import AttentionMetadata, Ops
 from runtime.model.llama import ForwardContext, LlamaModel
 from runtime.pipeline.executor import NetworkGroups, PipelineExecutor
-from runtime.pipeline.guard import PlanGuard, Turn
+from runtime.pipeline.guard import EAGER, PlanGuard, Turn
 from runtime.pipeline.plan import PlanError
 from runtime.pipeline.plans import load_pipeline, workload_class
 from runtime.pipeline.planset import Bucket, PlanSet, check_kv_dtype, kv_dtype_name, signature_of
@@ -92,22 +92,25 @@ class PipelineForward:
         return self.timed(turn, lambda: run(input_ids, ctx))
 
     # ------------------------------------------------------------ the plan guard
-    def _turn(self, bucket: Bucket, profiled: bool = False) -> Turn | None:
+    def _turn(self, bucket: Bucket, profiled: bool = False, mode: str = EAGER) -> Turn | None:
         """The guard's turn for an iteration in ``bucket`` (which side runs, whether it is
-        timed); None: not guarded (no guard, or a dense bucket): the plan set's answer runs.
-        A ``profiled`` forward (per-operation hooks, eager even where a decode graph would
-        replay) stays out of the trial: it runs the bucket's current side, untimed."""
+        timed) by a forward of kind ``mode``; None: not guarded (no guard, or a dense bucket):
+        the plan set's answer runs. A ``profiled`` forward (per-operation hooks, eager even
+        where a decode graph would replay) stays out of the trial: it runs the bucket's current
+        side, untimed."""
         if self.guard is None or bucket.plan is None:
             return None
         key = (bucket.decodes, bucket.prefill_tokens, bucket.context)
-        return self.guard.untimed_turn(key) if profiled else self.guard.turn(key, bucket.plan)
+        if profiled:
+            return self.guard.untimed_turn(key)
+        return self.guard.turn(key, bucket.plan, mode)
 
-    def decode_turn(self, decodes: int, context: float) -> Turn | None:
+    def decode_turn(self, decodes: int, context: float, mode: str = "graph") -> Turn | None:
         """The guard's turn for a decode graph of ``decodes`` rows at mean ``context`` (one
-        call per replay: it advances the bucket's trial)."""
+        call per replay: it advances the bucket's trial); ``mode`` names the graph's kind."""
         if self.guard is None or self.planset is None:
             return None
-        return self._turn(self.planset.lookup(decodes, 0, context))
+        return self._turn(self.planset.lookup(decodes, 0, context), mode=mode)
 
     def timed(self, turn: Turn | None, run: Callable[[], R]) -> R:
         """``run()`` (a forward or a graph replay), timed when ``turn`` is a trial's."""

@@ -293,6 +293,7 @@ def test_bad_counts_and_time_limits_are_refused_by_name(
 @pytest.mark.parametrize(("flag", "value", "why"), [
     ("--plan-guard-samples", "0", "samples must be >= 1"),
     ("--plan-guard-min-gain", "1.5", r"min_gain must be in \[0, 1\)"),
+    ("--plan-guard-recheck-every", "-1", "recheck_every must be >= 0"),
 ])  # fmt: skip
 def test_bad_plan_guard_settings_fail_before_any_engine(
     tmp_path: Path, flag: str, value: str, why: str
@@ -306,7 +307,8 @@ def test_bad_plan_guard_settings_fail_before_any_engine(
         "--model", str(tmp_path / "no-model"), "--device", "cpu", "--mode", "sequential,nanoflow",
         flag, value,
     ])  # fmt: skip
-    with pytest.raises(SystemExit, match=f"--plan-guard-samples / --plan-guard-min-gain: .*{why}"):
+    names = "--plan-guard-samples / --plan-guard-min-gain / --plan-guard-recheck-every"
+    with pytest.raises(SystemExit, match=f"{names}: .*{why}"):
         run(args, "test")
 
 

@@ -172,6 +172,54 @@ def test_by_context_captures_every_bucket_and_plan_once_per_context_shape(
     )
 
 
+class ModeSpy:
+    """The engine's decode variants, recording the mode each loaded batch asks the guard for."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner, self.modes = inner, []  # type: ignore[var-annotated]
+
+    def graph_variants(self, decodes: int) -> object:
+        return self.inner.graph_variants(decodes)  # type: ignore[attr-defined]
+
+    def graph_key(self, decodes: int, context: float) -> object:
+        return self.inner.graph_key(decodes, context)  # type: ignore[attr-defined]
+
+    def decode_turn(self, decodes: int, context: float, mode: str = "graph") -> None:
+        self.modes.append(mode)
+
+    def timed(self, turn: object, run: object) -> object:
+        return run()  # type: ignore[operator]
+
+
+def three_rows(lens: tuple[int, int, int], scratch: int, block_size: int) -> DecodeInputs:
+    return DecodeInputs(
+        input_ids=torch.tensor([5, 6, 7]), positions=torch.tensor(lens) - 1,
+        slot_mapping=torch.full((3,), scratch * block_size),
+        context_lens=torch.tensor(lens, dtype=torch.int32),
+        block_tables=torch.full((3, 5), scratch, dtype=torch.int32),
+    )  # fmt: skip
+
+
+def test_a_loaded_batch_tells_the_guard_which_graph_kind_it_replays(
+    engine: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plan guard pairs samples of one kind only: under "by-context" a load names the
+    variant it picked (uniform or ragged contexts), otherwise just "graph"."""
+    import runtime.cuda_graph as cuda_graph
+
+    monkeypatch.setattr(cuda_graph, "pinned", lambda t: t)  # no pinned memory without CUDA
+    r = engine.runner  # type: ignore[attr-defined]
+    spy = ModeSpy(r.forward)
+    graphs = by_context_graphs(engine, spy, monkeypatch)
+    for lens in ((60, 63, 57), (60, 70, 50)):
+        graphs.load(three_rows(lens, r.scratch_block, r.blocks.block_size))
+    assert spy.modes == ["graph, uniform contexts", "graph, ragged contexts"]
+    assert graphs.loaded == (4, ContextVariant(PLAN, False))
+    plain, spy.modes = graphs_for(engine, spy), []
+    plain.load(three_rows((60, 63, 57), r.scratch_block, r.blocks.block_size))
+    assert spy.modes == ["graph"] and plain.loaded == (4, PLAN)
+
+
 def test_by_context_picks_the_variant_of_the_loaded_rows_real_contexts(
     engine: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from runtime import LLM, SamplingParams
+from runtime.bench.__main__ import guard_summary
 from runtime.config import EngineConfig, ModelConfig, read_json
 from runtime.outputs import OutputKind
 from runtime.pipeline import Unit, two_partition_plan
@@ -130,23 +131,92 @@ def test_the_ranks_agree_on_the_slowest_ranks_times() -> None:
 
     def other_rank_slower(values: list[float]) -> list[float]:
         seen.append(values)
-        return [max(v, o) for v, o in zip(values, [3.0, 2.0], strict=True)]
+        return [max(v, o) for v, o in zip(values, [3.0, 3.0, 2.0], strict=True)]
 
     guard = PlanGuard(GuardConfig(), Scripted(alternating(1.0, 2.0)), other_rank_slower)
     trial(guard, n=9)
-    assert seen == [[1.0, 2.0]]  # once, at the decision: this rank's medians
+    assert seen == [[0.5, 1.0, 2.0]]  # once, at the decision: this rank's ratio and medians
     assert guard.state(KEY) is BucketState.VETOED
     record = guard.report()[0]
-    assert (record["plan_ms"], record["dense_ms"]) == (3.0, 2.0)
+    assert (record["ratio"], record["plan_ms"], record["dense_ms"]) == (3.0, 3.0, 2.0)
     assert record["plan_samples_ms"] == [1.0] * 4  # this rank's own
+
+
+def modal_trial(guard: PlanGuard, modes: list[str]) -> list[Turn]:
+    """One iteration of bucket KEY per mode, each timed as the guard says."""
+    turns = []
+    for mode in modes:
+        turns.append(guard.turn(KEY, DECODE_PLAN, mode))
+        guard.timed(turns[-1], lambda: None)
+    return turns
+
+
+def test_a_pair_counts_only_when_both_sides_ran_the_same_kind_of_forward() -> None:
+    """The first pair is a graph replay of the plan against an eager dense forward (5 ms: a
+    kind slower, not a plan faster): it does not count, the trial runs a third pair, and the
+    two graph pairs (plan 1.0 against dense 0.9 ms) veto the plan. Compared by medians over
+    all four dense samples the slow eager one would have kept it."""
+    guard = PlanGuard(GuardConfig(samples=2), Scripted([1.0, 5.0, 1.0, 0.9, 1.0, 0.9]))
+    turns = modal_trial(guard, ["graph", "eager"] + ["graph"] * 4)
+    assert [t.index for t in turns] == list(range(6)) and all(t.timed for t in turns)
+    assert guard.state(KEY) is BucketState.TRIAL  # the first pair did not count
+    assert guard.turn(KEY, DECODE_PLAN, "graph") == Turn(KEY, Side.DENSE, False, "graph")
+    [record] = guard.report()
+    assert record["verdict"] == "vetoed" and (record["pairs"], record["dropped_pairs"]) == (2, 1)
+    assert record["dense_samples_ms"] == [0.9, 0.9] and record["trial_iterations"] == 6
+    assert record["ratio"] == pytest.approx(1.0 / 0.9, abs=1e-4)
+
+
+def test_a_trial_of_mismatched_pairs_ends_vetoed() -> None:
+    """Every pair mixes kinds: after 4 x samples pairs the trial ends, and with no pair that
+    counts the plan is not shown faster: vetoed, with no times to report."""
+    guard = PlanGuard(GuardConfig(samples=1), Scripted([1.0, 9.0] * 4))
+    modal_trial(guard, ["graph", "eager"] * 4)
+    guard.turn(KEY, DECODE_PLAN, "graph")
+    [record] = guard.report()
+    assert record["verdict"] == "vetoed" and (record["pairs"], record["dropped_pairs"]) == (0, 4)
+    assert record["ratio"] is None and record["plan_ms"] is None
+    assert guard_summary([record]) == f"4/0/64 {DECODE_PLAN} vetoed (4 pairs, none of one kind)"
+
+
+def test_the_pairs_ratios_decide_not_the_sides_medians() -> None:
+    """Pairs (1 vs 2), (3 vs 2), (3 vs 4) ms: ratios 0.5, 1.5, 0.75, median 0.75, kept; the
+    sides' medians (3 against 2 ms) would have vetoed it."""
+    guard = PlanGuard(GuardConfig(samples=3), Scripted([1.0, 2.0, 3.0, 2.0, 3.0, 4.0]))
+    trial(guard, n=7)
+    [record] = guard.report()
+    assert record["verdict"] == "kept" and record["ratio"] == 0.75
+    assert "kept (ratio 0.750 over 3 pairs: 3.00 vs dense 2.00 ms)" in guard_summary([record])
+    assert (record["plan_ms"], record["dense_ms"]) == (3.0, 2.0)
+
+
+def test_a_verdict_is_tried_again_after_recheck_every_iterations() -> None:
+    """Vetoed (plan 2 against 1 ms; the first calls compiling, say); 3 iterations later a new
+    trial measures plan 1 against 2 ms and keeps it; recheck_every=0 never tries again."""
+    guard = PlanGuard(GuardConfig(samples=1, recheck_every=3), Scripted([2.0, 1.0, 1.0, 2.0]))
+    turns = trial(guard, n=8)
+    assert [(t.side, t.timed) for t in turns] == [
+        (Side.PLAN, True), (Side.DENSE, True),
+        (Side.DENSE, False), (Side.DENSE, False), (Side.DENSE, False),  # vetoed
+        (Side.PLAN, True), (Side.DENSE, True),  # the second trial
+        (Side.PLAN, False),  # kept
+    ]  # fmt: skip
+    [record] = guard.report()
+    assert record["verdicts"] == ["vetoed", "kept"] and record["verdict"] == "kept"
+    never = PlanGuard(GuardConfig(samples=1, recheck_every=0), Scripted([2.0, 1.0]))
+    assert [t.timed for t in trial(never, n=200)][2:] == [False] * 198
+    assert never.report()[0]["verdicts"] == ["vetoed"]
 
 
 def test_configuration_is_validated() -> None:
     with pytest.raises(ValueError, match="samples must be >= 1"):
         GuardConfig(samples=0)
+    with pytest.raises(ValueError, match="recheck_every must be >= 0"):
+        GuardConfig(recheck_every=-1)
     with pytest.raises(ValueError, match=r"min_gain must be in \[0, 1\)"):
         EngineConfig(plan_guard_min_gain=1.0)
-    assert EngineConfig().guard_config() == GuardConfig(4, 0.02)
+    assert EngineConfig().guard_config() == GuardConfig(4, 0.02, 4096)
+    assert EngineConfig(plan_guard_recheck_every=0).guard_config() == GuardConfig(4, 0.02, 0)
     assert EngineConfig(plan_guard=False).guard_config() is None
     with pytest.raises(ValueError, match="samples must be >= 1"):  # checked when off too
         EngineConfig(plan_guard=False, plan_guard_samples=0)
@@ -220,8 +290,8 @@ def spy_turns(fwd: PipelineForward) -> list[Turn]:
     turns: list[Turn] = []
     real = fwd.guard.turn
 
-    def turn(key: tuple[int, int, int], plan: str) -> Turn:
-        turns.append(real(key, plan))
+    def turn(key: tuple[int, int, int], plan: str, mode: str = "eager") -> Turn:
+        turns.append(real(key, plan, mode))
         return turns[-1]
 
     fwd.guard.turn = turn  # type: ignore[method-assign]
