@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
@@ -118,6 +118,17 @@ class OneForward:
 
     def timed(self, turn: Turn | None, run: Callable[[], R]) -> R:
         return run()
+
+
+def capture_summary(keys: Iterable[GraphKey]) -> str:
+    """The captured graphs by what they run: the batch sizes of the dense forward, then of each
+    plan (a by-context variant counted as its plan)."""
+    sizes: dict[str, set[int]] = {}
+    for b, plan in keys:
+        inner = plan.plan if isinstance(plan, ContextVariant) else plan
+        sizes.setdefault("dense" if inner is None else f"plan {inner}", set()).add(b)
+    names = sorted(sizes, key=lambda n: (n != "dense", n))
+    return "; ".join(f"{n} for batch sizes {sorted(sizes[n])}" for n in names) or "none"
 
 
 def default_buckets(max_num_seqs: int) -> list[int]:
@@ -247,14 +258,10 @@ class DecodeGraphs:
                 self.pool = graph.pool()
             self.graphs[key] = graph
         torch.cuda.synchronize()
-        plans = {k for k in self.graphs if len(self.variants.graph_variants(k[0])) > 1}
         ratio = self.uniform_ratio
         shapes = (f"; each for uniform (max <= {ratio_text(ratio)} x mean) and for ragged contexts "
                   "(by-context decode attention)" if ratio is not None else "")  # fmt: skip
-        logger.info("captured decode CUDA graphs for batch sizes %s%s%s",
-                    sorted({b for b, _ in self.graphs}),
-                    f"; more than one plan: {sorted(plans, key=str)}" if plans else "",
-                    shapes)  # fmt: skip
+        logger.info("captured decode CUDA graphs: %s%s", capture_summary(self.graphs), shapes)
 
     @property
     def max_batch(self) -> int:

@@ -18,7 +18,13 @@ import torch
 from kernels import DecodeChoice, Ops
 from runtime import LLM
 from runtime.config import ModelConfig, read_json
-from runtime.cuda_graph import ContextVariant, DecodeGraphs, DecodeInputs, OneForward
+from runtime.cuda_graph import (
+    ContextVariant,
+    DecodeGraphs,
+    DecodeInputs,
+    OneForward,
+    capture_summary,
+)
 from runtime.pipeline.plans import two_stream_plan
 from runtime.pipeline.planset import Bucket, PlanSet, signature_of
 from runtime.pipeline.runner import PipelineForward
@@ -198,6 +204,22 @@ def three_rows(lens: tuple[int, int, int], scratch: int, block_size: int) -> Dec
         context_lens=torch.tensor(lens, dtype=torch.int32),
         block_tables=torch.full((3, 5), scratch, dtype=torch.int32),
     )  # fmt: skip
+
+
+def test_the_capture_log_names_what_each_graph_runs() -> None:
+    """The guard's dense graphs beside a plan's are the dense forward, not a second plan; a
+    by-context pair of variants is its plan once."""
+    guarded = [(1, None), (2, None), (4, None), (4, PLAN)]
+    assert (
+        capture_summary(guarded)
+        == f"dense for batch sizes [1, 2, 4]; plan {PLAN} for batch sizes [4]"
+    )
+    variants = [(4, ContextVariant(PLAN, True)), (4, ContextVariant(PLAN, False)),
+                (2, ContextVariant(None, True)), (2, ContextVariant(None, False))]  # fmt: skip
+    assert (
+        capture_summary(variants) == f"dense for batch sizes [2]; plan {PLAN} for batch sizes [4]"
+    )
+    assert capture_summary([]) == "none"
 
 
 def test_a_loaded_batch_tells_the_guard_which_graph_kind_it_replays(
