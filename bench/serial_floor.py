@@ -5,14 +5,21 @@ the workload roofline (``runtime.bench.roofline.workload_roofline``) is rebuilt 
 own nanolang record: the same requests (the generator is seeded per workload), the model, the
 KV cache's capacity and dtype, and the GEMM peak and HBM bandwidth that run measured. Its
 ``serial_seconds`` is the floor of any engine that does not run attention's KV traffic beside
-its GEMMs: every FLOP at the measured GEMM peak plus every KV byte at the measured bandwidth
-(weights' reads hidden, no other operation, no host time). A throughput target above that floor
-can only be reached by overlapping attention with the GEMMs (the NanoFlow pipeline) or by
-moving fewer KV bytes (an fp8 KV cache).
+its GEMMs: per iteration the longer of its FLOPs at the measured GEMM peak and one read of the
+weights, then its KV bytes, all at the measured bandwidth; summed, at least max(every FLOP,
+the least number of iterations' weight reads) plus every KV byte (no other operation, no host
+time). A throughput target above that floor can only be reached by overlapping attention with
+the GEMMs (the NanoFlow pipeline) or by moving fewer KV bytes (an fp8 KV cache).
 
 ``--gemm-tflops R`` prices the FLOPs at R instead of the run's measured peak (a best-of-20 burst
 of one GEMM: sustained prefill GEMMs run slower as the clock drops under load, e.g. 733 TFLOP/s
 on average in the engine's profiled mixed iterations of 2026-11-30, docs/performance.md).
+
+Beside it, where the KV cache holds every request at once, the floor of one simple schedule
+(``all_at_once_seconds``: every prompt first, then every decode step over the sequences not
+done, each step the longer of its FLOPs and one read of the weights, plus its KV bytes) and the
+share of it nanolang's run reached: not a bound on every schedule, but what a run's tail of
+steps over a few sequences costs at the weights' bandwidth.
 
     python bench/serial_floor.py bench/results/FILE.json [...] [--gemm-tflops R] [--json OUT]
 """
@@ -25,7 +32,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runtime.bench.roofline import Ceilings, WorkloadRoofline, workload_roofline
+from runtime.bench.roofline import (
+    Ceilings,
+    WorkloadRoofline,
+    forward_flops,
+    weight_bytes,
+    workload_roofline,
+)
 from runtime.bench.workloads import WORKLOADS, make_requests, workload_seed
 from runtime.model.loader import resolve_model
 
@@ -51,6 +64,35 @@ def floor_of(record: dict[str, Any], gemm_tflops: float | None = None) -> Worklo
     return workload_roofline(lengths, cfg, ceilings, kv_elem, 2, record["kv_cache_tokens"], tp)
 
 
+def all_at_once_seconds(record: dict[str, Any], gemm_tflops: float | None = None) -> float | None:
+    """The floor of one simple schedule, not of every schedule: every request's prompt in the
+    first iteration, then each decode step over the sequences whose output is not done, each
+    iteration the longer of its FLOPs at the GEMM peak and one read of the weights, plus its KV
+    bytes. None where the KV cache cannot hold every request at once. It shows what a run's
+    decode tail costs at the weights' bandwidth (its steps over a few sequences)."""
+    _, cfg = resolve_model(record["model"])
+    requests = make_requests(WORKLOADS[record["workload"]], record["num_requests"],
+                             cfg.vocab_size, seed=workload_seed(record["workload"]))  # fmt: skip
+    lengths = [(len(r.prompt_token_ids), r.output_len) for r in requests]
+    if sum(p + o for p, o in lengths) > record["kv_cache_tokens"]:
+        return None
+    tp = record.get("tensor_parallel_size", 1)
+    gemm = (gemm_tflops if gemm_tflops is not None else record["gemm_peak_tflops"]) * 1e12 * tp
+    hbm = record["hbm_tb_per_s"] * 1e12 * tp
+    kv_elem = 1 if record.get("kv_cache_dtype") == "fp8" else 2
+    kv_token = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * kv_elem
+    weights = weight_bytes(cfg, 2) / hbm
+    prompts = sum(p for p, _ in lengths)
+    first = forward_flops(cfg, prompts, len(lengths), sum(p * (p + 1) // 2 for p, _ in lengths))
+    total = max(first / gemm, weights) + 2 * prompts * kv_token / hbm
+    for step in range(1, max(o for _, o in lengths)):
+        alive = [p + step for p, o in lengths if o > step]  # each decode's context
+        ctx = sum(alive)
+        flops = forward_flops(cfg, len(alive), len(alive), ctx)
+        total += max(flops / gemm, weights) + (ctx + len(alive)) * kv_token / hbm
+    return total
+
+
 def rows(records: list[dict[str, Any]], gemm_tflops: float | None = None) -> list[dict[str, Any]]:
     """One row per (workload, requests) with a sequential nanolang record and a peer."""
     by_row: dict[tuple[str, int], list[dict[str, Any]]] = {}
@@ -68,6 +110,8 @@ def rows(records: list[dict[str, Any]], gemm_tflops: float | None = None) -> lis
         roof = floor_of(best_ours, gemm_tflops)
         tokens = best_ours["prompt_tokens"] + best_ours["output_tokens"]
         floor = tokens / roof.serial_seconds
+        at_once = all_at_once_seconds(best_ours, gemm_tflops)
+        ours_s = tokens / best_ours["total_tokens_per_s"]
         out.append({
             "workload": workload, "num_requests": n,
             "gemm_tflops": gemm_tflops or best_ours["gemm_peak_tflops"],
@@ -75,24 +119,32 @@ def rows(records: list[dict[str, Any]], gemm_tflops: float | None = None) -> lis
             "best_peer": best_peer["engine"], "peer": best_peer["total_tokens_per_s"],
             "serial_floor_tokens_per_s": round(floor, 1),
             "serial_s": round(roof.serial_seconds, 3), "compute_s": round(roof.compute_seconds, 3),
-            "kv_s": round(roof.kv_seconds, 3),
+            "weights_s": round(roof.weights_seconds, 3), "kv_s": round(roof.kv_seconds, 3),
             "pct_floor_nanolang": round(100 * best_ours["total_tokens_per_s"] / floor, 1),
             "pct_floor_peer": round(100 * best_peer["total_tokens_per_s"] / floor, 1),
             "pct_floor_target": round(100 * TARGET * best_peer["total_tokens_per_s"] / floor, 1),
+            "all_at_once_s": None if at_once is None else round(at_once, 3),
+            "pct_all_at_once_nanolang": None if at_once is None else round(
+                100 * at_once / ours_s, 1),
         })  # fmt: skip
     return out
 
 
 def table(found: list[dict[str, Any]]) -> str:
-    head = ["workload (requests)", "nanolang", "best peer", "serial floor (compute + KV s)",
-            "nanolang % floor", "peer % floor", f"{TARGET}x peer % floor"]  # fmt: skip
+    head = ["workload (requests)", "nanolang", "best peer",
+            "serial floor (max(compute, weights) + KV s)",
+            "nanolang % floor", "peer % floor", f"{TARGET}x peer % floor",
+            "all at once s (nanolang %)"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in found:
         lines.append("| " + " | ".join([
             f"{r['workload']} ({r['num_requests']})", f"{r['nanolang']:,.0f}",
             f"{r['peer']:,.0f} ({r['best_peer']})",
-            f"{r['serial_floor_tokens_per_s']:,.0f} ({r['compute_s']:.2f} + {r['kv_s']:.2f})",
+            f"{r['serial_floor_tokens_per_s']:,.0f} (max({r['compute_s']:.2f}, "
+            f"{r['weights_s']:.2f}) + {r['kv_s']:.2f})",
             f"{r['pct_floor_nanolang']}", f"{r['pct_floor_peer']}", f"{r['pct_floor_target']}",
+            "-" if r["all_at_once_s"] is None
+            else f"{r['all_at_once_s']:.2f} ({r['pct_all_at_once_nanolang']})",
         ]) + " |")  # fmt: skip
     return "\n".join(lines)
 

@@ -115,6 +115,11 @@ def result_record(
             "compute_s": round(workload_roof.compute_seconds, 3),
             "memory_s": round(workload_roof.memory_seconds, 3),
             "kv_s": round(workload_roof.kv_seconds, 3),
+            "weights_s": round(workload_roof.weights_seconds, 3),
+            # one read of the weights at the measured bandwidth: a decode step's floor
+            "weights_read_ms": round(
+                1e3 * workload_roof.weights_seconds / max(1, workload_roof.min_iterations), 3
+            ),
             "serial_s": round(workload_roof.serial_seconds, 3),
             "max_batch": workload_roof.max_batch,
             "min_iterations": workload_roof.min_iterations,
@@ -132,18 +137,43 @@ def result_record(
     return record
 
 
+# decode-step batch sizes by range: a run's tail of steps over a few sequences is bound by the
+# weights' reads (the workload roofline's weights_read_ms), its full steps by the GEMMs and KV
+DECODE_BATCH_RANGES = ((1, 16), (17, 32), (33, 64), (65, 128), (129, 256), (257, 512),
+                       (513, 1024), (1025, None))  # fmt: skip
+
+
 def iteration_kinds(result: ThroughputResult) -> dict[str, Any]:
     """Mixed iterations (some prefill chunk of more than one token) apart from decode-only ones:
-    how many of each and their mean step time (wall clock of ``engine.step``)."""
+    how many of each and their mean step time (wall clock of ``engine.step``); and the decode
+    steps by batch size (``decode_steps_by_batch``: steps, mean ms and seconds per range)."""
     mixed = [r.seconds for r in result.records if r.num_tokens > r.num_seqs]
-    decode = [r.seconds for r in result.records if r.num_tokens <= r.num_seqs]
+    decode = [r for r in result.records if r.num_tokens <= r.num_seqs]
     return {
         "mixed_iterations": len(mixed),
         "iteration_ms_by_kind": {
             "mixed": round(1e3 * sum(mixed) / len(mixed), 3) if mixed else None,
-            "decode": round(1e3 * sum(decode) / len(decode), 3) if decode else None,
+            "decode": round(1e3 * sum(r.seconds for r in decode) / len(decode), 3)
+            if decode
+            else None,
         },
+        "decode_steps_by_batch": decode_steps_by_batch([(r.num_seqs, r.seconds) for r in decode]),
     }
+
+
+def decode_steps_by_batch(steps: list[tuple[int, float]]) -> dict[str, dict[str, float]]:
+    """(sequences, seconds) of decode steps -> per batch-size range met ("1-16", ..., "1025+"):
+    the number of steps, their mean milliseconds and their seconds in all."""
+    out: dict[str, dict[str, float]] = {}
+    for lo, hi in DECODE_BATCH_RANGES:
+        secs = [t for n, t in steps if n >= lo and (hi is None or n <= hi)]
+        if secs:
+            out[f"{lo}-{hi}" if hi else f"{lo}+"] = {
+                "steps": len(secs),
+                "mean_ms": round(1e3 * sum(secs) / len(secs), 3),
+                "seconds": round(sum(secs), 3),
+            }
+    return out
 
 
 def critical_path_share(result: ThroughputResult) -> float:

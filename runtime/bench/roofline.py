@@ -193,14 +193,20 @@ class WorkloadRoofline:
     max_batch: int  # sequences the KV cache holds at their mean final length
     min_iterations: int
     kv_seconds: float = 0.0  # the KV cache's share of memory_seconds (reads and writes)
+    weights_seconds: float = 0.0  # the weights' share: min_iterations reads of them
 
     @property
     def serial_seconds(self) -> float:
-        """The floor of an engine whose attention does not run beside its GEMMs: every FLOP at
-        the GEMM peak, then every KV byte at the HBM bandwidth (the weights' reads hidden under
-        the GEMMs, no other operation, no host). Only overlapping attention's KV traffic with
-        the GEMMs (the NanoFlow pipeline), or fewer bytes (an fp8 KV cache), goes below it."""
-        return self.compute_seconds + self.kv_seconds
+        """The floor of an engine whose attention does not run beside its GEMMs: each iteration
+        runs its GEMMs, at least the longer of their FLOPs at the GEMM peak and one read of the
+        weights at the HBM bandwidth, then its attention, at least its KV bytes at the
+        bandwidth. Summed over the iterations, sum(max(c_i, w)) >= max(sum(c_i), n x w) for any
+        n >= min_iterations, so the floor is max(compute, weights) + KV (no other operation, no
+        host). Only overlapping attention's KV traffic with the GEMMs (the NanoFlow pipeline),
+        or fewer bytes (an fp8 KV cache), goes below it. (Before the eighth session the floor was
+        compute + KV, the weights' reads taken as hidden: far too low where a run's tail of
+        decode steps over a few sequences is bound by those reads.)"""
+        return max(self.compute_seconds, self.weights_seconds) + self.kv_seconds
 
 
 def workload_roofline(
@@ -222,7 +228,7 @@ def workload_roofline(
     max(longest output, total output / max_batch) iterations, each reading the weights once; on
     top, every decode token reads its context's KV once, and every token's KV is written once
     (and read once more by its prompt's attention). The bound is the larger of the two times;
-    ``serial_seconds`` is their sum without the weights (no overlap across operations).
+    ``serial_seconds`` the floor without overlap across operations (its docstring).
     With ``tp`` GPUs both divide by ``tp`` (``kv_capacity_tokens`` counts tokens: every rank
     holds its KV heads of all of them); collectives are left out of this bound.
     """
@@ -242,7 +248,8 @@ def workload_roofline(
     iters = max(max((o for _, o in lengths), default=0), -(-total_out // max_batch))
     kv_bytes = kv_per_token * (decode_ctx + 2 * tokens)
     hbm = ceilings.hbm_bytes_per_s * tp
-    mem = (iters * weight_bytes(cfg, weight_elem) + kv_bytes) / hbm
+    weights = iters * weight_bytes(cfg, weight_elem) / hbm
+    mem = weights + kv_bytes / hbm
     comp = flops / (ceilings.gemm_flops * tp)
     return WorkloadRoofline(
         tokens_per_s=tokens / max(mem, comp, 1e-12),
@@ -251,4 +258,5 @@ def workload_roofline(
         max_batch=max_batch,
         min_iterations=iters,
         kv_seconds=kv_bytes / hbm,
+        weights_seconds=weights,
     )

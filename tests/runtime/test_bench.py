@@ -119,6 +119,25 @@ def test_token_budgets_sweep_one_engine_each(tiny_llama: str, tmp_path: Path) ->
     for r in (small, large):
         by_kind = r["iteration_ms_by_kind"]
         assert by_kind["mixed"] > 0 and by_kind["decode"] > 0
+        # every decode step in one batch-size range: 3 sequences at most here
+        assert set(r["decode_steps_by_batch"]) == {"1-16"}
+        steps = r["decode_steps_by_batch"]["1-16"]
+        assert steps["steps"] == r["iterations"] - r["mixed_iterations"]
+        assert steps["mean_ms"] == pytest.approx(by_kind["decode"], abs=2e-3)
+        assert r["workload_roofline"]["weights_read_ms"] > 0
+
+
+def test_decode_steps_are_grouped_by_batch_size() -> None:
+    from runtime.bench.report import decode_steps_by_batch
+
+    steps = [(1, 0.002), (16, 0.004), (17, 0.010), (64, 0.020), (2000, 0.1)]
+    assert decode_steps_by_batch(steps) == {
+        "1-16": {"steps": 2, "mean_ms": 3.0, "seconds": 0.006},
+        "17-32": {"steps": 1, "mean_ms": 10.0, "seconds": 0.01},
+        "33-64": {"steps": 1, "mean_ms": 20.0, "seconds": 0.02},
+        "1025+": {"steps": 1, "mean_ms": 100.0, "seconds": 0.1},
+    }
+    assert decode_steps_by_batch([]) == {}
 
 
 def test_token_budgets_must_be_positive_integers() -> None:

@@ -40,9 +40,15 @@ def test_hand_computed_bound() -> None:
     assert roof.memory_seconds == pytest.approx(mem)
     assert roof.compute_seconds == pytest.approx(comp)
     assert roof.tokens_per_s == pytest.approx(14 / max(mem, comp))
-    # the serial floor: the compute time plus the KV cache's bytes alone (no weights)
+    # the serial floor: the longer of the compute time and the 6 iterations' weight reads, plus
+    # the KV cache's bytes (here the weights bind: a tiny model's FLOPs at 1 MFLOP/s take less)
     assert roof.kv_seconds == pytest.approx(kv_per_token * (decode_ctx + 2 * 14) / 1e4)
-    assert roof.serial_seconds == pytest.approx(comp + roof.kv_seconds)
+    assert roof.weights_seconds == pytest.approx(6 * weight_bytes(CFG, 2) / 1e4)
+    assert roof.weights_seconds > comp
+    assert roof.serial_seconds == pytest.approx(roof.weights_seconds + roof.kv_seconds)
+    slow = workload_roofline(lengths, CFG, Ceilings(1e3, 1e4), 2, 2, kv_capacity_tokens=7)
+    assert slow.compute_seconds > slow.weights_seconds  # a GEMM rate 1,000x slower: compute binds
+    assert slow.serial_seconds == pytest.approx(slow.compute_seconds + slow.kv_seconds)
 
 
 def test_forward_flops_leave_the_embedding_out_and_the_lm_head_to_sampled_rows() -> None:

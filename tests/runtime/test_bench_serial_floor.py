@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from runtime.bench.roofline import forward_flops
+from runtime.bench.roofline import forward_flops, weight_bytes
 from runtime.bench.workloads import WORKLOADS, make_requests, workload_seed
 from runtime.model.loader import resolve_model
 
@@ -41,27 +41,58 @@ def _records(nanolang: float, peers: dict[str, float], n: int = 8) -> list[dict[
 
 
 def _by_hand(n: int = 8, gemm_tflops: float = 800.0) -> float:
-    """512/512 x n: every sequence 512 prompt and 512 output tokens; tokens/s at the floor."""
+    """512/512 x n: every sequence 512 prompt and 512 output tokens; tokens/s at the floor. The
+    cache holds all n at once, so 512 iterations each read the weights; the longer of that and
+    the FLOPs at the GEMM rate, plus the KV bytes, all at 4 TB/s."""
     _, cfg = resolve_model("llama-3-8b")
     pairs = n * (512 * 513 // 2 + sum(range(513, 1024)))
     flops = forward_flops(cfg, n * 1024, n * 512, pairs)
     kv_token = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * 2
     kv_bytes = kv_token * n * (sum(range(513, 1024)) + 2 * 1024)
-    return n * 1024 / (flops / (gemm_tflops * 1e12) + kv_bytes / 4e12)
+    weights = 512 * weight_bytes(cfg, 2) / 4e12
+    return n * 1024 / (max(flops / (gemm_tflops * 1e12), weights) + kv_bytes / 4e12)
 
 
 def test_the_floor_and_the_percentages_match_a_hand_computation() -> None:
+    """256 requests: the FLOPs bind (4.5 s at 800 TFLOP/s against 1.9 s of weight reads), so a
+    slower GEMM rate lowers the floor; 8 requests: the weights' 512 reads bind, and it does not."""
     sf = _floor()
-    floor = _by_hand()
-    (row,) = sf.rows(_records(0.8 * floor, {"vllm 0.26.0": 0.7 * floor, "sglang": 0.75 * floor}))
+    floor = _by_hand(256)
+    (row,) = sf.rows(_records(0.8 * floor, {"vllm 0.26.0": 0.7 * floor, "sglang": 0.75 * floor},
+                              n=256))  # fmt: skip
     assert row["serial_floor_tokens_per_s"] == pytest.approx(floor, rel=1e-5)
     assert row["best_peer"] == "sglang"
     assert (row["pct_floor_nanolang"], row["pct_floor_peer"]) == (80.0, 75.0)
     assert row["pct_floor_target"] == pytest.approx(82.5)  # 1.1 x 75
-    # a slower GEMM rate than the run's peak lowers the floor
-    (slow,) = sf.rows(_records(0.8 * floor, {"vllm": 0.7 * floor}), gemm_tflops=400.0)
-    assert slow["serial_floor_tokens_per_s"] == pytest.approx(_by_hand(gemm_tflops=400.0), 1e-5)
-    assert slow["gemm_tflops"] == 400.0
+    assert row["compute_s"] > row["weights_s"]
+    (slow,) = sf.rows(_records(0.8 * floor, {"vllm": 0.7 * floor}, n=256), gemm_tflops=400.0)
+    assert slow["serial_floor_tokens_per_s"] == pytest.approx(_by_hand(256, 400.0), 1e-5)
+    assert slow["serial_floor_tokens_per_s"] < 0.8 * floor and slow["gemm_tflops"] == 400.0
+    few = _by_hand(8)
+    (tail,) = sf.rows(_records(0.5 * few, {"vllm": 0.4 * few}), gemm_tflops=400.0)
+    assert tail["serial_floor_tokens_per_s"] == pytest.approx(few, rel=1e-5)
+    assert tail["weights_s"] > tail["compute_s"]
+
+
+def test_the_all_at_once_schedule_floor() -> None:
+    """8 requests of 512/512: the first iteration's 4,096 prompt tokens are bound by their FLOPs
+    (about 70 ms), each of the 511 decode steps over 8 sequences by one read of the weights
+    (3.8 ms against 0.1 ms of FLOPs); plus the KV bytes. Not computed where the cache cannot
+    hold every request at once."""
+    sf = _floor()
+    _, cfg = resolve_model("llama-3-8b")
+    record = _records(1000.0, {})[0]
+    prompt_flops = forward_flops(cfg, 8 * 512, 8, 8 * 512 * 513 // 2)
+    kv_token = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * 2
+    kv_bytes = kv_token * (2 * 8 * 512 + 8 * sum(513 + t for t in range(1, 512)))
+    by_hand = prompt_flops / 800e12 + 511 * weight_bytes(cfg, 2) / 4e12 + kv_bytes / 4e12
+    assert sf.all_at_once_seconds(record) == pytest.approx(by_hand, rel=1e-9)
+    assert sf.all_at_once_seconds({**record, "kv_cache_tokens": 8 * 1024 - 1}) is None
+    (row,) = sf.rows(_records(1000.0, {"vllm": 900.0}))
+    assert row["all_at_once_s"] >= row["serial_s"]  # one schedule, the floor of all of them
+    assert row["pct_all_at_once_nanolang"] == pytest.approx(
+        100 * row["all_at_once_s"] / (8 * 1024 / 1000.0), abs=0.1
+    )
 
 
 def test_rows_without_a_peer_are_left_out_and_other_runs_are_refused(
