@@ -100,11 +100,32 @@ def decode_kernel(
     PAGE: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr, STAGES: tl.constexpr,
     PRECISION: tl.constexpr, SWAP_AB: tl.constexpr, DOTS: tl.constexpr,
 ):  # fmt: skip
+    decode_items(
+        tl.program_id(0), num_programs, q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr,
+        context_lens_ptr, out_ptr, part_out_ptr, part_lse_ptr, scale_log2, v_scale, stride_qt,
+        stride_qh, stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh, stride_bt,
+        stride_ot, stride_oh, num_seqs, num_kv_heads, num_splits, split_len, GROUP, GROUP_PAD,
+        HEAD_DIM, PAGE, BLOCK_N, SPLIT, STAGES, PRECISION, SWAP_AB, DOTS,
+    )  # fmt: skip
+
+
+@triton.jit
+def decode_items(
+    first, stride, q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr, context_lens_ptr, out_ptr,
+    part_out_ptr, part_lse_ptr, scale_log2,
+    v_scale, stride_qt, stride_qh, stride_kb, stride_ks, stride_kh, stride_vb,
+    stride_vs, stride_vh, stride_bt, stride_ot, stride_oh, num_seqs, num_kv_heads, num_splits,
+    split_len, GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
+    PAGE: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr, STAGES: tl.constexpr,
+    PRECISION: tl.constexpr, SWAP_AB: tl.constexpr, DOTS: tl.constexpr,
+):  # fmt: skip
+    """The work items ``first``, ``first + stride``, ... of a decode call (the kernel's body: a
+    program's share, or one role's in a launch that also runs other work)."""
     rows = tl.arange(0, GROUP_PAD)  # [G]
     cols = tl.arange(0, HEAD_DIM)  # [D]
     row_mask = rows < GROUP
     num_items = num_seqs * num_kv_heads * num_splits
-    for item in range(tl.program_id(0), num_items, num_programs):
+    for item in range(first, num_items, stride):
         split = item % num_splits
         kvh = (item // num_splits) % num_kv_heads
         seq = item // (num_splits * num_kv_heads)
