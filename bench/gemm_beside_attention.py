@@ -116,6 +116,9 @@ def decode_metadata(s: Scenario, tables: torch.Tensor, lens: torch.Tensor) -> An
 
 
 def candidates(quick: bool) -> list[dict[str, Any]]:
+    """The launch's configs tried: GEMM tiles x programs per SM of each role x attention tiles x
+    role order, at 4 warps; and the first tile and attention tile at 8 warps. Programs per SM
+    are runtime arguments: only the tiles, warps and role order compile a new kernel."""
     from kernels.triton.decode_attention import DecodeConfig
     from kernels.triton.gemm_beside_attention import GemmConfig
 
@@ -123,11 +126,31 @@ def candidates(quick: bool) -> list[dict[str, Any]]:
     per_sm = [(1, 1), (1, 2), (2, 1), (2, 2)]
     # one attention program per share of the grid, as the launch runs them (ctas_per_sm=1)
     decodes = [DecodeConfig(64, 4, 2, ctas_per_sm=1), DecodeConfig(32, 4, 4, ctas_per_sm=1)]
-    warps = [4, 8]
+    orders = [False, True]
     if quick:
-        tiles, per_sm, decodes, warps = tiles[:1], per_sm[:2], decodes[:1], warps[:1]
-    return [{"gemm": g, "per_sm": p, "decode": d, "num_warps": w}
-            for g, p, d, w in itertools.product(tiles, per_sm, decodes, warps)]  # fmt: skip
+        tiles, per_sm, decodes, orders = tiles[:1], per_sm[:2], decodes[:1], orders[:1]
+    out = [{"gemm": g, "per_sm": p, "decode": d, "num_warps": 4, "interleave": i}
+           for g, p, d, i in itertools.product(tiles, per_sm, decodes, orders)]  # fmt: skip
+    if not quick:
+        out += [{"gemm": tiles[0], "per_sm": p, "decode": decodes[0], "num_warps": 8,
+                 "interleave": i} for p, i in itertools.product(per_sm, orders)]  # fmt: skip
+    return out
+
+
+def compiled_variants() -> list[dict[str, Any]]:
+    """Shared memory, registers and warps of every compiled variant of the launch's kernel: two
+    programs fit on an H200 SM only within 228 KB of shared memory and 64K registers."""
+    from kernels.triton.gemm_beside_attention import gemm_attention_kernel
+
+    out = []
+    for caches in getattr(gemm_attention_kernel, "device_caches", {}).values():
+        for k in caches[0].values():
+            meta = getattr(k, "metadata", None)
+            out.append({"shared_bytes": getattr(meta, "shared", None),
+                        "num_warps": getattr(meta, "num_warps", None),
+                        "registers_per_thread": getattr(k, "n_regs", None),
+                        "spills": getattr(k, "n_spills", None)})  # fmt: skip
+    return out  # fmt: skip
 
 
 def measure(s: Scenario, sms: int, quick: bool, reps: int, device: str = "cuda") -> dict[str, Any]:
@@ -197,13 +220,14 @@ def measure(s: Scenario, sms: int, quick: bool, reps: int, device: str = "cuda")
         gp, ap = sms * c["per_sm"][0], sms * c["per_sm"][1]
 
         def shared(c: dict[str, Any] = c, gp: int = gp, ap: int = ap) -> torch.Tensor:
-            return gemm_beside_attention(x, w, *kv, gemm_programs=gp, attn_programs=ap,
-                                         gemm_config=c["gemm"], decode_config=c["decode"],
-                                         num_warps=c["num_warps"])  # fmt: skip
+            return gemm_beside_attention(
+                x, w, *kv, gemm_programs=gp, attn_programs=ap, gemm_config=c["gemm"],
+                decode_config=c["decode"], num_warps=c["num_warps"], interleave=c["interleave"],
+            )  # fmt: skip
 
         row = {"gemm": asdict(c["gemm"]), "per_sm": c["per_sm"], "decode_block_n":
                c["decode"].block_n, "decode_stages": c["decode"].num_stages,
-               "num_warps": c["num_warps"]}  # fmt: skip
+               "num_warps": c["num_warps"], "interleave": c["interleave"]}  # fmt: skip
         try:
             row["ms"] = round(median_ms(shared, reps), 4)
             row["attention_alone_ms"] = round(median_ms(
@@ -237,6 +261,7 @@ def measure(s: Scenario, sms: int, quick: bool, reps: int, device: str = "cuda")
     attention()
     m["max_abs_err_gemm"] = (y.float() - F.linear(x, w).float()).abs().max().item()
     m["max_abs_err_attention"] = (shared_out.float() - out.float()).abs().max().item()
+    m["compiled_variants"] = compiled_variants()
     return m
 
 

@@ -115,17 +115,30 @@ def gemm_attention_kernel(
     EVEN_K: tl.constexpr, GEMM_PRECISION: tl.constexpr,
     GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, PAGE: tl.constexpr,
     BLOCK_N_KV: tl.constexpr, SPLIT: tl.constexpr, STAGES: tl.constexpr, PRECISION: tl.constexpr,
-    SWAP_AB: tl.constexpr, DOTS: tl.constexpr,
+    SWAP_AB: tl.constexpr, DOTS: tl.constexpr, INTERLEAVE: tl.constexpr,
 ):  # fmt: skip
-    """Programs below ``gemm_programs``: GEMM tiles; the next ``num_programs``: attention items."""
+    """``gemm_programs`` programs of GEMM tiles and ``num_programs`` of attention items: the
+    GEMM's first, then the attention's; or (INTERLEAVE) alternating, GEMM on even program ids,
+    while both roles have programs left, then the larger role's remaining ones."""
     pid = tl.program_id(0)
-    if pid < gemm_programs:
-        gemm_tiles(pid, gemm_programs, x_ptr, w_ptr, y_ptr, M, N, K, stride_xm, stride_wn,
+    if INTERLEAVE:
+        both = tl.minimum(gemm_programs, num_programs)
+        if pid < 2 * both:
+            is_gemm = pid % 2 == 0
+            index = pid // 2
+        else:
+            is_gemm = gemm_programs > num_programs
+            index = pid - both
+    else:
+        is_gemm = pid < gemm_programs
+        index = tl.where(is_gemm, pid, pid - gemm_programs)
+    if is_gemm:
+        gemm_tiles(index, gemm_programs, x_ptr, w_ptr, y_ptr, M, N, K, stride_xm, stride_wn,
                    stride_ym, BLOCK_M, BLOCK_N, BLOCK_K, GEMM_STAGES, EVEN_K,
                    GEMM_PRECISION)  # fmt: skip
     else:
         decode_items(
-            pid - gemm_programs, num_programs, q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr,
+            index, num_programs, q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr,
             context_lens_ptr, out_ptr, part_out_ptr, part_lse_ptr, scale_log2, v_scale,
             stride_qt, stride_qh, stride_kb, stride_ks, stride_kh, stride_vb, stride_vs,
             stride_vh, stride_bt, stride_ot, stride_oh, num_seqs, num_kv_heads, num_splits,
@@ -189,11 +202,15 @@ def gemm_beside_attention(
     k_scale: float = 1.0,
     v_scale: float = 1.0,
     num_warps: int = 4,
+    interleave: bool = False,
 ) -> torch.Tensor:
     """Returns x [M, K] @ w [N, K]^T and writes the decode attention of q [B, Hq, D] over the
     paged caches into ``out`` [B, Hq, D] (as ``decode_attention.decode_attention``), in one
-    launch of ``gemm_programs`` GEMM programs and at most ``attn_programs`` attention programs
-    (plus the split merge's launch when the contexts are split)."""
+    launch of at most ``gemm_programs`` GEMM programs and ``attn_programs`` attention programs
+    (plus the split merge's launch when the contexts are split). ``interleave``: the roles'
+    programs alternate by program id (else the GEMM's come first): which of the two puts one of
+    each on every SM depends on the order the CTA scheduler fills SMs in, so the benchmark
+    tries both."""
     _check_gemm(x, w)
     if gemm_programs < 1 or attn_programs < 1:
         raise ValueError(f"both roles need programs, got gemm {gemm_programs}, attention "
@@ -225,7 +242,8 @@ def gemm_beside_attention(
         GROUP=group, GROUP_PAD=max(16, triton.next_power_of_2(group)), HEAD_DIM=head_dim,
         PAGE=page, BLOCK_N_KV=dcfg.block_n, SPLIT=grid.split,
         STAGES=dcfg.num_stages if q.element_size() < 4 else 2,
-        PRECISION=_precision(q.dtype), SWAP_AB=dcfg.swap_ab, DOTS=dots, num_warps=num_warps,
+        PRECISION=_precision(q.dtype), SWAP_AB=dcfg.swap_ab, DOTS=dots, INTERLEAVE=interleave,
+        num_warps=num_warps,
     )  # fmt: skip
     if attn:
         merge_splits(grid, out)

@@ -53,17 +53,20 @@ def _attention_batch(ctx_lens: list[int], dtype: torch.dtype, seed: int):  # typ
 
 
 # (context lengths, GEMM shape, GEMM programs, attention programs): programs fewer than the work
-# (both roles stride), a context long enough to be split (merged after the launch), one program
-# of each role
+# (both roles stride; more GEMM programs than attention ones, and the other way round, so that
+# interleaving leaves each role's extra programs), a context long enough to be split (merged
+# after the launch), one program of each role
 CASES = {
     "strided": ([1, 15, 17, 200], (40, 96, 80), 3, 2),
+    "more_attention": ([1, 15, 17, 200, 64, 9], (40, 96, 80), 2, 5),
     "split_kv": ([700, 31], (5, 48, 64), 2, 2),
     "one_each": ([64, 3], (1, 32, 32), 1, 1),
 }
 
 
+@pytest.mark.parametrize("interleave", [False, True])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_one_launch_gives_both_results(name: str) -> None:
+def test_one_launch_gives_both_results(name: str, interleave: bool) -> None:
     ctx_lens, (m, n, k), gemm_programs, attn_programs = CASES[name]
     batch = _attention_batch(ctx_lens, DTYPE, seed=len(name))
     x = randn(m, k, dtype=DTYPE, seed=3)
@@ -74,7 +77,7 @@ def test_one_launch_gives_both_results(name: str) -> None:
         x, w, batch.q, batch.k_cache, batch.v_cache, batch.meta.block_tables,
         batch.meta.context_lens, batch.meta.max_context_len, scale, out,
         gemm_programs=gemm_programs, attn_programs=attn_programs, gemm_config=SMALL_TILE,
-        decode_config=DecodeConfig(block_n=32, num_stages=2),
+        decode_config=DecodeConfig(block_n=32, num_stages=2), interleave=interleave,
     )  # fmt: skip
     assert _gemm_error(x, w, y) < GEMM_TOL[DTYPE]
     expected = reference.paged_attention(batch.q, batch.k_cache, batch.v_cache, batch.meta, scale)
