@@ -3,7 +3,8 @@
 # everything under $OUT:
 #  1. bench/skinny_linear.py (T_PROBE s): every projection of Llama-3-8B and of 70B's TP=2 slice at
 #     decode row counts, cuBLAS against each tile config; the winners (>= 3% faster, as accurate as
-#     torch's own product) written as OUT/linear_configs.json and copied over the checkout's
+#     torch's own product) merged into a copy of the shipped table (the row buckets not probed
+#     keep their entries) as OUT/linear_configs.json and copied over the checkout's
 #     kernels/triton/linear_configs.json for step 2 (bring it back into the repository by hand
 #     from OUT after the call: the device copy is thrown away);
 #  2. Llama-3-8B (random weights), bf16 KV, WORKLOADS at REQUESTS, one process: the engine with
@@ -22,6 +23,8 @@ mkdir -p "$OUT"
 export PYTHONPATH=$PWD:$PWD/bench${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.used --format=csv,noheader 2>/dev/null | tee "$OUT/device.txt"
 
+# start from the shipped table: a probe of some row counts keeps the other rows' winners
+cp kernels/triton/linear_configs.json "$OUT/linear_configs.json"
 timeout -s INT "$T_PROBE" python bench/skinny_linear.py --rows "$ROWS" \
     --out "$OUT/skinny_linear.json" --write-table "$OUT/linear_configs.json" \
     > "$OUT/probe.log" 2>&1

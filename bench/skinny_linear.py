@@ -122,11 +122,14 @@ def measure(rows: int, n: int, k: int, dtype: torch.dtype, configs: list[Any]) -
 
 def write_table(path: Path, device: str, records: list[dict[str, Any]], margin: float) -> int:
     """The winners (by ``margin``, correct to the float32 product like torch's own) as the
-    kernel's table for ``device``; entries of other GPUs already there are kept."""
+    kernel's table for ``device``; entries already there for other GPUs, or for this GPU's row
+    buckets this run did not probe (a --rows 16,32 run keeps the 64-128-row winners), are kept."""
     from kernels.triton.linear import row_bucket
 
     old = json.loads(path.read_text()) if path.exists() else {}
-    kept = [e for e in old.get("entries", []) if e["device"] != device]
+    probed = {row_bucket(r["rows"]) for r in records}
+    kept = [e for e in old.get("entries", [])
+            if e["device"] != device or e["rows"] not in probed]  # fmt: skip
     new = [
         {"device": device, "rows": row_bucket(r["rows"]), "n": r["n"], "k": r["k"],
          "dtype_bytes": 2, "config": r["config"], "torch_us": r["torch_us"],

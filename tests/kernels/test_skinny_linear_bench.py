@@ -58,6 +58,24 @@ def test_only_accurate_wins_by_the_margin_are_written(tmp_path: Path) -> None:
     assert "| m | o_proj | 64 | 4096 x 4096 | 8.0 (-) | - | - | - |" in table
 
 
+def test_a_probe_of_some_rows_keeps_this_gpus_other_rows(tmp_path: Path) -> None:
+    """A --rows 16,32 probe replaces this GPU's 16- and 32-row entries and keeps its 64-128-row
+    ones (before, it dropped every entry of the GPU it ran on)."""
+    bench = _bench()
+    path = tmp_path / "configs.json"
+
+    def entry(rows: int) -> dict:
+        return {"device": "NVIDIA H200", "rows": rows, "n": 4096, "k": 4096, "dtype_bytes": 2,
+                "config": CONFIG, "torch_us": 9.0, "triton_us": 8.0}  # fmt: skip
+
+    path.write_text(json.dumps({"entries": [entry(16), entry(64), entry(128)]}))
+    assert bench.write_table(path, "NVIDIA H200", [_result(16, 9.0, 9.5), _result(32, 9.0, 7.0)],
+                             0.03) == 1  # fmt: skip
+    written = json.loads(path.read_text())["entries"]
+    # the old 16-row win is gone (this run measured it slower), 32 is new, 64 and 128 are kept
+    assert sorted(e["rows"] for e in written) == [32, 64, 128]
+
+
 def test_every_candidate_config_is_valid() -> None:
     configs = _bench().candidates()
     assert configs and all(isinstance(c, LinearConfig) for c in configs)
