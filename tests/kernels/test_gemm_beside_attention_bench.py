@@ -4,27 +4,19 @@ reports, the table of a record, and clear errors for unknown scenarios or a miss
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from bench_scripts import load_bench
 
 pytest.importorskip("triton")
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _bench():  # type: ignore[no-untyped-def]
-    sys.path.insert(0, str(ROOT / "bench"))
-    spec = importlib.util.spec_from_file_location("gba", ROOT / "bench/gemm_beside_attention.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gba"] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("gemm_beside_attention")
 
 
 def test_the_floor_and_the_ratios() -> None:

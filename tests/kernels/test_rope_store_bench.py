@@ -4,24 +4,18 @@ record, so the GPU command the lead runs does not fail on the script itself."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from bench_scripts import load_bench
 
 pytest.importorskip("triton")
 from triton_env import needs_triton_device
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def _bench():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("rope_store", ROOT / "bench/rope_store.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("rope_store")
 
 
 @pytest.mark.gpu

@@ -4,26 +4,18 @@ entries stay; the written table is one the kernel reads."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from bench_scripts import load_bench
 
 pytest.importorskip("triton")
 from kernels.triton.linear import LinearConfig, _table
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def _bench():  # type: ignore[no-untyped-def]
-    sys.path.insert(0, str(ROOT / "bench"))
-    spec = importlib.util.spec_from_file_location("skinny_linear", ROOT / "bench/skinny_linear.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("skinny_linear")
 
 
 CONFIG = {"block_m": 64, "block_n": 128, "block_k": 64, "num_stages": 4, "num_warps": 4}

@@ -4,20 +4,11 @@ and still every request gets all its tokens."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from bench_scripts import load_bench
 
 
 def _sim():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("admission_sim", ROOT / "bench/admission_sim.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["admission_sim"] = module  # its dataclass looks its module up
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("admission_sim")
 
 
 def test_the_reserve_keeps_a_full_cache_from_preempting() -> None:

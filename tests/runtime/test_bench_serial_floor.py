@@ -3,28 +3,20 @@ result records, on records made up for a workload whose floor is computed here b
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from bench_scripts import load_bench
 
 from runtime.bench.roofline import forward_flops, weight_bytes
 from runtime.bench.workloads import WORKLOADS, make_requests, workload_seed
 from runtime.model.loader import resolve_model
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def _floor():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("serial_floor", ROOT / "bench/serial_floor.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["serial_floor"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("serial_floor")
 
 
 def _records(nanolang: float, peers: dict[str, float], n: int = 8) -> list[dict[str, Any]]:
