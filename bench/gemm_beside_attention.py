@@ -116,13 +116,16 @@ def decode_metadata(s: Scenario, tables: torch.Tensor, lens: torch.Tensor) -> An
 
 
 def candidates(quick: bool) -> list[dict[str, Any]]:
-    """The launch's configs tried: GEMM tiles x programs per SM of each role x attention tiles x
-    role order, at 4 warps; and the first tile and attention tile at 8 warps. Programs per SM
+    """The launch's configs tried: GEMM tiles (TMA or pointer loads) x programs per SM of each
+    role x attention tiles x role order, at 4 warps; and the first tile and attention tile at 8
+    warps. Programs per SM
     are runtime arguments: only the tiles, warps and role order compile a new kernel."""
     from kernels.triton.decode_attention import DecodeConfig
     from kernels.triton.gemm_beside_attention import GemmConfig
 
-    tiles = [GemmConfig(128, 128, 64, 2), GemmConfig(128, 64, 64, 3), GemmConfig(64, 128, 64, 3)]
+    # TMA copies (the tiled linear's way on Hopper) and masked pointer loads (cp.async)
+    tiles = [GemmConfig(128, 128, 64, 2, tma=True), GemmConfig(128, 128, 64, 3, tma=True),
+             GemmConfig(128, 64, 64, 3, tma=True), GemmConfig(128, 128, 64, 2)]  # fmt: skip
     per_sm = [(1, 1), (1, 2), (2, 1), (2, 2)]
     # one attention program per share of the grid, as the launch runs them (ctas_per_sm=1)
     decodes = [DecodeConfig(64, 4, 2, ctas_per_sm=1), DecodeConfig(32, 4, 4, ctas_per_sm=1)]

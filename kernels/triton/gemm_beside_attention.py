@@ -22,7 +22,7 @@ of any length, row-major, no bias.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import triton
@@ -48,6 +48,7 @@ class GemmConfig:
     block_n: int = 128
     block_k: int = 64
     num_stages: int = 2
+    tma: bool = False  # operands by TMA copies (Hopper; 16-bit rows of 16-byte multiples)
 
     def __post_init__(self) -> None:
         for name in ("block_m", "block_n", "block_k"):
@@ -62,57 +63,91 @@ class GemmConfig:
 
 
 @triton.jit
-def gemm_tiles(
-    first, stride, x_ptr, w_ptr, y_ptr, M, N, K, stride_xm, stride_wn, stride_ym,
+def _tile_by_pointers(
+    x_ptr, w_ptr, y_ptr, rm, rn, M, N, K, stride_xm, stride_wn, stride_ym,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr,
     EVEN_K: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
-    """Output tiles ``first``, ``first + stride``, ... of y [M, N] = x [M, K] @ w [N, K]^T. Row
-    tiles vary fastest, so the programs of one weight slice run side by side (one HBM read)."""
+    """One output tile, rows ``rm`` x columns ``rn``, from masked loads (cp.async on Hopper)."""
+    rk = tl.arange(0, BLOCK_K)
+    x_rows = x_ptr + rm[:, None].to(tl.int64) * stride_xm
+    w_rows = w_ptr + rn[:, None].to(tl.int64) * stride_wn
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in tl.range(0, K, BLOCK_K, num_stages=STAGES):
+        kk = k0 + rk
+        if EVEN_K:
+            x_mask = rm[:, None] < M
+            w_mask = rn[:, None] < N
+        else:
+            x_mask = (rm[:, None] < M) & (kk[None, :] < K)
+            w_mask = (rn[:, None] < N) & (kk[None, :] < K)
+        a = tl.load(x_rows + kk[None, :], mask=x_mask, other=0.0)  # [BLOCK_M, BLOCK_K]
+        b = tl.load(w_rows + kk[None, :], mask=w_mask, other=0.0)  # [BLOCK_N, BLOCK_K]
+        acc = tl.dot(a, tl.trans(b), acc, input_precision=PRECISION)
+    y = y_ptr + rm[:, None].to(tl.int64) * stride_ym + rn[None, :]
+    tl.store(y, acc.to(y_ptr.dtype.element_ty), mask=(rm[:, None] < M) & (rn[None, :] < N))
+
+
+@triton.jit
+def _tile_by_tma(
+    x_desc, w_desc, y_desc, off_m, off_n, K,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr,
+    PRECISION: tl.constexpr,
+):  # fmt: skip
+    """One output tile from TMA copies (Hopper): rows and columns past the ends read as zeros
+    and are dropped on the store, so no masks."""
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in tl.range(0, K, BLOCK_K, num_stages=STAGES):
+        a = x_desc.load([off_m, k0])  # [BLOCK_M, BLOCK_K]
+        b = w_desc.load([off_n, k0])  # [BLOCK_N, BLOCK_K]
+        acc = tl.dot(a, b.T, acc, input_precision=PRECISION)
+    y_desc.store([off_m, off_n], acc.to(y_desc.dtype))
+
+
+@triton.jit
+def gemm_tiles(
+    first, stride, x_ref, w_ref, y_ref, M, N, K, stride_xm, stride_wn, stride_ym,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr,
+    EVEN_K: tl.constexpr, PRECISION: tl.constexpr, TMA: tl.constexpr,
+):  # fmt: skip
+    """Output tiles ``first``, ``first + stride``, ... of y [M, N] = x [M, K] @ w [N, K]^T; the
+    operands are pointers, or (TMA) tensor descriptors of x, w and y. Row tiles vary fastest, so
+    the programs of one weight slice run side by side (one HBM read)."""
     tiles_m = tl.cdiv(M, BLOCK_M)
     num_tiles = tiles_m * tl.cdiv(N, BLOCK_N)
-    rk = tl.arange(0, BLOCK_K)
     for tile in range(first, num_tiles, stride):
-        rm = (tile % tiles_m) * BLOCK_M + tl.arange(0, BLOCK_M)
-        rn = (tile // tiles_m) * BLOCK_N + tl.arange(0, BLOCK_N)
-        x_rows = x_ptr + rm[:, None].to(tl.int64) * stride_xm
-        w_rows = w_ptr + rn[:, None].to(tl.int64) * stride_wn
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        for k0 in tl.range(0, K, BLOCK_K, num_stages=STAGES):
-            kk = k0 + rk
-            if EVEN_K:
-                x_mask = rm[:, None] < M
-                w_mask = rn[:, None] < N
-            else:
-                x_mask = (rm[:, None] < M) & (kk[None, :] < K)
-                w_mask = (rn[:, None] < N) & (kk[None, :] < K)
-            a = tl.load(x_rows + kk[None, :], mask=x_mask, other=0.0)  # [BLOCK_M, BLOCK_K]
-            b = tl.load(w_rows + kk[None, :], mask=w_mask, other=0.0)  # [BLOCK_N, BLOCK_K]
-            acc = tl.dot(a, tl.trans(b), acc, input_precision=PRECISION)
-        y = y_ptr + rm[:, None].to(tl.int64) * stride_ym + rn[None, :]
-        tl.store(y, acc.to(y_ptr.dtype.element_ty), mask=(rm[:, None] < M) & (rn[None, :] < N))
+        off_m = (tile % tiles_m) * BLOCK_M
+        off_n = (tile // tiles_m) * BLOCK_N
+        if TMA:
+            _tile_by_tma(x_ref, w_ref, y_ref, off_m, off_n, K, BLOCK_M, BLOCK_N, BLOCK_K, STAGES,
+                         PRECISION)  # fmt: skip
+        else:
+            _tile_by_pointers(x_ref, w_ref, y_ref, off_m + tl.arange(0, BLOCK_M),
+                              off_n + tl.arange(0, BLOCK_N), M, N, K, stride_xm, stride_wn,
+                              stride_ym, BLOCK_M, BLOCK_N, BLOCK_K, STAGES, EVEN_K,
+                              PRECISION)  # fmt: skip
 
 
 @triton.jit(do_not_specialize=["M", "num_programs"])
 def gemm_kernel(
-    x_ptr, w_ptr, y_ptr, M, N, K, stride_xm, stride_wn, stride_ym, num_programs,
+    x_ref, w_ref, y_ref, M, N, K, stride_xm, stride_wn, stride_ym, num_programs,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr,
-    EVEN_K: tl.constexpr, PRECISION: tl.constexpr,
+    EVEN_K: tl.constexpr, PRECISION: tl.constexpr, TMA: tl.constexpr,
 ):  # fmt: skip
     """The GEMM role alone (what the shared launch's GEMM costs without attention beside it)."""
-    gemm_tiles(tl.program_id(0), num_programs, x_ptr, w_ptr, y_ptr, M, N, K, stride_xm, stride_wn,
-               stride_ym, BLOCK_M, BLOCK_N, BLOCK_K, STAGES, EVEN_K, PRECISION)  # fmt: skip
+    gemm_tiles(tl.program_id(0), num_programs, x_ref, w_ref, y_ref, M, N, K, stride_xm, stride_wn,
+               stride_ym, BLOCK_M, BLOCK_N, BLOCK_K, STAGES, EVEN_K, PRECISION, TMA)  # fmt: skip
 
 
 @triton.jit(do_not_specialize=[*PER_BATCH_ARGS, "M", "gemm_programs"])
 def gemm_attention_kernel(
-    x_ptr, w_ptr, y_ptr, M, N, K, stride_xm, stride_wn, stride_ym, gemm_programs,
+    x_ref, w_ref, y_ref, M, N, K, stride_xm, stride_wn, stride_ym, gemm_programs,
     q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr, context_lens_ptr, out_ptr, part_out_ptr,
     part_lse_ptr, scale_log2, v_scale, stride_qt, stride_qh, stride_kb, stride_ks, stride_kh,
     stride_vb, stride_vs, stride_vh, stride_bt, stride_ot, stride_oh, num_seqs, num_kv_heads,
     num_splits, split_len, num_programs,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GEMM_STAGES: tl.constexpr,
-    EVEN_K: tl.constexpr, GEMM_PRECISION: tl.constexpr,
+    EVEN_K: tl.constexpr, GEMM_PRECISION: tl.constexpr, TMA: tl.constexpr,
     GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, PAGE: tl.constexpr,
     BLOCK_N_KV: tl.constexpr, SPLIT: tl.constexpr, STAGES: tl.constexpr, PRECISION: tl.constexpr,
     SWAP_AB: tl.constexpr, DOTS: tl.constexpr, INTERLEAVE: tl.constexpr,
@@ -133,9 +168,9 @@ def gemm_attention_kernel(
         is_gemm = pid < gemm_programs
         index = tl.where(is_gemm, pid, pid - gemm_programs)
     if is_gemm:
-        gemm_tiles(index, gemm_programs, x_ptr, w_ptr, y_ptr, M, N, K, stride_xm, stride_wn,
-                   stride_ym, BLOCK_M, BLOCK_N, BLOCK_K, GEMM_STAGES, EVEN_K,
-                   GEMM_PRECISION)  # fmt: skip
+        gemm_tiles(index, gemm_programs, x_ref, w_ref, y_ref, M, N, K, stride_xm, stride_wn,
+                   stride_ym, BLOCK_M, BLOCK_N, BLOCK_K, GEMM_STAGES, EVEN_K, GEMM_PRECISION,
+                   TMA)  # fmt: skip
     else:
         decode_items(
             index, num_programs, q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr,
@@ -159,6 +194,25 @@ def _check_gemm(x: torch.Tensor, w: torch.Tensor) -> None:
         raise ValueError("x and w must share a dtype and have contiguous rows")
 
 
+def _operands(
+    x: torch.Tensor, w: torch.Tensor, y: torch.Tensor, cfg: GemmConfig
+) -> tuple[object, object, object]:
+    """The GEMM role's operands: the tensors, or their TMA descriptors for ``cfg.tma``."""
+    if not cfg.tma:
+        return x, w, y
+    if x.element_size() != 2 or (x.shape[1] * 2) % 16 or (w.shape[0] * 2) % 16:
+        raise ValueError("TMA operands: 16-bit rows whose bytes are multiples of 16")
+    if x.is_cuda and torch.cuda.get_device_capability(x.device)[0] < 9:
+        raise ValueError("TMA operands need a Hopper-class GPU")
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    return (
+        TensorDescriptor.from_tensor(x, [cfg.block_m, cfg.block_k]),
+        TensorDescriptor.from_tensor(w, [cfg.block_n, cfg.block_k]),
+        TensorDescriptor.from_tensor(y, [cfg.block_m, cfg.block_n]),
+    )
+
+
 def gemm(
     x: torch.Tensor,
     w: torch.Tensor,
@@ -176,9 +230,10 @@ def gemm(
         return y
     grid = min(cfg.tiles(m, n), programs or cfg.tiles(m, n))
     gemm_kernel[(grid,)](
-        x, w, y, m, n, k, x.stride(0), w.stride(0), y.stride(0), grid,
+        *_operands(x, w, y, cfg), m, n, k, x.stride(0), w.stride(0), y.stride(0), grid,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, STAGES=cfg.num_stages,
-        EVEN_K=k % cfg.block_k == 0, PRECISION=_precision(x.dtype), num_warps=num_warps,
+        EVEN_K=k % cfg.block_k == 0, PRECISION=_precision(x.dtype), TMA=cfg.tma,
+        num_warps=num_warps,
     )  # fmt: skip
     return y
 
@@ -221,6 +276,8 @@ def gemm_beside_attention(
     dots = dot_dtype(dcfg, k_cache)
     (m, k), n = x.shape, w.shape[0]
     y = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    if m == 0:  # no GEMM programs run: no descriptors of empty tensors to make
+        gcfg = replace(gcfg, tma=False)
     num_seqs, num_heads, head_dim = q.shape
     grid = launch_grid(q, k_cache, max_context_len, attn_programs, dcfg.block_n, 1, out)
     attn = grid.programs if num_seqs else 0
@@ -230,7 +287,7 @@ def gemm_beside_attention(
     num_kv_heads, page = k_cache.shape[2], k_cache.shape[1]
     group = num_heads // num_kv_heads
     gemm_attention_kernel[(gemm_n + attn,)](
-        x, w, y, m, n, k, x.stride(0), w.stride(0), y.stride(0), gemm_n,
+        *_operands(x, w, y, gcfg), m, n, k, x.stride(0), w.stride(0), y.stride(0), gemm_n,
         q, k_cache, v_cache, block_tables, context_lens, out, grid.part_out, grid.part_lse,
         scale * k_scale * LOG2E, v_scale / P_SCALE.value if dots == "fp8" else v_scale,
         q.stride(0), q.stride(1), *cache_strides(k_cache, v_cache), block_tables.stride(0),
@@ -238,7 +295,7 @@ def gemm_beside_attention(
         max(attn, 1),
         BLOCK_M=gcfg.block_m, BLOCK_N=gcfg.block_n, BLOCK_K=gcfg.block_k,
         GEMM_STAGES=gcfg.num_stages, EVEN_K=k % gcfg.block_k == 0,
-        GEMM_PRECISION=_precision(x.dtype),
+        GEMM_PRECISION=_precision(x.dtype), TMA=gcfg.tma,
         GROUP=group, GROUP_PAD=max(16, triton.next_power_of_2(group)), HEAD_DIM=head_dim,
         PAGE=page, BLOCK_N_KV=dcfg.block_n, SPLIT=grid.split,
         STAGES=dcfg.num_stages if q.element_size() < 4 else 2,

@@ -22,6 +22,7 @@ DTYPE = torch.float16 if INTERPRET else torch.bfloat16
 GEMM_TOL = {torch.float16: 2e-3, torch.bfloat16: 1e-2, torch.float32: 1e-5}
 ATTN_TOL = {torch.float16: 2e-3, torch.bfloat16: 1e-2, torch.float32: 1e-5}
 SMALL_TILE = GemmConfig(32, 32, 32, 2)
+TMA_TILE = GemmConfig(32, 32, 32, 2, tma=True)  # TMA copies: Hopper, or the interpreter
 # (M, N, K): a partial last row tile, a partial column tile, a K that is not a multiple of 32
 GEMM_SHAPES = [(5, 48, 64), (40, 96, 80), (1, 32, 32)]
 
@@ -30,12 +31,21 @@ def _gemm_error(x: torch.Tensor, w: torch.Tensor, y: torch.Tensor) -> float:
     return relative_error(y, torch.nn.functional.linear(x.double(), w.double()))
 
 
+def _tma_or_skip(config: GemmConfig) -> None:
+    if config.tma and torch.cuda.is_available() and torch.cuda.get_device_capability()[0] < 9:
+        pytest.skip("TMA copies need a Hopper-class GPU")
+
+
+@pytest.mark.parametrize("config", [SMALL_TILE, TMA_TILE], ids=["pointers", "tma"])
 @pytest.mark.parametrize("programs", [None, 1, 3])
 @pytest.mark.parametrize(("m", "n", "k"), GEMM_SHAPES)
-def test_the_gemm_role_alone_matches_torch(m: int, n: int, k: int, programs: int | None) -> None:
+def test_the_gemm_role_alone_matches_torch(
+    m: int, n: int, k: int, programs: int | None, config: GemmConfig
+) -> None:
+    _tma_or_skip(config)
     x = randn(m, k, dtype=DTYPE, seed=m + n)
     w = randn(n, k, dtype=DTYPE, seed=k, scale=0.1)
-    y = gemm(x, w, programs=programs, config=SMALL_TILE)
+    y = gemm(x, w, programs=programs, config=config)
     assert y.shape == (m, n) and y.dtype == DTYPE
     assert _gemm_error(x, w, y) < GEMM_TOL[DTYPE]
 
@@ -64,9 +74,11 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("config", [SMALL_TILE, TMA_TILE], ids=["pointers", "tma"])
 @pytest.mark.parametrize("interleave", [False, True])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_one_launch_gives_both_results(name: str, interleave: bool) -> None:
+def test_one_launch_gives_both_results(name: str, interleave: bool, config: GemmConfig) -> None:
+    _tma_or_skip(config)
     ctx_lens, (m, n, k), gemm_programs, attn_programs = CASES[name]
     batch = _attention_batch(ctx_lens, DTYPE, seed=len(name))
     x = randn(m, k, dtype=DTYPE, seed=3)
@@ -76,7 +88,7 @@ def test_one_launch_gives_both_results(name: str, interleave: bool) -> None:
     y = gemm_beside_attention(
         x, w, batch.q, batch.k_cache, batch.v_cache, batch.meta.block_tables,
         batch.meta.context_lens, batch.meta.max_context_len, scale, out,
-        gemm_programs=gemm_programs, attn_programs=attn_programs, gemm_config=SMALL_TILE,
+        gemm_programs=gemm_programs, attn_programs=attn_programs, gemm_config=config,
         decode_config=DecodeConfig(block_n=32, num_stages=2), interleave=interleave,
     )  # fmt: skip
     assert _gemm_error(x, w, y) < GEMM_TOL[DTYPE]
@@ -125,3 +137,5 @@ def test_bad_arguments_are_refused() -> None:
                               attn_programs=1, decode_config=DecodeConfig(tma=True))  # fmt: skip
     with pytest.raises(ValueError, match="power of two"):
         GemmConfig(block_m=48)
+    with pytest.raises(ValueError, match="TMA operands: 16-bit rows"):
+        gemm(randn(4, 36, dtype=DTYPE, seed=2), randn(8, 36, dtype=DTYPE, seed=3), config=TMA_TILE)
