@@ -14,6 +14,7 @@ Per scenario, each timed as the median of back-to-back calls (device time, CUDA 
 - ``cublas_ms``: torch's linear alone; ``gemm_role_ms``: the launch's GEMM role alone;
 - ``sequential_ms``: torch's linear, then the engine's attention (what the engine runs today);
 - ``two_streams_ms``: the two on two streams at once (NanoFlow on plain streams);
+- ``capped_streams_ms``: the best config's two roles as two capped launches on two streams;
 - ``shared_ms``: the best config of the one launch (GEMM tile, programs per SM of each role,
   the attention's tile, warps), its outputs checked against the two kernels';
 - ``floor_ms``: max(the two alone, their bytes at the HBM copy bandwidth given by --hbm-tb-s).
@@ -259,13 +260,46 @@ def measure(s: Scenario, sms: int, quick: bool, reps: int, device: str = "cuda")
         gemm_config=best["gemm"],
         decode_config=best["decode"],
         num_warps=best["num_warps"],
+        interleave=best["interleave"],
     )
     shared_out = out.clone()
     attention()
+    m["capped_streams_ms"] = capped_streams_ms(best, sms, x, w, attention, side, reps)
     m["max_abs_err_gemm"] = (y.float() - F.linear(x, w).float()).abs().max().item()
     m["max_abs_err_attention"] = (shared_out.float() - out.float()).abs().max().item()
     m["compiled_variants"] = compiled_variants()
     return m
+
+
+def capped_streams_ms(
+    best: dict[str, Any],
+    sms: int,
+    x: torch.Tensor,
+    w: torch.Tensor,
+    attention: Any,
+    side: Any,
+    reps: int,
+) -> float | None:
+    """The best config's two roles as two launches on two streams at once, each capped at its
+    programs (NanoFlow's released code caps its kernels' CTAs this way): what the one launch
+    gains over the same kernels run side by side without it. None on the CPU."""
+    from timing import median_ms
+
+    from kernels.triton.gemm_beside_attention import gemm
+
+    if side is None:
+        return None
+    gp, ap = sms * best["per_sm"][0], sms * best["per_sm"][1]
+
+    def both() -> None:
+        main = torch.cuda.current_stream()
+        side.wait_stream(main)
+        gemm(x, w, programs=gp, config=best["gemm"], num_warps=best["num_warps"])
+        with torch.cuda.stream(side):
+            attention(best["decode"], num_sms=ap)
+        main.wait_stream(side)
+
+    return round(median_ms(both, reps), 4)
 
 
 def table(record: dict[str, Any]) -> str:

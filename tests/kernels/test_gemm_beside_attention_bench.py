@@ -71,5 +71,7 @@ def test_the_script_runs_end_to_end_on_the_interpreter() -> None:
     # here only that both outputs were compared
     assert m["max_abs_err_gemm"] >= 0 and m["max_abs_err_attention"] >= 0
     assert m["attention_engine_ms"] > 0 and m["two_streams_ms"] > 0
+    assert m["capped_streams_ms"] is None  # two streams: the GPU only
+    assert m["shared_config"]["interleave"] is False and m["shared_config"]["gemm"]["tma"]
     m.update(b.summary(s, m, 4.3))
     assert m["sequential_over_shared"] > 0
