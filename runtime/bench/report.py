@@ -96,9 +96,13 @@ def result_record(
         "compute_roofline_tokens_per_s": round(roof.compute_tokens_per_s, 1),
         "memory_roofline_tokens_per_s": round(roof.memory_tokens_per_s, 1),
         "tight_roofline_tokens_per_s": round(roof.tight_tokens_per_s, 1),
+        "serial_roofline_tokens_per_s": round(roof.serial_tokens_per_s, 1),
         "pct_compute_roofline": round(100 * total / roof.compute_tokens_per_s, 1),
         "pct_memory_roofline": round(100 * total / roof.memory_tokens_per_s, 1),
         "pct_tight_roofline": round(100 * total / roof.tight_tokens_per_s, 1),
+        "pct_serial_roofline": round(100 * total / roof.serial_tokens_per_s, 1)
+        if roof.serial_tokens_per_s
+        else None,
         "kernels": kernels,
     }
     if network is not None and network.tp > 1:

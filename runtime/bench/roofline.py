@@ -16,6 +16,9 @@ and KV cache, so compute and memory times divide by N; each iteration then also 
 time in its collectives (two all-reduces of the hidden states per layer, one for the embedding,
 and the all-gather of the sampled rows' logits), at the all-reduce latency and bandwidth the
 workers measured at start-up. The tight roofline takes the largest of the three per iteration.
+The serial roofline adds them instead (the longer of the FLOPs and one weight read, then the KV
+bytes, then the collectives): what an engine that overlaps nothing across operations could reach
+on the same iterations, the yardstick of the sequential mode.
 """
 
 from __future__ import annotations
@@ -127,8 +130,10 @@ def forward_flops(cfg: ModelConfig, tokens: int, sampled: int, attn_pairs: int) 
     h = cfg.hidden_size
     layer = h * (cfg.q_size + 2 * cfg.kv_size) + cfg.q_size * h + 3 * h * cfg.intermediate_size
     attn = 4 * cfg.num_heads * cfg.head_dim * cfg.num_layers
-    return 2.0 * cfg.num_layers * layer * tokens + 2.0 * cfg.vocab_size * h * sampled + (
-        attn * attn_pairs
+    return (
+        2.0 * cfg.num_layers * layer * tokens
+        + 2.0 * cfg.vocab_size * h * sampled
+        + (attn * attn_pairs)
     )
 
 
@@ -145,6 +150,10 @@ class Rooflines:
     memory_tokens_per_s: float
     tight_tokens_per_s: float
     network_seconds: float = 0.0  # the run's collective time at the measured all-reduce cost
+    # per iteration the longer of its FLOPs and one read of the weights, then its KV bytes (and
+    # under TP its collectives): the engine's own schedule run by an engine that overlaps
+    # nothing across operations, the bound its sequential mode can reach
+    serial_tokens_per_s: float = 0.0
 
 
 def rooflines(
@@ -162,10 +171,11 @@ def rooflines(
     net = network or Network()
     kv_per_token = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * elem
     w_bytes = weight_bytes(cfg, weight_elem or elem)
-    mem_time = tight_time = net_time = 0.0
+    mem_time = tight_time = net_time = serial_time = 0.0
     gemm, hbm = ceilings.gemm_flops * net.tp, ceilings.hbm_bytes_per_s * net.tp
     for r in records:
-        t_mem = (w_bytes + r.kv_tokens_read * kv_per_token) / hbm
+        t_weights, t_kv = w_bytes / hbm, r.kv_tokens_read * kv_per_token / hbm
+        t_mem = t_weights + t_kv
         # every sequence of the batch counted as sampled: a prompt chunk that does not end its
         # prompt samples nothing, so this over-counts by at most one LM-head row per such chunk
         flops = forward_flops(cfg, r.num_tokens, r.num_seqs, r.attn_pairs)
@@ -174,11 +184,13 @@ def rooflines(
         mem_time += t_mem
         net_time += t_net
         tight_time += max(t_mem, t_compute, t_net)
+        serial_time += max(t_compute, t_weights) + t_kv + t_net
     return Rooflines(
         compute_tokens_per_s=gemm / (2 * cfg.num_parameters),
         memory_tokens_per_s=tokens / mem_time if mem_time else 0.0,
         tight_tokens_per_s=tokens / tight_time if tight_time else 0.0,
         network_seconds=net_time,
+        serial_tokens_per_s=tokens / serial_time if serial_time else 0.0,
     )
 
 

@@ -58,6 +58,9 @@ def test_bench_writes_one_record_per_workload(tiny_llama: str, tmp_path: Path) -
         # never above the memory roofline; NanoFlow's compute roofline counts 2 x all
         # parameters per token and can sit below it (test_bench_roofline shows when)
         assert r["tight_roofline_tokens_per_s"] <= r["memory_roofline_tokens_per_s"] + 1e-6
+        # the serial bound adds what the tight one overlaps: never above it
+        assert 0 < r["serial_roofline_tokens_per_s"] <= r["tight_roofline_tokens_per_s"] + 1e-6
+        assert r["pct_serial_roofline"] >= r["pct_tight_roofline"]
         assert r["engine"] == "nanolang" and r["num_requests"] == 4
         assert r["tensor_parallel_size"] == 1 and "network" not in r
         assert 1 <= r["max_batch_seqs"] <= 4

@@ -82,6 +82,23 @@ def test_the_tight_bound_is_below_memory_and_own_compute_but_not_nanoflows_compu
     assert roof.compute_tokens_per_s == pytest.approx(1e6 / (2 * CFG.num_parameters))
 
 
+def test_the_serial_roofline_adds_kv_time_to_the_longer_of_flops_and_weights() -> None:
+    """Two iterations: a prompt of 64 tokens (its FLOPs take longer than a weight read) and a
+    decode of one sequence over 64 keys (the weight read takes longer). Each costs the longer of
+    the two plus its KV bytes; the tight bound, which overlaps them, is never below it."""
+    ceilings = Ceilings(gemm_flops=5e5, hbm_bytes_per_s=1e4)
+    its = [IterationRecord(64, 1, 64, 64 * 65 // 2, 1.0), IterationRecord(1, 1, 64, 64, 1.0)]
+    roof = rooflines(its, CFG, ceilings, elem=2, tokens=65)
+    kv = 64 * (2 * 2 * 1 * 4 * 2) / 1e4  # 64 keys x (k, v x layers x kv heads x dim x bytes)
+    weights = weight_bytes(CFG, 2) / 1e4
+    prompt = forward_flops(CFG, 64, 1, 64 * 65 // 2) / 5e5
+    decode = forward_flops(CFG, 1, 1, 64) / 5e5
+    assert prompt > weights > decode  # one iteration of each kind
+    serial = (prompt + kv) + (weights + kv)
+    assert roof.serial_tokens_per_s == pytest.approx(65 / serial)
+    assert roof.tight_tokens_per_s >= roof.serial_tokens_per_s
+
+
 def test_more_kv_capacity_never_lowers_the_bound() -> None:
     lengths = [(50 + i, 20 + 3 * i) for i in range(40)]
     last = 0.0
