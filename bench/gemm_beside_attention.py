@@ -304,7 +304,7 @@ def capped_streams_ms(
 
 def table(record: dict[str, Any]) -> str:
     head = ["scenario", "attention", "cuBLAS", "GEMM role", "sequential", "two streams",
-            "one launch", "floor", "sequential / one launch"]  # fmt: skip
+            "capped streams", "one launch", "floor", "sequential / one launch"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in record["results"]:
         if r.get("shared_ms") is None:
@@ -312,6 +312,7 @@ def table(record: dict[str, Any]) -> str:
         lines.append("| " + " | ".join([
             r["scenario"]["name"], f"{r['attention_ms']:.3f}", f"{r['cublas_ms']:.3f}",
             f"{r['gemm_role_ms']:.3f}", f"{r['sequential_ms']:.3f}", f"{r['two_streams_ms']:.3f}",
+            "-" if r.get("capped_streams_ms") is None else f"{r['capped_streams_ms']:.3f}",
             f"{r['shared_ms']:.3f}", f"{r['floor_ms']:.3f}", f"{r['sequential_over_shared']}",
         ]) + " |")  # fmt: skip
     return "\n".join(lines)

@@ -45,7 +45,7 @@ def test_the_table_and_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
     f.write_text(json.dumps(record))
     assert b.main(["--table", str(f)]) == 0
     out = capsys.readouterr().out
-    assert "| fp8-x | 0.250 | 0.170 | 0.200 | 0.420 | 0.400 | 0.350 | 0.320 | 1.2 |" in out
+    assert "| fp8-x | 0.250 | 0.170 | 0.200 | 0.420 | 0.400 | - | 0.350 | 0.320 | 1.2 |" in out
     assert "no-config" not in out
     assert b.main(["--scenarios", "nope"]) == 2
     assert "unknown scenario 'nope'" in capsys.readouterr().err
