@@ -29,8 +29,8 @@ timeout -s INT "$T_PROBE" python bench/skinny_linear.py --rows "$ROWS" \
     --out "$OUT/skinny_linear.json" --write-table "$OUT/linear_configs.json" \
     > "$OUT/probe.log" 2>&1
 echo "probe: rc $? after $((SECONDS - START)) s"; tail -n 2 "$OUT/probe.log"
-if [ ! -f "$OUT/linear_configs.json" ]; then
-    echo "engines: skipped (no table written)"; exit 0
+if [ ! -f "$OUT/skinny_linear.json" ]; then
+    echo "engines: skipped (the probe measured nothing)"; exit 0
 fi
 cp "$OUT/linear_configs.json" kernels/triton/linear_configs.json
 LEFT=$((T_TOTAL - (SECONDS - START)))
