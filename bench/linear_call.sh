@@ -18,6 +18,7 @@ T_PROBE=${T_PROBE:-150}
 WORKLOADS=${WORKLOADS:-512/1024:256,1024/512:256}
 WARMUP=${WARMUP:-32}
 ROWS=${ROWS:-64,128,256,512,1024}
+MODELS=${MODELS:-llama-3-8b,llama-3-70b-tp2}
 START=$SECONDS
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD:$PWD/bench${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
@@ -25,7 +26,7 @@ nvidia-smi --query-gpu=name,memory.used --format=csv,noheader 2>/dev/null | tee 
 
 # start from the shipped table: a probe of some row counts keeps the other rows' winners
 cp kernels/triton/linear_configs.json "$OUT/linear_configs.json"
-timeout -s INT "$T_PROBE" python bench/skinny_linear.py --rows "$ROWS" \
+timeout -s INT "$T_PROBE" python bench/skinny_linear.py --rows "$ROWS" --models "$MODELS" \
     --out "$OUT/skinny_linear.json" --write-table "$OUT/linear_configs.json" \
     > "$OUT/probe.log" 2>&1
 echo "probe: rc $? after $((SECONDS - START)) s"; tail -n 2 "$OUT/probe.log"

@@ -122,14 +122,15 @@ def measure(rows: int, n: int, k: int, dtype: torch.dtype, configs: list[Any]) -
 
 def write_table(path: Path, device: str, records: list[dict[str, Any]], margin: float) -> int:
     """The winners (by ``margin``, correct to the float32 product like torch's own) as the
-    kernel's table for ``device``; entries already there for other GPUs, or for this GPU's row
-    buckets this run did not probe (a --rows 16,32 run keeps the 64-128-row winners), are kept."""
+    kernel's table for ``device``; entries already there for other GPUs, or for shapes (row
+    bucket, N, K) this run did not measure (a --rows 16,32 run keeps the 64-128-row winners, a
+    run cut short the shapes it did not reach), are kept."""
     from kernels.triton.linear import row_bucket
 
     old = json.loads(path.read_text()) if path.exists() else {}
-    probed = {row_bucket(r["rows"]) for r in records}
+    probed = {(row_bucket(r["rows"]), r["n"], r["k"]) for r in records}
     kept = [e for e in old.get("entries", [])
-            if e["device"] != device or e["rows"] not in probed]  # fmt: skip
+            if e["device"] != device or (e["rows"], e["n"], e["k"]) not in probed]  # fmt: skip
     new = [
         {"device": device, "rows": row_bucket(r["rows"]), "n": r["n"], "k": r["k"],
          "dtype_bytes": 2, "config": r["config"], "torch_us": r["torch_us"],
@@ -194,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     record: dict[str, Any] = {**run_header(), "dtype": "bfloat16",
                               "candidates": {str(c): len(cs) for c, cs in configs.items()},
                               "results": []}  # fmt: skip
+    wins = 0
     for model in models:
         for proj, (n, k) in SHAPES[model].items():
             for count in rows:
@@ -203,8 +205,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(r), flush=True)
                 if args.out:
                     args.out.write_text(json.dumps(record, indent=1) + "\n")
+                if args.write_table:  # after every shape: a probe cut short keeps its winners
+                    wins = write_table(args.write_table, record["device"], record["results"],
+                                       args.margin)  # fmt: skip
     if args.write_table:
-        wins = write_table(args.write_table, record["device"], record["results"], args.margin)
         print(f"wrote {wins} winning shapes to {args.write_table}", file=sys.stderr)
     return 0
 

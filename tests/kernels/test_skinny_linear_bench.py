@@ -60,12 +60,15 @@ def test_a_probe_of_some_rows_keeps_this_gpus_other_rows(tmp_path: Path) -> None
         return {"device": "NVIDIA H200", "rows": rows, "n": 4096, "k": 4096, "dtype_bytes": 2,
                 "config": CONFIG, "torch_us": 9.0, "triton_us": 8.0}  # fmt: skip
 
-    path.write_text(json.dumps({"entries": [entry(16), entry(64), entry(128)]}))
+    other_shape = {**entry(16), "n": 6144}  # a 16-row shape this run did not reach
+    path.write_text(json.dumps({"entries": [entry(16), entry(64), entry(128), other_shape]}))
     assert bench.write_table(path, "NVIDIA H200", [_result(16, 9.0, 9.5), _result(32, 9.0, 7.0)],
                              0.03) == 1  # fmt: skip
     written = json.loads(path.read_text())["entries"]
-    # the old 16-row win is gone (this run measured it slower), 32 is new, 64 and 128 are kept
-    assert sorted(e["rows"] for e in written) == [32, 64, 128]
+    # the old 16-row win is gone (this run measured it slower), 32 is new, 64 and 128 are kept,
+    # and so is the 16-row shape the run did not measure
+    assert sorted((e["rows"], e["n"]) for e in written) == [(16, 6144), (32, 4096), (64, 4096),
+                                                            (128, 4096)]  # fmt: skip
 
 
 def test_every_candidate_config_is_valid() -> None:
