@@ -29,25 +29,42 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runtime.bench.roofline import (
     Ceilings,
+    IterationRecord,
+    Network,
     WorkloadRoofline,
-    forward_flops,
-    weight_bytes,
+    rooflines,
     workload_roofline,
 )
 from runtime.bench.workloads import WORKLOADS, make_requests, workload_seed
+from runtime.config import ModelConfig
 from runtime.model.loader import resolve_model
 
 TARGET = 1.1  # issue 18: at least 1.1x the better peer
 
 
-def floor_of(record: dict[str, Any], gemm_tflops: float | None = None) -> WorkloadRoofline:
-    """The workload roofline of a nanolang record, rebuilt from what the record holds
-    (``gemm_tflops``: this GEMM rate instead of the record's measured peak)."""
+@dataclass(frozen=True)
+class Run:
+    """What a nanolang record says of its run: the model, every request's (prompt, output)
+    lengths (the generator's, seeded per workload), the ceilings, the KV element size, the TP
+    degree and the KV capacity."""
+
+    cfg: ModelConfig
+    lengths: list[tuple[int, int]]
+    ceilings: Ceilings
+    kv_elem: int
+    tp: int
+    kv_tokens: int
+
+
+def run_of(record: dict[str, Any], gemm_tflops: float | None = None) -> Run:
+    """The run a nanolang record describes (``gemm_tflops``: this GEMM rate instead of the
+    record's measured peak); refused when the generator's requests are not the record's."""
     _, cfg = resolve_model(record["model"])
     requests = make_requests(WORKLOADS[record["workload"]], record["num_requests"],
                              cfg.vocab_size, seed=workload_seed(record["workload"]))  # fmt: skip
@@ -58,39 +75,38 @@ def floor_of(record: dict[str, Any], gemm_tflops: float | None = None) -> Worklo
                          f"{prompts} prompt tokens, the record {record['prompt_tokens']} "
                          "(a shrunken or other run)")  # fmt: skip
     gemm = gemm_tflops if gemm_tflops is not None else record["gemm_peak_tflops"]
-    ceilings = Ceilings(gemm * 1e12, record["hbm_tb_per_s"] * 1e12)
-    kv_elem = 1 if record.get("kv_cache_dtype") == "fp8" else 2
-    tp = record.get("tensor_parallel_size", 1)
-    return workload_roofline(lengths, cfg, ceilings, kv_elem, 2, record["kv_cache_tokens"], tp)
+    return Run(cfg, lengths, Ceilings(gemm * 1e12, record["hbm_tb_per_s"] * 1e12),
+               1 if record.get("kv_cache_dtype") == "fp8" else 2,
+               record.get("tensor_parallel_size", 1), record["kv_cache_tokens"])  # fmt: skip
 
 
-def all_at_once_seconds(record: dict[str, Any], gemm_tflops: float | None = None) -> float | None:
+def floor_of(run: Run) -> WorkloadRoofline:
+    """The workload roofline of the run (its ``serial_seconds``: the floor of every schedule
+    without overlap across operations)."""
+    return workload_roofline(run.lengths, run.cfg, run.ceilings, run.kv_elem, 2, run.kv_tokens,
+                             run.tp)  # fmt: skip
+
+
+def all_at_once_seconds(run: Run) -> float | None:
     """The floor of one simple schedule, not of every schedule: every request's prompt in the
     first iteration, then each decode step over the sequences whose output is not done, each
-    iteration the longer of its FLOPs at the GEMM peak and one read of the weights, plus its KV
-    bytes. None where the KV cache cannot hold every request at once. It shows what a run's
-    decode tail costs at the weights' bandwidth (its steps over a few sequences)."""
-    _, cfg = resolve_model(record["model"])
-    requests = make_requests(WORKLOADS[record["workload"]], record["num_requests"],
-                             cfg.vocab_size, seed=workload_seed(record["workload"]))  # fmt: skip
-    lengths = [(len(r.prompt_token_ids), r.output_len) for r in requests]
-    if sum(p + o for p, o in lengths) > record["kv_cache_tokens"]:
+    priced as the benchmark records' serial roofline prices an engine's own iterations (the
+    longer of its FLOPs at the GEMM peak and one read of the weights, plus its KV reads). None
+    where the KV cache cannot hold every request at once. It shows what a run's decode tail
+    costs at the weights' bandwidth (its steps over a few sequences)."""
+    lengths = run.lengths
+    if sum(p + o for p, o in lengths) > run.kv_tokens:
         return None
-    tp = record.get("tensor_parallel_size", 1)
-    gemm = (gemm_tflops if gemm_tflops is not None else record["gemm_peak_tflops"]) * 1e12 * tp
-    hbm = record["hbm_tb_per_s"] * 1e12 * tp
-    kv_elem = 1 if record.get("kv_cache_dtype") == "fp8" else 2
-    kv_token = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * kv_elem
-    weights = weight_bytes(cfg, 2) / hbm
     prompts = sum(p for p, _ in lengths)
-    first = forward_flops(cfg, prompts, len(lengths), sum(p * (p + 1) // 2 for p, _ in lengths))
-    total = max(first / gemm, weights) + 2 * prompts * kv_token / hbm
+    steps = [IterationRecord(prompts, len(lengths), prompts,
+                             sum(p * (p + 1) // 2 for p, _ in lengths), 0.0)]  # fmt: skip
     for step in range(1, max(o for _, o in lengths)):
         alive = [p + step for p, o in lengths if o > step]  # each decode's context
-        ctx = sum(alive)
-        flops = forward_flops(cfg, len(alive), len(alive), ctx)
-        total += max(flops / gemm, weights) + (ctx + len(alive)) * kv_token / hbm
-    return total
+        steps.append(IterationRecord(len(alive), len(alive), sum(alive), sum(alive), 0.0))
+    tokens = sum(r.num_tokens for r in steps)
+    roof = rooflines(steps, run.cfg, run.ceilings, run.kv_elem, tokens, weight_elem=2,
+                     network=Network(tp=run.tp))  # fmt: skip
+    return tokens / roof.serial_tokens_per_s
 
 
 def rows(records: list[dict[str, Any]], gemm_tflops: float | None = None) -> list[dict[str, Any]]:
@@ -107,10 +123,11 @@ def rows(records: list[dict[str, Any]], gemm_tflops: float | None = None) -> lis
             continue
         best_ours = max(ours, key=lambda r: r["total_tokens_per_s"])
         best_peer = max(peers, key=lambda r: r["total_tokens_per_s"])
-        roof = floor_of(best_ours, gemm_tflops)
+        run = run_of(best_ours, gemm_tflops)
+        roof = floor_of(run)
         tokens = best_ours["prompt_tokens"] + best_ours["output_tokens"]
         floor = tokens / roof.serial_seconds
-        at_once = all_at_once_seconds(best_ours, gemm_tflops)
+        at_once = all_at_once_seconds(run)
         ours_s = tokens / best_ours["total_tokens_per_s"]
         out.append({
             "workload": workload, "num_requests": n,
@@ -152,8 +169,12 @@ def table(found: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("files", nargs="+", type=Path)
-    ap.add_argument("--gemm-tflops", type=float, default=None,
-                    help="price the FLOPs at this rate (default: each run's measured peak)")
+    ap.add_argument(
+        "--gemm-tflops",
+        type=float,
+        default=None,
+        help="price the FLOPs at this rate (default: each run's measured peak)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="write the rows here too")
     args = ap.parse_args(argv)
     if args.gemm_tflops is not None and not args.gemm_tflops > 0:

@@ -69,17 +69,19 @@ def test_the_floor_and_the_percentages_match_a_hand_computation() -> None:
 def test_the_all_at_once_schedule_floor() -> None:
     """8 requests of 512/512: the first iteration's 4,096 prompt tokens are bound by their FLOPs
     (about 70 ms), each of the 511 decode steps over 8 sequences by one read of the weights
-    (3.8 ms against 0.1 ms of FLOPs); plus the KV bytes. Not computed where the cache cannot
-    hold every request at once."""
+    (3.8 ms against 0.1 ms of FLOPs); plus the KV each iteration reads (the prompts' own, then
+    each decode's context), as the records' serial roofline prices an engine's iterations. Not
+    computed where the cache cannot hold every request at once."""
     sf = _floor()
     _, cfg = resolve_model("llama-3-8b")
-    record = _records(1000.0, {})[0]
+    run = sf.run_of(_records(1000.0, {})[0])
     prompt_flops = forward_flops(cfg, 8 * 512, 8, 8 * 512 * 513 // 2)
     kv_token = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * 2
-    kv_bytes = kv_token * (2 * 8 * 512 + 8 * sum(513 + t for t in range(1, 512)))
+    kv_bytes = kv_token * (8 * 512 + 8 * sum(512 + t for t in range(1, 512)))
     by_hand = prompt_flops / 800e12 + 511 * weight_bytes(cfg, 2) / 4e12 + kv_bytes / 4e12
-    assert sf.all_at_once_seconds(record) == pytest.approx(by_hand, rel=1e-9)
-    assert sf.all_at_once_seconds({**record, "kv_cache_tokens": 8 * 1024 - 1}) is None
+    assert sf.all_at_once_seconds(run) == pytest.approx(by_hand, rel=1e-9)
+    full = sf.run_of({**_records(1000.0, {})[0], "kv_cache_tokens": 8 * 1024 - 1})
+    assert sf.all_at_once_seconds(full) is None
     (row,) = sf.rows(_records(1000.0, {"vllm": 900.0}))
     assert row["all_at_once_s"] >= row["serial_s"]  # one schedule, the floor of all of them
     assert row["pct_all_at_once_nanolang"] == pytest.approx(
