@@ -194,6 +194,21 @@ def _check_gemm(x: torch.Tensor, w: torch.Tensor) -> None:
         raise ValueError("x and w must share a dtype and have contiguous rows")
 
 
+def _check_attention(
+    q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, out: torch.Tensor
+) -> None:
+    if q.dim() != 3 or k_cache.dim() != 4 or k_cache.shape != v_cache.shape:
+        raise ValueError(f"q [B, Hq, D] and caches [blocks, page, Hk, D] expected, got "
+                         f"{tuple(q.shape)}, {tuple(k_cache.shape)} and "
+                         f"{tuple(v_cache.shape)}")  # fmt: skip
+    if q.shape[2] != k_cache.shape[3] or q.shape[1] % k_cache.shape[2]:
+        raise ValueError(f"q's {q.shape[1]} heads of {q.shape[2]} must be a multiple of the "
+                         f"caches' {k_cache.shape[2]} heads of the same size "
+                         f"({k_cache.shape[3]})")  # fmt: skip
+    if out.shape != q.shape:
+        raise ValueError(f"out must be shaped as q {tuple(q.shape)}, got {tuple(out.shape)}")
+
+
 def _operands(
     x: torch.Tensor, w: torch.Tensor, y: torch.Tensor, cfg: GemmConfig
 ) -> tuple[object, object, object]:
@@ -202,6 +217,8 @@ def _operands(
         return x, w, y
     if x.element_size() != 2 or (x.shape[1] * 2) % 16 or (w.shape[0] * 2) % 16:
         raise ValueError("TMA operands: 16-bit rows whose bytes are multiples of 16")
+    if x.data_ptr() % 16 or w.data_ptr() % 16:
+        raise ValueError("TMA operands: x and w must start on 16-byte boundaries")
     if x.is_cuda and torch.cuda.get_device_capability(x.device)[0] < 9:
         raise ValueError("TMA operands need a Hopper-class GPU")
     from triton.tools.tensor_descriptor import TensorDescriptor
@@ -223,6 +240,8 @@ def gemm(
     """x [M, K] @ w [N, K]^T by the GEMM role alone: ``programs`` persistent programs (None: one
     per output tile)."""
     _check_gemm(x, w)
+    if programs is not None and programs < 1:
+        raise ValueError(f"programs must be >= 1 (or None: one per tile), got {programs}")
     cfg = config or GemmConfig()
     (m, k), n = x.shape, w.shape[0]
     y = torch.empty((m, n), dtype=x.dtype, device=x.device)
@@ -270,6 +289,7 @@ def gemm_beside_attention(
     if gemm_programs < 1 or attn_programs < 1:
         raise ValueError(f"both roles need programs, got gemm {gemm_programs}, attention "
                          f"{attn_programs}")  # fmt: skip
+    _check_attention(q, k_cache, v_cache, out)
     gcfg, dcfg = gemm_config or GemmConfig(), decode_config or DecodeConfig()
     if dcfg.tma:
         raise ValueError("the shared launch runs the gather decode kernel, not the TMA one")

@@ -137,5 +137,16 @@ def test_bad_arguments_are_refused() -> None:
                               attn_programs=1, decode_config=DecodeConfig(tma=True))  # fmt: skip
     with pytest.raises(ValueError, match="power of two"):
         GemmConfig(block_m=48)
+    with pytest.raises(ValueError, match="out must be shaped as q"):
+        gemm_beside_attention(x, randn(8, 32, dtype=DTYPE, seed=1), *args[:-1],
+                              torch.empty(2, 16, 64), gemm_programs=1, attn_programs=1)  # fmt: skip
+    with pytest.raises(ValueError, match="must be a multiple of the caches'"):
+        gemm_beside_attention(x, randn(8, 32, dtype=DTYPE, seed=1), batch.q[:, :3], *args[1:],
+                              gemm_programs=1, attn_programs=1)  # fmt: skip
+    with pytest.raises(ValueError, match="programs must be >= 1"):
+        gemm(x, randn(8, 32, dtype=DTYPE, seed=1), programs=0)
+    shifted = randn(5, 32, dtype=DTYPE, seed=2).flatten()[1:129].view(4, 32)  # 2 bytes in
+    with pytest.raises(ValueError, match="16-byte boundaries"):
+        gemm(shifted, randn(8, 32, dtype=DTYPE, seed=3), config=TMA_TILE)
     with pytest.raises(ValueError, match="TMA operands: 16-bit rows"):
         gemm(randn(4, 36, dtype=DTYPE, seed=2), randn(8, 36, dtype=DTYPE, seed=3), config=TMA_TILE)
