@@ -331,6 +331,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.table:
         print(table(json.loads(args.table.read_text())))
         return 0
+    if args.reps < 1 or not args.hbm_tb_s > 0:
+        print(f"error: --reps must be >= 1 and --hbm-tb-s positive, got {args.reps} and "
+              f"{args.hbm_tb_s}", file=sys.stderr)  # fmt: skip
+        return 2
     names = [n for n in args.scenarios.split(",") if n]
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown or not names:

@@ -14,7 +14,6 @@ from bench_scripts import load_bench
 pytest.importorskip("triton")
 
 
-
 def _bench():  # type: ignore[no-untyped-def]
     return load_bench("gemm_beside_attention")
 
@@ -47,6 +46,10 @@ def test_the_table_and_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
     out = capsys.readouterr().out
     assert "| fp8-x | 0.250 | 0.170 | 0.200 | 0.420 | 0.400 | - | 0.350 | 0.320 | 1.2 |" in out
     assert "no-config" not in out
+    assert b.main(["--reps", "0"]) == 2
+    assert "--reps must be >= 1" in capsys.readouterr().err
+    assert b.main(["--hbm-tb-s", "-1"]) == 2
+    capsys.readouterr()
     assert b.main(["--scenarios", "nope"]) == 2
     assert "unknown scenario 'nope'" in capsys.readouterr().err
     if not torch.cuda.is_available():
