@@ -28,6 +28,7 @@ from kernels.triton.paged_common import (
     merge_splits,
     page_id,
     softmax_step,
+    split_bounds,
     store_decode,
 )
 
@@ -130,8 +131,7 @@ def decode_items(
         kvh = (item // num_splits) % num_kv_heads
         seq = item // (num_splits * num_kv_heads)
         ctx = tl.load(context_lens_ptr + seq)
-        start = split * split_len
-        end = tl.minimum(ctx, start + split_len)
+        start, end = split_bounds(ctx, split, num_splits, split_len, BLOCK_N, SPLIT)
         heads = kvh * GROUP + rows
         q = tl.load(
             q_ptr + seq.to(tl.int64) * stride_qt + heads[:, None] * stride_qh + cols[None, :],
@@ -223,7 +223,7 @@ def decode_attention(
         HEAD_DIM=head_dim,
         PAGE=page,
         BLOCK_N=cfg.block_n,
-        SPLIT=grid.split,
+        SPLIT=grid.split_kind,
         STAGES=cfg.num_stages if q.element_size() < 4 else 2,  # float32 tiles: less smem
         PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
         SWAP_AB=cfg.swap_ab,

@@ -27,6 +27,7 @@ from kernels.triton.paged_common import (
     merge_splits,
     page_id,
     softmax_step,
+    split_bounds,
     store_decode,
 )
 
@@ -64,8 +65,8 @@ def decode_tma_kernel(
         kvh = (item // num_splits) % num_kv_heads
         seq = item // (num_splits * num_kv_heads)
         ctx = tl.load(context_lens_ptr + seq)
-        start = split * split_len  # a multiple of STEP
-        end = tl.minimum(ctx, start + split_len)
+        # start: a multiple of STEP
+        start, end = split_bounds(ctx, split, num_splits, split_len, STEP, SPLIT)
         heads = kvh * GROUP + rows
         q = tl.load(
             q_ptr + seq.to(tl.int64) * stride_qt + heads[:, None] * stride_qh + cols[None, :],
@@ -213,7 +214,7 @@ def decode_attention_tma(
         HEAD_DIM=head_dim,
         PAGE=page,
         TWO_PAGES=cfg.block_n == 2 * page,
-        SPLIT=grid.split,
+        SPLIT=grid.split_kind,
         STAGES=cfg.num_stages,
         PRECISION="tf32",
         IDS_BLOCK=cfg.ids_block,

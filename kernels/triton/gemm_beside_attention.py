@@ -317,7 +317,7 @@ def gemm_beside_attention(
         GEMM_STAGES=gcfg.num_stages, EVEN_K=k % gcfg.block_k == 0,
         GEMM_PRECISION=_precision(x.dtype), TMA=gcfg.tma,
         GROUP=group, GROUP_PAD=max(16, triton.next_power_of_2(group)), HEAD_DIM=head_dim,
-        PAGE=page, BLOCK_N_KV=dcfg.block_n, SPLIT=grid.split,
+        PAGE=page, BLOCK_N_KV=dcfg.block_n, SPLIT=grid.split_kind,
         STAGES=dcfg.num_stages if q.element_size() < 4 else 2,
         PRECISION=_precision(q.dtype), SWAP_AB=dcfg.swap_ab, DOTS=dots, INTERLEAVE=interleave,
         num_warps=num_warps,

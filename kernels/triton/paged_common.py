@@ -9,6 +9,7 @@ plan (KV splits, persistent programs, partial buffers) with the merge of split p
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import cache
 
@@ -19,6 +20,12 @@ import triton.language as tl
 LOG2E = 1.4426950408889634
 MIN_SPLIT_LEN = 256  # tokens; shorter splits cost more in merging than they gain in parallelism
 MAX_SPLITS = 32
+# a decode launch's SPLIT argument: unsplit, or how each sequence's context is cut into splits
+SPLIT_NONE: tl.constexpr = tl.constexpr(0)
+SPLIT_BY_PLAN: tl.constexpr = tl.constexpr(1)  # pieces of the plan's split_len (before 2026-12-01)
+SPLIT_BY_CONTEXT: tl.constexpr = tl.constexpr(2)  # each context in num_splits pieces (the default)
+# NANOLANG_KV_SPLITS=plan brings the old cut back, for A/B runs in separate processes
+KV_SPLITS_ENV = "NANOLANG_KV_SPLITS"
 # Triton compiles a kernel once per specialisation of its integer arguments (equal to 1, a
 # multiple of 16, or neither): arguments that change from one batch to the next (the block
 # table's width, the batch's sizes and splits) are left unspecialised, so the first iterations
@@ -93,6 +100,23 @@ def finish(acc, l_i, m_i):
     safe_l = tl.where(l_i > 0, l_i, 1.0)
     lse = tl.where(l_i > 0, m_i + tl.log2(safe_l), float("-inf"))
     return acc / safe_l[:, None], lse
+
+
+@triton.jit
+def split_bounds(ctx, split, num_splits, split_len, BLOCK: tl.constexpr, SPLIT: tl.constexpr):
+    """[start, end) of a work item's KV split. With SPLIT == SPLIT_BY_CONTEXT each sequence's
+    own context is cut into ``num_splits`` pieces of whole BLOCKs, none longer than
+    ``split_len``: a CUDA graph plans its splits for the longest possible context
+    (``max_model_len``), so cutting by ``split_len`` alone (SPLIT_BY_PLAN, the cut before
+    2026-12-01) left most splits of a shorter context empty and the rest long (3 sequences of
+    about 1,400 tokens under an 8,192-token plan: 2 of 11 splits busy per head)."""
+    if SPLIT == SPLIT_BY_PLAN:
+        length = split_len
+    else:
+        own = tl.cdiv(tl.cdiv(ctx, num_splits), BLOCK) * BLOCK
+        length = tl.minimum(split_len, own)
+    start = split * length
+    return start, tl.minimum(ctx, start + length)
 
 
 @triton.jit
@@ -175,6 +199,21 @@ class LaunchGrid:
     @property
     def split(self) -> bool:
         return self.num_splits > 1
+
+    @property
+    def split_kind(self) -> int:
+        """The kernels' SPLIT argument: SPLIT_NONE, or how contexts are cut (``split_cut``)."""
+        if not self.split:
+            return SPLIT_NONE.value
+        return SPLIT_BY_PLAN.value if split_cut() == "plan" else SPLIT_BY_CONTEXT.value
+
+
+def split_cut() -> str:
+    """``context`` (default) or ``plan``, from NANOLANG_KV_SPLITS; anything else is refused."""
+    cut = os.environ.get(KV_SPLITS_ENV, "context")
+    if cut not in ("context", "plan"):
+        raise ValueError(f"{KV_SPLITS_ENV}={cut!r}: choose context or plan")
+    return cut
 
 
 def launch_grid(

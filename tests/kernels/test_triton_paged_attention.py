@@ -6,6 +6,10 @@ import pytest
 import torch
 
 pytest.importorskip("triton")
+import itertools
+
+import triton
+import triton.language as tl
 from kernel_batches import dense_attention, make_paged_batch, relative_error
 from triton_env import DEVICE, INTERPRET, needs_triton_device, skip_if_interpreted
 
@@ -13,6 +17,13 @@ from kernels import reference
 from kernels.triton import paged_attention
 from kernels.triton.decode_attention import DecodeConfig
 from kernels.triton.extend_attention import ExtendConfig, extend_attention
+from kernels.triton.paged_common import (
+    SPLIT_BY_CONTEXT,
+    SPLIT_BY_PLAN,
+    launch_grid,
+    plan_splits,
+    split_bounds,
+)
 
 pytestmark = [pytest.mark.gpu, needs_triton_device]
 # bf16 / fp16 probabilities are rounded before the P @ V product; fp32 uses ieee dots
@@ -225,3 +236,79 @@ def test_tma_decode_many_random_decodes_other_heads_and_nan_slots(
     expected = reference.paged_attention(batch.q, batch.k_cache, batch.v_cache, batch.meta, scale)
     assert not torch.isnan(out).any()
     assert relative_error(out, expected) < REL_TOL[torch.bfloat16]
+
+
+@triton.jit
+def _bounds_kernel(out_ptr, ctx, num_splits, split_len, BLOCK: tl.constexpr, SPLIT: tl.constexpr):
+    split = tl.program_id(0)
+    start, end = split_bounds(ctx, split, num_splits, split_len, BLOCK, SPLIT)
+    tl.store(out_ptr + 2 * split, start)
+    tl.store(out_ptr + 2 * split + 1, end)
+
+
+def _split_bounds(
+    ctx: int, num_splits: int, split_len: int, block: int, kind: int = SPLIT_BY_CONTEXT.value
+) -> list[tuple[int, int]]:
+    """(start, end) of every split of a ``ctx``-token context, from the kernels' own helper."""
+    out = torch.empty(2 * num_splits, dtype=torch.int32, device=DEVICE)
+    _bounds_kernel[(num_splits,)](out, ctx, num_splits, split_len, BLOCK=block, SPLIT=kind)
+    flat = out.tolist()
+    return [(flat[2 * i], flat[2 * i + 1]) for i in range(num_splits)]
+
+
+@pytest.mark.parametrize(
+    ("ctx", "plan_len", "items", "block"),
+    [(1400, 8192, 24, 64), (1400, 8192, 24, 32), (100, 8192, 8, 64), (4099, 4099, 3, 64),
+     (31, 4099, 3, 16), (8192, 8192, 2, 64), (1, 8192, 8, 64)],
+)  # fmt: skip
+def test_each_context_is_cut_into_the_planned_splits(
+    ctx: int, plan_len: int, items: int, block: int
+) -> None:
+    """A plan made for ``plan_len`` tokens (a CUDA graph's: the longest possible context) cuts a
+    shorter context into as many busy splits as whole blocks allow, covering it exactly; with
+    the old cut by the plan's split length, 1,400 tokens under an 8,192-token plan kept 2 of 11
+    splits busy."""
+    num_splits, split_len = plan_splits(items, plan_len, 132, block)
+    bounds = _split_bounds(ctx, num_splits, split_len, block)
+    busy = [(s, e) for s, e in bounds if e > s]
+    assert busy[0][0] == 0 and busy[-1][1] == ctx
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(busy))  # contiguous
+    assert all(s % block == 0 and e - s <= split_len for s, e in busy)
+    assert len(busy) == min(num_splits, -(-ctx // block))  # as many as whole blocks allow
+    if (ctx, plan_len, items, block) == (1400, 8192, 24, 64):
+        assert (num_splits, len(busy)) == (11, 11)
+        # the old cut, kept for A/B runs (NANOLANG_KV_SPLITS=plan): pieces of the plan's length
+        old = _split_bounds(ctx, num_splits, split_len, block, SPLIT_BY_PLAN.value)
+        assert [(s, e) for s, e in old if e > s] == [(0, 768), (768, 1400)]
+
+
+def test_the_cut_follows_nanolang_kv_splits(monkeypatch: pytest.MonkeyPatch) -> None:
+    q = torch.zeros(1, 4, 16)
+    cache = torch.zeros(2, 16, 1, 16)
+    grid = launch_grid(q, cache, 8192, None, 64, 1, q)
+    assert grid.split and grid.split_kind == SPLIT_BY_CONTEXT.value
+    monkeypatch.setenv("NANOLANG_KV_SPLITS", "plan")
+    assert grid.split_kind == SPLIT_BY_PLAN.value
+    monkeypatch.setenv("NANOLANG_KV_SPLITS", "sometimes")
+    with pytest.raises(ValueError, match="NANOLANG_KV_SPLITS='sometimes': choose context or plan"):
+        grid.split_kind  # noqa: B018
+
+
+@pytest.mark.parametrize("tma", [False, True])
+def test_decode_planned_for_a_far_longer_context_matches_the_reference(tma: bool) -> None:
+    """The graph-style call: ``max_context_len`` is the engine's context length (8,192), the
+    sequences are short and ragged, so each one's own context is split finely."""
+    import dataclasses
+
+    if tma:
+        _tma_or_skip()
+    dtype = torch.float32 if INTERPRET else torch.bfloat16
+    ctx = [1400, 37, 700] if INTERPRET else [1400, 37, 700, 2900, 1, 1025, 64, 3000]
+    batch = make_paged_batch([1] * len(ctx), ctx, len(ctx), 8, 2, 64, 16, dtype, DEVICE, 21)
+    meta = dataclasses.replace(batch.meta, max_context_len=8192)
+    config = DecodeConfig(32, 4, 2, tma=True) if tma else DecodeConfig(64, 4, 2)
+    out = paged_attention(batch.q, batch.k_cache, batch.v_cache, meta, 0.125, decode_config=config)
+    expected = reference.paged_attention(batch.q, batch.k_cache, batch.v_cache, batch.meta, 0.125)
+    assert not torch.isnan(out).any()
+    assert relative_error(out, expected) < REL_TOL[dtype]
+    assert relative_error(out, dense_attention(batch, 0.125)) < REL_TOL[dtype]
