@@ -4,7 +4,8 @@ batches of Llama-3-8B's heads (32 query / 8 KV heads of 128, pages of 16).
 
 Batches: a chunk of ``n x q`` new tokens, each sequence's chunk at the end of a ``ctx``-token
 context (``8x1024@1024``: eight 1,024-token prompts in one 8,192-token iteration, 1024/512's
-prefill). Median of ``--repeats`` timed calls (CUDA events) after warm-up; TFLOP/s counts the
+prefill), and FlashInfer's prefill through the engine's backend where flashinfer is importable
+(16-bit caches). Median of ``--repeats`` timed calls (CUDA events) after warm-up; TFLOP/s counts the
 causal query-key pairs (4 x head_dim flops per pair and head). JSON on stdout and to ``--out``.
 Usage (repo root, on a GPU): PYTHONPATH=. python bench/extend_attention.py --out FILE.json
 ``--table FILE.json`` prints a results file as markdown tables (ms and TFLOP/s per shape), no GPU.
@@ -28,7 +29,8 @@ from kernels.metadata import AttentionMetadata
 from kernels.triton.extend_attention import ExtendConfig, default_config, extend_attention
 
 HEADS, KV_HEADS, HEAD_DIM, PAGE = 32, 8, 128, 16
-SHAPES = ("8x1024@1024", "4x2048@2048", "8x1024@2048")
+# 7x1155@1155: Splitwise-like's mean prompt, seven to an 8,192-token iteration
+SHAPES = ("8x1024@1024", "4x2048@2048", "8x1024@2048", "7x1155@1155")
 CONFIGS = (
     ExtendConfig(64, 64, 4, 2), ExtendConfig(64, 64, 4, 3), ExtendConfig(64, 128, 4, 2),
     ExtendConfig(128, 64, 8, 2), ExtendConfig(128, 64, 8, 3), ExtendConfig(128, 128, 8, 2),
@@ -43,21 +45,25 @@ def parse_shape(text: str) -> tuple[int, int, int]:
     return int(n), int(q), int(ctx)
 
 
-def make_batch(shape: str, kv_dtype: torch.dtype) -> dict[str, Any]:
+def make_batch(shape: str, kv_dtype: torch.dtype, device: str = "cuda") -> dict[str, Any]:
     n, q_len, ctx = parse_shape(shape)
-    pages = ctx // PAGE
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    perm = torch.randperm(n * pages, device="cuda", generator=gen).to(torch.int32)
+    if not 0 < q_len <= ctx:
+        raise ValueError(f"shape {shape!r}: the new tokens must be 1 to the context's length")
+    pages = -(-ctx // PAGE)  # a context that ends mid-page still needs that page
+    gen = torch.Generator(device=device).manual_seed(0)
+    perm = torch.randperm(n * pages, device=device, generator=gen).to(torch.int32)
     cache_shape = (n * pages, PAGE, KV_HEADS, HEAD_DIM)
-    k = torch.randn(cache_shape, device="cuda", generator=gen).to(kv_dtype)
-    v = torch.randn(cache_shape, device="cuda", generator=gen).to(kv_dtype)
-    q = torch.randn(n * q_len, HEADS, HEAD_DIM, device="cuda", generator=gen).bfloat16()
-    cu = torch.arange(n + 1, device="cuda", dtype=torch.int32) * q_len
+    k = torch.randn(cache_shape, device=device, generator=gen).to(kv_dtype)
+    v = torch.randn(cache_shape, device=device, generator=gen).to(kv_dtype)
+    q = torch.randn(n * q_len, HEADS, HEAD_DIM, device=device, generator=gen).bfloat16()
+    cu = [q_len * i for i in range(n + 1)]
     meta = AttentionMetadata(
-        cu_seqlens_q=cu, context_lens=torch.full((n,), ctx, dtype=torch.int32, device="cuda"),
-        block_tables=perm.view(n, pages), slot_mapping=torch.zeros(n * q_len, dtype=torch.long,
-                                                                  device="cuda"),
+        cu_seqlens_q=torch.tensor(cu, dtype=torch.int32, device=device),
+        context_lens=torch.full((n,), ctx, dtype=torch.int32, device=device),
+        block_tables=perm.view(n, pages),
+        slot_mapping=torch.zeros(n * q_len, dtype=torch.long, device=device),
         num_decode_seqs=0, max_query_len=q_len, max_context_len=ctx, block_size=PAGE,
+        cu_seqlens_q_host=tuple(cu), context_lens_host=(ctx,) * n,
     )  # fmt: skip
     pairs = n * sum(ctx - q_len + j + 1 for j in range(q_len))
     return {"q": q, "k": k, "v": v, "meta": meta, "flops": 4 * HEAD_DIM * HEADS * pairs}
@@ -84,6 +90,22 @@ def run_case(b: dict[str, Any], kernel: Callable[..., None], **kw: Any) -> Calla
     def call() -> None:
         kernel(b["q"], b["k"], b["v"], meta.block_tables, meta.context_lens, meta.cu_seqlens_q,
                0, meta.num_seqs, meta.max_query_len, HEAD_DIM**-0.5, out, **kw)  # fmt: skip
+
+    return call
+
+
+def flashinfer_case(b: dict[str, Any]) -> Callable[[], None] | None:
+    """FlashInfer's prefill through the engine's backend (its plan made once, on the first call,
+    as the engine plans once per batch), or None where flashinfer is not importable or does not
+    take this cache (it runs 16-bit caches; others go to its Triton fallback)."""
+    if importlib.util.find_spec("flashinfer") is None or b["k"].element_size() != 2:
+        return None
+    from kernels.attention.flashinfer_attention import FlashInferAttention
+
+    backend = FlashInferAttention(b["q"].device)
+
+    def call() -> None:
+        backend.forward(b["q"], b["k"], b["v"], b["meta"], HEAD_DIM**-0.5)
 
     return call
 
@@ -134,6 +156,9 @@ def main() -> int:
             }
             if before is not None:
                 cases["before"] = run_case(b, before)
+            flashinfer = flashinfer_case(b)
+            if flashinfer is not None:
+                cases["flashinfer"] = flashinfer
             for name, fn in cases.items():
                 ms = timed(fn, args.repeats)
                 rows.append({"kv": kv, "shape": shape, "kernel": name, "ms": round(ms, 4),
