@@ -26,6 +26,7 @@ SPLIT_BY_PLAN: tl.constexpr = tl.constexpr(1)  # pieces of the plan's split_len 
 SPLIT_BY_CONTEXT: tl.constexpr = tl.constexpr(2)  # each context in num_splits pieces (the default)
 # NANOLANG_KV_SPLITS=plan brings the old cut back, for A/B runs in separate processes
 KV_SPLITS_ENV = "NANOLANG_KV_SPLITS"
+KV_SPLIT_TARGET_ENV = "NANOLANG_KV_SPLIT_TARGET"  # items per SM a split plan aims for (2)
 # Triton compiles a kernel once per specialisation of its integer arguments (equal to 1, a
 # multiple of 16, or neither): arguments that change from one batch to the next (the block
 # table's width, the batch's sizes and splits) are left unspecialised, so the first iterations
@@ -174,9 +175,20 @@ def device_sm_count(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
+def split_target() -> int:
+    """Work items per SM a split plan aims for: 2, or NANOLANG_KV_SPLIT_TARGET (a positive
+    integer; for A/B runs of more splits on ragged mid-sized batches, where one long context's
+    items set a launch's time)."""
+    text = os.environ.get(KV_SPLIT_TARGET_ENV, "2")
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{KV_SPLIT_TARGET_ENV}={text!r}: a positive integer, items per SM")
+    return int(text)
+
+
 def plan_splits(items: int, max_context_len: int, num_sms: int, block_n: int) -> tuple[int, int]:
-    """(num_splits, split_len): split long contexts until there are about 2 items per SM."""
-    target = 2 * num_sms
+    """(num_splits, split_len): split long contexts until there are about ``split_target()``
+    (2) items per SM."""
+    target = split_target() * num_sms
     splits = 1
     if items < target:
         by_len = max(max_context_len // MIN_SPLIT_LEN, 1)

@@ -312,3 +312,15 @@ def test_decode_planned_for_a_far_longer_context_matches_the_reference(tma: bool
     assert not torch.isnan(out).any()
     assert relative_error(out, expected) < REL_TOL[dtype]
     assert relative_error(out, dense_attention(batch, 0.125)) < REL_TOL[dtype]
+
+
+def test_the_split_target_follows_nanolang_kv_split_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    """48 sequences of Llama-3-8B's 8 KV heads (384 items) on 132 SMs: unsplit at the default
+    2 items per SM, 3 splits at 8."""
+    assert plan_splits(384, 8192, 132, 64)[0] == 1
+    monkeypatch.setenv("NANOLANG_KV_SPLIT_TARGET", "8")
+    assert plan_splits(384, 8192, 132, 64)[0] == 3
+    for bad in ("0", "-1", "two"):
+        monkeypatch.setenv("NANOLANG_KV_SPLIT_TARGET", bad)
+        with pytest.raises(ValueError, match="NANOLANG_KV_SPLIT_TARGET"):
+            plan_splits(384, 8192, 132, 64)
