@@ -6,10 +6,16 @@ per batch and a captured forward stays valid for any batch loaded into the graph
 The one exception is the "by-context" decode choice (the default), whose kernel depends on how
 uniform the batch's contexts are (by its choice's uniform-context ratio): decode CUDA graphs
 capture it once per case (``decode_context_ratio``).
+
+With ``NANOLANG_KV_ORDER=longest`` the decode rows' work items are handed out longest context
+first (a launch's time is set by its longest items when they start last): the order is made once
+per batch on the host from its lengths (on the device where the host has none), and for a decode
+CUDA graph kept in a buffer per captured batch size that ``prepare_replay`` refills.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fractions import Fraction
 
 import torch
@@ -23,6 +29,7 @@ from kernels.triton.paged_attention import (
     paged_attention,
     picks_by_context,
 )
+from kernels.triton.paged_common import kv_order
 
 
 class TritonAttention(AttentionBackend):
@@ -44,6 +51,11 @@ class TritonAttention(AttentionBackend):
         # "by-context": the last batch's metadata and whether its decode contexts are uniform,
         # decided once per batch rather than once per layer
         self._contexts: tuple[AttentionMetadata | None, bool | None] = (None, None)
+        self.longest_first = kv_order() == "longest"
+        # the last eager batch's metadata and its decode rows' order
+        self._order: tuple[AttentionMetadata | None, torch.Tensor | None] = (None, None)
+        # per captured batch size, the buffer its decode graphs read the order from
+        self._graph_orders: dict[int, torch.Tensor] = {}
 
     def fresh(self) -> TritonAttention:
         return TritonAttention(self.device, self.num_sms, self.decode_config, self.choice)
@@ -68,6 +80,35 @@ class TritonAttention(AttentionBackend):
             self._contexts = (meta, uniform)
         return uniform
 
+    def _decode_order(self, meta: AttentionMetadata) -> torch.Tensor | None:
+        """The decode rows' order for this batch: longest context first (None: batch order)."""
+        nd = meta.num_decode_seqs
+        if not self.longest_first or nd < 2:
+            return None
+        if self.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+            return self._graph_orders.get(nd)  # None: a graph captured without a buffer
+        seen, order = self._order
+        if seen is not meta or order is None:
+            lens = meta.context_lens_host[:nd]
+            if lens:
+                order = _to_device(longest_first(lens), meta.context_lens.device)
+            else:
+                order = torch.argsort(meta.context_lens[:nd], descending=True, stable=True)
+                order = order.to(torch.int32)
+            self._order = (meta, order)
+        return order
+
+    def prepare_capture(self, meta: AttentionMetadata) -> None:
+        nd = meta.num_decode_seqs
+        if self.longest_first and nd >= 2 and nd not in self._graph_orders:
+            self._graph_orders[nd] = torch.arange(nd, dtype=torch.int32, device=self.device)
+
+    def prepare_replay(self, meta: AttentionMetadata) -> None:
+        buffer = self._graph_orders.get(meta.num_decode_seqs)
+        lens = meta.context_lens_host[: meta.num_decode_seqs]
+        if buffer is not None and lens:
+            buffer.copy_(_pinned(longest_first(lens)), non_blocking=True)
+
     def forward(
         self,
         q: torch.Tensor,
@@ -81,4 +122,22 @@ class TritonAttention(AttentionBackend):
         return paged_attention(
             q, k_cache, v_cache, meta, scale, k_scale, v_scale, num_sms=self.num_sms,
             decode_config=self.decode_config, choice=self.choice, uniform=self._uniform(meta),
+            decode_order=self._decode_order(meta),
         )  # fmt: skip
+
+
+def longest_first(lens: Sequence[int]) -> torch.Tensor:
+    """Row indices by context length, longest first, ties in batch order (int32, on the host)."""
+    return torch.argsort(torch.tensor(lens), descending=True, stable=True).to(torch.int32)
+
+
+def _pinned(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in pinned memory where CUDA is available (an asynchronous copy's source)."""
+    return t.pin_memory() if torch.cuda.is_available() else t
+
+
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor copied without blocking the host."""
+    if device.type == "cpu":
+        return t
+    return _pinned(t).to(device, non_blocking=True)

@@ -93,35 +93,37 @@ def _update_swapped(q, k, v, valid, m_i, l_i, acc, scale_log2, PRECISION: tl.con
 
 @triton.jit(do_not_specialize=PER_BATCH_ARGS)
 def decode_kernel(
-    q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr, context_lens_ptr, out_ptr, part_out_ptr,
-    part_lse_ptr, scale_log2,
+    q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr, context_lens_ptr, order_ptr, out_ptr,
+    part_out_ptr, part_lse_ptr, scale_log2,
     v_scale, stride_qt, stride_qh, stride_kb, stride_ks, stride_kh, stride_vb,
     stride_vs, stride_vh, stride_bt, stride_ot, stride_oh, num_seqs, num_kv_heads, num_splits,
     split_len, num_programs, GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
     PAGE: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr, STAGES: tl.constexpr,
-    PRECISION: tl.constexpr, SWAP_AB: tl.constexpr, DOTS: tl.constexpr,
+    PRECISION: tl.constexpr, SWAP_AB: tl.constexpr, DOTS: tl.constexpr, ORDERED: tl.constexpr,
 ):  # fmt: skip
     decode_items(
         tl.program_id(0), num_programs, q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr,
-        context_lens_ptr, out_ptr, part_out_ptr, part_lse_ptr, scale_log2, v_scale, stride_qt,
-        stride_qh, stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh, stride_bt,
-        stride_ot, stride_oh, num_seqs, num_kv_heads, num_splits, split_len, GROUP, GROUP_PAD,
-        HEAD_DIM, PAGE, BLOCK_N, SPLIT, STAGES, PRECISION, SWAP_AB, DOTS,
+        context_lens_ptr, order_ptr, out_ptr, part_out_ptr, part_lse_ptr, scale_log2, v_scale,
+        stride_qt, stride_qh, stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh,
+        stride_bt, stride_ot, stride_oh, num_seqs, num_kv_heads, num_splits, split_len, GROUP,
+        GROUP_PAD, HEAD_DIM, PAGE, BLOCK_N, SPLIT, STAGES, PRECISION, SWAP_AB, DOTS, ORDERED,
     )  # fmt: skip
 
 
 @triton.jit
 def decode_items(
-    first, stride, q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr, context_lens_ptr, out_ptr,
-    part_out_ptr, part_lse_ptr, scale_log2,
+    first, stride, q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr, context_lens_ptr, order_ptr,
+    out_ptr, part_out_ptr, part_lse_ptr, scale_log2,
     v_scale, stride_qt, stride_qh, stride_kb, stride_ks, stride_kh, stride_vb,
     stride_vs, stride_vh, stride_bt, stride_ot, stride_oh, num_seqs, num_kv_heads, num_splits,
     split_len, GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
     PAGE: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr, STAGES: tl.constexpr,
-    PRECISION: tl.constexpr, SWAP_AB: tl.constexpr, DOTS: tl.constexpr,
+    PRECISION: tl.constexpr, SWAP_AB: tl.constexpr, DOTS: tl.constexpr, ORDERED: tl.constexpr,
 ):  # fmt: skip
     """The work items ``first``, ``first + stride``, ... of a decode call (the kernel's body: a
-    program's share, or one role's in a launch that also runs other work)."""
+    program's share, or one role's in a launch that also runs other work). ORDERED: the items
+    take their sequences in the order ``order_ptr`` lists them (e.g. longest context first, so
+    that the longest items start first), else in batch order."""
     rows = tl.arange(0, GROUP_PAD)  # [G]
     cols = tl.arange(0, HEAD_DIM)  # [D]
     row_mask = rows < GROUP
@@ -130,6 +132,8 @@ def decode_items(
         split = item % num_splits
         kvh = (item // num_splits) % num_kv_heads
         seq = item // (num_splits * num_kv_heads)
+        if ORDERED:
+            seq = tl.load(order_ptr + seq)
         ctx = tl.load(context_lens_ptr + seq)
         start, end = split_bounds(ctx, split, num_splits, split_len, BLOCK_N, SPLIT)
         heads = kvh * GROUP + rows
@@ -195,13 +199,16 @@ def decode_attention(
     config: DecodeConfig | None = None,
     k_scale: float = 1.0,
     v_scale: float = 1.0,
+    order: torch.Tensor | None = None,
 ) -> None:
     """Decode attention of q [B, Hq, D] over caches [blocks, page, Hk, D] into out [B, Hq, D].
 
     ``num_sms`` sizes a persistent grid to that many SMs; None gives one program per work item.
     No host syncs: the grid depends only on shapes and ``max_context_len``. A float8 cache is
     read as stored value x ``k_scale`` / ``v_scale`` (folded into the softmax scale and the
-    epilogue); ``config.fp8_dot`` picks the dtype its tiles are widened to.
+    epilogue); ``config.fp8_dot`` picks the dtype its tiles are widened to. ``order`` (int32 [B],
+    a permutation of the rows) is the order in which the rows' work items are handed out; the
+    output is the same whatever the order.
     """
     cfg = config or DecodeConfig()
     dots = dot_dtype(cfg, k_cache)
@@ -212,7 +219,8 @@ def decode_attention(
     num_kv_heads, page = k_cache.shape[2], k_cache.shape[1]
     group = num_heads // num_kv_heads
     decode_kernel[(grid.programs,)](
-        q, k_cache, v_cache, block_tables, context_lens, out, grid.part_out, grid.part_lse,
+        q, k_cache, v_cache, block_tables, context_lens,
+        context_lens if order is None else order, out, grid.part_out, grid.part_lse,
         scale * k_scale * LOG2E, v_scale / P_SCALE.value if dots == "fp8" else v_scale,
         q.stride(0), q.stride(1),
         *cache_strides(k_cache, v_cache),
@@ -228,6 +236,7 @@ def decode_attention(
         PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
         SWAP_AB=cfg.swap_ab,
         DOTS=dots,
+        ORDERED=order is not None,
         num_warps=cfg.num_warps,
     )  # fmt: skip
     merge_splits(grid, out)

@@ -47,13 +47,13 @@ def _page_step(q, k_desc, v_desc, page, n0, end, kvh, m_i, l_i, acc, scale_log2,
 
 @triton.jit(do_not_specialize=PER_BATCH_ARGS)
 def decode_tma_kernel(
-    q_ptr, k_desc, v_desc, block_tables_ptr, context_lens_ptr, out_ptr, part_out_ptr, part_lse_ptr,
-    scale_log2,
+    q_ptr, k_desc, v_desc, block_tables_ptr, context_lens_ptr, order_ptr, out_ptr, part_out_ptr,
+    part_lse_ptr, scale_log2,
     v_scale, stride_qt, stride_qh, stride_bt, stride_ot, stride_oh, num_seqs, num_kv_heads,
     num_splits, split_len, num_programs, GROUP: tl.constexpr, GROUP_PAD: tl.constexpr,
     HEAD_DIM: tl.constexpr, PAGE: tl.constexpr, TWO_PAGES: tl.constexpr, SPLIT: tl.constexpr,
     STAGES: tl.constexpr, PRECISION: tl.constexpr, IDS_BLOCK: tl.constexpr,
-    DOTS: tl.constexpr,
+    DOTS: tl.constexpr, ORDERED: tl.constexpr,
 ):  # fmt: skip
     rows = tl.arange(0, GROUP_PAD)
     cols = tl.arange(0, HEAD_DIM)
@@ -64,6 +64,8 @@ def decode_tma_kernel(
         split = item % num_splits
         kvh = (item // num_splits) % num_kv_heads
         seq = item // (num_splits * num_kv_heads)
+        if ORDERED:  # the sequences in order_ptr's order (as decode_items)
+            seq = tl.load(order_ptr + seq)
         ctx = tl.load(context_lens_ptr + seq)
         # start: a multiple of STEP
         start, end = split_bounds(ctx, split, num_splits, split_len, STEP, SPLIT)
@@ -189,6 +191,7 @@ def decode_attention_tma(
     config: DecodeConfig | None = None,
     k_scale: float = 1.0,
     v_scale: float = 1.0,
+    order: torch.Tensor | None = None,
 ) -> None:
     """Same contract as ``decode_attention``; ``config.block_n`` is 1 or 2 pages per step."""
     cfg = config or DecodeConfig(block_n=2 * k_cache.shape[1])
@@ -205,7 +208,8 @@ def decode_attention_tma(
     group = num_heads // num_kv_heads
     grid = launch_grid(q, k_cache, max_context_len, num_sms, cfg.block_n, cfg.ctas_per_sm, out)
     decode_tma_kernel[(grid.programs,)](
-        q, _descriptor(k_cache), _descriptor(v_cache), block_tables, context_lens, out,
+        q, _descriptor(k_cache), _descriptor(v_cache), block_tables, context_lens,
+        context_lens if order is None else order, out,
         grid.part_out, grid.part_lse, scale * k_scale * LOG2E, v_scale,
         q.stride(0), q.stride(1), block_tables.stride(0), out.stride(0), out.stride(1),
         num_seqs, num_kv_heads, grid.num_splits, grid.split_len, grid.programs,
@@ -219,6 +223,7 @@ def decode_attention_tma(
         PRECISION="tf32",
         IDS_BLOCK=cfg.ids_block,
         DOTS=dots,
+        ORDERED=order is not None,
         num_warps=cfg.num_warps,
     )  # fmt: skip
     merge_splits(grid, out)

@@ -174,11 +174,11 @@ def gemm_attention_kernel(
     else:
         decode_items(
             index, num_programs, q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr,
-            context_lens_ptr, out_ptr, part_out_ptr, part_lse_ptr, scale_log2, v_scale,
-            stride_qt, stride_qh, stride_kb, stride_ks, stride_kh, stride_vb, stride_vs,
+            context_lens_ptr, context_lens_ptr, out_ptr, part_out_ptr, part_lse_ptr, scale_log2,
+            v_scale, stride_qt, stride_qh, stride_kb, stride_ks, stride_kh, stride_vb, stride_vs,
             stride_vh, stride_bt, stride_ot, stride_oh, num_seqs, num_kv_heads, num_splits,
             split_len, GROUP, GROUP_PAD, HEAD_DIM, PAGE, BLOCK_N_KV, SPLIT, STAGES, PRECISION,
-            SWAP_AB, DOTS,
+            SWAP_AB, DOTS, False,
         )  # fmt: skip
 
 

@@ -126,6 +126,7 @@ def paged_attention(
     decode_config: DecodeConfig | None = None,
     choice: DecodeChoice | None = None,
     uniform: bool | None = None,
+    decode_order: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Causal attention of q [T, Hq, D] over paged caches [blocks, page, Hk, D] -> [T, Hq, D].
 
@@ -138,7 +139,8 @@ def paged_attention(
     (e4m3) cache is read by every kernel as stored value x ``k_scale`` / ``v_scale``, with K/V
     widened to ``choice.fp8_dot`` (float16 by default) for the dots. "by-context" picks by
     ``uniform`` (the decode rows' contexts near-uniform) or, without it, by
-    ``decode_contexts_uniform(meta, choice.uniform_ratio)``.
+    ``decode_contexts_uniform(meta, choice.uniform_ratio)``. ``decode_order`` (int32, a
+    permutation of the decode rows) is the order their work items are handed out in.
     """
     assert q.stride(-1) == 1 and k_cache.is_contiguous() and v_cache.is_contiguous()
     assert q.shape[-1] & (q.shape[-1] - 1) == 0, "head_dim must be a power of two"
@@ -153,7 +155,8 @@ def paged_attention(
             q[:num_decode], k_cache, v_cache, meta.block_tables[:num_decode],
             meta.context_lens[:num_decode], meta.max_context_len, scale, out[:num_decode],
         )  # fmt: skip
-        decode(*args, num_sms=sms, config=cfg, k_scale=k_scale, v_scale=v_scale)
+        decode(*args, num_sms=sms, config=cfg, k_scale=k_scale, v_scale=v_scale,
+               order=decode_order)  # fmt: skip
     extend_attention(
         q, k_cache, v_cache, meta.block_tables, meta.context_lens, meta.cu_seqlens_q,
         first_seq=num_decode,

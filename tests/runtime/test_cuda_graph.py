@@ -385,3 +385,28 @@ def test_every_graph_writes_one_logits_buffer_on_the_gpu(tiny_llama: str, tmp_pa
     mine, theirs = fwd.executors[PLAN].units, other.executors[PLAN].units
     assert mine.all_streams() and mine.all_streams() == theirs.all_streams()
     eng.shutdown()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_longest_first_decode_order_gives_the_same_tokens_under_cuda_graphs(
+    tiny_llama: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NANOLANG_KV_ORDER=longest (decode work items longest context first, the order refilled
+    at each graph replay) only reorders work: greedy tokens equal batch order's, and the
+    graphs' order buffers were filled."""
+    from runtime import SamplingParams
+
+    prompts = [list(range(3, 3 + n)) for n in (5, 90, 17, 40, 3, 64)]  # ragged contexts
+    params = SamplingParams(max_tokens=24, temperature=0.0, ignore_eos=True)
+    runs = {}
+    for order in ("batch", "longest"):
+        monkeypatch.setenv("NANOLANG_KV_ORDER", order)
+        llm = LLM(tiny_llama, dtype="float32", device="cuda", max_num_seqs=8)
+        runs[order] = [o.token_ids for o in llm.generate(prompts, params)]
+        backend = llm.engine.ops.paged_attention  # type: ignore[attr-defined]
+        if backend.name != "triton":
+            pytest.skip(f"the attention backend is {backend.name}: the order is the Triton one's")
+        assert bool(backend._graph_orders) == (order == "longest")
+        llm.engine.shutdown()
+    assert runs["longest"] == runs["batch"]
