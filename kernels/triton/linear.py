@@ -8,9 +8,10 @@ by TMA copies; the programs of one weight slice are adjacent, so a slice is read
 
 It runs only where a measured table says it beats cuBLAS (``linear_configs.json``, written by
 ``bench/skinny_linear.py --write-table`` on the GPU it was measured on); every other call, and
-every GPU without TMA, is ``torch.nn.functional.linear``. The table ships the five H200 shapes it
-won by 3% or more (64-128 rows; docs/performance.md, "Decode-sized GEMM tiles"); the kernel is
-opt-in (``NANOLANG_KERNELS=linear=triton``): at 256-1,024 rows cuBLAS is faster.
+every GPU without TMA, is ``torch.nn.functional.linear``. The table ships the nine H200 shapes
+it won by 3% or more (16-128 rows; docs/performance.md, "Decode-sized GEMM tiles" and the ninth
+session's section); the kernel is opt-in (``NANOLANG_KERNELS=linear=triton``): at 256-1,024 rows
+cuBLAS is faster, and in the engine the tiles measured 1.003-1.005x on the tail workloads.
 """
 
 from __future__ import annotations
