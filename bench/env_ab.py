@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(err))
     if len(envs) < 2 or args.rounds < 1 or not bench_args:
         ap.error("give two or more --variant, --rounds >= 1, and the benchmark's args after --")
+    if not (args.budget > 0 and args.min_run > 0):
+        ap.error("--budget and --min-run must be positive seconds")
     if "--out" in bench_args:
         ap.error("the benchmark's --out is this script's to set")
     names = [label(e) for e in envs]

@@ -17,6 +17,7 @@ import argparse
 import datetime
 import importlib.util
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -38,17 +39,22 @@ CONFIGS = (
 )  # fmt: skip
 
 
+SHAPE = re.compile(r"(\d+)x(\d+)@(\d+)")
+
+
 def parse_shape(text: str) -> tuple[int, int, int]:
-    """``NxQ@CTX`` -> (sequences, new tokens each, context each)."""
-    n, rest = text.split("x")
-    q, ctx = rest.split("@")
-    return int(n), int(q), int(ctx)
+    """``NxQ@CTX`` -> (sequences, new tokens each, context each); ValueError otherwise."""
+    found = SHAPE.fullmatch(text.strip())
+    if found is None or int(found[1]) < 1:
+        raise ValueError(f"shape {text!r}: expected NxQ@CTX, e.g. 8x1024@1024")
+    n, q_len, ctx = int(found[1]), int(found[2]), int(found[3])
+    if not 0 < q_len <= ctx:
+        raise ValueError(f"shape {text!r}: the new tokens must be 1 to the context's length")
+    return n, q_len, ctx
 
 
 def make_batch(shape: str, kv_dtype: torch.dtype, device: str = "cuda") -> dict[str, Any]:
     n, q_len, ctx = parse_shape(shape)
-    if not 0 < q_len <= ctx:
-        raise ValueError(f"shape {shape!r}: the new tokens must be 1 to the context's length")
     pages = -(-ctx // PAGE)  # a context that ends mid-page still needs that page
     gen = torch.Generator(device=device).manual_seed(0)
     perm = torch.randperm(n * pages, device=device, generator=gen).to(torch.int32)
@@ -127,7 +133,7 @@ def table(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--shapes", default=",".join(SHAPES))
     ap.add_argument("--kv-dtypes", default="bf16,fp8")
@@ -135,12 +141,22 @@ def main() -> int:
     ap.add_argument("--before", type=Path, default=None, help="another extend_attention.py")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--table", type=Path, default=None, help="print a results file's tables")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.table is not None:
         print(table(json.loads(args.table.read_text())))
         return 0
-    before = load_kernel(args.before) if args.before else None
     kv_types = {"bf16": torch.bfloat16, "fp8": torch.float8_e4m3fn}
+    try:  # every shape and cache dtype checked before any GPU work
+        for shape in args.shapes.split(","):
+            parse_shape(shape)
+    except ValueError as err:
+        ap.error(str(err))
+    unknown = [kv for kv in args.kv_dtypes.split(",") if kv not in kv_types]
+    if unknown:
+        ap.error(f"--kv-dtypes: unknown {unknown[0]!r}; choose from {', '.join(kv_types)}")
+    if not torch.cuda.is_available():
+        ap.error("needs a CUDA GPU")
+    before = load_kernel(args.before) if args.before else None
     rows = []
     for kv in args.kv_dtypes.split(","):
         for shape in args.shapes.split(","):

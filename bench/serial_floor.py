@@ -21,7 +21,12 @@ done, each step the longer of its FLOPs and one read of the weights, plus its KV
 share of it nanolang's run reached: not a bound on every schedule, but what a run's tail of
 steps over a few sequences costs at the weights' bandwidth.
 
+``--by-batch`` prices each decode step of that schedule alone and groups them by batch size,
+beside each sequential nanolang record's own decode steps by batch size: where a run's steps are
+furthest from their floor (the record's peers are not needed).
+
     python bench/serial_floor.py bench/results/FILE.json [...] [--gemm-tflops R] [--json OUT]
+    python bench/serial_floor.py bench/results/FILE.json [...] --by-batch
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runtime.bench.report import decode_steps_by_batch
 from runtime.bench.roofline import (
     Ceilings,
     IterationRecord,
@@ -87,6 +93,27 @@ def floor_of(run: Run) -> WorkloadRoofline:
                              run.tp)  # fmt: skip
 
 
+def _all_at_once_steps(run: Run) -> list[IterationRecord]:
+    """The all-at-once schedule: every prompt in one iteration, then each decode step over the
+    sequences whose output is not done."""
+    lengths = run.lengths
+    prompts = sum(p for p, _ in lengths)
+    steps = [IterationRecord(prompts, len(lengths), prompts,
+                             sum(p * (p + 1) // 2 for p, _ in lengths), 0.0)]  # fmt: skip
+    for step in range(1, max(o for _, o in lengths)):
+        alive = [p + step for p, o in lengths if o > step]  # each decode's context
+        steps.append(IterationRecord(len(alive), len(alive), sum(alive), sum(alive), 0.0))
+    return steps
+
+
+def _serial_seconds(run: Run, steps: list[IterationRecord]) -> float:
+    """The iterations priced as the records' serial roofline prices an engine's own."""
+    tokens = sum(r.num_tokens for r in steps)
+    roof = rooflines(steps, run.cfg, run.ceilings, run.kv_elem, tokens, weight_elem=2,
+                     network=Network(tp=run.tp))  # fmt: skip
+    return tokens / roof.serial_tokens_per_s
+
+
 def all_at_once_seconds(run: Run) -> float | None:
     """The floor of one simple schedule, not of every schedule: every request's prompt in the
     first iteration, then each decode step over the sequences whose output is not done, each
@@ -94,19 +121,45 @@ def all_at_once_seconds(run: Run) -> float | None:
     longer of its FLOPs at the GEMM peak and one read of the weights, plus its KV reads). None
     where the KV cache cannot hold every request at once. It shows what a run's decode tail
     costs at the weights' bandwidth (its steps over a few sequences)."""
-    lengths = run.lengths
-    if sum(p + o for p, o in lengths) > run.kv_tokens:
+    if sum(p + o for p, o in run.lengths) > run.kv_tokens:
         return None
-    prompts = sum(p for p, _ in lengths)
-    steps = [IterationRecord(prompts, len(lengths), prompts,
-                             sum(p * (p + 1) // 2 for p, _ in lengths), 0.0)]  # fmt: skip
-    for step in range(1, max(o for _, o in lengths)):
-        alive = [p + step for p, o in lengths if o > step]  # each decode's context
-        steps.append(IterationRecord(len(alive), len(alive), sum(alive), sum(alive), 0.0))
-    tokens = sum(r.num_tokens for r in steps)
-    roof = rooflines(steps, run.cfg, run.ceilings, run.kv_elem, tokens, weight_elem=2,
-                     network=Network(tp=run.tp))  # fmt: skip
-    return tokens / roof.serial_tokens_per_s
+    return _serial_seconds(run, _all_at_once_steps(run))
+
+
+def decode_floors_by_batch(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Where a run's decode steps lose, per batch-size range (``runtime.bench.report``'s): the
+    all-at-once schedule's decode steps of that size, each priced alone as above (its mean: the
+    floor of such a step), against the record's own ``decode_steps_by_batch``; ``lost_s`` is
+    the record's steps times (their mean - the floor). Empty where the KV cache cannot hold
+    every request at once or the record has no decode steps by batch size."""
+    run = run_of(record)
+    measured = record.get("decode_steps_by_batch") or {}
+    if not measured or sum(p + o for p, o in run.lengths) > run.kv_tokens:
+        return []
+    priced = [(r.num_seqs, _serial_seconds(run, [r])) for r in _all_at_once_steps(run)[1:]]
+    floors = decode_steps_by_batch(priced)
+    out = []
+    for name, m in measured.items():
+        f = floors.get(name)
+        out.append({
+            "workload": record["workload"], "num_requests": record["num_requests"],
+            "batch": name, "steps": m["steps"], "mean_ms": m["mean_ms"],
+            "floor_steps": f["steps"] if f else 0, "floor_ms": f["mean_ms"] if f else None,
+            "lost_s": round(m["steps"] * (m["mean_ms"] - f["mean_ms"]) / 1e3, 3) if f else None,
+        })  # fmt: skip
+    return out
+
+
+def by_batch_table(found: list[dict[str, Any]]) -> str:
+    head = ["workload (requests)", "sequences", "steps", "mean ms", "floor ms (floor steps)",
+            "seconds lost"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in found:
+        floor = "-" if r["floor_ms"] is None else f"{r['floor_ms']:.2f} ({r['floor_steps']})"
+        lost = "-" if r["lost_s"] is None else f"{r['lost_s']:.2f}"
+        lines.append(f"| {r['workload']} ({r['num_requests']}) | {r['batch']} | {r['steps']} | "
+                     f"{r['mean_ms']:.2f} | {floor} | {lost} |")  # fmt: skip
+    return "\n".join(lines)
 
 
 def rows(records: list[dict[str, Any]], gemm_tflops: float | None = None) -> list[dict[str, Any]]:
@@ -176,6 +229,12 @@ def main(argv: list[str] | None = None) -> int:
         help="price the FLOPs at this rate (default: each run's measured peak)",
     )
     ap.add_argument("--json", type=Path, default=None, help="write the rows here too")
+    ap.add_argument(
+        "--by-batch",
+        action="store_true",
+        help="per sequential nanolang record: its decode steps by batch size against the "
+        "all-at-once schedule's floor of such steps (no peer needed)",
+    )
     args = ap.parse_args(argv)
     if args.gemm_tflops is not None and not args.gemm_tflops > 0:
         print(f"error: --gemm-tflops must be positive, got {args.gemm_tflops}", file=sys.stderr)
@@ -186,7 +245,12 @@ def main(argv: list[str] | None = None) -> int:
             records = json.loads(f.read_text())
             if not isinstance(records, list):
                 raise ValueError("not a list of benchmark records")
-            found += rows(records, args.gemm_tflops)
+            if args.by_batch:
+                found += [row for r in records if r.get("engine") == "nanolang"
+                          and r.get("mode") == "sequential"
+                          for row in decode_floors_by_batch(r)]  # fmt: skip
+            else:
+                found += rows(records, args.gemm_tflops)
         except (OSError, ValueError) as exc:  # missing, not JSON, another run's requests
             print(f"error: {f}: {exc}", file=sys.stderr)
             return 2
@@ -198,9 +262,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {f}: not benchmark records ({exc})", file=sys.stderr)
             return 2
     if not found:
-        print("no row with both a sequential nanolang record and a peer", file=sys.stderr)
+        print("no sequential nanolang record with decode steps by batch size" if args.by_batch
+              else "no row with both a sequential nanolang record and a peer",
+              file=sys.stderr)  # fmt: skip
         return 1
-    print(table(found))
+    print(by_batch_table(found) if args.by_batch else table(found))
     if args.json is not None:
         args.json.write_text(json.dumps(found, indent=2) + "\n")
     return 0

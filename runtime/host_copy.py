@@ -13,18 +13,9 @@ from collections.abc import Sequence
 
 import torch
 
+from kernels.host_copy import pinned, to_device
 
-def pinned(t: torch.Tensor) -> torch.Tensor:
-    """A host tensor in pinned memory, to copy into a device buffer with ``non_blocking=True``
-    (torch's caching host allocator keeps it until the copy that reads it has run)."""
-    return t if t.is_pinned() else t.pin_memory()
-
-
-def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``t`` (on the host) on ``device``, without waiting for the device's queued work."""
-    if device.type != "cuda":
-        return t
-    return pinned(t).to(device, non_blocking=True)
+__all__ = ["list_to_device", "pinned", "to_device"]
 
 
 def list_to_device(

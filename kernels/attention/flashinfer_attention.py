@@ -30,6 +30,7 @@ import torch
 from kernels.attention.base import AttentionBackend
 from kernels.attention.torch_attention import TorchAttention
 from kernels.decode_choice import DecodeChoice
+from kernels.host_copy import to_device
 from kernels.metadata import AttentionMetadata
 
 WORKSPACE_BYTES = 128 << 20  # a workspace's first size; doubled while a plan overflows it
@@ -45,13 +46,6 @@ def _fallback(device: torch.device) -> AttentionBackend:
     except ImportError:
         return TorchAttention(device)
     return TritonAttention(device)
-
-
-def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A host tensor copied without blocking the host (pinned staging, freed when copied)."""
-    if device.type == "cpu":
-        return t
-    return t.pin_memory().to(device, non_blocking=True)
 
 
 def _overflowed(err: RuntimeError) -> bool:
@@ -87,7 +81,7 @@ def pages(meta: AttentionMetadata, first: int, last: int) -> Pages:
     rows = torch.repeat_interleave(torch.arange(first, last), n)  # sequence of each page
     cols = torch.arange(int(indptr[-1])) - torch.repeat_interleave(indptr[:-1], n)
     device = meta.block_tables.device
-    indices = meta.block_tables[_to_device(rows, device), _to_device(cols, device)]
+    indices = meta.block_tables[to_device(rows, device), to_device(cols, device)]
     last_len = [c - (k - 1) * bs for c, k in zip(ctx[first:last], counts, strict=True)]
     return Pages(indptr.to(torch.int32), indices, torch.tensor(last_len, dtype=torch.int32))
 

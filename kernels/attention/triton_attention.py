@@ -22,6 +22,7 @@ import torch
 
 from kernels.attention.base import AttentionBackend
 from kernels.decode_choice import DecodeChoice
+from kernels.host_copy import pinned, to_device
 from kernels.metadata import AttentionMetadata
 from kernels.triton.decode_attention import DecodeConfig
 from kernels.triton.paged_attention import (
@@ -91,7 +92,7 @@ class TritonAttention(AttentionBackend):
         if seen is not meta or order is None:
             lens = meta.context_lens_host[:nd]
             if lens:
-                order = _to_device(longest_first(lens), meta.context_lens.device)
+                order = to_device(longest_first(lens), meta.context_lens.device)
             else:
                 order = torch.argsort(meta.context_lens[:nd], descending=True, stable=True)
                 order = order.to(torch.int32)
@@ -107,7 +108,8 @@ class TritonAttention(AttentionBackend):
         buffer = self._graph_orders.get(meta.num_decode_seqs)
         lens = meta.context_lens_host[: meta.num_decode_seqs]
         if buffer is not None and lens:
-            buffer.copy_(_pinned(longest_first(lens)), non_blocking=True)
+            order = longest_first(lens)
+            buffer.copy_(pinned(order) if buffer.is_cuda else order, non_blocking=True)
 
     def forward(
         self,
@@ -129,15 +131,3 @@ class TritonAttention(AttentionBackend):
 def longest_first(lens: Sequence[int]) -> torch.Tensor:
     """Row indices by context length, longest first, ties in batch order (int32, on the host)."""
     return torch.argsort(torch.tensor(lens), descending=True, stable=True).to(torch.int32)
-
-
-def _pinned(t: torch.Tensor) -> torch.Tensor:
-    """``t`` in pinned memory where CUDA is available (an asynchronous copy's source)."""
-    return t.pin_memory() if torch.cuda.is_available() else t
-
-
-def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A host tensor copied without blocking the host."""
-    if device.type == "cpu":
-        return t
-    return _pinned(t).to(device, non_blocking=True)

@@ -57,3 +57,21 @@ def test_variants_alternate_in_processes_of_their_own(tiny_llama: str, tmp_path:
     assert [(r["variant"], r["round"]) for r in data["records"]] == [(b, 0), (b, 1)]
     assert "rotary_store_kv follows the backend of rotary" in out.with_suffix(".log").read_text()
     assert data["summary"]["lmsys"][b]["ratio"] is None  # no runs of the first variant
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--variant", "A=1"], "two or more --variant"),
+     (["--variant", "A=1", "--variant", "A=2"], "the benchmark's args after --"),
+     (["--variant", "A=1", "--variant", "A=2", "--budget", "0", "--", "--model", "m"],
+      "--budget and --min-run must be positive"),
+     (["--variant", "A=1", "--variant", "A=2", "--", "--out", "x.json"], "--out is this script's"),
+     (["--variant", "A", "--variant", "A=2", "--", "--model", "m"], "expected NAME=VALUE")],
+)  # fmt: skip
+def test_bad_arguments_are_refused_before_any_run(
+    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "ab.json"
+    with pytest.raises(SystemExit):
+        load_bench("env_ab").main(["--out", str(out), *args])
+    assert message in capsys.readouterr().err and not out.exists()

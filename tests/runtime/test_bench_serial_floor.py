@@ -89,6 +89,35 @@ def test_the_all_at_once_schedule_floor() -> None:
     )
 
 
+def test_decode_steps_by_batch_size_against_their_floor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """8 requests of 512/512: the all-at-once schedule has 511 decode steps over 8 sequences,
+    each one read of the weights plus the contexts' KV at 4 TB/s (the FLOPs are far less); the
+    record's 500 steps of 5 ms each lose 500 x (5 ms - that floor). A range the schedule never
+    meets has no floor; ``--by-batch`` prints the rows without a peer in the file."""
+    sf = _floor()
+    _, cfg = resolve_model("llama-3-8b")
+    kv_token = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * 2
+    per_step = [(weight_bytes(cfg, 2) + kv_token * 8 * (512 + t)) / 4e12 for t in range(1, 512)]
+    floor_ms = 1e3 * sum(per_step) / len(per_step)
+    record = {**_records(1000.0, {})[0], "decode_steps_by_batch": {
+        "1-16": {"steps": 500, "mean_ms": 5.0, "seconds": 2.5},
+        "17-32": {"steps": 2, "mean_ms": 6.0, "seconds": 0.012}}}  # fmt: skip
+    small, other = sf.decode_floors_by_batch(record)
+    assert (small["batch"], small["steps"], small["floor_steps"]) == ("1-16", 500, 511)
+    assert small["floor_ms"] == pytest.approx(floor_ms, abs=1e-3)
+    assert small["lost_s"] == pytest.approx(500 * (5.0 - small["floor_ms"]) / 1e3, abs=1e-3)
+    assert other["floor_ms"] is None and other["lost_s"] is None
+    assert sf.decode_floors_by_batch({**record, "decode_steps_by_batch": {}}) == []
+    f = tmp_path / "run.json"
+    f.write_text(json.dumps([record]))
+    assert sf.main([str(f), "--by-batch"]) == 0
+    assert f"| 512/512 (8) | 1-16 | 500 | 5.00 | {small['floor_ms']:.2f} (511) |" in (
+        capsys.readouterr().out
+    )
+
+
 def test_rows_without_a_peer_are_left_out_and_other_runs_are_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
