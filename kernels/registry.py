@@ -157,6 +157,7 @@ def _load_optional_backends() -> None:
         "kernels.triton_backend",
         "kernels.flashinfer_backend",
         "kernels.sgl_kernel_backend",
+        "kernels.cublaslt_backend",
     ):
         try:
             __import__(module)

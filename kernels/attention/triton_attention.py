@@ -7,10 +7,11 @@ The one exception is the "by-context" decode choice (the default), whose kernel 
 uniform the batch's contexts are (by its choice's uniform-context ratio): decode CUDA graphs
 capture it once per case (``decode_context_ratio``).
 
-With ``NANOLANG_KV_ORDER=longest`` the decode rows' work items are handed out longest context
-first (a launch's time is set by its longest items when they start last): the order is made once
-per batch on the host from its lengths (on the device where the host has none), and for a decode
-CUDA graph kept in a buffer per captured batch size that ``prepare_replay`` refills.
+By default (``NANOLANG_KV_ORDER=longest``; ``batch`` turns it off) the decode rows' work items
+are handed out longest context first (a launch's time is set by its longest items when they start
+last): the order is made once per batch on the host from its lengths (on the device where the
+host has none), and for a decode CUDA graph kept in a buffer per captured batch size that
+``prepare_replay`` refills.
 """
 
 from __future__ import annotations

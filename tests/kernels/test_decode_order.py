@@ -57,9 +57,10 @@ def test_the_backend_orders_each_batch_once_and_refills_a_graph_buffer(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cpu = torch.device("cpu")
-    assert TritonAttention(cpu)._decode_order(_batch().meta) is None  # default: batch order
-    monkeypatch.setenv("NANOLANG_KV_ORDER", "longest")
-    backend = TritonAttention(cpu, choice=DecodeChoice())
+    monkeypatch.setenv("NANOLANG_KV_ORDER", "batch")
+    assert TritonAttention(cpu)._decode_order(_batch().meta) is None  # batch order: no order
+    monkeypatch.delenv("NANOLANG_KV_ORDER")
+    backend = TritonAttention(cpu, choice=DecodeChoice())  # the default: longest first
     meta = make_paged_batch([1] * 6, CTX, 6, 8, 2, 64, 16, torch.float32, "cpu", 3).meta
     first = backend._decode_order(meta)
     assert first is not None and first.tolist() == [1, 4, 3, 5, 0, 2]
@@ -79,6 +80,7 @@ def test_the_backend_orders_each_batch_once_and_refills_a_graph_buffer(
 @needs_triton_device
 def test_the_backends_output_is_the_same_in_either_order(monkeypatch: pytest.MonkeyPatch) -> None:
     b = _batch()
+    monkeypatch.setenv("NANOLANG_KV_ORDER", "batch")
     plain = TritonAttention(torch.device(DEVICE)).forward(b.q, b.k_cache, b.v_cache, b.meta, 0.125)
     monkeypatch.setenv("NANOLANG_KV_ORDER", "longest")
     backend = TritonAttention(torch.device(DEVICE))
@@ -88,7 +90,8 @@ def test_the_backends_output_is_the_same_in_either_order(monkeypatch: pytest.Mon
 
 
 def test_nanolang_kv_order_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert kv_order() == "batch"
+    monkeypatch.delenv("NANOLANG_KV_ORDER", raising=False)
+    assert kv_order() == "longest"
     monkeypatch.setenv("NANOLANG_KV_ORDER", "shortest")
     with pytest.raises(ValueError, match="NANOLANG_KV_ORDER='shortest': choose batch or longest"):
         TritonAttention(torch.device("cpu"))

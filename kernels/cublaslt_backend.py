@@ -1,0 +1,120 @@
+"""``linear`` through cuBLASLt with the algorithm a measured table names (CUDA devices).
+
+``kernels/cublaslt_algos.json`` lists, per (GPU, cuBLASLt version, rows, N, K, dtype), the
+algorithm that beat torch's linear on that GPU (``bench/cublaslt_algos.py --write-table``), as
+the 64-byte algorithm record cuBLASLt's heuristic returned. A call of a listed shape asks the
+heuristic once for its candidates, takes the one equal to the recorded algorithm (none equal,
+e.g. another library version: torch's linear, as for every shape not listed) and runs it on the
+current stream, so decode CUDA graphs capture it. Eager calls of listed shapes pay a ctypes call
+(a few microseconds of host time) instead of torch's dispatch.
+
+Registered above the torch reference, so CUDA devices use it (``NANOLANG_KERNELS=linear=torch``
+turns it off); on a GPU or library version the table does not name, every call is torch's.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from kernels import cublaslt
+from kernels.registry import register
+
+TABLE = Path(__file__).with_name("cublaslt_algos.json")
+WORKSPACE_BYTES = 32 << 20  # the preference the table was measured with (the heuristic's input)
+CANDIDATES = 8
+MAX_ROWS = 1024  # the largest decode graph: the table lists nothing above it
+PRIORITY = 1  # above torch's linear (0): shapes the table does not list go to torch's linear
+
+TableKey = tuple[str, int, int, int, int, int]  # GPU, library version, rows, N, K, dtype bytes
+
+
+@dataclass(frozen=True)
+class Entry:
+    algo: tuple[int, ...]  # the 8 words of cublasLtMatmulAlgo_t
+    speedup: float
+
+
+def parse_table(data: dict[str, Any]) -> dict[TableKey, Entry]:
+    """The table's entries by key (ValueError: not such a table)."""
+    out: dict[TableKey, Entry] = {}
+    try:
+        for e in data["entries"]:
+            algo = tuple(int(w) for w in e["algo"])
+            if len(algo) != 8:
+                raise ValueError(f"algo has {len(algo)} words, not 8")
+            key = (str(e["device"]), int(e["version"]), int(e["rows"]), int(e["n"]), int(e["k"]),
+                   int(e["dtype_bytes"]))  # fmt: skip
+            out[key] = Entry(algo, float(e["speedup"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a cuBLASLt algorithm table ({exc!r})") from None
+    return out
+
+
+@cache
+def _table(path: Path = TABLE) -> dict[TableKey, Entry]:
+    if not path.exists():
+        return {}
+    try:
+        return parse_table(json.loads(path.read_text()))
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+@cache
+def _device_name(index: int) -> str:
+    return torch.cuda.get_device_name(index)
+
+
+@cache
+def _workspace(index: int) -> torch.Tensor:
+    return torch.empty(WORKSPACE_BYTES, dtype=torch.uint8, device=f"cuda:{index}")
+
+
+@cache
+def _plan(index: int, rows: int, n: int, k: int, dtype: torch.dtype) -> Any:
+    """(plan, algorithm) for a listed shape whose recorded algorithm the heuristic still offers,
+    else None."""
+    key = (_device_name(index), cublaslt.version(), rows, n, k, torch.finfo(dtype).bits // 8)
+    entry = _table().get(key)
+    if entry is None:
+        return None
+    plan = cublaslt.LtPlan(n, k, rows, dtype, index)
+    for algo, _ in plan.candidates(WORKSPACE_BYTES, CANDIDATES):
+        if tuple(algo.data) == entry.algo:
+            return plan, algo
+    plan.close()
+    return None
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)``; the table's algorithm where it lists this shape."""
+    if bias is not None or not x.is_cuda or x.dtype != weight.dtype or x.shape[-1] == 0:
+        return F.linear(x, weight, bias)
+    rows = x.numel() // x.shape[-1]
+    if rows > MAX_ROWS:
+        return F.linear(x, weight, bias)
+    index = x.device.index or 0
+    found = _plan(index, rows, weight.shape[0], weight.shape[1], x.dtype) if rows else None
+    if found is None or not weight.is_contiguous():
+        return F.linear(x, weight, bias)
+    x2 = x.reshape(rows, x.shape[-1])
+    if not x2.is_contiguous():
+        x2 = x2.contiguous()
+    out = torch.empty((rows, weight.shape[0]), dtype=x.dtype, device=x.device)
+    plan, algo = found
+    plan.run(x2, weight, out, algo, _workspace(index))
+    return out.view(*x.shape[:-1], weight.shape[0])
+
+
+def available(device: torch.device) -> bool:
+    return device.type == "cuda" and cublaslt.available()
+
+
+register("linear", "cublaslt", linear, priority=PRIORITY, available=available)
