@@ -252,9 +252,10 @@ class EngineConfig:
     # queries' dtype, bfloat16: the widening before 2026-11-30)
     decode_kernel: str = "by-context"
     fp8_decode_dot: str = "fp16"
-    # the linear operator's kernel backend by name ("torch": cuBLAS through torch; "triton":
-    # kernels/triton/linear.py's tiles where its measured table lists the shape, cuBLAS
-    # elsewhere); None: the registry's choice (torch)
+    # the linear operator's kernel backend by name ("torch": cuBLAS through torch; "cublaslt":
+    # cuBLASLt with the algorithm kernels/cublaslt_algos.json measured for the shape, torch's
+    # linear elsewhere; "triton": kernels/triton/linear.py's tiles where its measured table lists
+    # the shape, cuBLAS elsewhere); None: the registry's choice (cublaslt on CUDA, torch on CPU)
     linear_backend: str | None = None
     # rope and the KV store in one kernel (kernels' rotary_store_kv) where the backend of rotary
     # and store_kv has it; False: the two kernels (an A/B switch; the tokens are the same)

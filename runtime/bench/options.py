@@ -169,8 +169,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "--linear",
         default="default",
         help="comma list of linear-operator backends, one engine each: default (the registry's: "
-        "torch), torch (cuBLAS), triton (kernels/triton/linear.py's tiles where its measured "
-        "table lists the shape, cuBLAS elsewhere)",
+        "cublaslt on CUDA), torch (cuBLAS's own pick), cublaslt (cuBLASLt's algorithm measured "
+        "for the shape by bench/cublaslt_algos.py, torch's linear where its table has none), "
+        "triton (kernels/triton/linear.py's tiles where its measured table lists the shape, "
+        "cuBLAS elsewhere)",
     )
     ap.add_argument(
         "--attention-backend",
