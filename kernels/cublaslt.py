@@ -93,45 +93,17 @@ def _declare(lib: Any) -> None:
     lib.cublasLtCreate.argtypes = [ctypes.POINTER(vp)]
     lib.cublasLtMatmulDescCreate.argtypes = [ctypes.POINTER(vp), i32, i32]
     lib.cublasLtMatmulDescSetAttribute.argtypes = [vp, i32, vp, sz]
-    lib.cublasLtMatrixLayoutCreate.argtypes = [
-        ctypes.POINTER(vp),
-        i32,
-        ctypes.c_uint64,
-        ctypes.c_uint64,
-        ctypes.c_int64,
-    ]
+    u64, i64 = ctypes.c_uint64, ctypes.c_int64
+    lib.cublasLtMatrixLayoutCreate.argtypes = [ctypes.POINTER(vp), i32, u64, u64, i64]
     lib.cublasLtMatmulPreferenceCreate.argtypes = [ctypes.POINTER(vp)]
     lib.cublasLtMatmulPreferenceSetAttribute.argtypes = [vp, i32, vp, sz]
-    lib.cublasLtMatmulAlgoGetHeuristic.argtypes = [
-        vp,
-        vp,
-        vp,
-        vp,
-        vp,
-        vp,
-        vp,
-        i32,
-        ctypes.POINTER(LtHeuristic),
-        ctypes.POINTER(i32),
-    ]
-    lib.cublasLtMatmul.argtypes = [
-        vp,
-        vp,
-        vp,
-        vp,
-        vp,
-        vp,
-        vp,
-        vp,
-        vp,
-        vp,
-        vp,
-        vp,
-        ctypes.POINTER(LtAlgo),
-        vp,
-        sz,
-        vp,
-    ]
+    # handle, op desc, A / B / C / D layouts, preference; count, results, returned count
+    lib.cublasLtMatmulAlgoGetHeuristic.argtypes = [vp] * 7 + [
+        i32, ctypes.POINTER(LtHeuristic), ctypes.POINTER(i32)
+    ]  # fmt: skip
+    # handle, desc, alpha, A, Adesc, B, Bdesc, beta, C, Cdesc, D, Ddesc; algo, workspace, size,
+    # stream
+    lib.cublasLtMatmul.argtypes = [vp] * 12 + [ctypes.POINTER(LtAlgo), vp, sz, vp]
     for fn in ("cublasLtMatmulDescDestroy", "cublasLtMatrixLayoutDestroy",
                "cublasLtMatmulPreferenceDestroy"):  # fmt: skip
         getattr(lib, fn).argtypes = [vp]
