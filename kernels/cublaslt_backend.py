@@ -15,6 +15,7 @@ turns it off); on a GPU or library version the table does not name, every call i
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -31,6 +32,9 @@ WORKSPACE_BYTES = 32 << 20  # the preference the table was measured with (the he
 CANDIDATES = 8
 MAX_ROWS = 1024  # the largest decode graph: the table lists nothing above it
 PRIORITY = 1  # above torch's linear (0): shapes the table does not list go to torch's linear
+
+ALIGN = 256  # bytes: the heuristic's default assumption about every operand's address
+logger = logging.getLogger(__name__)
 
 TableKey = tuple[str, int, int, int, int, int]  # GPU, library version, rows, N, K, dtype bytes
 
@@ -90,6 +94,8 @@ def _plan(index: int, rows: int, n: int, k: int, dtype: torch.dtype) -> Any:
         if tuple(algo.data) == entry.algo:
             return plan, algo
     plan.close()
+    logger.warning("cuBLASLt no longer offers the recorded algorithm for %d x %d @ %d x %d: "
+                   "torch's linear runs it", rows, k, n, k)  # fmt: skip
     return None
 
 
@@ -102,11 +108,11 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
         return F.linear(x, weight, bias)
     index = x.device.index or 0
     found = _plan(index, rows, weight.shape[0], weight.shape[1], x.dtype) if rows else None
-    if found is None or not weight.is_contiguous():
+    if found is None or not weight.is_contiguous() or weight.data_ptr() % ALIGN:
         return F.linear(x, weight, bias)
     x2 = x.reshape(rows, x.shape[-1])
-    if not x2.is_contiguous():
-        x2 = x2.contiguous()
+    if not x2.is_contiguous() or x2.data_ptr() % ALIGN:  # a fresh, aligned copy
+        x2 = x2.clone(memory_format=torch.contiguous_format)
     out = torch.empty((rows, weight.shape[0]), dtype=x.dtype, device=x.device)
     plan, algo = found
     plan.run(x2, weight, out, algo, _workspace(index))

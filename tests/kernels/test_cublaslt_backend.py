@@ -120,4 +120,8 @@ def test_a_listed_shape_runs_its_recorded_algorithm(
     out = cublaslt_backend.linear(x, w)
     assert out.shape == (2, rows // 2, n)
     torch.testing.assert_close(out, F.linear(x, w), atol=2e-2, rtol=2e-2)
+    flat = torch.randn(rows * k + 1, device="cuda", dtype=torch.bfloat16)
+    shifted = flat[1:].view(rows, k)  # 2 bytes past an aligned address: copied first
+    torch.testing.assert_close(cublaslt_backend.linear(shifted, w), F.linear(shifted, w),
+                               atol=2e-2, rtol=2e-2)  # fmt: skip
     cublaslt_backend._plan.cache_clear()
