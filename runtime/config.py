@@ -184,7 +184,7 @@ KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3")
 ALLREDUCE_CHOICES = ("nccl", "symm_mem")  # EngineConfig.allreduce
 # EngineConfig.attention_backend: every paged-attention backend kernels' registry can hold (the
 # optional ones where their library imports; whether one is available is the registry's answer)
-ATTENTION_BACKENDS = ("torch", "triton", "flashinfer")
+ATTENTION_BACKENDS = ("torch", "triton", "flashinfer", "flashinfer-prefill")
 
 
 @dataclass(frozen=True)
@@ -235,7 +235,8 @@ class EngineConfig:
     plan_guard_samples: int = 4
     plan_guard_min_gain: float = 0.02
     plan_guard_recheck_every: int = 4096
-    # "torch", "triton", "flashinfer": the paged-attention backend; None: the registry's choice
+    # "torch", "triton", "flashinfer", "flashinfer-prefill" (Triton's decode, FlashInfer's
+    # prefill; opt-in): the paged-attention backend; None: the registry's choice
     attention_backend: str | None = None
     # "auto": the model's dtype; "fp8" (or "fp8_e4m3"): float8 e4m3 with a scale per layer for K
     # and one for V (from the checkpoint's k_scale / v_scale, else 1.0), half the bytes of bf16

@@ -6,7 +6,9 @@ convention). A plan is made on the host once per metadata object and kept in one
 each with its own wrappers and workspace, so the batch planned next (asynchronous scheduling) or
 another nano-batch of the same forward never overwrites a plan the device has yet to use. Before a
 slot is planned again, the host waits for the event recorded after that slot's last plan: its
-pinned staging buffer has then been copied to the device.
+pinned staging buffer has then been copied to the device. The slots (``Slots``) also plan the
+extend rows alone for the "flashinfer-prefill" backend (kernels.attention.flashinfer_prefill),
+whose decodes run on Triton.
 
 CUDA graphs: per bucket, a decode wrapper in FlashInfer's CUDA-graph mode over static indptr /
 page-index / last-page-length buffers. ``prepare_capture`` plans it before the capture;
@@ -46,6 +48,11 @@ def _fallback(device: torch.device) -> AttentionBackend:
     except ImportError:
         return TorchAttention(device)
     return TritonAttention(device)
+
+
+def capturing(device: torch.device) -> bool:
+    """Whether a CUDA graph is being captured on the current stream (never off CUDA)."""
+    return device.type == "cuda" and torch.cuda.is_current_stream_capturing()
 
 
 def _overflowed(err: RuntimeError) -> bool:
@@ -127,6 +134,26 @@ class Plan:
     decode: Any = None  # a planned BatchDecodeWithPagedKVCacheWrapper, if the batch has decodes
     prefill: Any = None  # a planned BatchPrefillWithPagedKVCacheWrapper, if it has extends
 
+    def run(
+        self,
+        q: torch.Tensor,
+        k_cache: torch.Tensor,
+        v_cache: torch.Tensor,
+        out: torch.Tensor,
+        k_scale: float = 1.0,
+        v_scale: float = 1.0,
+    ) -> None:
+        """Run the planned wrappers into ``out``'s rows: the decode one over the first
+        num_decode_seqs rows of q (contiguous), the prefill one over the rest; rows of a part
+        not planned here are left as they are. A float8 cache holds k / k_scale and
+        v / v_scale: FlashInfer applies the scales."""
+        nd = self.meta.num_decode_seqs
+        scales = {"k_scale": k_scale, "v_scale": v_scale} if k_cache.element_size() == 1 else {}
+        if self.decode is not None:
+            self.decode.run(q[:nd], (k_cache, v_cache), out=out[:nd], **scales)
+        if self.prefill is not None:
+            self.prefill.run(q[nd:], (k_cache, v_cache), out=out[nd:], **scales)
+
 
 class Slot:
     """Wrappers sharing one workspace; holds one plan at a time."""
@@ -150,24 +177,27 @@ class Slot:
                 )
         return self.wrappers[key]
 
-    def make_plan(self, meta: AttentionMetadata, layout: Layout) -> Plan:
+    def make_plan(self, meta: AttentionMetadata, layout: Layout, decode: bool = True) -> Plan:
+        """Plan ``meta``'s decode rows (unless ``decode`` is False: they run elsewhere) and its
+        extend rows in this slot, in place of the plan it held."""
         if self.planned is not None:
             self.planned.synchronize()  # the staging buffer's last copy has left the host
         while True:
             try:
-                plan = self._planned(meta, layout)
+                plan = self._planned(meta, layout, decode)
                 break
             except RuntimeError as err:  # a larger workspace and fresh wrappers over it
                 self.workspace, self.wrappers = _bigger(self.workspace, err), {}
-        self.planned = torch.cuda.Event()
-        self.planned.record()
+        if self.workspace.is_cuda:  # elsewhere (the CPU tests' stand-in) nothing is in flight
+            self.planned = torch.cuda.Event()
+            self.planned.record()
         self.plan = plan
         return plan
 
-    def _planned(self, meta: AttentionMetadata, layout: Layout) -> Plan:
+    def _planned(self, meta: AttentionMetadata, layout: Layout, decode: bool) -> Plan:
         nd, n = meta.num_decode_seqs, meta.num_seqs
         plan = Plan(meta, layout)
-        if nd > 0:
+        if decode and nd > 0:
             plan.decode = self.wrapper("decode", layout.tensor_cores)
             layout.decode_plan(plan.decode, pages(meta, 0, nd))
         if n > nd:
@@ -176,6 +206,43 @@ class Slot:
             plan.prefill = self.wrapper("prefill", False)
             layout.prefill_plan(plan.prefill, qo_indptr, pages(meta, nd, n))
         return plan
+
+
+class Slots:
+    """NUM_SLOTS slots used in turn: a batch's plan is found by its metadata object, a batch not
+    yet planned is planned in the next slot (the oldest plan's). ``decode=False`` plans the
+    extend rows alone (a backend whose decodes run on other kernels)."""
+
+    def __init__(self, device: torch.device, decode: bool = True) -> None:
+        self.device = torch.device(device)
+        self.decode = decode
+        self.slots: list[Slot] = []
+        self.next_slot = 0
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def find(self, meta: AttentionMetadata) -> Plan | None:
+        """The plan held for ``meta`` (the same object), if any."""
+        return next((s.plan for s in self.slots if s.plan is not None and s.plan.meta is meta),
+                    None)  # fmt: skip
+
+    def plan(self, meta: AttentionMetadata, layout: Layout) -> Plan:
+        """``meta``'s plan for ``layout``: the one held, else one made now in the next slot.
+        Making one inside a CUDA-graph capture is an error (plan before the capture)."""
+        found = self.find(meta)
+        if found is not None and found.layout == layout:
+            return found
+        if capturing(self.device):
+            raise RuntimeError(
+                "FlashInfer attention met a batch it had not planned while capturing a CUDA "
+                "graph: plan with prepare_capture(meta) before the capture"
+            )
+        if len(self.slots) < NUM_SLOTS:
+            self.slots.append(Slot(self.device))
+        slot = self.slots[self.next_slot % len(self.slots)]
+        self.next_slot += 1
+        return slot.make_plan(meta, layout, self.decode)
 
 
 class GraphState:
@@ -234,8 +301,7 @@ class FlashInferAttention(AttentionBackend):
         super().__init__(device)
         # for what FlashInfer does not run (its decode choice, if any, is the engine's)
         self.fallback = fallback if fallback is not None else _fallback(self.device)
-        self.slots: list[Slot] = []
-        self.next_slot = 0
+        self.slots = Slots(self.device)
         self.layout: Layout | None = None  # from the first forward FlashInfer runs (else None)
         self.graphs: GraphState | None = None
 
@@ -259,26 +325,13 @@ class FlashInferAttention(AttentionBackend):
         """Whether FlashInfer computes a forward of q [T, Hq, D] (else the fallback does)."""
         return q.dtype in DTYPES and q.shape[-1] in HEAD_DIMS
 
-    def _find(self, meta: AttentionMetadata) -> Plan | None:
-        plans = [s.plan for s in self.slots]
-        if self.graphs is not None:  # first: a bucket's warm-up also left an eager plan
-            plans = [*self.graphs.plans.values(), *plans]
-        return next((p for p in plans if p is not None and p.meta is meta), None)
-
     def _plan(self, meta: AttentionMetadata, layout: Layout) -> Plan:
-        found = self._find(meta)
-        if found is not None and found.layout == layout:
-            return found
-        if torch.cuda.is_current_stream_capturing():
-            raise RuntimeError(
-                "FlashInfer attention met a batch it had not planned while capturing a CUDA "
-                "graph: plan with prepare_capture(meta) before the capture"
-            )
-        if len(self.slots) < NUM_SLOTS:
-            self.slots.append(Slot(self.device))
-        slot = self.slots[self.next_slot % len(self.slots)]
-        self.next_slot += 1
-        return slot.make_plan(meta, layout)
+        if self.graphs is not None:  # first: a bucket's warm-up also left an eager plan
+            plans = self.graphs.plans.values()
+            found = next((p for p in plans if p.meta is meta and p.layout == layout), None)
+            if found is not None:
+                return found
+        return self.slots.plan(meta, layout)
 
     def prepare(self, meta: AttentionMetadata) -> None:
         if self.layout is not None:
@@ -302,13 +355,7 @@ class FlashInferAttention(AttentionBackend):
         self.layout = Layout.of(q, k_cache, scale)
         plan = self._plan(meta, self.layout)
         out = torch.empty_like(q)
-        nd = meta.num_decode_seqs
-        # a float8 cache holds k / k_scale and v / v_scale: FlashInfer applies the scales
-        scales = {"k_scale": k_scale, "v_scale": v_scale} if k_cache.element_size() == 1 else {}
-        if plan.decode is not None:
-            plan.decode.run(q[:nd], (k_cache, v_cache), out=out[:nd], **scales)
-        if plan.prefill is not None:
-            plan.prefill.run(q[nd:], (k_cache, v_cache), out=out[nd:], **scales)
+        plan.run(q, k_cache, v_cache, out, k_scale, v_scale)
         return out
 
     # CUDA graphs

@@ -121,11 +121,14 @@ class TritonAttention(AttentionBackend):
         scale: float,
         k_scale: float = 1.0,
         v_scale: float = 1.0,
+        extend: bool = True,
     ) -> torch.Tensor:
+        """The batch's attention; ``extend=False``: its decode rows alone (in this backend's
+        order and by its choice), the rows past them left unwritten for another backend."""
         return paged_attention(
             q, k_cache, v_cache, meta, scale, k_scale, v_scale, num_sms=self.num_sms,
             decode_config=self.decode_config, choice=self.choice, uniform=self._uniform(meta),
-            decode_order=self._decode_order(meta),
+            decode_order=self._decode_order(meta), extend=extend,
         )  # fmt: skip
 
 

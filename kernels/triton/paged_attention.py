@@ -127,6 +127,7 @@ def paged_attention(
     choice: DecodeChoice | None = None,
     uniform: bool | None = None,
     decode_order: torch.Tensor | None = None,
+    extend: bool = True,
 ) -> torch.Tensor:
     """Causal attention of q [T, Hq, D] over paged caches [blocks, page, Hk, D] -> [T, Hq, D].
 
@@ -141,6 +142,8 @@ def paged_attention(
     ``uniform`` (the decode rows' contexts near-uniform) or, without it, by
     ``decode_contexts_uniform(meta, choice.uniform_ratio)``. ``decode_order`` (int32, a
     permutation of the decode rows) is the order their work items are handed out in.
+    ``extend=False`` runs the decode rows alone: the rows past them (the extend sequences' queries)
+    are left unwritten, for another kernel to fill (the "flashinfer-prefill" backend's).
     """
     assert q.stride(-1) == 1 and k_cache.is_contiguous() and v_cache.is_contiguous()
     assert q.shape[-1] & (q.shape[-1] - 1) == 0, "head_dim must be a power of two"
@@ -157,6 +160,8 @@ def paged_attention(
         )  # fmt: skip
         decode(*args, num_sms=sms, config=cfg, k_scale=k_scale, v_scale=v_scale,
                order=decode_order)  # fmt: skip
+    if not extend:
+        return out
     extend_attention(
         q, k_cache, v_cache, meta.block_tables, meta.context_lens, meta.cu_seqlens_q,
         first_seq=num_decode,

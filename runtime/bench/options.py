@@ -179,8 +179,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         default="default",
         help="comma list of paged-attention backends, one engine each: default (the registry's "
         "choice: FlashInfer where installed, else Triton on a GPU, the torch reference on the "
-        "CPU), triton, flashinfer, torch; each record's attention_backend names what was asked "
-        "and kernels.paged_attention what ran",
+        "CPU), triton, flashinfer, flashinfer-prefill (Triton's decode, FlashInfer's prefill), "
+        "torch; each record's attention_backend names what was asked and kernels.paged_attention "
+        "what ran",
     )
     ap.add_argument(
         "--rope-kv-store",
