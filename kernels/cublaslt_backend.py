@@ -5,8 +5,9 @@ algorithm that beat torch's linear on that GPU (``bench/cublaslt_algos.py --writ
 the 64-byte algorithm record cuBLASLt's heuristic returned. A call of a listed shape asks the
 heuristic once for its candidates, takes the one equal to the recorded algorithm (none equal,
 e.g. another library version: torch's linear, as for every shape not listed) and runs it on the
-current stream, so decode CUDA graphs capture it. Eager calls of listed shapes pay a ctypes call
-(a few microseconds of host time) instead of torch's dispatch.
+current stream, so decode CUDA graphs capture it. A launch cuBLASLt refuses (an error status:
+nothing ran) is logged and that shape goes to torch's linear from then on. Eager calls of listed
+shapes pay a ctypes call (a few microseconds of host time) instead of torch's dispatch.
 
 Registered above the torch reference, so CUDA devices use it (``NANOLANG_KERNELS=linear=torch``
 turns it off); on a GPU or library version the table does not name, every call is torch's.
@@ -37,6 +38,8 @@ ALIGN = 256  # bytes: the heuristic's default assumption about every operand's a
 logger = logging.getLogger(__name__)
 
 TableKey = tuple[str, int, int, int, int, int]  # GPU, library version, rows, N, K, dtype bytes
+# (device, rows, N, K, dtype) whose recorded algorithm cuBLASLt refused at launch
+_REFUSED: set[tuple[int, int, int, int, torch.dtype]] = set()
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,8 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     if rows > MAX_ROWS:
         return F.linear(x, weight, bias)
     index = x.device.index or 0
-    found = _plan(index, rows, weight.shape[0], weight.shape[1], x.dtype) if rows else None
+    key = (index, rows, weight.shape[0], weight.shape[1], x.dtype)
+    found = _plan(*key) if rows and key not in _REFUSED else None
     if found is None or not weight.is_contiguous() or weight.data_ptr() % ALIGN:
         return F.linear(x, weight, bias)
     x2 = x.reshape(rows, x.shape[-1])
@@ -115,7 +119,13 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
         x2 = x2.clone(memory_format=torch.contiguous_format)
     out = torch.empty((rows, weight.shape[0]), dtype=x.dtype, device=x.device)
     plan, algo = found
-    plan.run(x2, weight, out, algo, _workspace(index))
+    try:
+        plan.run(x2, weight, out, algo, _workspace(index))
+    except RuntimeError as exc:  # refused at launch (nothing ran): torch's linear from now on
+        logger.warning("cuBLASLt refused %d x %d @ %d x %d (%s): torch's linear runs it",
+                       rows, weight.shape[1], weight.shape[0], weight.shape[1], exc)  # fmt: skip
+        _REFUSED.add((index, rows, weight.shape[0], weight.shape[1], x.dtype))
+        return F.linear(x, weight, bias)
     return out.view(*x.shape[:-1], weight.shape[0])
 
 

@@ -125,3 +125,22 @@ def test_a_listed_shape_runs_its_recorded_algorithm(
     torch.testing.assert_close(cublaslt_backend.linear(shifted, w), F.linear(shifted, w),
                                atol=2e-2, rtol=2e-2)  # fmt: skip
     cublaslt_backend._plan.cache_clear()
+
+
+@needs_lt
+@pytest.mark.gpu
+def test_a_refused_launch_falls_back_to_torch_for_good(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Refusing:
+        calls = 0
+
+        def run(self, *args: object) -> None:
+            Refusing.calls += 1
+            raise RuntimeError("cuBLASLt matmul failed with status 15")
+
+    monkeypatch.setattr(cublaslt_backend, "_plan", lambda *key: (Refusing(), None))
+    monkeypatch.setattr(cublaslt_backend, "_REFUSED", set())
+    x = torch.randn(8, 256, device="cuda", dtype=torch.bfloat16)
+    w = torch.randn(128, 256, device="cuda", dtype=torch.bfloat16)
+    for _ in range(2):
+        torch.testing.assert_close(cublaslt_backend.linear(x, w), F.linear(x, w))
+    assert Refusing.calls == 1  # the second call went straight to torch's linear
