@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from kernels import cublaslt
+from kernels import cublaslt, reference
 from kernels.registry import register
 
 TABLE = Path(__file__).with_name("cublaslt_algos.json")
@@ -102,31 +101,43 @@ def _plan(index: int, rows: int, n: int, k: int, dtype: torch.dtype) -> Any:
     return None
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear(x, weight, bias)``; the table's algorithm where it lists this shape."""
+def linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``F.linear(x, weight, bias)``; the table's algorithm where it lists this shape. Written
+    into ``out`` when given (``kernels.reference.linear``'s contract)."""
     if bias is not None or not x.is_cuda or x.dtype != weight.dtype or x.shape[-1] == 0:
-        return F.linear(x, weight, bias)
+        return reference.linear(x, weight, bias, out)
     rows = x.numel() // x.shape[-1]
     if rows > MAX_ROWS:
-        return F.linear(x, weight, bias)
+        return reference.linear(x, weight, bias, out)
     index = x.device.index or 0
     key = (index, rows, weight.shape[0], weight.shape[1], x.dtype)
     found = _plan(*key) if rows and key not in _REFUSED else None
     if found is None or not weight.is_contiguous() or weight.data_ptr() % ALIGN:
-        return F.linear(x, weight, bias)
+        return reference.linear(x, weight, bias, out)
     x2 = x.reshape(rows, x.shape[-1])
     if not x2.is_contiguous() or x2.data_ptr() % ALIGN:  # a fresh, aligned copy
         x2 = x2.clone(memory_format=torch.contiguous_format)
-    out = torch.empty((rows, weight.shape[0]), dtype=x.dtype, device=x.device)
+    direct = out is not None and out.is_contiguous() and out.data_ptr() % ALIGN == 0
+    y = out.view(rows, weight.shape[0]) if direct and out is not None else torch.empty(
+        (rows, weight.shape[0]), dtype=x.dtype, device=x.device)  # fmt: skip
     plan, algo = found
     try:
-        plan.run(x2, weight, out, algo, _workspace(index))
+        plan.run(x2, weight, y, algo, _workspace(index))
     except RuntimeError as exc:  # refused at launch (nothing ran): torch's linear from now on
         logger.warning("cuBLASLt refused %d x %d @ %d x %d (%s): torch's linear runs it",
                        rows, weight.shape[1], weight.shape[0], weight.shape[1], exc)  # fmt: skip
         _REFUSED.add((index, rows, weight.shape[0], weight.shape[1], x.dtype))
-        return F.linear(x, weight, bias)
-    return out.view(*x.shape[:-1], weight.shape[0])
+        return reference.linear(x, weight, bias, out)
+    if out is None:
+        return y.view(*x.shape[:-1], weight.shape[0])
+    if not direct:
+        out.copy_(y.view_as(out))
+    return out
 
 
 def available(device: torch.device) -> bool:

@@ -8,9 +8,22 @@ import torch.nn.functional as F
 from kernels.metadata import AttentionMetadata
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """x [T, K] @ weight[N, K].T (+ bias [N]) -> [T, N]."""
-    return F.linear(x, weight, bias)
+def linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """x [T, K] @ weight[N, K].T (+ bias [N]) -> [T, N]; written straight into ``out`` (a
+    contiguous [T, N] of x's dtype) when given, which is returned."""
+    if out is None:
+        return F.linear(x, weight, bias)
+    x2, o2 = x.reshape(-1, x.shape[-1]), out.view(-1, weight.shape[0])
+    if bias is None:
+        torch.mm(x2, weight.t(), out=o2)
+    else:
+        torch.addmm(bias, x2, weight.t(), out=o2)
+    return out
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

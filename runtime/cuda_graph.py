@@ -33,12 +33,14 @@ replay is timed through the forward's ``timed``.
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
+import numpy as np
 import torch
 
 from kernels import AttentionMetadata, Ops
@@ -145,6 +147,68 @@ class DecodeInputs:
     slot_mapping: torch.Tensor  # [n] int64
     context_lens: torch.Tensor  # [n] int32
     block_tables: torch.Tensor  # [n, w] int32
+    # rows whose input token the previous iteration sampled on the device, and their rows in
+    # that iteration's tokens (uploaded with the rest; ``DecodeGraphs.patch_indices``)
+    patch_rows: Sequence[int] = ()
+    patch_src: Sequence[int] = ()
+
+
+def separate_copies() -> bool:
+    """``NANOLANG_DECODE_COPIES=separate``: a loaded batch's inputs go up in one copy per tensor
+    plus fills of the padding rows, as before 2026-12-01 (for an A/B); ``one`` (the default):
+    the rows' metadata in one copy and their block tables in another."""
+    value = os.environ.get("NANOLANG_DECODE_COPIES", "one")
+    if value not in ("one", "separate"):
+        raise ValueError(f"NANOLANG_DECODE_COPIES must be 'one' or 'separate', got {value!r}")
+    return value == "separate"
+
+
+class RowStaging:
+    """Static device buffers of a decode graph's per-row inputs in one allocation, so that a
+    loaded batch's metadata goes up in one copy: five int64 rows (input ids, positions, KV
+    slots, and the patch's destination and source rows) then the int32 context lengths, each
+    ``rows`` long. Rows past a batch hold padding: token 0 at position 0, writing its K/V into
+    the scratch block, with a context of one token."""
+
+    FIELDS = ("input_ids", "positions", "slot_mapping", "patch_dst", "patch_src")
+
+    def __init__(self, rows: int, scratch_slot: int, device: torch.device) -> None:
+        self.rows, self.scratch_slot = rows, scratch_slot
+        wide = len(self.FIELDS) * rows * 8
+        self.nbytes = wide + rows * 4
+        self.buffer = torch.zeros(self.nbytes, dtype=torch.uint8, device=device)
+        self.wide = self.buffer[:wide].view(torch.int64).view(len(self.FIELDS), rows)
+        self.context_lens = self.buffer[wide:].view(torch.int32)
+        self.upload(self.host(DecodeInputs(*(torch.zeros(0, dtype=torch.int64),) * 3,
+                                           torch.zeros(0, dtype=torch.int32),
+                                           torch.zeros(0, 0, dtype=torch.int32))))  # fmt: skip
+
+    def field(self, name: str) -> torch.Tensor:
+        return self.wide[self.FIELDS.index(name)]
+
+    def host(self, inputs: DecodeInputs) -> np.ndarray:
+        """The buffer's bytes for ``inputs`` (their rows first, then padding rows)."""
+        n, k, rows = inputs.input_ids.shape[0], len(inputs.patch_rows), self.rows
+        assert n <= rows and k <= n, f"{n} rows (patching {k}) in a staging of {rows}"
+        out = np.empty(self.nbytes, dtype=np.uint8)
+        wide = out[: len(self.FIELDS) * rows * 8].view(np.int64).reshape(len(self.FIELDS), rows)
+        wide[:, n:] = 0
+        wide[3:, k:n] = 0
+        wide[0, :n] = inputs.input_ids.numpy()
+        wide[1, :n] = inputs.positions.numpy()
+        wide[2, :n] = inputs.slot_mapping.numpy()
+        wide[2, n:] = self.scratch_slot
+        wide[3, :k] = inputs.patch_rows
+        wide[4, :k] = inputs.patch_src
+        lens = out[len(self.FIELDS) * rows * 8 :].view(np.int32)
+        lens[:n] = inputs.context_lens.numpy()
+        lens[n:] = 1
+        return out
+
+    def upload(self, host: np.ndarray) -> None:
+        """One copy in stream order (from pinned memory on a GPU; the host never waits)."""
+        src = torch.from_numpy(host)
+        self.buffer.copy_(pinned(src) if self.buffer.is_cuda else src, non_blocking=True)
 
 
 class DecodeGraphs:
@@ -182,10 +246,12 @@ class DecodeGraphs:
         self.buckets = buckets
         device = model.embed_tokens.device
         n, width = max(buckets), -(-max_model_len // block_size)
-        self.input_ids = torch.zeros(n, dtype=torch.int64, device=device)
-        self.positions = torch.zeros(n, dtype=torch.int64, device=device)
-        self.slot_mapping = torch.full((n,), scratch_block * block_size, device=device)
-        self.context_lens = torch.ones(n, dtype=torch.int32, device=device)
+        self.separate_copies = separate_copies()
+        self.staging = RowStaging(n, scratch_block * block_size, device)
+        self.input_ids = self.staging.field("input_ids")
+        self.positions = self.staging.field("positions")
+        self.slot_mapping = self.staging.field("slot_mapping")
+        self.context_lens = self.staging.context_lens
         self.block_tables = torch.full((n, width), scratch_block, dtype=torch.int32, device=device)
         self.cu_seqlens = torch.arange(n + 1, dtype=torch.int32, device=device)
         self.context_lens_host: tuple[int, ...] = ()  # of the loaded batch, padded to its bucket
@@ -237,8 +303,9 @@ class DecodeGraphs:
     @torch.inference_mode()
     def capture(self) -> None:
         """Capture every (batch size, plan), largest first, sharing one memory pool. Every graph
-        writes its logits into the first rows of one float32 buffer [largest batch, vocab]: one
-        output per graph kept b x vocab floats alive for each (9.2 GB over the batch sizes up to
+        writes its logits into the first rows of one buffer [largest batch, vocab] in the
+        logits' dtype (the model's): one float32 output per graph kept b x vocab floats alive
+        for each (9.2 GB over the batch sizes up to
         1,024 with Llama-3's 128k vocabulary, plus as much again for a plan set's extra plans,
         which ran an fp8 engine with three plans out of memory at capture on the H200). A
         replay's logits are read (sampled) on the stream before the next replay, as they were
@@ -332,20 +399,43 @@ class DecodeGraphs:
         self.turn = self.variants.decode_turn(b, mean, self.graph_mode(uniform))
         self.loaded = self.key_for(n, inputs.context_lens, self.turn, uniform)
         b = self.loaded[0]
-        w = inputs.block_tables.shape[1]
         # from pinned staging: a copy from pageable memory may make the host wait for the
         # device, and the device would then idle while the host prepares the replay
-        self.input_ids[:n].copy_(pinned(inputs.input_ids), non_blocking=True)
-        self.positions[:n].copy_(pinned(inputs.positions), non_blocking=True)
-        self.slot_mapping[:n].copy_(pinned(inputs.slot_mapping), non_blocking=True)
-        self.context_lens[:n].copy_(pinned(inputs.context_lens), non_blocking=True)
-        self.block_tables[:n, :w].copy_(pinned(inputs.block_tables), non_blocking=True)
+        if self.separate_copies:
+            self._copy_separately(inputs, b)
+        else:  # two copies: each small copy costs the device some microseconds
+            self.staging.upload(self.staging.host(inputs))
+            tables = np.zeros((b, inputs.block_tables.shape[1]), dtype=np.int32)
+            tables[:n] = inputs.block_tables.numpy()
+            tables[n:, 0] = self.scratch_block  # padding rows read the scratch block
+            self._copy(self.block_tables[:b, : tables.shape[1]], torch.from_numpy(tables))
+        self.context_lens_host = (*inputs.context_lens.tolist(), *[1] * (b - n))
+        return self.input_ids[:n]
+
+    def patch_indices(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loaded batch's first ``k`` patch rows and their source rows, on the device."""
+        return self.staging.field("patch_dst")[:k], self.staging.field("patch_src")[:k]
+
+    @staticmethod
+    def _copy(dst: torch.Tensor, src: torch.Tensor) -> None:
+        dst.copy_(pinned(src) if dst.is_cuda else src, non_blocking=True)
+
+    def _copy_separately(self, inputs: DecodeInputs, b: int) -> None:
+        """``NANOLANG_DECODE_COPIES=separate``: a copy per tensor, device fills for padding."""
+        n, w, k = inputs.input_ids.shape[0], inputs.block_tables.shape[1], len(inputs.patch_rows)
+        self._copy(self.input_ids[:n], inputs.input_ids)
+        self._copy(self.positions[:n], inputs.positions)
+        self._copy(self.slot_mapping[:n], inputs.slot_mapping)
+        self._copy(self.context_lens[:n], inputs.context_lens)
+        self._copy(self.block_tables[:n, :w], inputs.block_tables)
+        if k:
+            dst, src = self.patch_indices(k)
+            self._copy(dst, torch.tensor(inputs.patch_rows, dtype=torch.int64))
+            self._copy(src, torch.tensor(inputs.patch_src, dtype=torch.int64))
         # padding rows (from n to b) keep pointing at the scratch block
         self.slot_mapping[n:b].fill_(self.scratch_block * self.block_size)
         self.context_lens[n:b].fill_(1)
         self.block_tables[n:b, 0].fill_(self.scratch_block)
-        self.context_lens_host = (*inputs.context_lens.tolist(), *[1] * (b - n))
-        return self.input_ids[:n]
 
     @torch.inference_mode()
     def replay(self, n: int) -> torch.Tensor:

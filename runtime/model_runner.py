@@ -307,7 +307,7 @@ class ModelRunner:
         prompt_top: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         if hook is None and plan.graph and self.graphs is not None:
             input_ids = self.graphs.load(self._decode_inputs(plan))
-            self._patch(input_ids, plan, prev_tokens)
+            self._patch(input_ids, plan, prev_tokens, self.graphs.patch_indices)
             logits = self.graphs.replay(plan.num_seqs)
         else:
             input_ids = self._upload(torch.from_numpy(plan.input_ids))
@@ -332,15 +332,26 @@ class ModelRunner:
             slot_mapping=torch.from_numpy(plan.slots),
             context_lens=torch.tensor(plan.context_lens, dtype=torch.int32),
             block_tables=torch.from_numpy(plan.block_tables),
+            patch_rows=plan.patch_rows,
+            patch_src=plan.patch_src,
         )
 
     def _patch(
-        self, input_ids: torch.Tensor, plan: StepPlan, prev_tokens: torch.Tensor | None
+        self,
+        input_ids: torch.Tensor,
+        plan: StepPlan,
+        prev_tokens: torch.Tensor | None,
+        uploaded: Callable[[int], tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> None:
+        """Write the previous iteration's sampled tokens into the rows that wait for them;
+        ``uploaded(k)``: the patch's rows already on the device (a loaded decode graph's)."""
         if plan.patch_rows:
             assert prev_tokens is not None, "a pending input token without its iteration"
-            dst = self._tensor(plan.patch_rows, torch.long)
-            idx = self._tensor(plan.patch_src, torch.long)
+            if uploaded is not None:
+                dst, idx = uploaded(len(plan.patch_rows))
+            else:
+                dst = self._tensor(plan.patch_rows, torch.long)
+                idx = self._tensor(plan.patch_src, torch.long)
             input_ids.index_copy_(0, dst, prev_tokens.index_select(0, idx))
 
     def _sample(
@@ -390,7 +401,7 @@ class ModelRunner:
         widest = max(len(plan.score_ids[row]) for row in asking)
         columns = [list(ids) + [0] * (widest - len(ids)) for ids in plan.score_ids if ids]
         rows = self._tensor(asking, torch.long)
-        lp = torch.log_softmax(logits.index_select(0, rows), dim=-1)
+        lp = torch.log_softmax(logits.index_select(0, rows), dim=-1, dtype=torch.float32)
         return lp.gather(1, self._tensor(columns, torch.long))
 
     def _to_host_pairs(
@@ -414,7 +425,7 @@ class ModelRunner:
             logits = self.model.compute_logits(hidden[row0 : row0 + n], self.ops)
             if not self.samples:
                 continue  # the collective inside compute_logits is all this rank takes part in
-            lp = torch.log_softmax(logits, dim=-1)
+            lp = torch.log_softmax(logits, dim=-1, dtype=torch.float32)
             target = self._tensor(targets, torch.long).unsqueeze(1)
             out[idx] = lp.gather(1, target).squeeze(1)
             if k := plan.prompt_top_k.get(idx, 0):

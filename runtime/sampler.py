@@ -86,15 +86,18 @@ class SamplingSpec:
         )
 
     def to_batch(self, vocab_size: int, device: torch.device) -> SamplingBatch:
-        noise = None
-        if self.noise_keys is not None:
-            noise = exponential_noise(self.noise_keys, vocab_size, device)
+        """The device side. A batch of greedy rows only gets no per-row parameters (the argmax
+        reads none): four fewer copies to the device in each such iteration."""
+        if self.noise_keys is None:
+            return SamplingBatch(
+                None, None, None, None, None, self.mask, self.bias, self.repetition
+            ).to(device)
         return SamplingBatch(
             temperature=torch.tensor(self.temperature, dtype=torch.float32),
             top_p=torch.tensor(self.top_p, dtype=torch.float32),
             top_k=torch.tensor(self.top_k, dtype=torch.int64),
             min_p=torch.tensor(self.min_p, dtype=torch.float32),
-            noise=noise,
+            noise=exponential_noise(self.noise_keys, vocab_size, device),
             mask=self.mask,
             bias=self.bias,
             repetition=self.repetition,
@@ -103,12 +106,13 @@ class SamplingSpec:
 
 @dataclass(frozen=True)
 class SamplingBatch:
-    """Per-row sampling inputs [R] for the R rows that sample this iteration."""
+    """Per-row sampling inputs [R] for the R rows that sample this iteration. When every row is
+    greedy there is no noise and no per-row parameter (all four None)."""
 
-    temperature: torch.Tensor
-    top_p: torch.Tensor
-    top_k: torch.Tensor
-    min_p: torch.Tensor
+    temperature: torch.Tensor | None
+    top_p: torch.Tensor | None
+    top_k: torch.Tensor | None
+    min_p: torch.Tensor | None
     noise: torch.Tensor | None  # [R, V] ~ Exp(1), on the device already; None if all rows greedy
     mask: torch.Tensor | None  # [R, V] bool, allowed tokens; None when no row is constrained
     bias: torch.Tensor | None = None  # [R, V] float32 added to logits (penalties, logit_bias)
@@ -118,15 +122,24 @@ class SamplingBatch:
         if device.type == "cpu":
             return self
         return SamplingBatch(
-            temperature=to_device(self.temperature, device),
-            top_p=to_device(self.top_p, device),
-            top_k=to_device(self.top_k, device),
-            min_p=to_device(self.min_p, device),
+            temperature=_maybe_to_device(self.temperature, device),
+            top_p=_maybe_to_device(self.top_p, device),
+            top_k=_maybe_to_device(self.top_k, device),
+            min_p=_maybe_to_device(self.min_p, device),
             noise=self.noise,
-            mask=None if self.mask is None else to_device(self.mask, device),
-            bias=None if self.bias is None else to_device(self.bias, device),
-            repetition=None if self.repetition is None else to_device(self.repetition, device),
+            mask=_maybe_to_device(self.mask, device),
+            bias=_maybe_to_device(self.bias, device),
+            repetition=_maybe_to_device(self.repetition, device),
         )
+
+    @property
+    def adjusts(self) -> bool:
+        """Whether anything changes the logits before the choice (penalties, bias, a mask)."""
+        return self.repetition is not None or self.bias is not None or self.mask is not None
+
+
+def _maybe_to_device(t: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    return None if t is None else to_device(t, device)
 
 
 def logit_adjustments(
@@ -178,9 +191,15 @@ def sample(
     want_logprobs: bool = True,
     num_top: int = 0,
 ) -> Sampled:
-    """logits [R, V] float32 -> the sampled tokens, their log-probabilities under the raw model
-    (when wanted) and the ``num_top`` most likely tokens of the raw model with theirs."""
-    logprobs = torch.log_softmax(logits, dim=-1) if want_logprobs or num_top else None
+    """logits [R, V] (the model's dtype) -> the sampled tokens, their log-probabilities under the
+    raw model (when wanted) and the ``num_top`` most likely tokens of the raw model with theirs.
+    Everything is computed in float32, except a plain greedy choice: the argmax of the logits as
+    they are, which is the argmax of their exact float32 widening."""
+    logprobs = None
+    if want_logprobs or num_top:
+        logprobs = torch.log_softmax(logits, dim=-1, dtype=torch.float32)
+    if batch.adjusts or batch.noise is not None:
+        logits = logits.float()
     if batch.repetition is not None:
         r = batch.repetition
         logits = torch.where(logits > 0, logits / r, logits * r)
@@ -192,6 +211,8 @@ def sample(
         tokens = logits.argmax(dim=-1)
     else:
         b = batch
+        assert b.temperature is not None and b.top_p is not None, "noise without its parameters"
+        assert b.top_k is not None and b.min_p is not None, "noise without its parameters"
         tokens = ops.sample(logits, b.temperature, b.top_p, b.top_k, b.min_p, b.noise)
     if logprobs is None:
         return Sampled(tokens, None, None, None)

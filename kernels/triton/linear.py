@@ -22,10 +22,11 @@ from functools import cache
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
+
+from kernels import reference
 
 TABLE = Path(__file__).with_name("linear_configs.json")
 MAX_ROWS = 1024  # above this, cuBLAS's large tiles are the right ones
@@ -69,12 +70,15 @@ def linear_kernel(
     y_desc.store([off_m, off_n], acc.to(y_desc.dtype))  # rows and columns past the end dropped
 
 
-def linear_tiles(x: torch.Tensor, weight: torch.Tensor, config: LinearConfig) -> torch.Tensor:
+def linear_tiles(
+    x: torch.Tensor, weight: torch.Tensor, config: LinearConfig, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """x [M, K] @ weight[N, K]^T with ``config``'s tiles (no checks of the table; for tests and
-    the benchmark). x and weight: contiguous bf16 or fp16 rows of 16-byte multiples."""
+    the benchmark), into ``out`` [M, N] when given. x, weight and out: contiguous bf16 or fp16
+    rows of 16-byte multiples at 16-byte aligned addresses."""
     m, k = x.shape
     n = weight.shape[0]
-    y = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    y = torch.empty((m, n), dtype=x.dtype, device=x.device) if out is None else out
     if m == 0:
         return y
     c = config
@@ -144,12 +148,25 @@ def config_for(x: torch.Tensor, weight: torch.Tensor) -> LinearConfig | None:
     return _table().get(key)
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear(x, weight, bias)``; the tiles of the measured table where it has this shape."""
+def linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``F.linear(x, weight, bias)``; the tiles of the measured table where it has this shape.
+    Written into ``out`` when given (``kernels.reference.linear``'s contract)."""
     config = None if bias is not None else config_for(x, weight)
     if config is None:
-        return F.linear(x, weight, bias)
+        return reference.linear(x, weight, bias, out)
     x2 = x.reshape(-1, x.shape[-1])
     if not x2.is_contiguous():
         x2 = x2.contiguous()
-    return linear_tiles(x2, weight, config).view(*x.shape[:-1], weight.shape[0])
+    shape = (*x.shape[:-1], weight.shape[0])
+    if out is None:
+        return linear_tiles(x2, weight, config).view(shape)
+    if out.is_contiguous() and out.data_ptr() % 16 == 0:
+        linear_tiles(x2, weight, config, out.view(-1, weight.shape[0]))
+    else:
+        out.copy_(linear_tiles(x2, weight, config).view(shape))
+    return out

@@ -44,7 +44,7 @@ def holding_results(path: Path, job: Callable[[], int]) -> int:
     file); exit status 1, naming the other job, when another job is writing it."""
     from nanolang.jobs.job_files import check_results_location
     from nanolang.jobs.lock import JobLock, ResultsInUse
-    from nanolang.jobs.signals import sigterm_interrupts
+    from nanolang.jobs.signals import interrupting_signals
 
     lock = JobLock(path)
     try:
@@ -57,7 +57,7 @@ def holding_results(path: Path, job: Callable[[], int]) -> int:
         print(f"error: cannot write the results file {path}: {exc}", file=sys.stderr)
         return 1
     try:
-        with sigterm_interrupts():  # a batch system's SIGTERM stops the job as Ctrl-C does
+        with interrupting_signals():  # SIGTERM (a batch system's) and SIGINT stop it as Ctrl-C
             return job()
     finally:
         lock.__exit__(None, None, None)

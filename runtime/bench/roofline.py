@@ -56,12 +56,13 @@ class Network:
 
     def collective_seconds(self, cfg: ModelConfig, tokens: int, rows: int, elem: int) -> float:
         """An iteration's collectives over ``tokens`` rows of hidden state and ``rows`` sampled
-        rows of float32 logits (gathered: about the same cost as an all-reduce of them)."""
+        rows of logits in the model's dtype (gathered: about the same cost as an all-reduce
+        of them)."""
         if self.tp <= 1 or self.bytes_per_s <= 0:
             return 0.0
         calls = 2 * cfg.num_layers + 2
         nbytes = (2 * cfg.num_layers + 1) * tokens * cfg.hidden_size * elem
-        nbytes += rows * cfg.vocab_size * 4
+        nbytes += rows * cfg.vocab_size * elem
         return calls * self.latency_s + nbytes / self.bytes_per_s
 
 

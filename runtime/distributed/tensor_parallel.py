@@ -137,7 +137,7 @@ class TPLlamaModel(LlamaModel):
         self, hidden: torch.Tensor, ops: Any, out: torch.Tensor | None = None
     ) -> torch.Tensor:
         head = self.embed_tokens if self.lm_head is None else self.lm_head
-        local = ops.linear(hidden, head).float().contiguous()  # [N, Vp]
+        local = ops.linear(hidden, head).contiguous()  # [N, Vp], the head's dtype
         n, world = local.shape[0], self.tp.world_size
         if n == 0:  # the same on every rank (same plan): no collective at all
             return local.new_empty(0, self.vocab_size) if out is None else out

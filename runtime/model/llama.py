@@ -215,7 +215,8 @@ class LlamaModel(nn.Module):
     def compute_logits(
         self, hidden: torch.Tensor, ops: Ops, out: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """hidden [N, H] -> float32 logits [N, V] (written into ``out`` when given)."""
+        """hidden [N, H] -> logits [N, V] in the LM head's dtype (written into ``out`` when
+        given). Not widened here: a greedy batch takes its argmax as they are (widening bf16 is
+        exact, so the tokens are the same), and sampling widens to float32 where it computes."""
         head = self.embed_tokens if self.lm_head is None else self.lm_head
-        logits = ops.linear(hidden, head)
-        return logits.float() if out is None else out.copy_(logits)
+        return ops.linear(hidden, head) if out is None else ops.linear(hidden, head, out=out)

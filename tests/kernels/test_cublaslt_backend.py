@@ -53,6 +53,9 @@ def test_cpu_tensors_take_torchs_linear() -> None:
     b = torch.randn(5)
     assert torch.equal(cublaslt_backend.linear(x, w), F.linear(x, w))
     assert torch.equal(cublaslt_backend.linear(x, w, b), F.linear(x, w, b))
+    out = torch.full((3, 5), float("nan"))
+    assert cublaslt_backend.linear(x, w, out=out) is out
+    torch.testing.assert_close(out, F.linear(x, w))
 
 
 def test_the_backend_is_opt_in_and_absent_on_the_cpu() -> None:
@@ -124,6 +127,14 @@ def test_a_listed_shape_runs_its_recorded_algorithm(
     shifted = flat[1:].view(rows, k)  # 2 bytes past an aligned address: copied first
     torch.testing.assert_close(cublaslt_backend.linear(shifted, w), F.linear(shifted, w),
                                atol=2e-2, rtol=2e-2)  # fmt: skip
+    # into a given output: an aligned one is written in place (bit for bit the same algorithm's
+    # result), a misaligned one through a copy
+    given = torch.full((2, rows // 2, n), float("nan"), device="cuda", dtype=torch.bfloat16)
+    assert cublaslt_backend.linear(x, w, out=given) is given and torch.equal(given, out)
+    wide = torch.full((rows * n + 1,), float("nan"), device="cuda", dtype=torch.bfloat16)
+    off = wide[1:].view(rows, n)
+    assert cublaslt_backend.linear(x.view(rows, k), w, out=off) is off
+    assert torch.equal(off, out.view(rows, n))
     cublaslt_backend._plan.cache_clear()
 
 

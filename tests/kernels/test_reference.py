@@ -105,3 +105,20 @@ def test_sample_top_p_keeps_the_smallest_prefix() -> None:
     top_p = torch.full((2000,), 0.7)  # keeps 0.5 (0 before it) and 0.3 (0.5 before it)
     out = reference.sample(logits, ones, top_p, torch.zeros(2000, dtype=torch.long), zeros, noise)
     assert set(out.tolist()) == {0, 1}
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_linear_into_a_given_output(with_bias: bool) -> None:
+    """``out=``: the product written into the caller's buffer (a decode graph's logits rows),
+    the same as the returned one; 3-D inputs keep their leading shape."""
+    g = torch.Generator().manual_seed(3)
+    x, w = torch.randn(2, 3, 16, generator=g), torch.randn(8, 16, generator=g)
+    b = torch.randn(8, generator=g) if with_bias else None
+    buffer = torch.full((5, 8), float("nan"))
+    out = torch.full((2, 3, 8), float("nan"))
+    assert reference.linear(x, w, b, out=out) is out
+    torch.testing.assert_close(out, reference.linear(x, w, b))
+    rows = buffer[:3]  # the first rows of a larger buffer, as a graph's logits are
+    reference.linear(x[0], w, b, out=rows)
+    torch.testing.assert_close(rows, reference.linear(x[0], w, b))
+    assert buffer[3:].isnan().all()

@@ -55,6 +55,8 @@ def test_tiles_match_torch(shape: tuple[int, int, int], config: LinearConfig,
     assert out.shape == (rows, n) and out.dtype == dtype
     # one rounding of the fp32 sum to the output dtype
     torch.testing.assert_close(out.float(), expected, **ulp_tolerance(dtype))
+    given = torch.full((rows, n), float("nan"), dtype=dtype, device=DEVICE)
+    assert linear_tiles(x, w, config, given) is given and torch.equal(given, out)
 
 
 @pytest.mark.gpu
@@ -74,6 +76,9 @@ def test_without_a_measured_shape_the_call_is_torch_linear() -> None:
     assert config_for(x, w) is None
     assert torch.equal(linear(x, w), F.linear(x, w))
     assert torch.equal(linear(x, w, b), F.linear(x, w, b))
+    out = torch.full((3, 4, 32), float("nan"))
+    assert linear(x, w, b, out=out) is out
+    torch.testing.assert_close(out, F.linear(x, w, b))
 
 
 def test_the_shipped_table_is_valid_and_every_entry_is_a_measured_win() -> None:

@@ -410,3 +410,95 @@ def test_longest_first_decode_order_gives_the_same_tokens_under_cuda_graphs(
         assert bool(backend._graph_orders) == (order == "longest")
         llm.engine.shutdown()
     assert runs["longest"] == runs["batch"]
+
+
+def batch_with_patch(scratch: int, block_size: int) -> DecodeInputs:
+    """Three rows of ragged contexts, two of which wait for the previous iteration's tokens."""
+    lens = torch.tensor([9, 33, 17], dtype=torch.int32)
+    tables = torch.tensor([[1, 2, 3], [4, 5, 6], [7, 8, 0]], dtype=torch.int32)
+    pos = lens.to(torch.int64) - 1
+    return DecodeInputs(
+        input_ids=torch.tensor([5, 0, 0]), positions=pos,
+        slot_mapping=tables[torch.arange(3), pos // block_size].to(torch.int64) * block_size
+        + pos % block_size,
+        context_lens=lens, block_tables=tables, patch_rows=[2, 1], patch_src=[0, 3],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("copies", ["one", "separate"])
+def test_a_loaded_batch_fills_what_the_graph_reads(
+    engine: object, copies: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One copy of the rows' metadata (and one of their block tables) leaves in the static
+    buffers what the copies per tensor left: the rows, the patch's indices, and padding rows
+    (to the bucket) that read and write the scratch block."""
+    monkeypatch.setenv("NANOLANG_DECODE_COPIES", copies)
+    r = engine.runner  # type: ignore[attr-defined]
+    graphs = graphs_for(engine, engine.model)  # type: ignore[attr-defined]
+    assert graphs.separate_copies == (copies == "separate")
+    scratch, bs = r.scratch_block, r.blocks.block_size
+    batch = batch_with_patch(scratch, bs)
+    ids = graphs.load(batch)
+    assert graphs.loaded == (4, None) and ids.data_ptr() == graphs.input_ids.data_ptr()
+    assert ids.tolist() == [5, 0, 0]
+    assert graphs.positions[:3].tolist() == batch.positions.tolist()
+    assert graphs.slot_mapping[:4].tolist() == [*batch.slot_mapping.tolist(), scratch * bs]
+    assert graphs.context_lens[:4].tolist() == [9, 33, 17, 1]
+    assert graphs.block_tables[:3, :3].tolist() == batch.block_tables.tolist()
+    assert graphs.block_tables[3, 0] == scratch
+    dst, src = graphs.patch_indices(2)
+    assert dst.tolist() == [2, 1] and src.tolist() == [0, 3]
+    assert graphs.metas[4].context_lens.data_ptr() == graphs.context_lens.data_ptr()
+    # a smaller batch next: its padding rows are the scratch block's again
+    two = DecodeInputs(batch.input_ids[:2], batch.positions[:2], batch.slot_mapping[:2],
+                       batch.context_lens[:2], batch.block_tables[:2, :2])  # fmt: skip
+    graphs.load(two)
+    assert graphs.loaded == (2, None)
+    assert graphs.context_lens[:2].tolist() == [9, 33]
+    assert graphs.block_tables[:2, :2].tolist() == [[1, 2], [4, 5]]
+
+
+def test_one_copy_and_separate_copies_give_the_same_logits(
+    engine: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The forward a graph captures, run eagerly over each way of loading the batch."""
+    r = engine.runner  # type: ignore[attr-defined]
+    logits = {}
+    for copies in ("one", "separate"):
+        monkeypatch.setenv("NANOLANG_DECODE_COPIES", copies)
+        graphs = graphs_for(engine, engine.model)  # type: ignore[attr-defined]
+        graphs.load(batch_with_patch(r.scratch_block, r.blocks.block_size))
+        with torch.inference_mode():
+            logits[copies] = graphs.forward((4, None))[:3].clone()
+    assert torch.equal(logits["one"], logits["separate"])
+
+
+def test_a_bad_decode_copies_value_is_refused(
+    engine: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NANOLANG_DECODE_COPIES", "two")
+    with pytest.raises(ValueError, match="NANOLANG_DECODE_COPIES must be 'one' or 'separate'"):
+        graphs_for(engine, engine.model)  # type: ignore[attr-defined]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_one_copy_staging_gives_the_same_tokens_under_cuda_graphs(
+    tiny_llama: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NANOLANG_DECODE_COPIES=one (the rows' metadata in one copy, the patch's indices with
+    it) against a copy per tensor: the same greedy tokens, in bf16 (its logits not widened
+    for the argmax) and float32, with asynchronous scheduling patching pending tokens."""
+    from runtime import SamplingParams
+
+    prompts = [list(range(3, 3 + n)) for n in (5, 90, 17, 40, 3, 64)]
+    params = SamplingParams(max_tokens=24, temperature=0.0, ignore_eos=True)
+    for dtype in ("float32", "bfloat16"):
+        runs = {}
+        for copies in ("separate", "one"):
+            monkeypatch.setenv("NANOLANG_DECODE_COPIES", copies)
+            llm = LLM(tiny_llama, dtype=dtype, device="cuda", max_num_seqs=8)
+            assert llm.engine.runner.graphs is not None  # type: ignore[attr-defined]
+            runs[copies] = [o.token_ids for o in llm.generate(prompts, params)]
+            llm.engine.shutdown()
+        assert runs["one"] == runs["separate"], dtype
