@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from runtime.bench.hf_peer import PeerResult
-from runtime.bench.roofline import Ceilings, Network, Rooflines, WorkloadRoofline
+from runtime.bench.roofline import Ceilings, IterationRecord, Network, Rooflines, WorkloadRoofline
 from runtime.bench.throughput import ThroughputResult
 
 
@@ -162,6 +162,7 @@ def iteration_kinds(result: ThroughputResult) -> dict[str, Any]:
             else None,
         },
         "decode_steps_by_batch": decode_steps_by_batch([(r.num_seqs, r.seconds) for r in decode]),
+        "decode_device_by_batch": decode_device_by_batch(decode),
     }
 
 
@@ -176,6 +177,30 @@ def decode_steps_by_batch(steps: list[tuple[int, float]]) -> dict[str, dict[str,
                 "steps": len(secs),
                 "mean_ms": round(1e3 * sum(secs) / len(secs), 3),
                 "seconds": round(sum(secs), 3),
+            }
+    return out
+
+
+def decode_device_by_batch(decode: list[IterationRecord]) -> dict[str, dict[str, float]]:
+    """Of the decode steps that replayed a CUDA graph, per batch-size range: their mean wall
+    time (``step_ms``), the device's span of the iteration (``device_ms``: first queued work to
+    last copy, CUDA events) and of the graph's replay in it (``graph_ms``), and the rest of the
+    span (``outside_graph_ms``: the copies, the patch, sampling, the read-back, and any wait of
+    the device for the host inside the iteration, which the CPU-on-the-critical-path share,
+    counted between iterations, does not see). Empty off CUDA."""
+    out: dict[str, dict[str, float]] = {}
+    replayed = [r for r in decode if r.graph_seconds > 0]
+    for lo, hi in DECODE_BATCH_RANGES:
+        rs = [r for r in replayed if r.num_seqs >= lo and (hi is None or r.num_seqs <= hi)]
+        if rs:
+            device = 1e3 * sum(r.gpu_seconds for r in rs) / len(rs)
+            graph = 1e3 * sum(r.graph_seconds for r in rs) / len(rs)
+            out[f"{lo}-{hi}" if hi else f"{lo}+"] = {
+                "steps": len(rs),
+                "step_ms": round(1e3 * sum(r.seconds for r in rs) / len(rs), 3),
+                "device_ms": round(device, 3),
+                "graph_ms": round(graph, 3),
+                "outside_graph_ms": round(device - graph, 3),
             }
     return out
 

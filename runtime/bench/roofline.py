@@ -38,6 +38,10 @@ class IterationRecord:
     kv_tokens_read: int  # sum over sequences of the context each attends over
     attn_pairs: int  # sum over sequences of q_len x context_len (query-key pairs)
     seconds: float
+    # the device's span of the iteration read back in this step (CUDA events: first queued work
+    # to last copy) and of its decode graph's replay within it; 0 off CUDA or when eager
+    gpu_seconds: float = 0.0
+    graph_seconds: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,8 @@ def run_throughput(
             s = engine.stats
             records.append(
                 IterationRecord(s.last_batch_tokens, s.last_batch_seqs, s.last_kv_tokens_read,
-                                s.last_attn_pairs, time.perf_counter() - t0)
+                                s.last_attn_pairs, time.perf_counter() - t0,
+                                engine.runner.timings.gpu_s, engine.runner.timings.graph_s)
             )  # fmt: skip
             host["schedule"] += s.last_schedule_seconds
             host["prepare"] += engine.runner.timings.prepare_s

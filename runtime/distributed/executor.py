@@ -125,7 +125,7 @@ class TensorParallelRunner:
             self._abandon(exc)
             raise
         self.timings.wait_s = time.perf_counter() - t0
-        self.timings.gpu_s = host.gpu_s
+        self.timings.gpu_s, self.timings.graph_s = host.gpu_s, host.graph_s
         return step_result(launched, host)
 
     def synchronize(self) -> None:

@@ -128,6 +128,7 @@ def test_token_budgets_sweep_one_engine_each(tiny_llama: str, tmp_path: Path) ->
         assert steps["steps"] == r["iterations"] - r["mixed_iterations"]
         assert steps["mean_ms"] == pytest.approx(by_kind["decode"], abs=2e-3)
         assert r["workload_roofline"]["weights_read_ms"] > 0
+        assert r["decode_device_by_batch"] == {}  # no CUDA events, no graphs on the CPU
 
 
 def test_decode_steps_are_grouped_by_batch_size() -> None:
@@ -141,6 +142,26 @@ def test_decode_steps_are_grouped_by_batch_size() -> None:
         "1025+": {"steps": 1, "mean_ms": 100.0, "seconds": 0.1},
     }
     assert decode_steps_by_batch([]) == {}
+
+
+def test_decode_device_time_is_split_at_the_graph_replay() -> None:
+    """Per batch-size range, over the steps that replayed a graph only: the device's span of
+    the iteration, the replay's, and the rest (copies, sampling, waits for the host)."""
+    from runtime.bench.report import decode_device_by_batch
+    from runtime.bench.roofline import IterationRecord
+
+    def step(seqs: int, wall: float, device: float, graph: float) -> IterationRecord:
+        return IterationRecord(seqs, seqs, 100 * seqs, 100 * seqs, wall, device, graph)
+
+    steps = [step(8, 0.0050, 0.0049, 0.0047), step(12, 0.0054, 0.0051, 0.0047),
+             step(200, 0.0100, 0.0099, 0.0090), step(300, 0.0200, 0.0150, 0.0)]  # fmt: skip
+    assert decode_device_by_batch(steps) == {
+        "1-16": {"steps": 2, "step_ms": 5.2, "device_ms": 5.0, "graph_ms": 4.7,
+                 "outside_graph_ms": 0.3},
+        "129-256": {"steps": 1, "step_ms": 10.0, "device_ms": 9.9, "graph_ms": 9.0,
+                    "outside_graph_ms": 0.9},
+    }  # fmt: skip
+    assert decode_device_by_batch([step(300, 0.02, 0.015, 0.0)]) == {}  # eager: not counted
 
 
 def test_token_budgets_must_be_positive_integers() -> None:

@@ -500,5 +500,8 @@ def test_one_copy_staging_gives_the_same_tokens_under_cuda_graphs(
             llm = LLM(tiny_llama, dtype=dtype, device="cuda", max_num_seqs=8)
             assert llm.engine.runner.graphs is not None  # type: ignore[attr-defined]
             runs[copies] = [o.token_ids for o in llm.generate(prompts, params)]
+            # the last iteration read back was a replayed decode step, timed on the device
+            timings = llm.engine.runner.timings  # type: ignore[attr-defined]
+            assert 0 < timings.graph_s <= timings.gpu_s
             llm.engine.shutdown()
         assert runs["one"] == runs["separate"], dtype

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The GPU session's device calls, by name, so that a session does not rebuild them by hand. Run on
+# the GPU machine from the repository root (the `device` tool's working copy), one name per call:
+#
+#   bash bench/gpu_call.sh NAME        carry: [".whl"] (lark, llguidance, FlashInfer's JIT pair:
+#                                      ../shared/tools/gpu-wheels.sh llguidance==1.5.0)
+#
+# Each call installs the carried wheels into /tmp/site (seconds), then runs one step of
+# docs/performance.md's "For the next GPU session" and writes what it measured under $OUT.
+# Peers (vLLM, SGLang) are staged by ../shared/tools/peers/README.md's calls first; `peers-*`
+# calls expect /tmp/vsite and /tmp/vsite-sgl on the same warm machine.
+set -euo pipefail
+calls="tests copies-ab fi-prefill linear-profile linear-ab-1000 peers-1000-a peers-1000-b tp-tests tp-table tp-pair"
+name=${1:-}
+if [[ " $calls " != *" $name "* || -z $name ]]; then
+  echo "usage: bash bench/gpu_call.sh NAME, NAME one of: $calls (got '${name}')" >&2
+  exit 2
+fi
+out=${OUT:?"the device tool's output folder"}
+if compgen -G ".whl/*.whl" > /dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONPATH=$PWD:$PWD/bench:${PYTHONPATH:-}
+peers=(--peer vllm,sglang --peer-site vllm=/tmp/vsite --peer-site sglang=/tmp/vsite-sgl)
+export VLLM_USE_FLASHINFER_SAMPLER=0 VLLM_ALLREDUCE_USE_SYMM_MEM=0 VLLM_NO_USAGE_STATS=1 HF_HUB_OFFLINE=1
+nvidia-smi --query-gpu=name,memory.used --format=csv,noheader | tee "$out/gpu.txt"
+git rev-parse --short HEAD > "$out/commit.txt" 2>/dev/null || true
+
+case $name in
+  tests)  # the GPU tests written since the last GPU run (the slowest files last)
+    timeout 560 python3 -m pytest -q -x -p no:cacheprovider tests/runtime/test_cuda_graph.py \
+      tests/kernels/test_cublaslt_backend.py tests/kernels/test_triton_linear.py \
+      tests/kernels/test_flashinfer_prefill.py tests/kernels/test_attention_backends.py \
+      tests/kernels/test_flashinfer_backend.py tests/runtime/test_gpu_attention_backends.py \
+      tests/runtime/test_async_scheduling.py tests/runtime/test_gpu_engine.py 2>&1 | tee "$out/tests.log" ;;
+  copies-ab)  # one copy of a decode step's row metadata against a copy per tensor
+    python3 bench/env_ab.py --out "$out/copies-ab.json" --budget 540 \
+      --variant NANOLANG_DECODE_COPIES=separate --variant NANOLANG_DECODE_COPIES=one -- \
+      --model llama-3-8b --workloads sharegpt:256,lmsys:256,512/512:256 --warmup-requests 32 \
+      2>&1 | tee "$out/copies-ab.log" ;;
+  fi-prefill)  # Triton's decode with FlashInfer's prefill, against Triton's attention
+    timeout 570 python3 -m runtime.bench --model llama-3-8b --workloads splitwise:256,1024/512:256 \
+      --warmup-requests 32 --attention-backend triton,flashinfer-prefill \
+      --out "$out/fi-prefill.json" 2>&1 | tee "$out/fi-prefill.log" ;;
+  linear-profile)  # ShareGPT-like's 129-256-sequence steps under each linear
+    timeout 570 python3 -m runtime.bench --model llama-3-8b --workloads sharegpt:256 \
+      --warmup-requests 32 --linear torch,cublaslt --profile-run --profile-skip 150 \
+      --profile-window 32 --out "$out/linear-profile.json" 2>&1 | tee "$out/linear-profile.log" ;;
+  linear-ab-1000)  # cuBLASLt's table at the 288-1,024-row batches of 1,000 requests
+    python3 bench/env_ab.py --out "$out/linear-ab-1000.json" --budget 560 \
+      --variant NANOLANG_KERNELS=linear=torch --variant NANOLANG_KERNELS=linear=cublaslt -- \
+      --model llama-3-8b --workloads sharegpt:1000,512/1024:1000 --warmup-requests 32 \
+      2>&1 | tee "$out/linear-ab-1000.log" ;;
+  peers-1000-a|peers-1000-b)  # the 1,000-request workloads beside vLLM and SGLang, in two calls
+    w=sharegpt:1000,lmsys:1000,splitwise:1000
+    [ "$name" = peers-1000-b ] && w=512/512:1000,1024/512:1000,512/1024:1000
+    timeout 590 python3 -m runtime.bench --model llama-3-8b --workloads "$w" --warmup-requests 32 \
+      "${peers[@]}" --peer-timeout 240 --out "$out/$name.json" 2>&1 | tee "$out/$name.log" ;;
+  tp-tests)  # two GPUs
+    timeout 560 python3 -m pytest -q -p no:cacheprovider tests/runtime/distributed/test_gpu_tp_guard.py \
+      2>&1 | tee "$out/tp-tests.log" ;;
+  tp-table)  # two GPUs: cuBLASLt's algorithms at a 70B TP=2 rank's shapes (merge into the table after)
+    timeout 570 python3 bench/cublaslt_algos.py --models llama-3-70b-tp2 --out "$out/tp-table.json" \
+      --write-table "$out/cublaslt_algos-70b-tp2.json" 2>&1 | tee "$out/tp-table.log" ;;
+  tp-pair)  # two GPUs: issue 20's 70B pair with the plan guard, fp8 KV at 512 sequences
+    ALLREDUCE=symm_mem WORKLOADS=512/1024 REQUESTS_70B=512 MAX_SEQS_70B=512 T_70B=590 \
+      BENCH_EXTRA="--kv-cache-dtype fp8" bash bench/tp_run.sh pair 2>&1 | tee "$out/tp-pair.log" ;;
+esac
