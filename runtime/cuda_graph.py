@@ -172,26 +172,29 @@ class RowStaging:
 
     FIELDS = ("input_ids", "positions", "slot_mapping", "patch_dst", "patch_src")
 
+    ALIGN = 32  # elements of a field's row: every field starts 256 bytes apart (kernels' pointers)
+
     def __init__(self, rows: int, scratch_slot: int, device: torch.device) -> None:
         self.rows, self.scratch_slot = rows, scratch_slot
-        wide = len(self.FIELDS) * rows * 8
-        self.nbytes = wide + rows * 4
+        self.stride = -(-rows // self.ALIGN) * self.ALIGN
+        self.wide_bytes = len(self.FIELDS) * self.stride * 8
+        self.nbytes = self.wide_bytes + self.stride * 4
         self.buffer = torch.zeros(self.nbytes, dtype=torch.uint8, device=device)
-        self.wide = self.buffer[:wide].view(torch.int64).view(len(self.FIELDS), rows)
-        self.context_lens = self.buffer[wide:].view(torch.int32)
+        self.wide = self.buffer[: self.wide_bytes].view(torch.int64).view(-1, self.stride)
+        self.context_lens = self.buffer[self.wide_bytes :].view(torch.int32)[:rows]
         self.upload(self.host(DecodeInputs(*(torch.zeros(0, dtype=torch.int64),) * 3,
                                            torch.zeros(0, dtype=torch.int32),
                                            torch.zeros(0, 0, dtype=torch.int32))))  # fmt: skip
 
     def field(self, name: str) -> torch.Tensor:
-        return self.wide[self.FIELDS.index(name)]
+        return self.wide[self.FIELDS.index(name), : self.rows]
 
     def host(self, inputs: DecodeInputs) -> np.ndarray:
         """The buffer's bytes for ``inputs`` (their rows first, then padding rows)."""
         n, k, rows = inputs.input_ids.shape[0], len(inputs.patch_rows), self.rows
         assert n <= rows and k <= n, f"{n} rows (patching {k}) in a staging of {rows}"
         out = np.empty(self.nbytes, dtype=np.uint8)
-        wide = out[: len(self.FIELDS) * rows * 8].view(np.int64).reshape(len(self.FIELDS), rows)
+        wide = out[: self.wide_bytes].view(np.int64).reshape(-1, self.stride)
         wide[:, n:] = 0
         wide[3:, k:n] = 0
         wide[0, :n] = inputs.input_ids.numpy()
@@ -200,7 +203,7 @@ class RowStaging:
         wide[2, n:] = self.scratch_slot
         wide[3, :k] = inputs.patch_rows
         wide[4, :k] = inputs.patch_src
-        lens = out[len(self.FIELDS) * rows * 8 :].view(np.int32)
+        lens = out[self.wide_bytes :].view(np.int32)
         lens[:n] = inputs.context_lens.numpy()
         lens[n:] = 1
         return out

@@ -449,6 +449,11 @@ def test_a_loaded_batch_fills_what_the_graph_reads(
     dst, src = graphs.patch_indices(2)
     assert dst.tolist() == [2, 1] and src.tolist() == [0, 3]
     assert graphs.metas[4].context_lens.data_ptr() == graphs.context_lens.data_ptr()
+    base = graphs.staging.buffer.data_ptr()  # one allocation, each field 256 bytes aligned in it
+    for t in (graphs.input_ids, graphs.positions, graphs.slot_mapping, graphs.context_lens, dst):
+        assert (t.data_ptr() - base) % 256 == 0 and t.is_contiguous()
+        assert 0 <= t.data_ptr() - base < graphs.staging.nbytes
+    assert graphs.context_lens.shape == (max(BUCKETS),)
     # a smaller batch next: its padding rows are the scratch block's again
     two = DecodeInputs(batch.input_ids[:2], batch.positions[:2], batch.slot_mapping[:2],
                        batch.context_lens[:2], batch.block_tables[:2, :2])  # fmt: skip
