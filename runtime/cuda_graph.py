@@ -165,10 +165,10 @@ def separate_copies() -> bool:
 
 class RowStaging:
     """Static device buffers of a decode graph's per-row inputs in one allocation, so that a
-    loaded batch's metadata goes up in one copy: five int64 rows (input ids, positions, KV
+    loaded batch's metadata goes up in one copy: five int64 fields (input ids, positions, KV
     slots, and the patch's destination and source rows) then the int32 context lengths, each
-    ``rows`` long. Rows past a batch hold padding: token 0 at position 0, writing its K/V into
-    the scratch block, with a context of one token."""
+    ``rows`` long and starting 256 bytes apart. Rows past a batch hold padding: token 0 at
+    position 0, writing its K/V into the scratch block, with a context of one token."""
 
     FIELDS = ("input_ids", "positions", "slot_mapping", "patch_dst", "patch_src")
 
@@ -307,9 +307,9 @@ class DecodeGraphs:
     def capture(self) -> None:
         """Capture every (batch size, plan), largest first, sharing one memory pool. Every graph
         writes its logits into the first rows of one buffer [largest batch, vocab] in the
-        logits' dtype (the model's): one float32 output per graph kept b x vocab floats alive
-        for each (9.2 GB over the batch sizes up to
-        1,024 with Llama-3's 128k vocabulary, plus as much again for a plan set's extra plans,
+        model's dtype: one float32 output per graph kept b x vocab floats alive for each
+        (9.2 GB over the batch sizes up to 1,024 with Llama-3's 128k vocabulary, plus as much
+        again for a plan set's extra plans,
         which ran an fp8 engine with three plans out of memory at capture on the H200). A
         replay's logits are read (sampled) on the stream before the next replay, as they were
         when two replays of one batch size shared a graph's output."""
