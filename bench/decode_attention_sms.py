@@ -4,7 +4,10 @@ For each SM count the persistent Triton decode kernel (grid = num_sms x ctas_per
 streaming read (the ceiling) are timed twice: grid-limited on the whole GPU (the CTA scheduler may
 still spread the programs over every SM) and inside a green context that owns only those SMs.
 Each is the best over a small sweep of tile / pipeline configurations, checked against the default
-configuration's output. Usage (repo root): PYTHONPATH=. python bench/decode_attention_sms.py
+configuration's output. ``--kernels flashinfer`` adds FlashInfer's batch decode (through the
+project's backend, its wheels carried), planned as FlashInfer plans for the whole GPU: a partition
+does not tell it its SM count, so on a green context its grid is what the CTA scheduler can place.
+Usage (repo root): PYTHONPATH=.:bench python bench/decode_attention_sms.py
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ TMA_SWEEP = [
     )
 ]
 SWEEPS = {"gather": GATHER_SWEEP, "gather-quick": GATHER_QUICK, "tma": TMA_SWEEP}
+KERNELS = (*SWEEPS, "flashinfer")
 SHAPE_FIELDS = ("batch", "context", "q_heads", "kv_heads", "head_dim", "page")
 READ_SWEEP = list(itertools.product((1, 2, 4), (64, 128), (4, 6), (4, 8)))  # per_sm, rows, st, w
 
@@ -107,6 +111,46 @@ def best_decode(
     return best
 
 
+def flashinfer_launch(
+    inputs: dict[str, torch.Tensor], context: int, page: int
+) -> tuple[Callable[[], None], list[torch.Tensor]]:
+    """FlashInfer's batch decode over the same cache, planned once on the host (outside the
+    timing); the holder keeps the last call's output for the check."""
+    from kernels.attention.flashinfer_attention import FlashInferAttention
+    from kernels.metadata import AttentionMetadata
+
+    q, k_cache, v_cache = inputs["q"], inputs["k_cache"], inputs["v_cache"]
+    batch = q.shape[0]
+    meta = AttentionMetadata(
+        cu_seqlens_q=torch.arange(batch + 1, device="cuda", dtype=torch.int32),
+        context_lens=inputs["context_lens"], block_tables=inputs["block_tables"],
+        slot_mapping=torch.zeros(batch, device="cuda", dtype=torch.int64),
+        num_decode_seqs=batch, max_query_len=1, max_context_len=context, block_size=page,
+        cu_seqlens_q_host=tuple(range(batch + 1)), context_lens_host=(context,) * batch,
+    )  # fmt: skip
+    backend = FlashInferAttention(torch.device("cuda"))
+    scale = q.shape[-1] ** -0.5
+    holder = [backend.forward(q, k_cache, v_cache, meta, scale)]  # plans; later calls reuse it
+    torch.cuda.synchronize()  # the plan's copies (this stream) before runs on a partition's
+
+    def launch() -> None:
+        holder[0] = backend.forward(q, k_cache, v_cache, meta, scale)
+
+    return launch, holder
+
+
+def timed_flashinfer(
+    inputs: dict[str, torch.Tensor], args: argparse.Namespace, stream: torch.cuda.Stream,
+    expected: torch.Tensor,
+) -> tuple[float, str]:  # fmt: skip
+    launch, holder = flashinfer_launch(inputs, args.context, args.page)
+    ms = time_ms(launch, stream)
+    err = float((holder[0].float() - expected.float()).norm() / expected.float().norm())
+    if not err < 1e-2:  # never report a wrong kernel's speed
+        raise RuntimeError(f"FlashInfer's decode differs from the Triton kernel's: {err}")
+    return ms, "flashinfer (its own plan)"
+
+
 def best_read(src: torch.Tensor, num_sms: int, stream: torch.cuda.Stream) -> tuple[float, str]:
     best = (float("inf"), "")
     for per_sm, rows, stages, warps in READ_SWEEP:
@@ -138,16 +182,24 @@ def measure(
     unaware = round(gbps(kv_bytes, unaware_ms), 1)
     kernels: dict[str, object] = {}
     for kernel in args.kernels.split(","):
-        ms, cfg = best_decode(inputs, args.context, granted, stream, expected, SWEEPS[kernel])
+        config: object
+        if kernel == "flashinfer":
+            ms, config = timed_flashinfer(inputs, args, stream, expected)
+        else:
+            ms, cfg = best_decode(inputs, args.context, granted, stream, expected, SWEEPS[kernel])
+            config = dataclasses.asdict(cfg)
         achieved = round(gbps(kv_bytes, ms), 1)
         percent = round(100 * achieved / ceiling, 1)
         print(
             f"{mode:>14} {num_sms:>4} SMs (got {granted:>3}) {kernel:>12}: {achieved:>7.1f} GB/s"
-            f" of {ceiling:>7.1f} ({percent:>5.1f}%)  full-grid default {unaware:>7.1f}  [{cfg}]",
+            f" of {ceiling:>7.1f} ({percent:>5.1f}%, {achieved / granted:.1f} per SM)  full-grid"
+            f" default {unaware:>7.1f}  [{config}]",
             flush=True,
         )
-        kernels[kernel] = {"gbps": achieved, "time_ms": round(ms, 4), "percent": percent,
-                           "config": dataclasses.asdict(cfg)}  # fmt: skip
+        kernels[kernel] = {
+            "gbps": achieved, "gbps_per_sm": round(achieved / granted, 1),
+            "time_ms": round(ms, 4), "percent": percent, "config": config,
+        }  # fmt: skip
     return {
         "num_sms": num_sms,
         "granted_sms": granted,
@@ -169,10 +221,15 @@ def main() -> None:
     parser.add_argument("--head-dim", type=int, default=128)
     parser.add_argument("--page", type=int, default=16)
     parser.add_argument("--sms", default="132,64,48,32")
-    parser.add_argument("--kernels", default="gather,tma", help=f"comma list of {list(SWEEPS)}")
+    parser.add_argument("--kernels", default="gather,tma", help=f"comma list of {list(KERNELS)}")
     parser.add_argument("--modes", default="grid_limited,green_context")
     parser.add_argument("--out", default="bench/results/decode_attention_sms.json")
     args = parser.parse_args()
+    unknown = sorted(set(args.kernels.split(",")) - set(KERNELS))
+    if unknown:
+        parser.error(f"unknown kernels {unknown}: choose from {list(KERNELS)}")
+    if not torch.cuda.is_available():
+        parser.error("needs a CUDA GPU")
     inputs = decode_inputs(args)
     kv_bytes = 2 * args.batch * args.context * args.kv_heads * args.head_dim * 2  # K + V, bf16
     launch, expected = decode_launch(inputs, args.context, None, DecodeConfig())

@@ -10,7 +10,7 @@
 # Peers (vLLM, SGLang) are staged by ../shared/tools/peers/README.md's calls first; `peers-*`
 # calls expect /tmp/vsite and /tmp/vsite-sgl on the same warm machine.
 set -euo pipefail
-calls="tests copies-ab fi-prefill linear-profile linear-ab-1000 peers-1000-a peers-1000-b tp-tests tp-table tp-pair"
+calls="tests copies-ab fi-prefill linear-profile linear-ab-1000 peers-1000-a peers-1000-b fi-partition tp-tests tp-table tp-pair"
 name=${1:-}
 if [[ " $calls " != *" $name "* || -z $name ]]; then
   echo "usage: bash bench/gpu_call.sh NAME, NAME one of: $calls (got '${name}')" >&2
@@ -58,6 +58,9 @@ case $name in
     [ "$name" = peers-1000-b ] && w=512/512:1000,1024/512:1000,512/1024:1000
     timeout 590 python3 -m runtime.bench --model llama-3-8b --workloads "$w" --warmup-requests 32 \
       "${peers[@]}" --peer-timeout 240 --out "$out/$name.json" 2>&1 | tee "$out/$name.log" ;;
+  fi-partition)  # issue 19: FlashInfer's decode against the Triton kernels on SM partitions
+    timeout 570 python3 bench/decode_attention_sms.py --kernels gather-quick,tma,flashinfer \
+      --sms 132,64,48 --out "$out/fi-partition.json" 2>&1 | tee "$out/fi-partition.log" ;;
   tp-tests)  # two GPUs
     timeout 560 python3 -m pytest -q -p no:cacheprovider tests/runtime/distributed/test_gpu_tp_guard.py \
       2>&1 | tee "$out/tp-tests.log" ;;
