@@ -1,7 +1,8 @@
 """An A/B of environment settings on the engine benchmark, in alternating processes of one call.
 
 Some switches are read once per process (``NANOLANG_KV_ORDER``, ``NANOLANG_KV_SPLITS``,
-``NANOLANG_KV_SPLIT_TARGET``, ``NANOLANG_KERNELS``), so their variants cannot share an engine
+``NANOLANG_KV_SPLIT_TARGET``, ``NANOLANG_KERNELS``, ``NANOLANG_PDL``; ``NANOLANG_DECODE_COPIES``
+per engine), so their variants cannot share an engine
 the way ``--decode-attention a,b`` does. This runs ``python -m runtime.bench ARGS`` once per
 variant per round, variants alternating (A, B, A, B, ...) so that a drift of the machine falls
 on both, until the rounds or the time budget run out, and keeps every record, tagged with its

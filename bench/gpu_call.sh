@@ -10,7 +10,7 @@
 # Peers (vLLM, SGLang) are staged by ../shared/tools/peers/README.md's calls first; `peers-*`
 # calls expect /tmp/vsite and /tmp/vsite-sgl on the same warm machine.
 set -euo pipefail
-calls="tests copies-ab fi-prefill linear-profile linear-ab-1000 peers-1000-a peers-1000-b fi-partition tp-tests tp-table tp-pair"
+calls="tests copies-ab pdl-ab fi-prefill linear-profile linear-ab-1000 peers-1000-a peers-1000-b fi-partition tp-tests tp-table tp-pair"
 name=${1:-}
 if [[ " $calls " != *" $name "* || -z $name ]]; then
   echo "usage: bash bench/gpu_call.sh NAME, NAME one of: $calls (got '${name}')" >&2
@@ -30,7 +30,8 @@ git rev-parse --short HEAD > "$out/commit.txt" 2>/dev/null || true
 
 case $name in
   tests)  # the GPU tests written since the last GPU run (the slowest files last)
-    timeout 560 python3 -m pytest -q -x -p no:cacheprovider tests/runtime/test_cuda_graph.py \
+    timeout 560 python3 -m pytest -q -x -p no:cacheprovider tests/kernels/test_pdl.py \
+      tests/runtime/test_cuda_graph.py \
       tests/kernels/test_cublaslt_backend.py tests/kernels/test_triton_linear.py \
       tests/kernels/test_flashinfer_prefill.py tests/kernels/test_attention_backends.py \
       tests/kernels/test_flashinfer_backend.py tests/runtime/test_gpu_attention_backends.py \
@@ -40,6 +41,11 @@ case $name in
       --variant NANOLANG_DECODE_COPIES=separate --variant NANOLANG_DECODE_COPIES=one -- \
       --model llama-3-8b --workloads sharegpt:256,lmsys:256,512/512:256 --warmup-requests 32 \
       2>&1 | tee "$out/copies-ab.log" ;;
+  pdl-ab)  # programmatic dependent launch of the small Triton kernels, against plain launches
+    python3 bench/env_ab.py --out "$out/pdl-ab.json" --budget 540 \
+      --variant NANOLANG_PDL=0 --variant NANOLANG_PDL=1 -- \
+      --model llama-3-8b --workloads sharegpt:256,lmsys:256,512/512:256 --warmup-requests 32 \
+      2>&1 | tee "$out/pdl-ab.log" ;;
   fi-prefill)  # Triton's decode with FlashInfer's prefill, against Triton's attention
     timeout 570 python3 -m runtime.bench --model llama-3-8b --workloads splitwise:256,1024/512:256 \
       --warmup-requests 32 --attention-backend triton,flashinfer-prefill \

@@ -31,6 +31,7 @@ from kernels.triton.paged_common import (
     split_bounds,
     store_decode,
 )
+from kernels.triton.pdl import launch_options, use_pdl
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,10 @@ def decode_kernel(
     split_len, num_programs, GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
     PAGE: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr, STAGES: tl.constexpr,
     PRECISION: tl.constexpr, SWAP_AB: tl.constexpr, DOTS: tl.constexpr, ORDERED: tl.constexpr,
+    USE_PDL: tl.constexpr,
 ):  # fmt: skip
+    if USE_PDL:  # wait for the kernel before (launched early: kernels.triton.pdl)
+        tl.extra.cuda.gdc_wait()
     decode_items(
         tl.program_id(0), num_programs, q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr,
         context_lens_ptr, order_ptr, out_ptr, part_out_ptr, part_lse_ptr, scale_log2, v_scale,
@@ -218,6 +222,7 @@ def decode_attention(
     num_seqs, num_heads, head_dim = q.shape
     num_kv_heads, page = k_cache.shape[2], k_cache.shape[1]
     group = num_heads // num_kv_heads
+    pdl = use_pdl(q)
     decode_kernel[(grid.programs,)](
         q, k_cache, v_cache, block_tables, context_lens,
         context_lens if order is None else order, out, grid.part_out, grid.part_lse,
@@ -237,6 +242,8 @@ def decode_attention(
         SWAP_AB=cfg.swap_ab,
         DOTS=dots,
         ORDERED=order is not None,
+        USE_PDL=pdl,
         num_warps=cfg.num_warps,
+        **launch_options(pdl),
     )  # fmt: skip
     merge_splits(grid, out)

@@ -30,6 +30,7 @@ from kernels.triton.paged_common import (
     split_bounds,
     store_decode,
 )
+from kernels.triton.pdl import launch_options, use_pdl
 
 
 @triton.jit
@@ -53,8 +54,10 @@ def decode_tma_kernel(
     num_splits, split_len, num_programs, GROUP: tl.constexpr, GROUP_PAD: tl.constexpr,
     HEAD_DIM: tl.constexpr, PAGE: tl.constexpr, TWO_PAGES: tl.constexpr, SPLIT: tl.constexpr,
     STAGES: tl.constexpr, PRECISION: tl.constexpr, IDS_BLOCK: tl.constexpr,
-    DOTS: tl.constexpr, ORDERED: tl.constexpr,
+    DOTS: tl.constexpr, ORDERED: tl.constexpr, USE_PDL: tl.constexpr,
 ):  # fmt: skip
+    if USE_PDL:  # wait for the kernel before (launched early: kernels.triton.pdl)
+        tl.extra.cuda.gdc_wait()
     rows = tl.arange(0, GROUP_PAD)
     cols = tl.arange(0, HEAD_DIM)
     row_mask = rows < GROUP
@@ -207,6 +210,7 @@ def decode_attention_tma(
         raise ValueError(f"ids_block must be 0 or a power of two >= 2, got {ids}")
     group = num_heads // num_kv_heads
     grid = launch_grid(q, k_cache, max_context_len, num_sms, cfg.block_n, cfg.ctas_per_sm, out)
+    pdl = use_pdl(q)
     decode_tma_kernel[(grid.programs,)](
         q, _descriptor(k_cache), _descriptor(v_cache), block_tables, context_lens,
         context_lens if order is None else order, out,
@@ -224,6 +228,8 @@ def decode_attention_tma(
         IDS_BLOCK=cfg.ids_block,
         DOTS=dots,
         ORDERED=order is not None,
+        USE_PDL=pdl,
         num_warps=cfg.num_warps,
+        **launch_options(pdl),
     )  # fmt: skip
     merge_splits(grid, out)

@@ -17,6 +17,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.triton.pdl import launch_options, use_pdl
+
 LOG2E = 1.4426950408889634
 MIN_SPLIT_LEN = 256  # tokens; shorter splits cost more in merging than they gain in parallelism
 MAX_SPLITS = 32
@@ -149,8 +151,10 @@ def store_decode(acc, l_i, m_i, out_ptr, part_out_ptr, part_lse_ptr, seq, heads,
 @triton.jit(do_not_specialize=["num_splits"])
 def merge_splits_kernel(
     part_out_ptr, part_lse_ptr, out_ptr, stride_ot, stride_oh, num_heads, num_splits,
-    HEAD_DIM: tl.constexpr, SPLITS_PAD: tl.constexpr,
+    HEAD_DIM: tl.constexpr, SPLITS_PAD: tl.constexpr, USE_PDL: tl.constexpr,
 ):  # fmt: skip
+    if USE_PDL:  # wait for the kernel before (launched early: kernels.triton.pdl)
+        tl.extra.cuda.gdc_wait()
     seq = tl.program_id(0).to(tl.int64)
     head = tl.program_id(1)
     splits = tl.arange(0, SPLITS_PAD)  # [S]
@@ -272,7 +276,8 @@ def merge_splits(grid: LaunchGrid, out: torch.Tensor) -> None:
     if not grid.split:
         return
     num_seqs, num_heads, num_splits, head_dim = grid.part_out.shape
+    pdl = use_pdl(out)
     merge_splits_kernel[(num_seqs, num_heads)](
         grid.part_out, grid.part_lse, out, out.stride(0), out.stride(1), num_heads, num_splits,
-        HEAD_DIM=head_dim, SPLITS_PAD=MERGE_PAD, num_warps=4,
+        HEAD_DIM=head_dim, SPLITS_PAD=MERGE_PAD, USE_PDL=pdl, num_warps=4, **launch_options(pdl),
     )  # fmt: skip

@@ -6,6 +6,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.triton.pdl import launch_options, use_pdl
+
 
 @triton.jit
 def rms_norm_kernel(
@@ -22,7 +24,10 @@ def rms_norm_kernel(
     eps,
     HAS_RESIDUAL: tl.constexpr,
     BLOCK: tl.constexpr,
+    USE_PDL: tl.constexpr,
 ):
+    if USE_PDL:  # wait for the kernel before (launched early: kernels.triton.pdl)
+        tl.extra.cuda.gdc_wait()
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
     mask = cols < hidden
@@ -59,6 +64,7 @@ def launch_rms_norm(
             res2 = res2.contiguous()
         res_out = torch.empty(x2.shape, dtype=sum_dtype, device=x.device)
     block = triton.next_power_of_2(hidden)
+    pdl = use_pdl(x)
     rms_norm_kernel[(x2.shape[0],)](
         x2,
         res2 if res2 is not None else x2,
@@ -73,7 +79,9 @@ def launch_rms_norm(
         eps,
         HAS_RESIDUAL=residual is not None,
         BLOCK=block,
+        USE_PDL=pdl,
         num_warps=min(max(block // 512, 1), 8),
+        **launch_options(pdl),
     )
     summed = res_out.view(x.shape) if res_out is not None else None
     return out.view(x.shape), summed

@@ -23,6 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.triton.pdl import launch_options, use_pdl
 from kernels.triton.rotary import _cos_sin, _rotate_heads
 
 # the CPU interpreter's float8 conversion is wrong (31.0 -> 16.0): it takes the integer path
@@ -66,8 +67,10 @@ def rotary_store_kv_kernel(
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_qot, stride_qoh,
     stride_cs, stride_slot, stride_ch, num_q_heads, num_kv_heads, k_scale_inv, v_scale_inv,
     HALF: tl.constexpr, HALF_PAD: tl.constexpr, QH_PAD: tl.constexpr, KH_PAD: tl.constexpr,
-    FP8: tl.constexpr, SOFT_FP8: tl.constexpr,
+    FP8: tl.constexpr, SOFT_FP8: tl.constexpr, USE_PDL: tl.constexpr,
 ):  # fmt: skip
+    if USE_PDL:  # wait for the kernel before (launched early: kernels.triton.pdl)
+        tl.extra.cuda.gdc_wait()
     token = tl.program_id(0).to(tl.int64)
     part = tl.program_id(1)
     pos = tl.load(pos_ptr + token).to(tl.int64)
@@ -124,6 +127,7 @@ def rotary_store_kv(
     fp8 = k_cache.dtype == torch.float8_e4m3fn
     if fp8:  # bytes: the interpreter has no float8 tensors; the kernel writes the bits
         k_cache, v_cache = k_cache.view(torch.uint8), v_cache.view(torch.uint8)
+    pdl = use_pdl(q)
     rotary_store_kv_kernel[(q.shape[0], 2)](
         q, k, v, q_out, positions, cos_sin, slot_mapping, k_cache, v_cache,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
@@ -135,6 +139,8 @@ def rotary_store_kv(
         KH_PAD=triton.next_power_of_2(k.shape[1]),
         FP8=fp8,
         SOFT_FP8=_SOFT_FP8,
+        USE_PDL=pdl,
         num_warps=4,
+        **launch_options(pdl),
     )  # fmt: skip
     return q_out

@@ -6,9 +6,15 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.triton.pdl import launch_options, use_pdl
+
 
 @triton.jit
-def silu_and_mul_kernel(x_ptr, out_ptr, stride_x, stride_o, inter, BLOCK: tl.constexpr):
+def silu_and_mul_kernel(
+    x_ptr, out_ptr, stride_x, stride_o, inter, BLOCK: tl.constexpr, USE_PDL: tl.constexpr
+):
+    if USE_PDL:  # wait for the kernel before (launched early: kernels.triton.pdl)
+        tl.extra.cuda.gdc_wait()
     row = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < inter
@@ -29,5 +35,7 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
     out = torch.empty((x2.shape[0], inter), dtype=x.dtype, device=x.device)
     block = min(triton.next_power_of_2(inter), 2048)
     grid = (x2.shape[0], triton.cdiv(inter, block))
-    silu_and_mul_kernel[grid](x2, out, x2.stride(0), out.stride(0), inter, BLOCK=block, num_warps=4)
+    pdl = use_pdl(x)
+    silu_and_mul_kernel[grid](x2, out, x2.stride(0), out.stride(0), inter, BLOCK=block,
+                              USE_PDL=pdl, num_warps=4, **launch_options(pdl))  # fmt: skip
     return out.view(*x.shape[:-1], inter)

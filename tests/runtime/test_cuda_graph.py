@@ -510,3 +510,26 @@ def test_one_copy_staging_gives_the_same_tokens_under_cuda_graphs(
             assert 0 < timings.graph_s <= timings.gpu_s
             llm.engine.shutdown()
         assert runs["one"] == runs["separate"], dtype
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_pdl_gives_the_same_tokens_under_cuda_graphs(
+    tiny_llama: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NANOLANG_PDL=1 (the small Triton kernels launched early, each waiting for the one
+    before): the same greedy tokens as without, decode steps replayed from CUDA graphs."""
+    from kernels.triton import pdl
+    from runtime import SamplingParams
+
+    prompts = [list(range(3, 3 + n)) for n in (5, 90, 17, 40, 3, 64)]
+    params = SamplingParams(max_tokens=24, temperature=0.0, ignore_eos=True)
+    runs = {}
+    for flag in ("0", "1"):
+        monkeypatch.setenv("NANOLANG_PDL", flag)
+        pdl.enabled.cache_clear()
+        llm = LLM(tiny_llama, dtype="bfloat16", device="cuda", max_num_seqs=8)
+        runs[flag] = [o.token_ids for o in llm.generate(prompts, params)]
+        llm.engine.shutdown()
+    pdl.enabled.cache_clear()
+    assert runs["1"] == runs["0"]
