@@ -36,10 +36,18 @@ def requested() -> bool:
 
 
 def supported() -> bool:
-    """Whether this Triton has grid dependency control and compiles for a GPU (not the
-    interpreter)."""
+    """Whether this Triton has grid dependency control and the ``launch_pdl`` launch option,
+    and compiles for a GPU (not the interpreter)."""
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        return False
     cuda = getattr(getattr(tl, "extra", None), "cuda", None)
-    return hasattr(cuda, "gdc_wait") and os.environ.get("TRITON_INTERPRET") != "1"
+    try:
+        from triton.backends.nvidia.compiler import CUDAOptions
+    except ImportError:
+        return False
+    return hasattr(cuda, "gdc_wait") and "launch_pdl" in getattr(
+        CUDAOptions, "__dataclass_fields__", {}
+    )
 
 
 @cache
