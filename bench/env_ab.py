@@ -81,14 +81,19 @@ def summarize(records: list[dict[str, Any]], variants: list[str]) -> dict[str, A
             if not mine:
                 continue
             buckets: dict[str, list[float]] = {}
+            outside: dict[str, list[float]] = {}
             for r in mine:
                 for name, b in (r.get("decode_steps_by_batch") or {}).items():
                     buckets.setdefault(name, []).append(b["mean_ms"])
+                for name, b in (r.get("decode_device_by_batch") or {}).items():
+                    outside.setdefault(name, []).append(b["outside_graph_ms"])
             rows[v] = {
                 "total_tokens_per_s": [r["total_tokens_per_s"] for r in mine],
                 "mean": round(mean(r["total_tokens_per_s"] for r in mine), 1),
                 "decode_step_ms": {k: round(mean(x), 3) for k, x in buckets.items()},
             }
+            if outside:  # replayed decode steps' device time outside the graph (CUDA only)
+                rows[v]["outside_graph_ms"] = {k: round(mean(x), 3) for k, x in outside.items()}
         base = rows.get(variants[0])
         for row in rows.values():
             row["ratio"] = round(row["mean"] / base["mean"], 4) if base else None
@@ -97,14 +102,23 @@ def summarize(records: list[dict[str, Any]], variants: list[str]) -> dict[str, A
 
 
 def table(summary: dict[str, Any]) -> str:
+    """The summary as a Markdown table; a column of the replayed decode steps' device time
+    outside the graph when the records have it."""
+    rows_all = [row for rows in summary.values() for row in rows.values()]
+    device = any("outside_graph_ms" in row for row in rows_all)
     head = "| workload | variant | total tok/s (runs) | mean | / first | decode step ms by batch |"
-    lines = [head, "| --- | --- | --- | --- | --- | --- |"]
+    lines = [head + (" outside graph ms by batch |" if device else ""),
+             "| --- " * (7 if device else 6) + "|"]  # fmt: skip
     for workload, rows in summary.items():
         for v, row in rows.items():
             runs = " / ".join(f"{x:,.0f}" for x in row["total_tokens_per_s"])
             steps = ", ".join(f"{k}: {ms}" for k, ms in row["decode_step_ms"].items())
             ratio = "-" if row["ratio"] is None else f"{row['ratio']:.3f}x"
-            lines.append(f"| {workload} | {v} | {runs} | {row['mean']:,.0f} | {ratio} | {steps} |")
+            line = f"| {workload} | {v} | {runs} | {row['mean']:,.0f} | {ratio} | {steps} |"
+            if device:
+                out = ", ".join(f"{k}: {ms}" for k, ms in row.get("outside_graph_ms", {}).items())
+                line += f" {out or '-'} |"
+            lines.append(line)
     return "\n".join(lines)
 
 

@@ -27,6 +27,21 @@ def test_the_summary_gives_each_variants_runs_mean_and_ratio() -> None:
     assert "| lmsys | B | 110 / 112 | 111 | 1.099x | 1-16: 4.1 |" in ab.table(s)
 
 
+def test_the_device_time_outside_the_graph_gets_a_column_when_recorded() -> None:
+    ab = load_bench("env_ab")
+    plain = [_record("lmsys", "A", 100.0, 5.0), _record("lmsys", "B", 110.0, 4.0)]
+    assert "outside graph" not in ab.table(ab.summarize(plain, ["A", "B"]))
+    device = {"1-16": {"steps": 3, "step_ms": 5.0, "device_ms": 4.9, "graph_ms": 4.5,
+                       "outside_graph_ms": 0.4}}  # fmt: skip
+    timed = [{**plain[0], "decode_device_by_batch": device}, plain[1]]
+    s = ab.summarize(timed, ["A", "B"])
+    assert s["lmsys"]["A"]["outside_graph_ms"] == {"1-16": 0.4}
+    assert "outside_graph_ms" not in s["lmsys"]["B"]
+    lines = ab.table(s).splitlines()
+    assert lines[0].endswith("| outside graph ms by batch |") and lines[1].count("---") == 7
+    assert lines[2].endswith("| 1-16: 5.0 | 1-16: 0.4 |") and lines[3].endswith("| - |")
+
+
 @pytest.mark.parametrize("bad", ["NANOLANG_KV_ORDER", "=1", "1X=2", "A=1,B"])
 def test_a_malformed_variant_is_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="expected NAME=VALUE"):
