@@ -10,7 +10,7 @@
 # Peers (vLLM, SGLang) are staged by ../shared/tools/peers/README.md's calls first; `peers-*`
 # calls expect /tmp/vsite and /tmp/vsite-sgl on the same warm machine.
 set -euo pipefail
-calls="tests copies-ab pdl-ab fi-prefill linear-profile linear-ab-1000 peers-1000-a peers-1000-b fi-partition tp-tests tp-table tp-pair"
+calls="tests tests-fi copies-ab pdl-ab fi-prefill linear-profile linear-ab-1000 peers-1000-a peers-1000-b fi-partition tp-tests tp-table tp-pair"
 name=${1:-}
 if [[ " $calls " != *" $name "* || -z $name ]]; then
   echo "usage: bash bench/gpu_call.sh NAME, NAME one of: $calls (got '${name}')" >&2
@@ -29,13 +29,15 @@ nvidia-smi --query-gpu=name,memory.used --format=csv,noheader | tee "$out/gpu.tx
 git rev-parse --short HEAD > "$out/commit.txt" 2>/dev/null || true
 
 case $name in
-  tests)  # the GPU tests written since the last GPU run (the slowest files last)
+  tests)  # the GPU tests written since the last GPU run, FlashInfer's aside
     timeout 560 python3 -m pytest -q -x -p no:cacheprovider tests/kernels/test_pdl.py \
-      tests/runtime/test_cuda_graph.py \
-      tests/kernels/test_cublaslt_backend.py tests/kernels/test_triton_linear.py \
-      tests/kernels/test_flashinfer_prefill.py tests/kernels/test_attention_backends.py \
-      tests/kernels/test_flashinfer_backend.py tests/runtime/test_gpu_attention_backends.py \
-      tests/runtime/test_async_scheduling.py tests/runtime/test_gpu_engine.py 2>&1 | tee "$out/tests.log" ;;
+      tests/runtime/test_cuda_graph.py tests/kernels/test_cublaslt_backend.py \
+      tests/kernels/test_triton_linear.py tests/runtime/test_async_scheduling.py \
+      tests/runtime/test_gpu_engine.py 2>&1 | tee "$out/tests.log" ;;
+  tests-fi)  # FlashInfer's (its JIT compiles at first use: minutes on a fresh machine)
+    timeout 560 python3 -m pytest -q -x -p no:cacheprovider tests/kernels/test_flashinfer_prefill.py \
+      tests/kernels/test_attention_backends.py tests/kernels/test_flashinfer_backend.py \
+      tests/runtime/test_gpu_attention_backends.py 2>&1 | tee "$out/tests-fi.log" ;;
   copies-ab)  # one copy of a decode step's row metadata against a copy per tensor
     python3 bench/env_ab.py --out "$out/copies-ab.json" --budget 540 \
       --variant NANOLANG_DECODE_COPIES=separate --variant NANOLANG_DECODE_COPIES=one -- \
