@@ -181,8 +181,13 @@ def measure(
     unaware_ms = time_ms(decode_launch(inputs, args.context, None, DecodeConfig())[0], stream)
     unaware = round(gbps(kv_bytes, unaware_ms), 1)
     kernels: dict[str, object] = {}
+    device_sms = torch.cuda.get_device_properties(0).multi_processor_count
     for kernel in args.kernels.split(","):
         config: object
+        if kernel == "flashinfer" and mode == "grid_limited" and granted < device_sms:
+            # its grid cannot be capped: on the whole GPU it would be divided by the wrong count
+            print(f"{mode:>14} {num_sms:>4} SMs: flashinfer skipped (no grid cap)", flush=True)
+            continue
         if kernel == "flashinfer":
             ms, config = timed_flashinfer(inputs, args, stream, expected)
         else:

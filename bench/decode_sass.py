@@ -38,7 +38,7 @@ POINTERS = {
     "k_desc": "tensordesc<fp8e4nv[16, 128]>", "v_desc": "tensordesc<fp8e4nv[16, 128]>",
 }  # fmt: skip
 SHAPE = {"GROUP": 4, "GROUP_PAD": 16, "HEAD_DIM": 128, "PAGE": 16, "SPLIT": True,
-         "PRECISION": "tf32"}  # fmt: skip
+         "PRECISION": "tf32", "ORDERED": False, "USE_PDL": False}  # fmt: skip
 # (label, kernel, constexprs, warps, dot dtypes)
 VARIANTS: list[tuple[str, Any, dict[str, Any], int, tuple[str, ...]]] = [
     ("gather 64/4/4", decode_kernel, {"BLOCK_N": 64, "STAGES": 4, "SWAP_AB": False}, 4,

@@ -122,7 +122,8 @@ def linear(
     x2 = x.reshape(rows, x.shape[-1])
     if not x2.is_contiguous() or x2.data_ptr() % ALIGN:  # a fresh, aligned copy
         x2 = x2.clone(memory_format=torch.contiguous_format)
-    direct = out is not None and out.is_contiguous() and out.data_ptr() % ALIGN == 0
+    direct = (out is not None and out.dtype == x.dtype and out.is_contiguous()
+              and out.data_ptr() % ALIGN == 0)  # fmt: skip
     y = out.view(rows, weight.shape[0]) if direct and out is not None else torch.empty(
         (rows, weight.shape[0]), dtype=x.dtype, device=x.device)  # fmt: skip
     plan, algo = found

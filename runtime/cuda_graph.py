@@ -153,6 +153,15 @@ class DecodeInputs:
     patch_src: Sequence[int] = ()
 
 
+def _timing_event() -> torch.cuda.Event | None:
+    """A timing event recorded on the current stream now (None without CUDA)."""
+    if not torch.cuda.is_available():
+        return None
+    event = torch.cuda.Event(enable_timing=True)
+    event.record()
+    return event
+
+
 def separate_copies() -> bool:
     """``NANOLANG_DECODE_COPIES=separate``: a loaded batch's inputs go up in one copy per tensor
     plus fills of the padding rows, as before 2026-12-01 (for an A/B); ``one`` (the default):
@@ -266,6 +275,8 @@ class DecodeGraphs:
         self.logits_buf: torch.Tensor | None = None  # made by the first capture
         self.pool: Any = None  # the graphs' shared memory pool, set by the first capture
         self.replays: Counter[GraphKey] = Counter()  # replays per graph since start-up
+        # the last replay's timing events, around the graph's launch alone (None: not CUDA)
+        self.replay_events: tuple[torch.cuda.Event, torch.cuda.Event] | None = None
 
     @property
     def by_context(self) -> bool:
@@ -443,13 +454,17 @@ class DecodeGraphs:
     @torch.inference_mode()
     def replay(self, n: int) -> torch.Tensor:
         """Replay the graph of the ``n`` loaded rows (its batch size and plan, as ``load``
-        chose); returns float32 logits [n, V]."""
+        chose); returns logits [n, V] in the model's dtype. On CUDA, ``replay_events`` are
+        then timing events recorded right before and after the graph's own launch."""
         key = self.loaded
         assert key is not None and key[0] == self.bucket_for(n), "load the batch first"
         b = key[0]
         loaded = replace(self.metas[b], cu_seqlens_q_host=tuple(range(b + 1)),
                          context_lens_host=self.context_lens_host)  # fmt: skip
         self.attention.prepare_replay(loaded)
+        start = _timing_event()
         self.variants.timed(self.turn, self.graphs[key].replay)
+        end = _timing_event()
+        self.replay_events = None if start is None or end is None else (start, end)
         self.replays[key] += 1
         return self.logits[key][:n]

@@ -39,6 +39,7 @@ class RunnerTimings:
     wait_s: float = 0.0
     gpu_s: float = 0.0  # device time from the iteration's first queued work to its last copy
     graph_s: float = 0.0  # of which the decode graph's replay (0: the iteration ran eagerly)
+    graph_seqs: int = 0  # the replayed iteration's sequences (0: eager); it is the one read back
 
 
 TopK = dict[int, float]  # token id -> raw-model logprob of the most likely tokens at a position
@@ -72,6 +73,7 @@ class HostStep:
     gpu_s: float = 0.0
     scores: dict[int, TopK] = field(default_factory=dict)  # sampling row -> id -> logprob
     graph_s: float = 0.0  # the decode graph's replay, on the device (0: eager)
+    graph_seqs: int = 0  # the sequences of that replayed iteration (0: eager)
 
 
 @dataclass
@@ -88,18 +90,21 @@ class DeviceStep:
     top_host: tuple[torch.Tensor, torch.Tensor] | None = None  # [R, K] ids, logprobs (host)
     prompt_top: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     scores_host: torch.Tensor | None = None  # [rows asking, widest] float32 (score_token_ids)
-    # recorded around a decode graph's replay: the rest of ``started``..``done`` is the copies,
-    # the patch, sampling and any wait of the device for the host inside the iteration
+    # recorded around a decode graph's replay (``DecodeGraphs.replay_events``): the rest of
+    # ``started``..``done`` is the copies, the attention backend's replay inputs, the patch,
+    # sampling and any wait of the device for the host inside the iteration
     graph: tuple[torch.cuda.Event, torch.cuda.Event] | None = None
 
     def read(self) -> HostStep:
         gpu_s = graph_s = 0.0
+        graph_seqs = 0
         if self.done is not None:
             self.done.synchronize()
             if self.started is not None:
                 gpu_s = self.started.elapsed_time(self.done) / 1e3
             if self.graph is not None:
                 graph_s = self.graph[0].elapsed_time(self.graph[1]) / 1e3
+                graph_seqs = self.plan.num_seqs
         assert self.tokens_host is not None, "this rank does not read iterations back"
         tokens = self.tokens_host.tolist()
         top = None
@@ -120,6 +125,7 @@ class DeviceStep:
             gpu_s=gpu_s,
             scores=self._scores(),
             graph_s=graph_s,
+            graph_seqs=graph_seqs,
         )
 
     def _scores(self) -> dict[int, TopK]:
@@ -299,14 +305,18 @@ class ModelRunner:
         t0 = time.perf_counter()
         host = launched.device.read()
         self.timings.wait_s = time.perf_counter() - t0
-        self.timings.gpu_s, self.timings.graph_s = host.gpu_s, host.graph_s
+        t = self.timings
+        t.gpu_s, t.graph_s, t.graph_seqs = host.gpu_s, host.graph_s, host.graph_seqs
         return step_result(launched, host)
 
     @torch.inference_mode()
     def execute(self, plan: StepPlan, prev_tokens: torch.Tensor | None) -> DeviceStep:
         """Queue one planned iteration: forward, logits, sampling (on the sampling rank), and the
         copies to the host; ``prev_tokens`` are the previous iteration's tokens on the device."""
-        started = self._timing_event()
+        started = None
+        if self.device.type == "cuda":
+            started = torch.cuda.Event(enable_timing=True)
+            started.record()
         graph = None
         hook, self.profile_hook = self.profile_hook, None
         prompt_lp: dict[int, torch.Tensor] = {}
@@ -314,10 +324,8 @@ class ModelRunner:
         if hook is None and plan.graph and self.graphs is not None:
             input_ids = self.graphs.load(self._decode_inputs(plan))
             self._patch(input_ids, plan, prev_tokens, self.graphs.patch_indices)
-            replay = self._timing_event()
             logits = self.graphs.replay(plan.num_seqs)
-            replayed = self._timing_event()
-            graph = None if replay is None or replayed is None else (replay, replayed)
+            graph = self.graphs.replay_events
         else:
             input_ids = self._upload(torch.from_numpy(plan.input_ids))
             positions = self._upload(torch.from_numpy(plan.positions))
@@ -334,14 +342,6 @@ class ModelRunner:
         step = self._sample(plan, logits, prompt_lp, prompt_top, started)
         step.graph = graph
         return step
-
-    def _timing_event(self) -> torch.cuda.Event | None:
-        """A timing event recorded on the current stream now (None off CUDA)."""
-        if self.device.type != "cuda":
-            return None
-        event = torch.cuda.Event(enable_timing=True)
-        event.record()
-        return event
 
     @staticmethod
     def _decode_inputs(plan: StepPlan) -> DecodeInputs:

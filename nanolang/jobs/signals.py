@@ -6,7 +6,9 @@ left the terminal's cursor hidden. While ``interrupting_signals`` is active, SIG
 dropped, finished ones are already in the results file, one line says so, and the exit status
 is 143 (128 + SIGTERM), as the default action's. SIGINT raises ``KeyboardInterrupt`` even in a
 process that inherited it ignored (one started in the background by a non-interactive shell,
-where ``kill -INT`` did nothing and the job ran on), as ``nanolang bench``'s does."""
+where ``kill -INT`` did nothing and the job ran on), as ``nanolang bench``'s does. So a Ctrl-C
+sent to a script's whole process group also stops the jobs it started in the background (each
+keeping what it finished), and processes a job starts get SIGINT's default action."""
 
 from __future__ import annotations
 
@@ -43,7 +45,8 @@ def interrupting_signals() -> Iterator[None]:
         yield
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            if handler is not None:  # None: a handler installed from C, which Python cannot set
+                signal.signal(sig, handler)
 
 
 def exit_status(interrupt: KeyboardInterrupt) -> int:

@@ -162,7 +162,7 @@ def iteration_kinds(result: ThroughputResult) -> dict[str, Any]:
             else None,
         },
         "decode_steps_by_batch": decode_steps_by_batch([(r.num_seqs, r.seconds) for r in decode]),
-        "decode_device_by_batch": decode_device_by_batch(decode),
+        "decode_device_by_batch": decode_device_by_batch(result.records),
     }
 
 
@@ -181,17 +181,19 @@ def decode_steps_by_batch(steps: list[tuple[int, float]]) -> dict[str, dict[str,
     return out
 
 
-def decode_device_by_batch(decode: list[IterationRecord]) -> dict[str, dict[str, float]]:
-    """Of the decode steps that replayed a CUDA graph, per batch-size range: their mean wall
-    time (``step_ms``), the device's span of the iteration (``device_ms``: first queued work to
-    last copy, CUDA events) and of the graph's replay in it (``graph_ms``), and the rest of the
-    span (``outside_graph_ms``: the copies, the patch, sampling, the read-back, and any wait of
-    the device for the host inside the iteration, which the CPU-on-the-critical-path share,
+def decode_device_by_batch(records: list[IterationRecord]) -> dict[str, dict[str, float]]:
+    """Of the decode iterations that replayed a CUDA graph, per range of their batch size: the
+    mean wall time of the steps that read them back (``step_ms``; under asynchronous
+    scheduling such a step waits for that iteration), the device's span of the iteration
+    (``device_ms``: first queued work to last copy, CUDA events) and of the graph's launch in
+    it (``graph_ms``), and the rest of the span (``outside_graph_ms``: the copies, the
+    attention backend's replay inputs, the patch, sampling, the read-back, and any wait of the
+    device for the host inside the iteration, which the CPU-on-the-critical-path share,
     counted between iterations, does not see). Empty off CUDA."""
     out: dict[str, dict[str, float]] = {}
-    replayed = [r for r in decode if r.graph_seconds > 0]
+    replayed = [r for r in records if r.graph_seconds > 0 and r.graph_seqs > 0]
     for lo, hi in DECODE_BATCH_RANGES:
-        rs = [r for r in replayed if r.num_seqs >= lo and (hi is None or r.num_seqs <= hi)]
+        rs = [r for r in replayed if r.graph_seqs >= lo and (hi is None or r.graph_seqs <= hi)]
         if rs:
             device = 1e3 * sum(r.gpu_seconds for r in rs) / len(rs)
             graph = 1e3 * sum(r.graph_seconds for r in rs) / len(rs)

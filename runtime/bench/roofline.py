@@ -38,10 +38,12 @@ class IterationRecord:
     kv_tokens_read: int  # sum over sequences of the context each attends over
     attn_pairs: int  # sum over sequences of q_len x context_len (query-key pairs)
     seconds: float
-    # the device's span of the iteration read back in this step (CUDA events: first queued work
-    # to last copy) and of its decode graph's replay within it; 0 off CUDA or when eager
+    # the iteration read back in this step (with asynchronous scheduling the one launched in the
+    # step before): the device's span of it (CUDA events: first queued work to last copy), of
+    # its decode graph's replay, and its sequences when it replayed one; 0 off CUDA or eager
     gpu_seconds: float = 0.0
     graph_seconds: float = 0.0
+    graph_seqs: int = 0
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,8 @@ def run_throughput(
             records.append(
                 IterationRecord(s.last_batch_tokens, s.last_batch_seqs, s.last_kv_tokens_read,
                                 s.last_attn_pairs, time.perf_counter() - t0,
-                                engine.runner.timings.gpu_s, engine.runner.timings.graph_s)
+                                engine.runner.timings.gpu_s, engine.runner.timings.graph_s,
+                                engine.runner.timings.graph_seqs)
             )  # fmt: skip
             host["schedule"] += s.last_schedule_seconds
             host["prepare"] += engine.runner.timings.prepare_s

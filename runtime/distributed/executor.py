@@ -125,7 +125,8 @@ class TensorParallelRunner:
             self._abandon(exc)
             raise
         self.timings.wait_s = time.perf_counter() - t0
-        self.timings.gpu_s, self.timings.graph_s = host.gpu_s, host.graph_s
+        t = self.timings
+        t.gpu_s, t.graph_s, t.graph_seqs = host.gpu_s, host.graph_s, host.graph_seqs
         return step_result(launched, host)
 
     def synchronize(self) -> None:

@@ -151,7 +151,8 @@ def test_decode_device_time_is_split_at_the_graph_replay() -> None:
     from runtime.bench.roofline import IterationRecord
 
     def step(seqs: int, wall: float, device: float, graph: float) -> IterationRecord:
-        return IterationRecord(seqs, seqs, 100 * seqs, 100 * seqs, wall, device, graph)
+        # launched: a prefill chunk of 500 tokens; read back: the replayed decode of ``seqs``
+        return IterationRecord(500, 3, 100, 100, wall, device, graph, seqs if graph else 0)
 
     steps = [step(8, 0.0050, 0.0049, 0.0047), step(12, 0.0054, 0.0051, 0.0047),
              step(200, 0.0100, 0.0099, 0.0090), step(300, 0.0200, 0.0150, 0.0)]  # fmt: skip
@@ -162,6 +163,7 @@ def test_decode_device_time_is_split_at_the_graph_replay() -> None:
                     "outside_graph_ms": 0.9},
     }  # fmt: skip
     assert decode_device_by_batch([step(300, 0.02, 0.015, 0.0)]) == {}  # eager: not counted
+    # bucketed by the read-back iteration's sequences, not the launched batch's
 
 
 def test_token_budgets_must_be_positive_integers() -> None:
