@@ -3,6 +3,8 @@ takes the argmax of the logits as they are; everything else is computed in float
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -64,7 +66,15 @@ def test_adjusted_and_random_rows_are_computed_in_float32() -> None:
     assert sample(logits, batch, ops, want_logprobs=False).tokens.tolist() == [11, 11]
     noisy = spec([0.0, 0.8, 1.3]).to_batch(V, torch.device("cpu"))
     low = bf16_logits(3, 5)
-    tokens = sample(low, noisy, ops, want_logprobs=False).tokens
+    seen: list[torch.dtype] = []
+
+    def kernel(logits: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        seen.append(logits.dtype)  # the sampling kernels' contract: float32 logits [R, V]
+        return ops.sample(logits, *rest)
+
+    spied = dataclasses.replace(ops, sample=kernel)
+    tokens = sample(low, noisy, spied, want_logprobs=False).tokens
+    assert seen == [torch.float32]
     assert torch.equal(tokens, sample(low.float(), noisy, ops, want_logprobs=False).tokens)
 
 
