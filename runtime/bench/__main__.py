@@ -187,7 +187,9 @@ def run_nanolang(
             if engine.blocks.cache is not None:
                 engine.blocks.cache.reset()
             try:
-                profile = profile_run(llm, reqs, args.profile_skip, args.profile_window)
+                profile = profile_run(
+                    llm, reqs, args.profile_skip, args.profile_window, args.profile_top
+                )
             except Exception as exc:  # the throughput figures stand without it
                 logging.getLogger("runtime.bench").exception("profiled run failed")
                 profile = {"error": repr(exc)}

@@ -21,6 +21,14 @@ def _count(text: str) -> int:
     return value
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number, one or more."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def _seconds(text: str) -> float:
     """An argparse type: a time limit in seconds, more than zero."""
     value = float(text)
@@ -76,6 +84,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     ap.add_argument("--profile-skip", type=int, default=96)
     ap.add_argument("--profile-window", type=int, default=32)
+    ap.add_argument(
+        "--profile-top",
+        type=_positive,
+        default=12,
+        help="how many of the profiled window's longest kernels each record lists by name",
+    )
     ap.add_argument(
         "--tp",
         default="1",

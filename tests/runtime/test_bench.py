@@ -83,7 +83,7 @@ def test_throughput_runs_are_unprofiled_and_a_profiled_run_explains_them(
 ) -> None:
     (record,) = _run_on_cpu(tiny_llama, tmp_path, [
         "--workloads", "1000/1000", "--num-requests", "3", "--scale", "0.01",
-        "--profile-run", "--profile-skip", "2", "--profile-window", "3",
+        "--profile-run", "--profile-skip", "2", "--profile-window", "3", "--profile-top", "2",
     ])  # fmt: skip
     assert record["profiled_iterations"] == 0 and record["mean_iteration_split_ms"] is None
     prof = record["profile"]
@@ -91,6 +91,12 @@ def test_throughput_runs_are_unprofiled_and_a_profiled_run_explains_them(
     assert prof["device_ms_per_iteration"]["gemm"] > 0  # aten::mm / addmm of the projections
     assert prof["wall_ms_per_iteration"] >= prof["device_busy_ms_per_iteration"] > 0
     assert record["output_tokens"] == 3 * 10  # the profiled run did not disturb the measured one
+    assert len(prof["top_kernels_ms_per_iteration"]) == 2  # --profile-top
+
+
+def test_profile_top_must_be_positive() -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--profile-top", "0"])
 
 
 def test_workload_seeds_do_not_depend_on_the_selection() -> None:
