@@ -218,7 +218,8 @@ def decode_attention(
     dots = dot_dtype(cfg, k_cache)
     if q.shape[0] == 0:
         return
-    grid = launch_grid(q, k_cache, max_context_len, num_sms, cfg.block_n, cfg.ctas_per_sm, out)
+    grid = launch_grid(q, k_cache, max_context_len, num_sms, cfg.block_n, cfg.ctas_per_sm, out,
+                       whole_gpu_kernel="gather")  # fmt: skip
     num_seqs, num_heads, head_dim = q.shape
     num_kv_heads, page = k_cache.shape[2], k_cache.shape[1]
     group = num_heads // num_kv_heads

@@ -209,7 +209,8 @@ def decode_attention_tma(
     if ids and (ids < 2 or ids & (ids - 1)):
         raise ValueError(f"ids_block must be 0 or a power of two >= 2, got {ids}")
     group = num_heads // num_kv_heads
-    grid = launch_grid(q, k_cache, max_context_len, num_sms, cfg.block_n, cfg.ctas_per_sm, out)
+    grid = launch_grid(q, k_cache, max_context_len, num_sms, cfg.block_n, cfg.ctas_per_sm, out,
+                       whole_gpu_kernel="tma")  # fmt: skip
     pdl = use_pdl(q)
     decode_tma_kernel[(grid.programs,)](
         q, _descriptor(k_cache), _descriptor(v_cache), block_tables, context_lens,

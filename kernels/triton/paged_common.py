@@ -28,7 +28,21 @@ SPLIT_BY_PLAN: tl.constexpr = tl.constexpr(1)  # pieces of the plan's split_len 
 SPLIT_BY_CONTEXT: tl.constexpr = tl.constexpr(2)  # each context in num_splits pieces (the default)
 # NANOLANG_KV_SPLITS=plan brings the old cut back, for A/B runs in separate processes
 KV_SPLITS_ENV = "NANOLANG_KV_SPLITS"
-KV_SPLIT_TARGET_ENV = "NANOLANG_KV_SPLIT_TARGET"  # items per SM a split plan aims for (2)
+# NANOLANG_KV_SPLIT_TARGET: items per SM a decode launch's split plan aims for (a positive
+# integer; 2 unless set), or "kernel": each whole-GPU launch its kernel's own target (below)
+KV_SPLIT_TARGET_ENV = "NANOLANG_KV_SPLIT_TARGET"
+DEFAULT_SPLIT_TARGET = 2
+# Per-kernel targets for whole-GPU launches (one program per item), opt-in ("kernel"). Measured
+# alone (H200, Llama-3-8B's heads, 1-128 sequences of equal 384- and 1,024-token contexts planned
+# for 8,192 as under the engine's CUDA graphs, 32 layers per graph; bench/split_target_probe.py,
+# bench/results/2026-12-01-h200-split-target-probe.json): the gather kernel is fastest at 1 (over
+# 17-32 sequences 2 was 12-46% slower); the TMA kernel at 4 while the batch alone gives fewer
+# than 2 items per SM (1-32 sequences: 4-31% faster than 2) and at 2 beyond. In the engine
+# (env_ab, 256 requests, 2026-12-01, ...-split-target-per-kernel-ab.json) "kernel" against 2:
+# ShareGPT-like 1.003x, LMSYS-like 1.005x, Splitwise-like 0.994x, whose ragged long contexts
+# need the gather kernel's splits (its 17-32-sequence steps 6.52 -> 7.56 ms): not the default.
+GATHER_SPLIT_TARGET = 1
+TMA_SPLIT_TARGET = 4
 # NANOLANG_KV_ORDER: "longest" (the default since 2026-12-01: Splitwise-like 1.028x, ShareGPT-like
 # 1.005x, LMSYS-like 0.998x) hands a decode launch's work items out longest context first (the
 # Triton backend sorts the rows once per batch); "batch" in the batch's order
@@ -191,20 +205,36 @@ def kv_order() -> str:
     return order
 
 
-def split_target() -> int:
-    """Work items per SM a split plan aims for: 2, or NANOLANG_KV_SPLIT_TARGET (a positive
-    integer; for A/B runs of more splits on ragged mid-sized batches, where one long context's
-    items set a launch's time)."""
-    text = os.environ.get(KV_SPLIT_TARGET_ENV, "2")
+def split_target(own: int = DEFAULT_SPLIT_TARGET) -> int:
+    """Work items per SM a split plan aims for: NANOLANG_KV_SPLIT_TARGET's (a positive integer;
+    2 unless set), or the launch's ``own`` target where it says "kernel"."""
+    text = os.environ.get(KV_SPLIT_TARGET_ENV, str(DEFAULT_SPLIT_TARGET))
+    if text == "kernel":
+        return own
     if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"{KV_SPLIT_TARGET_ENV}={text!r}: a positive integer, items per SM")
+        raise ValueError(
+            f"{KV_SPLIT_TARGET_ENV}={text!r}: a positive integer (items per SM) or 'kernel'"
+        )
     return int(text)
 
 
-def plan_splits(items: int, max_context_len: int, num_sms: int, block_n: int) -> tuple[int, int]:
-    """(num_splits, split_len): split long contexts until there are about ``split_target()``
-    (2) items per SM."""
-    target = split_target() * num_sms
+def whole_gpu_split_target(kernel: str, items: int, num_sms: int) -> int:
+    """A whole-GPU decode launch's own split target (items per SM; see GATHER_SPLIT_TARGET):
+    ``kernel`` "gather" or "tma", ``items`` its (sequence, kv head) pairs."""
+    if kernel == "gather":
+        return GATHER_SPLIT_TARGET
+    if kernel == "tma":
+        return TMA_SPLIT_TARGET if items < DEFAULT_SPLIT_TARGET * num_sms else DEFAULT_SPLIT_TARGET
+    raise ValueError(f"kernel must be 'gather' or 'tma', got {kernel!r}")
+
+
+def plan_splits(
+    items: int, max_context_len: int, num_sms: int, block_n: int,
+    own_target: int = DEFAULT_SPLIT_TARGET,
+) -> tuple[int, int]:  # fmt: skip
+    """(num_splits, split_len): split long contexts until there are about ``split_target``
+    items per SM (2, or ``own_target`` under NANOLANG_KV_SPLIT_TARGET=kernel)."""
+    target = split_target(own_target) * num_sms
     splits = 1
     if items < target:
         by_len = max(max_context_len // MIN_SPLIT_LEN, 1)
@@ -252,12 +282,19 @@ def launch_grid(
     block_n: int,
     ctas_per_sm: int,
     out: torch.Tensor,
+    whole_gpu_kernel: str | None = None,
 ) -> LaunchGrid:
-    """Splits sized to the SM budget (or the device), programs for a persistent or full grid."""
+    """Splits sized to the SM budget (or the device), programs for a persistent or full grid.
+    ``whole_gpu_kernel`` ("gather" or "tma"): under NANOLANG_KV_SPLIT_TARGET=kernel, a launch
+    with one program per item (``num_sms`` None) plans for that kernel's own split target
+    (``whole_gpu_split_target``)."""
     num_seqs, num_heads, head_dim = q.shape
     items = num_seqs * k_cache.shape[2]
     sms = num_sms or device_sm_count(q.device)
-    num_splits, split_len = plan_splits(items, max_context_len, sms, block_n)
+    own = DEFAULT_SPLIT_TARGET
+    if num_sms is None and whole_gpu_kernel is not None:
+        own = whole_gpu_split_target(whole_gpu_kernel, items, sms)
+    num_splits, split_len = plan_splits(items, max_context_len, sms, block_n, own)
     items *= num_splits
     programs = items if num_sms is None else min(items, num_sms * ctas_per_sm)
     part_out = part_lse = out

@@ -14,7 +14,7 @@ from kernel_batches import dense_attention, make_paged_batch, relative_error
 from triton_env import DEVICE, INTERPRET, needs_triton_device, skip_if_interpreted
 
 from kernels import reference
-from kernels.triton import paged_attention
+from kernels.triton import paged_attention, paged_common
 from kernels.triton.decode_attention import DecodeConfig
 from kernels.triton.extend_attention import ExtendConfig, extend_attention
 from kernels.triton.paged_common import (
@@ -23,6 +23,7 @@ from kernels.triton.paged_common import (
     launch_grid,
     plan_splits,
     split_bounds,
+    whole_gpu_split_target,
 )
 
 pytestmark = [pytest.mark.gpu, needs_triton_device]
@@ -320,7 +321,37 @@ def test_the_split_target_follows_nanolang_kv_split_target(monkeypatch: pytest.M
     assert plan_splits(384, 8192, 132, 64)[0] == 1
     monkeypatch.setenv("NANOLANG_KV_SPLIT_TARGET", "8")
     assert plan_splits(384, 8192, 132, 64)[0] == 3
-    for bad in ("0", "-1", "two"):
+    for bad in ("0", "-1", "two", ""):
         monkeypatch.setenv("NANOLANG_KV_SPLIT_TARGET", bad)
         with pytest.raises(ValueError, match="NANOLANG_KV_SPLIT_TARGET"):
             plan_splits(384, 8192, 132, 64)
+
+
+def test_whole_gpu_launches_plan_for_their_kernels_own_split_target(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One program per item, Llama-3-8B's 8 KV heads, planned for 8,192 tokens: by default every
+    launch aims for 2 items per SM; under NANOLANG_KV_SPLIT_TARGET=kernel the gather kernel
+    splits only below 1 item per SM and the TMA kernel aims for 4 while the batch gives fewer
+    than 2 items per SM, 2 beyond; a persistent grid (an SM budget) keeps 2."""
+    assert [whole_gpu_split_target("gather", n, 132) for n in (8, 128, 256, 2048)] == [1] * 4
+    assert [whole_gpu_split_target("tma", n, 132) for n in (8, 128, 263, 264, 512)] == [
+        4, 4, 4, 2, 2,
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="kernel must be"):
+        whole_gpu_split_target("flashinfer", 8, 132)
+    cache = torch.zeros(2, 16, 8, 16)
+
+    def splits(batch: int, kernel: str | None, num_sms: int | None = None) -> int:
+        q = torch.zeros(batch, 32, 16)
+        grid = launch_grid(q, cache, 8192, num_sms, 64, 1, q, whole_gpu_kernel=kernel)
+        return grid.num_splits
+
+    assert paged_common.device_sm_count(torch.device("cpu")) == 8  # the interpreter's stand-in
+    # one sequence = 8 items on 8 SMs: unsplit at 1 per SM, 2 splits at 2, 4 at 4
+    monkeypatch.delenv("NANOLANG_KV_SPLIT_TARGET", raising=False)
+    assert (splits(1, None), splits(1, "gather"), splits(1, "tma")) == (2, 2, 2)
+    monkeypatch.setenv("NANOLANG_KV_SPLIT_TARGET", "kernel")
+    assert (splits(1, None), splits(1, "gather"), splits(1, "tma")) == (2, 1, 4)
+    assert (splits(2, "gather"), splits(2, "tma")) == (1, 1)  # 16 items: 2 per SM
+    assert splits(1, "tma", num_sms=8) == 2  # a persistent grid keeps 2

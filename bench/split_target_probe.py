@@ -1,0 +1,166 @@
+"""Decode attention by batch size and KV-split target, timed as the engine runs it.
+
+Small decode batches (the tail of a run: 1-64 sequences) spend 7-19 us per layer in attention
+where the KV read takes 1-12 us (2026-12-01 profile of 2- and 16-sequence steps). Each work item
+(sequence, kv head, KV split) is one program of one warp that walks its split page by page, so a
+launch lasts about the longest item's page steps; the split plan (``plan_splits``) aims for
+``NANOLANG_KV_SPLIT_TARGET`` (2) items per SM. This times the engine's two whole-GPU decode
+kernels (the gather kernel in its measured configuration, the TMA kernel one program per item)
+over a grid of batch sizes, contexts and split targets, each as a CUDA graph of 32 calls on 32
+separate caches (one per layer, so that no layer finds the previous one's KV in L2), planned for
+``--plan-len`` tokens as the engine's decode graphs are (its max_model_len). Every output is
+checked against the target-1 launch's.
+
+    PYTHONPATH=.:bench python bench/split_target_probe.py --out $OUT/split-target.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from timing import run_header
+
+from kernels.triton.decode_attention import decode_attention
+from kernels.triton.decode_attention_tma import decode_attention_tma, tuned_config
+from kernels.triton.paged_attention import WHOLE_GPU_GATHER
+from kernels.triton.paged_common import KV_SPLIT_TARGET_ENV
+
+LAYERS = 32
+
+
+def ints(text: str) -> list[int]:
+    values = [int(x) for x in text.split(",") if x]
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def layer_inputs(
+    batch: int, context: int, args: argparse.Namespace, gen: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """One layer's q, caches and shuffled block table: ``batch`` sequences of ``context`` tokens."""
+    per_seq = -(-context // args.page)
+    blocks = batch * per_seq
+    kw: dict[str, Any] = {"device": "cuda", "dtype": torch.bfloat16, "generator": gen}
+    shape = (blocks, args.page, args.kv_heads, args.head_dim)
+    perm = torch.randperm(blocks, device="cuda", generator=gen).to(torch.int32)
+    return {
+        "q": torch.randn(batch, args.q_heads, args.head_dim, **kw),
+        "k_cache": torch.randn(shape, **kw),
+        "v_cache": torch.randn(shape, **kw),
+        "block_tables": perm.view(batch, per_seq),
+        "context_lens": torch.full((batch,), context, device="cuda", dtype=torch.int32),
+        "out": torch.empty(batch, args.q_heads, args.head_dim, device="cuda", dtype=torch.bfloat16),
+    }
+
+
+def graph_us(layers: list[dict[str, torch.Tensor]], kernel: str, plan_len: int, reps: int) -> float:
+    """Median microseconds per layer of a graph of one decode call per layer."""
+    page = layers[0]["k_cache"].shape[1]
+    if kernel == "tma":
+        decode, cfg = decode_attention_tma, tuned_config(132, page)
+    else:
+        decode, cfg = decode_attention, WHOLE_GPU_GATHER
+    cfg = replace(cfg)
+    scale = layers[0]["q"].shape[-1] ** -0.5
+
+    def step() -> None:
+        for x in layers:
+            decode(x["q"], x["k_cache"], x["v_cache"], x["block_tables"], x["context_lens"],
+                   plan_len, scale, x["out"], num_sms=None, config=cfg)  # fmt: skip
+
+    step()  # compile outside the capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    for _ in range(3):
+        graph.replay()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1e3 / len(layers))
+    times.sort()
+    return times[len(times) // 2]
+
+
+def probe(args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows = []
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    for context in args.contexts:
+        for batch in args.batches:
+            layers = [layer_inputs(batch, context, args, gen) for _ in range(LAYERS)]
+            kv_bytes = 2 * batch * context * args.kv_heads * args.head_dim * 2
+            for kernel in args.kernels:
+                reference = None
+                for target in args.targets:
+                    os.environ[KV_SPLIT_TARGET_ENV] = str(target)
+                    us = graph_us(layers, kernel, args.plan_len, args.reps)
+                    out = layers[-1]["out"].float()
+                    if reference is None:
+                        reference = out.clone()
+                    err = float((out - reference).norm() / reference.norm())
+                    row = {
+                        "kernel": kernel, "batch": batch, "context": context, "target": target,
+                        "us_per_layer": round(us, 2), "kv_tb_per_s": round(kv_bytes / us / 1e6, 2),
+                        "error_vs_target_1": err,
+                    }  # fmt: skip
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+                    if not err < 1e-2:
+                        raise SystemExit(f"wrong output at {row}")
+            del layers
+            torch.cuda.empty_cache()
+    os.environ.pop(KV_SPLIT_TARGET_ENV, None)
+    return rows
+
+
+def table(rows: list[dict[str, Any]], targets: list[int]) -> str:
+    head = "| kernel | context | batch | " + " | ".join(f"target {t} us" for t in targets)
+    lines = [head + " | best |", "|" + " --- |" * (4 + len(targets))]
+    keys = dict.fromkeys((r["kernel"], r["context"], r["batch"]) for r in rows)
+    for kernel, context, batch in keys:
+        mine = {r["target"]: r["us_per_layer"] for r in rows
+                if (r["kernel"], r["context"], r["batch"]) == (kernel, context, batch)}  # fmt: skip
+        best = min(mine, key=lambda t: mine[t])
+        cells = " | ".join(str(mine.get(t, "-")) for t in targets)
+        lines.append(f"| {kernel} | {context} | {batch} | {cells} | {best} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batches", type=ints, default=ints("1,2,4,8,16,32,48,64,96,128"))
+    ap.add_argument("--contexts", type=ints, default=ints("384,768,1536"))
+    ap.add_argument("--targets", type=ints, default=ints("1,2,4,8,16"))
+    ap.add_argument("--kernels", default="tma,gather")
+    ap.add_argument("--plan-len", type=int, default=8192, help="the engine's max_model_len")
+    ap.add_argument("--q-heads", type=int, default=32)
+    ap.add_argument("--kv-heads", type=int, default=8)
+    ap.add_argument("--head-dim", type=int, default=128)
+    ap.add_argument("--page", type=int, default=16)
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    args.kernels = [k for k in args.kernels.split(",") if k]
+    if not set(args.kernels) <= {"tma", "gather"}:
+        ap.error(f"--kernels: tma and/or gather, got {args.kernels}")
+    if not torch.cuda.is_available():
+        raise SystemExit("split_target_probe needs a CUDA GPU")
+    rows = probe(args)
+    args.out.write_text(json.dumps({**run_header(), "rows": rows}, indent=1))
+    print(table(rows, args.targets))
+
+
+if __name__ == "__main__":
+    main()
