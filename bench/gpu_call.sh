@@ -10,7 +10,7 @@
 # Peers (vLLM, SGLang) are staged by ../shared/tools/peers/README.md's calls first; `peers-*`
 # calls expect /tmp/vsite and /tmp/vsite-sgl on the same warm machine.
 set -euo pipefail
-calls="tests tests-fi copies-ab pdl-ab fi-prefill linear-profile linear-ab-1000 peers-1000-a peers-1000-b fi-partition tp-tests tp-table tp-pair"
+calls="tests tests-fi tests-paged split-probe-ragged split-ab copies-ab pdl-ab fi-prefill linear-profile linear-ab-1000 peers-1000-a peers-1000-b fi-partition tp-tests tp-table tp-pair"
 name=${1:-}
 if [[ " $calls " != *" $name "* || -z $name ]]; then
   echo "usage: bash bench/gpu_call.sh NAME, NAME one of: $calls (got '${name}')" >&2
@@ -38,6 +38,18 @@ case $name in
     timeout 560 python3 -m pytest -q -x -p no:cacheprovider tests/kernels/test_flashinfer_prefill.py \
       tests/kernels/test_attention_backends.py tests/kernels/test_flashinfer_backend.py \
       tests/runtime/test_gpu_attention_backends.py 2>&1 | tee "$out/tests-fi.log" ;;
+  tests-paged)  # the paged attention kernels' GPU tests (cut at 100 s in the twelfth session)
+    timeout 560 python3 -m pytest -q -x -p no:cacheprovider \
+      tests/kernels/test_triton_paged_attention.py 2>&1 | tee "$out/tests-paged.log" ;;
+  split-probe-ragged)  # split targets by batch size over ragged contexts (the gather kernel's case)
+    timeout 560 python3 bench/split_target_probe.py --ragged --contexts 384,1024 \
+      --batches 1,2,4,8,16,24,32,48,64,96,128 --out "$out/split-target-ragged.json" \
+      2>&1 | tee "$out/split-target-ragged.log" ;;
+  split-ab)  # per-kernel split targets in the engine (set them from split-probe-ragged first)
+    python3 bench/env_ab.py --out "$out/split-ab.json" --budget 540 \
+      --variant NANOLANG_KV_SPLIT_TARGET=2 --variant NANOLANG_KV_SPLIT_TARGET=kernel -- \
+      --model llama-3-8b --workloads sharegpt:256,lmsys:256,splitwise:256 --warmup-requests 32 \
+      2>&1 | tee "$out/split-ab.log" ;;
   copies-ab)  # one copy of a decode step's row metadata against a copy per tensor
     python3 bench/env_ab.py --out "$out/copies-ab.json" --budget 540 \
       --variant NANOLANG_DECODE_COPIES=separate --variant NANOLANG_DECODE_COPIES=one -- \

@@ -2,16 +2,17 @@
 
 Small decode batches (the tail of a run: 1-64 sequences) spend 7-19 us per layer in attention
 where the KV read takes 1-12 us (2026-12-01 profile of 2- and 16-sequence steps). Each work item
-(sequence, kv head, KV split) is one program of one warp that walks its split page by page, so a
-launch lasts about the longest item's page steps; the split plan (``plan_splits``) aims for
+(sequence, kv head, KV split) is one program (of one warp in the TMA kernel) that walks its split
+page by page, so a launch lasts about its longest item; the split plan (``plan_splits``) aims for
 ``NANOLANG_KV_SPLIT_TARGET`` (2) items per SM. This times the engine's two whole-GPU decode
 kernels (the gather kernel in its measured configuration, the TMA kernel one program per item)
-over a grid of batch sizes, contexts and split targets, each as a CUDA graph of 32 calls on 32
+over batch sizes, contexts (equal, or with ``--ragged`` spread from 1 token to twice the mean, as
+the engine's gather kernel sees them) and split targets, each as a CUDA graph of 32 calls on 32
 separate caches (one per layer, so that no layer finds the previous one's KV in L2), planned for
 ``--plan-len`` tokens as the engine's decode graphs are (its max_model_len). Every output is
 checked against the target-1 launch's.
 
-    PYTHONPATH=.:bench python bench/split_target_probe.py --out $OUT/split-target.json
+    PYTHONPATH=.:bench python bench/split_target_probe.py --out $OUT/split-target.json [--ragged]
 """
 
 from __future__ import annotations
@@ -41,11 +42,22 @@ def ints(text: str) -> list[int]:
     return values
 
 
+def context_lens(batch: int, context: int, ragged: bool) -> list[int]:
+    """Each sequence's context: ``context`` tokens, or (``ragged``) spread evenly over 1 to
+    2 x ``context`` - 1 (mean ``context``, the longest about twice the mean), shuffled by a
+    fixed seed; the same lengths for every layer, kernel and target of a (batch, context)."""
+    if not ragged or batch == 1:
+        return [context] * batch
+    lens = [1 + round(i * (2 * context - 2) / (batch - 1)) for i in range(batch)]
+    order = torch.randperm(batch, generator=torch.Generator().manual_seed(batch)).tolist()
+    return [lens[i] for i in order]
+
+
 def layer_inputs(
-    batch: int, context: int, args: argparse.Namespace, gen: torch.Generator
+    lens: list[int], args: argparse.Namespace, gen: torch.Generator
 ) -> dict[str, torch.Tensor]:
-    """One layer's q, caches and shuffled block table: ``batch`` sequences of ``context`` tokens."""
-    per_seq = -(-context // args.page)
+    """One layer's q, caches and shuffled block table for sequences of ``lens`` tokens."""
+    batch, per_seq = len(lens), -(-max(lens) // args.page)
     blocks = batch * per_seq
     kw: dict[str, Any] = {"device": "cuda", "dtype": torch.bfloat16, "generator": gen}
     shape = (blocks, args.page, args.kv_heads, args.head_dim)
@@ -55,7 +67,7 @@ def layer_inputs(
         "k_cache": torch.randn(shape, **kw),
         "v_cache": torch.randn(shape, **kw),
         "block_tables": perm.view(batch, per_seq),
-        "context_lens": torch.full((batch,), context, device="cuda", dtype=torch.int32),
+        "context_lens": torch.tensor(lens, device="cuda", dtype=torch.int32),
         "out": torch.empty(batch, args.q_heads, args.head_dim, device="cuda", dtype=torch.bfloat16),
     }
 
@@ -99,8 +111,9 @@ def probe(args: argparse.Namespace) -> list[dict[str, Any]]:
     gen = torch.Generator(device="cuda").manual_seed(0)
     for context in args.contexts:
         for batch in args.batches:
-            layers = [layer_inputs(batch, context, args, gen) for _ in range(LAYERS)]
-            kv_bytes = 2 * batch * context * args.kv_heads * args.head_dim * 2
+            lens = context_lens(batch, context, args.ragged)
+            layers = [layer_inputs(lens, args, gen) for _ in range(LAYERS)]
+            kv_bytes = 2 * sum(lens) * args.kv_heads * args.head_dim * 2
             for kernel in args.kernels:
                 reference = None
                 for target in args.targets:
@@ -112,6 +125,7 @@ def probe(args: argparse.Namespace) -> list[dict[str, Any]]:
                     err = float((out - reference).norm() / reference.norm())
                     row = {
                         "kernel": kernel, "batch": batch, "context": context, "target": target,
+                        "ragged": args.ragged, "longest": max(lens),
                         "us_per_layer": round(us, 2), "kv_tb_per_s": round(kv_bytes / us / 1e6, 2),
                         "error_vs_target_1": err,
                     }  # fmt: skip
@@ -144,6 +158,11 @@ def main() -> None:
     ap.add_argument("--contexts", type=ints, default=ints("384,768,1536"))
     ap.add_argument("--targets", type=ints, default=ints("1,2,4,8,16"))
     ap.add_argument("--kernels", default="tma,gather")
+    ap.add_argument(
+        "--ragged",
+        action="store_true",
+        help="contexts spread over 1 to twice --contexts' value (mean that value), not equal",
+    )
     ap.add_argument("--plan-len", type=int, default=8192, help="the engine's max_model_len")
     ap.add_argument("--q-heads", type=int, default=32)
     ap.add_argument("--kv-heads", type=int, default=8)
