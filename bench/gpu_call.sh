@@ -10,7 +10,7 @@
 # Peers (vLLM, SGLang) are staged by ../shared/tools/peers/README.md's calls first; `peers-*`
 # calls expect /tmp/vsite and /tmp/vsite-sgl on the same warm machine.
 set -euo pipefail
-calls="tests tests-fi tests-paged split-probe-ragged split-ab copies-ab pdl-ab fi-prefill linear-profile linear-ab-1000 peers-1000-a peers-1000-b fi-partition tp-tests tp-table tp-pair"
+calls="tests tests-fi tests-paged split-probe-ragged split-ab argmax-ab copies-ab pdl-ab fi-prefill linear-profile linear-ab-1000 peers-1000-a peers-1000-b fi-partition tp-tests tp-table tp-pair"
 name=${1:-}
 if [[ " $calls " != *" $name "* || -z $name ]]; then
   echo "usage: bash bench/gpu_call.sh NAME, NAME one of: $calls (got '${name}')" >&2
@@ -30,10 +30,9 @@ git rev-parse --short HEAD > "$out/commit.txt" 2>/dev/null || true
 
 case $name in
   tests)  # the GPU tests written since the last GPU run, FlashInfer's aside
-    timeout 560 python3 -m pytest -q -x -p no:cacheprovider tests/kernels/test_pdl.py \
-      tests/runtime/test_cuda_graph.py tests/kernels/test_cublaslt_backend.py \
-      tests/kernels/test_triton_linear.py tests/runtime/test_async_scheduling.py \
-      tests/runtime/test_gpu_engine.py 2>&1 | tee "$out/tests.log" ;;
+    timeout 560 python3 -m pytest -q -x -p no:cacheprovider tests/kernels/test_triton_argmax.py \
+      tests/kernels/test_triton_backend.py tests/runtime/test_gpu_engine.py 2>&1 \
+      | tee "$out/tests.log" ;;
   tests-fi)  # FlashInfer's (its JIT compiles at first use: minutes on a fresh machine)
     timeout 560 python3 -m pytest -q -x -p no:cacheprovider tests/kernels/test_flashinfer_prefill.py \
       tests/kernels/test_attention_backends.py tests/kernels/test_flashinfer_backend.py \
@@ -50,6 +49,17 @@ case $name in
       --variant NANOLANG_KV_SPLIT_TARGET=2 --variant NANOLANG_KV_SPLIT_TARGET=kernel -- \
       --model llama-3-8b --workloads sharegpt:256,lmsys:256,splitwise:256 --warmup-requests 32 \
       2>&1 | tee "$out/split-ab.log" ;;
+  argmax-ab)  # the Triton greedy argmax against torch's: a profile over 16 rows, then the A/B
+    for k in torch triton; do
+      NANOLANG_KERNELS=argmax=$k timeout 120 python3 -m runtime.bench --model llama-3-8b \
+        --workloads 512/512:16 --warmup-requests 8 --profile-run --profile-skip 100 \
+        --profile-window 64 --profile-top 40 --out "$out/argmax-profile-$k.json" \
+        > "$out/argmax-profile-$k.log" 2>&1
+    done
+    python3 bench/env_ab.py --out "$out/argmax-ab.json" --budget 300 \
+      --variant NANOLANG_KERNELS=argmax=torch --variant NANOLANG_KERNELS=argmax=triton -- \
+      --model llama-3-8b --workloads sharegpt:256,lmsys:256,512/512:256 --warmup-requests 32 \
+      2>&1 | tee "$out/argmax-ab.log" ;;
   copies-ab)  # one copy of a decode step's row metadata against a copy per tensor
     python3 bench/env_ab.py --out "$out/copies-ab.json" --budget 540 \
       --variant NANOLANG_DECODE_COPIES=separate --variant NANOLANG_DECODE_COPIES=one -- \

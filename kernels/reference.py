@@ -170,6 +170,11 @@ def paged_attention(
     return out
 
 
+def argmax(logits: torch.Tensor) -> torch.Tensor:
+    """logits [R, V] -> int64 [R]: the first index of each row's largest value (greedy choice)."""
+    return logits.argmax(dim=-1)
+
+
 def sample(
     logits: torch.Tensor,
     temperature: torch.Tensor,

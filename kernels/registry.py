@@ -39,6 +39,7 @@ OPERATORS = (
     "rotary_store_kv",
     "paged_attention",
     "sample",
+    "argmax",
 )
 
 
@@ -94,6 +95,7 @@ class Ops:
     rotary_store_kv: Callable[..., torch.Tensor] | None
     paged_attention: AttentionBackend
     sample: Callable[..., torch.Tensor]
+    argmax: Callable[..., torch.Tensor]  # a greedy batch's choice (sample() draws the rest)
     backends: dict[str, str]
 
     def fresh(self) -> Ops:

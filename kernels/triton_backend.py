@@ -2,7 +2,8 @@
 
 Pointwise operators are the functions of kernels.triton; attention is the TritonAttention class.
 ``linear`` registers below the torch reference (opt-in with ``NANOLANG_KERNELS=linear=triton``):
-it runs its own tiles only for the shapes its measured table lists, cuBLAS for the rest.
+it runs its own tiles only for the shapes its measured table lists, cuBLAS for the rest. So does
+``argmax`` (``NANOLANG_KERNELS=argmax=triton``) until it is measured in the engine.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import triton  # noqa: F401  (an ImportError here means "backend absent" to the 
 from kernels import triton as triton_kernels
 from kernels.attention.triton_attention import TritonAttention
 from kernels.registry import register
+from kernels.triton.argmax import argmax
 from kernels.triton.linear import linear
 
 PRIORITY = 10
@@ -36,3 +38,4 @@ for _op in OPERATORS:
     _impl = TritonAttention if _op == "paged_attention" else getattr(triton_kernels, _op)
     register(_op, "triton", _impl, priority=PRIORITY, available=available)
 register("linear", "triton", linear, priority=-1, available=available)
+register("argmax", "triton", argmax, priority=-1, available=available)

@@ -208,7 +208,7 @@ def sample(
     if batch.mask is not None:
         logits = logits.masked_fill(~batch.mask, float("-inf"))
     if batch.noise is None:  # every row greedy
-        tokens = logits.argmax(dim=-1)
+        tokens = ops.argmax(logits)
     else:
         b = batch
         assert b.temperature is not None and b.top_p is not None, "noise without its parameters"

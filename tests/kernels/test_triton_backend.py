@@ -1,4 +1,5 @@
-"""The Triton backend registers every operator but linear, wins on CUDA, and captures in graphs."""
+"""The Triton backend registers every operator (linear and argmax below torch), wins on CUDA,
+and captures in graphs."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ from kernels.triton import paged_attention, sample
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-def test_triton_backend_registers_every_operator_but_linear() -> None:
+def test_triton_backend_registers_every_operator_but_linear_and_argmax() -> None:
+    """linear and argmax register too, below the torch reference (opt-in)."""
     import kernels.triton_backend as backend
 
-    assert set(backend.OPERATORS) == set(OPERATORS) - {"linear"}
-    for op in backend.OPERATORS:
+    assert set(backend.OPERATORS) == set(OPERATORS) - {"linear", "argmax"}
+    for op in OPERATORS:
         assert "triton" in implementations(op)
 
 
@@ -28,8 +30,8 @@ def test_triton_backend_registers_every_operator_but_linear() -> None:
 @needs_cuda
 def test_get_ops_on_cuda_prefers_triton() -> None:
     backends = get_ops("cuda").backends
-    assert backends["linear"] == "torch"
-    for op in set(OPERATORS) - {"linear", "paged_attention"}:
+    assert backends["linear"] == backends["argmax"] == "torch"
+    for op in set(OPERATORS) - {"linear", "argmax", "paged_attention"}:
         assert backends[op] == "triton", op
     assert backends["paged_attention"] in ("triton", "flashinfer")
 

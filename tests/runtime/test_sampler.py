@@ -83,3 +83,20 @@ def test_a_batch_with_noise_but_no_parameters_is_refused() -> None:
     batch = SamplingBatch(None, None, None, None, torch.ones(1, V), None)
     with pytest.raises(AssertionError, match="noise without its parameters"):
         sample(torch.zeros(1, V), batch, ops, want_logprobs=False)
+
+
+def test_a_greedy_batch_takes_the_argmax_operator() -> None:
+    """The choice of a greedy batch is the ops' argmax (a backend's kernel where one is chosen:
+    NANOLANG_KERNELS=argmax=triton), on the logits as they are."""
+    seen: list[torch.Tensor] = []
+
+    def spy(logits: torch.Tensor) -> torch.Tensor:
+        seen.append(logits)
+        return torch.full((logits.shape[0],), 5, dtype=torch.int64)
+
+    ops = dataclasses.replace(get_ops("cpu"), argmax=spy)
+    logits = bf16_logits(3, 0)
+    out = sample(logits, spec([0.0] * 3).to_batch(V, torch.device("cpu")), ops)
+    assert out.tokens.tolist() == [5, 5, 5] and len(seen) == 1 and seen[0] is logits
+    assert out.logprobs is not None  # of the spy's tokens, from the raw logits
+    torch.testing.assert_close(out.logprobs, torch.log_softmax(logits.float(), dim=-1)[:, 5])
