@@ -45,6 +45,9 @@ def row_argmax_kernel(best_ptr, best_idx_ptr, out_ptr, num_chunks, CHUNKS_PAD: t
 
 def argmax(logits: torch.Tensor) -> torch.Tensor:
     """logits [R, V] -> int64 [R]: the first index of each row's largest value."""
+    if logits.dim() != 2 or logits.shape[1] == 0:
+        shape = tuple(logits.shape)
+        raise ValueError(f"argmax takes logits [rows, vocab] with vocab > 0, got {shape}")
     rows, vocab = logits.shape
     out = torch.empty(rows, dtype=torch.int64, device=logits.device)
     if rows == 0:

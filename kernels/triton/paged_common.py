@@ -35,9 +35,9 @@ DEFAULT_SPLIT_TARGET = 2
 # Per-kernel targets for whole-GPU launches (one program per item), opt-in ("kernel"). Measured
 # alone (H200, Llama-3-8B's heads, 1-128 sequences of equal 384- and 1,024-token contexts planned
 # for 8,192 as under the engine's CUDA graphs, 32 layers per graph; bench/split_target_probe.py,
-# bench/results/2026-12-01-h200-split-target-probe.json): the gather kernel is fastest at 1 (over
-# 17-32 sequences 2 was 12-46% slower); the TMA kernel at 4 while the batch alone gives fewer
-# than 2 items per SM (1-32 sequences: 4-31% faster than 2) and at 2 beyond. In the engine
+# bench/results/2026-12-01-h200-split-target-probe.json): the gather kernel at 1 (over 17-32
+# sequences 2 took 14-46% longer); the TMA kernel at 4 while the batch alone gives fewer than 2
+# items per SM (over 4-32 sequences 2 took 3-23% longer) and at 2 beyond. In the engine
 # (env_ab, 256 requests, 2026-12-01, ...-split-target-per-kernel-ab.json) "kernel" against 2:
 # ShareGPT-like 1.003x, LMSYS-like 1.005x, Splitwise-like 0.994x, whose ragged long contexts
 # need the gather kernel's splits (its 17-32-sequence steps 6.52 -> 7.56 ms): not the default.

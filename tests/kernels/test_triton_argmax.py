@@ -64,3 +64,9 @@ def test_strided_rows_and_an_empty_batch() -> None:
     _check(wide[:, 3 : CHUNK + 50])  # rows of a wider tensor (row stride 2 x CHUNK)
     _check(wide[::2, :])  # every other row
     assert argmax(wide[:0]).shape == (0,)
+
+
+def test_logits_that_are_not_rows_of_a_vocabulary_are_refused() -> None:
+    for shape in ((5,), (2, 0), (2, 3, 4)):
+        with pytest.raises(ValueError, match=r"argmax takes logits \[rows, vocab\]"):
+            argmax(torch.zeros(shape, device=DEVICE))
