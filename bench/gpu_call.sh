@@ -48,17 +48,19 @@ case $name in
     python3 bench/env_ab.py --out "$out/split-ab.json" --budget 540 \
       --variant NANOLANG_KV_SPLIT_TARGET=2 --variant NANOLANG_KV_SPLIT_TARGET=kernel -- \
       --model llama-3-8b --workloads sharegpt:256,lmsys:256,splitwise:256 --warmup-requests 32 \
+      --attention-backend triton \
       2>&1 | tee "$out/split-ab.log" ;;
   argmax-ab)  # the Triton greedy argmax against torch's: a profile over 16 rows, then the A/B
     for k in torch triton; do
-      NANOLANG_KERNELS=argmax=$k timeout 120 python3 -m runtime.bench --model llama-3-8b \
-        --workloads 512/512:16 --warmup-requests 8 --profile-run --profile-skip 100 \
+      NANOLANG_KERNELS=argmax=$k timeout 200 python3 -m runtime.bench --model llama-3-8b \
+        --workloads 512/512:16 --warmup-requests 8 --attention-backend triton --profile-run --profile-skip 100 \
         --profile-window 64 --profile-top 40 --out "$out/argmax-profile-$k.json" \
         > "$out/argmax-profile-$k.log" 2>&1
     done
-    python3 bench/env_ab.py --out "$out/argmax-ab.json" --budget 300 \
+    python3 bench/env_ab.py --out "$out/argmax-ab.json" --budget 280 \
       --variant NANOLANG_KERNELS=argmax=torch --variant NANOLANG_KERNELS=argmax=triton -- \
       --model llama-3-8b --workloads sharegpt:256,lmsys:256,512/512:256 --warmup-requests 32 \
+      --attention-backend triton \
       2>&1 | tee "$out/argmax-ab.log" ;;
   copies-ab)  # one copy of a decode step's row metadata against a copy per tensor
     python3 bench/env_ab.py --out "$out/copies-ab.json" --budget 540 \

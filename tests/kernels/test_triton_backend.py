@@ -1,4 +1,4 @@
-"""The Triton backend registers every operator (linear and argmax below torch), wins on CUDA,
+"""The Triton backend registers every operator (linear below torch), wins on CUDA,
 and captures in graphs."""
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from kernels.triton import paged_attention, sample
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-def test_triton_backend_registers_every_operator_but_linear_and_argmax() -> None:
-    """linear and argmax register too, below the torch reference (opt-in)."""
+def test_triton_backend_registers_every_operator_but_linear() -> None:
+    """linear registers too, below the torch reference (opt-in)."""
     import kernels.triton_backend as backend
 
-    assert set(backend.OPERATORS) == set(OPERATORS) - {"linear", "argmax"}
+    assert set(backend.OPERATORS) == set(OPERATORS) - {"linear"}
     for op in OPERATORS:
         assert "triton" in implementations(op)
 
@@ -29,9 +29,13 @@ def test_triton_backend_registers_every_operator_but_linear_and_argmax() -> None
 @pytest.mark.gpu
 @needs_cuda
 def test_get_ops_on_cuda_prefers_triton() -> None:
+    """Triton's everywhere except linear (cuBLASLt's measured table where cuBLASLt loads, else
+    torch's) and attention (FlashInfer's where installed)."""
+    from kernels import cublaslt
+
     backends = get_ops("cuda").backends
-    assert backends["linear"] == backends["argmax"] == "torch"
-    for op in set(OPERATORS) - {"linear", "argmax", "paged_attention"}:
+    assert backends["linear"] == ("cublaslt" if cublaslt.available() else "torch")
+    for op in set(OPERATORS) - {"linear", "paged_attention"}:
         assert backends[op] == "triton", op
     assert backends["paged_attention"] in ("triton", "flashinfer")
 

@@ -86,8 +86,8 @@ def test_a_batch_with_noise_but_no_parameters_is_refused() -> None:
 
 
 def test_a_greedy_batch_takes_the_argmax_operator() -> None:
-    """The choice of a greedy batch is the ops' argmax (a backend's kernel where one is chosen:
-    NANOLANG_KERNELS=argmax=triton), on the logits as they are."""
+    """The choice of a greedy batch is the ops' argmax (Triton's on CUDA), on the logits as
+    they are."""
     seen: list[torch.Tensor] = []
 
     def spy(logits: torch.Tensor) -> torch.Tensor:
