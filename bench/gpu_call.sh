@@ -10,7 +10,7 @@
 # Peers (vLLM, SGLang) are staged by ../shared/tools/peers/README.md's calls first; `peers-*`
 # calls expect /tmp/vsite and /tmp/vsite-sgl on the same warm machine.
 set -euo pipefail
-calls="tests tests-fi tests-paged split-probe-ragged split-ab argmax-ab copies-ab pdl-ab fi-prefill linear-profile linear-ab-1000 peers-1000-a peers-1000-b fi-partition tp-tests tp-table tp-pair"
+calls="tests tests-fi tests-paged split-probe-ragged split-ab cut-probe cut-ab argmax-ab copies-ab pdl-ab fi-prefill linear-profile linear-ab-1000 peers-1000-a peers-1000-b fi-partition tp-tests tp-table tp-pair"
 name=${1:-}
 if [[ " $calls " != *" $name "* || -z $name ]]; then
   echo "usage: bash bench/gpu_call.sh NAME, NAME one of: $calls (got '${name}')" >&2
@@ -50,6 +50,18 @@ case $name in
       --model llama-3-8b --workloads sharegpt:256,lmsys:256,splitwise:256 --warmup-requests 32 \
       --attention-backend triton \
       2>&1 | tee "$out/split-ab.log" ;;
+  cut-probe)  # the cut by length against the cut by context: gather over ragged, TMA over equal
+    timeout 240 python3 bench/split_target_probe.py --ragged --kernels gather --cuts context,length \
+      --targets 1,2 --contexts 384,1024 --batches 2,4,8,16,24,32,48,64 \
+      --out "$out/cut-probe-gather-ragged.json" 2>&1 | tee "$out/cut-probe-gather-ragged.log"
+    timeout 150 python3 bench/split_target_probe.py --kernels tma --cuts context,length \
+      --targets 2 --contexts 384,1024 --batches 2,8,16,32,64 \
+      --out "$out/cut-probe-tma-equal.json" 2>&1 | tee "$out/cut-probe-tma-equal.log" ;;
+  cut-ab)  # the cut by length in the engine (Triton attention), two rounds
+    python3 bench/env_ab.py --out "$out/cut-ab.json" --budget 330 \
+      --variant NANOLANG_KV_SPLITS=context --variant NANOLANG_KV_SPLITS=length -- \
+      --model llama-3-8b --workloads splitwise:256,sharegpt:256,lmsys:256 --warmup-requests 32 \
+      --attention-backend triton 2>&1 | tee "$out/cut-ab.log" ;;
   argmax-ab)  # the Triton greedy argmax against torch's: a profile over 16 rows, then the A/B
     for k in torch triton; do
       NANOLANG_KERNELS=argmax=$k timeout 200 python3 -m runtime.bench --model llama-3-8b \

@@ -9,15 +9,19 @@ kernels (the gather kernel in its measured configuration, the TMA kernel one pro
 over batch sizes, contexts (equal, or with ``--ragged`` spread from 1 token to twice the mean, as
 the engine's gather kernel sees them) and split targets, each as a CUDA graph of 32 calls on 32
 separate caches (one per layer, so that no layer finds the previous one's KV in L2), planned for
-``--plan-len`` tokens as the engine's decode graphs are (its max_model_len). Every launch's
-output is checked against float32 torch attention over the same pages.
+``--plan-len`` tokens as the engine's decode graphs are (its max_model_len). ``--cuts`` times
+each way of cutting contexts into splits (``NANOLANG_KV_SPLITS``: ``context``, the default, or
+``length``, pieces of about one length for the whole batch). Every launch's output is checked
+against float32 torch attention over the same pages.
 
     PYTHONPATH=.:bench python bench/split_target_probe.py --out $OUT/split-target.json [--ragged]
+        [--cuts context,length]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 from pathlib import Path
@@ -30,7 +34,7 @@ from timing import run_header
 from kernels.triton.decode_attention import decode_attention
 from kernels.triton.decode_attention_tma import decode_attention_tma, tuned_config
 from kernels.triton.paged_attention import WHOLE_GPU_GATHER
-from kernels.triton.paged_common import KV_SPLIT_TARGET_ENV
+from kernels.triton.paged_common import KV_SPLIT_CUTS, KV_SPLIT_TARGET_ENV, KV_SPLITS_ENV
 
 LAYERS = 32
 
@@ -114,38 +118,41 @@ def probe(args: argparse.Namespace) -> list[dict[str, Any]]:
             layers = [layer_inputs(lens, args, gen) for _ in range(LAYERS)]
             kv_bytes = 2 * sum(lens) * args.kv_heads * args.head_dim * 2
             expected = dense_reference(layers[-1], args.page)
-            for kernel in args.kernels:
-                for target in args.targets:
-                    os.environ[KV_SPLIT_TARGET_ENV] = str(target)
-                    us = graph_us(layers, kernel, args.plan_len, args.reps)
-                    out = layers[-1]["out"].float()
-                    err = float((out - expected).norm() / expected.norm())
-                    row = {
-                        "kernel": kernel, "batch": batch, "context": context, "target": target,
-                        "ragged": args.ragged, "longest": max(lens),
-                        "us_per_layer": round(us, 2), "kv_tb_per_s": round(kv_bytes / us / 1e6, 2),
-                        "error_vs_torch": err,
-                    }  # fmt: skip
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
-                    if not err < 1e-2:
-                        raise SystemExit(f"wrong output at {row}")
+            for kernel, cut, target in itertools.product(args.kernels, args.cuts, args.targets):
+                os.environ[KV_SPLITS_ENV] = cut
+                os.environ[KV_SPLIT_TARGET_ENV] = str(target)
+                us = graph_us(layers, kernel, args.plan_len, args.reps)
+                out = layers[-1]["out"].float()
+                err = float((out - expected).norm() / expected.norm())
+                row = {
+                    "kernel": kernel, "cut": cut, "batch": batch, "context": context,
+                    "target": target, "ragged": args.ragged, "longest": max(lens),
+                    "us_per_layer": round(us, 2), "kv_tb_per_s": round(kv_bytes / us / 1e6, 2),
+                    "error_vs_torch": err,
+                }  # fmt: skip
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                if not err < 1e-2:
+                    raise SystemExit(f"wrong output at {row}")
             del layers
             torch.cuda.empty_cache()
     os.environ.pop(KV_SPLIT_TARGET_ENV, None)
+    os.environ.pop(KV_SPLITS_ENV, None)
     return rows
 
 
 def table(rows: list[dict[str, Any]], targets: list[int]) -> str:
-    head = "| kernel | context | batch | " + " | ".join(f"target {t} us" for t in targets)
-    lines = [head + " | best |", "|" + " --- |" * (4 + len(targets))]
-    keys = dict.fromkeys((r["kernel"], r["context"], r["batch"]) for r in rows)
-    for kernel, context, batch in keys:
+    """A row per (kernel, cut, context, batch): us per layer at each target, and the best."""
+    head = "| kernel | cut | context | batch | " + " | ".join(f"target {t} us" for t in targets)
+    lines = [head + " | best |", "|" + " --- |" * (5 + len(targets))]
+    name = ("kernel", "cut", "context", "batch")
+    keys = dict.fromkeys(tuple(r.get(k, "context") for k in name) for r in rows)
+    for key in keys:
         mine = {r["target"]: r["us_per_layer"] for r in rows
-                if (r["kernel"], r["context"], r["batch"]) == (kernel, context, batch)}  # fmt: skip
+                if tuple(r.get(k, "context") for k in name) == key}  # fmt: skip
         best = min(mine, key=lambda t: mine[t])
         cells = " | ".join(str(mine.get(t, "-")) for t in targets)
-        lines.append(f"| {kernel} | {context} | {batch} | {cells} | {best} |")
+        lines.append("| " + " | ".join(map(str, key)) + f" | {cells} | {best} |")
     return "\n".join(lines)
 
 
@@ -155,6 +162,7 @@ def main() -> None:
     ap.add_argument("--contexts", type=ints, default=ints("384,768,1536"))
     ap.add_argument("--targets", type=ints, default=ints("1,2,4,8,16"))
     ap.add_argument("--kernels", default="tma,gather")
+    ap.add_argument("--cuts", default="context", help=f"of {', '.join(KV_SPLIT_CUTS)}")
     ap.add_argument(
         "--ragged",
         action="store_true",
@@ -171,6 +179,9 @@ def main() -> None:
     args.kernels = [k for k in args.kernels.split(",") if k]
     if not set(args.kernels) <= {"tma", "gather"}:
         ap.error(f"--kernels: tma and/or gather, got {args.kernels}")
+    args.cuts = [c for c in args.cuts.split(",") if c]
+    if not args.cuts or not set(args.cuts) <= set(KV_SPLIT_CUTS):
+        ap.error(f"--cuts: of {', '.join(KV_SPLIT_CUTS)}, got {args.cuts}")
     longest = max(args.contexts) * (2 if args.ragged else 1)
     if args.plan_len < longest or args.reps < 1:
         ap.error(f"--plan-len must cover the longest context ({longest}) and --reps be >= 1")

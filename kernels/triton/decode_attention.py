@@ -24,6 +24,7 @@ from kernels.triton.paged_common import (
     fp8_rows,
     fp16_rows,
     launch_grid,
+    length_chunk,
     load_kv,
     merge_splits,
     page_id,
@@ -98,7 +99,8 @@ def decode_kernel(
     part_out_ptr, part_lse_ptr, scale_log2,
     v_scale, stride_qt, stride_qh, stride_kb, stride_ks, stride_kh, stride_vb,
     stride_vs, stride_vh, stride_bt, stride_ot, stride_oh, num_seqs, num_kv_heads, num_splits,
-    split_len, num_programs, GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
+    split_len, split_share, num_programs, GROUP: tl.constexpr, GROUP_PAD: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
     PAGE: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr, STAGES: tl.constexpr,
     PRECISION: tl.constexpr, SWAP_AB: tl.constexpr, DOTS: tl.constexpr, ORDERED: tl.constexpr,
     USE_PDL: tl.constexpr,
@@ -109,8 +111,9 @@ def decode_kernel(
         tl.program_id(0), num_programs, q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr,
         context_lens_ptr, order_ptr, out_ptr, part_out_ptr, part_lse_ptr, scale_log2, v_scale,
         stride_qt, stride_qh, stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh,
-        stride_bt, stride_ot, stride_oh, num_seqs, num_kv_heads, num_splits, split_len, GROUP,
-        GROUP_PAD, HEAD_DIM, PAGE, BLOCK_N, SPLIT, STAGES, PRECISION, SWAP_AB, DOTS, ORDERED,
+        stride_bt, stride_ot, stride_oh, num_seqs, num_kv_heads, num_splits, split_len,
+        split_share, GROUP, GROUP_PAD, HEAD_DIM, PAGE, BLOCK_N, SPLIT, STAGES, PRECISION, SWAP_AB,
+        DOTS, ORDERED,
     )  # fmt: skip
 
 
@@ -120,7 +123,7 @@ def decode_items(
     out_ptr, part_out_ptr, part_lse_ptr, scale_log2,
     v_scale, stride_qt, stride_qh, stride_kb, stride_ks, stride_kh, stride_vb,
     stride_vs, stride_vh, stride_bt, stride_ot, stride_oh, num_seqs, num_kv_heads, num_splits,
-    split_len, GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
+    split_len, split_share, GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
     PAGE: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr, STAGES: tl.constexpr,
     PRECISION: tl.constexpr, SWAP_AB: tl.constexpr, DOTS: tl.constexpr, ORDERED: tl.constexpr,
 ):  # fmt: skip
@@ -132,6 +135,7 @@ def decode_items(
     cols = tl.arange(0, HEAD_DIM)  # [D]
     row_mask = rows < GROUP
     num_items = num_seqs * num_kv_heads * num_splits
+    chunk = length_chunk(context_lens_ptr, num_seqs, split_share, BLOCK_N, SPLIT)
     for item in range(first, num_items, stride):
         split = item % num_splits
         kvh = (item // num_splits) % num_kv_heads
@@ -139,7 +143,7 @@ def decode_items(
         if ORDERED:
             seq = tl.load(order_ptr + seq)
         ctx = tl.load(context_lens_ptr + seq)
-        start, end = split_bounds(ctx, split, num_splits, split_len, BLOCK_N, SPLIT)
+        start, end = split_bounds(ctx, split, num_splits, split_len, chunk, BLOCK_N, SPLIT)
         heads = kvh * GROUP + rows
         q = tl.load(
             q_ptr + seq.to(tl.int64) * stride_qt + heads[:, None] * stride_qh + cols[None, :],
@@ -231,7 +235,7 @@ def decode_attention(
         q.stride(0), q.stride(1),
         *cache_strides(k_cache, v_cache),
         block_tables.stride(0), out.stride(0), out.stride(1),
-        num_seqs, num_kv_heads, grid.num_splits, grid.split_len, grid.programs,
+        num_seqs, num_kv_heads, grid.num_splits, grid.split_len, grid.split_share, grid.programs,
         GROUP=group,
         GROUP_PAD=max(16, triton.next_power_of_2(group)),
         HEAD_DIM=head_dim,

@@ -24,6 +24,7 @@ from kernels.triton.paged_common import (
     PER_BATCH_ARGS,
     fp16_rows,
     launch_grid,
+    length_chunk,
     merge_splits,
     page_id,
     softmax_step,
@@ -51,7 +52,7 @@ def decode_tma_kernel(
     q_ptr, k_desc, v_desc, block_tables_ptr, context_lens_ptr, order_ptr, out_ptr, part_out_ptr,
     part_lse_ptr, scale_log2,
     v_scale, stride_qt, stride_qh, stride_bt, stride_ot, stride_oh, num_seqs, num_kv_heads,
-    num_splits, split_len, num_programs, GROUP: tl.constexpr, GROUP_PAD: tl.constexpr,
+    num_splits, split_len, split_share, num_programs, GROUP: tl.constexpr, GROUP_PAD: tl.constexpr,
     HEAD_DIM: tl.constexpr, PAGE: tl.constexpr, TWO_PAGES: tl.constexpr, SPLIT: tl.constexpr,
     STAGES: tl.constexpr, PRECISION: tl.constexpr, IDS_BLOCK: tl.constexpr,
     DOTS: tl.constexpr, ORDERED: tl.constexpr, USE_PDL: tl.constexpr,
@@ -63,6 +64,7 @@ def decode_tma_kernel(
     row_mask = rows < GROUP
     STEP: tl.constexpr = 2 * PAGE if TWO_PAGES else PAGE
     num_items = num_seqs * num_kv_heads * num_splits
+    chunk = length_chunk(context_lens_ptr, num_seqs, split_share, STEP, SPLIT)
     for item in range(tl.program_id(0), num_items, num_programs):
         split = item % num_splits
         kvh = (item // num_splits) % num_kv_heads
@@ -71,7 +73,7 @@ def decode_tma_kernel(
             seq = tl.load(order_ptr + seq)
         ctx = tl.load(context_lens_ptr + seq)
         # start: a multiple of STEP
-        start, end = split_bounds(ctx, split, num_splits, split_len, STEP, SPLIT)
+        start, end = split_bounds(ctx, split, num_splits, split_len, chunk, STEP, SPLIT)
         heads = kvh * GROUP + rows
         q = tl.load(
             q_ptr + seq.to(tl.int64) * stride_qt + heads[:, None] * stride_qh + cols[None, :],
@@ -217,7 +219,7 @@ def decode_attention_tma(
         context_lens if order is None else order, out,
         grid.part_out, grid.part_lse, scale * k_scale * LOG2E, v_scale,
         q.stride(0), q.stride(1), block_tables.stride(0), out.stride(0), out.stride(1),
-        num_seqs, num_kv_heads, grid.num_splits, grid.split_len, grid.programs,
+        num_seqs, num_kv_heads, grid.num_splits, grid.split_len, grid.split_share, grid.programs,
         GROUP=group,
         GROUP_PAD=max(16, triton.next_power_of_2(group)),
         HEAD_DIM=head_dim,

@@ -145,7 +145,7 @@ def gemm_attention_kernel(
     q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr, context_lens_ptr, out_ptr, part_out_ptr,
     part_lse_ptr, scale_log2, v_scale, stride_qt, stride_qh, stride_kb, stride_ks, stride_kh,
     stride_vb, stride_vs, stride_vh, stride_bt, stride_ot, stride_oh, num_seqs, num_kv_heads,
-    num_splits, split_len, num_programs,
+    num_splits, split_len, split_share, num_programs,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GEMM_STAGES: tl.constexpr,
     EVEN_K: tl.constexpr, GEMM_PRECISION: tl.constexpr, TMA: tl.constexpr,
     GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, PAGE: tl.constexpr,
@@ -177,8 +177,8 @@ def gemm_attention_kernel(
             context_lens_ptr, context_lens_ptr, out_ptr, part_out_ptr, part_lse_ptr, scale_log2,
             v_scale, stride_qt, stride_qh, stride_kb, stride_ks, stride_kh, stride_vb, stride_vs,
             stride_vh, stride_bt, stride_ot, stride_oh, num_seqs, num_kv_heads, num_splits,
-            split_len, GROUP, GROUP_PAD, HEAD_DIM, PAGE, BLOCK_N_KV, SPLIT, STAGES, PRECISION,
-            SWAP_AB, DOTS, False,
+            split_len, split_share, GROUP, GROUP_PAD, HEAD_DIM, PAGE, BLOCK_N_KV, SPLIT, STAGES,
+            PRECISION, SWAP_AB, DOTS, False,
         )  # fmt: skip
 
 
@@ -312,7 +312,7 @@ def gemm_beside_attention(
         scale * k_scale * LOG2E, v_scale / P_SCALE.value if dots == "fp8" else v_scale,
         q.stride(0), q.stride(1), *cache_strides(k_cache, v_cache), block_tables.stride(0),
         out.stride(0), out.stride(1), num_seqs, num_kv_heads, grid.num_splits, grid.split_len,
-        max(attn, 1),
+        grid.split_share, max(attn, 1),
         BLOCK_M=gcfg.block_m, BLOCK_N=gcfg.block_n, BLOCK_K=gcfg.block_k,
         GEMM_STAGES=gcfg.num_stages, EVEN_K=k % gcfg.block_k == 0,
         GEMM_PRECISION=_precision(x.dtype), TMA=gcfg.tma,

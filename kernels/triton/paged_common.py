@@ -26,8 +26,17 @@ MAX_SPLITS = 32
 SPLIT_NONE: tl.constexpr = tl.constexpr(0)
 SPLIT_BY_PLAN: tl.constexpr = tl.constexpr(1)  # pieces of the plan's split_len (before 2026-12-01)
 SPLIT_BY_CONTEXT: tl.constexpr = tl.constexpr(2)  # each context in num_splits pieces (the default)
-# NANOLANG_KV_SPLITS=plan brings the old cut back, for A/B runs in separate processes
+# pieces of about one length for every sequence of the launch (``length_chunk``): a long context
+# gets more of its splits than a short one, so the launch's items are of about equal work
+SPLIT_BY_LENGTH: tl.constexpr = tl.constexpr(3)
+# NANOLANG_KV_SPLITS=plan brings the old cut back, =length the cut by length; for A/B runs in
+# separate processes
 KV_SPLITS_ENV = "NANOLANG_KV_SPLITS"
+KV_SPLIT_CUTS = ("context", "plan", "length")
+# under the cut by length, each sequence may take up to this many times the splits the uniform
+# plan gives it (a context longer than that many times the batch's mean share gets longer pieces)
+LENGTH_SPLITS_HEADROOM = 3
+SUM_BLOCK: tl.constexpr = tl.constexpr(128)  # context lengths summed per load in length_chunk
 # NANOLANG_KV_SPLIT_TARGET: items per SM a decode launch's split plan aims for (a positive
 # integer; 2 unless set), or "kernel": each whole-GPU launch its kernel's own target (below)
 KV_SPLIT_TARGET_ENV = "NANOLANG_KV_SPLIT_TARGET"
@@ -124,15 +133,36 @@ def finish(acc, l_i, m_i):
 
 
 @triton.jit
-def split_bounds(ctx, split, num_splits, split_len, BLOCK: tl.constexpr, SPLIT: tl.constexpr):
+def length_chunk(context_lens_ptr, num_seqs, split_share, BLOCK: tl.constexpr,
+                 SPLIT: tl.constexpr):  # fmt: skip
+    """Under SPLIT_BY_LENGTH, the split length (whole BLOCKs) that cuts the launch's contexts,
+    all ``num_seqs`` of them together, into about ``split_share`` pieces; else 0. Computed by
+    every program from the context lengths (a CUDA graph's launch arguments are fixed)."""
+    chunk = 0
+    if SPLIT == SPLIT_BY_LENGTH:
+        total = tl.full([], 0, tl.int32)
+        for s0 in range(0, num_seqs, SUM_BLOCK):
+            offs = s0 + tl.arange(0, SUM_BLOCK)
+            total += tl.sum(tl.load(context_lens_ptr + offs, mask=offs < num_seqs, other=0), 0)
+        chunk = tl.cdiv(tl.cdiv(total, split_share), BLOCK) * BLOCK
+    return chunk
+
+
+@triton.jit
+def split_bounds(ctx, split, num_splits, split_len, chunk, BLOCK: tl.constexpr,
+                 SPLIT: tl.constexpr):  # fmt: skip
     """[start, end) of a work item's KV split. With SPLIT == SPLIT_BY_CONTEXT each sequence's
     own context is cut into ``num_splits`` pieces of whole BLOCKs, none longer than
     ``split_len``: a CUDA graph plans its splits for the longest possible context
     (``max_model_len``), so cutting by ``split_len`` alone (SPLIT_BY_PLAN, the cut before
     2026-12-01) left most splits of a shorter context empty and the rest long (3 sequences of
-    about 1,400 tokens under an 8,192-token plan: 2 of 11 splits busy per head)."""
+    about 1,400 tokens under an 8,192-token plan: 2 of 11 splits busy per head). With
+    SPLIT_BY_LENGTH the pieces are ``chunk`` long (``length_chunk``), or longer where
+    ``num_splits`` of them would not cover the context; the splits past its end are empty."""
     if SPLIT == SPLIT_BY_PLAN:
         length = split_len
+    elif SPLIT == SPLIT_BY_LENGTH:
+        length = tl.maximum(tl.cdiv(tl.cdiv(ctx, num_splits), BLOCK) * BLOCK, chunk)
     else:
         own = tl.cdiv(tl.cdiv(ctx, num_splits), BLOCK) * BLOCK
         length = tl.minimum(split_len, own)
@@ -230,15 +260,19 @@ def whole_gpu_split_target(kernel: str, items: int, num_sms: int) -> int:
 
 def plan_splits(
     items: int, max_context_len: int, num_sms: int, block_n: int,
-    own_target: int = DEFAULT_SPLIT_TARGET,
+    own_target: int = DEFAULT_SPLIT_TARGET, headroom: int = 1,
 ) -> tuple[int, int]:  # fmt: skip
     """(num_splits, split_len): split long contexts until there are about ``split_target``
-    items per SM (2, or ``own_target`` under NANOLANG_KV_SPLIT_TARGET=kernel)."""
+    items per SM (2, or ``own_target`` under NANOLANG_KV_SPLIT_TARGET=kernel); ``headroom``
+    times as many splits (the cut by length's room for contexts longer than the mean)."""
     target = split_target(own_target) * num_sms
     splits = 1
     if items < target:
         by_len = max(max_context_len // MIN_SPLIT_LEN, 1)
         splits = min(triton.cdiv(target, max(items, 1)), by_len, MAX_SPLITS)
+        if splits > 1:
+            by_block = triton.cdiv(max(max_context_len, 1), block_n)
+            splits = min(splits * headroom, by_block, MAX_SPLITS)
     split_len = triton.cdiv(triton.cdiv(max(max_context_len, 1), splits), block_n) * block_n
     return triton.cdiv(max(max_context_len, 1), split_len), split_len
 
@@ -250,6 +284,7 @@ class LaunchGrid:
 
     num_splits: int
     split_len: int
+    split_share: int  # under the cut by length: pieces per kv head over the whole batch
     programs: int
     part_out: torch.Tensor
     part_lse: torch.Tensor
@@ -263,14 +298,16 @@ class LaunchGrid:
         """The kernels' SPLIT argument: SPLIT_NONE, or how contexts are cut (``split_cut``)."""
         if not self.split:
             return SPLIT_NONE.value
-        return SPLIT_BY_PLAN.value if split_cut() == "plan" else SPLIT_BY_CONTEXT.value
+        kinds = {"plan": SPLIT_BY_PLAN, "context": SPLIT_BY_CONTEXT, "length": SPLIT_BY_LENGTH}
+        return kinds[split_cut()].value
 
 
 def split_cut() -> str:
-    """``context`` (default) or ``plan``, from NANOLANG_KV_SPLITS; anything else is refused."""
+    """``context`` (default), ``plan`` or ``length``, from NANOLANG_KV_SPLITS; anything else is
+    refused."""
     cut = os.environ.get(KV_SPLITS_ENV, "context")
-    if cut not in ("context", "plan"):
-        raise ValueError(f"{KV_SPLITS_ENV}={cut!r}: choose context or plan")
+    if cut not in KV_SPLIT_CUTS:
+        raise ValueError(f"{KV_SPLITS_ENV}={cut!r}: choose {', '.join(KV_SPLIT_CUTS)}")
     return cut
 
 
@@ -294,7 +331,11 @@ def launch_grid(
     own = DEFAULT_SPLIT_TARGET
     if num_sms is None and whole_gpu_kernel is not None:
         own = whole_gpu_split_target(whole_gpu_kernel, items, sms)
-    num_splits, split_len = plan_splits(items, max_context_len, sms, block_n, own)
+    by_length = split_cut() == "length"
+    headroom = LENGTH_SPLITS_HEADROOM if by_length else 1
+    num_splits, split_len = plan_splits(items, max_context_len, sms, block_n, own, headroom)
+    # the cut by length spreads the batch's whole context over the target's items
+    split_share = triton.cdiv(split_target(own) * sms, k_cache.shape[2]) if by_length else 0
     items *= num_splits
     programs = items if num_sms is None else min(items, num_sms * ctas_per_sm)
     part_out = part_lse = out
@@ -302,7 +343,7 @@ def launch_grid(
         shape = (num_seqs, num_heads, num_splits)
         part_out = torch.empty((*shape, head_dim), dtype=torch.float32, device=q.device)
         part_lse = torch.empty(shape, dtype=torch.float32, device=q.device)
-    return LaunchGrid(num_splits, split_len, programs, part_out, part_lse)
+    return LaunchGrid(num_splits, split_len, split_share, programs, part_out, part_lse)
 
 
 MERGE_PAD = triton.next_power_of_2(MAX_SPLITS)  # one merge kernel for every split count

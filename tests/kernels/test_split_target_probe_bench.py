@@ -41,8 +41,22 @@ def test_the_plan_must_cover_the_longest_context(monkeypatch: pytest.MonkeyPatch
     probe = _probe()
     for argv in (["--plan-len", "1000", "--contexts", "1024"],
                  ["--plan-len", "1500", "--contexts", "1024", "--ragged"],
-                 ["--reps", "0"], ["--batches", "0"]):  # fmt: skip
+                 ["--reps", "0"], ["--batches", "0"], ["--cuts", "evenly"],
+                 ["--cuts", ","]):  # fmt: skip
         monkeypatch.setattr("sys.argv", ["split_target_probe.py", "--out", "x.json", *argv])
         with pytest.raises(SystemExit) as info:
             probe.main()
         assert info.value.code == 2
+
+
+def test_the_table_gives_each_cut_its_row() -> None:
+    probe = _probe()
+    key = {"kernel": "gather", "context": 384, "batch": 16}
+    rows = [
+        {**key, "cut": cut, "target": t, "us_per_layer": us}
+        for cut, t, us in (("context", 1, 9.0), ("context", 2, 8.0), ("length", 1, 6.5),
+                           ("length", 2, 7.0))
+    ]  # fmt: skip
+    lines = probe.table(rows, [1, 2]).splitlines()
+    assert lines[2] == "| gather | context | 384 | 16 | 9.0 | 8.0 | 2 |"
+    assert lines[3] == "| gather | length | 384 | 16 | 6.5 | 7.0 | 1 |"

@@ -18,9 +18,12 @@ from kernels.triton import paged_attention, paged_common
 from kernels.triton.decode_attention import DecodeConfig
 from kernels.triton.extend_attention import ExtendConfig, extend_attention
 from kernels.triton.paged_common import (
+    LENGTH_SPLITS_HEADROOM,
     SPLIT_BY_CONTEXT,
+    SPLIT_BY_LENGTH,
     SPLIT_BY_PLAN,
     launch_grid,
+    length_chunk,
     plan_splits,
     split_bounds,
     whole_gpu_split_target,
@@ -240,21 +243,87 @@ def test_tma_decode_many_random_decodes_other_heads_and_nan_slots(
 
 
 @triton.jit
-def _bounds_kernel(out_ptr, ctx, num_splits, split_len, BLOCK: tl.constexpr, SPLIT: tl.constexpr):
+def _bounds_kernel(out_ptr, ctx, num_splits, split_len, chunk, BLOCK: tl.constexpr,
+                   SPLIT: tl.constexpr):  # fmt: skip
     split = tl.program_id(0)
-    start, end = split_bounds(ctx, split, num_splits, split_len, BLOCK, SPLIT)
+    start, end = split_bounds(ctx, split, num_splits, split_len, chunk, BLOCK, SPLIT)
     tl.store(out_ptr + 2 * split, start)
     tl.store(out_ptr + 2 * split + 1, end)
 
 
 def _split_bounds(
-    ctx: int, num_splits: int, split_len: int, block: int, kind: int = SPLIT_BY_CONTEXT.value
-) -> list[tuple[int, int]]:
+    ctx: int, num_splits: int, split_len: int, block: int, kind: int = SPLIT_BY_CONTEXT.value,
+    chunk: int = 0,
+) -> list[tuple[int, int]]:  # fmt: skip
     """(start, end) of every split of a ``ctx``-token context, from the kernels' own helper."""
     out = torch.empty(2 * num_splits, dtype=torch.int32, device=DEVICE)
-    _bounds_kernel[(num_splits,)](out, ctx, num_splits, split_len, BLOCK=block, SPLIT=kind)
+    _bounds_kernel[(num_splits,)](out, ctx, num_splits, split_len, chunk, BLOCK=block, SPLIT=kind)
     flat = out.tolist()
     return [(flat[2 * i], flat[2 * i + 1]) for i in range(num_splits)]
+
+
+@triton.jit
+def _chunk_kernel(out_ptr, context_lens_ptr, num_seqs, split_share, BLOCK: tl.constexpr,
+                  SPLIT: tl.constexpr):  # fmt: skip
+    tl.store(out_ptr, length_chunk(context_lens_ptr, num_seqs, split_share, BLOCK, SPLIT))
+
+
+def _length_chunk(lens: list[int], split_share: int, block: int, kind: int) -> int:
+    out = torch.zeros(1, dtype=torch.int32, device=DEVICE)
+    ctx = torch.tensor(lens, dtype=torch.int32, device=DEVICE)
+    _chunk_kernel[(1,)](out, ctx, len(lens), split_share, BLOCK=block, SPLIT=kind)
+    return int(out.item())
+
+
+@pytest.mark.parametrize("num_seqs", [1, 5, 128, 300])
+def test_the_length_chunk_spreads_the_batchs_whole_context_over_its_share(num_seqs: int) -> None:
+    """Every context counts (300 of them: three loads of 128), the chunk is whole blocks, and
+    the cuts other than by length get none."""
+    lens = [1 + (7919 * i) % 3000 for i in range(num_seqs)]
+    total = sum(lens)
+    chunk = _length_chunk(lens, 33, 64, SPLIT_BY_LENGTH.value)
+    share_tokens = -(-total // 33)
+    assert chunk == -(-share_tokens // 64) * 64
+    assert _length_chunk(lens, 33, 64, SPLIT_BY_CONTEXT.value) == 0
+
+
+def test_the_cut_by_length_gives_long_contexts_more_splits() -> None:
+    """Ragged contexts under one plan (16 sequences x 8 kv heads on 132 SMs, planned for 8,192
+    tokens as a CUDA graph is): the cut by each context gives every sequence the same number
+    of splits, so the longest context's pieces are 3,000 / 3 tokens; the cut by length cuts
+    every context into pieces of the batch's total over its share (or, for a context longer
+    than its splits allow, a little longer), and a short context takes one split. Both cover
+    each context exactly."""
+    lens = [3000, 2400, 1800, 1200] + [100] * 12
+    _, kv_heads, block, sms = 16, 8, 64, 132
+    items = len(lens) * kv_heads
+    uniform, split_len = plan_splits(items, 8192, sms, block)
+    wide, wide_len = plan_splits(items, 8192, sms, block, headroom=LENGTH_SPLITS_HEADROOM)
+    assert (uniform, wide) == (3, 3 * LENGTH_SPLITS_HEADROOM)
+    share = -(-2 * sms // kv_heads)
+    chunk = _length_chunk(lens, share, block, SPLIT_BY_LENGTH.value)
+    longest = {"context": 0, "length": 0}
+    for ctx in lens:
+        for cut, bounds in (
+            ("context", _split_bounds(ctx, uniform, split_len, block)),
+            ("length", _split_bounds(ctx, wide, wide_len, block, SPLIT_BY_LENGTH.value, chunk)),
+        ):
+            busy = [(s, e) for s, e in bounds if e > s]
+            assert busy[0][0] == 0 and busy[-1][1] == ctx
+            assert all(a[1] == b[0] for a, b in itertools.pairwise(busy))
+            longest[cut] = max(longest[cut], max(e - s for s, e in busy))
+        if cut == "length" and ctx <= chunk:
+            assert len(busy) == 1
+    assert longest["context"] == 1024  # 3,000 in 3 pieces of whole 64-token blocks
+    assert chunk == 320  # 9,600 tokens over 33 pieces, in whole blocks
+    # 3,000 tokens would take 10 chunks; its 9 splits take 384 each (the headroom's limit)
+    assert longest["length"] == 384
+
+
+def test_the_cut_by_length_lengthens_pieces_past_its_splits() -> None:
+    """A context longer than num_splits chunks is cut into num_splits longer pieces."""
+    bounds = _split_bounds(5000, 4, 8192, 64, SPLIT_BY_LENGTH.value, chunk=256)
+    assert bounds == [(0, 1280), (1280, 2560), (2560, 3840), (3840, 5000)]
 
 
 @pytest.mark.parametrize(
@@ -287,22 +356,34 @@ def test_the_cut_follows_nanolang_kv_splits(monkeypatch: pytest.MonkeyPatch) -> 
     q = torch.zeros(1, 4, 16)
     cache = torch.zeros(2, 16, 1, 16)
     grid = launch_grid(q, cache, 8192, None, 64, 1, q)
-    assert grid.split and grid.split_kind == SPLIT_BY_CONTEXT.value
+    assert grid.split and grid.split_kind == SPLIT_BY_CONTEXT.value and grid.split_share == 0
     monkeypatch.setenv("NANOLANG_KV_SPLITS", "plan")
     assert grid.split_kind == SPLIT_BY_PLAN.value
+    monkeypatch.setenv("NANOLANG_KV_SPLITS", "length")
+    assert grid.split_kind == SPLIT_BY_LENGTH.value
+    by_length = launch_grid(q, cache, 8192, None, 64, 1, q)
+    sms = paged_common.device_sm_count(q.device)
+    assert by_length.split_share == 2 * sms  # one kv head: the target's items
     monkeypatch.setenv("NANOLANG_KV_SPLITS", "sometimes")
-    with pytest.raises(ValueError, match="NANOLANG_KV_SPLITS='sometimes': choose context or plan"):
+    with pytest.raises(
+        ValueError, match="NANOLANG_KV_SPLITS='sometimes': choose context, plan, length"
+    ):
         grid.split_kind  # noqa: B018
 
 
+@pytest.mark.parametrize("cut", ["context", "length"])
 @pytest.mark.parametrize("tma", [False, True])
-def test_decode_planned_for_a_far_longer_context_matches_the_reference(tma: bool) -> None:
+def test_decode_planned_for_a_far_longer_context_matches_the_reference(
+    tma: bool, cut: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The graph-style call: ``max_context_len`` is the engine's context length (8,192), the
-    sequences are short and ragged, so each one's own context is split finely."""
+    sequences are short and ragged, so each one's own context is split finely (by context),
+    or cut into pieces of about one length, the splits past a short context's end empty."""
     import dataclasses
 
     if tma:
         _tma_or_skip()
+    monkeypatch.setenv("NANOLANG_KV_SPLITS", cut)
     dtype = torch.float32 if INTERPRET else torch.bfloat16
     ctx = [1400, 37, 700] if INTERPRET else [1400, 37, 700, 2900, 1, 1025, 64, 3000]
     batch = make_paged_batch([1] * len(ctx), ctx, len(ctx), 8, 2, 64, 16, dtype, DEVICE, 21)
