@@ -284,7 +284,9 @@ class LaunchGrid:
 
     num_splits: int
     split_len: int
-    split_share: int  # under the cut by length: pieces per kv head over the whole batch
+    # under the cut by length: the pieces (per kv head) the batch's contexts are cut into, the
+    # uniform plan's count (its splits times the sequences)
+    split_share: int
     programs: int
     part_out: torch.Tensor
     part_lse: torch.Tensor
@@ -331,11 +333,13 @@ def launch_grid(
     own = DEFAULT_SPLIT_TARGET
     if num_sms is None and whole_gpu_kernel is not None:
         own = whole_gpu_split_target(whole_gpu_kernel, items, sms)
-    by_length = split_cut() == "length"
-    headroom = LENGTH_SPLITS_HEADROOM if by_length else 1
-    num_splits, split_len = plan_splits(items, max_context_len, sms, block_n, own, headroom)
-    # the cut by length spreads the batch's whole context over the target's items
-    split_share = triton.cdiv(split_target(own) * sms, k_cache.shape[2]) if by_length else 0
+    num_splits, split_len = plan_splits(items, max_context_len, sms, block_n, own)
+    split_share = 0
+    if split_cut() == "length" and num_splits > 1:
+        # as many pieces as the cut by context makes, of one length whatever the context
+        split_share = num_seqs * num_splits
+        num_splits, split_len = plan_splits(items, max_context_len, sms, block_n, own,
+                                            LENGTH_SPLITS_HEADROOM)  # fmt: skip
     items *= num_splits
     programs = items if num_sms is None else min(items, num_sms * ctas_per_sm)
     part_out = part_lse = out

@@ -300,7 +300,7 @@ def test_the_cut_by_length_gives_long_contexts_more_splits() -> None:
     uniform, split_len = plan_splits(items, 8192, sms, block)
     wide, wide_len = plan_splits(items, 8192, sms, block, headroom=LENGTH_SPLITS_HEADROOM)
     assert (uniform, wide) == (3, 3 * LENGTH_SPLITS_HEADROOM)
-    share = -(-2 * sms // kv_heads)
+    share = uniform * len(lens)  # launch_grid's: as many pieces as the cut by context makes
     chunk = _length_chunk(lens, share, block, SPLIT_BY_LENGTH.value)
     longest = {"context": 0, "length": 0}
     for ctx in lens:
@@ -315,8 +315,8 @@ def test_the_cut_by_length_gives_long_contexts_more_splits() -> None:
         if cut == "length" and ctx <= chunk:
             assert len(busy) == 1
     assert longest["context"] == 1024  # 3,000 in 3 pieces of whole 64-token blocks
-    assert chunk == 320  # 9,600 tokens over 33 pieces, in whole blocks
-    # 3,000 tokens would take 10 chunks; its 9 splits take 384 each (the headroom's limit)
+    assert chunk == 256  # 9,600 tokens over 48 pieces, in whole blocks
+    # 3,000 tokens would take 12 chunks; its 9 splits take 384 each (the headroom's limit)
     assert longest["length"] == 384
 
 
@@ -362,8 +362,9 @@ def test_the_cut_follows_nanolang_kv_splits(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("NANOLANG_KV_SPLITS", "length")
     assert grid.split_kind == SPLIT_BY_LENGTH.value
     by_length = launch_grid(q, cache, 8192, None, 64, 1, q)
-    sms = paged_common.device_sm_count(q.device)
-    assert by_length.split_share == 2 * sms  # one kv head: the target's items
+    uniform = plan_splits(1, 8192, paged_common.device_sm_count(q.device), 64)[0]
+    assert by_length.split_share == uniform  # one sequence: the uniform plan's pieces
+    assert by_length.num_splits == min(LENGTH_SPLITS_HEADROOM * uniform, 32)
     monkeypatch.setenv("NANOLANG_KV_SPLITS", "sometimes")
     with pytest.raises(
         ValueError, match="NANOLANG_KV_SPLITS='sometimes': choose context, plan, length"
