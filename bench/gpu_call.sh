@@ -101,7 +101,8 @@ case $name in
     w=sharegpt:1000,lmsys:1000,splitwise:1000
     [ "$name" = peers-1000-b ] && w=512/512:1000,1024/512:1000,512/1024:1000
     timeout 590 python3 -m runtime.bench --model llama-3-8b --workloads "$w" --warmup-requests 32 \
-      "${peers[@]}" --peer-timeout 240 --out "$out/$name.json" 2>&1 | tee "$out/$name.log" ;;
+      --attention-backend triton "${peers[@]}" --peer-timeout 240 --out "$out/$name.json" 2>&1 \
+      | tee "$out/$name.log" ;;
   fi-partition)  # issue 19: FlashInfer's decode against the Triton kernels on SM partitions
     timeout 570 python3 bench/decode_attention_sms.py --kernels gather-quick,tma,flashinfer \
       --sms 132,64,48 --out "$out/fi-partition.json" 2>&1 | tee "$out/fi-partition.log" ;;
