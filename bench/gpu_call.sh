@@ -10,7 +10,7 @@
 # Peers (vLLM, SGLang) are staged by ../shared/tools/peers/README.md's calls first; `peers-*`
 # calls expect /tmp/vsite and /tmp/vsite-sgl on the same warm machine.
 set -euo pipefail
-calls="tests tests-fi tests-paged split-probe-ragged split-ab cut-probe cut-ab argmax-ab copies-ab pdl-ab fi-prefill linear-profile linear-ab-1000 peers-1000-a peers-1000-b fi-partition tp-tests tp-table tp-pair"
+calls="tests tests-fi tests-paged split-probe-ragged split-ab cut-probe cut-ab argmax-ab copies-ab pdl-ab fi-prefill attn-1000 linear-profile linear-ab-1000 peers-1000-a peers-1000-b peers-1000 fi-partition tp-tests tp-table tp-pair"
 name=${1:-}
 if [[ " $calls " != *" $name "* || -z $name ]]; then
   echo "usage: bash bench/gpu_call.sh NAME, NAME one of: $calls (got '${name}')" >&2
@@ -77,25 +77,29 @@ case $name in
   copies-ab)  # one copy of a decode step's row metadata against a copy per tensor
     python3 bench/env_ab.py --out "$out/copies-ab.json" --budget 540 \
       --variant NANOLANG_DECODE_COPIES=separate --variant NANOLANG_DECODE_COPIES=one -- \
-      --model llama-3-8b --workloads sharegpt:256,lmsys:256,512/512:256 --warmup-requests 32 \
+      --model llama-3-8b --workloads sharegpt:256,lmsys:256,512/512:256 --warmup-requests 32  --attention-backend triton \
       2>&1 | tee "$out/copies-ab.log" ;;
   pdl-ab)  # programmatic dependent launch of the small Triton kernels, against plain launches
     python3 bench/env_ab.py --out "$out/pdl-ab.json" --budget 540 \
       --variant NANOLANG_PDL=0 --variant NANOLANG_PDL=1 -- \
-      --model llama-3-8b --workloads sharegpt:256,lmsys:256,512/512:256 --warmup-requests 32 \
+      --model llama-3-8b --workloads sharegpt:256,lmsys:256,512/512:256 --warmup-requests 32  --attention-backend triton \
       2>&1 | tee "$out/pdl-ab.log" ;;
   fi-prefill)  # Triton's decode with FlashInfer's prefill, against Triton's attention
     timeout 570 python3 -m runtime.bench --model llama-3-8b --workloads splitwise:256,1024/512:256 \
       --warmup-requests 32 --attention-backend triton,flashinfer-prefill \
       --out "$out/fi-prefill.json" 2>&1 | tee "$out/fi-prefill.log" ;;
+  attn-1000)  # the three attention backends at 1,000 requests, one engine each (no peers)
+    timeout 590 python3 -m runtime.bench --model llama-3-8b --workloads splitwise:1000,sharegpt:1000 \
+      --warmup-requests 32 --attention-backend triton,flashinfer-prefill,flashinfer \
+      --out "$out/attn-1000.json" 2>&1 | tee "$out/attn-1000.log" ;;
   linear-profile)  # ShareGPT-like's 129-256-sequence steps under each linear
     timeout 570 python3 -m runtime.bench --model llama-3-8b --workloads sharegpt:256 \
-      --warmup-requests 32 --linear torch,cublaslt --profile-run --profile-skip 150 \
+      --warmup-requests 32 --attention-backend triton --linear torch,cublaslt --profile-run --profile-skip 150 \
       --profile-window 32 --out "$out/linear-profile.json" 2>&1 | tee "$out/linear-profile.log" ;;
   linear-ab-1000)  # cuBLASLt's table at the 288-1,024-row batches of 1,000 requests
     python3 bench/env_ab.py --out "$out/linear-ab-1000.json" --budget 560 \
       --variant NANOLANG_KERNELS=linear=torch --variant NANOLANG_KERNELS=linear=cublaslt -- \
-      --model llama-3-8b --workloads sharegpt:1000,512/1024:1000 --warmup-requests 32 \
+      --model llama-3-8b --workloads sharegpt:1000,512/1024:1000 --warmup-requests 32  --attention-backend triton \
       2>&1 | tee "$out/linear-ab-1000.log" ;;
   peers-1000-a|peers-1000-b)  # the 1,000-request workloads beside vLLM and SGLang, in two calls
     w=sharegpt:1000,lmsys:1000,splitwise:1000
@@ -103,6 +107,10 @@ case $name in
     timeout 590 python3 -m runtime.bench --model llama-3-8b --workloads "$w" --warmup-requests 32 \
       --attention-backend triton "${peers[@]}" --peer-timeout 240 --out "$out/$name.json" 2>&1 \
       | tee "$out/$name.log" ;;
+  peers-1000)  # one workload beside vLLM and SGLang: W=workload:requests, ATTN=attention backend
+    timeout 590 python3 -m runtime.bench --model llama-3-8b --workloads "${W:?W=workload:requests}" \
+      --warmup-requests 32 --attention-backend "${ATTN:-triton}" "${peers[@]}" --peer-timeout 240 \
+      --out "$out/peers-1000.json" 2>&1 | tee "$out/peers-1000.log" ;;
   fi-partition)  # issue 19: FlashInfer's decode against the Triton kernels on SM partitions
     timeout 570 python3 bench/decode_attention_sms.py --kernels gather-quick,tma,flashinfer \
       --sms 132,64,48 --out "$out/fi-partition.json" 2>&1 | tee "$out/fi-partition.log" ;;
