@@ -88,8 +88,9 @@ case $name in
     timeout 570 python3 -m runtime.bench --model llama-3-8b --workloads splitwise:256,1024/512:256 \
       --warmup-requests 32 --attention-backend triton,flashinfer-prefill \
       --out "$out/fi-prefill.json" 2>&1 | tee "$out/fi-prefill.log" ;;
-  attn-1000)  # the three attention backends at 1,000 requests, one engine each (no peers)
-    timeout 590 python3 -m runtime.bench --model llama-3-8b --workloads splitwise:1000,sharegpt:1000 \
+  attn-1000)  # the three attention backends at 1,000 requests, one engine each (no peers; W, T)
+    timeout "${T:-590}" python3 -m runtime.bench --model llama-3-8b \
+      --workloads "${W:-splitwise:1000,sharegpt:1000}" \
       --warmup-requests 32 --attention-backend triton,flashinfer-prefill,flashinfer \
       --out "$out/attn-1000.json" 2>&1 | tee "$out/attn-1000.log" ;;
   linear-profile)  # ShareGPT-like's 129-256-sequence steps under each linear
@@ -107,9 +108,9 @@ case $name in
     timeout 590 python3 -m runtime.bench --model llama-3-8b --workloads "$w" --warmup-requests 32 \
       --attention-backend triton "${peers[@]}" --peer-timeout 240 --out "$out/$name.json" 2>&1 \
       | tee "$out/$name.log" ;;
-  peers-1000)  # one workload beside vLLM and SGLang: W=workload:requests, ATTN=attention backend
+  peers-1000)  # one workload beside vLLM and SGLang: W=workload:requests, ATTN=attention backend (default: the registry's)
     timeout 590 python3 -m runtime.bench --model llama-3-8b --workloads "${W:?W=workload:requests}" \
-      --warmup-requests 32 --attention-backend "${ATTN:-triton}" "${peers[@]}" --peer-timeout 240 \
+      --warmup-requests 32 --attention-backend "${ATTN:-default}" "${peers[@]}" --peer-timeout 240 \
       --out "$out/peers-1000.json" 2>&1 | tee "$out/peers-1000.log" ;;
   fi-partition)  # issue 19: FlashInfer's decode against the Triton kernels on SM partitions
     timeout 570 python3 bench/decode_attention_sms.py --kernels gather-quick,tma,flashinfer \

@@ -236,7 +236,8 @@ class EngineConfig:
     plan_guard_min_gain: float = 0.02
     plan_guard_recheck_every: int = 4096
     # "torch", "triton", "flashinfer", "flashinfer-prefill" (Triton's decode, FlashInfer's
-    # prefill; opt-in): the paged-attention backend; None: the registry's choice
+    # prefill): the paged-attention backend; None: the registry's choice (on CUDA
+    # "flashinfer-prefill" where FlashInfer and Triton import, else "triton"; torch on CPU)
     attention_backend: str | None = None
     # "auto": the model's dtype; "fp8" (or "fp8_e4m3"): float8 e4m3 with a scale per layer for K
     # and one for V (from the checkpoint's k_scale / v_scale, else 1.0), half the bytes of bf16

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
 
@@ -36,7 +38,12 @@ def test_flashinfer_paged_attention(name: str) -> None:
     assert torch.equal(again, out)
 
 
-def test_registry_prefers_flashinfer_for_attention() -> None:
+def test_registry_prefers_flashinfer_prefill_then_flashinfer_for_attention() -> None:
+    """With Triton importable too, the registry picks "flashinfer-prefill" (Triton's decode,
+    FlashInfer's prefill); "flashinfer" by name is FlashInfer's whole backend."""
+    triton_too = importlib.util.find_spec("triton") is not None
     ops = get_ops("cuda")
-    assert ops.backends["paged_attention"] == "flashinfer"
-    assert isinstance(ops.paged_attention, FlashInferAttention)
+    assert ops.backends["paged_attention"] == ("flashinfer-prefill" if triton_too else "flashinfer")
+    whole = get_ops("cuda", "flashinfer")
+    assert whole.backends["paged_attention"] == "flashinfer"
+    assert isinstance(whole.paged_attention, FlashInferAttention)

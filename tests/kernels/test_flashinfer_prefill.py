@@ -308,11 +308,12 @@ def test_the_graph_hooks_and_the_decode_ratio_are_the_triton_sides(loaded: Loade
     assert sum(len(w.plans) for w in loaded.made) == 1  # the mixed forward's only
 
 
-def test_registered_opt_in_below_triton_and_flashinfer(
+def test_registered_above_triton_and_flashinfer(
     loaded: Loaded, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """kernels.flashinfer_backend registers "flashinfer-prefill" below both backends it joins,
-    and only where its Triton side imports; the engine's config accepts the name."""
+    """kernels.flashinfer_backend registers "flashinfer-prefill" above both backends it joins
+    (the registry's choice where both import), and only where its Triton side imports; the
+    engine's config accepts the name."""
     import kernels.registry
     from kernels.triton_backend import PRIORITY as TRITON_PRIORITY
     from runtime.config import ATTENTION_BACKENDS, EngineConfig
@@ -332,7 +333,7 @@ def test_registered_opt_in_below_triton_and_flashinfer(
 
     found = registered(loaded.fp)
     assert set(found) == {"flashinfer", "flashinfer-prefill"}
-    assert found["flashinfer-prefill"] < min(TRITON_PRIORITY, found["flashinfer"])
+    assert found["flashinfer-prefill"] > max(TRITON_PRIORITY, found["flashinfer"])
     assert registered(None) == {"flashinfer": found["flashinfer"]}  # no triton: not registered
     assert "flashinfer-prefill" in ATTENTION_BACKENDS
     assert EngineConfig(attention_backend="flashinfer-prefill").attention_backend
@@ -445,12 +446,12 @@ def test_mixed_batches_match_the_reference_on_the_gpu(name: str, kv: str) -> Non
 
 @pytest.mark.gpu
 @needs_gpu
-def test_the_registry_lists_it_and_never_picks_it_on_the_gpu() -> None:
+def test_the_registry_lists_it_and_picks_it_on_the_gpu() -> None:
     pytest.importorskip("flashinfer")
     from kernels import attention_backends, get_ops
 
     assert "flashinfer-prefill" in attention_backends("cuda")
-    assert get_ops("cuda").backends["paged_attention"] == "flashinfer"
+    assert get_ops("cuda").backends["paged_attention"] == "flashinfer-prefill"
     ops = get_ops("cuda", "flashinfer-prefill")
     assert ops.paged_attention.name == "flashinfer-prefill"
 

@@ -30,14 +30,15 @@ def test_triton_backend_registers_every_operator_but_linear() -> None:
 @needs_cuda
 def test_get_ops_on_cuda_prefers_triton() -> None:
     """Triton's everywhere except linear (cuBLASLt's measured table where cuBLASLt loads, else
-    torch's) and attention (FlashInfer's where installed)."""
+    torch's) and attention ("flashinfer-prefill", Triton's decode and FlashInfer's prefill, where
+    FlashInfer is installed)."""
     from kernels import cublaslt
 
     backends = get_ops("cuda").backends
     assert backends["linear"] == ("cublaslt" if cublaslt.available() else "torch")
     for op in set(OPERATORS) - {"linear", "paged_attention"}:
         assert backends[op] == "triton", op
-    assert backends["paged_attention"] in ("triton", "flashinfer")
+    assert backends["paged_attention"] in ("triton", "flashinfer-prefill")
 
 
 def _captured(fn: Callable[[], torch.Tensor]) -> torch.Tensor:
