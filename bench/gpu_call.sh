@@ -77,12 +77,12 @@ case $name in
   copies-ab)  # one copy of a decode step's row metadata against a copy per tensor
     python3 bench/env_ab.py --out "$out/copies-ab.json" --budget 540 \
       --variant NANOLANG_DECODE_COPIES=separate --variant NANOLANG_DECODE_COPIES=one -- \
-      --model llama-3-8b --workloads sharegpt:256,lmsys:256,512/512:256 --warmup-requests 32  --attention-backend triton \
+      --model llama-3-8b --workloads sharegpt:256,lmsys:256,512/512:256 --warmup-requests 32 --attention-backend triton \
       2>&1 | tee "$out/copies-ab.log" ;;
   pdl-ab)  # programmatic dependent launch of the small Triton kernels, against plain launches
     python3 bench/env_ab.py --out "$out/pdl-ab.json" --budget 540 \
       --variant NANOLANG_PDL=0 --variant NANOLANG_PDL=1 -- \
-      --model llama-3-8b --workloads sharegpt:256,lmsys:256,512/512:256 --warmup-requests 32  --attention-backend triton \
+      --model llama-3-8b --workloads sharegpt:256,lmsys:256,512/512:256 --warmup-requests 32 --attention-backend triton \
       2>&1 | tee "$out/pdl-ab.log" ;;
   fi-prefill)  # Triton's decode with FlashInfer's prefill, against Triton's attention
     timeout 570 python3 -m runtime.bench --model llama-3-8b --workloads splitwise:256,1024/512:256 \
@@ -100,7 +100,7 @@ case $name in
   linear-ab-1000)  # cuBLASLt's table at the 288-1,024-row batches of 1,000 requests
     python3 bench/env_ab.py --out "$out/linear-ab-1000.json" --budget 560 \
       --variant NANOLANG_KERNELS=linear=torch --variant NANOLANG_KERNELS=linear=cublaslt -- \
-      --model llama-3-8b --workloads sharegpt:1000,512/1024:1000 --warmup-requests 32  --attention-backend triton \
+      --model llama-3-8b --workloads sharegpt:1000,512/1024:1000 --warmup-requests 32 --attention-backend triton \
       2>&1 | tee "$out/linear-ab-1000.log" ;;
   peers-1000-a|peers-1000-b)  # the 1,000-request workloads beside vLLM and SGLang, in two calls
     w=sharegpt:1000,lmsys:1000,splitwise:1000
@@ -108,7 +108,7 @@ case $name in
     timeout 590 python3 -m runtime.bench --model llama-3-8b --workloads "$w" --warmup-requests 32 \
       --attention-backend triton "${peers[@]}" --peer-timeout 240 --out "$out/$name.json" 2>&1 \
       | tee "$out/$name.log" ;;
-  peers-1000)  # one workload beside vLLM and SGLang: W=workload:requests, ATTN=attention backend (default: the registry's)
+  peers-1000)  # one workload beside vLLM and SGLang: W=workload:requests, ATTN=backend (the registry's)
     timeout 590 python3 -m runtime.bench --model llama-3-8b --workloads "${W:?W=workload:requests}" \
       --warmup-requests 32 --attention-backend "${ATTN:-default}" "${peers[@]}" --peer-timeout 240 \
       --out "$out/peers-1000.json" 2>&1 | tee "$out/peers-1000.log" ;;
