@@ -10,7 +10,7 @@
 # Peers (vLLM, SGLang) are staged by ../shared/tools/peers/README.md's calls first; `peers-*`
 # calls expect /tmp/vsite and /tmp/vsite-sgl on the same warm machine.
 set -euo pipefail
-calls="tests tests-fi tests-paged split-probe-ragged split-ab cut-probe cut-ab argmax-ab copies-ab pdl-ab fi-prefill attn-1000 linear-profile linear-ab-1000 peers-1000-a peers-1000-b peers-1000 fi-partition tp-tests tp-table tp-pair"
+calls="tests tests-fi tests-paged split-probe-ragged split-ab cut-probe cut-ab argmax-ab copies-ab pdl-ab fi-prefill attn-1000 linear-profile linear-ab-1000 peers-1000-a peers-1000-b peers-1000 tune-mixed fi-partition tp-tests tp-table tp-pair"
 name=${1:-}
 if [[ " $calls " != *" $name "* || -z $name ]]; then
   echo "usage: bash bench/gpu_call.sh NAME, NAME one of: $calls (got '${name}')" >&2
@@ -112,6 +112,17 @@ case $name in
     timeout 590 python3 -m runtime.bench --model llama-3-8b --workloads "${W:?W=workload:requests}" \
       --warmup-requests 32 --attention-backend "${ATTN:-default}" "${peers[@]}" --peer-timeout 240 \
       --out "$out/peers-1000.json" 2>&1 | tee "$out/peers-1000.log" ;;
+  tune-mixed)  # issue 19: search Splitwise-like's mixed iterations (~450 decodes beside ~5,700
+    # prefill tokens at ~1,200-token contexts), then nanoflow against sequential on it
+    timeout 240 python3 -m runtime.tune --model llama-3-8b \
+      --tokens 16,32,64,128,256,512,1024,2048,4096,6144,8192,8704 \
+      --attention-tokens 64,256,512,1024,2048,4096,8192 --contexts 1024,2048 \
+      --interference-tokens 256,1024,4096 --decode-points 256,512 --prefill-points 0,2048,4096,8192 \
+      --context-points 1024,2048 --max-tokens 8704 --explore 0.1 --jobs 8 \
+      --out "$out/tune-mixed" 2>&1 | tee "$out/tune-mixed.log"
+    timeout 330 python3 -m runtime.bench --model llama-3-8b --workloads splitwise:1000 \
+      --warmup-requests 32 --mode sequential,nanoflow --plan "$out/tune-mixed/planset.json" \
+      --out "$out/nanoflow-splitwise.json" 2>&1 | tee "$out/nanoflow-splitwise.log" ;;
   fi-partition)  # issue 19: FlashInfer's decode against the Triton kernels on SM partitions
     timeout 570 python3 bench/decode_attention_sms.py --kernels gather-quick,tma,flashinfer \
       --sms 132,64,48 --out "$out/fi-partition.json" 2>&1 | tee "$out/fi-partition.log" ;;

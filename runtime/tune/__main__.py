@@ -69,6 +69,10 @@ def execute(args: argparse.Namespace, command: str) -> int:
             time_limit_s=args.time_limit,
             jobs=args.jobs,
         )  # fmt: skip
+        if args.max_tokens is not None:
+            if args.max_tokens < 1:
+                raise ValueError(f"--max-tokens must be >= 1, got {args.max_tokens}")
+            scfg = dataclasses.replace(scfg, max_tokens=args.max_tokens)
         grid: dict[str, Any] = {
             f: _ints(getattr(args, f))
             for f in ("decode_points", "prefill_points", "context_points")

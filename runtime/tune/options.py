@@ -75,6 +75,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     ap.add_argument("--explore", type=float, default=0.0,
                     help="also keep pipelines predicted up to this fraction slower than dense, as "
                     "candidates to measure (runtime.tune.verify --buckets candidates)")  # fmt: skip
+    ap.add_argument("--max-tokens", type=int, default=None,
+                    help="shapes of more rows stay dense, not searched (default 4096; the engine's "
+                    "token budget is 8192, and its mixed iterations reach it)")  # fmt: skip
     ap.add_argument("--time-limit", type=float, default=30.0, help="seconds per MILP")
     ap.add_argument("--jobs", type=int, default=1, help="buckets searched in parallel processes")
     return ap

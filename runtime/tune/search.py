@@ -25,7 +25,9 @@ class SearchConfig:
     prefill_points: tuple[int, ...] = (0, 512, 1024, 2048)
     context_points: tuple[int, ...] = (512, 1024, 2048, 4096)
     graph_context: int = 1024  # decode CUDA graphs have no host lengths: they use this bucket
-    max_tokens: int = 4096  # larger shapes stay dense (beyond the engine's token budget)
+    # larger shapes stay dense, not searched (the default grid profiles up to 2,048 rows; the
+    # engine's token budget is 8,192: `nanolang tune --max-tokens` with a grid that reaches it)
+    max_tokens: int = 4096
     max_nano_batches: int = 4
     granules: int = 8  # nano-batch boundaries on a grid of this many steps of the batch
     # a plan must beat dense by this fraction, else dense: above the cost model's measured error

@@ -38,3 +38,25 @@ def test_bad_profile_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixt
     path.write_text(json.dumps({"schema": "nanolang.tune.profile", "version": 7}))
     assert main(["tune", "--profile", str(path), "--out", str(tmp_path / "o")]) == 2
     assert "error: profile version 7 is not 1" in capsys.readouterr().err
+
+
+def test_max_tokens_leaves_larger_shapes_dense(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--max-tokens`` bounds the shapes searched: a larger one is dense with the reason said;
+    a bound below one row is a one-line error."""
+    prof = synthetic_profile(device_sms=32, per_sm_gb_s=300.0, slowdown=1.1)
+    prof.save(tmp_path / "profile.json")
+    argv = ["tune", "--profile", str(tmp_path / "profile.json"), "--out", str(tmp_path / "set"),
+            "--solver", "highs", "--max-nano-batches", "2", "--decode-points", "64,512",
+            "--prefill-points", "0", "--context-points", "1024", "--max-tokens", "256"]  # fmt: skip
+    assert main(argv) == 0
+    planset = PlanSet.load(tmp_path / "set" / "planset.json")
+    big = [b for b in planset.buckets if b.decodes == 512]
+    assert len(big) == 1 and big[0].plan is None
+    assert big[0].reason == "more than 256 tokens: not searched"
+    small = [b for b in planset.buckets if b.decodes == 64]
+    assert len(small) == 1 and "not searched" not in small[0].reason
+    capsys.readouterr()
+    assert main([*argv[:-1], "0"]) == 2
+    assert "error: --max-tokens must be >= 1, got 0" in capsys.readouterr().err
