@@ -113,9 +113,7 @@ case $name in
       --warmup-requests 32 --attention-backend "${ATTN:-default}" "${peers[@]}" --peer-timeout 240 \
       --out "$out/peers-1000.json" 2>&1 | tee "$out/peers-1000.log" ;;
   tune-mixed)  # issue 19: search Splitwise-like's mixed iterations (~450 decodes beside ~5,700
-    # prefill tokens at ~1,200-token contexts), then nanoflow against sequential on it. Triton's
-    # attention throughout: FlashInfer's prefill grid cannot be capped to a partition's SMs
-    export NANOLANG_KERNELS=paged_attention=triton
+    # prefill tokens at ~1,200-token contexts), then nanoflow against sequential on it
     timeout 240 python3 -m runtime.tune --model llama-3-8b \
       --tokens 16,32,64,128,256,512,1024,2048,4096,6144,8192,8704 \
       --attention-tokens 64,256,512,1024,2048,4096,8192 --contexts 1024,2048 \

@@ -11,26 +11,26 @@
 set -euo pipefail
 hold=${HOLD:-/tmp/nanolang-peer-staging}
 paths=(bench/results nanolang/demo/model)
+
+# move every path from under $1 to under $2 ("." is the tree), after checking all of them first
+move_all() {
+  local from=$1 to=$2 p
+  for p in "${paths[@]}"; do
+    [ -e "$to/$p" ] && { echo "peer_staging: $to/$p exists: $3" >&2; exit 1; }
+    [ -e "$from/$p" ] || { echo "peer_staging: no $from/$p: $4" >&2; exit 1; }
+  done
+  for p in "${paths[@]}"; do
+    mkdir -p "$to/$(dirname "$p")"
+    mv "$from/$p" "$to/$p"
+  done
+}
+
 case ${1:-} in
   hide)
-    for p in "${paths[@]}"; do
-      [ -e "$hold/$p" ] && { echo "peer_staging: $hold/$p exists: restore first" >&2; exit 1; }
-      [ -e "$p" ] || { echo "peer_staging: no $p here (run from the repository root)" >&2; exit 1; }
-    done
-    for p in "${paths[@]}"; do
-      mkdir -p "$hold/$(dirname "$p")"
-      mv "$p" "$hold/$p"
-    done
+    move_all . "$hold" "restore first" "run from the repository root"
     echo "peer_staging: moved ${paths[*]} to $hold" ;;
   restore)
-    for p in "${paths[@]}"; do
-      [ -e "$p" ] && { echo "peer_staging: $p exists here: nothing to restore over" >&2; exit 1; }
-      [ -e "$hold/$p" ] || { echo "peer_staging: $hold/$p is missing" >&2; exit 1; }
-    done
-    for p in "${paths[@]}"; do
-      mkdir -p "$(dirname "$p")"
-      mv "$hold/$p" "$p"
-    done
+    move_all "$hold" . "nothing to restore over" "was it hidden?"
     echo "peer_staging: restored ${paths[*]}" ;;
   *)
     echo "usage: bash bench/peer_staging.sh hide|restore" >&2

@@ -34,11 +34,13 @@ def test_hide_then_restore_round_trips(tmp_path: Path) -> None:
     for i, rel in enumerate(PATHS):
         assert (root / rel).read_bytes() == bytes([i]) * 10
     again = _run(root, hold, "restore")
-    assert again.returncode == 1 and "exists here" in again.stderr
+    assert again.returncode == 1 and "nothing to restore over" in again.stderr
 
 
 def test_refusals(tmp_path: Path) -> None:
     done = _run(tmp_path, tmp_path / "hold", "hide")  # not a repository root
     assert done.returncode == 1 and "run from the repository root" in done.stderr
+    done = _run(tmp_path, tmp_path / "hold", "restore")  # nothing was hidden
+    assert done.returncode == 1 and "was it hidden?" in done.stderr
     done = _run(tmp_path, tmp_path / "hold", "bogus")
     assert done.returncode == 2 and "usage:" in done.stderr
