@@ -231,9 +231,13 @@ class Profiler:
     def _before(self, batch: tuple[torch.Tensor, ForwardContext]) -> list[Any]:
         return activations_per_op(self.model, batch[0], batch[1], self.layer)
 
-    def _batch(self, decodes: int, context: int, chunks: list[int]) -> tuple:
+    def _batch(
+        self, decodes: int, context: int, chunks: list[int], reuse_blocks: bool = False
+    ) -> tuple:
+        """``reuse_blocks``: sequences may share KV blocks (for batches larger than the cache:
+        operations other than attention never read it, and attention still reads every block)."""
         seed = decodes + 7 * context
-        return make_batch(self.engine, self.kv_caches, decodes, context, chunks, seed)
+        return make_batch(self.engine, self.kv_caches, decodes, context, chunks, seed, reuse_blocks)
 
     def _attention_batches(self) -> Iterator[tuple[str, int, int, tuple]]:
         for c in self.cfg.contexts:
@@ -250,7 +254,7 @@ class Profiler:
         out: list[OpTiming] = []
         att = self.names.index(self.attention)
         for t in self.cfg.tokens if self.cfg.only is Only.ALL else ():
-            batch = self._batch(t, min(self.cfg.contexts), [])
+            batch = self._batch(t, min(self.cfg.contexts), [], reuse_blocks=True)
             xs = self._before(batch)
             for i, name in enumerate(self.names):
                 if i == att:
@@ -291,7 +295,7 @@ class Profiler:
         c = self.cfg.interference_context
         for t in self.cfg.interference_tokens:
             try:
-                batch = self._batch(t, c, [])
+                batch = self._batch(t, c, [], reuse_blocks=True)
             except ValueError as exc:
                 self.failures.append(f"interference at {t} x {c}: {exc}")
                 continue

@@ -137,3 +137,17 @@ def test_a_prefill_chunk_longer_than_the_context_is_priced_over_itself() -> None
     assert long_chunk > 1e3 * prof.time_ms(att, "whole", 2048, "prefill", 512)
     short = Costs(prof, BatchShape(0, 256, 1024)).us(DENSE, "att", 0, 256)
     assert short == pytest.approx(1e3 * prof.time_ms(att, "whole", 256, "prefill", 1024))
+
+
+def test_operations_other_than_attention_are_timed_past_the_caches_size(tiny_llama: str) -> None:
+    """A non-attention operation reads no KV: its rows are timed even when that many decodes at
+    the smallest context would not fit the profiling cache (they share blocks), while attention
+    over more KV than the cache holds is recorded as a failure. (On the H200 a grid to 8,704 rows
+    stopped here: 2,048 rows at 1,024 tokens needed 131,072 blocks of a 122,069-block cache.)"""
+    cfg = replace(QUICK, tokens=(4, 512), attention_tokens=(4, 512), kv_gb=0.0005)
+    p = measure(tiny_llama, cfg, "test", dtype="float32", device="cpu")
+    for op in LLAMA_OPS:
+        if op != "attention":
+            assert {t.tokens for t in p.timings if t.op == op} == {4, 512}, op
+    assert any(f.startswith("attention decode 512 x") for f in p.notes["failures"])
+    assert not any(f.startswith("attention decode 4 x") for f in p.notes["failures"])
