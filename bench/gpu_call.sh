@@ -10,7 +10,7 @@
 # Peers (vLLM, SGLang) are staged by ../shared/tools/peers/README.md's calls first; `peers-*`
 # calls expect /tmp/vsite and /tmp/vsite-sgl on the same warm machine.
 set -euo pipefail
-calls="tests tests-fi tests-paged split-probe-ragged split-ab cut-probe cut-ab argmax-ab copies-ab pdl-ab fi-prefill attn-1000 linear-profile linear-ab-1000 peers-1000-a peers-1000-b peers-1000 tune-mixed fi-partition tp-tests tp-table tp-pair"
+calls="tests tests-fi tests-paged split-probe-ragged split-ab cut-probe cut-ab argmax-ab copies-ab pdl-ab fi-prefill attn-1000 linear-profile linear-ab-1000 peers-1000-a peers-1000-b peers-1000 tune-mixed tune-carve fi-partition tp-tests tp-table tp-pair"
 name=${1:-}
 if [[ " $calls " != *" $name "* || -z $name ]]; then
   echo "usage: bash bench/gpu_call.sh NAME, NAME one of: $calls (got '${name}')" >&2
@@ -30,9 +30,9 @@ git rev-parse --short HEAD > "$out/commit.txt" 2>/dev/null || true
 
 case $name in
   tests)  # the GPU tests written since the last GPU run, FlashInfer's aside
-    timeout 560 python3 -m pytest -q -x -p no:cacheprovider tests/kernels/test_triton_argmax.py \
-      tests/kernels/test_triton_backend.py tests/runtime/test_gpu_engine.py 2>&1 \
-      | tee "$out/tests.log" ;;
+    timeout 560 python3 -m pytest -q -x -p no:cacheprovider tests/kernels/test_cublaslt_backend.py \
+      tests/kernels/test_registry.py tests/runtime/pipeline/test_gpu_pipeline.py \
+      tests/runtime/tune/test_gpu_profiler.py 2>&1 | tee "$out/tests.log" ;;
   tests-fi)  # FlashInfer's (its JIT compiles at first use: minutes on a fresh machine)
     timeout 560 python3 -m pytest -q -x -p no:cacheprovider tests/kernels/test_flashinfer_prefill.py \
       tests/kernels/test_attention_backends.py tests/kernels/test_flashinfer_backend.py \
@@ -123,6 +123,18 @@ case $name in
     timeout 330 python3 -m runtime.bench --model llama-3-8b --workloads splitwise:1000 \
       --warmup-requests 32 --mode sequential,nanoflow --plan "$out/tune-mixed/planset.json" \
       --out "$out/nanoflow-splitwise.json" 2>&1 | tee "$out/nanoflow-splitwise.log" ;;
+  tune-carve)  # issue 19: tune-mixed's grid with the carve layouts (GEMMs aimed at the SMs that
+    # attention's capped grid leaves: cuBLASLt's SM count target), then nanoflow on Splitwise-like
+    timeout 330 python3 -m runtime.tune --model llama-3-8b \
+      --tokens 16,32,64,128,256,512,1024,2048,4096,6144,8192,8704 \
+      --attention-tokens 64,256,512,1024,2048,4096,8192 --contexts 1024,2048 \
+      --attention-sms 16,24,32,48 --carve-sms 16,24,32,48 \
+      --interference-tokens 256,1024,4096 --decode-points 256,512 --prefill-points 0,2048,4096,8192 \
+      --context-points 1024,2048 --max-tokens 8704 --explore 0.1 --jobs 8 \
+      --out "$out/tune-carve" 2>&1 | tee "$out/tune-carve.log"
+    timeout 250 python3 -m runtime.bench --model llama-3-8b --workloads splitwise:1000 \
+      --warmup-requests 32 --mode sequential,nanoflow --plan "$out/tune-carve/planset.json" \
+      --out "$out/carve-splitwise.json" 2>&1 | tee "$out/carve-splitwise.log" ;;
   fi-partition)  # issue 19: FlashInfer's decode against the Triton kernels on SM partitions
     timeout 570 python3 bench/decode_attention_sms.py --kernels gather-quick,tma,flashinfer \
       --sms 132,64,48 --out "$out/fi-partition.json" 2>&1 | tee "$out/fi-partition.log" ;;

@@ -28,6 +28,7 @@ __all__ = ["LtPlan", "available", "lt_library", "version"]
 _COMPUTE_32F = 68
 _R_32F, _R_16F, _R_16BF = 0, 2, 14
 _DESC_TRANSA, _DESC_TRANSB = 3, 4
+_DESC_SM_COUNT_TARGET = 15  # int32: SMs the heuristic and a persistent kernel's grid aim at
 _OP_N, _OP_T = 0, 1
 _PREF_MAX_WORKSPACE_BYTES = 1
 _DTYPES = {torch.bfloat16: _R_16BF, torch.float16: _R_16F, torch.float32: _R_32F}
@@ -126,13 +127,16 @@ def _handle(device: int) -> ctypes.c_void_p:
 class LtPlan:
     """``out[rows, n] = x[rows, k] @ w[n, k].T`` for one (n, k, rows, dtype): the descriptors,
     kept for the plan's life. Column-major view: ``out.T (n x rows) = w (k x n, transposed) @
-    x.T (k x rows)``, the same "TN" product torch's linear asks cuBLAS for."""
+    x.T (k x rows)``, the same "TN" product torch's linear asks cuBLAS for. ``sm_count`` > 0
+    sets the descriptor's SM count target: the heuristic's candidates, and the grid of a
+    persistent kernel, aim at that many SMs (the rest left to a concurrent stream); 0: all."""
 
     n: int
     k: int
     rows: int
     dtype: torch.dtype
     device: int = 0
+    sm_count: int = 0
     _descs: dict[str, ctypes.c_void_p] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -143,6 +147,11 @@ class LtPlan:
             val = ctypes.c_int32(op)
             _check(lib.cublasLtMatmulDescSetAttribute(desc, attr, ctypes.byref(val), 4), "trans")
         self._descs["op"] = desc
+        if self.sm_count > 0:
+            sms = ctypes.c_int32(self.sm_count)
+            status = lib.cublasLtMatmulDescSetAttribute(desc, _DESC_SM_COUNT_TARGET,
+                                                        ctypes.byref(sms), 4)  # fmt: skip
+            _check(status, "sm count")
         for name, (r, c, ld) in {
             "a": (self.k, self.n, self.k), "b": (self.k, self.rows, self.k),
             "c": (self.n, self.rows, self.n),

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from kernels import cublaslt, reference
-from kernels.registry import register
+from kernels.registry import register, register_on_sms
 
 TABLE = Path(__file__).with_name("cublaslt_algos.json")
 WORKSPACE_BYTES = 32 << 20  # the preference the table was measured with (the heuristic's input)
@@ -39,6 +40,7 @@ logger = logging.getLogger(__name__)
 TableKey = tuple[str, int, int, int, int, int]  # GPU, library version, rows, N, K, dtype bytes
 # (device, rows, N, K, dtype) whose recorded algorithm cuBLASLt refused at launch
 _REFUSED: set[tuple[int, int, int, int, torch.dtype]] = set()
+_REFUSED_ON_SMS: set[tuple[int, int, int, int, torch.dtype, int]] = set()  # the same, per SM target
 
 
 @dataclass(frozen=True)
@@ -109,16 +111,72 @@ def linear(
 ) -> torch.Tensor:
     """``F.linear(x, weight, bias)``; the table's algorithm where it lists this shape. Written
     into ``out`` when given (``kernels.reference.linear``'s contract)."""
-    if bias is not None or not x.is_cuda or x.dtype != weight.dtype or x.shape[-1] == 0:
+    if not _eligible(x, weight, bias):
         return reference.linear(x, weight, bias, out)
     rows = x.numel() // x.shape[-1]
     if rows > MAX_ROWS:
         return reference.linear(x, weight, bias, out)
+    key = (x.device.index or 0, rows, weight.shape[0], weight.shape[1], x.dtype)
+    found = _plan(*key) if rows and key not in _REFUSED else None
+    return _run(found, key, x, weight, out)
+
+
+@cache
+def _plan_on_sms(index: int, rows: int, n: int, k: int, dtype: torch.dtype, sms: int) -> Any:
+    """(plan, algorithm) of a product aimed at ``sms`` SMs: the heuristic's first candidate
+    under that target (the measured table is for the whole GPU), else None."""
+    plan = cublaslt.LtPlan(n, k, rows, dtype, index, sm_count=sms)
+    found = plan.candidates(WORKSPACE_BYTES, 1)
+    if found:
+        return plan, found[0][0]
+    plan.close()
+    return None
+
+
+def linear_on_sms(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
+    *,
+    num_sms: int,
+) -> torch.Tensor:
+    """``linear`` confined to about ``num_sms`` SMs (cuBLASLt's SM count target), for a GEMM
+    beside attention on the other SMs (a pipeline plan's carve layout): a persistent kernel's
+    grid then leaves the rest free instead of waiting for them. Any row count; what cuBLASLt
+    cannot run this way goes to torch's linear on all SMs."""
+    if not _eligible(x, weight, bias) or num_sms < 1:
+        return reference.linear(x, weight, bias, out)
+    rows = x.numel() // x.shape[-1]
     index = x.device.index or 0
     key = (index, rows, weight.shape[0], weight.shape[1], x.dtype)
-    found = _plan(*key) if rows and key not in _REFUSED else None
+    refused = key in _REFUSED or (*key, num_sms) in _REFUSED_ON_SMS
+    found = _plan_on_sms(*key, num_sms) if rows and not refused else None
+    return _run(found, key, x, weight, out, num_sms)
+
+
+def on_sms(num_sms: int) -> Callable[..., torch.Tensor]:
+    """The linear to run on a partition of ``num_sms`` SMs."""
+    return partial(linear_on_sms, num_sms=num_sms)
+
+
+def _eligible(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    return bias is None and x.is_cuda and x.dtype == weight.dtype and x.shape[-1] > 0
+
+
+def _run(
+    found: Any,
+    key: tuple[int, int, int, int, torch.dtype],
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    out: torch.Tensor | None,
+    num_sms: int = 0,
+) -> torch.Tensor:
+    """Run a found (plan, algorithm) into ``out`` or a new tensor; torch's linear when none was
+    found, an operand is not aligned, or cuBLASLt refuses the launch (then for good)."""
     if found is None or not weight.is_contiguous() or weight.data_ptr() % ALIGN:
-        return reference.linear(x, weight, bias, out)
+        return reference.linear(x, weight, None, out)
+    index, rows = key[0], key[1]
     x2 = x.reshape(rows, x.shape[-1])
     if not x2.is_contiguous() or x2.data_ptr() % ALIGN:  # a fresh, aligned copy
         x2 = x2.clone(memory_format=torch.contiguous_format)
@@ -132,8 +190,11 @@ def linear(
     except RuntimeError as exc:  # refused at launch (nothing ran): torch's linear from now on
         logger.warning("cuBLASLt refused %d x %d @ %d x %d (%s): torch's linear runs it",
                        rows, weight.shape[1], weight.shape[0], weight.shape[1], exc)  # fmt: skip
-        _REFUSED.add((index, rows, weight.shape[0], weight.shape[1], x.dtype))
-        return reference.linear(x, weight, bias, out)
+        if num_sms:
+            _REFUSED_ON_SMS.add((*key, num_sms))
+        else:
+            _REFUSED.add(key)
+        return reference.linear(x, weight, None, out)
     if out is None:
         return y.view(*x.shape[:-1], weight.shape[0])
     if not direct:
@@ -146,3 +207,4 @@ def available(device: torch.device) -> bool:
 
 
 register("linear", "cublaslt", linear, priority=PRIORITY, available=available)
+register_on_sms("linear", "cublaslt", on_sms)

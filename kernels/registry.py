@@ -67,6 +67,18 @@ def register(
     _REGISTRY[op].append(Implementation(backend, fn, priority, available))
 
 
+# (operator, backend) -> the implementation to run on a partition of N SMs: a GEMM beside
+# attention on the other SMs (kernels whose grid cannot be aimed at a budget have none)
+_ON_SMS: dict[tuple[str, str], Callable[[int], Callable[..., Any]]] = {}
+
+
+def register_on_sms(op: str, backend: str, factory: Callable[[int], Callable[..., Any]]) -> None:
+    """``factory(num_sms)``: the backend's ``op`` aimed at ``num_sms`` SMs (Ops.on_sms)."""
+    if op not in _REGISTRY:
+        raise ValueError(f"unknown operator {op!r}; known: {', '.join(OPERATORS)}")
+    _ON_SMS[(op, backend)] = factory
+
+
 ATTENTION = "paged_attention"  # the one operator whose implementations are backend classes
 # fused operators and the operators each one replaces (see the module docstring)
 FUSED = {"rotary_store_kv": ("rotary", "store_kv")}
@@ -101,6 +113,16 @@ class Ops:
     def fresh(self) -> Ops:
         """The same operators with an attention backend of their own (no shared state)."""
         return replace(self, paged_attention=self.paged_attention.fresh())
+
+    def on_sms(self, num_sms: int) -> Ops:
+        """The operators to run on a partition of ``num_sms`` SMs: attention with its grid sized
+        to them, and each operator whose backend can aim its kernels at an SM count (cuBLASLt's
+        linear) so aimed; the rest unchanged."""
+        changes: dict[str, Any] = {ATTENTION: self.paged_attention.on_sms(num_sms)}
+        for (op, backend), factory in _ON_SMS.items():
+            if self.backends.get(op) == backend:
+                changes[op] = factory(num_sms)
+        return replace(self, **changes)
 
     def with_decode(self, choice: DecodeChoice) -> Ops:
         """The same operators, decode attention run as ``choice`` says where the backend has a

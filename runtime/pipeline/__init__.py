@@ -3,7 +3,13 @@ disjoint SM partitions, applied to the model's operation list without changing t
 
 from runtime.pipeline.executor import PipelineExecutor, TraceEntry
 from runtime.pipeline.plan import OpSplit, Partition, Plan, PlanError, Step, Unit
-from runtime.pipeline.plans import default_plans, load_plans, two_partition_plan, workload_class
+from runtime.pipeline.plans import (
+    carve_plan,
+    default_plans,
+    load_plans,
+    two_partition_plan,
+    workload_class,
+)
 from runtime.pipeline.validate import validate
 
 __all__ = [
@@ -15,6 +21,7 @@ __all__ = [
     "Step",
     "TraceEntry",
     "Unit",
+    "carve_plan",
     "default_plans",
     "load_plans",
     "two_partition_plan",

@@ -109,10 +109,11 @@ class PipelineExecutor:
 
     @staticmethod
     def _partition_ops(ops: Ops, num_sms: int | None) -> Ops:
-        """Decode attention on a partition gets a persistent grid sized to its SMs."""
+        """Operations on a partition or under a cap of ``num_sms`` SMs: decode attention gets a
+        persistent grid sized to them, cuBLASLt's GEMMs aim at them (Ops.on_sms)."""
         if num_sms is None:
             return ops
-        return dataclasses.replace(ops, paged_attention=ops.paged_attention.on_sms(num_sms))
+        return ops.on_sms(num_sms)
 
     # ------------------------------------------------------------------ forward
     @torch.inference_mode()

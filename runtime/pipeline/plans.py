@@ -62,6 +62,23 @@ def two_stream_plan(
     return Plan(name, base.batch_tokens, device_sms, (whole,), splits, base.order)
 
 
+def carve_plan(
+    name: str,
+    sizes: Sequence[int],
+    attention_sms: int,
+    device_sms: int = 132,
+    ops: Sequence[str] = LLAMA_OPS,
+) -> Plan:
+    """The same order on one whole-device partition without green contexts: attention on a
+    second stream with its grid capped at ``attention_sms``, the other operations on the first
+    with their GEMMs aimed at the rest (cuBLASLt's SM count target; the search's carve:N)."""
+    base = two_partition_plan(name, sizes, attention_sms, device_sms, ops)
+    whole = Partition(0, 0, device_sms)
+    att, rest = Unit(0, 1, attention_sms), Unit(0, 0, device_sms - attention_sms)
+    splits = tuple(OpSplit(s.op, s.sizes, att if s.op == "attention" else rest) for s in base.ops)
+    return Plan(name, base.batch_tokens, device_sms, (whole,), splits, base.order)
+
+
 def network_plan(
     name: str,
     sizes: Sequence[int],

@@ -121,10 +121,10 @@ def _reprofiled(args: argparse.Namespace, pcfg: Any, command: str) -> Any:
 
 def _profile_config(args: argparse.Namespace, base: Any) -> Any:
     """The profile grid: the base config with the options given on the command line."""
+    grids = ("tokens", "attention_tokens", "contexts", "interference_tokens", "attention_sms",
+             "carve_sms")  # fmt: skip
     changes: dict[str, Any] = {
-        f: _ints(getattr(args, f))
-        for f in ("tokens", "attention_tokens", "contexts", "interference_tokens", "attention_sms")
-        if getattr(args, f) is not None
+        f: _ints(getattr(args, f)) for f in grids if getattr(args, f) is not None
     }
     if args.kv_gb is not None:
         changes["kv_gb"] = args.kv_gb

@@ -5,11 +5,13 @@ A layer is three segments per nano-batch (NanoFlow's fused chains): ``pre`` (the
 before attention: norm, QKV, rope, KV store), ``att`` (attention) and ``post`` (the operations
 after it: O projection, norm, gate/up, activation, down). A layout says where they run:
 ``dense`` (one stream, all SMs), ``streams`` (attention on a second stream of the whole device),
-``green:N`` (attention on a green context of N SMs, the rest on the other SMs) or ``grid:N``
-(attention on a second stream with its grid capped at N SMs). In the two
-concurrent layouts every step is charged its measured slowdown beside the other side (attention
-beside the worst GEMM, each other operation beside attention): the model assumes the two sides
-always overlap, which is pessimistic for the steps that end up running alone.
+``green:N`` (attention on a green context of N SMs, the rest on the other SMs), ``grid:N``
+(attention on a second stream with its grid capped at N SMs) or ``carve:N`` (as ``grid:N``, and
+the GEMMs aimed at the other SMs: cuBLASLt's SM count target, so a persistent GEMM's grid does
+not wait for the SMs attention holds). In the concurrent layouts every step is charged its
+measured slowdown beside the other side (attention beside the worst GEMM, each other operation
+beside attention): the model assumes the two sides always overlap, which is pessimistic for the
+steps that end up running alone.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class BatchShape:
 
 @dataclass(frozen=True)
 class Layout:
-    name: str  # dense | streams | green:N | grid:N
+    name: str  # dense | streams | green:N | grid:N | carve:N
     attention: str  # placement of attention
     other: str  # placement of every other operation
     concurrent: bool
@@ -55,8 +57,14 @@ class Layout:
 
     @property
     def attention_cap(self) -> int | None:
-        """Attention's grid cap on a plain stream (grid:N)."""
-        return int(self.name.split(":")[1]) if self.name.startswith("grid:") else None
+        """Attention's grid cap on a plain stream (grid:N, carve:N)."""
+        capped = self.name.startswith(("grid:", "carve:"))
+        return int(self.name.split(":")[1]) if capped else None
+
+    @property
+    def other_cap(self) -> int | None:
+        """The SMs the other operations' GEMMs aim at on a plain stream (carve:N's rest)."""
+        return int(self.other.split(":")[1]) if self.other.startswith("carve:") else None
 
 
 DENSE = Layout("dense", "whole", "whole", False)
@@ -74,8 +82,11 @@ def layouts(profile: Profile) -> list[Layout]:
         rest = f"green:{profile.device_sms - n}"
         if p.startswith("green:") and rest in have:
             out.append(Layout(p, p, rest, True))
-        elif p.startswith("grid:") and "whole" in have:
-            out.append(Layout(p, p, "whole", True))
+        elif p.startswith("grid:"):
+            if "whole" in have:
+                out.append(Layout(p, p, "whole", True))
+            if f"carve:{profile.device_sms - n}" in have:
+                out.append(Layout(f"carve:{n}", p, f"carve:{profile.device_sms - n}", True))
     return out
 
 

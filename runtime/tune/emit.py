@@ -10,14 +10,16 @@ from runtime.tune.schedule import Schedule
 
 def to_plan(name: str, schedule: Schedule, costs: Costs) -> Plan:
     """Attention on its own unit (a second stream of the whole device, with or without a grid
-    cap, or a green context of the chosen SMs), everything else on unit 0; one split for every
+    cap, or a green context of the chosen SMs), everything else on unit 0 (its GEMMs aimed at
+    the rest of the SMs in a carve layout); one split for every
     operation; the round's order is the schedule's start order, each segment's operations one
     after another."""
     sms = costs.profile.device_sms
     n = schedule.layout.attention_sms
     if n is None:
         partitions: tuple[Partition, ...] = (Partition(0, 0, sms),)
-        att_unit, other_unit = Unit(0, 1, schedule.layout.attention_cap), Unit(0, 0)
+        att_unit = Unit(0, 1, schedule.layout.attention_cap)
+        other_unit = Unit(0, 0, schedule.layout.other_cap)
     else:
         partitions = (Partition(0, n, sms - n), Partition(1, 0, n))
         att_unit, other_unit = Unit(1, 0), Unit(0, 0)

@@ -54,6 +54,13 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help="comma list of attention's SM budgets (default: every multiple of 8)",
     )
     ap.add_argument(
+        "--carve-sms",
+        default=None,
+        help="comma list of attention's SM budgets at which the other operations are also "
+        "timed with their GEMMs aimed at the rest of the SMs (cuBLASLt's SM count target): "
+        "the search's carve:N layouts (default: none)",
+    )
+    ap.add_argument(
         "--decode-points",
         default=None,
         help="bucket grid: comma list of decode counts (default 0,64,128,256,512,1024)",

@@ -66,6 +66,10 @@ class ProfileConfig:
     green: bool = False
     # attention's SM budgets (green contexts and grid caps); empty: every multiple of sm_step
     attention_sms: tuple[int, ...] = ()
+    # attention's budgets N (capped grids) at which every other operation is timed again with
+    # its GEMMs aimed at the other SMs (placement carve:<device SMs - N>) and paired beside
+    # attention on grid:N: the search's carve:N layouts
+    carve_sms: tuple[int, ...] = ()
     # what is measured (a re-profile of what changed, merged into a stored profile):
     # all operations, attention alone, or decode attention alone; interference is measured
     # in every case (each pair has attention on one side)
@@ -76,7 +80,7 @@ class ProfileConfig:
             raise ValueError("token counts, contexts and reps must be >= 1")
         if self.sm_step < 1 or self.repeats < 1:
             raise ValueError("sm_step and repeats must be >= 1")
-        if any(n < 1 for n in self.attention_sms):
+        if any(n < 1 for n in self.attention_sms + self.carve_sms):
             raise ValueError("attention SM budgets must be >= 1")
 
     def budgets(self, device_sms: int) -> list[int]:
@@ -385,6 +389,13 @@ def _sides(prof: Profiler) -> tuple[list[Side], list[Side], list[tuple[Side, Sid
         if prof.cfg.grid_caps:
             atts.append(Side(f"grid:{n}", att_whole.stream, n))
             pairs.append((atts[-1], other_whole))
+    for n in sorted({n for n in prof.cfg.carve_sms if n < s}):
+        capped = next((a for a in atts if a.placement == f"grid:{n}"), None)
+        if capped is None:
+            capped = Side(f"grid:{n}", att_whole.stream, n)
+            atts.append(capped)
+        others.append(Side(f"carve:{s - n}", other_whole.stream, s - n))
+        pairs.append((capped, others[-1]))
     return others, atts, pairs
 
 

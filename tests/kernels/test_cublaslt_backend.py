@@ -155,3 +155,36 @@ def test_a_refused_launch_falls_back_to_torch_for_good(monkeypatch: pytest.Monke
     for _ in range(2):
         torch.testing.assert_close(cublaslt_backend.linear(x, w), F.linear(x, w))
     assert Refusing.calls == 1  # the second call went straight to torch's linear
+
+
+def test_the_sm_aimed_linear_is_torchs_on_the_cpu() -> None:
+    x, w = torch.randn(3, 8), torch.randn(5, 8)
+    assert torch.equal(cublaslt_backend.on_sms(16)(x, w), F.linear(x, w))
+    out = torch.full((3, 5), float("nan"))
+    assert cublaslt_backend.linear_on_sms(x, w, out=out, num_sms=16) is out
+    torch.testing.assert_close(out, F.linear(x, w))
+
+
+@needs_lt
+@pytest.mark.gpu
+@pytest.mark.parametrize("rows,sms", [(16, 116), (1000, 116), (5000, 64), (5000, 120)])
+def test_the_sm_aimed_linear_matches_torch_eager_and_captured(rows: int, sms: int) -> None:
+    """cuBLASLt with an SM count target (the GEMMs of a carve layout, any row count) against
+    torch's linear on fresh random inputs, eager and in a CUDA graph; it really is cuBLASLt's
+    (a plan exists for the shape), not the fallback."""
+    n, k = 6144, 4096
+    gen = torch.Generator(device="cuda").manual_seed(rows + sms)
+    x = torch.randn(rows, k, device="cuda", dtype=torch.bfloat16, generator=gen)
+    w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16, generator=gen) * k**-0.5
+    assert cublaslt_backend._plan_on_sms(0, rows, n, k, torch.bfloat16, sms) is not None
+    linear = cublaslt_backend.on_sms(sms)
+    torch.testing.assert_close(linear(x, w), F.linear(x, w), atol=2e-2, rtol=2e-2)
+    out = torch.zeros((rows, n), device="cuda", dtype=torch.bfloat16)
+    linear(x, w, out=out)  # the first call builds the plan outside the capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        linear(x, w, out=out)
+    x.copy_(torch.randn(rows, k, device="cuda", dtype=torch.bfloat16, generator=gen))
+    graph.replay()
+    torch.cuda.synchronize()
+    torch.testing.assert_close(out, F.linear(x, w), atol=2e-2, rtol=2e-2)

@@ -76,3 +76,27 @@ def test_engine_config_names_every_attention_backend_the_registry_can_hold() -> 
         assert EngineConfig(attention_backend=name).attention_backend == name
     with pytest.raises(ValueError, match="attention_backend must be one of torch, triton"):
         EngineConfig(attention_backend="cudnn")
+
+
+def test_on_sms_aims_the_operators_that_can_be_aimed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ops.on_sms: attention's grid sized to the SMs, and each operator whose backend registered
+    an SM-aimed variant replaced by it; the rest (the CPU's torch linear) unchanged."""
+    from runtime.pipeline.executor import PipelineExecutor
+
+    ops = get_ops("cpu")
+    same = ops.on_sms(16)
+    assert same.linear is ops.linear and same.paged_attention is ops.paged_attention
+    assert PipelineExecutor._partition_ops(ops, None) is ops
+    aimed: list[int] = []
+
+    def factory(n: int):  # type: ignore[no-untyped-def]
+        aimed.append(n)
+        return reference.linear
+
+    monkeypatch.setitem(registry._ON_SMS, ("linear", "torch"), factory)
+    monkeypatch.setitem(registry._ON_SMS, ("rms_norm", "no-such-backend"), factory)
+    part = PipelineExecutor._partition_ops(ops, 116)
+    assert aimed == [116] and part.linear is reference.linear
+    assert part.rms_norm is ops.rms_norm and part.backends == ops.backends
+    with pytest.raises(ValueError, match="unknown operator"):
+        registry.register_on_sms("matmul", "torch", factory)

@@ -38,6 +38,6 @@ def test_every_call_has_its_step() -> None:
 
 def test_every_file_it_names_exists() -> None:
     paths = set(re.findall(r"(?:tests|bench)/[\w/]+\.(?:py|sh)", _text()))
-    assert "tests/kernels/test_triton_argmax.py" in paths and "bench/env_ab.py" in paths
+    assert "tests/kernels/test_cublaslt_backend.py" in paths and "bench/env_ab.py" in paths
     missing = sorted(p for p in paths if not (REPO / p).exists())
     assert missing == []

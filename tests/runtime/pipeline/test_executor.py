@@ -81,3 +81,20 @@ def test_mixed_plan_is_valid() -> None:
 
     validate(mixed_plan(), LLAMA_OPS, 16)
     assert OpSplit("act", (4, 4), Unit(0)) in mixed_plan().ops
+
+
+def test_a_carve_plan_gives_the_dense_tokens(tiny_llama: str, dense: list, tmp_path: Path) -> None:
+    """Attention capped at 8 SMs on a second stream, the rest aimed at the other 8 (the
+    search's carve layout): valid, and the dense tokens (the CPU has no SM-aimed kernels)."""
+    from runtime.pipeline import carve_plan, validate
+
+    plan = carve_plan("carve", [4, 4], attention_sms=8, device_sms=16)
+    validate(plan, LLAMA_OPS, 16)
+    caps = {(s.op == "attention", s.unit.stream, s.unit.max_sms) for s in plan.ops}
+    assert caps == {(True, 1, 8), (False, 0, 8)} and len(plan.partitions) == 1
+    path = tmp_path / "carve.json"
+    path.write_text(plan.to_json())
+    llm = LLM(tiny_llama, dtype="float32", device="cpu", max_num_batched_tokens=64,
+              pipeline=str(path))  # fmt: skip
+    outs = llm.generate(PROMPTS, greedy())
+    assert [o.token_ids for o in outs] == [o.token_ids for o in dense]

@@ -57,3 +57,25 @@ def test_pipeline_bf16_close_to_dense(tiny_llama: str) -> None:
     piped = llm.generate(PROMPTS, greedy(6))
     same = sum(a.token_ids == b.token_ids for a, b in zip(piped, dense, strict=True))
     assert same >= len(PROMPTS) - 1  # bf16: reduction order may flip a near-tie
+
+
+@pytest.mark.parametrize("eager", [True, False], ids=["eager", "cuda-graphs"])
+def test_a_carve_plan_matches_cpu_in_float32(
+    tiny_llama: str, cpu_outputs: list, eager: bool, tmp_path
+) -> None:
+    """Attention capped at 16 SMs beside GEMMs aimed at the rest (cuBLASLt's SM count target,
+    where cuBLASLt is the linear): the CPU's greedy tokens."""
+    from runtime.pipeline import carve_plan
+    from runtime.pipeline.plan import Unit
+
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    path = tmp_path / "carve.json"
+    path.write_text(carve_plan("carve", [4, 4], 16, sms).to_json())
+    llm = LLM(tiny_llama, dtype="float32", device="cuda", enforce_eager=eager, max_num_seqs=8,
+              pipeline=str(path))  # fmt: skip
+    ex = llm.engine.runner.forward.executor_for(4, 4)  # type: ignore[attr-defined]
+    rest = ex.ops_for[Unit(0, 0, sms - 16)]
+    if llm.engine.ops.backends["linear"] == "cublaslt":
+        assert rest.linear is not llm.engine.ops.linear  # aimed at the other SMs
+    outs = llm.generate(PROMPTS, greedy())
+    assert [o.token_ids for o in outs] == [o.token_ids for o in cpu_outputs]

@@ -27,13 +27,16 @@ def synthetic_profile(
     tokens: tuple[int, ...] = TOKENS,
     contexts: tuple[int, ...] = CONTEXTS,
     grid: bool = False,
+    carve: bool = False,
 ) -> Profile:
     """Each op at max(compute time, memory time) on its share of the SMs, plus a launch cost;
-    every pair of ops slows each other down by ``slowdown`` when both run."""
+    every pair of ops slows each other down by ``slowdown`` when both run. ``carve``: the
+    operations other than attention also on ``carve:<device_sms - n>`` beside each ``grid:n``."""
     placements = ["whole"]
     if concurrent:
         for n in range(sm_step, device_sms, sm_step):
-            placements += [f"green:{n}"] + ([f"grid:{n}"] if grid else [])
+            placements += [f"green:{n}"] + ([f"grid:{n}"] if grid or carve else [])
+            placements += [f"carve:{device_sms - n}"] if carve else []
     timings: list[OpTiming] = []
     for pl in placements:
         sms = device_sms if pl == "whole" else int(pl.split(":")[1])
@@ -43,6 +46,8 @@ def synthetic_profile(
         for op in LLAMA_OPS:
             if pl.startswith("grid:") and op != "attention":
                 continue  # a grid cap only exists for attention
+            if pl.startswith("carve:") and op == "attention":
+                continue  # the other operations' placement beside a capped attention
             if op == "attention":
                 kv_token = 2 * shape.kv_size * shape.dtype_bytes
                 for c in contexts:

@@ -60,3 +60,17 @@ def test_max_tokens_leaves_larger_shapes_dense(
     capsys.readouterr()
     assert main([*argv[:-1], "0"]) == 2
     assert "error: --max-tokens must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_carve_sms_reaches_the_profile_grid() -> None:
+    """``--carve-sms`` sets the budgets at which the GEMMs are also timed aimed at the rest of
+    the SMs (the profiler's carve sides); a budget below one SM is refused."""
+    from runtime.tune.__main__ import _profile_config
+    from runtime.tune.options import build_parser
+    from runtime.tune.profiler import ProfileConfig
+
+    args = build_parser().parse_args(["--carve-sms", "16,32"])
+    assert _profile_config(args, ProfileConfig()).carve_sms == (16, 32)
+    assert _profile_config(build_parser().parse_args([]), ProfileConfig()).carve_sms == ()
+    with pytest.raises(ValueError, match="SM budgets"):
+        ProfileConfig(carve_sms=(0,))

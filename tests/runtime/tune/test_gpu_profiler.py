@@ -41,3 +41,21 @@ def test_gpu_profile_and_searched_plans(tiny_llama: str, tmp_path: Path) -> None
         prompts, greedy
     )
     assert [o.token_ids for o in piped] == [o.token_ids for o in dense]
+
+
+def test_gpu_carve_profile(tiny_llama: str) -> None:
+    """``carve_sms``: every operation other than attention timed with its GEMMs aimed at the SMs
+    a 16-SM attention grid leaves, paired beside that grid; the search then has carve:16."""
+    from runtime.tune.costs import layouts
+    from runtime.tune.tuner import measure
+
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    cfg = dataclasses.replace(QUICK, attention_sms=(16,), carve_sms=(16,))
+    prof = measure(tiny_llama, cfg, "test", dtype="float32", device="cuda")
+    assert prof.notes["failures"] == []
+    rest = f"carve:{sms - 16}"
+    others = [n for n, _ in prof.ops if n != prof.attention]
+    assert all(rest in prof.placements(op) for op in others)
+    pairs = {(f.op, f.placement, f.partner) for f in prof.interference}
+    assert all((op, rest, "grid:16") in pairs for op in others)
+    assert "carve:16" in {lay.name for lay in layouts(prof)}
