@@ -142,8 +142,9 @@ def linear_on_sms(
     num_sms: int,
 ) -> torch.Tensor:
     """``linear`` confined to about ``num_sms`` SMs (cuBLASLt's SM count target), for a GEMM
-    beside attention on the other SMs (a pipeline plan's carve layout): a persistent kernel's
-    grid then leaves the rest free instead of waiting for them. Any row count; what cuBLASLt
+    beside attention on the other SMs (a pipeline plan's carve layout): the heuristic picks, and
+    a persistent kernel sizes its grid, for that many SMs rather than counting on all. Any row
+    count; what cuBLASLt
     cannot run this way goes to torch's linear on all SMs."""
     if not _eligible(x, weight, bias) or num_sms < 1:
         return reference.linear(x, weight, bias, out)

@@ -7,8 +7,8 @@ after it: O projection, norm, gate/up, activation, down). A layout says where th
 ``dense`` (one stream, all SMs), ``streams`` (attention on a second stream of the whole device),
 ``green:N`` (attention on a green context of N SMs, the rest on the other SMs), ``grid:N``
 (attention on a second stream with its grid capped at N SMs) or ``carve:N`` (as ``grid:N``, and
-the GEMMs aimed at the other SMs: cuBLASLt's SM count target, so a persistent GEMM's grid does
-not wait for the SMs attention holds). In the concurrent layouts every step is charged its
+the GEMMs aimed at the other SMs with cuBLASLt's SM count target, so that a GEMM's grid does
+not count on SMs attention holds). In the concurrent layouts every step is charged its
 measured slowdown beside the other side (attention beside the worst GEMM, each other operation
 beside attention): the model assumes the two sides always overlap, which is pessimistic for the
 steps that end up running alone.

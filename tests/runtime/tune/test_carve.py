@@ -1,7 +1,8 @@
 """The carve layouts: attention on a capped grid of N SMs and the GEMMs aimed at the other SMs
 (cuBLASLt's SM count target). On the H200 a GEMM on the whole device beside attention capped at
-16 SMs ran 1.9-5.7x slower than alone (its persistent grid waits for the SMs attention holds),
-so the grid layouts never paid; the carve layouts are priced from their own timings and pairs."""
+16 SMs ran 1.9-5.7x slower than alone, so no grid layout paid; whether a GEMM aimed at the rest
+fares better is what a carve profile measures. The layouts are priced from their own timings and
+pairs; these tests give them synthetic ones."""
 
 from __future__ import annotations
 
