@@ -123,18 +123,18 @@ case $name in
     timeout 330 python3 -m runtime.bench --model llama-3-8b --workloads splitwise:1000 \
       --warmup-requests 32 --mode sequential,nanoflow --plan "$out/tune-mixed/planset.json" \
       --out "$out/nanoflow-splitwise.json" 2>&1 | tee "$out/nanoflow-splitwise.log" ;;
-  tune-carve)  # issue 19: tune-mixed's grid with the carve layouts (GEMMs aimed at the SMs that
-    # attention's capped grid leaves: cuBLASLt's SM count target), then nanoflow on Splitwise-like
+  tune-carve)  # issue 19: the carve layouts (GEMMs aimed at the SMs that attention's capped grid
+    # leaves: cuBLASLt's SM count target) over Splitwise-like's mixed iterations and ShareGPT-like's
+    # large decode steps, then nanoflow against sequential on both
     timeout 330 python3 -m runtime.tune --model llama-3-8b \
       --tokens 16,32,64,128,256,512,1024,2048,4096,6144,8192,8704 \
-      --attention-tokens 64,256,512,1024,2048,4096,8192 --contexts 1024,2048 \
-      --attention-sms 16,24,32,48 --carve-sms 16,24,32,48 \
-      --interference-tokens 256,1024,4096 --decode-points 256,512 --prefill-points 0,2048,4096,8192 \
-      --context-points 1024,2048 --max-tokens 8704 --explore 0.1 --jobs 8 \
-      --out "$out/tune-carve" 2>&1 | tee "$out/tune-carve.log"
-    timeout 250 python3 -m runtime.bench --model llama-3-8b --workloads splitwise:1000 \
+      --attention-tokens 64,256,512,1024,2048,4096,8192 --contexts 512,1024,2048 \
+      --attention-sms 16,24,32,48 --carve-sms 16,24,32,48 --interference-tokens 256,1024,4096 \
+      --decode-points 256,512,1024 --prefill-points 0,2048,4096,8192 --context-points 512,1024,2048 \
+      --max-tokens 8704 --explore 0.1 --jobs 8 --out "$out/tune-carve" 2>&1 | tee "$out/tune-carve.log"
+    timeout 260 python3 -m runtime.bench --model llama-3-8b --workloads splitwise:1000,sharegpt:1000 \
       --warmup-requests 32 --mode sequential,nanoflow --plan "$out/tune-carve/planset.json" \
-      --out "$out/carve-splitwise.json" 2>&1 | tee "$out/carve-splitwise.log" ;;
+      --out "$out/carve-bench.json" 2>&1 | tee "$out/carve-bench.log" ;;
   fi-partition)  # issue 19: FlashInfer's decode against the Triton kernels on SM partitions
     timeout 570 python3 bench/decode_attention_sms.py --kernels gather-quick,tma,flashinfer \
       --sms 132,64,48 --out "$out/fi-partition.json" 2>&1 | tee "$out/fi-partition.log" ;;
