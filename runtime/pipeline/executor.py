@@ -82,7 +82,7 @@ class PipelineExecutor:
         self.sequence = issue_sequence(plan, self.op_names, self.num_layers)
         self.after = self._after_index()
         self.ops_for = {s.unit: ops if s.op in network else
-                        self._partition_ops(ops, self._budget(s.unit))
+                        self._partition_ops(ops, self._budget(s.unit), s.unit.max_sms is not None)
                         for s in plan.ops}  # fmt: skip
         self.groups: dict[Unit, Any] = {}
         if network_groups is not None:
@@ -108,11 +108,15 @@ class PipelineExecutor:
         return unit.max_sms if granted is None else min(unit.max_sms, granted)
 
     @staticmethod
-    def _partition_ops(ops: Ops, num_sms: int | None) -> Ops:
+    def _partition_ops(ops: Ops, num_sms: int | None, capped: bool = True) -> Ops:
         """Operations on a partition or under a cap of ``num_sms`` SMs: decode attention gets a
-        persistent grid sized to them, cuBLASLt's GEMMs aim at them (Ops.on_sms)."""
+        persistent grid sized to them; under a cap (``capped``: a plain stream's ``max_sms``, a
+        carve layout's GEMM unit) cuBLASLt's GEMMs are aimed at them too (Ops.on_sms). On a
+        green partition the GEMMs stay as profiled there: unaimed, confined by the context."""
         if num_sms is None:
             return ops
+        if not capped:
+            return dataclasses.replace(ops, paged_attention=ops.paged_attention.on_sms(num_sms))
         return ops.on_sms(num_sms)
 
     # ------------------------------------------------------------------ forward

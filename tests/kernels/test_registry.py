@@ -97,6 +97,8 @@ def test_on_sms_aims_the_operators_that_can_be_aimed(monkeypatch: pytest.MonkeyP
     monkeypatch.setitem(registry._ON_SMS, ("rms_norm", "no-such-backend"), factory)
     part = PipelineExecutor._partition_ops(ops, 116)
     assert aimed == [116] and part.linear is reference.linear
+    # a green partition's GEMMs stay as its profile timed them: unaimed
+    assert PipelineExecutor._partition_ops(ops, 116, capped=False).linear is ops.linear
     assert part.rms_norm is ops.rms_norm and part.backends == ops.backends
     with pytest.raises(ValueError, match="unknown operator"):
         registry.register_on_sms("matmul", "torch", factory)
