@@ -114,11 +114,15 @@ class Ops:
         """The same operators with an attention backend of their own (no shared state)."""
         return replace(self, paged_attention=self.paged_attention.fresh())
 
-    def on_sms(self, num_sms: int) -> Ops:
+    def on_sms(self, num_sms: int, confined: bool = False) -> Ops:
         """The operators to run on a partition of ``num_sms`` SMs: attention with its grid sized
-        to them, and each operator whose backend can aim its kernels at an SM count (cuBLASLt's
-        linear) so aimed; the rest unchanged."""
-        changes: dict[str, Any] = {ATTENTION: self.paged_attention.on_sms(num_sms)}
+        to them (``confined``: at most one program per SM, AttentionBackend.confined), and each
+        operator whose backend can aim its kernels at an SM count (cuBLASLt's linear) so aimed;
+        the rest unchanged."""
+        att = self.paged_attention
+        changes: dict[str, Any] = {
+            ATTENTION: att.confined(num_sms) if confined else att.on_sms(num_sms)
+        }
         for (op, backend), factory in _ON_SMS.items():
             if self.backends.get(op) == backend:
                 changes[op] = factory(num_sms)

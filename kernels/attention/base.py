@@ -51,6 +51,13 @@ class AttentionBackend(ABC):
         grid to a budget)."""
         return self
 
+    def confined(self, num_sms: int) -> AttentionBackend:
+        """The backend to run beside other work on a plain stream within ``num_sms`` SMs: its
+        decode grid at most one program per SM, so that it holds no more SMs than that (a grid
+        merely sized to a budget, ``on_sms``, may place several small programs per SM and so
+        spread over the whole device). Itself when it cannot."""
+        return self
+
     def with_decode(self, choice: DecodeChoice) -> AttentionBackend:
         """A new instance that runs decode attention as ``choice`` says (whole-GPU kernel, dots
         over a float8 cache); backends without such a choice return themselves."""

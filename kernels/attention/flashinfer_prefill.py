@@ -58,6 +58,10 @@ class FlashInferPrefillAttention(AttentionBackend):
         """The decode grid sized to ``num_sms`` SMs; the prefill plans shared with this one."""
         return FlashInferPrefillAttention(self.device, self.triton.on_sms(num_sms), self.slots)
 
+    def confined(self, num_sms: int) -> FlashInferPrefillAttention:
+        """The Triton decode confined to ``num_sms`` SMs (FlashInfer's prefill is not)."""
+        return FlashInferPrefillAttention(self.device, self.triton.confined(num_sms), self.slots)
+
     def with_decode(self, choice: DecodeChoice) -> FlashInferPrefillAttention:
         """The Triton decode runs as ``choice`` says (kept by ``fresh``)."""
         return FlashInferPrefillAttention(self.device, self.triton.with_decode(choice))

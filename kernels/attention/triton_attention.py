@@ -33,6 +33,13 @@ from kernels.triton.paged_attention import (
 )
 from kernels.triton.paged_common import kv_order
 
+# decode attention confined to an SM budget on a plain stream: the gather kernel, one program of
+# eight warps per SM; its four stages of 64-token K and V tiles (about 128 KB of shared memory by
+# the tiles' sizes) are meant to leave no room for a GEMM's program on its SM. Not yet measured:
+# bench/carve_probe.py compares such configurations on the H200 (docs/performance.md, fifteenth
+# session)
+CONFINED_DECODE = DecodeConfig(block_n=64, num_warps=8, num_stages=4, ctas_per_sm=1)
+
 
 class TritonAttention(AttentionBackend):
     """Split-KV decode kernel for the leading decodes, extend kernel for the rest."""
@@ -64,6 +71,9 @@ class TritonAttention(AttentionBackend):
 
     def on_sms(self, num_sms: int) -> TritonAttention:
         return TritonAttention(self.device, num_sms, self.decode_config, self.choice)
+
+    def confined(self, num_sms: int) -> TritonAttention:
+        return TritonAttention(self.device, num_sms, CONFINED_DECODE, self.choice)
 
     def with_decode(self, choice: DecodeChoice) -> TritonAttention:
         return TritonAttention(self.device, self.num_sms, self.decode_config, choice)

@@ -56,6 +56,9 @@ class DecodeConfig:
     # (with 16-row MMAs it widens float8 operands to float16 itself; measured no faster, 14x the
     # error)
     fp8_dot: Literal["q", "fp16", "fp8"] = "fp16"
+    # gather kernel only: K/V loaded with L2's evict_first policy (read once; what a kernel
+    # beside it reuses from L2 stays), for decode attention beside GEMMs; off by default
+    evict_kv: bool = False
 
 
 FP8_DOTS = ("q", "fp16", "fp8")
@@ -103,7 +106,7 @@ def decode_kernel(
     HEAD_DIM: tl.constexpr,
     PAGE: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr, STAGES: tl.constexpr,
     PRECISION: tl.constexpr, SWAP_AB: tl.constexpr, DOTS: tl.constexpr, ORDERED: tl.constexpr,
-    USE_PDL: tl.constexpr,
+    USE_PDL: tl.constexpr, EVICT: tl.constexpr,
 ):  # fmt: skip
     if USE_PDL:  # wait for the kernel before (launched early: kernels.triton.pdl)
         tl.extra.cuda.gdc_wait()
@@ -113,7 +116,7 @@ def decode_kernel(
         stride_qt, stride_qh, stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh,
         stride_bt, stride_ot, stride_oh, num_seqs, num_kv_heads, num_splits, split_len,
         split_share, GROUP, GROUP_PAD, HEAD_DIM, PAGE, BLOCK_N, SPLIT, STAGES, PRECISION, SWAP_AB,
-        DOTS, ORDERED,
+        DOTS, ORDERED, EVICT,
     )  # fmt: skip
 
 
@@ -126,6 +129,7 @@ def decode_items(
     split_len, split_share, GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
     PAGE: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr, STAGES: tl.constexpr,
     PRECISION: tl.constexpr, SWAP_AB: tl.constexpr, DOTS: tl.constexpr, ORDERED: tl.constexpr,
+    EVICT: tl.constexpr,
 ):  # fmt: skip
     """The work items ``first``, ``first + stride``, ... of a decode call (the kernel's body: a
     program's share, or one role's in a launch that also runs other work). ORDERED: the items
@@ -177,7 +181,8 @@ def decode_items(
             page = next_page
             next_page = page_id(table, offs + BLOCK_N, end, PAGE)
             k, v = load_kv(k_cache_ptr, v_cache_ptr, page, offs, valid, kvh, cols, stride_kb,
-                           stride_ks, stride_kh, stride_vb, stride_vs, stride_vh, PAGE)  # fmt: skip
+                           stride_ks, stride_kh, stride_vb, stride_vs, stride_vh, PAGE,
+                           EVICT)  # fmt: skip
             # a float8 cache is widened to q's dtype (float16 with fp16 dots, none with fp8
             # dots) here; its scales are applied outside the loop
             k, v = k.to(q.dtype), v.to(q.dtype)
@@ -248,6 +253,7 @@ def decode_attention(
         DOTS=dots,
         ORDERED=order is not None,
         USE_PDL=pdl,
+        EVICT="evict_first" if cfg.evict_kv else "",
         num_warps=cfg.num_warps,
         **launch_options(pdl),
     )  # fmt: skip

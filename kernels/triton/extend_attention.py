@@ -56,7 +56,7 @@ def _keys(q, k_cache_ptr, v_cache_ptr, table, start, stop, end, q_pos, m_i, l_i,
         page = next_page
         next_page = page_id(table, offs + BLOCK_N, end, PAGE)
         k, v = load_kv(k_cache_ptr, v_cache_ptr, page, offs, valid, kvh, cols, stride_kb,
-                       stride_ks, stride_kh, stride_vb, stride_vs, stride_vh, PAGE)  # fmt: skip
+                       stride_ks, stride_kh, stride_vb, stride_vs, stride_vh, PAGE, "")  # fmt: skip
         # a float8 cache is widened to DTYPE (float16, or q's dtype) here; its scales are applied
         # outside the loop
         k, v = k.to(DTYPE), v.to(DTYPE)

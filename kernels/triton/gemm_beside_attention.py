@@ -178,7 +178,7 @@ def gemm_attention_kernel(
             v_scale, stride_qt, stride_qh, stride_kb, stride_ks, stride_kh, stride_vb, stride_vs,
             stride_vh, stride_bt, stride_ot, stride_oh, num_seqs, num_kv_heads, num_splits,
             split_len, split_share, GROUP, GROUP_PAD, HEAD_DIM, PAGE, BLOCK_N_KV, SPLIT, STAGES,
-            PRECISION, SWAP_AB, DOTS, False,
+            PRECISION, SWAP_AB, DOTS, False, "",
         )  # fmt: skip
 
 

@@ -71,13 +71,17 @@ def page_id(table, pos, end, PAGE: tl.constexpr):
 
 @triton.jit
 def load_kv(k_cache_ptr, v_cache_ptr, page, offs, valid, kvh, cols, stride_kb, stride_ks, stride_kh,
-            stride_vb, stride_vs, stride_vh, PAGE: tl.constexpr):  # fmt: skip
-    """K and V [N, D] of KV positions ``offs`` (on pages ``page``) of kv head ``kvh``."""
+            stride_vb, stride_vs, stride_vh, PAGE: tl.constexpr, EVICT: tl.constexpr):  # fmt: skip
+    """K and V [N, D] of KV positions ``offs`` (on pages ``page``) of kv head ``kvh``. EVICT: the
+    loads' L2 eviction policy ("" the default; "evict_first" for a stream read once, so that it
+    does not push out what a kernel beside it reuses from L2)."""
     page = page.to(tl.int64)
     k_off = page * stride_kb + (offs % PAGE) * stride_ks + kvh * stride_kh
     v_off = page * stride_vb + (offs % PAGE) * stride_vs + kvh * stride_vh
-    k = tl.load(k_cache_ptr + k_off[:, None] + cols[None, :], mask=valid[:, None], other=0.0)
-    v = tl.load(v_cache_ptr + v_off[:, None] + cols[None, :], mask=valid[:, None], other=0.0)
+    k = tl.load(k_cache_ptr + k_off[:, None] + cols[None, :], mask=valid[:, None], other=0.0,
+                eviction_policy=EVICT)  # fmt: skip
+    v = tl.load(v_cache_ptr + v_off[:, None] + cols[None, :], mask=valid[:, None], other=0.0,
+                eviction_policy=EVICT)  # fmt: skip
     return k, v
 
 

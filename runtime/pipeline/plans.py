@@ -70,8 +70,10 @@ def carve_plan(
     ops: Sequence[str] = LLAMA_OPS,
 ) -> Plan:
     """The same order on one whole-device partition without green contexts: attention on a
-    second stream with its grid capped at ``attention_sms``, the other operations on the first
-    with their GEMMs aimed at the rest (cuBLASLt's SM count target; the search's carve:N)."""
+    second stream confined to ``attention_sms`` (at most one program per SM), the other
+    operations on the first with their GEMMs aimed at the rest (cuBLASLt's SM count target; the
+    search's carve:N). Both units carry their caps (``max_sms``); the executor confines the
+    units of a plan that caps both sides (``carved_units``)."""
     base = two_partition_plan(name, sizes, attention_sms, device_sms, ops)
     whole = Partition(0, 0, device_sms)
     att, rest = Unit(0, 1, attention_sms), Unit(0, 0, device_sms - attention_sms)

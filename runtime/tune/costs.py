@@ -6,9 +6,10 @@ before attention: norm, QKV, rope, KV store), ``att`` (attention) and ``post`` (
 after it: O projection, norm, gate/up, activation, down). A layout says where they run:
 ``dense`` (one stream, all SMs), ``streams`` (attention on a second stream of the whole device),
 ``green:N`` (attention on a green context of N SMs, the rest on the other SMs), ``grid:N``
-(attention on a second stream with its grid capped at N SMs) or ``carve:N`` (as ``grid:N``, and
-the GEMMs aimed at the other SMs with cuBLASLt's SM count target, so that a GEMM's grid does
-not count on SMs attention holds). In the concurrent layouts every step is charged its
+(attention on a second stream with its grid sized to N SMs: several small programs per SM, so
+it may spread over the whole device) or ``carve:N`` (attention confined to N SMs, at most one
+program per SM, and the GEMMs aimed at the other SMs with cuBLASLt's SM count target: a
+partition without green contexts). In the concurrent layouts every step is charged its
 measured slowdown beside the other side (attention beside the worst GEMM, each other operation
 beside attention): the model assumes the two sides always overlap, which is pessimistic for the
 steps that end up running alone.
@@ -82,11 +83,10 @@ def layouts(profile: Profile) -> list[Layout]:
         rest = f"green:{profile.device_sms - n}"
         if p.startswith("green:") and rest in have:
             out.append(Layout(p, p, rest, True))
-        elif p.startswith("grid:"):
-            if "whole" in have:
-                out.append(Layout(p, p, "whole", True))
-            if f"carve:{profile.device_sms - n}" in have:
-                out.append(Layout(f"carve:{n}", p, f"carve:{profile.device_sms - n}", True))
+        elif p.startswith("grid:") and "whole" in have:
+            out.append(Layout(p, p, "whole", True))
+        elif p.startswith("confined:") and f"carve:{profile.device_sms - n}" in have:
+            out.append(Layout(f"carve:{n}", p, f"carve:{profile.device_sms - n}", True))
     return out
 
 

@@ -66,9 +66,9 @@ class ProfileConfig:
     green: bool = False
     # attention's SM budgets (green contexts and grid caps); empty: every multiple of sm_step
     attention_sms: tuple[int, ...] = ()
-    # attention's budgets N (capped grids) at which every other operation is timed again with
-    # its GEMMs aimed at the other SMs (placement carve:<device SMs - N>) and paired beside
-    # attention on grid:N: the search's carve:N layouts
+    # attention's budgets N at which attention is also timed confined to N SMs (at most one
+    # program per SM: placement confined:N) and every other operation with its GEMMs aimed at
+    # the other SMs (carve:<device SMs - N>), the two paired: the search's carve:N layouts
     carve_sms: tuple[int, ...] = ()
     # what is measured (a re-profile of what changed, merged into a stored profile):
     # all operations, attention alone, or decode attention alone; interference is measured
@@ -103,6 +103,7 @@ class Side:
     placement: str
     stream: torch.cuda.Stream | None
     num_sms: int | None
+    confined: bool = False  # attention at most one program per SM (AttentionBackend.confined)
 
 
 class Profiler:
@@ -228,7 +229,8 @@ class Profiler:
     def _op_fn(self, i: int, batch: tuple[torch.Tensor, ForwardContext], x: Any, side: Side) -> Fn:
         """Operation i over the batch's activations ``x``, with the side's kernels."""
         ctx = batch[1]
-        run_ctx = replace(ctx, ops=PipelineExecutor._partition_ops(ctx.ops, side.num_sms))
+        ops = PipelineExecutor._partition_ops(ctx.ops, side.num_sms, True, side.confined)
+        run_ctx = replace(ctx, ops=ops)
         op = self.op_list[i]
         return lambda: op.run(copy_of(x), run_ctx)
 
@@ -390,12 +392,9 @@ def _sides(prof: Profiler) -> tuple[list[Side], list[Side], list[tuple[Side, Sid
             atts.append(Side(f"grid:{n}", att_whole.stream, n))
             pairs.append((atts[-1], other_whole))
     for n in sorted({n for n in prof.cfg.carve_sms if n < s}):
-        capped = next((a for a in atts if a.placement == f"grid:{n}"), None)
-        if capped is None:
-            capped = Side(f"grid:{n}", att_whole.stream, n)
-            atts.append(capped)
+        atts.append(Side(f"confined:{n}", att_whole.stream, n, confined=True))
         others.append(Side(f"carve:{s - n}", other_whole.stream, s - n))
-        pairs.append((capped, others[-1]))
+        pairs.append((atts[-1], others[-1]))
     return others, atts, pairs
 
 

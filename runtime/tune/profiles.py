@@ -24,7 +24,7 @@ from typing import Any
 SCHEMA = "nanolang.tune.profile"
 VERSION = 1
 PHASES = ("", "decode", "prefill")
-_PLACEMENT = re.compile(r"^(whole|(green|grid|carve):[1-9][0-9]*)$")
+_PLACEMENT = re.compile(r"^(whole|(green|grid|confined|carve):[1-9][0-9]*)$")
 
 
 class ProfileError(ValueError):
@@ -115,7 +115,8 @@ class Profile:
         if op not in {n for n, _ in self.ops}:
             raise ProfileError(f"unknown operation {op!r}; the profile's layer has {self.ops}")
         if not _PLACEMENT.match(placement):
-            raise ProfileError(f"bad placement {placement!r}: whole, green:N, grid:N or carve:N")
+            raise ProfileError(f"bad placement {placement!r}: whole, or green, grid, confined "
+                               "or carve with :N")
         if placement_sms(placement, self.device_sms) > self.device_sms:
             raise ProfileError(f"placement {placement} exceeds the device's {self.device_sms} SMs")
 

@@ -4,8 +4,10 @@ has it; otherwise (and after ``unfused()``) None, so the model runs rotary, then
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
+import torch
 
 from kernels import get_ops, reference, registry
 
@@ -102,3 +104,19 @@ def test_on_sms_aims_the_operators_that_can_be_aimed(monkeypatch: pytest.MonkeyP
     assert part.rms_norm is ops.rms_norm and part.backends == ops.backends
     with pytest.raises(ValueError, match="unknown operator"):
         registry.register_on_sms("matmul", "torch", factory)
+
+
+def test_confined_attention_holds_one_program_per_sm() -> None:
+    """Ops.on_sms(n, confined=True): Triton's decode at one program per SM on n SMs (a carve
+    plan's attention); a backend that cannot confine its grid (the torch reference) is kept."""
+    from kernels.attention.triton_attention import CONFINED_DECODE, TritonAttention
+
+    tri = TritonAttention(torch.device("cpu"))
+    conf = tri.confined(24)
+    assert (conf.num_sms, conf.decode_config) == (24, CONFINED_DECODE)
+    assert CONFINED_DECODE.ctas_per_sm == 1 and not CONFINED_DECODE.tma
+    assert tri.on_sms(24).decode_config is None  # sized to the budget, not confined
+    ops = get_ops("cpu")
+    assert ops.on_sms(24, confined=True).paged_attention is ops.paged_attention
+    swapped = replace(ops, paged_attention=tri)
+    assert swapped.on_sms(24, confined=True).paged_attention.decode_config == CONFINED_DECODE

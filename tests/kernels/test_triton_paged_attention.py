@@ -128,6 +128,21 @@ def test_decode_configs(
     _check(*BATCHES[name], (32, 8, 128), dtype, 16, num_sms=16, seed=4, config=config)
 
 
+@pytest.mark.parametrize("confined", [False, True], ids=["evict-first", "confined"])
+@pytest.mark.parametrize("num_sms", [None, 16])
+@pytest.mark.parametrize("name", ["decode", "decode_split_kv", "mixed"])
+def test_decode_evicted_first_and_confined(name: str, num_sms: int | None, confined: bool) -> None:
+    """The gather kernel with K/V loaded under L2's evict_first policy (DecodeConfig.evict_kv),
+    and in the configuration confined to an SM budget (one program per SM, CONFINED_DECODE), both
+    for attention beside GEMMs: the reference's output, on the whole GPU and on 16 SMs."""
+    from kernels.attention.triton_attention import CONFINED_DECODE
+
+    skip_if_interpreted(name not in SMALL)
+    config = CONFINED_DECODE if confined else DecodeConfig(evict_kv=True)
+    dtype = torch.float16 if INTERPRET else torch.bfloat16
+    _check(*BATCHES[name], (32, 8, 128), dtype, 16, num_sms=num_sms, seed=11, config=config)
+
+
 # chunks longer than the largest query tile, prefixes spanning many key tiles, ragged lengths
 LONG_EXTENDS = ([300, 200, 129, 1, 64], [300, 700, 1000, 33, 64], 0)
 EXTEND_CONFIGS = [

@@ -84,7 +84,7 @@ def test_mixed_plan_is_valid() -> None:
 
 
 def test_a_carve_plan_gives_the_dense_tokens(tiny_llama: str, dense: list, tmp_path: Path) -> None:
-    """Attention capped at 8 SMs on a second stream, the rest aimed at the other 8 (the
+    """Attention confined to 8 SMs on a second stream, the rest aimed at the other 8 (the
     search's carve layout): valid, and the dense tokens (the CPU has no SM-aimed kernels)."""
     from runtime.pipeline import carve_plan, validate
 
@@ -98,3 +98,20 @@ def test_a_carve_plan_gives_the_dense_tokens(tiny_llama: str, dense: list, tmp_p
               pipeline=str(path))  # fmt: skip
     outs = llm.generate(PROMPTS, greedy())
     assert [o.token_ids for o in outs] == [o.token_ids for o in dense]
+
+
+def test_carved_units_are_the_plans_with_both_sides_capped() -> None:
+    """A carve plan confines both its units; a plan that caps only attention (grid:N) or only
+    the collectives (the network stage) confines none."""
+    from runtime.pipeline import carve_plan
+    from runtime.pipeline.executor import carved_units
+    from runtime.pipeline.plans import NETWORK_OPS, network_plan, two_stream_plan
+
+    carve = carve_plan("carve", [4, 4], attention_sms=8, device_sms=16)
+    assert carved_units(carve) == {s.unit for s in carve.ops}
+    grid = two_stream_plan("grid", [4, 4], device_sms=16)
+    grid = replace(grid, ops=tuple(replace(s, unit=replace(s.unit, max_sms=8))
+                                   if s.op == "attention" else s for s in grid.ops))  # fmt: skip
+    assert carved_units(grid) == set()
+    net = network_plan("net", [4, 4], network_ctas=16, device_sms=16)
+    assert carved_units(net, NETWORK_OPS) == set()

@@ -63,8 +63,9 @@ def test_pipeline_bf16_close_to_dense(tiny_llama: str) -> None:
 def test_a_carve_plan_matches_cpu_in_float32(
     tiny_llama: str, cpu_outputs: list, eager: bool, tmp_path
 ) -> None:
-    """Attention capped at 16 SMs beside GEMMs aimed at the rest (cuBLASLt's SM count target,
+    """Attention confined to 16 SMs beside GEMMs aimed at the rest (cuBLASLt's SM count target,
     where cuBLASLt is the linear): the CPU's greedy tokens."""
+    from kernels.attention.triton_attention import CONFINED_DECODE, TritonAttention
     from runtime.pipeline import carve_plan
     from runtime.pipeline.plan import Unit
 
@@ -77,5 +78,8 @@ def test_a_carve_plan_matches_cpu_in_float32(
     rest = ex.ops_for[Unit(0, 0, sms - 16)]
     if llm.engine.ops.backends["linear"] == "cublaslt":
         assert rest.linear is not llm.engine.ops.linear  # aimed at the other SMs
+    att = ex.ops_for[Unit(0, 1, 16)].paged_attention
+    if isinstance(att, TritonAttention):  # one program per SM on its 16
+        assert (att.num_sms, att.decode_config) == (16, CONFINED_DECODE)
     outs = llm.generate(PROMPTS, greedy())
     assert [o.token_ids for o in outs] == [o.token_ids for o in cpu_outputs]

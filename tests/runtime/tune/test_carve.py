@@ -1,6 +1,7 @@
-"""The carve layouts: attention on a capped grid of N SMs and the GEMMs aimed at the other SMs
-(cuBLASLt's SM count target). On the H200 a GEMM on the whole device beside attention capped at
-16 SMs ran 1.9-5.7x slower than alone, so no grid layout paid; whether a GEMM aimed at the rest
+"""The carve layouts: attention confined to N SMs (at most one program per SM) on one plain
+stream, the GEMMs aimed at the other SMs (cuBLASLt's SM count target) on another: a partition
+without green contexts. On the H200 a GEMM on the whole device beside attention whose grid was
+merely sized to 16 SMs ran 1.9-5.7x slower than alone, so no grid layout paid; whether the carve
 fares better is what a carve profile measures. The layouts are priced from their own timings and
 pairs; these tests give them synthetic ones."""
 
@@ -27,30 +28,26 @@ GRID = SearchConfig(decode_points=(512,), prefill_points=(2048,), context_points
 
 def straggling(carve: bool) -> Profile:
     """An H200-shaped profile (no green contexts: they faulted there) whose operations on the
-    whole device run 3x slower beside attention on a second stream, capped or not, while aimed
-    at the rest of the SMs they run at their share, slowed 5% beside it."""
+    whole device run 3x slower beside attention on a second stream, its grid uncapped or merely
+    sized to N SMs (such a grid spreads over the device), while aimed at the rest of the SMs
+    beside attention confined to N they run at their share, slowed 5%."""
     prof = synthetic_profile(device_sms=SMS, per_sm_gb_s=300.0, grid=True, carve=carve)
     timings = tuple(t for t in prof.timings if not t.placement.startswith("green:"))
-    pairs = [Interference(op, "attention", "whole", 256, 3.0, "whole")
-             for op in LLAMA_OPS if op != "attention"]  # fmt: skip
+    others = [op for op in LLAMA_OPS if op != "attention"]
+    pairs = [Interference(op, "attention", "whole", 256, 3.0, "whole") for op in others]
     pairs += [Interference("attention", g, "whole", 256, 1.1, "whole") for g in GEMMS]
     for n in BUDGETS:
-        grid, rest = f"grid:{n}", f"carve:{SMS - n}"
-        for op in LLAMA_OPS:
-            if op == "attention":
-                for g in GEMMS:
-                    pairs.append(Interference(op, g, grid, 256, 1.1, "whole"))
-                    pairs.append(Interference(op, g, grid, 256, 1.1, rest))
-                continue
-            pairs.append(Interference(op, "attention", "whole", 256, 3.0, grid))
-            pairs.append(Interference(op, "attention", rest, 256, 1.05, grid))
+        for att, rest, slowdown in ((f"grid:{n}", "whole", 3.0),
+                                    (f"confined:{n}", f"carve:{SMS - n}", 1.05)):  # fmt: skip
+            pairs += [Interference("attention", g, att, 256, 1.1, rest) for g in GEMMS]
+            pairs += [Interference(op, "attention", rest, 256, slowdown, att) for op in others]
     return dataclasses.replace(prof, timings=timings, interference=tuple(pairs))
 
 
 def test_carve_layouts_come_from_carve_timings() -> None:
     assert not [lay for lay in layouts(straggling(False)) if lay.name.startswith("carve:")]
     carve = [lay for lay in layouts(straggling(True)) if lay.name.startswith("carve:")]
-    assert carve == [Layout(f"carve:{n}", f"grid:{n}", f"carve:{SMS - n}", True)
+    assert carve == [Layout(f"carve:{n}", f"confined:{n}", f"carve:{SMS - n}", True)
                      for n in BUDGETS]  # fmt: skip
     assert (carve[1].attention_cap, carve[1].other_cap) == (16, 116)
     assert Layout("grid:8", "grid:8", "whole", True).other_cap is None

@@ -44,8 +44,8 @@ def test_gpu_profile_and_searched_plans(tiny_llama: str, tmp_path: Path) -> None
 
 
 def test_gpu_carve_profile(tiny_llama: str) -> None:
-    """``carve_sms``: every operation other than attention timed with its GEMMs aimed at the SMs
-    a 16-SM attention grid leaves, paired beside that grid; the search then has carve:16."""
+    """``carve_sms``: attention confined to 16 SMs and every other operation with its GEMMs aimed
+    at the SMs left, paired; the search then has carve:16."""
     from runtime.tune.costs import layouts
     from runtime.tune.tuner import measure
 
@@ -57,5 +57,6 @@ def test_gpu_carve_profile(tiny_llama: str) -> None:
     others = [n for n, _ in prof.ops if n != prof.attention]
     assert all(rest in prof.placements(op) for op in others)
     pairs = {(f.op, f.placement, f.partner) for f in prof.interference}
-    assert all((op, rest, "grid:16") in pairs for op in others)
+    assert all((op, rest, "confined:16") in pairs for op in others)
+    assert "confined:16" in prof.placements(prof.attention)
     assert "carve:16" in {lay.name for lay in layouts(prof)}
