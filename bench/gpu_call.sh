@@ -10,7 +10,7 @@
 # Peers (vLLM, SGLang) are staged by ../shared/tools/peers/README.md's calls first; `peers-*`
 # calls expect /tmp/vsite and /tmp/vsite-sgl on the same warm machine.
 set -euo pipefail
-calls="tests tests-fi tests-paged split-probe-ragged split-ab cut-probe cut-ab argmax-ab copies-ab pdl-ab fi-prefill attn-1000 linear-profile linear-ab-1000 peers-1000-a peers-1000-b peers-1000 tune-mixed tune-carve fi-partition tp-tests tp-table tp-pair"
+calls="tests tests-fi tests-paged split-probe-ragged split-ab cut-probe cut-ab argmax-ab copies-ab pdl-ab fi-prefill attn-1000 linear-profile linear-ab-1000 peers-1000-a peers-1000-b peers-1000 tune-mixed carve-probe tune-carve fi-partition tp-tests tp-table tp-pair"
 name=${1:-}
 if [[ " $calls " != *" $name "* || -z $name ]]; then
   echo "usage: bash bench/gpu_call.sh NAME, NAME one of: $calls (got '${name}')" >&2
@@ -123,8 +123,11 @@ case $name in
     timeout 330 python3 -m runtime.bench --model llama-3-8b --workloads splitwise:1000 \
       --warmup-requests 32 --mode sequential,nanoflow --plan "$out/tune-mixed/planset.json" \
       --out "$out/nanoflow-splitwise.json" 2>&1 | tee "$out/nanoflow-splitwise.log" ;;
-  tune-carve)  # issue 19: the carve layouts (GEMMs aimed at the SMs that attention's capped grid
-    # leaves: cuBLASLt's SM count target) over Splitwise-like's mixed iterations and ShareGPT-like's
+  carve-probe)  # issue 19: attention confined to 16-48 SMs beside the GEMMs aimed at the rest
+    timeout 560 python3 bench/carve_probe.py --out "$out/carve-probe.json" 2>&1 \
+      | tee "$out/carve-probe.log" ;;
+  tune-carve)  # issue 19: the carve layouts (attention confined to N SMs, the GEMMs aimed at the
+    # rest: cuBLASLt's SM count target) over Splitwise-like's mixed iterations and ShareGPT-like's
     # large decode steps, then nanoflow against sequential on both
     timeout 330 python3 -m runtime.tune --model llama-3-8b \
       --tokens 16,32,64,128,256,512,1024,2048,4096,6144,8192,8704 \
