@@ -9,6 +9,10 @@ current stream, so decode CUDA graphs capture it. A launch cuBLASLt refuses (an 
 nothing ran) is logged and that shape goes to torch's linear from then on. Eager calls of listed
 shapes pay a ctypes call (a few microseconds of host time) instead of torch's dispatch.
 
+``on_sms(N)`` is the same product aimed at N SMs for any row count (the descriptor's SM count
+target, the heuristic's first candidate under it): the GEMMs of a pipeline unit capped at N SMs
+(``registry.register_on_sms``, ``Ops.on_sms``).
+
 Registered above the torch reference, so CUDA devices use it (``NANOLANG_KERNELS=linear=torch``
 turns it off); on a GPU or library version the table does not name, every call is torch's.
 """
@@ -141,17 +145,16 @@ def linear_on_sms(
     *,
     num_sms: int,
 ) -> torch.Tensor:
-    """``linear`` confined to about ``num_sms`` SMs (cuBLASLt's SM count target), for a GEMM
-    beside attention on the other SMs (a pipeline plan's carve layout): the heuristic picks, and
-    a persistent kernel sizes its grid, for that many SMs rather than counting on all. Any row
-    count; what cuBLASLt
-    cannot run this way goes to torch's linear on all SMs."""
+    """``linear`` aimed at ``num_sms`` SMs (cuBLASLt's SM count target), for a GEMM beside
+    attention on the other SMs (a pipeline plan's carve layout): the heuristic picks, and a
+    persistent kernel sizes its grid, for that many SMs rather than counting on all. Any row
+    count; what cuBLASLt cannot run this way goes to torch's linear on all SMs."""
     if not _eligible(x, weight, bias) or num_sms < 1:
         return reference.linear(x, weight, bias, out)
     rows = x.numel() // x.shape[-1]
     index = x.device.index or 0
     key = (index, rows, weight.shape[0], weight.shape[1], x.dtype)
-    refused = key in _REFUSED or (*key, num_sms) in _REFUSED_ON_SMS
+    refused = (*key, num_sms) in _REFUSED_ON_SMS
     found = _plan_on_sms(*key, num_sms) if rows and not refused else None
     return _run(found, key, x, weight, out, num_sms)
 
