@@ -23,7 +23,7 @@ from typing import Any
 
 from runtime.tune.profiles import Profile
 
-_LAYOUT = re.compile(r"-(streams|grid\d+|green\d+)$")
+_LAYOUT = re.compile(r"-(streams|grid\d+|green\d+|carve\d+)$")
 
 
 def layout_of(plan_name: str) -> str:
@@ -32,7 +32,7 @@ def layout_of(plan_name: str) -> str:
     m = _LAYOUT.search(Path(plan_name).stem)
     if m is None:
         raise ValueError(f"{plan_name!r} does not end with a searched layout (streams, gridN, "
-                         f"greenN)")  # fmt: skip
+                         f"greenN, carveN)")  # fmt: skip
     name = m.group(1)
     return name if name == "streams" else re.sub(r"(\d+)$", r":\1", name)
 

@@ -33,6 +33,7 @@ def record(dense: tuple[float, float], plan: tuple[float, float] | None, name: s
 
 def test_layouts_are_read_off_searched_plan_names() -> None:
     assert layout_of("candidates/d1024-p0-c2048-512-512-grid80.json") == "grid:80"
+    assert layout_of("d512-p2048-c1024-640-1920-carve16") == "carve:16"
     assert layout_of("d512-p0-c4096-256-256-streams") == "streams"
     assert layout_of("d64-p512-c1024-32-32-green48.json") == "green:48"
     with pytest.raises(ValueError, match="does not end with a searched layout"):
