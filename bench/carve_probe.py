@@ -14,10 +14,11 @@ for each budget N in ``--sms``:
 2. The layer's four GEMMs at each of ``--rows`` as one chain: on the whole GPU (torch's linear)
    and aimed at ``device_sms - N`` SMs (``kernels.cublaslt_backend.on_sms``), alone; the aimed
    chain against its SM share of the whole-GPU time (at most 1.10: issue 19's target).
-3. Both at once (``partition_share.overlap``): the best confined configuration and the default
-   (``CONFINED_DECODE``) beside the aimed chain and beside the unaimed one, and today's grid
-   sized to N beside the unaimed chain for reference: each side's slowdown against alone, and the
-   pair's wall time against the same work one after the other on the whole GPU.
+3. Both at once (``partition_share.overlap``), a two-by-two of attention (confined, or today's
+   grid sized to N) and GEMMs (aimed at the rest, or on the whole GPU): the confined default
+   (``CONFINED_DECODE``), its evict_first twin and the fastest confined configuration, each
+   beside both chains, and the grid sized to N beside both: each side's slowdown against alone,
+   and the pair's wall time against the same work one after the other on the whole GPU.
 
 Usage (repo root, GPU machine):
     PYTHONPATH=.:bench python bench/carve_probe.py --out $OUT/carve_probe.json
@@ -55,12 +56,13 @@ from kernels.triton.decode_attention_tma import tuned_config
 # (label, configuration), every one at one program per SM: tiles, warps, stages; evict_first
 CONFIGS: list[tuple[str, DecodeConfig]] = [
     ("default 64x8w4s", CONFINED_DECODE),
-    ("64x8w4s evict_first", DecodeConfig(64, 8, 4, 1, evict_kv=True)),
+    ("64x8w4s evict_first", DecodeConfig(64, 8, 4, 1, evict_kv=True)),  # EVICT_FIRST
     ("128x8w3s", DecodeConfig(128, 8, 3, 1)),
     ("64x16w4s", DecodeConfig(64, 16, 4, 1)),
     ("32x4w6s", DecodeConfig(32, 4, 6, 1)),
     ("64x4w4s swap_ab", DecodeConfig(64, 4, 4, 1, swap_ab=True)),
 ]
+EVICT_FIRST = CONFIGS[1][1]
 PAGE = 16
 
 Launch = Callable[[], object]
@@ -172,9 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     for sms in budgets:
         rows = confined_attention(report, x, sms, a_stream)
         save()
-        picks = [("default", CONFINED_DECODE)]
+        picks = [("default", CONFINED_DECODE), ("evict_first", EVICT_FIRST)]
         best = best_config(rows)
-        if best is not None and best[1] != CONFINED_DECODE:
+        if best is not None and best[1] not in (CONFINED_DECODE, EVICT_FIRST):
             picks.append((f"best ({best[0]})", best[1]))
         for r in all_rows:
             report["gemms"].append(gemm_rows(r, sms, device_sms, g_stream))
@@ -191,10 +193,12 @@ def main(argv: list[str] | None = None) -> int:
                         dense_gemm_ms)})  # fmt: skip
                     save()
             spread, _ = attention(x, sms, tuned_config(sms, PAGE))  # today's grid:N
-            report["overlap"].append({"config": asdict(tuned_config(sms, PAGE)), **overlap(
-                f"{r} rows: attention's grid sized to {sms} SMs (grid:{sms}) | GEMMs whole GPU",
-                spread, a_stream, whole, g_stream, dense_att_ms, dense_gemm_ms)})  # fmt: skip
-            save()
+            for chain_note, chain in (("whole GPU", whole), ("aimed", aimed)):
+                report["overlap"].append({"config": asdict(tuned_config(sms, PAGE)), **overlap(
+                    f"{r} rows: attention's grid sized to {sms} SMs (grid:{sms}) | GEMMs "
+                    f"{chain_note}", spread, a_stream, chain, g_stream, dense_att_ms,
+                    dense_gemm_ms)})  # fmt: skip
+                save()
     print(table(report))
     print(f"wrote {args.out}")
     return 0

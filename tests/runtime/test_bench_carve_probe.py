@@ -43,3 +43,11 @@ def test_the_tables_render_a_report() -> None:
     assert "| 128x8w3s | 16 | OutOfResources: shared memory | - | - |" in text
     assert "| 1024 | 16 | 0.6 | 0.7 | 1.03 |" in text
     assert "| 1.05x | 1.1x | 1.2x |" in text
+
+
+def test_the_evict_first_twin_differs_only_in_its_loads() -> None:
+    from dataclasses import replace
+
+    probe = load_bench("carve_probe")
+    assert probe.EVICT_FIRST.evict_kv
+    assert replace(probe.EVICT_FIRST, evict_kv=False) == probe.CONFINED_DECODE
