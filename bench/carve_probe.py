@@ -147,6 +147,17 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _ints(ap: argparse.ArgumentParser, flag: str, text: str) -> list[int]:
+    """A comma list of positive integers, or the parser's usage error."""
+    try:
+        out = [int(x) for x in text.split(",")]
+    except ValueError:
+        ap.error(f"{flag}: expected a comma list of integers, got {text!r}")
+    if not out or min(out) < 1:
+        ap.error(f"{flag}: expected integers >= 1, got {text!r}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--batch", type=int, default=1024)
@@ -155,7 +166,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", default="1024,4096", help="GEMM rows beside attention")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
+    budgets, all_rows = _ints(ap, "--sms", args.sms), _ints(ap, "--rows", args.rows)
+    if args.batch <= max(CHECK_ROWS) or args.context < 1:
+        ap.error(f"--batch must exceed {max(CHECK_ROWS)} (the rows checked against the "
+                 f"reference) and --context be >= 1, got {args.batch} and "
+                 f"{args.context}")  # fmt: skip
     device_sms = torch.cuda.get_device_properties(0).multi_processor_count
+    if not all(0 < s < device_sms for s in budgets):
+        ap.error(f"--sms: each budget must be in [1, {device_sms - 1}] (the device has "
+                 f"{device_sms} SMs), got {args.sms}")  # fmt: skip
     report: dict[str, Any] = {**run_header(), "shape": {"batch": args.batch,
                               "context": args.context}, "attention": [], "gemms": [],
                               "overlap": []}  # fmt: skip
@@ -169,8 +188,6 @@ def main(argv: list[str] | None = None) -> int:
     dense, _ = attention(x, None, None)  # the dense forward's gather kernel, whole GPU
     dense_att_ms = time_ms(dense, a_stream)
     report["dense_attention_ms"] = round(dense_att_ms, 4)
-    budgets = [int(s) for s in args.sms.split(",")]
-    all_rows = [int(r) for r in args.rows.split(",")]
     for sms in budgets:
         rows = confined_attention(report, x, sms, a_stream)
         save()

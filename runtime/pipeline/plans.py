@@ -54,12 +54,7 @@ def two_stream_plan(
 ) -> Plan:
     """The same order on one whole-device partition with attention on a second stream: overlap
     without SM partitioning (the hardware scheduler shares SMs between the two)."""
-    base = two_partition_plan(name, sizes, 8, device_sms, ops)
-    whole = Partition(0, 0, device_sms)
-    splits = tuple(
-        OpSplit(s.op, s.sizes, Unit(0, 1 if s.op == "attention" else 0)) for s in base.ops
-    )
-    return Plan(name, base.batch_tokens, device_sms, (whole,), splits, base.order)
+    return _one_partition(name, sizes, device_sms, ops, None)
 
 
 def carve_plan(
@@ -74,11 +69,23 @@ def carve_plan(
     operations on the first with their GEMMs aimed at the rest (cuBLASLt's SM count target; the
     search's carve:N). Both units carry their caps (``max_sms``); the executor confines the
     units of a plan that caps both sides (``carved_units``)."""
-    base = two_partition_plan(name, sizes, attention_sms, device_sms, ops)
-    whole = Partition(0, 0, device_sms)
-    att, rest = Unit(0, 1, attention_sms), Unit(0, 0, device_sms - attention_sms)
+    if not 0 < attention_sms < device_sms:
+        raise PlanError(f"a carve plan's attention_sms must be in [1, {device_sms - 1}] "
+                        f"(the device has {device_sms} SMs), got {attention_sms}")  # fmt: skip
+    return _one_partition(name, sizes, device_sms, ops, attention_sms)
+
+
+def _one_partition(
+    name: str, sizes: Sequence[int], device_sms: int, ops: Sequence[str], attention_sms: int | None
+) -> Plan:
+    """two_partition_plan's order on one whole-device partition: attention on stream 1, the rest
+    on stream 0; ``attention_sms`` caps both (attention at it, the rest at the other SMs)."""
+    base = two_partition_plan(name, sizes, 8, device_sms, ops)
+    rest_sms = None if attention_sms is None else device_sms - attention_sms
+    att, rest = Unit(0, 1, attention_sms), Unit(0, 0, rest_sms)
     splits = tuple(OpSplit(s.op, s.sizes, att if s.op == "attention" else rest) for s in base.ops)
-    return Plan(name, base.batch_tokens, device_sms, (whole,), splits, base.order)
+    return Plan(name, base.batch_tokens, device_sms, (Partition(0, 0, device_sms),), splits,
+                base.order)  # fmt: skip
 
 
 def network_plan(

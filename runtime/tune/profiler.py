@@ -391,7 +391,10 @@ def _sides(prof: Profiler) -> tuple[list[Side], list[Side], list[tuple[Side, Sid
         if prof.cfg.grid_caps:
             atts.append(Side(f"grid:{n}", att_whole.stream, n))
             pairs.append((atts[-1], other_whole))
-    for n in sorted({n for n in prof.cfg.carve_sms if n < s}):
+    for n in sorted(set(prof.cfg.carve_sms)):
+        if n >= s:  # no SMs left for the GEMMs: said in the profile, not silently dropped
+            prof.failures.append(f"carve budget {n}: the device has {s} SMs")
+            continue
         atts.append(Side(f"confined:{n}", att_whole.stream, n, confined=True))
         others.append(Side(f"carve:{s - n}", other_whole.stream, s - n))
         pairs.append((atts[-1], others[-1]))

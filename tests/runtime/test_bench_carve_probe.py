@@ -3,6 +3,8 @@ program per SM), the best one is the fastest correct one, and its tables render 
 
 from __future__ import annotations
 
+import pytest
+
 from tests.bench_scripts import load_bench
 
 
@@ -51,3 +53,16 @@ def test_the_evict_first_twin_differs_only_in_its_loads() -> None:
     probe = load_bench("carve_probe")
     assert probe.EVICT_FIRST.evict_kv
     assert replace(probe.EVICT_FIRST, evict_kv=False) == probe.CONFINED_DECODE
+
+
+def test_bad_arguments_are_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    """Before any GPU work: a non-integer or non-positive list, or a batch too small to check."""
+    probe = load_bench("carve_probe")
+    out = ["--out", str(tmp_path / "p.json")]
+    for argv, said in ((["--rows", "1024,x"], "--rows: expected a comma list of integers"),
+                       (["--sms", "0,16"], "--sms: expected integers >= 1"),
+                       (["--batch", "64"], "--batch must exceed 511")):  # fmt: skip
+        with pytest.raises(SystemExit) as exc:
+            probe.main(argv + out)
+        assert exc.value.code == 2 and said in capsys.readouterr().err
+    assert not (tmp_path / "p.json").exists()

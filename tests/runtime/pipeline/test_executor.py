@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from runtime import LLM, SamplingParams
-from runtime.pipeline import OpSplit, Plan, Step, Unit, two_partition_plan
+from runtime.pipeline import OpSplit, Plan, PlanError, Step, Unit, two_partition_plan
 from runtime.pipeline.plans import LLAMA_OPS
 from runtime.pipeline.split import snap_bounds
 
@@ -115,3 +115,6 @@ def test_carved_units_are_the_plans_with_both_sides_capped() -> None:
     assert carved_units(grid) == set()
     net = network_plan("net", [4, 4], network_ctas=16, device_sms=16)
     assert carved_units(net, NETWORK_OPS) == set()
+    for bad in (0, 16):  # no SMs for attention, or none left for the GEMMs
+        with pytest.raises(PlanError, match="attention_sms must be in"):
+            carve_plan("carve", [4, 4], attention_sms=bad, device_sms=16)

@@ -50,9 +50,10 @@ def test_gpu_carve_profile(tiny_llama: str) -> None:
     from runtime.tune.tuner import measure
 
     sms = torch.cuda.get_device_properties(0).multi_processor_count
-    cfg = dataclasses.replace(QUICK, attention_sms=(16,), carve_sms=(16,))
+    cfg = dataclasses.replace(QUICK, attention_sms=(16,), carve_sms=(16, sms))
     prof = measure(tiny_llama, cfg, "test", dtype="float32", device="cuda")
-    assert prof.notes["failures"] == []
+    # a budget of every SM leaves none for the GEMMs: said, not silently dropped
+    assert prof.notes["failures"] == [f"carve budget {sms}: the device has {sms} SMs"]
     rest = f"carve:{sms - 16}"
     others = [n for n, _ in prof.ops if n != prof.attention]
     assert all(rest in prof.placements(op) for op in others)
