@@ -126,16 +126,16 @@ case $name in
   carve-probe)  # issue 19: attention confined to 16-48 SMs beside the GEMMs aimed at the rest
     timeout 560 python3 bench/carve_probe.py --out "$out/carve-probe.json" 2>&1 \
       | tee "$out/carve-probe.log" ;;
-  tune-carve)  # issue 19: the carve layouts (attention confined to N SMs, the GEMMs aimed at the
-    # rest: cuBLASLt's SM count target) over Splitwise-like's mixed iterations and ShareGPT-like's
-    # large decode steps, then nanoflow against sequential on both
-    timeout 350 python3 -m runtime.tune --model llama-3-8b \
+  tune-carve)  # issue 19: the carve layouts (attention's grid sized to N SMs, the GEMMs aimed at
+    # the rest: cuBLASLt's SM count target) over Splitwise-like's mixed iterations and
+    # ShareGPT-like's large decode steps, then nanoflow against sequential on both
+    timeout 330 python3 -m runtime.tune --model llama-3-8b \
       --tokens 16,32,64,128,256,512,1024,2048,4096,6144,8192,8704 \
       --attention-tokens 64,256,512,1024,2048,4096,8192 --contexts 512,1024,2048 \
-      --attention-sms 16,24,32,48 --carve-sms 16,24,32,48 --interference-tokens 256,1024,4096 \
+      --attention-sms 16,32,48 --carve-sms 32,48,64 --interference-tokens 256,1024,4096 \
       --decode-points 256,512,1024 --prefill-points 0,2048,4096,8192 --context-points 512,1024,2048 \
       --max-tokens 8704 --explore 0.1 --jobs 8 --out "$out/tune-carve" 2>&1 | tee "$out/tune-carve.log"
-    timeout 230 python3 -m runtime.bench --model llama-3-8b --workloads splitwise:1000,sharegpt:1000 \
+    timeout 260 python3 -m runtime.bench --model llama-3-8b --workloads splitwise:1000,sharegpt:1000 \
       --warmup-requests 32 --mode sequential,nanoflow --plan "$out/tune-carve/planset.json" \
       --out "$out/carve-bench.json" 2>&1 | tee "$out/carve-bench.log" ;;
   fi-partition)  # issue 19: FlashInfer's decode against the Triton kernels on SM partitions

@@ -14,7 +14,7 @@ it), plus the plan's ``after`` pairs. Tensors handed across streams are marked w
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -58,19 +58,6 @@ class _Piece:
 NetworkGroups = Callable[[int | None], Any]
 
 
-def carved_units(plan: Plan, network: Collection[str] = ()) -> set[Unit]:
-    """The units of a carve plan: capped units (``max_sms``) of operations other than the
-    collectives that share their partition with another capped unit (attention on one stream,
-    the GEMMs on the other, each within its SMs). Their attention runs confined, at most one
-    program per SM, since the two sides must not share SMs; a plan that caps only attention
-    (grid:N) keeps its grid merely sized to the cap."""
-    capped = {s.unit for s in plan.ops if s.unit.max_sms is not None and s.op not in network}
-    by_partition: dict[int, set[Unit]] = {}
-    for u in capped:
-        by_partition.setdefault(u.partition, set()).add(u)
-    return {u for units in by_partition.values() if len(units) > 1 for u in units}
-
-
 class PipelineExecutor:
     """``network_groups`` (tensor parallelism): the process group the network operations of a
     unit use, by the unit's ``max_sms`` (for a collective: its CTA cap); None: the layer's own."""
@@ -94,10 +81,8 @@ class PipelineExecutor:
         self.num_layers = len(model.layers)
         self.sequence = issue_sequence(plan, self.op_names, self.num_layers)
         self.after = self._after_index()
-        carved = carved_units(plan, network)
         self.ops_for = {s.unit: ops if s.op in network else
-                        self._partition_ops(ops, self._budget(s.unit), s.unit.max_sms is not None,
-                                            s.unit in carved)
+                        self._partition_ops(ops, self._budget(s.unit), s.unit.max_sms is not None)
                         for s in plan.ops}  # fmt: skip
         self.groups: dict[Unit, Any] = {}
         if network_groups is not None:
@@ -123,19 +108,17 @@ class PipelineExecutor:
         return unit.max_sms if granted is None else min(unit.max_sms, granted)
 
     @staticmethod
-    def _partition_ops(
-        ops: Ops, num_sms: int | None, capped: bool = True, confined: bool = False
-    ) -> Ops:
+    def _partition_ops(ops: Ops, num_sms: int | None, capped: bool = True) -> Ops:
         """Operations on a partition or under a cap of ``num_sms`` SMs: decode attention gets a
         persistent grid sized to them; under a cap (``capped``: a plain stream's ``max_sms``)
-        cuBLASLt's GEMMs are aimed at them too, and ``confined`` (a carve plan's unit) runs
-        attention at most one program per SM (Ops.on_sms). On a green partition the GEMMs stay
-        as profiled there: unaimed, confined by the context."""
+        cuBLASLt's GEMMs are aimed at them too (a carve plan: attention's grid sized to N on one
+        stream, the GEMMs aimed at the other SMs on the other). On a green partition the GEMMs
+        stay as profiled there: unaimed, confined by the context."""
         if num_sms is None:
             return ops
         if not capped:
             return dataclasses.replace(ops, paged_attention=ops.paged_attention.on_sms(num_sms))
-        return ops.on_sms(num_sms, confined)
+        return ops.on_sms(num_sms)
 
     # ------------------------------------------------------------------ forward
     @torch.inference_mode()

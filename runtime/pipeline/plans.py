@@ -65,10 +65,9 @@ def carve_plan(
     ops: Sequence[str] = LLAMA_OPS,
 ) -> Plan:
     """The same order on one whole-device partition without green contexts: attention on a
-    second stream confined to ``attention_sms`` (at most one program per SM), the other
-    operations on the first with their GEMMs aimed at the rest (cuBLASLt's SM count target; the
-    search's carve:N). Both units carry their caps (``max_sms``); the executor confines the
-    units of a plan that caps both sides (``carved_units``)."""
+    second stream with its grid sized to ``attention_sms``, the other operations on the first
+    with their GEMMs aimed at the rest (cuBLASLt's SM count target; the search's carve:N). Both
+    units carry their caps (``max_sms``)."""
     if not 0 < attention_sms < device_sms:
         raise PlanError(f"a carve plan's attention_sms must be in [1, {device_sms - 1}] "
                         f"(the device has {device_sms} SMs), got {attention_sms}")  # fmt: skip

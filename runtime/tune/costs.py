@@ -7,9 +7,9 @@ after it: O projection, norm, gate/up, activation, down). A layout says where th
 ``dense`` (one stream, all SMs), ``streams`` (attention on a second stream of the whole device),
 ``green:N`` (attention on a green context of N SMs, the rest on the other SMs), ``grid:N``
 (attention on a second stream with its grid sized to N SMs: several small programs per SM, so
-it may spread over the whole device) or ``carve:N`` (attention confined to N SMs, at most one
-program per SM, and the GEMMs aimed at the other SMs with cuBLASLt's SM count target: a
-partition without green contexts). In the concurrent layouts every step is charged its
+it may spread over the whole device) or ``carve:N`` (the same attention beside GEMMs aimed at the
+other SMs with cuBLASLt's SM count target, so that they leave N SMs to attention: a partition
+without green contexts, kept by the GEMMs). In the concurrent layouts every step is charged its
 measured slowdown beside the other side (attention beside the worst GEMM, each other operation
 beside attention): the model assumes the two sides always overlap, which is pessimistic for the
 steps that end up running alone.
@@ -83,11 +83,23 @@ def layouts(profile: Profile) -> list[Layout]:
         rest = f"green:{profile.device_sms - n}"
         if p.startswith("green:") and rest in have:
             out.append(Layout(p, p, rest, True))
-        elif p.startswith("grid:") and "whole" in have:
+        if not p.startswith("grid:"):
+            continue
+        partners = _partners(profile, p)
+        carve = f"carve:{profile.device_sms - n}"
+        # grid:N beside the whole device unless attention there was timed only beside a carve
+        if "whole" in have and ("whole" in partners or not partners - {""}):
             out.append(Layout(p, p, "whole", True))
-        elif p.startswith("confined:") and f"carve:{profile.device_sms - n}" in have:
-            out.append(Layout(f"carve:{n}", p, f"carve:{profile.device_sms - n}", True))
+        if carve in have and carve in partners:
+            out.append(Layout(f"carve:{n}", p, carve, True))
     return out
+
+
+def _partners(profile: Profile, placement: str) -> set[str]:
+    """The placements of the other operations beside which attention on ``placement`` was
+    timed (a grid:N attention is paired with the whole device, the carve's rest, or both)."""
+    return {f.partner for f in profile.interference
+            if f.op == profile.attention and f.placement == placement}  # fmt: skip
 
 
 class Costs:

@@ -11,7 +11,7 @@ from runtime.tune.schedule import Schedule
 def to_plan(name: str, schedule: Schedule, costs: Costs) -> Plan:
     """Attention on its own unit (a second stream of the whole device, with or without a grid
     cap, or a green context of the chosen SMs), everything else on unit 0 (in a carve layout
-    both units capped: attention confined to its SMs, the GEMMs aimed at the rest); one split
+    both units capped: attention's grid sized to its SMs, the GEMMs aimed at the rest); one split
     for every operation; the round's order is the schedule's start order, each segment's
     operations one after another."""
     sms = costs.profile.device_sms

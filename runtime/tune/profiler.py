@@ -66,9 +66,10 @@ class ProfileConfig:
     green: bool = False
     # attention's SM budgets (green contexts and grid caps); empty: every multiple of sm_step
     attention_sms: tuple[int, ...] = ()
-    # attention's budgets N at which attention is also timed confined to N SMs (at most one
-    # program per SM: placement confined:N) and every other operation with its GEMMs aimed at
-    # the other SMs (carve:<device SMs - N>), the two paired: the search's carve:N layouts
+    # attention's budgets N at which every other operation is also timed with its GEMMs aimed
+    # at the other SMs (carve:<device SMs - N>), paired with attention's grid sized to N
+    # (grid:N): the search's carve:N layouts. (Attention confined to one program per SM lost in
+    # every pair measured: docs/performance.md, 2026-12-02, sixteenth session.)
     carve_sms: tuple[int, ...] = ()
     # what is measured (a re-profile of what changed, merged into a stored profile):
     # all operations, attention alone, or decode attention alone; interference is measured
@@ -103,7 +104,6 @@ class Side:
     placement: str
     stream: torch.cuda.Stream | None
     num_sms: int | None
-    confined: bool = False  # attention at most one program per SM (AttentionBackend.confined)
 
 
 class Profiler:
@@ -229,7 +229,7 @@ class Profiler:
     def _op_fn(self, i: int, batch: tuple[torch.Tensor, ForwardContext], x: Any, side: Side) -> Fn:
         """Operation i over the batch's activations ``x``, with the side's kernels."""
         ctx = batch[1]
-        ops = PipelineExecutor._partition_ops(ctx.ops, side.num_sms, True, side.confined)
+        ops = PipelineExecutor._partition_ops(ctx.ops, side.num_sms)
         run_ctx = replace(ctx, ops=ops)
         op = self.op_list[i]
         return lambda: op.run(copy_of(x), run_ctx)
@@ -395,9 +395,12 @@ def _sides(prof: Profiler) -> tuple[list[Side], list[Side], list[tuple[Side, Sid
         if n >= s:  # no SMs left for the GEMMs: said in the profile, not silently dropped
             prof.failures.append(f"carve budget {n}: the device has {s} SMs")
             continue
-        atts.append(Side(f"confined:{n}", att_whole.stream, n, confined=True))
+        grid = [a for a in atts if a.placement == f"grid:{n}"]
+        if not grid:  # a budget outside the grid caps: attention timed there too
+            grid = [Side(f"grid:{n}", att_whole.stream, n)]
+            atts += grid
         others.append(Side(f"carve:{s - n}", other_whole.stream, s - n))
-        pairs.append((atts[-1], others[-1]))
+        pairs.append((grid[0], others[-1]))
     return others, atts, pairs
 
 

@@ -100,21 +100,16 @@ def test_a_carve_plan_gives_the_dense_tokens(tiny_llama: str, dense: list, tmp_p
     assert [o.token_ids for o in outs] == [o.token_ids for o in dense]
 
 
-def test_carved_units_are_the_plans_with_both_sides_capped() -> None:
-    """A carve plan confines both its units; a plan that caps only attention (grid:N) or only
-    the collectives (the network stage) confines none."""
+def test_a_carve_plan_caps_both_units_and_refuses_a_budget_outside_the_device() -> None:
+    """A carve plan caps attention at its SMs and the other operations at the rest (the
+    executor sizes attention's grid to the first and aims the GEMMs at the second)."""
     from runtime.pipeline import carve_plan
-    from runtime.pipeline.executor import carved_units
-    from runtime.pipeline.plans import NETWORK_OPS, network_plan, two_stream_plan
 
     carve = carve_plan("carve", [4, 4], attention_sms=8, device_sms=16)
-    assert carved_units(carve) == {s.unit for s in carve.ops}
-    grid = two_stream_plan("grid", [4, 4], device_sms=16)
-    grid = replace(grid, ops=tuple(replace(s, unit=replace(s.unit, max_sms=8))
-                                   if s.op == "attention" else s for s in grid.ops))  # fmt: skip
-    assert carved_units(grid) == set()
-    net = network_plan("net", [4, 4], network_ctas=16, device_sms=16)
-    assert carved_units(net, NETWORK_OPS) == set()
+    assert carve.split("attention").unit.max_sms == 8
+    assert {s.unit.max_sms for s in carve.ops if s.op != "attention"} == {8}
+    narrow = carve_plan("narrow", [4, 4], attention_sms=4, device_sms=16)
+    assert narrow.split("qkv_proj").unit.max_sms == 12
     for bad in (0, 16):  # no SMs for attention, or none left for the GEMMs
         with pytest.raises(PlanError, match="attention_sms must be in"):
             carve_plan("carve", [4, 4], attention_sms=bad, device_sms=16)

@@ -30,13 +30,13 @@ def synthetic_profile(
     carve: bool = False,
 ) -> Profile:
     """Each op at max(compute time, memory time) on its share of the SMs, plus a launch cost;
-    every pair of ops slows each other down by ``slowdown`` when both run. ``carve``: attention
-    also on ``confined:n`` and the other operations on ``carve:<device_sms - n>``."""
+    every pair of ops slows each other down by ``slowdown`` when both run. ``carve``: the other
+    operations also on ``carve:<device_sms - n>`` (beside attention on ``grid:n``)."""
     placements = ["whole"]
     if concurrent:
         for n in range(sm_step, device_sms, sm_step):
             placements += [f"green:{n}"] + ([f"grid:{n}"] if grid else [])
-            placements += [f"confined:{n}", f"carve:{device_sms - n}"] if carve else []
+            placements += [f"carve:{device_sms - n}"] if carve else []
     timings: list[OpTiming] = []
     for pl in placements:
         sms = device_sms if pl == "whole" else int(pl.split(":")[1])
@@ -44,7 +44,7 @@ def synthetic_profile(
         bw = min(hbm_gb_s, per_sm_gb_s * sms) * 1e3  # bytes per µs
         flops = tflops * 1e6 * frac  # flop per µs
         for op in LLAMA_OPS:
-            if pl.startswith(("grid:", "confined:")) and op != "attention":
+            if pl.startswith("grid:") and op != "attention":
                 continue  # placements of attention only
             if pl.startswith("carve:") and op == "attention":
                 continue  # the other operations' placement beside a capped attention

@@ -44,20 +44,25 @@ def test_gpu_profile_and_searched_plans(tiny_llama: str, tmp_path: Path) -> None
 
 
 def test_gpu_carve_profile(tiny_llama: str) -> None:
-    """``carve_sms``: attention confined to 16 SMs and every other operation with its GEMMs aimed
-    at the SMs left, paired; the search then has carve:16."""
+    """``carve_sms``: every other operation with its GEMMs aimed at the SMs attention leaves,
+    paired with attention's grid sized to 16 SMs; a carve budget outside the grid caps (24)
+    times attention's grid there only beside its carve; the search then has carve:16, carve:24
+    and grid:16, but no grid:24 (never timed beside the whole device)."""
     from runtime.tune.costs import layouts
     from runtime.tune.tuner import measure
 
     sms = torch.cuda.get_device_properties(0).multi_processor_count
-    cfg = dataclasses.replace(QUICK, attention_sms=(16,), carve_sms=(16, sms))
+    cfg = dataclasses.replace(QUICK, attention_sms=(16,), carve_sms=(16, 24, sms))
     prof = measure(tiny_llama, cfg, "test", dtype="float32", device="cuda")
     # a budget of every SM leaves none for the GEMMs: said, not silently dropped
     assert prof.notes["failures"] == [f"carve budget {sms}: the device has {sms} SMs"]
-    rest = f"carve:{sms - 16}"
     others = [n for n, _ in prof.ops if n != prof.attention]
-    assert all(rest in prof.placements(op) for op in others)
     pairs = {(f.op, f.placement, f.partner) for f in prof.interference}
-    assert all((op, rest, "confined:16") in pairs for op in others)
-    assert "confined:16" in prof.placements(prof.attention)
-    assert "carve:16" in {lay.name for lay in layouts(prof)}
+    for n in (16, 24):
+        rest = f"carve:{sms - n}"
+        assert all(rest in prof.placements(op) for op in others)
+        assert all((op, rest, f"grid:{n}") in pairs for op in others)
+        assert (prof.attention, f"grid:{n}", rest) in pairs
+    assert {"grid:16", "grid:24"} <= prof.placements(prof.attention)
+    names = {lay.name for lay in layouts(prof)}
+    assert {"carve:16", "carve:24", "grid:16"} <= names and "grid:24" not in names
