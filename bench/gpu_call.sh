@@ -37,9 +37,10 @@ case $name in
     timeout 560 python3 -m pytest -q -x -p no:cacheprovider tests/kernels/test_flashinfer_prefill.py \
       tests/kernels/test_attention_backends.py tests/kernels/test_flashinfer_backend.py \
       tests/runtime/test_gpu_attention_backends.py 2>&1 | tee "$out/tests-fi.log" ;;
-  tests-paged)  # the paged attention kernels' GPU tests (cut at 100 s in the twelfth session)
-    timeout 560 python3 -m pytest -q -x -p no:cacheprovider \
-      tests/kernels/test_triton_paged_attention.py 2>&1 | tee "$out/tests-paged.log" ;;
+  tests-paged)  # the paged attention kernels' GPU tests (K=expression: pytest -k, a subset)
+    rc=0; timeout "${T:-560}" python3 -m pytest -rA -x -p no:cacheprovider ${K:+-k "$K"} \
+      tests/kernels/test_triton_paged_attention.py > "$out/tests-paged.log" 2>&1 || rc=$?
+    tail -n 40 "$out/tests-paged.log"; echo "pytest rc=$rc" | tee -a "$out/tests-paged.log" ;;
   split-probe-ragged)  # split targets by batch size over ragged contexts (the gather kernel's case)
     timeout 560 python3 bench/split_target_probe.py --ragged --contexts 384,1024 \
       --batches 1,2,4,8,16,24,32,48,64,96,128 --out "$out/split-target-ragged.json" \
